@@ -1,0 +1,51 @@
+/* common.c: error texts and clocks. */
+#include "common.h"
+
+#include <time.h>
+
+const char *hg_strerror(int err) {
+  switch (err) {
+  case HG_OK: return "ok";
+  case HG_ENOMEM: return "out of memory";
+  case HG_EINVAL: return "invalid argument";
+  case HG_EIO: return "i/o error";
+  case HG_ENOTFOUND: return "not found";
+  case HG_EEXIST: return "already exists";
+  case HG_EBUSY: return "busy";
+  case HG_ETIMEDOUT: return "timed out";
+  case HG_ECLOSED: return "closed";
+  case HG_ETOOBIG: return "too big";
+  case HG_ECONFIG: return "configuration error";
+  case HG_ECORRUPT: return "stored data unreadable or newer than this binary";
+  case HG_EFORBIDDEN: return "forbidden";
+  case HG_ESTATE: return "invalid state";
+  default: return "unknown error";
+  }
+}
+
+uint64_t hg_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int64_t hg_wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void hg_format_time(int64_t ms, char buf[25]) {
+  time_t secs = (time_t)(ms / 1000);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  /* 2026-11-27T06:02:11.123Z: 24 characters and the NUL. */
+  strftime(buf, 21, "%Y-%m-%dT%H:%M:%S", &tm);
+  int milli = (int)(ms % 1000);
+  buf[19] = '.';
+  buf[20] = (char)('0' + milli / 100);
+  buf[21] = (char)('0' + milli / 10 % 10);
+  buf[22] = (char)('0' + milli % 10);
+  buf[23] = 'Z';
+  buf[24] = '\0';
+}

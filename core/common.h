@@ -1,0 +1,44 @@
+/* common.h: error codes and small helpers shared by every hookgate module.
+ *
+ * Convention (libuv's): functions return 0 on success or a negative HG_E*
+ * code. Codes from libuv, mbedTLS and SQLite are translated at the boundary
+ * of the module that calls them. */
+#ifndef HG_COMMON_H
+#define HG_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HG_VERSION "0.1.0"
+
+enum {
+  HG_OK = 0,
+  HG_ENOMEM = -1,    /* out of memory */
+  HG_EINVAL = -2,    /* invalid argument or input */
+  HG_EIO = -3,       /* I/O or storage failure */
+  HG_ENOTFOUND = -4, /* no such object */
+  HG_EEXIST = -5,    /* object already exists */
+  HG_EBUSY = -6,     /* object in use (e.g. delivery in flight) */
+  HG_ETIMEDOUT = -7, /* timed out */
+  HG_ECLOSED = -8,   /* handle or connection closed */
+  HG_ETOOBIG = -9,   /* input over a configured limit */
+  HG_ECONFIG = -10,  /* configuration error */
+  HG_ECORRUPT = -11, /* stored data unreadable, or schema newer than binary */
+  HG_EFORBIDDEN = -12,
+  HG_ESTATE = -13, /* call not valid in the current state */
+};
+
+/* Returns a static, human-readable text for an HG_E* code. */
+const char *hg_strerror(int err);
+
+/* Monotonic clock in nanoseconds (CLOCK_MONOTONIC). */
+uint64_t hg_now_ns(void);
+/* Wall clock in milliseconds since the Unix epoch. */
+int64_t hg_wall_ms(void);
+/* Formats a wall-clock time in ms as RFC 3339 UTC with milliseconds,
+ * e.g. "2026-11-27T06:02:11.123Z". buf must hold at least 25 bytes. */
+void hg_format_time(int64_t ms, char buf[25]);
+
+#define HG_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+#endif

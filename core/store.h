@@ -1,0 +1,66 @@
+/* store.h: the SQLite store and its writer thread.
+ *
+ * The loop thread never touches disk. Work is a function that runs on the
+ * store thread with the SQLite connection; the completion runs back on the
+ * loop (through uv_async). Everything that arrives while a transaction is
+ * being committed is run in the next one: one transaction and one fsync for
+ * a whole group (group commit). Each job runs inside its own SAVEPOINT, so
+ * a job that fails rolls back only its own changes. A completion runs only
+ * after the transaction holding its job is durable (WAL, synchronous=FULL). */
+#ifndef HG_STORE_H
+#define HG_STORE_H
+
+#include <sqlite3.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct hg_store hg_store_t;
+
+/* Runs on the store thread. Returns 0 to keep its changes, or a negative
+ * HG_E* code to roll them back (its savepoint only). Must not block on
+ * anything but SQLite, and must not touch loop-thread state. */
+typedef int (*hg_store_work_fn)(sqlite3 *db, void *ud);
+
+/* Runs on the loop thread once the job's transaction is durable (or rolled
+ * back): status is the work function's return, or HG_EIO when the commit
+ * itself failed. */
+typedef void (*hg_store_done_fn)(int status, void *ud);
+
+typedef struct hg_store_stats {
+  uint64_t commits;      /* transactions committed */
+  uint64_t jobs;         /* jobs run */
+  uint64_t max_batch;    /* most jobs in one transaction */
+  uint64_t commit_ns;    /* total time spent in COMMIT (fsync) */
+} hg_store_stats_t;
+
+/* Opens (creating the file and its parent directory if needed) the
+ * database at path, applies pending migrations, and starts the store
+ * thread. A database whose schema is newer than this binary is refused with
+ * HG_ECORRUPT and a message in err. */
+int hg_store_open(hg_store_t **out, uv_loop_t *loop, const char *path, char *err, size_t errlen);
+
+/* Queues a job. Thread-safe but meant for the loop thread. Returns 0, or
+ * HG_ESTATE once the store is closing (done is then never called). */
+int hg_store_submit(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, void *ud);
+
+/* Copies the counters. */
+void hg_store_stats(hg_store_t *s, hg_store_stats_t *out);
+
+/* Runs the jobs already queued, commits them, stops the thread and closes
+ * the database; completions of those jobs still run. The store is freed
+ * once the loop has run the uv_async close callback. Accepts NULL. */
+void hg_store_close(hg_store_t *s);
+
+/* For the CLI (keys create/list/revoke) and tests: opens path on the
+ * calling thread with the same pragmas and migrations. Close with
+ * sqlite3_close(). */
+int hg_store_open_sync(sqlite3 **out, const char *path, char *err, size_t errlen);
+
+/* Applies pending migrations to db. Returns 0, HG_ECORRUPT (schema newer
+ * than this binary, message in err) or HG_EIO. */
+int hg_store_migrate(sqlite3 *db, char *err, size_t errlen);
+
+/* The schema version this binary migrates to. */
+int hg_store_schema_version(void);
+
+#endif
