@@ -1,0 +1,88 @@
+// gateway.mjs: start the real hookgate binary for a test and talk to it.
+//
+// startGateway({config, env}) writes a config file into a fresh temp dir,
+// starts `hookgate serve -c FILE` on 127.0.0.1:0 (unless config says
+// otherwise), waits for its "listening" log line and resolves with
+// { port, url, dir, adminKey, logs(), stop(signal), waitExit(), request() }.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import http from 'node:http';
+
+export const BIN = process.env.HOOKGATE_BIN || new URL('../../../build/hookgate', import.meta.url).pathname;
+export const ADMIN_KEY = 'hg_test_admin_key_0123456789abcdef';
+
+export function tempDir() {
+  return mkdtempSync(join(tmpdir(), 'hookgate-test-'));
+}
+
+// config: Lua source for the config file (a string), appended after defaults
+// suitable for tests. env: extra environment variables.
+export async function startGateway({ config = '', env = {}, dir = tempDir(), listenRe = /listening.*addr=(\S+)/, args } = {}) {
+  const cfgPath = join(dir, 'hookgate.lua');
+  writeFileSync(cfgPath, config);
+  const fullEnv = {
+    ...process.env,
+    HOOKGATE_LISTEN: '127.0.0.1:0',
+    HOOKGATE_STORE: join(dir, 'hookgate.db'),
+    HOOKGATE_ADMIN_KEY: ADMIN_KEY,
+    HOOKGATE_LOG_LEVEL: 'debug',
+    ...env,
+  };
+  for (const [k, v] of Object.entries(fullEnv)) if (v === undefined) delete fullEnv[k];
+  const proc = spawn(BIN, args || ['serve', '-c', cfgPath], { env: fullEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const onData = (d) => { out += d.toString(); };
+  proc.stdout.on('data', onData);
+  proc.stderr.on('data', onData);
+  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+  const addrs = await new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('gateway did not start:\n' + out)), 15000);
+    const check = () => {
+      const lines = out.split('\n').filter((l) => listenRe.test(l));
+      if (lines.length > 0) { clearTimeout(t); resolve(lines.map((l) => l.match(listenRe)[1])); }
+    };
+    proc.stdout.on('data', check);
+    proc.stderr.on('data', check);
+    exited.then(({ code, signal }) => { clearTimeout(t); reject(new Error(`gateway exited (${code ?? signal}) before listening:\n${out}`)); });
+  });
+  const addr = addrs[0].replace(/^"|"$/g, '');
+  const port = Number(addr.slice(addr.lastIndexOf(':') + 1));
+  const gw = {
+    proc, dir, cfgPath, port, addrs, adminKey: fullEnv.HOOKGATE_ADMIN_KEY,
+    url: `http://127.0.0.1:${port}`,
+    logs: () => out,
+    exited,
+    async stop(signal = 'SIGTERM') {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      return exited;
+    },
+    // request(method, path, {body, headers, key}) -> {status, headers, body, json}
+    request(method, path, { body, headers = {}, key = gw.adminKey, raw = false } = {}) {
+      return new Promise((resolve, reject) => {
+        const h = { ...headers };
+        if (key) h.authorization = `Bearer ${key}`;
+        let payload;
+        if (body !== undefined) {
+          payload = raw || typeof body === 'string' ? body : JSON.stringify(body);
+          if (!Object.keys(h).some((k) => k.toLowerCase() === 'content-type')) h['content-type'] = 'application/json';
+        }
+        const req = http.request({ host: '127.0.0.1', port, method, path, headers: h, agent: false }, (res) => {
+          const chunks = [];
+          res.on('data', (c) => chunks.push(c));
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString();
+            let json;
+            try { json = text ? JSON.parse(text) : undefined; } catch { json = undefined; }
+            resolve({ status: res.statusCode, headers: res.headers, body: text, json });
+          });
+        });
+        req.on('error', reject);
+        if (payload !== undefined) req.write(payload);
+        req.end();
+      });
+    },
+  };
+  return gw;
+}
