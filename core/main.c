@@ -1,1 +1,218 @@
-int main(void){return 0;}
+/* main.c: the hookgate command line. */
+#include "app.h"
+#include "common.h"
+#include "config.h"
+#include "crypto.h"
+#include "keys.h"
+#include "log.h"
+#include "router.h"
+#include "store.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage[] =
+    "hookgate " HG_VERSION ": a webhook gateway\n"
+    "\n"
+    "Usage:\n"
+    "  hookgate serve [-c FILE]          run the gateway\n"
+    "  hookgate check -c FILE            validate a config file (exit 1 with FILE:LINE on error)\n"
+    "  hookgate keys create [-c FILE] --scopes S[,S...] [--org ID]\n"
+    "                                    create an API key; prints the key alone, once\n"
+    "  hookgate keys list [-c FILE]      list API keys (never the keys themselves)\n"
+    "  hookgate keys revoke [-c FILE] ID revoke an API key\n"
+    "  hookgate routes                   list the HTTP API's routes\n"
+    "  hookgate version                  print the version\n"
+    "  hookgate --help                   this text\n"
+    "\n"
+    "Scopes: webhooks:read, webhooks:write, events:publish, admin.\n"
+    "Environment: HOOKGATE_LISTEN, HOOKGATE_STORE, HOOKGATE_ADMIN_KEY, HOOKGATE_LOG_LEVEL,\n"
+    "HOOKGATE_LOG_FORMAT override the config file.\n";
+
+typedef struct args {
+  const char *config;
+  const char *scopes;
+  const char *org;
+  int optind;
+} args_t;
+
+static int parse_args(int argc, char **argv, args_t *a) {
+  static const struct option longopts[] = {
+      {"config", required_argument, NULL, 'c'},
+      {"scopes", required_argument, NULL, 's'},
+      {"org", required_argument, NULL, 'o'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
+  };
+  memset(a, 0, sizeof(*a));
+  optind = 1;
+  int c;
+  while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'c': a->config = optarg; break;
+    case 's': a->scopes = optarg; break;
+    case 'o': a->org = optarg; break;
+    case 'h': fputs(usage, stdout); exit(0);
+    default: fputs(usage, stderr); return -1;
+    }
+  }
+  a->optind = optind;
+  return 0;
+}
+
+static int load_config(const args_t *a, hg_config_t *cfg) {
+  char err[512];
+  if (hg_config_load(cfg, a->config, err, sizeof(err)) != 0) {
+    fprintf(stderr, "hookgate: %s\n", err);
+    return -1;
+  }
+  return 0;
+}
+
+static int cmd_serve(const args_t *a) {
+  hg_config_t cfg;
+  if (load_config(a, &cfg) != 0) return 1;
+  hg_log_setup(cfg.log_level, cfg.log_format, 2);
+  int code = hg_app_run(&cfg);
+  hg_config_close(&cfg);
+  return code;
+}
+
+static int cmd_check(const args_t *a) {
+  if (a->config == NULL) {
+    fputs("hookgate check: -c FILE is required\n", stderr);
+    return 2;
+  }
+  hg_config_t cfg;
+  if (load_config(a, &cfg) != 0) return 1;
+  printf("%s: ok\n", a->config);
+  hg_config_close(&cfg);
+  return 0;
+}
+
+static int open_db(const args_t *a, sqlite3 **db) {
+  hg_config_t cfg;
+  char err[512];
+  if (load_config(a, &cfg) != 0) return -1;
+  int r = hg_store_open_sync(db, cfg.store, err, sizeof(err));
+  if (r != 0) fprintf(stderr, "hookgate: cannot open the store %s: %s\n", cfg.store, err);
+  hg_config_close(&cfg);
+  return r == 0 ? 0 : -1;
+}
+
+static int print_key(const hg_key_info_t *k, void *ud) {
+  (void)ud;
+  char scopes[128], created[25], revoked[25] = "-";
+  hg_scopes_format(k->scopes, scopes, sizeof(scopes));
+  hg_format_time(k->created_at, created);
+  if (k->revoked_at) hg_format_time(k->revoked_at, revoked);
+  printf("%-32s %-12s %-48s %-16s %-24s %s\n", k->id, k->prefix, scopes, k->has_org ? k->organization_id : "-",
+         created, revoked);
+  return 0;
+}
+
+static int cmd_keys(int argc, char **argv, const args_t *a) {
+  if (a->optind >= argc) {
+    fputs("hookgate keys: expected create, list or revoke\n", stderr);
+    return 2;
+  }
+  const char *sub = argv[a->optind];
+  sqlite3 *db = NULL;
+  int code = 1;
+  if (strcmp(sub, "create") == 0) {
+    unsigned scopes;
+    if (a->scopes == NULL || hg_scopes_parse(a->scopes, &scopes) != 0) {
+      fputs("hookgate keys create: --scopes must list one or more of webhooks:read, webhooks:write, "
+            "events:publish, admin\n",
+            stderr);
+      return 2;
+    }
+    if (a->org && !hg_org_id_valid(a->org)) {
+      fputs("hookgate keys create: --org must be 1 to 128 characters of letters, digits, '_', '-', '.', ':'\n",
+            stderr);
+      return 2;
+    }
+    if (hg_crypto_init() != 0 || open_db(a, &db) != 0) goto out;
+    char key[128];
+    hg_key_info_t info;
+    int r = hg_keys_create(db, scopes, a->org, key, sizeof(key), &info);
+    if (r != 0) {
+      fprintf(stderr, "hookgate keys create: %s\n", hg_strerror(r));
+      goto out;
+    }
+    /* The key alone on stdout, so scripts can capture it; the id goes to
+     * stderr for the operator. */
+    printf("%s\n", key);
+    fprintf(stderr, "created key %s (shown once; store it now)\n", info.id);
+    memset(key, 0, sizeof(key));
+    code = 0;
+  } else if (strcmp(sub, "list") == 0) {
+    if (open_db(a, &db) != 0) goto out;
+    printf("%-32s %-12s %-48s %-16s %-24s %s\n", "ID", "PREFIX", "SCOPES", "ORGANIZATION", "CREATED", "REVOKED");
+    code = hg_keys_list(db, print_key, NULL) == 0 ? 0 : 1;
+  } else if (strcmp(sub, "revoke") == 0) {
+    if (a->optind + 1 >= argc) {
+      fputs("hookgate keys revoke: expected a key id (key_...)\n", stderr);
+      return 2;
+    }
+    if (open_db(a, &db) != 0) goto out;
+    int r = hg_keys_revoke(db, argv[a->optind + 1]);
+    if (r == HG_ENOTFOUND) fprintf(stderr, "hookgate keys revoke: no active key %s\n", argv[a->optind + 1]);
+    else if (r != 0) fprintf(stderr, "hookgate keys revoke: %s\n", hg_strerror(r));
+    else {
+      fprintf(stderr, "revoked %s (servers stop accepting it within 5 s)\n", argv[a->optind + 1]);
+      code = 0;
+    }
+  } else {
+    fprintf(stderr, "hookgate keys: unknown command '%s' (create, list, revoke)\n", sub);
+    return 2;
+  }
+out:
+  sqlite3_close(db);
+  return code;
+}
+
+static void print_route(const char *method, const char *pattern, void *ud) {
+  (void)ud;
+  printf("%s %s\n", method, pattern);
+}
+
+static int cmd_routes(void) {
+  hg_app_t app;
+  memset(&app, 0, sizeof(app));
+  app.router = hg_router_new();
+  if (app.router == NULL || hg_app_add_routes(&app) != 0) return 1;
+  hg_router_each(app.router, print_route, NULL);
+  hg_router_free(app.router);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  args_t a;
+  if (argc < 2) {
+    fputs(usage, stderr);
+    return 2;
+  }
+  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+    fputs(usage, stdout);
+    return 0;
+  }
+  if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+    printf("hookgate %s\n", HG_VERSION);
+    return 0;
+  }
+  const char *cmd = argv[1];
+  if (parse_args(argc - 1, argv + 1, &a) != 0) return 2;
+  if (strcmp(cmd, "serve") == 0) return cmd_serve(&a);
+  if (strcmp(cmd, "check") == 0) return cmd_check(&a);
+  if (strcmp(cmd, "routes") == 0) return cmd_routes();
+  if (strcmp(cmd, "keys") == 0) {
+    /* getopt ran on argv + 1 ("keys" in place of the program name) and moved
+     * the operands to its end: they start at argv[1 + optind]. */
+    return cmd_keys(argc - 1, argv + 1, &a);
+  }
+  fprintf(stderr, "hookgate: unknown command '%s'\n\n%s", cmd, usage);
+  return 2;
+}

@@ -9,7 +9,11 @@ set(CMAKE_DEPENDS_LANGUAGES
 # The set of dependency files which are needed:
 set(CMAKE_DEPENDS_DEPENDENCY_FILES
   "/work/main/core/common.c" "CMakeFiles/hg_core.dir/core/common.c.o" "gcc" "CMakeFiles/hg_core.dir/core/common.c.o.d"
+  "/work/main/core/config.c" "CMakeFiles/hg_core.dir/core/config.c.o" "gcc" "CMakeFiles/hg_core.dir/core/config.c.o.d"
+  "/work/main/core/http_server_stub.c" "CMakeFiles/hg_core.dir/core/http_server_stub.c.o" "gcc" "CMakeFiles/hg_core.dir/core/http_server_stub.c.o.d"
   "/work/main/core/log.c" "CMakeFiles/hg_core.dir/core/log.c.o" "gcc" "CMakeFiles/hg_core.dir/core/log.c.o.d"
+  "/work/main/core/router.c" "CMakeFiles/hg_core.dir/core/router.c.o" "gcc" "CMakeFiles/hg_core.dir/core/router.c.o.d"
+  "/work/main/core/schema.c" "CMakeFiles/hg_core.dir/core/schema.c.o" "gcc" "CMakeFiles/hg_core.dir/core/schema.c.o.d"
   )
 
 # Targets to which this target links.

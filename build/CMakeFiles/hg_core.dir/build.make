@@ -83,10 +83,38 @@ CMakeFiles/hg_core.dir/core/common.c.s: cmake_force
 	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Compiling C source to assembly CMakeFiles/hg_core.dir/core/common.c.s"
 	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -S /work/main/core/common.c -o CMakeFiles/hg_core.dir/core/common.c.s
 
+CMakeFiles/hg_core.dir/core/config.c.o: CMakeFiles/hg_core.dir/flags.make
+CMakeFiles/hg_core.dir/core/config.c.o: /work/main/core/config.c
+CMakeFiles/hg_core.dir/core/config.c.o: CMakeFiles/hg_core.dir/compiler_depend.ts
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_2) "Building C object CMakeFiles/hg_core.dir/core/config.c.o"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/hg_core.dir/core/config.c.o -MF CMakeFiles/hg_core.dir/core/config.c.o.d -o CMakeFiles/hg_core.dir/core/config.c.o -c /work/main/core/config.c
+
+CMakeFiles/hg_core.dir/core/config.c.i: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Preprocessing C source to CMakeFiles/hg_core.dir/core/config.c.i"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -E /work/main/core/config.c > CMakeFiles/hg_core.dir/core/config.c.i
+
+CMakeFiles/hg_core.dir/core/config.c.s: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Compiling C source to assembly CMakeFiles/hg_core.dir/core/config.c.s"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -S /work/main/core/config.c -o CMakeFiles/hg_core.dir/core/config.c.s
+
+CMakeFiles/hg_core.dir/core/http_server_stub.c.o: CMakeFiles/hg_core.dir/flags.make
+CMakeFiles/hg_core.dir/core/http_server_stub.c.o: /work/main/core/http_server_stub.c
+CMakeFiles/hg_core.dir/core/http_server_stub.c.o: CMakeFiles/hg_core.dir/compiler_depend.ts
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_3) "Building C object CMakeFiles/hg_core.dir/core/http_server_stub.c.o"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/hg_core.dir/core/http_server_stub.c.o -MF CMakeFiles/hg_core.dir/core/http_server_stub.c.o.d -o CMakeFiles/hg_core.dir/core/http_server_stub.c.o -c /work/main/core/http_server_stub.c
+
+CMakeFiles/hg_core.dir/core/http_server_stub.c.i: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Preprocessing C source to CMakeFiles/hg_core.dir/core/http_server_stub.c.i"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -E /work/main/core/http_server_stub.c > CMakeFiles/hg_core.dir/core/http_server_stub.c.i
+
+CMakeFiles/hg_core.dir/core/http_server_stub.c.s: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Compiling C source to assembly CMakeFiles/hg_core.dir/core/http_server_stub.c.s"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -S /work/main/core/http_server_stub.c -o CMakeFiles/hg_core.dir/core/http_server_stub.c.s
+
 CMakeFiles/hg_core.dir/core/log.c.o: CMakeFiles/hg_core.dir/flags.make
 CMakeFiles/hg_core.dir/core/log.c.o: /work/main/core/log.c
 CMakeFiles/hg_core.dir/core/log.c.o: CMakeFiles/hg_core.dir/compiler_depend.ts
-	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_2) "Building C object CMakeFiles/hg_core.dir/core/log.c.o"
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_4) "Building C object CMakeFiles/hg_core.dir/core/log.c.o"
 	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/hg_core.dir/core/log.c.o -MF CMakeFiles/hg_core.dir/core/log.c.o.d -o CMakeFiles/hg_core.dir/core/log.c.o -c /work/main/core/log.c
 
 CMakeFiles/hg_core.dir/core/log.c.i: cmake_force
@@ -97,19 +125,55 @@ CMakeFiles/hg_core.dir/core/log.c.s: cmake_force
 	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Compiling C source to assembly CMakeFiles/hg_core.dir/core/log.c.s"
 	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -S /work/main/core/log.c -o CMakeFiles/hg_core.dir/core/log.c.s
 
+CMakeFiles/hg_core.dir/core/router.c.o: CMakeFiles/hg_core.dir/flags.make
+CMakeFiles/hg_core.dir/core/router.c.o: /work/main/core/router.c
+CMakeFiles/hg_core.dir/core/router.c.o: CMakeFiles/hg_core.dir/compiler_depend.ts
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_5) "Building C object CMakeFiles/hg_core.dir/core/router.c.o"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/hg_core.dir/core/router.c.o -MF CMakeFiles/hg_core.dir/core/router.c.o.d -o CMakeFiles/hg_core.dir/core/router.c.o -c /work/main/core/router.c
+
+CMakeFiles/hg_core.dir/core/router.c.i: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Preprocessing C source to CMakeFiles/hg_core.dir/core/router.c.i"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -E /work/main/core/router.c > CMakeFiles/hg_core.dir/core/router.c.i
+
+CMakeFiles/hg_core.dir/core/router.c.s: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Compiling C source to assembly CMakeFiles/hg_core.dir/core/router.c.s"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -S /work/main/core/router.c -o CMakeFiles/hg_core.dir/core/router.c.s
+
+CMakeFiles/hg_core.dir/core/schema.c.o: CMakeFiles/hg_core.dir/flags.make
+CMakeFiles/hg_core.dir/core/schema.c.o: /work/main/core/schema.c
+CMakeFiles/hg_core.dir/core/schema.c.o: CMakeFiles/hg_core.dir/compiler_depend.ts
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_6) "Building C object CMakeFiles/hg_core.dir/core/schema.c.o"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/hg_core.dir/core/schema.c.o -MF CMakeFiles/hg_core.dir/core/schema.c.o.d -o CMakeFiles/hg_core.dir/core/schema.c.o -c /work/main/core/schema.c
+
+CMakeFiles/hg_core.dir/core/schema.c.i: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Preprocessing C source to CMakeFiles/hg_core.dir/core/schema.c.i"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -E /work/main/core/schema.c > CMakeFiles/hg_core.dir/core/schema.c.i
+
+CMakeFiles/hg_core.dir/core/schema.c.s: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Compiling C source to assembly CMakeFiles/hg_core.dir/core/schema.c.s"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -S /work/main/core/schema.c -o CMakeFiles/hg_core.dir/core/schema.c.s
+
 # Object files for target hg_core
 hg_core_OBJECTS = \
 "CMakeFiles/hg_core.dir/core/common.c.o" \
-"CMakeFiles/hg_core.dir/core/log.c.o"
+"CMakeFiles/hg_core.dir/core/config.c.o" \
+"CMakeFiles/hg_core.dir/core/http_server_stub.c.o" \
+"CMakeFiles/hg_core.dir/core/log.c.o" \
+"CMakeFiles/hg_core.dir/core/router.c.o" \
+"CMakeFiles/hg_core.dir/core/schema.c.o"
 
 # External object files for target hg_core
 hg_core_EXTERNAL_OBJECTS =
 
 libhg_core.a: CMakeFiles/hg_core.dir/core/common.c.o
+libhg_core.a: CMakeFiles/hg_core.dir/core/config.c.o
+libhg_core.a: CMakeFiles/hg_core.dir/core/http_server_stub.c.o
 libhg_core.a: CMakeFiles/hg_core.dir/core/log.c.o
+libhg_core.a: CMakeFiles/hg_core.dir/core/router.c.o
+libhg_core.a: CMakeFiles/hg_core.dir/core/schema.c.o
 libhg_core.a: CMakeFiles/hg_core.dir/build.make
 libhg_core.a: CMakeFiles/hg_core.dir/link.txt
-	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --bold --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_3) "Linking C static library libhg_core.a"
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --bold --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_7) "Linking C static library libhg_core.a"
 	$(CMAKE_COMMAND) -P CMakeFiles/hg_core.dir/cmake_clean_target.cmake
 	$(CMAKE_COMMAND) -E cmake_link_script CMakeFiles/hg_core.dir/link.txt --verbose=$(VERBOSE)
 

@@ -1,0 +1,63 @@
+/* api.h: what every API handler shares: JSON bodies, validation errors,
+ * authentication and scopes. */
+#ifndef HG_API_H
+#define HG_API_H
+
+#include "app.h"
+#include "http_server.h"
+
+#include <jansson.h>
+
+/* Who is calling: filled by hg_api_authorize. */
+typedef struct hg_principal {
+  char key_id[48];     /* "bootstrap" for HOOKGATE_ADMIN_KEY */
+  unsigned scopes;     /* HG_SCOPE_* bits */
+  char org[129];       /* organization the key is limited to, "" if none */
+} hg_principal_t;
+
+typedef void (*hg_api_authorized_fn)(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who);
+
+/* Checks the Authorization: Bearer key and that it carries scope (a
+ * HG_SCOPE_* bit; HG_SCOPE_ADMIN implies every scope). Answers 401 or 403
+ * itself on failure; otherwise calls fn, possibly later (after a store
+ * lookup). */
+void hg_api_authorize(hg_app_t *app, hg_http_req_t *req, unsigned scope, hg_api_authorized_fn fn);
+
+/* Frees the key-lookup cache (at shutdown). */
+void hg_api_keycache_free(hg_app_t *app);
+
+/* Parses the request body as a JSON object. Answers 415 (not
+ * application/json), 400 (malformed: message names the byte offset; or not
+ * an object) itself and returns NULL; otherwise returns a new reference.
+ * An empty body parses as {} when empty_ok. */
+json_t *hg_api_parse_body(hg_http_req_t *req, int empty_ok);
+
+/* Validation details: a JSON array of {field, message}. */
+void hg_api_detail(json_t *details, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Answers 422 validation_error with details (takes ownership). */
+void hg_api_validation_error(hg_http_req_t *req, json_t *details);
+
+/* Adds a detail for every key of obj not in allowed (NULL-terminated). */
+void hg_api_reject_unknown(json_t *obj, const char *const *allowed, json_t *details);
+
+/* Answers 500 with the request id, logging what failed. */
+void hg_api_internal_error(hg_http_req_t *req, const char *what, int err);
+
+/* Opaque page tokens: base64url of the last id seen. */
+void hg_api_page_token(const char *last_id, char *out, size_t cap);
+int hg_api_page_token_parse(const char *token, char *out_id, size_t cap);
+
+/* Reads pageSize from the query (default 25, 1..100) and pageToken;
+ * answers 422 itself and returns -1 on a bad value. after_id is "" when
+ * there is no token. */
+int hg_api_page_params(hg_http_req_t *req, int *page_size, char *after_id, size_t cap);
+
+/* Time as RFC 3339 JSON string, or JSON null for 0. */
+json_t *hg_api_time(int64_t ms);
+
+/* Route registration, one per API file. */
+int hg_api_webhooks_add_routes(hg_app_t *app);
+
+#endif

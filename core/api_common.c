@@ -1,0 +1,150 @@
+/* api_common.c: JSON bodies, validation answers and paging for the API. */
+#include "api.h"
+
+#include "common.h"
+#include "crypto.h"
+#include "log.h"
+#include "router.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static int is_json_type(const char *ct) {
+  if (ct == NULL) return 0;
+  while (*ct == ' ') ct++;
+  size_t n = strlen("application/json");
+  if (strncasecmp(ct, "application/json", n) != 0) return 0;
+  return ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ';
+}
+
+json_t *hg_api_parse_body(hg_http_req_t *req, int empty_ok) {
+  if (req->body_len == 0 && empty_ok) return json_object();
+  if (!is_json_type(hg_http_req_header(req, "content-type"))) {
+    hg_http_respond_error(req, 415, "unsupported_media_type", "the body must be application/json", NULL);
+    return NULL;
+  }
+  json_error_t jerr;
+  /* Duplicate keys are refused: two values for one field is ambiguous. */
+  json_t *doc = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+  if (doc == NULL) {
+    char msg[256];
+    snprintf(msg, sizeof(msg), "malformed JSON at byte %d: %s", jerr.position, jerr.text);
+    json_t *details = json_array();
+    json_array_append_new(details, json_pack("{s:s,s:s,s:i}", "field", "body", "message", jerr.text,
+                                             "offset", jerr.position));
+    hg_http_respond_error(req, 400, "invalid_json", msg, details);
+    return NULL;
+  }
+  if (!json_is_object(doc)) {
+    json_decref(doc);
+    hg_http_respond_error(req, 400, "invalid_json", "the body must be a JSON object", NULL);
+    return NULL;
+  }
+  return doc;
+}
+
+void hg_api_detail(json_t *details, const char *field, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  json_array_append_new(details, json_pack("{s:s,s:s}", "field", field, "message", msg));
+}
+
+void hg_api_validation_error(hg_http_req_t *req, json_t *details) {
+  char msg[600];
+  size_t n = json_array_size(details);
+  json_t *first = json_array_get(details, 0);
+  if (n == 1)
+    snprintf(msg, sizeof(msg), "%s: %s", json_string_value(json_object_get(first, "field")),
+             json_string_value(json_object_get(first, "message")));
+  else
+    snprintf(msg, sizeof(msg), "%zu fields are invalid", n);
+  hg_http_respond_error(req, 422, "validation_error", msg, details);
+}
+
+void hg_api_reject_unknown(json_t *obj, const char *const *allowed, json_t *details) {
+  const char *key;
+  json_t *v;
+  json_object_foreach(obj, key, v) {
+    int known = 0;
+    for (const char *const *a = allowed; *a && !known; a++) known = strcmp(*a, key) == 0;
+    if (!known) hg_api_detail(details, key, "unknown field");
+  }
+}
+
+void hg_api_internal_error(hg_http_req_t *req, const char *what, int err) {
+  hg_log(HG_LOG_ERROR, "internal error", "what", what, "error", hg_strerror(err), "request_id", req->request_id,
+         NULL);
+  char msg[96];
+  snprintf(msg, sizeof(msg), "internal error (request id %s)", req->request_id);
+  hg_http_respond_error(req, 500, "internal_error", msg, NULL);
+}
+
+void hg_api_page_token(const char *last_id, char *out, size_t cap) {
+  if (hg_base64url_encode((const unsigned char *)last_id, strlen(last_id), out, cap) < 0) out[0] = '\0';
+}
+
+int hg_api_page_token_parse(const char *token, char *out_id, size_t cap) {
+  /* base64url without padding → standard base64 with padding. */
+  size_t n = strlen(token);
+  if (n == 0 || n > 128) return HG_EINVAL;
+  char std[136];
+  size_t i;
+  for (i = 0; i < n; i++) {
+    char c = token[i];
+    if (c == '-') c = '+';
+    else if (c == '_') c = '/';
+    else if (c == '+' || c == '/' || c == '=') return HG_EINVAL;
+    std[i] = c;
+  }
+  while (i % 4) std[i++] = '=';
+  size_t len = 0;
+  if (hg_base64_decode(std, i, (unsigned char *)out_id, cap - 1, &len) != 0) return HG_EINVAL;
+  out_id[len] = '\0';
+  /* A token names an id we issued: prefix_ + base32. */
+  for (size_t k = 0; k < len; k++) {
+    char c = out_id[k];
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return HG_EINVAL;
+  }
+  return len > 0 ? 0 : HG_EINVAL;
+}
+
+int hg_api_page_params(hg_http_req_t *req, int *page_size, char *after_id, size_t cap) {
+  json_t *details = json_array();
+  int bad = 0;
+  *page_size = 25;
+  after_id[0] = '\0';
+  char *ps = hg_query_get(req->query, "pageSize", &bad);
+  if (bad) hg_api_detail(details, "pageSize", "must be a whole number from 1 to 100");
+  if (ps != NULL) {
+    char *end;
+    long v = strtol(ps, &end, 10);
+    if (*ps == '\0' || *end != '\0' || v < 1 || v > 100)
+      hg_api_detail(details, "pageSize", "must be a whole number from 1 to 100");
+    else
+      *page_size = (int)v;
+    free(ps);
+  }
+  char *tok = hg_query_get(req->query, "pageToken", &bad);
+  if (bad || (tok != NULL && *tok && hg_api_page_token_parse(tok, after_id, cap) != 0))
+    hg_api_detail(details, "pageToken", "is not a token this server issued");
+  free(tok);
+  if (json_array_size(details) > 0) {
+    hg_api_validation_error(req, details);
+    return -1;
+  }
+  json_decref(details);
+  return 0;
+}
+
+json_t *hg_api_time(int64_t ms) {
+  if (ms == 0) return json_null();
+  char buf[25];
+  hg_format_time(ms, buf);
+  return json_string(buf);
+}

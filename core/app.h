@@ -1,0 +1,39 @@
+/* app.h: the running gateway: loop, config, server, router, store, and the
+ * state the API handlers share. */
+#ifndef HG_APP_H
+#define HG_APP_H
+
+#include "config.h"
+#include "http_server.h"
+#include "router.h"
+#include "store.h"
+
+#include <uv.h>
+
+typedef struct hg_keycache hg_keycache_t;
+typedef struct hg_event_types hg_event_types_t;
+
+typedef struct hg_app {
+  uv_loop_t *loop;
+  const hg_config_t *cfg;
+  hg_http_server_t *server;
+  hg_router_t *router;
+  hg_store_t *store;
+  hg_keycache_t *keys;
+  hg_event_types_t *event_types;
+  unsigned char admin_key_hash[32];
+  int has_admin_key;
+  uv_signal_t sig_term, sig_int;
+  int stopping; /* 0 running, 1 draining, 2 stopped */
+  int exit_code;
+} hg_app_t;
+
+/* Runs the gateway with cfg until SIGTERM/SIGINT (graceful: stop accepting,
+ * finish requests in flight, close the store, return 0) or a second signal
+ * (immediate exit). Returns the process exit code. */
+int hg_app_run(const hg_config_t *cfg);
+
+/* Registers every route on app->router (used by serve and by `routes`). */
+int hg_app_add_routes(hg_app_t *app);
+
+#endif

@@ -1,0 +1,435 @@
+/* config.c: reads the Lua configuration file into hg_config_t.
+ *
+ * The file runs in a small sandbox (base functions without file access,
+ * string, table, math, and env()). Top-level assignments go through a
+ * proxy that records the line of each one, so errors found after the file
+ * has run still point at the line that set the key. */
+#include "config.h"
+
+#include "common.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { K_STR, K_STRLIST, K_BOOL, K_UINT, K_SECONDS, K_SECTION, K_LOGLEVEL, K_LOGFORMAT } kind_t;
+
+typedef struct field {
+  const char *name;
+  kind_t kind;
+  size_t off; /* offset into hg_config_t */
+  const struct field *sub;
+  double min, max; /* for numbers */
+  const char *help; /* what the value is, for error messages */
+} field_t;
+
+#define OFF(m) offsetof(hg_config_t, m)
+
+static const field_t tls_fields[] = {
+    {"listen", K_STR, OFF(tls_listen), NULL, 0, 0, "address to listen on with TLS"},
+    {"cert", K_STR, OFF(tls_cert), NULL, 0, 0, "PEM certificate chain file"},
+    {"key", K_STR, OFF(tls_key), NULL, 0, 0, "PEM private key file"},
+    {NULL, 0, 0, NULL, 0, 0, NULL},
+};
+
+static const field_t log_fields[] = {
+    {"level", K_LOGLEVEL, OFF(log_level), NULL, 0, 0, "debug, info, warn or error"},
+    {"format", K_LOGFORMAT, OFF(log_format), NULL, 0, 0, "logfmt or json"},
+    {"access", K_BOOL, OFF(access_log), NULL, 0, 0, "one line per request"},
+    {NULL, 0, 0, NULL, 0, 0, NULL},
+};
+
+static const field_t http_fields[] = {
+    {"max_body", K_UINT, OFF(http.max_body), NULL, 1, 1 << 30, "bytes"},
+    {"max_header_bytes", K_UINT, OFF(http.max_header_bytes), NULL, 1024, 1 << 20, "bytes"},
+    {"max_headers", K_UINT, OFF(http.max_headers), NULL, 8, 10000, "count"},
+    {"header_timeout", K_SECONDS, OFF(http.header_timeout_ms), NULL, 0.001, 3600, "seconds"},
+    {"idle_timeout", K_SECONDS, OFF(http.idle_timeout_ms), NULL, 0.001, 86400, "seconds"},
+    {"body_timeout", K_SECONDS, OFF(http.body_timeout_ms), NULL, 0.001, 3600, "seconds"},
+    {"max_connections", K_UINT, OFF(http.max_connections), NULL, 1, 1000000, "count"},
+    {NULL, 0, 0, NULL, 0, 0, NULL},
+};
+
+static const field_t webhook_fields[] = {
+    {"allow_http", K_BOOL, OFF(allow_http_urls), NULL, 0, 0, "allow http:// webhook URLs"},
+    {"event_types", K_STRLIST, OFF(event_types), NULL, 0, 0, "extra event type names"},
+    {NULL, 0, 0, NULL, 0, 0, NULL},
+};
+
+static const field_t top_fields[] = {
+    {"listen", K_STRLIST, OFF(listen), NULL, 0, 0, "address or list of addresses"},
+    {"tls", K_SECTION, 0, tls_fields, 0, 0, NULL},
+    {"store", K_STR, OFF(store), NULL, 0, 0, "SQLite database file"},
+    {"admin_key", K_STR, OFF(admin_key), NULL, 0, 0, "bootstrap admin API key"},
+    {"log", K_SECTION, 0, log_fields, 0, 0, NULL},
+    {"http", K_SECTION, 0, http_fields, 0, 0, NULL},
+    {"webhooks", K_SECTION, 0, webhook_fields, 0, 0, NULL},
+    {NULL, 0, 0, NULL, 0, 0, NULL},
+};
+
+typedef struct loader {
+  hg_config_t *cfg;
+  lua_State *L;
+  char *err;
+  size_t errlen;
+  const char *file;
+  int line; /* line of the top-level assignment being checked */
+} loader_t;
+
+static int fail(loader_t *ld, const char *key, const char *fmt, ...) {
+  char msg[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  if (ld->line > 0) snprintf(ld->err, ld->errlen, "%s:%d: %s: %s", ld->file, ld->line, key, msg);
+  else snprintf(ld->err, ld->errlen, "%s: %s: %s", ld->file, key, msg);
+  return HG_ECONFIG;
+}
+
+static void strlist_free(hg_strlist_t *l) {
+  for (size_t i = 0; i < l->n; i++) free(l->items[i]);
+  free(l->items);
+  l->items = NULL;
+  l->n = 0;
+}
+
+static int strlist_push(hg_strlist_t *l, const char *s, size_t len) {
+  char **items = realloc(l->items, (l->n + 1) * sizeof(*items));
+  if (items == NULL) return HG_ENOMEM;
+  l->items = items;
+  if ((items[l->n] = strndup(s, len)) == NULL) return HG_ENOMEM;
+  l->n++;
+  return 0;
+}
+
+static int set_str(char **dst, const char *s) {
+  char *copy = strdup(s);
+  if (copy == NULL) return HG_ENOMEM;
+  free(*dst);
+  *dst = copy;
+  return 0;
+}
+
+/* Converts the value on top of the stack into the field. */
+static int set_field(loader_t *ld, const field_t *f, const char *key) {
+  lua_State *L = ld->L;
+  char *base = (char *)ld->cfg;
+  int t = lua_type(L, -1);
+  switch (f->kind) {
+  case K_STR:
+    if (t != LUA_TSTRING) return fail(ld, key, "must be a string (%s), not %s", f->help, lua_typename(L, t));
+    return set_str((char **)(base + f->off), lua_tostring(L, -1));
+  case K_BOOL:
+    if (t != LUA_TBOOLEAN) return fail(ld, key, "must be true or false, not %s", lua_typename(L, t));
+    *(int *)(base + f->off) = lua_toboolean(L, -1);
+    return 0;
+  case K_LOGLEVEL:
+  case K_LOGFORMAT: {
+    if (t != LUA_TSTRING) return fail(ld, key, "must be a string (%s)", f->help);
+    const char *s = lua_tostring(L, -1);
+    int r = f->kind == K_LOGLEVEL ? hg_log_parse_level(s, (hg_log_level_t *)(base + f->off))
+                                  : hg_log_parse_format(s, (hg_log_format_t *)(base + f->off));
+    if (r != 0) return fail(ld, key, "must be one of: %s (got \"%s\")", f->help, s);
+    return 0;
+  }
+  case K_UINT:
+  case K_SECONDS: {
+    if (t != LUA_TNUMBER) return fail(ld, key, "must be a number (%s), not %s", f->help, lua_typename(L, t));
+    double v = lua_tonumber(L, -1);
+    if (!(v >= f->min && v <= f->max))
+      return fail(ld, key, "must be between %g and %g %s (got %g)", f->min, f->max, f->help, v);
+    if (f->kind == K_SECONDS) {
+      *(uint64_t *)(base + f->off) = (uint64_t)llround(v * 1000.0);
+    } else {
+      if (v != floor(v)) return fail(ld, key, "must be a whole number (got %g)", v);
+      /* K_UINT fields are size_t or unsigned: sizes tell which. */
+      if (strcmp(f->name, "max_headers") == 0 || strcmp(f->name, "max_connections") == 0)
+        *(unsigned *)(base + f->off) = (unsigned)v;
+      else
+        *(size_t *)(base + f->off) = (size_t)v;
+    }
+    return 0;
+  }
+  case K_STRLIST: {
+    hg_strlist_t *l = (hg_strlist_t *)(base + f->off);
+    strlist_free(l);
+    if (t == LUA_TSTRING) {
+      size_t len;
+      const char *s = lua_tolstring(L, -1, &len);
+      return strlist_push(l, s, len);
+    }
+    if (t != LUA_TTABLE) return fail(ld, key, "must be a string or a list of strings (%s)", f->help);
+    lua_Integer n = luaL_len(L, -1);
+    /* A list has only the keys 1..n. */
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+      lua_pop(L, 1);
+      if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > n) {
+        lua_pop(L, 1);
+        return fail(ld, key, "must be a list of strings, without named keys");
+      }
+    }
+    for (lua_Integer i = 1; i <= n; i++) {
+      lua_geti(L, -1, i);
+      if (lua_type(L, -1) != LUA_TSTRING) {
+        lua_pop(L, 1);
+        return fail(ld, key, "item %lld must be a string", (long long)i);
+      }
+      size_t len;
+      const char *s = lua_tolstring(L, -1, &len);
+      int r = strlist_push(l, s, len);
+      lua_pop(L, 1);
+      if (r != 0) return r;
+    }
+    return 0;
+  }
+  case K_SECTION:
+    break;
+  }
+  return HG_EINVAL;
+}
+
+static const field_t *find_field(const field_t *fields, const char *name) {
+  for (const field_t *f = fields; f->name; f++)
+    if (strcmp(f->name, name) == 0) return f;
+  return NULL;
+}
+
+static void append_names(char *buf, size_t cap, const field_t *fields) {
+  size_t len = 0;
+  buf[0] = '\0';
+  for (const field_t *f = fields; f->name && len < cap; f++)
+    len += (size_t)snprintf(buf + len, cap - len, "%s%s", len ? ", " : "", f->name);
+}
+
+/* Walks the table on top of the stack against fields. prefix is the dotted
+ * path of the table ("" at the top). */
+static int walk(loader_t *ld, const field_t *fields, const char *prefix) {
+  lua_State *L = ld->L;
+  lua_pushnil(L);
+  while (lua_next(L, -2) != 0) {
+    char key[128];
+    if (lua_type(L, -2) != LUA_TSTRING) {
+      lua_pop(L, 2);
+      snprintf(key, sizeof(key), "%s%s", prefix, "[?]");
+      return fail(ld, key, "keys here must be names");
+    }
+    const char *name = lua_tostring(L, -2);
+    snprintf(key, sizeof(key), "%s%s", prefix, name);
+    const field_t *f = find_field(fields, name);
+    int r;
+    if (f == NULL) {
+      char known[256];
+      append_names(known, sizeof(known), fields);
+      r = fail(ld, key, "unknown key (known here: %s)", known);
+    } else if (f->kind == K_SECTION) {
+      if (lua_type(L, -1) != LUA_TTABLE) {
+        r = fail(ld, key, "must be a table");
+      } else {
+        char sub[sizeof(key) + 2];
+        snprintf(sub, sizeof(sub), "%s.", key);
+        r = walk(ld, f->sub, sub);
+      }
+    } else {
+      r = set_field(ld, f, key);
+    }
+    if (r != 0) {
+      lua_pop(L, 2);
+      return r;
+    }
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+/* __newindex of the file's environment: stores the value and the line. */
+static int env_newindex(lua_State *L) {
+  lua_Debug ar;
+  int line = 0;
+  if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "l", &ar)) line = ar.currentline;
+  lua_pushvalue(L, 2);
+  lua_pushinteger(L, line);
+  lua_rawset(L, lua_upvalueindex(2)); /* lines[key] = line */
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 3);
+  lua_rawset(L, lua_upvalueindex(1)); /* values[key] = value */
+  return 0;
+}
+
+/* env(name [, default]): reads an environment variable from the config. */
+static int env_get(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  const char *v = getenv(name);
+  if (v != NULL) lua_pushstring(L, v);
+  else if (lua_gettop(L) >= 2) lua_pushvalue(L, 2);
+  else lua_pushnil(L);
+  return 1;
+}
+
+static int env_override(hg_config_t *cfg, char *err, size_t errlen) {
+  const char *v;
+  int r = 0;
+  if ((v = getenv("HOOKGATE_LISTEN")) != NULL && *v) {
+    strlist_free(&cfg->listen);
+    for (const char *p = v; *p && r == 0;) {
+      const char *comma = strchr(p, ',');
+      size_t len = comma ? (size_t)(comma - p) : strlen(p);
+      if (len > 0) r = strlist_push(&cfg->listen, p, len);
+      p += len + (comma ? 1 : 0);
+    }
+  }
+  if (r == 0 && (v = getenv("HOOKGATE_STORE")) != NULL && *v) r = set_str(&cfg->store, v);
+  if (r == 0 && (v = getenv("HOOKGATE_ADMIN_KEY")) != NULL && *v) r = set_str(&cfg->admin_key, v);
+  if (r == 0 && (v = getenv("HOOKGATE_LOG_LEVEL")) != NULL && *v && hg_log_parse_level(v, &cfg->log_level) != 0) {
+    snprintf(err, errlen, "HOOKGATE_LOG_LEVEL: must be one of debug, info, warn, error (got \"%s\")", v);
+    return HG_ECONFIG;
+  }
+  if (r == 0 && (v = getenv("HOOKGATE_LOG_FORMAT")) != NULL && *v && hg_log_parse_format(v, &cfg->log_format) != 0) {
+    snprintf(err, errlen, "HOOKGATE_LOG_FORMAT: must be logfmt or json (got \"%s\")", v);
+    return HG_ECONFIG;
+  }
+  if (r != 0) snprintf(err, errlen, "out of memory");
+  return r;
+}
+
+/* Checks that hang together across keys. */
+static int cross_check(hg_config_t *cfg, char *err, size_t errlen) {
+  const char *file = cfg->path ? cfg->path : "(defaults)";
+  if (cfg->listen.n == 0 && cfg->tls_listen == NULL) {
+    snprintf(err, errlen, "%s: listen: at least one address is needed", file);
+    return HG_ECONFIG;
+  }
+  if (cfg->tls_listen && (!cfg->tls_cert || !cfg->tls_key)) {
+    snprintf(err, errlen, "%s: tls: listen needs both cert and key", file);
+    return HG_ECONFIG;
+  }
+  if (cfg->admin_key && strlen(cfg->admin_key) < 16) {
+    snprintf(err, errlen, "%s: admin_key: must be at least 16 characters", file);
+    return HG_ECONFIG;
+  }
+  return 0;
+}
+
+static int read_file(hg_config_t *cfg, const char *path, char *err, size_t errlen) {
+  lua_State *L = luaL_newstate();
+  if (L == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return HG_ENOMEM;
+  }
+  loader_t ld = {cfg, L, err, errlen, path, 0};
+  int r = 0;
+  luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
+  luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
+  luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
+  luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 1);
+  lua_settop(L, 0);
+  /* The base library's file loaders have no place in a config file. */
+  static const char *const drop[] = {"dofile", "loadfile", "load", "collectgarbage"};
+  for (size_t i = 0; i < HG_ARRAY_LEN(drop); i++) {
+    lua_pushnil(L);
+    lua_setglobal(L, drop[i]);
+  }
+  lua_pushcfunction(L, env_get);
+  lua_setglobal(L, "env");
+
+  lua_newtable(L); /* 1: values */
+  lua_newtable(L); /* 2: lines */
+  lua_newtable(L); /* 3: the file's environment (a proxy) */
+  lua_newtable(L); /* 4: its metatable */
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, 2);
+  lua_pushcclosure(L, env_newindex, 2);
+  lua_setfield(L, 4, "__newindex");
+  /* Reads see the file's own assignments first, then the globals. */
+  lua_newtable(L);
+  lua_pushglobaltable(L);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, 1);
+  lua_pushvalue(L, 1);
+  lua_setfield(L, 4, "__index");
+  lua_setmetatable(L, 3);
+
+  if (luaL_loadfilex(L, path, "t") != LUA_OK) {
+    /* Already "FILE:LINE: message", or "cannot open FILE". */
+    snprintf(err, errlen, "%s", lua_tostring(L, -1));
+    r = HG_ECONFIG;
+    goto done;
+  }
+  lua_pushvalue(L, 3);
+  lua_setupvalue(L, -2, 1); /* _ENV */
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+    snprintf(err, errlen, "%s", lua_tostring(L, -1));
+    r = HG_ECONFIG;
+    goto done;
+  }
+
+  /* Check each top-level key against the schema, with its line. */
+  lua_pushnil(L);
+  while (r == 0 && lua_next(L, 1) != 0) {
+    lua_pushvalue(L, -2);
+    lua_rawget(L, 2);
+    ld.line = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    /* walk() wants a table holding just this key: build {key = value}. */
+    lua_newtable(L);
+    lua_pushvalue(L, -3);
+    lua_pushvalue(L, -3);
+    lua_rawset(L, -3);
+    r = walk(&ld, top_fields, "");
+    lua_pop(L, 2);
+  }
+done:
+  lua_close(L);
+  return r;
+}
+
+int hg_config_load(hg_config_t *cfg, const char *path, char *err, size_t errlen) {
+  memset(cfg, 0, sizeof(*cfg));
+  int r = 0;
+  if (strlist_push(&cfg->listen, "127.0.0.1:8080", 14) != 0 || set_str(&cfg->store, "./data/hookgate.db") != 0) {
+    r = HG_ENOMEM;
+    snprintf(err, errlen, "out of memory");
+    goto fail;
+  }
+  cfg->log_level = HG_LOG_INFO;
+  cfg->log_format = HG_LOG_LOGFMT;
+  cfg->access_log = 1;
+  hg_http_limits_default(&cfg->http);
+  if (path != NULL) {
+    if ((cfg->path = strdup(path)) == NULL) {
+      r = HG_ENOMEM;
+      goto fail;
+    }
+    if ((r = read_file(cfg, path, err, errlen)) != 0) goto fail;
+  }
+  if ((r = env_override(cfg, err, errlen)) != 0) goto fail;
+  if ((r = cross_check(cfg, err, errlen)) != 0) goto fail;
+  return 0;
+fail:
+  hg_config_close(cfg);
+  return r;
+}
+
+void hg_config_close(hg_config_t *cfg) {
+  if (cfg == NULL) return;
+  free(cfg->path);
+  strlist_free(&cfg->listen);
+  free(cfg->tls_listen);
+  free(cfg->tls_cert);
+  free(cfg->tls_key);
+  free(cfg->store);
+  if (cfg->admin_key) {
+    /* A secret: do not leave it in freed memory. */
+    memset(cfg->admin_key, 0, strlen(cfg->admin_key));
+    free(cfg->admin_key);
+  }
+  strlist_free(&cfg->event_types);
+  memset(cfg, 0, sizeof(*cfg));
+}

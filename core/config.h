@@ -1,0 +1,53 @@
+/* config.h: the gateway's configuration, read from a Lua file.
+ *
+ * The file is a Lua chunk that assigns top-level keys:
+ *   listen = { "127.0.0.1:8080" }
+ *   store = "./data/hookgate.db"
+ *   http = { max_body = 1048576, header_timeout = 10 }
+ * Unknown keys are errors reported as "FILE:LINE: key: message". After the
+ * file, environment variables override: HOOKGATE_LISTEN (comma-separated
+ * addresses), HOOKGATE_STORE, HOOKGATE_ADMIN_KEY, HOOKGATE_LOG_LEVEL,
+ * HOOKGATE_LOG_FORMAT. */
+#ifndef HG_CONFIG_H
+#define HG_CONFIG_H
+
+#include "http_server.h"
+#include "log.h"
+
+#include <stddef.h>
+
+typedef struct hg_strlist {
+  char **items;
+  size_t n;
+} hg_strlist_t;
+
+typedef struct hg_config {
+  char *path; /* the file read, or NULL for built-in defaults */
+
+  hg_strlist_t listen; /* plain HTTP listeners */
+  char *tls_listen;    /* NULL: no TLS listener */
+  char *tls_cert;
+  char *tls_key;
+
+  char *store;     /* SQLite file path */
+  char *admin_key; /* bootstrap key with every scope; a secret: never logged */
+
+  hg_log_level_t log_level;
+  hg_log_format_t log_format;
+  int access_log;
+
+  hg_http_limits_t http;
+
+  int allow_http_urls;        /* webhooks may use http:// (development, tests) */
+  hg_strlist_t event_types;   /* extra event types beside the built-in ones */
+} hg_config_t;
+
+/* Fills cfg with defaults, then reads path (NULL: defaults only), then
+ * applies environment overrides. On error returns HG_ECONFIG (or HG_ENOMEM)
+ * with "FILE:LINE: message" in err; cfg is then closed already. */
+int hg_config_load(hg_config_t *cfg, const char *path, char *err, size_t errlen);
+
+/* Frees what cfg holds. Accepts a zeroed or half-loaded cfg. */
+void hg_config_close(hg_config_t *cfg);
+
+#endif

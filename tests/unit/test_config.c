@@ -1,0 +1,123 @@
+#include "config.h"
+#include "hgtest.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static char dir[] = "/tmp/hg-config-XXXXXX";
+
+static const char *write_cfg(const char *name, const char *text) {
+  static char path[256];
+  snprintf(path, sizeof(path), "%s/%s", dir, name);
+  FILE *f = fopen(path, "w");
+  fputs(text, f);
+  fclose(f);
+  return path;
+}
+
+static void defaults(void) {
+  hg_config_t cfg;
+  char err[256];
+  CHECK_EQ_INT(hg_config_load(&cfg, NULL, err, sizeof(err)), 0);
+  CHECK_EQ_INT(cfg.listen.n, 1);
+  CHECK_EQ_STR(cfg.listen.items[0], "127.0.0.1:8080");
+  CHECK_EQ_STR(cfg.store, "./data/hookgate.db");
+  CHECK_EQ_INT(cfg.http.max_body, 1 << 20);
+  CHECK_EQ_INT(cfg.http.header_timeout_ms, 10000);
+  CHECK_EQ_INT(cfg.http.max_headers, 100);
+  hg_config_close(&cfg);
+}
+
+static void full_file(void) {
+  const char *p = write_cfg("full.lua", "listen = { '127.0.0.1:9000', '[::1]:9000' }\n"
+                                        "store = '/tmp/x.db'\n"
+                                        "log = { level = 'debug', format = 'json', access = false }\n"
+                                        "http = { max_body = 2048, header_timeout = 0.5, max_headers = 20 }\n"
+                                        "webhooks = { allow_http = true, event_types = { 'invoice.paid' } }\n");
+  hg_config_t cfg;
+  char err[256] = "";
+  CHECK_EQ_INT(hg_config_load(&cfg, p, err, sizeof(err)), 0);
+  CHECK_EQ_INT(cfg.listen.n, 2);
+  CHECK_EQ_STR(cfg.listen.items[1], "[::1]:9000");
+  CHECK_EQ_INT(cfg.log_level, HG_LOG_DEBUG);
+  CHECK_EQ_INT(cfg.log_format, HG_LOG_JSON);
+  CHECK_EQ_INT(cfg.access_log, 0);
+  CHECK_EQ_INT(cfg.http.max_body, 2048);
+  CHECK_EQ_INT(cfg.http.header_timeout_ms, 500);
+  CHECK_EQ_INT(cfg.http.max_headers, 20);
+  CHECK_EQ_INT(cfg.allow_http_urls, 1);
+  CHECK_EQ_INT(cfg.event_types.n, 1);
+  hg_config_close(&cfg);
+}
+
+static void unknown_key_names_line(void) {
+  const char *p = write_cfg("bad.lua", "store = 'x.db'\n\nhttp = {\n max_bdy = 5 }\n");
+  hg_config_t cfg;
+  char err[256] = "", want[300];
+  CHECK_EQ_INT(hg_config_load(&cfg, p, err, sizeof(err)), HG_ECONFIG);
+  snprintf(want, sizeof(want), "%s:3: http.max_bdy: unknown key", p);
+  CHECK(strncmp(err, want, strlen(want)) == 0);
+  if (strncmp(err, want, strlen(want)) != 0) fprintf(stderr, "  got: %s\n", err);
+
+  p = write_cfg("bad2.lua", "-- comment\nlistne = '1.2.3.4:5'\n");
+  CHECK_EQ_INT(hg_config_load(&cfg, p, err, sizeof(err)), HG_ECONFIG);
+  snprintf(want, sizeof(want), "%s:2: listne: unknown key", p);
+  CHECK(strncmp(err, want, strlen(want)) == 0);
+}
+
+static void type_errors_and_syntax(void) {
+  hg_config_t cfg;
+  char err[256] = "";
+  const char *p = write_cfg("t.lua", "http = { max_body = 'big' }\n");
+  CHECK_EQ_INT(hg_config_load(&cfg, p, err, sizeof(err)), HG_ECONFIG);
+  CHECK(strstr(err, ":1: http.max_body: must be a number") != NULL);
+  p = write_cfg("s.lua", "store = \n\n= 3\n");
+  CHECK_EQ_INT(hg_config_load(&cfg, p, err, sizeof(err)), HG_ECONFIG);
+  CHECK(strstr(err, "s.lua:3:") != NULL);
+  p = write_cfg("r.lua", "store = nil .. 'x'\n");
+  CHECK_EQ_INT(hg_config_load(&cfg, p, err, sizeof(err)), HG_ECONFIG);
+  CHECK(strstr(err, "r.lua:1:") != NULL);
+  p = write_cfg("io.lua", "store = io.open('/etc/passwd')\n");
+  CHECK_EQ_INT(hg_config_load(&cfg, p, err, sizeof(err)), HG_ECONFIG);
+  p = write_cfg("lvl.lua", "log = { level = 'loud' }\n");
+  CHECK_EQ_INT(hg_config_load(&cfg, p, err, sizeof(err)), HG_ECONFIG);
+  CHECK(strstr(err, "log.level") != NULL);
+  p = write_cfg("tls.lua", "tls = { listen = '127.0.0.1:8443' }\n");
+  CHECK_EQ_INT(hg_config_load(&cfg, p, err, sizeof(err)), HG_ECONFIG);
+  CHECK(strstr(err, "cert and key") != NULL);
+}
+
+static void env_overrides(void) {
+  const char *p = write_cfg("e.lua", "store = 'file.db'\nadmin_key = env('HG_TEST_KEY', 'fallback-key-0123456789')\n");
+  setenv("HOOKGATE_LISTEN", "127.0.0.1:0,[::1]:0", 1);
+  setenv("HOOKGATE_STORE", "/tmp/env.db", 1);
+  setenv("HOOKGATE_LOG_LEVEL", "warn", 1);
+  hg_config_t cfg;
+  char err[256] = "";
+  CHECK_EQ_INT(hg_config_load(&cfg, p, err, sizeof(err)), 0);
+  CHECK_EQ_INT(cfg.listen.n, 2);
+  CHECK_EQ_STR(cfg.store, "/tmp/env.db");
+  CHECK_EQ_STR(cfg.admin_key, "fallback-key-0123456789");
+  CHECK_EQ_INT(cfg.log_level, HG_LOG_WARN);
+  hg_config_close(&cfg);
+  setenv("HOOKGATE_LOG_LEVEL", "chatty", 1);
+  CHECK_EQ_INT(hg_config_load(&cfg, p, err, sizeof(err)), HG_ECONFIG);
+  CHECK(strstr(err, "HOOKGATE_LOG_LEVEL") != NULL);
+  unsetenv("HOOKGATE_LISTEN");
+  unsetenv("HOOKGATE_STORE");
+  unsetenv("HOOKGATE_LOG_LEVEL");
+}
+
+int main(void) {
+  if (mkdtemp(dir) == NULL) return 1;
+  RUN(defaults);
+  RUN(full_file);
+  RUN(unknown_key_names_line);
+  RUN(type_errors_and_syntax);
+  RUN(env_overrides);
+  char cmd[300];
+  snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+  if (system(cmd) != 0) return 1;
+  return HGT_DONE();
+}

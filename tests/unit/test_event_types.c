@@ -1,0 +1,46 @@
+#include "event_types.h"
+#include "hgtest.h"
+
+static void registry(void) {
+  hg_event_types_t *t;
+  char err[256], why[256];
+  char *extra_items[] = {"invoice.paid"};
+  hg_strlist_t extra = {extra_items, 1};
+  CHECK_EQ_INT(hg_event_types_new(&t, &extra, err, sizeof(err)), 0);
+  CHECK_EQ_INT(hg_event_types_count(t), 16);
+  CHECK(hg_event_types_known(t, "directory.sync.completed"));
+  CHECK(hg_event_types_known(t, "invoice.paid"));
+  CHECK(!hg_event_types_known(t, "user.craeted"));
+  CHECK_EQ_INT(hg_event_pattern_check(t, "user.created", why, sizeof(why)), 0);
+  CHECK_EQ_INT(hg_event_pattern_check(t, "*", why, sizeof(why)), 0);
+  CHECK_EQ_INT(hg_event_pattern_check(t, "user.*", why, sizeof(why)), 0);
+  CHECK_EQ_INT(hg_event_pattern_check(t, "organization.member.*", why, sizeof(why)), 0);
+  CHECK_EQ_INT(hg_event_pattern_check(t, "user.craeted", why, sizeof(why)), HG_EINVAL);
+  CHECK_EQ_STR(why, "unknown event type \"user.craeted\"");
+  CHECK_EQ_INT(hg_event_pattern_check(t, "billing.*", why, sizeof(why)), HG_EINVAL);
+  CHECK_EQ_INT(hg_event_pattern_check(t, "User.Created", why, sizeof(why)), HG_EINVAL);
+  CHECK_EQ_INT(hg_event_pattern_check(t, "user*", why, sizeof(why)), HG_EINVAL);
+  CHECK_EQ_INT(hg_event_pattern_check(t, "", why, sizeof(why)), HG_EINVAL);
+  hg_event_types_free(t);
+
+  char *bad_items[] = {"Invoice Paid"};
+  hg_strlist_t bad = {bad_items, 1};
+  CHECK_EQ_INT(hg_event_types_new(&t, &bad, err, sizeof(err)), HG_ECONFIG);
+  CHECK(strstr(err, "Invoice Paid") != NULL);
+}
+
+static void matching(void) {
+  CHECK(hg_event_pattern_match("*", "user.created"));
+  CHECK(hg_event_pattern_match("user.*", "user.created"));
+  CHECK(!hg_event_pattern_match("user.*", "users.created"));
+  CHECK(!hg_event_pattern_match("user.*", "session.created"));
+  CHECK(hg_event_pattern_match("organization.*", "organization.member.added"));
+  CHECK(hg_event_pattern_match("user.created", "user.created"));
+  CHECK(!hg_event_pattern_match("user.created", "user.created.x"));
+}
+
+int main(void) {
+  RUN(registry);
+  RUN(matching);
+  return HGT_DONE();
+}
