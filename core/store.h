@@ -63,4 +63,19 @@ int hg_store_migrate(sqlite3 *db, char *err, size_t errlen);
 /* The schema version this binary migrates to. */
 int hg_store_schema_version(void);
 
+/* Translates a SQLite result code (primary or extended) into HG_E*: 0 for
+ * SQLITE_OK/ROW/DONE; UNIQUE and PRIMARY KEY violations HG_EEXIST; FOREIGN
+ * KEY violations HG_ENOTFOUND; other constraints, MISUSE, RANGE and
+ * MISMATCH HG_EINVAL; BUSY/LOCKED HG_EBUSY; NOMEM HG_ENOMEM; TOOBIG
+ * HG_ETOOBIG; CORRUPT/NOTADB HG_ECORRUPT; anything else HG_EIO. Store
+ * connections have extended result codes enabled. */
+int hg_store_errcode(int sqlite_rc);
+
+/* Logs a SQLite failure at error level (op, the code and sqlite3_errmsg of
+ * db, which may be NULL; never bound values) and returns
+ * hg_store_errcode(sqlite_rc). For failures that are not expected input
+ * errors; a UNIQUE violation the caller answers with 409 need not be
+ * logged. */
+int hg_store_fail(sqlite3 *db, int sqlite_rc, const char *op);
+
 #endif

@@ -1,0 +1,194 @@
+/* crypto.c: the process-wide random generator and thin wrappers over
+ * mbedTLS message digests and base64. */
+#include "crypto.h"
+
+#include "common.h"
+
+#include <mbedtls/base64.h>
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/md.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+static uv_once_t rng_once = UV_ONCE_INIT;
+static uv_mutex_t rng_mutex;
+static int rng_mutex_ok;
+static int rng_seeded; /* guarded by rng_mutex */
+static mbedtls_entropy_context rng_entropy;
+static mbedtls_ctr_drbg_context rng_drbg;
+
+static void rng_once_init(void) {
+  /* uv_mutex_init cannot fail on Linux short of resource exhaustion; a
+   * failure leaves rng_mutex_ok 0 and every call reports HG_EIO. */
+  if (uv_mutex_init(&rng_mutex) == 0) rng_mutex_ok = 1;
+}
+
+/* Seeds under rng_mutex, held by the caller. */
+static int seed_locked(void) {
+  static const char personalization[] = "hookgate ctr_drbg";
+  if (rng_seeded) return 0;
+  mbedtls_entropy_init(&rng_entropy);
+  mbedtls_ctr_drbg_init(&rng_drbg);
+  int rc = mbedtls_ctr_drbg_seed(&rng_drbg, mbedtls_entropy_func, &rng_entropy,
+                                 (const unsigned char *)personalization, sizeof(personalization) - 1);
+  if (rc != 0) {
+    mbedtls_ctr_drbg_free(&rng_drbg);
+    mbedtls_entropy_free(&rng_entropy);
+    return HG_EIO;
+  }
+  rng_seeded = 1;
+  return 0;
+}
+
+int hg_crypto_init(void) {
+  uv_once(&rng_once, rng_once_init);
+  if (!rng_mutex_ok) return HG_EIO;
+  uv_mutex_lock(&rng_mutex);
+  int rc = seed_locked();
+  uv_mutex_unlock(&rng_mutex);
+  return rc;
+}
+
+int hg_random(void *buf, size_t n) {
+  uv_once(&rng_once, rng_once_init);
+  if (!rng_mutex_ok) return HG_EIO;
+  unsigned char *p = buf;
+  int rc;
+  uv_mutex_lock(&rng_mutex);
+  if ((rc = seed_locked()) != 0) goto done;
+  /* CTR_DRBG serves at most MBEDTLS_CTR_DRBG_MAX_REQUEST bytes per call. */
+  while (n > 0) {
+    size_t chunk = n < MBEDTLS_CTR_DRBG_MAX_REQUEST ? n : MBEDTLS_CTR_DRBG_MAX_REQUEST;
+    if (mbedtls_ctr_drbg_random(&rng_drbg, p, chunk) != 0) {
+      rc = HG_EIO;
+      goto done;
+    }
+    p += chunk;
+    n -= chunk;
+  }
+done:
+  uv_mutex_unlock(&rng_mutex);
+  return rc;
+}
+
+static const mbedtls_md_info_t *sha256_info(void) {
+  return mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
+}
+
+void hg_sha256(const void *data, size_t n, unsigned char out[32]) {
+  /* SHA-256 is compiled into every mbedTLS build we link; mbedtls_md fails
+   * only for a NULL md_info, which cannot happen here. */
+  mbedtls_md(sha256_info(), data, n, out);
+}
+
+int hg_hmac_sha256_parts(const void *key, size_t keylen, const void *const *parts, const size_t *lens,
+                         size_t nparts, unsigned char out[32]) {
+  mbedtls_md_context_t ctx;
+  int rc = HG_ENOMEM;
+  mbedtls_md_init(&ctx);
+  if (mbedtls_md_setup(&ctx, sha256_info(), 1) != 0) goto fail;
+  if (mbedtls_md_hmac_starts(&ctx, key, keylen) != 0) goto fail;
+  for (size_t i = 0; i < nparts; i++) {
+    if (lens[i] == 0) continue;
+    if (mbedtls_md_hmac_update(&ctx, parts[i], lens[i]) != 0) goto fail;
+  }
+  if (mbedtls_md_hmac_finish(&ctx, out) != 0) goto fail;
+  rc = 0;
+fail:
+  mbedtls_md_free(&ctx);
+  if (rc != 0) memset(out, 0, 32);
+  return rc;
+}
+
+void hg_hmac_sha256(const void *key, size_t keylen, const void *data, size_t n, unsigned char out[32]) {
+  const void *parts[1] = {data};
+  size_t lens[1] = {n};
+  if (hg_hmac_sha256_parts(key, keylen, parts, lens, 1, out) != 0) {
+    fputs("hookgate: out of memory computing HMAC-SHA-256\n", stderr);
+    abort();
+  }
+}
+
+int hg_base64_encode(const unsigned char *in, size_t n, char *out, size_t outcap) {
+  size_t olen = 0;
+  if (outcap > 0) out[0] = '\0';
+  /* The text must fit an int, the return type. */
+  if (n > (size_t)INT32_MAX / 4 * 3 - 3 || outcap < HG_BASE64_LEN(n) + 1) return HG_ETOOBIG;
+  if (n == 0) return 0;
+  if (mbedtls_base64_encode((unsigned char *)out, outcap, &olen, in, n) != 0) {
+    out[0] = '\0';
+    return HG_ETOOBIG;
+  }
+  out[olen] = '\0';
+  return (int)olen;
+}
+
+int hg_base64url_encode(const unsigned char *in, size_t n, char *out, size_t outcap) {
+  size_t len = n / 3 * 4 + (n % 3 == 0 ? 0 : n % 3 + 1);
+  if (outcap > 0) out[0] = '\0';
+  if (outcap < len + 1) return HG_ETOOBIG;
+  /* Padding needs room the caller did not have to give: encode into a
+   * bounded scratch in pieces of 48 bytes (64 characters, no padding
+   * until the last piece). */
+  size_t done = 0;
+  char *o = out;
+  while (done < n) {
+    size_t chunk = n - done < 48 ? n - done : 48;
+    char tmp[65];
+    int m = hg_base64_encode(in + done, chunk, tmp, sizeof(tmp));
+    if (m < 0) return m;
+    for (int i = 0; i < m; i++) {
+      char c = tmp[i];
+      if (c == '=') break;
+      *o++ = c == '+' ? '-' : c == '/' ? '_' : c;
+    }
+    done += chunk;
+  }
+  *o = '\0';
+  return (int)(o - out);
+}
+
+static int b64_char(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+         c == '/';
+}
+
+int hg_base64_decode(const char *in, size_t n, unsigned char *out, size_t outcap, size_t *outlen) {
+  *outlen = 0;
+  if (n == 0) return 0;
+  /* mbedTLS tolerates line breaks, trailing spaces and missing padding;
+   * secrets and signatures must be exact, so check the shape first. */
+  if (n % 4 != 0) return HG_EINVAL;
+  size_t pad = 0;
+  if (in[n - 1] == '=') pad = in[n - 2] == '=' ? 2 : 1;
+  for (size_t i = 0; i < n - pad; i++)
+    if (!b64_char(in[i])) return HG_EINVAL;
+  size_t need = n / 4 * 3 - pad;
+  if (outcap < need) return HG_ETOOBIG;
+  size_t olen = 0;
+  int rc = mbedtls_base64_decode(out, outcap, &olen, (const unsigned char *)in, n);
+  if (rc == MBEDTLS_ERR_BASE64_BUFFER_TOO_SMALL) return HG_ETOOBIG;
+  if (rc != 0) return HG_EINVAL;
+  *outlen = olen;
+  return 0;
+}
+
+void hg_hex_encode(const unsigned char *in, size_t n, char *out) {
+  static const char digits[] = "0123456789abcdef";
+  for (size_t i = 0; i < n; i++) {
+    out[2 * i] = digits[in[i] >> 4];
+    out[2 * i + 1] = digits[in[i] & 15];
+  }
+  out[2 * n] = '\0';
+}
+
+int hg_ct_equal(const void *a, const void *b, size_t n) {
+  const volatile unsigned char *x = a, *y = b;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < n; i++) diff |= (unsigned char)(x[i] ^ y[i]);
+  /* Map 0 to 1 and anything else to 0 without a data-dependent branch. */
+  return (int)(1 & (((unsigned)diff - 1) >> 8));
+}

@@ -1,0 +1,177 @@
+/* sign.c: Standard Webhooks signing and verification. */
+#include "sign.h"
+
+#include "common.h"
+#include "crypto.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char secret_prefix[] = "whsec_";
+#define SECRET_PREFIX_LEN (sizeof(secret_prefix) - 1)
+
+/* Decodes a secret into key (HG_SECRET_MAX_BYTES); "whsec_" optional. */
+static int secret_key(const char *secret, unsigned char *key, size_t *keylen) {
+  if (secret == NULL) return HG_EINVAL;
+  if (strncmp(secret, secret_prefix, SECRET_PREFIX_LEN) == 0) secret += SECRET_PREFIX_LEN;
+  size_t n = strlen(secret);
+  if (n == 0) return HG_EINVAL;
+  if (hg_base64_decode(secret, n, key, HG_SECRET_MAX_BYTES, keylen) != 0) return HG_EINVAL;
+  return *keylen > 0 ? 0 : HG_EINVAL;
+}
+
+int hg_secret_generate(char out[HG_SECRET_MAX]) {
+  unsigned char raw[32];
+  out[0] = '\0';
+  if (hg_random(raw, sizeof(raw)) != 0) return HG_EIO;
+  memcpy(out, secret_prefix, SECRET_PREFIX_LEN);
+  int rc = hg_base64_encode(raw, sizeof(raw), out + SECRET_PREFIX_LEN, HG_SECRET_MAX - SECRET_PREFIX_LEN);
+  memset(raw, 0, sizeof(raw));
+  return rc < 0 ? rc : 0;
+}
+
+int hg_secret_check(const char *secret) {
+  unsigned char key[HG_SECRET_MAX_BYTES];
+  size_t keylen = 0;
+  if (secret == NULL || strncmp(secret, secret_prefix, SECRET_PREFIX_LEN) != 0) return HG_EINVAL;
+  int rc = secret_key(secret, key, &keylen);
+  memset(key, 0, sizeof(key));
+  if (rc != 0 || keylen < HG_SECRET_MIN_BYTES) return HG_EINVAL;
+  return 0;
+}
+
+/* The MAC of "<id>.<ts>.<body>" under key, as base64 text (44 characters
+ * and a NUL in b64). */
+static int mac_b64(const unsigned char *key, size_t keylen, const char *msg_id, int64_t ts,
+                   const char *body, size_t len, char b64[45]) {
+  char tsbuf[24];
+  int tslen = snprintf(tsbuf, sizeof(tsbuf), "%" PRId64, ts);
+  const void *parts[5] = {msg_id, ".", tsbuf, ".", body};
+  size_t lens[5] = {strlen(msg_id), 1, (size_t)tslen, 1, len};
+  unsigned char mac[32];
+  int rc = hg_hmac_sha256_parts(key, keylen, parts, lens, 5, mac);
+  if (rc == 0) rc = hg_base64_encode(mac, sizeof(mac), b64, 45) < 0 ? HG_EINVAL : 0;
+  return rc;
+}
+
+int hg_sign_v1(const char *secret, const char *msg_id, int64_t ts, const char *body, size_t len, char *out,
+               size_t outcap) {
+  unsigned char key[HG_SECRET_MAX_BYTES];
+  size_t keylen = 0;
+  char b64[45];
+  int rc;
+  if (outcap > 0) out[0] = '\0';
+  if (msg_id == NULL || (body == NULL && len > 0)) return HG_EINVAL;
+  if ((rc = secret_key(secret, key, &keylen)) != 0) goto done;
+  if (outcap < HG_SIG_V1_LEN + 1) {
+    rc = HG_ETOOBIG;
+    goto done;
+  }
+  if ((rc = mac_b64(key, keylen, msg_id, ts, body, len, b64)) != 0) goto done;
+  memcpy(out, "v1,", 3);
+  memcpy(out + 3, b64, 45);
+  rc = HG_SIG_V1_LEN;
+done:
+  memset(key, 0, sizeof(key));
+  return rc;
+}
+
+int hg_sign_header(const char *const *secrets, size_t n, const char *msg_id, int64_t ts, const char *body,
+                   size_t len, char *out, size_t outcap) {
+  if (outcap > 0) out[0] = '\0';
+  if (n == 0) return HG_EINVAL;
+  size_t pos = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (i > 0) {
+      if (outcap - pos < 2) {
+        out[0] = '\0'; /* pos > 0 here, so outcap > 0 */
+        return HG_ETOOBIG;
+      }
+      out[pos++] = ' ';
+    }
+    int rc = hg_sign_v1(secrets[i], msg_id, ts, body, len, out + pos, outcap - pos);
+    if (rc < 0) {
+      if (outcap > 0) out[0] = '\0';
+      return rc;
+    }
+    pos += (size_t)rc;
+  }
+  return (int)pos;
+}
+
+/* Parses a webhook-timestamp: 1..15 decimal digits, nothing else (15
+ * digits of seconds is thirty million years; no overflow below). */
+static int parse_ts(const char *s, int64_t *out) {
+  int64_t v = 0;
+  size_t i = 0;
+  for (; s[i]; i++) {
+    if (s[i] < '0' || s[i] > '9' || i >= 15) return HG_EINVAL;
+    v = v * 10 + (s[i] - '0');
+  }
+  if (i == 0) return HG_EINVAL;
+  *out = v;
+  return 0;
+}
+
+int hg_verify(const char *const *secrets, size_t n, const char *msg_id, const char *ts_header,
+              const char *sig_header, const char *body, size_t len, int64_t now, int tolerance_s) {
+  int64_t ts;
+  unsigned char key[HG_SECRET_MAX_BYTES];
+  size_t keylen = 0;
+  char expect[45];
+  int rc;
+
+  if (msg_id == NULL || *msg_id == '\0' || ts_header == NULL || sig_header == NULL || n == 0)
+    return HG_EINVAL;
+  if (body == NULL && len > 0) return HG_EINVAL;
+  if (parse_ts(ts_header, &ts) != 0) return HG_EINVAL;
+
+  /* A header with no "<version>,<signature>" entry is malformed, not
+   * merely unmatched. */
+  int entries = 0;
+  for (const char *p = sig_header; *p;) {
+    while (*p == ' ') p++;
+    const char *end = p;
+    while (*end && *end != ' ') end++;
+    const char *comma = memchr(p, ',', (size_t)(end - p));
+    if (comma != NULL && comma > p && comma + 1 < end) entries++;
+    p = end;
+  }
+  if (entries == 0) return HG_EINVAL;
+
+  for (size_t i = 0; i < n; i++) {
+    if ((rc = secret_key(secrets[i], key, &keylen)) != 0) goto done;
+  }
+
+  int64_t skew = now > ts ? now - ts : ts - now;
+  if (tolerance_s < 0 || skew > tolerance_s) {
+    rc = HG_ETIMEDOUT;
+    goto done;
+  }
+
+  rc = HG_EFORBIDDEN;
+  for (size_t i = 0; i < n && rc == HG_EFORBIDDEN; i++) {
+    int mrc;
+    secret_key(secrets[i], key, &keylen);
+    if ((mrc = mac_b64(key, keylen, msg_id, ts, body, len, expect)) != 0) {
+      rc = mrc;
+      goto done;
+    }
+    /* Compare the base64 text, not the decoded bytes: a signature with
+     * different padding bits must not verify. */
+    for (const char *p = sig_header; *p;) {
+      while (*p == ' ') p++;
+      const char *end = p;
+      while (*end && *end != ' ') end++;
+      if (end - p == HG_SIG_V1_LEN && memcmp(p, "v1,", 3) == 0 && hg_ct_equal(p + 3, expect, 44)) {
+        rc = 0;
+        break;
+      }
+      p = end;
+    }
+  }
+done:
+  memset(key, 0, sizeof(key));
+  return rc;
+}

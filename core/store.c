@@ -1,0 +1,449 @@
+/* store.c: the SQLite store, its writer thread and group commit.
+ *
+ * One thread owns the write connection. Jobs queue under a mutex; the
+ * thread takes every queued job at once, runs each inside its own SAVEPOINT
+ * of a single BEGIN IMMEDIATE transaction, commits once (one fsync for the
+ * group), then hands the finished jobs to the loop through a uv_async. */
+#include "store.h"
+
+#include "common.h"
+#include "log.h"
+#include "schema.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+struct job {
+  struct job *next;
+  hg_store_work_fn work;
+  hg_store_done_fn done;
+  void *ud;
+  int status;
+};
+
+struct hg_store {
+  uv_loop_t *loop;
+  uv_async_t async;
+  uv_thread_t thread;
+  uv_mutex_t mutex;
+  uv_cond_t cond;
+  int mutex_ok, cond_ok;
+  sqlite3 *db; /* used only by the store thread once it runs */
+  /* Guarded by mutex. */
+  struct job *queue, **queue_tail;
+  struct job *done, **done_tail;
+  int closing;
+  hg_store_stats_t stats;
+  /* Loop thread only. */
+  int close_called;
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t errlen, const char *fmt, ...) {
+  if (err == NULL || errlen == 0) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+}
+
+int hg_store_errcode(int rc) {
+  switch (rc) {
+  case SQLITE_CONSTRAINT_UNIQUE:
+  case SQLITE_CONSTRAINT_PRIMARYKEY: return HG_EEXIST;
+  case SQLITE_CONSTRAINT_FOREIGNKEY: return HG_ENOTFOUND;
+  default: break;
+  }
+  switch (rc & 0xff) {
+  case SQLITE_OK:
+  case SQLITE_ROW:
+  case SQLITE_DONE: return 0;
+  case SQLITE_NOMEM: return HG_ENOMEM;
+  case SQLITE_BUSY:
+  case SQLITE_LOCKED: return HG_EBUSY;
+  case SQLITE_CONSTRAINT: return HG_EINVAL; /* NOT NULL, CHECK: bad input */
+  case SQLITE_CORRUPT:
+  case SQLITE_NOTADB: return HG_ECORRUPT;
+  case SQLITE_TOOBIG: return HG_ETOOBIG;
+  case SQLITE_MISUSE:
+  case SQLITE_RANGE:
+  case SQLITE_MISMATCH: return HG_EINVAL;
+  default: return HG_EIO;
+  }
+}
+
+int hg_store_fail(sqlite3 *db, int rc, const char *op) {
+  char code[16];
+  snprintf(code, sizeof(code), "%d", rc);
+  /* sqlite3_errmsg names tables and columns, never bound values. */
+  hg_log(HG_LOG_ERROR, "sqlite error", "op", op, "code", code, "error",
+         db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc), NULL);
+  return hg_store_errcode(rc);
+}
+
+static int exec(sqlite3 *db, const char *sql, const char *op) {
+  int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+  return rc == SQLITE_OK ? 0 : hg_store_fail(db, rc, op);
+}
+
+/* ---- Opening and migrations ---- */
+
+/* mkdir -p of the directory part of path. New directories are private
+ * (0700): the database holds webhook secrets. */
+static int make_parent_dirs(const char *path, char *err, size_t errlen) {
+  char *buf = strdup(path);
+  int rc = 0;
+  if (buf == NULL) return HG_ENOMEM;
+  char *slash = strrchr(buf, '/');
+  if (slash == NULL || slash == buf) goto done;
+  *slash = '\0';
+  for (char *p = buf + 1;; p++) {
+    if (*p != '/' && *p != '\0') continue;
+    char saved = *p;
+    *p = '\0';
+    struct stat st;
+    if (mkdir(buf, 0700) != 0 && errno != EEXIST) {
+      set_err(err, errlen, "cannot create directory %s: %s", buf, strerror(errno));
+      rc = HG_EIO;
+      goto done;
+    }
+    if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) {
+      set_err(err, errlen, "%s is not a directory", buf);
+      rc = HG_EIO;
+      goto done;
+    }
+    *p = saved;
+    if (saved == '\0') break;
+  }
+done:
+  free(buf);
+  return rc;
+}
+
+static int user_version(sqlite3 *db, int *out) {
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+  if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    *out = sqlite3_column_int(st, 0);
+    rc = SQLITE_OK;
+  }
+  int res = rc == SQLITE_OK ? 0 : hg_store_fail(db, rc, "read user_version");
+  sqlite3_finalize(st);
+  return res;
+}
+
+int hg_store_schema_version(void) { return hg_schema_version; }
+
+int hg_store_migrate(sqlite3 *db, char *err, size_t errlen) {
+  /* One migration per transaction, re-reading the version under the write
+   * lock each time, so two processes starting together cannot both apply
+   * the same migration. */
+  for (;;) {
+    int v = 0, rc;
+    char sql[64];
+    if (exec(db, "BEGIN IMMEDIATE", "migrate: begin") != 0) {
+      set_err(err, errlen, "cannot lock the database for migration: %s", sqlite3_errmsg(db));
+      return HG_EIO;
+    }
+    if ((rc = user_version(db, &v)) != 0) {
+      set_err(err, errlen, "cannot read the schema version: %s", sqlite3_errmsg(db));
+      goto fail;
+    }
+    if (v > hg_schema_version || v < 0) {
+      set_err(err, errlen,
+              "database schema version %d is newer than this binary (supports %d): upgrade hookgate", v,
+              hg_schema_version);
+      rc = HG_ECORRUPT;
+      goto fail;
+    }
+    if (v == hg_schema_version) {
+      exec(db, "ROLLBACK", "migrate: end");
+      return 0;
+    }
+    rc = sqlite3_exec(db, hg_schema_migrations[v], NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+      set_err(err, errlen, "migration %d failed: %s", v + 1, sqlite3_errmsg(db));
+      hg_store_fail(db, rc, "migrate");
+      rc = HG_EIO;
+      goto fail;
+    }
+    snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v + 1);
+    if ((rc = exec(db, sql, "migrate: set user_version")) != 0 ||
+        (rc = exec(db, "COMMIT", "migrate: commit")) != 0) {
+      set_err(err, errlen, "migration %d failed: %s", v + 1, sqlite3_errmsg(db));
+      rc = HG_EIO;
+      goto fail;
+    }
+    char vbuf[16];
+    snprintf(vbuf, sizeof(vbuf), "%d", v + 1);
+    hg_log(HG_LOG_INFO, "migration applied", "version", vbuf, NULL);
+    continue;
+  fail:
+    if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+  }
+}
+
+int hg_store_open_sync(sqlite3 **out, const char *path, char *err, size_t errlen) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  int rc;
+  *out = NULL;
+  if (err != NULL && errlen > 0) err[0] = '\0';
+  if ((rc = make_parent_dirs(path, err, errlen)) != 0) goto fail;
+  int src = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+  if (src != SQLITE_OK) {
+    set_err(err, errlen, "cannot open database %s: %s", path, db ? sqlite3_errmsg(db) : sqlite3_errstr(src));
+    rc = hg_store_fail(db, src, "open");
+    goto fail;
+  }
+  sqlite3_extended_result_codes(db, 1);
+  /* The busy timeout first: switching to WAL needs the lock that another
+   * process starting at the same time may hold. */
+  sqlite3_busy_timeout(db, 5000);
+  src = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+  if (src == SQLITE_OK) src = sqlite3_step(st);
+  if (src != SQLITE_ROW) {
+    set_err(err, errlen, "cannot set journal_mode=WAL on %s: %s", path, sqlite3_errmsg(db));
+    rc = hg_store_fail(db, src, "journal_mode");
+    goto fail;
+  }
+  /* SQLite answers with the mode in force, which stays "delete" on file
+   * systems without shared memory; the store's concurrency needs WAL. */
+  const char *mode = (const char *)sqlite3_column_text(st, 0);
+  if (mode == NULL || strcmp(mode, "wal") != 0) {
+    set_err(err, errlen, "cannot enable WAL on %s (journal mode stays %s)", path, mode ? mode : "?");
+    rc = HG_EIO;
+    goto fail;
+  }
+  sqlite3_finalize(st);
+  st = NULL;
+  if (exec(db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", "pragmas") != 0) {
+    set_err(err, errlen, "cannot set pragmas on %s: %s", path, sqlite3_errmsg(db));
+    rc = HG_EIO;
+    goto fail;
+  }
+  if ((rc = hg_store_migrate(db, err, errlen)) != 0) goto fail;
+  *out = db;
+  return 0;
+fail:
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return rc;
+}
+
+/* ---- The store thread ---- */
+
+static int run_job(sqlite3 *db, struct job *j) {
+  if (exec(db, "SAVEPOINT hg_job", "savepoint") != 0) return HG_EIO;
+  int status = j->work(db, j->ud);
+  if (sqlite3_get_autocommit(db)) return status; /* the caller handles a lost transaction */
+  if (status >= 0) {
+    if (exec(db, "RELEASE hg_job", "release") == 0) return status;
+    status = HG_EIO;
+  }
+  /* ROLLBACK TO keeps the savepoint open; RELEASE then drops it. */
+  exec(db, "ROLLBACK TO hg_job", "rollback to");
+  exec(db, "RELEASE hg_job", "release");
+  return status;
+}
+
+static void fail_jobs(struct job *from, struct job *to_excl, int status) {
+  for (struct job *k = from; k != to_excl; k = k->next) k->status = status;
+}
+
+/* Runs one group. Returns the number of jobs that shared the committed
+ * transaction (0 when nothing was committed) and adds commit time to *ns. */
+static uint64_t run_group(sqlite3 *db, struct job *batch, uint64_t *ns, int *committed) {
+  struct job *first = batch; /* first job of the open transaction */
+  uint64_t in_txn = 0;
+  *committed = 0;
+  if (exec(db, "BEGIN IMMEDIATE", "begin") != 0) {
+    fail_jobs(batch, NULL, HG_EIO);
+    return 0;
+  }
+  for (struct job *j = batch; j != NULL; j = j->next) {
+    j->status = run_job(db, j);
+    in_txn++;
+    if (!sqlite3_get_autocommit(db)) continue;
+    /* The transaction ended inside the job: SQLite rolls everything back
+     * on errors such as SQLITE_FULL, or the work committed on its own. The
+     * jobs before it in this group are not durable either. */
+    hg_log(HG_LOG_ERROR, "store transaction ended inside a job; failing its group", NULL);
+    fail_jobs(first, j->next, HG_EIO);
+    first = j->next;
+    in_txn = 0;
+    if (first != NULL && exec(db, "BEGIN IMMEDIATE", "begin") != 0) {
+      fail_jobs(first, NULL, HG_EIO);
+      return 0;
+    }
+  }
+  if (first == NULL) return 0;
+  uint64_t t0 = hg_now_ns();
+  int rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+  *ns += hg_now_ns() - t0;
+  if (rc != SQLITE_OK) {
+    hg_store_fail(db, rc, "commit");
+    if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    fail_jobs(first, NULL, HG_EIO);
+    return 0;
+  }
+  *committed = 1;
+  return in_txn;
+}
+
+static void thread_main(void *arg) {
+  hg_store_t *s = arg;
+  uv_mutex_lock(&s->mutex);
+  for (;;) {
+    while (s->queue == NULL && !s->closing) uv_cond_wait(&s->cond, &s->mutex);
+    /* Closing with jobs still queued: run them first. */
+    if (s->queue == NULL) break;
+    struct job *batch = s->queue, **batch_tail = s->queue_tail;
+    s->queue = NULL;
+    s->queue_tail = &s->queue;
+    uv_mutex_unlock(&s->mutex);
+
+    uint64_t ns = 0, njobs = 0;
+    int committed;
+    for (struct job *j = batch; j != NULL; j = j->next) njobs++;
+    uint64_t in_txn = run_group(s->db, batch, &ns, &committed);
+
+    uv_mutex_lock(&s->mutex);
+    s->stats.jobs += njobs;
+    s->stats.commit_ns += ns;
+    if (committed) s->stats.commits++;
+    if (in_txn > s->stats.max_batch) s->stats.max_batch = in_txn;
+    *s->done_tail = batch;
+    s->done_tail = batch_tail;
+    uv_async_send(&s->async);
+  }
+  uv_mutex_unlock(&s->mutex);
+}
+
+/* ---- The loop side ---- */
+
+static struct job *take_done(hg_store_t *s) {
+  uv_mutex_lock(&s->mutex);
+  struct job *list = s->done;
+  s->done = NULL;
+  s->done_tail = &s->done;
+  uv_mutex_unlock(&s->mutex);
+  return list;
+}
+
+/* Each job is freed before its callback runs, so a callback may close the
+ * store or submit again without anything here touching freed memory. */
+static void run_done(struct job *j) {
+  while (j != NULL) {
+    struct job *next = j->next;
+    hg_store_done_fn done = j->done;
+    void *ud = j->ud;
+    int status = j->status;
+    free(j);
+    if (done != NULL) done(status, ud);
+    j = next;
+  }
+}
+
+static void hg_store_async_cb(uv_async_t *h) { run_done(take_done(h->data)); }
+
+static void store_free(hg_store_t *s) {
+  if (s == NULL) return;
+  if (s->cond_ok) uv_cond_destroy(&s->cond);
+  if (s->mutex_ok) uv_mutex_destroy(&s->mutex);
+  sqlite3_close(s->db);
+  free(s);
+}
+
+static void hg_store_close_cb(uv_handle_t *h) {
+  hg_store_t *s = h->data;
+  /* The thread has been joined: whatever it finished after the last async
+   * callback ran is here, and runs now, once. */
+  run_done(take_done(s));
+  store_free(s);
+}
+
+int hg_store_open(hg_store_t **out, uv_loop_t *loop, const char *path, char *err, size_t errlen) {
+  hg_store_t *s = calloc(1, sizeof(*s));
+  int rc = HG_ENOMEM;
+  *out = NULL;
+  if (s == NULL) {
+    set_err(err, errlen, "out of memory");
+    goto fail;
+  }
+  s->loop = loop;
+  s->queue_tail = &s->queue;
+  s->done_tail = &s->done;
+  if ((rc = hg_store_open_sync(&s->db, path, err, errlen)) != 0) goto fail;
+  rc = HG_ENOMEM;
+  if (uv_mutex_init(&s->mutex) != 0) goto fail;
+  s->mutex_ok = 1;
+  if (uv_cond_init(&s->cond) != 0) goto fail;
+  s->cond_ok = 1;
+  if (uv_async_init(loop, &s->async, hg_store_async_cb) != 0) goto fail;
+  s->async.data = s;
+  if (uv_thread_create(&s->thread, thread_main, s) != 0) {
+    set_err(err, errlen, "cannot start the store thread");
+    /* The handle is live: the store goes with its close callback. */
+    s->close_called = 1;
+    uv_close((uv_handle_t *)&s->async, hg_store_close_cb);
+    return HG_EIO;
+  }
+  *out = s;
+  return 0;
+fail:
+  if (rc == HG_ENOMEM && err != NULL && errlen > 0 && err[0] == '\0') set_err(err, errlen, "out of memory");
+  store_free(s);
+  return rc;
+}
+
+int hg_store_submit(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, void *ud) {
+  if (s == NULL || work == NULL) return HG_EINVAL;
+  struct job *j = calloc(1, sizeof(*j));
+  if (j == NULL) return HG_ENOMEM;
+  j->work = work;
+  j->done = done;
+  j->ud = ud;
+  uv_mutex_lock(&s->mutex);
+  if (s->closing) {
+    uv_mutex_unlock(&s->mutex);
+    free(j);
+    return HG_ESTATE;
+  }
+  *s->queue_tail = j;
+  s->queue_tail = &j->next;
+  uv_cond_signal(&s->cond);
+  uv_mutex_unlock(&s->mutex);
+  return 0;
+}
+
+void hg_store_stats(hg_store_t *s, hg_store_stats_t *out) {
+  uv_mutex_lock(&s->mutex);
+  *out = s->stats;
+  uv_mutex_unlock(&s->mutex);
+}
+
+void hg_store_close(hg_store_t *s) {
+  if (s == NULL || s->close_called) return;
+  s->close_called = 1;
+  uv_mutex_lock(&s->mutex);
+  s->closing = 1;
+  uv_cond_signal(&s->cond);
+  uv_mutex_unlock(&s->mutex);
+  /* Blocks the loop while the last group commits: this is shutdown. */
+  uv_thread_join(&s->thread);
+  int rc = sqlite3_close(s->db);
+  if (rc != SQLITE_OK) {
+    /* A work function left a statement unfinalized. Closing lazily keeps
+     * the file consistent; the statement's memory is lost. */
+    hg_store_fail(s->db, rc, "close");
+    sqlite3_close_v2(s->db);
+  }
+  s->db = NULL;
+  uv_close((uv_handle_t *)&s->async, hg_store_close_cb);
+}
