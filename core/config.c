@@ -82,13 +82,39 @@ typedef struct loader {
   int line; /* line of the top-level assignment being checked */
 } loader_t;
 
+/* The line that names a nested key: Lua reports where the whole top-level
+ * assignment ended, so look back from there for "name =" in the source. */
+static int key_line(const char *file, int assign_line, const char *key) {
+  const char *name = strrchr(key, '.');
+  if (name == NULL || assign_line <= 0) return assign_line;
+  name++;
+  size_t nlen = strlen(name);
+  FILE *f = fopen(file, "r");
+  if (f == NULL) return assign_line;
+  char buf[1024];
+  int lineno = 0, found = assign_line;
+  while (lineno < assign_line && fgets(buf, sizeof(buf), f) != NULL) {
+    lineno++;
+    for (char *p = strstr(buf, name); p; p = strstr(p + 1, name)) {
+      char before = p == buf ? ' ' : p[-1];
+      const char *after = p + nlen;
+      while (*after == ' ' || *after == '\t') after++;
+      if (*after == '=' && after[1] != '=' && !(before == '_' || before == '.' || ((before | 32) >= 'a' && (before | 32) <= 'z')))
+        found = lineno;
+    }
+  }
+  fclose(f);
+  return found;
+}
+
 static int fail(loader_t *ld, const char *key, const char *fmt, ...) {
   char msg[256];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
-  if (ld->line > 0) snprintf(ld->err, ld->errlen, "%s:%d: %s: %s", ld->file, ld->line, key, msg);
+  if (ld->line > 0)
+    snprintf(ld->err, ld->errlen, "%s:%d: %s: %s", ld->file, key_line(ld->file, ld->line, key), key, msg);
   else snprintf(ld->err, ld->errlen, "%s: %s: %s", ld->file, key, msg);
   return HG_ECONFIG;
 }

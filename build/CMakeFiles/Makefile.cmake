@@ -53,4 +53,6 @@ set(CMAKE_DEPEND_INFO_FILES
   "CMakeFiles/hg_core.dir/DependInfo.cmake"
   "CMakeFiles/hookgate.dir/DependInfo.cmake"
   "CMakeFiles/test_common.dir/DependInfo.cmake"
+  "CMakeFiles/test_config.dir/DependInfo.cmake"
+  "CMakeFiles/test_event_types.dir/DependInfo.cmake"
   )

@@ -5,13 +5,24 @@ cmake_policy(SET CMP0009 NEW)
 # HG_CORE_SRC at CMakeLists.txt:58 (file)
 file(GLOB NEW_GLOB LIST_DIRECTORIES true "/work/main/core/*.c")
 set(OLD_GLOB
+  "/work/main/core/api_auth.c"
+  "/work/main/core/api_common.c"
+  "/work/main/core/api_webhooks.c"
+  "/work/main/core/app.c"
   "/work/main/core/common.c"
   "/work/main/core/config.c"
+  "/work/main/core/crypto.c"
+  "/work/main/core/event_types.c"
   "/work/main/core/http_server_stub.c"
+  "/work/main/core/ids.c"
+  "/work/main/core/keys.c"
   "/work/main/core/log.c"
   "/work/main/core/main.c"
   "/work/main/core/router.c"
   "/work/main/core/schema.c"
+  "/work/main/core/sign.c"
+  "/work/main/core/store.c"
+  "/work/main/core/webhooks.c"
   )
 if(NOT "${NEW_GLOB}" STREQUAL "${OLD_GLOB}")
   message("-- GLOB mismatch!")
@@ -40,6 +51,8 @@ endif()
 file(GLOB NEW_GLOB LIST_DIRECTORIES true "/work/main/tests/unit/test_*.c")
 set(OLD_GLOB
   "/work/main/tests/unit/test_common.c"
+  "/work/main/tests/unit/test_config.c"
+  "/work/main/tests/unit/test_event_types.c"
   )
 if(NOT "${NEW_GLOB}" STREQUAL "${OLD_GLOB}")
   message("-- GLOB mismatch!")

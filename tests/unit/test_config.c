@@ -1,3 +1,4 @@
+#include "common.h"
 #include "config.h"
 #include "hgtest.h"
 
@@ -52,11 +53,11 @@ static void full_file(void) {
 }
 
 static void unknown_key_names_line(void) {
-  const char *p = write_cfg("bad.lua", "store = 'x.db'\n\nhttp = {\n max_bdy = 5 }\n");
+  const char *p = write_cfg("bad.lua", "store = 'x.db'\n\nhttp = {\n  max_body = 5,\n  max_bdy = 5,\n  idle_timeout = 3,\n}\n");
   hg_config_t cfg;
   char err[256] = "", want[300];
   CHECK_EQ_INT(hg_config_load(&cfg, p, err, sizeof(err)), HG_ECONFIG);
-  snprintf(want, sizeof(want), "%s:3: http.max_bdy: unknown key", p);
+  snprintf(want, sizeof(want), "%s:5: http.max_bdy: unknown key", p);
   CHECK(strncmp(err, want, strlen(want)) == 0);
   if (strncmp(err, want, strlen(want)) != 0) fprintf(stderr, "  got: %s\n", err);
 

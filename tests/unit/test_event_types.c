@@ -1,3 +1,4 @@
+#include "common.h"
 #include "event_types.h"
 #include "hgtest.h"
 

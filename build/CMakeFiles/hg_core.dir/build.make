@@ -69,10 +69,66 @@ include CMakeFiles/hg_core.dir/progress.make
 # Include the compile flags for this target's objects.
 include CMakeFiles/hg_core.dir/flags.make
 
+CMakeFiles/hg_core.dir/core/api_auth.c.o: CMakeFiles/hg_core.dir/flags.make
+CMakeFiles/hg_core.dir/core/api_auth.c.o: /work/main/core/api_auth.c
+CMakeFiles/hg_core.dir/core/api_auth.c.o: CMakeFiles/hg_core.dir/compiler_depend.ts
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_1) "Building C object CMakeFiles/hg_core.dir/core/api_auth.c.o"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/hg_core.dir/core/api_auth.c.o -MF CMakeFiles/hg_core.dir/core/api_auth.c.o.d -o CMakeFiles/hg_core.dir/core/api_auth.c.o -c /work/main/core/api_auth.c
+
+CMakeFiles/hg_core.dir/core/api_auth.c.i: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Preprocessing C source to CMakeFiles/hg_core.dir/core/api_auth.c.i"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -E /work/main/core/api_auth.c > CMakeFiles/hg_core.dir/core/api_auth.c.i
+
+CMakeFiles/hg_core.dir/core/api_auth.c.s: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Compiling C source to assembly CMakeFiles/hg_core.dir/core/api_auth.c.s"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -S /work/main/core/api_auth.c -o CMakeFiles/hg_core.dir/core/api_auth.c.s
+
+CMakeFiles/hg_core.dir/core/api_common.c.o: CMakeFiles/hg_core.dir/flags.make
+CMakeFiles/hg_core.dir/core/api_common.c.o: /work/main/core/api_common.c
+CMakeFiles/hg_core.dir/core/api_common.c.o: CMakeFiles/hg_core.dir/compiler_depend.ts
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_2) "Building C object CMakeFiles/hg_core.dir/core/api_common.c.o"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/hg_core.dir/core/api_common.c.o -MF CMakeFiles/hg_core.dir/core/api_common.c.o.d -o CMakeFiles/hg_core.dir/core/api_common.c.o -c /work/main/core/api_common.c
+
+CMakeFiles/hg_core.dir/core/api_common.c.i: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Preprocessing C source to CMakeFiles/hg_core.dir/core/api_common.c.i"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -E /work/main/core/api_common.c > CMakeFiles/hg_core.dir/core/api_common.c.i
+
+CMakeFiles/hg_core.dir/core/api_common.c.s: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Compiling C source to assembly CMakeFiles/hg_core.dir/core/api_common.c.s"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -S /work/main/core/api_common.c -o CMakeFiles/hg_core.dir/core/api_common.c.s
+
+CMakeFiles/hg_core.dir/core/api_webhooks.c.o: CMakeFiles/hg_core.dir/flags.make
+CMakeFiles/hg_core.dir/core/api_webhooks.c.o: /work/main/core/api_webhooks.c
+CMakeFiles/hg_core.dir/core/api_webhooks.c.o: CMakeFiles/hg_core.dir/compiler_depend.ts
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_3) "Building C object CMakeFiles/hg_core.dir/core/api_webhooks.c.o"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/hg_core.dir/core/api_webhooks.c.o -MF CMakeFiles/hg_core.dir/core/api_webhooks.c.o.d -o CMakeFiles/hg_core.dir/core/api_webhooks.c.o -c /work/main/core/api_webhooks.c
+
+CMakeFiles/hg_core.dir/core/api_webhooks.c.i: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Preprocessing C source to CMakeFiles/hg_core.dir/core/api_webhooks.c.i"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -E /work/main/core/api_webhooks.c > CMakeFiles/hg_core.dir/core/api_webhooks.c.i
+
+CMakeFiles/hg_core.dir/core/api_webhooks.c.s: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Compiling C source to assembly CMakeFiles/hg_core.dir/core/api_webhooks.c.s"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -S /work/main/core/api_webhooks.c -o CMakeFiles/hg_core.dir/core/api_webhooks.c.s
+
+CMakeFiles/hg_core.dir/core/app.c.o: CMakeFiles/hg_core.dir/flags.make
+CMakeFiles/hg_core.dir/core/app.c.o: /work/main/core/app.c
+CMakeFiles/hg_core.dir/core/app.c.o: CMakeFiles/hg_core.dir/compiler_depend.ts
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_4) "Building C object CMakeFiles/hg_core.dir/core/app.c.o"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/hg_core.dir/core/app.c.o -MF CMakeFiles/hg_core.dir/core/app.c.o.d -o CMakeFiles/hg_core.dir/core/app.c.o -c /work/main/core/app.c
+
+CMakeFiles/hg_core.dir/core/app.c.i: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Preprocessing C source to CMakeFiles/hg_core.dir/core/app.c.i"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -E /work/main/core/app.c > CMakeFiles/hg_core.dir/core/app.c.i
+
+CMakeFiles/hg_core.dir/core/app.c.s: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Compiling C source to assembly CMakeFiles/hg_core.dir/core/app.c.s"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -S /work/main/core/app.c -o CMakeFiles/hg_core.dir/core/app.c.s
+
 CMakeFiles/hg_core.dir/core/common.c.o: CMakeFiles/hg_core.dir/flags.make
 CMakeFiles/hg_core.dir/core/common.c.o: /work/main/core/common.c
 CMakeFiles/hg_core.dir/core/common.c.o: CMakeFiles/hg_core.dir/compiler_depend.ts
-	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_1) "Building C object CMakeFiles/hg_core.dir/core/common.c.o"
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_5) "Building C object CMakeFiles/hg_core.dir/core/common.c.o"
 	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/hg_core.dir/core/common.c.o -MF CMakeFiles/hg_core.dir/core/common.c.o.d -o CMakeFiles/hg_core.dir/core/common.c.o -c /work/main/core/common.c
 
 CMakeFiles/hg_core.dir/core/common.c.i: cmake_force
@@ -86,7 +142,7 @@ CMakeFiles/hg_core.dir/core/common.c.s: cmake_force
 CMakeFiles/hg_core.dir/core/config.c.o: CMakeFiles/hg_core.dir/flags.make
 CMakeFiles/hg_core.dir/core/config.c.o: /work/main/core/config.c
 CMakeFiles/hg_core.dir/core/config.c.o: CMakeFiles/hg_core.dir/compiler_depend.ts
-	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_2) "Building C object CMakeFiles/hg_core.dir/core/config.c.o"
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_6) "Building C object CMakeFiles/hg_core.dir/core/config.c.o"
 	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/hg_core.dir/core/config.c.o -MF CMakeFiles/hg_core.dir/core/config.c.o.d -o CMakeFiles/hg_core.dir/core/config.c.o -c /work/main/core/config.c
 
 CMakeFiles/hg_core.dir/core/config.c.i: cmake_force
@@ -97,10 +153,38 @@ CMakeFiles/hg_core.dir/core/config.c.s: cmake_force
 	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Compiling C source to assembly CMakeFiles/hg_core.dir/core/config.c.s"
 	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -S /work/main/core/config.c -o CMakeFiles/hg_core.dir/core/config.c.s
 
+CMakeFiles/hg_core.dir/core/crypto.c.o: CMakeFiles/hg_core.dir/flags.make
+CMakeFiles/hg_core.dir/core/crypto.c.o: /work/main/core/crypto.c
+CMakeFiles/hg_core.dir/core/crypto.c.o: CMakeFiles/hg_core.dir/compiler_depend.ts
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_7) "Building C object CMakeFiles/hg_core.dir/core/crypto.c.o"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/hg_core.dir/core/crypto.c.o -MF CMakeFiles/hg_core.dir/core/crypto.c.o.d -o CMakeFiles/hg_core.dir/core/crypto.c.o -c /work/main/core/crypto.c
+
+CMakeFiles/hg_core.dir/core/crypto.c.i: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Preprocessing C source to CMakeFiles/hg_core.dir/core/crypto.c.i"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -E /work/main/core/crypto.c > CMakeFiles/hg_core.dir/core/crypto.c.i
+
+CMakeFiles/hg_core.dir/core/crypto.c.s: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Compiling C source to assembly CMakeFiles/hg_core.dir/core/crypto.c.s"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -S /work/main/core/crypto.c -o CMakeFiles/hg_core.dir/core/crypto.c.s
+
+CMakeFiles/hg_core.dir/core/event_types.c.o: CMakeFiles/hg_core.dir/flags.make
+CMakeFiles/hg_core.dir/core/event_types.c.o: /work/main/core/event_types.c
+CMakeFiles/hg_core.dir/core/event_types.c.o: CMakeFiles/hg_core.dir/compiler_depend.ts
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_8) "Building C object CMakeFiles/hg_core.dir/core/event_types.c.o"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/hg_core.dir/core/event_types.c.o -MF CMakeFiles/hg_core.dir/core/event_types.c.o.d -o CMakeFiles/hg_core.dir/core/event_types.c.o -c /work/main/core/event_types.c
+
+CMakeFiles/hg_core.dir/core/event_types.c.i: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Preprocessing C source to CMakeFiles/hg_core.dir/core/event_types.c.i"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -E /work/main/core/event_types.c > CMakeFiles/hg_core.dir/core/event_types.c.i
+
+CMakeFiles/hg_core.dir/core/event_types.c.s: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Compiling C source to assembly CMakeFiles/hg_core.dir/core/event_types.c.s"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -S /work/main/core/event_types.c -o CMakeFiles/hg_core.dir/core/event_types.c.s
+
 CMakeFiles/hg_core.dir/core/http_server_stub.c.o: CMakeFiles/hg_core.dir/flags.make
 CMakeFiles/hg_core.dir/core/http_server_stub.c.o: /work/main/core/http_server_stub.c
 CMakeFiles/hg_core.dir/core/http_server_stub.c.o: CMakeFiles/hg_core.dir/compiler_depend.ts
-	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_3) "Building C object CMakeFiles/hg_core.dir/core/http_server_stub.c.o"
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_9) "Building C object CMakeFiles/hg_core.dir/core/http_server_stub.c.o"
 	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/hg_core.dir/core/http_server_stub.c.o -MF CMakeFiles/hg_core.dir/core/http_server_stub.c.o.d -o CMakeFiles/hg_core.dir/core/http_server_stub.c.o -c /work/main/core/http_server_stub.c
 
 CMakeFiles/hg_core.dir/core/http_server_stub.c.i: cmake_force
@@ -111,10 +195,38 @@ CMakeFiles/hg_core.dir/core/http_server_stub.c.s: cmake_force
 	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Compiling C source to assembly CMakeFiles/hg_core.dir/core/http_server_stub.c.s"
 	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -S /work/main/core/http_server_stub.c -o CMakeFiles/hg_core.dir/core/http_server_stub.c.s
 
+CMakeFiles/hg_core.dir/core/ids.c.o: CMakeFiles/hg_core.dir/flags.make
+CMakeFiles/hg_core.dir/core/ids.c.o: /work/main/core/ids.c
+CMakeFiles/hg_core.dir/core/ids.c.o: CMakeFiles/hg_core.dir/compiler_depend.ts
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_10) "Building C object CMakeFiles/hg_core.dir/core/ids.c.o"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/hg_core.dir/core/ids.c.o -MF CMakeFiles/hg_core.dir/core/ids.c.o.d -o CMakeFiles/hg_core.dir/core/ids.c.o -c /work/main/core/ids.c
+
+CMakeFiles/hg_core.dir/core/ids.c.i: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Preprocessing C source to CMakeFiles/hg_core.dir/core/ids.c.i"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -E /work/main/core/ids.c > CMakeFiles/hg_core.dir/core/ids.c.i
+
+CMakeFiles/hg_core.dir/core/ids.c.s: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Compiling C source to assembly CMakeFiles/hg_core.dir/core/ids.c.s"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -S /work/main/core/ids.c -o CMakeFiles/hg_core.dir/core/ids.c.s
+
+CMakeFiles/hg_core.dir/core/keys.c.o: CMakeFiles/hg_core.dir/flags.make
+CMakeFiles/hg_core.dir/core/keys.c.o: /work/main/core/keys.c
+CMakeFiles/hg_core.dir/core/keys.c.o: CMakeFiles/hg_core.dir/compiler_depend.ts
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_11) "Building C object CMakeFiles/hg_core.dir/core/keys.c.o"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/hg_core.dir/core/keys.c.o -MF CMakeFiles/hg_core.dir/core/keys.c.o.d -o CMakeFiles/hg_core.dir/core/keys.c.o -c /work/main/core/keys.c
+
+CMakeFiles/hg_core.dir/core/keys.c.i: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Preprocessing C source to CMakeFiles/hg_core.dir/core/keys.c.i"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -E /work/main/core/keys.c > CMakeFiles/hg_core.dir/core/keys.c.i
+
+CMakeFiles/hg_core.dir/core/keys.c.s: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Compiling C source to assembly CMakeFiles/hg_core.dir/core/keys.c.s"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -S /work/main/core/keys.c -o CMakeFiles/hg_core.dir/core/keys.c.s
+
 CMakeFiles/hg_core.dir/core/log.c.o: CMakeFiles/hg_core.dir/flags.make
 CMakeFiles/hg_core.dir/core/log.c.o: /work/main/core/log.c
 CMakeFiles/hg_core.dir/core/log.c.o: CMakeFiles/hg_core.dir/compiler_depend.ts
-	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_4) "Building C object CMakeFiles/hg_core.dir/core/log.c.o"
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_12) "Building C object CMakeFiles/hg_core.dir/core/log.c.o"
 	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/hg_core.dir/core/log.c.o -MF CMakeFiles/hg_core.dir/core/log.c.o.d -o CMakeFiles/hg_core.dir/core/log.c.o -c /work/main/core/log.c
 
 CMakeFiles/hg_core.dir/core/log.c.i: cmake_force
@@ -128,7 +240,7 @@ CMakeFiles/hg_core.dir/core/log.c.s: cmake_force
 CMakeFiles/hg_core.dir/core/router.c.o: CMakeFiles/hg_core.dir/flags.make
 CMakeFiles/hg_core.dir/core/router.c.o: /work/main/core/router.c
 CMakeFiles/hg_core.dir/core/router.c.o: CMakeFiles/hg_core.dir/compiler_depend.ts
-	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_5) "Building C object CMakeFiles/hg_core.dir/core/router.c.o"
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_13) "Building C object CMakeFiles/hg_core.dir/core/router.c.o"
 	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/hg_core.dir/core/router.c.o -MF CMakeFiles/hg_core.dir/core/router.c.o.d -o CMakeFiles/hg_core.dir/core/router.c.o -c /work/main/core/router.c
 
 CMakeFiles/hg_core.dir/core/router.c.i: cmake_force
@@ -142,7 +254,7 @@ CMakeFiles/hg_core.dir/core/router.c.s: cmake_force
 CMakeFiles/hg_core.dir/core/schema.c.o: CMakeFiles/hg_core.dir/flags.make
 CMakeFiles/hg_core.dir/core/schema.c.o: /work/main/core/schema.c
 CMakeFiles/hg_core.dir/core/schema.c.o: CMakeFiles/hg_core.dir/compiler_depend.ts
-	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_6) "Building C object CMakeFiles/hg_core.dir/core/schema.c.o"
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_14) "Building C object CMakeFiles/hg_core.dir/core/schema.c.o"
 	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/hg_core.dir/core/schema.c.o -MF CMakeFiles/hg_core.dir/core/schema.c.o.d -o CMakeFiles/hg_core.dir/core/schema.c.o -c /work/main/core/schema.c
 
 CMakeFiles/hg_core.dir/core/schema.c.i: cmake_force
@@ -153,27 +265,91 @@ CMakeFiles/hg_core.dir/core/schema.c.s: cmake_force
 	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Compiling C source to assembly CMakeFiles/hg_core.dir/core/schema.c.s"
 	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -S /work/main/core/schema.c -o CMakeFiles/hg_core.dir/core/schema.c.s
 
+CMakeFiles/hg_core.dir/core/sign.c.o: CMakeFiles/hg_core.dir/flags.make
+CMakeFiles/hg_core.dir/core/sign.c.o: /work/main/core/sign.c
+CMakeFiles/hg_core.dir/core/sign.c.o: CMakeFiles/hg_core.dir/compiler_depend.ts
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_15) "Building C object CMakeFiles/hg_core.dir/core/sign.c.o"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/hg_core.dir/core/sign.c.o -MF CMakeFiles/hg_core.dir/core/sign.c.o.d -o CMakeFiles/hg_core.dir/core/sign.c.o -c /work/main/core/sign.c
+
+CMakeFiles/hg_core.dir/core/sign.c.i: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Preprocessing C source to CMakeFiles/hg_core.dir/core/sign.c.i"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -E /work/main/core/sign.c > CMakeFiles/hg_core.dir/core/sign.c.i
+
+CMakeFiles/hg_core.dir/core/sign.c.s: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Compiling C source to assembly CMakeFiles/hg_core.dir/core/sign.c.s"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -S /work/main/core/sign.c -o CMakeFiles/hg_core.dir/core/sign.c.s
+
+CMakeFiles/hg_core.dir/core/store.c.o: CMakeFiles/hg_core.dir/flags.make
+CMakeFiles/hg_core.dir/core/store.c.o: /work/main/core/store.c
+CMakeFiles/hg_core.dir/core/store.c.o: CMakeFiles/hg_core.dir/compiler_depend.ts
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_16) "Building C object CMakeFiles/hg_core.dir/core/store.c.o"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/hg_core.dir/core/store.c.o -MF CMakeFiles/hg_core.dir/core/store.c.o.d -o CMakeFiles/hg_core.dir/core/store.c.o -c /work/main/core/store.c
+
+CMakeFiles/hg_core.dir/core/store.c.i: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Preprocessing C source to CMakeFiles/hg_core.dir/core/store.c.i"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -E /work/main/core/store.c > CMakeFiles/hg_core.dir/core/store.c.i
+
+CMakeFiles/hg_core.dir/core/store.c.s: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Compiling C source to assembly CMakeFiles/hg_core.dir/core/store.c.s"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -S /work/main/core/store.c -o CMakeFiles/hg_core.dir/core/store.c.s
+
+CMakeFiles/hg_core.dir/core/webhooks.c.o: CMakeFiles/hg_core.dir/flags.make
+CMakeFiles/hg_core.dir/core/webhooks.c.o: /work/main/core/webhooks.c
+CMakeFiles/hg_core.dir/core/webhooks.c.o: CMakeFiles/hg_core.dir/compiler_depend.ts
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_17) "Building C object CMakeFiles/hg_core.dir/core/webhooks.c.o"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -MD -MT CMakeFiles/hg_core.dir/core/webhooks.c.o -MF CMakeFiles/hg_core.dir/core/webhooks.c.o.d -o CMakeFiles/hg_core.dir/core/webhooks.c.o -c /work/main/core/webhooks.c
+
+CMakeFiles/hg_core.dir/core/webhooks.c.i: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Preprocessing C source to CMakeFiles/hg_core.dir/core/webhooks.c.i"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -E /work/main/core/webhooks.c > CMakeFiles/hg_core.dir/core/webhooks.c.i
+
+CMakeFiles/hg_core.dir/core/webhooks.c.s: cmake_force
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green "Compiling C source to assembly CMakeFiles/hg_core.dir/core/webhooks.c.s"
+	/usr/bin/cc $(C_DEFINES) $(C_INCLUDES) $(C_FLAGS) -S /work/main/core/webhooks.c -o CMakeFiles/hg_core.dir/core/webhooks.c.s
+
 # Object files for target hg_core
 hg_core_OBJECTS = \
+"CMakeFiles/hg_core.dir/core/api_auth.c.o" \
+"CMakeFiles/hg_core.dir/core/api_common.c.o" \
+"CMakeFiles/hg_core.dir/core/api_webhooks.c.o" \
+"CMakeFiles/hg_core.dir/core/app.c.o" \
 "CMakeFiles/hg_core.dir/core/common.c.o" \
 "CMakeFiles/hg_core.dir/core/config.c.o" \
+"CMakeFiles/hg_core.dir/core/crypto.c.o" \
+"CMakeFiles/hg_core.dir/core/event_types.c.o" \
 "CMakeFiles/hg_core.dir/core/http_server_stub.c.o" \
+"CMakeFiles/hg_core.dir/core/ids.c.o" \
+"CMakeFiles/hg_core.dir/core/keys.c.o" \
 "CMakeFiles/hg_core.dir/core/log.c.o" \
 "CMakeFiles/hg_core.dir/core/router.c.o" \
-"CMakeFiles/hg_core.dir/core/schema.c.o"
+"CMakeFiles/hg_core.dir/core/schema.c.o" \
+"CMakeFiles/hg_core.dir/core/sign.c.o" \
+"CMakeFiles/hg_core.dir/core/store.c.o" \
+"CMakeFiles/hg_core.dir/core/webhooks.c.o"
 
 # External object files for target hg_core
 hg_core_EXTERNAL_OBJECTS =
 
+libhg_core.a: CMakeFiles/hg_core.dir/core/api_auth.c.o
+libhg_core.a: CMakeFiles/hg_core.dir/core/api_common.c.o
+libhg_core.a: CMakeFiles/hg_core.dir/core/api_webhooks.c.o
+libhg_core.a: CMakeFiles/hg_core.dir/core/app.c.o
 libhg_core.a: CMakeFiles/hg_core.dir/core/common.c.o
 libhg_core.a: CMakeFiles/hg_core.dir/core/config.c.o
+libhg_core.a: CMakeFiles/hg_core.dir/core/crypto.c.o
+libhg_core.a: CMakeFiles/hg_core.dir/core/event_types.c.o
 libhg_core.a: CMakeFiles/hg_core.dir/core/http_server_stub.c.o
+libhg_core.a: CMakeFiles/hg_core.dir/core/ids.c.o
+libhg_core.a: CMakeFiles/hg_core.dir/core/keys.c.o
 libhg_core.a: CMakeFiles/hg_core.dir/core/log.c.o
 libhg_core.a: CMakeFiles/hg_core.dir/core/router.c.o
 libhg_core.a: CMakeFiles/hg_core.dir/core/schema.c.o
+libhg_core.a: CMakeFiles/hg_core.dir/core/sign.c.o
+libhg_core.a: CMakeFiles/hg_core.dir/core/store.c.o
+libhg_core.a: CMakeFiles/hg_core.dir/core/webhooks.c.o
 libhg_core.a: CMakeFiles/hg_core.dir/build.make
 libhg_core.a: CMakeFiles/hg_core.dir/link.txt
-	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --bold --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_7) "Linking C static library libhg_core.a"
+	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --bold --progress-dir=/work/main/build/CMakeFiles --progress-num=$(CMAKE_PROGRESS_18) "Linking C static library libhg_core.a"
 	$(CMAKE_COMMAND) -P CMakeFiles/hg_core.dir/cmake_clean_target.cmake
 	$(CMAKE_COMMAND) -E cmake_link_script CMakeFiles/hg_core.dir/link.txt --verbose=$(VERBOSE)
 
