@@ -34,6 +34,53 @@ const char *const hg_schema_migrations[] = {
     "  created_at INTEGER NOT NULL,"
     "  revoked_at INTEGER"
     ");",
+
+    /* 2: events, their deliveries and delivery attempts, and the index of
+     * subscriptions that fan-out uses instead of scanning every webhook. */
+    "CREATE TABLE webhook_events ("
+    "  pattern TEXT NOT NULL," /* "user.created", "user.*" or "*" */
+    "  webhook_id TEXT NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,"
+    "  PRIMARY KEY (pattern, webhook_id)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX webhook_events_by_webhook ON webhook_events(webhook_id);"
+    "INSERT OR IGNORE INTO webhook_events (pattern, webhook_id)"
+    "  SELECT j.value, w.id FROM webhooks w, json_each(w.events) j;"
+    "CREATE TABLE events ("
+    "  seq INTEGER PRIMARY KEY,"
+    "  id TEXT NOT NULL UNIQUE," /* evt_<time-ordered>, or the publisher's own id */
+    "  type TEXT NOT NULL,"
+    "  organization_id TEXT,"
+    "  payload BLOB NOT NULL," /* the exact bytes every receiver gets */
+    "  idempotency_key TEXT," /* scope + key, or NULL */
+    "  created_at INTEGER NOT NULL"
+    ");"
+    "CREATE UNIQUE INDEX events_by_idempotency_key ON events(idempotency_key) WHERE idempotency_key IS NOT NULL;"
+    "CREATE TABLE deliveries ("
+    "  seq INTEGER PRIMARY KEY,"
+    "  id TEXT NOT NULL UNIQUE," /* del_<time-ordered> */
+    "  webhook_id TEXT NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,"
+    "  event_seq INTEGER NOT NULL REFERENCES events(seq),"
+    "  status TEXT NOT NULL," /* pending, success, failed */
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  status_code INTEGER,"
+    "  next_attempt_at INTEGER," /* NULL once no attempt remains */
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL"
+    ");"
+    "CREATE INDEX deliveries_by_webhook ON deliveries(webhook_id, id);"
+    "CREATE INDEX deliveries_pending ON deliveries(next_attempt_at) WHERE status = 'pending';"
+    "CREATE INDEX deliveries_by_event ON deliveries(event_seq);"
+    "CREATE TABLE attempts ("
+    "  id TEXT PRIMARY KEY," /* att_<time-ordered> */
+    "  delivery_seq INTEGER NOT NULL REFERENCES deliveries(seq) ON DELETE CASCADE,"
+    "  attempt INTEGER NOT NULL,"
+    "  started_at INTEGER NOT NULL,"
+    "  duration_ms INTEGER NOT NULL,"
+    "  status_code INTEGER NOT NULL," /* 0: no response */
+    "  response_body BLOB,"
+    "  error TEXT"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX attempts_by_delivery ON attempts(delivery_seq, attempt);",
 };
 
 const int hg_schema_version = (int)(sizeof(hg_schema_migrations) / sizeof(hg_schema_migrations[0]));

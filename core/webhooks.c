@@ -51,6 +51,27 @@ static int read_row(sqlite3_stmt *st, hg_webhook_t *w) {
   return 0;
 }
 
+/* Rewrites the subscription index rows of webhook id from its events. */
+static int set_patterns(sqlite3 *db, const char *id, const char *events) {
+  sqlite3_stmt *st = NULL;
+  int r = 0;
+  if (sqlite3_prepare_v2(db, "DELETE FROM webhook_events WHERE webhook_id = ?1", -1, &st, NULL) != SQLITE_OK)
+    return sql_fail(db, "index subscriptions");
+  bind_text(st, 1, id);
+  if (sqlite3_step(st) != SQLITE_DONE) r = sql_fail(db, "index subscriptions");
+  sqlite3_finalize(st);
+  if (r != 0) return r;
+  if (sqlite3_prepare_v2(db,
+                         "INSERT OR IGNORE INTO webhook_events (pattern, webhook_id) SELECT value, ?1 FROM json_each(?2)",
+                         -1, &st, NULL) != SQLITE_OK)
+    return sql_fail(db, "index subscriptions");
+  bind_text(st, 1, id);
+  bind_text(st, 2, events);
+  if (sqlite3_step(st) != SQLITE_DONE) r = sql_fail(db, "index subscriptions");
+  sqlite3_finalize(st);
+  return r;
+}
+
 int hg_webhooks_insert(sqlite3 *db, const hg_webhook_t *w, const char *secret) {
   sqlite3_stmt *st = NULL;
   int r = 0;
@@ -77,6 +98,7 @@ int hg_webhooks_insert(sqlite3 *db, const hg_webhook_t *w, const char *secret) {
   sqlite3_bind_int64(st, 3, w->created_at);
   if (sqlite3_step(st) != SQLITE_DONE) r = sql_fail(db, "insert secret");
   sqlite3_finalize(st);
+  if (r == 0) r = set_patterns(db, w->id, w->events);
   return r;
 }
 
@@ -138,6 +160,7 @@ int hg_webhooks_update(sqlite3 *db, const hg_webhook_t *w) {
   int r = sqlite3_step(st) == SQLITE_DONE ? 0 : sql_fail(db, "update webhook");
   if (r == 0 && sqlite3_changes(db) == 0) r = HG_ENOTFOUND;
   sqlite3_finalize(st);
+  if (r == 0) r = set_patterns(db, w->id, w->events);
   return r;
 }
 
