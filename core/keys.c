@@ -48,9 +48,11 @@ void hg_scopes_format(unsigned scopes, char *out, size_t cap) {
   for (size_t i = 0; i < HG_ARRAY_LEN(scope_names); i++) {
     if (!(scopes & scope_names[i].bit)) continue;
     const char *sep = len > 0 ? "," : "";
-    int n = snprintf(out + len, cap - len, "%s%s", sep, scope_names[i].name);
-    if (n < 0 || (size_t)n >= cap - len) return; /* truncated, still NUL-terminated */
-    len += (size_t)n;
+    size_t n = strlen(sep) + strlen(scope_names[i].name);
+    /* A partial name would read as a different scope: stop instead. */
+    if (n >= cap - len) return;
+    snprintf(out + len, cap - len, "%s%s", sep, scope_names[i].name);
+    len += n;
   }
 }
 

@@ -47,8 +47,9 @@ typedef struct hg_key_info {
 int hg_scopes_parse(const char *csv, unsigned *out);
 
 /* Writes the canonical list for scopes (known bits in the order above,
- * comma-separated; "" for none) to out, truncating to cap - 1 characters;
- * HG_SCOPES_MAX always suffices. */
+ * comma-separated; "" for none) to out, NUL-terminated. If cap is too
+ * small the list stops before the first name that does not fit (never a
+ * partial name); HG_SCOPES_MAX always suffices. */
 void hg_scopes_format(unsigned scopes, char *out, size_t cap);
 
 /* Returns 1 if org is 1..128 characters of [A-Za-z0-9_.:-], else 0. */

@@ -1,0 +1,106 @@
+#include "common.h"
+#include "crypto.h"
+#include "hgtest.h"
+
+static void sha256_known(void) {
+  unsigned char out[32];
+  char hex[65];
+  hg_sha256("abc", 3, out);
+  hg_hex_encode(out, 32, hex);
+  CHECK_EQ_STR(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  hg_sha256("", 0, out);
+  hg_hex_encode(out, 32, hex);
+  CHECK_EQ_STR(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
+static void hmac_known(void) {
+  /* RFC 4231 test case 2. */
+  unsigned char out[32];
+  char hex[65];
+  hg_hmac_sha256("Jefe", 4, "what do ya want for nothing?", 28, out);
+  hg_hex_encode(out, 32, hex);
+  CHECK_EQ_STR(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  /* The same message in parts. */
+  const void *parts[3] = {"what do ya ", NULL, "want for nothing?"};
+  size_t lens[3] = {11, 0, 17};
+  unsigned char out2[32];
+  CHECK_EQ_INT(hg_hmac_sha256_parts("Jefe", 4, parts, lens, 3, out2), 0);
+  CHECK(hg_ct_equal(out, out2, 32));
+}
+
+static void base64_roundtrip(void) {
+  char b[64];
+  CHECK_EQ_INT(hg_base64_encode((const unsigned char *)"", 0, b, sizeof(b)), 0);
+  CHECK_EQ_STR(b, "");
+  CHECK_EQ_INT(hg_base64_encode((const unsigned char *)"f", 1, b, sizeof(b)), 4);
+  CHECK_EQ_STR(b, "Zg==");
+  CHECK_EQ_INT(hg_base64_encode((const unsigned char *)"foobar", 6, b, sizeof(b)), 8);
+  CHECK_EQ_STR(b, "Zm9vYmFy");
+  CHECK_EQ_INT(hg_base64_encode((const unsigned char *)"foobar", 6, b, 8), HG_ETOOBIG);
+  CHECK_EQ_INT(hg_base64_encode((const unsigned char *)"foobar", 6, b, 9), 8);
+
+  unsigned char bin[3] = {0xfb, 0xff, 0xfe};
+  CHECK_EQ_INT(hg_base64_encode(bin, 3, b, sizeof(b)), 4);
+  CHECK_EQ_STR(b, "+//+");
+  CHECK_EQ_INT(hg_base64url_encode(bin, 3, b, sizeof(b)), 4);
+  CHECK_EQ_STR(b, "-__-");
+  CHECK_EQ_INT(hg_base64url_encode(bin, 2, b, sizeof(b)), 3);
+  CHECK_EQ_STR(b, "-_8");
+  CHECK_EQ_INT(hg_base64url_encode(bin, 2, b, 3), HG_ETOOBIG);
+  /* Longer than one internal chunk. */
+  unsigned char big[100];
+  char enc[200];
+  for (int i = 0; i < 100; i++) big[i] = (unsigned char)(i * 7);
+  CHECK_EQ_INT(hg_base64url_encode(big, 100, enc, sizeof(enc)), 134);
+  CHECK_EQ_INT(hg_base64_encode(big, 100, b, sizeof(b)), HG_ETOOBIG);
+
+  unsigned char out[16];
+  size_t n = 99;
+  CHECK_EQ_INT(hg_base64_decode("Zm9vYmE=", 8, out, sizeof(out), &n), 0);
+  CHECK_EQ_INT(n, 5);
+  CHECK(memcmp(out, "fooba", 5) == 0);
+  CHECK_EQ_INT(hg_base64_decode("", 0, out, sizeof(out), &n), 0);
+  CHECK_EQ_INT(n, 0);
+  CHECK_EQ_INT(hg_base64_decode("Zm9vYmE", 7, out, sizeof(out), &n), HG_EINVAL);
+  CHECK_EQ_INT(hg_base64_decode("Zm9v\nYmE=", 9, out, sizeof(out), &n), HG_EINVAL);
+  CHECK_EQ_INT(hg_base64_decode("Zm9 YmE=", 8, out, sizeof(out), &n), HG_EINVAL);
+  CHECK_EQ_INT(hg_base64_decode("Zm=vYmE=", 8, out, sizeof(out), &n), HG_EINVAL);
+  CHECK_EQ_INT(hg_base64_decode("Z===", 4, out, sizeof(out), &n), HG_EINVAL);
+  CHECK_EQ_INT(hg_base64_decode("-_-_", 4, out, sizeof(out), &n), HG_EINVAL);
+  CHECK_EQ_INT(hg_base64_decode("Zm9vYmE=", 8, out, 4, &n), HG_ETOOBIG);
+  CHECK_EQ_INT(hg_base64_decode("Zm9vYmE=", 8, out, 5, &n), 0);
+}
+
+static void hex_and_ct(void) {
+  char hex[7];
+  hg_hex_encode((const unsigned char *)"\x00\xab\xff", 3, hex);
+  CHECK_EQ_STR(hex, "00abff");
+  CHECK_EQ_INT(hg_ct_equal("abcd", "abcd", 4), 1);
+  CHECK_EQ_INT(hg_ct_equal("abcd", "abce", 4), 0);
+  CHECK_EQ_INT(hg_ct_equal("\x80", "\x00", 1), 0);
+  CHECK_EQ_INT(hg_ct_equal("x", "y", 0), 1);
+}
+
+static void random_bytes(void) {
+  CHECK_EQ_INT(hg_crypto_init(), 0);
+  CHECK_EQ_INT(hg_crypto_init(), 0);
+  unsigned char a[32], b[32];
+  CHECK_EQ_INT(hg_random(a, sizeof(a)), 0);
+  CHECK_EQ_INT(hg_random(b, sizeof(b)), 0);
+  CHECK(!hg_ct_equal(a, b, sizeof(a)));
+  /* More than one CTR_DRBG request. */
+  static unsigned char big[5000];
+  CHECK_EQ_INT(hg_random(big, sizeof(big)), 0);
+  int zeros = 0;
+  for (size_t i = 4000; i < sizeof(big); i++) zeros += big[i] == 0;
+  CHECK(zeros < 50);
+}
+
+int main(void) {
+  RUN(sha256_known);
+  RUN(hmac_known);
+  RUN(base64_roundtrip);
+  RUN(hex_and_ct);
+  RUN(random_bytes);
+  return HGT_DONE();
+}

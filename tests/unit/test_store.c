@@ -1,0 +1,318 @@
+#define _GNU_SOURCE /* nftw */
+#include "common.h"
+#include "hgtest.h"
+#include "log.h"
+#include "store.h"
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static char dir[64];
+static uv_thread_t loop_thread;
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb, (void)flag, (void)ftw;
+  return remove(path);
+}
+
+static void db_path(char *out, size_t cap, const char *name) { snprintf(out, cap, "%s/%s/hg.db", dir, name); }
+
+static int query_int(sqlite3 *db, const char *sql) {
+  sqlite3_stmt *st = NULL;
+  int v = -1;
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+    v = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  return v;
+}
+
+/* A database with the schema and a scratch table t for the jobs below. */
+static void make_db(const char *path) {
+  sqlite3 *db = NULL;
+  char err[256];
+  CHECK_EQ_INT(hg_store_open_sync(&db, path, err, sizeof(err)), 0);
+  CHECK_EQ_INT(sqlite3_exec(db, "CREATE TABLE t (id INTEGER PRIMARY KEY)", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+}
+
+/* ---- Migrations ---- */
+
+static void migrations(void) {
+  char path[128], err[256];
+  sqlite3 *db = NULL;
+  db_path(path, sizeof(path), "a/b/mig"); /* parent directories are created */
+  CHECK_EQ_INT(hg_store_open_sync(&db, path, err, sizeof(err)), 0);
+  if (db == NULL) return;
+  CHECK_EQ_INT(hg_store_schema_version(), 1);
+  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), hg_store_schema_version());
+  CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name IN ('webhooks','webhook_secrets','api_keys')"), 3);
+  CHECK_EQ_INT(query_int(db, "PRAGMA foreign_keys"), 1);
+  CHECK_EQ_INT(query_int(db, "PRAGMA synchronous"), 2); /* FULL */
+  CHECK_EQ_INT(query_int(db, "SELECT journal_mode = 'wal' FROM pragma_journal_mode"), 1);
+  /* A row survives reopening, and reopening applies nothing twice. */
+  CHECK_EQ_INT(sqlite3_exec(db, "INSERT INTO webhooks (id, url, events, created_at, updated_at) "
+                                "VALUES ('wh_1', 'https://example.com', '[]', 1, 1)", NULL, NULL, NULL),
+               SQLITE_OK);
+  sqlite3_close(db);
+  db = NULL;
+  CHECK_EQ_INT(hg_store_open_sync(&db, path, err, sizeof(err)), 0);
+  if (db == NULL) return;
+  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), hg_store_schema_version());
+  CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM webhooks"), 1);
+  CHECK_EQ_INT(hg_store_migrate(db, err, sizeof(err)), 0);
+  sqlite3_close(db);
+}
+
+static void newer_schema(void) {
+  char path[128], err[256] = "";
+  sqlite3 *db = NULL;
+  db_path(path, sizeof(path), "new");
+  CHECK_EQ_INT(hg_store_open_sync(&db, path, err, sizeof(err)), 0);
+  CHECK_EQ_INT(sqlite3_exec(db, "PRAGMA user_version = 999", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+  db = NULL;
+
+  const char *want = "database schema version 999 is newer than this binary (supports 1): upgrade hookgate";
+  CHECK_EQ_INT(hg_store_open_sync(&db, path, err, sizeof(err)), HG_ECORRUPT);
+  CHECK(db == NULL);
+  CHECK_EQ_STR(err, want);
+
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  hg_store_t *s = (hg_store_t *)&loop; /* must be reset */
+  err[0] = '\0';
+  CHECK_EQ_INT(hg_store_open(&s, &loop, path, err, sizeof(err)), HG_ECORRUPT);
+  CHECK(s == NULL);
+  CHECK_EQ_STR(err, want);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_EQ_INT(uv_loop_close(&loop), 0);
+}
+
+static void bad_path(void) {
+  char path[128], err[256] = "";
+  sqlite3 *db = NULL;
+  /* A regular file where a directory should be. */
+  snprintf(path, sizeof(path), "%s/file", dir);
+  FILE *f = fopen(path, "w");
+  fclose(f);
+  snprintf(path, sizeof(path), "%s/file/hg.db", dir);
+  CHECK(hg_store_open_sync(&db, path, err, sizeof(err)) < 0);
+  CHECK(db == NULL);
+  CHECK(strlen(err) > 0);
+}
+
+/* ---- Jobs ---- */
+
+struct ctx {
+  hg_store_t *store;
+  sqlite3 *reader; /* a second connection, on the loop thread */
+  int done, ok, on_loop, visible, total;
+  int statuses[8];
+  hg_store_stats_t stats;
+  int close_at_end;
+};
+
+struct insert {
+  struct ctx *c;
+  int id;
+  int fail; /* return this from work after inserting */
+  int slot; /* index into c->statuses, or -1 */
+};
+
+static int insert_work(sqlite3 *db, void *ud) {
+  struct insert *in = ud;
+  char sql[64];
+  snprintf(sql, sizeof(sql), "INSERT INTO t (id) VALUES (%d)", in->id);
+  if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) return HG_EIO;
+  return in->fail;
+}
+
+static int row_exists(sqlite3 *db, int id) {
+  char sql[64];
+  snprintf(sql, sizeof(sql), "SELECT count(*) FROM t WHERE id = %d", id);
+  return query_int(db, sql) == 1;
+}
+
+static void insert_done(int status, void *ud) {
+  struct insert *in = ud;
+  struct ctx *c = in->c;
+  c->done++;
+  if (status == 0) c->ok++;
+  uv_thread_t self = uv_thread_self();
+  if (uv_thread_equal(&self, &loop_thread)) c->on_loop++;
+  /* Committed before the callback: another connection sees the row. */
+  if (c->reader != NULL && status == 0 && row_exists(c->reader, in->id)) c->visible++;
+  if (in->slot >= 0) c->statuses[in->slot] = status;
+  if (c->close_at_end && c->done == c->total) {
+    hg_store_stats(c->store, &c->stats);
+    hg_store_close(c->store); /* from inside a completion */
+    hg_store_close(c->store); /* and twice: a no-op */
+  }
+}
+
+static struct insert group_jobs[200];
+
+static void submit_group_cb(uv_timer_t *t) {
+  struct ctx *c = t->data;
+  for (int i = 0; i < 200; i++) {
+    group_jobs[i] = (struct insert){c, i + 1, 0, -1};
+    CHECK_EQ_INT(hg_store_submit(c->store, insert_work, insert_done, &group_jobs[i]), 0);
+  }
+  uv_close((uv_handle_t *)t, NULL);
+}
+
+static void group_commit(void) {
+  char path[128], err[256];
+  db_path(path, sizeof(path), "group");
+  make_db(path);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  struct ctx c = {0};
+  c.total = 200;
+  c.close_at_end = 1;
+  CHECK_EQ_INT(hg_store_open(&c.store, &loop, path, err, sizeof(err)), 0);
+  CHECK_EQ_INT(sqlite3_open_v2(path, &c.reader, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  uv_timer_t timer;
+  uv_timer_init(&loop, &timer);
+  timer.data = &c;
+  uv_timer_start(&timer, submit_group_cb, 0, 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_EQ_INT(c.done, 200);
+  CHECK_EQ_INT(c.ok, 200);
+  CHECK_EQ_INT(c.on_loop, 200);
+  CHECK_EQ_INT(c.visible, 200);
+  CHECK_EQ_INT(c.stats.jobs, 200);
+  CHECK(c.stats.commits < c.stats.jobs);
+  CHECK(c.stats.max_batch > 1);
+  fprintf(stderr, "  200 jobs in %llu commits, largest group %llu\n", (unsigned long long)c.stats.commits,
+          (unsigned long long)c.stats.max_batch);
+  CHECK_EQ_INT(query_int(c.reader, "SELECT count(*) FROM t"), 200);
+  sqlite3_close(c.reader);
+  CHECK_EQ_INT(uv_loop_close(&loop), 0);
+}
+
+/* A gate job holds the store thread in its work until the loop has queued
+ * the jobs that must share the next group. */
+struct gate {
+  uv_sem_t started, go;
+};
+
+static int gate_work(sqlite3 *db, void *ud) {
+  (void)db;
+  struct gate *g = ud;
+  uv_sem_post(&g->started);
+  uv_sem_wait(&g->go);
+  return 0;
+}
+
+static int rollback_work(sqlite3 *db, void *ud) {
+  (void)ud;
+  /* Misbehaving work: ends the whole transaction. */
+  sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+  return 0;
+}
+
+static void failing_job(void) {
+  char path[128], err[256];
+  db_path(path, sizeof(path), "fail");
+  make_db(path);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  struct ctx c = {0};
+  CHECK_EQ_INT(hg_store_open(&c.store, &loop, path, err, sizeof(err)), 0);
+  struct gate g;
+  uv_sem_init(&g.started, 0);
+  uv_sem_init(&g.go, 0);
+
+  /* Group 2: A, B (fails after inserting), C. */
+  CHECK_EQ_INT(hg_store_submit(c.store, gate_work, NULL, &g), 0);
+  uv_sem_wait(&g.started);
+  struct insert a = {&c, 1, 0, 0}, b = {&c, 2, HG_EINVAL, 1}, cc = {&c, 3, 0, 2};
+  hg_store_submit(c.store, insert_work, insert_done, &a);
+  hg_store_submit(c.store, insert_work, insert_done, &b);
+  hg_store_submit(c.store, insert_work, insert_done, &cc);
+  /* Group 3: D, then a job that ends the transaction, then E. */
+  struct insert d = {&c, 4, 0, 3}, e = {&c, 5, 0, 5};
+  struct insert x = {&c, 0, 0, 4};
+  hg_store_submit(c.store, gate_work, NULL, &g);
+  uv_sem_post(&g.go); /* group 2 runs */
+  uv_sem_wait(&g.started);
+  hg_store_submit(c.store, insert_work, insert_done, &d);
+  hg_store_submit(c.store, rollback_work, insert_done, &x);
+  hg_store_submit(c.store, insert_work, insert_done, &e);
+  uv_sem_post(&g.go);
+
+  c.total = 6;
+  c.close_at_end = 1;
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_EQ_INT(c.done, 6);
+  CHECK_EQ_INT(c.statuses[0], 0);
+  CHECK_EQ_INT(c.statuses[1], HG_EINVAL);
+  CHECK_EQ_INT(c.statuses[2], 0);
+  CHECK_EQ_INT(c.statuses[3], HG_EIO);
+  CHECK_EQ_INT(c.statuses[4], HG_EIO);
+  CHECK_EQ_INT(c.statuses[5], 0);
+  CHECK(c.stats.max_batch >= 4); /* A, B, C and the second gate */
+  CHECK_EQ_INT(uv_loop_close(&loop), 0);
+
+  sqlite3 *db = NULL;
+  CHECK_EQ_INT(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  CHECK(row_exists(db, 1));
+  CHECK(!row_exists(db, 2));
+  CHECK(row_exists(db, 3));
+  CHECK(!row_exists(db, 4));
+  CHECK(row_exists(db, 5));
+  sqlite3_close(db);
+  uv_sem_destroy(&g.started);
+  uv_sem_destroy(&g.go);
+}
+
+static void close_with_queue(void) {
+  char path[128], err[256];
+  db_path(path, sizeof(path), "close");
+  make_db(path);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  struct ctx c = {0};
+  static struct insert jobs[50];
+  CHECK_EQ_INT(hg_store_open(&c.store, &loop, path, err, sizeof(err)), 0);
+  for (int i = 0; i < 50; i++) {
+    jobs[i] = (struct insert){&c, i + 1, 0, -1};
+    CHECK_EQ_INT(hg_store_submit(c.store, insert_work, insert_done, &jobs[i]), 0);
+  }
+  /* Closing before the loop ever ran: no completion may run inside close. */
+  hg_store_close(c.store);
+  CHECK_EQ_INT(c.done, 0);
+  struct insert late = {&c, 99, 0, -1};
+  CHECK_EQ_INT(hg_store_submit(c.store, insert_work, insert_done, &late), HG_ESTATE);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_EQ_INT(c.done, 50);
+  CHECK_EQ_INT(c.ok, 50);
+  CHECK_EQ_INT(c.on_loop, 50);
+  CHECK_EQ_INT(uv_loop_close(&loop), 0);
+
+  sqlite3 *db = NULL;
+  CHECK_EQ_INT(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM t"), 50);
+  sqlite3_close(db);
+}
+
+static void close_null(void) { hg_store_close(NULL); }
+
+int main(void) {
+  hg_log_setup(HG_LOG_INFO, HG_LOG_LOGFMT, 2);
+  loop_thread = uv_thread_self();
+  snprintf(dir, sizeof(dir), "/tmp/hg-test-store-XXXXXX");
+  if (mkdtemp(dir) == NULL) return 2;
+  RUN(migrations);
+  RUN(newer_schema);
+  RUN(bad_path);
+  RUN(group_commit);
+  RUN(failing_job);
+  RUN(close_with_queue);
+  RUN(close_null);
+  nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+  return HGT_DONE();
+}
