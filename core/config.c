@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { K_STR, K_STRLIST, K_BOOL, K_UINT, K_SECONDS, K_SECTION, K_LOGLEVEL, K_LOGFORMAT } kind_t;
+typedef enum { K_STR, K_STRLIST, K_BOOL, K_UINT, K_SECONDS, K_SECTION, K_LOGLEVEL, K_LOGFORMAT, K_NUMBER, K_SCHEDULE } kind_t;
 
 typedef struct field {
   const char *name;
@@ -62,6 +62,22 @@ static const field_t webhook_fields[] = {
     {NULL, 0, 0, NULL, 0, 0, NULL},
 };
 
+static const field_t delivery_fields[] = {
+    {"paused", K_BOOL, OFF(delivery_paused), NULL, 0, 0, "store but do not send"},
+    {"schedule", K_SCHEDULE, 0, NULL, 0, 30 * 86400, "list of delays in seconds, one per attempt"},
+    {"jitter", K_NUMBER, OFF(jitter), NULL, 0, 0.9, "fraction"},
+    {"retry_after_max", K_NUMBER, OFF(retry_after_max), NULL, 0, 7 * 86400, "seconds"},
+    {"max_in_flight", K_UINT, OFF(max_in_flight), NULL, 1, 100000, "count"},
+    {"max_per_origin", K_UINT, OFF(max_per_origin), NULL, 1, 10000, "count"},
+    {"connect_timeout", K_SECONDS, OFF(connect_timeout_ms), NULL, 0.001, 600, "seconds"},
+    {"timeout", K_SECONDS, OFF(request_timeout_ms), NULL, 0.001, 3600, "seconds"},
+    {"max_response_body", K_UINT, OFF(max_response_body), NULL, 0, 16 << 20, "bytes"},
+    {"max_event_data", K_UINT, OFF(max_event_data), NULL, 2, 64 << 20, "bytes"},
+    {"allow_cidrs", K_STRLIST, OFF(allow_cidrs), NULL, 0, 0, "CIDR blocks receivers may resolve to"},
+    {"ca_file", K_STR, OFF(ca_file), NULL, 0, 0, "PEM CA bundle for HTTPS receivers"},
+    {NULL, 0, 0, NULL, 0, 0, NULL},
+};
+
 static const field_t top_fields[] = {
     {"listen", K_STRLIST, OFF(listen), NULL, 0, 0, "address or list of addresses"},
     {"tls", K_SECTION, 0, tls_fields, 0, 0, NULL},
@@ -70,6 +86,7 @@ static const field_t top_fields[] = {
     {"log", K_SECTION, 0, log_fields, 0, 0, NULL},
     {"http", K_SECTION, 0, http_fields, 0, 0, NULL},
     {"webhooks", K_SECTION, 0, webhook_fields, 0, 0, NULL},
+    {"delivery", K_SECTION, 0, delivery_fields, 0, 0, NULL},
     {NULL, 0, 0, NULL, 0, 0, NULL},
 };
 
@@ -176,7 +193,8 @@ static int set_field(loader_t *ld, const field_t *f, const char *key) {
     } else {
       if (v != floor(v)) return fail(ld, key, "must be a whole number (got %g)", v);
       /* K_UINT fields are size_t or unsigned: sizes tell which. */
-      if (strcmp(f->name, "max_headers") == 0 || strcmp(f->name, "max_connections") == 0)
+      if (strcmp(f->name, "max_headers") == 0 || strcmp(f->name, "max_connections") == 0 ||
+          strcmp(f->name, "max_in_flight") == 0 || strcmp(f->name, "max_per_origin") == 0)
         *(unsigned *)(base + f->off) = (unsigned)v;
       else
         *(size_t *)(base + f->off) = (size_t)v;
@@ -214,6 +232,37 @@ static int set_field(loader_t *ld, const field_t *f, const char *key) {
       lua_pop(L, 1);
       if (r != 0) return r;
     }
+    return 0;
+  }
+  case K_NUMBER: {
+    if (t != LUA_TNUMBER) return fail(ld, key, "must be a number (%s), not %s", f->help, lua_typename(L, t));
+    double v = lua_tonumber(L, -1);
+    if (!(v >= f->min && v <= f->max))
+      return fail(ld, key, "must be between %g and %g %s (got %g)", f->min, f->max, f->help, v);
+    *(double *)(base + f->off) = v;
+    return 0;
+  }
+  case K_SCHEDULE: {
+    hg_config_t *cfg = ld->cfg;
+    if (t != LUA_TTABLE) return fail(ld, key, "must be a %s", f->help);
+    lua_Integer n = luaL_len(L, -1);
+    if (n < 1 || n > 100) return fail(ld, key, "must list 1 to 100 delays");
+    double *sched = calloc((size_t)n, sizeof(*sched));
+    if (sched == NULL) return HG_ENOMEM;
+    for (lua_Integer i = 1; i <= n; i++) {
+      lua_geti(L, -1, i);
+      int isnum;
+      double v = lua_tonumberx(L, -1, &isnum);
+      lua_pop(L, 1);
+      if (!isnum || !(v >= f->min && v <= f->max)) {
+        free(sched);
+        return fail(ld, key, "item %lld must be a number of seconds from 0 to %g", (long long)i, f->max);
+      }
+      sched[i - 1] = v;
+    }
+    free(cfg->schedule);
+    cfg->schedule = sched;
+    cfg->n_schedule = (size_t)n;
     return 0;
   }
   case K_SECTION:
@@ -428,6 +477,23 @@ int hg_config_load(hg_config_t *cfg, const char *path, char *err, size_t errlen)
   cfg->log_format = HG_LOG_LOGFMT;
   cfg->access_log = 1;
   hg_http_limits_default(&cfg->http);
+  /* Standard Webhooks' suggested schedule: at once, 5 s, 5 min, 30 min,
+   * 2 h, 5 h, 10 h, 10 h. */
+  static const double schedule[] = {0, 5, 300, 1800, 7200, 18000, 36000, 36000};
+  if ((cfg->schedule = malloc(sizeof(schedule))) == NULL) {
+    r = HG_ENOMEM;
+    goto fail;
+  }
+  memcpy(cfg->schedule, schedule, sizeof(schedule));
+  cfg->n_schedule = HG_ARRAY_LEN(schedule);
+  cfg->jitter = 0.2;
+  cfg->retry_after_max = 86400;
+  cfg->max_in_flight = 1024;
+  cfg->max_per_origin = 64;
+  cfg->connect_timeout_ms = 5000;
+  cfg->request_timeout_ms = 15000;
+  cfg->max_response_body = 65536;
+  cfg->max_event_data = 256 * 1024;
   if (path != NULL) {
     if ((cfg->path = strdup(path)) == NULL) {
       r = HG_ENOMEM;
@@ -457,5 +523,8 @@ void hg_config_close(hg_config_t *cfg) {
     free(cfg->admin_key);
   }
   strlist_free(&cfg->event_types);
+  free(cfg->schedule);
+  strlist_free(&cfg->allow_cidrs);
+  free(cfg->ca_file);
   memset(cfg, 0, sizeof(*cfg));
 }

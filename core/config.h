@@ -40,6 +40,21 @@ typedef struct hg_config {
 
   int allow_http_urls;        /* webhooks may use http:// (development, tests) */
   hg_strlist_t event_types;   /* extra event types beside the built-in ones */
+
+  /* Delivery. */
+  int delivery_paused;            /* accept and store, send nothing until resumed */
+  double *schedule;               /* seconds before attempt i+1 (schedule[0]: the first) */
+  size_t n_schedule;
+  double jitter;                  /* +/- fraction applied to each delay */
+  double retry_after_max;         /* seconds: cap on a receiver's Retry-After */
+  unsigned max_in_flight;         /* all origins */
+  unsigned max_per_origin;
+  uint64_t connect_timeout_ms;
+  uint64_t request_timeout_ms;    /* whole attempt: DNS, connect, TLS, response */
+  size_t max_response_body;       /* bytes of a receiver's answer kept in the log */
+  size_t max_event_data;          /* bytes of an event's data */
+  hg_strlist_t allow_cidrs;       /* SSRF allow-list, e.g. "127.0.0.0/8" */
+  char *ca_file;                  /* NULL: the system CA bundle */
 } hg_config_t;
 
 /* Fills cfg with defaults, then reads path (NULL: defaults only), then
