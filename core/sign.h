@@ -54,7 +54,7 @@ int hg_sign_header(const char *const *secrets, size_t n, const char *msg_id, int
  *                  the timestamp not an integer, the header holding no
  *                  "<version>,<signature>" entry, n == 0, or a secret that
  *                  is empty, "whsec_" alone or not base64;
- *   HG_ETIMEDOUT   |now - ts| > tolerance_s;
+ *   HG_ETIMEDOUT   |now - ts| > tolerance_s (always, if tolerance_s < 0);
  *   HG_EFORBIDDEN  no entry matches;
  *   HG_ENOMEM. */
 int hg_verify(const char *const *secrets, size_t n, const char *msg_id, const char *ts_header,

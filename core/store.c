@@ -141,7 +141,9 @@ int hg_store_schema_version(void) { return hg_schema_version; }
 int hg_store_migrate(sqlite3 *db, char *err, size_t errlen) {
   /* One migration per transaction, re-reading the version under the write
    * lock each time, so two processes starting together cannot both apply
-   * the same migration. */
+   * the same migration. Migrations run with foreign_keys on and inside a
+   * transaction, where that pragma cannot change: a future migration that
+   * rebuilds a referenced table must use PRAGMA defer_foreign_keys. */
   for (;;) {
     int v = 0, rc;
     char sql[64];

@@ -33,22 +33,31 @@ typedef struct hg_store_stats {
   uint64_t commit_ns;    /* total time spent in COMMIT (fsync) */
 } hg_store_stats_t;
 
-/* Opens (creating the file and its parent directory if needed) the
- * database at path, applies pending migrations, and starts the store
- * thread. A database whose schema is newer than this binary is refused with
- * HG_ECORRUPT and a message in err. */
+/* Opens (creating the file and its parent directories, mode 0700, if
+ * needed) the database at path, applies pending migrations, and starts the
+ * store thread. A database whose schema is newer than this binary is
+ * refused with HG_ECORRUPT and a message in err. On failure *out is NULL,
+ * err says why (err may be NULL), and the loop may still have to run once
+ * to release an internal handle. Runs on, and blocks, the calling (loop)
+ * thread while migrating: meant for start-up. */
 int hg_store_open(hg_store_t **out, uv_loop_t *loop, const char *path, char *err, size_t errlen);
 
-/* Queues a job. Thread-safe but meant for the loop thread. Returns 0, or
- * HG_ESTATE once the store is closing (done is then never called). */
+/* Queues a job; ud is borrowed until done runs. done may be NULL. Never
+ * runs done inside this call. Thread-safe but meant for the loop thread.
+ * Returns 0, HG_EINVAL (NULL store or work), HG_ENOMEM, or HG_ESTATE once
+ * the store is closing (done is then never called). */
 int hg_store_submit(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, void *ud);
 
 /* Copies the counters. */
 void hg_store_stats(hg_store_t *s, hg_store_stats_t *out);
 
 /* Runs the jobs already queued, commits them, stops the thread and closes
- * the database; completions of those jobs still run. The store is freed
- * once the loop has run the uv_async close callback. Accepts NULL. */
+ * the database; completions of those jobs still run, on the loop, after
+ * this returns (never inside it). Blocks the calling thread until the last
+ * group is committed. The store is freed once the loop has run the
+ * uv_async close callback; until then submit returns HG_ESTATE and stats
+ * still work. Loop thread only; may be called from a done callback.
+ * Accepts NULL; a second call is a no-op. */
 void hg_store_close(hg_store_t *s);
 
 /* For the CLI (keys create/list/revoke) and tests: opens path on the
