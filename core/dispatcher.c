@@ -1,0 +1,567 @@
+/* dispatcher.c: the delivery queue, attempts and retries. */
+#include "dispatcher.h"
+
+#include "common.h"
+#include "crypto.h"
+#include "deliveries.h"
+#include "http_client.h"
+#include "log.h"
+#include "sign.h"
+#include "ssrf.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define LOAD_BATCH 128
+#define BUCKETS 4096
+
+typedef struct entry {
+  int64_t due;
+  int64_t seq;
+} entry_t;
+
+typedef struct item item_t;
+
+typedef struct batch {
+  hg_dispatcher_t *d;
+  item_t *items[LOAD_BATCH];
+  size_t n;
+  int64_t now;
+} batch_t;
+
+struct item {
+  hg_dispatcher_t *d;
+  item_t *next; /* bucket chain of the busy set */
+  int64_t seq;
+  int forced;   /* replay or test: send whatever the status */
+  hg_dispatch_cb test_cb; /* non-NULL: a test send */
+  void *test_ud;
+  int load_status;
+  hg_send_t send;
+  int64_t started_at;
+  /* Outcome. */
+  hg_attempt_rec_t rec;
+  char *resp_body;
+  size_t resp_len;
+  char error[256];
+  int has_error;
+  int cancelled;
+};
+
+struct hg_dispatcher {
+  uv_loop_t *loop;
+  hg_store_t *store;
+  const hg_config_t *cfg;
+  hg_client_t *client;
+  hg_ssrf_policy_t *ssrf;
+  uv_timer_t timer;
+  entry_t *heap;
+  size_t n_heap, cap_heap;
+  item_t *busy[BUCKETS];
+  size_t active; /* items alive: loading, sending or recording */
+  unsigned max_active;
+  int paused, stopping, started;
+  void (*stop_cb)(void *);
+  void *stop_ud;
+  hg_dispatcher_stats_t stats;
+};
+
+static void pump(hg_dispatcher_t *d);
+
+/* --- heap of (due, seq) ------------------------------------------------------ */
+
+static int heap_push(hg_dispatcher_t *d, int64_t due, int64_t seq) {
+  if (d->n_heap == d->cap_heap) {
+    size_t cap = d->cap_heap ? d->cap_heap * 2 : 1024;
+    entry_t *h = realloc(d->heap, cap * sizeof(*h));
+    if (h == NULL) return HG_ENOMEM;
+    d->heap = h;
+    d->cap_heap = cap;
+  }
+  size_t i = d->n_heap++;
+  while (i > 0) {
+    size_t parent = (i - 1) / 2;
+    if (d->heap[parent].due <= due) break;
+    d->heap[i] = d->heap[parent];
+    i = parent;
+  }
+  d->heap[i].due = due;
+  d->heap[i].seq = seq;
+  return 0;
+}
+
+static entry_t heap_pop(hg_dispatcher_t *d) {
+  entry_t top = d->heap[0];
+  entry_t last = d->heap[--d->n_heap];
+  size_t i = 0, n = d->n_heap;
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= n) break;
+    if (c + 1 < n && d->heap[c + 1].due < d->heap[c].due) c++;
+    if (last.due <= d->heap[c].due) break;
+    d->heap[i] = d->heap[c];
+    i = c;
+  }
+  if (n > 0) d->heap[i] = last;
+  return top;
+}
+
+/* --- busy set ---------------------------------------------------------------- */
+
+static size_t bucket(int64_t seq) { return (size_t)((uint64_t)seq * 0x9E3779B97F4A7C15ull >> 52) % BUCKETS; }
+
+int hg_dispatcher_busy(const hg_dispatcher_t *d, int64_t seq) {
+  for (item_t *it = d->busy[bucket(seq)]; it; it = it->next)
+    if (it->seq == seq) return 1;
+  return 0;
+}
+
+static item_t *item_new(hg_dispatcher_t *d, int64_t seq) {
+  item_t *it = calloc(1, sizeof(*it));
+  if (it == NULL) return NULL;
+  it->d = d;
+  it->seq = seq;
+  size_t b = bucket(seq);
+  it->next = d->busy[b];
+  d->busy[b] = it;
+  d->active++;
+  return it;
+}
+
+static void maybe_stopped(hg_dispatcher_t *d) {
+  if (d->stopping && d->active == 0 && d->stop_cb) {
+    void (*cb)(void *) = d->stop_cb;
+    d->stop_cb = NULL;
+    cb(d->stop_ud);
+  }
+}
+
+static void item_free(item_t *it) {
+  hg_dispatcher_t *d = it->d;
+  for (item_t **p = &d->busy[bucket(it->seq)]; *p; p = &(*p)->next) {
+    if (*p == it) {
+      *p = it->next;
+      break;
+    }
+  }
+  d->active--;
+  hg_send_close(&it->send);
+  free(it->resp_body);
+  free(it);
+  maybe_stopped(d);
+}
+
+/* --- recording the outcome --------------------------------------------------- */
+
+static int record_work(sqlite3 *db, void *ud) {
+  item_t *it = ud;
+  return hg_deliveries_record(db, &it->rec);
+}
+
+static void record_done(int status, void *ud) {
+  item_t *it = ud;
+  hg_dispatcher_t *d = it->d;
+  if (status != 0) {
+    /* Not recorded: the row is still pending and due, so the next start
+     * (or the retry below) sends it again. */
+    hg_log(HG_LOG_ERROR, "could not record a delivery attempt", "delivery", it->send.id, "error",
+           hg_strerror(status), NULL);
+  }
+  if (it->rec.new_status == HG_DEL_PENDING && !d->stopping) heap_push(d, it->rec.next_attempt_at, it->seq);
+  if (it->test_cb) {
+    hg_dispatch_result_t res = {it->send.id,
+                                it->rec.status_code,
+                                it->resp_body,
+                                it->resp_len,
+                                it->rec.duration_ms,
+                                it->rec.new_status == HG_DEL_SUCCESS,
+                                it->has_error ? it->error : NULL};
+    it->test_cb(&res, it->test_ud);
+  }
+  item_free(it);
+  pump(d);
+}
+
+/* Seconds from a Retry-After header: delta-seconds or an HTTP date. */
+static int parse_retry_after(const char *v, double *out) {
+  if (v == NULL) return 0;
+  char *end;
+  double s = strtod(v, &end);
+  if (end != v && *end == '\0' && s >= 0) {
+    *out = s;
+    return 1;
+  }
+  struct tm tm;
+  memset(&tm, 0, sizeof(tm));
+  const char *rest = strptime(v, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  if (rest == NULL || *rest != '\0') return 0;
+  double delta = (double)(timegm(&tm) - time(NULL));
+  *out = delta > 0 ? delta : 0;
+  return 1;
+}
+
+static double jittered(const hg_config_t *cfg, double seconds) {
+  if (cfg->jitter <= 0 || seconds <= 0) return seconds;
+  uint32_t r;
+  if (hg_random(&r, sizeof(r)) != 0) return seconds;
+  double u = (double)r / 4294967295.0 * 2.0 - 1.0; /* [-1, 1] */
+  return seconds * (1.0 + cfg->jitter * u);
+}
+
+/* Decides what follows an attempt and queues its record. */
+static void finish_attempt(item_t *it, int status_code, const hg_client_response_t *res) {
+  hg_dispatcher_t *d = it->d;
+  const hg_config_t *cfg = d->cfg;
+  int64_t now = hg_wall_ms();
+  hg_attempt_rec_t *rec = &it->rec;
+  rec->delivery_seq = it->seq;
+  rec->attempt = it->send.attempts + 1;
+  rec->started_at = it->started_at;
+  rec->duration_ms = now - it->started_at;
+  rec->status_code = status_code;
+  rec->response_body = it->resp_body;
+  rec->response_len = it->resp_len;
+  int ok = !it->has_error && status_code >= 200 && status_code < 300;
+  if (!ok && !it->has_error) {
+    it->has_error = 1;
+    if (status_code >= 300 && status_code < 400)
+      snprintf(it->error, sizeof(it->error), "HTTP %d: redirect not followed", status_code);
+    else
+      snprintf(it->error, sizeof(it->error), "HTTP %d", status_code);
+  }
+  rec->error = it->has_error ? it->error : NULL;
+  d->stats.attempts++;
+  if (ok) {
+    rec->new_status = HG_DEL_SUCCESS;
+    d->stats.successes++;
+  } else if (status_code == 410) {
+    /* Gone: the receiver asks us to stop. */
+    rec->new_status = HG_DEL_FAILED;
+    rec->deactivate_webhook = it->send.webhook_id;
+    snprintf(it->error, sizeof(it->error), "HTTP 410 Gone: webhook deactivated");
+    d->stats.failures++;
+    hg_log(HG_LOG_WARN, "receiver answered 410 Gone: webhook deactivated", "webhook", it->send.webhook_id, NULL);
+  } else if (it->test_cb != NULL || (size_t)rec->attempt >= cfg->n_schedule) {
+    rec->new_status = HG_DEL_FAILED;
+    d->stats.failures++;
+  } else {
+    double delay = jittered(cfg, cfg->schedule[rec->attempt]);
+    double ra;
+    if (res && (status_code == 429 || status_code == 503) &&
+        parse_retry_after(hg_client_response_header(res, "retry-after"), &ra))
+      delay = ra < cfg->retry_after_max ? ra : cfg->retry_after_max;
+    rec->new_status = HG_DEL_PENDING;
+    rec->next_attempt_at = now + (int64_t)llround(delay * 1000.0);
+  }
+  int r = hg_store_submit(d->store, record_work, record_done, it);
+  if (r != 0) {
+    hg_log(HG_LOG_ERROR, "could not queue a delivery record", "delivery", it->send.id, "error", hg_strerror(r), NULL);
+    item_free(it);
+  }
+}
+
+/* --- sending ------------------------------------------------------------------ */
+
+static void response_cb(const hg_client_response_t *res, void *ud) {
+  item_t *it = ud;
+  if (res->error == HG_ECLOSED) {
+    /* Cancelled by stop: leave the row pending for the next start. */
+    item_free(it);
+    return;
+  }
+  if (res->body_len > 0) {
+    it->resp_body = malloc(res->body_len);
+    if (it->resp_body) {
+      memcpy(it->resp_body, res->body, res->body_len);
+      it->resp_len = res->body_len;
+    }
+  }
+  if (res->error != 0) {
+    it->has_error = 1;
+    snprintf(it->error, sizeof(it->error), "%s", res->error_text ? res->error_text : hg_strerror(res->error));
+  }
+  finish_attempt(it, res->status, res);
+}
+
+static void send_item(item_t *it) {
+  hg_dispatcher_t *d = it->d;
+  hg_send_t *s = &it->send;
+  it->started_at = hg_wall_ms();
+  int64_t ts = it->started_at / 1000;
+  char ts_buf[24], sig[HG_MAX_SECRETS * (HG_SIG_V1_LEN + 1) + 1];
+  snprintf(ts_buf, sizeof(ts_buf), "%lld", (long long)ts);
+  const char *secrets[HG_MAX_SECRETS];
+  for (size_t i = 0; i < s->n_secrets; i++) secrets[i] = s->secrets[i];
+  if (s->n_secrets == 0 ||
+      hg_sign_header(secrets, s->n_secrets, s->event_id, ts, s->payload, s->payload_len, sig, sizeof(sig)) != 0) {
+    it->has_error = 1;
+    snprintf(it->error, sizeof(it->error), "cannot sign: the webhook has no valid secret");
+    finish_attempt(it, 0, NULL);
+    return;
+  }
+  hg_client_header_t headers[] = {
+      {"Content-Type", "application/json"},
+      {"webhook-id", s->event_id},
+      {"webhook-timestamp", ts_buf},
+      {"webhook-signature", sig},
+  };
+  hg_client_request_t req;
+  memset(&req, 0, sizeof(req));
+  req.method = "POST";
+  req.url = s->url;
+  req.headers = headers;
+  req.n_headers = HG_ARRAY_LEN(headers);
+  req.body = s->payload;
+  req.body_len = s->payload_len;
+  char err[200];
+  int r = hg_client_send(d->client, &req, response_cb, it, err, sizeof(err));
+  if (r != 0) {
+    it->has_error = 1;
+    snprintf(it->error, sizeof(it->error), "%s", r == HG_EINVAL ? err : hg_strerror(r));
+    finish_attempt(it, 0, NULL);
+  }
+}
+
+/* --- loading due deliveries ---------------------------------------------------- */
+
+static int load_work(sqlite3 *db, void *ud) {
+  batch_t *b = ud;
+  for (size_t i = 0; i < b->n; i++)
+    b->items[i]->load_status = hg_deliveries_load(db, b->items[i]->seq, b->now, &b->items[i]->send);
+  return 0;
+}
+
+static void load_done(int status, void *ud) {
+  batch_t *b = ud;
+  hg_dispatcher_t *d = b->d;
+  for (size_t i = 0; i < b->n; i++) {
+    item_t *it = b->items[i];
+    hg_send_t *s = &it->send;
+    if (status != 0 || it->load_status != 0 || d->stopping) {
+      if (it->load_status != 0 && it->load_status != HG_ENOTFOUND)
+        hg_log(HG_LOG_ERROR, "could not load a delivery", "error", hg_strerror(it->load_status), NULL);
+      if (it->test_cb) {
+        hg_dispatch_result_t res = {s->id, 0, NULL, 0, 0, 0, d->stopping ? "shutting down" : "delivery not found"};
+        it->test_cb(&res, it->test_ud);
+      }
+      item_free(it);
+      continue;
+    }
+    /* A stale heap entry (the delivery was replayed, or already rescheduled)
+     * sends nothing: the live entry does. */
+    if (!it->forced && (s->status != HG_DEL_PENDING || s->next_attempt_at > b->now)) {
+      item_free(it);
+      continue;
+    }
+    if (!s->webhook_active && !it->test_cb) {
+      it->started_at = hg_wall_ms();
+      it->has_error = 1;
+      snprintf(it->error, sizeof(it->error), "not sent: the webhook is inactive");
+      it->send.attempts = (int)d->cfg->n_schedule; /* no retry */
+      finish_attempt(it, 0, NULL);
+      continue;
+    }
+    send_item(it);
+  }
+  free(b);
+}
+
+static void submit_batch(hg_dispatcher_t *d, batch_t *b) {
+  b->now = hg_wall_ms();
+  int r = hg_store_submit(d->store, load_work, load_done, b);
+  if (r != 0) {
+    for (size_t i = 0; i < b->n; i++) item_free(b->items[i]);
+    free(b);
+  }
+}
+
+static void timer_cb(uv_timer_t *t) { pump(t->data); }
+
+static void pump(hg_dispatcher_t *d) {
+  if (d->paused || d->stopping || !d->started) return;
+  int64_t now = hg_wall_ms();
+  batch_t *b = NULL;
+  while (d->n_heap > 0 && d->heap[0].due <= now && d->active < d->max_active) {
+    entry_t e = heap_pop(d);
+    if (hg_dispatcher_busy(d, e.seq)) continue; /* a duplicate entry */
+    if (b == NULL && (b = calloc(1, sizeof(*b))) == NULL) {
+      heap_push(d, e.due, e.seq);
+      break;
+    }
+    item_t *it = item_new(d, e.seq);
+    if (it == NULL) {
+      heap_push(d, e.due, e.seq);
+      break;
+    }
+    b->d = d;
+    b->items[b->n++] = it;
+    if (b->n == LOAD_BATCH) {
+      submit_batch(d, b);
+      b = NULL;
+    }
+  }
+  if (b != NULL) submit_batch(d, b);
+  if (d->n_heap > 0 && d->active < d->max_active) {
+    int64_t wait = d->heap[0].due - now;
+    uv_timer_start(&d->timer, timer_cb, wait > 0 ? (uint64_t)wait : 1, 0);
+  } else {
+    uv_timer_stop(&d->timer);
+  }
+}
+
+/* --- public ------------------------------------------------------------------- */
+
+int hg_dispatcher_new(hg_dispatcher_t **out, uv_loop_t *loop, hg_store_t *store, const hg_config_t *cfg,
+                      char *err, size_t errlen) {
+  hg_dispatcher_t *d = calloc(1, sizeof(*d));
+  if (d == NULL) return HG_ENOMEM;
+  d->loop = loop;
+  d->store = store;
+  d->cfg = cfg;
+  d->paused = cfg->delivery_paused;
+  /* Loaded and recording items beyond the client's cap keep the pipeline
+   * full while responses are being recorded. */
+  d->max_active = cfg->max_in_flight * 2;
+  int r = hg_ssrf_policy_parse(&d->ssrf, (const char *const *)cfg->allow_cidrs.items, cfg->allow_cidrs.n, err, errlen);
+  if (r != 0) goto fail;
+  hg_client_opts_t opts;
+  hg_client_opts_default(&opts);
+  opts.loop = loop;
+  opts.connect_timeout_ms = cfg->connect_timeout_ms;
+  opts.total_timeout_ms = cfg->request_timeout_ms;
+  opts.max_response_body = cfg->max_response_body;
+  opts.max_in_flight = cfg->max_in_flight;
+  opts.max_per_origin = cfg->max_per_origin;
+  opts.ca_file = cfg->ca_file;
+  opts.ssrf = d->ssrf;
+  if ((r = hg_client_new(&d->client, &opts, err, errlen)) != 0) goto fail;
+  uv_timer_init(loop, &d->timer);
+  d->timer.data = d;
+  *out = d;
+  return 0;
+fail:
+  hg_ssrf_policy_free(d->ssrf);
+  free(d);
+  return r;
+}
+
+typedef struct start_job {
+  hg_dispatcher_t *d;
+  entry_t *entries;
+  size_t n, cap;
+  int failed;
+} start_job_t;
+
+static int start_row(int64_t seq, int64_t due, void *ud) {
+  start_job_t *j = ud;
+  if (j->n == j->cap) {
+    size_t cap = j->cap ? j->cap * 2 : 1024;
+    entry_t *e = realloc(j->entries, cap * sizeof(*e));
+    if (e == NULL) return HG_ENOMEM;
+    j->entries = e;
+    j->cap = cap;
+  }
+  j->entries[j->n].seq = seq;
+  j->entries[j->n++].due = due;
+  return 0;
+}
+
+static int start_work(sqlite3 *db, void *ud) { return hg_deliveries_pending(db, start_row, ud); }
+
+static void start_done(int status, void *ud) {
+  start_job_t *j = ud;
+  hg_dispatcher_t *d = j->d;
+  if (status != 0) {
+    hg_log(HG_LOG_ERROR, "could not load pending deliveries", "error", hg_strerror(status), NULL);
+  } else {
+    for (size_t i = 0; i < j->n; i++) heap_push(d, j->entries[i].due, j->entries[i].seq);
+    char n[24];
+    snprintf(n, sizeof(n), "%zu", j->n);
+    hg_log(HG_LOG_INFO, "delivery queue loaded", "pending", n, "paused", d->paused ? "true" : "false", NULL);
+  }
+  free(j->entries);
+  free(j);
+  d->started = 1;
+  pump(d);
+}
+
+int hg_dispatcher_start(hg_dispatcher_t *d) {
+  start_job_t *j = calloc(1, sizeof(*j));
+  if (j == NULL) return HG_ENOMEM;
+  j->d = d;
+  int r = hg_store_submit(d->store, start_work, start_done, j);
+  if (r != 0) free(j);
+  return r;
+}
+
+void hg_dispatcher_enqueue(hg_dispatcher_t *d, const int64_t *seqs, size_t n, int64_t due_ms) {
+  for (size_t i = 0; i < n; i++) heap_push(d, due_ms, seqs[i]);
+  if (n > 0) pump(d);
+}
+
+int hg_dispatcher_send_now(hg_dispatcher_t *d, int64_t seq, hg_dispatch_cb cb, void *ud) {
+  if (d->stopping) return HG_ESTATE;
+  if (hg_dispatcher_busy(d, seq)) return HG_EBUSY;
+  batch_t *b = calloc(1, sizeof(*b));
+  if (b == NULL) return HG_ENOMEM;
+  item_t *it = item_new(d, seq);
+  if (it == NULL) {
+    free(b);
+    return HG_ENOMEM;
+  }
+  it->forced = 1;
+  it->test_cb = cb;
+  it->test_ud = ud;
+  b->d = d;
+  b->items[b->n++] = it;
+  submit_batch(d, b);
+  return 0;
+}
+
+void hg_dispatcher_pause(hg_dispatcher_t *d) {
+  d->paused = 1;
+  uv_timer_stop(&d->timer);
+}
+
+void hg_dispatcher_resume(hg_dispatcher_t *d) {
+  d->paused = 0;
+  pump(d);
+}
+
+int hg_dispatcher_paused(const hg_dispatcher_t *d) { return d->paused; }
+
+void hg_dispatcher_stats(const hg_dispatcher_t *d, hg_dispatcher_stats_t *out) {
+  *out = d->stats;
+  out->queued = d->n_heap;
+  out->in_flight = d->active;
+}
+
+void hg_dispatcher_stop(hg_dispatcher_t *d, void (*done)(void *ud), void *ud) {
+  d->stopping = 1;
+  d->stop_cb = done;
+  d->stop_ud = ud;
+  uv_timer_stop(&d->timer);
+  /* Cancels requests on the wire; their callbacks free their items. Items
+   * being loaded or recorded finish through the store. */
+  hg_client_close(d->client);
+  d->client = NULL;
+  maybe_stopped(d);
+}
+
+static void timer_close_cb(uv_handle_t *h) {
+  hg_dispatcher_t *d = h->data;
+  hg_ssrf_policy_free(d->ssrf);
+  free(d->heap);
+  free(d);
+}
+
+void hg_dispatcher_free(hg_dispatcher_t *d) {
+  if (d == NULL) return;
+  hg_client_close(d->client);
+  d->client = NULL;
+  uv_close((uv_handle_t *)&d->timer, timer_close_cb);
+}
