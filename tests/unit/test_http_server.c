@@ -43,17 +43,20 @@ struct tctx {
   int done_called;
   int handled;
   int conns_at_done;
+  int held, max_held; /* /slow requests the handler holds */
 };
 
 struct slow {
   uv_timer_t timer;
   hg_http_req_t *req;
+  tctx_t *t;
 };
 
 static void on_slow_closed(uv_handle_t *h) { free(h); }
 
 static void on_slow(uv_timer_t *t) {
   struct slow *sl = (struct slow *)t;
+  sl->t->held--;
   hg_http_respond(sl->req, 200, "text/plain", "slow", 4);
   uv_close((uv_handle_t *)t, on_slow_closed);
 }
@@ -72,6 +75,8 @@ static void handler(hg_http_req_t *req, void *ud) {
     if (strncmp(req->query, "ms=", 3) == 0) ms = atoi(req->query + 3);
     struct slow *sl = malloc(sizeof(*sl));
     sl->req = req;
+    sl->t = t;
+    if (++t->held > t->max_held) t->max_held = t->held;
     uv_timer_init(&t->loop, &sl->timer);
     uv_timer_start(&sl->timer, on_slow, (uint64_t)ms, 0);
     if (t->shutdown_on_slow) hg_http_server_shutdown(t->srv, on_done, t);
@@ -374,13 +379,24 @@ static void c_pipelining(tctx_t *t) {
     resp_free(&r);
   }
   CHECK(in_order);
+  /* 40 slow ones at once: reading stops while more than 16 wait. */
+  n = 0;
+  for (int i = 0; i < 40; i++) n += (size_t)sprintf(big + n, "GET /slow?ms=20 HTTP/1.1\r\n\r\n");
+  cli_sendn(&c, big, n);
+  int all_slow = 1;
+  for (int i = 0; i < 40; i++) {
+    if (cli_read(&c, &r, 0) != 0 || strcmp(r.body, "slow") != 0) all_slow = 0;
+    resp_free(&r);
+  }
+  CHECK(all_slow);
   cli_close(&c);
 }
 
 static void test_pipelining(void) {
   tctx_t t = {0};
   run(NULL, c_pipelining, &t);
-  CHECK_EQ_INT(t.handled, 43);
+  CHECK_EQ_INT(t.handled, 83);
+  CHECK(t.max_held >= 16 && t.max_held <= 17);
 }
 
 static void c_chunked(tctx_t *t) {
