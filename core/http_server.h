@@ -71,7 +71,8 @@ typedef struct hg_http_server_opts {
   int access_log; /* nonzero: one info line per request */
 } hg_http_server_opts_t;
 
-/* Creates a server (no listener yet). Returns 0 or HG_ENOMEM. */
+/* Creates a server (no listener yet). A limit left at zero takes its default
+ * (so a zeroed opts.limits works). Returns 0 or HG_ENOMEM. */
 int hg_http_server_new(hg_http_server_t **out, const hg_http_server_opts_t *opts);
 
 /* Binds and listens on addr: "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:0"
