@@ -27,6 +27,9 @@
  * kernel does not reset the connection over unread data and destroy the
  * response we just sent. */
 #define LINGER_MS 1000
+/* How long a closing connection may take to send its last bytes to a peer
+ * that does not read them. */
+#define SEND_GRACE_MS 10000
 #define READ_BUF_SIZE 65536
 /* Buffers bigger than this are not kept for the next request. */
 #define KEEP_BUF_MAX 65536
@@ -920,7 +923,7 @@ static void on_timer(uv_timer_t *t) {
     if (c->cur != NULL) {
       fail_current(c, 408, k == TK_HEADER ? "request headers not received in time"
                                           : "request body not received in time");
-      if (!c->closed && !c->lingering && !c->shutting) conn_arm(c);
+      if (!c->closed) conn_arm(c);
       return;
     }
     conn_close(c);
@@ -930,7 +933,7 @@ static void on_timer(uv_timer_t *t) {
 }
 
 static void conn_arm(struct conn *c) {
-  if (c->closed || c->lingering) return;
+  if (c->closed || c->lingering || c->shutting) return;
   const hg_http_limits_t *lim = &c->s->lim;
   enum timer_kind k = TK_NONE;
   uint64_t deadline = 0;
@@ -1046,8 +1049,8 @@ static void conn_end(struct conn *c) {
   c->stopped = 1;
   c->shutting = 1;
   c->cur = NULL;
-  uv_timer_stop(&c->timer);
-  c->tkind = TK_NONE;
+  c->tkind = TK_LINGER;
+  uv_timer_start(&c->timer, on_timer, SEND_GRACE_MS, 0);
   if (c->reading) {
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = 0;

@@ -71,7 +71,8 @@ typedef struct hg_http_server_opts {
   int access_log; /* nonzero: one info line per request */
 } hg_http_server_opts_t;
 
-/* Creates a server (no listener yet). Returns 0 or HG_ENOMEM. */
+/* Creates a server (no listener yet). A limit left at zero takes its default
+ * (so a zeroed opts.limits works). Returns 0 or HG_ENOMEM. */
 int hg_http_server_new(hg_http_server_t **out, const hg_http_server_opts_t *opts);
 
 /* Binds and listens on addr: "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:0"
@@ -92,6 +93,11 @@ int hg_http_server_draining(const hg_http_server_t *s);
 
 /* Number of open connections. */
 size_t hg_http_server_connections(const hg_http_server_t *s);
+
+/* Added: the bound address of the i-th successful listen, as logged
+ * ("127.0.0.1:41234", "[::1]:41234"); NULL when i is out of range or after
+ * shutdown. Useful with port 0. The string lives as long as the listener. */
+const char *hg_http_server_addr(const hg_http_server_t *s, size_t i);
 
 /* Closes every handle; the server is freed once the loop runs their close
  * callbacks. Call after shutdown's done, or at exit. Accepts NULL. */
