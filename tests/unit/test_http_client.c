@@ -616,6 +616,79 @@ static void stale_keepalive(void) {
   hg_ssrf_policy_free(p);
 }
 
+static void idle_timeout(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  srv_t s;
+  srv_start(&loop, &s);
+  hg_ssrf_policy_t *p = loopback_policy();
+  hg_client_opts_t o;
+  hg_client_opts_default(&o);
+  o.loop = &loop;
+  o.ssrf = p;
+  o.idle_timeout_ms = 30;
+  hg_client_t *c = NULL;
+  CHECK_EQ_INT(hg_client_new(&c, &o, NULL, 0), 0);
+  int n = 0;
+  result_t r[2];
+  memset(r, 0, sizeof(r));
+  r[0].counter = r[1].counter = &n;
+  char u[128];
+  url(u, &s, "/ok");
+  get(c, u, 0, &r[0]);
+  run_until(&loop, &n, 1);
+  hg_client_stats_t st;
+  uint64_t deadline = hg_now_ns() + 5000000000ull;
+  do {
+    uv_run(&loop, UV_RUN_ONCE);
+    hg_client_stats(c, &st);
+  } while (st.idle > 0 && hg_now_ns() < deadline);
+  CHECK_EQ_INT(st.idle, 0);
+  get(c, u, 0, &r[1]);
+  run_until(&loop, &n, 2);
+  CHECK_EQ_INT(r[1].status, 200);
+  CHECK_EQ_INT(s.accepted, 2);
+  srv_stop(&s);
+  finish(&loop, c);
+  hg_ssrf_policy_free(p);
+}
+
+/* The callback of the first response closes the client: the others are
+ * canceled inside that close, and nothing is touched afterwards. */
+typedef struct closer {
+  hg_client_t *c;
+  int done, canceled;
+} closer_t;
+
+static void closer_cb(const hg_client_response_t *res, void *ud) {
+  closer_t *cl = ud;
+  cl->done++;
+  if (res->error == HG_ECLOSED) cl->canceled++;
+  hg_client_close(cl->c);
+  hg_client_request_t rq = {.url = "http://127.0.0.1:1/"};
+  CHECK_EQ_INT(hg_client_send(cl->c, &rq, closer_cb, cl, NULL, 0), HG_ECLOSED);
+}
+
+static void close_in_callback(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  srv_t s;
+  srv_start(&loop, &s);
+  hg_ssrf_policy_t *p = loopback_policy();
+  hg_client_t *c = client_new(&loop, p, 1, 64, NULL);
+  closer_t cl = {.c = c};
+  char u[128];
+  url(u, &s, "/ok");
+  hg_client_request_t rq = {.method = "GET", .url = u};
+  for (int i = 0; i < 5; i++) CHECK_EQ_INT(hg_client_send(c, &rq, closer_cb, &cl, NULL, 0), 0);
+  run_until(&loop, &cl.done, 5);
+  CHECK_EQ_INT(cl.canceled, 4);
+  srv_stop(&s);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_EQ_INT(uv_loop_close(&loop), 0);
+  hg_ssrf_policy_free(p);
+}
+
 /* ---- HTTPS against openssl s_server ---- */
 
 static int sh(const char *fmt, const char *dir) {
@@ -735,6 +808,8 @@ int main(void) {
   RUN(per_origin_cap);
   RUN(slow_origin);
   RUN(stale_keepalive);
+  RUN(idle_timeout);
+  RUN(close_in_callback);
   RUN(https);
   return HGT_DONE();
 }
