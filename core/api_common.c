@@ -148,3 +148,83 @@ json_t *hg_api_time(int64_t ms) {
   hg_format_time(ms, buf);
   return json_string(buf);
 }
+
+/* --- raw JSON spans -------------------------------------------------------- */
+
+/* These walk text that jansson has already accepted as valid JSON, so they
+ * only need to find boundaries, not to validate. */
+
+static const char *skip_ws(const char *p, const char *end) {
+  while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
+  return p;
+}
+
+static const char *skip_string(const char *p, const char *end) {
+  for (p++; p < end && *p != '"'; p++)
+    if (*p == '\\') p++;
+  return p < end ? p + 1 : end;
+}
+
+static const char *skip_value(const char *p, const char *end) {
+  if (p >= end) return end;
+  if (*p == '"') return skip_string(p, end);
+  if (*p == '{' || *p == '[') {
+    int depth = 0;
+    while (p < end) {
+      if (*p == '"') {
+        p = skip_string(p, end);
+        continue;
+      }
+      if (*p == '{' || *p == '[') depth++;
+      else if (*p == '}' || *p == ']') {
+        if (--depth == 0) return p + 1;
+      }
+      p++;
+    }
+    return end;
+  }
+  while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') p++;
+  return p;
+}
+
+int hg_json_member_span(const char *text, size_t len, const char *key, const char **val, size_t *val_len) {
+  const char *p = skip_ws(text, text + len), *end = text + len;
+  size_t klen = strlen(key);
+  if (p >= end || *p != '{') return HG_EINVAL;
+  p = skip_ws(p + 1, end);
+  while (p < end && *p == '"') {
+    const char *kstart = p + 1;
+    p = skip_string(p, end);
+    const char *kend = p - 1;
+    p = skip_ws(p, end);
+    if (p >= end || *p != ':') return HG_EINVAL;
+    p = skip_ws(p + 1, end);
+    const char *v = p;
+    p = skip_value(p, end);
+    if ((size_t)(kend - kstart) == klen && memcmp(kstart, key, klen) == 0) {
+      *val = v;
+      *val_len = (size_t)(p - v);
+      return 0;
+    }
+    p = skip_ws(p, end);
+    if (p < end && *p == ',') p = skip_ws(p + 1, end);
+  }
+  return HG_ENOTFOUND;
+}
+
+int hg_json_array_spans(const char *text, size_t len, const char **vals, size_t *lens, size_t max, size_t *n) {
+  const char *p = skip_ws(text, text + len), *end = text + len;
+  *n = 0;
+  if (p >= end || *p != '[') return HG_EINVAL;
+  p = skip_ws(p + 1, end);
+  while (p < end && *p != ']') {
+    if (*n == max) return HG_ETOOBIG;
+    const char *v = p;
+    p = skip_value(p, end);
+    vals[*n] = v;
+    lens[(*n)++] = (size_t)(p - v);
+    p = skip_ws(p, end);
+    if (p < end && *p == ',') p = skip_ws(p + 1, end);
+  }
+  return 0;
+}

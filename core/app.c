@@ -5,6 +5,7 @@
 #include "api.h"
 #include "common.h"
 #include "crypto.h"
+#include "dispatcher.h"
 #include "event_types.h"
 #include "log.h"
 
@@ -23,6 +24,8 @@ static void healthz(hg_http_req_t *req, void *ud) {
 int hg_app_add_routes(hg_app_t *app) {
   int r = hg_router_add(app->router, "GET", "/healthz", healthz, app);
   if (r == 0) r = hg_api_webhooks_add_routes(app);
+  if (r == 0) r = hg_api_events_add_routes(app);
+  if (r == 0) r = hg_api_deliveries_add_routes(app);
   return r;
 }
 
@@ -33,18 +36,28 @@ static void handle(hg_http_req_t *req, void *ud) {
 
 static void signal_close_cb(uv_handle_t *h) { (void)h; }
 
-static void drained(void *ud) {
+static void dispatcher_stopped(void *ud) {
   hg_app_t *app = ud;
-  hg_log(HG_LOG_INFO, "connections drained; closing the store", NULL);
-  hg_http_server_free(app->server);
-  app->server = NULL;
-  /* Jobs still queued (none should be: every request was answered) are
-   * committed before the store closes. */
+  hg_log(HG_LOG_INFO, "delivery stopped; closing the store", NULL);
+  hg_dispatcher_free(app->dispatcher);
+  app->dispatcher = NULL;
+  /* Jobs still queued (none should be: every request was answered and
+   * every delivery record written) are committed before the store closes. */
   hg_store_close(app->store);
   app->store = NULL;
   uv_close((uv_handle_t *)&app->sig_term, signal_close_cb);
   uv_close((uv_handle_t *)&app->sig_int, signal_close_cb);
   app->stopping = 2;
+}
+
+static void drained(void *ud) {
+  hg_app_t *app = ud;
+  hg_log(HG_LOG_INFO, "connections drained; stopping delivery", NULL);
+  hg_http_server_free(app->server);
+  app->server = NULL;
+  /* Deliveries on the wire are cancelled, not failed: they stay pending and
+   * go out again after the restart, with the same webhook-id. */
+  hg_dispatcher_stop(app->dispatcher, dispatcher_stopped, app);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -99,6 +112,10 @@ int hg_app_run(const hg_config_t *cfg) {
     hg_log(HG_LOG_ERROR, "cannot open the store", "path", cfg->store, "error", err, NULL);
     goto out;
   }
+  if (hg_dispatcher_new(&app.dispatcher, &loop, app.store, cfg, err, sizeof(err)) != 0) {
+    hg_log(HG_LOG_ERROR, "bad delivery configuration", "error", err, NULL);
+    goto out;
+  }
   if ((app.router = hg_router_new()) == NULL || hg_app_add_routes(&app) != 0) {
     hg_log(HG_LOG_ERROR, "cannot build the router", NULL);
     goto out;
@@ -122,6 +139,7 @@ int hg_app_run(const hg_config_t *cfg) {
     hg_log(HG_LOG_ERROR, "cannot listen", "error", err, NULL);
     goto out;
   }
+  if (hg_dispatcher_start(app.dispatcher) != 0) goto out;
   uv_signal_init(&loop, &app.sig_term);
   uv_signal_init(&loop, &app.sig_int);
   app.sig_term.data = app.sig_int.data = &app;
@@ -133,6 +151,7 @@ int hg_app_run(const hg_config_t *cfg) {
   hg_log(HG_LOG_INFO, "stopped", NULL);
 out:
   hg_http_server_free(app.server);
+  hg_dispatcher_free(app.dispatcher);
   hg_store_close(app.store);
   /* Let close callbacks run so every handle is released. */
   uv_run(&loop, UV_RUN_DEFAULT);

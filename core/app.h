@@ -12,6 +12,7 @@
 
 typedef struct hg_keycache hg_keycache_t;
 typedef struct hg_event_types hg_event_types_t;
+typedef struct hg_dispatcher hg_dispatcher_t;
 
 typedef struct hg_app {
   uv_loop_t *loop;
@@ -19,6 +20,7 @@ typedef struct hg_app {
   hg_http_server_t *server;
   hg_router_t *router;
   hg_store_t *store;
+  hg_dispatcher_t *dispatcher;
   hg_keycache_t *keys;
   hg_event_types_t *event_types;
   unsigned char admin_key_hash[32];

@@ -1,4 +1,5 @@
 /* dispatcher.c: the delivery queue, attempts and retries. */
+#define _GNU_SOURCE /* strptime, timegm */
 #include "dispatcher.h"
 
 #include "common.h"
@@ -297,7 +298,7 @@ static void send_item(item_t *it) {
   const char *secrets[HG_MAX_SECRETS];
   for (size_t i = 0; i < s->n_secrets; i++) secrets[i] = s->secrets[i];
   if (s->n_secrets == 0 ||
-      hg_sign_header(secrets, s->n_secrets, s->event_id, ts, s->payload, s->payload_len, sig, sizeof(sig)) != 0) {
+      hg_sign_header(secrets, s->n_secrets, s->event_id, ts, s->payload, s->payload_len, sig, sizeof(sig)) < 0) {
     it->has_error = 1;
     snprintf(it->error, sizeof(it->error), "cannot sign: the webhook has no valid secret");
     finish_attempt(it, 0, NULL);

@@ -90,7 +90,7 @@ struct conn {
   unsigned n_queued;
   unsigned n_held; /* requests the handler holds */
   int refs;        /* 1 for the handles, 1 per request the handler holds */
-  hg_tls_conn_t *tls;
+  hg_tls_sconn_t *tls;
   /* Input received but not parsed because too many requests were pending. */
   char *left;
   size_t left_off, left_len, left_cap;
@@ -431,13 +431,19 @@ static int on_headers_complete(llhttp_t *p) {
   }
   size_t target_len = strlen(r->hb);
   const char *qm = memchr(r->hb, '?', target_len);
+  size_t query_off = qm ? (size_t)(qm - r->hb) + 1 : 0;
   size_t path_off = r->hb_len;
   size_t path_len = qm ? (size_t)(qm - r->hb) : target_len;
-  if (hb_put(r, r->hb, path_len) != 0 || hb_put(r, "", 1) != 0) return -1;
+  /* The path is copied from hb into hb: grow first, so the source is not
+   * freed by the realloc under the copy. */
+  if (grow(&r->hb, &r->hb_cap, r->hb_len + path_len + 2) != 0) return -1;
+  memcpy(r->hb + r->hb_len, r->hb, path_len);
+  r->hb_len += path_len;
+  if (hb_put(r, "", 1) != 0) return -1;
   /* hb is final now: turn offsets into pointers. */
   q->target = r->hb;
   q->path = r->hb + path_off;
-  q->query = qm ? r->hb + (qm - r->hb) + 1 : "";
+  q->query = qm ? r->hb + query_off : "";
   for (size_t i = 0; i < q->n_headers; i++) {
     q->headers[i].name = r->hb + (uintptr_t)q->headers[i].name;
     q->headers[i].value = r->hb + ((uintptr_t)q->headers[i].value - 1);
@@ -546,16 +552,16 @@ static int raw_send(struct conn *c, const char *data, size_t len) {
 
 static int tls_flush(struct conn *c) {
   size_t n;
-  const char *p = hg_tls_conn_pending(c->tls, &n);
+  const char *p = hg_tls_sconn_pending(c->tls, &n);
   if (n == 0) return 0;
   int rc = raw_send(c, p, n);
-  hg_tls_conn_consume(c->tls, n);
+  hg_tls_sconn_consume(c->tls, n);
   return rc;
 }
 
 static int conn_send(struct conn *c, const char *data, size_t len) {
   if (!c->is_tls) return raw_send(c, data, len);
-  if (hg_tls_conn_write(c->tls, data, len) != 0) return HG_EIO;
+  if (hg_tls_sconn_write(c->tls, data, len) != 0) return HG_EIO;
   return tls_flush(c);
 }
 
@@ -622,6 +628,9 @@ static void respond_raw(struct req *r, int status, const char *ctype, const char
   hg_http_server_t *s = c->s;
   int held = r->state == RQ_HANDLER;
   if (held) c->n_held--;
+  /* The router's decoded parameters are the handler's; it is done now. */
+  for (size_t i = 0; i < r->pub.n_params; i++) free(r->pub.params[i].value);
+  r->pub.n_params = 0;
   r->state = RQ_DONE;
   r->status = status;
   if (c->closed) {
@@ -842,7 +851,7 @@ static void tls_pump(struct conn *c) {
   hg_http_server_t *s = c->s;
   for (;;) {
     if (c->closed || c->paused || c->stopped || c->ending) return;
-    int n = hg_tls_conn_read(c->tls, s->pbuf, sizeof(s->pbuf));
+    int n = hg_tls_sconn_read(c->tls, s->pbuf, sizeof(s->pbuf));
     if (tls_flush(c) != 0) {
       conn_close(c);
       return;
@@ -850,7 +859,7 @@ static void tls_pump(struct conn *c) {
     if (n == 0) return;
     if (n < 0) {
       /* A bad handshake or a peer that said goodbye: this connection only. */
-      if (n == HG_EIO && !hg_tls_conn_established(c->tls))
+      if (n == HG_EIO && !hg_tls_sconn_established(c->tls))
         hg_log(HG_LOG_DEBUG, "tls handshake failed", "remote", c->remote, NULL);
       if (n == HG_EIO) conn_close(c);
       else peer_done(c);
@@ -902,7 +911,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   }
   c->refs++;
   if (c->is_tls) {
-    if (hg_tls_conn_feed(c->tls, buf->base, (size_t)nread) != 0) conn_close(c);
+    if (hg_tls_sconn_feed(c->tls, buf->base, (size_t)nread) != 0) conn_close(c);
     else tls_pump(c);
   } else {
     conn_feed(c, buf->base, (size_t)nread);
@@ -981,7 +990,7 @@ static void conn_unref(struct conn *c) {
   }
   req_free(c->spare);
   free(c->left);
-  hg_tls_conn_free(c->tls);
+  hg_tls_sconn_free(c->tls);
   free(c);
   server_unref(s);
 }
@@ -1141,7 +1150,7 @@ static void on_connection(uv_stream_t *ls, int status) {
   c->parser.data = c;
   if (l->tls != NULL) {
     c->is_tls = 1;
-    if ((c->tls = hg_tls_conn_new(l->tls)) == NULL) {
+    if ((c->tls = hg_tls_sconn_new(l->tls)) == NULL) {
       conn_close(c);
       return;
     }

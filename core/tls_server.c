@@ -30,7 +30,7 @@ struct bytes {
   size_t off, len, cap;
 };
 
-struct hg_tls_conn {
+struct hg_tls_sconn {
   mbedtls_ssl_context ssl;
   struct bytes in;  /* ciphertext from the peer, not yet consumed */
   struct bytes out; /* ciphertext for the peer, not yet sent */
@@ -142,13 +142,13 @@ static int bytes_append(struct bytes *b, const char *data, size_t len) {
  * c->out. Writing never fails short, so mbedtls_ssl_write never sees
  * WANT_WRITE; reading an empty buffer says WANT_READ. */
 static int bio_send(void *ctx, const unsigned char *buf, size_t len) {
-  hg_tls_conn_t *c = ctx;
+  hg_tls_sconn_t *c = ctx;
   if (bytes_append(&c->out, (const char *)buf, len) != 0) return MBEDTLS_ERR_SSL_ALLOC_FAILED;
   return (int)len;
 }
 
 static int bio_recv(void *ctx, unsigned char *buf, size_t len) {
-  hg_tls_conn_t *c = ctx;
+  hg_tls_sconn_t *c = ctx;
   size_t avail = c->in.len - c->in.off;
   if (avail == 0) return MBEDTLS_ERR_SSL_WANT_READ;
   if (len > avail) len = avail;
@@ -157,19 +157,19 @@ static int bio_recv(void *ctx, unsigned char *buf, size_t len) {
   return (int)len;
 }
 
-hg_tls_conn_t *hg_tls_conn_new(hg_tls_server_t *t) {
-  hg_tls_conn_t *c = calloc(1, sizeof(*c));
+hg_tls_sconn_t *hg_tls_sconn_new(hg_tls_server_t *t) {
+  hg_tls_sconn_t *c = calloc(1, sizeof(*c));
   if (c == NULL) return NULL;
   mbedtls_ssl_init(&c->ssl);
   if (mbedtls_ssl_setup(&c->ssl, &t->conf) != 0) {
-    hg_tls_conn_free(c);
+    hg_tls_sconn_free(c);
     return NULL;
   }
   mbedtls_ssl_set_bio(&c->ssl, c, bio_send, bio_recv, NULL);
   return c;
 }
 
-void hg_tls_conn_free(hg_tls_conn_t *c) {
+void hg_tls_sconn_free(hg_tls_sconn_t *c) {
   if (c == NULL) return;
   mbedtls_ssl_free(&c->ssl);
   free(c->in.buf);
@@ -177,11 +177,11 @@ void hg_tls_conn_free(hg_tls_conn_t *c) {
   free(c);
 }
 
-int hg_tls_conn_feed(hg_tls_conn_t *c, const char *data, size_t len) {
+int hg_tls_sconn_feed(hg_tls_sconn_t *c, const char *data, size_t len) {
   return bytes_append(&c->in, data, len);
 }
 
-int hg_tls_conn_read(hg_tls_conn_t *c, char *buf, size_t len) {
+int hg_tls_sconn_read(hg_tls_sconn_t *c, char *buf, size_t len) {
   if (!c->established) {
     int rc = mbedtls_ssl_handshake(&c->ssl);
     if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE) return 0;
@@ -195,7 +195,7 @@ int hg_tls_conn_read(hg_tls_conn_t *c, char *buf, size_t len) {
   return HG_EIO;
 }
 
-int hg_tls_conn_write(hg_tls_conn_t *c, const char *data, size_t len) {
+int hg_tls_sconn_write(hg_tls_sconn_t *c, const char *data, size_t len) {
   if (!c->established) return HG_ESTATE;
   while (len > 0) {
     int rc = mbedtls_ssl_write(&c->ssl, (const unsigned char *)data, len);
@@ -206,14 +206,14 @@ int hg_tls_conn_write(hg_tls_conn_t *c, const char *data, size_t len) {
   return 0;
 }
 
-int hg_tls_conn_established(const hg_tls_conn_t *c) { return c->established; }
+int hg_tls_sconn_established(const hg_tls_sconn_t *c) { return c->established; }
 
-const char *hg_tls_conn_pending(hg_tls_conn_t *c, size_t *len) {
+const char *hg_tls_sconn_pending(hg_tls_sconn_t *c, size_t *len) {
   *len = c->out.len - c->out.off;
   return c->out.buf + c->out.off;
 }
 
-void hg_tls_conn_consume(hg_tls_conn_t *c, size_t n) {
+void hg_tls_sconn_consume(hg_tls_sconn_t *c, size_t n) {
   c->out.off += n;
   if (c->out.off == c->out.len) c->out.off = c->out.len = 0;
 }

@@ -1,0 +1,309 @@
+/* api_events.c: POST /v1/events and /v1/events/batch.
+ *
+ * An event is answered 202 only after it and all its deliveries are
+ * committed (the store's group commit makes that cheap under load); the new
+ * deliveries then go straight to the dispatcher's queue. The body a
+ * receiver gets is built once here, with the publisher's own bytes for
+ * `data`, and stored: every attempt and every endpoint sends the same
+ * bytes. */
+#include "api.h"
+
+#include "common.h"
+#include "dispatcher.h"
+#include "event_types.h"
+#include "events.h"
+#include "ids.h"
+#include "keys.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_BATCH 1000
+#define MAX_IDEMPOTENCY_KEY 255
+
+typedef struct ingest {
+  hg_app_t *app;
+  hg_http_req_t *req;
+  hg_event_in_t *events;
+  size_t n;
+  int batch;
+  char *idem_key;
+} ingest_t;
+
+static void ingest_free(ingest_t *g) {
+  if (g == NULL) return;
+  for (size_t i = 0; i < g->n; i++) {
+    free(g->events[i].payload);
+    free(g->events[i].delivery_seqs);
+  }
+  free(g->events);
+  free(g->idem_key);
+  free(g);
+}
+
+static int id_char_ok(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+         c == '.' || c == ':';
+}
+
+/* Validates one event object (its jansson form and its raw text) into ev.
+ * prefix names it in details ("" or "events[3]."). */
+static void check_event(hg_app_t *app, const hg_principal_t *who, json_t *obj, const char *raw, size_t raw_len,
+                        const char *prefix, hg_event_in_t *ev, json_t *details, int *forbidden) {
+  static const char *const allowed[] = {"type", "data", "organizationId", "id", NULL};
+  char field[64];
+  if (!json_is_object(obj)) {
+    snprintf(field, sizeof(field), "%.*s", (int)(strlen(prefix) ? strlen(prefix) - 1 : 0), prefix);
+    hg_api_detail(details, field[0] ? field : "body", "must be an object");
+    return;
+  }
+  size_t before = json_array_size(details);
+  const char *key;
+  json_t *v;
+  json_object_foreach(obj, key, v) {
+    int known = 0;
+    for (const char *const *a = allowed; *a; a++) known |= strcmp(*a, key) == 0;
+    if (!known) {
+      snprintf(field, sizeof(field), "%s%.40s", prefix, key);
+      hg_api_detail(details, field, "unknown field");
+    }
+  }
+  snprintf(field, sizeof(field), "%stype", prefix);
+  v = json_object_get(obj, "type");
+  if (v == NULL) hg_api_detail(details, field, "is required");
+  else if (!json_is_string(v) || !hg_event_types_known(app->event_types, json_string_value(v)))
+    hg_api_detail(details, field, "must be a known event type (see GET /v1/event-types)");
+  else snprintf(ev->type, sizeof(ev->type), "%s", json_string_value(v));
+
+  snprintf(field, sizeof(field), "%sdata", prefix);
+  v = json_object_get(obj, "data");
+  const char *data_raw = NULL;
+  size_t data_len = 0;
+  if (v == NULL) hg_api_detail(details, field, "is required");
+  else if (!json_is_object(v)) hg_api_detail(details, field, "must be a JSON object");
+  else if (hg_json_member_span(raw, raw_len, "data", &data_raw, &data_len) != 0) data_raw = NULL;
+  char *dumped = NULL;
+  if (v != NULL && json_is_object(v) && data_raw == NULL) {
+    /* The key was written with escapes: fall back to jansson's rendering. */
+    dumped = json_dumps(v, JSON_COMPACT);
+    data_raw = dumped;
+    data_len = dumped ? strlen(dumped) : 0;
+  }
+  if (data_raw && data_len > app->cfg->max_event_data)
+    hg_api_detail(details, field, "must be at most %zu bytes (got %zu)", app->cfg->max_event_data, data_len);
+
+  snprintf(field, sizeof(field), "%sorganizationId", prefix);
+  v = json_object_get(obj, "organizationId");
+  if (v != NULL && !json_is_null(v)) {
+    if (!json_is_string(v) || !hg_org_id_valid(json_string_value(v)))
+      hg_api_detail(details, field, "must be 1 to 128 characters of letters, digits, '_', '-', '.', ':'");
+    else if (who->org[0] && strcmp(who->org, json_string_value(v)) != 0)
+      *forbidden = 1;
+    else
+      snprintf(ev->org, sizeof(ev->org), "%s", json_string_value(v));
+  } else if (who->org[0]) {
+    snprintf(ev->org, sizeof(ev->org), "%s", who->org);
+  }
+
+  snprintf(field, sizeof(field), "%sid", prefix);
+  v = json_object_get(obj, "id");
+  if (v != NULL) {
+    const char *s = json_is_string(v) ? json_string_value(v) : NULL;
+    size_t n = s ? strlen(s) : 0;
+    int ok = n >= 1 && n <= 128;
+    for (size_t i = 0; ok && i < n; i++) ok = id_char_ok(s[i]);
+    if (!ok) hg_api_detail(details, field, "must be 1 to 128 characters of letters, digits, '_', '-', '.', ':'");
+    else {
+      snprintf(ev->id, sizeof(ev->id), "%s", s);
+      ev->client_id = 1;
+    }
+  }
+  if (json_array_size(details) == before && data_raw) {
+    char ts[25];
+    hg_format_time(hg_wall_ms(), ts);
+    size_t cap = data_len + strlen(ev->type) + 64;
+    if ((ev->payload = malloc(cap)) != NULL) {
+      int n = snprintf(ev->payload, cap, "{\"type\":\"%s\",\"timestamp\":\"%s\",\"data\":", ev->type, ts);
+      memcpy(ev->payload + n, data_raw, data_len);
+      ev->payload[n + data_len] = '}';
+      ev->payload_len = (size_t)n + data_len + 1;
+      ev->payload[ev->payload_len] = '\0';
+    }
+  }
+  free(dumped);
+  if (!ev->client_id) hg_id_new("evt_", ev->id);
+}
+
+static int ingest_work(sqlite3 *db, void *ud) {
+  ingest_t *g = ud;
+  int64_t now = hg_wall_ms();
+  for (size_t i = 0; i < g->n; i++) {
+    g->events[i].now = now;
+    int r = hg_events_insert(db, &g->events[i]);
+    if (r != 0) return r;
+    /* One taken id fails the whole request: nothing of it is stored. */
+    if (g->events[i].conflict) return HG_EEXIST;
+  }
+  return 0;
+}
+
+static json_t *result_json(const hg_event_in_t *ev) {
+  return json_pack("{s:s,s:i}", "id", ev->id, "deliveries", ev->n_deliveries);
+}
+
+static void ingest_done(int status, void *ud) {
+  ingest_t *g = ud;
+  if (status == HG_EEXIST) {
+    for (size_t i = 0; i < g->n; i++) {
+      if (!g->events[i].conflict) continue;
+      char msg[200];
+      snprintf(msg, sizeof(msg), "event id \"%.128s\" is already used by another organization", g->events[i].id);
+      hg_http_respond_error(g->req, 409, "conflict", msg, NULL);
+      break;
+    }
+    ingest_free(g);
+    return;
+  }
+  if (status != 0) {
+    hg_api_internal_error(g->req, "store events", status);
+    ingest_free(g);
+    return;
+  }
+  int replayed = 0;
+  for (size_t i = 0; i < g->n; i++) {
+    hg_event_in_t *ev = &g->events[i];
+    replayed |= ev->duplicate;
+    if (ev->n_seqs > 0) hg_dispatcher_enqueue(g->app->dispatcher, ev->delivery_seqs, ev->n_seqs, ev->now);
+  }
+  if (!g->batch) {
+    if (replayed) hg_http_req_add_header(g->req, "Idempotent-Replayed", "true");
+    hg_http_respond_json(g->req, 202, result_json(&g->events[0]));
+  } else {
+    json_t *arr = json_array();
+    for (size_t i = 0; i < g->n; i++) json_array_append_new(arr, result_json(&g->events[i]));
+    hg_http_respond_json(g->req, 202, json_pack("{s:o}", "events", arr));
+  }
+  ingest_free(g);
+}
+
+static void ingest(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who, int batch) {
+  json_t *body = hg_api_parse_body(req, 0);
+  if (body == NULL) return;
+  json_t *details = json_array();
+  ingest_t *g = calloc(1, sizeof(*g));
+  int forbidden = 0;
+  if (g == NULL) goto nomem;
+  g->app = app;
+  g->req = req;
+  g->batch = batch;
+  const char *key = hg_http_req_header(req, "idempotency-key");
+  if (key != NULL) {
+    size_t klen = strlen(key);
+    int ok = klen >= 1 && klen <= MAX_IDEMPOTENCY_KEY && !batch;
+    for (size_t i = 0; ok && i < klen; i++) ok = key[i] > 0x20 && key[i] < 0x7f;
+    if (!ok) {
+      hg_api_detail(details, "Idempotency-Key",
+                    batch ? "is not supported on batches: give each event an id instead"
+                          : "must be 1 to 255 printable ASCII characters");
+    } else {
+      /* Keys are scoped to the caller's organization: two tenants never
+       * share a key space. */
+      size_t cap = klen + sizeof(who->org) + 4;
+      if ((g->idem_key = malloc(cap)) == NULL) goto nomem;
+      snprintf(g->idem_key, cap, "%s|%s", who->org[0] ? who->org : "-", key);
+    }
+  }
+  if (!batch) {
+    if ((g->events = calloc(1, sizeof(*g->events))) == NULL) goto nomem;
+    g->n = 1;
+    g->events[0].idem_key = g->idem_key;
+    check_event(app, who, body, req->body, req->body_len, "", &g->events[0], details, &forbidden);
+  } else {
+    static const char *const allowed[] = {"events", NULL};
+    hg_api_reject_unknown(body, allowed, details);
+    json_t *arr = json_object_get(body, "events");
+    const char *raw;
+    size_t raw_len;
+    if (!json_is_array(arr) || json_array_size(arr) == 0 || json_array_size(arr) > MAX_BATCH) {
+      hg_api_detail(details, "events", "must be an array of 1 to %d events", MAX_BATCH);
+    } else if (hg_json_member_span(req->body, req->body_len, "events", &raw, &raw_len) != 0) {
+      hg_api_detail(details, "events", "must be written without escapes in its name");
+    } else {
+      size_t n = json_array_size(arr), got = 0;
+      const char **vals = calloc(n, sizeof(*vals));
+      size_t *lens = calloc(n, sizeof(*lens));
+      g->events = calloc(n, sizeof(*g->events));
+      if (!vals || !lens || !g->events || hg_json_array_spans(raw, raw_len, vals, lens, n, &got) != 0 || got != n) {
+        free(vals);
+        free(lens);
+        goto nomem;
+      }
+      g->n = n;
+      for (size_t i = 0; i < n; i++) {
+        char prefix[32];
+        snprintf(prefix, sizeof(prefix), "events[%zu].", i);
+        check_event(app, who, json_array_get(arr, i), vals[i], lens[i], prefix, &g->events[i], details, &forbidden);
+      }
+      free(vals);
+      free(lens);
+    }
+  }
+  if (json_array_size(details) > 0) {
+    hg_api_validation_error(req, details);
+    details = NULL;
+    goto out;
+  }
+  if (forbidden) {
+    hg_http_respond_error(req, 403, "forbidden", "insufficient permissions for this organization", NULL);
+    goto out;
+  }
+  for (size_t i = 0; i < g->n; i++)
+    if (g->events[i].payload == NULL) goto nomem;
+  int r = hg_store_submit(app->store, ingest_work, ingest_done, g);
+  if (r != 0) {
+    hg_api_internal_error(req, "store submit", r);
+    goto out;
+  }
+  g = NULL;
+  goto out;
+nomem:
+  hg_api_internal_error(req, "allocate", HG_ENOMEM);
+out:
+  ingest_free(g);
+  json_decref(details);
+  json_decref(body);
+}
+
+static void publish_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who) {
+  ingest(app, req, who, 0);
+}
+
+static void batch_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who) {
+  ingest(app, req, who, 1);
+}
+
+static void types_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who) {
+  (void)who;
+  json_t *arr = json_array();
+  for (size_t i = 0; i < hg_event_types_count(app->event_types); i++)
+    json_array_append_new(arr, json_string(hg_event_types_at(app->event_types, i)));
+  hg_http_respond_json(req, 200, json_pack("{s:o}", "eventTypes", arr));
+}
+
+static void publish_route(hg_http_req_t *req, void *ud) {
+  hg_api_authorize(ud, req, HG_SCOPE_EVENTS_PUBLISH, publish_authorized);
+}
+static void batch_route(hg_http_req_t *req, void *ud) {
+  hg_api_authorize(ud, req, HG_SCOPE_EVENTS_PUBLISH, batch_authorized);
+}
+static void types_route(hg_http_req_t *req, void *ud) {
+  hg_api_authorize(ud, req, HG_SCOPE_WEBHOOKS_READ | HG_SCOPE_EVENTS_PUBLISH, types_authorized);
+}
+
+int hg_api_events_add_routes(hg_app_t *app) {
+  int rc = hg_router_add(app->router, "POST", "/v1/events", publish_route, app);
+  if (rc == 0) rc = hg_router_add(app->router, "POST", "/v1/events/batch", batch_route, app);
+  if (rc == 0) rc = hg_router_add(app->router, "GET", "/v1/event-types", types_route, app);
+  return rc;
+}
