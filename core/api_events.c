@@ -14,6 +14,7 @@
 #include "events.h"
 #include "ids.h"
 #include "keys.h"
+#include "metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -174,6 +175,12 @@ static void ingest_done(int status, void *ud) {
   for (size_t i = 0; i < g->n; i++) {
     hg_event_in_t *ev = &g->events[i];
     replayed |= ev->duplicate;
+    if (ev->duplicate) {
+      hg_metrics.events_replayed++;
+    } else {
+      hg_metrics.events_ingested++;
+      hg_metrics.deliveries_created += (uint64_t)ev->n_deliveries;
+    }
     if (ev->n_seqs > 0) hg_dispatcher_enqueue(g->app->dispatcher, ev->delivery_seqs, ev->n_seqs, ev->now);
   }
   if (!g->batch) {

@@ -8,6 +8,7 @@
 #include "dispatcher.h"
 #include "event_types.h"
 #include "log.h"
+#include "metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,8 +22,71 @@ static void healthz(hg_http_req_t *req, void *ud) {
   else hg_http_respond_json(req, 200, json_pack("{s:s}", "status", "ok"));
 }
 
+static void put_counter(hg_buf_t *b, const char *name, const char *help, const char *labels, uint64_t v) {
+  hg_buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s%s %llu\n", name, help, name, name, labels,
+                (unsigned long long)v);
+}
+
+static void put_gauge(hg_buf_t *b, const char *name, const char *help, double v) {
+  hg_buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name, v);
+}
+
+/* GET /metrics: the Prometheus text format (version 0.0.4). Open like
+ * /healthz: it carries counts, never ids, URLs or secrets. */
+static void metrics(hg_http_req_t *req, void *ud) {
+  hg_app_t *app = ud;
+  const hg_metrics_t *m = &hg_metrics;
+  hg_buf_t b = {0};
+  put_counter(&b, "hookgate_events_ingested_total", "Events accepted and stored.", "", m->events_ingested);
+  put_counter(&b, "hookgate_events_replayed_total", "Publish requests answered from an earlier event (idempotency).",
+              "", m->events_replayed);
+  put_counter(&b, "hookgate_deliveries_created_total", "Deliveries created by fan-out.", "", m->deliveries_created);
+  hg_buf_printf(&b, "# HELP hookgate_delivery_attempts_total Delivery attempts by outcome.\n"
+                    "# TYPE hookgate_delivery_attempts_total counter\n"
+                    "hookgate_delivery_attempts_total{outcome=\"success\"} %llu\n"
+                    "hookgate_delivery_attempts_total{outcome=\"failure\"} %llu\n",
+                (unsigned long long)m->attempts_success, (unsigned long long)m->attempts_failure);
+  hg_buf_printf(&b, "# HELP hookgate_deliveries_completed_total Deliveries that reached a final status.\n"
+                    "# TYPE hookgate_deliveries_completed_total counter\n"
+                    "hookgate_deliveries_completed_total{status=\"success\"} %llu\n"
+                    "hookgate_deliveries_completed_total{status=\"failed\"} %llu\n",
+                (unsigned long long)m->deliveries_succeeded, (unsigned long long)m->deliveries_failed);
+  put_counter(&b, "hookgate_webhooks_deactivated_total", "Webhooks deactivated by a 410 Gone answer.", "",
+              m->webhooks_deactivated);
+  hg_metrics_put_hist(&b, "hookgate_delivery_attempt_seconds", "Duration of one delivery attempt.",
+                      &m->attempt_seconds);
+  hg_metrics_put_hist(&b, "hookgate_delivery_latency_seconds",
+                      "From the event's acceptance to the receiver's 2xx, retries included.",
+                      &m->delivery_latency_seconds);
+  if (app->dispatcher) {
+    hg_dispatcher_stats_t ds;
+    hg_dispatcher_stats(app->dispatcher, &ds);
+    put_gauge(&b, "hookgate_delivery_queue_depth", "Pending deliveries waiting in the queue.", (double)ds.queued);
+    put_gauge(&b, "hookgate_deliveries_in_flight", "Deliveries being loaded, sent or recorded.",
+              (double)ds.in_flight);
+    put_gauge(&b, "hookgate_delivery_paused", "1 while delivery is paused.",
+              hg_dispatcher_paused(app->dispatcher) ? 1 : 0);
+  }
+  if (app->store) {
+    hg_store_stats_t ss;
+    hg_store_stats(app->store, &ss);
+    put_counter(&b, "hookgate_store_jobs_total", "Store jobs run.", "", ss.jobs);
+    hg_metrics_put_hist(&b, "hookgate_store_commit_seconds", "Duration of one store commit, fsync included.",
+                        &ss.commit_seconds);
+    hg_metrics_put_hist(&b, "hookgate_store_commit_batch_size", "Jobs committed together in one transaction.",
+                        &ss.batch_jobs);
+  }
+  if (app->server)
+    put_gauge(&b, "hookgate_http_connections", "Open client connections.",
+              (double)hg_http_server_connections(app->server));
+  if (b.failed) hg_api_internal_error(req, "render metrics", HG_ENOMEM);
+  else hg_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+  free(b.data);
+}
+
 int hg_app_add_routes(hg_app_t *app) {
   int r = hg_router_add(app->router, "GET", "/healthz", healthz, app);
+  if (r == 0) r = hg_router_add(app->router, "GET", "/metrics", metrics, app);
   if (r == 0) r = hg_api_webhooks_add_routes(app);
   if (r == 0) r = hg_api_events_add_routes(app);
   if (r == 0) r = hg_api_deliveries_add_routes(app);
@@ -92,6 +156,7 @@ int hg_app_run(const hg_config_t *cfg) {
   app.cfg = cfg;
   app.loop = &loop;
   raise_fd_limit();
+  hg_metrics_init();
   if (uv_loop_init(&loop) != 0) {
     hg_log(HG_LOG_ERROR, "cannot start the event loop", NULL);
     return 1;

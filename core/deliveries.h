@@ -24,6 +24,7 @@ typedef struct hg_send {
   hg_delivery_status_t status;
   int attempts;             /* made so far */
   int64_t next_attempt_at;  /* 0: none */
+  int64_t created_at;       /* Unix ms: when the event was accepted */
   int webhook_active;
   char *url;                /* malloc'd */
   char *payload;            /* malloc'd */

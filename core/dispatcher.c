@@ -7,6 +7,7 @@
 #include "deliveries.h"
 #include "http_client.h"
 #include "log.h"
+#include "metrics.h"
 #include "sign.h"
 #include "ssrf.h"
 
@@ -236,19 +237,28 @@ static void finish_attempt(item_t *it, int status_code, const hg_client_response
   }
   rec->error = it->has_error ? it->error : NULL;
   d->stats.attempts++;
+  hg_hist_observe(&hg_metrics.attempt_seconds, (double)rec->duration_ms / 1000.0);
+  if (ok) hg_metrics.attempts_success++;
+  else hg_metrics.attempts_failure++;
   if (ok) {
     rec->new_status = HG_DEL_SUCCESS;
     d->stats.successes++;
+    hg_metrics.deliveries_succeeded++;
+    if (!it->test_cb)
+      hg_hist_observe(&hg_metrics.delivery_latency_seconds, (double)(now - it->send.created_at) / 1000.0);
   } else if (status_code == 410) {
     /* Gone: the receiver asks us to stop. */
     rec->new_status = HG_DEL_FAILED;
     rec->deactivate_webhook = it->send.webhook_id;
     snprintf(it->error, sizeof(it->error), "HTTP 410 Gone: webhook deactivated");
     d->stats.failures++;
+    hg_metrics.deliveries_failed++;
+    hg_metrics.webhooks_deactivated++;
     hg_log(HG_LOG_WARN, "receiver answered 410 Gone: webhook deactivated", "webhook", it->send.webhook_id, NULL);
   } else if (it->test_cb != NULL || (size_t)rec->attempt >= cfg->n_schedule) {
     rec->new_status = HG_DEL_FAILED;
     d->stats.failures++;
+    hg_metrics.deliveries_failed++;
   } else {
     double delay = jittered(cfg, cfg->schedule[rec->attempt]);
     double ra;

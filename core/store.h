@@ -10,6 +10,8 @@
 #ifndef HG_STORE_H
 #define HG_STORE_H
 
+#include "metrics.h"
+
 #include <sqlite3.h>
 #include <stdint.h>
 #include <uv.h>
@@ -31,6 +33,8 @@ typedef struct hg_store_stats {
   uint64_t jobs;         /* jobs run */
   uint64_t max_batch;    /* most jobs in one transaction */
   uint64_t commit_ns;    /* total time spent in COMMIT (fsync) */
+  hg_hist_t commit_seconds; /* one COMMIT, fsync included */
+  hg_hist_t batch_jobs;     /* jobs per transaction */
 } hg_store_stats_t;
 
 /* Opens (creating the file and its parent directories, mode 0700, if

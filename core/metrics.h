@@ -1,0 +1,54 @@
+/* metrics.h: counters and histograms, rendered in the Prometheus text
+ * format at GET /metrics.
+ *
+ * Every metric lives in one process-wide struct written by the loop thread
+ * only (the store thread's figures are copied from hg_store_stats under the
+ * store's lock), so no atomics are needed. */
+#ifndef HG_METRICS_H
+#define HG_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HG_HIST_MAX_BUCKETS 16
+
+typedef struct hg_hist {
+  const double *bounds; /* upper bounds, ascending; +Inf is implicit */
+  size_t n;
+  uint64_t counts[HG_HIST_MAX_BUCKETS]; /* per bucket, not cumulative */
+  uint64_t count;
+  double sum;
+} hg_hist_t;
+
+void hg_hist_observe(hg_hist_t *h, double v);
+
+typedef struct hg_metrics {
+  uint64_t events_ingested;
+  uint64_t events_replayed;   /* answered from an idempotency key or id */
+  uint64_t deliveries_created;
+  uint64_t attempts_success, attempts_failure;
+  uint64_t deliveries_succeeded, deliveries_failed;
+  uint64_t webhooks_deactivated;
+  hg_hist_t attempt_seconds;  /* one attempt: connect to response */
+  hg_hist_t delivery_latency_seconds; /* event accepted to receiver's 2xx */
+} hg_metrics_t;
+
+/* The process's metrics. */
+extern hg_metrics_t hg_metrics;
+
+/* Sets the histograms' buckets; call once at start. */
+void hg_metrics_init(void);
+
+/* A growable text buffer for rendering. */
+typedef struct hg_buf {
+  char *data;
+  size_t len, cap;
+  int failed; /* an allocation failed: the text is incomplete */
+} hg_buf_t;
+
+void hg_buf_printf(hg_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Appends a histogram in the exposition format. labels: "" or `a="b"`. */
+void hg_metrics_put_hist(hg_buf_t *b, const char *name, const char *help, const hg_hist_t *h);
+
+#endif
