@@ -94,10 +94,11 @@ void hg_api_authorize(hg_app_t *app, hg_http_req_t *req, unsigned scope, hg_api_
   size_t key_len = strlen(key);
   unsigned char hash[32];
   hg_sha256(key, key_len, hash);
-  if (app->has_admin_key && hg_ct_equal(hash, app->admin_key_hash, 32)) {
+  int internal = app->internal_key[0] && hg_ct_equal(hash, app->internal_key_hash, 32);
+  if ((app->has_admin_key && hg_ct_equal(hash, app->admin_key_hash, 32)) || internal) {
     hg_principal_t who;
     memset(&who, 0, sizeof(who));
-    strcpy(who.key_id, "bootstrap");
+    strcpy(who.key_id, internal ? "lua" : "bootstrap");
     who.scopes = HG_SCOPE_ALL;
     finish(app, req, scope, &who, fn);
     return;

@@ -7,14 +7,22 @@
 #include "crypto.h"
 #include "dispatcher.h"
 #include "event_types.h"
+#include "keys.h"
 #include "log.h"
+#include "lua/runtime.h"
 #include "metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <strings.h>
 #include <unistd.h>
+
+static void put_lua_error(const char *plugin, const char *phase, uint64_t n, void *ud);
+static void reload_route(hg_http_req_t *req, void *ud);
+static void plugins_route(hg_http_req_t *req, void *ud);
+static void fallback(hg_http_req_t *req, void *ud);
 
 static void healthz(hg_http_req_t *req, void *ud) {
   hg_app_t *app = ud;
@@ -79,6 +87,12 @@ static void metrics(hg_http_req_t *req, void *ud) {
   if (app->server)
     put_gauge(&b, "hookgate_http_connections", "Open client connections.",
               (double)hg_http_server_connections(app->server));
+  hg_buf_printf(&b, "# HELP hookgate_lua_errors_total Script errors by plugin and phase.\n"
+                    "# TYPE hookgate_lua_errors_total counter\n");
+  if (app->lua) {
+    hg_lua_each_error_count(app->lua, put_lua_error, &b);
+    put_gauge(&b, "hookgate_lua_memory_bytes", "Memory the Lua VM holds.", (double)hg_lua_memory(app->lua));
+  }
   if (b.failed) hg_api_internal_error(req, "render metrics", HG_ENOMEM);
   else hg_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
   free(b.data);
@@ -90,12 +104,160 @@ int hg_app_add_routes(hg_app_t *app) {
   if (r == 0) r = hg_api_webhooks_add_routes(app);
   if (r == 0) r = hg_api_events_add_routes(app);
   if (r == 0) r = hg_api_deliveries_add_routes(app);
+  if (r == 0) r = hg_router_add(app->router, "POST", "/v1/admin/reload", reload_route, app);
+  if (r == 0) r = hg_router_add(app->router, "GET", "/v1/admin/plugins", plugins_route, app);
+  hg_router_set_fallback(app->router, fallback, app);
   return r;
 }
 
-static void handle(hg_http_req_t *req, void *ud) {
+void hg_app_handle(hg_http_req_t *req, void *ud) {
   hg_app_t *app = ud;
   hg_router_dispatch(app->router, req);
+}
+
+/* --- Lua routes ---------------------------------------------------------------- */
+
+typedef struct lua_route {
+  hg_http_req_t *req;
+} lua_route_t;
+
+static void lua_route_done(int status, json_t *arg, json_t *res, json_t *res2, const char *err, void *ud) {
+  (void)arg, (void)res2, (void)err;
+  lua_route_t *lr = ud;
+  hg_http_req_t *req = lr->req;
+  free(lr);
+  if (status != 0) {
+    char msg[96];
+    snprintf(msg, sizeof(msg), "the route's script failed (request id %s)", req->request_id);
+    hg_http_respond_error(req, 500, "script_error", msg, NULL);
+    return;
+  }
+  /* The handler answers {status = 202, body = "..." or a table, headers = {...}}. */
+  json_t *st = json_object_get(res, "status");
+  int code = json_is_integer(st) ? (int)json_integer_value(st) : 200;
+  if (code < 200 || code > 599) code = 500;
+  json_t *headers = json_object_get(res, "headers");
+  const char *k;
+  json_t *v;
+  const char *ctype = NULL;
+  json_object_foreach(headers, k, v) {
+    if (!json_is_string(v)) continue;
+    if (strcasecmp(k, "content-type") == 0) ctype = json_string_value(v);
+    else if (strcasecmp(k, "content-length") != 0 && strcasecmp(k, "connection") != 0 &&
+             strcasecmp(k, "transfer-encoding") != 0 && !strpbrk(json_string_value(v), "\r\n"))
+      hg_http_req_add_header(req, k, json_string_value(v));
+  }
+  json_t *body = json_object_get(res, "body");
+  if (json_is_string(body)) {
+    hg_http_respond(req, code, ctype ? ctype : "text/plain; charset=utf-8", json_string_value(body),
+                    json_string_length(body));
+  } else if (body != NULL && !json_is_null(body)) {
+    hg_http_respond_json(req, code, json_incref(body));
+  } else {
+    hg_http_respond(req, code, NULL, NULL, 0);
+  }
+}
+
+/* Paths no C route serves: a Lua route, or 404. */
+static void fallback(hg_http_req_t *req, void *ud) {
+  hg_app_t *app = ud;
+  const char *method = strcmp(req->method, "HEAD") == 0 ? "GET" : req->method;
+  if (app->lua == NULL || !hg_lua_has_route(app->lua, method, req->path)) {
+    hg_http_respond_error(req, 404, "not_found", "no such endpoint", NULL);
+    return;
+  }
+  json_t *headers = json_object();
+  for (size_t i = 0; i < req->n_headers; i++) {
+    char name[128];
+    size_t n = 0;
+    for (const char *p = req->headers[i].name; *p && n < sizeof(name) - 1; p++)
+      name[n++] = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+    name[n] = '\0';
+    json_t *v = json_string(req->headers[i].value);
+    if (v) json_object_set_new(headers, name, v);
+  }
+  json_t *body = json_stringn(req->body, req->body_len);
+  if (body == NULL) body = json_string("");
+  json_t *arg = json_pack("{s:s,s:s,s:s,s:o,s:o,s:s,s:s}", "method", method, "path", req->path, "query", req->query,
+                          "headers", headers, "body", body, "requestId", req->request_id, "remote",
+                          req->remote_addr ? req->remote_addr : "");
+  lua_route_t *lr = malloc(sizeof(*lr));
+  int r = lr && arg ? hg_lua_call_route(app->lua, method, req->path, arg, lua_route_done, lr) : HG_ENOMEM;
+  json_decref(arg);
+  if (r != 0) {
+    free(lr);
+    hg_api_internal_error(req, "start Lua route", r);
+  } else {
+    lr->req = req;
+  }
+}
+
+/* --- reload -------------------------------------------------------------------- */
+
+/* Builds a new generation; swaps it in only if every plugin loaded and
+ * validated. Returns NULL on success, else the errors (new reference). */
+static json_t *reload(hg_app_t *app) {
+  hg_lua_t *next = NULL;
+  json_t *errors = NULL;
+  int r = hg_lua_new(&next, app, &errors);
+  if (r != 0) {
+    if (errors == NULL) errors = json_pack("[s]", hg_strerror(r));
+    hg_log(HG_LOG_ERROR, "reload failed: the running generation stays", NULL);
+    return errors;
+  }
+  hg_lua_t *old = app->lua;
+  app->lua = next;
+  hg_lua_start(next);
+  if (old) {
+    /* Runs in flight keep their reference and finish on the old VM. */
+    hg_lua_stop(old);
+    hg_lua_unref(old);
+  }
+  hg_log(HG_LOG_INFO, "reloaded: new Lua generation in service", NULL);
+  return NULL;
+}
+
+static void reload_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who) {
+  hg_log(HG_LOG_INFO, "reload requested", "key", who->key_id, NULL);
+  json_t *errors = reload(app);
+  if (errors == NULL) {
+    hg_http_respond_json(req, 200, json_pack("{s:s,s:o}", "status", "reloaded", "plugins", hg_lua_describe(app->lua)));
+    return;
+  }
+  json_t *details = json_array();
+  size_t i;
+  json_t *e;
+  json_array_foreach(errors, i, e) json_array_append_new(details, json_pack("{s:s,s:O}", "field", "plugins", "message", e));
+  json_decref(errors);
+  hg_http_respond_error(req, 422, "reload_failed", "reload failed: the running generation stays in service", details);
+}
+
+static void plugins_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who) {
+  (void)who;
+  hg_http_respond_json(req, 200, hg_lua_describe(app->lua));
+}
+
+static void reload_route(hg_http_req_t *req, void *ud) {
+  hg_api_authorize(ud, req, HG_SCOPE_ADMIN, reload_authorized);
+}
+
+static void plugins_route(hg_http_req_t *req, void *ud) {
+  hg_api_authorize(ud, req, HG_SCOPE_ADMIN, plugins_authorized);
+}
+
+static void on_hup(uv_signal_t *h, int signum) {
+  (void)signum;
+  hg_app_t *app = h->data;
+  json_t *errors = reload(app);
+  size_t i;
+  json_t *e;
+  json_array_foreach(errors, i, e) hg_log(HG_LOG_ERROR, "reload error", "error", json_string_value(e), NULL);
+  json_decref(errors);
+}
+
+static void put_lua_error(const char *plugin, const char *phase, uint64_t n, void *ud) {
+  hg_buf_printf(ud, "hookgate_lua_errors_total{plugin=\"%s\",phase=\"%s\"} %llu\n", plugin, phase,
+                (unsigned long long)n);
 }
 
 static void signal_close_cb(uv_handle_t *h) { (void)h; }
@@ -111,6 +273,7 @@ static void dispatcher_stopped(void *ud) {
   app->store = NULL;
   uv_close((uv_handle_t *)&app->sig_term, signal_close_cb);
   uv_close((uv_handle_t *)&app->sig_int, signal_close_cb);
+  uv_close((uv_handle_t *)&app->sig_hup, signal_close_cb);
   app->stopping = 2;
 }
 
@@ -119,6 +282,7 @@ static void drained(void *ud) {
   hg_log(HG_LOG_INFO, "connections drained; stopping delivery", NULL);
   hg_http_server_free(app->server);
   app->server = NULL;
+  if (app->lua) hg_lua_stop(app->lua);
   /* Deliveries on the wire are cancelled, not failed: they stay pending and
    * go out again after the restart, with the same webhook-id. */
   hg_dispatcher_stop(app->dispatcher, dispatcher_stopped, app);
@@ -181,6 +345,22 @@ int hg_app_run(const hg_config_t *cfg) {
     hg_log(HG_LOG_ERROR, "bad delivery configuration", "error", err, NULL);
     goto out;
   }
+  {
+    unsigned char raw[24];
+    if (hg_random(raw, sizeof(raw)) != 0) goto out;
+    memcpy(app.internal_key, "hg_internal_", 12);
+    hg_hex_encode(raw, sizeof(raw), app.internal_key + 12);
+    hg_sha256(app.internal_key, strlen(app.internal_key), app.internal_key_hash);
+  }
+  json_t *lua_errors = NULL;
+  if (hg_lua_new(&app.lua, &app, &lua_errors) != 0) {
+    size_t i;
+    json_t *e;
+    json_array_foreach(lua_errors, i, e) hg_log(HG_LOG_ERROR, "plugin error", "error", json_string_value(e), NULL);
+    json_decref(lua_errors);
+    hg_log(HG_LOG_ERROR, "cannot start: fix the plugin errors above", NULL);
+    goto out;
+  }
   if ((app.router = hg_router_new()) == NULL || hg_app_add_routes(&app) != 0) {
     hg_log(HG_LOG_ERROR, "cannot build the router", NULL);
     goto out;
@@ -189,7 +369,7 @@ int hg_app_run(const hg_config_t *cfg) {
   memset(&opts, 0, sizeof(opts));
   opts.loop = &loop;
   opts.limits = cfg->http;
-  opts.handler = handle;
+  opts.handler = hg_app_handle;
   opts.handler_ud = &app;
   opts.access_log = cfg->access_log;
   if (hg_http_server_new(&app.server, &opts) != 0) goto out;
@@ -205,21 +385,27 @@ int hg_app_run(const hg_config_t *cfg) {
     goto out;
   }
   if (hg_dispatcher_start(app.dispatcher) != 0) goto out;
+  hg_lua_start(app.lua);
   uv_signal_init(&loop, &app.sig_term);
   uv_signal_init(&loop, &app.sig_int);
-  app.sig_term.data = app.sig_int.data = &app;
+  uv_signal_init(&loop, &app.sig_hup);
+  app.sig_term.data = app.sig_int.data = app.sig_hup.data = &app;
   uv_signal_start(&app.sig_term, on_signal, SIGTERM);
   uv_signal_start(&app.sig_int, on_signal, SIGINT);
+  uv_signal_start(&app.sig_hup, on_hup, SIGHUP);
   hg_log(HG_LOG_INFO, "hookgate started", "version", HG_VERSION, "store", cfg->store, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   code = 0;
   hg_log(HG_LOG_INFO, "stopped", NULL);
 out:
   hg_http_server_free(app.server);
+  if (app.lua) hg_lua_stop(app.lua);
   hg_dispatcher_free(app.dispatcher);
   hg_store_close(app.store);
   /* Let close callbacks run so every handle is released. */
   uv_run(&loop, UV_RUN_DEFAULT);
+  hg_lua_unref(app.lua);
+  app.lua = NULL;
   hg_router_free(app.router);
   hg_event_types_free(app.event_types);
   hg_api_keycache_free(&app);

@@ -13,6 +13,7 @@
 typedef struct hg_keycache hg_keycache_t;
 typedef struct hg_event_types hg_event_types_t;
 typedef struct hg_dispatcher hg_dispatcher_t;
+typedef struct hg_lua hg_lua_t;
 
 typedef struct hg_app {
   uv_loop_t *loop;
@@ -23,9 +24,13 @@ typedef struct hg_app {
   hg_dispatcher_t *dispatcher;
   hg_keycache_t *keys;
   hg_event_types_t *event_types;
+  hg_lua_t *lua; /* the current VM generation (NULL: none) */
   unsigned char admin_key_hash[32];
   int has_admin_key;
-  uv_signal_t sig_term, sig_int;
+  /* The key Lua's management calls use (random per process, never shown). */
+  char internal_key[64];
+  unsigned char internal_key_hash[32];
+  uv_signal_t sig_term, sig_int, sig_hup;
   int stopping; /* 0 running, 1 draining, 2 stopped */
   int exit_code;
 } hg_app_t;
@@ -34,6 +39,10 @@ typedef struct hg_app {
  * finish requests in flight, close the store, return 0) or a second signal
  * (immediate exit). Returns the process exit code. */
 int hg_app_run(const hg_config_t *cfg);
+
+/* The request handler: routes, then Lua routes, then 404. Also the target
+ * of internal subrequests. */
+void hg_app_handle(hg_http_req_t *req, void *app);
 
 /* Registers every route on app->router (used by serve and by `routes`). */
 int hg_app_add_routes(hg_app_t *app);

@@ -9,6 +9,7 @@
 #include "common.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
@@ -18,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { K_STR, K_STRLIST, K_BOOL, K_UINT, K_SECONDS, K_SECTION, K_LOGLEVEL, K_LOGFORMAT, K_NUMBER, K_SCHEDULE } kind_t;
+typedef enum { K_STR, K_STRLIST, K_BOOL, K_UINT, K_SECONDS, K_SECTION, K_LOGLEVEL, K_LOGFORMAT, K_NUMBER, K_SCHEDULE, K_PLUGINS } kind_t;
 
 typedef struct field {
   const char *name;
@@ -78,6 +79,16 @@ static const field_t delivery_fields[] = {
     {NULL, 0, 0, NULL, 0, 0, NULL},
 };
 
+static const field_t lua_fields[] = {
+    {"lib_path", K_STR, OFF(lua_lib_path), NULL, 0, 0, "folder holding hookgate/*.lua"},
+    {"plugin_paths", K_STRLIST, OFF(lua_plugin_paths), NULL, 0, 0, "folders of plugins"},
+    {"cpu_slice", K_SECONDS, OFF(lua_cpu_slice_ms), NULL, 0.001, 10, "seconds"},
+    {"cpu_budget", K_SECONDS, OFF(lua_cpu_budget_ms), NULL, 0.001, 600, "seconds"},
+    {"memory", K_UINT, OFF(lua_memory), NULL, 1 << 20, 16.0 * (1 << 30), "bytes"},
+    {"run_memory", K_UINT, OFF(lua_run_memory), NULL, 1 << 16, 16.0 * (1 << 30), "bytes"},
+    {NULL, 0, 0, NULL, 0, 0, NULL},
+};
+
 static const field_t top_fields[] = {
     {"listen", K_STRLIST, OFF(listen), NULL, 0, 0, "address or list of addresses"},
     {"tls", K_SECTION, 0, tls_fields, 0, 0, NULL},
@@ -87,6 +98,8 @@ static const field_t top_fields[] = {
     {"http", K_SECTION, 0, http_fields, 0, 0, NULL},
     {"webhooks", K_SECTION, 0, webhook_fields, 0, 0, NULL},
     {"delivery", K_SECTION, 0, delivery_fields, 0, 0, NULL},
+    {"lua", K_SECTION, 0, lua_fields, 0, 0, NULL},
+    {"plugins", K_PLUGINS, OFF(plugins_json), NULL, 0, 0, "table of plugin name = { config }"},
     {NULL, 0, 0, NULL, 0, 0, NULL},
 };
 
@@ -158,6 +171,73 @@ static int set_str(char **dst, const char *s) {
   free(*dst);
   *dst = copy;
   return 0;
+}
+
+/* Converts a config value into JSON (plugin settings). Tables with keys
+ * 1..n are arrays; an empty table is an empty object. */
+static json_t *lua_to_json(lua_State *L, int idx, int depth, char *why, size_t cap) {
+  if (depth > 32) {
+    snprintf(why, cap, "nested too deep");
+    return NULL;
+  }
+  switch (lua_type(L, idx)) {
+  case LUA_TBOOLEAN: return json_boolean(lua_toboolean(L, idx));
+  case LUA_TNUMBER:
+    return lua_isinteger(L, idx) ? json_integer((json_int_t)lua_tointeger(L, idx)) : json_real(lua_tonumber(L, idx));
+  case LUA_TSTRING: {
+    json_t *s = json_string(lua_tostring(L, idx));
+    if (s == NULL) snprintf(why, cap, "strings must be UTF-8");
+    return s;
+  }
+  case LUA_TTABLE: {
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx), count = 0;
+    int array = n > 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+      lua_pop(L, 1);
+      count++;
+      if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > n) array = 0;
+    }
+    if (array && count == n) {
+      json_t *arr = json_array();
+      for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, i);
+        json_t *v = lua_to_json(L, lua_gettop(L), depth + 1, why, cap);
+        lua_pop(L, 1);
+        if (v == NULL) {
+          json_decref(arr);
+          return NULL;
+        }
+        json_array_append_new(arr, v);
+      }
+      return arr;
+    }
+    json_t *out = json_object();
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+      json_t *v = lua_to_json(L, lua_gettop(L), depth + 1, why, cap);
+      if (v == NULL) {
+        lua_pop(L, 2);
+        json_decref(out);
+        return NULL;
+      }
+      if (lua_type(L, -2) == LUA_TSTRING) {
+        json_object_set_new(out, lua_tostring(L, -2), v);
+      } else {
+        json_decref(v);
+        lua_pop(L, 2);
+        json_decref(out);
+        snprintf(why, cap, "keys must be names");
+        return NULL;
+      }
+      lua_pop(L, 1);
+    }
+    return out;
+  }
+  default:
+    snprintf(why, cap, "a %s cannot be a setting", lua_typename(L, lua_type(L, idx)));
+    return NULL;
+  }
 }
 
 /* Converts the value on top of the stack into the field. */
@@ -264,6 +344,29 @@ static int set_field(loader_t *ld, const field_t *f, const char *key) {
     cfg->schedule = sched;
     cfg->n_schedule = (size_t)n;
     return 0;
+  }
+  case K_PLUGINS: {
+    if (t != LUA_TTABLE) return fail(ld, key, "must be a %s", f->help);
+    char why[160] = "";
+    json_t *j = lua_to_json(L, lua_gettop(L), 0, why, sizeof(why));
+    if (j == NULL) return fail(ld, key, "%s", why);
+    if (!json_is_object(j) && !(json_is_array(j) && json_array_size(j) == 0)) {
+      json_decref(j);
+      return fail(ld, key, "must be a %s", f->help);
+    }
+    const char *name;
+    json_t *conf;
+    json_object_foreach(j, name, conf) {
+      if (!json_is_object(conf) && !(json_is_array(conf) && json_array_size(conf) == 0) && !json_is_true(conf)) {
+        json_decref(j);
+        return fail(ld, key, "%s: must be a table of settings (or true)", name);
+      }
+    }
+    char **dst = (char **)(base + f->off);
+    free(*dst);
+    *dst = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    return *dst ? 0 : HG_ENOMEM;
   }
   case K_SECTION:
     break;
@@ -494,6 +597,15 @@ int hg_config_load(hg_config_t *cfg, const char *path, char *err, size_t errlen)
   cfg->request_timeout_ms = 15000;
   cfg->max_response_body = 65536;
   cfg->max_event_data = 256 * 1024;
+  cfg->lua_cpu_slice_ms = 50;
+  cfg->lua_cpu_budget_ms = 200;
+  cfg->lua_memory = 128u << 20;
+  cfg->lua_run_memory = 32u << 20;
+  if (set_str(&cfg->lua_lib_path, HG_SOURCE_DIR "/lua") != 0 ||
+      strlist_push(&cfg->lua_plugin_paths, HG_SOURCE_DIR "/plugins", strlen(HG_SOURCE_DIR "/plugins")) != 0) {
+    r = HG_ENOMEM;
+    goto fail;
+  }
   if (path != NULL) {
     if ((cfg->path = strdup(path)) == NULL) {
       r = HG_ENOMEM;
@@ -526,5 +638,8 @@ void hg_config_close(hg_config_t *cfg) {
   free(cfg->schedule);
   strlist_free(&cfg->allow_cidrs);
   free(cfg->ca_file);
+  free(cfg->lua_lib_path);
+  strlist_free(&cfg->lua_plugin_paths);
+  free(cfg->plugins_json);
   memset(cfg, 0, sizeof(*cfg));
 }

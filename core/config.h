@@ -55,6 +55,15 @@ typedef struct hg_config {
   size_t max_event_data;          /* bytes of an event's data */
   hg_strlist_t allow_cidrs;       /* SSRF allow-list, e.g. "127.0.0.0/8" */
   char *ca_file;                  /* NULL: the system CA bundle */
+
+  /* Lua. */
+  char *lua_lib_path;             /* folder holding the hookgate Lua library */
+  hg_strlist_t lua_plugin_paths;  /* folders of plugins/<name>/init.lua */
+  uint64_t lua_cpu_slice_ms;      /* a coroutine yields after this much CPU */
+  uint64_t lua_cpu_budget_ms;     /* a run fails past this much CPU */
+  size_t lua_memory;              /* bytes the VM may hold */
+  size_t lua_run_memory;          /* bytes one run may add */
+  char *plugins_json;             /* global bindings {"name": {config}}, or NULL */
 } hg_config_t;
 
 /* Fills cfg with defaults, then reads path (NULL: defaults only), then

@@ -533,6 +533,8 @@ int hg_dispatcher_send_now(hg_dispatcher_t *d, int64_t seq, hg_dispatch_cb cb, v
   return 0;
 }
 
+struct hg_client *hg_dispatcher_client(hg_dispatcher_t *d) { return d->stopping ? NULL : d->client; }
+
 void hg_dispatcher_pause(hg_dispatcher_t *d) {
   d->paused = 1;
   uv_timer_stop(&d->timer);

@@ -54,6 +54,10 @@ int hg_dispatcher_busy(const hg_dispatcher_t *d, int64_t seq);
  * Returns HG_EBUSY when it is in flight, HG_ESTATE when stopping. */
 int hg_dispatcher_send_now(hg_dispatcher_t *d, int64_t seq, hg_dispatch_cb cb, void *ud);
 
+/* The HTTP client deliveries use (Lua's http.request shares it). NULL once
+ * stopping. */
+struct hg_client *hg_dispatcher_client(hg_dispatcher_t *d);
+
 /* Pausing keeps accepting and storing; nothing is sent until resumed. */
 void hg_dispatcher_pause(hg_dispatcher_t *d);
 void hg_dispatcher_resume(hg_dispatcher_t *d);

@@ -127,6 +127,17 @@ void hg_http_respond_json(hg_http_req_t *req, int status, json_t *body);
 void hg_http_respond_error(hg_http_req_t *req, int status, const char *type, const char *message,
                            json_t *details);
 
+/* Internal subrequests: the Lua API calls the HTTP API's handlers without
+ * a socket, so both share one implementation of every rule.
+ * hg_http_virtual builds a request (method GET/POST/PATCH/PUT/DELETE,
+ * target "/v1/...", the given Authorization header value, a JSON body)
+ * and runs handler on it now; the handler's answer goes to cb (status,
+ * body), now or later. Returns HG_EINVAL or HG_ENOMEM (cb is then never
+ * called). */
+typedef void (*hg_http_virtual_cb)(int status, const char *body, size_t body_len, void *ud);
+int hg_http_virtual(const char *method, const char *target, const char *authorization, const char *body,
+                    size_t body_len, hg_http_handler_fn handler, void *handler_ud, hg_http_virtual_cb cb, void *ud);
+
 /* The reason phrase for a status code ("Not Found"). */
 const char *hg_http_status_text(int status);
 

@@ -24,7 +24,14 @@ typedef struct route {
 struct hg_router {
   route_t *routes;
   size_t n, cap;
+  hg_http_handler_fn fallback;
+  void *fallback_ud;
 };
+
+void hg_router_set_fallback(hg_router_t *r, hg_http_handler_fn fn, void *ud) {
+  r->fallback = fn;
+  r->fallback_ud = ud;
+}
 
 hg_router_t *hg_router_new(void) { return calloc(1, sizeof(hg_router_t)); }
 
@@ -189,6 +196,8 @@ void hg_router_dispatch(hg_router_t *r, hg_http_req_t *req) {
   if (allow_len > 0) {
     hg_http_req_add_header(req, "Allow", allow);
     hg_http_respond_error(req, 405, "method_not_allowed", "method not allowed for this path", NULL);
+  } else if (r->fallback) {
+    r->fallback(req, r->fallback_ud);
   } else {
     hg_http_respond_error(req, 404, "not_found", "no such endpoint", NULL);
   }

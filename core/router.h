@@ -20,6 +20,9 @@ void hg_router_free(hg_router_t *r); /* accepts NULL */
 int hg_router_add(hg_router_t *r, const char *method, const char *pattern, hg_http_handler_fn fn,
                   void *ud);
 
+/* Sets the handler for paths no route matches (instead of the 404). */
+void hg_router_set_fallback(hg_router_t *r, hg_http_handler_fn fn, void *ud);
+
 /* Finds the route for req and calls its handler, or answers 404/405. A GET
  * route also answers HEAD. */
 void hg_router_dispatch(hg_router_t *r, hg_http_req_t *req);

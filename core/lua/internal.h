@@ -1,0 +1,78 @@
+/* internal.h: what runtime.c and the lib_*.c modules share. */
+#ifndef HG_LUA_INTERNAL_H
+#define HG_LUA_INTERNAL_H
+
+#include "lua/runtime.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+
+typedef struct hg_lua_run hg_lua_run_t;
+
+typedef enum { RUN_PHASE, RUN_ROUTE, RUN_TIMER } run_kind_t;
+
+struct hg_lua_run {
+  hg_lua_t *rt;
+  lua_State *co;
+  int co_ref;
+  run_kind_t kind;
+  hg_phase_t phase;
+  int pure;
+  uint64_t cpu_ns;         /* CPU used by this run so far */
+  uint64_t slice_start_ns; /* when the current slice began */
+  size_t mem_start;
+  int preempted; /* yielded by the CPU hook: resume on the next loop turn */
+  int waiting;   /* yielded by an async primitive */
+  int first_nargs; /* arguments of the first resume */
+  uv_timer_t timer; /* resumes after preemption; also hookgate.sleep */
+  hg_lua_done_fn done;
+  void *ud;
+  json_t *arg;
+  const char *label; /* plugin name for logs, when known */
+};
+
+struct hg_lua {
+  struct hg_app *app;
+  uv_loop_t *loop;
+  lua_State *L;
+  int refs;
+  int R;         /* registry ref: the runtime.lua table */
+  int sentinel;  /* registry ref: what async primitives yield */
+  size_t mem, mem_limit, run_mem_limit;
+  uint64_t slice_ns, run_ns;
+  hg_lua_run_t *current; /* the run executing now, NULL while loading */
+  hg_lua_run_t sync_run; /* used for pure phases */
+  char plugin[64];       /* plugin executing now, for logs */
+  int has[HG_PHASE_COUNT]; /* a global plugin defines the phase */
+  int has_routes;
+  int stopped;
+  uv_timer_t *timers;
+  size_t n_timers;
+};
+
+/* The run executing now (NULL at load time or outside any run). */
+hg_lua_run_t *hg_lua__current(lua_State *L);
+
+/* For async primitives: raises if I/O is not allowed here (load time, or a
+ * pure phase), naming the phases where it is. */
+hg_lua_run_t *hg_lua__check_io(lua_State *L, const char *what);
+
+/* Yields the current run until hg_lua__resume(). Use as
+ * `return hg_lua__yield(L, run);` from a lua_CFunction. */
+int hg_lua__yield(lua_State *L, hg_lua_run_t *run);
+
+/* Resumes a waiting run with the nargs values pushed on run->co. */
+void hg_lua__resume(hg_lua_run_t *run, int nargs);
+
+void hg_lua__push_json(lua_State *L, json_t *v);
+/* Converts the Lua value at idx into a new JSON reference, or NULL with a
+ * reason in err (functions, cycles, non-string keys in objects). */
+json_t *hg_lua__to_json(lua_State *L, int idx, char *err, size_t errlen);
+
+/* Pushes the `hookgate` module table. */
+int hg_lua__open_hookgate(lua_State *L, hg_lua_t *rt);
+
+/* The registry keys of json.null and the array metatable. */
+extern const char hg_lua__null_key, hg_lua__array_mt_key;
+
+#endif

@@ -1,0 +1,758 @@
+/* lib_hookgate.c: the `hookgate` module plugins see.
+ *
+ * Stack effects are noted as in the Lua manual: [-o, +p, x]. Misuse raises
+ * (luaL_argerror); operational failure returns nil, err. Functions marked
+ * "yields" suspend the run until the loop completes them and may run only
+ * in I/O phases (ingest, route, deliver, after), routes and timers. */
+#include "lua/internal.h"
+
+#include "app.h"
+#include "common.h"
+#include "crypto.h"
+#include "dispatcher.h"
+#include "http_client.h"
+#include "log.h"
+#include "sign.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char hg_lua__null_key = 0, hg_lua__array_mt_key = 0;
+
+static hg_lua_t *rt_of(lua_State *L) { return *(hg_lua_t **)lua_getextraspace(L); }
+
+/* --- JSON <-> Lua ------------------------------------------------------------ */
+
+void hg_lua__push_json(lua_State *L, json_t *v) {
+  luaL_checkstack(L, 4, "JSON too deep");
+  switch (json_typeof(v)) {
+  case JSON_OBJECT: {
+    lua_createtable(L, 0, (int)json_object_size(v));
+    const char *k;
+    json_t *x;
+    json_object_foreach(v, k, x) {
+      hg_lua__push_json(L, x);
+      lua_setfield(L, -2, k);
+    }
+    break;
+  }
+  case JSON_ARRAY: {
+    lua_createtable(L, (int)json_array_size(v), 0);
+    size_t i;
+    json_t *x;
+    json_array_foreach(v, i, x) {
+      hg_lua__push_json(L, x);
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &hg_lua__array_mt_key);
+    lua_setmetatable(L, -2);
+    break;
+  }
+  case JSON_STRING: lua_pushlstring(L, json_string_value(v), json_string_length(v)); break;
+  case JSON_INTEGER: lua_pushinteger(L, (lua_Integer)json_integer_value(v)); break;
+  case JSON_REAL: lua_pushnumber(L, json_real_value(v)); break;
+  case JSON_TRUE: lua_pushboolean(L, 1); break;
+  case JSON_FALSE: lua_pushboolean(L, 0); break;
+  default: lua_pushlightuserdata(L, (void *)&hg_lua__null_key); break;
+  }
+}
+
+static int is_array(lua_State *L, int idx, lua_Integer *n) {
+  if (lua_getmetatable(L, idx)) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &hg_lua__array_mt_key);
+    int arr = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (arr) {
+      *n = (lua_Integer)lua_rawlen(L, idx);
+      return 1;
+    }
+  }
+  lua_Integer len = (lua_Integer)lua_rawlen(L, idx), count = 0;
+  if (len == 0) return 0; /* {} is an object unless marked */
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    lua_pop(L, 1);
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > len) {
+      lua_pop(L, 1);
+      return 0;
+    }
+    count++;
+  }
+  *n = len;
+  return count == len;
+}
+
+static json_t *to_json(lua_State *L, int idx, int depth, char *err, size_t errlen) {
+  idx = lua_absindex(L, idx);
+  if (depth > 64) {
+    snprintf(err, errlen, "nested too deep (or a cycle)");
+    return NULL;
+  }
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL: return json_null();
+  case LUA_TBOOLEAN: return json_boolean(lua_toboolean(L, idx));
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, idx)) return json_integer((json_int_t)lua_tointeger(L, idx));
+    if (!isfinite(lua_tonumber(L, idx))) {
+      snprintf(err, errlen, "NaN and infinity have no JSON form");
+      return NULL;
+    }
+    return json_real(lua_tonumber(L, idx));
+  case LUA_TSTRING: {
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    json_t *j = json_stringn(s, len);
+    if (j == NULL) snprintf(err, errlen, "a string is not valid UTF-8");
+    return j;
+  }
+  case LUA_TLIGHTUSERDATA:
+    if (lua_touserdata(L, idx) == &hg_lua__null_key) return json_null();
+    break;
+  case LUA_TTABLE: {
+    luaL_checkstack(L, 4, "JSON too deep");
+    lua_Integer n;
+    if (is_array(L, idx, &n)) {
+      json_t *arr = json_array();
+      for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, i);
+        json_t *x = to_json(L, -1, depth + 1, err, errlen);
+        lua_pop(L, 1);
+        if (x == NULL) {
+          json_decref(arr);
+          return NULL;
+        }
+        json_array_append_new(arr, x);
+      }
+      return arr;
+    }
+    json_t *obj = json_object();
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+      if (lua_type(L, -2) != LUA_TSTRING) {
+        snprintf(err, errlen, "object keys must be strings");
+        lua_pop(L, 2);
+        json_decref(obj);
+        return NULL;
+      }
+      json_t *x = to_json(L, -1, depth + 1, err, errlen);
+      if (x == NULL) {
+        lua_pop(L, 2);
+        json_decref(obj);
+        return NULL;
+      }
+      json_object_set_new(obj, lua_tostring(L, -2), x);
+      lua_pop(L, 1);
+    }
+    return obj;
+  }
+  default: break;
+  }
+  snprintf(err, errlen, "a %s has no JSON form", luaL_typename(L, idx));
+  return NULL;
+}
+
+json_t *hg_lua__to_json(lua_State *L, int idx, char *err, size_t errlen) { return to_json(L, idx, 0, err, errlen); }
+
+/* json.encode(v) -> string | nil, err   [-1, +1|2, -] */
+static int l_json_encode(lua_State *L) {
+  char err[128];
+  luaL_checkany(L, 1);
+  json_t *j = to_json(L, 1, 0, err, sizeof(err));
+  char *s = j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+  json_decref(j);
+  if (s == NULL) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "json.encode: %s", j ? "out of memory" : err);
+    return 2;
+  }
+  lua_pushstring(L, s);
+  free(s);
+  return 1;
+}
+
+/* json.decode(s) -> value | nil, err   [-1, +1|2, -]. null decodes to json.null. */
+static int l_json_decode(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  json_error_t jerr;
+  json_t *j = json_loadb(s, len, JSON_DECODE_ANY, &jerr);
+  if (j == NULL) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "json.decode: %s at byte %d", jerr.text, jerr.position);
+    return 2;
+  }
+  hg_lua__push_json(L, j);
+  json_decref(j);
+  return 1;
+}
+
+/* json.array(t) -> t, marked to encode as an array even when empty. */
+static int l_json_array(lua_State *L) {
+  if (lua_isnoneornil(L, 1)) lua_newtable(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &hg_lua__array_mt_key);
+  lua_setmetatable(L, 1);
+  return 1;
+}
+
+/* --- crypto -------------------------------------------------------------------- */
+
+static int l_sha256(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  unsigned char out[32];
+  hg_sha256(s, len, out);
+  lua_pushlstring(L, (const char *)out, 32);
+  return 1;
+}
+
+static int l_hmac_sha256(lua_State *L) {
+  size_t klen, len;
+  const char *k = luaL_checklstring(L, 1, &klen);
+  const char *s = luaL_checklstring(L, 2, &len);
+  unsigned char out[32];
+  hg_hmac_sha256(k, klen, s, len, out);
+  lua_pushlstring(L, (const char *)out, 32);
+  return 1;
+}
+
+static int l_random(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, n >= 0 && n <= 4096, 1, "must be 0 to 4096 bytes");
+  unsigned char buf[4096];
+  if (hg_random(buf, (size_t)n) != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, "crypto.random: no randomness available");
+    return 2;
+  }
+  lua_pushlstring(L, (const char *)buf, (size_t)n);
+  return 1;
+}
+
+static int l_base64(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  luaL_Buffer b;
+  size_t cap = (len + 2) / 3 * 4 + 1;
+  char *out = luaL_buffinitsize(L, &b, cap);
+  int n = hg_base64_encode((const unsigned char *)s, len, out, cap);
+  luaL_pushresultsize(&b, n > 0 ? (size_t)n : 0);
+  return 1;
+}
+
+static int l_base64_decode(lua_State *L) {
+  size_t len, out_len = 0;
+  const char *s = luaL_checklstring(L, 1, &len);
+  luaL_Buffer b;
+  char *out = luaL_buffinitsize(L, &b, len + 1);
+  if (hg_base64_decode(s, len, (unsigned char *)out, len + 1, &out_len) != 0) {
+    luaL_pushresultsize(&b, 0);
+    lua_pushnil(L);
+    lua_pushstring(L, "crypto.base64_decode: not base64");
+    return 2;
+  }
+  luaL_pushresultsize(&b, out_len);
+  return 1;
+}
+
+static int l_hex(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  luaL_Buffer b;
+  char *out = luaL_buffinitsize(L, &b, 2 * len + 1);
+  hg_hex_encode((const unsigned char *)s, len, out);
+  luaL_pushresultsize(&b, 2 * len);
+  return 1;
+}
+
+/* constant_time_equal(a, b) -> boolean */
+static int l_ct_equal(lua_State *L) {
+  size_t la, lb;
+  const char *a = luaL_checklstring(L, 1, &la);
+  const char *b = luaL_checklstring(L, 2, &lb);
+  lua_pushboolean(L, la == lb && hg_ct_equal(a, b, la));
+  return 1;
+}
+
+/* --- Standard Webhooks ------------------------------------------------------------ */
+
+/* sign(secret, id, timestamp, body) -> "v1,<base64>" */
+static int l_sign(lua_State *L) {
+  const char *secret = luaL_checkstring(L, 1);
+  const char *id = luaL_checkstring(L, 2);
+  lua_Integer ts = luaL_checkinteger(L, 3);
+  size_t len;
+  const char *body = luaL_checklstring(L, 4, &len);
+  char out[64];
+  if (hg_sign_v1(secret, id, (int64_t)ts, body, len, out, sizeof(out)) < 0)
+    return luaL_argerror(L, 1, "not a valid secret (whsec_ + base64)");
+  lua_pushstring(L, out);
+  return 1;
+}
+
+/* verify(secrets, headers, body [, tolerance]) -> true | nil, err
+ * secrets: a string or a list; headers: a table with webhook-id,
+ * webhook-timestamp, webhook-signature (any case). */
+static const char *header_field(lua_State *L, int idx, const char *name) {
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    if (lua_type(L, -2) == LUA_TSTRING && strcasecmp(lua_tostring(L, -2), name) == 0 && lua_isstring(L, -1)) {
+      const char *v = lua_tostring(L, -1);
+      lua_pop(L, 2);
+      return v; /* the table keeps the string alive */
+    }
+    lua_pop(L, 1);
+  }
+  return NULL;
+}
+
+static int l_verify(lua_State *L) {
+  const char *secrets[16];
+  size_t n = 0;
+  if (lua_type(L, 1) == LUA_TSTRING) {
+    secrets[n++] = lua_tostring(L, 1);
+  } else {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer len = luaL_len(L, 1);
+    for (lua_Integer i = 1; i <= len && n < 16; i++) {
+      lua_rawgeti(L, 1, i);
+      secrets[n++] = luaL_checkstring(L, -1);
+      lua_pop(L, 1); /* the list keeps it alive */
+    }
+  }
+  luaL_checktype(L, 2, LUA_TTABLE);
+  size_t len;
+  const char *body = luaL_checklstring(L, 3, &len);
+  lua_Integer tolerance = luaL_optinteger(L, 4, 300);
+  const char *id = header_field(L, 2, "webhook-id");
+  const char *ts = header_field(L, 2, "webhook-timestamp");
+  const char *sig = header_field(L, 2, "webhook-signature");
+  int r = hg_verify(secrets, n, id, ts, sig, body, len, hg_wall_ms() / 1000, (int)tolerance);
+  if (r == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushstring(L, r == HG_ETIMEDOUT ? "timestamp outside the tolerance"
+                    : r == HG_EFORBIDDEN ? "no signature matches"
+                                         : "missing or malformed webhook headers or secret");
+  return 2;
+}
+
+/* --- log ---------------------------------------------------------------------------- */
+
+static int do_log(lua_State *L, hg_log_level_t level) {
+  const char *msg = luaL_checkstring(L, 1);
+  hg_lua_t *rt = rt_of(L);
+  lua_Debug ar;
+  char where[160] = "";
+  if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
+    snprintf(where, sizeof(where), "%s:%d", ar.short_src, ar.currentline);
+  hg_log(level, msg, "plugin", rt->plugin, "at", where, NULL);
+  return 0;
+}
+static int l_log_debug(lua_State *L) { return do_log(L, HG_LOG_DEBUG); }
+static int l_log_info(lua_State *L) { return do_log(L, HG_LOG_INFO); }
+static int l_log_warn(lua_State *L) { return do_log(L, HG_LOG_WARN); }
+static int l_log_error(lua_State *L) { return do_log(L, HG_LOG_ERROR); }
+
+/* --- shared: an in-memory dictionary with TTLs, one per process ------------------- */
+
+static json_t *shared_dict;
+
+static json_t *shared_entry(const char *key) {
+  if (shared_dict == NULL) return NULL;
+  json_t *e = json_object_get(shared_dict, key);
+  if (e == NULL) return NULL;
+  json_int_t exp = json_integer_value(json_object_get(e, "e"));
+  if (exp != 0 && exp <= hg_wall_ms()) {
+    json_object_del(shared_dict, key);
+    return NULL;
+  }
+  return e;
+}
+
+/* shared.get(key) -> value | nil */
+static int l_shared_get(lua_State *L) {
+  json_t *e = shared_entry(luaL_checkstring(L, 1));
+  if (e == NULL) lua_pushnil(L);
+  else hg_lua__push_json(L, json_object_get(e, "v"));
+  return 1;
+}
+
+/* shared.set(key, value [, ttl_seconds]) -> true | nil, err */
+static int l_shared_set(lua_State *L) {
+  const char *key = luaL_checkstring(L, 1);
+  double ttl = luaL_optnumber(L, 3, 0);
+  luaL_argcheck(L, ttl >= 0, 3, "ttl must be >= 0");
+  if (shared_dict == NULL) shared_dict = json_object();
+  if (lua_isnil(L, 2)) {
+    json_object_del(shared_dict, key);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (json_object_size(shared_dict) >= 100000 && json_object_get(shared_dict, key) == NULL) {
+    lua_pushnil(L);
+    lua_pushstring(L, "shared.set: full (100000 keys)");
+    return 2;
+  }
+  char err[128];
+  json_t *v = to_json(L, 2, 0, err, sizeof(err));
+  if (v == NULL) return luaL_argerror(L, 2, err);
+  json_int_t exp = ttl > 0 ? (json_int_t)(hg_wall_ms() + (int64_t)(ttl * 1000)) : 0;
+  json_object_set_new(shared_dict, key, json_pack("{s:o,s:I}", "v", v, "e", exp));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* shared.incr(key, by [, ttl]) -> new value (a missing key counts as 0) */
+static int l_shared_incr(lua_State *L) {
+  const char *key = luaL_checkstring(L, 1);
+  lua_Number by = luaL_optnumber(L, 2, 1);
+  json_t *e = shared_entry(key);
+  lua_Number cur = 0;
+  if (e != NULL) cur = json_number_value(json_object_get(e, "v"));
+  lua_settop(L, 3);
+  lua_pushnumber(L, cur + by);
+  if (lua_isinteger(L, 2) || lua_isnil(L, 2)) {
+    lua_Integer iv = (lua_Integer)(cur + by);
+    lua_pop(L, 1);
+    lua_pushinteger(L, iv);
+  }
+  lua_replace(L, 2);
+  if (e != NULL && lua_isnil(L, 3)) {
+    /* Keep the entry's expiry. */
+    char err[8];
+    json_object_set_new(e, "v", to_json(L, 2, 0, err, sizeof(err)));
+  } else {
+    l_shared_set(L);
+    lua_pop(L, 1);
+  }
+  lua_pushvalue(L, 2);
+  return 1;
+}
+
+/* --- sleep and timers ------------------------------------------------------------ */
+
+static void sleep_cb(uv_timer_t *t) {
+  hg_lua_run_t *run = t->data;
+  hg_lua__resume(run, 0);
+}
+
+/* sleep(seconds)   yields */
+static int l_sleep(lua_State *L) {
+  double s = luaL_checknumber(L, 1);
+  luaL_argcheck(L, s >= 0 && s <= 86400, 1, "must be 0 to 86400 seconds");
+  hg_lua_run_t *run = hg_lua__check_io(L, "hookgate.sleep");
+  uv_timer_start(&run->timer, sleep_cb, (uint64_t)(s * 1000), 0);
+  return hg_lua__yield(L, run);
+}
+
+/* --- http.request ------------------------------------------------------------------ */
+
+typedef struct http_call {
+  hg_lua_run_t *run;
+} http_call_t;
+
+static void http_cb(const hg_client_response_t *res, void *ud) {
+  http_call_t *call = ud;
+  hg_lua_run_t *run = call->run;
+  free(call);
+  lua_State *co = run->co;
+  if (res->status == 0) {
+    lua_pushnil(co);
+    lua_pushstring(co, res->error_text ? res->error_text : hg_strerror(res->error));
+    hg_lua__resume(run, 2);
+    return;
+  }
+  lua_createtable(co, 0, 4);
+  lua_pushinteger(co, res->status);
+  lua_setfield(co, -2, "status");
+  lua_pushlstring(co, res->body ? res->body : "", res->body_len);
+  lua_setfield(co, -2, "body");
+  lua_pushboolean(co, res->body_truncated);
+  lua_setfield(co, -2, "truncated");
+  lua_createtable(co, 0, (int)res->n_headers);
+  for (size_t i = 0; i < res->n_headers; i++) {
+    luaL_Buffer b;
+    luaL_buffinit(co, &b);
+    for (const char *p = res->headers[i].name; *p; p++) luaL_addchar(&b, (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p));
+    luaL_pushresult(&b);
+    lua_pushstring(co, res->headers[i].value);
+    lua_rawset(co, -3);
+  }
+  lua_setfield(co, -2, "headers");
+  hg_lua__resume(run, 1);
+}
+
+/* http.request{method=, url=, headers=, body=, timeout=} -> {status, headers, body} | nil, err   yields
+ * The delivery client: same pool, TLS verification and SSRF rules. */
+static int l_http_request(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  hg_lua_run_t *run = hg_lua__check_io(L, "hookgate.http.request");
+  hg_lua_t *rt = run->rt;
+  lua_getfield(L, 1, "url");
+  const char *url = luaL_checkstring(L, -1);
+  lua_getfield(L, 1, "method");
+  const char *method = luaL_optstring(L, -1, "GET");
+  lua_getfield(L, 1, "body");
+  size_t body_len = 0;
+  const char *body = luaL_optlstring(L, -1, NULL, &body_len);
+  lua_getfield(L, 1, "timeout");
+  double timeout = luaL_optnumber(L, -1, 10);
+  luaL_argcheck(L, timeout > 0 && timeout <= 300, 1, "timeout must be 0 to 300 seconds");
+  hg_client_header_t headers[64];
+  size_t n = 0;
+  lua_getfield(L, 1, "headers");
+  if (lua_istable(L, -1)) {
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0 && n < HG_ARRAY_LEN(headers)) {
+      if (lua_type(L, -2) == LUA_TSTRING && lua_isstring(L, -1)) {
+        headers[n].name = lua_tostring(L, -2);
+        headers[n++].value = lua_tostring(L, -1);
+      }
+      lua_pop(L, 1);
+    }
+  }
+  hg_client_t *client = rt->app->dispatcher ? hg_dispatcher_client(rt->app->dispatcher) : NULL;
+  if (client == NULL) {
+    lua_pushnil(L);
+    lua_pushstring(L, "http.request: the HTTP client is not available (shutting down)");
+    return 2;
+  }
+  hg_client_request_t req;
+  memset(&req, 0, sizeof(req));
+  req.method = method;
+  req.url = url;
+  req.headers = headers;
+  req.n_headers = n;
+  req.body = body;
+  req.body_len = body_len;
+  req.timeout_ms = (uint64_t)(timeout * 1000);
+  http_call_t *call = malloc(sizeof(*call));
+  if (call == NULL) return luaL_error(L, "out of memory");
+  call->run = run;
+  char err[200];
+  int r = hg_client_send(client, &req, http_cb, call, err, sizeof(err));
+  if (r != 0) {
+    free(call);
+    lua_pushnil(L);
+    lua_pushstring(L, r == HG_EINVAL ? err : hg_strerror(r));
+    return 2;
+  }
+  return hg_lua__yield(L, run);
+}
+
+/* --- the management API, through internal subrequests ------------------------- */
+
+typedef struct sub_call {
+  hg_lua_run_t *run;
+  int yielded;
+  int done;
+  int status;
+  char *body;
+  size_t body_len;
+} sub_call_t;
+
+/* Pushes the outcome: decoded body on 2xx (true for an empty one), or
+ * nil, "message", error table. Returns the number of values. */
+static int push_sub_result(lua_State *L, int status, const char *body, size_t len) {
+  json_t *j = len ? json_loadb(body, len, 0, NULL) : NULL;
+  if (status >= 200 && status < 300) {
+    if (j) hg_lua__push_json(L, j);
+    else lua_pushboolean(L, 1);
+    json_decref(j);
+    return 1;
+  }
+  lua_pushnil(L);
+  json_t *e = json_object_get(j, "error");
+  const char *msg = json_string_value(json_object_get(e, "message"));
+  lua_pushfstring(L, "%d %s", status, msg ? msg : "error");
+  if (e) {
+    json_object_set_new(e, "status", json_integer(status));
+    hg_lua__push_json(L, e);
+  } else {
+    lua_pushnil(L);
+  }
+  json_decref(j);
+  return 3;
+}
+
+static void sub_cb(int status, const char *body, size_t len, void *ud) {
+  sub_call_t *c = ud;
+  if (!c->yielded) {
+    /* Answered within the call (a validation error): no yield needed. */
+    c->done = 1;
+    c->status = status;
+    c->body = malloc(len + 1);
+    if (c->body) memcpy(c->body, body, len);
+    c->body_len = c->body ? len : 0;
+    return;
+  }
+  hg_lua_run_t *run = c->run;
+  free(c);
+  int n = push_sub_result(run->co, status, body, len);
+  hg_lua__resume(run, n);
+}
+
+static int subrequest(lua_State *L, const char *method, const char *target, int body_idx) {
+  hg_lua_run_t *run = hg_lua__check_io(L, "the hookgate management API");
+  hg_lua_t *rt = run->rt;
+  char *body = NULL;
+  if (body_idx > 0 && !lua_isnoneornil(L, body_idx)) {
+    char err[128];
+    json_t *j = to_json(L, body_idx, 0, err, sizeof(err));
+    if (j == NULL) return luaL_argerror(L, body_idx, err);
+    body = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+  }
+  sub_call_t *c = calloc(1, sizeof(*c));
+  if (c == NULL) {
+    free(body);
+    return luaL_error(L, "out of memory");
+  }
+  c->run = run;
+  char auth[96];
+  snprintf(auth, sizeof(auth), "Bearer %s", rt->app->internal_key);
+  int r = hg_http_virtual(method, target, auth, body ? body : "", body ? strlen(body) : 0, hg_app_handle, rt->app,
+                          sub_cb, c);
+  free(body);
+  if (r != 0) {
+    free(c);
+    return luaL_error(L, "subrequest failed: %s", hg_strerror(r));
+  }
+  if (c->done) {
+    int n = push_sub_result(L, c->status, c->body, c->body_len);
+    free(c->body);
+    free(c);
+    return n;
+  }
+  c->yielded = 1;
+  return hg_lua__yield(L, run);
+}
+
+/* Builds "/v1/webhooks/<id>..." with id percent-encoded if needed. */
+static const char *path_id(lua_State *L, int idx, const char *fmt) {
+  const char *id = luaL_checkstring(L, idx);
+  for (const char *p = id; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_'))
+      luaL_argerror(L, idx, "not an id");
+  return lua_pushfstring(L, fmt, id);
+}
+
+static const char *query_of(lua_State *L, int idx, const char *base) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, base);
+  if (lua_istable(L, idx)) {
+    char sep = '?';
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+      if (lua_type(L, -2) == LUA_TSTRING && (lua_isstring(L, -1))) {
+        luaL_addchar(&b, sep);
+        sep = '&';
+        luaL_addstring(&b, lua_tostring(L, -2));
+        luaL_addchar(&b, '=');
+        for (const char *p = lua_tostring(L, -1); *p; p++) {
+          char c = *p;
+          if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+              c == '.') {
+            luaL_addchar(&b, c);
+          } else {
+            char hex[4];
+            snprintf(hex, sizeof(hex), "%%%02X", (unsigned char)c);
+            luaL_addstring(&b, hex);
+          }
+        }
+      }
+      lua_pop(L, 1);
+    }
+  }
+  luaL_pushresult(&b);
+  return lua_tostring(L, -1);
+}
+
+static int l_wh_create(lua_State *L) { return subrequest(L, "POST", "/v1/webhooks", 1); }
+static int l_wh_get(lua_State *L) { return subrequest(L, "GET", path_id(L, 1, "/v1/webhooks/%s"), 0); }
+static int l_wh_list(lua_State *L) { return subrequest(L, "GET", query_of(L, 1, "/v1/webhooks"), 0); }
+static int l_wh_update(lua_State *L) { return subrequest(L, "PATCH", path_id(L, 1, "/v1/webhooks/%s"), 2); }
+static int l_wh_delete(lua_State *L) { return subrequest(L, "DELETE", path_id(L, 1, "/v1/webhooks/%s"), 0); }
+static int l_wh_test(lua_State *L) { return subrequest(L, "POST", path_id(L, 1, "/v1/webhooks/%s/test"), 2); }
+static int l_wh_rotate(lua_State *L) {
+  return subrequest(L, "POST", path_id(L, 1, "/v1/webhooks/%s/rotate-secret"), 2);
+}
+static int l_del_list(lua_State *L) {
+  const char *base = path_id(L, 1, "/v1/webhooks/%s/deliveries");
+  return subrequest(L, "GET", query_of(L, 2, base), 0);
+}
+static int l_del_get(lua_State *L) {
+  const char *wh = path_id(L, 1, "%s");
+  const char *id = path_id(L, 2, "%s");
+  return subrequest(L, "GET", lua_pushfstring(L, "/v1/webhooks/%s/deliveries/%s", wh, id), 0);
+}
+static int l_del_replay(lua_State *L) {
+  const char *wh = path_id(L, 1, "%s");
+  const char *id = path_id(L, 2, "%s");
+  return subrequest(L, "POST", lua_pushfstring(L, "/v1/webhooks/%s/deliveries/%s/replay", wh, id), 0);
+}
+static int l_events_publish(lua_State *L) { return subrequest(L, "POST", "/v1/events", 1); }
+
+/* --- the module ------------------------------------------------------------------------ */
+
+static void set_funcs(lua_State *L, const char *name, const luaL_Reg *fns) {
+  lua_newtable(L);
+  luaL_setfuncs(L, fns, 0);
+  lua_setfield(L, -2, name);
+}
+
+int hg_lua__open_hookgate(lua_State *L, hg_lua_t *rt) {
+  (void)rt;
+  lua_newtable(L); /* the array metatable */
+  lua_pushstring(L, "array");
+  lua_setfield(L, -2, "__name");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &hg_lua__array_mt_key);
+
+  static const luaL_Reg top[] = {{"sign", l_sign}, {"verify", l_verify}, {"sleep", l_sleep}, {NULL, NULL}};
+  static const luaL_Reg json[] = {
+      {"encode", l_json_encode}, {"decode", l_json_decode}, {"array", l_json_array}, {NULL, NULL}};
+  static const luaL_Reg crypto[] = {{"sha256", l_sha256},
+                                    {"hmac_sha256", l_hmac_sha256},
+                                    {"random", l_random},
+                                    {"base64", l_base64},
+                                    {"base64_decode", l_base64_decode},
+                                    {"hex", l_hex},
+                                    {"constant_time_equal", l_ct_equal},
+                                    {NULL, NULL}};
+  static const luaL_Reg log[] = {
+      {"debug", l_log_debug}, {"info", l_log_info}, {"warn", l_log_warn}, {"error", l_log_error}, {NULL, NULL}};
+  static const luaL_Reg shared[] = {
+      {"get", l_shared_get}, {"set", l_shared_set}, {"incr", l_shared_incr}, {NULL, NULL}};
+  static const luaL_Reg http[] = {{"request", l_http_request}, {NULL, NULL}};
+  static const luaL_Reg webhooks[] = {{"create", l_wh_create}, {"get", l_wh_get},       {"list", l_wh_list},
+                                      {"update", l_wh_update}, {"delete", l_wh_delete}, {"test", l_wh_test},
+                                      {"rotate_secret", l_wh_rotate}, {NULL, NULL}};
+  static const luaL_Reg deliveries[] = {
+      {"list", l_del_list}, {"get", l_del_get}, {"replay", l_del_replay}, {NULL, NULL}};
+  static const luaL_Reg events[] = {{"publish", l_events_publish}, {NULL, NULL}};
+
+  lua_newtable(L);
+  luaL_setfuncs(L, top, 0);
+  set_funcs(L, "json", json);
+  lua_getfield(L, -1, "json");
+  lua_pushlightuserdata(L, (void *)&hg_lua__null_key);
+  lua_setfield(L, -2, "null");
+  lua_pop(L, 1);
+  set_funcs(L, "crypto", crypto);
+  set_funcs(L, "log", log);
+  set_funcs(L, "shared", shared);
+  set_funcs(L, "http", http);
+  set_funcs(L, "webhooks", webhooks);
+  set_funcs(L, "deliveries", deliveries);
+  set_funcs(L, "events", events);
+  lua_pushstring(L, HG_VERSION);
+  lua_setfield(L, -2, "version");
+  return 1;
+}

@@ -1,0 +1,758 @@
+/* runtime.c: Lua VM generations, the sandbox's limits, and runs.
+ *
+ * Runs follow OpenResty's cosocket model (and HAProxy's hlua.c): each run
+ * is a coroutine; an async primitive yields a sentinel and the libuv
+ * callback that completes it resumes the coroutine with the results. An
+ * instruction-count hook measures CPU: past the slice a coroutine yields
+ * and is resumed on the next loop turn, so other traffic is served
+ * meanwhile; past the run's budget the hook raises an error. */
+#include "lua/internal.h"
+
+#include "app.h"
+#include "common.h"
+#include "config.h"
+#include "log.h"
+
+#include <dirent.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+static const char *const phase_names[] = {"ingest", "route", "transform", "sign", "deliver", "retry", "after"};
+
+const char *hg_phase_name(hg_phase_t p) { return (unsigned)p < HG_PHASE_COUNT ? phase_names[p] : "?"; }
+
+/* --- script error counters (process-wide: they survive reloads) ------------- */
+
+typedef struct errcount {
+  char plugin[64];
+  char phase[16];
+  uint64_t n;
+} errcount_t;
+
+static errcount_t errcounts[128];
+static size_t n_errcounts;
+
+static void count_error(const char *plugin, const char *phase) {
+  for (size_t i = 0; i < n_errcounts; i++) {
+    if (strcmp(errcounts[i].plugin, plugin) == 0 && strcmp(errcounts[i].phase, phase) == 0) {
+      errcounts[i].n++;
+      return;
+    }
+  }
+  if (n_errcounts == HG_ARRAY_LEN(errcounts)) return;
+  snprintf(errcounts[n_errcounts].plugin, sizeof(errcounts[0].plugin), "%s", plugin);
+  snprintf(errcounts[n_errcounts].phase, sizeof(errcounts[0].phase), "%s", phase);
+  errcounts[n_errcounts++].n = 1;
+}
+
+void hg_lua_each_error_count(hg_lua_t *rt, hg_lua_error_count_fn cb, void *ud) {
+  (void)rt;
+  for (size_t i = 0; i < n_errcounts; i++) cb(errcounts[i].plugin, errcounts[i].phase, errcounts[i].n, ud);
+}
+
+/* --- memory and CPU limits ------------------------------------------------- */
+
+/* Accounts every byte the VM holds; refusing an allocation makes Lua raise
+ * "not enough memory" in the run that asked, which fails that run only. */
+static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  hg_lua_t *rt = ud;
+  if (ptr == NULL) osize = 0;
+  if (nsize == 0) {
+    free(ptr);
+    rt->mem -= osize;
+    return NULL;
+  }
+  if (nsize > osize) {
+    if (rt->mem + (nsize - osize) > rt->mem_limit) return NULL;
+    hg_lua_run_t *run = rt->current;
+    if (run != NULL && rt->mem + (nsize - osize) > run->mem_start + rt->run_mem_limit) return NULL;
+  }
+  void *p = realloc(ptr, nsize);
+  if (p != NULL) rt->mem = rt->mem - osize + nsize;
+  return p;
+}
+
+static void hook(lua_State *L, lua_Debug *ar) {
+  hg_lua_t *rt = *(hg_lua_t **)lua_getextraspace(L);
+  hg_lua_run_t *run = rt->current;
+  if (run == NULL) return;
+  uint64_t now = hg_now_ns();
+  uint64_t used = run->cpu_ns + (now - run->slice_start_ns);
+  if (used > rt->run_ns) {
+    /* Name the line the script was on, as any other error would. */
+    if (lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
+      luaL_error(L, "%s:%d: CPU budget exceeded: the run used more than %d ms", ar->short_src, ar->currentline,
+                 (int)(rt->run_ns / 1000000));
+    luaL_error(L, "CPU budget exceeded: the run used more than %d ms", (int)(rt->run_ns / 1000000));
+    return;
+  }
+  /* Only the run's own coroutine yields for preemption: a yield inside a
+   * user coroutine would be taken for that coroutine's own. */
+  if (now - run->slice_start_ns > rt->slice_ns && L == run->co && lua_isyieldable(L)) {
+    run->preempted = 1;
+    lua_yield(L, 0);
+  }
+}
+
+/* --- runs ------------------------------------------------------------------ */
+
+hg_lua_run_t *hg_lua__current(lua_State *L) {
+  hg_lua_t *rt = *(hg_lua_t **)lua_getextraspace(L);
+  return rt->current;
+}
+
+hg_lua_run_t *hg_lua__check_io(lua_State *L, const char *what) {
+  hg_lua_t *rt = *(hg_lua_t **)lua_getextraspace(L);
+  hg_lua_run_t *run = rt->current;
+  if (run == NULL)
+    luaL_error(L, "%s cannot run while a module loads: call it from a phase function, a route or a timer", what);
+  else if (run->pure)
+    luaL_error(L, "%s is not allowed in the %s phase (pure); I/O is allowed in ingest, route, deliver, after, "
+                  "routes and timers",
+               what, hg_phase_name(run->phase));
+  else if (!lua_isyieldable(L))
+    luaL_error(L, "%s cannot run here: not inside a yieldable call (a metamethod or an iterator?)", what);
+  return run;
+}
+
+int hg_lua__yield(lua_State *L, hg_lua_run_t *run) {
+  run->waiting = 1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, run->rt->sentinel);
+  return lua_yield(L, 1);
+}
+
+static void run_step(hg_lua_run_t *run, int nargs);
+
+static void run_close_cb(uv_handle_t *h) {
+  hg_lua_run_t *run = h->data;
+  hg_lua_t *rt = run->rt;
+  free(run);
+  hg_lua_unref(rt);
+}
+
+static void run_free(hg_lua_run_t *run) {
+  hg_lua_t *rt = run->rt;
+  luaL_unref(rt->L, LUA_REGISTRYINDEX, run->co_ref);
+  json_decref(run->arg);
+  run->arg = NULL;
+  uv_close((uv_handle_t *)&run->timer, run_close_cb);
+}
+
+static void preempt_cb(uv_timer_t *t) {
+  hg_lua_run_t *run = t->data;
+  /* The first step passes the function's arguments. */
+  int nargs = run->first_nargs;
+  run->first_nargs = 0;
+  run_step(run, nargs);
+}
+
+/* Reads the outcome of a finished run and calls done. */
+static void run_finish(hg_lua_run_t *run, int status) {
+  lua_State *co = run->co;
+  char err[1024] = "";
+  json_t *arg = run->arg, *res = NULL, *res2 = NULL;
+  int r = 0;
+  if (status != LUA_OK) {
+    /* R.run raises {plugin, phase, message, traceback}; anything else is a
+     * raw error from outside a plugin call. */
+    const char *plugin = run->label ? run->label : "?", *phase = run->kind == RUN_ROUTE ? "routes"
+                                                                : run->kind == RUN_TIMER ? "timer"
+                                                                                         : hg_phase_name(run->phase);
+    const char *msg = NULL, *tb = "";
+    if (lua_istable(co, -1)) {
+      lua_getfield(co, -1, "plugin");
+      lua_getfield(co, -2, "message");
+      lua_getfield(co, -3, "traceback");
+      if (lua_isstring(co, -3)) plugin = lua_tostring(co, -3);
+      msg = lua_tostring(co, -2);
+      tb = lua_isstring(co, -1) ? lua_tostring(co, -1) : "";
+    } else {
+      msg = lua_tostring(co, -1);
+    }
+    if (msg == NULL) msg = status == LUA_ERRMEM ? "not enough memory (Lua memory limit)" : "(error object is not a string)";
+    snprintf(err, sizeof(err), "plugin %s (%s): %s", plugin, phase, msg);
+    hg_log(HG_LOG_ERROR, "script error", "plugin", plugin, "phase", phase, "error", msg, "traceback", tb, NULL);
+    count_error(plugin, phase);
+    r = HG_EINVAL;
+  } else {
+    int n = lua_gettop(co);
+    char jerr[128];
+    if (n >= 1 && !lua_isnil(co, 1)) res = hg_lua__to_json(co, 1, jerr, sizeof(jerr));
+    if (n >= 2 && !lua_isnil(co, 2)) res2 = hg_lua__to_json(co, 2, jerr, sizeof(jerr));
+  }
+  run->done(r, arg, res, res2, err, run->ud);
+  json_decref(res);
+  json_decref(res2);
+  run_free(run);
+}
+
+static void run_step(hg_lua_run_t *run, int nargs) {
+  hg_lua_t *rt = run->rt;
+  int nres = 0;
+  run->preempted = run->waiting = 0;
+  run->slice_start_ns = hg_now_ns();
+  run->mem_start = rt->mem;
+  hg_lua_run_t *prev = rt->current;
+  rt->current = run;
+  int status = lua_resume(run->co, rt->L, nargs, &nres);
+  rt->current = prev;
+  run->cpu_ns += hg_now_ns() - run->slice_start_ns;
+  if (status == LUA_YIELD) {
+    if (run->preempted) {
+      /* Let the loop serve other traffic, then continue. */
+      uv_timer_start(&run->timer, preempt_cb, 0, 0);
+      return;
+    }
+    lua_pop(run->co, nres);
+    if (run->waiting) return; /* an async primitive resumes it */
+    lua_pushstring(run->co, "coroutine.yield() outside a coroutine: runs cannot be suspended this way");
+    run_finish(run, LUA_ERRRUN);
+    return;
+  }
+  run_finish(run, status);
+}
+
+void hg_lua__resume(hg_lua_run_t *run, int nargs) { run_step(run, nargs); }
+
+/* A new run on rt with fn (a field of R) and its arguments pushed by push. */
+static hg_lua_run_t *run_new(hg_lua_t *rt, run_kind_t kind, hg_phase_t phase, hg_lua_done_fn done, void *ud) {
+  hg_lua_run_t *run = calloc(1, sizeof(*run));
+  if (run == NULL) return NULL;
+  run->rt = rt;
+  run->kind = kind;
+  run->phase = phase;
+  run->done = done;
+  run->ud = ud;
+  run->co = lua_newthread(rt->L);
+  run->co_ref = luaL_ref(rt->L, LUA_REGISTRYINDEX);
+  uv_timer_init(rt->loop, &run->timer);
+  run->timer.data = run;
+  hg_lua_ref(rt);
+  return run;
+}
+
+/* --- JSON argument tables --------------------------------------------------- */
+
+/* The argument table lives in the registry while the run goes on, so that
+ * its final state can be read back after the coroutine finished. */
+typedef struct async_ctx {
+  hg_lua_done_fn done;
+  void *ud;
+  hg_lua_t *rt;
+  int arg_ref;
+} async_ctx_t;
+
+static void async_done(int status, json_t *arg, json_t *res, json_t *res2, const char *err, void *ud) {
+  async_ctx_t *c = ud;
+  (void)arg;
+  json_t *out = NULL;
+  if (c->arg_ref != LUA_NOREF) {
+    lua_State *L = c->rt->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->arg_ref);
+    char jerr[128];
+    out = hg_lua__to_json(L, -1, jerr, sizeof(jerr));
+    lua_pop(L, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, c->arg_ref);
+  }
+  c->done(status, out, res, res2, err, c->ud);
+  json_decref(out);
+  free(c);
+}
+
+static int start_run(hg_lua_t *rt, run_kind_t kind, hg_phase_t phase, const char *fn, const char *key,
+                     const char *bindings, json_t *arg, hg_lua_done_fn done, void *ud) {
+  if (rt->stopped) return HG_ESTATE;
+  async_ctx_t *c = calloc(1, sizeof(*c));
+  if (c == NULL) return HG_ENOMEM;
+  c->done = done;
+  c->ud = ud;
+  c->rt = rt;
+  c->arg_ref = LUA_NOREF;
+  hg_lua_run_t *run = run_new(rt, kind, phase, async_done, c);
+  if (run == NULL) {
+    free(c);
+    return HG_ENOMEM;
+  }
+  lua_State *co = run->co;
+  lua_rawgeti(co, LUA_REGISTRYINDEX, rt->R);
+  lua_getfield(co, -1, fn);
+  lua_remove(co, -2);
+  int nargs;
+  if (kind == RUN_ROUTE) {
+    lua_pushstring(co, key);
+    hg_lua__push_json(co, arg);
+    nargs = 2;
+  } else if (kind == RUN_TIMER) {
+    hg_lua__push_json(co, arg);
+    nargs = 1;
+  } else {
+    lua_pushstring(co, hg_phase_name(phase));
+    if (bindings) lua_pushstring(co, bindings);
+    else lua_pushnil(co);
+    hg_lua__push_json(co, arg);
+    lua_pushvalue(co, -1);
+    c->arg_ref = luaL_ref(co, LUA_REGISTRYINDEX);
+    nargs = 3;
+  }
+  run->arg = json_incref(arg);
+  /* Start on the next loop turn: a callback never runs inside the call
+   * that registered it. */
+  run->first_nargs = nargs;
+  uv_timer_start(&run->timer, preempt_cb, 0, 0);
+  return 0;
+}
+
+int hg_lua_call_async(hg_lua_t *rt, hg_phase_t phase, const char *bindings, json_t *arg, hg_lua_done_fn done,
+                      void *ud) {
+  return start_run(rt, RUN_PHASE, phase, "run", NULL, bindings, arg, done, ud);
+}
+
+int hg_lua_has_route(hg_lua_t *rt, const char *method, const char *path) {
+  if (!rt->has_routes) return 0;
+  lua_State *L = rt->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->R);
+  lua_getfield(L, -1, "routes");
+  lua_pushfstring(L, "%s %s", method, path);
+  lua_rawget(L, -2);
+  int found = !lua_isnil(L, -1);
+  lua_pop(L, 3);
+  return found;
+}
+
+int hg_lua_call_route(hg_lua_t *rt, const char *method, const char *path, json_t *req, hg_lua_done_fn done,
+                      void *ud) {
+  char key[512];
+  snprintf(key, sizeof(key), "%s %s", method, path);
+  return start_run(rt, RUN_ROUTE, HG_PHASE_INGEST, "route", key, NULL, req, done, ud);
+}
+
+/* --- pure phases ------------------------------------------------------------ */
+
+static int msgh_passthrough(lua_State *L) {
+  (void)L;
+  return 1;
+}
+
+int hg_lua_call(hg_lua_t *rt, hg_phase_t phase, const char *bindings, json_t **arg, json_t **result, char *err,
+                size_t errlen) {
+  lua_State *L = rt->L;
+  int top = lua_gettop(L);
+  hg_lua_run_t *run = &rt->sync_run;
+  memset(run, 0, sizeof(*run));
+  run->rt = rt;
+  run->kind = RUN_PHASE;
+  run->phase = phase;
+  run->pure = 1;
+  run->co = L;
+  *result = NULL;
+  lua_pushcfunction(L, msgh_passthrough);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->R);
+  lua_getfield(L, -1, "run");
+  lua_remove(L, -2);
+  lua_pushstring(L, hg_phase_name(phase));
+  if (bindings) lua_pushstring(L, bindings);
+  else lua_pushnil(L);
+  hg_lua__push_json(L, *arg);
+  int arg_idx = lua_gettop(L);
+  lua_pushvalue(L, arg_idx); /* keep the table after the call */
+  lua_insert(L, top + 1);
+  arg_idx = top + 1;
+  hg_lua_run_t *prev = rt->current;
+  rt->current = run;
+  run->slice_start_ns = hg_now_ns();
+  run->mem_start = rt->mem;
+  int status = lua_pcall(L, 3, 2, top + 2);
+  rt->current = prev;
+  int r = 0;
+  if (status != LUA_OK) {
+    const char *plugin = "?", *msg = NULL, *tb = "";
+    if (lua_istable(L, -1)) {
+      lua_getfield(L, -1, "plugin");
+      lua_getfield(L, -2, "message");
+      lua_getfield(L, -3, "traceback");
+      if (lua_isstring(L, -3)) plugin = lua_tostring(L, -3);
+      msg = lua_tostring(L, -2);
+      tb = lua_isstring(L, -1) ? lua_tostring(L, -1) : "";
+    } else {
+      msg = lua_tostring(L, -1);
+    }
+    if (msg == NULL) msg = status == LUA_ERRMEM ? "not enough memory (Lua memory limit)" : "(error object is not a string)";
+    snprintf(err, errlen, "plugin %s (%s): %s", plugin, hg_phase_name(phase), msg);
+    hg_log(HG_LOG_ERROR, "script error", "plugin", plugin, "phase", hg_phase_name(phase), "error", msg,
+           "traceback", tb, NULL);
+    count_error(plugin, hg_phase_name(phase));
+    r = HG_EINVAL;
+  } else {
+    char jerr[128];
+    if (!lua_isnil(L, -2)) *result = hg_lua__to_json(L, -2, jerr, sizeof(jerr));
+    json_t *out = hg_lua__to_json(L, arg_idx, jerr, sizeof(jerr));
+    if (out != NULL) {
+      json_decref(*arg);
+      *arg = out;
+    } else {
+      snprintf(err, errlen, "phase %s: the argument table cannot be read back: %s", hg_phase_name(phase), jerr);
+      r = HG_EINVAL;
+    }
+  }
+  lua_settop(L, top);
+  return r;
+}
+
+int hg_lua_has(hg_lua_t *rt, hg_phase_t phase, const char *bindings) {
+  if (bindings == NULL || bindings[0] == '\0') return rt->has[phase];
+  lua_State *L = rt->L;
+  int top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->R);
+  lua_getfield(L, -1, "has");
+  lua_pushstring(L, hg_phase_name(phase));
+  lua_pushstring(L, bindings);
+  int has = lua_pcall(L, 2, 1, 0) == LUA_OK && lua_toboolean(L, -1);
+  lua_settop(L, top);
+  /* A binding that fails to compile still "has" the phase: running it
+   * reports the error where the delivery can record it. */
+  return has || rt->has[phase];
+}
+
+/* --- building a generation --------------------------------------------------- */
+
+static int add_error(json_t *errors, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int add_error(json_t *errors, const char *fmt, ...) {
+  char buf[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof(buf), fmt, ap);
+  va_end(ap);
+  json_array_append_new(errors, json_string(buf));
+  hg_log(HG_LOG_ERROR, "plugin error", "error", buf, NULL);
+  return 0;
+}
+
+static int set_plugin(lua_State *L) {
+  hg_lua_t *rt = *(hg_lua_t **)lua_getextraspace(L);
+  snprintf(rt->plugin, sizeof(rt->plugin), "%s", luaL_checkstring(L, 1));
+  if (rt->current) rt->current->label = NULL;
+  return 0;
+}
+
+/* Loads lib_path/hookgate/<name>.lua with the full library (our code). */
+static int load_lib(lua_State *L, const char *lib_path, const char *name, json_t *errors) {
+  char path[1024];
+  snprintf(path, sizeof(path), "%s/hookgate/%s.lua", lib_path, name);
+  if (luaL_loadfilex(L, path, "t") != LUA_OK) {
+    add_error(errors, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return -1;
+  }
+  return 0;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Loads every plugins/<name>/init.lua under dir. */
+static void load_dir(hg_lua_t *rt, const char *dir, json_t *errors) {
+  DIR *d = opendir(dir);
+  if (d == NULL) {
+    add_error(errors, "lua.plugin_paths: cannot open %s", dir);
+    return;
+  }
+  char *names[512];
+  size_t n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL && n < HG_ARRAY_LEN(names)) {
+    if (e->d_name[0] == '.') continue;
+    names[n++] = strdup(e->d_name);
+  }
+  closedir(d);
+  qsort(names, n, sizeof(names[0]), cmp_str);
+  lua_State *L = rt->L;
+  for (size_t i = 0; i < n; i++) {
+    char path[1024];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/%s/init.lua", dir, names[i]);
+    if (names[i] == NULL || stat(path, &st) != 0) {
+      free(names[i]);
+      continue;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->R);
+    lua_getfield(L, -1, "load_plugin");
+    lua_pushstring(L, names[i]);
+    lua_pushstring(L, path);
+    rt->current = NULL;
+    uint64_t t0 = hg_now_ns();
+    (void)t0;
+    if (lua_pcall(L, 2, 2, 0) != LUA_OK) add_error(errors, "plugin %s: %s", names[i], lua_tostring(L, -1));
+    else if (lua_isnil(L, -2)) add_error(errors, "plugin %s: %s", names[i], lua_tostring(L, -1));
+    lua_settop(L, 0);
+    free(names[i]);
+  }
+}
+
+static void describe_errors(lua_State *L, int idx, const char *prefix, json_t *errors) {
+  idx = lua_absindex(L, idx);
+  lua_Integer n = luaL_len(L, idx);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, idx, i);
+    lua_getfield(L, -1, "field");
+    lua_getfield(L, -2, "message");
+    add_error(errors, "%s%s%s: %s", prefix, lua_tostring(L, -2)[0] ? "." : "", lua_tostring(L, -2),
+              lua_tostring(L, -1));
+    lua_pop(L, 3);
+  }
+}
+
+int hg_lua_new(hg_lua_t **out, struct hg_app *app, json_t **errors_out) {
+  const hg_config_t *cfg = app->cfg;
+  json_t *errors = json_array();
+  hg_lua_t *rt = calloc(1, sizeof(*rt));
+  if (rt == NULL || errors == NULL) {
+    free(rt);
+    json_decref(errors);
+    return HG_ENOMEM;
+  }
+  rt->app = app;
+  rt->loop = app->loop;
+  rt->refs = 1;
+  rt->mem_limit = cfg->lua_memory;
+  rt->run_mem_limit = cfg->lua_run_memory;
+  rt->slice_ns = cfg->lua_cpu_slice_ms * 1000000u;
+  rt->run_ns = cfg->lua_cpu_budget_ms * 1000000u;
+  lua_State *L = rt->L = lua_newstate(l_alloc, rt);
+  if (L == NULL) {
+    free(rt);
+    json_decref(errors);
+    return HG_ENOMEM;
+  }
+  *(hg_lua_t **)lua_getextraspace(L) = rt;
+  luaL_openlibs(L);
+  /* Threads created later inherit the hook. */
+  lua_sethook(L, hook, LUA_MASKCOUNT, 1000);
+
+  /* host: what runtime.lua gets from C. */
+  if (load_lib(L, cfg->lua_lib_path, "schema", errors) != 0) goto done;
+  if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
+    add_error(errors, "%s", lua_tostring(L, -1));
+    goto done;
+  }
+  int schema_idx = lua_gettop(L);
+  hg_lua__open_hookgate(L, rt);
+  int hg_idx = lua_gettop(L);
+  lua_newtable(L); /* the sentinel: a unique table */
+  lua_pushvalue(L, -1);
+  rt->sentinel = luaL_ref(L, LUA_REGISTRYINDEX);
+  int sentinel_idx = lua_gettop(L);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &hg_lua__array_mt_key);
+  lua_setfield(L, schema_idx, "array_mt");
+  if (load_lib(L, cfg->lua_lib_path, "runtime", errors) != 0) goto done;
+  lua_newtable(L);
+  lua_pushvalue(L, hg_idx);
+  lua_setfield(L, -2, "hookgate");
+  lua_pushvalue(L, sentinel_idx);
+  lua_setfield(L, -2, "SENTINEL");
+  lua_pushvalue(L, schema_idx);
+  lua_setfield(L, -2, "schema");
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &hg_lua__array_mt_key);
+  lua_setfield(L, -2, "json_array_mt");
+  lua_pushcfunction(L, set_plugin);
+  lua_setfield(L, -2, "set_plugin");
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    add_error(errors, "%s", lua_tostring(L, -1));
+    goto done;
+  }
+  rt->R = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_settop(L, 0);
+
+  for (size_t i = 0; i < cfg->lua_plugin_paths.n; i++) load_dir(rt, cfg->lua_plugin_paths.items[i], errors);
+
+  /* Global bindings from the config file: {"name": {config}, ...}. */
+  if (cfg->plugins_json != NULL) {
+    json_error_t jerr;
+    json_t *bindings = json_loads(cfg->plugins_json, 0, &jerr);
+    const char *name;
+    json_t *conf;
+    json_object_foreach(bindings, name, conf) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, rt->R);
+      lua_getfield(L, -1, "bind_global");
+      lua_pushstring(L, name);
+      if (json_is_true(conf)) lua_pushnil(L); /* plugins = { name = true }: defaults */
+      else hg_lua__push_json(L, conf);
+      if (lua_pcall(L, 2, 2, 0) != LUA_OK) {
+        add_error(errors, "plugins.%s: %s", name, lua_tostring(L, -1));
+      } else if (lua_isnil(L, -2)) {
+        char prefix[96];
+        snprintf(prefix, sizeof(prefix), "plugins.%s", name);
+        describe_errors(L, -1, prefix, errors);
+      }
+      lua_settop(L, 0);
+    }
+    json_decref(bindings);
+  }
+  /* Which phases any global plugin defines: the fast path skips Lua. */
+  for (int p = 0; p < HG_PHASE_COUNT; p++) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->R);
+    lua_getfield(L, -1, "has");
+    lua_pushstring(L, phase_names[p]);
+    lua_pushnil(L);
+    rt->has[p] = lua_pcall(L, 2, 1, 0) == LUA_OK && lua_toboolean(L, -1);
+    lua_settop(L, 0);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->R);
+  lua_getfield(L, -1, "routes");
+  lua_pushnil(L);
+  rt->has_routes = lua_next(L, -2) != 0;
+  lua_settop(L, 0);
+done:
+  lua_settop(L, 0);
+  if (json_array_size(errors) > 0) {
+    *errors_out = errors;
+    rt->refs = 0;
+    lua_close(rt->L);
+    free(rt);
+    return HG_ECONFIG;
+  }
+  json_decref(errors);
+  *errors_out = NULL;
+  *out = rt;
+  return 0;
+}
+
+void hg_lua_ref(hg_lua_t *rt) { rt->refs++; }
+
+void hg_lua_unref(hg_lua_t *rt) {
+  if (rt == NULL || --rt->refs > 0) return;
+  lua_close(rt->L);
+  free(rt->timers);
+  free(rt);
+}
+
+json_t *hg_lua_check_bindings(hg_lua_t *rt, json_t *plugins, json_t *transform) {
+  lua_State *L = rt->L;
+  int top = lua_gettop(L);
+  json_t *details = json_array();
+  size_t i;
+  json_t *b;
+  json_array_foreach(plugins, i, b) {
+    char field[64];
+    snprintf(field, sizeof(field), "plugins[%zu]", i);
+    json_t *name = json_object_get(b, "name");
+    if (!json_is_object(b) || !json_is_string(name)) {
+      json_array_append_new(details, json_pack("{s:s,s:s}", "field", field, "message",
+                                               "must be an object {\"name\": \"...\", \"config\": {...}}"));
+      continue;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(b, key, v) {
+      if (strcmp(key, "name") != 0 && strcmp(key, "config") != 0) {
+        char f[96];
+        snprintf(f, sizeof(f), "%s.%s", field, key);
+        json_array_append_new(details, json_pack("{s:s,s:s}", "field", f, "message", "unknown field"));
+      }
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->R);
+    lua_getfield(L, -1, "check_conf");
+    lua_pushstring(L, json_string_value(name));
+    json_t *conf = json_object_get(b, "config");
+    if (conf) hg_lua__push_json(L, conf);
+    else lua_pushnil(L);
+    rt->current = NULL;
+    if (lua_pcall(L, 2, 2, 0) != LUA_OK) {
+      json_array_append_new(details, json_pack("{s:s,s:s}", "field", field, "message", lua_tostring(L, -1)));
+    } else if (lua_isnil(L, -2)) {
+      lua_Integer n = luaL_len(L, -1);
+      for (lua_Integer k = 1; k <= n; k++) {
+        lua_geti(L, -1, k);
+        lua_getfield(L, -1, "field");
+        lua_getfield(L, -2, "message");
+        const char *f = lua_tostring(L, -2);
+        char full[256];
+        if (strcmp(f, "name") == 0) snprintf(full, sizeof(full), "%s.name", field);
+        else snprintf(full, sizeof(full), "%s.config%s%s", field, f[0] ? "." : "", f);
+        json_array_append_new(details, json_pack("{s:s,s:s}", "field", full, "message", lua_tostring(L, -1)));
+        lua_pop(L, 3);
+      }
+    }
+    lua_settop(L, top);
+  }
+  if (transform != NULL) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->R);
+    lua_getfield(L, -1, "compile_transform");
+    lua_pushstring(L, json_string_value(transform));
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+      /* "transform:3: unexpected symbol near 'x'" names the line. */
+      json_array_append_new(details, json_pack("{s:s,s:s}", "field", "transform", "message", lua_tostring(L, -1)));
+    }
+    lua_settop(L, top);
+  }
+  if (json_array_size(details) == 0) {
+    json_decref(details);
+    return NULL;
+  }
+  return details;
+}
+
+json_t *hg_lua_describe(hg_lua_t *rt) {
+  lua_State *L = rt->L;
+  int top = lua_gettop(L);
+  char err[128];
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->R);
+  lua_getfield(L, -1, "describe");
+  lua_call(L, 0, 1);
+  json_t *order = hg_lua__to_json(L, -1, err, sizeof(err));
+  lua_getfield(L, top + 1, "available");
+  lua_call(L, 0, 1);
+  json_t *avail = hg_lua__to_json(L, -1, err, sizeof(err));
+  lua_settop(L, top);
+  return json_pack("{s:o,s:o}", "plugins", order ? order : json_array(), "available", avail ? avail : json_array());
+}
+
+size_t hg_lua_memory(hg_lua_t *rt) { return rt->mem; }
+
+/* --- timers --------------------------------------------------------------- */
+
+static void timer_done(int status, json_t *arg, json_t *res, json_t *res2, const char *err, void *ud) {
+  (void)status, (void)arg, (void)res, (void)res2, (void)err, (void)ud;
+}
+
+static void plugin_timer_cb(uv_timer_t *t) {
+  hg_lua_t *rt = t->data;
+  size_t idx = (size_t)(t - rt->timers);
+  json_t *arg = json_pack("{s:I}", "index", (json_int_t)idx + 1);
+  if (start_run(rt, RUN_TIMER, HG_PHASE_AFTER, "timer", NULL, NULL, arg, timer_done, NULL) != 0)
+    hg_log(HG_LOG_WARN, "plugin timer skipped", NULL);
+  json_decref(arg);
+}
+
+void hg_lua_start(hg_lua_t *rt) {
+  lua_State *L = rt->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->R);
+  lua_getfield(L, -1, "timers");
+  lua_Integer n = luaL_len(L, -1);
+  if (n > 0 && (rt->timers = calloc((size_t)n, sizeof(uv_timer_t))) != NULL) {
+    for (lua_Integer i = 1; i <= n; i++) {
+      lua_geti(L, -1, i);
+      lua_getfield(L, -1, "every");
+      double every = lua_tonumber(L, -1);
+      lua_getfield(L, -2, "at");
+      double at = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : every;
+      lua_pop(L, 3);
+      uv_timer_t *t = &rt->timers[rt->n_timers++];
+      uv_timer_init(rt->loop, t);
+      t->data = rt;
+      uv_timer_start(t, plugin_timer_cb, (uint64_t)(at * 1000), every > 0 ? (uint64_t)(every * 1000) : 0);
+      hg_lua_ref(rt);
+    }
+  }
+  lua_settop(L, 0);
+}
+
+static void plugin_timer_close_cb(uv_handle_t *h) { hg_lua_unref(h->data); }
+
+void hg_lua_stop(hg_lua_t *rt) {
+  rt->stopped = 1;
+  for (size_t i = 0; i < rt->n_timers; i++) uv_close((uv_handle_t *)&rt->timers[i], plugin_timer_close_cb);
+  rt->n_timers = 0;
+}

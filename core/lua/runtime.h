@@ -1,0 +1,97 @@
+/* runtime.h: the Lua 5.4 runtime — one VM generation, its plugins, and the
+ * pipeline phases they run in.
+ *
+ * A generation is built from the config (plugin folders, global
+ * bindings) and is immutable afterwards; a reload builds a new one and
+ * swaps it in only if every plugin loaded and validated. Runs hold a
+ * reference, so work in flight finishes on the generation it started on.
+ *
+ * Pure phases (transform, sign, retry) run synchronously and may not do
+ * I/O; the others run as coroutines that yield to the loop on I/O and when
+ * their CPU slice is used up. A script error fails only its run, is logged
+ * with plugin, phase, file:line and a traceback, and is counted. */
+#ifndef HG_LUA_RUNTIME_H
+#define HG_LUA_RUNTIME_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct hg_app;
+typedef struct hg_lua hg_lua_t;
+
+typedef enum {
+  HG_PHASE_INGEST = 0,
+  HG_PHASE_ROUTE,
+  HG_PHASE_TRANSFORM,
+  HG_PHASE_SIGN,
+  HG_PHASE_DELIVER,
+  HG_PHASE_RETRY,
+  HG_PHASE_AFTER,
+  HG_PHASE_COUNT
+} hg_phase_t;
+
+const char *hg_phase_name(hg_phase_t p);
+
+/* Builds a generation for app (its cfg: lua section, plugin bindings).
+ * On failure returns HG_ECONFIG and *errors (a new JSON array of strings,
+ * one per problem, each naming plugin and file:line or field). */
+int hg_lua_new(hg_lua_t **out, struct hg_app *app, json_t **errors);
+
+void hg_lua_ref(hg_lua_t *rt);
+/* Drops a reference; the generation is freed when none is left. */
+void hg_lua_unref(hg_lua_t *rt);
+
+/* 1 if a plugin bound globally, or in bindings (per-webhook JSON text, may
+ * be NULL), defines phase. Cheap: callers use it to skip the Lua path. */
+int hg_lua_has(hg_lua_t *rt, hg_phase_t phase, const char *bindings);
+
+/* Runs a pure phase now: arg (a JSON object, modified in place by the
+ * plugins: a new value replaces *arg) goes to each bound plugin; *result
+ * gets the first non-nil value a plugin returned (a new reference, or
+ * NULL). Returns 0, or HG_EINVAL with "plugin P (phase): file:line: msg" in
+ * err when a script failed. */
+int hg_lua_call(hg_lua_t *rt, hg_phase_t phase, const char *bindings, json_t **arg, json_t **result, char *err,
+                size_t errlen);
+
+/* Completion of an async phase: status 0 (arg holds the plugins'
+ * changes; result the first non-nil value returned, or NULL; result2 the
+ * second value) or HG_EINVAL (script error, message in err). The callback
+ * owns nothing: copy what it keeps. */
+typedef void (*hg_lua_done_fn)(int status, json_t *arg, json_t *result, json_t *result2, const char *err, void *ud);
+
+/* Runs an I/O-capable phase (ingest, route, deliver, after) as a coroutine;
+ * done runs later, never inside this call. Takes a reference to arg. */
+int hg_lua_call_async(hg_lua_t *rt, hg_phase_t phase, const char *bindings, json_t *arg, hg_lua_done_fn done,
+                      void *ud);
+
+/* 1 if a globally bound plugin serves method + path. */
+int hg_lua_has_route(hg_lua_t *rt, const char *method, const char *path);
+
+/* Runs the Lua route for method + path with req (a JSON object: method,
+ * path, query, headers, body) as a coroutine; done gets the handler's
+ * answer table as result. */
+int hg_lua_call_route(hg_lua_t *rt, const char *method, const char *path, json_t *req, hg_lua_done_fn done,
+                      void *ud);
+
+/* Validates per-webhook bindings {"plugins":[...], "transform": "..."}:
+ * returns NULL if fine, else a new JSON array of {field, message}. */
+json_t *hg_lua_check_bindings(hg_lua_t *rt, json_t *plugins, json_t *transform);
+
+/* The effective global plugin order with redacted configs, and the names
+ * of the plugins available for per-webhook binding. New references. */
+json_t *hg_lua_describe(hg_lua_t *rt);
+
+/* Counters for /metrics: script errors by plugin and phase. */
+typedef void (*hg_lua_error_count_fn)(const char *plugin, const char *phase, uint64_t n, void *ud);
+void hg_lua_each_error_count(hg_lua_t *rt, hg_lua_error_count_fn cb, void *ud);
+
+/* Starts the generation's timers (plugins' `timers`); stops them. */
+void hg_lua_start(hg_lua_t *rt);
+void hg_lua_stop(hg_lua_t *rt);
+
+/* Memory the VM holds, in bytes. */
+size_t hg_lua_memory(hg_lua_t *rt);
+
+#endif

@@ -1,0 +1,280 @@
+-- hookgate.runtime: loads plugins, binds them, and runs a phase through
+-- every bound plugin. This file runs with the full standard library; the
+-- plugins it loads do not: each gets a sandboxed environment of its own.
+--
+-- The C side (core/lua/runtime.c) passes `host` when it loads this file:
+--   host.hookgate   the `hookgate` module plugins see
+--   host.SENTINEL   what async primitives yield (see coroutine wrappers)
+--   host.schema     hookgate.schema
+--   host.json_array_mt, host.json_null
+
+local host = ...
+local schema = host.schema
+local SENTINEL = host.SENTINEL
+
+local R = {
+  plugins = {},        -- name -> plugin module
+  global = {},         -- ordered list of { plugin =, conf = } bound in the config file
+  routes = {},         -- "METHOD /path" -> { plugin =, handler =, conf = }
+  timers = {},         -- list of { plugin =, every =, at =, handler =, conf = }
+  webhook_cache = {},  -- bindings JSON text -> merged ordered list
+  webhook_cache_n = 0,
+}
+
+R.PHASES = { "ingest", "route", "transform", "sign", "deliver", "retry", "after" }
+local PHASE_SET = {}
+for _, p in ipairs(R.PHASES) do PHASE_SET[p] = true end
+
+local function copy(t)
+  local out = {}
+  for k, v in pairs(t) do out[k] = v end
+  return out
+end
+
+-- Coroutines whose bodies may call async primitives: a primitive yields
+-- SENTINEL; the wrapped resume passes that yield up to the run's own
+-- coroutine (which the C scheduler resumes when the I/O completes) and
+-- hands the results back down.
+local co_resume, co_yield, co_status = coroutine.resume, coroutine.yield, coroutine.status
+local function resume(co, ...)
+  local r = table.pack(co_resume(co, ...))
+  while r[1] and r[2] == SENTINEL and co_status(co) == "suspended" do
+    r = table.pack(co_resume(co, co_yield(SENTINEL)))
+  end
+  return table.unpack(r, 1, r.n)
+end
+local function wrap(f)
+  local co = coroutine.create(f)
+  return function(...)
+    local r = table.pack(resume(co, ...))
+    if not r[1] then error(r[2], 2) end
+    return table.unpack(r, 2, r.n)
+  end
+end
+local sandbox_coroutine = {
+  create = coroutine.create, resume = resume, wrap = wrap, yield = co_yield, status = co_status,
+  isyieldable = coroutine.isyieldable, running = coroutine.running, close = coroutine.close,
+}
+
+-- The environment of one plugin (or one per-webhook transform).
+function R.new_env(name)
+  local string_lib = copy(string)
+  string_lib.dump = nil
+  local env = {
+    assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
+    select = select, tonumber = tonumber, tostring = tostring, type = type, xpcall = xpcall,
+    rawequal = rawequal, rawget = rawget, rawlen = rawlen, rawset = rawset,
+    setmetatable = setmetatable, getmetatable = getmetatable, _VERSION = _VERSION,
+    string = string_lib, table = copy(table), math = copy(math), utf8 = copy(utf8),
+    os = { time = os.time, clock = os.clock, date = os.date, difftime = os.difftime },
+    coroutine = copy(sandbox_coroutine),
+    hookgate = host.hookgate,
+  }
+  env.print = function(...)
+    local parts = table.pack(...)
+    for i = 1, parts.n do parts[i] = tostring(parts[i]) end
+    host.hookgate.log.info(table.concat(parts, " ", 1, parts.n))
+  end
+  -- Text chunks only, in this environment unless told otherwise.
+  env.load = function(chunk, chunkname, _, e)
+    return load(chunk, chunkname, "t", e or env)
+  end
+  env._G = env
+  return setmetatable(env, {
+    __newindex = function(_, k)
+      error("assignment to undeclared global '" .. tostring(k) .. "' in plugin " .. name ..
+        " (declare it local)", 2)
+    end,
+  })
+end
+
+local function by_priority(a, b)
+  local pa, pb = a.plugin.priority or 0, b.plugin.priority or 0
+  if pa ~= pb then return pa > pb end
+  return a.plugin.name < b.plugin.name
+end
+
+-- Loads plugins/<name>/init.lua. Returns the module or nil, message.
+function R.load_plugin(name, path)
+  local env = R.new_env(name)
+  local chunk, err = loadfile(path, "t", env)
+  if not chunk then return nil, err end
+  local ok, mod = pcall(chunk)
+  if not ok then return nil, tostring(mod) end
+  if type(mod) ~= "table" then return nil, path .. ": must return a table" end
+  if mod.name ~= name then
+    return nil, path .. ": name must be \"" .. name .. "\" (the folder's name), got " .. tostring(mod.name)
+  end
+  if type(mod.version) ~= "string" then return nil, path .. ": version must be a string" end
+  if mod.priority ~= nil and math.type(mod.priority) ~= "integer" then
+    return nil, path .. ": priority must be an integer"
+  end
+  if mod.schema ~= nil then
+    local e = schema.check_schema(mod.schema)
+    if e then return nil, path .. ": " .. e end
+  end
+  for k, v in pairs(mod) do
+    if PHASE_SET[k] and type(v) ~= "function" then return nil, path .. ": " .. k .. " must be a function" end
+  end
+  if mod.routes ~= nil then
+    if type(mod.routes) ~= "table" then return nil, path .. ": routes must be a list" end
+    for i, r in ipairs(mod.routes) do
+      if type(r.method) ~= "string" or type(r.path) ~= "string" or r.path:sub(1, 1) ~= "/" or
+          type(r.handler) ~= "function" then
+        return nil, path .. ": routes[" .. i .. "] needs method, path (starting with /) and handler"
+      end
+    end
+  end
+  mod.env = env
+  R.plugins[name] = mod
+  return mod
+end
+
+-- Validates conf for plugin name: conf with defaults, or nil, errors.
+function R.check_conf(name, conf)
+  local p = R.plugins[name]
+  if p == nil then return nil, { { field = "name", message = "no plugin named \"" .. tostring(name) .. "\"" } } end
+  return schema.validate(p.schema, conf)
+end
+
+-- Binds a plugin for every event and delivery (from the config file).
+function R.bind_global(name, conf)
+  local c, errors = R.check_conf(name, conf)
+  if not c then return nil, errors end
+  local p = R.plugins[name]
+  R.global[#R.global + 1] = { plugin = p, conf = c }
+  table.sort(R.global, by_priority)
+  for _, r in ipairs(p.routes or {}) do
+    local key = r.method:upper() .. " " .. r.path
+    if R.routes[key] then
+      return nil, { { field = "routes", message = key .. " is also defined by " .. R.routes[key].plugin.name } }
+    end
+    R.routes[key] = { plugin = p, handler = r.handler, conf = c }
+  end
+  for _, t in ipairs(p.timers or {}) do
+    R.timers[#R.timers + 1] = { plugin = p, every = t.every, at = t.at, handler = t.handler, conf = c }
+  end
+  return true
+end
+
+-- Per-webhook bindings arrive as JSON text: [{"name": "...", "config": {...}}],
+-- plus an optional transform function's source. Compiled once per text.
+function R.webhook_bindings(text)
+  if text == nil or text == "" then return R.global end
+  local list = R.webhook_cache[text]
+  if list then return list end
+  local spec = host.hookgate.json.decode(text)
+  list = {}
+  for _, b in ipairs(R.global) do list[#list + 1] = b end
+  for _, b in ipairs(spec.plugins or {}) do
+    local c, errors = R.check_conf(b.name, b.config)
+    if not c then
+      error("webhook plugin " .. tostring(b.name) .. ": " .. errors[1].field .. ": " .. errors[1].message, 0)
+    end
+    list[#list + 1] = { plugin = R.plugins[b.name], conf = c }
+  end
+  if spec.transform then
+    local fn = R.compile_transform(spec.transform)
+    list[#list + 1] = { plugin = { name = "webhook-transform", priority = -1000000, transform = fn }, conf = {} }
+  end
+  table.sort(list, by_priority)
+  if R.webhook_cache_n > 10000 then
+    R.webhook_cache, R.webhook_cache_n = {}, 0
+  end
+  R.webhook_cache[text] = list
+  R.webhook_cache_n = R.webhook_cache_n + 1
+  return list
+end
+
+-- A webhook's own transform: source of a function body taking `delivery`,
+-- or a chunk that returns a function. Returns the function, or raises
+-- "line N: message".
+function R.compile_transform(src)
+  local env = R.new_env("webhook-transform")
+  local chunk, err = load(src, "=transform", "t", env)
+  if not chunk then error(err, 0) end
+  local ok, fn = pcall(chunk)
+  if not ok then error(tostring(fn), 0) end
+  if type(fn) ~= "function" then error("transform: the code must return a function", 0) end
+  return fn
+end
+
+-- The error handler of every plugin call: the message (already
+-- "file:line: text") and a traceback of the plugin's stack.
+local function handler(msg)
+  if type(msg) ~= "string" then msg = tostring(msg) end
+  return { message = msg, traceback = debug.traceback("", 2) }
+end
+
+-- Runs phase through the bound plugins in order. Each call gets (arg, conf,
+-- ...); the first plugin to return a non-nil value ends the walk and its
+-- values are returned (retry decisions, ingest rejections). On error,
+-- raises { plugin =, phase =, message =, traceback = }.
+function R.run(phase, bindings_text, arg, ...)
+  local list = R.webhook_bindings(bindings_text)
+  for i = 1, #list do
+    local b = list[i]
+    local fn = b.plugin[phase]
+    if fn then
+      host.set_plugin(b.plugin.name)
+      local r = table.pack(xpcall(fn, handler, arg, b.conf, ...))
+      if not r[1] then
+        local e = r[2]
+        error({ plugin = b.plugin.name, phase = phase, message = e.message, traceback = e.traceback }, 0)
+      end
+      if r[2] ~= nil then return table.unpack(r, 2, r.n) end
+    end
+  end
+  return nil
+end
+
+-- 1 if any plugin bound globally (or in bindings_text) has this phase.
+function R.has(phase, bindings_text)
+  for _, b in ipairs(R.webhook_bindings(bindings_text)) do
+    if b.plugin[phase] then return true end
+  end
+  return false
+end
+
+-- A Lua route: runs the handler with (req, conf) and returns its answer.
+function R.route(key, req)
+  local r = R.routes[key]
+  host.set_plugin(r.plugin.name)
+  local res = table.pack(xpcall(r.handler, handler, req, r.conf))
+  if not res[1] then
+    error({ plugin = r.plugin.name, phase = "routes", message = res[2].message, traceback = res[2].traceback }, 0)
+  end
+  return res[2]
+end
+
+-- A plugin timer fires: arg.index is its position in R.timers.
+function R.timer(arg)
+  local t = R.timers[arg.index]
+  host.set_plugin(t.plugin.name)
+  local ok, e = xpcall(t.handler, handler, t.conf)
+  if not ok then
+    error({ plugin = t.plugin.name, phase = "timer", message = e.message, traceback = e.traceback }, 0)
+  end
+end
+
+-- The effective order, for the admin API: [{name, version, priority, phases, config (secrets redacted)}].
+function R.describe()
+  local out = setmetatable({}, host.json_array_mt)
+  for _, b in ipairs(R.global) do
+    local phases = setmetatable({}, host.json_array_mt)
+    for _, p in ipairs(R.PHASES) do if b.plugin[p] then phases[#phases + 1] = p end end
+    if b.plugin.routes then phases[#phases + 1] = "routes" end
+    out[#out + 1] = { name = b.plugin.name, version = b.plugin.version, priority = b.plugin.priority or 0,
+      phases = phases, config = schema.redact(b.plugin.schema, b.conf) }
+  end
+  return out
+end
+
+function R.available()
+  local names = setmetatable({}, host.json_array_mt)
+  for name in pairs(R.plugins) do names[#names + 1] = name end
+  table.sort(names)
+  return names
+end
+
+return R
