@@ -392,6 +392,24 @@ describe('validation', () => {
     expectValidation(await create(valid({ id: 'wh_01aaaaaaaaaaaaaaaaaaaaaaaa', createdAt: 'x' })), ['id', 'createdAt']);
   });
 
+  it('quoting long non-ASCII input in a detail never loses the detail', async () => {
+    // Field names and messages cut the input to a byte count; the cut can
+    // fall inside a character. The answer must still be a 422 naming it.
+    const longKey = 'a' + 'é'.repeat(40); // 81 bytes: over 64, cut at 70 inside an é
+    for (const [metadata, n] of [[{ [longKey]: 'x' }, 1], [{ [longKey]: 'x', n: 1 }, 2]]) {
+      const res = await create(valid({ metadata }));
+      const e = expectError(res, 422, 'validation_error');
+      assert.equal(e.details.length, n, res.body);
+      assert.ok(e.details[0].field.startsWith('metadata.aéé'), e.details[0].field);
+      assert.match(e.details[0].message, /1 to 64/);
+    }
+    const res = await create(valid({ events: ['user.' + 'é'.repeat(200)] }));
+    expectValidation(res, ['events[0]']);
+    const both = await create(valid({ events: ['*', 'é'.repeat(300)], metadata: { [longKey]: 'x' } }));
+    const e = expectError(both, 422, 'validation_error');
+    assert.deepEqual(e.details.map((d) => d.field.slice(0, 10)), ['events[1]', 'metadata.a'], both.body);
+  });
+
   it('malformed JSON answers 400 invalid_json naming the byte offset', async () => {
     const text = '{"url": "https://x.test/h", "events": ["user.created"]';
     const e = expectError(await create(text), 400, 'invalid_json');
@@ -424,6 +442,30 @@ describe('validation', () => {
     const c = ok.json;
     expectError(await gw.request('PATCH', `/v1/webhooks/${c.id}`, { body: '{}', headers: { 'content-type': 'text/plain' } }), 415, 'unsupported_media_type');
     expectError(await gw.request('POST', `/v1/webhooks/${c.id}/rotate-secret`, { body: '{}', headers: { 'content-type': 'text/plain' } }), 415, 'unsupported_media_type');
+  });
+});
+
+describe('webhooks.allow_http', () => {
+  const probe = async (config) => {
+    const g = await startGateway({ config });
+    try {
+      const http1 = await g.request('POST', '/v1/webhooks', { body: valid({ url: 'http://receiver.test:8080/h' }) });
+      const ftp = await g.request('POST', '/v1/webhooks', { body: valid({ url: 'ftp://receiver.test/h' }) });
+      return { http1, ftp };
+    } finally {
+      assert.equal((await g.stop()).code, 0);
+    }
+  };
+
+  it('refuses http:// when allow_http = false (the default) and takes it when true', async () => {
+    const off = await probe('webhooks = { allow_http = false }\n');
+    const [d] = expectValidation(off.http1, ['url']);
+    assert.match(d.message, /https/);
+    expectValidation(off.ftp, ['url']);
+    const on = await probe('webhooks = { allow_http = true }\n');
+    assert.equal(on.http1.status, 201, on.http1.body);
+    assert.equal(on.http1.json.url, 'http://receiver.test:8080/h');
+    expectValidation(on.ftp, ['url']);
   });
 });
 
