@@ -46,13 +46,36 @@ json_t *hg_api_parse_body(hg_http_req_t *req, int empty_ok) {
   return doc;
 }
 
+/* Drops UTF-8 sequences cut short. Fields and messages quote the caller's
+ * input (valid UTF-8: jansson checked it) cut to a byte count ("%.140s",
+ * or a full buffer), which can split a character, at the end or inside
+ * quotes; jansson refuses such a string and the detail would be lost. */
+static void utf8_clean(char *s) {
+  unsigned char *r = (unsigned char *)s, *w = r;
+  while (*r) {
+    int need = *r < 0x80 ? 0 : *r >= 0xF0 ? 3 : *r >= 0xE0 ? 2 : *r >= 0xC0 ? 1 : -1;
+    int k = 0;
+    while (k < need && (r[1 + k] & 0xC0) == 0x80) k++;
+    if (need < 0 || k < need) {
+      r++; /* a stray continuation byte, or a lead whose sequence was cut */
+      continue;
+    }
+    for (int i = 0; i <= need; i++) *w++ = *r++;
+  }
+  *w = '\0';
+}
+
 void hg_api_detail(json_t *details, const char *field, const char *fmt, ...) {
   char msg[512];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
-  json_array_append_new(details, json_pack("{s:s,s:s}", "field", field, "message", msg));
+  utf8_clean(msg);
+  char *fld = strdup(field);
+  if (fld != NULL) utf8_clean(fld);
+  json_array_append_new(details, json_pack("{s:s,s:s}", "field", fld ? fld : "?", "message", msg));
+  free(fld);
 }
 
 void hg_api_validation_error(hg_http_req_t *req, json_t *details) {
