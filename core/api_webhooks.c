@@ -9,6 +9,7 @@
 #include "event_types.h"
 #include "ids.h"
 #include "keys.h"
+#include "lua/runtime.h"
 #include "router.h"
 #include "sign.h"
 #include "webhooks.h"
@@ -33,10 +34,13 @@ typedef struct job {
   char secret[HG_SECRET_MAX];
   /* PATCH: which fields change. */
   int set_url, set_events, set_active, set_metadata;
+  json_t *set_plugins;   /* PATCH: new plugins (array), or NULL: unchanged */
+  json_t *set_transform; /* PATCH: new transform (string or null), or NULL: unchanged */
   /* list */
   int org_mode, page_size, count;
   char after[HG_ID_MAX], last[HG_ID_MAX];
   json_t *items;
+  hg_webhook_t rows[100]; /* one page, copied on the store thread */
   /* rotate */
   int64_t now, grace_ms, prev_expires;
 } job_t;
@@ -61,7 +65,10 @@ static job_t *job_new(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *w
 static void job_free(job_t *j) {
   if (j == NULL) return;
   hg_webhook_close(&j->w);
+  for (int i = 0; i < j->count && i < 100; i++) hg_webhook_close(&j->rows[i]);
   json_decref(j->items);
+  json_decref(j->set_plugins);
+  json_decref(j->set_transform);
   /* The job may have carried a secret. */
   memset(j->secret, 0, sizeof(j->secret));
   free(j);
@@ -82,13 +89,58 @@ static int check_id(hg_http_req_t *req, const char *id) {
   return 0;
 }
 
-static json_t *webhook_json(const hg_webhook_t *w) {
+static json_t *webhook_json(hg_app_t *app, const hg_webhook_t *w) {
   json_t *events = json_loads(w->events, 0, NULL);
   json_t *meta = json_loads(w->metadata, 0, NULL);
-  return json_pack("{s:s,s:s,s:o,s:o,s:b,s:o,s:o,s:o}", "id", w->id, "url", w->url, "events",
-                   events ? events : json_array(), "organizationId", w->org ? json_string(w->org) : json_null(),
-                   "active", w->active, "metadata", meta ? meta : json_object(), "createdAt",
-                   hg_api_time(w->created_at), "updatedAt", hg_api_time(w->updated_at));
+  json_t *lua = w->lua ? json_loads(w->lua, 0, NULL) : NULL;
+  json_t *plugins = json_object_get(lua, "plugins");
+  json_t *transform = json_object_get(lua, "transform");
+  json_t *out = json_pack("{s:s,s:s,s:o,s:o,s:b,s:o,s:o,s:o,s:o,s:O}", "id", w->id, "url", w->url, "events",
+                          events ? events : json_array(), "organizationId",
+                          w->org ? json_string(w->org) : json_null(), "active", w->active, "metadata",
+                          meta ? meta : json_object(), "createdAt", hg_api_time(w->created_at), "updatedAt",
+                          hg_api_time(w->updated_at), "plugins",
+                          plugins && app->lua ? hg_lua_redact_bindings(app->lua, plugins) : json_array(), "transform",
+                          transform ? transform : json_null());
+  json_decref(lua);
+  return out;
+}
+
+/* Checks `plugins` and `transform` (either may be NULL: absent). */
+static void check_lua(hg_app_t *app, json_t *plugins, json_t *transform, json_t *details) {
+  int ok = 1;
+  if (plugins != NULL && !json_is_array(plugins)) {
+    hg_api_detail(details, "plugins", "must be an array of {\"name\": ..., \"config\": {...}}");
+    ok = 0;
+  } else if (plugins != NULL && json_array_size(plugins) > 20) {
+    hg_api_detail(details, "plugins", "must bind at most 20 plugins");
+    ok = 0;
+  }
+  if (transform != NULL && !json_is_null(transform) &&
+      (!json_is_string(transform) || json_string_length(transform) > 65536)) {
+    hg_api_detail(details, "transform", "must be Lua source (a string of at most 64 KiB) or null");
+    ok = 0;
+  }
+  if (!ok || app->lua == NULL) return;
+  json_t *none = json_array();
+  json_t *errs = hg_lua_check_bindings(app->lua, plugins ? plugins : none,
+                                       transform && json_is_string(transform) ? transform : NULL);
+  json_decref(none);
+  json_array_extend(details, errs);
+  json_decref(errs);
+}
+
+/* The stored form: {"plugins": [...], "transform": "..."}, or NULL when both are empty. */
+static char *lua_text(json_t *plugins, json_t *transform) {
+  int has_plugins = plugins && json_array_size(plugins) > 0;
+  int has_transform = transform && json_is_string(transform);
+  if (!has_plugins && !has_transform) return NULL;
+  json_t *o = json_object();
+  if (has_plugins) json_object_set(o, "plugins", plugins);
+  if (has_transform) json_object_set(o, "transform", transform);
+  char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+  json_decref(o);
+  return text;
 }
 
 static void respond_status(job_t *j, int status, const char *what) {
@@ -219,7 +271,7 @@ static void create_done(int status, void *ud) {
   if (status != 0) {
     respond_status(j, status, "create webhook");
   } else {
-    json_t *body = webhook_json(&j->w);
+    json_t *body = webhook_json(j->app, &j->w);
     json_object_set_new(body, "secret", json_string(j->secret));
     hg_http_respond_json(j->req, 201, body);
   }
@@ -229,7 +281,8 @@ static void create_done(int status, void *ud) {
 static void create_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who) {
   json_t *body = hg_api_parse_body(req, 0);
   if (body == NULL) return;
-  static const char *const allowed[] = {"url", "events", "organizationId", "secret", "active", "metadata", NULL};
+  static const char *const allowed[] = {"url",      "events",  "organizationId", "secret", "active",
+                                        "metadata", "plugins", "transform",      NULL};
   json_t *details = json_array();
   job_t *j = job_new(app, req, who);
   if (j == NULL) goto out;
@@ -255,6 +308,10 @@ static void create_authorized(hg_app_t *app, hg_http_req_t *req, const hg_princi
     /* An organization's key creates webhooks for its organization. */
     j->w.org = strdup(who->org);
   }
+  json_t *plugins = json_object_get(body, "plugins"), *transform = json_object_get(body, "transform");
+  size_t before = json_array_size(details);
+  check_lua(app, plugins, transform, details);
+  if (json_array_size(details) == before) j->w.lua = lua_text(plugins, transform);
   if ((v = json_object_get(body, "secret")) != NULL) {
     if (!json_is_string(v) || hg_secret_check(json_string_value(v)) != 0)
       hg_api_detail(details, "secret", "must be \"whsec_\" followed by the base64 of 24 to 64 bytes");
@@ -298,7 +355,7 @@ static int get_work(sqlite3 *db, void *ud) {
 static void get_done(int status, void *ud) {
   job_t *j = ud;
   if (status != 0) respond_status(j, status, "get webhook");
-  else hg_http_respond_json(j->req, 200, webhook_json(&j->w));
+  else hg_http_respond_json(j->req, 200, webhook_json(j->app, &j->w));
   job_free(j);
 }
 
@@ -317,7 +374,15 @@ static int list_row(const hg_webhook_t *w, void *ud) {
     j->count++;
     return 1;
   }
-  json_array_append_new(j->items, webhook_json(w));
+  /* Copied here, rendered on the loop thread: rendering may call into Lua
+   * (redaction), which lives on the loop thread only. */
+  hg_webhook_t *row = &j->rows[j->count];
+  *row = *w;
+  row->url = strdup(w->url);
+  row->events = strdup(w->events);
+  row->metadata = strdup(w->metadata);
+  row->org = w->org ? strdup(w->org) : NULL;
+  row->lua = w->lua ? strdup(w->lua) : NULL;
   snprintf(j->last, sizeof(j->last), "%s", w->id);
   j->count++;
   return 0;
@@ -338,6 +403,15 @@ static void list_done(int status, void *ud) {
       char tok[96];
       hg_api_page_token(j->last, tok, sizeof(tok));
       next = json_string(tok);
+    }
+    for (int i = 0; i < j->count && i < j->page_size; i++) {
+      if (!j->rows[i].url || !j->rows[i].events || !j->rows[i].metadata) {
+        hg_api_internal_error(j->req, "list webhooks", HG_ENOMEM);
+        json_decref(next);
+        job_free(j);
+        return;
+      }
+      json_array_append_new(j->items, webhook_json(j->app, &j->rows[i]));
     }
     json_t *body = json_pack("{s:O,s:o}", "webhooks", j->items, "nextPageToken", next);
     hg_http_respond_json(j->req, 200, body);
@@ -417,6 +491,15 @@ static int patch_work(sqlite3 *db, void *ud) {
     j->w.metadata = NULL;
   }
   if (j->set_active) cur.active = j->w.active;
+  if (j->set_plugins || j->set_transform) {
+    /* One column holds both: keep the half this PATCH does not name. */
+    json_t *old = cur.lua ? json_loads(cur.lua, 0, NULL) : NULL;
+    json_t *plugins = j->set_plugins ? j->set_plugins : json_object_get(old, "plugins");
+    json_t *transform = j->set_transform ? j->set_transform : json_object_get(old, "transform");
+    free(cur.lua);
+    cur.lua = lua_text(plugins, transform);
+    json_decref(old);
+  }
   cur.updated_at = j->now;
   r = hg_webhooks_update(db, &cur);
   hg_webhook_close(&j->w);
@@ -427,7 +510,7 @@ static int patch_work(sqlite3 *db, void *ud) {
 static void patch_done(int status, void *ud) {
   job_t *j = ud;
   if (status != 0) respond_status(j, status, "update webhook");
-  else hg_http_respond_json(j->req, 200, webhook_json(&j->w));
+  else hg_http_respond_json(j->req, 200, webhook_json(j->app, &j->w));
   job_free(j);
 }
 
@@ -435,7 +518,7 @@ static void patch_authorized(hg_app_t *app, hg_http_req_t *req, const hg_princip
   if (!check_id(req, hg_http_req_param(req, "id"))) return;
   json_t *body = hg_api_parse_body(req, 0);
   if (body == NULL) return;
-  static const char *const allowed[] = {"url", "events", "active", "metadata", NULL};
+  static const char *const allowed[] = {"url", "events", "active", "metadata", "plugins", "transform", NULL};
   json_t *details = json_array();
   job_t *j = job_new(app, req, who);
   if (j == NULL) goto out;
@@ -447,6 +530,12 @@ static void patch_authorized(hg_app_t *app, hg_http_req_t *req, const hg_princip
   if ((v = json_object_get(body, "metadata")) != NULL)
     j->set_metadata = (j->w.metadata = check_metadata(v, details)) != NULL;
   if ((v = json_object_get(body, "active")) != NULL) j->set_active = check_active(v, details, &j->w.active);
+  json_t *plugins = json_object_get(body, "plugins"), *transform = json_object_get(body, "transform");
+  if (plugins || transform) {
+    check_lua(app, plugins, transform, details);
+    j->set_plugins = json_incref(plugins);
+    j->set_transform = json_incref(transform);
+  }
   if (json_array_size(details) > 0) {
     hg_api_validation_error(req, details);
     details = NULL;

@@ -341,7 +341,7 @@ int hg_app_run(const hg_config_t *cfg) {
     hg_log(HG_LOG_ERROR, "cannot open the store", "path", cfg->store, "error", err, NULL);
     goto out;
   }
-  if (hg_dispatcher_new(&app.dispatcher, &loop, app.store, cfg, err, sizeof(err)) != 0) {
+  if (hg_dispatcher_new(&app.dispatcher, &loop, app.store, cfg, &app.lua, err, sizeof(err)) != 0) {
     hg_log(HG_LOG_ERROR, "bad delivery configuration", "error", err, NULL);
     goto out;
   }

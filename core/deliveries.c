@@ -34,7 +34,8 @@ void hg_send_close(hg_send_t *s) {
   if (s == NULL) return;
   free(s->url);
   free(s->payload);
-  s->url = s->payload = NULL;
+  free(s->lua);
+  s->url = s->payload = s->lua = NULL;
   memset(s->secrets, 0, sizeof(s->secrets));
 }
 
@@ -48,7 +49,7 @@ int hg_deliveries_load(sqlite3 *db, int64_t seq, int64_t now, hg_send_t *out) {
   memset(out, 0, sizeof(*out));
   int rc = sqlite3_prepare_v2(db,
                               "SELECT d.id, d.webhook_id, e.id, d.status, d.attempts, d.next_attempt_at, w.active, "
-                              "w.url, e.payload, d.created_at FROM deliveries d JOIN events e ON e.seq = d.event_seq "
+                              "w.url, e.payload, d.created_at, e.type, w.lua FROM deliveries d JOIN events e ON e.seq = d.event_seq "
                               "JOIN webhooks w ON w.id = d.webhook_id WHERE d.seq = ?1",
                               -1, &st, NULL);
   if (rc != SQLITE_OK) return hg_store_fail(db, rc, "load delivery");
@@ -65,6 +66,8 @@ int hg_deliveries_load(sqlite3 *db, int64_t seq, int64_t now, hg_send_t *out) {
     out->next_attempt_at = sqlite3_column_int64(st, 5);
     out->webhook_active = sqlite3_column_int(st, 6);
     out->created_at = sqlite3_column_int64(st, 9);
+    snprintf(out->event_type, sizeof(out->event_type), "%s", (const char *)sqlite3_column_text(st, 10));
+    if (sqlite3_column_type(st, 11) != SQLITE_NULL) out->lua = strdup((const char *)sqlite3_column_text(st, 11));
     out->url = strdup((const char *)sqlite3_column_text(st, 7));
     out->payload_len = (size_t)sqlite3_column_bytes(st, 8);
     out->payload = malloc(out->payload_len + 1);

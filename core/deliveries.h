@@ -26,7 +26,9 @@ typedef struct hg_send {
   int64_t next_attempt_at;  /* 0: none */
   int64_t created_at;       /* Unix ms: when the event was accepted */
   int webhook_active;
+  char event_type[132];
   char *url;                /* malloc'd */
+  char *lua;                /* the webhook's Lua bindings (JSON text) or NULL; malloc'd */
   char *payload;            /* malloc'd */
   size_t payload_len;
   char secrets[HG_MAX_SECRETS][HG_SECRET_MAX];

@@ -7,6 +7,7 @@
 #include "deliveries.h"
 #include "http_client.h"
 #include "log.h"
+#include "lua/runtime.h"
 #include "metrics.h"
 #include "sign.h"
 #include "ssrf.h"
@@ -52,10 +53,12 @@ struct item {
   char error[256];
   int has_error;
   int cancelled;
+  int no_retry; /* a script error: fail now, replay after a fix */
 };
 
 struct hg_dispatcher {
   uv_loop_t *loop;
+  hg_lua_t *const *lua; /* the app's current generation (may change on reload) */
   hg_store_t *store;
   const hg_config_t *cfg;
   hg_client_t *client;
@@ -159,6 +162,10 @@ static void item_free(item_t *it) {
 
 /* --- recording the outcome --------------------------------------------------- */
 
+static void after_done(int status, json_t *arg, json_t *res, json_t *res2, const char *err, void *ud) {
+  (void)status, (void)arg, (void)res, (void)res2, (void)err, (void)ud;
+}
+
 static int record_work(sqlite3 *db, void *ud) {
   item_t *it = ud;
   return hg_deliveries_record(db, &it->rec);
@@ -174,6 +181,16 @@ static void record_done(int status, void *ud) {
            hg_strerror(status), NULL);
   }
   if (it->rec.new_status == HG_DEL_PENDING && !d->stopping) heap_push(d, it->rec.next_attempt_at, it->seq);
+  hg_lua_t *lua = *d->lua;
+  if (status == 0 && it->rec.new_status != HG_DEL_PENDING && lua && hg_lua_has(lua, HG_PHASE_AFTER, it->send.lua)) {
+    json_t *arg = json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:i,s:s?}", "deliveryId", it->send.id, "webhookId",
+                            it->send.webhook_id, "eventId", it->send.event_id, "eventType", it->send.event_type,
+                            "status", hg_delivery_status_name(it->rec.new_status), "statusCode", it->rec.status_code,
+                            "attempts", it->rec.attempt, "error", it->rec.error);
+    /* Fire and forget: a failing after() is logged, nothing else. */
+    if (arg) hg_lua_call_async(lua, HG_PHASE_AFTER, it->send.lua, arg, after_done, NULL);
+    json_decref(arg);
+  }
   if (it->test_cb) {
     hg_dispatch_result_t res = {it->send.id,
                                 it->rec.status_code,
@@ -255,18 +272,59 @@ static void finish_attempt(item_t *it, int status_code, const hg_client_response
     hg_metrics.deliveries_failed++;
     hg_metrics.webhooks_deactivated++;
     hg_log(HG_LOG_WARN, "receiver answered 410 Gone: webhook deactivated", "webhook", it->send.webhook_id, NULL);
-  } else if (it->test_cb != NULL || (size_t)rec->attempt >= cfg->n_schedule) {
+  } else if (it->test_cb != NULL || it->no_retry) {
     rec->new_status = HG_DEL_FAILED;
     d->stats.failures++;
     hg_metrics.deliveries_failed++;
   } else {
-    double delay = jittered(cfg, cfg->schedule[rec->attempt]);
+    int retry = (size_t)rec->attempt < cfg->n_schedule;
+    double delay = retry ? jittered(cfg, cfg->schedule[rec->attempt]) : 0;
     double ra;
-    if (res && (status_code == 429 || status_code == 503) &&
+    if (retry && res && (status_code == 429 || status_code == 503) &&
         parse_retry_after(hg_client_response_header(res, "retry-after"), &ra))
       delay = ra < cfg->retry_after_max ? ra : cfg->retry_after_max;
-    rec->new_status = HG_DEL_PENDING;
-    rec->next_attempt_at = now + (int64_t)llround(delay * 1000.0);
+    hg_lua_t *lua = *d->lua;
+    if (lua && hg_lua_has(lua, HG_PHASE_RETRY, it->send.lua)) {
+      /* A retry policy: a number (retry in N s), "give_up", "deactivate",
+       * or nil for the default schedule. A script error keeps the default. */
+      json_t *hdrs = json_object();
+      for (size_t i = 0; res && i < res->n_headers; i++) {
+        json_t *v = json_string(res->headers[i].value);
+        if (v) json_object_set_new(hdrs, res->headers[i].name, v);
+      }
+      json_t *arg = json_pack("{s:i,s:i,s:i,s:s?,s:o,s:s,s:s,s:s,s:o}", "attempt", rec->attempt, "maxAttempts",
+                              (int)cfg->n_schedule, "statusCode", status_code, "error", it->error, "headers", hdrs,
+                              "deliveryId", it->send.id, "webhookId", it->send.webhook_id, "eventType",
+                              it->send.event_type, "defaultDelay", retry ? json_real(delay) : json_null());
+      json_t *res_j = NULL;
+      char err[512];
+      if (arg && hg_lua_call(lua, HG_PHASE_RETRY, it->send.lua, &arg, &res_j, err, sizeof(err)) == 0 && res_j) {
+        if (json_is_number(res_j) && json_number_value(res_j) >= 0 && rec->attempt < 100) {
+          retry = 1;
+          delay = json_number_value(res_j);
+          if (delay > 30 * 86400) delay = 30 * 86400;
+        } else if (json_is_string(res_j) && strcmp(json_string_value(res_j), "give_up") == 0) {
+          retry = 0;
+        } else if (json_is_string(res_j) && strcmp(json_string_value(res_j), "deactivate") == 0) {
+          retry = 0;
+          rec->deactivate_webhook = it->send.webhook_id;
+          hg_metrics.webhooks_deactivated++;
+        } else {
+          hg_log(HG_LOG_WARN, "retry phase returned something other than a number, \"give_up\" or \"deactivate\"; "
+                 "using the default schedule", "delivery", it->send.id, NULL);
+        }
+      }
+      json_decref(arg);
+      json_decref(res_j);
+    }
+    if (retry) {
+      rec->new_status = HG_DEL_PENDING;
+      rec->next_attempt_at = now + (int64_t)llround(delay * 1000.0);
+    } else {
+      rec->new_status = HG_DEL_FAILED;
+      d->stats.failures++;
+      hg_metrics.deliveries_failed++;
+    }
   }
   int r = hg_store_submit(d->store, record_work, record_done, it);
   if (r != 0) {
@@ -298,17 +356,123 @@ static void response_cb(const hg_client_response_t *res, void *ud) {
   finish_attempt(it, res->status, res);
 }
 
+/* Sends the request: the plain path, or the one a deliver-phase plugin
+ * looked at (req_json holds url, body and headers then). */
+static void send_request(item_t *it, json_t *req_json, const hg_client_header_t *headers, size_t n_headers) {
+  hg_dispatcher_t *d = it->d;
+  hg_send_t *s = &it->send;
+  hg_client_header_t lua_headers[64];
+  hg_client_request_t req;
+  memset(&req, 0, sizeof(req));
+  req.method = "POST";
+  req.url = s->url;
+  req.headers = headers;
+  req.n_headers = n_headers;
+  req.body = s->payload;
+  req.body_len = s->payload_len;
+  if (req_json != NULL) {
+    req.url = json_string_value(json_object_get(req_json, "url"));
+    json_t *body = json_object_get(req_json, "body");
+    req.body = json_string_value(body);
+    req.body_len = json_string_length(body);
+    size_t n = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(req_json, "headers"), k, v) {
+      if (n < HG_ARRAY_LEN(lua_headers) && json_is_string(v)) {
+        lua_headers[n].name = k;
+        lua_headers[n++].value = json_string_value(v);
+      }
+    }
+    req.headers = lua_headers;
+    req.n_headers = n;
+    if (req.url == NULL || req.body == NULL) {
+      it->has_error = 1;
+      snprintf(it->error, sizeof(it->error), "script_error: url and body must be strings after the Lua phases");
+      it->no_retry = 1;
+      finish_attempt(it, 0, NULL);
+      return;
+    }
+  }
+  if (d->client == NULL) {
+    /* Stopping: leave it pending for the next start. */
+    item_free(it);
+    return;
+  }
+  char err[200];
+  int r = hg_client_send(d->client, &req, response_cb, it, err, sizeof(err));
+  if (r != 0) {
+    it->has_error = 1;
+    snprintf(it->error, sizeof(it->error), "%s", r == HG_EINVAL ? err : hg_strerror(r));
+    finish_attempt(it, 0, NULL);
+  }
+}
+
+static void script_failed(item_t *it, const char *err) {
+  /* A broken script fails the delivery (no retry: it would fail the same
+   * way); after a fix, a replay sends it. */
+  it->has_error = 1;
+  it->no_retry = 1;
+  snprintf(it->error, sizeof(it->error), "script_error: %s", err);
+  finish_attempt(it, 0, NULL);
+}
+
+static void deliver_done(int status, json_t *arg, json_t *res, json_t *res2, const char *err, void *ud) {
+  (void)res, (void)res2;
+  item_t *it = ud;
+  if (status != 0) {
+    script_failed(it, err);
+    return;
+  }
+  send_request(it, arg, NULL, 0);
+}
+
 static void send_item(item_t *it) {
   hg_dispatcher_t *d = it->d;
   hg_send_t *s = &it->send;
+  hg_lua_t *lua = *d->lua;
   it->started_at = hg_wall_ms();
   int64_t ts = it->started_at / 1000;
   char ts_buf[24], sig[HG_MAX_SECRETS * (HG_SIG_V1_LEN + 1) + 1];
   snprintf(ts_buf, sizeof(ts_buf), "%lld", (long long)ts);
   const char *secrets[HG_MAX_SECRETS];
   for (size_t i = 0; i < s->n_secrets; i++) secrets[i] = s->secrets[i];
+  int lua_transform = lua && hg_lua_has(lua, HG_PHASE_TRANSFORM, s->lua);
+  int lua_sign = lua && hg_lua_has(lua, HG_PHASE_SIGN, s->lua);
+  int lua_deliver = lua && hg_lua_has(lua, HG_PHASE_DELIVER, s->lua);
+  json_t *dj = NULL;
+  char err[1024];
+  if (lua_transform || lua_sign || lua_deliver) {
+    dj = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s%,s:o,s:i}", "id", s->id, "webhookId", s->webhook_id, "eventId",
+                   s->event_id, "eventType", s->event_type, "url", s->url, "body", s->payload, s->payload_len,
+                   "headers", json_object(), "attempt", s->attempts + 1);
+    if (dj == NULL) {
+      script_failed(it, "the delivery cannot be shown to Lua (body is not UTF-8?)");
+      return;
+    }
+  }
+  if (lua_transform) {
+    json_t *res = NULL;
+    int r = hg_lua_call(lua, HG_PHASE_TRANSFORM, s->lua, &dj, &res, err, sizeof(err));
+    json_decref(res);
+    if (r != 0) {
+      json_decref(dj);
+      script_failed(it, err);
+      return;
+    }
+  }
+  /* The Standard Webhooks signature covers the body as sent, after any
+   * transformation. */
+  const char *body = dj ? json_string_value(json_object_get(dj, "body")) : s->payload;
+  size_t body_len = dj ? json_string_length(json_object_get(dj, "body")) : s->payload_len;
+  if (body == NULL) {
+    json_decref(dj);
+    script_failed(it, "transform: delivery.body must be a string");
+    return;
+  }
   if (s->n_secrets == 0 ||
-      hg_sign_header(secrets, s->n_secrets, s->event_id, ts, s->payload, s->payload_len, sig, sizeof(sig)) < 0) {
+      hg_sign_header(secrets, s->n_secrets, s->event_id, ts, body, body_len, sig, sizeof(sig)) < 0) {
+    json_decref(dj);
     it->has_error = 1;
     snprintf(it->error, sizeof(it->error), "cannot sign: the webhook has no valid secret");
     finish_attempt(it, 0, NULL);
@@ -320,21 +484,35 @@ static void send_item(item_t *it) {
       {"webhook-timestamp", ts_buf},
       {"webhook-signature", sig},
   };
-  hg_client_request_t req;
-  memset(&req, 0, sizeof(req));
-  req.method = "POST";
-  req.url = s->url;
-  req.headers = headers;
-  req.n_headers = HG_ARRAY_LEN(headers);
-  req.body = s->payload;
-  req.body_len = s->payload_len;
-  char err[200];
-  int r = hg_client_send(d->client, &req, response_cb, it, err, sizeof(err));
-  if (r != 0) {
-    it->has_error = 1;
-    snprintf(it->error, sizeof(it->error), "%s", r == HG_EINVAL ? err : hg_strerror(r));
-    finish_attempt(it, 0, NULL);
+  if (dj == NULL) {
+    send_request(it, NULL, headers, HG_ARRAY_LEN(headers));
+    return;
   }
+  /* Plugins' headers first, so they cannot replace the signature headers. */
+  json_t *hj = json_object_get(dj, "headers");
+  if (!json_is_object(hj)) {
+    hj = json_object();
+    json_object_set_new(dj, "headers", hj);
+  }
+  for (size_t i = 0; i < HG_ARRAY_LEN(headers); i++) json_object_set_new(hj, headers[i].name, json_string(headers[i].value));
+  if (lua_sign) {
+    json_t *res = NULL;
+    int r = hg_lua_call(lua, HG_PHASE_SIGN, s->lua, &dj, &res, err, sizeof(err));
+    json_decref(res);
+    if (r != 0) {
+      json_decref(dj);
+      script_failed(it, err);
+      return;
+    }
+  }
+  if (lua_deliver) {
+    int r = hg_lua_call_async(lua, HG_PHASE_DELIVER, s->lua, dj, deliver_done, it);
+    json_decref(dj);
+    if (r != 0) script_failed(it, "deliver phase could not start");
+    return;
+  }
+  send_request(it, dj, NULL, 0);
+  json_decref(dj);
 }
 
 /* --- loading due deliveries ---------------------------------------------------- */
@@ -427,9 +605,10 @@ static void pump(hg_dispatcher_t *d) {
 /* --- public ------------------------------------------------------------------- */
 
 int hg_dispatcher_new(hg_dispatcher_t **out, uv_loop_t *loop, hg_store_t *store, const hg_config_t *cfg,
-                      char *err, size_t errlen) {
+                      hg_lua_t *const *lua, char *err, size_t errlen) {
   hg_dispatcher_t *d = calloc(1, sizeof(*d));
   if (d == NULL) return HG_ENOMEM;
+  d->lua = lua;
   d->loop = loop;
   d->store = store;
   d->cfg = cfg;

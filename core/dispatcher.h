@@ -35,8 +35,11 @@ typedef void (*hg_dispatch_cb)(const hg_dispatch_result_t *res, void *ud);
 
 /* Creates the dispatcher and its HTTP client from cfg (delivery section).
  * Returns 0, or HG_ECONFIG (bad allow_cidrs or ca_file: reason in err). */
+struct hg_lua;
+/* lua points at the app's current Lua generation (read at each use, since
+ * a reload replaces it). */
 int hg_dispatcher_new(hg_dispatcher_t **out, uv_loop_t *loop, hg_store_t *store, const hg_config_t *cfg,
-                      char *err, size_t errlen);
+                      struct hg_lua *const *lua, char *err, size_t errlen);
 
 /* Loads the pending deliveries from the store and starts sending (unless
  * paused). */

@@ -81,6 +81,9 @@ const char *const hg_schema_migrations[] = {
     "  error TEXT"
     ") WITHOUT ROWID;"
     "CREATE INDEX attempts_by_delivery ON attempts(delivery_seq, attempt);",
+
+    /* 3: per-webhook Lua: {"plugins": [{name, config}], "transform": "..."}. */
+    "ALTER TABLE webhooks ADD COLUMN lua TEXT;",
 };
 
 const int hg_schema_version = (int)(sizeof(hg_schema_migrations) / sizeof(hg_schema_migrations[0]));

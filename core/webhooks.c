@@ -14,7 +14,8 @@ void hg_webhook_close(hg_webhook_t *w) {
   free(w->events);
   free(w->org);
   free(w->metadata);
-  w->url = w->events = w->org = w->metadata = NULL;
+  free(w->lua);
+  w->url = w->events = w->org = w->metadata = w->lua = NULL;
 }
 
 static int sql_fail(sqlite3 *db, const char *what) {
@@ -32,7 +33,7 @@ static char *col_dup(sqlite3_stmt *st, int i) {
   return s ? strdup((const char *)s) : NULL;
 }
 
-#define WEBHOOK_COLS "id, url, events, organization_id, active, metadata, created_at, updated_at"
+#define WEBHOOK_COLS "id, url, events, organization_id, active, metadata, created_at, updated_at, lua"
 
 static int read_row(sqlite3_stmt *st, hg_webhook_t *w) {
   memset(w, 0, sizeof(*w));
@@ -44,7 +45,8 @@ static int read_row(sqlite3_stmt *st, hg_webhook_t *w) {
   w->metadata = col_dup(st, 5);
   w->created_at = sqlite3_column_int64(st, 6);
   w->updated_at = sqlite3_column_int64(st, 7);
-  if (!w->url || !w->events || !w->metadata || (!w->org && sqlite3_column_type(st, 3) != SQLITE_NULL)) {
+  w->lua = col_dup(st, 8);
+  if ((!w->lua && sqlite3_column_type(st, 8) != SQLITE_NULL) || !w->url || !w->events || !w->metadata || (!w->org && sqlite3_column_type(st, 3) != SQLITE_NULL)) {
     hg_webhook_close(w);
     return HG_ENOMEM;
   }
@@ -76,7 +78,7 @@ int hg_webhooks_insert(sqlite3 *db, const hg_webhook_t *w, const char *secret) {
   sqlite3_stmt *st = NULL;
   int r = 0;
   if (sqlite3_prepare_v2(db,
-                         "INSERT INTO webhooks (" WEBHOOK_COLS ") VALUES (?,?,?,?,?,?,?,?)",
+                         "INSERT INTO webhooks (" WEBHOOK_COLS ") VALUES (?,?,?,?,?,?,?,?,?)",
                          -1, &st, NULL) != SQLITE_OK)
     return sql_fail(db, "insert webhook");
   bind_text(st, 1, w->id);
@@ -87,6 +89,7 @@ int hg_webhooks_insert(sqlite3 *db, const hg_webhook_t *w, const char *secret) {
   bind_text(st, 6, w->metadata);
   sqlite3_bind_int64(st, 7, w->created_at);
   sqlite3_bind_int64(st, 8, w->updated_at);
+  bind_text(st, 9, w->lua);
   if (sqlite3_step(st) != SQLITE_DONE) r = sql_fail(db, "insert webhook");
   sqlite3_finalize(st);
   if (r != 0) return r;
@@ -147,7 +150,7 @@ int hg_webhooks_list(sqlite3 *db, int org_mode, const char *org, const char *aft
 int hg_webhooks_update(sqlite3 *db, const hg_webhook_t *w) {
   sqlite3_stmt *st = NULL;
   if (sqlite3_prepare_v2(db,
-                         "UPDATE webhooks SET url = ?2, events = ?3, active = ?4, metadata = ?5, updated_at = ?6 "
+                         "UPDATE webhooks SET url = ?2, events = ?3, active = ?4, metadata = ?5, updated_at = ?6, lua = ?7 "
                          "WHERE id = ?1",
                          -1, &st, NULL) != SQLITE_OK)
     return sql_fail(db, "update webhook");
@@ -157,6 +160,7 @@ int hg_webhooks_update(sqlite3 *db, const hg_webhook_t *w) {
   sqlite3_bind_int(st, 4, w->active);
   bind_text(st, 5, w->metadata);
   sqlite3_bind_int64(st, 6, w->updated_at);
+  bind_text(st, 7, w->lua);
   int r = sqlite3_step(st) == SQLITE_DONE ? 0 : sql_fail(db, "update webhook");
   if (r == 0 && sqlite3_changes(db) == 0) r = HG_ENOTFOUND;
   sqlite3_finalize(st);

@@ -21,6 +21,7 @@ typedef struct hg_webhook {
   char *org;      /* NULL: no organization */
   int active;
   char *metadata; /* JSON object text */
+  char *lua;      /* per-webhook Lua bindings (JSON text), or NULL */
   int64_t created_at, updated_at; /* Unix ms */
 } hg_webhook_t;
 

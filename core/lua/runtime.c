@@ -711,6 +711,20 @@ json_t *hg_lua_describe(hg_lua_t *rt) {
 
 size_t hg_lua_memory(hg_lua_t *rt) { return rt->mem; }
 
+json_t *hg_lua_redact_bindings(hg_lua_t *rt, json_t *plugins) {
+  lua_State *L = rt->L;
+  int top = lua_gettop(L);
+  char err[128];
+  json_t *out = NULL;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->R);
+  lua_getfield(L, -1, "redact_bindings");
+  hg_lua__push_json(L, plugins);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK) out = hg_lua__to_json(L, -1, err, sizeof(err));
+  lua_settop(L, top);
+  /* Never fall back to the unredacted configs. */
+  return out ? out : json_array();
+}
+
 /* --- timers --------------------------------------------------------------- */
 
 static void timer_done(int status, json_t *arg, json_t *res, json_t *res2, const char *err, void *ud) {

@@ -79,6 +79,10 @@ int hg_lua_call_route(hg_lua_t *rt, const char *method, const char *path, json_t
  * returns NULL if fine, else a new JSON array of {field, message}. */
 json_t *hg_lua_check_bindings(hg_lua_t *rt, json_t *plugins, json_t *transform);
 
+/* A copy of per-webhook plugins [{name, config}] with secret fields
+ * redacted, for API answers (new reference). */
+json_t *hg_lua_redact_bindings(hg_lua_t *rt, json_t *plugins);
+
 /* The effective global plugin order with redacted configs, and the names
  * of the plugins available for per-webhook binding. New references. */
 json_t *hg_lua_describe(hg_lua_t *rt);

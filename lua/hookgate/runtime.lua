@@ -191,6 +191,9 @@ end
 -- "line N: message".
 function R.compile_transform(src)
   local env = R.new_env("webhook-transform")
+  -- "function(delivery) ... end" is the usual form; a chunk that returns
+  -- a function works too.
+  if src:find("^%s*function%s*%(") then src = "return " .. src end
   local chunk, err = load(src, "=transform", "t", env)
   if not chunk then error(err, 0) end
   local ok, fn = pcall(chunk)
@@ -266,6 +269,16 @@ function R.describe()
     if b.plugin.routes then phases[#phases + 1] = "routes" end
     out[#out + 1] = { name = b.plugin.name, version = b.plugin.version, priority = b.plugin.priority or 0,
       phases = phases, config = schema.redact(b.plugin.schema, b.conf) }
+  end
+  return out
+end
+
+-- Per-webhook plugins as the API shows them: secret fields redacted.
+function R.redact_bindings(list)
+  local out = setmetatable({}, host.json_array_mt)
+  for i, b in ipairs(list) do
+    local p = R.plugins[b.name]
+    out[i] = { name = b.name, config = p and schema.redact(p.schema, b.config) or b.config }
   end
   return out
 end
