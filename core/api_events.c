@@ -14,6 +14,7 @@
 #include "events.h"
 #include "ids.h"
 #include "keys.h"
+#include "lua/runtime.h"
 #include "metrics.h"
 
 #include <stdio.h>
@@ -30,6 +31,11 @@ typedef struct ingest {
   size_t n;
   int batch;
   char *idem_key;
+  /* Lua phases in progress. */
+  hg_lua_t *lua;      /* the generation the phases run on (referenced) */
+  size_t pending;     /* runs not yet done */
+  int failed;         /* answered already (a rejection or a script error) */
+  json_t **targets;   /* per event, after the route phase */
 } ingest_t;
 
 static void ingest_free(ingest_t *g) {
@@ -37,11 +43,16 @@ static void ingest_free(ingest_t *g) {
   for (size_t i = 0; i < g->n; i++) {
     free(g->events[i].payload);
     free(g->events[i].delivery_seqs);
+    if (g->targets) json_decref(g->targets[i]);
   }
+  free(g->targets);
+  if (g->lua) hg_lua_unref(g->lua);
   free(g->events);
   free(g->idem_key);
   free(g);
 }
+
+static void run_lua_then_store(ingest_t *g);
 
 static int id_char_ok(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
@@ -156,13 +167,15 @@ static json_t *result_json(const hg_event_in_t *ev) {
 static void ingest_done(int status, void *ud) {
   ingest_t *g = ud;
   if (status == HG_EEXIST) {
+    const char *msg = "an event id in this request is already used";
+    char buf[200];
     for (size_t i = 0; i < g->n; i++) {
       if (!g->events[i].conflict) continue;
-      char msg[200];
-      snprintf(msg, sizeof(msg), "event id \"%.128s\" is already used by another organization", g->events[i].id);
-      hg_http_respond_error(g->req, 409, "conflict", msg, NULL);
+      snprintf(buf, sizeof(buf), "event id \"%.128s\" is already used by another organization", g->events[i].id);
+      msg = buf;
       break;
     }
+    hg_http_respond_error(g->req, 409, "conflict", msg, NULL);
     ingest_free(g);
     return;
   }
@@ -267,6 +280,13 @@ static void ingest(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who,
   }
   for (size_t i = 0; i < g->n; i++)
     if (g->events[i].payload == NULL) goto nomem;
+  if (app->lua && (hg_lua_has(app->lua, HG_PHASE_INGEST, NULL) || hg_lua_has(app->lua, HG_PHASE_ROUTE, NULL))) {
+    g->lua = app->lua;
+    hg_lua_ref(g->lua);
+    run_lua_then_store(g);
+    g = NULL;
+    goto out;
+  }
   int r = hg_store_submit(app->store, ingest_work, ingest_done, g);
   if (r != 0) {
     hg_api_internal_error(req, "store submit", r);
@@ -280,6 +300,198 @@ out:
   ingest_free(g);
   json_decref(details);
   json_decref(body);
+}
+
+/* --- Lua: ingest and route phases ------------------------------------------ */
+
+typedef struct phase_call {
+  ingest_t *g;
+  size_t i;
+} phase_call_t;
+
+static void store_events(ingest_t *g) {
+  int r = hg_store_submit(g->app->store, ingest_work, ingest_done, g);
+  if (r != 0) {
+    hg_api_internal_error(g->req, "store submit", r);
+    ingest_free(g);
+  }
+}
+
+/* Builds the receiver's body again from a plugin's version of the event. */
+static int rebuild_payload(hg_app_t *app, hg_event_in_t *ev, json_t *e, char *why, size_t cap) {
+  json_t *type = json_object_get(e, "type"), *data = json_object_get(e, "data"), *org = json_object_get(e, "organizationId");
+  if (!json_is_string(type) || !hg_event_types_known(app->event_types, json_string_value(type))) {
+    snprintf(why, cap, "ingest: event.type must stay a known event type");
+    return -1;
+  }
+  if (!json_is_object(data)) {
+    snprintf(why, cap, "ingest: event.data must stay a table (a JSON object)");
+    return -1;
+  }
+  snprintf(ev->type, sizeof(ev->type), "%s", json_string_value(type));
+  if (json_is_string(org) && hg_org_id_valid(json_string_value(org)))
+    snprintf(ev->org, sizeof(ev->org), "%s", json_string_value(org));
+  else if (org == NULL || json_is_null(org))
+    ev->org[0] = '\0';
+  char *d = json_dumps(data, JSON_COMPACT);
+  if (d == NULL) {
+    snprintf(why, cap, "out of memory");
+    return -1;
+  }
+  char ts[25];
+  hg_format_time(hg_wall_ms(), ts);
+  size_t cap2 = strlen(d) + strlen(ev->type) + 64;
+  char *payload = malloc(cap2);
+  if (payload == NULL) {
+    free(d);
+    snprintf(why, cap, "out of memory");
+    return -1;
+  }
+  ev->payload_len = (size_t)snprintf(payload, cap2, "{\"type\":\"%s\",\"timestamp\":\"%s\",\"data\":%s}", ev->type, ts, d);
+  free(d);
+  free(ev->payload);
+  ev->payload = payload;
+  return 0;
+}
+
+static json_t *event_json(const hg_event_in_t *ev) {
+  /* The data the publisher sent, as a table: the stored payload's "data". */
+  json_t *payload = json_loadb(ev->payload, ev->payload_len, 0, NULL);
+  json_t *out = json_pack("{s:s,s:O,s:s?,s:s}", "type", ev->type, "data", json_object_get(payload, "data"),
+                          "organizationId", ev->org[0] ? ev->org : NULL, "id", ev->id);
+  json_decref(payload);
+  return out;
+}
+
+static void route_done(int status, json_t *arg, json_t *res, json_t *res2, const char *err, void *ud) {
+  (void)res, (void)res2, (void)err;
+  phase_call_t *pc = ud;
+  ingest_t *g = pc->g;
+  size_t i = pc->i;
+  free(pc);
+  /* On a script error the subscriptions' match stands (logged and counted). */
+  json_t *targets = json_object_get(arg, "targets");
+  if (status == 0 && json_is_array(targets)) {
+    json_decref(g->targets[i]);
+    g->targets[i] = json_incref(targets);
+  }
+  if (--g->pending > 0) return;
+  for (size_t k = 0; k < g->n; k++) g->events[k].targets = g->targets[k];
+  store_events(g);
+}
+
+static int match_work(sqlite3 *db, void *ud) {
+  ingest_t *g = ud;
+  for (size_t i = 0; i < g->n; i++) {
+    int r = hg_events_match(db, &g->events[i], &g->targets[i]);
+    if (r != 0) return r;
+  }
+  return 0;
+}
+
+static void match_done(int status, void *ud) {
+  ingest_t *g = ud;
+  if (status != 0) {
+    hg_api_internal_error(g->req, "match webhooks", status);
+    ingest_free(g);
+    return;
+  }
+  g->pending = g->n;
+  for (size_t i = 0; i < g->n; i++) {
+    json_t *arg = json_pack("{s:o,s:O}", "event", event_json(&g->events[i]), "targets", g->targets[i]);
+    phase_call_t *pc = malloc(sizeof(*pc));
+    int r = arg && pc ? HG_OK : HG_ENOMEM;
+    if (r == 0) {
+      pc->g = g;
+      pc->i = i;
+      r = hg_lua_call_async(g->lua, HG_PHASE_ROUTE, NULL, arg, route_done, pc);
+    }
+    json_decref(arg);
+    if (r != 0) {
+      /* Keep the match for this event. */
+      free(pc);
+      if (--g->pending == 0) {
+        for (size_t k = 0; k < g->n; k++) g->events[k].targets = g->targets[k];
+        store_events(g);
+      }
+    }
+  }
+}
+
+static void after_ingest(ingest_t *g) {
+  if (g->lua && hg_lua_has(g->lua, HG_PHASE_ROUTE, NULL)) {
+    g->targets = calloc(g->n, sizeof(*g->targets));
+    int r = g->targets ? hg_store_submit(g->app->store, match_work, match_done, g) : HG_ENOMEM;
+    if (r != 0) {
+      hg_api_internal_error(g->req, "match webhooks", r);
+      ingest_free(g);
+    }
+    return;
+  }
+  store_events(g);
+}
+
+static void ingest_phase_done(int status, json_t *arg, json_t *res, json_t *res2, const char *err, void *ud) {
+  (void)err;
+  phase_call_t *pc = ud;
+  ingest_t *g = pc->g;
+  size_t i = pc->i;
+  free(pc);
+  if (!g->failed) {
+    char why[200];
+    if (status != 0) {
+      g->failed = 1;
+      char msg[96];
+      snprintf(msg, sizeof(msg), "an ingest script failed (request id %s)", g->req->request_id);
+      hg_http_respond_error(g->req, 500, "script_error", msg, NULL);
+    } else if (json_is_false(res)) {
+      /* Rejected: return false, {status = 4xx, message = "..."}. */
+      g->failed = 1;
+      json_t *st = json_object_get(res2, "status");
+      int code = json_is_integer(st) ? (int)json_integer_value(st) : 422;
+      if (code < 400 || code > 599) code = 422;
+      const char *m = json_string_value(json_object_get(res2, "message"));
+      char msg[300];
+      if (g->batch) snprintf(msg, sizeof(msg), "events[%zu]: %s", i, m ? m : "rejected by an ingest plugin");
+      else snprintf(msg, sizeof(msg), "%s", m ? m : "rejected by an ingest plugin");
+      hg_http_respond_error(g->req, code, "rejected", msg, NULL);
+    } else if (arg && rebuild_payload(g->app, &g->events[i], arg, why, sizeof(why)) != 0) {
+      g->failed = 1;
+      hg_http_respond_error(g->req, 422, "rejected", why, NULL);
+    }
+  }
+  if (--g->pending > 0) return;
+  if (g->failed) ingest_free(g);
+  else after_ingest(g);
+}
+
+/* Runs the ingest phase over every event, then the route phase, then
+ * stores. Takes g. */
+static void run_lua_then_store(ingest_t *g) {
+  if (!hg_lua_has(g->lua, HG_PHASE_INGEST, NULL)) {
+    after_ingest(g);
+    return;
+  }
+  g->pending = g->n;
+  for (size_t i = 0; i < g->n; i++) {
+    json_t *arg = event_json(&g->events[i]);
+    phase_call_t *pc = malloc(sizeof(*pc));
+    int r = arg && pc ? HG_OK : HG_ENOMEM;
+    if (r == 0) {
+      pc->g = g;
+      pc->i = i;
+      r = hg_lua_call_async(g->lua, HG_PHASE_INGEST, NULL, arg, ingest_phase_done, pc);
+    }
+    json_decref(arg);
+    if (r != 0) {
+      free(pc);
+      if (!g->failed) {
+        g->failed = 1;
+        hg_api_internal_error(g->req, "start ingest phase", r);
+      }
+      if (--g->pending == 0) ingest_free(g);
+    }
+  }
 }
 
 static void publish_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who) {

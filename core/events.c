@@ -25,20 +25,20 @@ static int count_deliveries(sqlite3 *db, int64_t seq, int *out) {
 
 /* Looks for an earlier event with ev's idempotency key (or publisher id).
  * Returns 0 and sets ev->duplicate when one answers for this request. */
-static int find_original(sqlite3 *db, hg_event_in_t *ev) {
+static int find_original(sqlite3 *db, hg_event_in_t *ev, int by_key) {
   sqlite3_stmt *st = NULL;
-  const char *sql = ev->idem_key ? "SELECT seq, id, created_at, organization_id FROM events WHERE idempotency_key = ?1"
-                                 : "SELECT seq, id, created_at, organization_id FROM events WHERE id = ?1";
+  const char *sql = by_key ? "SELECT seq, id, created_at, organization_id FROM events WHERE idempotency_key = ?1"
+                           : "SELECT seq, id, created_at, organization_id FROM events WHERE id = ?1";
   int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
   if (rc != SQLITE_OK) return hg_store_fail(db, rc, "find event");
-  sqlite3_bind_text(st, 1, ev->idem_key ? ev->idem_key : ev->id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 1, by_key ? ev->idem_key : ev->id, -1, SQLITE_STATIC);
   rc = sqlite3_step(st);
   int r = 0;
   if (rc == SQLITE_ROW) {
     int64_t seq = sqlite3_column_int64(st, 0);
     int64_t created = sqlite3_column_int64(st, 2);
     const char *org = (const char *)sqlite3_column_text(st, 3);
-    if (ev->idem_key && created < ev->now - IDEMPOTENCY_MS) {
+    if (by_key && created < ev->now - IDEMPOTENCY_MS) {
       /* The key has expired: free it for this new event. */
       sqlite3_finalize(st);
       st = NULL;
@@ -47,7 +47,7 @@ static int find_original(sqlite3 *db, hg_event_in_t *ev) {
       sqlite3_bind_int64(st, 1, seq);
       rc = sqlite3_step(st);
       r = rc == SQLITE_DONE ? 0 : hg_store_fail(db, rc, "expire idempotency key");
-    } else if (!ev->idem_key && strcmp(org ? org : "", ev->org) != 0) {
+    } else if (!by_key && strcmp(org ? org : "", ev->org) != 0) {
       ev->conflict = 1;
     } else {
       ev->duplicate = 1;
@@ -73,14 +73,48 @@ static int push_seq(hg_event_in_t *ev, int64_t seq) {
   return 0;
 }
 
+int hg_events_match(sqlite3 *db, const hg_event_in_t *ev, json_t **out) {
+  /* Fan-out through the subscription index: one indexed lookup per pattern
+   * the type can match ("organization.member.added" matches itself,
+   * "organization.member.*", "organization.*" and "*"), never a scan of
+   * every webhook. */
+  char patterns[HG_EVENT_MAX_PATTERNS][136];
+  size_t n_patterns = 0;
+  snprintf(patterns[n_patterns++], sizeof(patterns[0]), "%s", ev->type);
+  for (size_t i = strlen(ev->type); i > 0 && n_patterns < HG_EVENT_MAX_PATTERNS - 1; i--)
+    if (ev->type[i - 1] == '.') snprintf(patterns[n_patterns++], sizeof(patterns[0]), "%.*s.*", (int)(i - 1), ev->type);
+  snprintf(patterns[n_patterns++], sizeof(patterns[0]), "*");
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(db,
+                              "SELECT DISTINCT w.id FROM webhook_events we JOIN webhooks w ON w.id = we.webhook_id "
+                              "WHERE we.pattern IN (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) AND w.active = 1 "
+                              "AND (w.organization_id IS NULL OR w.organization_id = ?11) ORDER BY w.id",
+                              -1, &st, NULL);
+  if (rc != SQLITE_OK) return hg_store_fail(db, rc, "match webhooks");
+  for (size_t i = 0; i < n_patterns; i++) sqlite3_bind_text(st, (int)i + 1, patterns[i], -1, SQLITE_STATIC);
+  /* An event without organization reaches only webhooks without one. */
+  if (ev->org[0]) sqlite3_bind_text(st, 11, ev->org, -1, SQLITE_STATIC);
+  json_t *ids = json_array();
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    json_array_append_new(ids, json_string((const char *)sqlite3_column_text(st, 0)));
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) {
+    json_decref(ids);
+    return hg_store_fail(db, rc, "match webhooks");
+  }
+  *out = ids;
+  return 0;
+}
+
 int hg_events_insert(sqlite3 *db, hg_event_in_t *ev) {
   sqlite3_stmt *st = NULL;
   int rc, r;
   ev->duplicate = ev->conflict = 0;
   ev->n_deliveries = 0;
-  if (ev->idem_key || ev->client_id) {
-    if ((r = find_original(db, ev)) != 0 || ev->duplicate || ev->conflict) return r;
-  }
+  /* An Idempotency-Key first, then the publisher's own id: either one
+   * seen before answers with the original event. */
+  if (ev->idem_key && ((r = find_original(db, ev, 1)) != 0 || ev->duplicate)) return r;
+  if (ev->client_id && ((r = find_original(db, ev, 0)) != 0 || ev->duplicate || ev->conflict)) return r;
   rc = sqlite3_prepare_v2(db,
                           "INSERT INTO events (id, type, organization_id, payload, idempotency_key, created_at) "
                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -97,49 +131,46 @@ int hg_events_insert(sqlite3 *db, hg_event_in_t *ev) {
   if (rc != SQLITE_DONE) return hg_store_fail(db, rc, "insert event");
   int64_t event_seq = sqlite3_last_insert_rowid(db);
 
-  /* Fan-out through the subscription index: one indexed lookup per pattern
-   * the type can match ("organization.member.added" matches itself,
-   * "organization.member.*", "organization.*" and "*"), never a scan of
-   * every webhook. */
-  char patterns[HG_EVENT_MAX_PATTERNS][136];
-  size_t n_patterns = 0;
-  snprintf(patterns[n_patterns++], sizeof(patterns[0]), "%s", ev->type);
-  for (size_t i = strlen(ev->type); i > 0 && n_patterns < HG_EVENT_MAX_PATTERNS - 1; i--)
-    if (ev->type[i - 1] == '.') snprintf(patterns[n_patterns++], sizeof(patterns[0]), "%.*s.*", (int)(i - 1), ev->type);
-  snprintf(patterns[n_patterns++], sizeof(patterns[0]), "*");
-  rc = sqlite3_prepare_v2(db,
-                          "SELECT DISTINCT w.id FROM webhook_events we JOIN webhooks w ON w.id = we.webhook_id "
-                          "WHERE we.pattern IN (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) AND w.active = 1 "
-                          "AND (w.organization_id IS NULL OR w.organization_id = ?11) ORDER BY w.id",
-                          -1, &st, NULL);
-  if (rc != SQLITE_OK) return hg_store_fail(db, rc, "match webhooks");
-  for (size_t i = 0; i < n_patterns; i++) sqlite3_bind_text(st, (int)i + 1, patterns[i], -1, SQLITE_STATIC);
-  /* An event without organization reaches only webhooks without one. */
-  if (ev->org[0]) sqlite3_bind_text(st, 11, ev->org, -1, SQLITE_STATIC);
+  json_t *targets = ev->targets;
+  json_t *matched = NULL;
+  if (targets == NULL) {
+    if ((r = hg_events_match(db, ev, &matched)) != 0) return r;
+    targets = matched;
+  }
   sqlite3_stmt *ins = NULL;
+  /* SELECT from webhooks so an id a route plugin added that is unknown or
+   * inactive inserts nothing. */
   rc = sqlite3_prepare_v2(db,
                           "INSERT INTO deliveries (id, webhook_id, event_seq, status, next_attempt_at, created_at, "
-                          "updated_at) VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?4)",
+                          "updated_at) SELECT ?1, id, ?3, 'pending', ?4, ?4, ?4 FROM webhooks WHERE id = ?2 "
+                          "AND active = 1",
                           -1, &ins, NULL);
   if (rc != SQLITE_OK) {
-    sqlite3_finalize(st);
+    json_decref(matched);
     return hg_store_fail(db, rc, "insert delivery");
   }
   r = 0;
-  while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+  size_t i;
+  json_t *t;
+  json_array_foreach(targets, i, t) {
+    if (!json_is_string(t)) continue;
     char del_id[HG_ID_MAX];
     hg_id_new("del_", del_id);
     sqlite3_bind_text(ins, 1, del_id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(ins, 2, (const char *)sqlite3_column_text(st, 0), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(ins, 2, json_string_value(t), -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(ins, 3, event_seq);
     sqlite3_bind_int64(ins, 4, ev->now);
     int rc2 = sqlite3_step(ins);
     sqlite3_reset(ins);
-    if (rc2 != SQLITE_DONE) r = hg_store_fail(db, rc2, "insert delivery");
-    else if ((r = push_seq(ev, sqlite3_last_insert_rowid(db))) == 0) ev->n_deliveries++;
+    if (rc2 != SQLITE_DONE) {
+      r = hg_store_fail(db, rc2, "insert delivery");
+      break;
+    }
+    if (sqlite3_changes(db) == 0) continue;
+    if ((r = push_seq(ev, sqlite3_last_insert_rowid(db))) != 0) break;
+    ev->n_deliveries++;
   }
-  if (r == 0 && rc != SQLITE_DONE) r = hg_store_fail(db, rc, "match webhooks");
   sqlite3_finalize(ins);
-  sqlite3_finalize(st);
+  json_decref(matched);
   return r;
 }

@@ -3,6 +3,7 @@
 #ifndef HG_EVENTS_H
 #define HG_EVENTS_H
 
+#include <jansson.h>
 #include <sqlite3.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -19,6 +20,10 @@ typedef struct hg_event_in {
   size_t payload_len;
   char *idem_key;           /* scoped Idempotency-Key, or NULL; borrowed */
   int64_t now;              /* Unix ms */
+  /* When non-NULL (a route plugin ran), the webhook ids to deliver to,
+   * instead of the subscriptions' match; inactive or unknown ids are
+   * skipped. A JSON array of strings; borrowed. */
+  json_t *targets;
   /* Out. */
   int duplicate;            /* 1: an earlier event with this key or id was found */
   int conflict;             /* 1: the id is taken by another organization's event */
@@ -32,6 +37,10 @@ typedef struct hg_event_in {
  * idempotency key or publisher id was seen before (the key within 24 h),
  * fills id and n_deliveries from the original and sets duplicate. */
 int hg_events_insert(sqlite3 *db, hg_event_in_t *ev);
+
+/* The ids of the active webhooks that subscribe to ev's type and may see
+ * its organization (a new JSON array of strings in *out). */
+int hg_events_match(sqlite3 *db, const hg_event_in_t *ev, json_t **out);
 
 /* Up to how many patterns one event type can match: itself, each dotted
  * prefix with ".*", and "*". */
