@@ -348,6 +348,11 @@ static int on_message_begin(llhttp_t *p) {
   c->cur = r;
   c->n_queued++;
   c->served++;
+  /* A request ends the idle period: conn_arm() would otherwise keep the
+   * deadline set when the connection first went idle, and cut a busy
+   * keep-alive connection idle_timeout after its first request. The read
+   * callback re-arms the timer right after parsing. */
+  if (c->tkind == TK_IDLE) c->tkind = TK_NONE;
   return 0;
 }
 
