@@ -24,9 +24,12 @@ const T = (ms) => ms * SLOW;
 const WEBHOOK = JSON.stringify({ url: 'https://example.com/hooks', events: ['user.created'] });
 
 // Every gateway a test starts is stopped at the end, even when it failed.
+// The last test stops them gracefully and checks that each exited cleanly
+// (under ASan that includes "no leaks, no memory errors").
 const gateways = [];
-async function gateway(opts) {
+async function gateway(opts, { exitCode = 0 } = {}) {
   const gw = await startGateway(opts);
+  gw.expectedExit = exitCode;
   gateways.push(gw);
   return gw;
 }
@@ -337,16 +340,31 @@ test('a chunked body over http.max_body gets 413', async () => {
   await c.closedWithin(T(3000));
 });
 
-test('a body of exactly http.max_body is read (and judged by the API)', async () => {
+// A valid webhook body of exactly size bytes (metadata values hold at most
+// 512 characters, so the padding is spread over several keys).
+function webhookOfSize(size) {
+  const meta = {};
+  const base = () => JSON.stringify({ url: 'https://example.com/hooks', events: ['user.created'], metadata: meta });
+  for (let i = 0; base().length < size; i++) {
+    const k = `k${i}`;
+    meta[k] = '';
+    const room = size - base().length;
+    meta[k] = 'p'.repeat(Math.min(500, Math.max(0, room)));
+  }
+  const body = base();
+  assert.equal(body.length, size, 'webhookOfSize cannot make that size');
+  return body;
+}
+
+test('a body of exactly http.max_body is accepted', async () => {
   const gw = await sharedGateway();
   const c = await connect(gw.port);
-  const body = JSON.stringify({ url: 'https://example.com/hooks', events: ['user.created'], metadata: { pad: '' } });
-  const padded = body.replace('"pad":""', `"pad":"${'p'.repeat(4096 - body.length)}"`);
-  assert.equal(padded.length, 4096);
-  c.write(req('POST', '/v1/webhooks', { headers: [auth], body: padded }));
+  c.write(req('POST', '/v1/webhooks', { headers: [auth], body: webhookOfSize(4096) }));
   const res = await c.response();
-  assert.notEqual(res.status, 413, res.body);
-  c.destroy();
+  assert.equal(res.status, 201, res.body);
+  c.write(req('POST', '/v1/webhooks', { headers: [auth], body: webhookOfSize(4097) }));
+  assertError(await c.response(), 413, 'payload_too_large');
+  await c.closedWithin(T(3000));
 });
 
 test('a garbage request gets 400 and the connection closes', async () => {
@@ -646,7 +664,7 @@ test('graceful shutdown: in-flight answered, new connections refused, exit 0', {
 });
 
 test('graceful shutdown: a second signal exits at once, non-zero', { timeout: T(30000) }, async () => {
-  const gw = await gateway({ config: '' });
+  const gw = await gateway({ config: '' }, { exitCode: 1 });
   // A request in flight keeps the first shutdown from finishing.
   const posting = await connect(gw.port);
   posting.write(['POST /v1/webhooks HTTP/1.1', 'Host: x', auth, 'Content-Type: application/json', 'Content-Length: 100', '', '{'].join('\r\n'));
@@ -662,4 +680,146 @@ test('graceful shutdown: a second signal exits at once, non-zero', { timeout: T(
   assert.ok(Date.now() - t0 < T(3000));
   assert.match(gw.logs(), /second signal/);
   posting.destroy();
+});
+
+// ---- more edges of the connection handling ----
+
+test('pipelining: 40 requests in one write (more than the server queues at once) all answered in order', async () => {
+  const gw = await sharedGateway();
+  const c = await connect(gw.port);
+  const N = 40;
+  let text = '';
+  for (let i = 0; i < N; i++) {
+    text += i % 5 === 2 ? req('POST', '/v1/webhooks', { headers: [auth], body: WEBHOOK }) : req('GET', `/healthz?n=${i}`);
+  }
+  c.write(text);
+  for (let i = 0; i < N; i++) {
+    const res = await c.response();
+    if (i % 5 === 2) assert.equal(res.status, 201, `request ${i}: ${res.body}`);
+    else assertHealthy(res);
+  }
+  c.write(req('GET', '/healthz'));
+  assertHealthy(await c.response());
+  assert.equal(c.closed, false);
+  c.destroy();
+});
+
+test('pipelining: Expect: 100-continue on the second request comes after the first answer', async () => {
+  const gw = await sharedGateway();
+  const c = await connect(gw.port);
+  c.write(req('GET', '/healthz') + ['POST /v1/webhooks HTTP/1.1', 'Host: x', auth, 'Content-Type: application/json',
+    `Content-Length: ${Buffer.byteLength(WEBHOOK)}`, 'Expect: 100-continue', '', ''].join('\r\n'));
+  assertHealthy(await c.response());
+  assert.equal((await c.response()).status, 100);
+  c.write(WEBHOOK);
+  assert.equal((await c.response()).status, 201);
+  c.destroy();
+});
+
+test('a client that half-closes after its request still gets the answer', async () => {
+  const gw = await sharedGateway();
+  const c = await connect(gw.port);
+  c.sock.end(req('GET', '/healthz') + req('POST', '/v1/webhooks', { headers: [auth], body: WEBHOOK }));
+  assertHealthy(await c.response());
+  assert.equal((await c.response()).status, 201);
+  await c.closedWithin(T(3000));
+});
+
+test('HTTP/1.0: closes after the answer unless keep-alive is asked', async () => {
+  const gw = await sharedGateway();
+  let c = await connect(gw.port);
+  c.write('GET /healthz HTTP/1.0\r\n\r\n');
+  assertHealthy(await c.response());
+  await c.closedWithin(T(3000));
+  c = await connect(gw.port);
+  c.write('GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n');
+  const res = await c.response();
+  assertHealthy(res);
+  assert.equal(res.headers.connection, 'keep-alive');
+  c.write('GET /healthz HTTP/1.0\r\n\r\n');
+  assertHealthy(await c.response());
+  await c.closedWithin(T(3000));
+});
+
+test('request smuggling shapes get 400: Content-Length with Transfer-Encoding, two Content-Lengths', async () => {
+  const gw = await sharedGateway();
+  for (const extra of [['Content-Length: 5', 'Transfer-Encoding: chunked'], ['Content-Length: 5', 'Content-Length: 6'], ['Transfer-Encoding: gzip']]) {
+    const c = await connect(gw.port);
+    c.write(['POST /v1/webhooks HTTP/1.1', 'Host: x', auth, ...extra, '', '0\r\n\r\n'].join('\r\n'));
+    const res = await c.response();
+    assertError(res, 400, 'bad_request');
+    await c.closedWithin(T(3000));
+  }
+});
+
+test('TLS: a 413 and pipelined requests over TLS', async (t) => {
+  const dir = tempDir();
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost'], { stdio: 'pipe' });
+  const gw = await gateway({ dir, config: `http = { max_body = 4096 }\ntls = { listen = "127.0.0.1:0", cert = "${cert}", key = "${key}" }\n`, listenRe: /msg=listening addr=(\S+) tls=true/ });
+  const open = () => new Promise((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port: gw.port, ca: readFileSync(cert), servername: 'localhost' }, () => resolve(new Raw(s)));
+    s.once('error', reject);
+  });
+  let c = await open();
+  let text = '';
+  for (let i = 0; i < 30; i++) text += i === 7 ? req('POST', '/v1/webhooks', { headers: [auth], body: WEBHOOK }) : req('GET', '/healthz');
+  c.write(text);
+  for (let i = 0; i < 30; i++) {
+    const res = await c.response();
+    assert.equal(res.status, i === 7 ? 201 : 200, `request ${i}: ${res.body}`);
+  }
+  c.destroy();
+  c = await open();
+  c.write(['POST /v1/webhooks HTTP/1.1', 'Host: x', auth, 'Content-Type: application/json', 'Content-Length: 1000000', '', ''].join('\r\n'));
+  assertError(await c.response(), 413, 'payload_too_large');
+  await c.closedWithin(T(3000));
+  c = await open();
+  c.write(req('POST', '/v1/webhooks', { headers: [auth], body: webhookOfSize(4096) }));
+  const res = await c.response();
+  assert.equal(res.status, 201, res.body);
+  c.destroy();
+});
+
+test('timeouts: a chunked body that trickles past body_timeout gets 408', async () => {
+  const gw = await gateway({ config: TIMEOUTS });
+  const c = await connect(gw.port);
+  c.write(['POST /v1/webhooks HTTP/1.1', 'Host: x', auth, 'Content-Type: application/json', 'Transfer-Encoding: chunked', '', ''].join('\r\n'));
+  const drip = setInterval(() => { if (!c.closed) c.write('1\r\n \r\n'); }, 50);
+  try {
+    const res = await c.response({ timeout: T(2000) });
+    assertError(res, 408, 'request_timeout');
+  } finally {
+    clearInterval(drip);
+  }
+});
+
+test('timeouts: a keep-alive connection that stays busy is not cut by the idle timer', async () => {
+  const gw = await gateway({ config: TIMEOUTS });
+  const c = await connect(gw.port);
+  const t0 = Date.now();
+  // Requests every 150 ms for over 1 s: twice the idle timeout.
+  while (Date.now() - t0 < 1100) {
+    c.write(req('GET', '/healthz'));
+    assertHealthy(await c.response());
+    await new Promise((r) => setTimeout(r, 150));
+  }
+  assert.equal(c.closed, false);
+  c.destroy();
+});
+
+// Last: every gateway above exits 0 on SIGTERM (the one stopped by a second
+// signal exits 1), and none reported a sanitizer error.
+test('every gateway shuts down cleanly', { timeout: T(40000) }, async () => {
+  const exits = await Promise.all(gateways.map(async (gw) => {
+    gw.proc.kill('SIGTERM');
+    return within(gw.exited, T(15000));
+  }));
+  gateways.forEach((gw, i) => {
+    const logs = gw.logs();
+    assert.doesNotMatch(logs, /AddressSanitizer|LeakSanitizer|runtime error:/, logs);
+    assert.deepEqual(exits[i], { code: gw.expectedExit, signal: null }, `gateway ${i}:\n${logs.slice(-3000)}`);
+  });
 });
