@@ -12,7 +12,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BIN, ADMIN_KEY, startGateway, tempDir } from './lib/gateway.mjs';
 
@@ -160,6 +160,32 @@ test('check: a Lua syntax error exits 1 with FILE:LINE', async () => {
   assert.ok(r2.stderr.includes(`${rt}:2:`), r2.stderr);
 });
 
+test('check: errors name the whole path of a long config path, not a cut one', async () => {
+  const dir = join(tempDir(), 'a-rather-long-directory-name', 'for-the-config-files-of-this-test');
+  mkdirSync(dir, { recursive: true });
+  const syntax = configFile('log = {\n  level = "info"\n\nhttp = {}\n', 'syntax.lua', dir);
+  assert.ok(syntax.length > 60, 'the path must be longer than Lua\'s LUA_IDSIZE');
+  let r = await hookgate(['check', '-c', syntax]);
+  assert.equal(r.code, 1);
+  assert.ok(r.stderr.startsWith(`hookgate: ${syntax}:4: `), r.stderr);
+  const rt = configFile('local x = nil\nlisten = x.y\n', 'runtime.lua', dir);
+  r = await hookgate(['check', '-c', rt]);
+  assert.equal(r.code, 1);
+  assert.ok(r.stderr.startsWith(`hookgate: ${rt}:2: `), r.stderr);
+  const typo = configFile('\nlsiten = 1\n', 'typo.lua', dir);
+  r = await hookgate(['check', '-c', typo]);
+  assert.equal(r.code, 1);
+  assert.ok(r.stderr.startsWith(`hookgate: ${typo}:2: lsiten: unknown key`), r.stderr);
+});
+
+test('check: error() with a table still names the file', async () => {
+  const file = configFile('error({})\n', 'errtable.lua');
+  const r = await hookgate(['check', '-c', file]);
+  assert.equal(r.code, 1);
+  assert.ok(r.stderr.includes(file), r.stderr);
+  assert.doesNotMatch(r.stderr, /\(null\)/);
+});
+
 test('check: a missing file exits 1 and names it', async () => {
   const file = join(tempDir(), 'missing.lua');
   const r = await hookgate(['check', '-c', file]);
@@ -227,8 +253,13 @@ test('HOOKGATE_LISTEN replaces the file\'s listen list', async () => {
     const config = `listen = { "127.0.0.1:${taken}" }\n`;
     const gw = await startGateway({ config, env: { HOOKGATE_LISTEN: '127.0.0.1:0,127.0.0.1:0' } });
     gateways.push(gw);
-    assert.equal(gw.addrs.length, 2, gw.logs());
-    for (const a of gw.addrs) {
+    // The launcher returns at the first "listening" line; wait for both.
+    const addrs = await waitFor(() => {
+      const found = [...gw.logs().matchAll(/msg=listening addr=(\S+)/g)].map((m) => m[1]);
+      return found.length >= 2 && found;
+    }, T(5000), 'two listening lines');
+    assert.equal(addrs.length, 2, gw.logs());
+    for (const a of addrs) {
       const port = Number(a.slice(a.lastIndexOf(':') + 1));
       assert.notEqual(port, taken);
       assert.equal((await httpGet(port, '/healthz')).status, 200);

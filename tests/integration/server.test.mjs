@@ -810,6 +810,90 @@ test('timeouts: a keep-alive connection that stays busy is not cut by the idle t
   c.destroy();
 });
 
+test('Connection: close stops reading: a request pipelined after it is not answered', async () => {
+  const gw = await sharedGateway();
+  const c = await connect(gw.port);
+  c.write(req('GET', '/healthz', { close: true }) + req('POST', '/v1/webhooks', { headers: [auth], body: WEBHOOK }));
+  const res = await c.response();
+  assertHealthy(res);
+  assert.equal(res.headers.connection, 'close');
+  await c.closedWithin(T(3000));
+});
+
+test('HEAD on an error: headers only', async () => {
+  const gw = await sharedGateway();
+  const c = await connect(gw.port);
+  c.write(req('HEAD', '/nope'));
+  const res = await c.response({ head: true });
+  assert.equal(res.status, 404);
+  assert.ok(Number(res.headers['content-length']) > 0);
+  c.write(req('GET', '/healthz'));
+  assertHealthy(await c.response());
+  c.destroy();
+});
+
+test('http.max_connections: a connection over the limit is closed at once; a freed slot is reused', async () => {
+  const gw = await gateway({ config: 'http = { max_connections = 2 }\n' });
+  const a = await connect(gw.port);
+  const b = await connect(gw.port);
+  for (const c of [a, b]) { c.write(req('GET', '/healthz')); assertHealthy(await c.response()); }
+  const over = await connect(gw.port);
+  over.write(req('GET', '/healthz'));
+  await over.until(() => over.closed, T(3000), 'the connection over the limit to close');
+  assert.equal(over.buf.length, 0, 'a connection over the limit was served');
+  a.destroy();
+  await waitFor(async () => {
+    const c = await connect(gw.port);
+    c.write(req('GET', '/healthz'));
+    try { assertHealthy(await c.response({ timeout: T(1000) })); return true; } catch { return false; } finally { c.destroy(); }
+  }, T(5000), 'a slot to free up');
+  b.write(req('GET', '/healthz'));
+  assertHealthy(await b.response());
+  b.destroy();
+});
+
+test('TLS: 200 concurrent connections each get an answer', { timeout: T(60000) }, async () => {
+  const dir = tempDir();
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost'], { stdio: 'pipe' });
+  const gw = await gateway({ dir, config: `tls = { listen = "127.0.0.1:0", cert = "${cert}", key = "${key}" }\n`, listenRe: /msg=listening addr=(\S+) tls=true/ });
+  const ca = readFileSync(cert);
+  const conns = await Promise.all(Array.from({ length: 200 }, () => new Promise((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port: gw.port, ca, servername: 'localhost' }, () => resolve(new Raw(s)));
+    s.once('error', reject);
+  })));
+  for (const c of conns) c.write(req('GET', '/healthz'));
+  (await Promise.all(conns.map((c) => c.response({ timeout: T(20000) })))).forEach(assertHealthy);
+  for (const c of conns) c.write(req('GET', '/healthz'));
+  (await Promise.all(conns.map((c) => c.response({ timeout: T(20000) })))).forEach(assertHealthy);
+  for (const c of conns) c.destroy();
+});
+
+test('graceful shutdown over TLS: the request in flight is answered', { timeout: T(30000) }, async () => {
+  const dir = tempDir();
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost'], { stdio: 'pipe' });
+  const gw = await gateway({ dir, config: `tls = { listen = "127.0.0.1:0", cert = "${cert}", key = "${key}" }\n`, listenRe: /msg=listening addr=(\S+) tls=true/ });
+  const c = await new Promise((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port: gw.port, ca: readFileSync(cert), servername: 'localhost' }, () => resolve(new Raw(s)));
+    s.once('error', reject);
+  });
+  c.write(['POST /v1/webhooks HTTP/1.1', 'Host: x', auth, 'Content-Type: application/json', `Content-Length: ${WEBHOOK.length}`, '', WEBHOOK.slice(0, 10)].join('\r\n'));
+  await new Promise((r) => setTimeout(r, 100));
+  gw.proc.kill('SIGTERM');
+  await waitFor(() => /shutting down/.test(gw.logs()), T(3000), 'the shutdown log line');
+  c.write(WEBHOOK.slice(10));
+  const res = await c.response().catch((e) => { throw new Error(e.message + '\n' + gw.logs()); });
+  assert.equal(res.status, 201, res.body);
+  assert.equal(res.headers.connection, 'close');
+  await c.until(() => c.closed, T(3000), 'the TLS connection to close');
+  assert.deepEqual(await within(gw.exited, T(10000)), { code: 0, signal: null }, gw.logs());
+});
+
 // Last: every gateway above exits 0 on SIGTERM (the one stopped by a second
 // signal exits 1), and none reported a sanitizer error.
 test('every gateway shuts down cleanly', { timeout: T(40000) }, async () => {
