@@ -495,6 +495,27 @@ static int cross_check(hg_config_t *cfg, char *err, size_t errlen) {
   return 0;
 }
 
+/* Lua names the file in its messages by a "chunk id" cut to LUA_IDSIZE:
+ * a long path reads "...tail/of/it.lua:4: ...". Put the whole path back, so
+ * every error starts with FILE:LINE as the documentation promises. */
+static void lua_error_msg(const char *path, const char *msg, char *err, size_t errlen) {
+  size_t plen = strlen(path), best = 0;
+  if (msg == NULL) {
+    /* error() with a table, say: there is nothing to quote. */
+    snprintf(err, errlen, "%s: error object is not a string", path);
+    return;
+  }
+  if (strncmp(msg, "...", 3) == 0) {
+    /* The longest "...TAIL:" where TAIL ends the path. */
+    for (const char *colon = strchr(msg + 3, ':'); colon; colon = strchr(colon + 1, ':')) {
+      size_t tl = (size_t)(colon - (msg + 3));
+      if (tl > 0 && tl <= plen && memcmp(path + plen - tl, msg + 3, tl) == 0) best = tl;
+    }
+  }
+  if (best > 0) snprintf(err, errlen, "%s%s", path, msg + 3 + best);
+  else snprintf(err, errlen, "%s", msg);
+}
+
 static int read_file(hg_config_t *cfg, const char *path, char *err, size_t errlen) {
   lua_State *L = luaL_newstate();
   if (L == NULL) {
@@ -536,14 +557,14 @@ static int read_file(hg_config_t *cfg, const char *path, char *err, size_t errle
 
   if (luaL_loadfilex(L, path, "t") != LUA_OK) {
     /* Already "FILE:LINE: message", or "cannot open FILE". */
-    snprintf(err, errlen, "%s", lua_tostring(L, -1));
+    lua_error_msg(path, lua_tostring(L, -1), err, errlen);
     r = HG_ECONFIG;
     goto done;
   }
   lua_pushvalue(L, 3);
   lua_setupvalue(L, -2, 1); /* _ENV */
   if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
-    snprintf(err, errlen, "%s", lua_tostring(L, -1));
+    lua_error_msg(path, lua_tostring(L, -1), err, errlen);
     r = HG_ECONFIG;
     goto done;
   }

@@ -77,6 +77,7 @@ struct listener {
   struct listener *next;
   hg_tls_server_t *tls;
   char addr[64];
+  int refs; /* 1 for the handle, 1 per connection it accepted */
 };
 
 struct conn {
@@ -94,6 +95,7 @@ struct conn {
   unsigned n_held; /* requests the handler holds */
   int refs;        /* 1 for the handles, 1 per request the handler holds */
   hg_tls_sconn_t *tls;
+  struct listener *l; /* holds a reference: tls points into l->tls */
   /* Input received but not parsed because too many requests were pending. */
   char *left;
   size_t left_off, left_len, left_cap;
@@ -139,6 +141,7 @@ static void respond_raw(struct req *r, int status, const char *ctype, const char
                         size_t body_len);
 static void on_idle(uv_idle_t *h);
 static void conn_unref(struct conn *c);
+static void listener_unref(struct listener *l);
 
 /* ---- small helpers ---- */
 
@@ -406,6 +409,11 @@ static int on_message_begin(llhttp_t *p) {
   c->cur = r;
   c->n_queued++;
   c->served++;
+  /* A request ends the idle period: conn_arm() would otherwise keep the
+   * deadline set when the connection first went idle, and cut a busy
+   * keep-alive connection idle_timeout after its first request. The read
+   * callback re-arms the timer right after parsing. */
+  if (c->tkind == TK_IDLE) c->tkind = TK_NONE;
   return 0;
 }
 
@@ -1058,7 +1066,10 @@ static void conn_unref(struct conn *c) {
   req_free(c->spare);
   free(c->left);
   hg_tls_sconn_free(c->tls);
+  struct listener *l = c->l;
   free(c);
+  /* The listener goes first: c's own server reference keeps s alive. */
+  if (l) listener_unref(l);
   server_unref(s);
 }
 
@@ -1197,6 +1208,8 @@ static void on_connection(uv_stream_t *ls, int status) {
   c->refs = 1;
   c->accept_ms = uv_now(s->loop);
   s->refs++;
+  c->l = l;
+  l->refs++;
   c->next = s->conns;
   if (s->conns) s->conns->prev = c;
   s->conns = c;
@@ -1270,13 +1283,18 @@ int hg_http_server_new(hg_http_server_t **out, const hg_http_server_opts_t *opts
   return 0;
 }
 
-static void on_listener_closed(uv_handle_t *h) {
-  struct listener *l = h->data;
+/* The TLS configuration is shared by every connection the listener
+ * accepted, so it lives until the listener is closed and the last of
+ * them is freed: graceful shutdown closes listeners first. */
+static void listener_unref(struct listener *l) {
+  if (--l->refs > 0) return;
   hg_http_server_t *s = l->s;
   hg_tls_server_free(l->tls);
   free(l);
   server_unref(s);
 }
+
+static void on_listener_closed(uv_handle_t *h) { listener_unref(h->data); }
 
 static int parse_addr(const char *addr, struct sockaddr_storage *ss) {
   char host[64];
@@ -1333,6 +1351,7 @@ int hg_http_server_listen(hg_http_server_t *s, const char *addr, const char *tls
   }
   l->s = s;
   l->tls = tls;
+  l->refs = 1;
   uv_tcp_init_ex(s->loop, &l->tcp, ss.ss_family);
   l->tcp.data = l;
   s->refs++;
