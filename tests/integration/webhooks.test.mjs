@@ -55,7 +55,10 @@ describe('createWebhook', () => {
     assert.match(res.headers['content-type'], /^application\/json/);
     const w = res.json;
     assert.deepEqual(Object.keys(w).sort(),
-      ['active', 'createdAt', 'events', 'id', 'metadata', 'organizationId', 'secret', 'updatedAt', 'url']);
+      ['active', 'createdAt', 'events', 'id', 'metadata', 'organizationId', 'plugins', 'secret', 'transform',
+        'updatedAt', 'url']);
+    assert.deepEqual(w.plugins, []);
+    assert.equal(w.transform, null);
     assert.match(w.id, ID_RE);
     assert.equal(w.url, 'https://app.acme.test/webhooks/identity');
     assert.deepEqual(w.events, ['user.created', 'user.updated', 'user.deleted']);
