@@ -12,7 +12,9 @@
 //
 // What a path answers is scripted with on(path, script); a script is one
 // behaviour or an array of them: the n-th request to the path gets the n-th
-// behaviour and the last one repeats. Unscripted paths answer 200 "ok".
+// behaviour and the last one repeats; a function (req, body, n) => behaviour
+// decides per request, once the body has arrived. Unscripted paths answer
+// 200 "ok".
 // Behaviours (build them with the helpers below):
 //   ok(body)                    200 with body
 //   status(code, {headers, body, delay})
@@ -89,7 +91,9 @@ export async function startReceiver({ https: useTls = false } = {}) {
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
     req.on('end', () => {
-      requests.push({ method: req.method, path, headers: req.headers, body: Buffer.concat(chunks), at, mono, n });
+      const body = Buffer.concat(chunks);
+      if (typeof script === 'function') script = script(req, body, n);
+      requests.push({ method: req.method, path, headers: req.headers, body, at, mono, n });
       for (const w of waiters) w();
       if (script.hang) return;
       if (script.reset) {
