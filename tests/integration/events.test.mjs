@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { startGateway } from './lib/gateway.mjs';
 import { startReceiver } from './lib/receiver.mjs';
 import {
-  deliveryConfig, createWebhook, publish, publishOk, listDeliveries, errorFields, until,
+  deliveryConfig, createWebhook, publish, publishOk, listDeliveries, errorFields, until, stopClean,
 } from './lib/delivery.mjs';
 
 let rx;
@@ -22,7 +22,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const gw of gateways) await gw.stop();
+  for (const gw of gateways) await stopClean(gw);
   await rx.close();
 });
 

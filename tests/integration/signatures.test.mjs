@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { startGateway } from './lib/gateway.mjs';
 import { startReceiver, failThen, ok } from './lib/receiver.mjs';
-import { deliveryConfig, createWebhook, publish, publishOk, waitDelivery, until } from './lib/delivery.mjs';
+import { deliveryConfig, createWebhook, publish, publishOk, waitDelivery, until, stopClean } from './lib/delivery.mjs';
 
 const require = createRequire(new URL('../package.json', import.meta.url));
 let Webhook;
@@ -34,7 +34,7 @@ before(async () => {
 });
 
 after(async () => {
-  await gw?.stop();
+  if (gw) await stopClean(gw);
   await rx?.close();
 });
 

@@ -79,3 +79,13 @@ export async function waitDelivery(gw, whId, evtId, pred = (d) => d.status !== '
 export function errorFields(res) {
   return (res.json?.error?.details || []).map((d) => d.field);
 }
+
+// Stops a gateway with SIGTERM and asserts it exited 0 without a sanitizer
+// report (under ASan a leak or bad access at shutdown fails the test).
+export async function stopClean(gw) {
+  const { code, signal } = await gw.stop('SIGTERM');
+  const logs = gw.logs();
+  assert.doesNotMatch(logs, /ERROR: (Address|Leak|UndefinedBehavior)Sanitizer|runtime error:/, logs.slice(-4000));
+  assert.equal(signal, null, `gateway died of ${signal}`);
+  assert.equal(code, 0, `gateway exited ${code}:\n${logs.slice(-4000)}`);
+}
