@@ -373,6 +373,15 @@ int hg_app_run(const hg_config_t *cfg) {
   opts.handler_ud = &app;
   opts.access_log = cfg->access_log;
   if (hg_http_server_new(&app.server, &opts) != 0) goto out;
+  /* Handle SIGTERM/SIGINT before listening: once the port accepts
+   * connections, a signal must drain them, not kill the process. */
+  uv_signal_init(&loop, &app.sig_term);
+  uv_signal_init(&loop, &app.sig_int);
+  uv_signal_init(&loop, &app.sig_hup);
+  app.sig_term.data = app.sig_int.data = app.sig_hup.data = &app;
+  uv_signal_start(&app.sig_term, on_signal, SIGTERM);
+  uv_signal_start(&app.sig_int, on_signal, SIGINT);
+  uv_signal_start(&app.sig_hup, on_hup, SIGHUP);
   for (size_t i = 0; i < cfg->listen.n; i++) {
     if (hg_http_server_listen(app.server, cfg->listen.items[i], NULL, NULL, err, sizeof(err)) != 0) {
       hg_log(HG_LOG_ERROR, "cannot listen", "error", err, NULL);
@@ -386,18 +395,17 @@ int hg_app_run(const hg_config_t *cfg) {
   }
   if (hg_dispatcher_start(app.dispatcher) != 0) goto out;
   hg_lua_start(app.lua);
-  uv_signal_init(&loop, &app.sig_term);
-  uv_signal_init(&loop, &app.sig_int);
-  uv_signal_init(&loop, &app.sig_hup);
-  app.sig_term.data = app.sig_int.data = app.sig_hup.data = &app;
-  uv_signal_start(&app.sig_term, on_signal, SIGTERM);
-  uv_signal_start(&app.sig_int, on_signal, SIGINT);
-  uv_signal_start(&app.sig_hup, on_hup, SIGHUP);
   hg_log(HG_LOG_INFO, "hookgate started", "version", HG_VERSION, "store", cfg->store, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   code = 0;
   hg_log(HG_LOG_INFO, "stopped", NULL);
 out:
+  if (app.sig_term.loop && !uv_is_closing((uv_handle_t *)&app.sig_term)) {
+    /* Failed to start: the signal watchers would keep the loop alive. */
+    uv_close((uv_handle_t *)&app.sig_term, signal_close_cb);
+    uv_close((uv_handle_t *)&app.sig_int, signal_close_cb);
+    uv_close((uv_handle_t *)&app.sig_hup, signal_close_cb);
+  }
   hg_http_server_free(app.server);
   if (app.lua) hg_lua_stop(app.lua);
   hg_dispatcher_free(app.dispatcher);
