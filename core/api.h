@@ -49,10 +49,11 @@ void hg_api_internal_error(hg_http_req_t *req, const char *what, int err);
 void hg_api_page_token(const char *last_id, char *out, size_t cap);
 int hg_api_page_token_parse(const char *token, char *out_id, size_t cap);
 
-/* Reads pageSize from the query (default 25, 1..100) and pageToken;
- * answers 422 itself and returns -1 on a bad value. after_id is "" when
- * there is no token. */
-int hg_api_page_params(hg_http_req_t *req, int *page_size, char *after_id, size_t cap);
+/* Reads pageSize from the query (default 25, 1..100) and pageToken, which
+ * must name an id with prefix (the list's own kind: a token names the last
+ * id of a page we served); answers 422 itself and returns -1 on a bad
+ * value. after_id is "" when there is no token. */
+int hg_api_page_params(hg_http_req_t *req, const char *prefix, int *page_size, char *after_id, size_t cap);
 
 /* Time as RFC 3339 JSON string, or JSON null for 0. */
 json_t *hg_api_time(int64_t ms);

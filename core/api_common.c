@@ -3,6 +3,7 @@
 
 #include "common.h"
 #include "crypto.h"
+#include "ids.h"
 #include "log.h"
 #include "router.h"
 
@@ -137,7 +138,7 @@ int hg_api_page_token_parse(const char *token, char *out_id, size_t cap) {
   return len > 0 ? 0 : HG_EINVAL;
 }
 
-int hg_api_page_params(hg_http_req_t *req, int *page_size, char *after_id, size_t cap) {
+int hg_api_page_params(hg_http_req_t *req, const char *prefix, int *page_size, char *after_id, size_t cap) {
   json_t *details = json_array();
   int bad = 0;
   *page_size = 25;
@@ -154,7 +155,10 @@ int hg_api_page_params(hg_http_req_t *req, int *page_size, char *after_id, size_
     free(ps);
   }
   char *tok = hg_query_get(req->query, "pageToken", &bad);
-  if (bad || (tok != NULL && *tok && hg_api_page_token_parse(tok, after_id, cap) != 0))
+  /* Our tokens only ever name an id of this list's kind; anything else was
+   * not issued here and would silently page from an arbitrary point. */
+  if (bad || (tok != NULL && *tok &&
+              (hg_api_page_token_parse(tok, after_id, cap) != 0 || !hg_id_valid(prefix, after_id))))
     hg_api_detail(details, "pageToken", "is not a token this server issued");
   free(tok);
   if (json_array_size(details) > 0) {

@@ -200,7 +200,7 @@ static void list_done(int status, void *ud) {
 static void list_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who) {
   int page_size, bad = 0;
   char after[HG_ID_MAX];
-  if (hg_api_page_params(req, &page_size, after, sizeof(after)) != 0) return;
+  if (hg_api_page_params(req, "del_", &page_size, after, sizeof(after)) != 0) return;
   json_t *details = json_array();
   int status = -1;
   char *st = hg_query_get(req->query, "status", &bad);

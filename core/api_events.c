@@ -36,6 +36,7 @@ typedef struct ingest {
   size_t pending;     /* runs not yet done */
   int failed;         /* answered already (a rejection or a script error) */
   json_t **targets;   /* per event, after the route phase */
+  int64_t first_delay_ms; /* delivery.schedule[0] */
 } ingest_t;
 
 static void ingest_free(ingest_t *g) {
@@ -152,6 +153,7 @@ static int ingest_work(sqlite3 *db, void *ud) {
   int64_t now = hg_wall_ms();
   for (size_t i = 0; i < g->n; i++) {
     g->events[i].now = now;
+    g->events[i].first_delay_ms = g->first_delay_ms;
     int r = hg_events_insert(db, &g->events[i]);
     if (r != 0) return r;
     /* One taken id fails the whole request: nothing of it is stored. */
@@ -194,7 +196,8 @@ static void ingest_done(int status, void *ud) {
       hg_metrics.events_ingested++;
       hg_metrics.deliveries_created += (uint64_t)ev->n_deliveries;
     }
-    if (ev->n_seqs > 0) hg_dispatcher_enqueue(g->app->dispatcher, ev->delivery_seqs, ev->n_seqs, ev->now);
+    if (ev->n_seqs > 0)
+      hg_dispatcher_enqueue(g->app->dispatcher, ev->delivery_seqs, ev->n_seqs, ev->now + ev->first_delay_ms);
   }
   if (!g->batch) {
     if (replayed) hg_http_req_add_header(g->req, "Idempotent-Replayed", "true");
@@ -217,6 +220,7 @@ static void ingest(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who,
   g->app = app;
   g->req = req;
   g->batch = batch;
+  g->first_delay_ms = (int64_t)(app->cfg->schedule[0] * 1000.0);
   const char *key = hg_http_req_header(req, "idempotency-key");
   if (key != NULL) {
     size_t klen = strlen(key);

@@ -72,7 +72,7 @@ static const field_t delivery_fields[] = {
     {"max_per_origin", K_UINT, OFF(max_per_origin), NULL, 1, 10000, "count"},
     {"connect_timeout", K_SECONDS, OFF(connect_timeout_ms), NULL, 0.001, 600, "seconds"},
     {"timeout", K_SECONDS, OFF(request_timeout_ms), NULL, 0.001, 3600, "seconds"},
-    {"max_response_body", K_UINT, OFF(max_response_body), NULL, 0, 16 << 20, "bytes"},
+    {"max_response_body", K_UINT, OFF(max_response_body), NULL, 1, 16 << 20, "bytes"},
     {"max_event_data", K_UINT, OFF(max_event_data), NULL, 2, 64 << 20, "bytes"},
     {"allow_cidrs", K_STRLIST, OFF(allow_cidrs), NULL, 0, 0, "CIDR blocks receivers may resolve to"},
     {"ca_file", K_STR, OFF(ca_file), NULL, 0, 0, "PEM CA bundle for HTTPS receivers"},
@@ -331,8 +331,9 @@ static int set_field(loader_t *ld, const field_t *f, const char *key) {
     if (sched == NULL) return HG_ENOMEM;
     for (lua_Integer i = 1; i <= n; i++) {
       lua_geti(L, -1, i);
-      int isnum;
-      double v = lua_tonumberx(L, -1, &isnum);
+      /* A number, not a numeric string: like every other number key. */
+      int isnum = lua_type(L, -1) == LUA_TNUMBER;
+      double v = lua_tonumber(L, -1);
       lua_pop(L, 1);
       if (!isnum || !(v >= f->min && v <= f->max)) {
         free(sched);

@@ -550,7 +550,7 @@ static void load_done(int status, void *ud) {
       it->started_at = hg_wall_ms();
       it->has_error = 1;
       snprintf(it->error, sizeof(it->error), "not sent: the webhook is inactive");
-      it->send.attempts = (int)d->cfg->n_schedule; /* no retry */
+      it->no_retry = 1;
       finish_attempt(it, 0, NULL);
       continue;
     }

@@ -53,7 +53,8 @@ int hg_dispatcher_busy(const hg_dispatcher_t *d, int64_t seq);
 
 /* Sends delivery seq now, whatever its status: once and without retries
  * when cb is non-NULL (a test send; cb gets the outcome after it is
- * recorded), or as a replay (cb NULL: failures retry on the schedule).
+ * recorded), or as a replay (cb NULL): one more attempt, which retries on
+ * the schedule only while the schedule has attempts left.
  * Returns HG_EBUSY when it is in flight, HG_ESTATE when stopping. */
 int hg_dispatcher_send_now(hg_dispatcher_t *d, int64_t seq, hg_dispatch_cb cb, void *ud);
 

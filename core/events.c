@@ -142,7 +142,7 @@ int hg_events_insert(sqlite3 *db, hg_event_in_t *ev) {
    * inactive inserts nothing. */
   rc = sqlite3_prepare_v2(db,
                           "INSERT INTO deliveries (id, webhook_id, event_seq, status, next_attempt_at, created_at, "
-                          "updated_at) SELECT ?1, id, ?3, 'pending', ?4, ?4, ?4 FROM webhooks WHERE id = ?2 "
+                          "updated_at) SELECT ?1, id, ?3, 'pending', ?5, ?4, ?4 FROM webhooks WHERE id = ?2 "
                           "AND active = 1",
                           -1, &ins, NULL);
   if (rc != SQLITE_OK) {
@@ -160,6 +160,7 @@ int hg_events_insert(sqlite3 *db, hg_event_in_t *ev) {
     sqlite3_bind_text(ins, 2, json_string_value(t), -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(ins, 3, event_seq);
     sqlite3_bind_int64(ins, 4, ev->now);
+    sqlite3_bind_int64(ins, 5, ev->now + ev->first_delay_ms);
     int rc2 = sqlite3_step(ins);
     sqlite3_reset(ins);
     if (rc2 != SQLITE_DONE) {

@@ -20,6 +20,7 @@ typedef struct hg_event_in {
   size_t payload_len;
   char *idem_key;           /* scoped Idempotency-Key, or NULL; borrowed */
   int64_t now;              /* Unix ms */
+  int64_t first_delay_ms;   /* the first attempt is due at now + this */
   /* When non-NULL (a route plugin ran), the webhook ids to deliver to,
    * instead of the subscriptions' match; inactive or unknown ids are
    * skipped. A JSON array of strings; borrowed. */

@@ -4,7 +4,10 @@
 #include "config.h"
 #include "crypto.h"
 #include "keys.h"
+#include "event_types.h"
 #include "log.h"
+#include "lua/runtime.h"
+#include "ssrf.h"
 #include "router.h"
 #include "store.h"
 
@@ -12,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char usage[] =
     "hookgate " HG_VERSION ": a webhook gateway\n"
@@ -87,9 +91,44 @@ static int cmd_check(const args_t *a) {
   }
   hg_config_t cfg;
   if (load_config(a, &cfg) != 0) return 1;
-  printf("%s: ok\n", a->config);
+  /* What serve would refuse at start-up, checked without starting: event
+   * types, the SSRF allow-list, the CA file, and every plugin and binding. */
+  char err[512];
+  int bad = 0;
+  hg_event_types_t *types = NULL;
+  if (hg_event_types_new(&types, &cfg.event_types, err, sizeof(err)) != 0) {
+    fprintf(stderr, "hookgate: %s: %s\n", a->config, err);
+    bad = 1;
+  }
+  hg_event_types_free(types);
+  hg_ssrf_policy_t *policy = NULL;
+  if (hg_ssrf_policy_parse(&policy, (const char *const *)cfg.allow_cidrs.items, cfg.allow_cidrs.n, err,
+                           sizeof(err)) != 0) {
+    fprintf(stderr, "hookgate: %s: delivery.allow_cidrs: %s\n", a->config, err);
+    bad = 1;
+  }
+  hg_ssrf_policy_free(policy);
+  if (cfg.ca_file && access(cfg.ca_file, R_OK) != 0) {
+    fprintf(stderr, "hookgate: %s: delivery.ca_file: cannot read %s\n", a->config, cfg.ca_file);
+    bad = 1;
+  }
+  hg_app_t app;
+  memset(&app, 0, sizeof(app));
+  app.cfg = &cfg;
+  app.loop = uv_default_loop();
+  hg_lua_t *lua = NULL;
+  json_t *errors = NULL;
+  if (hg_lua_new(&lua, &app, &errors) != 0) {
+    size_t i;
+    json_t *e;
+    json_array_foreach(errors, i, e) fprintf(stderr, "hookgate: %s: %s\n", a->config, json_string_value(e));
+    json_decref(errors);
+    bad = 1;
+  }
+  hg_lua_unref(lua);
+  if (!bad) printf("%s: ok\n", a->config);
   hg_config_close(&cfg);
-  return 0;
+  return bad;
 }
 
 static int open_db(const args_t *a, sqlite3 **db) {
