@@ -50,7 +50,7 @@ struct item {
   hg_attempt_rec_t rec;
   char *resp_body;
   size_t resp_len;
-  char error[256];
+  char error[512];
   int has_error;
   int cancelled;
   int no_retry; /* a script error: fail now, replay after a fix */
@@ -413,7 +413,7 @@ static void script_failed(item_t *it, const char *err) {
    * way); after a fix, a replay sends it. */
   it->has_error = 1;
   it->no_retry = 1;
-  snprintf(it->error, sizeof(it->error), "script_error: %s", err);
+  snprintf(it->error, sizeof(it->error), "script_error: %.400s", err);
   finish_attempt(it, 0, NULL);
 }
 
