@@ -8,6 +8,7 @@
 #include <lua.h>
 
 typedef struct hg_lua_run hg_lua_run_t;
+typedef struct hg_lua_utimer hg_lua_utimer_t;
 
 typedef enum { RUN_PHASE, RUN_ROUTE, RUN_TIMER } run_kind_t;
 
@@ -48,6 +49,8 @@ struct hg_lua {
   int stopped;
   uv_timer_t *timers;
   size_t n_timers;
+  hg_lua_utimer_t *utimers; /* live hookgate.timer timers */
+  int next_timer_id;
 };
 
 /* The run executing now (NULL at load time or outside any run). */
@@ -68,6 +71,24 @@ void hg_lua__push_json(lua_State *L, json_t *v);
 /* Converts the Lua value at idx into a new JSON reference, or NULL with a
  * reason in err (functions, cycles, non-string keys in objects). */
 json_t *hg_lua__to_json(lua_State *L, int idx, char *err, size_t errlen);
+
+/* Starts a run of the function in registry slot fn_ref (kept), labelled
+ * with the plugin that registered it. Returns 0 or a negative code. */
+int hg_lua__spawn(hg_lua_t *rt, int fn_ref, const char *label);
+
+/* User timers (hookgate.timer.at/every) of a generation. */
+struct hg_lua_utimer {
+  uv_timer_t timer;
+  hg_lua_t *rt;
+  hg_lua_utimer_t *next;
+  int fn_ref;
+  int id;
+  int repeat;
+  char label[64];
+};
+
+/* Stops and frees a user timer. */
+void hg_lua__utimer_close(hg_lua_utimer_t *t);
 
 /* Pushes the `hookgate` module table. */
 int hg_lua__open_hookgate(lua_State *L, hg_lua_t *rt);

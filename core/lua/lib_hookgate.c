@@ -451,6 +451,67 @@ static int l_sleep(lua_State *L) {
   return hg_lua__yield(L, run);
 }
 
+/* --- timers ------------------------------------------------------------------------ */
+
+static void utimer_cb(uv_timer_t *h) {
+  hg_lua_utimer_t *t = h->data;
+  if (hg_lua__spawn(t->rt, t->fn_ref, t->label) != 0)
+    hg_log(HG_LOG_WARN, "timer skipped: the Lua generation is stopping", "plugin", t->label, NULL);
+  if (!t->repeat) hg_lua__utimer_close(t);
+}
+
+static int add_timer(lua_State *L, int repeat) {
+  double s = luaL_checknumber(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  luaL_argcheck(L, s >= (repeat ? 0.01 : 0) && s <= 30 * 86400, 1,
+                repeat ? "interval must be 0.01 s to 30 days" : "delay must be 0 to 30 days");
+  hg_lua_t *rt = rt_of(L);
+  if (hg_lua__current(L) == NULL)
+    return luaL_error(L, "hookgate.timer cannot be used while a module loads: declare `timers` in the plugin table");
+  if (rt->stopped) {
+    lua_pushnil(L);
+    lua_pushstring(L, "timer: the Lua generation is stopping");
+    return 2;
+  }
+  hg_lua_utimer_t *t = calloc(1, sizeof(*t));
+  if (t == NULL) return luaL_error(L, "out of memory");
+  t->rt = rt;
+  t->repeat = repeat;
+  t->id = ++rt->next_timer_id;
+  snprintf(t->label, sizeof(t->label), "%s", rt->plugin);
+  lua_pushvalue(L, 2);
+  t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  uv_timer_init(rt->loop, &t->timer);
+  t->timer.data = t;
+  uint64_t ms = (uint64_t)(s * 1000);
+  uv_timer_start(&t->timer, utimer_cb, ms, repeat ? (ms ? ms : 1) : 0);
+  t->next = rt->utimers;
+  rt->utimers = t;
+  hg_lua_ref(rt);
+  lua_pushinteger(L, t->id);
+  return 1;
+}
+
+/* timer.at(delay, fn) -> id: runs fn once, after delay seconds, as a run of
+ * its own (it may do I/O). */
+static int l_timer_at(lua_State *L) { return add_timer(L, 0); }
+/* timer.every(interval, fn) -> id: runs fn every interval seconds. */
+static int l_timer_every(lua_State *L) { return add_timer(L, 1); }
+/* timer.cancel(id) -> true if a timer was stopped */
+static int l_timer_cancel(lua_State *L) {
+  lua_Integer id = luaL_checkinteger(L, 1);
+  hg_lua_t *rt = rt_of(L);
+  for (hg_lua_utimer_t *t = rt->utimers; t; t = t->next) {
+    if (t->id == id) {
+      hg_lua__utimer_close(t);
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+  }
+  lua_pushboolean(L, 0);
+  return 1;
+}
+
 /* --- http.request ------------------------------------------------------------------ */
 
 typedef struct http_call {
@@ -737,6 +798,8 @@ int hg_lua__open_hookgate(lua_State *L, hg_lua_t *rt) {
   static const luaL_Reg deliveries[] = {
       {"list", l_del_list}, {"get", l_del_get}, {"replay", l_del_replay}, {NULL, NULL}};
   static const luaL_Reg events[] = {{"publish", l_events_publish}, {NULL, NULL}};
+  static const luaL_Reg timer[] = {
+      {"at", l_timer_at}, {"every", l_timer_every}, {"cancel", l_timer_cancel}, {NULL, NULL}};
 
   lua_newtable(L);
   luaL_setfuncs(L, top, 0);
@@ -752,6 +815,7 @@ int hg_lua__open_hookgate(lua_State *L, hg_lua_t *rt) {
   set_funcs(L, "webhooks", webhooks);
   set_funcs(L, "deliveries", deliveries);
   set_funcs(L, "events", events);
+  set_funcs(L, "timer", timer);
   lua_pushstring(L, HG_VERSION);
   lua_setfield(L, -2, "version");
   return 1;

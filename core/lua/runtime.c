@@ -306,6 +306,26 @@ static int start_run(hg_lua_t *rt, run_kind_t kind, hg_phase_t phase, const char
   return 0;
 }
 
+static void spawn_done(int status, json_t *arg, json_t *res, json_t *res2, const char *err, void *ud) {
+  (void)status, (void)arg, (void)res, (void)res2, (void)err, (void)ud;
+}
+
+int hg_lua__spawn(hg_lua_t *rt, int fn_ref, const char *label) {
+  if (rt->stopped) return HG_ESTATE;
+  hg_lua_run_t *run = run_new(rt, RUN_TIMER, HG_PHASE_AFTER, spawn_done, NULL);
+  if (run == NULL) return HG_ENOMEM;
+  lua_State *co = run->co;
+  lua_rawgeti(co, LUA_REGISTRYINDEX, rt->R);
+  lua_getfield(co, -1, "call");
+  lua_remove(co, -2);
+  lua_rawgeti(co, LUA_REGISTRYINDEX, fn_ref);
+  lua_pushstring(co, label);
+  run->label = NULL;
+  run->first_nargs = 2;
+  uv_timer_start(&run->timer, preempt_cb, 0, 0);
+  return 0;
+}
+
 int hg_lua_call_async(hg_lua_t *rt, hg_phase_t phase, const char *bindings, json_t *arg, hg_lua_done_fn done,
                       void *ud) {
   return start_run(rt, RUN_PHASE, phase, "run", NULL, bindings, arg, done, ud);
@@ -765,8 +785,28 @@ void hg_lua_start(hg_lua_t *rt) {
 
 static void plugin_timer_close_cb(uv_handle_t *h) { hg_lua_unref(h->data); }
 
+static void utimer_close_cb(uv_handle_t *h) {
+  hg_lua_utimer_t *t = h->data;
+  hg_lua_t *rt = t->rt;
+  luaL_unref(rt->L, LUA_REGISTRYINDEX, t->fn_ref);
+  free(t);
+  hg_lua_unref(rt);
+}
+
+void hg_lua__utimer_close(hg_lua_utimer_t *t) {
+  hg_lua_t *rt = t->rt;
+  for (hg_lua_utimer_t **p = &rt->utimers; *p; p = &(*p)->next) {
+    if (*p == t) {
+      *p = t->next;
+      break;
+    }
+  }
+  uv_close((uv_handle_t *)&t->timer, utimer_close_cb);
+}
+
 void hg_lua_stop(hg_lua_t *rt) {
   rt->stopped = 1;
+  while (rt->utimers) hg_lua__utimer_close(rt->utimers);
   for (size_t i = 0; i < rt->n_timers; i++) uv_close((uv_handle_t *)&rt->timers[i], plugin_timer_close_cb);
   rt->n_timers = 0;
 }

@@ -260,6 +260,15 @@ function R.timer(arg)
   end
 end
 
+-- A function given to hookgate.timer.at/every fires.
+function R.call(fn, label)
+  host.set_plugin(label)
+  local ok, e = xpcall(fn, handler)
+  if not ok then
+    error({ plugin = label, phase = "timer", message = e.message, traceback = e.traceback }, 0)
+  end
+end
+
 -- The effective order, for the admin API: [{name, version, priority, phases, config (secrets redacted)}].
 function R.describe()
   local out = setmetatable({}, host.json_array_mt)
