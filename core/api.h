@@ -66,6 +66,11 @@ int hg_json_member_span(const char *text, size_t len, const char *key, const cha
 /* Splits the raw text of a JSON array into its elements' texts (up to max). */
 int hg_json_array_spans(const char *text, size_t len, const char **vals, size_t *lens, size_t max, size_t *n);
 
+/* Defines name_route(req, app): authorizes scope, then calls
+ * name_authorized(app, req, who). */
+#define HG_API_ROUTE(name, scope)                                                                            \
+  static void name##_route(hg_http_req_t *req, void *ud) { hg_api_authorize(ud, req, scope, name##_authorized); }
+
 /* Route registration, one per API file. */
 int hg_api_webhooks_add_routes(hg_app_t *app);
 int hg_api_events_add_routes(hg_app_t *app);

@@ -328,16 +328,13 @@ static void resume_authorized(hg_app_t *app, hg_http_req_t *req, const hg_princi
   delivery_state(app, req);
 }
 
-#define ROUTE(name, scope)                                                                                   \
-  static void name##_route(hg_http_req_t *req, void *ud) { hg_api_authorize(ud, req, scope, name##_authorized); }
-
-ROUTE(test, HG_SCOPE_WEBHOOKS_WRITE)
-ROUTE(list, HG_SCOPE_WEBHOOKS_READ)
-ROUTE(get, HG_SCOPE_WEBHOOKS_READ)
-ROUTE(replay, HG_SCOPE_WEBHOOKS_WRITE)
-ROUTE(state, HG_SCOPE_ADMIN)
-ROUTE(pause, HG_SCOPE_ADMIN)
-ROUTE(resume, HG_SCOPE_ADMIN)
+HG_API_ROUTE(test, HG_SCOPE_WEBHOOKS_WRITE)
+HG_API_ROUTE(list, HG_SCOPE_WEBHOOKS_READ)
+HG_API_ROUTE(get, HG_SCOPE_WEBHOOKS_READ)
+HG_API_ROUTE(replay, HG_SCOPE_WEBHOOKS_WRITE)
+HG_API_ROUTE(state, HG_SCOPE_ADMIN)
+HG_API_ROUTE(pause, HG_SCOPE_ADMIN)
+HG_API_ROUTE(resume, HG_SCOPE_ADMIN)
 
 int hg_api_deliveries_add_routes(hg_app_t *app) {
   hg_router_t *r = app->router;

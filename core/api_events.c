@@ -514,15 +514,9 @@ static void types_authorized(hg_app_t *app, hg_http_req_t *req, const hg_princip
   hg_http_respond_json(req, 200, json_pack("{s:o}", "eventTypes", arr));
 }
 
-static void publish_route(hg_http_req_t *req, void *ud) {
-  hg_api_authorize(ud, req, HG_SCOPE_EVENTS_PUBLISH, publish_authorized);
-}
-static void batch_route(hg_http_req_t *req, void *ud) {
-  hg_api_authorize(ud, req, HG_SCOPE_EVENTS_PUBLISH, batch_authorized);
-}
-static void types_route(hg_http_req_t *req, void *ud) {
-  hg_api_authorize(ud, req, HG_SCOPE_WEBHOOKS_READ | HG_SCOPE_EVENTS_PUBLISH, types_authorized);
-}
+HG_API_ROUTE(publish, HG_SCOPE_EVENTS_PUBLISH)
+HG_API_ROUTE(batch, HG_SCOPE_EVENTS_PUBLISH)
+HG_API_ROUTE(types, HG_SCOPE_WEBHOOKS_READ | HG_SCOPE_EVENTS_PUBLISH)
 
 int hg_api_events_add_routes(hg_app_t *app) {
   int rc = hg_router_add(app->router, "POST", "/v1/events", publish_route, app);

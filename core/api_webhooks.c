@@ -614,15 +614,12 @@ static void rotate_authorized(hg_app_t *app, hg_http_req_t *req, const hg_princi
 
 /* --- routes ---------------------------------------------------------------- */
 
-#define ROUTE(name, scope)                                                                                   \
-  static void name##_route(hg_http_req_t *req, void *ud) { hg_api_authorize(ud, req, scope, name##_authorized); }
-
-ROUTE(create, HG_SCOPE_WEBHOOKS_WRITE)
-ROUTE(get, HG_SCOPE_WEBHOOKS_READ)
-ROUTE(list, HG_SCOPE_WEBHOOKS_READ)
-ROUTE(patch, HG_SCOPE_WEBHOOKS_WRITE)
-ROUTE(delete, HG_SCOPE_WEBHOOKS_WRITE)
-ROUTE(rotate, HG_SCOPE_WEBHOOKS_WRITE)
+HG_API_ROUTE(create, HG_SCOPE_WEBHOOKS_WRITE)
+HG_API_ROUTE(get, HG_SCOPE_WEBHOOKS_READ)
+HG_API_ROUTE(list, HG_SCOPE_WEBHOOKS_READ)
+HG_API_ROUTE(patch, HG_SCOPE_WEBHOOKS_WRITE)
+HG_API_ROUTE(delete, HG_SCOPE_WEBHOOKS_WRITE)
+HG_API_ROUTE(rotate, HG_SCOPE_WEBHOOKS_WRITE)
 
 int hg_api_webhooks_add_routes(hg_app_t *app) {
   hg_router_t *r = app->router;

@@ -237,13 +237,8 @@ static void plugins_authorized(hg_app_t *app, hg_http_req_t *req, const hg_princ
   hg_http_respond_json(req, 200, hg_lua_describe(app->lua));
 }
 
-static void reload_route(hg_http_req_t *req, void *ud) {
-  hg_api_authorize(ud, req, HG_SCOPE_ADMIN, reload_authorized);
-}
-
-static void plugins_route(hg_http_req_t *req, void *ud) {
-  hg_api_authorize(ud, req, HG_SCOPE_ADMIN, plugins_authorized);
-}
+HG_API_ROUTE(reload, HG_SCOPE_ADMIN)
+HG_API_ROUTE(plugins, HG_SCOPE_ADMIN)
 
 static void on_hup(uv_signal_t *h, int signum) {
   (void)signum;

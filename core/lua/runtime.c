@@ -98,6 +98,32 @@ static void hook(lua_State *L, lua_Debug *ar) {
   }
 }
 
+/* --- script errors ------------------------------------------------------------ */
+
+/* Reads the error on top of L's stack — R.run raises {plugin, phase,
+ * message, traceback}; anything else is a raw error from outside a plugin
+ * call — then logs it, counts it, and writes "plugin P (phase): msg" to
+ * err. */
+static void report_error(lua_State *L, int status, const char *plugin, const char *phase, char *err,
+                         size_t errlen) {
+  const char *msg = NULL, *tb = "";
+  if (plugin == NULL) plugin = "?";
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "plugin");
+    lua_getfield(L, -2, "message");
+    lua_getfield(L, -3, "traceback");
+    if (lua_isstring(L, -3)) plugin = lua_tostring(L, -3);
+    msg = lua_tostring(L, -2);
+    tb = lua_isstring(L, -1) ? lua_tostring(L, -1) : "";
+  } else {
+    msg = lua_tostring(L, -1);
+  }
+  if (msg == NULL) msg = status == LUA_ERRMEM ? "not enough memory (Lua memory limit)" : "(error object is not a string)";
+  snprintf(err, errlen, "plugin %s (%s): %s", plugin, phase, msg);
+  hg_log(HG_LOG_ERROR, "script error", "plugin", plugin, "phase", phase, "error", msg, "traceback", tb, NULL);
+  count_error(plugin, phase);
+}
+
 /* --- runs ------------------------------------------------------------------ */
 
 hg_lua_run_t *hg_lua__current(lua_State *L) {
@@ -159,24 +185,8 @@ static void run_finish(hg_lua_run_t *run, int status) {
   if (status != LUA_OK) {
     /* R.run raises {plugin, phase, message, traceback}; anything else is a
      * raw error from outside a plugin call. */
-    const char *plugin = run->label ? run->label : "?", *phase = run->kind == RUN_ROUTE ? "routes"
-                                                                : run->kind == RUN_TIMER ? "timer"
-                                                                                         : hg_phase_name(run->phase);
-    const char *msg = NULL, *tb = "";
-    if (lua_istable(co, -1)) {
-      lua_getfield(co, -1, "plugin");
-      lua_getfield(co, -2, "message");
-      lua_getfield(co, -3, "traceback");
-      if (lua_isstring(co, -3)) plugin = lua_tostring(co, -3);
-      msg = lua_tostring(co, -2);
-      tb = lua_isstring(co, -1) ? lua_tostring(co, -1) : "";
-    } else {
-      msg = lua_tostring(co, -1);
-    }
-    if (msg == NULL) msg = status == LUA_ERRMEM ? "not enough memory (Lua memory limit)" : "(error object is not a string)";
-    snprintf(err, sizeof(err), "plugin %s (%s): %s", plugin, phase, msg);
-    hg_log(HG_LOG_ERROR, "script error", "plugin", plugin, "phase", phase, "error", msg, "traceback", tb, NULL);
-    count_error(plugin, phase);
+    const char *phase = run->kind == RUN_ROUTE ? "routes" : run->kind == RUN_TIMER ? "timer" : hg_phase_name(run->phase);
+    report_error(co, status, run->label, phase, err, sizeof(err));
     r = HG_EINVAL;
   } else {
     int n = lua_gettop(co);
@@ -389,22 +399,7 @@ int hg_lua_call(hg_lua_t *rt, hg_phase_t phase, const char *bindings, json_t **a
   rt->current = prev;
   int r = 0;
   if (status != LUA_OK) {
-    const char *plugin = "?", *msg = NULL, *tb = "";
-    if (lua_istable(L, -1)) {
-      lua_getfield(L, -1, "plugin");
-      lua_getfield(L, -2, "message");
-      lua_getfield(L, -3, "traceback");
-      if (lua_isstring(L, -3)) plugin = lua_tostring(L, -3);
-      msg = lua_tostring(L, -2);
-      tb = lua_isstring(L, -1) ? lua_tostring(L, -1) : "";
-    } else {
-      msg = lua_tostring(L, -1);
-    }
-    if (msg == NULL) msg = status == LUA_ERRMEM ? "not enough memory (Lua memory limit)" : "(error object is not a string)";
-    snprintf(err, errlen, "plugin %s (%s): %s", plugin, hg_phase_name(phase), msg);
-    hg_log(HG_LOG_ERROR, "script error", "plugin", plugin, "phase", hg_phase_name(phase), "error", msg,
-           "traceback", tb, NULL);
-    count_error(plugin, hg_phase_name(phase));
+    report_error(L, status, NULL, hg_phase_name(phase), err, errlen);
     r = HG_EINVAL;
   } else {
     char jerr[128];
