@@ -6,6 +6,9 @@
  * group), then hands the finished jobs to the loop through a uv_async. */
 #include "store.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include "common.h"
 #include "log.h"
 #include "schema.h"
@@ -197,6 +200,10 @@ int hg_store_open_sync(sqlite3 **out, const char *path, char *err, size_t errlen
   *out = NULL;
   if (err != NULL && errlen > 0) err[0] = '\0';
   if ((rc = make_parent_dirs(path, err, errlen)) != 0) goto fail;
+  /* The file holds webhook signing secrets: create it readable by its
+   * owner only (SQLite gives the -wal and -shm files the same mode). */
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd >= 0) close(fd);
   int src = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
   if (src != SQLITE_OK) {
     set_err(err, errlen, "cannot open database %s: %s", path, db ? sqlite3_errmsg(db) : sqlite3_errstr(src));
