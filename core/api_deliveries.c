@@ -206,7 +206,7 @@ static void list_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principa
   char *st = hg_query_get(req->query, "status", &bad);
   hg_delivery_status_t ds;
   if (bad || (st && hg_delivery_status_parse(st, &ds) != 0))
-    hg_api_detail(details, "status", "must be pending, success or failed");
+    hg_api_detail(details, "status", "must be pending, success, failed or skipped");
   else if (st)
     status = (int)ds;
   free(st);

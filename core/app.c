@@ -57,8 +57,10 @@ static void metrics(hg_http_req_t *req, void *ud) {
   hg_buf_printf(&b, "# HELP hookgate_deliveries_completed_total Deliveries that reached a final status.\n"
                     "# TYPE hookgate_deliveries_completed_total counter\n"
                     "hookgate_deliveries_completed_total{status=\"success\"} %llu\n"
-                    "hookgate_deliveries_completed_total{status=\"failed\"} %llu\n",
-                (unsigned long long)m->deliveries_succeeded, (unsigned long long)m->deliveries_failed);
+                    "hookgate_deliveries_completed_total{status=\"failed\"} %llu\n"
+                    "hookgate_deliveries_completed_total{status=\"skipped\"} %llu\n",
+                (unsigned long long)m->deliveries_succeeded, (unsigned long long)m->deliveries_failed,
+                (unsigned long long)m->deliveries_skipped);
   put_counter(&b, "hookgate_webhooks_deactivated_total", "Webhooks deactivated by a 410 Gone answer.", "",
               m->webhooks_deactivated);
   hg_metrics_put_hist(&b, "hookgate_delivery_attempt_seconds", "Duration of one delivery attempt.",

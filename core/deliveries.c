@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const status_names[] = {"pending", "success", "failed"};
+static const char *const status_names[] = {"pending", "success", "failed", "skipped"};
 
 const char *hg_delivery_status_name(hg_delivery_status_t s) {
   return (unsigned)s < HG_ARRAY_LEN(status_names) ? status_names[s] : "unknown";

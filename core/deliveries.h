@@ -10,7 +10,10 @@
 #include <sqlite3.h>
 #include <stdint.h>
 
-typedef enum { HG_DEL_PENDING = 0, HG_DEL_SUCCESS = 1, HG_DEL_FAILED = 2 } hg_delivery_status_t;
+/* skipped: a plugin decided this webhook does not get this event (a
+ * payload filter, say); final, nothing was sent, the reason is logged as
+ * an attempt's error. */
+typedef enum { HG_DEL_PENDING = 0, HG_DEL_SUCCESS = 1, HG_DEL_FAILED = 2, HG_DEL_SKIPPED = 3 } hg_delivery_status_t;
 
 const char *hg_delivery_status_name(hg_delivery_status_t s);
 int hg_delivery_status_parse(const char *s, hg_delivery_status_t *out); /* 0 or HG_EINVAL */

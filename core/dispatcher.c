@@ -54,6 +54,7 @@ struct item {
   int has_error;
   int cancelled;
   int no_retry; /* a script error: fail now, replay after a fix */
+  int skipped;  /* a transform plugin set delivery.skip: nothing is sent */
 };
 
 struct hg_dispatcher {
@@ -244,6 +245,12 @@ static void finish_attempt(item_t *it, int status_code, const hg_client_response
   rec->status_code = status_code;
   rec->response_body = it->resp_body;
   rec->response_len = it->resp_len;
+  if (it->skipped) {
+    rec->new_status = HG_DEL_SKIPPED;
+    rec->error = it->error;
+    hg_metrics.deliveries_skipped++;
+    goto record;
+  }
   int ok = !it->has_error && status_code >= 200 && status_code < 300;
   if (!ok && !it->has_error) {
     it->has_error = 1;
@@ -326,6 +333,7 @@ static void finish_attempt(item_t *it, int status_code, const hg_client_response
       hg_metrics.deliveries_failed++;
     }
   }
+record:;
   int r = hg_store_submit(d->store, record_work, record_done, it);
   if (r != 0) {
     hg_log(HG_LOG_ERROR, "could not queue a delivery record", "delivery", it->send.id, "error", hg_strerror(r), NULL);
@@ -460,6 +468,17 @@ static void send_item(item_t *it) {
       script_failed(it, err);
       return;
     }
+  }
+  /* delivery.skip = "reason" (or true): this webhook does not get this
+   * event. Recorded as skipped with the reason; nothing is sent. */
+  json_t *skip = dj ? json_object_get(dj, "skip") : NULL;
+  if (skip != NULL && !json_is_false(skip) && !json_is_null(skip)) {
+    it->skipped = 1;
+    snprintf(it->error, sizeof(it->error), "skipped: %.400s",
+             json_is_string(skip) ? json_string_value(skip) : "a transform plugin skipped it");
+    json_decref(dj);
+    finish_attempt(it, 0, NULL);
+    return;
   }
   /* The Standard Webhooks signature covers the body as sent, after any
    * transformation. */

@@ -27,7 +27,7 @@ typedef struct hg_metrics {
   uint64_t events_replayed;   /* answered from an idempotency key or id */
   uint64_t deliveries_created;
   uint64_t attempts_success, attempts_failure;
-  uint64_t deliveries_succeeded, deliveries_failed;
+  uint64_t deliveries_succeeded, deliveries_failed, deliveries_skipped;
   uint64_t webhooks_deactivated;
   hg_hist_t attempt_seconds;  /* one attempt: connect to response */
   hg_hist_t delivery_latency_seconds; /* event accepted to receiver's 2xx */
