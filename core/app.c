@@ -279,7 +279,7 @@ static void drained(void *ud) {
   hg_log(HG_LOG_INFO, "connections drained; stopping delivery", NULL);
   hg_http_server_free(app->server);
   app->server = NULL;
-  if (app->lua) hg_lua_stop(app->lua);
+  if (app->lua) hg_lua_shutdown(app->lua);
   /* Deliveries on the wire are cancelled, not failed: they stay pending and
    * go out again after the restart, with the same webhook-id. */
   hg_dispatcher_stop(app->dispatcher, dispatcher_stopped, app);
@@ -404,7 +404,7 @@ out:
     uv_close((uv_handle_t *)&app.sig_hup, signal_close_cb);
   }
   hg_http_server_free(app.server);
-  if (app.lua) hg_lua_stop(app.lua);
+  if (app.lua) hg_lua_shutdown(app.lua);
   hg_dispatcher_free(app.dispatcher);
   hg_store_close(app.store);
   /* Let close callbacks run so every handle is released. */

@@ -30,6 +30,8 @@ struct hg_lua_run {
   void *ud;
   json_t *arg;
   const char *label; /* plugin name for logs, when known */
+  int sleeping;      /* waiting in hookgate.sleep */
+  hg_lua_run_t *prev_run, *next_run; /* the generation's live runs */
 };
 
 struct hg_lua {
@@ -47,9 +49,11 @@ struct hg_lua {
   int has[HG_PHASE_COUNT]; /* a global plugin defines the phase */
   int has_routes;
   int stopped;
+  int shutting_down;
   uv_timer_t *timers;
   size_t n_timers;
   hg_lua_utimer_t *utimers; /* live hookgate.timer timers */
+  hg_lua_run_t *runs;       /* live async runs */
   int next_timer_id;
 };
 

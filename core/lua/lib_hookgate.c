@@ -439,6 +439,7 @@ static int l_shared_incr(lua_State *L) {
 
 static void sleep_cb(uv_timer_t *t) {
   hg_lua_run_t *run = t->data;
+  run->sleeping = 0;
   hg_lua__resume(run, 0);
 }
 
@@ -447,6 +448,8 @@ static int l_sleep(lua_State *L) {
   double s = luaL_checknumber(L, 1);
   luaL_argcheck(L, s >= 0 && s <= 86400, 1, "must be 0 to 86400 seconds");
   hg_lua_run_t *run = hg_lua__check_io(L, "hookgate.sleep");
+  if (run->rt->shutting_down) return 0; /* do not hold the shutdown up */
+  run->sleeping = 1;
   uv_timer_start(&run->timer, sleep_cb, (uint64_t)(s * 1000), 0);
   return hg_lua__yield(L, run);
 }

@@ -162,6 +162,9 @@ static void run_close_cb(uv_handle_t *h) {
 
 static void run_free(hg_lua_run_t *run) {
   hg_lua_t *rt = run->rt;
+  if (run->prev_run) run->prev_run->next_run = run->next_run;
+  else rt->runs = run->next_run;
+  if (run->next_run) run->next_run->prev_run = run->prev_run;
   luaL_unref(rt->L, LUA_REGISTRYINDEX, run->co_ref);
   json_decref(run->arg);
   run->arg = NULL;
@@ -241,6 +244,9 @@ static hg_lua_run_t *run_new(hg_lua_t *rt, run_kind_t kind, hg_phase_t phase, hg
   run->co_ref = luaL_ref(rt->L, LUA_REGISTRYINDEX);
   uv_timer_init(rt->loop, &run->timer);
   run->timer.data = run;
+  run->next_run = rt->runs;
+  if (rt->runs) rt->runs->prev_run = run;
+  rt->runs = run;
   hg_lua_ref(rt);
   return run;
 }
@@ -804,4 +810,25 @@ void hg_lua_stop(hg_lua_t *rt) {
   while (rt->utimers) hg_lua__utimer_close(rt->utimers);
   for (size_t i = 0; i < rt->n_timers; i++) uv_close((uv_handle_t *)&rt->timers[i], plugin_timer_close_cb);
   rt->n_timers = 0;
+}
+
+void hg_lua_shutdown(hg_lua_t *rt) {
+  hg_lua_stop(rt);
+  rt->shutting_down = 1;
+  /* Wake the runs sleeping in hookgate.sleep so shutdown does not wait out
+   * their sleep; sleep returns at once from now on. */
+  size_t n = 0;
+  for (hg_lua_run_t *r = rt->runs; r; r = r->next_run) n += r->sleeping;
+  hg_lua_run_t **wake = n ? calloc(n, sizeof(*wake)) : NULL;
+  size_t k = 0;
+  for (hg_lua_run_t *r = rt->runs; r && wake; r = r->next_run)
+    if (r->sleeping) wake[k++] = r;
+  hg_lua_ref(rt);
+  for (size_t i = 0; i < k; i++) {
+    wake[i]->sleeping = 0;
+    uv_timer_stop(&wake[i]->timer);
+    hg_lua__resume(wake[i], 0);
+  }
+  free(wake);
+  hg_lua_unref(rt);
 }

@@ -91,9 +91,15 @@ json_t *hg_lua_describe(hg_lua_t *rt);
 typedef void (*hg_lua_error_count_fn)(const char *plugin, const char *phase, uint64_t n, void *ud);
 void hg_lua_each_error_count(hg_lua_t *rt, hg_lua_error_count_fn cb, void *ud);
 
-/* Starts the generation's timers (plugins' `timers`); stops them. */
+/* Starts the generation's timers (plugins' `timers`); stops them and
+ * refuses new runs (a reload retires the generation this way: runs in
+ * flight go on). */
 void hg_lua_start(hg_lua_t *rt);
 void hg_lua_stop(hg_lua_t *rt);
+
+/* Stops, and wakes the runs sleeping in hookgate.sleep so that shutdown
+ * does not wait out their sleep (sleep returns at once from then on). */
+void hg_lua_shutdown(hg_lua_t *rt);
 
 /* Memory the VM holds, in bytes. */
 size_t hg_lua_memory(hg_lua_t *rt);
