@@ -24,7 +24,7 @@
 //   expect:   { status, body (subset), bodyExcludes: [strings],
 //               deliveries: how many requests the receiver must get,
 //               delivery: { headers: {name: value | null (absent) | {re} | {hmacSha256}},
-//                           body: {text} | {json: subset} },
+//                           body: {text} | {re} | {json: subset} },
 //               record: { status, attempts, error (substring) } of the delivery,
 //               gaps: [min seconds between attempt 1 and 2, 2 and 3, ...],
 //               skip: reason (payload-filter: the delivery is skipped),
@@ -246,6 +246,7 @@ async function runCase(t, gw, rcv, c) {
       for (const [k, v] of Object.entries(ex.delivery.headers || {})) checkHeader(g.headers, k, v, g.body);
       const b = ex.delivery.body;
       if (b && b.text !== undefined) assert.equal(g.body, b.text, 'delivery body');
+      if (b && b.re !== undefined) assert.match(g.body, new RegExp(b.re), 'delivery body');
       if (b && b.json !== undefined) assertSubset(JSON.parse(g.body), b.json, 'delivery body');
     }
     if (ex.gaps) {
