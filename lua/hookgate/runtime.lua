@@ -119,9 +119,10 @@ function R.load_plugin(name, path)
   if mod.routes ~= nil then
     if type(mod.routes) ~= "table" then return nil, path .. ": routes must be a list" end
     for i, r in ipairs(mod.routes) do
-      if type(r.method) ~= "string" or type(r.path) ~= "string" or r.path:sub(1, 1) ~= "/" or
-          type(r.handler) ~= "function" then
-        return nil, path .. ": routes[" .. i .. "] needs method, path (starting with /) and handler"
+      -- path may be a function of the bound config (a configurable path).
+      if type(r.method) ~= "string" or type(r.handler) ~= "function" or
+          not (type(r.path) == "function" or type(r.path) == "string" and r.path:sub(1, 1) == "/") then
+        return nil, path .. ": routes[" .. i .. "] needs method, path (starting with /, or a function of the config) and handler"
       end
     end
   end
@@ -145,7 +146,16 @@ function R.bind_global(name, conf)
   R.global[#R.global + 1] = { plugin = p, conf = c }
   table.sort(R.global, by_priority)
   for _, r in ipairs(p.routes or {}) do
-    local key = r.method:upper() .. " " .. r.path
+    local rpath = r.path
+    if type(rpath) == "function" then
+      local ok, got = pcall(rpath, c)
+      if not ok or type(got) ~= "string" or got:sub(1, 1) ~= "/" then
+        return nil, { { field = "routes", message = "the route path must start with / (got " ..
+          tostring(ok and got or "an error: " .. tostring(got)) .. ")" } }
+      end
+      rpath = got
+    end
+    local key = r.method:upper() .. " " .. rpath
     if R.routes[key] then
       return nil, { { field = "routes", message = key .. " is also defined by " .. R.routes[key].plugin.name } }
     end
