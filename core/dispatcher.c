@@ -472,8 +472,10 @@ static void send_item(item_t *it) {
   /* delivery.skip = "reason" (or true): this webhook does not get this
    * event. Recorded as skipped with the reason; nothing is sent. */
   json_t *skip = dj ? json_object_get(dj, "skip") : NULL;
-  if (skip != NULL && !json_is_false(skip) && !json_is_null(skip)) {
+  if (skip != NULL && !json_is_false(skip) && !json_is_null(skip) &&
+      !(json_is_string(skip) && json_string_length(skip) == 0)) {
     it->skipped = 1;
+    it->has_error = 1; /* a test send reports the reason */
     snprintf(it->error, sizeof(it->error), "skipped: %.400s",
              json_is_string(skip) ? json_string_value(skip) : "a transform plugin skipped it");
     json_decref(dj);

@@ -116,6 +116,7 @@ function R.load_plugin(name, path)
   for k, v in pairs(mod) do
     if PHASE_SET[k] and type(v) ~= "function" then return nil, path .. ": " .. k .. " must be a function" end
   end
+  if mod.check ~= nil and type(mod.check) ~= "function" then return nil, path .. ": check must be a function" end
   if mod.routes ~= nil then
     if type(mod.routes) ~= "table" then return nil, path .. ": routes must be a list" end
     for i, r in ipairs(mod.routes) do
@@ -132,10 +133,20 @@ function R.load_plugin(name, path)
 end
 
 -- Validates conf for plugin name: conf with defaults, or nil, errors.
+-- A plugin may add its own check(conf) for what the schema subset cannot
+-- say: it returns nil when fine, or a list of { field =, message = } (or
+-- one message string).
 function R.check_conf(name, conf)
   local p = R.plugins[name]
   if p == nil then return nil, { { field = "name", message = "no plugin named \"" .. tostring(name) .. "\"" } } end
-  return schema.validate(p.schema, conf)
+  local c, errors = schema.validate(p.schema, conf)
+  if not c or type(p.check) ~= "function" then return c, errors end
+  host.set_plugin(name)
+  local ok, problems = pcall(p.check, c)
+  if not ok then return nil, { { field = "", message = "check failed: " .. tostring(problems) } } end
+  if type(problems) == "string" then return nil, { { field = "", message = problems } } end
+  if type(problems) == "table" and #problems > 0 then return nil, problems end
+  return c
 end
 
 -- Binds a plugin for every event and delivery (from the config file).

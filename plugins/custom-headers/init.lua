@@ -47,9 +47,30 @@ local function transform(delivery, conf)
   return nil
 end
 
+-- Bind-time check: names and values are refused when the webhook is
+-- created or updated (422), not at the first delivery. Values are secret:
+-- messages name the header only.
+local function check(conf)
+  local problems = {}
+  for name, value in pairs(conf.headers) do
+    local field = "headers." .. tostring(name)
+    if not valid_name(name) then
+      problems[#problems + 1] = { field = field, message = "is not a valid header name" }
+    elseif reserved(name) then
+      problems[#problems + 1] = { field = field, message = "is owned by hookgate (Content-Type and webhook-* headers)" }
+    elseif type(value) ~= "string" and type(value) ~= "number" and type(value) ~= "boolean" then
+      problems[#problems + 1] = { field = field, message = "must be a string" }
+    elseif type(value) == "string" and value:find("[\r\n%z]") then
+      problems[#problems + 1] = { field = field, message = "must not contain CR, LF or NUL" }
+    end
+  end
+  return problems
+end
+
 return {
   name = "custom-headers",
   version = "1.0.0",
+  check = check,
   priority = 100,
   schema = {
     type = "object",

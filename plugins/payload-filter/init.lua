@@ -157,9 +157,18 @@ local function transform(delivery, conf)
   return nil
 end
 
+-- Bind-time check: a malformed condition is a 422 when the webhook is
+-- created or updated, naming the spot, instead of a failed delivery later.
+local function check(conf)
+  local e = validate(conf.condition, "condition")
+  if e then return { { field = "condition", message = e } } end
+  return nil
+end
+
 return {
   name = "payload-filter",
   version = "1.0.0",
+  check = check,
   -- Before other transforms: the condition reads the event as published.
   priority = 900,
   schema = {
