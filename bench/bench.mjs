@@ -77,6 +77,7 @@ function spawnChild(cmd, args, opts = {}) {
 }
 
 async function stopChild(p, signal = 'SIGTERM', graceMs = 10000) {
+  p.stopping = true;
   if (p.exitCode === null && p.signalCode === null) {
     p.kill(signal);
     const t = setTimeout(() => p.kill('SIGKILL'), graceMs);
@@ -180,6 +181,9 @@ ${extra}
       HOOKGATE_ADMIN_KEY: KEY,
       HOOKGATE_LOG_LEVEL: 'warn',
     },
+  });
+  p.on('exit', (code, sig) => {
+    if (!p.stopping) log(`gateway in ${dir} exited unexpectedly (${code ?? sig}):\n${p.out.slice(-4000)}`);
   });
   await waitHttp(port);
   return {
