@@ -6,7 +6,7 @@
 // is shared and absolute numbers drift; the ratio is the figure that counts.
 // Each figure is the median of --runs runs, anchors and gateway interleaved.
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -56,7 +56,7 @@ const log = (...a) => console.error(`[bench ${new Date().toISOString().slice(11,
 // The store must be on a real disk so that fsync costs what it costs.
 const TMPFS_MAGIC = 0x01021994;
 if (statfsSync(O.tmp).type === TMPFS_MAGIC) throw new Error(`${O.tmp} is a tmpfs: give --tmp a directory on disk`);
-const ROOT = mkdtempSync(join(O.tmp, 'hookgate-bench-'));
+const ROOT = mkdtempSync(join(O.tmp, 'hgbench-'));
 let children = [];
 function cleanup() {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
@@ -155,6 +155,31 @@ http {
 
 // ---- the gateway ---------------------------------------------------------------
 
+// The gateway runs from a private copy with its own name, so that another
+// user's `pkill hookgate` on a shared machine does not end a measurement.
+let GW_BIN;
+function gatewayBinary() {
+  if (!GW_BIN) {
+    GW_BIN = join(ROOT, 'hgb-gateway');
+    copyFileSync(O.bin, GW_BIN);
+    chmodSync(GW_BIN, 0o755);
+  }
+  return GW_BIN;
+}
+
+// Runs one measurement again (at most twice) when it failed, e.g. because
+// something outside the benchmark ended the gateway.
+async function retry(what, fn) {
+  for (let i = 0; ; i++) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (i >= 2) throw e;
+      log(`${what} failed (${e.message.split('\n')[0]}); running it again`);
+    }
+  }
+}
+
 let gwCount = 0;
 async function startGateway({ paused = true, caFile, extra = '', dir } = {}) {
   dir = dir || join(ROOT, `gw${++gwCount}`);
@@ -172,7 +197,7 @@ delivery = {
 }
 ${extra}
 `);
-  const p = spawnChild(O.bin, ['serve', '-c', cfg], {
+  const p = spawnChild(gatewayBinary(), ['serve', '-c', cfg], {
     cwd: dir,
     env: {
       ...process.env,
@@ -275,7 +300,7 @@ async function benchIngest(sink) {
         push(`anchor_bare_c${conns}`, await wrk(`http://127.0.0.1:${barePort}/v1/events`, conns, O.duration));
         for (const mode of ['paused', 'running']) {
           log(`ingest -c${conns} run ${i + 1}/${O.runs}: hookgate, delivery ${mode}`);
-          push(`ingest_${mode}_c${conns}`, await ingestRun(mode, conns, sink));
+          push(`ingest_${mode}_c${conns}`, await retry('ingest run', () => ingestRun(mode, conns, sink)));
         }
       }
     }
@@ -330,7 +355,7 @@ async function benchDelivery(sink, ca) {
       log(`delivery ${scheme} run ${i + 1}/${O.runs}: wrk against the sink`);
       push(`anchor_sink_${scheme}`, await wrk(`${scheme}://127.0.0.1:${port}/hook`, 64, O.duration));
       log(`delivery ${scheme} run ${i + 1}/${O.runs}: hookgate draining ${O.pending} deliveries`);
-      push(`delivery_${scheme}`, await deliveryRun(scheme, sink, ca));
+      push(`delivery_${scheme}`, await retry('delivery run', () => deliveryRun(scheme, sink, ca)));
     }
   }
 }
@@ -338,15 +363,18 @@ async function benchDelivery(sink, ca) {
 async function benchE2E() {
   for (let i = 0; i < O.runs; i++) {
     log(`end to end run ${i + 1}/${O.runs}: ${O.e2eRate} events/s for ${O.e2eDuration} s`);
-    const gw = await startGateway({ paused: false });
-    try {
-      const r = await run(process.execPath, [join(HERE, 'e2e.mjs'), '--port', String(gw.port), '--key', KEY,
-        '--rate', String(O.e2eRate), '--duration', String(O.e2eDuration)], { timeoutMs: (O.e2eDuration + 60) * 1000 });
-      if (r.code !== 0) throw new Error(`e2e: ${r.stderr}${r.stdout}`);
-      push('e2e', JSON.parse(r.stdout.trim().split('\n').pop()));
-    } finally {
-      await gw.destroy();
-    }
+    push('e2e', await retry('e2e run', async () => {
+      const gw = await startGateway({ paused: false });
+      try {
+        const r = await run(process.execPath, [join(HERE, 'e2e.mjs'), '--port', String(gw.port), '--key', KEY,
+          '--rate', String(O.e2eRate), '--duration', String(O.e2eDuration)], { timeoutMs: (O.e2eDuration + 60) * 1000 });
+        if (r.code !== 0) throw new Error(`e2e: ${r.stderr}${r.stdout}`);
+        if (gw.proc.exitCode !== null || gw.proc.signalCode !== null) throw new Error('the gateway exited');
+        return JSON.parse(r.stdout.trim().split('\n').pop());
+      } finally {
+        await gw.destroy();
+      }
+    }));
   }
 }
 
@@ -355,6 +383,12 @@ async function benchMemory() {
   // a restart (the queue loaded from the store, without ingest's garbage).
   for (let i = 0; i < O.runs; i++) {
     log(`memory run ${i + 1}/${O.runs}: idle, then ${O.memPending} pending deliveries`);
+    await retry('memory run', () => memoryRun());
+  }
+}
+
+async function memoryRun() {
+  {
     const gw = await startGateway({ paused: true });
     const dir = gw.dir;
     try {
