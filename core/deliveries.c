@@ -47,11 +47,11 @@ static void bind_opt(sqlite3_stmt *st, int i, const char *s) {
 int hg_deliveries_load(sqlite3 *db, int64_t seq, int64_t now, hg_send_t *out) {
   sqlite3_stmt *st = NULL;
   memset(out, 0, sizeof(*out));
-  int rc = sqlite3_prepare_v2(db,
+  int rc = hg_store_prepare(db,
                               "SELECT d.id, d.webhook_id, e.id, d.status, d.attempts, d.next_attempt_at, w.active, "
-                              "w.url, e.payload, d.created_at, e.type, w.lua FROM deliveries d JOIN events e ON e.seq = d.event_seq "
-                              "JOIN webhooks w ON w.id = d.webhook_id WHERE d.seq = ?1",
-                              -1, &st, NULL);
+                              "w.url, e.payload, d.created_at, e.type, w.lua FROM deliveries d "
+                              "JOIN events e ON e.seq = d.event_seq "
+                              "JOIN webhooks w ON w.id = d.webhook_id WHERE d.seq = ?1", &st);
   if (rc != SQLITE_OK) return hg_store_fail(db, rc, "load delivery");
   sqlite3_bind_int64(st, 1, seq);
   rc = sqlite3_step(st);
@@ -80,7 +80,7 @@ int hg_deliveries_load(sqlite3 *db, int64_t seq, int64_t now, hg_send_t *out) {
   } else {
     r = rc == SQLITE_DONE ? HG_ENOTFOUND : hg_store_fail(db, rc, "load delivery");
   }
-  sqlite3_finalize(st);
+  hg_store_release(st);
   if (r == 0) r = hg_webhooks_secrets(db, out->webhook_id, now, out->secrets, HG_MAX_SECRETS, &out->n_secrets);
   if (r != 0) hg_send_close(out);
   return r;
@@ -90,10 +90,9 @@ int hg_deliveries_record(sqlite3 *db, const hg_attempt_rec_t *rec) {
   sqlite3_stmt *st = NULL;
   char att_id[HG_ID_MAX];
   hg_id_new("att_", att_id);
-  int rc = sqlite3_prepare_v2(db,
+  int rc = hg_store_prepare(db,
                               "INSERT INTO attempts (id, delivery_seq, attempt, started_at, duration_ms, status_code, "
-                              "response_body, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                              -1, &st, NULL);
+                              "response_body, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", &st);
   if (rc != SQLITE_OK) return hg_store_fail(db, rc, "record attempt");
   sqlite3_bind_text(st, 1, att_id, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 2, rec->delivery_seq);
@@ -104,12 +103,11 @@ int hg_deliveries_record(sqlite3 *db, const hg_attempt_rec_t *rec) {
   if (rec->response_body) sqlite3_bind_blob(st, 7, rec->response_body, (int)rec->response_len, SQLITE_STATIC);
   bind_opt(st, 8, rec->error);
   rc = sqlite3_step(st);
-  sqlite3_finalize(st);
+  hg_store_release(st);
   if (rc != SQLITE_DONE) return hg_store_fail(db, rc, "record attempt");
-  rc = sqlite3_prepare_v2(db,
+  rc = hg_store_prepare(db,
                           "UPDATE deliveries SET status = ?2, attempts = ?3, status_code = ?4, next_attempt_at = ?5, "
-                          "updated_at = ?6 WHERE seq = ?1",
-                          -1, &st, NULL);
+                          "updated_at = ?6 WHERE seq = ?1", &st);
   if (rc != SQLITE_OK) return hg_store_fail(db, rc, "update delivery");
   sqlite3_bind_int64(st, 1, rec->delivery_seq);
   sqlite3_bind_text(st, 2, hg_delivery_status_name(rec->new_status), -1, SQLITE_STATIC);
@@ -119,15 +117,15 @@ int hg_deliveries_record(sqlite3 *db, const hg_attempt_rec_t *rec) {
   else sqlite3_bind_null(st, 5);
   sqlite3_bind_int64(st, 6, rec->started_at + rec->duration_ms);
   rc = sqlite3_step(st);
-  sqlite3_finalize(st);
+  hg_store_release(st);
   if (rc != SQLITE_DONE) return hg_store_fail(db, rc, "update delivery");
   if (rec->deactivate_webhook) {
-    rc = sqlite3_prepare_v2(db, "UPDATE webhooks SET active = 0, updated_at = ?2 WHERE id = ?1", -1, &st, NULL);
+    rc = hg_store_prepare(db, "UPDATE webhooks SET active = 0, updated_at = ?2 WHERE id = ?1", &st);
     if (rc != SQLITE_OK) return hg_store_fail(db, rc, "deactivate webhook");
     sqlite3_bind_text(st, 1, rec->deactivate_webhook, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, rec->started_at + rec->duration_ms);
     rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    hg_store_release(st);
     if (rc != SQLITE_DONE) return hg_store_fail(db, rc, "deactivate webhook");
   }
   return 0;
@@ -135,30 +133,28 @@ int hg_deliveries_record(sqlite3 *db, const hg_attempt_rec_t *rec) {
 
 int hg_deliveries_abandon(sqlite3 *db, int64_t seq, int64_t now) {
   sqlite3_stmt *st = NULL;
-  int rc = sqlite3_prepare_v2(db,
+  int rc = hg_store_prepare(db,
                               "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, updated_at = ?2 "
-                              "WHERE seq = ?1 AND status = 'pending'",
-                              -1, &st, NULL);
+                              "WHERE seq = ?1 AND status = 'pending'", &st);
   if (rc != SQLITE_OK) return hg_store_fail(db, rc, "abandon delivery");
   sqlite3_bind_int64(st, 1, seq);
   sqlite3_bind_int64(st, 2, now);
   rc = sqlite3_step(st);
-  sqlite3_finalize(st);
+  hg_store_release(st);
   return rc == SQLITE_DONE ? 0 : hg_store_fail(db, rc, "abandon delivery");
 }
 
 int hg_deliveries_pending(sqlite3 *db, int (*cb)(int64_t seq, int64_t due, void *ud), void *ud) {
   sqlite3_stmt *st = NULL;
-  int rc = sqlite3_prepare_v2(db,
+  int rc = hg_store_prepare(db,
                               "SELECT seq, next_attempt_at FROM deliveries WHERE status = 'pending' "
-                              "ORDER BY next_attempt_at",
-                              -1, &st, NULL);
+                              "ORDER BY next_attempt_at", &st);
   if (rc != SQLITE_OK) return hg_store_fail(db, rc, "read pending deliveries");
   int r = 0;
   while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
     r = cb(sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1), ud);
   if (r == 0 && rc != SQLITE_DONE) r = hg_store_fail(db, rc, "read pending deliveries");
-  sqlite3_finalize(st);
+  hg_store_release(st);
   return r;
 }
 
@@ -168,7 +164,7 @@ int hg_deliveries_pending(sqlite3 *db, int (*cb)(int64_t seq, int64_t due, void 
 
 int hg_deliveries_seq(sqlite3 *db, const char *wh, const char *org, const char *id, int64_t *seq) {
   sqlite3_stmt *st = NULL;
-  int rc = sqlite3_prepare_v2(db, "SELECT d.seq " VISIBLE, -1, &st, NULL);
+  int rc = hg_store_prepare(db, "SELECT d.seq " VISIBLE, &st);
   if (rc != SQLITE_OK) return hg_store_fail(db, rc, "find delivery");
   sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 2, wh, -1, SQLITE_STATIC);
@@ -176,7 +172,7 @@ int hg_deliveries_seq(sqlite3 *db, const char *wh, const char *org, const char *
   rc = sqlite3_step(st);
   int r = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? HG_ENOTFOUND : hg_store_fail(db, rc, "find delivery");
   if (r == 0) *seq = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
+  hg_store_release(st);
   return r;
 }
 
@@ -184,15 +180,14 @@ int hg_deliveries_replay(sqlite3 *db, const char *wh, const char *org, const cha
   int r = hg_deliveries_seq(db, wh, org, id, seq);
   if (r != 0) return r;
   sqlite3_stmt *st = NULL;
-  int rc = sqlite3_prepare_v2(db,
+  int rc = hg_store_prepare(db,
                               "UPDATE deliveries SET status = 'pending', next_attempt_at = ?2, updated_at = ?2 "
-                              "WHERE seq = ?1",
-                              -1, &st, NULL);
+                              "WHERE seq = ?1", &st);
   if (rc != SQLITE_OK) return hg_store_fail(db, rc, "replay delivery");
   sqlite3_bind_int64(st, 1, *seq);
   sqlite3_bind_int64(st, 2, now);
   rc = sqlite3_step(st);
-  sqlite3_finalize(st);
+  hg_store_release(st);
   return rc == SQLITE_DONE ? 0 : hg_store_fail(db, rc, "replay delivery");
 }
 
@@ -203,10 +198,9 @@ int hg_deliveries_create_test(sqlite3 *db, const char *wh, const char *org, cons
   if (r != 0) return r;
   sqlite3_stmt *st = NULL;
   hg_id_new("evt_", event_id);
-  int rc = sqlite3_prepare_v2(db,
+  int rc = hg_store_prepare(db,
                               "INSERT INTO events (id, type, organization_id, payload, created_at) "
-                              "VALUES (?1, ?2, ?3, ?4, ?5)",
-                              -1, &st, NULL);
+                              "VALUES (?1, ?2, ?3, ?4, ?5)", &st);
   if (rc != SQLITE_OK) {
     hg_webhook_close(&w);
     return hg_store_fail(db, rc, "insert test event");
@@ -217,24 +211,23 @@ int hg_deliveries_create_test(sqlite3 *db, const char *wh, const char *org, cons
   sqlite3_bind_blob(st, 4, payload, (int)len, SQLITE_STATIC);
   sqlite3_bind_int64(st, 5, now);
   rc = sqlite3_step(st);
-  sqlite3_finalize(st);
+  hg_store_release(st);
   hg_webhook_close(&w);
   if (rc != SQLITE_DONE) return hg_store_fail(db, rc, "insert test event");
   int64_t event_seq = sqlite3_last_insert_rowid(db);
   hg_id_new("del_", del_id);
   /* Not pending: a test is sent once, at once, by the caller, never by the
    * queue; the attempt's record sets its final status. */
-  rc = sqlite3_prepare_v2(db,
+  rc = hg_store_prepare(db,
                           "INSERT INTO deliveries (id, webhook_id, event_seq, status, created_at, updated_at) "
-                          "VALUES (?1, ?2, ?3, 'failed', ?4, ?4)",
-                          -1, &st, NULL);
+                          "VALUES (?1, ?2, ?3, 'failed', ?4, ?4)", &st);
   if (rc != SQLITE_OK) return hg_store_fail(db, rc, "insert test delivery");
   sqlite3_bind_text(st, 1, del_id, -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 2, wh, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 3, event_seq);
   sqlite3_bind_int64(st, 4, now);
   rc = sqlite3_step(st);
-  sqlite3_finalize(st);
+  hg_store_release(st);
   if (rc != SQLITE_DONE) return hg_store_fail(db, rc, "insert test delivery");
   *seq = sqlite3_last_insert_rowid(db);
   return 0;
@@ -274,11 +267,10 @@ int hg_deliveries_list_json(sqlite3 *db, const char *wh, const char *org, const 
   int r = webhook_visible(db, wh, org);
   if (r != 0) return r;
   sqlite3_stmt *st = NULL;
-  int rc = sqlite3_prepare_v2(db,
+  int rc = hg_store_prepare(db,
                               "SELECT " DELIVERY_COLS " FROM deliveries d JOIN events e ON e.seq = d.event_seq "
                               "WHERE d.webhook_id = ?1 AND (?2 = '' OR d.id < ?2) AND (?3 IS NULL OR d.status = ?3) "
-                              "AND (?4 IS NULL OR e.type = ?4) ORDER BY d.id DESC LIMIT ?5",
-                              -1, &st, NULL);
+                              "AND (?4 IS NULL OR e.type = ?4) ORDER BY d.id DESC LIMIT ?5", &st);
   if (rc != SQLITE_OK) return hg_store_fail(db, rc, "list deliveries");
   sqlite3_bind_text(st, 1, wh, -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 2, after_id, -1, SQLITE_STATIC);
@@ -297,34 +289,32 @@ int hg_deliveries_list_json(sqlite3 *db, const char *wh, const char *org, const 
     n++;
   }
   r = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : hg_store_fail(db, rc, "list deliveries");
-  sqlite3_finalize(st);
+  hg_store_release(st);
   return r;
 }
 
 int hg_deliveries_get_json(sqlite3 *db, const char *wh, const char *org, const char *id, json_t **out) {
   sqlite3_stmt *st = NULL;
-  int rc = sqlite3_prepare_v2(db,
+  int rc = hg_store_prepare(db,
                               "SELECT " DELIVERY_COLS " FROM deliveries d JOIN events e ON e.seq = d.event_seq "
                               "JOIN webhooks w ON w.id = d.webhook_id WHERE d.id = ?1 AND d.webhook_id = ?2 "
-                              "AND (?3 IS NULL OR w.organization_id = ?3)",
-                              -1, &st, NULL);
+                              "AND (?3 IS NULL OR w.organization_id = ?3)", &st);
   if (rc != SQLITE_OK) return hg_store_fail(db, rc, "get delivery");
   sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 2, wh, -1, SQLITE_STATIC);
   bind_opt(st, 3, org);
   rc = sqlite3_step(st);
   if (rc != SQLITE_ROW) {
-    sqlite3_finalize(st);
+    hg_store_release(st);
     return rc == SQLITE_DONE ? HG_ENOTFOUND : hg_store_fail(db, rc, "get delivery");
   }
   json_t *d = delivery_json(st);
   int64_t seq = sqlite3_column_int64(st, 9);
-  sqlite3_finalize(st);
+  hg_store_release(st);
   json_t *attempts = json_array();
-  rc = sqlite3_prepare_v2(db,
+  rc = hg_store_prepare(db,
                           "SELECT id, attempt, started_at, duration_ms, status_code, response_body, error "
-                          "FROM attempts WHERE delivery_seq = ?1 ORDER BY attempt, started_at",
-                          -1, &st, NULL);
+                          "FROM attempts WHERE delivery_seq = ?1 ORDER BY attempt, started_at", &st);
   if (rc != SQLITE_OK) {
     json_decref(d);
     json_decref(attempts);
@@ -348,7 +338,7 @@ int hg_deliveries_get_json(sqlite3 *db, const char *wh, const char *org, const c
                                         ? json_null()
                                         : json_string((const char *)sqlite3_column_text(st, 6))));
   }
-  sqlite3_finalize(st);
+  hg_store_release(st);
   json_object_set_new(d, "attempts", attempts);
   *out = d;
   return 0;

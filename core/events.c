@@ -13,13 +13,13 @@
 
 static int count_deliveries(sqlite3 *db, int64_t seq, int *out) {
   sqlite3_stmt *st = NULL;
-  int rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM deliveries WHERE event_seq = ?1", -1, &st, NULL);
+  int rc = hg_store_prepare(db, "SELECT count(*) FROM deliveries WHERE event_seq = ?1", &st);
   if (rc != SQLITE_OK) return hg_store_fail(db, rc, "count deliveries");
   sqlite3_bind_int64(st, 1, seq);
   rc = sqlite3_step(st);
   int r = rc == SQLITE_ROW ? 0 : hg_store_fail(db, rc, "count deliveries");
   if (r == 0) *out = sqlite3_column_int(st, 0);
-  sqlite3_finalize(st);
+  hg_store_release(st);
   return r;
 }
 
@@ -29,7 +29,7 @@ static int find_original(sqlite3 *db, hg_event_in_t *ev, int by_key) {
   sqlite3_stmt *st = NULL;
   const char *sql = by_key ? "SELECT seq, id, created_at, organization_id FROM events WHERE idempotency_key = ?1"
                            : "SELECT seq, id, created_at, organization_id FROM events WHERE id = ?1";
-  int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+  int rc = hg_store_prepare(db, sql, &st);
   if (rc != SQLITE_OK) return hg_store_fail(db, rc, "find event");
   sqlite3_bind_text(st, 1, by_key ? ev->idem_key : ev->id, -1, SQLITE_STATIC);
   rc = sqlite3_step(st);
@@ -40,9 +40,9 @@ static int find_original(sqlite3 *db, hg_event_in_t *ev, int by_key) {
     const char *org = (const char *)sqlite3_column_text(st, 3);
     if (by_key && created < ev->now - IDEMPOTENCY_MS) {
       /* The key has expired: free it for this new event. */
-      sqlite3_finalize(st);
+      hg_store_release(st);
       st = NULL;
-      rc = sqlite3_prepare_v2(db, "UPDATE events SET idempotency_key = NULL WHERE seq = ?1", -1, &st, NULL);
+      rc = hg_store_prepare(db, "UPDATE events SET idempotency_key = NULL WHERE seq = ?1", &st);
       if (rc != SQLITE_OK) return hg_store_fail(db, rc, "expire idempotency key");
       sqlite3_bind_int64(st, 1, seq);
       rc = sqlite3_step(st);
@@ -57,7 +57,7 @@ static int find_original(sqlite3 *db, hg_event_in_t *ev, int by_key) {
   } else if (rc != SQLITE_DONE) {
     r = hg_store_fail(db, rc, "find event");
   }
-  sqlite3_finalize(st);
+  hg_store_release(st);
   return r;
 }
 
@@ -85,11 +85,10 @@ int hg_events_match(sqlite3 *db, const hg_event_in_t *ev, json_t **out) {
     if (ev->type[i - 1] == '.') snprintf(patterns[n_patterns++], sizeof(patterns[0]), "%.*s.*", (int)(i - 1), ev->type);
   snprintf(patterns[n_patterns++], sizeof(patterns[0]), "*");
   sqlite3_stmt *st = NULL;
-  int rc = sqlite3_prepare_v2(db,
+  int rc = hg_store_prepare(db,
                               "SELECT DISTINCT w.id FROM webhook_events we JOIN webhooks w ON w.id = we.webhook_id "
                               "WHERE we.pattern IN (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) AND w.active = 1 "
-                              "AND (w.organization_id IS NULL OR w.organization_id = ?11) ORDER BY w.id",
-                              -1, &st, NULL);
+                              "AND (w.organization_id IS NULL OR w.organization_id = ?11) ORDER BY w.id", &st);
   if (rc != SQLITE_OK) return hg_store_fail(db, rc, "match webhooks");
   for (size_t i = 0; i < n_patterns; i++) sqlite3_bind_text(st, (int)i + 1, patterns[i], -1, SQLITE_STATIC);
   /* An event without organization reaches only webhooks without one. */
@@ -97,7 +96,7 @@ int hg_events_match(sqlite3 *db, const hg_event_in_t *ev, json_t **out) {
   json_t *ids = json_array();
   while ((rc = sqlite3_step(st)) == SQLITE_ROW)
     json_array_append_new(ids, json_string((const char *)sqlite3_column_text(st, 0)));
-  sqlite3_finalize(st);
+  hg_store_release(st);
   if (rc != SQLITE_DONE) {
     json_decref(ids);
     return hg_store_fail(db, rc, "match webhooks");
@@ -115,10 +114,9 @@ int hg_events_insert(sqlite3 *db, hg_event_in_t *ev) {
    * seen before answers with the original event. */
   if (ev->idem_key && ((r = find_original(db, ev, 1)) != 0 || ev->duplicate)) return r;
   if (ev->client_id && ((r = find_original(db, ev, 0)) != 0 || ev->duplicate || ev->conflict)) return r;
-  rc = sqlite3_prepare_v2(db,
+  rc = hg_store_prepare(db,
                           "INSERT INTO events (id, type, organization_id, payload, idempotency_key, created_at) "
-                          "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                          -1, &st, NULL);
+                          "VALUES (?1, ?2, ?3, ?4, ?5, ?6)", &st);
   if (rc != SQLITE_OK) return hg_store_fail(db, rc, "insert event");
   sqlite3_bind_text(st, 1, ev->id, -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 2, ev->type, -1, SQLITE_STATIC);
@@ -127,7 +125,7 @@ int hg_events_insert(sqlite3 *db, hg_event_in_t *ev) {
   if (ev->idem_key) sqlite3_bind_text(st, 5, ev->idem_key, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 6, ev->now);
   rc = sqlite3_step(st);
-  sqlite3_finalize(st);
+  hg_store_release(st);
   if (rc != SQLITE_DONE) return hg_store_fail(db, rc, "insert event");
   int64_t event_seq = sqlite3_last_insert_rowid(db);
 
@@ -140,11 +138,10 @@ int hg_events_insert(sqlite3 *db, hg_event_in_t *ev) {
   sqlite3_stmt *ins = NULL;
   /* SELECT from webhooks so an id a route plugin added that is unknown or
    * inactive inserts nothing. */
-  rc = sqlite3_prepare_v2(db,
+  rc = hg_store_prepare(db,
                           "INSERT INTO deliveries (id, webhook_id, event_seq, status, next_attempt_at, created_at, "
                           "updated_at) SELECT ?1, id, ?3, 'pending', ?5, ?4, ?4 FROM webhooks WHERE id = ?2 "
-                          "AND active = 1",
-                          -1, &ins, NULL);
+                          "AND active = 1", &ins);
   if (rc != SQLITE_OK) {
     json_decref(matched);
     return hg_store_fail(db, rc, "insert delivery");
@@ -171,7 +168,7 @@ int hg_events_insert(sqlite3 *db, hg_event_in_t *ev) {
     if ((r = push_seq(ev, sqlite3_last_insert_rowid(db))) != 0) break;
     ev->n_deliveries++;
   }
-  sqlite3_finalize(ins);
+  hg_store_release(ins);
   json_decref(matched);
   return r;
 }

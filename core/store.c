@@ -245,14 +245,91 @@ fail:
   return rc;
 }
 
+/* ---- Cached statements ---- */
+
+/* Parsing and planning a statement costs several times what running it
+ * does for the small inserts and lookups of a job, so the store thread
+ * keeps each hot statement prepared. The cache belongs to the thread: only
+ * that thread touches its statements, and it finalizes them before the
+ * connection is closed, so no lock and no stale connection pointer. */
+#define STMT_CACHE_MAX 64
+
+typedef struct stmt_cache {
+  sqlite3 *db;
+  size_t n;
+  struct {
+    const char *sql; /* the caller's literal: its address is the key */
+    sqlite3_stmt *st;
+  } e[STMT_CACHE_MAX];
+} stmt_cache_t;
+
+static __thread stmt_cache_t *tls_cache;
+
+int hg_store_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out) {
+  stmt_cache_t *c = tls_cache;
+  *out = NULL;
+  if (c == NULL || c->db != db) return sqlite3_prepare_v2(db, sql, -1, out, NULL);
+  for (size_t i = 0; i < c->n; i++) {
+    if (c->e[i].sql != sql) continue;
+    /* In use further up the stack: that caller keeps it, this one gets
+     * its own (finalized on release, as it is not in the cache). */
+    if (sqlite3_stmt_busy(c->e[i].st)) return sqlite3_prepare_v2(db, sql, -1, out, NULL);
+    *out = c->e[i].st;
+    return SQLITE_OK;
+  }
+  int rc = sqlite3_prepare_v3(db, sql, -1, c->n < STMT_CACHE_MAX ? SQLITE_PREPARE_PERSISTENT : 0, out, NULL);
+  if (rc == SQLITE_OK && c->n < STMT_CACHE_MAX) {
+    c->e[c->n].sql = sql;
+    c->e[c->n].st = *out;
+    c->n++;
+  }
+  return rc;
+}
+
+void hg_store_release(sqlite3_stmt *st) {
+  if (st == NULL) return;
+  stmt_cache_t *c = tls_cache;
+  if (c != NULL && c->db == sqlite3_db_handle(st)) {
+    for (size_t i = 0; i < c->n; i++) {
+      if (c->e[i].st == st) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        return;
+      }
+    }
+  }
+  sqlite3_finalize(st);
+}
+
+static void cache_clear(stmt_cache_t *c) {
+  for (size_t i = 0; i < c->n; i++) sqlite3_finalize(c->e[i].st);
+  c->n = 0;
+}
+
+/* Runs a statement without results through the cache. */
+static int exec_cached(sqlite3 *db, const char *sql, const char *op) {
+  sqlite3_stmt *st;
+  int rc = hg_store_prepare(db, sql, &st);
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW) rc = SQLITE_OK;
+  }
+  hg_store_release(st);
+  return rc == SQLITE_OK ? 0 : hg_store_fail(db, rc, op);
+}
+
+static const char sql_savepoint[] = "SAVEPOINT hg_job";
+static const char sql_release[] = "RELEASE hg_job";
+static const char sql_begin[] = "BEGIN IMMEDIATE";
+
 /* ---- The store thread ---- */
 
 static int run_job(sqlite3 *db, struct job *j) {
-  if (exec(db, "SAVEPOINT hg_job", "savepoint") != 0) return HG_EIO;
+  if (exec_cached(db, sql_savepoint, "savepoint") != 0) return HG_EIO;
   int status = j->work(db, j->ud);
   if (sqlite3_get_autocommit(db)) return status; /* the caller handles a lost transaction */
   if (status >= 0) {
-    if (exec(db, "RELEASE hg_job", "release") == 0) return status;
+    if (exec_cached(db, sql_release, "release") == 0) return status;
     status = HG_EIO;
   }
   /* ROLLBACK TO keeps the savepoint open; RELEASE then drops it. */
@@ -271,7 +348,7 @@ static uint64_t run_group(sqlite3 *db, struct job *batch, uint64_t *ns, int *com
   struct job *first = batch; /* first job of the open transaction */
   uint64_t in_txn = 0;
   *committed = 0;
-  if (exec(db, "BEGIN IMMEDIATE", "begin") != 0) {
+  if (exec_cached(db, sql_begin, "begin") != 0) {
     fail_jobs(batch, NULL, HG_EIO);
     return 0;
   }
@@ -286,7 +363,7 @@ static uint64_t run_group(sqlite3 *db, struct job *batch, uint64_t *ns, int *com
     fail_jobs(first, j->next, HG_EIO);
     first = j->next;
     in_txn = 0;
-    if (first != NULL && exec(db, "BEGIN IMMEDIATE", "begin") != 0) {
+    if (first != NULL && exec_cached(db, sql_begin, "begin") != 0) {
       fail_jobs(first, NULL, HG_EIO);
       return 0;
     }
@@ -307,6 +384,12 @@ static uint64_t run_group(sqlite3 *db, struct job *batch, uint64_t *ns, int *com
 
 static void thread_main(void *arg) {
   hg_store_t *s = arg;
+  stmt_cache_t *cache = calloc(1, sizeof(*cache));
+  if (cache != NULL) {
+    /* Without a cache every statement is prepared each time: slower, not wrong. */
+    cache->db = s->db;
+    tls_cache = cache;
+  }
   uv_mutex_lock(&s->mutex);
   for (;;) {
     while (s->queue == NULL && !s->closing) uv_cond_wait(&s->cond, &s->mutex);
@@ -336,6 +419,10 @@ static void thread_main(void *arg) {
     uv_async_send(&s->async);
   }
   uv_mutex_unlock(&s->mutex);
+  /* The connection is closed after the join: its statements go first. */
+  tls_cache = NULL;
+  if (cache != NULL) cache_clear(cache);
+  free(cache);
 }
 
 /* ---- The loop side ---- */

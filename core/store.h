@@ -76,6 +76,22 @@ int hg_store_migrate(sqlite3 *db, char *err, size_t errlen);
 /* The schema version this binary migrates to. */
 int hg_store_schema_version(void);
 
+/* Prepared statements cached per connection, for the statements work
+ * functions run on every job. On the store thread, with the store's own
+ * connection, hg_store_prepare() hands out a statement prepared once (with
+ * SQLITE_PREPARE_PERSISTENT) and kept until the thread ends; anywhere else
+ * (the CLI, tests, another connection) it prepares a fresh one. Either way
+ * hg_store_release() gives it back: reset with bindings cleared when
+ * cached, finalized otherwise. sql must be a string literal (static and
+ * never changing): its address is the key. A statement still in use (a
+ * nested call preparing the same SQL) is never handed out twice.
+ * Returns a SQLite result code, like sqlite3_prepare_v2. */
+int hg_store_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out);
+
+/* Resets and keeps a cached statement, or finalizes one that is not.
+ * Accepts NULL. */
+void hg_store_release(sqlite3_stmt *st);
+
 /* Translates a SQLite result code (primary or extended) into HG_E*: 0 for
  * SQLITE_OK/ROW/DONE; UNIQUE and PRIMARY KEY violations HG_EEXIST; FOREIGN
  * KEY violations HG_ENOTFOUND; other constraints, MISUSE, RANGE and

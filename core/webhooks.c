@@ -2,6 +2,7 @@
 #include "webhooks.h"
 
 #include "common.h"
+#include "store.h"
 #include "log.h"
 
 #include <stdio.h>
@@ -57,29 +58,27 @@ static int read_row(sqlite3_stmt *st, hg_webhook_t *w) {
 static int set_patterns(sqlite3 *db, const char *id, const char *events) {
   sqlite3_stmt *st = NULL;
   int r = 0;
-  if (sqlite3_prepare_v2(db, "DELETE FROM webhook_events WHERE webhook_id = ?1", -1, &st, NULL) != SQLITE_OK)
+  if (hg_store_prepare(db, "DELETE FROM webhook_events WHERE webhook_id = ?1", &st) != SQLITE_OK)
     return sql_fail(db, "index subscriptions");
   bind_text(st, 1, id);
   if (sqlite3_step(st) != SQLITE_DONE) r = sql_fail(db, "index subscriptions");
-  sqlite3_finalize(st);
+  hg_store_release(st);
   if (r != 0) return r;
-  if (sqlite3_prepare_v2(db,
-                         "INSERT OR IGNORE INTO webhook_events (pattern, webhook_id) SELECT value, ?1 FROM json_each(?2)",
-                         -1, &st, NULL) != SQLITE_OK)
+  if (hg_store_prepare(db,
+                         "INSERT OR IGNORE INTO webhook_events (pattern, webhook_id) SELECT value, ?1 FROM json_each(?2)", &st) != SQLITE_OK)
     return sql_fail(db, "index subscriptions");
   bind_text(st, 1, id);
   bind_text(st, 2, events);
   if (sqlite3_step(st) != SQLITE_DONE) r = sql_fail(db, "index subscriptions");
-  sqlite3_finalize(st);
+  hg_store_release(st);
   return r;
 }
 
 int hg_webhooks_insert(sqlite3 *db, const hg_webhook_t *w, const char *secret) {
   sqlite3_stmt *st = NULL;
   int r = 0;
-  if (sqlite3_prepare_v2(db,
-                         "INSERT INTO webhooks (" WEBHOOK_COLS ") VALUES (?,?,?,?,?,?,?,?,?)",
-                         -1, &st, NULL) != SQLITE_OK)
+  if (hg_store_prepare(db,
+                         "INSERT INTO webhooks (" WEBHOOK_COLS ") VALUES (?,?,?,?,?,?,?,?,?)", &st) != SQLITE_OK)
     return sql_fail(db, "insert webhook");
   bind_text(st, 1, w->id);
   bind_text(st, 2, w->url);
@@ -91,25 +90,23 @@ int hg_webhooks_insert(sqlite3 *db, const hg_webhook_t *w, const char *secret) {
   sqlite3_bind_int64(st, 8, w->updated_at);
   bind_text(st, 9, w->lua);
   if (sqlite3_step(st) != SQLITE_DONE) r = sql_fail(db, "insert webhook");
-  sqlite3_finalize(st);
+  hg_store_release(st);
   if (r != 0) return r;
-  if (sqlite3_prepare_v2(db, "INSERT INTO webhook_secrets (webhook_id, secret, created_at) VALUES (?,?,?)", -1,
-                         &st, NULL) != SQLITE_OK)
+  if (hg_store_prepare(db, "INSERT INTO webhook_secrets (webhook_id, secret, created_at) VALUES (?,?,?)", &st) != SQLITE_OK)
     return sql_fail(db, "insert secret");
   bind_text(st, 1, w->id);
   bind_text(st, 2, secret);
   sqlite3_bind_int64(st, 3, w->created_at);
   if (sqlite3_step(st) != SQLITE_DONE) r = sql_fail(db, "insert secret");
-  sqlite3_finalize(st);
+  hg_store_release(st);
   if (r == 0) r = set_patterns(db, w->id, w->events);
   return r;
 }
 
 int hg_webhooks_get(sqlite3 *db, const char *id, const char *org, hg_webhook_t *out) {
   sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(db,
-                         "SELECT " WEBHOOK_COLS " FROM webhooks WHERE id = ?1 AND (?2 IS NULL OR organization_id = ?2)",
-                         -1, &st, NULL) != SQLITE_OK)
+  if (hg_store_prepare(db,
+                         "SELECT " WEBHOOK_COLS " FROM webhooks WHERE id = ?1 AND (?2 IS NULL OR organization_id = ?2)", &st) != SQLITE_OK)
     return sql_fail(db, "get webhook");
   bind_text(st, 1, id);
   bind_text(st, 2, org);
@@ -117,7 +114,7 @@ int hg_webhooks_get(sqlite3 *db, const char *id, const char *org, hg_webhook_t *
   if (rc == SQLITE_ROW) r = read_row(st, out);
   else if (rc == SQLITE_DONE) r = HG_ENOTFOUND;
   else r = sql_fail(db, "get webhook");
-  sqlite3_finalize(st);
+  hg_store_release(st);
   return r;
 }
 
@@ -130,7 +127,7 @@ int hg_webhooks_list(sqlite3 *db, int org_mode, const char *org, const char *aft
                                "(?1 = '' OR id < ?1) ORDER BY id DESC LIMIT ?2"
                              : "SELECT " WEBHOOK_COLS " FROM webhooks WHERE (?1 = '' OR id < ?1) "
                                "ORDER BY id DESC LIMIT ?2";
-  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return sql_fail(db, "list webhooks");
+  if (hg_store_prepare(db, sql, &st) != SQLITE_OK) return sql_fail(db, "list webhooks");
   bind_text(st, 1, after_id);
   sqlite3_bind_int(st, 2, limit);
   if (org_mode) bind_text(st, 3, org);
@@ -143,16 +140,15 @@ int hg_webhooks_list(sqlite3 *db, int org_mode, const char *org, const char *aft
     if (stop) break;
   }
   if (r == 0 && rc != SQLITE_ROW && rc != SQLITE_DONE) r = sql_fail(db, "list webhooks");
-  sqlite3_finalize(st);
+  hg_store_release(st);
   return r;
 }
 
 int hg_webhooks_update(sqlite3 *db, const hg_webhook_t *w) {
   sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(db,
+  if (hg_store_prepare(db,
                          "UPDATE webhooks SET url = ?2, events = ?3, active = ?4, metadata = ?5, updated_at = ?6, lua = ?7 "
-                         "WHERE id = ?1",
-                         -1, &st, NULL) != SQLITE_OK)
+                         "WHERE id = ?1", &st) != SQLITE_OK)
     return sql_fail(db, "update webhook");
   bind_text(st, 1, w->id);
   bind_text(st, 2, w->url);
@@ -163,31 +159,30 @@ int hg_webhooks_update(sqlite3 *db, const hg_webhook_t *w) {
   bind_text(st, 7, w->lua);
   int r = sqlite3_step(st) == SQLITE_DONE ? 0 : sql_fail(db, "update webhook");
   if (r == 0 && sqlite3_changes(db) == 0) r = HG_ENOTFOUND;
-  sqlite3_finalize(st);
+  hg_store_release(st);
   if (r == 0) r = set_patterns(db, w->id, w->events);
   return r;
 }
 
 int hg_webhooks_delete(sqlite3 *db, const char *id, const char *org) {
   sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(db, "DELETE FROM webhooks WHERE id = ?1 AND (?2 IS NULL OR organization_id = ?2)", -1,
-                         &st, NULL) != SQLITE_OK)
+  if (hg_store_prepare(db, "DELETE FROM webhooks WHERE id = ?1 AND (?2 IS NULL OR organization_id = ?2)", &st) != SQLITE_OK)
     return sql_fail(db, "delete webhook");
   bind_text(st, 1, id);
   bind_text(st, 2, org);
   int r = sqlite3_step(st) == SQLITE_DONE ? 0 : sql_fail(db, "delete webhook");
   if (r == 0 && sqlite3_changes(db) == 0) r = HG_ENOTFOUND;
-  sqlite3_finalize(st);
+  hg_store_release(st);
   return r;
 }
 
 static int exec_id_time(sqlite3 *db, const char *sql, const char *id, int64_t t, const char *what) {
   sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return sql_fail(db, what);
+  if (hg_store_prepare(db, sql, &st) != SQLITE_OK) return sql_fail(db, what);
   bind_text(st, 1, id);
   sqlite3_bind_int64(st, 2, t);
   int r = sqlite3_step(st) == SQLITE_DONE ? 0 : sql_fail(db, what);
-  sqlite3_finalize(st);
+  hg_store_release(st);
   return r;
 }
 
@@ -211,24 +206,22 @@ int hg_webhooks_rotate(sqlite3 *db, const char *id, const char *org, const char 
   if (r != 0) return r;
   /* Keep the newest HG_MAX_SECRETS - 1 previous secrets beside the new one. */
   sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(db,
+  if (hg_store_prepare(db,
                          "DELETE FROM webhook_secrets WHERE webhook_id = ?1 AND secret NOT IN (SELECT secret FROM "
-                         "webhook_secrets WHERE webhook_id = ?1 ORDER BY created_at DESC, expires_at DESC LIMIT ?2)",
-                         -1, &st, NULL) != SQLITE_OK)
+                         "webhook_secrets WHERE webhook_id = ?1 ORDER BY created_at DESC, expires_at DESC LIMIT ?2)", &st) != SQLITE_OK)
     return sql_fail(db, "trim secrets");
   bind_text(st, 1, id);
   sqlite3_bind_int(st, 2, HG_MAX_SECRETS - 1);
   r = sqlite3_step(st) == SQLITE_DONE ? 0 : sql_fail(db, "trim secrets");
-  sqlite3_finalize(st);
+  hg_store_release(st);
   if (r != 0) return r;
-  if (sqlite3_prepare_v2(db, "INSERT INTO webhook_secrets (webhook_id, secret, created_at) VALUES (?,?,?)", -1,
-                         &st, NULL) != SQLITE_OK)
+  if (hg_store_prepare(db, "INSERT INTO webhook_secrets (webhook_id, secret, created_at) VALUES (?,?,?)", &st) != SQLITE_OK)
     return sql_fail(db, "insert secret");
   bind_text(st, 1, id);
   bind_text(st, 2, new_secret);
   sqlite3_bind_int64(st, 3, now);
   r = sqlite3_step(st) == SQLITE_DONE ? 0 : sql_fail(db, "insert secret");
-  sqlite3_finalize(st);
+  hg_store_release(st);
   if (r == 0) r = exec_id_time(db, "UPDATE webhooks SET updated_at = ?2 WHERE id = ?1", id, now, "touch webhook");
   return r;
 }
@@ -237,10 +230,9 @@ int hg_webhooks_secrets(sqlite3 *db, const char *id, int64_t now, char (*out)[HG
                         size_t *n) {
   sqlite3_stmt *st = NULL;
   *n = 0;
-  if (sqlite3_prepare_v2(db,
+  if (hg_store_prepare(db,
                          "SELECT secret FROM webhook_secrets WHERE webhook_id = ?1 AND (expires_at IS NULL OR "
-                         "expires_at > ?2) ORDER BY expires_at IS NOT NULL, created_at DESC",
-                         -1, &st, NULL) != SQLITE_OK)
+                         "expires_at > ?2) ORDER BY expires_at IS NOT NULL, created_at DESC", &st) != SQLITE_OK)
     return sql_fail(db, "read secrets");
   bind_text(st, 1, id);
   sqlite3_bind_int64(st, 2, now);
@@ -248,6 +240,6 @@ int hg_webhooks_secrets(sqlite3 *db, const char *id, int64_t now, char (*out)[HG
   while ((rc = sqlite3_step(st)) == SQLITE_ROW && *n < max)
     snprintf(out[(*n)++], HG_SECRET_MAX, "%s", (const char *)sqlite3_column_text(st, 0));
   int r = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sql_fail(db, "read secrets");
-  sqlite3_finalize(st);
+  hg_store_release(st);
   return r;
 }

@@ -1,0 +1,536 @@
+// bench.mjs: hookgate's benchmark. Started by bench/run, which installs and
+// builds what this needs; see docs/performance.md.
+//
+// Every figure is set beside an anchor measured in the same run on the same
+// machine (a bare libuv responder, wrk against the sink), because the machine
+// is shared and absolute numbers drift; the ratio is the figure that counts.
+// Each figure is the median of --runs runs, anchors and gateway interleaved.
+import { spawn } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import {
+  cpuMicros, eventBody, freePort, median, parseMetrics, request, rssBytes, run, sleep,
+} from './lib.mjs';
+
+const HERE = new URL('.', import.meta.url).pathname;
+
+// ---- options ----------------------------------------------------------------
+
+const argv = process.argv.slice(2);
+const flag = (name) => argv.includes(`--${name}`);
+const opt = (name, envName, def) => {
+  const i = argv.indexOf(`--${name}`);
+  if (i >= 0 && i + 1 < argv.length) return argv[i + 1];
+  if (envName && process.env[envName]) return process.env[envName];
+  return def;
+};
+const quick = flag('quick') || process.env.BENCH_QUICK === '1';
+const O = {
+  bin: opt('bin', 'HOOKGATE_BIN', join(HERE, '../build-release/hookgate')),
+  bare: opt('bare', 'BENCH_BARE', join(HERE, '../build-release/bare_responder')),
+  runs: Number(opt('runs', 'BENCH_RUNS', 3)),
+  duration: Number(opt('duration', 'BENCH_DURATION', quick ? 3 : 10)), // seconds per wrk run
+  pending: Number(opt('pending', 'BENCH_PENDING', quick ? 20000 : 200000)), // delivery drain size
+  e2eRate: Number(opt('e2e-rate', 'BENCH_E2E_RATE', 1000)),
+  e2eDuration: Number(opt('e2e-duration', 'BENCH_E2E_DURATION', quick ? 5 : 30)),
+  memPending: Number(opt('mem-pending', 'BENCH_MEM_PENDING', quick ? 100000 : 1000000)),
+  conns: Number(opt('conns', 'BENCH_CONNS', 10000)),
+  only: opt('only', 'BENCH_ONLY', 'ingest,delivery,e2e,memory').split(','),
+  tmp: opt('tmp', 'BENCH_TMP', '/var/tmp'),
+  keep: flag('keep'),
+  json: opt('json', 'BENCH_JSON', ''),
+};
+if (flag('help')) {
+  console.log(`usage: bench/run [--quick] [--runs N] [--duration S] [--pending N] [--e2e-rate R]
+       [--e2e-duration S] [--mem-pending N] [--conns N] [--only ingest,delivery,e2e,memory]
+       [--tmp DIR] [--json FILE] [--keep]`);
+  process.exit(0);
+}
+if (O.runs < 1) throw new Error('--runs must be at least 1');
+
+const KEY = 'hg_bench_admin_key_0123456789abcdef';
+const log = (...a) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}]`, ...a);
+
+// The store must be on a real disk so that fsync costs what it costs.
+const TMPFS_MAGIC = 0x01021994;
+if (statfsSync(O.tmp).type === TMPFS_MAGIC) throw new Error(`${O.tmp} is a tmpfs: give --tmp a directory on disk`);
+const ROOT = mkdtempSync(join(O.tmp, 'hgbench-'));
+let children = [];
+function cleanup() {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  if (!O.keep) rmSync(ROOT, { recursive: true, force: true });
+}
+process.on('exit', cleanup);
+process.on('SIGINT', () => process.exit(130));
+process.on('SIGTERM', () => process.exit(143));
+
+function spawnChild(cmd, args, opts = {}) {
+  const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+  p.out = '';
+  p.stdout?.on('data', (d) => { p.out += d; if (p.out.length > 1 << 20) p.out = p.out.slice(-65536); });
+  p.stderr?.on('data', (d) => { p.out += d; if (p.out.length > 1 << 20) p.out = p.out.slice(-65536); });
+  p.exited = new Promise((r) => p.on('exit', (code, sig) => r(code ?? sig)));
+  children.push(p);
+  return p;
+}
+
+async function stopChild(p, signal = 'SIGTERM', graceMs = 10000) {
+  p.stopping = true;
+  if (p.exitCode === null && p.signalCode === null) {
+    p.kill(signal);
+    const t = setTimeout(() => p.kill('SIGKILL'), graceMs);
+    await p.exited;
+    clearTimeout(t);
+  }
+  children = children.filter((c) => c !== p);
+}
+
+async function waitHttp(port, path = '/healthz', timeoutMs = 15000) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const r = await request(port, 'GET', path, { timeoutMs: 2000 });
+      if (r.status < 500) return;
+    } catch { /* not up yet */ }
+    if (Date.now() > end) throw new Error(`nothing answers on 127.0.0.1:${port}${path}`);
+    await sleep(50);
+  }
+}
+
+// ---- the sink: nginx, plain and TLS -------------------------------------------
+
+async function makeCerts(dir) {
+  mkdirSync(dir, { recursive: true });
+  const r = await run('sh', ['-c', `cd ${dir} &&
+    openssl ecparam -name prime256v1 -genkey -noout -out ca.key &&
+    openssl req -x509 -new -key ca.key -subj /CN=hookgate-bench-ca -days 2 -out ca.pem \
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign &&
+    openssl ecparam -name prime256v1 -genkey -noout -out srv.key &&
+    openssl req -new -key srv.key -subj /CN=localhost -out srv.csr &&
+    printf 'subjectAltName=DNS:localhost\\nextendedKeyUsage=serverAuth\\n' > ext.cnf &&
+    openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf -out srv.pem`]);
+  if (r.code !== 0) throw new Error(`openssl: ${r.stderr}`);
+  return { ca: join(dir, 'ca.pem'), cert: join(dir, 'srv.pem'), key: join(dir, 'srv.key') };
+}
+
+async function startNginx(certs) {
+  const dir = join(ROOT, 'nginx');
+  mkdirSync(join(dir, 'logs'), { recursive: true });
+  const httpPort = await freePort();
+  const httpsPort = await freePort();
+  // One worker: the gateway's HTTP client is one loop too, and the machine
+  // has few cores to share between sink, gateway and load generator.
+  writeFileSync(join(dir, 'nginx.conf'), `
+worker_processes 1;
+daemon off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 10000000;
+  keepalive_timeout 300s;
+  client_body_buffer_size 64k;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  server {
+    listen 127.0.0.1:${httpPort};
+    listen 127.0.0.1:${httpsPort} ssl;
+    ssl_certificate ${certs.cert};
+    ssl_certificate_key ${certs.key};
+    ssl_session_cache shared:SSL:1m;
+    location / { return 200 ""; }
+  }
+}
+`);
+  const p = spawnChild('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf')]);
+  await waitHttp(httpPort, '/');
+  return { proc: p, httpPort, httpsPort };
+}
+
+// ---- the gateway ---------------------------------------------------------------
+
+// The gateway runs from a private copy with its own name, so that another
+// user's `pkill hookgate` on a shared machine does not end a measurement.
+let GW_BIN;
+function gatewayBinary() {
+  if (!GW_BIN) {
+    GW_BIN = join(ROOT, 'hgb-gateway');
+    copyFileSync(O.bin, GW_BIN);
+    chmodSync(GW_BIN, 0o755);
+  }
+  return GW_BIN;
+}
+
+// Runs one measurement again (at most twice) when it failed, e.g. because
+// something outside the benchmark ended the gateway.
+async function retry(what, fn) {
+  for (let i = 0; ; i++) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (i >= 2) throw e;
+      log(`${what} failed (${e.message.split('\n')[0]}); running it again`);
+    }
+  }
+}
+
+let gwCount = 0;
+async function startGateway({ paused = true, caFile, extra = '', dir } = {}) {
+  dir = dir || join(ROOT, `gw${++gwCount}`);
+  mkdirSync(dir, { recursive: true });
+  const port = await freePort();
+  const cfg = join(dir, 'bench.lua');
+  writeFileSync(cfg, `-- written by bench/bench.mjs
+log = { level = "warn", access = false }
+webhooks = { allow_http = true }
+http = { max_connections = 19000, header_timeout = 600, idle_timeout = 600 }
+delivery = {
+  paused = ${paused},
+  allow_cidrs = { "127.0.0.0/8" },
+  ${caFile ? `ca_file = "${caFile}",` : ''}
+}
+${extra}
+`);
+  const p = spawnChild(gatewayBinary(), ['serve', '-c', cfg], {
+    cwd: dir,
+    env: {
+      ...process.env,
+      HOOKGATE_LISTEN: `127.0.0.1:${port}`,
+      HOOKGATE_STORE: join(dir, 'hookgate.db'),
+      HOOKGATE_ADMIN_KEY: KEY,
+      HOOKGATE_LOG_LEVEL: 'warn',
+    },
+  });
+  p.on('exit', (code, sig) => {
+    if (!p.stopping) log(`gateway in ${dir} exited unexpectedly (${code ?? sig}):\n${p.out.slice(-4000)}`);
+  });
+  await waitHttp(port);
+  return {
+    proc: p, pid: p.pid, port, dir,
+    metrics: async () => parseMetrics((await request(port, 'GET', '/metrics')).body),
+    async stop() { await stopChild(p, 'SIGTERM', 15000); },
+    async destroy() { await stopChild(p, 'SIGKILL'); rmSync(dir, { recursive: true, force: true }); },
+  };
+}
+
+async function addWebhook(gw, url) {
+  const r = await request(gw.port, 'POST', '/v1/webhooks', { key: KEY, body: { url, events: ['user.created'] } });
+  if (r.status !== 201 && r.status !== 200) throw new Error(`create webhook: ${r.status} ${r.body}`);
+  return r.json;
+}
+
+// Publishes n events through POST /v1/events/batch, `parallel` requests at a time.
+async function ingestBatches(gw, n, parallel = 2) {
+  const per = 1000;
+  const one = eventBody(512);
+  const full = `{"events":[${Array(per).fill(one).join(',')}]}`;
+  let left = n;
+  async function worker() {
+    while (left > 0) {
+      const k = Math.min(per, left);
+      left -= k;
+      const body = k === per ? full : `{"events":[${Array(k).fill(one).join(',')}]}`;
+      const r = await request(gw.port, 'POST', '/v1/events/batch', { key: KEY, body });
+      if (r.status !== 202) throw new Error(`batch: ${r.status} ${r.body.slice(0, 300)}`);
+    }
+  }
+  await Promise.all(Array.from({ length: parallel }, worker));
+}
+
+// ---- wrk ----------------------------------------------------------------------
+
+async function wrk(url, conns, seconds, key) {
+  const args = ['-t1', `-c${conns}`, `-d${seconds}s`, '--latency', '--timeout', '10s', '-s', join(HERE, 'ingest.lua'), url];
+  const r = await run('wrk', args, {
+    env: { ...process.env, BENCH_KEY: key || '', BENCH_BODY_BYTES: '512' },
+    timeoutMs: (seconds + 60) * 1000,
+  });
+  const rps = Number((r.stdout.match(/Requests\/sec:\s+([\d.]+)/) || [])[1]);
+  const s = Object.fromEntries([...r.stdout.matchAll(/(\w+)=(\d+)/g)].map((m) => [m[1], Number(m[2])]));
+  if (r.code !== 0 || !Number.isFinite(rps)) throw new Error(`wrk failed (${r.code}): ${r.stdout}${r.stderr}`);
+  const errors = s.errors_status + s.errors_connect + s.errors_read + s.errors_write + s.errors_timeout;
+  return { rps, p50_ms: s.p50_us / 1000, p99_ms: s.p99_us / 1000, requests: s.requests, errors };
+}
+
+// ---- scenarios -----------------------------------------------------------------
+
+const R = {}; // results, by row key: { value, anchor, ... } lists per run
+
+function push(key, obj) {
+  (R[key] = R[key] || []).push(obj);
+}
+
+async function ingestRun(mode, conns, sink) {
+  const gw = await startGateway({ paused: mode === 'paused' });
+  try {
+    await addWebhook(gw, `http://127.0.0.1:${sink.httpPort}/hook`);
+    const m0 = await gw.metrics();
+    const c0 = cpuMicros(gw.pid);
+    const w = await wrk(`http://127.0.0.1:${gw.port}/v1/events`, conns, O.duration, KEY);
+    const c1 = cpuMicros(gw.pid);
+    const m1 = await gw.metrics();
+    const events = m1.hookgate_events_ingested_total - m0.hookgate_events_ingested_total;
+    const commits = m1.hookgate_store_commit_batch_size_count - m0.hookgate_store_commit_batch_size_count;
+    const jobs = m1.hookgate_store_commit_batch_size_sum - m0.hookgate_store_commit_batch_size_sum;
+    const delivered = m1['hookgate_deliveries_completed_total{status="success"}'] -
+      m0['hookgate_deliveries_completed_total{status="success"}'];
+    return {
+      ...w, events, cpu_us: (c1 - c0) / events, events_per_commit: events / commits, jobs_per_commit: jobs / commits,
+      delivered_per_s: delivered / O.duration,
+    };
+  } finally {
+    await gw.destroy();
+  }
+}
+
+async function benchIngest(sink) {
+  const barePort = await freePort();
+  const bare = spawnChild(O.bare, [String(barePort)]);
+  await waitHttp(barePort, '/');
+  try {
+    for (const conns of [50, 256]) {
+      for (let i = 0; i < O.runs; i++) {
+        log(`ingest -c${conns} run ${i + 1}/${O.runs}: bare responder`);
+        push(`anchor_bare_c${conns}`, await wrk(`http://127.0.0.1:${barePort}/v1/events`, conns, O.duration));
+        for (const mode of ['paused', 'running']) {
+          log(`ingest -c${conns} run ${i + 1}/${O.runs}: hookgate, delivery ${mode}`);
+          push(`ingest_${mode}_c${conns}`, await retry('ingest run', () => ingestRun(mode, conns, sink)));
+        }
+      }
+    }
+  } finally {
+    await stopChild(bare, 'SIGKILL');
+  }
+}
+
+async function deliveryRun(scheme, sink, ca) {
+  const gw = await startGateway({ paused: true, caFile: scheme === 'https' ? ca : undefined });
+  try {
+    const url = scheme === 'https' ? `https://localhost:${sink.httpsPort}/hook` : `http://127.0.0.1:${sink.httpPort}/hook`;
+    await addWebhook(gw, url);
+    const t0i = performance.now();
+    await ingestBatches(gw, O.pending);
+    const ingestS = (performance.now() - t0i) / 1000;
+    const m0 = await gw.metrics();
+    const c0 = cpuMicros(gw.pid);
+    const t0 = performance.now();
+    const r = await request(gw.port, 'POST', '/v1/admin/delivery/resume', { key: KEY });
+    if (r.status !== 200) throw new Error(`resume: ${r.status} ${r.body}`);
+    // Bounded: no figure is worth waiting for at under 50 deliveries/s.
+    const deadline = t0 + Math.max(60000, (O.pending / 50) * 1000);
+    let st;
+    for (;;) {
+      st = (await request(gw.port, 'GET', '/v1/admin/delivery', { key: KEY })).json;
+      if (st.queued === 0 && st.inFlight === 0) break;
+      if (performance.now() > deadline) throw new Error(`delivery did not drain: ${JSON.stringify(st)}`);
+      await sleep(20);
+    }
+    const secs = (performance.now() - t0) / 1000;
+    const c1 = cpuMicros(gw.pid);
+    const m1 = await gw.metrics();
+    const ok = m1['hookgate_deliveries_completed_total{status="success"}'] - m0['hookgate_deliveries_completed_total{status="success"}'];
+    const fail = m1['hookgate_delivery_attempts_total{outcome="failure"}'] - m0['hookgate_delivery_attempts_total{outcome="failure"}'];
+    if (fail > 0) log(`warning: ${fail} failed attempts delivering to ${scheme}`);
+    return {
+      rate: ok / secs, seconds: secs, succeeded: ok, failures: fail, cpu_us: (c1 - c0) / ok,
+      batch_ingest_rate: O.pending / ingestS,
+    };
+  } finally {
+    await gw.destroy();
+  }
+}
+
+async function benchDelivery(sink, ca) {
+  // The anchor uses as many connections as the gateway may open to one
+  // origin (delivery.max_per_origin, default 64).
+  for (const scheme of ['http', 'https']) {
+    for (let i = 0; i < O.runs; i++) {
+      const port = scheme === 'https' ? sink.httpsPort : sink.httpPort;
+      log(`delivery ${scheme} run ${i + 1}/${O.runs}: wrk against the sink`);
+      push(`anchor_sink_${scheme}`, await wrk(`${scheme}://127.0.0.1:${port}/hook`, 64, O.duration));
+      log(`delivery ${scheme} run ${i + 1}/${O.runs}: hookgate draining ${O.pending} deliveries`);
+      push(`delivery_${scheme}`, await retry('delivery run', () => deliveryRun(scheme, sink, ca)));
+    }
+  }
+}
+
+async function benchE2E() {
+  for (let i = 0; i < O.runs; i++) {
+    log(`end to end run ${i + 1}/${O.runs}: ${O.e2eRate} events/s for ${O.e2eDuration} s`);
+    push('e2e', await retry('e2e run', async () => {
+      const gw = await startGateway({ paused: false });
+      try {
+        const r = await run(process.execPath, [join(HERE, 'e2e.mjs'), '--port', String(gw.port), '--key', KEY,
+          '--rate', String(O.e2eRate), '--duration', String(O.e2eDuration)], { timeoutMs: (O.e2eDuration + 60) * 1000 });
+        if (r.code !== 0) throw new Error(`e2e: ${r.stderr}${r.stdout}`);
+        if (gw.proc.exitCode !== null || gw.proc.signalCode !== null) throw new Error('the gateway exited');
+        return JSON.parse(r.stdout.trim().split('\n').pop());
+      } finally {
+        await gw.destroy();
+      }
+    }));
+  }
+}
+
+async function benchMemory() {
+  // Idle RSS, then RSS with memPending deliveries pending, then again after
+  // a restart (the queue loaded from the store, without ingest's garbage).
+  for (let i = 0; i < O.runs; i++) {
+    log(`memory run ${i + 1}/${O.runs}: idle, then ${O.memPending} pending deliveries`);
+    await retry('memory run', () => memoryRun());
+  }
+}
+
+async function memoryRun() {
+  {
+    const gw = await startGateway({ paused: true });
+    const dir = gw.dir;
+    try {
+      await sleep(1000);
+      const idle = rssBytes(gw.pid);
+      await addWebhook(gw, 'http://127.0.0.1:9/hook');
+      await ingestBatches(gw, O.memPending);
+      await sleep(500);
+      const loaded = rssBytes(gw.pid);
+      await gw.stop();
+      // Restart on the same store: the dispatcher's queue is read back.
+      const gw2 = await startGateway({ paused: true, dir });
+      try {
+        const end = Date.now() + 120000;
+        let st;
+        do {
+          await sleep(200);
+          st = (await request(gw2.port, 'GET', '/v1/admin/delivery', { key: KEY })).json;
+        } while (st.queued < O.memPending && Date.now() < end);
+        const restarted = rssBytes(gw2.pid);
+        // Idle connections, on the restarted gateway: their cost is the
+        // difference they make.
+        const before = rssBytes(gw2.pid);
+        const cl = spawn(process.execPath, [join(HERE, 'conns.mjs'), '--port', String(gw2.port), '--n', String(O.conns)],
+          { stdio: ['pipe', 'pipe', 'inherit'] });
+        children.push(cl);
+        const ready = await new Promise((resolve, reject) => {
+          let out = '';
+          const t = setTimeout(() => reject(new Error('conns: no READY in 120 s')), 120000);
+          cl.stdout.on('data', (d) => {
+            out += d;
+            const m = out.match(/READY (\d+) (\d+)/);
+            if (m) { clearTimeout(t); resolve({ open: Number(m[1]), failed: Number(m[2]) }); }
+          });
+        });
+        await sleep(500);
+        const withConns = rssBytes(gw2.pid);
+        cl.stdin.end();
+        await new Promise((r) => cl.on('exit', r));
+        children = children.filter((c) => c !== cl);
+        push('memory', {
+          idle, loaded, restarted, queued: st.queued,
+          per_pending_ingest: (loaded - idle) / O.memPending,
+          per_pending_restart: (restarted - idle) / O.memPending,
+          conns_open: ready.open, conns_failed: ready.failed,
+          per_10k_conns: ((withConns - before) / Math.max(1, ready.open)) * 10000,
+        });
+      } finally {
+        await gw2.destroy();
+      }
+    } finally {
+      await gw.destroy().catch(() => {});
+    }
+  }
+}
+
+// ---- the table -------------------------------------------------------------------
+
+const fmt = (x, d = 0) => (Number.isFinite(x) ? x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }) : 'n/a');
+const med = (key, f) => median((R[key] || []).map(f));
+const MiB = 1024 * 1024;
+
+function table() {
+  const rows = [];
+  const row = (name, value, anchor, ratio, target, pass) =>
+    rows.push([name, value, anchor, ratio, target, pass === undefined ? '' : pass ? 'PASS' : 'MISS']);
+  const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}x` : 'n/a');
+
+  if (R.anchor_bare_c50) {
+    for (const c of [50, 256]) {
+      const bare = med(`anchor_bare_c${c}`, (r) => r.rps);
+      const bareLat = `${fmt(med(`anchor_bare_c${c}`, (r) => r.p50_ms), 2)}/${fmt(med(`anchor_bare_c${c}`, (r) => r.p99_ms), 2)} ms`;
+      for (const mode of ['paused', 'running']) {
+        const k = `ingest_${mode}_c${c}`;
+        const rps = med(k, (r) => r.rps);
+        const target = mode === 'paused' ? '>= 0.50x' : '';
+        const pass = mode === 'paused' ? rps / bare >= 0.5 : undefined;
+        row(`Ingest -c${c}, delivery ${mode}: events/s`, fmt(rps), `${fmt(bare)} req/s (bare libuv)`, ratio(rps, bare), target, pass);
+        row(`  p50/p99 latency`, `${fmt(med(k, (r) => r.p50_ms), 2)}/${fmt(med(k, (r) => r.p99_ms), 2)} ms`, bareLat, '', '');
+        row(`  gateway CPU per event`, `${fmt(med(k, (r) => r.cpu_us), 1)} us`, '', '', '');
+        row(`  events per fsync (commit)`, fmt(med(k, (r) => r.events_per_commit), 1), '', '', '');
+        if (mode === 'running') row(`  delivered meanwhile`, `${fmt(med(k, (r) => r.delivered_per_s))} /s`, '', '', '');
+      }
+    }
+  }
+  if (R.delivery_http) {
+    for (const scheme of ['http', 'https']) {
+      const k = `delivery_${scheme}`;
+      const rate = med(k, (r) => r.rate);
+      const anchor = med(`anchor_sink_${scheme}`, (r) => r.rps);
+      row(`Delivery to ${scheme} sink (${fmt(O.pending)} pending): deliveries/s`, fmt(rate),
+        `${fmt(anchor)} req/s (wrk -c64 to sink)`, ratio(rate, anchor), scheme === 'http' ? '>= 0.40x' : '',
+        scheme === 'http' ? rate / anchor >= 0.4 : undefined);
+      row(`  gateway CPU per delivery`, `${fmt(med(k, (r) => r.cpu_us), 1)} us`, '', '', '');
+    }
+  }
+  if (R.e2e) {
+    const p99 = med('e2e', (r) => r.p99_ms);
+    row(`End to end at ${fmt(O.e2eRate)} ev/s, ${O.e2eDuration} s: p50/p99/max`,
+      `${fmt(med('e2e', (r) => r.p50_ms), 2)}/${fmt(p99, 2)}/${fmt(med('e2e', (r) => r.max_ms), 1)} ms`,
+      `publish p50/p99 ${fmt(med('e2e', (r) => r.publish_p50_ms), 2)}/${fmt(med('e2e', (r) => r.publish_p99_ms), 2)} ms`,
+      '', 'p99 <= 10 ms', p99 <= 10);
+  }
+  if (R.memory) {
+    const idle = med('memory', (r) => r.idle);
+    row('Memory: RSS idle', `${fmt(idle / MiB, 1)} MiB`, '', '', '<= 16 MiB', idle <= 16 * MiB);
+    const per = med('memory', (r) => r.per_pending_ingest);
+    const perRestart = med('memory', (r) => r.per_pending_restart);
+    row(`  per pending delivery (${fmt(O.memPending)} pending, after ingest)`, `${fmt(per, 0)} B`,
+      `RSS ${fmt(med('memory', (r) => r.loaded) / MiB, 1)} MiB`, '', '<= 256 B', per <= 256);
+    row(`  per pending delivery (after restart)`, `${fmt(perRestart, 0)} B`,
+      `RSS ${fmt(med('memory', (r) => r.restarted) / MiB, 1)} MiB`, '', '<= 256 B', perRestart <= 256);
+    row(`  per 10,000 idle connections`, `${fmt(med('memory', (r) => r.per_10k_conns) / MiB, 1)} MiB`,
+      `${fmt(med('memory', (r) => r.conns_open))} open`, '', '', undefined);
+  }
+  row('Lua hooks', 'n/a (Lua runtime not built yet)', '', '', 'n/a', undefined);
+
+  const head = ['Figure (median of ' + O.runs + ')', 'hookgate', 'anchor (same run)', 'ratio', 'target', ''];
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+  const line = (r) => '| ' + r.map((c, i) => String(c).padEnd(w[i])).join(' | ') + ' |';
+  const out = [line(head), '|' + w.map((x) => '-'.repeat(x + 2)).join('|') + '|', ...rows.map(line)];
+  return out.join('\n');
+}
+
+// ---- main --------------------------------------------------------------------------
+
+const t0 = Date.now();
+log(`machine: ${os.cpus().length} CPUs, ${os.cpus()[0]?.model}; store under ${ROOT}`);
+log(`options: ${JSON.stringify(O)}`);
+const certs = await makeCerts(join(ROOT, 'certs'));
+const sink = await startNginx(certs);
+try {
+  if (O.only.includes('ingest')) await benchIngest(sink);
+  if (O.only.includes('delivery')) await benchDelivery(sink, certs.ca);
+  if (O.only.includes('e2e')) await benchE2E();
+  if (O.only.includes('memory')) await benchMemory();
+} finally {
+  await stopChild(sink.proc, 'SIGQUIT');
+}
+const cmd = `bench/run ${argv.join(' ')}`.trim();
+console.log(`\nhookgate benchmark: ${cmd}`);
+console.log(`machine: nproc ${os.cpus().length}, ${os.cpus()[0]?.model}; ${new Date().toISOString()}; ${Math.round((Date.now() - t0) / 1000)} s`);
+console.log('gateway: release build, log level warn, access log OFF; store: SQLite WAL, synchronous=FULL, on disk');
+console.log(table());
+if (O.json) writeFileSync(O.json, JSON.stringify({ options: O, results: R }, null, 1));
