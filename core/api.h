@@ -5,6 +5,7 @@
 
 #include "app.h"
 #include "http_server.h"
+#include "json_scan.h"
 
 #include <jansson.h>
 
@@ -57,14 +58,6 @@ int hg_api_page_params(hg_http_req_t *req, const char *prefix, int *page_size, c
 
 /* Time as RFC 3339 JSON string, or JSON null for 0. */
 json_t *hg_api_time(int64_t ms);
-
-/* Finds the raw text of member key in a JSON object's text (already
- * validated). Returns 0 with *val, *val_len; HG_ENOTFOUND; or HG_EINVAL
- * when text is not an object. Keys written with escapes are not matched. */
-int hg_json_member_span(const char *text, size_t len, const char *key, const char **val, size_t *val_len);
-
-/* Splits the raw text of a JSON array into its elements' texts (up to max). */
-int hg_json_array_spans(const char *text, size_t len, const char **vals, size_t *lens, size_t max, size_t *n);
 
 /* Defines name_route(req, app): authorizes scope, then calls
  * name_authorized(app, req, who). */
