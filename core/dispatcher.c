@@ -55,6 +55,8 @@ struct item {
   int cancelled;
   int no_retry; /* a script error: fail now, replay after a fix */
   int skipped;  /* a transform plugin set delivery.skip: nothing is sent */
+  item_t *rec_next; /* in the batch of records waiting to be written */
+  int rec_status;
 };
 
 struct hg_dispatcher {
@@ -65,6 +67,12 @@ struct hg_dispatcher {
   hg_client_t *client;
   hg_ssrf_policy_t *ssrf;
   uv_timer_t timer;
+  /* Attempts finished this loop turn: written in one store job when the
+   * turn ends (an idle handle: it also keeps the loop from blocking in
+   * poll while records wait), not one job each. */
+  uv_idle_t rec_check;
+  item_t *rec_head, **rec_tail;
+  size_t rec_n;
   entry_t *heap;
   size_t n_heap, cap_heap;
   item_t *busy[BUCKETS];
@@ -167,13 +175,18 @@ static void after_done(int status, json_t *arg, json_t *res, json_t *res2, const
   (void)status, (void)arg, (void)res, (void)res2, (void)err, (void)ud;
 }
 
+typedef struct rec_batch {
+  hg_dispatcher_t *d;
+  item_t *head;
+} rec_batch_t;
+
 static int record_work(sqlite3 *db, void *ud) {
-  item_t *it = ud;
-  return hg_deliveries_record(db, &it->rec);
+  rec_batch_t *b = ud;
+  for (item_t *it = b->head; it; it = it->rec_next) it->rec_status = hg_deliveries_record(db, &it->rec);
+  return 0;
 }
 
-static void record_done(int status, void *ud) {
-  item_t *it = ud;
+static void record_one(item_t *it, int status) {
   hg_dispatcher_t *d = it->d;
   if (status != 0) {
     /* Not recorded: the row is still pending and due, so the next start
@@ -203,7 +216,55 @@ static void record_done(int status, void *ud) {
     it->test_cb(&res, it->test_ud);
   }
   item_free(it);
+}
+
+static void record_done(int status, void *ud) {
+  rec_batch_t *b = ud;
+  hg_dispatcher_t *d = b->d;
+  for (item_t *it = b->head, *next; it; it = next) {
+    next = it->rec_next;
+    record_one(it, status != 0 ? status : it->rec_status);
+  }
+  free(b);
   pump(d);
+}
+
+/* Writes the attempts finished this loop turn in one store job. */
+static void flush_records(hg_dispatcher_t *d) {
+  if (d->rec_head == NULL) return;
+  rec_batch_t *b = malloc(sizeof(*b));
+  item_t *head = d->rec_head;
+  d->rec_head = NULL;
+  d->rec_tail = &d->rec_head;
+  d->rec_n = 0;
+  uv_idle_stop(&d->rec_check);
+  int r = HG_ENOMEM;
+  if (b != NULL) {
+    /* Filled in before it is queued: the store thread may take it at once. */
+    b->d = d;
+    b->head = head;
+    r = hg_store_submit(d->store, record_work, record_done, b);
+  }
+  if (r != 0) {
+    hg_log(HG_LOG_ERROR, "could not queue delivery records", "error", hg_strerror(r), NULL);
+    free(b);
+    for (item_t *it = head, *next; it; it = next) {
+      next = it->rec_next;
+      item_free(it);
+    }
+  }
+}
+
+static void rec_check_cb(uv_idle_t *h) { flush_records(h->data); }
+
+static void queue_record(item_t *it) {
+  hg_dispatcher_t *d = it->d;
+  it->rec_next = NULL;
+  *d->rec_tail = it;
+  d->rec_tail = &it->rec_next;
+  if (d->rec_n++ == 0) uv_idle_start(&d->rec_check, rec_check_cb);
+  /* Big turns are cut into groups of a few hundred. */
+  if (d->rec_n >= 256) flush_records(d);
 }
 
 /* Seconds from a Retry-After header: delta-seconds or an HTTP date. */
@@ -333,12 +394,8 @@ static void finish_attempt(item_t *it, int status_code, const hg_client_response
       hg_metrics.deliveries_failed++;
     }
   }
-record:;
-  int r = hg_store_submit(d->store, record_work, record_done, it);
-  if (r != 0) {
-    hg_log(HG_LOG_ERROR, "could not queue a delivery record", "delivery", it->send.id, "error", hg_strerror(r), NULL);
-    item_free(it);
-  }
+record:
+  queue_record(it);
 }
 
 /* --- sending ------------------------------------------------------------------ */
@@ -652,6 +709,9 @@ int hg_dispatcher_new(hg_dispatcher_t **out, uv_loop_t *loop, hg_store_t *store,
   if ((r = hg_client_new(&d->client, &opts, err, errlen)) != 0) goto fail;
   uv_timer_init(loop, &d->timer);
   d->timer.data = d;
+  uv_idle_init(loop, &d->rec_check);
+  d->rec_check.data = d;
+  d->rec_tail = &d->rec_head;
   *out = d;
   return 0;
 fail:
@@ -765,11 +825,16 @@ void hg_dispatcher_stop(hg_dispatcher_t *d, void (*done)(void *ud), void *ud) {
   maybe_stopped(d);
 }
 
-static void timer_close_cb(uv_handle_t *h) {
+static void check_close_cb(uv_handle_t *h) {
   hg_dispatcher_t *d = h->data;
   hg_ssrf_policy_free(d->ssrf);
   free(d->heap);
   free(d);
+}
+
+static void timer_close_cb(uv_handle_t *h) {
+  hg_dispatcher_t *d = h->data;
+  uv_close((uv_handle_t *)&d->rec_check, check_close_cb);
 }
 
 void hg_dispatcher_free(hg_dispatcher_t *d) {
