@@ -634,6 +634,10 @@ json_t *hg_lua_check_bindings(hg_lua_t *rt, json_t *plugins, json_t *transform) 
   json_t *details = json_array();
   size_t i;
   json_t *b;
+  /* A plugin's management call (webhooks.create/update) lands here in the
+   * middle of its run: validation is not that run's work, but the run must
+   * get its state back, or it could no longer do I/O nor be limited. */
+  hg_lua_run_t *prev = rt->current;
   json_array_foreach(plugins, i, b) {
     char field[64];
     snprintf(field, sizeof(field), "plugins[%zu]", i);
@@ -687,6 +691,7 @@ json_t *hg_lua_check_bindings(hg_lua_t *rt, json_t *plugins, json_t *transform) 
     }
     lua_settop(L, top);
   }
+  rt->current = prev;
   if (json_array_size(details) == 0) {
     json_decref(details);
     return NULL;
