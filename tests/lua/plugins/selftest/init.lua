@@ -337,6 +337,11 @@ function suites.management(s, req)
   s.ok(berr and berr:find("^422"), "the message starts with the status: " .. tostring(berr))
   s.ok(btab and btab.status == 422 and btab.type == "validation_error" and #btab.details >= 1,
     "the error table: " .. json.encode(btab or {}))
+  -- A validation error answered at once (no yield) leaves the run able to do I/O.
+  bad, berr, btab = hookgate.webhooks.update(wh.id, { plugins = { { name = "no-such-plugin" } } })
+  s.ok(bad == nil and btab and btab.status == 422, "update with an unknown plugin: " .. tostring(berr))
+  local sok, serr = pcall(hookgate.sleep, 0)
+  s.ok(sok, "I/O still works after an immediate 422: " .. tostring(serr))
   s.eq(hookgate.webhooks.delete(wh.id), true, "delete returns true")
   got, err, e = hookgate.webhooks.get(wh.id)
   s.fails("get after delete", got, err)
