@@ -23,6 +23,8 @@ struct hg_lua_run {
   size_t mem_start;
   int preempted; /* yielded by the CPU hook: resume on the next loop turn */
   int waiting;   /* yielded by an async primitive */
+  int killed;    /* over its CPU budget: never resumed again */
+  char kill_msg[200];
   int first_nargs; /* arguments of the first resume */
   uv_timer_t timer; /* resumes after preemption; also hookgate.sleep */
   hg_lua_done_fn done;

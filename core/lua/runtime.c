@@ -82,12 +82,30 @@ static void hook(lua_State *L, lua_Debug *ar) {
   if (run == NULL) return;
   uint64_t now = hg_now_ns();
   uint64_t used = run->cpu_ns + (now - run->slice_start_ns);
-  if (used > rt->run_ns) {
-    /* Name the line the script was on, as any other error would. */
-    if (lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
-      luaL_error(L, "%s:%d: CPU budget exceeded: the run used more than %d ms", ar->short_src, ar->currentline,
+  if (used > rt->run_ns || run->killed) {
+    int ours = lua_getinfo(L, "Sl", ar) && strstr(ar->source, "/hookgate/runtime.lua") != NULL;
+    if (!run->killed) {
+      /* Name the line the script was on, as any other error would. */
+      run->killed = 1;
+      if (ar->currentline > 0)
+        snprintf(run->kill_msg, sizeof(run->kill_msg), "%s:%d: CPU budget exceeded: the run used more than %d ms",
+                 ar->short_src, ar->currentline, (int)(rt->run_ns / 1000000));
+      else
+        snprintf(run->kill_msg, sizeof(run->kill_msg), "CPU budget exceeded: the run used more than %d ms",
                  (int)(rt->run_ns / 1000000));
-    luaL_error(L, "CPU budget exceeded: the run used more than %d ms", (int)(rt->run_ns / 1000000));
+      /* A plain error is caught by the script's own pcall, which may loop
+       * and catch it forever: from now on the hook fires at every
+       * instruction, so the error surfaces as soon as the script runs code
+       * outside a pcall. */
+      lua_sethook(L, hook, LUA_MASKCOUNT, 1);
+      if (run->co != L) lua_sethook(run->co, hook, LUA_MASKCOUNT, 1);
+    }
+    /* The run's own coroutine stops for good: a yield is not caught by
+     * pcall, and run_step never resumes a killed run. */
+    if (L == run->co && lua_isyieldable(L)) lua_yield(L, 0);
+    /* Elsewhere (a pure phase, a user coroutine, a sort comparator) raise,
+     * except in runtime.lua, which must get to report the error. */
+    if (!ours) luaL_error(L, "%s", run->kill_msg);
     return;
   }
   /* Only the run's own coroutine yields for preemption: a yield inside a
@@ -201,6 +219,18 @@ static void run_step(hg_lua_run_t *run, int nargs) {
   int status = lua_resume(run->co, rt->L, nargs, &nres);
   rt->current = prev;
   run->cpu_ns += hg_now_ns() - run->slice_start_ns;
+  if (status == LUA_YIELD && run->killed) {
+    /* Report it as R.run reports any error, with the suspended stack. */
+    lua_State *co = run->co;
+    lua_settop(co, 0);
+    lua_createtable(co, 0, 2);
+    lua_pushstring(co, run->kill_msg);
+    lua_setfield(co, -2, "message");
+    luaL_traceback(co, co, "", 0);
+    lua_setfield(co, -2, "traceback");
+    run_finish(run, LUA_ERRRUN);
+    return;
+  }
   if (status == LUA_YIELD) {
     if (run->preempted) {
       /* Let the loop serve other traffic, then continue. */
@@ -367,6 +397,7 @@ int hg_lua_call(hg_lua_t *rt, hg_phase_t phase, const char *bindings, json_t **a
   run->mem_start = rt->mem;
   int status = lua_pcall(L, 3, 2, top + 2);
   rt->current = prev;
+  if (run->killed) lua_sethook(L, hook, LUA_MASKCOUNT, 1000);
   int r = 0;
   if (status != LUA_OK) {
     const char *plugin = "?", *msg = NULL, *tb = "";
