@@ -31,6 +31,7 @@ struct hg_lua_run {
   void *ud;
   json_t *arg;
   const char *label; /* plugin name for logs, when known */
+  char plugin[64];   /* the plugin this run was in when it last yielded */
 };
 
 struct hg_lua {

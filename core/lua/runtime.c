@@ -177,7 +177,7 @@ static void run_finish(hg_lua_run_t *run, int status) {
   if (status != LUA_OK) {
     /* R.run raises {plugin, phase, message, traceback}; anything else is a
      * raw error from outside a plugin call. */
-    const char *plugin = run->label ? run->label : "?", *phase = run->kind == RUN_ROUTE ? "routes"
+    const char *plugin = run->label ? run->label : run->plugin[0] ? run->plugin : "?", *phase = run->kind == RUN_ROUTE ? "routes"
                                                                 : run->kind == RUN_TIMER ? "timer"
                                                                                          : hg_phase_name(run->phase);
     const char *msg = NULL, *tb = "";
@@ -216,7 +216,11 @@ static void run_step(hg_lua_run_t *run, int nargs) {
   run->mem_start = rt->mem;
   hg_lua_run_t *prev = rt->current;
   rt->current = run;
+  /* Other runs set rt->plugin while this one waited: hookgate.log and the
+   * error report must name this run's plugin. */
+  if (run->plugin[0]) memcpy(rt->plugin, run->plugin, sizeof(rt->plugin));
   int status = lua_resume(run->co, rt->L, nargs, &nres);
+  memcpy(run->plugin, rt->plugin, sizeof(run->plugin));
   rt->current = prev;
   run->cpu_ns += hg_now_ns() - run->slice_start_ns;
   if (status == LUA_YIELD && run->killed) {
