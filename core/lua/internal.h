@@ -21,6 +21,7 @@ struct hg_lua_run {
   uint64_t cpu_ns;         /* CPU used by this run so far */
   uint64_t slice_start_ns; /* when the current slice began */
   size_t mem_start;
+  size_t mem_used; /* VM growth during this run's earlier steps */
   int preempted; /* yielded by the CPU hook: resume on the next loop turn */
   int waiting;   /* yielded by an async primitive */
   int killed;    /* over its CPU budget: never resumed again */

@@ -205,7 +205,11 @@ static void run_finish(hg_lua_run_t *run, int status) {
   run->done(r, arg, res, res2, err, run->ud);
   json_decref(res);
   json_decref(res2);
+  hg_lua_t *rt = run->rt;
   run_free(run);
+  /* A failed run (a memory bomb, typically) leaves its garbage behind;
+   * give the memory back now rather than at the next allocation failure. */
+  if (r != 0 && rt->mem > rt->mem_limit / 2) lua_gc(rt->L, LUA_GCCOLLECT);
 }
 
 static void run_step(hg_lua_run_t *run, int nargs) {
@@ -213,7 +217,9 @@ static void run_step(hg_lua_run_t *run, int nargs) {
   int nres = 0;
   run->preempted = run->waiting = 0;
   run->slice_start_ns = hg_now_ns();
-  run->mem_start = rt->mem;
+  /* The share counts what the run grew the VM by over all its steps, so
+   * yielding (sleep(0), preemption) does not start a fresh share. */
+  run->mem_start = rt->mem > run->mem_used ? rt->mem - run->mem_used : 0;
   hg_lua_run_t *prev = rt->current;
   rt->current = run;
   /* Other runs set rt->plugin while this one waited: hookgate.log and the
@@ -221,6 +227,7 @@ static void run_step(hg_lua_run_t *run, int nargs) {
   if (run->plugin[0]) memcpy(rt->plugin, run->plugin, sizeof(rt->plugin));
   int status = lua_resume(run->co, rt->L, nargs, &nres);
   memcpy(run->plugin, rt->plugin, sizeof(run->plugin));
+  run->mem_used = rt->mem > run->mem_start ? rt->mem - run->mem_start : 0;
   rt->current = prev;
   run->cpu_ns += hg_now_ns() - run->slice_start_ns;
   if (status == LUA_YIELD && run->killed) {
