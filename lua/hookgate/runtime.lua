@@ -12,6 +12,13 @@ local host = ...
 local schema = host.schema
 local SENTINEL = host.SENTINEL
 
+-- Every string shares one metatable whose __index is the real string
+-- library: without this, ("").dump reached string.dump, and
+-- getmetatable("").__index let one plugin replace string methods for all
+-- the others (and for this file). Remove dump and hide the metatable.
+string.dump = nil
+getmetatable("").__metatable = false
+
 local R = {
   plugins = {},        -- name -> plugin module
   global = {},         -- ordered list of { plugin =, conf = } bound in the config file
