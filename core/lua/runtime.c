@@ -244,8 +244,11 @@ static void run_step(hg_lua_run_t *run, int nargs) {
   }
   if (status == LUA_YIELD) {
     if (run->preempted) {
-      /* Let the loop serve other traffic, then continue. */
-      uv_timer_start(&run->timer, preempt_cb, 0, 0);
+      /* Let the loop serve other traffic, then continue. Not a 0 ms timer:
+       * libuv (1.44) runs a timer re-armed with 0 from its own callback
+       * again in the same pass, before polling for I/O, so the loop would
+       * serve nothing else until the run ends. */
+      uv_timer_start(&run->timer, preempt_cb, 1, 0);
       return;
     }
     lua_pop(run->co, nres);
