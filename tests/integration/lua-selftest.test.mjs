@@ -60,7 +60,12 @@ describe('Lua library self-tests', () => {
 
   it('log lines carry the plugin and the file:line', async () => {
     await gw.request('GET', '/selftest/log', { key: null });
-    const line = gw.logs().split('\n').find((l) => l.includes('selftest log line warn'));
+    // Log lines come on another pipe than the HTTP answer: wait for them.
+    let line;
+    for (let i = 0; i < 100 && !gw.logs().includes('selftest print 1 nil true'); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    line = gw.logs().split('\n').find((l) => l.includes('selftest log line warn'));
     assert.ok(line, gw.logs());
     assert.match(line, /plugin=selftest/);
     assert.match(line, /selftest\/init\.lua:\d+/);
