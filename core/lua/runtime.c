@@ -177,9 +177,10 @@ static void run_finish(hg_lua_run_t *run, int status) {
   if (status != LUA_OK) {
     /* R.run raises {plugin, phase, message, traceback}; anything else is a
      * raw error from outside a plugin call. */
-    const char *plugin = run->label ? run->label : run->plugin[0] ? run->plugin : "?", *phase = run->kind == RUN_ROUTE ? "routes"
-                                                                : run->kind == RUN_TIMER ? "timer"
-                                                                                         : hg_phase_name(run->phase);
+    const char *plugin = run->label ? run->label : run->plugin[0] ? run->plugin : "?";
+    const char *phase = run->kind == RUN_ROUTE   ? "routes"
+                        : run->kind == RUN_TIMER ? "timer"
+                                                 : hg_phase_name(run->phase);
     const char *msg = NULL, *tb = "";
     if (lua_istable(co, -1)) {
       lua_getfield(co, -1, "plugin");
