@@ -22,8 +22,11 @@ struct hg_lua_run {
   uint64_t cpu_ns;         /* CPU used by this run so far */
   uint64_t slice_start_ns; /* when the current slice began */
   size_t mem_start;
+  size_t mem_used; /* VM growth during this run's earlier steps */
   int preempted; /* yielded by the CPU hook: resume on the next loop turn */
   int waiting;   /* yielded by an async primitive */
+  int killed;    /* over its CPU budget: never resumed again */
+  char kill_msg[200];
   int first_nargs; /* arguments of the first resume */
   uv_timer_t timer; /* resumes after preemption; also hookgate.sleep */
   hg_lua_done_fn done;
@@ -32,6 +35,7 @@ struct hg_lua_run {
   const char *label; /* plugin name for logs, when known */
   int sleeping;      /* waiting in hookgate.sleep */
   hg_lua_run_t *prev_run, *next_run; /* the generation's live runs */
+  char plugin[64];   /* the plugin this run was in when it last yielded */
 };
 
 struct hg_lua {

@@ -82,12 +82,30 @@ static void hook(lua_State *L, lua_Debug *ar) {
   if (run == NULL) return;
   uint64_t now = hg_now_ns();
   uint64_t used = run->cpu_ns + (now - run->slice_start_ns);
-  if (used > rt->run_ns) {
-    /* Name the line the script was on, as any other error would. */
-    if (lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
-      luaL_error(L, "%s:%d: CPU budget exceeded: the run used more than %d ms", ar->short_src, ar->currentline,
+  if (used > rt->run_ns || run->killed) {
+    int ours = lua_getinfo(L, "Sl", ar) && strstr(ar->source, "/hookgate/runtime.lua") != NULL;
+    if (!run->killed) {
+      /* Name the line the script was on, as any other error would. */
+      run->killed = 1;
+      if (ar->currentline > 0)
+        snprintf(run->kill_msg, sizeof(run->kill_msg), "%s:%d: CPU budget exceeded: the run used more than %d ms",
+                 ar->short_src, ar->currentline, (int)(rt->run_ns / 1000000));
+      else
+        snprintf(run->kill_msg, sizeof(run->kill_msg), "CPU budget exceeded: the run used more than %d ms",
                  (int)(rt->run_ns / 1000000));
-    luaL_error(L, "CPU budget exceeded: the run used more than %d ms", (int)(rt->run_ns / 1000000));
+      /* A plain error is caught by the script's own pcall, which may loop
+       * and catch it forever: from now on the hook fires at every
+       * instruction, so the error surfaces as soon as the script runs code
+       * outside a pcall. */
+      lua_sethook(L, hook, LUA_MASKCOUNT, 1);
+      if (run->co != L) lua_sethook(run->co, hook, LUA_MASKCOUNT, 1);
+    }
+    /* The run's own coroutine stops for good: a yield is not caught by
+     * pcall, and run_step never resumes a killed run. */
+    if (L == run->co && lua_isyieldable(L)) lua_yield(L, 0);
+    /* Elsewhere (a pure phase, a user coroutine, a sort comparator) raise,
+     * except in runtime.lua, which must get to report the error. */
+    if (!ours) luaL_error(L, "%s", run->kill_msg);
     return;
   }
   /* Only the run's own coroutine yields for preemption: a yield inside a
@@ -189,7 +207,7 @@ static void run_finish(hg_lua_run_t *run, int status) {
     /* R.run raises {plugin, phase, message, traceback}; anything else is a
      * raw error from outside a plugin call. */
     const char *phase = run->kind == RUN_ROUTE ? "routes" : run->kind == RUN_TIMER ? "timer" : hg_phase_name(run->phase);
-    report_error(co, status, run->label, phase, err, sizeof(err));
+    report_error(co, status, run->label ? run->label : run->plugin[0] ? run->plugin : NULL, phase, err, sizeof(err));
     r = HG_EINVAL;
   } else {
     int n = lua_gettop(co);
@@ -200,7 +218,11 @@ static void run_finish(hg_lua_run_t *run, int status) {
   run->done(r, arg, res, res2, err, run->ud);
   json_decref(res);
   json_decref(res2);
+  hg_lua_t *rt = run->rt;
   run_free(run);
+  /* A failed run (a memory bomb, typically) leaves its garbage behind;
+   * give the memory back now rather than at the next allocation failure. */
+  if (r != 0 && rt->mem > rt->mem_limit / 2) lua_gc(rt->L, LUA_GCCOLLECT);
 }
 
 static void run_step(hg_lua_run_t *run, int nargs) {
@@ -208,16 +230,38 @@ static void run_step(hg_lua_run_t *run, int nargs) {
   int nres = 0;
   run->preempted = run->waiting = 0;
   run->slice_start_ns = hg_now_ns();
-  run->mem_start = rt->mem;
+  /* The share counts what the run grew the VM by over all its steps, so
+   * yielding (sleep(0), preemption) does not start a fresh share. */
+  run->mem_start = rt->mem > run->mem_used ? rt->mem - run->mem_used : 0;
   hg_lua_run_t *prev = rt->current;
   rt->current = run;
+  /* Other runs set rt->plugin while this one waited: hookgate.log and the
+   * error report must name this run's plugin. */
+  if (run->plugin[0]) memcpy(rt->plugin, run->plugin, sizeof(rt->plugin));
   int status = lua_resume(run->co, rt->L, nargs, &nres);
+  memcpy(run->plugin, rt->plugin, sizeof(run->plugin));
+  run->mem_used = rt->mem > run->mem_start ? rt->mem - run->mem_start : 0;
   rt->current = prev;
   run->cpu_ns += hg_now_ns() - run->slice_start_ns;
+  if (status == LUA_YIELD && run->killed) {
+    /* Report it as R.run reports any error, with the suspended stack. */
+    lua_State *co = run->co;
+    lua_settop(co, 0);
+    lua_createtable(co, 0, 2);
+    lua_pushstring(co, run->kill_msg);
+    lua_setfield(co, -2, "message");
+    luaL_traceback(co, co, "", 0);
+    lua_setfield(co, -2, "traceback");
+    run_finish(run, LUA_ERRRUN);
+    return;
+  }
   if (status == LUA_YIELD) {
     if (run->preempted) {
-      /* Let the loop serve other traffic, then continue. */
-      uv_timer_start(&run->timer, preempt_cb, 0, 0);
+      /* Let the loop serve other traffic, then continue. Not a 0 ms timer:
+       * libuv (1.44) runs a timer re-armed with 0 from its own callback
+       * again in the same pass, before polling for I/O, so the loop would
+       * serve nothing else until the run ends. */
+      uv_timer_start(&run->timer, preempt_cb, 1, 0);
       return;
     }
     lua_pop(run->co, nres);
@@ -403,6 +447,7 @@ int hg_lua_call(hg_lua_t *rt, hg_phase_t phase, const char *bindings, json_t **a
   run->mem_start = rt->mem;
   int status = lua_pcall(L, 3, 2, top + 2);
   rt->current = prev;
+  if (run->killed) lua_sethook(L, hook, LUA_MASKCOUNT, 1000);
   int r = 0;
   if (status != LUA_OK) {
     report_error(L, status, NULL, hg_phase_name(phase), err, errlen);
@@ -655,6 +700,10 @@ json_t *hg_lua_check_bindings(hg_lua_t *rt, json_t *plugins, json_t *transform) 
   json_t *details = json_array();
   size_t i;
   json_t *b;
+  /* A plugin's management call (webhooks.create/update) lands here in the
+   * middle of its run: validation is not that run's work, but the run must
+   * get its state back, or it could no longer do I/O nor be limited. */
+  hg_lua_run_t *prev = rt->current;
   json_array_foreach(plugins, i, b) {
     char field[64];
     snprintf(field, sizeof(field), "plugins[%zu]", i);
@@ -708,6 +757,7 @@ json_t *hg_lua_check_bindings(hg_lua_t *rt, json_t *plugins, json_t *transform) 
     }
     lua_settop(L, top);
   }
+  rt->current = prev;
   if (json_array_size(details) == 0) {
     json_decref(details);
     return NULL;

@@ -12,6 +12,13 @@ local host = ...
 local schema = host.schema
 local SENTINEL = host.SENTINEL
 
+-- Every string shares one metatable whose __index is the real string
+-- library: without this, ("").dump reached string.dump, and
+-- getmetatable("").__index let one plugin replace string methods for all
+-- the others (and for this file). Remove dump and hide the metatable.
+string.dump = nil
+getmetatable("").__metatable = false
+
 local R = {
   plugins = {},        -- name -> plugin module
   global = {},         -- ordered list of { plugin =, conf = } bound in the config file
@@ -230,6 +237,15 @@ local function handler(msg)
   return { message = msg, traceback = debug.traceback("", 2) }
 end
 
+-- What xpcall returned on failure, as handler builds it: a memory error
+-- (and an error inside handler) skips the handler and arrives as a string.
+local function failure(e)
+  if type(e) == "table" then return e end
+  local msg = tostring(e)
+  if msg == "not enough memory" then msg = msg .. " (the run's memory share or the VM's memory limit was reached)" end
+  return { message = msg, traceback = "" }
+end
+
 -- Runs phase through the bound plugins in order. Each call gets (arg, conf,
 -- ...); the first plugin to return a non-nil value ends the walk and its
 -- values are returned (retry decisions, ingest rejections). On error,
@@ -243,7 +259,7 @@ function R.run(phase, bindings_text, arg, ...)
       host.set_plugin(b.plugin.name)
       local r = table.pack(xpcall(fn, handler, arg, b.conf, ...))
       if not r[1] then
-        local e = r[2]
+        local e = failure(r[2])
         error({ plugin = b.plugin.name, phase = phase, message = e.message, traceback = e.traceback }, 0)
       end
       if r[2] ~= nil then return table.unpack(r, 2, r.n) end
@@ -266,7 +282,8 @@ function R.route(key, req)
   host.set_plugin(r.plugin.name)
   local res = table.pack(xpcall(r.handler, handler, req, r.conf))
   if not res[1] then
-    error({ plugin = r.plugin.name, phase = "routes", message = res[2].message, traceback = res[2].traceback }, 0)
+    local e = failure(res[2])
+    error({ plugin = r.plugin.name, phase = "routes", message = e.message, traceback = e.traceback }, 0)
   end
   return res[2]
 end
@@ -277,6 +294,7 @@ function R.timer(arg)
   host.set_plugin(t.plugin.name)
   local ok, e = xpcall(t.handler, handler, t.conf)
   if not ok then
+    e = failure(e)
     error({ plugin = t.plugin.name, phase = "timer", message = e.message, traceback = e.traceback }, 0)
   end
 end
