@@ -777,6 +777,10 @@ int hg_lua__open_hookgate(lua_State *L, hg_lua_t *rt) {
   lua_newtable(L); /* the array metatable */
   lua_pushstring(L, "array");
   lua_setfield(L, -2, "__name");
+  /* Shared by every plugin's arrays: getmetatable() shows a name, not the
+   * table, so no plugin can add metamethods for the others. */
+  lua_pushstring(L, "json array");
+  lua_setfield(L, -2, "__metatable");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &hg_lua__array_mt_key);
 
   static const luaL_Reg top[] = {{"sign", l_sign}, {"verify", l_verify}, {"sleep", l_sleep}, {NULL, NULL}};

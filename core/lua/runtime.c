@@ -476,10 +476,11 @@ int hg_lua_has(hg_lua_t *rt, hg_phase_t phase, const char *bindings) {
   lua_getfield(L, -1, "has");
   lua_pushstring(L, hg_phase_name(phase));
   lua_pushstring(L, bindings);
-  int has = lua_pcall(L, 2, 1, 0) == LUA_OK && lua_toboolean(L, -1);
+  /* A binding that fails to compile (its plugin is gone after a reload,
+   * say) "has" the phase: running it reports the error where the delivery
+   * records it, instead of skipping the webhook's plugins silently. */
+  int has = lua_pcall(L, 2, 1, 0) != LUA_OK || lua_toboolean(L, -1);
   lua_settop(L, top);
-  /* A binding that fails to compile still "has" the phase: running it
-   * reports the error where the delivery can record it. */
   return has || rt->has[phase];
 }
 

@@ -63,6 +63,25 @@ local sandbox_coroutine = {
   isyieldable = coroutine.isyieldable, running = coroutine.running, close = coroutine.close,
 }
 
+-- Plugins share one `hookgate` module: each sees it through read-only
+-- proxies, so one plugin cannot replace a function under another.
+local readonly_cache = setmetatable({}, { __mode = "k" })
+local function readonly(t)
+  if type(t) ~= "table" then return t end
+  if readonly_cache[t] then return readonly_cache[t] end
+  local proxy = setmetatable({}, {
+    __index = function(_, k) return readonly(t[k]) end,
+    __newindex = function(_, k)
+      error("hookgate." .. tostring(k) .. " is read-only (the hookgate module is shared by every plugin)", 2)
+    end,
+    __pairs = function() return function(_, k) local nk, v = next(t, k); return nk, readonly(v) end, nil, nil end,
+    __metatable = false,
+  })
+  readonly_cache[t] = proxy
+  return proxy
+end
+local hookgate_ro = readonly(host.hookgate)
+
 -- The environment of one plugin (or one per-webhook transform).
 function R.new_env(name)
   local string_lib = copy(string)
@@ -75,7 +94,7 @@ function R.new_env(name)
     string = string_lib, table = copy(table), math = copy(math), utf8 = copy(utf8),
     os = { time = os.time, clock = os.clock, date = os.date, difftime = os.difftime },
     coroutine = copy(sandbox_coroutine),
-    hookgate = host.hookgate,
+    hookgate = hookgate_ro,
   }
   env.print = function(...)
     local parts = table.pack(...)

@@ -20,7 +20,7 @@ local M = {}
 local function type_of(v)
   local t = type(v)
   if t == "table" then
-    if getmetatable(v) == M.array_mt then return "array" end
+    if debug.getmetatable(v) == M.array_mt then return "array" end
     if next(v) == nil then return "empty" end
     local n = #v
     if n > 0 then
@@ -160,7 +160,7 @@ function M.redact(schema, conf)
       out[k] = v
     end
   end
-  return setmetatable(out, getmetatable(conf))
+  return setmetatable(out, debug.getmetatable(conf))
 end
 
 -- Checks that a schema itself is usable; returns nil or a message.
