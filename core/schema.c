@@ -84,6 +84,11 @@ const char *const hg_schema_migrations[] = {
 
     /* 3: per-webhook Lua: {"plugins": [{name, config}], "transform": "..."}. */
     "ALTER TABLE webhooks ADD COLUMN lua TEXT;",
+
+    /* 4: the partial index of pending deliveries cost two B-tree writes per
+     * delivery (insert, then removal when it settles) and served only the
+     * scan at start-up, which reads every pending row anyway. */
+    "DROP INDEX deliveries_pending;",
 };
 
 const int hg_schema_version = (int)(sizeof(hg_schema_migrations) / sizeof(hg_schema_migrations[0]));
