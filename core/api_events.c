@@ -138,11 +138,19 @@ static void check_event(hg_app_t *app, const hg_principal_t *who, json_t *obj, c
     hg_format_time(hg_wall_ms(), ts);
     size_t cap = data_len + strlen(ev->type) + 64;
     if ((ev->payload = malloc(cap)) != NULL) {
-      int n = snprintf(ev->payload, cap, "{\"type\":\"%s\",\"timestamp\":\"%s\",\"data\":", ev->type, ts);
-      memcpy(ev->payload + n, data_raw, data_len);
-      ev->payload[n + data_len] = '}';
-      ev->payload_len = (size_t)n + data_len + 1;
-      ev->payload[ev->payload_len] = '\0';
+      /* {"type":"<type>","timestamp":"<ts>","data":<data>} by copies: this
+       * runs for every event. */
+      char *o = ev->payload;
+      size_t tl = strlen(ev->type);
+      memcpy(o, "{\"type\":\"", 9), o += 9;
+      memcpy(o, ev->type, tl), o += tl;
+      memcpy(o, "\",\"timestamp\":\"", 15), o += 15;
+      memcpy(o, ts, 24), o += 24;
+      memcpy(o, "\",\"data\":", 9), o += 9;
+      memcpy(o, data_raw, data_len), o += data_len;
+      *o++ = '}';
+      ev->payload_len = (size_t)(o - ev->payload);
+      *o = '\0';
     }
   }
   free(dumped);

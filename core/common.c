@@ -1,6 +1,7 @@
 /* common.c: error texts and clocks. */
 #include "common.h"
 
+#include <string.h>
 #include <time.h>
 
 const char *hg_strerror(int err) {
@@ -36,11 +37,19 @@ int64_t hg_wall_ms(void) {
 }
 
 void hg_format_time(int64_t ms, char buf[25]) {
+  /* Called per event and per log line: the seconds part is formatted once
+   * per second per thread. */
+  static __thread time_t cached_secs = -1;
+  static __thread char cached[21];
   time_t secs = (time_t)(ms / 1000);
-  struct tm tm;
-  gmtime_r(&secs, &tm);
+  if (secs != cached_secs) {
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    strftime(cached, sizeof(cached), "%Y-%m-%dT%H:%M:%S", &tm);
+    cached_secs = secs;
+  }
   /* 2026-11-27T06:02:11.123Z: 24 characters and the NUL. */
-  strftime(buf, 21, "%Y-%m-%dT%H:%M:%S", &tm);
+  memcpy(buf, cached, 19);
   int milli = (int)(ms % 1000);
   buf[19] = '.';
   buf[20] = (char)('0' + milli / 100);
