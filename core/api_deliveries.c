@@ -337,14 +337,15 @@ HG_API_ROUTE(pause, HG_SCOPE_ADMIN)
 HG_API_ROUTE(resume, HG_SCOPE_ADMIN)
 
 int hg_api_deliveries_add_routes(hg_app_t *app) {
-  hg_router_t *r = app->router;
-  int rc = 0;
-  rc = rc ? rc : hg_router_add(r, "POST", "/v1/webhooks/{id}/test", test_route, app);
-  rc = rc ? rc : hg_router_add(r, "GET", "/v1/webhooks/{id}/deliveries", list_route, app);
-  rc = rc ? rc : hg_router_add(r, "GET", "/v1/webhooks/{id}/deliveries/{deliveryId}", get_route, app);
-  rc = rc ? rc : hg_router_add(r, "POST", "/v1/webhooks/{id}/deliveries/{deliveryId}/replay", replay_route, app);
-  rc = rc ? rc : hg_router_add(r, "GET", "/v1/admin/delivery", state_route, app);
-  rc = rc ? rc : hg_router_add(r, "POST", "/v1/admin/delivery/pause", pause_route, app);
-  rc = rc ? rc : hg_router_add(r, "POST", "/v1/admin/delivery/resume", resume_route, app);
-  return rc;
+  static const hg_route_def_t routes[] = {
+      {"POST", "/v1/webhooks/{id}/test", test_route},
+      {"GET", "/v1/webhooks/{id}/deliveries", list_route},
+      {"GET", "/v1/webhooks/{id}/deliveries/{deliveryId}", get_route},
+      {"POST", "/v1/webhooks/{id}/deliveries/{deliveryId}/replay", replay_route},
+      {"GET", "/v1/admin/delivery", state_route},
+      {"POST", "/v1/admin/delivery/pause", pause_route},
+      {"POST", "/v1/admin/delivery/resume", resume_route},
+      {NULL, NULL, NULL},
+  };
+  return hg_router_add_all(app->router, routes, app);
 }

@@ -599,8 +599,11 @@ HG_API_ROUTE(batch, HG_SCOPE_EVENTS_PUBLISH)
 HG_API_ROUTE(types, HG_SCOPE_WEBHOOKS_READ | HG_SCOPE_EVENTS_PUBLISH)
 
 int hg_api_events_add_routes(hg_app_t *app) {
-  int rc = hg_router_add(app->router, "POST", "/v1/events", publish_route, app);
-  if (rc == 0) rc = hg_router_add(app->router, "POST", "/v1/events/batch", batch_route, app);
-  if (rc == 0) rc = hg_router_add(app->router, "GET", "/v1/event-types", types_route, app);
-  return rc;
+  static const hg_route_def_t routes[] = {
+      {"POST", "/v1/events", publish_route},
+      {"POST", "/v1/events/batch", batch_route},
+      {"GET", "/v1/event-types", types_route},
+      {NULL, NULL, NULL},
+  };
+  return hg_router_add_all(app->router, routes, app);
 }

@@ -622,13 +622,14 @@ HG_API_ROUTE(delete, HG_SCOPE_WEBHOOKS_WRITE)
 HG_API_ROUTE(rotate, HG_SCOPE_WEBHOOKS_WRITE)
 
 int hg_api_webhooks_add_routes(hg_app_t *app) {
-  hg_router_t *r = app->router;
-  int rc = 0;
-  rc = rc ? rc : hg_router_add(r, "POST", "/v1/webhooks", create_route, app);
-  rc = rc ? rc : hg_router_add(r, "GET", "/v1/webhooks", list_route, app);
-  rc = rc ? rc : hg_router_add(r, "GET", "/v1/webhooks/{id}", get_route, app);
-  rc = rc ? rc : hg_router_add(r, "PATCH", "/v1/webhooks/{id}", patch_route, app);
-  rc = rc ? rc : hg_router_add(r, "DELETE", "/v1/webhooks/{id}", delete_route, app);
-  rc = rc ? rc : hg_router_add(r, "POST", "/v1/webhooks/{id}/rotate-secret", rotate_route, app);
-  return rc;
+  static const hg_route_def_t routes[] = {
+      {"POST", "/v1/webhooks", create_route},
+      {"GET", "/v1/webhooks", list_route},
+      {"GET", "/v1/webhooks/{id}", get_route},
+      {"PATCH", "/v1/webhooks/{id}", patch_route},
+      {"DELETE", "/v1/webhooks/{id}", delete_route},
+      {"POST", "/v1/webhooks/{id}/rotate-secret", rotate_route},
+      {NULL, NULL, NULL},
+  };
+  return hg_router_add_all(app->router, routes, app);
 }

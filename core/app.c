@@ -101,13 +101,17 @@ static void metrics(hg_http_req_t *req, void *ud) {
 }
 
 int hg_app_add_routes(hg_app_t *app) {
-  int r = hg_router_add(app->router, "GET", "/healthz", healthz, app);
-  if (r == 0) r = hg_router_add(app->router, "GET", "/metrics", metrics, app);
+  static const hg_route_def_t routes[] = {
+      {"GET", "/healthz", healthz},
+      {"GET", "/metrics", metrics},
+      {"POST", "/v1/admin/reload", reload_route},
+      {"GET", "/v1/admin/plugins", plugins_route},
+      {NULL, NULL, NULL},
+  };
+  int r = hg_router_add_all(app->router, routes, app);
   if (r == 0) r = hg_api_webhooks_add_routes(app);
   if (r == 0) r = hg_api_events_add_routes(app);
   if (r == 0) r = hg_api_deliveries_add_routes(app);
-  if (r == 0) r = hg_router_add(app->router, "POST", "/v1/admin/reload", reload_route, app);
-  if (r == 0) r = hg_router_add(app->router, "GET", "/v1/admin/plugins", plugins_route, app);
   hg_router_set_fallback(app->router, fallback, app);
   return r;
 }

@@ -89,6 +89,14 @@ nomem:
   return HG_ENOMEM;
 }
 
+int hg_router_add_all(hg_router_t *r, const hg_route_def_t *defs, void *ud) {
+  for (const hg_route_def_t *d = defs; d->method != NULL; d++) {
+    int rc = hg_router_add(r, d->method, d->pattern, d->fn, ud);
+    if (rc != 0) return rc;
+  }
+  return 0;
+}
+
 static int hexval(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;

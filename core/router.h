@@ -20,6 +20,16 @@ void hg_router_free(hg_router_t *r); /* accepts NULL */
 int hg_router_add(hg_router_t *r, const char *method, const char *pattern, hg_http_handler_fn fn,
                   void *ud);
 
+typedef struct hg_route_def {
+  const char *method;
+  const char *pattern;
+  hg_http_handler_fn fn;
+} hg_route_def_t;
+
+/* Adds each route of defs (ended by a NULL method), all with ud. Returns
+ * 0 or the first error. */
+int hg_router_add_all(hg_router_t *r, const hg_route_def_t *defs, void *ud);
+
 /* Sets the handler for paths no route matches (instead of the 404). */
 void hg_router_set_fallback(hg_router_t *r, hg_http_handler_fn fn, void *ud);
 
