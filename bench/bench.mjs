@@ -37,18 +37,20 @@ const O = {
   e2eDuration: Number(opt('e2e-duration', 'BENCH_E2E_DURATION', quick ? 5 : 30)),
   memPending: Number(opt('mem-pending', 'BENCH_MEM_PENDING', quick ? 100000 : 1000000)),
   conns: Number(opt('conns', 'BENCH_CONNS', 10000)),
-  only: opt('only', 'BENCH_ONLY', 'ingest,delivery,e2e,memory').split(','),
+  only: opt('only', 'BENCH_ONLY', 'ingest,delivery,e2e,memory,lua').split(','),
   tmp: opt('tmp', 'BENCH_TMP', '/var/tmp'),
   keep: flag('keep'),
   json: opt('json', 'BENCH_JSON', ''),
 };
 if (flag('help')) {
   console.log(`usage: bench/run [--quick] [--runs N] [--duration S] [--pending N] [--e2e-rate R]
-       [--e2e-duration S] [--mem-pending N] [--conns N] [--only ingest,delivery,e2e,memory]
+       [--e2e-duration S] [--mem-pending N] [--conns N] [--only ingest,delivery,e2e,memory,lua]
        [--tmp DIR] [--json FILE] [--keep]`);
   process.exit(0);
 }
 if (O.runs < 1) throw new Error('--runs must be at least 1');
+const SCENARIOS = ['ingest', 'delivery', 'e2e', 'memory', 'lua'];
+for (const s of O.only) if (!SCENARIOS.includes(s)) throw new Error(`--only: unknown scenario ${s} (one of ${SCENARIOS.join(',')})`);
 
 const KEY = 'hg_bench_admin_key_0123456789abcdef';
 const log = (...a) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}]`, ...a);
@@ -266,8 +268,8 @@ function push(key, obj) {
   (R[key] = R[key] || []).push(obj);
 }
 
-async function ingestRun(mode, conns, sink) {
-  const gw = await startGateway({ paused: mode === 'paused' });
+async function ingestRun(mode, conns, sink, extra = '') {
+  const gw = await startGateway({ paused: mode === 'paused', extra });
   try {
     await addWebhook(gw, `http://127.0.0.1:${sink.httpPort}/hook`);
     const m0 = await gw.metrics();
@@ -309,8 +311,8 @@ async function benchIngest(sink) {
   }
 }
 
-async function deliveryRun(scheme, sink, ca) {
-  const gw = await startGateway({ paused: true, caFile: scheme === 'https' ? ca : undefined });
+async function deliveryRun(scheme, sink, ca, extra = '') {
+  const gw = await startGateway({ paused: true, caFile: scheme === 'https' ? ca : undefined, extra });
   try {
     const url = scheme === 'https' ? `https://localhost:${sink.httpsPort}/hook` : `http://127.0.0.1:${sink.httpPort}/hook`;
     await addWebhook(gw, url);
@@ -357,6 +359,48 @@ async function benchDelivery(sink, ca) {
       log(`delivery ${scheme} run ${i + 1}/${O.runs}: hookgate draining ${O.pending} deliveries`);
       push(`delivery_${scheme}`, await retry('delivery run', () => deliveryRun(scheme, sink, ca)));
     }
+  }
+}
+
+// Lua hooks: what a no-op plugin adds, as gateway CPU per delivery
+// (transform) and per event (route). Each run measures the gateway with the
+// plugin bound globally and without any Lua configuration, back to back (the
+// order alternates between runs), so that both see the same machine load;
+// the figure is the median of the per-run differences.
+const LUA_PLUGIN_DIR = join(HERE, 'plugins');
+const luaConfig = (plugin) =>
+  `lua = { plugin_paths = { ${JSON.stringify(LUA_PLUGIN_DIR)} } }\nplugins = { [${JSON.stringify(plugin)}] = true }\n`;
+
+async function benchLua(sink) {
+  // The plugins must load and be bound, or the figures compare nothing.
+  for (const [plugin, phase] of [['noop-transform', 'transform'], ['noop-route', 'route']]) {
+    const gw = await startGateway({ paused: true, extra: luaConfig(plugin) });
+    try {
+      const r = await request(gw.port, 'GET', '/v1/admin/plugins', { key: KEY });
+      const bound = (r.json?.plugins || []).find((p) => p.name === plugin);
+      if (r.status !== 200 || !bound || !bound.phases.includes(phase)) {
+        throw new Error(`${plugin} is not bound in ${phase}: ${r.status} ${r.body.slice(0, 500)}`);
+      }
+    } finally {
+      await gw.destroy();
+    }
+  }
+  for (let i = 0; i < O.runs; i++) {
+    const order = i % 2 === 0 ? ['base', 'lua'] : ['lua', 'base'];
+    for (const v of order) {
+      log(`lua transform run ${i + 1}/${O.runs}: draining ${O.pending} deliveries, ${v === 'lua' ? 'noop-transform bound' : 'no plugin'}`);
+      push(`lua_transform_${v}`, await retry('lua transform run',
+        () => deliveryRun('http', sink, undefined, v === 'lua' ? luaConfig('noop-transform') : '')));
+    }
+    for (const v of order) {
+      log(`lua route run ${i + 1}/${O.runs}: ingest -c50, delivery paused, ${v === 'lua' ? 'noop-route bound' : 'no plugin'}`);
+      push(`lua_route_${v}`, await retry('lua route run',
+        () => ingestRun('paused', 50, sink, v === 'lua' ? luaConfig('noop-route') : '')));
+    }
+  }
+  // Paired by run: run i's difference is lua_X_lua[i] - lua_X_base[i].
+  for (const x of ['transform', 'route']) {
+    R[`lua_${x}_added`] = R[`lua_${x}_lua`].map((r, i) => ({ cpu_us: r.cpu_us - R[`lua_${x}_base`][i].cpu_us }));
   }
 }
 
@@ -504,7 +548,28 @@ function table() {
     row(`  per 10,000 idle connections`, `${fmt(med('memory', (r) => r.per_10k_conns) / MiB, 1)} MiB`,
       `${fmt(med('memory', (r) => r.conns_open))} open`, '', '', undefined);
   }
-  row('Lua hooks', 'n/a (Lua runtime not built yet)', '', '', 'n/a', undefined);
+  if (R.lua_transform_added) {
+    const added = med('lua_transform_added', (r) => r.cpu_us);
+    const base = med('lua_transform_base', (r) => r.cpu_us);
+    const withLua = med('lua_transform_lua', (r) => r.cpu_us);
+    row(`Lua no-op transform (${fmt(O.pending)} pending, http): added CPU per delivery`, `${fmt(added, 1)} us`,
+      `${fmt(base, 1)} us/delivery without Lua`, ratio(withLua, base), '<= 2 us', added <= 2);
+    row(`  gateway CPU per delivery, plugin bound`, `${fmt(withLua, 1)} us`, '', '', '');
+    row(`  deliveries/s, plugin bound / without`, `${fmt(med('lua_transform_lua', (r) => r.rate))}`,
+      `${fmt(med('lua_transform_base', (r) => r.rate))} /s without Lua`,
+      ratio(med('lua_transform_lua', (r) => r.rate), med('lua_transform_base', (r) => r.rate)), '');
+  }
+  if (R.lua_route_added) {
+    const added = med('lua_route_added', (r) => r.cpu_us);
+    const base = med('lua_route_base', (r) => r.cpu_us);
+    const withLua = med('lua_route_lua', (r) => r.cpu_us);
+    row(`Lua no-op route (ingest -c50, delivery paused): added CPU per event`, `${fmt(added, 1)} us`,
+      `${fmt(base, 1)} us/event without Lua`, ratio(withLua, base), '<= 2 us', added <= 2);
+    row(`  gateway CPU per event, plugin bound`, `${fmt(withLua, 1)} us`, '', '', '');
+    row(`  events/s, plugin bound / without`, `${fmt(med('lua_route_lua', (r) => r.rps))}`,
+      `${fmt(med('lua_route_base', (r) => r.rps))} /s without Lua`,
+      ratio(med('lua_route_lua', (r) => r.rps), med('lua_route_base', (r) => r.rps)), '');
+  }
 
   const head = ['Figure (median of ' + O.runs + ')', 'hookgate', 'anchor (same run)', 'ratio', 'target', ''];
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
@@ -525,6 +590,7 @@ try {
   if (O.only.includes('delivery')) await benchDelivery(sink, certs.ca);
   if (O.only.includes('e2e')) await benchE2E();
   if (O.only.includes('memory')) await benchMemory();
+  if (O.only.includes('lua')) await benchLua(sink);
 } finally {
   await stopChild(sink.proc, 'SIGQUIT');
 }
