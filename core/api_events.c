@@ -447,6 +447,17 @@ static json_t *event_json(const hg_event_in_t *ev) {
   return out;
 }
 
+/* For the route phase: the event with its data as raw JSON text, which
+ * the runtime decodes only if the plugin reads event.data (most routing
+ * looks at the type and organization alone). */
+static json_t *event_json_lazy(const hg_event_in_t *ev) {
+  const char *data;
+  size_t len;
+  if (hg_json_member_span(ev->payload, ev->payload_len, "data", &data, &len) != 0) return event_json(ev);
+  return json_pack("{s:s,s:s%,s:s?,s:s}", "type", ev->type, "_data", data, len, "organizationId",
+                   ev->org[0] ? ev->org : NULL, "id", ev->id);
+}
+
 static void route_done(int status, json_t *arg, json_t *res, json_t *res2, const char *err, void *ud) {
   (void)res, (void)res2, (void)err;
   phase_call_t *pc = ud;
@@ -482,7 +493,7 @@ static void match_done(int status, void *ud) {
   }
   g->pending = g->n;
   for (size_t i = 0; i < g->n; i++) {
-    json_t *arg = json_pack("{s:o,s:O}", "event", event_json(&g->events[i]), "targets", g->targets[i]);
+    json_t *arg = json_pack("{s:o,s:O}", "event", event_json_lazy(&g->events[i]), "targets", g->targets[i]);
     phase_call_t *pc = malloc(sizeof(*pc));
     int r = arg && pc ? HG_OK : HG_ENOMEM;
     if (r == 0) {

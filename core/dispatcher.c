@@ -423,47 +423,23 @@ static void response_cb(const hg_client_response_t *res, void *ud) {
 
 /* Sends the request: the plain path, or the one a deliver-phase plugin
  * looked at (req_json holds url, body and headers then). */
-static void send_request(item_t *it, json_t *req_json, const hg_client_header_t *headers, size_t n_headers) {
+/* Puts the request on the wire (the client copies what it needs). */
+static void send_raw(item_t *it, const char *url, const char *body, size_t body_len, const hg_client_header_t *headers,
+                     size_t n_headers) {
   hg_dispatcher_t *d = it->d;
-  hg_send_t *s = &it->send;
-  hg_client_header_t lua_headers[64];
-  hg_client_request_t req;
-  memset(&req, 0, sizeof(req));
-  req.method = "POST";
-  req.url = s->url;
-  req.headers = headers;
-  req.n_headers = n_headers;
-  req.body = s->payload;
-  req.body_len = s->payload_len;
-  if (req_json != NULL) {
-    req.url = json_string_value(json_object_get(req_json, "url"));
-    json_t *body = json_object_get(req_json, "body");
-    req.body = json_string_value(body);
-    req.body_len = json_string_length(body);
-    size_t n = 0;
-    const char *k;
-    json_t *v;
-    json_object_foreach(json_object_get(req_json, "headers"), k, v) {
-      if (n < HG_ARRAY_LEN(lua_headers) && json_is_string(v)) {
-        lua_headers[n].name = k;
-        lua_headers[n++].value = json_string_value(v);
-      }
-    }
-    req.headers = lua_headers;
-    req.n_headers = n;
-    if (req.url == NULL || req.body == NULL) {
-      it->has_error = 1;
-      snprintf(it->error, sizeof(it->error), "script_error: url and body must be strings after the Lua phases");
-      it->no_retry = 1;
-      finish_attempt(it, 0, NULL);
-      return;
-    }
-  }
   if (d->client == NULL) {
     /* Stopping: leave it pending for the next start. */
     item_free(it);
     return;
   }
+  hg_client_request_t req;
+  memset(&req, 0, sizeof(req));
+  req.method = "POST";
+  req.url = url;
+  req.headers = headers;
+  req.n_headers = n_headers;
+  req.body = body;
+  req.body_len = body_len;
   char err[200];
   int r = hg_client_send(d->client, &req, response_cb, it, err, sizeof(err));
   if (r != 0) {
@@ -471,6 +447,30 @@ static void send_request(item_t *it, json_t *req_json, const hg_client_header_t 
     snprintf(it->error, sizeof(it->error), "%s", r == HG_EINVAL ? err : hg_strerror(r));
     finish_attempt(it, 0, NULL);
   }
+}
+
+/* Sends what a deliver-phase plugin left in req_json (url, body, headers). */
+static void send_request(item_t *it, json_t *req_json) {
+  hg_client_header_t headers[64];
+  size_t n = 0;
+  const char *k;
+  json_t *v;
+  json_object_foreach(json_object_get(req_json, "headers"), k, v) {
+    if (n < HG_ARRAY_LEN(headers) && json_is_string(v)) {
+      headers[n].name = k;
+      headers[n++].value = json_string_value(v);
+    }
+  }
+  const char *url = json_string_value(json_object_get(req_json, "url"));
+  json_t *body = json_object_get(req_json, "body");
+  if (url == NULL || !json_is_string(body)) {
+    it->has_error = 1;
+    snprintf(it->error, sizeof(it->error), "script_error: url and body must be strings after the Lua phases");
+    it->no_retry = 1;
+    finish_attempt(it, 0, NULL);
+    return;
+  }
+  send_raw(it, url, json_string_value(body), json_string_length(body), headers, n);
 }
 
 static void script_failed(item_t *it, const char *err) {
@@ -489,7 +489,117 @@ static void deliver_done(int status, json_t *arg, json_t *res, json_t *res2, con
     script_failed(it, err);
     return;
   }
-  send_request(it, arg, NULL, 0);
+  send_request(it, arg);
+}
+
+/* The request as the Lua phases left it, for the deliver phase (JSON). */
+static json_t *delivery_json(const hg_lua_delivery_t *ld) {
+  json_t *h = json_object();
+  for (size_t i = 0; i < ld->n_headers; i++) {
+    json_t *v = json_string(ld->headers[i].value);
+    if (v) json_object_set_new(h, ld->headers[i].name, v);
+  }
+  return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s%,s:o,s:i}", "id", ld->id, "webhookId", ld->webhook_id, "eventId",
+                   ld->event_id, "eventType", ld->event_type, "url", ld->url, "body", ld->body, ld->body_len,
+                   "headers", h, "attempt", ld->attempt);
+}
+
+static int add_header(hg_lua_delivery_t *ld, const char *name, const char *value) {
+  /* Replace a plugin's header of the same name: these are the core's. */
+  for (size_t i = 0; i < ld->n_headers; i++) {
+    if (strcasecmp(ld->headers[i].name, name) == 0) {
+      char *v = strdup(value);
+      if (v == NULL) return HG_ENOMEM;
+      free(ld->headers[i].value);
+      ld->headers[i].value = v;
+      return 0;
+    }
+  }
+  hg_lua_header_t *h = realloc(ld->headers, (ld->n_headers + 1) * sizeof(*h));
+  if (h == NULL) return HG_ENOMEM;
+  ld->headers = h;
+  h[ld->n_headers].name = strdup(name);
+  h[ld->n_headers].value = strdup(value);
+  if (!h[ld->n_headers].name || !h[ld->n_headers].value) return HG_ENOMEM;
+  ld->n_headers++;
+  return 0;
+}
+
+static void send_lua(item_t *it, hg_lua_t *lua, int lua_transform, int lua_sign, int lua_deliver, const char *ts_buf,
+                     int64_t ts) {
+  hg_send_t *s = &it->send;
+  hg_lua_delivery_t ld;
+  memset(&ld, 0, sizeof(ld));
+  ld.id = s->id;
+  ld.webhook_id = s->webhook_id;
+  ld.event_id = s->event_id;
+  ld.event_type = s->event_type;
+  ld.attempt = s->attempts + 1;
+  char err[1024];
+  ld.url = strdup(s->url);
+  ld.body = malloc(s->payload_len + 1);
+  if (ld.url == NULL || ld.body == NULL) {
+    hg_lua_delivery_close(&ld);
+    script_failed(it, "out of memory");
+    return;
+  }
+  memcpy(ld.body, s->payload, s->payload_len + 1);
+  ld.body_len = s->payload_len;
+  if (lua_transform && hg_lua_call_delivery(lua, HG_PHASE_TRANSFORM, s->lua, &ld, err, sizeof(err)) != 0) {
+    hg_lua_delivery_close(&ld);
+    script_failed(it, err);
+    return;
+  }
+  /* delivery.skip = "reason" (or true): this webhook does not get this
+   * event. Recorded as skipped with the reason; nothing is sent. */
+  if (ld.skip != NULL) {
+    it->skipped = 1;
+    it->has_error = 1; /* a test send reports the reason */
+    snprintf(it->error, sizeof(it->error), "skipped: %.400s", ld.skip);
+    hg_lua_delivery_close(&ld);
+    finish_attempt(it, 0, NULL);
+    return;
+  }
+  /* The Standard Webhooks signature covers the body as sent, after any
+   * transformation. */
+  char sig[HG_MAX_SECRETS * (HG_SIG_V1_LEN + 1) + 1];
+  const char *secrets[HG_MAX_SECRETS];
+  for (size_t i = 0; i < s->n_secrets; i++) secrets[i] = s->secrets[i];
+  if (s->n_secrets == 0 ||
+      hg_sign_header(secrets, s->n_secrets, s->event_id, ts, ld.body, ld.body_len, sig, sizeof(sig)) < 0) {
+    hg_lua_delivery_close(&ld);
+    it->has_error = 1;
+    snprintf(it->error, sizeof(it->error), "cannot sign: the webhook has no valid secret");
+    finish_attempt(it, 0, NULL);
+    return;
+  }
+  if (add_header(&ld, "Content-Type", "application/json") != 0 || add_header(&ld, "webhook-id", s->event_id) != 0 ||
+      add_header(&ld, "webhook-timestamp", ts_buf) != 0 || add_header(&ld, "webhook-signature", sig) != 0) {
+    hg_lua_delivery_close(&ld);
+    script_failed(it, "out of memory");
+    return;
+  }
+  if (lua_sign && hg_lua_call_delivery(lua, HG_PHASE_SIGN, s->lua, &ld, err, sizeof(err)) != 0) {
+    hg_lua_delivery_close(&ld);
+    script_failed(it, err);
+    return;
+  }
+  if (lua_deliver) {
+    json_t *dj = delivery_json(&ld);
+    hg_lua_delivery_close(&ld);
+    int r = dj ? hg_lua_call_async(lua, HG_PHASE_DELIVER, s->lua, dj, deliver_done, it) : HG_EINVAL;
+    json_decref(dj);
+    if (r != 0) script_failed(it, "the deliver phase could not start (headers or body not UTF-8?)");
+    return;
+  }
+  hg_client_header_t headers[64];
+  size_t n = 0;
+  for (size_t i = 0; i < ld.n_headers && n < HG_ARRAY_LEN(headers); i++) {
+    headers[n].name = ld.headers[i].name;
+    headers[n++].value = ld.headers[i].value;
+  }
+  send_raw(it, ld.url, ld.body, ld.body_len, headers, n);
+  hg_lua_delivery_close(&ld);
 }
 
 static void send_item(item_t *it) {
@@ -498,59 +608,20 @@ static void send_item(item_t *it) {
   hg_lua_t *lua = *d->lua;
   it->started_at = hg_wall_ms();
   int64_t ts = it->started_at / 1000;
-  char ts_buf[24], sig[HG_MAX_SECRETS * (HG_SIG_V1_LEN + 1) + 1];
+  char ts_buf[24];
   snprintf(ts_buf, sizeof(ts_buf), "%lld", (long long)ts);
-  const char *secrets[HG_MAX_SECRETS];
-  for (size_t i = 0; i < s->n_secrets; i++) secrets[i] = s->secrets[i];
   int lua_transform = lua && hg_lua_has(lua, HG_PHASE_TRANSFORM, s->lua);
   int lua_sign = lua && hg_lua_has(lua, HG_PHASE_SIGN, s->lua);
   int lua_deliver = lua && hg_lua_has(lua, HG_PHASE_DELIVER, s->lua);
-  json_t *dj = NULL;
-  char err[1024];
   if (lua_transform || lua_sign || lua_deliver) {
-    dj = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s%,s:o,s:i}", "id", s->id, "webhookId", s->webhook_id, "eventId",
-                   s->event_id, "eventType", s->event_type, "url", s->url, "body", s->payload, s->payload_len,
-                   "headers", json_object(), "attempt", s->attempts + 1);
-    if (dj == NULL) {
-      script_failed(it, "the delivery cannot be shown to Lua (body is not UTF-8?)");
-      return;
-    }
-  }
-  if (lua_transform) {
-    json_t *res = NULL;
-    int r = hg_lua_call(lua, HG_PHASE_TRANSFORM, s->lua, &dj, &res, err, sizeof(err));
-    json_decref(res);
-    if (r != 0) {
-      json_decref(dj);
-      script_failed(it, err);
-      return;
-    }
-  }
-  /* delivery.skip = "reason" (or true): this webhook does not get this
-   * event. Recorded as skipped with the reason; nothing is sent. */
-  json_t *skip = dj ? json_object_get(dj, "skip") : NULL;
-  if (skip != NULL && !json_is_false(skip) && !json_is_null(skip) &&
-      !(json_is_string(skip) && json_string_length(skip) == 0)) {
-    it->skipped = 1;
-    it->has_error = 1; /* a test send reports the reason */
-    snprintf(it->error, sizeof(it->error), "skipped: %.400s",
-             json_is_string(skip) ? json_string_value(skip) : "a transform plugin skipped it");
-    json_decref(dj);
-    finish_attempt(it, 0, NULL);
+    send_lua(it, lua, lua_transform, lua_sign, lua_deliver, ts_buf, ts);
     return;
   }
-  /* The Standard Webhooks signature covers the body as sent, after any
-   * transformation. */
-  const char *body = dj ? json_string_value(json_object_get(dj, "body")) : s->payload;
-  size_t body_len = dj ? json_string_length(json_object_get(dj, "body")) : s->payload_len;
-  if (body == NULL) {
-    json_decref(dj);
-    script_failed(it, "transform: delivery.body must be a string");
-    return;
-  }
+  char sig[HG_MAX_SECRETS * (HG_SIG_V1_LEN + 1) + 1];
+  const char *secrets[HG_MAX_SECRETS];
+  for (size_t i = 0; i < s->n_secrets; i++) secrets[i] = s->secrets[i];
   if (s->n_secrets == 0 ||
-      hg_sign_header(secrets, s->n_secrets, s->event_id, ts, body, body_len, sig, sizeof(sig)) < 0) {
-    json_decref(dj);
+      hg_sign_header(secrets, s->n_secrets, s->event_id, ts, s->payload, s->payload_len, sig, sizeof(sig)) < 0) {
     it->has_error = 1;
     snprintf(it->error, sizeof(it->error), "cannot sign: the webhook has no valid secret");
     finish_attempt(it, 0, NULL);
@@ -562,35 +633,7 @@ static void send_item(item_t *it) {
       {"webhook-timestamp", ts_buf},
       {"webhook-signature", sig},
   };
-  if (dj == NULL) {
-    send_request(it, NULL, headers, HG_ARRAY_LEN(headers));
-    return;
-  }
-  /* Plugins' headers first, so they cannot replace the signature headers. */
-  json_t *hj = json_object_get(dj, "headers");
-  if (!json_is_object(hj)) {
-    hj = json_object();
-    json_object_set_new(dj, "headers", hj);
-  }
-  for (size_t i = 0; i < HG_ARRAY_LEN(headers); i++) json_object_set_new(hj, headers[i].name, json_string(headers[i].value));
-  if (lua_sign) {
-    json_t *res = NULL;
-    int r = hg_lua_call(lua, HG_PHASE_SIGN, s->lua, &dj, &res, err, sizeof(err));
-    json_decref(res);
-    if (r != 0) {
-      json_decref(dj);
-      script_failed(it, err);
-      return;
-    }
-  }
-  if (lua_deliver) {
-    int r = hg_lua_call_async(lua, HG_PHASE_DELIVER, s->lua, dj, deliver_done, it);
-    json_decref(dj);
-    if (r != 0) script_failed(it, "deliver phase could not start");
-    return;
-  }
-  send_request(it, dj, NULL, 0);
-  json_decref(dj);
+  send_raw(it, s->url, s->payload, s->payload_len, headers, HG_ARRAY_LEN(headers));
 }
 
 /* --- loading due deliveries ---------------------------------------------------- */

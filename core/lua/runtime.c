@@ -417,8 +417,11 @@ static int msgh_passthrough(lua_State *L) {
   return 1;
 }
 
-int hg_lua_call(hg_lua_t *rt, hg_phase_t phase, const char *bindings, json_t **arg, json_t **result, char *err,
-                size_t errlen) {
+/* Runs a pure phase on the table push() leaves on top of L's stack. On
+ * success the table stays at *arg_idx and the first result at
+ * *arg_idx + 1 (both removed by the caller's lua_settop(L, top)). */
+static int call_pure(hg_lua_t *rt, hg_phase_t phase, const char *bindings, void (*push)(lua_State *L, void *ud),
+                     void *ud, int *arg_idx, char *err, size_t errlen) {
   lua_State *L = rt->L;
   int top = lua_gettop(L);
   hg_lua_run_t *run = &rt->sync_run;
@@ -428,7 +431,8 @@ int hg_lua_call(hg_lua_t *rt, hg_phase_t phase, const char *bindings, json_t **a
   run->phase = phase;
   run->pure = 1;
   run->co = L;
-  *result = NULL;
+  push(L, ud);
+  *arg_idx = top + 1; /* the table, kept for reading back */
   lua_pushcfunction(L, msgh_passthrough);
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->R);
   lua_getfield(L, -1, "run");
@@ -436,25 +440,33 @@ int hg_lua_call(hg_lua_t *rt, hg_phase_t phase, const char *bindings, json_t **a
   lua_pushstring(L, hg_phase_name(phase));
   if (bindings) lua_pushstring(L, bindings);
   else lua_pushnil(L);
-  hg_lua__push_json(L, *arg);
-  int arg_idx = lua_gettop(L);
-  lua_pushvalue(L, arg_idx); /* keep the table after the call */
-  lua_insert(L, top + 1);
-  arg_idx = top + 1;
+  lua_pushvalue(L, *arg_idx);
   hg_lua_run_t *prev = rt->current;
   rt->current = run;
   run->slice_start_ns = hg_now_ns();
   run->mem_start = rt->mem;
-  int status = lua_pcall(L, 3, 2, top + 2);
+  int status = lua_pcall(L, 3, 1, top + 2);
   rt->current = prev;
   if (run->killed) lua_sethook(L, hook, LUA_MASKCOUNT, 1000);
-  int r = 0;
   if (status != LUA_OK) {
     report_error(L, status, NULL, hg_phase_name(phase), err, errlen);
-    r = HG_EINVAL;
-  } else {
+    return HG_EINVAL;
+  }
+  lua_remove(L, top + 2); /* the message handler: the result now sits at top + 2 */
+  return 0;
+}
+
+static void push_json_arg(lua_State *L, void *ud) { hg_lua__push_json(L, ud); }
+
+int hg_lua_call(hg_lua_t *rt, hg_phase_t phase, const char *bindings, json_t **arg, json_t **result, char *err,
+                size_t errlen) {
+  lua_State *L = rt->L;
+  int top = lua_gettop(L), arg_idx;
+  *result = NULL;
+  int r = call_pure(rt, phase, bindings, push_json_arg, *arg, &arg_idx, err, errlen);
+  if (r == 0) {
     char jerr[128];
-    if (!lua_isnil(L, -2)) *result = hg_lua__to_json(L, -2, jerr, sizeof(jerr));
+    if (!lua_isnil(L, arg_idx + 1)) *result = hg_lua__to_json(L, arg_idx + 1, jerr, sizeof(jerr));
     json_t *out = hg_lua__to_json(L, arg_idx, jerr, sizeof(jerr));
     if (out != NULL) {
       json_decref(*arg);
@@ -463,6 +475,131 @@ int hg_lua_call(hg_lua_t *rt, hg_phase_t phase, const char *bindings, json_t **a
       snprintf(err, errlen, "phase %s: the argument table cannot be read back: %s", hg_phase_name(phase), jerr);
       r = HG_EINVAL;
     }
+  }
+  lua_settop(L, top);
+  return r;
+}
+
+/* --- the delivery table of transform and sign ----------------------------- */
+
+void hg_lua_delivery_close(hg_lua_delivery_t *d) {
+  if (d == NULL) return;
+  free(d->url);
+  free(d->body);
+  free(d->skip);
+  for (size_t i = 0; i < d->n_headers; i++) {
+    free(d->headers[i].name);
+    free(d->headers[i].value);
+  }
+  free(d->headers);
+  d->url = d->body = d->skip = NULL;
+  d->headers = NULL;
+  d->n_headers = 0;
+}
+
+static void push_delivery(lua_State *L, void *ud) {
+  const hg_lua_delivery_t *d = ud;
+  lua_createtable(L, 0, 10);
+  lua_pushstring(L, d->id);
+  lua_setfield(L, -2, "id");
+  lua_pushstring(L, d->webhook_id);
+  lua_setfield(L, -2, "webhookId");
+  lua_pushstring(L, d->event_id);
+  lua_setfield(L, -2, "eventId");
+  lua_pushstring(L, d->event_type);
+  lua_setfield(L, -2, "eventType");
+  lua_pushstring(L, d->url);
+  lua_setfield(L, -2, "url");
+  lua_pushlstring(L, d->body, d->body_len);
+  lua_setfield(L, -2, "body");
+  lua_pushinteger(L, d->attempt);
+  lua_setfield(L, -2, "attempt");
+  lua_createtable(L, 0, (int)d->n_headers);
+  for (size_t i = 0; i < d->n_headers; i++) {
+    lua_pushstring(L, d->headers[i].value);
+    lua_setfield(L, -2, d->headers[i].name);
+  }
+  lua_setfield(L, -2, "headers");
+  if (d->skip) {
+    lua_pushstring(L, d->skip);
+    lua_setfield(L, -2, "skip");
+  }
+}
+
+static int replace_str(char **dst, const char *s, size_t len) {
+  char *copy = malloc(len + 1);
+  if (copy == NULL) return HG_ENOMEM;
+  memcpy(copy, s, len);
+  copy[len] = '\0';
+  free(*dst);
+  *dst = copy;
+  return 0;
+}
+
+/* Reads url, body, headers and skip back from the table at idx. */
+static int read_delivery(lua_State *L, int idx, hg_lua_delivery_t *d, char *err, size_t errlen) {
+  size_t len;
+  const char *s;
+  lua_getfield(L, idx, "url");
+  if (lua_type(L, -1) != LUA_TSTRING) {
+    snprintf(err, errlen, "delivery.url must be a string");
+    return HG_EINVAL;
+  }
+  s = lua_tolstring(L, -1, &len);
+  if (replace_str(&d->url, s, len) != 0) return HG_ENOMEM;
+  lua_getfield(L, idx, "body");
+  if (lua_type(L, -1) != LUA_TSTRING) {
+    snprintf(err, errlen, "delivery.body must be a string");
+    return HG_EINVAL;
+  }
+  /* The body's exact bytes: no UTF-8 check, no copy through JSON. */
+  s = lua_tolstring(L, -1, &len);
+  if (replace_str(&d->body, s, len) != 0) return HG_ENOMEM;
+  d->body_len = len;
+  lua_getfield(L, idx, "skip");
+  free(d->skip);
+  d->skip = NULL;
+  if (lua_type(L, -1) == LUA_TSTRING && lua_rawlen(L, -1) > 0) {
+    s = lua_tolstring(L, -1, &len);
+    if (replace_str(&d->skip, s, len) != 0) return HG_ENOMEM;
+  } else if (lua_toboolean(L, -1) && lua_type(L, -1) != LUA_TSTRING) {
+    if ((d->skip = strdup("a transform plugin skipped it")) == NULL) return HG_ENOMEM;
+  }
+  lua_getfield(L, idx, "headers");
+  for (size_t i = 0; i < d->n_headers; i++) {
+    free(d->headers[i].name);
+    free(d->headers[i].value);
+  }
+  d->n_headers = 0;
+  if (lua_istable(L, -1)) {
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+      if (lua_type(L, -2) == LUA_TSTRING && (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)) {
+        hg_lua_header_t *h = realloc(d->headers, (d->n_headers + 1) * sizeof(*h));
+        if (h == NULL) {
+          lua_pop(L, 2);
+          return HG_ENOMEM;
+        }
+        d->headers = h;
+        h[d->n_headers].name = strdup(lua_tostring(L, -2));
+        h[d->n_headers].value = strdup(lua_tostring(L, -1));
+        d->n_headers++;
+      }
+      lua_pop(L, 1);
+    }
+  }
+  return 0;
+}
+
+int hg_lua_call_delivery(hg_lua_t *rt, hg_phase_t phase, const char *bindings, hg_lua_delivery_t *d, char *err,
+                         size_t errlen) {
+  lua_State *L = rt->L;
+  int top = lua_gettop(L), arg_idx;
+  int r = call_pure(rt, phase, bindings, push_delivery, d, &arg_idx, err, errlen);
+  if (r == 0) {
+    char why[96];
+    r = read_delivery(L, arg_idx, d, why, sizeof(why));
+    if (r == HG_EINVAL) snprintf(err, errlen, "plugin (%s): %s", hg_phase_name(phase), why);
   }
   lua_settop(L, top);
   return r;

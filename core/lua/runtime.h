@@ -55,6 +55,32 @@ int hg_lua_has(hg_lua_t *rt, hg_phase_t phase, const char *bindings);
 int hg_lua_call(hg_lua_t *rt, hg_phase_t phase, const char *bindings, json_t **arg, json_t **result, char *err,
                 size_t errlen);
 
+/* The delivery a transform or sign plugin sees, without JSON in between
+ * (this runs for every delivery). url, body, headers and skip are malloc'd
+ * and replaced by the plugins' versions. */
+typedef struct hg_lua_header {
+  char *name, *value;
+} hg_lua_header_t;
+
+typedef struct hg_lua_delivery {
+  const char *id, *webhook_id, *event_id, *event_type; /* borrowed */
+  int attempt;
+  char *url;
+  char *body;
+  size_t body_len;
+  hg_lua_header_t *headers;
+  size_t n_headers;
+  char *skip; /* set by a plugin: the reason this delivery is not sent */
+} hg_lua_delivery_t;
+
+void hg_lua_delivery_close(hg_lua_delivery_t *d);
+
+/* Runs transform or sign over d. Returns 0, or HG_EINVAL with "plugin P
+ * (phase): file:line: msg" in err (a script error, or url/body no longer
+ * strings), or HG_ENOMEM. */
+int hg_lua_call_delivery(hg_lua_t *rt, hg_phase_t phase, const char *bindings, hg_lua_delivery_t *d, char *err,
+                         size_t errlen);
+
 /* Completion of an async phase: status 0 (arg holds the plugins'
  * changes; result the first non-nil value returned, or NULL; result2 the
  * second value) or HG_EINVAL (script error, message in err). The callback

@@ -269,8 +269,24 @@ end
 -- ...); the first plugin to return a non-nil value ends the walk and its
 -- values are returned (retry decisions, ingest rejections). On error,
 -- raises { plugin =, phase =, message =, traceback = }.
+-- The route phase's event carries its data as raw JSON text (`_data`),
+-- decoded on first use of event.data.
+local function lazy_event(e)
+  local raw = e._data
+  e._data = nil
+  return setmetatable(e, { __index = function(t, k)
+    if k ~= "data" then return nil end
+    local d = host.hookgate.json.decode(raw)
+    rawset(t, "data", d)
+    return d
+  end })
+end
+
 function R.run(phase, bindings_text, arg, ...)
   local list = R.webhook_bindings(bindings_text)
+  if phase == "route" and type(arg) == "table" and type(arg.event) == "table" and arg.event._data then
+    lazy_event(arg.event)
+  end
   for i = 1, #list do
     local b = list[i]
     local fn = b.plugin[phase]
