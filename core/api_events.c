@@ -500,6 +500,13 @@ static void match_done(int status, void *ud) {
       pc->g = g;
       pc->i = i;
       r = hg_lua_call_async(g->lua, HG_PHASE_ROUTE, NULL, arg, route_done, pc);
+      if (r == HG_ESTATE && g->app->lua != NULL && g->app->lua != g->lua) {
+        /* A reload retired the generation meanwhile: route on the new one. */
+        hg_lua_unref(g->lua);
+        g->lua = g->app->lua;
+        hg_lua_ref(g->lua);
+        r = hg_lua_call_async(g->lua, HG_PHASE_ROUTE, NULL, arg, route_done, pc);
+      }
     }
     json_decref(arg);
     if (r != 0) {
@@ -534,7 +541,9 @@ static void ingest_phase_done(int status, json_t *arg, json_t *res, json_t *res2
   free(pc);
   if (!g->failed) {
     char why[200];
-    if (status != 0) {
+    if (status != 0 || arg == NULL) {
+      /* arg == NULL: the plugin left something JSON cannot hold in the
+       * event (a function, NaN): its changes cannot be honoured. */
       g->failed = 1;
       char msg[96];
       snprintf(msg, sizeof(msg), "an ingest script failed (request id %s)", g->req->request_id);

@@ -169,6 +169,22 @@ static void item_free(item_t *it) {
   maybe_stopped(d);
 }
 
+/* Drops an item without recording anything: its row stays pending (and
+ * due) in the store. While stopping, that is the at-least-once rule: it is
+ * sent after the restart. Otherwise the row goes back on the heap. A test
+ * send is answered. */
+static void abandon(item_t *it) {
+  hg_dispatcher_t *d = it->d;
+  int was_test = it->test_cb != NULL;
+  if (it->test_cb) {
+    hg_dispatch_result_t res = {it->send.id, 0, NULL, 0, 0, 0, d->stopping ? "shutting down" : "not sent"};
+    it->test_cb(&res, it->test_ud);
+    it->test_cb = NULL;
+  }
+  if (!d->stopping && !was_test) heap_push(d, hg_wall_ms() + 1000, it->seq);
+  item_free(it);
+}
+
 /* --- recording the outcome --------------------------------------------------- */
 
 static void after_done(int status, json_t *arg, json_t *res, json_t *res2, const char *err, void *ud) {
@@ -189,10 +205,11 @@ static int record_work(sqlite3 *db, void *ud) {
 static void record_one(item_t *it, int status) {
   hg_dispatcher_t *d = it->d;
   if (status != 0) {
-    /* Not recorded: the row is still pending and due, so the next start
-     * (or the retry below) sends it again. */
+    /* Not recorded: the row is still pending and due in the store, so it
+     * is sent again (at least once): after the retry delay, or in 1 s. */
     hg_log(HG_LOG_ERROR, "could not record a delivery attempt", "delivery", it->send.id, "error",
            hg_strerror(status), NULL);
+    if (it->rec.new_status != HG_DEL_PENDING && !d->stopping && !it->test_cb) heap_push(d, hg_wall_ms() + 1000, it->seq);
   }
   if (it->rec.new_status == HG_DEL_PENDING && !d->stopping) heap_push(d, it->rec.next_attempt_at, it->seq);
   hg_lua_t *lua = *d->lua;
@@ -250,7 +267,7 @@ static void flush_records(hg_dispatcher_t *d) {
     free(b);
     for (item_t *it = head, *next; it; it = next) {
       next = it->rec_next;
-      item_free(it);
+      abandon(it);
     }
   }
 }
@@ -404,7 +421,7 @@ static void response_cb(const hg_client_response_t *res, void *ud) {
   item_t *it = ud;
   if (res->error == HG_ECLOSED) {
     /* Cancelled by stop: leave the row pending for the next start. */
-    item_free(it);
+    abandon(it);
     return;
   }
   if (res->body_len > 0) {
@@ -427,9 +444,8 @@ static void response_cb(const hg_client_response_t *res, void *ud) {
 static void send_raw(item_t *it, const char *url, const char *body, size_t body_len, const hg_client_header_t *headers,
                      size_t n_headers) {
   hg_dispatcher_t *d = it->d;
-  if (d->client == NULL) {
-    /* Stopping: leave it pending for the next start. */
-    item_free(it);
+  if (d->client == NULL || d->stopping) {
+    abandon(it);
     return;
   }
   hg_client_request_t req;
@@ -474,6 +490,10 @@ static void send_request(item_t *it, json_t *req_json) {
 }
 
 static void script_failed(item_t *it, const char *err) {
+  if (it->d->stopping) {
+    abandon(it);
+    return;
+  }
   /* A broken script fails the delivery (no retry: it would fail the same
    * way); after a fix, a replay sends it. */
   it->has_error = 1;
@@ -485,6 +505,12 @@ static void script_failed(item_t *it, const char *err) {
 static void deliver_done(int status, json_t *arg, json_t *res, json_t *res2, const char *err, void *ud) {
   (void)res, (void)res2;
   item_t *it = ud;
+  if (it->d->stopping) {
+    /* Shutting down: whatever the plugin saw (its requests were cancelled),
+     * the delivery stays pending and goes out after the restart. */
+    abandon(it);
+    return;
+  }
   if (status != 0) {
     script_failed(it, err);
     return;
@@ -518,9 +544,14 @@ static int add_header(hg_lua_delivery_t *ld, const char *name, const char *value
   hg_lua_header_t *h = realloc(ld->headers, (ld->n_headers + 1) * sizeof(*h));
   if (h == NULL) return HG_ENOMEM;
   ld->headers = h;
-  h[ld->n_headers].name = strdup(name);
-  h[ld->n_headers].value = strdup(value);
-  if (!h[ld->n_headers].name || !h[ld->n_headers].value) return HG_ENOMEM;
+  char *n = strdup(name), *v = strdup(value);
+  if (n == NULL || v == NULL) {
+    free(n);
+    free(v);
+    return HG_ENOMEM;
+  }
+  h[ld->n_headers].name = n;
+  h[ld->n_headers].value = v;
   ld->n_headers++;
   return 0;
 }
@@ -594,6 +625,12 @@ static void send_lua(item_t *it, hg_lua_t *lua, int lua_transform, int lua_sign,
   }
   hg_client_header_t headers[64];
   size_t n = 0;
+  if (ld.n_headers > HG_ARRAY_LEN(headers)) {
+    /* Cutting the list could drop the signature: refuse instead. */
+    hg_lua_delivery_close(&ld);
+    script_failed(it, "more than 64 request headers after the Lua phases");
+    return;
+  }
   for (size_t i = 0; i < ld.n_headers && n < HG_ARRAY_LEN(headers); i++) {
     headers[n].name = ld.headers[i].name;
     headers[n++].value = ld.headers[i].value;
@@ -652,13 +689,19 @@ static void load_done(int status, void *ud) {
     item_t *it = b->items[i];
     hg_send_t *s = &it->send;
     if (status != 0 || it->load_status != 0 || d->stopping) {
-      if (it->load_status != 0 && it->load_status != HG_ENOTFOUND)
-        hg_log(HG_LOG_ERROR, "could not load a delivery", "error", hg_strerror(it->load_status), NULL);
+      int gone = status == 0 && it->load_status == HG_ENOTFOUND;
+      if (!gone && !d->stopping)
+        hg_log(HG_LOG_ERROR, "could not load a delivery; trying again in 1 s", "error",
+               hg_strerror(status != 0 ? status : it->load_status), NULL);
       if (it->test_cb) {
         hg_dispatch_result_t res = {s->id, 0, NULL, 0, 0, 0, d->stopping ? "shutting down" : "delivery not found"};
         it->test_cb(&res, it->test_ud);
+        it->test_cb = NULL;
       }
-      item_free(it);
+      /* A deleted delivery is gone; a store error leaves it pending, so it
+       * goes back on the heap. */
+      if (gone) item_free(it);
+      else abandon(it);
       continue;
     }
     /* A stale heap entry (the delivery was replayed, or already rescheduled)
@@ -678,15 +721,22 @@ static void load_done(int status, void *ud) {
     send_item(it);
   }
   free(b);
+  /* Items dropped above freed slots that no record will refill. */
+  pump(d);
 }
 
-static void submit_batch(hg_dispatcher_t *d, batch_t *b) {
+static int submit_batch(hg_dispatcher_t *d, batch_t *b) {
   b->now = hg_wall_ms();
   int r = hg_store_submit(d->store, load_work, load_done, b);
   if (r != 0) {
-    for (size_t i = 0; i < b->n; i++) item_free(b->items[i]);
+    for (size_t i = 0; i < b->n; i++) {
+      b->items[i]->test_cb = NULL; /* send_now reports the error itself */
+      if (!d->stopping) heap_push(d, hg_wall_ms() + 1000, b->items[i]->seq);
+      item_free(b->items[i]);
+    }
     free(b);
   }
+  return r;
 }
 
 static void timer_cb(uv_timer_t *t) { pump(t->data); }
@@ -832,8 +882,7 @@ int hg_dispatcher_send_now(hg_dispatcher_t *d, int64_t seq, hg_dispatch_cb cb, v
   it->test_ud = ud;
   b->d = d;
   b->items[b->n++] = it;
-  submit_batch(d, b);
-  return 0;
+  return submit_batch(d, b);
 }
 
 struct hg_client *hg_dispatcher_client(hg_dispatcher_t *d) { return d->stopping ? NULL : d->client; }
@@ -863,8 +912,10 @@ void hg_dispatcher_stop(hg_dispatcher_t *d, void (*done)(void *ud), void *ud) {
   uv_timer_stop(&d->timer);
   /* Cancels requests on the wire; their callbacks free their items. Items
    * being loaded or recorded finish through the store. */
-  hg_client_close(d->client);
+  /* NULL first: callbacks that run inside the close must not send anew. */
+  hg_client_t *c = d->client;
   d->client = NULL;
+  hg_client_close(c);
   maybe_stopped(d);
 }
 

@@ -54,6 +54,7 @@ struct hg_lua {
   int has_routes;
   int stopped;
   int shutting_down;
+  int loading; /* plugin code runs outside a run (load, bind, check) */
   uv_timer_t *timers;
   size_t n_timers;
   hg_lua_utimer_t *utimers; /* live hookgate.timer timers */

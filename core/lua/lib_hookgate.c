@@ -299,7 +299,8 @@ static int l_sign(lua_State *L) {
 static const char *header_field(lua_State *L, int idx, const char *name) {
   lua_pushnil(L);
   while (lua_next(L, idx) != 0) {
-    if (lua_type(L, -2) == LUA_TSTRING && strcasecmp(lua_tostring(L, -2), name) == 0 && lua_isstring(L, -1)) {
+    if (lua_type(L, -2) == LUA_TSTRING && strcasecmp(lua_tostring(L, -2), name) == 0 &&
+        lua_type(L, -1) == LUA_TSTRING) {
       const char *v = lua_tostring(L, -1);
       lua_pop(L, 2);
       return v; /* the table keeps the string alive */
@@ -574,9 +575,13 @@ static int l_http_request(lua_State *L) {
   if (lua_istable(L, -1)) {
     lua_pushnil(L);
     while (lua_next(L, -2) != 0 && n < HG_ARRAY_LEN(headers)) {
-      if (lua_type(L, -2) == LUA_TSTRING && lua_isstring(L, -1)) {
+      /* Strings only: a number converted here would be a string nothing
+       * references once popped. */
+      if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
         headers[n].name = lua_tostring(L, -2);
         headers[n++].value = lua_tostring(L, -1);
+      } else if (lua_type(L, -2) == LUA_TSTRING) {
+        luaL_error(L, "http.request: header %s must be a string", lua_tostring(L, -2));
       }
       lua_pop(L, 1);
     }

@@ -67,7 +67,12 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     return NULL;
   }
   if (nsize > osize) {
-    if (rt->mem + (nsize - osize) > rt->mem_limit) return NULL;
+    /* The host's own pushes (a run's thread, an argument table) happen
+     * outside any protected call, where a refusal would be a panic that
+     * aborts the process: they get a quarter more room. Script code (in a
+     * run, or a plugin loading) gets the limit. */
+    size_t limit = rt->current == NULL && !rt->loading ? rt->mem_limit + rt->mem_limit / 4 : rt->mem_limit;
+    if (rt->mem + (nsize - osize) > limit) return NULL;
     hg_lua_run_t *run = rt->current;
     if (run != NULL && rt->mem + (nsize - osize) > run->mem_start + rt->run_mem_limit) return NULL;
   }
@@ -581,8 +586,17 @@ static int read_delivery(lua_State *L, int idx, hg_lua_delivery_t *d, char *err,
           return HG_ENOMEM;
         }
         d->headers = h;
-        h[d->n_headers].name = strdup(lua_tostring(L, -2));
-        h[d->n_headers].value = strdup(lua_tostring(L, -1));
+        /* A number value converts on this stack copy; the copy lives until
+         * the pop below, and strdup keeps its text. */
+        char *n = strdup(lua_tostring(L, -2)), *v = strdup(lua_tostring(L, -1));
+        if (n == NULL || v == NULL) {
+          free(n);
+          free(v);
+          lua_pop(L, 2);
+          return HG_ENOMEM;
+        }
+        h[d->n_headers].name = n;
+        h[d->n_headers].value = v;
         d->n_headers++;
       }
       lua_pop(L, 1);
@@ -619,6 +633,13 @@ int hg_lua_has(hg_lua_t *rt, hg_phase_t phase, const char *bindings) {
   int has = lua_pcall(L, 2, 1, 0) != LUA_OK || lua_toboolean(L, -1);
   lua_settop(L, top);
   return has || rt->has[phase];
+}
+
+/* An error outside any protected call: Lua aborts after this. Say why. */
+static int on_panic(lua_State *L) {
+  const char *msg = lua_tostring(L, -1);
+  hg_log(HG_LOG_ERROR, "Lua panic: the process stops", "error", msg ? msg : "(no message)", NULL);
+  return 0;
 }
 
 /* --- building a generation --------------------------------------------------- */
@@ -686,9 +707,10 @@ static void load_dir(hg_lua_t *rt, const char *dir, json_t *errors) {
     lua_pushstring(L, names[i]);
     lua_pushstring(L, path);
     rt->current = NULL;
-    uint64_t t0 = hg_now_ns();
-    (void)t0;
-    if (lua_pcall(L, 2, 2, 0) != LUA_OK) add_error(errors, "plugin %s: %s", names[i], lua_tostring(L, -1));
+    rt->loading = 1;
+    int st_load = lua_pcall(L, 2, 2, 0);
+    rt->loading = 0;
+    if (st_load != LUA_OK) add_error(errors, "plugin %s: %s", names[i], lua_tostring(L, -1));
     else if (lua_isnil(L, -2)) add_error(errors, "plugin %s: %s", names[i], lua_tostring(L, -1));
     lua_settop(L, 0);
     free(names[i]);
@@ -731,6 +753,7 @@ int hg_lua_new(hg_lua_t **out, struct hg_app *app, json_t **errors_out) {
     return HG_ENOMEM;
   }
   *(hg_lua_t **)lua_getextraspace(L) = rt;
+  lua_atpanic(L, on_panic);
   luaL_openlibs(L);
   /* Threads created later inherit the hook. */
   lua_sethook(L, hook, LUA_MASKCOUNT, 1000);
@@ -783,7 +806,10 @@ int hg_lua_new(hg_lua_t **out, struct hg_app *app, json_t **errors_out) {
       lua_pushstring(L, name);
       if (json_is_true(conf)) lua_pushnil(L); /* plugins = { name = true }: defaults */
       else hg_lua__push_json(L, conf);
-      if (lua_pcall(L, 2, 2, 0) != LUA_OK) {
+      rt->loading = 1;
+      int st_bind = lua_pcall(L, 2, 2, 0);
+      rt->loading = 0;
+      if (st_bind != LUA_OK) {
         add_error(errors, "plugins.%s: %s", name, lua_tostring(L, -1));
       } else if (lua_isnil(L, -2)) {
         char prefix[96];
@@ -867,7 +893,10 @@ json_t *hg_lua_check_bindings(hg_lua_t *rt, json_t *plugins, json_t *transform) 
     if (conf) hg_lua__push_json(L, conf);
     else lua_pushnil(L);
     rt->current = NULL;
-    if (lua_pcall(L, 2, 2, 0) != LUA_OK) {
+    rt->loading = 1;
+    int st_check = lua_pcall(L, 2, 2, 0);
+    rt->loading = 0;
+    if (st_check != LUA_OK) {
       json_array_append_new(details, json_pack("{s:s,s:s}", "field", field, "message", lua_tostring(L, -1)));
     } else if (lua_isnil(L, -2)) {
       lua_Integer n = luaL_len(L, -1);
@@ -889,7 +918,10 @@ json_t *hg_lua_check_bindings(hg_lua_t *rt, json_t *plugins, json_t *transform) 
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->R);
     lua_getfield(L, -1, "compile_transform");
     lua_pushstring(L, json_string_value(transform));
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    rt->loading = 1;
+    int st_compile = lua_pcall(L, 1, 1, 0);
+    rt->loading = 0;
+    if (st_compile != LUA_OK) {
       /* "transform:3: unexpected symbol near 'x'" names the line. */
       json_array_append_new(details, json_pack("{s:s,s:s}", "field", "transform", "message", lua_tostring(L, -1)));
     }
