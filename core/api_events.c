@@ -16,6 +16,7 @@
 #include "keys.h"
 #include "lua/runtime.h"
 #include "metrics.h"
+#include "subs.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,7 @@ static void ingest_free(ingest_t *g) {
 }
 
 static void run_lua_then_store(ingest_t *g);
+static void after_ingest(ingest_t *g);
 
 static int id_char_ok(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
@@ -371,11 +373,7 @@ static void ingest(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who,
     g = NULL;
     goto out;
   }
-  int r = hg_store_submit(app->store, ingest_work, ingest_done, g);
-  if (r != 0) {
-    hg_api_internal_error(req, "store submit", r);
-    goto out;
-  }
+  after_ingest(g);
   g = NULL;
   goto out;
 nomem:
@@ -475,22 +473,8 @@ static void route_done(int status, json_t *arg, json_t *res, json_t *res2, const
   store_events(g);
 }
 
-static int match_work(sqlite3 *db, void *ud) {
-  ingest_t *g = ud;
-  for (size_t i = 0; i < g->n; i++) {
-    int r = hg_events_match(db, &g->events[i], &g->targets[i]);
-    if (r != 0) return r;
-  }
-  return 0;
-}
-
-static void match_done(int status, void *ud) {
-  ingest_t *g = ud;
-  if (status != 0) {
-    hg_api_internal_error(g->req, "match webhooks", status);
-    ingest_free(g);
-    return;
-  }
+/* The route phase, per event, over the targets the index matched. */
+static void run_route(ingest_t *g) {
   g->pending = g->n;
   for (size_t i = 0; i < g->n; i++) {
     json_t *arg = json_pack("{s:o,s:O}", "event", event_json_lazy(&g->events[i]), "targets", g->targets[i]);
@@ -520,14 +504,20 @@ static void match_done(int status, void *ud) {
   }
 }
 
+/* Matches each event against the subscription index (in memory), runs the
+ * route phase when a plugin has one, then stores. Takes g. */
 static void after_ingest(ingest_t *g) {
+  if ((g->targets = calloc(g->n, sizeof(*g->targets))) == NULL) {
+    hg_api_internal_error(g->req, "match webhooks", HG_ENOMEM);
+    ingest_free(g);
+    return;
+  }
+  for (size_t i = 0; i < g->n; i++) {
+    g->targets[i] = hg_subs_match(g->app->subs, g->events[i].type, g->events[i].org);
+    g->events[i].targets = g->targets[i];
+  }
   if (g->lua && hg_lua_has(g->lua, HG_PHASE_ROUTE, NULL)) {
-    g->targets = calloc(g->n, sizeof(*g->targets));
-    int r = g->targets ? hg_store_submit(g->app->store, match_work, match_done, g) : HG_ENOMEM;
-    if (r != 0) {
-      hg_api_internal_error(g->req, "match webhooks", r);
-      ingest_free(g);
-    }
+    run_route(g);
     return;
   }
   store_events(g);

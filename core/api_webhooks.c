@@ -12,6 +12,7 @@
 #include "lua/runtime.h"
 #include "router.h"
 #include "sign.h"
+#include "subs.h"
 #include "webhooks.h"
 
 #include <stdlib.h>
@@ -271,6 +272,8 @@ static void create_done(int status, void *ud) {
   if (status != 0) {
     respond_status(j, status, "create webhook");
   } else {
+    /* Committed: events from now on fan out to it. */
+    if (j->app->subs) hg_subs_put(j->app->subs, j->w.id, j->w.org, j->w.active, j->w.events);
     json_t *body = webhook_json(j->app, &j->w);
     json_object_set_new(body, "secret", json_string(j->secret));
     hg_http_respond_json(j->req, 201, body);
@@ -501,8 +504,12 @@ static int patch_work(sqlite3 *db, void *ud) {
 
 static void patch_done(int status, void *ud) {
   job_t *j = ud;
-  if (status != 0) respond_status(j, status, "update webhook");
-  else hg_http_respond_json(j->req, 200, webhook_json(j->app, &j->w));
+  if (status != 0) {
+    respond_status(j, status, "update webhook");
+  } else {
+    if (j->app->subs) hg_subs_put(j->app->subs, j->w.id, j->w.org, j->w.active, j->w.events);
+    hg_http_respond_json(j->req, 200, webhook_json(j->app, &j->w));
+  }
   job_free(j);
 }
 
@@ -551,8 +558,12 @@ static int delete_work(sqlite3 *db, void *ud) {
 
 static void delete_done(int status, void *ud) {
   job_t *j = ud;
-  if (status != 0) respond_status(j, status, "delete webhook");
-  else hg_http_respond(j->req, 204, NULL, NULL, 0);
+  if (status != 0) {
+    respond_status(j, status, "delete webhook");
+  } else {
+    if (j->app->subs) hg_subs_del(j->app->subs, j->id);
+    hg_http_respond(j->req, 204, NULL, NULL, 0);
+  }
   job_free(j);
 }
 

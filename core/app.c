@@ -11,6 +11,7 @@
 #include "log.h"
 #include "lua/runtime.h"
 #include "metrics.h"
+#include "subs.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -302,6 +303,32 @@ static void on_signal(uv_signal_t *h, int signum) {
   hg_http_server_shutdown(app->server, drained, app);
 }
 
+typedef struct subs_load {
+  hg_subs_t *subs;
+  int status;
+  int done;
+} subs_load_t;
+
+static int subs_load_work(sqlite3 *db, void *ud) {
+  subs_load_t *l = ud;
+  return hg_subs_load(l->subs, db);
+}
+
+static void subs_load_done(int status, void *ud) {
+  subs_load_t *l = ud;
+  l->status = status;
+  l->done = 1;
+}
+
+/* Loads the index and waits for it: nothing else runs on the loop yet. */
+static int load_subs(hg_app_t *app) {
+  subs_load_t l = {app->subs, 0, 0};
+  int r = hg_store_submit(app->store, subs_load_work, subs_load_done, &l);
+  if (r != 0) return r;
+  while (!l.done) uv_run(app->loop, UV_RUN_ONCE);
+  return l.status;
+}
+
 /* 1,000+ concurrent connections need more descriptors than the usual soft
  * limit of 1024: raise it to the hard limit. */
 static void raise_fd_limit(void) {
@@ -342,7 +369,13 @@ int hg_app_run(const hg_config_t *cfg) {
     hg_log(HG_LOG_ERROR, "cannot open the store", "path", cfg->store, "error", err, NULL);
     goto out;
   }
-  if (hg_dispatcher_new(&app.dispatcher, &loop, app.store, cfg, &app.lua, err, sizeof(err)) != 0) {
+  /* The subscription index, read through the store thread (one connection
+   * to the file in this process) before anything is served. */
+  if ((app.subs = hg_subs_new()) == NULL || load_subs(&app) != 0) {
+    hg_log(HG_LOG_ERROR, "cannot load the subscription index", NULL);
+    goto out;
+  }
+  if (hg_dispatcher_new(&app.dispatcher, &loop, app.store, cfg, &app.lua, app.subs, err, sizeof(err)) != 0) {
     hg_log(HG_LOG_ERROR, "bad delivery configuration", "error", err, NULL);
     goto out;
   }
@@ -416,6 +449,7 @@ out:
   hg_lua_unref(app.lua);
   app.lua = NULL;
   hg_router_free(app.router);
+  hg_subs_free(app.subs);
   hg_event_types_free(app.event_types);
   hg_api_keycache_free(&app);
   if (uv_loop_close(&loop) != 0) hg_log(HG_LOG_WARN, "event loop closed with handles open", NULL);

@@ -14,6 +14,7 @@ typedef struct hg_keycache hg_keycache_t;
 typedef struct hg_event_types hg_event_types_t;
 typedef struct hg_dispatcher hg_dispatcher_t;
 typedef struct hg_lua hg_lua_t;
+typedef struct hg_subs hg_subs_t;
 
 typedef struct hg_app {
   uv_loop_t *loop;
@@ -22,6 +23,7 @@ typedef struct hg_app {
   hg_router_t *router;
   hg_store_t *store;
   hg_dispatcher_t *dispatcher;
+  hg_subs_t *subs; /* the subscription index (loop thread) */
   hg_keycache_t *keys;
   hg_event_types_t *event_types;
   hg_lua_t *lua; /* the current VM generation (NULL: none) */

@@ -9,6 +9,7 @@
 #include "log.h"
 #include "lua/runtime.h"
 #include "metrics.h"
+#include "subs.h"
 #include "sign.h"
 #include "ssrf.h"
 
@@ -62,6 +63,7 @@ struct item {
 struct hg_dispatcher {
   uv_loop_t *loop;
   hg_lua_t *const *lua; /* the app's current generation (may change on reload) */
+  hg_subs_t *subs;
   hg_store_t *store;
   const hg_config_t *cfg;
   hg_client_t *client;
@@ -212,6 +214,7 @@ static void record_one(item_t *it, int status) {
     if (it->rec.new_status != HG_DEL_PENDING && !d->stopping && !it->test_cb) heap_push(d, hg_wall_ms() + 1000, it->seq);
   }
   if (it->rec.new_status == HG_DEL_PENDING && !d->stopping) heap_push(d, it->rec.next_attempt_at, it->seq);
+  if (status == 0 && it->rec.deactivate_webhook && d->subs) hg_subs_set_active(d->subs, it->rec.deactivate_webhook, 0);
   hg_lua_t *lua = *d->lua;
   if (status == 0 && it->rec.new_status != HG_DEL_PENDING && lua && hg_lua_has(lua, HG_PHASE_AFTER, it->send.lua)) {
     json_t *arg = json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:i,s:s?}", "deliveryId", it->send.id, "webhookId",
@@ -776,10 +779,11 @@ static void pump(hg_dispatcher_t *d) {
 /* --- public ------------------------------------------------------------------- */
 
 int hg_dispatcher_new(hg_dispatcher_t **out, uv_loop_t *loop, hg_store_t *store, const hg_config_t *cfg,
-                      hg_lua_t *const *lua, char *err, size_t errlen) {
+                      hg_lua_t *const *lua, hg_subs_t *subs, char *err, size_t errlen) {
   hg_dispatcher_t *d = calloc(1, sizeof(*d));
   if (d == NULL) return HG_ENOMEM;
   d->lua = lua;
+  d->subs = subs;
   d->loop = loop;
   d->store = store;
   d->cfg = cfg;

@@ -38,8 +38,10 @@ typedef void (*hg_dispatch_cb)(const hg_dispatch_result_t *res, void *ud);
 struct hg_lua;
 /* lua points at the app's current Lua generation (read at each use, since
  * a reload replaces it). */
+struct hg_subs;
+/* subs: the subscription index, told when a 410 deactivates a webhook. */
 int hg_dispatcher_new(hg_dispatcher_t **out, uv_loop_t *loop, hg_store_t *store, const hg_config_t *cfg,
-                      struct hg_lua *const *lua, char *err, size_t errlen);
+                      struct hg_lua *const *lua, struct hg_subs *subs, char *err, size_t errlen);
 
 /* Loads the pending deliveries from the store and starts sending (unless
  * paused). */

@@ -201,8 +201,11 @@ int hg_store_open_sync(sqlite3 **out, const char *path, char *err, size_t errlen
   if (err != NULL && errlen > 0) err[0] = '\0';
   if ((rc = make_parent_dirs(path, err, errlen)) != 0) goto fail;
   /* The file holds webhook signing secrets: create it readable by its
-   * owner only (SQLite gives the -wal and -shm files the same mode). */
-  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+   * owner only (SQLite gives the -wal and -shm files the same mode).
+   * O_EXCL: never open and close an existing database here, as closing any
+   * descriptor of a file drops every POSIX lock this process holds on it,
+   * SQLite's included. */
+  int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd >= 0) close(fd);
   int src = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
   if (src != SQLITE_OK) {

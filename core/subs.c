@@ -1,0 +1,128 @@
+/* subs.c: the in-memory subscription index. */
+#include "subs.h"
+
+#include "common.h"
+#include "events.h"
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct hg_subs {
+  json_t *hooks;    /* id -> {"org": string|null, "active": bool, "events": [patterns]} */
+  json_t *patterns; /* pattern -> {id: true} */
+};
+
+hg_subs_t *hg_subs_new(void) {
+  hg_subs_t *s = calloc(1, sizeof(*s));
+  if (s == NULL) return NULL;
+  s->hooks = json_object();
+  s->patterns = json_object();
+  if (s->hooks == NULL || s->patterns == NULL) {
+    hg_subs_free(s);
+    return NULL;
+  }
+  return s;
+}
+
+void hg_subs_free(hg_subs_t *s) {
+  if (s == NULL) return;
+  json_decref(s->hooks);
+  json_decref(s->patterns);
+  free(s);
+}
+
+void hg_subs_del(hg_subs_t *s, const char *id) {
+  json_t *h = json_object_get(s->hooks, id);
+  if (h == NULL) return;
+  size_t i;
+  json_t *p;
+  json_array_foreach(json_object_get(h, "events"), i, p) {
+    json_t *set = json_object_get(s->patterns, json_string_value(p));
+    json_object_del(set, id);
+    if (set != NULL && json_object_size(set) == 0) json_object_del(s->patterns, json_string_value(p));
+  }
+  json_object_del(s->hooks, id);
+}
+
+int hg_subs_put(hg_subs_t *s, const char *id, const char *org, int active, const char *events_json) {
+  hg_subs_del(s, id);
+  json_t *events = json_loads(events_json, 0, NULL);
+  if (!json_is_array(events)) {
+    json_decref(events);
+    return HG_EINVAL;
+  }
+  json_t *h = json_pack("{s:o,s:b,s:o}", "org", org ? json_string(org) : json_null(), "active", active, "events",
+                        events);
+  if (h == NULL) return HG_ENOMEM;
+  size_t i;
+  json_t *p;
+  json_array_foreach(events, i, p) {
+    const char *pat = json_string_value(p);
+    if (pat == NULL) continue;
+    json_t *set = json_object_get(s->patterns, pat);
+    if (set == NULL) {
+      set = json_object();
+      json_object_set_new(s->patterns, pat, set);
+    }
+    json_object_set(set, id, json_true());
+  }
+  json_object_set_new(s->hooks, id, h);
+  return 0;
+}
+
+void hg_subs_set_active(hg_subs_t *s, const char *id, int active) {
+  json_t *h = json_object_get(s->hooks, id);
+  if (h != NULL) json_object_set_new(h, "active", json_boolean(active));
+}
+
+int hg_subs_load(hg_subs_t *s, sqlite3 *db) {
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(db, "SELECT id, organization_id, active, events FROM webhooks", -1, &st, NULL) != SQLITE_OK) {
+    hg_log(HG_LOG_ERROR, "cannot read webhooks for the subscription index", "error", sqlite3_errmsg(db), NULL);
+    return HG_EIO;
+  }
+  int rc, r = 0;
+  while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
+    r = hg_subs_put(s, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+                    sqlite3_column_int(st, 2), (const char *)sqlite3_column_text(st, 3));
+  if (r == 0 && rc != SQLITE_DONE) r = HG_EIO;
+  sqlite3_finalize(st);
+  return r;
+}
+
+json_t *hg_subs_match(hg_subs_t *s, const char *type, const char *org) {
+  char patterns[HG_EVENT_MAX_PATTERNS][136];
+  size_t n = 0;
+  snprintf(patterns[n++], sizeof(patterns[0]), "%s", type);
+  for (size_t i = strlen(type); i > 0 && n < HG_EVENT_MAX_PATTERNS - 1; i--)
+    if (type[i - 1] == '.') snprintf(patterns[n++], sizeof(patterns[0]), "%.*s.*", (int)(i - 1), type);
+  snprintf(patterns[n++], sizeof(patterns[0]), "*");
+  json_t *ids = json_array(), *seen = NULL;
+  for (size_t i = 0; i < n; i++) {
+    const char *id;
+    json_t *v;
+    json_object_foreach(json_object_get(s->patterns, patterns[i]), id, v) {
+      json_t *h = json_object_get(s->hooks, id);
+      if (h == NULL || !json_is_true(json_object_get(h, "active"))) continue;
+      const char *worg = json_string_value(json_object_get(h, "org"));
+      /* A webhook without organization gets every organization's events;
+       * an event without organization reaches only webhooks without one. */
+      if (worg != NULL && (org == NULL || org[0] == '\0' || strcmp(worg, org) != 0)) continue;
+      /* One webhook may match through two patterns ("user.*" and
+       * "user.created"): keep it once. */
+      if (json_array_size(ids) == 1 && seen == NULL) {
+        seen = json_object();
+        json_object_set(seen, json_string_value(json_array_get(ids, 0)), json_true());
+      }
+      if (seen != NULL) {
+        if (json_object_get(seen, id)) continue;
+        json_object_set(seen, id, json_true());
+      }
+      json_array_append_new(ids, json_string(id));
+    }
+  }
+  json_decref(seen);
+  return ids;
+}

@@ -1,0 +1,36 @@
+/* subs.h: the subscription index on the loop thread.
+ *
+ * Which active webhooks get an event of a given type and organization is
+ * answered from memory, without a store round trip: the ingest hot path
+ * and the route phase both need the answer before the event's store job.
+ * The store stays the truth: the index is loaded from it at start and
+ * updated after each committed change (create, update, delete, a 410
+ * deactivation); the delivery insert re-checks `active` in SQL, so a
+ * webhook deactivated in between gets nothing. */
+#ifndef HG_SUBS_H
+#define HG_SUBS_H
+
+#include <jansson.h>
+#include <sqlite3.h>
+
+typedef struct hg_subs hg_subs_t;
+
+hg_subs_t *hg_subs_new(void);
+void hg_subs_free(hg_subs_t *s); /* accepts NULL */
+
+/* Loads every webhook from db (a connection of the caller's thread). */
+int hg_subs_load(hg_subs_t *s, sqlite3 *db);
+
+/* Adds or replaces webhook id: org (NULL: none), active, and its events as
+ * JSON array text. */
+int hg_subs_put(hg_subs_t *s, const char *id, const char *org, int active, const char *events_json);
+
+void hg_subs_del(hg_subs_t *s, const char *id);
+void hg_subs_set_active(hg_subs_t *s, const char *id, int active);
+
+/* The ids of the active webhooks that match type (exact, each dotted
+ * prefix with ".*", and "*") and may see org ("" for an event without
+ * organization: only webhooks without one). A new JSON array. */
+json_t *hg_subs_match(hg_subs_t *s, const char *type, const char *org);
+
+#endif
