@@ -292,12 +292,14 @@ function R.run(phase, bindings_text, arg, ...)
     local fn = b.plugin[phase]
     if fn then
       host.set_plugin(b.plugin.name)
-      local r = table.pack(xpcall(fn, handler, arg, b.conf, ...))
-      if not r[1] then
-        local e = failure(r[2])
+      -- Up to three results (no phase uses more): no table per call on the
+      -- hot path.
+      local ok, r1, r2, r3 = xpcall(fn, handler, arg, b.conf, ...)
+      if not ok then
+        local e = failure(r1)
         error({ plugin = b.plugin.name, phase = phase, message = e.message, traceback = e.traceback }, 0)
       end
-      if r[2] ~= nil then return table.unpack(r, 2, r.n) end
+      if r1 ~= nil then return r1, r2, r3 end
     end
   end
   return nil
