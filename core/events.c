@@ -73,62 +73,6 @@ static int push_seq(hg_event_in_t *ev, int64_t seq) {
   return 0;
 }
 
-int hg_events_match(sqlite3 *db, const hg_event_in_t *ev, json_t **out) {
-  /* Fan-out through the subscription index: one indexed lookup per pattern
-   * the type can match ("organization.member.added" matches itself,
-   * "organization.member.*", "organization.*" and "*"), never a scan of
-   * every webhook. */
-  char patterns[HG_EVENT_MAX_PATTERNS][136];
-  size_t n_patterns = 0;
-  snprintf(patterns[n_patterns++], sizeof(patterns[0]), "%s", ev->type);
-  for (size_t i = strlen(ev->type); i > 0 && n_patterns < HG_EVENT_MAX_PATTERNS - 1; i--)
-    if (ev->type[i - 1] == '.') snprintf(patterns[n_patterns++], sizeof(patterns[0]), "%.*s.*", (int)(i - 1), ev->type);
-  snprintf(patterns[n_patterns++], sizeof(patterns[0]), "*");
-  /* One indexed lookup per pattern with a cached statement. (An IN list of
-   * bound values made SQLite build a temporary b-tree per event, which was
-   * over half of the store thread's work.) */
-  json_t *ids = json_array(), *seen = NULL;
-  int rc = SQLITE_DONE;
-  for (size_t i = 0; i < n_patterns && (rc == SQLITE_DONE); i++) {
-    sqlite3_stmt *st = NULL;
-    rc = hg_store_prepare(db,
-                          "SELECT w.id FROM webhook_events we JOIN webhooks w ON w.id = we.webhook_id "
-                          "WHERE we.pattern = ?1 AND w.active = 1 "
-                          "AND (w.organization_id IS NULL OR w.organization_id = ?2)",
-                          &st);
-    if (rc != SQLITE_OK) {
-      json_decref(ids);
-      return hg_store_fail(db, rc, "match webhooks");
-    }
-    sqlite3_bind_text(st, 1, patterns[i], -1, SQLITE_STATIC);
-    /* An event without organization reaches only webhooks without one. */
-    if (ev->org[0]) sqlite3_bind_text(st, 2, ev->org, -1, SQLITE_STATIC);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-      /* A webhook subscribed through two patterns ("user.*" and
-       * "user.created") matches twice: keep one. Most events match one or
-       * two webhooks, so the set is built only past the first. */
-      const char *id = (const char *)sqlite3_column_text(st, 0);
-      if (json_array_size(ids) == 1 && seen == NULL) {
-        seen = json_object();
-        json_object_set(seen, json_string_value(json_array_get(ids, 0)), json_true());
-      }
-      if (seen != NULL) {
-        if (json_object_get(seen, id)) continue;
-        json_object_set(seen, id, json_true());
-      }
-      json_array_append_new(ids, json_string(id));
-    }
-    hg_store_release(st);
-  }
-  json_decref(seen);
-  if (rc != SQLITE_DONE) {
-    json_decref(ids);
-    return hg_store_fail(db, rc, "match webhooks");
-  }
-  *out = ids;
-  return 0;
-}
-
 int hg_events_insert(sqlite3 *db, hg_event_in_t *ev) {
   sqlite3_stmt *st = NULL;
   int rc, r;
@@ -154,11 +98,6 @@ int hg_events_insert(sqlite3 *db, hg_event_in_t *ev) {
   int64_t event_seq = sqlite3_last_insert_rowid(db);
 
   json_t *targets = ev->targets;
-  json_t *matched = NULL;
-  if (targets == NULL) {
-    if ((r = hg_events_match(db, ev, &matched)) != 0) return r;
-    targets = matched;
-  }
   sqlite3_stmt *ins = NULL;
   /* SELECT from webhooks so an id a route plugin added that is unknown or
    * inactive inserts nothing. */
@@ -166,10 +105,7 @@ int hg_events_insert(sqlite3 *db, hg_event_in_t *ev) {
                           "INSERT INTO deliveries (id, webhook_id, event_seq, status, next_attempt_at, created_at, "
                           "updated_at) SELECT ?1, id, ?3, 'pending', ?5, ?4, ?4 FROM webhooks WHERE id = ?2 "
                           "AND active = 1", &ins);
-  if (rc != SQLITE_OK) {
-    json_decref(matched);
-    return hg_store_fail(db, rc, "insert delivery");
-  }
+  if (rc != SQLITE_OK) return hg_store_fail(db, rc, "insert delivery");
   r = 0;
   size_t i;
   json_t *t;
@@ -193,6 +129,5 @@ int hg_events_insert(sqlite3 *db, hg_event_in_t *ev) {
     ev->n_deliveries++;
   }
   hg_store_release(ins);
-  json_decref(matched);
   return r;
 }

@@ -21,9 +21,9 @@ typedef struct hg_event_in {
   char *idem_key;           /* scoped Idempotency-Key, or NULL; borrowed */
   int64_t now;              /* Unix ms */
   int64_t first_delay_ms;   /* the first attempt is due at now + this */
-  /* When non-NULL (a route plugin ran), the webhook ids to deliver to,
-   * instead of the subscriptions' match; inactive or unknown ids are
-   * skipped. A JSON array of strings; borrowed. */
+  /* The webhook ids to deliver to: the subscription index's match (subs.c),
+   * as a route plugin may have changed it; inactive or unknown ids are
+   * skipped. A JSON array of strings; borrowed; required. */
   json_t *targets;
   /* Out. */
   int duplicate;            /* 1: an earlier event with this key or id was found */
@@ -33,18 +33,10 @@ typedef struct hg_event_in {
   size_t n_seqs;
 } hg_event_in_t;
 
-/* Inserts the event and one pending delivery (due now) per active webhook
- * that subscribes to its type and may see its organization; or, when the
+/* Inserts the event and one pending delivery (due at now + first_delay_ms)
+ * per active webhook in ev->targets; or, when the
  * idempotency key or publisher id was seen before (the key within 24 h),
  * fills id and n_deliveries from the original and sets duplicate. */
 int hg_events_insert(sqlite3 *db, hg_event_in_t *ev);
-
-/* The ids of the active webhooks that subscribe to ev's type and may see
- * its organization (a new JSON array of strings in *out). */
-int hg_events_match(sqlite3 *db, const hg_event_in_t *ev, json_t **out);
-
-/* Up to how many patterns one event type can match: itself, each dotted
- * prefix with ".*", and "*". */
-#define HG_EVENT_MAX_PATTERNS 10
 
 #endif

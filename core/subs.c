@@ -2,12 +2,15 @@
 #include "subs.h"
 
 #include "common.h"
-#include "events.h"
 #include "log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Up to how many patterns one event type can match: itself, each dotted
+ * prefix with ".*", and "*". */
+#define HG_EVENT_MAX_PATTERNS 10
 
 struct hg_subs {
   json_t *hooks;    /* id -> {"org": string|null, "active": bool, "events": [patterns]} */
