@@ -508,7 +508,10 @@ test('IPv6: HOOKGATE_LISTEN=[::1]:0 serves on ::1', async (t) => {
   c.write(req('GET', '/healthz'));
   assertHealthy(await c.response());
   c.destroy();
-  assert.match(gw.logs(), /msg=access method=GET path=\/healthz status=200 .*remote=::1/);
+  // The log line and the response travel on different pipes: wait for it.
+  const re = /msg=access method=GET path=\/healthz status=200 .*remote=::1/;
+  await waitFor(() => re.test(gw.logs()), T(3000), 'the access line from ::1');
+  assert.match(gw.logs(), re);
 });
 
 test('a port already taken: exit non-zero, "address already in use"', async () => {
