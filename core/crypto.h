@@ -1,4 +1,5 @@
-/* crypto.h: randomness, hashes, MACs and encodings, on top of mbedTLS.
+/* crypto.h: randomness, hashes, MACs and encodings (mbedTLS for randomness and
+ * base64, OpenSSL's libcrypto for SHA-256 and HMAC: see crypto.c).
  *
  * Every function here is thread-safe. Nothing here logs: inputs are often
  * secrets. */
@@ -25,7 +26,7 @@ int hg_random(void *buf, size_t n);
 /* SHA-256 of data (n bytes) into out. */
 void hg_sha256(const void *data, size_t n, unsigned char out[32]);
 
-/* HMAC-SHA-256 of data keyed with key into out. mbedTLS allocates a small
+/* HMAC-SHA-256 of data keyed with key into out. libcrypto allocates a small
  * context for this; should that allocation fail the process aborts, because
  * a void function cannot report it and a wrong MAC must never escape. Use
  * hg_hmac_sha256_parts to get the error instead. */
@@ -37,6 +38,17 @@ void hg_hmac_sha256(const void *key, size_t keylen, const void *data, size_t n, 
  * then not be used. */
 int hg_hmac_sha256_parts(const void *key, size_t keylen, const void *const *parts, const size_t *lens,
                          size_t nparts, unsigned char out[32]);
+
+/* A prepared HMAC-SHA-256 key, for a key that MACs many messages: the key
+ * schedule (two hash blocks) is done once. hg_hmac_sha256_new returns NULL
+ * when memory ran out; hg_hmac_sha256_run MACs the concatenation of the
+ * parts as hg_hmac_sha256_parts does (0 or HG_ENOMEM, out zeroed on
+ * failure); a prepared key is used by one thread at a time;
+ * hg_hmac_sha256_free wipes and frees it (NULL is ignored). */
+void *hg_hmac_sha256_new(const void *key, size_t keylen);
+int hg_hmac_sha256_run(void *prepared, const void *const *parts, const size_t *lens, size_t nparts,
+                       unsigned char out[32]);
+void hg_hmac_sha256_free(void *prepared);
 
 /* Standard base64 (RFC 4648 section 4) with padding. out receives the text
  * and a NUL and must hold HG_BASE64_LEN(n) + 1 bytes. Returns the text's

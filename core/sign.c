@@ -5,7 +5,6 @@
 #include "crypto.h"
 
 #include <inttypes.h>
-#include <mbedtls/md.h>
 #include <uv.h>
 #include <stdio.h>
 #include <string.h>
@@ -46,14 +45,14 @@ int hg_secret_check(const char *secret) {
 /* Signing keys ready for use. Every delivery is signed with its webhook's
  * secret: decoding the base64 and deriving HMAC's inner and outer key
  * blocks each time was a fifth of a delivery's CPU. A prepared context is
- * reset (mbedtls_md_hmac_reset keeps the key) instead. The cache is global
- * (a mutex; the loop thread is the only real user) and bounded; evicted
- * contexts are wiped by mbedtls_md_free. */
+ * re-initialised (it keeps the key) instead. The cache is global (a mutex;
+ * the loop thread is the only real user) and bounded; evicted contexts are
+ * wiped by hg_hmac_sha256_free. */
 #define KEY_CACHE 64
 
 typedef struct prepared {
   char secret[HG_SECRET_MAX];
-  mbedtls_md_context_t ctx;
+  void *ctx; /* hg_hmac_sha256_new */
   uint64_t used; /* for LRU */
   int live;
 } prepared_t;
@@ -67,13 +66,13 @@ static void key_init(void) { uv_mutex_init(&key_mutex); }
 
 /* Returns the prepared context for secret (mutex held by the caller), or
  * NULL when the secret is malformed or memory ran out. */
-static mbedtls_md_context_t *prepared_ctx(const char *secret) {
+static void *prepared_ctx(const char *secret) {
   prepared_t *victim = &key_cache[0];
   for (size_t i = 0; i < KEY_CACHE; i++) {
     prepared_t *p = &key_cache[i];
     if (p->live && strcmp(p->secret, secret) == 0) {
       p->used = ++key_clock;
-      return &p->ctx;
+      return p->ctx;
     }
     if (!p->live || p->used < victim->used) victim = p;
   }
@@ -81,20 +80,15 @@ static mbedtls_md_context_t *prepared_ctx(const char *secret) {
   unsigned char key[HG_SECRET_MAX_BYTES];
   size_t keylen = 0;
   if (secret_key(secret, key, &keylen) != 0) return NULL;
-  if (victim->live) mbedtls_md_free(&victim->ctx);
+  if (victim->live) hg_hmac_sha256_free(victim->ctx);
   victim->live = 0;
-  mbedtls_md_init(&victim->ctx);
-  int rc = mbedtls_md_setup(&victim->ctx, mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), 1);
-  if (rc == 0) rc = mbedtls_md_hmac_starts(&victim->ctx, key, keylen);
+  victim->ctx = hg_hmac_sha256_new(key, keylen);
   memset(key, 0, sizeof(key));
-  if (rc != 0) {
-    mbedtls_md_free(&victim->ctx);
-    return NULL;
-  }
+  if (victim->ctx == NULL) return NULL;
   snprintf(victim->secret, sizeof(victim->secret), "%s", secret);
   victim->live = 1;
   victim->used = ++key_clock;
-  return &victim->ctx;
+  return victim->ctx;
 }
 
 /* The MAC of "<id>.<ts>.<body>" under key, as base64 text (44 characters
@@ -129,14 +123,10 @@ int hg_sign_v1(const char *secret, const char *msg_id, int64_t ts, const char *b
   int rc = HG_EINVAL;
   uv_once(&key_once, key_init);
   uv_mutex_lock(&key_mutex);
-  mbedtls_md_context_t *ctx = prepared_ctx(secret);
-  if (ctx != NULL && mbedtls_md_hmac_reset(ctx) == 0 && mbedtls_md_hmac_update(ctx, (const unsigned char *)msg_id, strlen(msg_id)) == 0 &&
-      mbedtls_md_hmac_update(ctx, (const unsigned char *)".", 1) == 0 &&
-      mbedtls_md_hmac_update(ctx, (const unsigned char *)tsbuf, (size_t)tslen) == 0 &&
-      mbedtls_md_hmac_update(ctx, (const unsigned char *)".", 1) == 0 &&
-      (len == 0 || mbedtls_md_hmac_update(ctx, (const unsigned char *)body, len) == 0) &&
-      mbedtls_md_hmac_finish(ctx, mac) == 0)
-    rc = 0;
+  void *ctx = prepared_ctx(secret);
+  const void *parts[5] = {msg_id, ".", tsbuf, ".", body};
+  size_t lens[5] = {strlen(msg_id), 1, (size_t)tslen, 1, len};
+  if (ctx != NULL && hg_hmac_sha256_run(ctx, parts, lens, 5, mac) == 0) rc = 0;
   uv_mutex_unlock(&key_mutex);
   if (rc != 0) return HG_EINVAL;
   char b64[45];
