@@ -392,7 +392,7 @@ typedef struct phase_call {
 } phase_call_t;
 
 static void store_events(ingest_t *g) {
-  int r = hg_store_submit(g->app->store, ingest_work, ingest_done, g);
+  int r = hg_store_submit_rerunnable(g->app->store, ingest_work, ingest_done, g);
   if (r != 0) {
     hg_api_internal_error(g->req, "store submit", r);
     ingest_free(g);

@@ -3,7 +3,14 @@
  * One thread owns the write connection. Jobs queue under a mutex; the
  * thread takes every queued job at once, runs each inside its own SAVEPOINT
  * of a single BEGIN IMMEDIATE transaction, commits once (one fsync for the
- * group), then hands the finished jobs to the loop through a uv_async. */
+ * group), then hands the finished jobs to the loop through a uv_async.
+ *
+ * Jobs submitted as rerunnable (ingest: one per published event) run
+ * together, neighbours under one SAVEPOINT: a savepoint per job made SQLite
+ * copy every page a job touched into its sub-journal, about 1.5 us per event.
+ * Should one of them fail, that savepoint is rolled back and each of them
+ * runs again alone under its own, so a failing job still takes nothing of
+ * its neighbours with it. */
 #include "store.h"
 
 #include <fcntl.h>
@@ -26,6 +33,7 @@ struct job {
   hg_store_done_fn done;
   void *ud;
   int status;
+  int rerunnable;
 };
 
 struct hg_store {
@@ -341,6 +349,34 @@ static int run_job(sqlite3 *db, struct job *j) {
   return status;
 }
 
+static const char sql_run_savepoint[] = "SAVEPOINT hg_run";
+static const char sql_run_release[] = "RELEASE hg_run";
+
+/* Runs the rerunnable jobs from..to_excl under one savepoint. Returns 0
+ * when every one succeeded (their statuses set), 1 when one failed and the
+ * savepoint was rolled back (nothing of them is left: run them again one
+ * by one), or -1 when the transaction ended: *lost is then the job inside
+ * which it ended (the jobs after it have not run). */
+static int run_together(sqlite3 *db, struct job *from, struct job *to_excl, struct job **lost) {
+  *lost = from;
+  if (exec_cached(db, sql_run_savepoint, "savepoint") != 0) return sqlite3_get_autocommit(db) ? -1 : 1;
+  for (struct job *k = from; k != to_excl; k = k->next) {
+    *lost = k;
+    k->status = k->work(db, k->ud);
+    if (sqlite3_get_autocommit(db)) return -1;
+    if (k->status < 0) {
+      exec(db, "ROLLBACK TO hg_run", "rollback to");
+      exec(db, "RELEASE hg_run", "release");
+      return sqlite3_get_autocommit(db) ? -1 : 1;
+    }
+  }
+  if (exec_cached(db, sql_run_release, "release") == 0) return 0;
+  if (sqlite3_get_autocommit(db)) return -1;
+  exec(db, "ROLLBACK TO hg_run", "rollback to");
+  exec(db, "RELEASE hg_run", "release");
+  return sqlite3_get_autocommit(db) ? -1 : 1;
+}
+
 static void fail_jobs(struct job *from, struct job *to_excl, int status) {
   for (struct job *k = from; k != to_excl; k = k->next) k->status = status;
 }
@@ -355,21 +391,43 @@ static uint64_t run_group(sqlite3 *db, struct job *batch, uint64_t *ns, int *com
     fail_jobs(batch, NULL, HG_EIO);
     return 0;
   }
-  for (struct job *j = batch; j != NULL; j = j->next) {
-    j->status = run_job(db, j);
-    in_txn++;
-    if (!sqlite3_get_autocommit(db)) continue;
-    /* The transaction ended inside the job: SQLite rolls everything back
-     * on errors such as SQLITE_FULL, or the work committed on its own. The
-     * jobs before it in this group are not durable either. */
-    hg_log(HG_LOG_ERROR, "store transaction ended inside a job; failing its group", NULL);
-    fail_jobs(first, j->next, HG_EIO);
-    first = j->next;
-    in_txn = 0;
-    if (first != NULL && exec_cached(db, sql_begin, "begin") != 0) {
-      fail_jobs(first, NULL, HG_EIO);
-      return 0;
+  for (struct job *j = batch; j != NULL;) {
+    /* A run of rerunnable neighbours goes together; anything else alone. */
+    struct job *end = j->next;
+    if (j->rerunnable)
+      while (end != NULL && end->rerunnable) end = end->next;
+    struct job *lost = NULL;
+    int together = end != j->next ? run_together(db, j, end, &lost) : 1;
+    if (together < 0) {
+      /* As below: every job of this transaction so far fails. */
+      hg_log(HG_LOG_ERROR, "store transaction ended inside a job; failing its group", NULL);
+      fail_jobs(first, lost->next, HG_EIO);
+      first = lost->next;
+      in_txn = 0;
+      if (first != NULL && exec_cached(db, sql_begin, "begin") != 0) {
+        fail_jobs(first, NULL, HG_EIO);
+        return 0;
+      }
+      j = lost->next;
+      continue;
     }
+    for (struct job *k = j; k != end; k = k->next) {
+      if (together != 0) k->status = run_job(db, k);
+      in_txn++;
+      if (!sqlite3_get_autocommit(db)) continue;
+      /* The transaction ended inside the job: SQLite rolls everything back
+       * on errors such as SQLITE_FULL, or the work committed on its own. The
+       * jobs before it in this group are not durable either. */
+      hg_log(HG_LOG_ERROR, "store transaction ended inside a job; failing its group", NULL);
+      fail_jobs(first, k->next, HG_EIO);
+      first = k->next;
+      in_txn = 0;
+      if (first != NULL && exec_cached(db, sql_begin, "begin") != 0) {
+        fail_jobs(first, NULL, HG_EIO);
+        return 0;
+      }
+    }
+    j = end;
   }
   if (first == NULL) return 0;
   uint64_t t0 = hg_now_ns();
@@ -513,10 +571,11 @@ fail:
   return rc;
 }
 
-int hg_store_submit(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, void *ud) {
+static int submit(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, void *ud, int rerunnable) {
   if (s == NULL || work == NULL) return HG_EINVAL;
   struct job *j = calloc(1, sizeof(*j));
   if (j == NULL) return HG_ENOMEM;
+  j->rerunnable = rerunnable;
   j->work = work;
   j->done = done;
   j->ud = ud;
@@ -531,6 +590,14 @@ int hg_store_submit(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done,
   uv_cond_signal(&s->cond);
   uv_mutex_unlock(&s->mutex);
   return 0;
+}
+
+int hg_store_submit(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, void *ud) {
+  return submit(s, work, done, ud, 0);
+}
+
+int hg_store_submit_rerunnable(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, void *ud) {
+  return submit(s, work, done, ud, 1);
 }
 
 void hg_store_stats(hg_store_t *s, hg_store_stats_t *out) {

@@ -52,6 +52,15 @@ int hg_store_open(hg_store_t **out, uv_loop_t *loop, const char *path, char *err
  * the store is closing (done is then never called). */
 int hg_store_submit(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, void *ud);
 
+/* As hg_store_submit, for a job that may run twice: neighbouring
+ * rerunnable jobs share one savepoint, and when one of them fails that
+ * savepoint is rolled back and each runs again under its own (so a failing
+ * job still undoes only itself). work must therefore set everything it
+ * reports afresh on each run and must not depend on having run before; it
+ * never runs twice after succeeding. For small, frequent jobs: a savepoint
+ * per job costs more than the work of a one-row insert. */
+int hg_store_submit_rerunnable(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, void *ud);
+
 /* Copies the counters. */
 void hg_store_stats(hg_store_t *s, hg_store_stats_t *out);
 

@@ -91,6 +91,21 @@ describe('phases', () => {
     for (const w of [a, b]) await gw.request('DELETE', `/v1/webhooks/${w.id}`);
   });
 
+  it('route: added targets get a delivery only if they are active webhooks', async () => {
+    const subscribed = await createWebhook({ url: `${rx.url}/ok/add-sub` });
+    const other = await createWebhook({ url: `${rx.url}/ok/add-other`, events: ['session.created'] });
+    const off = await createWebhook({ url: `${rx.url}/ok/add-off`, events: ['session.created'] });
+    const patched = await gw.request('PATCH', `/v1/webhooks/${off.id}`, { body: { active: false } });
+    assert.equal(patched.status, 200, patched.body);
+    const res = await publish({ tag: 'add-test', addTargets: [other.id, off.id, 'wh_doesnotexist'] });
+    assert.equal(res.status, 202, res.body);
+    assert.equal(res.json.deliveries, 2, 'the subscribed webhook and the added active one');
+    await rx.waitFor((r) => r.url === '/ok/add-other' && r.body.includes('add-test'));
+    await rx.waitFor((r) => r.url === '/ok/add-sub' && r.body.includes('add-test'));
+    assert.equal((await deliveries(off)).length, 0, 'no delivery row for the inactive webhook');
+    for (const w of [subscribed, other, off]) await gw.request('DELETE', `/v1/webhooks/${w.id}`);
+  });
+
   it('ingest: a plugin changes the event before it is stored', async () => {
     const wh = await createWebhook({ url: `${rx.url}/ok/ingest` });
     const res = await publish({ tag: 'ingest-mark' });

@@ -2,6 +2,7 @@
 #include "common.h"
 #include "hgtest.h"
 #include "log.h"
+#include "schema.h"
 #include "store.h"
 
 #include <ftw.h>
@@ -45,7 +46,7 @@ static void migrations(void) {
   db_path(path, sizeof(path), "a/b/mig"); /* parent directories are created */
   CHECK_EQ_INT(hg_store_open_sync(&db, path, err, sizeof(err)), 0);
   if (db == NULL) return;
-  CHECK_EQ_INT(hg_store_schema_version(), 4);
+  CHECK_EQ_INT(hg_store_schema_version(), 5);
   CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), hg_store_schema_version());
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name IN ('webhooks','webhook_secrets','api_keys')"), 3);
   CHECK_EQ_INT(query_int(db, "PRAGMA foreign_keys"), 1);
@@ -62,6 +63,38 @@ static void migrations(void) {
   CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), hg_store_schema_version());
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM webhooks"), 1);
   CHECK_EQ_INT(hg_store_migrate(db, err, sizeof(err)), 0);
+  sqlite3_close(db);
+}
+
+/* Migration 5 moves the per-event delivery count onto the event row: a
+ * database written by version 4 keeps answering idempotent replays with
+ * the right count. */
+static void migration_5_counts(void) {
+  char path[128], err[256];
+  sqlite3 *db = NULL;
+  db_path(path, sizeof(path), "m5");
+  CHECK_EQ_INT(hg_store_open_sync(&db, path, err, sizeof(err)), 0);
+  sqlite3_close(db);
+  /* Rebuild it as version 4 wrote it. */
+  remove(path);
+  CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+  for (int v = 0; v < 4; v++) CHECK_EQ_INT(sqlite3_exec(db, hg_schema_migrations[v], NULL, NULL, NULL), SQLITE_OK);
+  CHECK_EQ_INT(sqlite3_exec(db,
+                            "PRAGMA user_version = 4;"
+                            "INSERT INTO webhooks (id, url, events, created_at, updated_at) "
+                            "  VALUES ('wh_1', 'https://example.com', '[]', 1, 1);"
+                            "INSERT INTO events (seq, id, type, payload, created_at) VALUES (1, 'evt_1', 'a.b', '{}', 1);"
+                            "INSERT INTO events (seq, id, type, payload, created_at) VALUES (2, 'evt_2', 'a.b', '{}', 1);"
+                            "INSERT INTO deliveries (id, webhook_id, event_seq, status, created_at, updated_at) "
+                            "  VALUES ('del_1', 'wh_1', 1, 'pending', 1, 1), ('del_2', 'wh_1', 1, 'pending', 1, 1);",
+                            NULL, NULL, NULL),
+               SQLITE_OK);
+  CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'deliveries_by_event'"), 1);
+  CHECK_EQ_INT(hg_store_migrate(db, err, sizeof(err)), 0);
+  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), 5);
+  CHECK_EQ_INT(query_int(db, "SELECT deliveries FROM events WHERE id = 'evt_1'"), 2);
+  CHECK_EQ_INT(query_int(db, "SELECT deliveries FROM events WHERE id = 'evt_2'"), 0);
+  CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'deliveries_by_event'"), 0);
   sqlite3_close(db);
 }
 
@@ -121,11 +154,13 @@ struct insert {
   int id;
   int fail; /* return this from work after inserting */
   int slot; /* index into c->statuses, or -1 */
+  int runs; /* times work ran */
 };
 
 static int insert_work(sqlite3 *db, void *ud) {
   struct insert *in = ud;
   char sql[64];
+  in->runs++;
   snprintf(sql, sizeof(sql), "INSERT INTO t (id) VALUES (%d)", in->id);
   if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) return HG_EIO;
   return in->fail;
@@ -159,7 +194,7 @@ static struct insert group_jobs[200];
 static void submit_group_cb(uv_timer_t *t) {
   struct ctx *c = t->data;
   for (int i = 0; i < 200; i++) {
-    group_jobs[i] = (struct insert){c, i + 1, 0, -1};
+    group_jobs[i] = (struct insert){c, i + 1, 0, -1, 0};
     CHECK_EQ_INT(hg_store_submit(c->store, insert_work, insert_done, &group_jobs[i]), 0);
   }
   uv_close((uv_handle_t *)t, NULL);
@@ -231,13 +266,13 @@ static void failing_job(void) {
   /* Group 2: A, B (fails after inserting), C. */
   CHECK_EQ_INT(hg_store_submit(c.store, gate_work, NULL, &g), 0);
   uv_sem_wait(&g.started);
-  struct insert a = {&c, 1, 0, 0}, b = {&c, 2, HG_EINVAL, 1}, cc = {&c, 3, 0, 2};
+  struct insert a = {&c, 1, 0, 0, 0}, b = {&c, 2, HG_EINVAL, 1, 0}, cc = {&c, 3, 0, 2, 0};
   hg_store_submit(c.store, insert_work, insert_done, &a);
   hg_store_submit(c.store, insert_work, insert_done, &b);
   hg_store_submit(c.store, insert_work, insert_done, &cc);
   /* Group 3: D, then a job that ends the transaction, then E. */
-  struct insert d = {&c, 4, 0, 3}, e = {&c, 5, 0, 5};
-  struct insert x = {&c, 0, 0, 4};
+  struct insert d = {&c, 4, 0, 3, 0}, e = {&c, 5, 0, 5, 0};
+  struct insert x = {&c, 0, 0, 4, 0};
   hg_store_submit(c.store, gate_work, NULL, &g);
   uv_sem_post(&g.go); /* group 2 runs */
   uv_sem_wait(&g.started);
@@ -271,6 +306,71 @@ static void failing_job(void) {
   uv_sem_destroy(&g.go);
 }
 
+/* Rerunnable neighbours share a savepoint; when one fails, only it is
+ * undone (the others run again, alone), and a plain job between them
+ * splits the run. */
+static void rerunnable_jobs(void) {
+  char path[128], err[256];
+  db_path(path, sizeof(path), "rerun");
+  make_db(path);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  struct ctx c = {0};
+  CHECK_EQ_INT(hg_store_open(&c.store, &loop, path, err, sizeof(err)), 0);
+  struct gate g;
+  uv_sem_init(&g.started, 0);
+  uv_sem_init(&g.go, 0);
+
+  /* Group 2: A, B (fails after inserting), C rerunnable; P plain; D, E
+   * rerunnable (succeed). Group 3: F rerunnable, X ends the transaction
+   * (rerunnable too), G rerunnable. */
+  CHECK_EQ_INT(hg_store_submit(c.store, gate_work, NULL, &g), 0);
+  uv_sem_wait(&g.started);
+  struct insert a = {&c, 1, 0, 0, 0}, b = {&c, 2, HG_EINVAL, 1, 0}, cc = {&c, 3, 0, 2, 0}, p = {&c, 4, 0, 3, 0};
+  struct insert d = {&c, 5, 0, 4, 0}, e = {&c, 6, 0, 5, 0};
+  CHECK_EQ_INT(hg_store_submit_rerunnable(c.store, insert_work, insert_done, &a), 0);
+  CHECK_EQ_INT(hg_store_submit_rerunnable(c.store, insert_work, insert_done, &b), 0);
+  CHECK_EQ_INT(hg_store_submit_rerunnable(c.store, insert_work, insert_done, &cc), 0);
+  CHECK_EQ_INT(hg_store_submit(c.store, insert_work, insert_done, &p), 0);
+  CHECK_EQ_INT(hg_store_submit_rerunnable(c.store, insert_work, insert_done, &d), 0);
+  CHECK_EQ_INT(hg_store_submit_rerunnable(c.store, insert_work, insert_done, &e), 0);
+  hg_store_submit(c.store, gate_work, NULL, &g);
+  uv_sem_post(&g.go); /* group 2 runs */
+  uv_sem_wait(&g.started);
+  struct insert f = {&c, 7, 0, 6, 0}, x = {&c, 0, 0, 7, 0}, gg = {&c, 8, 0, -1, 0};
+  CHECK_EQ_INT(hg_store_submit_rerunnable(c.store, insert_work, insert_done, &f), 0);
+  CHECK_EQ_INT(hg_store_submit_rerunnable(c.store, rollback_work, insert_done, &x), 0);
+  CHECK_EQ_INT(hg_store_submit_rerunnable(c.store, insert_work, insert_done, &gg), 0);
+  uv_sem_post(&g.go);
+
+  c.total = 9;
+  c.close_at_end = 1;
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_EQ_INT(c.done, 9);
+  int want[8] = {0, HG_EINVAL, 0, 0, 0, 0, HG_EIO, HG_EIO};
+  for (int i = 0; i < 8; i++) CHECK_EQ_INT(c.statuses[i], want[i]);
+  /* A and B ran together (C not yet: B's failure stops the run), then each
+   * again alone; the rest once. */
+  CHECK_EQ_INT(a.runs, 2);
+  CHECK_EQ_INT(b.runs, 2);
+  CHECK_EQ_INT(cc.runs, 1);
+  CHECK_EQ_INT(p.runs, 1);
+  CHECK_EQ_INT(d.runs, 1);
+  CHECK_EQ_INT(e.runs, 1);
+  CHECK_EQ_INT(f.runs, 1);
+  CHECK_EQ_INT(gg.runs, 1);
+  CHECK_EQ_INT(uv_loop_close(&loop), 0);
+
+  sqlite3 *db = NULL;
+  CHECK_EQ_INT(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  int present[9] = {0, 1, 0, 1, 1, 1, 1, 0, 1};
+  for (int id = 1; id <= 8; id++) CHECK_EQ_INT(row_exists(db, id), present[id]);
+  CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM t"), 6);
+  sqlite3_close(db);
+  uv_sem_destroy(&g.started);
+  uv_sem_destroy(&g.go);
+}
+
 static void close_with_queue(void) {
   char path[128], err[256];
   db_path(path, sizeof(path), "close");
@@ -281,13 +381,13 @@ static void close_with_queue(void) {
   static struct insert jobs[50];
   CHECK_EQ_INT(hg_store_open(&c.store, &loop, path, err, sizeof(err)), 0);
   for (int i = 0; i < 50; i++) {
-    jobs[i] = (struct insert){&c, i + 1, 0, -1};
+    jobs[i] = (struct insert){&c, i + 1, 0, -1, 0};
     CHECK_EQ_INT(hg_store_submit(c.store, insert_work, insert_done, &jobs[i]), 0);
   }
   /* Closing before the loop ever ran: no completion may run inside close. */
   hg_store_close(c.store);
   CHECK_EQ_INT(c.done, 0);
-  struct insert late = {&c, 99, 0, -1};
+  struct insert late = {&c, 99, 0, -1, 0};
   CHECK_EQ_INT(hg_store_submit(c.store, insert_work, insert_done, &late), HG_ESTATE);
   uv_run(&loop, UV_RUN_DEFAULT);
   CHECK_EQ_INT(c.done, 50);
@@ -309,10 +409,12 @@ int main(void) {
   snprintf(dir, sizeof(dir), "/tmp/hg-test-store-XXXXXX");
   if (mkdtemp(dir) == NULL) return 2;
   RUN(migrations);
+  RUN(migration_5_counts);
   RUN(newer_schema);
   RUN(bad_path);
   RUN(group_commit);
   RUN(failing_job);
+  RUN(rerunnable_jobs);
   RUN(close_with_queue);
   RUN(close_null);
   nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
