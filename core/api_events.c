@@ -63,6 +63,13 @@ static int id_char_ok(char c) {
          c == '.' || c == ':';
 }
 
+/* "<prefix><name>" into field, for an error detail (only built when one is
+ * reported: check_event runs for every event). */
+static const char *field_name(char field[64], const char *prefix, const char *name) {
+  snprintf(field, 64, "%s%s", prefix, name);
+  return field;
+}
+
 /* Validates one event object (its jansson form and its raw text) into ev.
  * prefix names it in details ("" or "events[3]."). */
 static void check_event(hg_app_t *app, const hg_principal_t *who, json_t *obj, const char *raw, size_t raw_len,
@@ -85,19 +92,17 @@ static void check_event(hg_app_t *app, const hg_principal_t *who, json_t *obj, c
       hg_api_detail(details, field, "unknown field");
     }
   }
-  snprintf(field, sizeof(field), "%stype", prefix);
   v = json_object_get(obj, "type");
-  if (v == NULL) hg_api_detail(details, field, "is required");
+  if (v == NULL) hg_api_detail(details, field_name(field, prefix, "type"), "is required");
   else if (!json_is_string(v) || !hg_event_types_known(app->event_types, json_string_value(v)))
-    hg_api_detail(details, field, "must be a known event type (see GET /v1/event-types)");
-  else snprintf(ev->type, sizeof(ev->type), "%s", json_string_value(v));
+    hg_api_detail(details, field_name(field, prefix, "type"), "must be a known event type (see GET /v1/event-types)");
+  else hg_copy(ev->type, sizeof(ev->type), json_string_value(v));
 
-  snprintf(field, sizeof(field), "%sdata", prefix);
   v = json_object_get(obj, "data");
   const char *data_raw = NULL;
   size_t data_len = 0;
-  if (v == NULL) hg_api_detail(details, field, "is required");
-  else if (!json_is_object(v)) hg_api_detail(details, field, "must be a JSON object");
+  if (v == NULL) hg_api_detail(details, field_name(field, prefix, "data"), "is required");
+  else if (!json_is_object(v)) hg_api_detail(details, field_name(field, prefix, "data"), "must be a JSON object");
   else if (hg_json_member_span(raw, raw_len, "data", &data_raw, &data_len) != 0) data_raw = NULL;
   char *dumped = NULL;
   if (v != NULL && json_is_object(v) && data_raw == NULL) {
@@ -107,31 +112,33 @@ static void check_event(hg_app_t *app, const hg_principal_t *who, json_t *obj, c
     data_len = dumped ? strlen(dumped) : 0;
   }
   if (data_raw && data_len > app->cfg->max_event_data)
-    hg_api_detail(details, field, "must be at most %zu bytes (got %zu)", app->cfg->max_event_data, data_len);
+    hg_api_detail(details, field_name(field, prefix, "data"), "must be at most %zu bytes (got %zu)",
+                  app->cfg->max_event_data, data_len);
 
-  snprintf(field, sizeof(field), "%sorganizationId", prefix);
   v = json_object_get(obj, "organizationId");
   if (v != NULL && !json_is_null(v)) {
     if (!json_is_string(v) || !hg_org_id_valid(json_string_value(v)))
-      hg_api_detail(details, field, "must be 1 to 128 characters of letters, digits, '_', '-', '.', ':'");
+      hg_api_detail(details, field_name(field, prefix, "organizationId"),
+                    "must be 1 to 128 characters of letters, digits, '_', '-', '.', ':'");
     else if (who->org[0] && strcmp(who->org, json_string_value(v)) != 0)
       *forbidden = 1;
     else
-      snprintf(ev->org, sizeof(ev->org), "%s", json_string_value(v));
+      hg_copy(ev->org, sizeof(ev->org), json_string_value(v));
   } else if (who->org[0]) {
-    snprintf(ev->org, sizeof(ev->org), "%s", who->org);
+    hg_copy(ev->org, sizeof(ev->org), who->org);
   }
 
-  snprintf(field, sizeof(field), "%sid", prefix);
   v = json_object_get(obj, "id");
   if (v != NULL) {
     const char *s = json_is_string(v) ? json_string_value(v) : NULL;
     size_t n = s ? strlen(s) : 0;
     int ok = n >= 1 && n <= 128;
     for (size_t i = 0; ok && i < n; i++) ok = id_char_ok(s[i]);
-    if (!ok) hg_api_detail(details, field, "must be 1 to 128 characters of letters, digits, '_', '-', '.', ':'");
+    if (!ok)
+      hg_api_detail(details, field_name(field, prefix, "id"),
+                    "must be 1 to 128 characters of letters, digits, '_', '-', '.', ':'");
     else {
-      snprintf(ev->id, sizeof(ev->id), "%s", s);
+      hg_copy(ev->id, sizeof(ev->id), s);
       ev->client_id = 1;
     }
   }
@@ -215,8 +222,15 @@ static void ingest_done(int status, void *ud) {
     /* The hot path's answer, written directly. Ids are [A-Za-z0-9_.:-]:
      * nothing to escape. */
     char out[HG_EVENT_ID_MAX + 48];
-    int n = snprintf(out, sizeof(out), "{\"id\":\"%s\",\"deliveries\":%d}", g->events[0].id, g->events[0].n_deliveries);
-    hg_http_respond(g->req, 202, "application/json", out, (size_t)n);
+    size_t il = strnlen(g->events[0].id, HG_EVENT_ID_MAX), n = 7;
+    memcpy(out, "{\"id\":\"", 7);
+    memcpy(out + n, g->events[0].id, il);
+    n += il;
+    memcpy(out + n, "\",\"deliveries\":", 15);
+    n += 15;
+    n += hg_fmt_u64(out + n, (uint64_t)(g->events[0].n_deliveries > 0 ? g->events[0].n_deliveries : 0));
+    out[n++] = '}';
+    hg_http_respond(g->req, 202, "application/json", out, n);
   } else {
     json_t *arr = json_array();
     for (size_t i = 0; i < g->n; i++) json_array_append_new(arr, result_json(&g->events[i]));
@@ -242,9 +256,14 @@ static json_t *envelope(const char *raw, size_t len, const char *lazy) {
     char name[64];
     memcpy(name, k, klen);
     name[klen] = '\0';
-    json_t *val = strcmp(name, lazy) == 0 && v[0] == '{'   ? json_object()
-                  : strcmp(name, lazy) == 0 && v[0] == '[' ? json_array()
-                                                           : json_loadb(v, vlen, JSON_DECODE_ANY, NULL);
+    int is_lazy = strcmp(name, lazy) == 0;
+    /* The scanner has checked the body (UTF-8, no raw control characters),
+     * so a string without a backslash is its own value. */
+    json_t *val = is_lazy && v[0] == '{'   ? json_object()
+                  : is_lazy && v[0] == '[' ? json_array()
+                  : v[0] == '"' && vlen >= 2 && memchr(v, '\\', vlen) == NULL
+                      ? json_stringn_nocheck(v + 1, vlen - 2)
+                      : json_loadb(v, vlen, JSON_DECODE_ANY, NULL);
     if (val == NULL) {
       json_decref(obj);
       return NULL;

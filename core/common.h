@@ -39,6 +39,14 @@ int64_t hg_wall_ms(void);
  * e.g. "2026-11-27T06:02:11.123Z". buf must hold at least 25 bytes. */
 void hg_format_time(int64_t ms, char buf[25]);
 
+/* Copies the NUL-terminated src into dst (cap >= 1 bytes), truncating;
+ * dst is always NUL-terminated. Returns the length written. For hot paths
+ * where snprintf("%s") costs a format parse per call. */
+size_t hg_copy(char *dst, size_t cap, const char *src);
+/* Writes v in decimal (no NUL) to out, which must hold 20 bytes. Returns
+ * the number of digits. */
+size_t hg_fmt_u64(char *out, uint64_t v);
+
 #define HG_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 #endif

@@ -737,17 +737,39 @@ static void respond_raw(struct req *r, int status, const char *ctype, const char
     return;
   }
   char *o = r->out;
-  int n = snprintf(o, 64, "HTTP/1.1 %d %s\r\n", status, hg_http_status_text(status));
-  size_t len = (size_t)n;
+  /* Written by copies, not snprintf: this runs for every response. */
+  const char *reason = hg_http_status_text(status);
+  size_t len = 9, rl = strnlen(reason, 40);
+  memcpy(o, "HTTP/1.1 ", 9);
+  len += hg_fmt_u64(o + len, (uint64_t)(status > 0 ? status : 0));
+  o[len++] = ' ';
+  memcpy(o + len, reason, rl);
+  len += rl;
+  o[len++] = '\r';
+  o[len++] = '\n';
   if (ctype != NULL) {
     memcpy(o + len, "Content-Type: ", 14);
     memcpy(o + len + 14, ctype, ct_len);
     memcpy(o + len + 14 + ct_len, "\r\n", 2);
     len += 16 + ct_len;
   }
-  if (!no_body) len += (size_t)snprintf(o + len, 40, "Content-Length: %zu\r\n", body_len);
-  len += (size_t)snprintf(o + len, 96, "Date: %s\r\nX-Request-Id: %s\r\n", cached_date(s),
-                          r->pub.request_id);
+  if (!no_body) {
+    memcpy(o + len, "Content-Length: ", 16);
+    len += 16;
+    len += hg_fmt_u64(o + len, body_len);
+    o[len++] = '\r';
+    o[len++] = '\n';
+  }
+  const char *date = cached_date(s);
+  size_t dl = strnlen(date, 40), il = strnlen(r->pub.request_id, sizeof(r->pub.request_id));
+  memcpy(o + len, "Date: ", 6);
+  memcpy(o + len + 6, date, dl);
+  len += 6 + dl;
+  memcpy(o + len, "\r\nX-Request-Id: ", 16);
+  memcpy(o + len + 16, r->pub.request_id, il);
+  len += 16 + il;
+  o[len++] = '\r';
+  o[len++] = '\n';
   if (r->extra_len > 0) {
     memcpy(o + len, r->extra, r->extra_len);
     len += r->extra_len;

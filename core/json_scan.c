@@ -32,9 +32,28 @@ static int hex4(const unsigned char *p, uint32_t *out) {
   return 0;
 }
 
+/* Eight bytes at a time: nonzero when any of them is a quote, a backslash,
+ * a control character (< 0x20) or not ASCII, i.e. needs a closer look.
+ * (The classic "has a zero byte" test: (x - 0x01..) & ~x & 0x80...) */
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+static inline uint64_t special8(uint64_t x) {
+  uint64_t q = x ^ (ONES * '"'), b = x ^ (ONES * '\\');
+  uint64_t zq = (q - ONES) & ~q, zb = (b - ONES) & ~b, ctl = (x - ONES * 0x20) & ~x;
+  return (zq | zb | ctl | x) & HIGHS;
+}
+
 static int string(scan_t *s) {
   s->p++; /* the opening quote */
   while (s->p < s->end) {
+    /* Runs of plain ASCII, the bulk of most payloads, skipped in words. */
+    while (s->end - s->p >= 8) {
+      uint64_t x;
+      memcpy(&x, s->p, 8);
+      if (special8(x) != 0) break;
+      s->p += 8;
+    }
+    if (s->p >= s->end) break;
     unsigned char c = *s->p;
     if (c == '"') {
       s->p++;

@@ -98,10 +98,15 @@ int hg_subs_load(hg_subs_t *s, sqlite3 *db) {
 json_t *hg_subs_match(hg_subs_t *s, const char *type, const char *org) {
   char patterns[HG_EVENT_MAX_PATTERNS][136];
   size_t n = 0;
-  snprintf(patterns[n++], sizeof(patterns[0]), "%s", type);
-  for (size_t i = strlen(type); i > 0 && n < HG_EVENT_MAX_PATTERNS - 1; i--)
-    if (type[i - 1] == '.') snprintf(patterns[n++], sizeof(patterns[0]), "%.*s.*", (int)(i - 1), type);
-  snprintf(patterns[n++], sizeof(patterns[0]), "*");
+  size_t tl = hg_copy(patterns[n++], sizeof(patterns[0]), type);
+  for (size_t i = tl; i > 0 && n < HG_EVENT_MAX_PATTERNS - 1; i--) {
+    if (type[i - 1] != '.' || i + 2 > sizeof(patterns[0])) continue;
+    /* "a.b.c" gives "a.b.*", then "a.*" */
+    memcpy(patterns[n], type, i);
+    patterns[n][i] = '*';
+    patterns[n++][i + 1] = '\0';
+  }
+  memcpy(patterns[n++], "*", 2);
   json_t *ids = json_array(), *seen = NULL;
   for (size_t i = 0; i < n; i++) {
     const char *id;

@@ -40,6 +40,34 @@ static void agrees_with_jansson(void) {
   }
 }
 
+/* Strings are skipped eight bytes at a time: every special byte must still
+ * be seen wherever it falls in a word, and a string may end anywhere. */
+static void special_bytes_at_every_offset(void) {
+  static const char *const inserts[] = {"\"", "\\", "\x01", "\x1f", "\xc3", "\xc3\xa9", "\\n", "\\u00e9", "\x7f", " "};
+  char text[64];
+  for (size_t len = 0; len < 24; len++) {
+    for (size_t at = 0; at <= len; at++) {
+      for (size_t k = 0; k < HG_ARRAY_LEN(inserts); k++) {
+        size_t n = 0;
+        text[n++] = '"';
+        for (size_t i = 0; i < at; i++) text[n++] = 'a' + (char)(i % 26);
+        size_t il = strlen(inserts[k]);
+        memcpy(text + n, inserts[k], il);
+        n += il;
+        for (size_t i = at; i < len; i++) text[n++] = 'A' + (char)(i % 26);
+        text[n++] = '"';
+        text[n] = '\0';
+        int want = jansson_ok(text), got = hg_json_valid(text, n);
+        CHECK_EQ_INT(got, want);
+        if (got != want) fprintf(stderr, "  len %zu at %zu insert %zu\n", len, at, k);
+        /* A valid string cut short (its closing quote gone) is not valid,
+         * and the scanner reads nothing past the end (ASan would say). */
+        if (want) CHECK(!hg_json_valid(text, n - 1));
+      }
+    }
+  }
+}
+
 static void depth_limit(void) {
   char deep[1200];
   size_t n = 0;
@@ -76,6 +104,7 @@ static void members(void) {
 
 int main(void) {
   RUN(agrees_with_jansson);
+  RUN(special_bytes_at_every_offset);
   RUN(depth_limit);
   RUN(members);
   return HGT_DONE();
