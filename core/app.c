@@ -82,8 +82,11 @@ static void metrics(hg_http_req_t *req, void *ud) {
     hg_store_stats_t ss;
     hg_store_stats(app->store, &ss);
     put_counter(&b, "hookgate_store_jobs_total", "Store jobs run.", "", ss.jobs);
-    hg_metrics_put_hist(&b, "hookgate_store_commit_seconds", "Duration of one store commit, fsync included.",
-                        &ss.commit_seconds);
+    hg_metrics_put_hist(&b, "hookgate_store_commit_seconds",
+                        "Duration of one store commit (the write-ahead log written; synced apart).", &ss.commit_seconds);
+    hg_metrics_put_hist(&b, "hookgate_store_sync_seconds",
+                        "Duration of one fsync of the write-ahead log; it makes every commit before it durable.",
+                        &ss.sync_seconds);
     hg_metrics_put_hist(&b, "hookgate_store_commit_batch_size", "Jobs committed together in one transaction.",
                         &ss.batch_jobs);
   }

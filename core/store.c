@@ -5,6 +5,14 @@
  * of a single BEGIN IMMEDIATE transaction, commits once (one fsync for the
  * group), then hands the finished jobs to the loop through a uv_async.
  *
+ * The fsync is pipelined: the store connection runs with synchronous=NORMAL
+ * (a COMMIT writes the write-ahead log but does not sync it) and a second
+ * thread, the sync thread, fdatasyncs the log and only then releases the
+ * jobs of every group committed before that call began. Nothing is
+ * acknowledged before it is durable, as with synchronous=FULL, but the store
+ * thread runs the next group's work while the disk syncs the last one:
+ * one fsync took ~0.1 ms on the development machine, as long as a group of
+ * twenty ingests. *
  * Jobs submitted as rerunnable (ingest: one per published event) run
  * together, neighbours under one SAVEPOINT: a savepoint per job made SQLite
  * copy every page a job touched into its sub-journal, about 1.5 us per event.
@@ -47,8 +55,19 @@ struct hg_store {
   /* Guarded by mutex. */
   struct job *queue, **queue_tail;
   struct job *done, **done_tail;
+  struct job *synq, **synq_tail; /* committed, waiting for the fsync */
+  int synq_dirty;                /* a group in synq wrote to the log */
   int closing;
+  int store_exited; /* the store thread is gone: the sync thread drains and ends */
   hg_store_stats_t stats;
+  /* The sync thread's. */
+  uv_thread_t sync_thread;
+  uv_cond_t sync_cond;
+  int sync_cond_ok;
+  char *wal_path;
+  int wal_fd;
+  dev_t wal_dev;
+  ino_t wal_ino;
   /* Loop thread only. */
   int close_called;
 };
@@ -470,7 +489,10 @@ static void thread_main(void *arg) {
     uint64_t ns = 0, njobs = 0;
     int committed;
     for (struct job *j = batch; j != NULL; j = j->next) njobs++;
+    int64_t changes = sqlite3_total_changes64(s->db);
     uint64_t in_txn = run_group(s->db, batch, &ns, &committed);
+    /* A group that only read wrote nothing to the log: no fsync for it. */
+    int wrote = committed && sqlite3_total_changes64(s->db) != changes;
 
     uv_mutex_lock(&s->mutex);
     s->stats.jobs += njobs;
@@ -481,15 +503,83 @@ static void thread_main(void *arg) {
       hg_hist_observe(&s->stats.commit_seconds, (double)ns / 1e9);
       hg_hist_observe(&s->stats.batch_jobs, (double)in_txn);
     }
-    *s->done_tail = batch;
-    s->done_tail = batch_tail;
-    uv_async_send(&s->async);
+    *s->synq_tail = batch;
+    s->synq_tail = batch_tail;
+    s->synq_dirty |= wrote;
+    uv_cond_signal(&s->sync_cond);
   }
+  s->store_exited = 1;
+  uv_cond_signal(&s->sync_cond);
   uv_mutex_unlock(&s->mutex);
   /* The connection is closed after the join: its statements go first. */
   tls_cache = NULL;
   if (cache != NULL) cache_clear(cache);
   free(cache);
+}
+
+/* ---- The sync thread ---- */
+
+/* Makes everything written to the write-ahead log so far durable. The log
+ * is opened here, read-only, once: SQLite holds no locks on that file, so
+ * this descriptor can never drop one of SQLite's. Should the file have been
+ * replaced (SQLite keeps it while a connection is open, so only a deleted
+ * and recreated store would), the new one is opened and synced too. */
+static int sync_wal(hg_store_t *s) {
+  for (int attempt = 0; attempt < 2; attempt++) {
+    if (s->wal_fd < 0) {
+      struct stat st;
+      s->wal_fd = open(s->wal_path, O_RDONLY | O_CLOEXEC);
+      if (s->wal_fd < 0 || fstat(s->wal_fd, &st) != 0) return HG_EIO;
+      s->wal_dev = st.st_dev;
+      s->wal_ino = st.st_ino;
+    }
+    if (fdatasync(s->wal_fd) != 0) return HG_EIO;
+    struct stat now;
+    if (stat(s->wal_path, &now) == 0 && now.st_dev == s->wal_dev && now.st_ino == s->wal_ino) return 0;
+    close(s->wal_fd);
+    s->wal_fd = -1;
+  }
+  return HG_EIO;
+}
+
+static void sync_main(void *arg) {
+  hg_store_t *s = arg;
+  uv_mutex_lock(&s->mutex);
+  for (;;) {
+    while (s->synq == NULL && !s->store_exited) uv_cond_wait(&s->sync_cond, &s->mutex);
+    if (s->synq == NULL) break;
+    struct job *list = s->synq, **tail = s->synq_tail;
+    int dirty = s->synq_dirty;
+    s->synq = NULL;
+    s->synq_tail = &s->synq;
+    s->synq_dirty = 0;
+    uv_mutex_unlock(&s->mutex);
+
+    int rc = 0;
+    uint64_t t0 = hg_now_ns(), ns = 0;
+    if (dirty) {
+      rc = sync_wal(s);
+      ns = hg_now_ns() - t0;
+    }
+    if (rc != 0) {
+      /* Committed, but whether it reached the disk is unknown: nothing of
+       * it is acknowledged (a publisher retries; an Idempotency-Key or an
+       * event id makes the retry harmless). */
+      hg_log(HG_LOG_ERROR, "store fsync failed; failing the jobs it covered", "error", strerror(errno), NULL);
+      for (struct job *k = list; k != NULL; k = k->next)
+        if (k->status >= 0) k->status = HG_EIO;
+    }
+
+    uv_mutex_lock(&s->mutex);
+    if (dirty) {
+      s->stats.syncs++;
+      hg_hist_observe(&s->stats.sync_seconds, (double)ns / 1e9);
+    }
+    *s->done_tail = list;
+    s->done_tail = tail;
+    uv_async_send(&s->async);
+  }
+  uv_mutex_unlock(&s->mutex);
 }
 
 /* ---- The loop side ---- */
@@ -521,6 +611,9 @@ static void hg_store_async_cb(uv_async_t *h) { run_done(take_done(h->data)); }
 
 static void store_free(hg_store_t *s) {
   if (s == NULL) return;
+  if (s->sync_cond_ok) uv_cond_destroy(&s->sync_cond);
+  if (s->wal_fd >= 0) close(s->wal_fd);
+  free(s->wal_path);
   if (s->cond_ok) uv_cond_destroy(&s->cond);
   if (s->mutex_ok) uv_mutex_destroy(&s->mutex);
   sqlite3_close(s->db);
@@ -551,18 +644,46 @@ int hg_store_open(hg_store_t **out, uv_loop_t *loop, const char *path, char *err
   s->stats.commit_seconds.n = HG_ARRAY_LEN(commit_bounds);
   s->stats.batch_jobs.bounds = batch_bounds;
   s->stats.batch_jobs.n = HG_ARRAY_LEN(batch_bounds);
+  s->stats.sync_seconds.bounds = commit_bounds;
+  s->stats.sync_seconds.n = HG_ARRAY_LEN(commit_bounds);
   s->loop = loop;
   s->queue_tail = &s->queue;
   s->done_tail = &s->done;
+  s->synq_tail = &s->synq;
+  s->wal_fd = -1;
   if ((rc = hg_store_open_sync(&s->db, path, err, errlen)) != 0) goto fail;
+  /* The sync thread makes commits durable (see the top of this file). */
+  if (exec(s->db, "PRAGMA synchronous=NORMAL", "pragmas") != 0) {
+    set_err(err, errlen, "cannot set synchronous=NORMAL on %s: %s", path, sqlite3_errmsg(s->db));
+    rc = HG_EIO;
+    goto fail;
+  }
   rc = HG_ENOMEM;
+  const char *file = sqlite3_db_filename(s->db, "main");
+  size_t flen = strlen(file ? file : path);
+  if ((s->wal_path = malloc(flen + 5)) == NULL) goto fail;
+  memcpy(s->wal_path, file ? file : path, flen);
+  memcpy(s->wal_path + flen, "-wal", 5);
   if (uv_mutex_init(&s->mutex) != 0) goto fail;
   s->mutex_ok = 1;
   if (uv_cond_init(&s->cond) != 0) goto fail;
   s->cond_ok = 1;
+  if (uv_cond_init(&s->sync_cond) != 0) goto fail;
+  s->sync_cond_ok = 1;
   if (uv_async_init(loop, &s->async, hg_store_async_cb) != 0) goto fail;
   s->async.data = s;
+  if (uv_thread_create(&s->sync_thread, sync_main, s) != 0) {
+    set_err(err, errlen, "cannot start the store's sync thread");
+    s->close_called = 1;
+    uv_close((uv_handle_t *)&s->async, hg_store_close_cb);
+    return HG_EIO;
+  }
   if (uv_thread_create(&s->thread, thread_main, s) != 0) {
+    uv_mutex_lock(&s->mutex);
+    s->store_exited = 1;
+    uv_cond_signal(&s->sync_cond);
+    uv_mutex_unlock(&s->mutex);
+    uv_thread_join(&s->sync_thread);
     set_err(err, errlen, "cannot start the store thread");
     /* The handle is live: the store goes with its close callback. */
     s->close_called = 1;
@@ -619,8 +740,10 @@ void hg_store_close(hg_store_t *s) {
   s->closing = 1;
   uv_cond_signal(&s->cond);
   uv_mutex_unlock(&s->mutex);
-  /* Blocks the loop while the last group commits: this is shutdown. */
+  /* Blocks the loop while the last group commits and syncs: this is
+   * shutdown. The store thread tells the sync thread when it has ended. */
   uv_thread_join(&s->thread);
+  uv_thread_join(&s->sync_thread);
   int rc = sqlite3_close(s->db);
   if (rc != SQLITE_OK) {
     /* A work function left a statement unfinalized. Closing lazily keeps

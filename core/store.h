@@ -32,8 +32,10 @@ typedef struct hg_store_stats {
   uint64_t commits;      /* transactions committed */
   uint64_t jobs;         /* jobs run */
   uint64_t max_batch;    /* most jobs in one transaction */
-  uint64_t commit_ns;    /* total time spent in COMMIT (fsync) */
-  hg_hist_t commit_seconds; /* one COMMIT, fsync included */
+  uint64_t commit_ns;    /* total time spent in COMMIT (the log written, not synced) */
+  uint64_t syncs;        /* fsyncs of the write-ahead log */
+  hg_hist_t commit_seconds; /* one COMMIT: the write-ahead log written */
+  hg_hist_t sync_seconds;   /* one fdatasync of the log (makes every commit before it durable) */
   hg_hist_t batch_jobs;     /* jobs per transaction */
 } hg_store_stats_t;
 

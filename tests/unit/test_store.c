@@ -223,6 +223,11 @@ static void group_commit(void) {
   CHECK_EQ_INT(c.stats.jobs, 200);
   CHECK(c.stats.commits < c.stats.jobs);
   CHECK(c.stats.max_batch > 1);
+  /* Every commit was synced before its jobs completed, by at most as many
+   * fsyncs as commits (one fsync may cover several). */
+  CHECK(c.stats.syncs >= 1);
+  CHECK(c.stats.syncs <= c.stats.commits);
+  CHECK_EQ_INT(c.stats.sync_seconds.count, c.stats.syncs);
   fprintf(stderr, "  200 jobs in %llu commits, largest group %llu\n", (unsigned long long)c.stats.commits,
           (unsigned long long)c.stats.max_batch);
   CHECK_EQ_INT(query_int(c.reader, "SELECT count(*) FROM t"), 200);
@@ -401,6 +406,43 @@ static void close_with_queue(void) {
   sqlite3_close(db);
 }
 
+struct reader {
+  hg_store_t *store;
+  int n;
+  hg_store_stats_t stats;
+};
+
+static int read_work(sqlite3 *db, void *ud) {
+  struct reader *r = ud;
+  r->n = query_int(db, "SELECT count(*) FROM t");
+  return 0;
+}
+
+static void read_done(int status, void *ud) {
+  struct reader *r = ud;
+  CHECK_EQ_INT(status, 0);
+  hg_store_stats(r->store, &r->stats);
+  hg_store_close(r->store);
+}
+
+/* The store connection leaves syncing to the sync thread, and a group
+ * that only read needs no fsync. */
+static void reads_need_no_sync(void) {
+  char path[128], err[256];
+  db_path(path, sizeof(path), "reads");
+  make_db(path);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  struct reader r = {NULL, -1, {0}};
+  CHECK_EQ_INT(hg_store_open(&r.store, &loop, path, err, sizeof(err)), 0);
+  CHECK_EQ_INT(hg_store_submit(r.store, read_work, read_done, &r), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_EQ_INT(r.n, 0);
+  CHECK_EQ_INT(r.stats.commits, 1);
+  CHECK_EQ_INT(r.stats.syncs, 0);
+  CHECK_EQ_INT(uv_loop_close(&loop), 0);
+}
+
 static void close_null(void) { hg_store_close(NULL); }
 
 int main(void) {
@@ -416,6 +458,7 @@ int main(void) {
   RUN(failing_job);
   RUN(rerunnable_jobs);
   RUN(close_with_queue);
+  RUN(reads_need_no_sync);
   RUN(close_null);
   nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
   return HGT_DONE();
