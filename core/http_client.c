@@ -379,6 +379,12 @@ static int is_tchar(char ch) {
          (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
 }
 
+/* Appends n bytes at w; returns the end. */
+static char *put(char *w, const char *src, size_t n) {
+  memcpy(w, src, n);
+  return w + n;
+}
+
 static int is_token(const char *s) {
   if (s == NULL || *s == '\0') return 0;
   for (; *s; s++)
@@ -441,17 +447,38 @@ int hg_client_send(hg_client_t *c, const hg_client_request_t *rq, hg_client_cb c
   req_t *r = calloc(1, sizeof(*r) + cap);
   if (r == NULL) return HG_ENOMEM;
   char *w = r->wbuf;
-  w += sprintf(w, "%s %s%.*s HTTP/1.1\r\nHost: %s%.*s%s", method, slash ? "/" : "",
-               (int)u.path_len, u.path, v6 ? "[" : "", (int)u.host_len, u.host, v6 ? "]" : "");
-  if (!default_port) w += sprintf(w, ":%u", u.port);
-  w += sprintf(w, "\r\n");
-  if (!has_ua) w += sprintf(w, "User-Agent: %s\r\n", c->user_agent);
+  /* Built by copies: this runs for every delivery. */
+  w = put(w, method, strlen(method));
+  *w++ = ' ';
+  if (slash) *w++ = '/';
+  w = put(w, u.path, u.path_len);
+  w = put(w, " HTTP/1.1\r\nHost: ", 17);
+  if (v6) *w++ = '[';
+  w = put(w, u.host, u.host_len);
+  if (v6) *w++ = ']';
+  if (!default_port) {
+    *w++ = ':';
+    w += hg_fmt_u64(w, u.port);
+  }
+  w = put(w, "\r\n", 2);
+  if (!has_ua) {
+    w = put(w, "User-Agent: ", 12);
+    w = put(w, c->user_agent, strlen(c->user_agent));
+    w = put(w, "\r\n", 2);
+  }
   for (size_t i = 0; i < rq->n_headers; i++) {
     if (skipped_header(rq->headers[i].name)) continue;
-    w += sprintf(w, "%s: %s\r\n", rq->headers[i].name, rq->headers[i].value);
+    w = put(w, rq->headers[i].name, strlen(rq->headers[i].name));
+    w = put(w, ": ", 2);
+    w = put(w, rq->headers[i].value, strlen(rq->headers[i].value));
+    w = put(w, "\r\n", 2);
   }
-  if (has_body) w += sprintf(w, "Content-Length: %zu\r\n", rq->body_len);
-  w += sprintf(w, "\r\n");
+  if (has_body) {
+    w = put(w, "Content-Length: ", 16);
+    w += hg_fmt_u64(w, rq->body_len);
+    w = put(w, "\r\n", 2);
+  }
+  w = put(w, "\r\n", 2);
   if (rq->body_len) memcpy(w, rq->body, rq->body_len);
   w += rq->body_len;
   r->wlen = (size_t)(w - r->wbuf);
