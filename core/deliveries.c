@@ -44,7 +44,7 @@ static void bind_opt(sqlite3_stmt *st, int i, const char *s) {
   else sqlite3_bind_null(st, i);
 }
 
-int hg_deliveries_load(sqlite3 *db, int64_t seq, int64_t now, hg_send_t *out) {
+int hg_deliveries_load(sqlite3 *db, int64_t seq, int64_t now, hg_send_t *out, const hg_send_t *prev) {
   sqlite3_stmt *st = NULL;
   memset(out, 0, sizeof(*out));
   int rc = hg_store_prepare(db,
@@ -58,15 +58,15 @@ int hg_deliveries_load(sqlite3 *db, int64_t seq, int64_t now, hg_send_t *out) {
   int r = 0;
   if (rc == SQLITE_ROW) {
     out->seq = seq;
-    snprintf(out->id, sizeof(out->id), "%s", (const char *)sqlite3_column_text(st, 0));
-    snprintf(out->webhook_id, sizeof(out->webhook_id), "%s", (const char *)sqlite3_column_text(st, 1));
-    snprintf(out->event_id, sizeof(out->event_id), "%s", (const char *)sqlite3_column_text(st, 2));
+    hg_copy(out->id, sizeof(out->id), (const char *)sqlite3_column_text(st, 0));
+    hg_copy(out->webhook_id, sizeof(out->webhook_id), (const char *)sqlite3_column_text(st, 1));
+    hg_copy(out->event_id, sizeof(out->event_id), (const char *)sqlite3_column_text(st, 2));
     out->status = status_of(sqlite3_column_text(st, 3));
     out->attempts = sqlite3_column_int(st, 4);
     out->next_attempt_at = sqlite3_column_int64(st, 5);
     out->webhook_active = sqlite3_column_int(st, 6);
     out->created_at = sqlite3_column_int64(st, 9);
-    snprintf(out->event_type, sizeof(out->event_type), "%s", (const char *)sqlite3_column_text(st, 10));
+    hg_copy(out->event_type, sizeof(out->event_type), (const char *)sqlite3_column_text(st, 10));
     if (sqlite3_column_type(st, 11) != SQLITE_NULL) out->lua = strdup((const char *)sqlite3_column_text(st, 11));
     out->url = strdup((const char *)sqlite3_column_text(st, 7));
     out->payload_len = (size_t)sqlite3_column_bytes(st, 8);
@@ -81,7 +81,13 @@ int hg_deliveries_load(sqlite3 *db, int64_t seq, int64_t now, hg_send_t *out) {
     r = rc == SQLITE_DONE ? HG_ENOTFOUND : hg_store_fail(db, rc, "load delivery");
   }
   hg_store_release(st);
-  if (r == 0) r = hg_webhooks_secrets(db, out->webhook_id, now, out->secrets, HG_MAX_SECRETS, &out->n_secrets);
+  if (r == 0 && prev != NULL && strcmp(prev->webhook_id, out->webhook_id) == 0) {
+    /* A batch often holds many deliveries of one webhook. */
+    memcpy(out->secrets, prev->secrets, prev->n_secrets * sizeof(out->secrets[0]));
+    out->n_secrets = prev->n_secrets;
+  } else if (r == 0) {
+    r = hg_webhooks_secrets(db, out->webhook_id, now, out->secrets, HG_MAX_SECRETS, &out->n_secrets);
+  }
   if (r != 0) hg_send_close(out);
   return r;
 }

@@ -40,8 +40,11 @@ typedef struct hg_send {
 
 void hg_send_close(hg_send_t *s); /* frees url and payload; wipes secrets */
 
-/* Loads delivery seq for sending. HG_ENOTFOUND if it is gone. */
-int hg_deliveries_load(sqlite3 *db, int64_t seq, int64_t now, hg_send_t *out);
+/* Loads delivery seq for sending, with the secrets valid at now.
+ * HG_ENOTFOUND if it is gone. prev (may be NULL) is a delivery loaded just
+ * before in the same transaction with the same now: when it is of the same
+ * webhook its secrets are copied instead of read again. */
+int hg_deliveries_load(sqlite3 *db, int64_t seq, int64_t now, hg_send_t *out, const hg_send_t *prev);
 
 /* The outcome of one attempt, to record. */
 typedef struct hg_attempt_rec {

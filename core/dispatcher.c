@@ -680,8 +680,12 @@ static void send_item(item_t *it) {
 
 static int load_work(sqlite3 *db, void *ud) {
   batch_t *b = ud;
-  for (size_t i = 0; i < b->n; i++)
-    b->items[i]->load_status = hg_deliveries_load(db, b->items[i]->seq, b->now, &b->items[i]->send);
+  const hg_send_t *prev = NULL; /* the last one loaded, in this transaction at this time */
+  for (size_t i = 0; i < b->n; i++) {
+    item_t *it = b->items[i];
+    it->load_status = hg_deliveries_load(db, it->seq, b->now, &it->send, prev);
+    prev = it->load_status == 0 ? &it->send : NULL;
+  }
   return 0;
 }
 

@@ -238,7 +238,7 @@ int hg_webhooks_secrets(sqlite3 *db, const char *id, int64_t now, char (*out)[HG
   sqlite3_bind_int64(st, 2, now);
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW && *n < max)
-    snprintf(out[(*n)++], HG_SECRET_MAX, "%s", (const char *)sqlite3_column_text(st, 0));
+    hg_copy(out[(*n)++], HG_SECRET_MAX, (const char *)sqlite3_column_text(st, 0));
   int r = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sql_fail(db, "read secrets");
   hg_store_release(st);
   return r;
