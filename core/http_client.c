@@ -243,10 +243,17 @@ static uint64_t hash_key(const char *s, size_t n) {
 }
 
 static origin_t *origin_get(hg_client_t *c, const hg_client_url_t *u) {
+  /* "<s|h>:<host>:<port>", lowercased; built by copies (once per send). */
   char key[300];
-  int kl = snprintf(key, sizeof(key), "%c:%.*s:%u", u->https ? 's' : 'h', (int)u->host_len,
-                    u->host, u->port);
-  for (int i = 2; i < kl; i++)
+  size_t hl = u->host_len < sizeof(key) - 32 ? u->host_len : sizeof(key) - 32;
+  key[0] = u->https ? 's' : 'h';
+  key[1] = ':';
+  memcpy(key + 2, u->host, hl);
+  size_t kl = 2 + hl;
+  key[kl++] = ':';
+  kl += hg_fmt_u64(key + kl, u->port);
+  key[kl] = '\0';
+  for (size_t i = 2; i < kl; i++)
     if (key[i] >= 'A' && key[i] <= 'Z') key[i] = (char)(key[i] - 'A' + 'a');
   uint64_t h = hash_key(key, (size_t)kl);
   if (c->nbuckets > 0) {
@@ -393,6 +400,9 @@ static int is_token(const char *s) {
 }
 
 static int skipped_header(const char *name) {
+  /* Most headers start with another letter: skip the compares for them. */
+  char c = (char)(name[0] | 0x20);
+  if (c != 'h' && c != 'c' && c != 't') return 0;
   return strcasecmp(name, "host") == 0 || strcasecmp(name, "content-length") == 0 ||
          strcasecmp(name, "transfer-encoding") == 0 || strcasecmp(name, "connection") == 0;
 }
@@ -444,8 +454,10 @@ int hg_client_send(hg_client_t *c, const hg_client_request_t *rq, hg_client_cb c
   size_t cap = strlen(method) + 1 + (size_t)slash + u.path_len + 11 + 6 + u.host_len + 2 + 8 +
                2 + hdr_bytes + (has_ua ? 0 : 14 + strlen(c->user_agent)) + 40 + 2 +
                rq->body_len + 1;
-  req_t *r = calloc(1, sizeof(*r) + cap);
+  /* The request's text follows it; only the struct needs zeroing. */
+  req_t *r = malloc(sizeof(*r) + cap);
   if (r == NULL) return HG_ENOMEM;
+  memset(r, 0, sizeof(*r));
   char *w = r->wbuf;
   /* Built by copies: this runs for every delivery. */
   w = put(w, method, strlen(method));
