@@ -601,6 +601,6 @@ try {
 const cmd = `bench/run ${argv.join(' ')}`.trim();
 console.log(`\nhookgate benchmark: ${cmd}`);
 console.log(`machine: nproc ${os.cpus().length}, ${os.cpus()[0]?.model}; ${new Date().toISOString()}; ${Math.round((Date.now() - t0) / 1000)} s`);
-console.log('gateway: release build, log level warn, access log OFF; store: SQLite WAL, synchronous=FULL, on disk');
+console.log('gateway: release build, log level warn, access log OFF; store: SQLite WAL on disk, every answer after an fdatasync of the log');
 console.log(table());
 if (O.json) writeFileSync(O.json, JSON.stringify({ options: O, results: R }, null, 1));
