@@ -39,6 +39,7 @@ typedef struct ingest {
   int failed;         /* answered already (a rejection or a script error) */
   json_t **targets;   /* per event, after the route phase */
   int64_t first_delay_ms; /* delivery.schedule[0] */
+  int64_t now;            /* Unix ms, set by the store job's first run */
 } ingest_t;
 
 static void ingest_free(ingest_t *g) {
@@ -168,9 +169,11 @@ static void check_event(hg_app_t *app, const hg_principal_t *who, json_t *obj, c
 
 static int ingest_work(sqlite3 *db, void *ud) {
   ingest_t *g = ud;
-  int64_t now = hg_wall_ms();
+  /* Once: a second run (see hg_store_submit_rerunnable) must see the same
+   * time, or an Idempotency-Key could expire between the two. */
+  if (g->now == 0) g->now = hg_wall_ms();
   for (size_t i = 0; i < g->n; i++) {
-    g->events[i].now = now;
+    g->events[i].now = g->now;
     g->events[i].first_delay_ms = g->first_delay_ms;
     int r = hg_events_insert(db, &g->events[i]);
     if (r != 0) return r;
@@ -209,6 +212,8 @@ static void ingest_done(int status, void *ud) {
     hg_event_in_t *ev = &g->events[i];
     replayed |= ev->duplicate;
     if (ev->duplicate) {
+      /* Answer with the original event. */
+      hg_copy(ev->id, sizeof(ev->id), ev->original_id);
       hg_metrics.events_replayed++;
     } else {
       hg_metrics.events_ingested++;

@@ -60,6 +60,7 @@ void hg_format_time(int64_t ms, char buf[25]) {
 }
 
 size_t hg_copy(char *dst, size_t cap, const char *src) {
+  if (src == NULL) src = ""; /* SQLite's column text is NULL when out of memory */
   size_t n = strnlen(src, cap - 1);
   memcpy(dst, src, n);
   dst[n] = '\0';

@@ -40,7 +40,7 @@ int64_t hg_wall_ms(void);
 void hg_format_time(int64_t ms, char buf[25]);
 
 /* Copies the NUL-terminated src into dst (cap >= 1 bytes), truncating;
- * dst is always NUL-terminated. Returns the length written. For hot paths
+ * dst is always NUL-terminated; a NULL src copies "". Returns the length written. For hot paths
  * where snprintf("%s") costs a format parse per call. */
 size_t hg_copy(char *dst, size_t cap, const char *src);
 /* Writes v in decimal (no NUL) to out, which must hold 20 bytes. Returns

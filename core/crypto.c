@@ -106,32 +106,39 @@ void hg_sha256(const void *data, size_t n, unsigned char out[32]) {
   }
 }
 
-void *hg_hmac_sha256_new(const void *key, size_t keylen) {
+struct hg_hmac {
+  EVP_MAC_CTX *ctx; /* keyed; EVP_MAC_CTX_free wipes it */
+};
+
+hg_hmac_t *hg_hmac_sha256_new(const void *key, size_t keylen) {
   uv_once(&md_once, md_init);
-  EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(mac_hmac);
-  if (ctx == NULL) return NULL;
+  hg_hmac_t *h = malloc(sizeof(*h));
+  if (h == NULL) return NULL;
+  if ((h->ctx = EVP_MAC_CTX_new(mac_hmac)) == NULL) {
+    free(h);
+    return NULL;
+  }
   OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
                          OSSL_PARAM_construct_end()};
   /* HMAC with an empty key is valid; libcrypto wants a non-NULL pointer. */
   static const unsigned char empty[1];
-  if (EVP_MAC_init(ctx, keylen > 0 ? key : empty, keylen, params) != 1) {
-    EVP_MAC_CTX_free(ctx);
+  if (EVP_MAC_init(h->ctx, keylen > 0 ? key : empty, keylen, params) != 1) {
+    hg_hmac_sha256_free(h);
     return NULL;
   }
-  return ctx;
+  return h;
 }
 
-int hg_hmac_sha256_run(void *prepared, const void *const *parts, const size_t *lens, size_t nparts,
+int hg_hmac_sha256_run(hg_hmac_t *h, const void *const *parts, const size_t *lens, size_t nparts,
                        unsigned char out[32]) {
-  EVP_MAC_CTX *ctx = prepared;
   size_t outlen = 0;
   /* A NULL key re-initialises HMAC with the key it already holds. */
-  int ok = EVP_MAC_init(ctx, NULL, 0, NULL) == 1;
+  int ok = EVP_MAC_init(h->ctx, NULL, 0, NULL) == 1;
   for (size_t i = 0; ok && i < nparts; i++) {
     if (lens[i] == 0) continue;
-    ok = EVP_MAC_update(ctx, parts[i], lens[i]) == 1;
+    ok = EVP_MAC_update(h->ctx, parts[i], lens[i]) == 1;
   }
-  if (ok) ok = EVP_MAC_final(ctx, out, &outlen, 32) == 1 && outlen == 32;
+  if (ok) ok = EVP_MAC_final(h->ctx, out, &outlen, 32) == 1 && outlen == 32;
   if (!ok) {
     memset(out, 0, 32);
     return HG_ENOMEM;
@@ -139,11 +146,15 @@ int hg_hmac_sha256_run(void *prepared, const void *const *parts, const size_t *l
   return 0;
 }
 
-void hg_hmac_sha256_free(void *prepared) { EVP_MAC_CTX_free(prepared); }
+void hg_hmac_sha256_free(hg_hmac_t *h) {
+  if (h == NULL) return;
+  EVP_MAC_CTX_free(h->ctx);
+  free(h);
+}
 
 int hg_hmac_sha256_parts(const void *key, size_t keylen, const void *const *parts, const size_t *lens,
                          size_t nparts, unsigned char out[32]) {
-  void *ctx = hg_hmac_sha256_new(key, keylen);
+  hg_hmac_t *ctx = hg_hmac_sha256_new(key, keylen);
   if (ctx == NULL) {
     memset(out, 0, 32);
     return HG_ENOMEM;

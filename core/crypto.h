@@ -45,10 +45,11 @@ int hg_hmac_sha256_parts(const void *key, size_t keylen, const void *const *part
  * parts as hg_hmac_sha256_parts does (0 or HG_ENOMEM, out zeroed on
  * failure); a prepared key is used by one thread at a time;
  * hg_hmac_sha256_free wipes and frees it (NULL is ignored). */
-void *hg_hmac_sha256_new(const void *key, size_t keylen);
-int hg_hmac_sha256_run(void *prepared, const void *const *parts, const size_t *lens, size_t nparts,
+typedef struct hg_hmac hg_hmac_t;
+hg_hmac_t *hg_hmac_sha256_new(const void *key, size_t keylen);
+int hg_hmac_sha256_run(hg_hmac_t *h, const void *const *parts, const size_t *lens, size_t nparts,
                        unsigned char out[32]);
-void hg_hmac_sha256_free(void *prepared);
+void hg_hmac_sha256_free(hg_hmac_t *h);
 
 /* Standard base64 (RFC 4648 section 4) with padding. out receives the text
  * and a NUL and must hold HG_BASE64_LEN(n) + 1 bytes. Returns the text's

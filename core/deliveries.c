@@ -205,8 +205,8 @@ int hg_deliveries_create_test(sqlite3 *db, const char *wh, const char *org, cons
   sqlite3_stmt *st = NULL;
   hg_id_new("evt_", event_id);
   int rc = hg_store_prepare(db,
-                              "INSERT INTO events (id, type, organization_id, payload, created_at) "
-                              "VALUES (?1, ?2, ?3, ?4, ?5)", &st);
+                              "INSERT INTO events (id, type, organization_id, payload, created_at, deliveries) "
+                              "VALUES (?1, ?2, ?3, ?4, ?5, 1)", &st);
   if (rc != SQLITE_OK) {
     hg_webhook_close(&w);
     return hg_store_fail(db, rc, "insert test event");

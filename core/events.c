@@ -40,7 +40,7 @@ static int find_original(sqlite3 *db, hg_event_in_t *ev, int by_key) {
       ev->conflict = 1;
     } else {
       ev->duplicate = 1;
-      snprintf(ev->id, sizeof(ev->id), "%s", (const char *)sqlite3_column_text(st, 1));
+      hg_copy(ev->original_id, sizeof(ev->original_id), (const char *)sqlite3_column_text(st, 1));
       ev->n_deliveries = sqlite3_column_int(st, 4);
     }
   } else if (rc != SQLITE_DONE) {
@@ -138,7 +138,8 @@ static int insert_all(sqlite3 *db, hg_event_in_t *ev, const unsigned char *activ
 
 int hg_events_insert(sqlite3 *db, hg_event_in_t *ev) {
   int r;
-  /* Everything reported is set afresh: the store may run this twice. */
+  /* Everything reported is set afresh and nothing given is changed: the
+   * store may run this twice. */
   ev->duplicate = ev->conflict = 0;
   ev->n_deliveries = 0;
   ev->n_seqs = 0;

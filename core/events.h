@@ -26,7 +26,8 @@ typedef struct hg_event_in {
    * skipped. A JSON array of strings; borrowed; required. */
   json_t *targets;
   /* Out. */
-  int duplicate;            /* 1: an earlier event with this key or id was found */
+  int duplicate;            /* 1: an earlier event with this key or id was found, */
+  char original_id[HG_EVENT_ID_MAX]; /* and this is its id (id is left as it was) */
   int conflict;             /* 1: the id is taken by another organization's event */
   int n_deliveries;
   int64_t *delivery_seqs;   /* new deliveries (malloc'd; caller frees) */
@@ -36,7 +37,9 @@ typedef struct hg_event_in {
 /* Inserts the event and one pending delivery (due at now + first_delay_ms)
  * per active webhook in ev->targets; or, when the
  * idempotency key or publisher id was seen before (the key within 24 h),
- * fills id and n_deliveries from the original and sets duplicate. */
+ * fills original_id and n_deliveries from the original and sets duplicate.
+ * Changes none of the inputs and sets every output afresh, so it may run
+ * again on the same ev after its changes were rolled back. */
 int hg_events_insert(sqlite3 *db, hg_event_in_t *ev);
 
 #endif

@@ -230,6 +230,8 @@ static int cmd_routes(void) {
 
 int main(int argc, char **argv) {
   args_t a;
+  /* Before anything uses SQLite or starts a thread. Cannot fail here. */
+  (void)hg_store_global_init();
   if (argc < 2) {
     fputs(usage, stderr);
     return 2;

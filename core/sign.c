@@ -53,7 +53,7 @@ int hg_secret_check(const char *secret) {
 
 typedef struct prepared {
   char secret[HG_SECRET_MAX];
-  void *ctx; /* hg_hmac_sha256_new */
+  hg_hmac_t *ctx;
   uint64_t used; /* for LRU */
   int live;
 } prepared_t;
@@ -67,7 +67,7 @@ static void key_init(void) { uv_mutex_init(&key_mutex); }
 
 /* Returns the prepared context for secret (mutex held by the caller), or
  * NULL when the secret is malformed or memory ran out. */
-static void *prepared_ctx(const char *secret) {
+static hg_hmac_t *prepared_ctx(const char *secret) {
   prepared_t *victim = &key_cache[0];
   for (size_t i = 0; i < KEY_CACHE; i++) {
     prepared_t *p = &key_cache[i];
@@ -125,7 +125,7 @@ int hg_sign_v1(const char *secret, const char *msg_id, int64_t ts, const char *b
   int rc = HG_EINVAL;
   uv_once(&key_once, key_init);
   uv_mutex_lock(&key_mutex);
-  void *ctx = prepared_ctx(secret);
+  hg_hmac_t *ctx = prepared_ctx(secret);
   const void *parts[5] = {msg_id, ".", tsbuf, ".", body};
   size_t lens[5] = {strlen(msg_id), 1, (size_t)tslen, 1, len};
   if (ctx != NULL && hg_hmac_sha256_run(ctx, parts, lens, 5, mac) == 0) rc = 0;

@@ -234,10 +234,6 @@ int hg_store_open_sync(sqlite3 **out, const char *path, char *err, size_t errlen
    * SQLite's included. */
   int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd >= 0) close(fd);
-  /* No memory statistics: with them on, every SQLite allocation takes a
-   * process-wide mutex (a tenth of the store thread's work per event).
-   * Only possible before SQLite initialises; later calls change nothing. */
-  sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
   /* One thread at a time uses this connection (the loop thread while
    * migrating, then only the store thread): no per-call mutex. */
   int src = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -360,6 +356,20 @@ static const char sql_begin[] = "BEGIN IMMEDIATE";
 
 /* ---- The store thread ---- */
 
+/* Undoes savepoint name and drops it. Should SQLite fail to roll back
+ * (an I/O error), the whole transaction goes: the caller then sees it
+ * ended (sqlite3_get_autocommit) and fails every job in it, as it must,
+ * since the work can no longer be told apart from the rest. */
+static void undo(sqlite3 *db, const char *name) {
+  char sql[48];
+  snprintf(sql, sizeof(sql), "ROLLBACK TO %s", name);
+  int ok = exec(db, sql, "rollback to") == 0;
+  snprintf(sql, sizeof(sql), "RELEASE %s", name);
+  /* ROLLBACK TO keeps the savepoint open; RELEASE then drops it. */
+  if (ok) ok = exec(db, sql, "release") == 0;
+  if (!ok && !sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+}
+
 static int run_job(sqlite3 *db, struct job *j) {
   if (exec_cached(db, sql_savepoint, "savepoint") != 0) return HG_EIO;
   int status = j->work(db, j->ud);
@@ -368,9 +378,7 @@ static int run_job(sqlite3 *db, struct job *j) {
     if (exec_cached(db, sql_release, "release") == 0) return status;
     status = HG_EIO;
   }
-  /* ROLLBACK TO keeps the savepoint open; RELEASE then drops it. */
-  exec(db, "ROLLBACK TO hg_job", "rollback to");
-  exec(db, "RELEASE hg_job", "release");
+  undo(db, "hg_job");
   return status;
 }
 
@@ -378,28 +386,67 @@ static const char sql_run_savepoint[] = "SAVEPOINT hg_run";
 static const char sql_run_release[] = "RELEASE hg_run";
 
 /* Runs the rerunnable jobs from..to_excl under one savepoint. Returns 0
- * when every one succeeded (their statuses set), 1 when one failed and the
- * savepoint was rolled back (nothing of them is left: run them again one
- * by one), or -1 when the transaction ended: *lost is then the job inside
- * which it ended (the jobs after it have not run). */
-static int run_together(sqlite3 *db, struct job *from, struct job *to_excl, struct job **lost) {
-  *lost = from;
+ * when every one succeeded (their statuses set); 1 when *stop failed and
+ * the savepoint was rolled back (nothing of the run is left); -1 when the
+ * transaction ended inside *stop (the jobs after it have not run). */
+static int run_together(sqlite3 *db, struct job *from, struct job *to_excl, struct job **stop) {
+  *stop = from;
   if (exec_cached(db, sql_run_savepoint, "savepoint") != 0) return sqlite3_get_autocommit(db) ? -1 : 1;
   for (struct job *k = from; k != to_excl; k = k->next) {
-    *lost = k;
+    *stop = k;
     k->status = k->work(db, k->ud);
     if (sqlite3_get_autocommit(db)) return -1;
     if (k->status < 0) {
-      exec(db, "ROLLBACK TO hg_run", "rollback to");
-      exec(db, "RELEASE hg_run", "release");
+      undo(db, "hg_run");
       return sqlite3_get_autocommit(db) ? -1 : 1;
     }
   }
   if (exec_cached(db, sql_run_release, "release") == 0) return 0;
+  *stop = from;
   if (sqlite3_get_autocommit(db)) return -1;
-  exec(db, "ROLLBACK TO hg_run", "rollback to");
-  exec(db, "RELEASE hg_run", "release");
+  undo(db, "hg_run");
   return sqlite3_get_autocommit(db) ? -1 : 1;
+}
+
+/* Runs rerunnable neighbours from..to_excl: together, and when one fails,
+ * the ones before it together again, the failing one alone under its own
+ * savepoint, and on with the rest together (so one bad request costs its
+ * neighbours one rerun, not a savepoint each). Returns 0 with every status
+ * set, or -1 when the transaction ended inside *lost. */
+static int run_rerunnable(sqlite3 *db, struct job *from, struct job *to_excl, struct job **lost) {
+  struct job *j = from;
+  while (j != to_excl) {
+    struct job *failed = NULL;
+    int r = run_together(db, j, to_excl, &failed);
+    if (r == 0) return 0;
+    if (r < 0) {
+      *lost = failed;
+      return -1;
+    }
+    if (failed != j) {
+      struct job *again = NULL;
+      r = run_together(db, j, failed, &again);
+      if (r < 0) {
+        *lost = again;
+        return -1;
+      }
+      for (struct job *k = j; r != 0 && k != failed; k = k->next) {
+        /* It failed differently the second time: each alone. */
+        k->status = run_job(db, k);
+        if (sqlite3_get_autocommit(db)) {
+          *lost = k;
+          return -1;
+        }
+      }
+    }
+    failed->status = run_job(db, failed);
+    if (sqlite3_get_autocommit(db)) {
+      *lost = failed;
+      return -1;
+    }
+    j = failed->next;
+  }
+  return 0;
 }
 
 static void fail_jobs(struct job *from, struct job *to_excl, int status) {
@@ -422,7 +469,7 @@ static uint64_t run_group(sqlite3 *db, struct job *batch, uint64_t *ns, int *com
     if (j->rerunnable)
       while (end != NULL && end->rerunnable) end = end->next;
     struct job *lost = NULL;
-    int together = end != j->next ? run_together(db, j, end, &lost) : 1;
+    int together = end != j->next ? run_rerunnable(db, j, end, &lost) : 1;
     if (together < 0) {
       /* As below: every job of this transaction so far fails. */
       hg_log(HG_LOG_ERROR, "store transaction ended inside a job; failing its group", NULL);
@@ -519,7 +566,8 @@ static void thread_main(void *arg) {
 
 /* ---- The sync thread ---- */
 
-/* Makes everything written to the write-ahead log so far durable. The log
+/* Makes everything written to the write-ahead log so far durable; returns
+ * 0 or an errno value. The log
  * is opened here, read-only, once: SQLite holds no locks on that file, so
  * this descriptor can never drop one of SQLite's. Should the file have been
  * replaced (SQLite keeps it while a connection is open, so only a deleted
@@ -529,17 +577,17 @@ static int sync_wal(hg_store_t *s) {
     if (s->wal_fd < 0) {
       struct stat st;
       s->wal_fd = open(s->wal_path, O_RDONLY | O_CLOEXEC);
-      if (s->wal_fd < 0 || fstat(s->wal_fd, &st) != 0) return HG_EIO;
+      if (s->wal_fd < 0 || fstat(s->wal_fd, &st) != 0) return errno;
       s->wal_dev = st.st_dev;
       s->wal_ino = st.st_ino;
     }
-    if (fdatasync(s->wal_fd) != 0) return HG_EIO;
+    if (fdatasync(s->wal_fd) != 0) return errno;
     struct stat now;
     if (stat(s->wal_path, &now) == 0 && now.st_dev == s->wal_dev && now.st_ino == s->wal_ino) return 0;
     close(s->wal_fd);
     s->wal_fd = -1;
   }
-  return HG_EIO;
+  return EIO;
 }
 
 static void sync_main(void *arg) {
@@ -555,19 +603,23 @@ static void sync_main(void *arg) {
     s->synq_dirty = 0;
     uv_mutex_unlock(&s->mutex);
 
-    int rc = 0;
+    int rc = 0; /* an errno value */
     uint64_t t0 = hg_now_ns(), ns = 0;
     if (dirty) {
       rc = sync_wal(s);
       ns = hg_now_ns() - t0;
     }
     if (rc != 0) {
-      /* Committed, but whether it reached the disk is unknown: nothing of
-       * it is acknowledged (a publisher retries; an Idempotency-Key or an
-       * event id makes the retry harmless). */
-      hg_log(HG_LOG_ERROR, "store fsync failed; failing the jobs it covered", "error", strerror(errno), NULL);
-      for (struct job *k = list; k != NULL; k = k->next)
-        if (k->status >= 0) k->status = HG_EIO;
+      /* Committed, but whether it reached the disk is unknown, and Linux
+       * reports a failed writeback once: the next fdatasync may succeed
+       * over pages that were dropped. Carrying on could acknowledge (or
+       * serve, or answer an idempotent retry from) rows that a power cut
+       * would take away. Stop instead: on restart SQLite recovers from
+       * what is really on disk, and every delivery not yet recorded is
+       * still pending there. */
+      hg_log(HG_LOG_ERROR, "store fsync failed; stopping so that nothing unsynced is acknowledged", "file",
+             s->wal_path, "error", uv_strerror(uv_translate_sys_error(rc)), NULL);
+      abort();
     }
 
     uv_mutex_lock(&s->mutex);
@@ -631,6 +683,13 @@ static void hg_store_close_cb(uv_handle_t *h) {
 /* fdatasync here takes ~0.1 ms; a group of hundreds of jobs is the goal. */
 static const double commit_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1};
 static const double batch_bounds[] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000};
+
+int hg_store_global_init(void) {
+  /* No memory statistics: with them on, every SQLite allocation takes a
+   * process-wide mutex (a tenth of the store thread's work per event). */
+  int rc = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+  return rc == SQLITE_OK ? 0 : HG_ESTATE;
+}
 
 int hg_store_open(hg_store_t **out, uv_loop_t *loop, const char *path, char *err, size_t errlen) {
   hg_store_t *s = calloc(1, sizeof(*s));

@@ -39,6 +39,11 @@ typedef struct hg_store_stats {
   hg_hist_t batch_jobs;     /* jobs per transaction */
 } hg_store_stats_t;
 
+/* Process-wide SQLite settings (no memory statistics). Call once, first
+ * thing in main, before any thread starts and before SQLite is used:
+ * returns HG_ESTATE (and changes nothing) once SQLite has initialised. */
+int hg_store_global_init(void);
+
 /* Opens (creating the file and its parent directories, mode 0700, if
  * needed) the database at path, applies pending migrations, and starts the
  * store thread. A database whose schema is newer than this binary is

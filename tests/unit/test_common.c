@@ -20,8 +20,29 @@ static void log_parse(void) {
   CHECK_EQ_INT(f, HG_LOG_JSON);
 }
 
+static void copy_and_digits(void) {
+  char b[8], d[24];
+  CHECK_EQ_INT(hg_copy(b, sizeof(b), "abc"), 3);
+  CHECK_EQ_STR(b, "abc");
+  CHECK_EQ_INT(hg_copy(b, sizeof(b), "abcdefghij"), 7); /* cut, NUL-terminated */
+  CHECK_EQ_STR(b, "abcdefg");
+  CHECK_EQ_INT(hg_copy(b, sizeof(b), NULL), 0);
+  CHECK_EQ_STR(b, "");
+  CHECK_EQ_INT(hg_copy(b, 1, "x"), 0);
+  CHECK_EQ_STR(b, "");
+  static const struct { uint64_t v; const char *s; } cases[] = {
+      {0, "0"}, {7, "7"}, {10, "10"}, {4096, "4096"}, {18446744073709551615ULL, "18446744073709551615"}};
+  for (size_t i = 0; i < HG_ARRAY_LEN(cases); i++) {
+    size_t n = hg_fmt_u64(d, cases[i].v);
+    d[n] = '\0';
+    CHECK_EQ_STR(d, cases[i].s);
+    CHECK_EQ_INT(n, strlen(cases[i].s));
+  }
+}
+
 int main(void) {
   RUN(time_format);
+  RUN(copy_and_digits);
   RUN(log_parse);
   return HGT_DONE();
 }

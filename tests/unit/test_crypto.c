@@ -13,6 +13,37 @@ static void sha256_known(void) {
   CHECK_EQ_STR(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }
 
+/* A prepared key gives the one-shot MAC every time it is reused, for
+ * short, empty and longer-than-a-block keys (RFC 4231 test cases 2, 6). */
+static void hmac_prepared(void) {
+  unsigned char key[131], want[32], got[32];
+  memset(key, 0xaa, sizeof(key));
+  const size_t keylens[] = {4, 0, 131};
+  const char *msgs[] = {"what do ya want for nothing?", "Test Using Larger Than Block-Size Key - Hash Key First", ""};
+  for (size_t k = 0; k < HG_ARRAY_LEN(keylens); k++) {
+    const unsigned char *kp = k == 0 ? (const unsigned char *)"Jefe" : key;
+    hg_hmac_t *h = hg_hmac_sha256_new(kp, keylens[k]);
+    CHECK(h != NULL);
+    if (h == NULL) continue;
+    for (int round = 0; round < 3; round++) {
+      for (size_t m = 0; m < HG_ARRAY_LEN(msgs); m++) {
+        const void *parts[1] = {msgs[m]};
+        size_t lens[1] = {strlen(msgs[m])};
+        hg_hmac_sha256(kp, keylens[k], msgs[m], strlen(msgs[m]), want);
+        CHECK_EQ_INT(hg_hmac_sha256_run(h, parts, lens, 1, got), 0);
+        CHECK(memcmp(want, got, 32) == 0);
+      }
+    }
+    hg_hmac_sha256_free(h);
+  }
+  /* RFC 4231 case 6 (131-byte key of 0xaa) by value. */
+  char hex[65];
+  hg_hmac_sha256(key, 131, msgs[1], strlen(msgs[1]), got);
+  hg_hex_encode(got, 32, hex);
+  CHECK_EQ_STR(hex, "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+  hg_hmac_sha256_free(NULL);
+}
+
 static void hmac_known(void) {
   /* RFC 4231 test case 2. */
   unsigned char out[32];
@@ -99,6 +130,7 @@ static void random_bytes(void) {
 int main(void) {
   RUN(sha256_known);
   RUN(hmac_known);
+  RUN(hmac_prepared);
   RUN(base64_roundtrip);
   RUN(hex_and_ct);
   RUN(random_bytes);

@@ -336,6 +336,10 @@ static void rerunnable_jobs(void) {
   CHECK_EQ_INT(hg_store_submit_rerunnable(c.store, insert_work, insert_done, &a), 0);
   CHECK_EQ_INT(hg_store_submit_rerunnable(c.store, insert_work, insert_done, &b), 0);
   CHECK_EQ_INT(hg_store_submit_rerunnable(c.store, insert_work, insert_done, &cc), 0);
+  /* Two more after C: H fails too, I succeeds. */
+  struct insert h = {&c, 9, HG_EINVAL, -1, 0}, i = {&c, 10, 0, -1, 0};
+  CHECK_EQ_INT(hg_store_submit_rerunnable(c.store, insert_work, insert_done, &h), 0);
+  CHECK_EQ_INT(hg_store_submit_rerunnable(c.store, insert_work, insert_done, &i), 0);
   CHECK_EQ_INT(hg_store_submit(c.store, insert_work, insert_done, &p), 0);
   CHECK_EQ_INT(hg_store_submit_rerunnable(c.store, insert_work, insert_done, &d), 0);
   CHECK_EQ_INT(hg_store_submit_rerunnable(c.store, insert_work, insert_done, &e), 0);
@@ -348,17 +352,20 @@ static void rerunnable_jobs(void) {
   CHECK_EQ_INT(hg_store_submit_rerunnable(c.store, insert_work, insert_done, &gg), 0);
   uv_sem_post(&g.go);
 
-  c.total = 9;
+  c.total = 11;
   c.close_at_end = 1;
   uv_run(&loop, UV_RUN_DEFAULT);
-  CHECK_EQ_INT(c.done, 9);
+  CHECK_EQ_INT(c.done, 11);
   int want[8] = {0, HG_EINVAL, 0, 0, 0, 0, HG_EIO, HG_EIO};
   for (int i = 0; i < 8; i++) CHECK_EQ_INT(c.statuses[i], want[i]);
-  /* A and B ran together (C not yet: B's failure stops the run), then each
-   * again alone; the rest once. */
+  /* A and B ran together, B failed: A ran again (with any others before
+   * B, together), B alone; then C and H together, H failed: C again, H
+   * alone; then I. A job after a failure runs once more at most. */
   CHECK_EQ_INT(a.runs, 2);
   CHECK_EQ_INT(b.runs, 2);
-  CHECK_EQ_INT(cc.runs, 1);
+  CHECK_EQ_INT(cc.runs, 2);
+  CHECK_EQ_INT(h.runs, 2);
+  CHECK_EQ_INT(i.runs, 1);
   CHECK_EQ_INT(p.runs, 1);
   CHECK_EQ_INT(d.runs, 1);
   CHECK_EQ_INT(e.runs, 1);
@@ -368,9 +375,9 @@ static void rerunnable_jobs(void) {
 
   sqlite3 *db = NULL;
   CHECK_EQ_INT(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-  int present[9] = {0, 1, 0, 1, 1, 1, 1, 0, 1};
-  for (int id = 1; id <= 8; id++) CHECK_EQ_INT(row_exists(db, id), present[id]);
-  CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM t"), 6);
+  int present[11] = {0, 1, 0, 1, 1, 1, 1, 0, 1, 0, 1};
+  for (int id = 1; id <= 10; id++) CHECK_EQ_INT(row_exists(db, id), present[id]);
+  CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM t"), 7);
   sqlite3_close(db);
   uv_sem_destroy(&g.started);
   uv_sem_destroy(&g.go);
