@@ -34,7 +34,7 @@ struct hg_lua_run {
   json_t *arg;
   const char *label; /* plugin name for logs, when known */
   int sleeping;      /* waiting in hookgate.sleep */
-  hg_lua_run_t *prev_run, *next_run; /* the generation's live runs */
+  hg_lua_run_t *prev_run, *next_run; /* the generation's live runs, or the pool */
   char plugin[64];   /* the plugin this run was in when it last yielded */
 };
 
@@ -59,6 +59,9 @@ struct hg_lua {
   size_t n_timers;
   hg_lua_utimer_t *utimers; /* live hookgate.timer timers */
   hg_lua_run_t *runs;       /* live async runs */
+  hg_lua_run_t *pool;       /* finished runs kept for reuse: thread and timer ready */
+  size_t n_pool;
+  int fn_run, fn_route_event; /* registry refs: R.run, R.route_event */
   int next_timer_id;
 };
 
@@ -77,6 +80,9 @@ int hg_lua__yield(lua_State *L, hg_lua_run_t *run);
 void hg_lua__resume(hg_lua_run_t *run, int nargs);
 
 void hg_lua__push_json(lua_State *L, json_t *v);
+/* Pushes a route event table: id, type, organizationId, and data decoded
+ * from ev->data on first read. */
+void hg_lua__push_event(lua_State *L, const hg_lua_event_t *ev);
 /* Converts the Lua value at idx into a new JSON reference, or NULL with a
  * reason in err (functions, cycles, non-string keys in objects). */
 json_t *hg_lua__to_json(lua_State *L, int idx, char *err, size_t errlen);

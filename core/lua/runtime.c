@@ -183,15 +183,37 @@ static void run_close_cb(uv_handle_t *h) {
   hg_lua_unref(rt);
 }
 
-static void run_free(hg_lua_run_t *run) {
+/* How many finished runs a generation keeps for reuse. Concurrent runs
+ * beyond it get a new thread and timer, as without the pool. */
+#define POOL_MAX 64
+
+static void run_close(hg_lua_run_t *run) {
+  luaL_unref(run->rt->L, LUA_REGISTRYINDEX, run->co_ref);
+  uv_close((uv_handle_t *)&run->timer, run_close_cb);
+}
+
+/* Ends a run. One whose body returned normally (finished says so) goes to
+ * the pool: in Lua 5.4 such a thread is back in status LUA_OK with an empty
+ * call stack, and is given a new function and resumed like a new one. A
+ * thread that failed, was killed or is still suspended is dropped (the
+ * collector frees it), never reused. */
+static void run_free(hg_lua_run_t *run, int finished) {
   hg_lua_t *rt = run->rt;
   if (run->prev_run) run->prev_run->next_run = run->next_run;
   else rt->runs = run->next_run;
   if (run->next_run) run->next_run->prev_run = run->prev_run;
-  luaL_unref(rt->L, LUA_REGISTRYINDEX, run->co_ref);
   json_decref(run->arg);
   run->arg = NULL;
-  uv_close((uv_handle_t *)&run->timer, run_close_cb);
+  if (finished && !run->killed && !rt->stopped && rt->n_pool < POOL_MAX && lua_status(run->co) == LUA_OK) {
+    lua_settop(run->co, 0);
+    uv_timer_stop(&run->timer);
+    run->prev_run = NULL;
+    run->next_run = rt->pool;
+    rt->pool = run;
+    rt->n_pool++;
+    return;
+  }
+  run_close(run);
 }
 
 static void preempt_cb(uv_timer_t *t) {
@@ -205,7 +227,8 @@ static void preempt_cb(uv_timer_t *t) {
 /* Reads the outcome of a finished run and calls done. */
 static void run_finish(hg_lua_run_t *run, int status) {
   lua_State *co = run->co;
-  char err[1024] = "";
+  char err[1024];
+  err[0] = '\0';
   json_t *arg = run->arg, *res = NULL, *res2 = NULL;
   int r = 0;
   if (status != LUA_OK) {
@@ -224,7 +247,7 @@ static void run_finish(hg_lua_run_t *run, int status) {
   json_decref(res);
   json_decref(res2);
   hg_lua_t *rt = run->rt;
-  run_free(run);
+  run_free(run, status == LUA_OK);
   /* A failed run (a memory bomb, typically) leaves its garbage behind;
    * give the memory back now rather than at the next allocation failure. */
   if (r != 0 && rt->mem > rt->mem_limit / 2) lua_gc(rt->L, LUA_GCCOLLECT);
@@ -280,23 +303,42 @@ static void run_step(hg_lua_run_t *run, int nargs) {
 
 void hg_lua__resume(hg_lua_run_t *run, int nargs) { run_step(run, nargs); }
 
-/* A new run on rt with fn (a field of R) and its arguments pushed by push. */
+/* A new run on rt, its thread's stack empty: the caller pushes the function
+ * and its arguments. Taken from the pool when one is there (no thread, no
+ * registry slot, no timer to create), else built; either way the run holds
+ * a reference to rt until its timer is closed. */
 static hg_lua_run_t *run_new(hg_lua_t *rt, run_kind_t kind, hg_phase_t phase, hg_lua_done_fn done, void *ud) {
-  hg_lua_run_t *run = calloc(1, sizeof(*run));
-  if (run == NULL) return NULL;
-  run->rt = rt;
+  hg_lua_run_t *run = rt->pool;
+  if (run != NULL) {
+    rt->pool = run->next_run;
+    rt->n_pool--;
+    /* Everything but the thread, its registry slot and the timer starts
+     * afresh. */
+    run->pure = 0;
+    run->cpu_ns = run->slice_start_ns = 0;
+    run->mem_start = run->mem_used = 0;
+    run->preempted = run->waiting = run->killed = run->sleeping = 0;
+    run->kill_msg[0] = run->plugin[0] = '\0';
+    run->first_nargs = 0;
+    run->arg = NULL;
+    run->label = NULL;
+  } else {
+    if ((run = calloc(1, sizeof(*run))) == NULL) return NULL;
+    run->rt = rt;
+    run->co = lua_newthread(rt->L);
+    run->co_ref = luaL_ref(rt->L, LUA_REGISTRYINDEX);
+    uv_timer_init(rt->loop, &run->timer);
+    run->timer.data = run;
+    hg_lua_ref(rt);
+  }
   run->kind = kind;
   run->phase = phase;
   run->done = done;
   run->ud = ud;
-  run->co = lua_newthread(rt->L);
-  run->co_ref = luaL_ref(rt->L, LUA_REGISTRYINDEX);
-  uv_timer_init(rt->loop, &run->timer);
-  run->timer.data = run;
+  run->prev_run = NULL;
   run->next_run = rt->runs;
   if (rt->runs) rt->runs->prev_run = run;
   rt->runs = run;
-  hg_lua_ref(rt);
   return run;
 }
 
@@ -396,6 +438,23 @@ int hg_lua_call_async(hg_lua_t *rt, hg_phase_t phase, const char *bindings, json
   return start_run(rt, RUN_PHASE, phase, "run", NULL, bindings, arg, done, ud);
 }
 
+int hg_lua_route_event(hg_lua_t *rt, const hg_lua_event_t *ev, json_t *targets, hg_lua_done_fn done, void *ud) {
+  if (rt->stopped) return HG_ESTATE;
+  hg_lua_run_t *run = run_new(rt, RUN_PHASE, HG_PHASE_ROUTE, done, ud);
+  if (run == NULL) return HG_ENOMEM;
+  /* R.route_event(event, targets) builds arg and returns arg.targets: only
+   * that is read back, by run_finish, as the result. */
+  lua_State *co = run->co;
+  lua_rawgeti(co, LUA_REGISTRYINDEX, rt->fn_route_event);
+  hg_lua__push_event(co, ev);
+  hg_lua__push_json(co, targets);
+  run->first_nargs = 2;
+  /* Start on the next loop turn: a callback never runs inside the call
+   * that registered it. */
+  uv_timer_start(&run->timer, preempt_cb, 0, 0);
+  return 0;
+}
+
 int hg_lua_has_route(hg_lua_t *rt, const char *method, const char *path) {
   if (!rt->has_routes) return 0;
   lua_State *L = rt->L;
@@ -439,9 +498,7 @@ static int call_pure(hg_lua_t *rt, hg_phase_t phase, const char *bindings, void 
   push(L, ud);
   *arg_idx = top + 1; /* the table, kept for reading back */
   lua_pushcfunction(L, msgh_passthrough);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->R);
-  lua_getfield(L, -1, "run");
-  lua_remove(L, -2);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->fn_run);
   lua_pushstring(L, hg_phase_name(phase));
   if (bindings) lua_pushstring(L, bindings);
   else lua_pushnil(L);
@@ -658,7 +715,12 @@ static int add_error(json_t *errors, const char *fmt, ...) {
 
 static int set_plugin(lua_State *L) {
   hg_lua_t *rt = *(hg_lua_t **)lua_getextraspace(L);
-  snprintf(rt->plugin, sizeof(rt->plugin), "%s", luaL_checkstring(L, 1));
+  size_t len;
+  const char *name = luaL_checklstring(L, 1, &len);
+  /* Once per plugin call: no snprintf. */
+  if (len >= sizeof(rt->plugin)) len = sizeof(rt->plugin) - 1;
+  memcpy(rt->plugin, name, len);
+  rt->plugin[len] = '\0';
   if (rt->current) rt->current->label = NULL;
   return 0;
 }
@@ -789,6 +851,10 @@ int hg_lua_new(hg_lua_t **out, struct hg_app *app, json_t **errors_out) {
     add_error(errors, "%s", lua_tostring(L, -1));
     goto done;
   }
+  lua_getfield(L, -1, "run");
+  rt->fn_run = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_getfield(L, -1, "route_event");
+  rt->fn_route_event = luaL_ref(L, LUA_REGISTRYINDEX);
   rt->R = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_settop(L, 0);
 
@@ -1027,6 +1093,13 @@ void hg_lua__utimer_close(hg_lua_utimer_t *t) {
 
 void hg_lua_stop(hg_lua_t *rt) {
   rt->stopped = 1;
+  /* No new run starts: the pooled ones go (each holds a reference). */
+  while (rt->pool) {
+    hg_lua_run_t *run = rt->pool;
+    rt->pool = run->next_run;
+    run_close(run);
+  }
+  rt->n_pool = 0;
   while (rt->utimers) hg_lua__utimer_close(rt->utimers);
   for (size_t i = 0; i < rt->n_timers; i++) uv_close((uv_handle_t *)&rt->timers[i], plugin_timer_close_cb);
   rt->n_timers = 0;

@@ -182,6 +182,7 @@ function R.bind_global(name, conf)
   local p = R.plugins[name]
   R.global[#R.global + 1] = { plugin = p, conf = c }
   table.sort(R.global, by_priority)
+  R.global.calls = nil
   for _, r in ipairs(p.routes or {}) do
     local rpath = r.path
     if type(rpath) == "function" then
@@ -265,44 +266,61 @@ local function failure(e)
   return { message = msg, traceback = "" }
 end
 
+-- The calls a phase makes for a bindings list, in order: a flat array of
+-- function, conf, plugin name triples, built on first use and kept with
+-- the list (lists do not change once built; bind_global drops R.global's).
+local function phase_calls(list, phase)
+  local calls = list.calls
+  if calls == nil then
+    calls = {}
+    list.calls = calls
+  end
+  local c = calls[phase]
+  if c == nil then
+    c = {}
+    for _, b in ipairs(list) do
+      local fn = b.plugin[phase]
+      if fn then
+        c[#c + 1] = fn
+        c[#c + 1] = b.conf
+        c[#c + 1] = b.plugin.name
+      end
+    end
+    calls[phase] = c
+  end
+  return c
+end
+
 -- Runs phase through the bound plugins in order. Each call gets (arg, conf,
 -- ...); the first plugin to return a non-nil value ends the walk and its
 -- values are returned (retry decisions, ingest rejections). On error,
 -- raises { plugin =, phase =, message =, traceback = }.
--- The route phase's event carries its data as raw JSON text (`_data`),
--- decoded on first use of event.data.
-local function lazy_event(e)
-  local raw = e._data
-  e._data = nil
-  return setmetatable(e, { __index = function(t, k)
-    if k ~= "data" then return nil end
-    local d = host.hookgate.json.decode(raw)
-    rawset(t, "data", d)
-    return d
-  end })
-end
-
+local set_plugin = host.set_plugin
 function R.run(phase, bindings_text, arg, ...)
-  local list = R.webhook_bindings(bindings_text)
-  if phase == "route" and type(arg) == "table" and type(arg.event) == "table" and arg.event._data then
-    lazy_event(arg.event)
-  end
-  for i = 1, #list do
-    local b = list[i]
-    local fn = b.plugin[phase]
-    if fn then
-      host.set_plugin(b.plugin.name)
-      -- Up to three results (no phase uses more): no table per call on the
-      -- hot path.
-      local ok, r1, r2, r3 = xpcall(fn, handler, arg, b.conf, ...)
-      if not ok then
-        local e = failure(r1)
-        error({ plugin = b.plugin.name, phase = phase, message = e.message, traceback = e.traceback }, 0)
-      end
-      if r1 ~= nil then return r1, r2, r3 end
+  local list = R.global
+  if bindings_text ~= nil and bindings_text ~= "" then list = R.webhook_bindings(bindings_text) end
+  local c = phase_calls(list, phase)
+  for i = 1, #c, 3 do
+    local name = c[i + 2]
+    set_plugin(name)
+    -- Up to three results (no phase uses more): no table per call on the
+    -- hot path.
+    local ok, r1, r2, r3 = xpcall(c[i], handler, arg, c[i + 1], ...)
+    if not ok then
+      local e = failure(r1)
+      error({ plugin = name, phase = phase, message = e.message, traceback = e.traceback }, 0)
     end
+    if r1 ~= nil then return r1, r2, r3 end
   end
   return nil
+end
+
+-- The route phase of one event: the C side builds event (its data decoded
+-- on first read) and targets; only targets is read back.
+function R.route_event(event, targets)
+  local arg = { event = event, targets = targets }
+  R.run("route", nil, arg)
+  return arg.targets
 end
 
 -- 1 if any plugin bound globally (or in bindings_text) has this phase.
