@@ -32,6 +32,7 @@ struct hg_lua_run {
   hg_lua_done_fn done;
   void *ud;
   json_t *arg;
+  json_t *targets;   /* route phase: the targets given, kept for the result when unchanged */
   const char *label; /* plugin name for logs, when known */
   int sleeping;      /* waiting in hookgate.sleep */
   hg_lua_run_t *prev_run, *next_run; /* the generation's live runs, or the pool */

@@ -189,11 +189,11 @@ static int l_json_decode(lua_State *L) {
 }
 
 /* __index of a route event: `data` is decoded from the raw JSON text kept
- * in the metatable's [1] on first use, then stored in the table itself.
+ * in the metatable's `raw` on first use, then stored in the table itself.
  * [-2, +1, m] */
 static int event_index(lua_State *L) {
   if (lua_type(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, 2), "data") != 0 || !lua_getmetatable(L, 1) ||
-      lua_rawgeti(L, -1, 1) != LUA_TSTRING) {
+      lua_getfield(L, -1, "raw") != LUA_TSTRING) {
     lua_pushnil(L);
     return 1;
   }
@@ -220,9 +220,9 @@ void hg_lua__push_event(lua_State *L, const hg_lua_event_t *ev) {
   }
   /* Most routing looks at the type and organization alone: the data is
    * parsed only if the plugin reads it. */
-  lua_createtable(L, 1, 1);
+  lua_createtable(L, 0, 2);
   lua_pushlstring(L, ev->data, ev->data_len);
-  lua_rawseti(L, -2, 1);
+  lua_setfield(L, -2, "raw");
   lua_pushcfunction(L, event_index);
   lua_setfield(L, -2, "__index");
   lua_setmetatable(L, -2);

@@ -123,14 +123,47 @@ static void hook(lua_State *L, lua_Debug *ar) {
 
 /* --- script errors ------------------------------------------------------------ */
 
-/* Reads the error on top of L's stack — R.run raises {plugin, phase,
- * message, traceback}; anything else is a raw error from outside a plugin
- * call — then logs it, counts it, and writes "plugin P (phase): msg" to
- * err. */
+#define NOT_ENOUGH_MEMORY "not enough memory (the run's memory share or the VM's memory limit was reached)"
+
+/* Replaces the raw error value on top of L's stack with {message,
+ * traceback}, the form report_error reads. R.run calls plugins without
+ * xpcall: this runs where the error is seen with the stack that raised it
+ * still there, from level on (a message handler, or a coroutine that
+ * died). Non-string errors are named by type, as lua.c does: no
+ * __tostring, as this may run outside a protected call. */
+static void structure_error(lua_State *L, int status, int level) {
+  char buf[64];
+  const char *msg;
+  if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) {
+    msg = lua_tostring(L, -1);
+  } else {
+    snprintf(buf, sizeof(buf), "(error object is a %s value)", luaL_typename(L, -1));
+    msg = buf;
+  }
+  if (status == LUA_ERRMEM || strcmp(msg, "not enough memory") == 0) msg = NOT_ENOUGH_MEMORY;
+  lua_createtable(L, 0, 2);
+  lua_pushstring(L, msg);
+  lua_setfield(L, -2, "message");
+  luaL_traceback(L, L, "", level);
+  lua_setfield(L, -2, "traceback");
+  lua_remove(L, -2);
+}
+
+/* The message handler of pure phases. [-1, +1, m] */
+static int msgh_error(lua_State *L) {
+  structure_error(L, LUA_ERRRUN, 1);
+  return 1;
+}
+
+/* Reads the error on top of L's stack — {plugin?, message, traceback} (see
+ * structure_error, and R.route/R.timer/R.call, which still catch their
+ * handler's errors themselves), or a raw value (a memory error skips the
+ * message handler) — then logs it, counts it, and writes "plugin P
+ * (phase): msg" to err. plugin: the plugin that was running, or NULL. */
 static void report_error(lua_State *L, int status, const char *plugin, const char *phase, char *err,
                          size_t errlen) {
   const char *msg = NULL, *tb = "";
-  if (plugin == NULL) plugin = "?";
+  if (plugin == NULL || plugin[0] == '\0') plugin = "?";
   if (lua_istable(L, -1)) {
     lua_getfield(L, -1, "plugin");
     lua_getfield(L, -2, "message");
@@ -141,7 +174,8 @@ static void report_error(lua_State *L, int status, const char *plugin, const cha
   } else {
     msg = lua_tostring(L, -1);
   }
-  if (msg == NULL) msg = status == LUA_ERRMEM ? "not enough memory (Lua memory limit)" : "(error object is not a string)";
+  if (status == LUA_ERRMEM) msg = NOT_ENOUGH_MEMORY;
+  if (msg == NULL) msg = "(error object is not a string)";
   snprintf(err, errlen, "plugin %s (%s): %s", plugin, phase, msg);
   hg_log(HG_LOG_ERROR, "script error", "plugin", plugin, "phase", phase, "error", msg, "traceback", tb, NULL);
   count_error(plugin, phase);
@@ -203,7 +237,8 @@ static void run_free(hg_lua_run_t *run, int finished) {
   else rt->runs = run->next_run;
   if (run->next_run) run->next_run->prev_run = run->prev_run;
   json_decref(run->arg);
-  run->arg = NULL;
+  json_decref(run->targets);
+  run->arg = run->targets = NULL;
   if (finished && !run->killed && !rt->stopped && rt->n_pool < POOL_MAX && lua_status(run->co) == LUA_OK) {
     lua_settop(run->co, 0);
     uv_timer_stop(&run->timer);
@@ -224,6 +259,28 @@ static void preempt_cb(uv_timer_t *t) {
   run_step(run, nargs);
 }
 
+/* 1 if the value at idx is what hg_lua__push_json made of arr, an array of
+ * strings, unchanged: a table still marked as an array, of the same
+ * strings. Then the JSON value read back would equal arr. */
+static int same_string_array(lua_State *L, int idx, json_t *arr) {
+  size_t n = json_array_size(arr);
+  if (!lua_istable(L, idx) || !lua_getmetatable(L, idx)) return 0;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &hg_lua__array_mt_key);
+  int same = lua_rawequal(L, -1, -2) && lua_rawlen(L, idx) == n;
+  lua_pop(L, 2);
+  for (size_t i = 0; same && i < n; i++) {
+    json_t *v = json_array_get(arr, i);
+    size_t len;
+    same = lua_rawgeti(L, idx, (lua_Integer)i + 1) == LUA_TSTRING && json_is_string(v);
+    if (same) {
+      const char *s = lua_tolstring(L, -1, &len);
+      same = len == json_string_length(v) && memcmp(s, json_string_value(v), len) == 0;
+    }
+    lua_pop(L, 1);
+  }
+  return same;
+}
+
 /* Reads the outcome of a finished run and calls done. */
 static void run_finish(hg_lua_run_t *run, int status) {
   lua_State *co = run->co;
@@ -232,15 +289,19 @@ static void run_finish(hg_lua_run_t *run, int status) {
   json_t *arg = run->arg, *res = NULL, *res2 = NULL;
   int r = 0;
   if (status != LUA_OK) {
-    /* R.run raises {plugin, phase, message, traceback}; anything else is a
-     * raw error from outside a plugin call. */
+    /* R.run and R.route_event let a plugin's error through as raised: the
+     * dead coroutine still has the stack for the traceback. (A killed run
+     * comes with its report built; routes and timers catch their own.) */
+    if (run->kind == RUN_PHASE && !run->killed) structure_error(co, status, 0);
     const char *phase = run->kind == RUN_ROUTE ? "routes" : run->kind == RUN_TIMER ? "timer" : hg_phase_name(run->phase);
     report_error(co, status, run->label ? run->label : run->plugin[0] ? run->plugin : NULL, phase, err, sizeof(err));
     r = HG_EINVAL;
   } else {
     int n = lua_gettop(co);
     char jerr[128];
-    if (n >= 1 && !lua_isnil(co, 1)) res = hg_lua__to_json(co, 1, jerr, sizeof(jerr));
+    /* The route phase mostly leaves its targets alone: no new JSON then. */
+    if (n >= 1 && run->targets != NULL && same_string_array(co, 1, run->targets)) res = json_incref(run->targets);
+    else if (n >= 1 && !lua_isnil(co, 1)) res = hg_lua__to_json(co, 1, jerr, sizeof(jerr));
     if (n >= 2 && !lua_isnil(co, 2)) res2 = hg_lua__to_json(co, 2, jerr, sizeof(jerr));
   }
   run->done(r, arg, res, res2, err, run->ud);
@@ -265,7 +326,7 @@ static void run_step(hg_lua_run_t *run, int nargs) {
   rt->current = run;
   /* Other runs set rt->plugin while this one waited: hookgate.log and the
    * error report must name this run's plugin. */
-  if (run->plugin[0]) memcpy(rt->plugin, run->plugin, sizeof(rt->plugin));
+  memcpy(rt->plugin, run->plugin, sizeof(rt->plugin));
   int status = lua_resume(run->co, rt->L, nargs, &nres);
   memcpy(run->plugin, rt->plugin, sizeof(run->plugin));
   run->mem_used = rt->mem > run->mem_start ? rt->mem - run->mem_start : 0;
@@ -320,7 +381,7 @@ static hg_lua_run_t *run_new(hg_lua_t *rt, run_kind_t kind, hg_phase_t phase, hg
     run->preempted = run->waiting = run->killed = run->sleeping = 0;
     run->kill_msg[0] = run->plugin[0] = '\0';
     run->first_nargs = 0;
-    run->arg = NULL;
+    run->arg = run->targets = NULL;
     run->label = NULL;
   } else {
     if ((run = calloc(1, sizeof(*run))) == NULL) return NULL;
@@ -448,6 +509,7 @@ int hg_lua_route_event(hg_lua_t *rt, const hg_lua_event_t *ev, json_t *targets, 
   lua_rawgeti(co, LUA_REGISTRYINDEX, rt->fn_route_event);
   hg_lua__push_event(co, ev);
   hg_lua__push_json(co, targets);
+  run->targets = json_incref(targets);
   run->first_nargs = 2;
   /* Start on the next loop turn: a callback never runs inside the call
    * that registered it. */
@@ -476,18 +538,14 @@ int hg_lua_call_route(hg_lua_t *rt, const char *method, const char *path, json_t
 
 /* --- pure phases ------------------------------------------------------------ */
 
-static int msgh_passthrough(lua_State *L) {
-  (void)L;
-  return 1;
-}
-
-/* Runs a pure phase on the table push() leaves on top of L's stack. On
- * success the table stays at *arg_idx and the first result at
- * *arg_idx + 1 (both removed by the caller's lua_settop(L, top)). */
-static int call_pure(hg_lua_t *rt, hg_phase_t phase, const char *bindings, void (*push)(lua_State *L, void *ud),
-                     void *ud, int *arg_idx, char *err, size_t errlen) {
+/* Runs a pure phase: push leaves a function of R and its arguments on top
+ * of L's stack (and may leave values below them for the caller) and
+ * returns how many arguments; on success the function's one result
+ * replaces them, on top, above what push left below. The caller's
+ * lua_settop(L, top) removes all. */
+static int call_pure(hg_lua_t *rt, hg_phase_t phase, int (*push)(lua_State *L, hg_lua_t *rt, void *ud), void *ud,
+                     char *err, size_t errlen) {
   lua_State *L = rt->L;
-  int top = lua_gettop(L);
   hg_lua_run_t *run = &rt->sync_run;
   memset(run, 0, sizeof(*run));
   run->rt = rt;
@@ -495,37 +553,53 @@ static int call_pure(hg_lua_t *rt, hg_phase_t phase, const char *bindings, void 
   run->phase = phase;
   run->pure = 1;
   run->co = L;
-  push(L, ud);
-  *arg_idx = top + 1; /* the table, kept for reading back */
-  lua_pushcfunction(L, msgh_passthrough);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->fn_run);
-  lua_pushstring(L, hg_phase_name(phase));
-  if (bindings) lua_pushstring(L, bindings);
-  else lua_pushnil(L);
-  lua_pushvalue(L, *arg_idx);
+  lua_pushcfunction(L, msgh_error);
+  int msgh = lua_gettop(L);
+  int nargs = push(L, rt, ud);
   hg_lua_run_t *prev = rt->current;
   rt->current = run;
+  /* This may run inside another run (a management call): its plugin name
+   * comes back afterwards. Errors before the first plugin name none. */
+  char outer[sizeof(rt->plugin)];
+  memcpy(outer, rt->plugin, sizeof(outer));
+  rt->plugin[0] = '\0';
   run->slice_start_ns = hg_now_ns();
   run->mem_start = rt->mem;
-  int status = lua_pcall(L, 3, 1, top + 2);
+  int status = lua_pcall(L, nargs, 1, msgh);
   rt->current = prev;
   if (run->killed) lua_sethook(L, hook, LUA_MASKCOUNT, 1000);
-  if (status != LUA_OK) {
-    report_error(L, status, NULL, hg_phase_name(phase), err, errlen);
-    return HG_EINVAL;
-  }
-  lua_remove(L, top + 2); /* the message handler: the result now sits at top + 2 */
+  if (status != LUA_OK) report_error(L, status, rt->plugin, hg_phase_name(phase), err, errlen);
+  memcpy(rt->plugin, outer, sizeof(outer));
+  if (status != LUA_OK) return HG_EINVAL;
+  lua_remove(L, msgh); /* the result moves down to where it was */
   return 0;
 }
 
-static void push_json_arg(lua_State *L, void *ud) { hg_lua__push_json(L, ud); }
+typedef struct json_call {
+  hg_phase_t phase;
+  const char *bindings;
+  json_t *arg;
+} json_call_t;
+
+/* [arg table] R.run(phase, bindings, arg) */
+static int push_json_call(lua_State *L, hg_lua_t *rt, void *ud) {
+  json_call_t *c = ud;
+  hg_lua__push_json(L, c->arg);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->fn_run);
+  lua_pushstring(L, hg_phase_name(c->phase));
+  if (c->bindings) lua_pushstring(L, c->bindings);
+  else lua_pushnil(L);
+  lua_pushvalue(L, -4);
+  return 3;
+}
 
 int hg_lua_call(hg_lua_t *rt, hg_phase_t phase, const char *bindings, json_t **arg, json_t **result, char *err,
                 size_t errlen) {
   lua_State *L = rt->L;
-  int top = lua_gettop(L), arg_idx;
+  int top = lua_gettop(L), arg_idx = top + 1;
   *result = NULL;
-  int r = call_pure(rt, phase, bindings, push_json_arg, *arg, &arg_idx, err, errlen);
+  json_call_t c = {phase, bindings, *arg};
+  int r = call_pure(rt, phase, push_json_call, &c, err, errlen);
   if (r == 0) {
     char jerr[128];
     if (!lua_isnil(L, arg_idx + 1)) *result = hg_lua__to_json(L, arg_idx + 1, jerr, sizeof(jerr));
@@ -546,8 +620,8 @@ int hg_lua_call(hg_lua_t *rt, hg_phase_t phase, const char *bindings, json_t **a
 
 void hg_lua_delivery_close(hg_lua_delivery_t *d) {
   if (d == NULL) return;
-  free(d->url);
-  free(d->body);
+  if (d->own_url) free((void *)d->url);
+  if (d->own_body) free((void *)d->body);
   free(d->skip);
   for (size_t i = 0; i < d->n_headers; i++) {
     free(d->headers[i].name);
@@ -555,13 +629,27 @@ void hg_lua_delivery_close(hg_lua_delivery_t *d) {
   }
   free(d->headers);
   d->url = d->body = d->skip = NULL;
+  d->own_url = d->own_body = 0;
   d->headers = NULL;
   d->n_headers = 0;
 }
 
-static void push_delivery(lua_State *L, void *ud) {
-  const hg_lua_delivery_t *d = ud;
-  lua_createtable(L, 0, 10);
+typedef struct delivery_call {
+  hg_phase_t phase;
+  const char *bindings;
+  const hg_lua_delivery_t *d;
+} delivery_call_t;
+
+/* [url, body, delivery] R.run(phase, bindings, delivery): the url and body
+ * strings stay below the table, so that read_delivery can tell they are
+ * unchanged: while the stack keeps them alive, no other string can have
+ * their address. */
+static int push_delivery_call(lua_State *L, hg_lua_t *rt, void *ud) {
+  const delivery_call_t *c = ud;
+  const hg_lua_delivery_t *d = c->d;
+  lua_pushstring(L, d->url);
+  lua_pushlstring(L, d->body, d->body_len);
+  lua_createtable(L, 0, 8);
   lua_pushstring(L, d->id);
   lua_setfield(L, -2, "id");
   lua_pushstring(L, d->webhook_id);
@@ -570,9 +658,9 @@ static void push_delivery(lua_State *L, void *ud) {
   lua_setfield(L, -2, "eventId");
   lua_pushstring(L, d->event_type);
   lua_setfield(L, -2, "eventType");
-  lua_pushstring(L, d->url);
+  lua_pushvalue(L, -3);
   lua_setfield(L, -2, "url");
-  lua_pushlstring(L, d->body, d->body_len);
+  lua_pushvalue(L, -2);
   lua_setfield(L, -2, "body");
   lua_pushinteger(L, d->attempt);
   lua_setfield(L, -2, "attempt");
@@ -586,6 +674,12 @@ static void push_delivery(lua_State *L, void *ud) {
     lua_pushstring(L, d->skip);
     lua_setfield(L, -2, "skip");
   }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->fn_run);
+  lua_pushstring(L, hg_phase_name(c->phase));
+  if (c->bindings) lua_pushstring(L, c->bindings);
+  else lua_pushnil(L);
+  lua_pushvalue(L, -4);
+  return 3;
 }
 
 static int replace_str(char **dst, const char *s, size_t len) {
@@ -598,7 +692,20 @@ static int replace_str(char **dst, const char *s, size_t len) {
   return 0;
 }
 
-/* Reads url, body, headers and skip back from the table at idx. */
+/* replace_str for url and body, which may be borrowed (*own clear). */
+static int replace_field(const char **dst, int *own, const char *s, size_t len) {
+  char *copy = NULL;
+  if (replace_str(&copy, s, len) != 0) return HG_ENOMEM;
+  if (*own) free((void *)*dst);
+  *dst = copy;
+  *own = 1;
+  return 0;
+}
+
+/* Reads url, body, headers and skip back from the table at idx (see
+ * push_delivery_call: the original url and body strings sit at idx - 2
+ * and idx - 1). An unchanged url or body is the same string object: not
+ * copied again. */
 static int read_delivery(lua_State *L, int idx, hg_lua_delivery_t *d, char *err, size_t errlen) {
   size_t len;
   const char *s;
@@ -608,7 +715,7 @@ static int read_delivery(lua_State *L, int idx, hg_lua_delivery_t *d, char *err,
     return HG_EINVAL;
   }
   s = lua_tolstring(L, -1, &len);
-  if (replace_str(&d->url, s, len) != 0) return HG_ENOMEM;
+  if (s != lua_tostring(L, idx - 2) && replace_field(&d->url, &d->own_url, s, len) != 0) return HG_ENOMEM;
   lua_getfield(L, idx, "body");
   if (lua_type(L, -1) != LUA_TSTRING) {
     snprintf(err, errlen, "delivery.body must be a string");
@@ -616,8 +723,10 @@ static int read_delivery(lua_State *L, int idx, hg_lua_delivery_t *d, char *err,
   }
   /* The body's exact bytes: no UTF-8 check, no copy through JSON. */
   s = lua_tolstring(L, -1, &len);
-  if (replace_str(&d->body, s, len) != 0) return HG_ENOMEM;
-  d->body_len = len;
+  if (s != lua_tostring(L, idx - 1)) {
+    if (replace_field(&d->body, &d->own_body, s, len) != 0) return HG_ENOMEM;
+    d->body_len = len;
+  }
   lua_getfield(L, idx, "skip");
   free(d->skip);
   d->skip = NULL;
@@ -665,11 +774,14 @@ static int read_delivery(lua_State *L, int idx, hg_lua_delivery_t *d, char *err,
 int hg_lua_call_delivery(hg_lua_t *rt, hg_phase_t phase, const char *bindings, hg_lua_delivery_t *d, char *err,
                          size_t errlen) {
   lua_State *L = rt->L;
-  int top = lua_gettop(L), arg_idx;
-  int r = call_pure(rt, phase, bindings, push_delivery, d, &arg_idx, err, errlen);
+  int top = lua_gettop(L);
+  delivery_call_t c = {phase, bindings, d};
+  int r = call_pure(rt, phase, push_delivery_call, &c, err, errlen);
   if (r == 0) {
     char why[96];
-    r = read_delivery(L, arg_idx, d, why, sizeof(why));
+    /* top + 1, top + 2: the url and body given; top + 3: the table;
+     * top + 4: the result. */
+    r = read_delivery(L, top + 3, d, why, sizeof(why));
     if (r == HG_EINVAL) snprintf(err, errlen, "plugin (%s): %s", hg_phase_name(phase), why);
   }
   lua_settop(L, top);

@@ -56,8 +56,10 @@ int hg_lua_call(hg_lua_t *rt, hg_phase_t phase, const char *bindings, json_t **a
                 size_t errlen);
 
 /* The delivery a transform or sign plugin sees, without JSON in between
- * (this runs for every delivery). url, body, headers and skip are malloc'd
- * and replaced by the plugins' versions. */
+ * (this runs for every delivery). url and body may be the caller's
+ * (borrowed, own_url/own_body clear): a plugin's new value replaces them
+ * malloc'd, with the flag set. headers and skip are malloc'd and replaced
+ * by the plugins' versions. */
 typedef struct hg_lua_header {
   char *name, *value;
 } hg_lua_header_t;
@@ -65,9 +67,10 @@ typedef struct hg_lua_header {
 typedef struct hg_lua_delivery {
   const char *id, *webhook_id, *event_id, *event_type; /* borrowed */
   int attempt;
-  char *url;
-  char *body;
+  const char *url;
+  const char *body;
   size_t body_len;
+  int own_url, own_body; /* url, body malloc'd here: freed by hg_lua_delivery_close */
   hg_lua_header_t *headers;
   size_t n_headers;
   char *skip; /* set by a plugin: the reason this delivery is not sent */

@@ -250,8 +250,9 @@ function R.compile_transform(src)
   return fn
 end
 
--- The error handler of every plugin call: the message (already
--- "file:line: text") and a traceback of the plugin's stack.
+-- The error handler of route handlers and timers (phase functions go
+-- without one: see R.run): the message (already "file:line: text") and a
+-- traceback of the plugin's stack.
 local function handler(msg)
   if type(msg) ~= "string" then msg = tostring(msg) end
   return { message = msg, traceback = debug.traceback("", 2) }
@@ -291,35 +292,37 @@ local function phase_calls(list, phase)
   return c
 end
 
--- Runs phase through the bound plugins in order. Each call gets (arg, conf,
--- ...); the first plugin to return a non-nil value ends the walk and its
--- values are returned (retry decisions, ingest rejections). On error,
--- raises { plugin =, phase =, message =, traceback = }.
+-- Runs phase through the bound plugins in order. Each call gets (arg,
+-- conf); the first plugin to return a non-nil value ends the walk and its
+-- values are returned (retry decisions, ingest rejections). A plugin's
+-- error goes through as raised: the C side takes the traceback where it
+-- sees it (the pure phases' message handler, or the dead coroutine) and
+-- names the plugin set_plugin last named. No xpcall per plugin call.
 local set_plugin = host.set_plugin
-function R.run(phase, bindings_text, arg, ...)
+function R.run(phase, bindings_text, arg)
   local list = R.global
   if bindings_text ~= nil and bindings_text ~= "" then list = R.webhook_bindings(bindings_text) end
   local c = phase_calls(list, phase)
   for i = 1, #c, 3 do
-    local name = c[i + 2]
-    set_plugin(name)
+    set_plugin(c[i + 2])
     -- Up to three results (no phase uses more): no table per call on the
     -- hot path.
-    local ok, r1, r2, r3 = xpcall(c[i], handler, arg, c[i + 1], ...)
-    if not ok then
-      local e = failure(r1)
-      error({ plugin = name, phase = phase, message = e.message, traceback = e.traceback }, 0)
-    end
+    local r1, r2, r3 = c[i](arg, c[i + 1])
     if r1 ~= nil then return r1, r2, r3 end
   end
   return nil
 end
 
--- The route phase of one event: the C side builds event (its data decoded
--- on first read) and targets; only targets is read back.
+-- The route phase of one event (global bindings only): the C side builds
+-- event (its data decoded on first read) and targets; only targets is read
+-- back. R.run's walk, inline, as this runs for every event.
 function R.route_event(event, targets)
   local arg = { event = event, targets = targets }
-  R.run("route", nil, arg)
+  local c = phase_calls(R.global, "route")
+  for i = 1, #c, 3 do
+    set_plugin(c[i + 2])
+    if c[i](arg, c[i + 1]) ~= nil then break end
+  end
   return arg.targets
 end
 

@@ -70,7 +70,7 @@ describe('pooled route runs', () => {
   });
 
   it('a thread reused after a run that yielded, was preempted, failed or was killed behaves like a new one', async () => {
-    const modes = ['plain', 'sleep', 'plain', 'spin', 'plain', 'error', 'plain', 'runaway', 'plain', 'plain'];
+    const modes = ['plain', 'sleep', 'plain', 'spin', 'plain', 'error', 'plain', 'runaway', 'plain', 'errtable', 'plain', 'plain'];
     const events = [];
     for (const mode of modes) {
       const res = await publish({ mode, drop: a.id });
@@ -87,21 +87,25 @@ describe('pooled route runs', () => {
       assert.equal(r.yieldable, true, what);
       assert.equal(r.extra, 0, `${what}: (arg, conf) and nothing else`);
       assert.equal(r.conf, true, what);
-      if (r.mode === 'error' || r.mode === 'runaway') return;
+      if (['error', 'runaway', 'errtable'].includes(r.mode)) return;
       assert.equal(r.done, true, what);
       assert.equal(r.same, true, `${what}: the same thread after yielding`);
     });
     // Each run's thread: the one the run before left, unless that run failed.
-    assert.deepEqual(h.map((r) => r.previous), [0, 1, 2, 3, 4, 5, 0, 7, 0, 9]);
+    assert.deepEqual(h.map((r) => r.previous), [0, 1, 2, 3, 4, 5, 0, 7, 0, 9, 0, 11]);
 
     // The plugin's targets where the run finished; the match where it failed.
     for (let i = 0; i < modes.length; i++) {
-      const want = modes[i] === 'error' || modes[i] === 'runaway' ? [a.id, b.id] : [b.id];
+      const want = ['error', 'runaway', 'errtable'].includes(modes[i]) ? [a.id, b.id] : [b.id];
       assert.deepEqual(await targetsOf(events[i], [a, b]), want, `run ${i + 1} (${modes[i]})`);
     }
     const logs = gw.logs();
     assert.match(logs, /script error.*plugin=routepool.*phase=route.*routepool\/init\.lua:\d+: routepool: deliberate error/);
     assert.match(logs, /script error.*plugin=routepool.*phase=route.*routepool\/init\.lua:\d+: CPU budget exceeded/);
+    assert.match(logs, /script error.*plugin=routepool.*phase=route.*error="\(error object is a table value\)"/);
+    // The traceback goes down to the plugin's line.
+    const line = logs.split('\n').find((l) => /routepool: deliberate error/.test(l));
+    assert.match(line, /traceback=.*stack traceback.*routepool\/init\.lua:\d+/);
   });
 
   it('many runs in flight at once, then reuse', async () => {

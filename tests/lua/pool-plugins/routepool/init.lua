@@ -27,6 +27,7 @@ return {
     seen[co] = n
     history[#history + 1] = rec
     if data.mode == "error" then error("routepool: deliberate error") end
+    if data.mode == "errtable" then error({ code = 1 }) end
     if data.mode == "runaway" then while true do end end
     if data.mode == "sleep" then hookgate.sleep(0.05) end
     if data.mode == "longsleep" then hookgate.sleep(1) end
