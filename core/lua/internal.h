@@ -28,6 +28,7 @@ struct hg_lua_run {
   int killed;    /* over its CPU budget: never resumed again */
   char kill_msg[200];
   int first_nargs; /* arguments of the first resume */
+  hg_lua_run_t *next_ready; /* queued to start (see run_queue) */
   uv_timer_t timer; /* resumes after preemption; also hookgate.sleep */
   hg_lua_done_fn done;
   void *ud;
@@ -61,6 +62,10 @@ struct hg_lua {
   hg_lua_utimer_t *utimers; /* live hookgate.timer timers */
   hg_lua_run_t *runs;       /* live async runs */
   hg_lua_run_t *pool;       /* finished runs kept for reuse: thread and timer ready */
+  hg_lua_run_t *ready, *ready_tail; /* runs to start, in order (see run_queue) */
+  uv_check_t kick_check;    /* starts them after this turn's I/O ... */
+  uv_idle_t kick_idle;      /* ... or before the next poll, which it keeps from blocking */
+  int kick_open;
   size_t n_pool;
   int fn_run, fn_route_event; /* registry refs: R.run, R.route_event */
   int next_timer_id;

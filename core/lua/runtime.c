@@ -251,12 +251,68 @@ static void run_free(hg_lua_run_t *run, int finished) {
   run_close(run);
 }
 
-static void preempt_cb(uv_timer_t *t) {
-  hg_lua_run_t *run = t->data;
-  /* The first step passes the function's arguments. */
-  int nargs = run->first_nargs;
-  run->first_nargs = 0;
-  run_step(run, nargs);
+static void preempt_cb(uv_timer_t *t) { run_step(t->data, 0); }
+
+/* --- starting runs -----------------------------------------------------------
+ *
+ * A new run starts after the call that asked for it returns (a callback
+ * never runs inside the call that registered it), from a queue the
+ * generation drains once per loop turn: right after the turn's I/O (a
+ * check handle), or before the next poll if it was queued elsewhere (an
+ * idle handle, which also keeps that poll from blocking). One queue, not a
+ * timer per run. */
+
+static void kick_close_cb(uv_handle_t *h) { hg_lua_unref(h->data); }
+
+static void kick_close(hg_lua_t *rt) {
+  if (!rt->kick_open) return;
+  rt->kick_open = 0;
+  uv_close((uv_handle_t *)&rt->kick_check, kick_close_cb);
+  uv_close((uv_handle_t *)&rt->kick_idle, kick_close_cb);
+}
+
+/* Starts the runs queued so far; runs they queue wait for the next turn. */
+static void kick(hg_lua_t *rt) {
+  hg_lua_run_t *run = rt->ready;
+  rt->ready = rt->ready_tail = NULL;
+  uv_check_stop(&rt->kick_check);
+  uv_idle_stop(&rt->kick_idle);
+  while (run != NULL) {
+    hg_lua_run_t *next = run->next_ready;
+    int nargs = run->first_nargs;
+    run->first_nargs = 0;
+    run_step(run, nargs);
+    run = next;
+  }
+  /* A generation stopped meanwhile lets its handles go once nothing waits. */
+  if (rt->stopped && rt->ready == NULL) kick_close(rt);
+}
+
+static void kick_check_cb(uv_check_t *h) { kick(h->data); }
+static void kick_idle_cb(uv_idle_t *h) { kick(h->data); }
+
+/* Queues run, its function and nargs arguments pushed on its thread. */
+static void run_queue(hg_lua_run_t *run, int nargs) {
+  hg_lua_t *rt = run->rt;
+  run->first_nargs = nargs;
+  run->next_ready = NULL;
+  if (!rt->kick_open) {
+    /* Each handle holds a reference until closed (hg_lua_stop). */
+    uv_check_init(rt->loop, &rt->kick_check);
+    uv_idle_init(rt->loop, &rt->kick_idle);
+    rt->kick_check.data = rt->kick_idle.data = rt;
+    hg_lua_ref(rt);
+    hg_lua_ref(rt);
+    rt->kick_open = 1;
+  }
+  if (rt->ready == NULL) {
+    rt->ready = rt->ready_tail = run;
+    uv_check_start(&rt->kick_check, kick_check_cb);
+    uv_idle_start(&rt->kick_idle, kick_idle_cb);
+  } else {
+    rt->ready_tail->next_ready = run;
+    rt->ready_tail = run;
+  }
 }
 
 /* 1 if the value at idx is what hg_lua__push_json made of arr, an array of
@@ -467,10 +523,7 @@ static int start_run(hg_lua_t *rt, run_kind_t kind, hg_phase_t phase, const char
     nargs = 3;
   }
   run->arg = json_incref(arg);
-  /* Start on the next loop turn: a callback never runs inside the call
-   * that registered it. */
-  run->first_nargs = nargs;
-  uv_timer_start(&run->timer, preempt_cb, 0, 0);
+  run_queue(run, nargs);
   return 0;
 }
 
@@ -489,8 +542,7 @@ int hg_lua__spawn(hg_lua_t *rt, int fn_ref, const char *label) {
   lua_rawgeti(co, LUA_REGISTRYINDEX, fn_ref);
   lua_pushstring(co, label);
   run->label = NULL;
-  run->first_nargs = 2;
-  uv_timer_start(&run->timer, preempt_cb, 0, 0);
+  run_queue(run, 2);
   return 0;
 }
 
@@ -510,10 +562,7 @@ int hg_lua_route_event(hg_lua_t *rt, const hg_lua_event_t *ev, json_t *targets, 
   hg_lua__push_event(co, ev);
   hg_lua__push_json(co, targets);
   run->targets = json_incref(targets);
-  run->first_nargs = 2;
-  /* Start on the next loop turn: a callback never runs inside the call
-   * that registered it. */
-  uv_timer_start(&run->timer, preempt_cb, 0, 0);
+  run_queue(run, 2);
   return 0;
 }
 
@@ -1205,6 +1254,7 @@ void hg_lua__utimer_close(hg_lua_utimer_t *t) {
 
 void hg_lua_stop(hg_lua_t *rt) {
   rt->stopped = 1;
+  if (rt->ready == NULL) kick_close(rt); /* else once the queue is drained */
   /* No new run starts: the pooled ones go (each holds a reference). */
   while (rt->pool) {
     hg_lua_run_t *run = rt->pool;

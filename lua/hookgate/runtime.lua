@@ -182,7 +182,7 @@ function R.bind_global(name, conf)
   local p = R.plugins[name]
   R.global[#R.global + 1] = { plugin = p, conf = c }
   table.sort(R.global, by_priority)
-  R.global.calls = nil
+  R.global.calls, R.route_calls = nil, nil
   for _, r in ipairs(p.routes or {}) do
     local rpath = r.path
     if type(rpath) == "function" then
@@ -318,7 +318,11 @@ end
 -- back. R.run's walk, inline, as this runs for every event.
 function R.route_event(event, targets)
   local arg = { event = event, targets = targets }
-  local c = phase_calls(R.global, "route")
+  local c = R.route_calls
+  if c == nil then
+    c = phase_calls(R.global, "route")
+    R.route_calls = c
+  end
   for i = 1, #c, 3 do
     set_plugin(c[i + 2])
     if c[i](arg, c[i + 1]) ~= nil then break end
