@@ -68,6 +68,7 @@ struct hg_lua {
   int kick_open;
   size_t n_pool;
   int fn_run, fn_route_event; /* registry refs: R.run, R.route_event */
+  int calls[HG_PHASE_COUNT];  /* registry refs: the global call lists of the pure phases */
   int next_timer_id;
 };
 

@@ -587,13 +587,39 @@ int hg_lua_call_route(hg_lua_t *rt, const char *method, const char *path, json_t
 
 /* --- pure phases ------------------------------------------------------------ */
 
-/* Runs a pure phase: push leaves a function of R and its arguments on top
- * of L's stack (and may leave values below them for the caller) and
- * returns how many arguments; on success the function's one result
- * replaces them, on top, above what push left below. The caller's
- * lua_settop(L, top) removes all. */
-static int call_pure(hg_lua_t *rt, hg_phase_t phase, int (*push)(lua_State *L, hg_lua_t *rt, void *ud), void *ud,
-                     char *err, size_t errlen) {
+/* Calls each function of the global bindings' call list for phase (at
+ * calls: function, conf, plugin name, ...) with the table at arg, as R.run
+ * does, naming the plugin before each call. Leaves the first non-nil
+ * result on top (nil if none). */
+static int walk_global(lua_State *L, hg_lua_t *rt, int calls, int arg, int msgh) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, calls);
+  for (lua_Integer i = 1; i <= n; i += 3) {
+    size_t len;
+    lua_rawgeti(L, calls, i + 2);
+    const char *name = lua_tolstring(L, -1, &len);
+    if (len >= sizeof(rt->plugin)) len = sizeof(rt->plugin) - 1;
+    memcpy(rt->plugin, name, len);
+    rt->plugin[len] = '\0';
+    lua_pop(L, 1);
+    lua_rawgeti(L, calls, i);
+    lua_pushvalue(L, arg);
+    lua_rawgeti(L, calls, i + 1);
+    int status = lua_pcall(L, 2, 1, msgh);
+    if (status != LUA_OK || !lua_isnil(L, -1)) return status;
+    lua_pop(L, 1);
+  }
+  lua_pushnil(L);
+  return LUA_OK;
+}
+
+/* Runs a pure phase: push leaves the phase's argument table on top of L's
+ * stack (and may leave values below it for the caller). On success the
+ * first non-nil value a plugin returned (or nil) sits just above the
+ * table. The caller's lua_settop(L, top) removes all. The global bindings
+ * (no per-webhook ones) are walked from here, without R.run: this runs
+ * for every delivery. */
+static int call_pure(hg_lua_t *rt, hg_phase_t phase, const char *bindings, void (*push)(lua_State *L, void *ud),
+                     void *ud, char *err, size_t errlen) {
   lua_State *L = rt->L;
   hg_lua_run_t *run = &rt->sync_run;
   memset(run, 0, sizeof(*run));
@@ -604,7 +630,8 @@ static int call_pure(hg_lua_t *rt, hg_phase_t phase, int (*push)(lua_State *L, h
   run->co = L;
   lua_pushcfunction(L, msgh_error);
   int msgh = lua_gettop(L);
-  int nargs = push(L, rt, ud);
+  push(L, ud);
+  int arg = lua_gettop(L);
   hg_lua_run_t *prev = rt->current;
   rt->current = run;
   /* This may run inside another run (a management call): its plugin name
@@ -614,41 +641,36 @@ static int call_pure(hg_lua_t *rt, hg_phase_t phase, int (*push)(lua_State *L, h
   rt->plugin[0] = '\0';
   run->slice_start_ns = hg_now_ns();
   run->mem_start = rt->mem;
-  int status = lua_pcall(L, nargs, 1, msgh);
+  int status;
+  if ((bindings == NULL || bindings[0] == '\0') && rt->calls[phase] != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->calls[phase]);
+    status = walk_global(L, rt, arg + 1, arg, msgh);
+    lua_remove(L, arg + 1); /* the call list */
+  } else {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->fn_run);
+    lua_pushstring(L, hg_phase_name(phase));
+    if (bindings) lua_pushstring(L, bindings);
+    else lua_pushnil(L);
+    lua_pushvalue(L, arg);
+    status = lua_pcall(L, 3, 1, msgh);
+  }
   rt->current = prev;
   if (run->killed) lua_sethook(L, hook, LUA_MASKCOUNT, 1000);
   if (status != LUA_OK) report_error(L, status, rt->plugin, hg_phase_name(phase), err, errlen);
   memcpy(rt->plugin, outer, sizeof(outer));
   if (status != LUA_OK) return HG_EINVAL;
-  lua_remove(L, msgh); /* the result moves down to where it was */
+  lua_remove(L, msgh); /* what push left moves down to where it was */
   return 0;
 }
 
-typedef struct json_call {
-  hg_phase_t phase;
-  const char *bindings;
-  json_t *arg;
-} json_call_t;
-
-/* [arg table] R.run(phase, bindings, arg) */
-static int push_json_call(lua_State *L, hg_lua_t *rt, void *ud) {
-  json_call_t *c = ud;
-  hg_lua__push_json(L, c->arg);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->fn_run);
-  lua_pushstring(L, hg_phase_name(c->phase));
-  if (c->bindings) lua_pushstring(L, c->bindings);
-  else lua_pushnil(L);
-  lua_pushvalue(L, -4);
-  return 3;
-}
+static void push_json_arg(lua_State *L, void *ud) { hg_lua__push_json(L, ud); }
 
 int hg_lua_call(hg_lua_t *rt, hg_phase_t phase, const char *bindings, json_t **arg, json_t **result, char *err,
                 size_t errlen) {
   lua_State *L = rt->L;
   int top = lua_gettop(L), arg_idx = top + 1;
   *result = NULL;
-  json_call_t c = {phase, bindings, *arg};
-  int r = call_pure(rt, phase, push_json_call, &c, err, errlen);
+  int r = call_pure(rt, phase, bindings, push_json_arg, *arg, err, errlen);
   if (r == 0) {
     char jerr[128];
     if (!lua_isnil(L, arg_idx + 1)) *result = hg_lua__to_json(L, arg_idx + 1, jerr, sizeof(jerr));
@@ -683,19 +705,11 @@ void hg_lua_delivery_close(hg_lua_delivery_t *d) {
   d->n_headers = 0;
 }
 
-typedef struct delivery_call {
-  hg_phase_t phase;
-  const char *bindings;
-  const hg_lua_delivery_t *d;
-} delivery_call_t;
-
-/* [url, body, delivery] R.run(phase, bindings, delivery): the url and body
- * strings stay below the table, so that read_delivery can tell they are
- * unchanged: while the stack keeps them alive, no other string can have
- * their address. */
-static int push_delivery_call(lua_State *L, hg_lua_t *rt, void *ud) {
-  const delivery_call_t *c = ud;
-  const hg_lua_delivery_t *d = c->d;
+/* [url, body, delivery]: the url and body strings stay below the table, so
+ * that read_delivery can tell they are unchanged: while the stack keeps
+ * them alive, no other string can have their address. */
+static void push_delivery(lua_State *L, void *ud) {
+  const hg_lua_delivery_t *d = ud;
   lua_pushstring(L, d->url);
   lua_pushlstring(L, d->body, d->body_len);
   lua_createtable(L, 0, 8);
@@ -723,12 +737,6 @@ static int push_delivery_call(lua_State *L, hg_lua_t *rt, void *ud) {
     lua_pushstring(L, d->skip);
     lua_setfield(L, -2, "skip");
   }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->fn_run);
-  lua_pushstring(L, hg_phase_name(c->phase));
-  if (c->bindings) lua_pushstring(L, c->bindings);
-  else lua_pushnil(L);
-  lua_pushvalue(L, -4);
-  return 3;
 }
 
 static int replace_str(char **dst, const char *s, size_t len) {
@@ -752,7 +760,7 @@ static int replace_field(const char **dst, int *own, const char *s, size_t len) 
 }
 
 /* Reads url, body, headers and skip back from the table at idx (see
- * push_delivery_call: the original url and body strings sit at idx - 2
+ * push_delivery: the original url and body strings sit at idx - 2
  * and idx - 1). An unchanged url or body is the same string object: not
  * copied again. */
 static int read_delivery(lua_State *L, int idx, hg_lua_delivery_t *d, char *err, size_t errlen) {
@@ -824,8 +832,7 @@ int hg_lua_call_delivery(hg_lua_t *rt, hg_phase_t phase, const char *bindings, h
                          size_t errlen) {
   lua_State *L = rt->L;
   int top = lua_gettop(L);
-  delivery_call_t c = {phase, bindings, d};
-  int r = call_pure(rt, phase, push_delivery_call, &c, err, errlen);
+  int r = call_pure(rt, phase, bindings, push_delivery, d, err, errlen);
   if (r == 0) {
     char why[96];
     /* top + 1, top + 2: the url and body given; top + 3: the table;
@@ -1047,7 +1054,8 @@ int hg_lua_new(hg_lua_t **out, struct hg_app *app, json_t **errors_out) {
     }
     json_decref(bindings);
   }
-  /* Which phases any global plugin defines: the fast path skips Lua. */
+  /* Which phases any global plugin defines: the fast path skips Lua. The
+   * pure phases keep the global bindings' call list (see walk_global). */
   for (int p = 0; p < HG_PHASE_COUNT; p++) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->R);
     lua_getfield(L, -1, "has");
@@ -1055,6 +1063,14 @@ int hg_lua_new(hg_lua_t **out, struct hg_app *app, json_t **errors_out) {
     lua_pushnil(L);
     rt->has[p] = lua_pcall(L, 2, 1, 0) == LUA_OK && lua_toboolean(L, -1);
     lua_settop(L, 0);
+    rt->calls[p] = LUA_NOREF;
+    if (p == HG_PHASE_TRANSFORM || p == HG_PHASE_SIGN || p == HG_PHASE_RETRY) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, rt->R);
+      lua_getfield(L, -1, "calls");
+      lua_pushstring(L, phase_names[p]);
+      if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1)) rt->calls[p] = luaL_ref(L, LUA_REGISTRYINDEX);
+      lua_settop(L, 0);
+    }
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->R);
   lua_getfield(L, -1, "routes");

@@ -313,6 +313,12 @@ function R.run(phase, bindings_text, arg)
   return nil
 end
 
+-- The global bindings' call list for phase: function, conf, plugin name,
+-- ... (the C side walks it itself for the pure phases).
+function R.calls(phase)
+  return phase_calls(R.global, phase)
+end
+
 -- The route phase of one event (global bindings only): the C side builds
 -- event (its data decoded on first read) and targets; only targets is read
 -- back. R.run's walk, inline, as this runs for every event.
