@@ -469,25 +469,14 @@ static json_t *event_json(const hg_event_in_t *ev) {
   return out;
 }
 
-/* For the route phase: the event with its data as raw JSON text, which
- * the runtime decodes only if the plugin reads event.data (most routing
- * looks at the type and organization alone). */
-static json_t *event_json_lazy(const hg_event_in_t *ev) {
-  const char *data;
-  size_t len;
-  if (hg_json_member_span(ev->payload, ev->payload_len, "data", &data, &len) != 0) return event_json(ev);
-  return json_pack("{s:s,s:s%,s:s?,s:s}", "type", ev->type, "_data", data, len, "organizationId",
-                   ev->org[0] ? ev->org : NULL, "id", ev->id);
-}
-
 static void route_done(int status, json_t *arg, json_t *res, json_t *res2, const char *err, void *ud) {
-  (void)res, (void)res2, (void)err;
+  (void)arg, (void)res2, (void)err;
   phase_call_t *pc = ud;
   ingest_t *g = pc->g;
   size_t i = pc->i;
   free(pc);
   /* On a script error the subscriptions' match stands (logged and counted). */
-  json_t *targets = json_object_get(arg, "targets");
+  json_t *targets = res;
   if (status == 0 && json_is_array(targets)) {
     json_decref(g->targets[i]);
     g->targets[i] = json_incref(targets);
@@ -501,22 +490,27 @@ static void route_done(int status, json_t *arg, json_t *res, json_t *res2, const
 static void run_route(ingest_t *g) {
   g->pending = g->n;
   for (size_t i = 0; i < g->n; i++) {
-    json_t *arg = json_pack("{s:o,s:O}", "event", event_json_lazy(&g->events[i]), "targets", g->targets[i]);
+    /* The event goes to Lua without JSON in between; its data as raw text,
+     * decoded only if a plugin reads event.data. */
+    const hg_event_in_t *e = &g->events[i];
+    hg_lua_event_t ev = {.id = e->id, .type = e->type, .org = e->org[0] ? e->org : NULL};
     phase_call_t *pc = malloc(sizeof(*pc));
-    int r = arg && pc ? HG_OK : HG_ENOMEM;
+    int r = pc ? HG_OK : HG_ENOMEM;
+    /* The stored payload always has "data" (it is built here): without
+     * it, the match stands. */
+    if (r == 0) r = hg_json_member_span(e->payload, e->payload_len, "data", &ev.data, &ev.data_len);
     if (r == 0) {
       pc->g = g;
       pc->i = i;
-      r = hg_lua_call_async(g->lua, HG_PHASE_ROUTE, NULL, arg, route_done, pc);
+      r = hg_lua_route_event(g->lua, &ev, g->targets[i], route_done, pc);
       if (r == HG_ESTATE && g->app->lua != NULL && g->app->lua != g->lua) {
         /* A reload retired the generation meanwhile: route on the new one. */
         hg_lua_unref(g->lua);
         g->lua = g->app->lua;
         hg_lua_ref(g->lua);
-        r = hg_lua_call_async(g->lua, HG_PHASE_ROUTE, NULL, arg, route_done, pc);
+        r = hg_lua_route_event(g->lua, &ev, g->targets[i], route_done, pc);
       }
     }
-    json_decref(arg);
     if (r != 0) {
       /* Keep the match for this event. */
       free(pc);

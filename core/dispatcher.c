@@ -559,6 +559,40 @@ static int add_header(hg_lua_delivery_t *ld, const char *name, const char *value
   return 0;
 }
 
+/* Sends ld after a transform phase alone: the core's headers go straight
+ * into the request, each replacing the first of the plugin's headers of
+ * the same name as add_header would, without copying any. */
+static void send_transformed(item_t *it, const hg_lua_delivery_t *ld, const char *ts_buf, const char *sig) {
+  const hg_client_header_t core[] = {
+      {"Content-Type", "application/json"},
+      {"webhook-id", it->send.event_id},
+      {"webhook-timestamp", ts_buf},
+      {"webhook-signature", sig},
+  };
+  int used[HG_ARRAY_LEN(core)] = {0};
+  hg_client_header_t headers[64 + HG_ARRAY_LEN(core)];
+  size_t n = 0;
+  for (size_t i = 0; i < ld->n_headers && i < 64; i++) {
+    headers[n] = (hg_client_header_t){ld->headers[i].name, ld->headers[i].value};
+    for (size_t k = 0; k < HG_ARRAY_LEN(core); k++) {
+      if (!used[k] && strcasecmp(ld->headers[i].name, core[k].name) == 0) {
+        used[k] = 1;
+        headers[n].value = core[k].value;
+        break;
+      }
+    }
+    n++;
+  }
+  for (size_t k = 0; k < HG_ARRAY_LEN(core); k++)
+    if (!used[k]) headers[n++] = core[k];
+  if (ld->n_headers > 64 || n > 64) {
+    /* Cutting the list could drop the signature: refuse instead. */
+    script_failed(it, "more than 64 request headers after the Lua phases");
+    return;
+  }
+  send_raw(it, ld->url, ld->body, ld->body_len, headers, n);
+}
+
 static void send_lua(item_t *it, hg_lua_t *lua, int lua_transform, int lua_sign, int lua_deliver, const char *ts_buf,
                      int64_t ts) {
   hg_send_t *s = &it->send;
@@ -570,14 +604,9 @@ static void send_lua(item_t *it, hg_lua_t *lua, int lua_transform, int lua_sign,
   ld.event_type = s->event_type;
   ld.attempt = s->attempts + 1;
   char err[1024];
-  ld.url = strdup(s->url);
-  ld.body = malloc(s->payload_len + 1);
-  if (ld.url == NULL || ld.body == NULL) {
-    hg_lua_delivery_close(&ld);
-    script_failed(it, "out of memory");
-    return;
-  }
-  memcpy(ld.body, s->payload, s->payload_len + 1);
+  /* Borrowed: copied only if a plugin changes them. */
+  ld.url = s->url;
+  ld.body = s->payload;
   ld.body_len = s->payload_len;
   if (lua_transform && hg_lua_call_delivery(lua, HG_PHASE_TRANSFORM, s->lua, &ld, err, sizeof(err)) != 0) {
     hg_lua_delivery_close(&ld);
@@ -605,6 +634,11 @@ static void send_lua(item_t *it, hg_lua_t *lua, int lua_transform, int lua_sign,
     it->has_error = 1;
     snprintf(it->error, sizeof(it->error), "cannot sign: the webhook has no valid secret");
     finish_attempt(it, 0, NULL);
+    return;
+  }
+  if (!lua_sign && !lua_deliver) {
+    send_transformed(it, &ld, ts_buf, sig);
+    hg_lua_delivery_close(&ld);
     return;
   }
   if (add_header(&ld, "Content-Type", "application/json") != 0 || add_header(&ld, "webhook-id", s->event_id) != 0 ||

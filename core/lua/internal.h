@@ -28,13 +28,15 @@ struct hg_lua_run {
   int killed;    /* over its CPU budget: never resumed again */
   char kill_msg[200];
   int first_nargs; /* arguments of the first resume */
+  hg_lua_run_t *next_ready; /* queued to start (see run_queue) */
   uv_timer_t timer; /* resumes after preemption; also hookgate.sleep */
   hg_lua_done_fn done;
   void *ud;
   json_t *arg;
+  json_t *targets;   /* route phase: the targets given, kept for the result when unchanged */
   const char *label; /* plugin name for logs, when known */
   int sleeping;      /* waiting in hookgate.sleep */
-  hg_lua_run_t *prev_run, *next_run; /* the generation's live runs */
+  hg_lua_run_t *prev_run, *next_run; /* the generation's live runs, or the pool */
   char plugin[64];   /* the plugin this run was in when it last yielded */
 };
 
@@ -59,6 +61,14 @@ struct hg_lua {
   size_t n_timers;
   hg_lua_utimer_t *utimers; /* live hookgate.timer timers */
   hg_lua_run_t *runs;       /* live async runs */
+  hg_lua_run_t *pool;       /* finished runs kept for reuse: thread and timer ready */
+  hg_lua_run_t *ready, *ready_tail; /* runs to start, in order (see run_queue) */
+  uv_check_t kick_check;    /* starts them after this turn's I/O ... */
+  uv_idle_t kick_idle;      /* ... or before the next poll, which it keeps from blocking */
+  int kick_open;
+  size_t n_pool;
+  int fn_run, fn_route_event; /* registry refs: R.run, R.route_event */
+  int calls[HG_PHASE_COUNT];  /* registry refs: the global call lists of the pure phases */
   int next_timer_id;
 };
 
@@ -77,6 +87,9 @@ int hg_lua__yield(lua_State *L, hg_lua_run_t *run);
 void hg_lua__resume(hg_lua_run_t *run, int nargs);
 
 void hg_lua__push_json(lua_State *L, json_t *v);
+/* Pushes a route event table: id, type, organizationId, and data decoded
+ * from ev->data on first read. */
+void hg_lua__push_event(lua_State *L, const hg_lua_event_t *ev);
 /* Converts the Lua value at idx into a new JSON reference, or NULL with a
  * reason in err (functions, cycles, non-string keys in objects). */
 json_t *hg_lua__to_json(lua_State *L, int idx, char *err, size_t errlen);

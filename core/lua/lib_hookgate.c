@@ -188,6 +188,46 @@ static int l_json_decode(lua_State *L) {
   return 1;
 }
 
+/* __index of a route event: `data` is decoded from the raw JSON text kept
+ * in the metatable's `raw` on first use, then stored in the table itself.
+ * [-2, +1, m] */
+static int event_index(lua_State *L) {
+  if (lua_type(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, 2), "data") != 0 || !lua_getmetatable(L, 1) ||
+      lua_getfield(L, -1, "raw") != LUA_TSTRING) {
+    lua_pushnil(L);
+    return 1;
+  }
+  size_t len;
+  const char *s = lua_tolstring(L, -1, &len);
+  json_t *j = json_loadb(s, len, JSON_DECODE_ANY, NULL);
+  if (j == NULL) return luaL_error(L, "event.data: the stored text is not JSON"); /* validated at ingest */
+  hg_lua__push_json(L, j);
+  json_decref(j);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, 1, "data");
+  return 1;
+}
+
+void hg_lua__push_event(lua_State *L, const hg_lua_event_t *ev) {
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, ev->id);
+  lua_setfield(L, -2, "id");
+  lua_pushstring(L, ev->type);
+  lua_setfield(L, -2, "type");
+  if (ev->org != NULL) {
+    lua_pushstring(L, ev->org);
+    lua_setfield(L, -2, "organizationId");
+  }
+  /* Most routing looks at the type and organization alone: the data is
+   * parsed only if the plugin reads it. */
+  lua_createtable(L, 0, 2);
+  lua_pushlstring(L, ev->data, ev->data_len);
+  lua_setfield(L, -2, "raw");
+  lua_pushcfunction(L, event_index);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, -2);
+}
+
 /* json.array(t) -> t, marked to encode as an array even when empty. */
 static int l_json_array(lua_State *L) {
   if (lua_isnoneornil(L, 1)) lua_newtable(L);

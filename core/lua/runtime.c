@@ -123,14 +123,47 @@ static void hook(lua_State *L, lua_Debug *ar) {
 
 /* --- script errors ------------------------------------------------------------ */
 
-/* Reads the error on top of L's stack — R.run raises {plugin, phase,
- * message, traceback}; anything else is a raw error from outside a plugin
- * call — then logs it, counts it, and writes "plugin P (phase): msg" to
- * err. */
+#define NOT_ENOUGH_MEMORY "not enough memory (the run's memory share or the VM's memory limit was reached)"
+
+/* Replaces the raw error value on top of L's stack with {message,
+ * traceback}, the form report_error reads. R.run calls plugins without
+ * xpcall: this runs where the error is seen with the stack that raised it
+ * still there, from level on (a message handler, or a coroutine that
+ * died). Non-string errors are named by type, as lua.c does: no
+ * __tostring, as this may run outside a protected call. */
+static void structure_error(lua_State *L, int status, int level) {
+  char buf[64];
+  const char *msg;
+  if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) {
+    msg = lua_tostring(L, -1);
+  } else {
+    snprintf(buf, sizeof(buf), "(error object is a %s value)", luaL_typename(L, -1));
+    msg = buf;
+  }
+  if (status == LUA_ERRMEM || strcmp(msg, "not enough memory") == 0) msg = NOT_ENOUGH_MEMORY;
+  lua_createtable(L, 0, 2);
+  lua_pushstring(L, msg);
+  lua_setfield(L, -2, "message");
+  luaL_traceback(L, L, "", level);
+  lua_setfield(L, -2, "traceback");
+  lua_remove(L, -2);
+}
+
+/* The message handler of pure phases. [-1, +1, m] */
+static int msgh_error(lua_State *L) {
+  structure_error(L, LUA_ERRRUN, 1);
+  return 1;
+}
+
+/* Reads the error on top of L's stack — {plugin?, message, traceback} (see
+ * structure_error, and R.route/R.timer/R.call, which still catch their
+ * handler's errors themselves), or a raw value (a memory error skips the
+ * message handler) — then logs it, counts it, and writes "plugin P
+ * (phase): msg" to err. plugin: the plugin that was running, or NULL. */
 static void report_error(lua_State *L, int status, const char *plugin, const char *phase, char *err,
                          size_t errlen) {
   const char *msg = NULL, *tb = "";
-  if (plugin == NULL) plugin = "?";
+  if (plugin == NULL || plugin[0] == '\0') plugin = "?";
   if (lua_istable(L, -1)) {
     lua_getfield(L, -1, "plugin");
     lua_getfield(L, -2, "message");
@@ -141,7 +174,8 @@ static void report_error(lua_State *L, int status, const char *plugin, const cha
   } else {
     msg = lua_tostring(L, -1);
   }
-  if (msg == NULL) msg = status == LUA_ERRMEM ? "not enough memory (Lua memory limit)" : "(error object is not a string)";
+  if (status == LUA_ERRMEM) msg = NOT_ENOUGH_MEMORY;
+  if (msg == NULL) msg = "(error object is not a string)";
   snprintf(err, errlen, "plugin %s (%s): %s", plugin, phase, msg);
   hg_log(HG_LOG_ERROR, "script error", "plugin", plugin, "phase", phase, "error", msg, "traceback", tb, NULL);
   count_error(plugin, phase);
@@ -183,48 +217,154 @@ static void run_close_cb(uv_handle_t *h) {
   hg_lua_unref(rt);
 }
 
-static void run_free(hg_lua_run_t *run) {
+/* How many finished runs a generation keeps for reuse. Concurrent runs
+ * beyond it get a new thread and timer, as without the pool. */
+#define POOL_MAX 64
+
+static void run_close(hg_lua_run_t *run) {
+  luaL_unref(run->rt->L, LUA_REGISTRYINDEX, run->co_ref);
+  uv_close((uv_handle_t *)&run->timer, run_close_cb);
+}
+
+/* Ends a run. One whose body returned normally (finished says so) goes to
+ * the pool: in Lua 5.4 such a thread is back in status LUA_OK with an empty
+ * call stack, and is given a new function and resumed like a new one. A
+ * thread that failed, was killed or is still suspended is dropped (the
+ * collector frees it), never reused. */
+static void run_free(hg_lua_run_t *run, int finished) {
   hg_lua_t *rt = run->rt;
   if (run->prev_run) run->prev_run->next_run = run->next_run;
   else rt->runs = run->next_run;
   if (run->next_run) run->next_run->prev_run = run->prev_run;
-  luaL_unref(rt->L, LUA_REGISTRYINDEX, run->co_ref);
   json_decref(run->arg);
-  run->arg = NULL;
-  uv_close((uv_handle_t *)&run->timer, run_close_cb);
+  json_decref(run->targets);
+  run->arg = run->targets = NULL;
+  if (finished && !run->killed && !rt->stopped && rt->n_pool < POOL_MAX && lua_status(run->co) == LUA_OK) {
+    lua_settop(run->co, 0);
+    uv_timer_stop(&run->timer);
+    run->prev_run = NULL;
+    run->next_run = rt->pool;
+    rt->pool = run;
+    rt->n_pool++;
+    return;
+  }
+  run_close(run);
 }
 
-static void preempt_cb(uv_timer_t *t) {
-  hg_lua_run_t *run = t->data;
-  /* The first step passes the function's arguments. */
-  int nargs = run->first_nargs;
-  run->first_nargs = 0;
-  run_step(run, nargs);
+static void preempt_cb(uv_timer_t *t) { run_step(t->data, 0); }
+
+/* --- starting runs -----------------------------------------------------------
+ *
+ * A new run starts after the call that asked for it returns (a callback
+ * never runs inside the call that registered it), from a queue the
+ * generation drains once per loop turn: right after the turn's I/O (a
+ * check handle), or before the next poll if it was queued elsewhere (an
+ * idle handle, which also keeps that poll from blocking). One queue, not a
+ * timer per run. */
+
+static void kick_close_cb(uv_handle_t *h) { hg_lua_unref(h->data); }
+
+static void kick_close(hg_lua_t *rt) {
+  if (!rt->kick_open) return;
+  rt->kick_open = 0;
+  uv_close((uv_handle_t *)&rt->kick_check, kick_close_cb);
+  uv_close((uv_handle_t *)&rt->kick_idle, kick_close_cb);
+}
+
+/* Starts the runs queued so far; runs they queue wait for the next turn. */
+static void kick(hg_lua_t *rt) {
+  hg_lua_run_t *run = rt->ready;
+  rt->ready = rt->ready_tail = NULL;
+  uv_check_stop(&rt->kick_check);
+  uv_idle_stop(&rt->kick_idle);
+  while (run != NULL) {
+    hg_lua_run_t *next = run->next_ready;
+    int nargs = run->first_nargs;
+    run->first_nargs = 0;
+    run_step(run, nargs);
+    run = next;
+  }
+  /* A generation stopped meanwhile lets its handles go once nothing waits. */
+  if (rt->stopped && rt->ready == NULL) kick_close(rt);
+}
+
+static void kick_check_cb(uv_check_t *h) { kick(h->data); }
+static void kick_idle_cb(uv_idle_t *h) { kick(h->data); }
+
+/* Queues run, its function and nargs arguments pushed on its thread. */
+static void run_queue(hg_lua_run_t *run, int nargs) {
+  hg_lua_t *rt = run->rt;
+  run->first_nargs = nargs;
+  run->next_ready = NULL;
+  if (!rt->kick_open) {
+    /* Each handle holds a reference until closed (hg_lua_stop). */
+    uv_check_init(rt->loop, &rt->kick_check);
+    uv_idle_init(rt->loop, &rt->kick_idle);
+    rt->kick_check.data = rt->kick_idle.data = rt;
+    hg_lua_ref(rt);
+    hg_lua_ref(rt);
+    rt->kick_open = 1;
+  }
+  if (rt->ready == NULL) {
+    rt->ready = rt->ready_tail = run;
+    uv_check_start(&rt->kick_check, kick_check_cb);
+    uv_idle_start(&rt->kick_idle, kick_idle_cb);
+  } else {
+    rt->ready_tail->next_ready = run;
+    rt->ready_tail = run;
+  }
+}
+
+/* 1 if the value at idx is what hg_lua__push_json made of arr, an array of
+ * strings, unchanged: a table still marked as an array, of the same
+ * strings. Then the JSON value read back would equal arr. */
+static int same_string_array(lua_State *L, int idx, json_t *arr) {
+  size_t n = json_array_size(arr);
+  if (!lua_istable(L, idx) || !lua_getmetatable(L, idx)) return 0;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &hg_lua__array_mt_key);
+  int same = lua_rawequal(L, -1, -2) && lua_rawlen(L, idx) == n;
+  lua_pop(L, 2);
+  for (size_t i = 0; same && i < n; i++) {
+    json_t *v = json_array_get(arr, i);
+    size_t len;
+    same = lua_rawgeti(L, idx, (lua_Integer)i + 1) == LUA_TSTRING && json_is_string(v);
+    if (same) {
+      const char *s = lua_tolstring(L, -1, &len);
+      same = len == json_string_length(v) && memcmp(s, json_string_value(v), len) == 0;
+    }
+    lua_pop(L, 1);
+  }
+  return same;
 }
 
 /* Reads the outcome of a finished run and calls done. */
 static void run_finish(hg_lua_run_t *run, int status) {
   lua_State *co = run->co;
-  char err[1024] = "";
+  char err[1024];
+  err[0] = '\0';
   json_t *arg = run->arg, *res = NULL, *res2 = NULL;
   int r = 0;
   if (status != LUA_OK) {
-    /* R.run raises {plugin, phase, message, traceback}; anything else is a
-     * raw error from outside a plugin call. */
+    /* R.run and R.route_event let a plugin's error through as raised: the
+     * dead coroutine still has the stack for the traceback. (A killed run
+     * comes with its report built; routes and timers catch their own.) */
+    if (run->kind == RUN_PHASE && !run->killed) structure_error(co, status, 0);
     const char *phase = run->kind == RUN_ROUTE ? "routes" : run->kind == RUN_TIMER ? "timer" : hg_phase_name(run->phase);
     report_error(co, status, run->label ? run->label : run->plugin[0] ? run->plugin : NULL, phase, err, sizeof(err));
     r = HG_EINVAL;
   } else {
     int n = lua_gettop(co);
     char jerr[128];
-    if (n >= 1 && !lua_isnil(co, 1)) res = hg_lua__to_json(co, 1, jerr, sizeof(jerr));
+    /* The route phase mostly leaves its targets alone: no new JSON then. */
+    if (n >= 1 && run->targets != NULL && same_string_array(co, 1, run->targets)) res = json_incref(run->targets);
+    else if (n >= 1 && !lua_isnil(co, 1)) res = hg_lua__to_json(co, 1, jerr, sizeof(jerr));
     if (n >= 2 && !lua_isnil(co, 2)) res2 = hg_lua__to_json(co, 2, jerr, sizeof(jerr));
   }
   run->done(r, arg, res, res2, err, run->ud);
   json_decref(res);
   json_decref(res2);
   hg_lua_t *rt = run->rt;
-  run_free(run);
+  run_free(run, status == LUA_OK);
   /* A failed run (a memory bomb, typically) leaves its garbage behind;
    * give the memory back now rather than at the next allocation failure. */
   if (r != 0 && rt->mem > rt->mem_limit / 2) lua_gc(rt->L, LUA_GCCOLLECT);
@@ -242,7 +382,7 @@ static void run_step(hg_lua_run_t *run, int nargs) {
   rt->current = run;
   /* Other runs set rt->plugin while this one waited: hookgate.log and the
    * error report must name this run's plugin. */
-  if (run->plugin[0]) memcpy(rt->plugin, run->plugin, sizeof(rt->plugin));
+  memcpy(rt->plugin, run->plugin, sizeof(rt->plugin));
   int status = lua_resume(run->co, rt->L, nargs, &nres);
   memcpy(run->plugin, rt->plugin, sizeof(run->plugin));
   run->mem_used = rt->mem > run->mem_start ? rt->mem - run->mem_start : 0;
@@ -280,23 +420,42 @@ static void run_step(hg_lua_run_t *run, int nargs) {
 
 void hg_lua__resume(hg_lua_run_t *run, int nargs) { run_step(run, nargs); }
 
-/* A new run on rt with fn (a field of R) and its arguments pushed by push. */
+/* A new run on rt, its thread's stack empty: the caller pushes the function
+ * and its arguments. Taken from the pool when one is there (no thread, no
+ * registry slot, no timer to create), else built; either way the run holds
+ * a reference to rt until its timer is closed. */
 static hg_lua_run_t *run_new(hg_lua_t *rt, run_kind_t kind, hg_phase_t phase, hg_lua_done_fn done, void *ud) {
-  hg_lua_run_t *run = calloc(1, sizeof(*run));
-  if (run == NULL) return NULL;
-  run->rt = rt;
+  hg_lua_run_t *run = rt->pool;
+  if (run != NULL) {
+    rt->pool = run->next_run;
+    rt->n_pool--;
+    /* Everything but the thread, its registry slot and the timer starts
+     * afresh. */
+    run->pure = 0;
+    run->cpu_ns = run->slice_start_ns = 0;
+    run->mem_start = run->mem_used = 0;
+    run->preempted = run->waiting = run->killed = run->sleeping = 0;
+    run->kill_msg[0] = run->plugin[0] = '\0';
+    run->first_nargs = 0;
+    run->arg = run->targets = NULL;
+    run->label = NULL;
+  } else {
+    if ((run = calloc(1, sizeof(*run))) == NULL) return NULL;
+    run->rt = rt;
+    run->co = lua_newthread(rt->L);
+    run->co_ref = luaL_ref(rt->L, LUA_REGISTRYINDEX);
+    uv_timer_init(rt->loop, &run->timer);
+    run->timer.data = run;
+    hg_lua_ref(rt);
+  }
   run->kind = kind;
   run->phase = phase;
   run->done = done;
   run->ud = ud;
-  run->co = lua_newthread(rt->L);
-  run->co_ref = luaL_ref(rt->L, LUA_REGISTRYINDEX);
-  uv_timer_init(rt->loop, &run->timer);
-  run->timer.data = run;
+  run->prev_run = NULL;
   run->next_run = rt->runs;
   if (rt->runs) rt->runs->prev_run = run;
   rt->runs = run;
-  hg_lua_ref(rt);
   return run;
 }
 
@@ -364,10 +523,7 @@ static int start_run(hg_lua_t *rt, run_kind_t kind, hg_phase_t phase, const char
     nargs = 3;
   }
   run->arg = json_incref(arg);
-  /* Start on the next loop turn: a callback never runs inside the call
-   * that registered it. */
-  run->first_nargs = nargs;
-  uv_timer_start(&run->timer, preempt_cb, 0, 0);
+  run_queue(run, nargs);
   return 0;
 }
 
@@ -386,14 +542,28 @@ int hg_lua__spawn(hg_lua_t *rt, int fn_ref, const char *label) {
   lua_rawgeti(co, LUA_REGISTRYINDEX, fn_ref);
   lua_pushstring(co, label);
   run->label = NULL;
-  run->first_nargs = 2;
-  uv_timer_start(&run->timer, preempt_cb, 0, 0);
+  run_queue(run, 2);
   return 0;
 }
 
 int hg_lua_call_async(hg_lua_t *rt, hg_phase_t phase, const char *bindings, json_t *arg, hg_lua_done_fn done,
                       void *ud) {
   return start_run(rt, RUN_PHASE, phase, "run", NULL, bindings, arg, done, ud);
+}
+
+int hg_lua_route_event(hg_lua_t *rt, const hg_lua_event_t *ev, json_t *targets, hg_lua_done_fn done, void *ud) {
+  if (rt->stopped) return HG_ESTATE;
+  hg_lua_run_t *run = run_new(rt, RUN_PHASE, HG_PHASE_ROUTE, done, ud);
+  if (run == NULL) return HG_ENOMEM;
+  /* R.route_event(event, targets) builds arg and returns arg.targets: only
+   * that is read back, by run_finish, as the result. */
+  lua_State *co = run->co;
+  lua_rawgeti(co, LUA_REGISTRYINDEX, rt->fn_route_event);
+  hg_lua__push_event(co, ev);
+  hg_lua__push_json(co, targets);
+  run->targets = json_incref(targets);
+  run_queue(run, 2);
+  return 0;
 }
 
 int hg_lua_has_route(hg_lua_t *rt, const char *method, const char *path) {
@@ -417,18 +587,40 @@ int hg_lua_call_route(hg_lua_t *rt, const char *method, const char *path, json_t
 
 /* --- pure phases ------------------------------------------------------------ */
 
-static int msgh_passthrough(lua_State *L) {
-  (void)L;
-  return 1;
+/* Calls each function of the global bindings' call list for phase (at
+ * calls: function, conf, plugin name, ...) with the table at arg, as R.run
+ * does, naming the plugin before each call. Leaves the first non-nil
+ * result on top (nil if none). */
+static int walk_global(lua_State *L, hg_lua_t *rt, int calls, int arg, int msgh) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, calls);
+  for (lua_Integer i = 1; i <= n; i += 3) {
+    size_t len;
+    lua_rawgeti(L, calls, i + 2);
+    const char *name = lua_tolstring(L, -1, &len);
+    if (len >= sizeof(rt->plugin)) len = sizeof(rt->plugin) - 1;
+    memcpy(rt->plugin, name, len);
+    rt->plugin[len] = '\0';
+    lua_pop(L, 1);
+    lua_rawgeti(L, calls, i);
+    lua_pushvalue(L, arg);
+    lua_rawgeti(L, calls, i + 1);
+    int status = lua_pcall(L, 2, 1, msgh);
+    if (status != LUA_OK || !lua_isnil(L, -1)) return status;
+    lua_pop(L, 1);
+  }
+  lua_pushnil(L);
+  return LUA_OK;
 }
 
-/* Runs a pure phase on the table push() leaves on top of L's stack. On
- * success the table stays at *arg_idx and the first result at
- * *arg_idx + 1 (both removed by the caller's lua_settop(L, top)). */
+/* Runs a pure phase: push leaves the phase's argument table on top of L's
+ * stack (and may leave values below it for the caller). On success the
+ * first non-nil value a plugin returned (or nil) sits just above the
+ * table. The caller's lua_settop(L, top) removes all. The global bindings
+ * (no per-webhook ones) are walked from here, without R.run: this runs
+ * for every delivery. */
 static int call_pure(hg_lua_t *rt, hg_phase_t phase, const char *bindings, void (*push)(lua_State *L, void *ud),
-                     void *ud, int *arg_idx, char *err, size_t errlen) {
+                     void *ud, char *err, size_t errlen) {
   lua_State *L = rt->L;
-  int top = lua_gettop(L);
   hg_lua_run_t *run = &rt->sync_run;
   memset(run, 0, sizeof(*run));
   run->rt = rt;
@@ -436,28 +628,38 @@ static int call_pure(hg_lua_t *rt, hg_phase_t phase, const char *bindings, void 
   run->phase = phase;
   run->pure = 1;
   run->co = L;
+  lua_pushcfunction(L, msgh_error);
+  int msgh = lua_gettop(L);
   push(L, ud);
-  *arg_idx = top + 1; /* the table, kept for reading back */
-  lua_pushcfunction(L, msgh_passthrough);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->R);
-  lua_getfield(L, -1, "run");
-  lua_remove(L, -2);
-  lua_pushstring(L, hg_phase_name(phase));
-  if (bindings) lua_pushstring(L, bindings);
-  else lua_pushnil(L);
-  lua_pushvalue(L, *arg_idx);
+  int arg = lua_gettop(L);
   hg_lua_run_t *prev = rt->current;
   rt->current = run;
+  /* This may run inside another run (a management call): its plugin name
+   * comes back afterwards. Errors before the first plugin name none. */
+  char outer[sizeof(rt->plugin)];
+  memcpy(outer, rt->plugin, sizeof(outer));
+  rt->plugin[0] = '\0';
   run->slice_start_ns = hg_now_ns();
   run->mem_start = rt->mem;
-  int status = lua_pcall(L, 3, 1, top + 2);
+  int status;
+  if ((bindings == NULL || bindings[0] == '\0') && rt->calls[phase] != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->calls[phase]);
+    status = walk_global(L, rt, arg + 1, arg, msgh);
+    lua_remove(L, arg + 1); /* the call list */
+  } else {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->fn_run);
+    lua_pushstring(L, hg_phase_name(phase));
+    if (bindings) lua_pushstring(L, bindings);
+    else lua_pushnil(L);
+    lua_pushvalue(L, arg);
+    status = lua_pcall(L, 3, 1, msgh);
+  }
   rt->current = prev;
   if (run->killed) lua_sethook(L, hook, LUA_MASKCOUNT, 1000);
-  if (status != LUA_OK) {
-    report_error(L, status, NULL, hg_phase_name(phase), err, errlen);
-    return HG_EINVAL;
-  }
-  lua_remove(L, top + 2); /* the message handler: the result now sits at top + 2 */
+  if (status != LUA_OK) report_error(L, status, rt->plugin, hg_phase_name(phase), err, errlen);
+  memcpy(rt->plugin, outer, sizeof(outer));
+  if (status != LUA_OK) return HG_EINVAL;
+  lua_remove(L, msgh); /* what push left moves down to where it was */
   return 0;
 }
 
@@ -466,9 +668,9 @@ static void push_json_arg(lua_State *L, void *ud) { hg_lua__push_json(L, ud); }
 int hg_lua_call(hg_lua_t *rt, hg_phase_t phase, const char *bindings, json_t **arg, json_t **result, char *err,
                 size_t errlen) {
   lua_State *L = rt->L;
-  int top = lua_gettop(L), arg_idx;
+  int top = lua_gettop(L), arg_idx = top + 1;
   *result = NULL;
-  int r = call_pure(rt, phase, bindings, push_json_arg, *arg, &arg_idx, err, errlen);
+  int r = call_pure(rt, phase, bindings, push_json_arg, *arg, err, errlen);
   if (r == 0) {
     char jerr[128];
     if (!lua_isnil(L, arg_idx + 1)) *result = hg_lua__to_json(L, arg_idx + 1, jerr, sizeof(jerr));
@@ -489,8 +691,8 @@ int hg_lua_call(hg_lua_t *rt, hg_phase_t phase, const char *bindings, json_t **a
 
 void hg_lua_delivery_close(hg_lua_delivery_t *d) {
   if (d == NULL) return;
-  free(d->url);
-  free(d->body);
+  if (d->own_url) free((void *)d->url);
+  if (d->own_body) free((void *)d->body);
   free(d->skip);
   for (size_t i = 0; i < d->n_headers; i++) {
     free(d->headers[i].name);
@@ -498,13 +700,19 @@ void hg_lua_delivery_close(hg_lua_delivery_t *d) {
   }
   free(d->headers);
   d->url = d->body = d->skip = NULL;
+  d->own_url = d->own_body = 0;
   d->headers = NULL;
   d->n_headers = 0;
 }
 
+/* [url, body, delivery]: the url and body strings stay below the table, so
+ * that read_delivery can tell they are unchanged: while the stack keeps
+ * them alive, no other string can have their address. */
 static void push_delivery(lua_State *L, void *ud) {
   const hg_lua_delivery_t *d = ud;
-  lua_createtable(L, 0, 10);
+  lua_pushstring(L, d->url);
+  lua_pushlstring(L, d->body, d->body_len);
+  lua_createtable(L, 0, 8);
   lua_pushstring(L, d->id);
   lua_setfield(L, -2, "id");
   lua_pushstring(L, d->webhook_id);
@@ -513,9 +721,9 @@ static void push_delivery(lua_State *L, void *ud) {
   lua_setfield(L, -2, "eventId");
   lua_pushstring(L, d->event_type);
   lua_setfield(L, -2, "eventType");
-  lua_pushstring(L, d->url);
+  lua_pushvalue(L, -3);
   lua_setfield(L, -2, "url");
-  lua_pushlstring(L, d->body, d->body_len);
+  lua_pushvalue(L, -2);
   lua_setfield(L, -2, "body");
   lua_pushinteger(L, d->attempt);
   lua_setfield(L, -2, "attempt");
@@ -541,7 +749,20 @@ static int replace_str(char **dst, const char *s, size_t len) {
   return 0;
 }
 
-/* Reads url, body, headers and skip back from the table at idx. */
+/* replace_str for url and body, which may be borrowed (*own clear). */
+static int replace_field(const char **dst, int *own, const char *s, size_t len) {
+  char *copy = NULL;
+  if (replace_str(&copy, s, len) != 0) return HG_ENOMEM;
+  if (*own) free((void *)*dst);
+  *dst = copy;
+  *own = 1;
+  return 0;
+}
+
+/* Reads url, body, headers and skip back from the table at idx (see
+ * push_delivery: the original url and body strings sit at idx - 2
+ * and idx - 1). An unchanged url or body is the same string object: not
+ * copied again. */
 static int read_delivery(lua_State *L, int idx, hg_lua_delivery_t *d, char *err, size_t errlen) {
   size_t len;
   const char *s;
@@ -551,7 +772,7 @@ static int read_delivery(lua_State *L, int idx, hg_lua_delivery_t *d, char *err,
     return HG_EINVAL;
   }
   s = lua_tolstring(L, -1, &len);
-  if (replace_str(&d->url, s, len) != 0) return HG_ENOMEM;
+  if (s != lua_tostring(L, idx - 2) && replace_field(&d->url, &d->own_url, s, len) != 0) return HG_ENOMEM;
   lua_getfield(L, idx, "body");
   if (lua_type(L, -1) != LUA_TSTRING) {
     snprintf(err, errlen, "delivery.body must be a string");
@@ -559,8 +780,10 @@ static int read_delivery(lua_State *L, int idx, hg_lua_delivery_t *d, char *err,
   }
   /* The body's exact bytes: no UTF-8 check, no copy through JSON. */
   s = lua_tolstring(L, -1, &len);
-  if (replace_str(&d->body, s, len) != 0) return HG_ENOMEM;
-  d->body_len = len;
+  if (s != lua_tostring(L, idx - 1)) {
+    if (replace_field(&d->body, &d->own_body, s, len) != 0) return HG_ENOMEM;
+    d->body_len = len;
+  }
   lua_getfield(L, idx, "skip");
   free(d->skip);
   d->skip = NULL;
@@ -608,11 +831,13 @@ static int read_delivery(lua_State *L, int idx, hg_lua_delivery_t *d, char *err,
 int hg_lua_call_delivery(hg_lua_t *rt, hg_phase_t phase, const char *bindings, hg_lua_delivery_t *d, char *err,
                          size_t errlen) {
   lua_State *L = rt->L;
-  int top = lua_gettop(L), arg_idx;
-  int r = call_pure(rt, phase, bindings, push_delivery, d, &arg_idx, err, errlen);
+  int top = lua_gettop(L);
+  int r = call_pure(rt, phase, bindings, push_delivery, d, err, errlen);
   if (r == 0) {
     char why[96];
-    r = read_delivery(L, arg_idx, d, why, sizeof(why));
+    /* top + 1, top + 2: the url and body given; top + 3: the table;
+     * top + 4: the result. */
+    r = read_delivery(L, top + 3, d, why, sizeof(why));
     if (r == HG_EINVAL) snprintf(err, errlen, "plugin (%s): %s", hg_phase_name(phase), why);
   }
   lua_settop(L, top);
@@ -658,7 +883,12 @@ static int add_error(json_t *errors, const char *fmt, ...) {
 
 static int set_plugin(lua_State *L) {
   hg_lua_t *rt = *(hg_lua_t **)lua_getextraspace(L);
-  snprintf(rt->plugin, sizeof(rt->plugin), "%s", luaL_checkstring(L, 1));
+  size_t len;
+  const char *name = luaL_checklstring(L, 1, &len);
+  /* Once per plugin call: no snprintf. */
+  if (len >= sizeof(rt->plugin)) len = sizeof(rt->plugin) - 1;
+  memcpy(rt->plugin, name, len);
+  rt->plugin[len] = '\0';
   if (rt->current) rt->current->label = NULL;
   return 0;
 }
@@ -789,6 +1019,10 @@ int hg_lua_new(hg_lua_t **out, struct hg_app *app, json_t **errors_out) {
     add_error(errors, "%s", lua_tostring(L, -1));
     goto done;
   }
+  lua_getfield(L, -1, "run");
+  rt->fn_run = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_getfield(L, -1, "route_event");
+  rt->fn_route_event = luaL_ref(L, LUA_REGISTRYINDEX);
   rt->R = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_settop(L, 0);
 
@@ -820,7 +1054,8 @@ int hg_lua_new(hg_lua_t **out, struct hg_app *app, json_t **errors_out) {
     }
     json_decref(bindings);
   }
-  /* Which phases any global plugin defines: the fast path skips Lua. */
+  /* Which phases any global plugin defines: the fast path skips Lua. The
+   * pure phases keep the global bindings' call list (see walk_global). */
   for (int p = 0; p < HG_PHASE_COUNT; p++) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->R);
     lua_getfield(L, -1, "has");
@@ -828,6 +1063,14 @@ int hg_lua_new(hg_lua_t **out, struct hg_app *app, json_t **errors_out) {
     lua_pushnil(L);
     rt->has[p] = lua_pcall(L, 2, 1, 0) == LUA_OK && lua_toboolean(L, -1);
     lua_settop(L, 0);
+    rt->calls[p] = LUA_NOREF;
+    if (p == HG_PHASE_TRANSFORM || p == HG_PHASE_SIGN || p == HG_PHASE_RETRY) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, rt->R);
+      lua_getfield(L, -1, "calls");
+      lua_pushstring(L, phase_names[p]);
+      if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1)) rt->calls[p] = luaL_ref(L, LUA_REGISTRYINDEX);
+      lua_settop(L, 0);
+    }
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->R);
   lua_getfield(L, -1, "routes");
@@ -1027,6 +1270,14 @@ void hg_lua__utimer_close(hg_lua_utimer_t *t) {
 
 void hg_lua_stop(hg_lua_t *rt) {
   rt->stopped = 1;
+  if (rt->ready == NULL) kick_close(rt); /* else once the queue is drained */
+  /* No new run starts: the pooled ones go (each holds a reference). */
+  while (rt->pool) {
+    hg_lua_run_t *run = rt->pool;
+    rt->pool = run->next_run;
+    run_close(run);
+  }
+  rt->n_pool = 0;
   while (rt->utimers) hg_lua__utimer_close(rt->utimers);
   for (size_t i = 0; i < rt->n_timers; i++) uv_close((uv_handle_t *)&rt->timers[i], plugin_timer_close_cb);
   rt->n_timers = 0;

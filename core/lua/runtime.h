@@ -56,8 +56,10 @@ int hg_lua_call(hg_lua_t *rt, hg_phase_t phase, const char *bindings, json_t **a
                 size_t errlen);
 
 /* The delivery a transform or sign plugin sees, without JSON in between
- * (this runs for every delivery). url, body, headers and skip are malloc'd
- * and replaced by the plugins' versions. */
+ * (this runs for every delivery). url and body may be the caller's
+ * (borrowed, own_url/own_body clear): a plugin's new value replaces them
+ * malloc'd, with the flag set. headers and skip are malloc'd and replaced
+ * by the plugins' versions. */
 typedef struct hg_lua_header {
   char *name, *value;
 } hg_lua_header_t;
@@ -65,9 +67,10 @@ typedef struct hg_lua_header {
 typedef struct hg_lua_delivery {
   const char *id, *webhook_id, *event_id, *event_type; /* borrowed */
   int attempt;
-  char *url;
-  char *body;
+  const char *url;
+  const char *body;
   size_t body_len;
+  int own_url, own_body; /* url, body malloc'd here: freed by hg_lua_delivery_close */
   hg_lua_header_t *headers;
   size_t n_headers;
   char *skip; /* set by a plugin: the reason this delivery is not sent */
@@ -91,6 +94,23 @@ typedef void (*hg_lua_done_fn)(int status, json_t *arg, json_t *result, json_t *
  * done runs later, never inside this call. Takes a reference to arg. */
 int hg_lua_call_async(hg_lua_t *rt, hg_phase_t phase, const char *bindings, json_t *arg, hg_lua_done_fn done,
                       void *ud);
+
+/* The event a route plugin sees, without JSON in between (this runs for
+ * every event). All borrowed; data is the raw JSON text of the event's
+ * data, decoded only if a plugin reads event.data. org may be NULL. */
+typedef struct hg_lua_event {
+  const char *id, *type, *org;
+  const char *data;
+  size_t data_len;
+} hg_lua_event_t;
+
+/* Runs the route phase for ev as a coroutine, with arg = {event, targets}
+ * (targets: a JSON array of webhook ids, borrowed). done runs later, never
+ * inside this call: status 0 with result = the plugins' arg.targets (NULL
+ * if they left nothing JSON can hold there), or HG_EINVAL (script error,
+ * message in err); arg and result2 are NULL. Returns HG_ESTATE once the
+ * generation is stopped. */
+int hg_lua_route_event(hg_lua_t *rt, const hg_lua_event_t *ev, json_t *targets, hg_lua_done_fn done, void *ud);
 
 /* 1 if a globally bound plugin serves method + path. */
 int hg_lua_has_route(hg_lua_t *rt, const char *method, const char *path);

@@ -182,6 +182,7 @@ function R.bind_global(name, conf)
   local p = R.plugins[name]
   R.global[#R.global + 1] = { plugin = p, conf = c }
   table.sort(R.global, by_priority)
+  R.global.calls, R.route_calls = nil, nil
   for _, r in ipairs(p.routes or {}) do
     local rpath = r.path
     if type(rpath) == "function" then
@@ -249,8 +250,9 @@ function R.compile_transform(src)
   return fn
 end
 
--- The error handler of every plugin call: the message (already
--- "file:line: text") and a traceback of the plugin's stack.
+-- The error handler of route handlers and timers (phase functions go
+-- without one: see R.run): the message (already "file:line: text") and a
+-- traceback of the plugin's stack.
 local function handler(msg)
   if type(msg) ~= "string" then msg = tostring(msg) end
   return { message = msg, traceback = debug.traceback("", 2) }
@@ -265,44 +267,73 @@ local function failure(e)
   return { message = msg, traceback = "" }
 end
 
--- Runs phase through the bound plugins in order. Each call gets (arg, conf,
--- ...); the first plugin to return a non-nil value ends the walk and its
--- values are returned (retry decisions, ingest rejections). On error,
--- raises { plugin =, phase =, message =, traceback = }.
--- The route phase's event carries its data as raw JSON text (`_data`),
--- decoded on first use of event.data.
-local function lazy_event(e)
-  local raw = e._data
-  e._data = nil
-  return setmetatable(e, { __index = function(t, k)
-    if k ~= "data" then return nil end
-    local d = host.hookgate.json.decode(raw)
-    rawset(t, "data", d)
-    return d
-  end })
+-- The calls a phase makes for a bindings list, in order: a flat array of
+-- function, conf, plugin name triples, built on first use and kept with
+-- the list (lists do not change once built; bind_global drops R.global's).
+local function phase_calls(list, phase)
+  local calls = list.calls
+  if calls == nil then
+    calls = {}
+    list.calls = calls
+  end
+  local c = calls[phase]
+  if c == nil then
+    c = {}
+    for _, b in ipairs(list) do
+      local fn = b.plugin[phase]
+      if fn then
+        c[#c + 1] = fn
+        c[#c + 1] = b.conf
+        c[#c + 1] = b.plugin.name
+      end
+    end
+    calls[phase] = c
+  end
+  return c
 end
 
-function R.run(phase, bindings_text, arg, ...)
-  local list = R.webhook_bindings(bindings_text)
-  if phase == "route" and type(arg) == "table" and type(arg.event) == "table" and arg.event._data then
-    lazy_event(arg.event)
-  end
-  for i = 1, #list do
-    local b = list[i]
-    local fn = b.plugin[phase]
-    if fn then
-      host.set_plugin(b.plugin.name)
-      -- Up to three results (no phase uses more): no table per call on the
-      -- hot path.
-      local ok, r1, r2, r3 = xpcall(fn, handler, arg, b.conf, ...)
-      if not ok then
-        local e = failure(r1)
-        error({ plugin = b.plugin.name, phase = phase, message = e.message, traceback = e.traceback }, 0)
-      end
-      if r1 ~= nil then return r1, r2, r3 end
-    end
+-- Runs phase through the bound plugins in order. Each call gets (arg,
+-- conf); the first plugin to return a non-nil value ends the walk and its
+-- values are returned (retry decisions, ingest rejections). A plugin's
+-- error goes through as raised: the C side takes the traceback where it
+-- sees it (the pure phases' message handler, or the dead coroutine) and
+-- names the plugin set_plugin last named. No xpcall per plugin call.
+local set_plugin = host.set_plugin
+function R.run(phase, bindings_text, arg)
+  local list = R.global
+  if bindings_text ~= nil and bindings_text ~= "" then list = R.webhook_bindings(bindings_text) end
+  local c = phase_calls(list, phase)
+  for i = 1, #c, 3 do
+    set_plugin(c[i + 2])
+    -- Up to three results (no phase uses more): no table per call on the
+    -- hot path.
+    local r1, r2, r3 = c[i](arg, c[i + 1])
+    if r1 ~= nil then return r1, r2, r3 end
   end
   return nil
+end
+
+-- The global bindings' call list for phase: function, conf, plugin name,
+-- ... (the C side walks it itself for the pure phases).
+function R.calls(phase)
+  return phase_calls(R.global, phase)
+end
+
+-- The route phase of one event (global bindings only): the C side builds
+-- event (its data decoded on first read) and targets; only targets is read
+-- back. R.run's walk, inline, as this runs for every event.
+function R.route_event(event, targets)
+  local arg = { event = event, targets = targets }
+  local c = R.route_calls
+  if c == nil then
+    c = phase_calls(R.global, "route")
+    R.route_calls = c
+  end
+  for i = 1, #c, 3 do
+    set_plugin(c[i + 2])
+    if c[i](arg, c[i + 1]) ~= nil then break end
+  end
+  return arg.targets
 end
 
 -- 1 if any plugin bound globally (or in bindings_text) has this phase.

@@ -141,6 +141,20 @@ describe('phases', () => {
     await gw.request('DELETE', `/v1/webhooks/${wh.id}`);
   });
 
+  it('transform alone: the core\'s headers win over the plugin\'s of the same name; the url may move; an unchanged body goes as is', async () => {
+    const wh = await createWebhook({ url: `${rx.url}/ok/clash`, plugins: [{ name: 'headerclash', config: { path: '/moved' } }] });
+    const ev = (await publish({ tag: 'clash' })).json;
+    const r = await rx.waitFor((x) => x.url === '/ok/clash/moved');
+    assert.equal(r.headers['webhook-id'], ev.id);
+    assert.equal(r.headers['content-type'], 'application/json');
+    assert.equal(r.headers['x-kept'], 'kept');
+    const body = JSON.parse(r.body);
+    assert.equal(body.type, 'user.created');
+    assert.deepEqual(body.data, { tag: 'clash', ingested: true });
+    new Webhook(wh.secret).verify(r.body, r.headers);
+    await gw.request('DELETE', `/v1/webhooks/${wh.id}`);
+  });
+
   it('retry: a number sets the delay and the plugin decides how many attempts', async () => {
     const wh = await createWebhook({
       url: `${rx.url}/fail/fast`, plugins: [{ name: 'retrypolicy', config: { mode: 'fast', attempts: 5 } }],

@@ -1,0 +1,90 @@
+// lua-pure-global.test.mjs: the pure phases over the global bindings, which
+// the C side walks itself: priority order, a non-nil return ends the walk,
+// an error fails the delivery naming the plugin, and the sign phase runs
+// after the transform walk. Real gateway, a receiver on 127.0.0.1.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
+import { Webhook } from 'standardwebhooks';
+import { startGateway } from './lib/gateway.mjs';
+import { startReceiver } from './lib/lua-receiver.mjs';
+import { sleep } from './lib/expect.mjs';
+
+const PLUGINS = fileURLToPath(new URL('../lua/global-plugins', import.meta.url));
+const ASAN = ['ON', '1', 'true'].includes(process.env.HG_SANITIZE);
+const SLOW = ASAN ? 3 : 1;
+
+let gw, rx;
+before(async () => {
+  rx = await startReceiver();
+  gw = await startGateway({
+    config: `
+lua = { plugin_paths = { ${JSON.stringify(PLUGINS)} } }
+plugins = { ordera = true, orderb = true, orderc = true }
+webhooks = { allow_http = true }
+delivery = { allow_cidrs = { "127.0.0.0/8" }, schedule = { 0, 0.2, 0.2 }, jitter = 0 }
+`,
+  });
+});
+after(async () => {
+  if (gw) {
+    const { code, signal } = await gw.stop();
+    assert.equal(code, 0, `gateway exited with ${code ?? signal}:\n${gw.logs().slice(-3000)}`);
+    assert.doesNotMatch(gw.logs(), /LeakSanitizer|AddressSanitizer/);
+  }
+  if (rx) await rx.close();
+});
+
+async function until(fn, ms = 10000 * SLOW, what = 'condition') {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+describe('pure phases over the global bindings', () => {
+  let wh;
+  before(async () => {
+    const res = await gw.request('POST', '/v1/webhooks', { body: { url: `${rx.url}/g`, events: ['user.created'] } });
+    assert.equal(res.status, 201, res.body);
+    wh = res.json;
+  });
+  const publish = async (tag) => {
+    const res = await gw.request('POST', '/v1/events', { body: { type: 'user.created', data: { tag } } });
+    assert.equal(res.status, 202, res.body);
+    return res.json;
+  };
+
+  it('every bound plugin runs, by priority; sign runs after, with the core headers', async () => {
+    const ev = await publish('all');
+    const r = await rx.waitFor((x) => x.headers['webhook-id'] === ev.id);
+    assert.equal(r.headers['x-order'], 'a,b,c');
+    assert.equal(r.headers['x-sign-saw'], 'a,b,c');
+    new Webhook(wh.secret).verify(r.body, r.headers);
+  });
+
+  it('a non-nil return ends the walk', async () => {
+    const ev = await publish('stop');
+    const r = await rx.waitFor((x) => x.headers['webhook-id'] === ev.id);
+    assert.equal(r.headers['x-order'], 'a,b');
+  });
+
+  it('an error fails the delivery with script_error naming the plugin and its line; the next delivery is fine', async () => {
+    const ev = await publish('boom');
+    const d = await until(async () => {
+      const ds = (await gw.request('GET', `/v1/webhooks/${wh.id}/deliveries?pageSize=100`)).json.deliveries;
+      const x = ds.find((y) => y.eventId === ev.id);
+      return x && x.status !== 'pending' ? x : null;
+    }, 10000 * SLOW, 'the failed delivery');
+    assert.equal(d.status, 'failed');
+    const detail = (await gw.request('GET', `/v1/webhooks/${wh.id}/deliveries/${d.id}`)).json;
+    assert.match(detail.attempts.at(-1).error, /^script_error: plugin orderb \(transform\): .*orderb\/init\.lua:\d+: orderb: boom/);
+    assert.equal(rx.requests.filter((x) => x.headers['webhook-id'] === ev.id).length, 0);
+    const ok = await publish('after');
+    const r = await rx.waitFor((x) => x.headers['webhook-id'] === ok.id);
+    assert.equal(r.headers['x-order'], 'a,b,c');
+  });
+});
