@@ -157,6 +157,8 @@ static void check_event(hg_app_t *app, const hg_principal_t *who, json_t *obj, c
       memcpy(o, "\",\"timestamp\":\"", 15), o += 15;
       memcpy(o, ts, 24), o += 24;
       memcpy(o, "\",\"data\":", 9), o += 9;
+      ev->data_off = (size_t)(o - ev->payload);
+      ev->data_len = data_len;
       memcpy(o, data_raw, data_len), o += data_len;
       *o++ = '}';
       ev->payload_len = (size_t)(o - ev->payload);
@@ -454,6 +456,8 @@ static int rebuild_payload(hg_app_t *app, hg_event_in_t *ev, json_t *e, char *wh
     return -1;
   }
   ev->payload_len = (size_t)snprintf(payload, cap2, "{\"type\":\"%s\",\"timestamp\":\"%s\",\"data\":%s}", ev->type, ts, d);
+  ev->data_len = strlen(d);
+  ev->data_off = ev->payload_len - 1 - ev->data_len; /* before the closing brace */
   free(d);
   free(ev->payload);
   ev->payload = payload;
@@ -496,9 +500,9 @@ static void run_route(ingest_t *g) {
     hg_lua_event_t ev = {.id = e->id, .type = e->type, .org = e->org[0] ? e->org : NULL};
     phase_call_t *pc = malloc(sizeof(*pc));
     int r = pc ? HG_OK : HG_ENOMEM;
-    /* The stored payload always has "data" (it is built here): without
-     * it, the match stands. */
-    if (r == 0) r = hg_json_member_span(e->payload, e->payload_len, "data", &ev.data, &ev.data_len);
+    /* The payload was built here, with data where data_off says. */
+    ev.data = e->payload + e->data_off;
+    ev.data_len = e->data_len;
     if (r == 0) {
       pc->g = g;
       pc->i = i;

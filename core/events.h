@@ -18,6 +18,7 @@ typedef struct hg_event_in {
   char org[132];            /* "" for none */
   char *payload;            /* the bytes receivers get; borrowed */
   size_t payload_len;
+  size_t data_off, data_len; /* where the event's "data" is in payload */
   char *idem_key;           /* scoped Idempotency-Key, or NULL; borrowed */
   int64_t now;              /* Unix ms */
   int64_t first_delay_ms;   /* the first attempt is due at now + this */
