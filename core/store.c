@@ -712,7 +712,11 @@ int hg_store_open(hg_store_t **out, uv_loop_t *loop, const char *path, char *err
   s->wal_fd = -1;
   if ((rc = hg_store_open_sync(&s->db, path, err, errlen)) != 0) goto fail;
   /* The sync thread makes commits durable (see the top of this file). */
-  if (exec(s->db, "PRAGMA synchronous=NORMAL", "pragmas") != 0) {
+  /* temp_store=MEMORY keeps savepoint sub-journals in memory: a group's
+   * shared savepoint journals every page its jobs change (~100 KiB for a
+   * group of fifty events), and past 64 KiB SQLite spilled it to a temporary
+   * file, created and unlinked per group. */
+  if (exec(s->db, "PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY", "pragmas") != 0) {
     set_err(err, errlen, "cannot set synchronous=NORMAL on %s: %s", path, sqlite3_errmsg(s->db));
     rc = HG_EIO;
     goto fail;
