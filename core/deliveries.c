@@ -151,10 +151,12 @@ int hg_deliveries_abandon(sqlite3 *db, int64_t seq, int64_t now) {
 }
 
 int hg_deliveries_pending(sqlite3 *db, int (*cb)(int64_t seq, int64_t due, void *ud), void *ud) {
+  /* In table order: the dispatcher's heap orders them. Sorting a million
+   * rows here cost a sorter as large as the result, in memory with
+   * temp_store=MEMORY, which malloc then kept. */
   sqlite3_stmt *st = NULL;
   int rc = hg_store_prepare(db,
-                              "SELECT seq, next_attempt_at FROM deliveries WHERE status = 'pending' "
-                              "ORDER BY next_attempt_at", &st);
+                              "SELECT seq, next_attempt_at FROM deliveries WHERE status = 'pending'", &st);
   if (rc != SQLITE_OK) return hg_store_fail(db, rc, "read pending deliveries");
   int r = 0;
   while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)

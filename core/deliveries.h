@@ -67,7 +67,7 @@ int hg_deliveries_record(sqlite3 *db, const hg_attempt_rec_t *rec);
  * attempt-free note (webhook deleted or inactive). */
 int hg_deliveries_abandon(sqlite3 *db, int64_t seq, int64_t now);
 
-/* Reads every pending delivery's (seq, next_attempt_at), oldest due first. */
+/* Reads every pending delivery's (seq, next_attempt_at), in no particular order. */
 int hg_deliveries_pending(sqlite3 *db, int (*cb)(int64_t seq, int64_t due, void *ud), void *ud);
 
 /* Makes delivery id of webhook wh pending and due at now (replay). Sets
