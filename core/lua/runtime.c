@@ -443,6 +443,14 @@ static hg_lua_run_t *run_new(hg_lua_t *rt, run_kind_t kind, hg_phase_t phase, hg
     if ((run = calloc(1, sizeof(*run))) == NULL) return NULL;
     run->rt = rt;
     run->co = lua_newthread(rt->L);
+    /* Marked as the runtime's: the sandbox refuses to resume or close it. */
+    lua_rawgeti(rt->L, LUA_REGISTRYINDEX, rt->R);
+    if (lua_getfield(rt->L, -1, "run_threads") == LUA_TTABLE) {
+      lua_pushvalue(rt->L, -3);
+      lua_pushboolean(rt->L, 1);
+      lua_rawset(rt->L, -3);
+    }
+    lua_pop(rt->L, 2);
     run->co_ref = luaL_ref(rt->L, LUA_REGISTRYINDEX);
     uv_timer_init(rt->loop, &run->timer);
     run->timer.data = run;

@@ -43,7 +43,14 @@ end
 -- coroutine (which the C scheduler resumes when the I/O completes) and
 -- hands the results back down.
 local co_resume, co_yield, co_status = coroutine.resume, coroutine.yield, coroutine.status
+-- The coroutines the runtime runs hooks, routes and timers on (the C side
+-- adds each as it creates it; they are pooled and reused). A plugin may
+-- hold one (coroutine.running()) but must not drive it: resuming or
+-- closing one would break another event's run.
+R.run_threads = setmetatable({}, { __mode = "k" })
+local run_threads = R.run_threads
 local function resume(co, ...)
+  if run_threads[co] then return false, "cannot resume a coroutine hookgate runs a plugin on" end
   local r = table.pack(co_resume(co, ...))
   while r[1] and r[2] == SENTINEL and co_status(co) == "suspended" do
     r = table.pack(co_resume(co, co_yield(SENTINEL)))
@@ -60,7 +67,11 @@ local function wrap(f)
 end
 local sandbox_coroutine = {
   create = coroutine.create, resume = resume, wrap = wrap, yield = co_yield, status = co_status,
-  isyieldable = coroutine.isyieldable, running = coroutine.running, close = coroutine.close,
+  isyieldable = coroutine.isyieldable, running = coroutine.running,
+  close = function(co)
+    if run_threads[co] then error("cannot close a coroutine hookgate runs a plugin on", 2) end
+    return coroutine.close(co)
+  end,
 }
 
 -- Plugins share one `hookgate` module: each sees it through read-only

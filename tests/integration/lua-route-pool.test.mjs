@@ -108,6 +108,30 @@ describe('pooled route runs', () => {
     assert.match(line, /traceback=.*stack traceback.*routepool\/init\.lua:\d+/);
   });
 
+  it("a plugin cannot resume or close another run's thread", async () => {
+    // A run waits in a 1 s sleep while another run of the same plugin tries
+    // to resume and close every thread it has seen, the sleeping one too.
+    const sleeping = publish({ mode: 'longsleep', drop: a.id });
+    await sleep(200 * SLOW);
+    const meddle = await publish({ mode: 'meddle', drop: b.id });
+    assert.equal(meddle.status, 202, meddle.body);
+    const slept = await sleeping;
+    assert.equal(slept.status, 202, slept.body);
+    const h = await history();
+    const rec = h.find((r) => r.event === meddle.json.id);
+    assert.ok(rec.meddled.length >= 1, 'it saw other threads');
+    for (const m of rec.meddled) {
+      assert.equal(m.resumed, false);
+      assert.match(m.msg, /cannot resume a coroutine hookgate runs a plugin on/);
+      assert.equal(m.closed, false);
+      assert.match(m.closemsg, /cannot close a coroutine hookgate runs a plugin on/);
+    }
+    // Both runs' decisions stand: the sleeper dropped a, the meddler b.
+    assert.ok(h.find((r) => r.event === slept.json.id).done);
+    assert.deepEqual(await targetsOf(slept.json.id, [a, b]), [b.id]);
+    assert.deepEqual(await targetsOf(meddle.json.id, [a, b]), [a.id]);
+  });
+
   it('many runs in flight at once, then reuse', async () => {
     const before = (await history()).length;
     const res = await Promise.all(Array.from({ length: 30 }, (_, i) => publish({ mode: i % 3 ? 'sleep' : 'plain', drop: a.id })));

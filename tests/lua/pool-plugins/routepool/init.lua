@@ -32,6 +32,17 @@ return {
     if data.mode == "sleep" then hookgate.sleep(0.05) end
     if data.mode == "longsleep" then hookgate.sleep(1) end
     if data.mode == "spin" then spin(0.08) end -- past cpu_slice: preempted on the way
+    if data.mode == "meddle" then
+      -- Try to drive every other run's thread this plugin has seen.
+      rec.meddled = hookgate.json.array()
+      for t in pairs(seen) do
+        if t ~= co then
+          local resumed, msg = coroutine.resume(t)
+          local closed, cmsg = pcall(coroutine.close, t)
+          rec.meddled[#rec.meddled + 1] = { resumed = resumed, msg = msg, closed = closed, closemsg = cmsg }
+        end
+      end
+    end
     hookgate.sleep(0) -- I/O is allowed, whatever ran on this thread before
     rec.same = coroutine.running() == co
     local kept = hookgate.json.array()
