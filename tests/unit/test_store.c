@@ -450,6 +450,69 @@ static void reads_need_no_sync(void) {
   CHECK_EQ_INT(uv_loop_close(&loop), 0);
 }
 
+/* A read that runs after a write, in a later group, completes only after
+ * the write's fsync: it may have read the written row, which must not be
+ * shown before it is durable. */
+struct ordered {
+  hg_store_t *store;
+  int write_done, read_done_after_write, seen;
+  uint64_t syncs_at_read;
+};
+
+static int ordered_write(sqlite3 *db, void *ud) {
+  (void)ud;
+  return sqlite3_exec(db, "INSERT INTO t (id) VALUES (42)", NULL, NULL, NULL) == SQLITE_OK ? 0 : HG_EIO;
+}
+
+static void ordered_write_done(int status, void *ud) {
+  struct ordered *o = ud;
+  CHECK_EQ_INT(status, 0);
+  o->write_done = 1;
+}
+
+static int ordered_read(sqlite3 *db, void *ud) {
+  struct ordered *o = ud;
+  o->seen = query_int(db, "SELECT count(*) FROM t WHERE id = 42");
+  return 0;
+}
+
+static void ordered_read_done(int status, void *ud) {
+  struct ordered *o = ud;
+  CHECK_EQ_INT(status, 0);
+  o->read_done_after_write = o->write_done;
+  hg_store_stats_t st;
+  hg_store_stats(o->store, &st);
+  o->syncs_at_read = st.syncs;
+  hg_store_close(o->store);
+}
+
+static void reads_wait_for_earlier_syncs(void) {
+  char path[128], err[256];
+  db_path(path, sizeof(path), "ordered");
+  make_db(path);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  struct ordered o = {0};
+  CHECK_EQ_INT(hg_store_open(&o.store, &loop, path, err, sizeof(err)), 0);
+  struct gate g;
+  uv_sem_init(&g.started, 0);
+  uv_sem_init(&g.go, 0);
+  /* Group 1: the write. Group 2 (held back by a gate until group 1 has
+   * been committed): the read. */
+  CHECK_EQ_INT(hg_store_submit(o.store, ordered_write, ordered_write_done, &o), 0);
+  CHECK_EQ_INT(hg_store_submit(o.store, gate_work, NULL, &g), 0);
+  uv_sem_wait(&g.started);
+  CHECK_EQ_INT(hg_store_submit(o.store, ordered_read, ordered_read_done, &o), 0);
+  uv_sem_post(&g.go);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_EQ_INT(o.seen, 1);
+  CHECK_EQ_INT(o.read_done_after_write, 1);
+  CHECK(o.syncs_at_read >= 1);
+  CHECK_EQ_INT(uv_loop_close(&loop), 0);
+  uv_sem_destroy(&g.started);
+  uv_sem_destroy(&g.go);
+}
+
 static void close_null(void) { hg_store_close(NULL); }
 
 int main(void) {
@@ -466,6 +529,7 @@ int main(void) {
   RUN(rerunnable_jobs);
   RUN(close_with_queue);
   RUN(reads_need_no_sync);
+  RUN(reads_wait_for_earlier_syncs);
   RUN(close_null);
   nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
   return HGT_DONE();
