@@ -737,9 +737,7 @@ int hg_store_open(hg_store_t **out, uv_loop_t *loop, const char *path, char *err
   s->async.data = s;
   if (uv_thread_create(&s->sync_thread, sync_main, s) != 0) {
     set_err(err, errlen, "cannot start the store's sync thread");
-    s->close_called = 1;
-    uv_close((uv_handle_t *)&s->async, hg_store_close_cb);
-    return HG_EIO;
+    goto fail_live;
   }
   if (uv_thread_create(&s->thread, thread_main, s) != 0) {
     uv_mutex_lock(&s->mutex);
@@ -748,10 +746,7 @@ int hg_store_open(hg_store_t **out, uv_loop_t *loop, const char *path, char *err
     uv_mutex_unlock(&s->mutex);
     uv_thread_join(&s->sync_thread);
     set_err(err, errlen, "cannot start the store thread");
-    /* The handle is live: the store goes with its close callback. */
-    s->close_called = 1;
-    uv_close((uv_handle_t *)&s->async, hg_store_close_cb);
-    return HG_EIO;
+    goto fail_live;
   }
   *out = s;
   return 0;
@@ -759,6 +754,11 @@ fail:
   if (rc == HG_ENOMEM && err != NULL && errlen > 0 && err[0] == '\0') set_err(err, errlen, "out of memory");
   store_free(s);
   return rc;
+fail_live:
+  /* The uv_async is live: the store goes with its close callback. */
+  s->close_called = 1;
+  uv_close((uv_handle_t *)&s->async, hg_store_close_cb);
+  return HG_EIO;
 }
 
 static int submit(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, void *ud, int rerunnable) {
