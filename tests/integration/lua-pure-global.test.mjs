@@ -8,11 +8,9 @@ import { fileURLToPath } from 'node:url';
 import { Webhook } from 'standardwebhooks';
 import { startGateway } from './lib/gateway.mjs';
 import { startReceiver } from './lib/lua-receiver.mjs';
-import { sleep } from './lib/expect.mjs';
+import { stopClean, until } from './lib/delivery.mjs';
 
 const PLUGINS = fileURLToPath(new URL('../lua/global-plugins', import.meta.url));
-const ASAN = ['ON', '1', 'true'].includes(process.env.HG_SANITIZE);
-const SLOW = ASAN ? 3 : 1;
 
 let gw, rx;
 before(async () => {
@@ -27,23 +25,9 @@ delivery = { allow_cidrs = { "127.0.0.0/8" }, schedule = { 0, 0.2, 0.2 }, jitter
   });
 });
 after(async () => {
-  if (gw) {
-    const { code, signal } = await gw.stop();
-    assert.equal(code, 0, `gateway exited with ${code ?? signal}:\n${gw.logs().slice(-3000)}`);
-    assert.doesNotMatch(gw.logs(), /LeakSanitizer|AddressSanitizer/);
-  }
+  if (gw) await stopClean(gw);
   if (rx) await rx.close();
 });
-
-async function until(fn, ms = 10000 * SLOW, what = 'condition') {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 describe('pure phases over the global bindings', () => {
   let wh;
@@ -78,7 +62,7 @@ describe('pure phases over the global bindings', () => {
       const ds = (await gw.request('GET', `/v1/webhooks/${wh.id}/deliveries?pageSize=100`)).json.deliveries;
       const x = ds.find((y) => y.eventId === ev.id);
       return x && x.status !== 'pending' ? x : null;
-    }, 10000 * SLOW, 'the failed delivery');
+    }, { what: 'the failed delivery' });
     assert.equal(d.status, 'failed');
     const detail = (await gw.request('GET', `/v1/webhooks/${wh.id}/deliveries/${d.id}`)).json;
     assert.match(detail.attempts.at(-1).error, /^script_error: plugin orderb \(transform\): .*orderb\/init\.lua:\d+: orderb: boom/);
