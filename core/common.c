@@ -77,3 +77,9 @@ size_t hg_fmt_u64(char *out, uint64_t v) {
   for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
   return n;
 }
+
+size_t hg_fmt_i64(char *out, int64_t v) {
+  if (v >= 0) return hg_fmt_u64(out, (uint64_t)v);
+  out[0] = '-';
+  return 1 + hg_fmt_u64(out + 1, (uint64_t)0 - (uint64_t)v);
+}

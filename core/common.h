@@ -46,6 +46,9 @@ size_t hg_copy(char *dst, size_t cap, const char *src);
 /* Writes v in decimal (no NUL) to out, which must hold 20 bytes. Returns
  * the number of digits. */
 size_t hg_fmt_u64(char *out, uint64_t v);
+/* As hg_fmt_u64 for a signed value, with a leading '-' when negative; out
+ * must hold 20 bytes. */
+size_t hg_fmt_i64(char *out, int64_t v);
 
 #define HG_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 

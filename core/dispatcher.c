@@ -683,8 +683,7 @@ static void send_item(item_t *it) {
   it->started_at = hg_wall_ms();
   int64_t ts = it->started_at / 1000;
   char ts_buf[24];
-  if (ts >= 0) ts_buf[hg_fmt_u64(ts_buf, (uint64_t)ts)] = '\0';
-  else snprintf(ts_buf, sizeof(ts_buf), "%lld", (long long)ts); /* a clock before 1970 */
+  ts_buf[hg_fmt_i64(ts_buf, ts)] = '\0';
   int lua_transform = lua && hg_lua_has(lua, HG_PHASE_TRANSFORM, s->lua);
   int lua_sign = lua && hg_lua_has(lua, HG_PHASE_SIGN, s->lua);
   int lua_deliver = lua && hg_lua_has(lua, HG_PHASE_DELIVER, s->lua);

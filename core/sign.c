@@ -4,7 +4,6 @@
 #include "common.h"
 #include "crypto.h"
 
-#include <inttypes.h>
 #include <openssl/evp.h>
 #include <uv.h>
 #include <stdio.h>
@@ -92,14 +91,26 @@ static hg_hmac_t *prepared_ctx(const char *secret) {
   return victim->ctx;
 }
 
+/* The signed content "<id>.<ts>.<body>" as five parts for the HMAC calls;
+ * tsbuf (24 bytes) holds the timestamp's digits. */
+static void signed_parts(const char *msg_id, int64_t ts, const char *body, size_t len, char tsbuf[24],
+                         const void *parts[5], size_t lens[5]) {
+  size_t tslen = hg_fmt_i64(tsbuf, ts);
+  parts[0] = msg_id, lens[0] = strlen(msg_id);
+  parts[1] = ".", lens[1] = 1;
+  parts[2] = tsbuf, lens[2] = tslen;
+  parts[3] = ".", lens[3] = 1;
+  parts[4] = body, lens[4] = len;
+}
+
 /* The MAC of "<id>.<ts>.<body>" under key, as base64 text (44 characters
  * and a NUL in b64). */
 static int mac_b64(const unsigned char *key, size_t keylen, const char *msg_id, int64_t ts,
                    const char *body, size_t len, char b64[45]) {
   char tsbuf[24];
-  int tslen = snprintf(tsbuf, sizeof(tsbuf), "%" PRId64, ts);
-  const void *parts[5] = {msg_id, ".", tsbuf, ".", body};
-  size_t lens[5] = {strlen(msg_id), 1, (size_t)tslen, 1, len};
+  const void *parts[5];
+  size_t lens[5];
+  signed_parts(msg_id, ts, body, len, tsbuf, parts, lens);
   unsigned char mac[32];
   int rc = hg_hmac_sha256_parts(key, keylen, parts, lens, 5, mac);
   if (rc == 0) rc = hg_base64_encode(mac, sizeof(mac), b64, 45) < 0 ? HG_EINVAL : 0;
@@ -119,15 +130,14 @@ int hg_sign_v1(const char *secret, const char *msg_id, int64_t ts, const char *b
     return bad ? HG_EINVAL : HG_ETOOBIG;
   }
   char tsbuf[24];
-  /* Per delivery: digits by hand unless the time is before 1970. */
-  int tslen = ts >= 0 ? (int)hg_fmt_u64(tsbuf, (uint64_t)ts) : snprintf(tsbuf, sizeof(tsbuf), "%" PRId64, ts);
+  const void *parts[5];
+  size_t lens[5];
+  signed_parts(msg_id, ts, body, len, tsbuf, parts, lens);
   unsigned char mac[32];
   int rc = HG_EINVAL;
   uv_once(&key_once, key_init);
   uv_mutex_lock(&key_mutex);
   hg_hmac_t *ctx = prepared_ctx(secret);
-  const void *parts[5] = {msg_id, ".", tsbuf, ".", body};
-  size_t lens[5] = {strlen(msg_id), 1, (size_t)tslen, 1, len};
   if (ctx != NULL && hg_hmac_sha256_run(ctx, parts, lens, 5, mac) == 0) rc = 0;
   uv_mutex_unlock(&key_mutex);
   if (rc != 0) return HG_EINVAL;

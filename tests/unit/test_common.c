@@ -38,6 +38,13 @@ static void copy_and_digits(void) {
     CHECK_EQ_STR(d, cases[i].s);
     CHECK_EQ_INT(n, strlen(cases[i].s));
   }
+  static const struct { int64_t v; const char *s; } signed_cases[] = {
+      {0, "0"}, {-1, "-1"}, {1700000000, "1700000000"}, {INT64_MIN, "-9223372036854775808"}};
+  for (size_t i = 0; i < HG_ARRAY_LEN(signed_cases); i++) {
+    size_t n = hg_fmt_i64(d, signed_cases[i].v);
+    d[n] = '\0';
+    CHECK_EQ_STR(d, signed_cases[i].s);
+  }
 }
 
 int main(void) {
