@@ -453,6 +453,22 @@ static void fail_jobs(struct job *from, struct job *to_excl, int status) {
   for (struct job *k = from; k != to_excl; k = k->next) k->status = status;
 }
 
+/* The transaction ended inside job lost: SQLite rolls everything back on
+ * errors such as SQLITE_FULL, or the work committed on its own. Every job
+ * of it from *first through lost fails (the ones before lost are not
+ * durable either), and a new transaction opens for the jobs after, which
+ * become *first. Returns -1 when that BEGIN failed (they failed too). */
+static int restart_txn(sqlite3 *db, struct job **first, struct job *lost) {
+  hg_log(HG_LOG_ERROR, "store transaction ended inside a job; failing its group", NULL);
+  fail_jobs(*first, lost->next, HG_EIO);
+  *first = lost->next;
+  if (*first != NULL && exec_cached(db, sql_begin, "begin") != 0) {
+    fail_jobs(*first, NULL, HG_EIO);
+    return -1;
+  }
+  return 0;
+}
+
 /* Runs one group. Returns the number of jobs that shared the committed
  * transaction (0 when nothing was committed) and adds commit time to *ns. */
 static uint64_t run_group(sqlite3 *db, struct job *batch, uint64_t *ns, int *committed) {
@@ -471,15 +487,8 @@ static uint64_t run_group(sqlite3 *db, struct job *batch, uint64_t *ns, int *com
     struct job *lost = NULL;
     int together = end != j->next ? run_rerunnable(db, j, end, &lost) : 1;
     if (together < 0) {
-      /* As below: every job of this transaction so far fails. */
-      hg_log(HG_LOG_ERROR, "store transaction ended inside a job; failing its group", NULL);
-      fail_jobs(first, lost->next, HG_EIO);
-      first = lost->next;
       in_txn = 0;
-      if (first != NULL && exec_cached(db, sql_begin, "begin") != 0) {
-        fail_jobs(first, NULL, HG_EIO);
-        return 0;
-      }
+      if (restart_txn(db, &first, lost) != 0) return 0;
       j = lost->next;
       continue;
     }
@@ -487,17 +496,8 @@ static uint64_t run_group(sqlite3 *db, struct job *batch, uint64_t *ns, int *com
       if (together != 0) k->status = run_job(db, k);
       in_txn++;
       if (!sqlite3_get_autocommit(db)) continue;
-      /* The transaction ended inside the job: SQLite rolls everything back
-       * on errors such as SQLITE_FULL, or the work committed on its own. The
-       * jobs before it in this group are not durable either. */
-      hg_log(HG_LOG_ERROR, "store transaction ended inside a job; failing its group", NULL);
-      fail_jobs(first, k->next, HG_EIO);
-      first = k->next;
       in_txn = 0;
-      if (first != NULL && exec_cached(db, sql_begin, "begin") != 0) {
-        fail_jobs(first, NULL, HG_EIO);
-        return 0;
-      }
+      if (restart_txn(db, &first, k) != 0) return 0;
     }
     j = end;
   }
