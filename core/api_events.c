@@ -64,6 +64,30 @@ static int id_char_ok(char c) {
          c == '.' || c == ':';
 }
 
+/* Builds the bytes every receiver gets, {"type":"<type>","timestamp":"<now>",
+ * "data":<data>}, by copies (this runs for every event) into a new
+ * ev->payload, and notes where data is in it. Returns 0, or HG_ENOMEM with
+ * ev->payload NULL. */
+static int build_payload(hg_event_in_t *ev, const char *data, size_t data_len) {
+  char ts[25];
+  hg_format_time(hg_wall_ms(), ts);
+  size_t tl = strlen(ev->type);
+  if ((ev->payload = malloc(data_len + tl + 64)) == NULL) return HG_ENOMEM;
+  char *o = ev->payload;
+  memcpy(o, "{\"type\":\"", 9), o += 9;
+  memcpy(o, ev->type, tl), o += tl;
+  memcpy(o, "\",\"timestamp\":\"", 15), o += 15;
+  memcpy(o, ts, 24), o += 24;
+  memcpy(o, "\",\"data\":", 9), o += 9;
+  ev->data_off = (size_t)(o - ev->payload);
+  ev->data_len = data_len;
+  memcpy(o, data, data_len), o += data_len;
+  *o++ = '}';
+  ev->payload_len = (size_t)(o - ev->payload);
+  *o = '\0';
+  return 0;
+}
+
 /* "<prefix><name>" into field, for an error detail (only built when one is
  * reported: check_event runs for every event). */
 static const char *field_name(char field[64], const char *prefix, const char *name) {
@@ -143,28 +167,8 @@ static void check_event(hg_app_t *app, const hg_principal_t *who, json_t *obj, c
       ev->client_id = 1;
     }
   }
-  if (json_array_size(details) == before && data_raw) {
-    char ts[25];
-    hg_format_time(hg_wall_ms(), ts);
-    size_t cap = data_len + strlen(ev->type) + 64;
-    if ((ev->payload = malloc(cap)) != NULL) {
-      /* {"type":"<type>","timestamp":"<ts>","data":<data>} by copies: this
-       * runs for every event. */
-      char *o = ev->payload;
-      size_t tl = strlen(ev->type);
-      memcpy(o, "{\"type\":\"", 9), o += 9;
-      memcpy(o, ev->type, tl), o += tl;
-      memcpy(o, "\",\"timestamp\":\"", 15), o += 15;
-      memcpy(o, ts, 24), o += 24;
-      memcpy(o, "\",\"data\":", 9), o += 9;
-      ev->data_off = (size_t)(o - ev->payload);
-      ev->data_len = data_len;
-      memcpy(o, data_raw, data_len), o += data_len;
-      *o++ = '}';
-      ev->payload_len = (size_t)(o - ev->payload);
-      *o = '\0';
-    }
-  }
+  /* On failure payload stays NULL, which the caller answers as out of memory. */
+  if (json_array_size(details) == before && data_raw) (void)build_payload(ev, data_raw, data_len);
   free(dumped);
   if (!ev->client_id) hg_id_new("evt_", ev->id);
 }
@@ -446,21 +450,15 @@ static int rebuild_payload(hg_app_t *app, hg_event_in_t *ev, json_t *e, char *wh
     snprintf(why, cap, "out of memory");
     return -1;
   }
-  char ts[25];
-  hg_format_time(hg_wall_ms(), ts);
-  size_t cap2 = strlen(d) + strlen(ev->type) + 64;
-  char *payload = malloc(cap2);
-  if (payload == NULL) {
-    free(d);
+  char *old = ev->payload;
+  int r = build_payload(ev, d, strlen(d));
+  free(d);
+  if (r != 0) {
+    ev->payload = old;
     snprintf(why, cap, "out of memory");
     return -1;
   }
-  ev->payload_len = (size_t)snprintf(payload, cap2, "{\"type\":\"%s\",\"timestamp\":\"%s\",\"data\":%s}", ev->type, ts, d);
-  ev->data_len = strlen(d);
-  ev->data_off = ev->payload_len - 1 - ev->data_len; /* before the closing brace */
-  free(d);
-  free(ev->payload);
-  ev->payload = payload;
+  free(old);
   return 0;
 }
 
