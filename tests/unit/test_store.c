@@ -38,6 +38,18 @@ static void make_db(const char *path) {
   sqlite3_close(db);
 }
 
+/* A store on loop (initialised here) over a fresh database made by make_db;
+ * path (128 bytes) gets its file. */
+static hg_store_t *open_fresh(uv_loop_t *loop, const char *name, char *path) {
+  char err[256];
+  db_path(path, 128, name);
+  make_db(path);
+  uv_loop_init(loop);
+  hg_store_t *s = NULL;
+  CHECK_EQ_INT(hg_store_open(&s, loop, path, err, sizeof(err)), 0);
+  return s;
+}
+
 /* ---- Migrations ---- */
 
 static void migrations(void) {
@@ -201,15 +213,12 @@ static void submit_group_cb(uv_timer_t *t) {
 }
 
 static void group_commit(void) {
-  char path[128], err[256];
-  db_path(path, sizeof(path), "group");
-  make_db(path);
+  char path[128];
   uv_loop_t loop;
-  uv_loop_init(&loop);
   struct ctx c = {0};
   c.total = 200;
   c.close_at_end = 1;
-  CHECK_EQ_INT(hg_store_open(&c.store, &loop, path, err, sizeof(err)), 0);
+  c.store = open_fresh(&loop, "group", path);
   CHECK_EQ_INT(sqlite3_open_v2(path, &c.reader, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
   uv_timer_t timer;
   uv_timer_init(&loop, &timer);
@@ -241,6 +250,16 @@ struct gate {
   uv_sem_t started, go;
 };
 
+static void gate_init(struct gate *g) {
+  uv_sem_init(&g->started, 0);
+  uv_sem_init(&g->go, 0);
+}
+
+static void gate_destroy(struct gate *g) {
+  uv_sem_destroy(&g->started);
+  uv_sem_destroy(&g->go);
+}
+
 static int gate_work(sqlite3 *db, void *ud) {
   (void)db;
   struct gate *g = ud;
@@ -257,16 +276,12 @@ static int rollback_work(sqlite3 *db, void *ud) {
 }
 
 static void failing_job(void) {
-  char path[128], err[256];
-  db_path(path, sizeof(path), "fail");
-  make_db(path);
+  char path[128];
   uv_loop_t loop;
-  uv_loop_init(&loop);
   struct ctx c = {0};
-  CHECK_EQ_INT(hg_store_open(&c.store, &loop, path, err, sizeof(err)), 0);
+  c.store = open_fresh(&loop, "fail", path);
   struct gate g;
-  uv_sem_init(&g.started, 0);
-  uv_sem_init(&g.go, 0);
+  gate_init(&g);
 
   /* Group 2: A, B (fails after inserting), C. */
   CHECK_EQ_INT(hg_store_submit(c.store, gate_work, NULL, &g), 0);
@@ -307,24 +322,19 @@ static void failing_job(void) {
   CHECK(!row_exists(db, 4));
   CHECK(row_exists(db, 5));
   sqlite3_close(db);
-  uv_sem_destroy(&g.started);
-  uv_sem_destroy(&g.go);
+  gate_destroy(&g);
 }
 
 /* Rerunnable neighbours share a savepoint; when one fails, only it is
  * undone (the others run again, alone), and a plain job between them
  * splits the run. */
 static void rerunnable_jobs(void) {
-  char path[128], err[256];
-  db_path(path, sizeof(path), "rerun");
-  make_db(path);
+  char path[128];
   uv_loop_t loop;
-  uv_loop_init(&loop);
   struct ctx c = {0};
-  CHECK_EQ_INT(hg_store_open(&c.store, &loop, path, err, sizeof(err)), 0);
+  c.store = open_fresh(&loop, "rerun", path);
   struct gate g;
-  uv_sem_init(&g.started, 0);
-  uv_sem_init(&g.go, 0);
+  gate_init(&g);
 
   /* Group 2: A, B (fails after inserting), C rerunnable; P plain; D, E
    * rerunnable (succeed). Group 3: F rerunnable, X ends the transaction
@@ -379,19 +389,15 @@ static void rerunnable_jobs(void) {
   for (int id = 1; id <= 10; id++) CHECK_EQ_INT(row_exists(db, id), present[id]);
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM t"), 7);
   sqlite3_close(db);
-  uv_sem_destroy(&g.started);
-  uv_sem_destroy(&g.go);
+  gate_destroy(&g);
 }
 
 static void close_with_queue(void) {
-  char path[128], err[256];
-  db_path(path, sizeof(path), "close");
-  make_db(path);
+  char path[128];
   uv_loop_t loop;
-  uv_loop_init(&loop);
   struct ctx c = {0};
   static struct insert jobs[50];
-  CHECK_EQ_INT(hg_store_open(&c.store, &loop, path, err, sizeof(err)), 0);
+  c.store = open_fresh(&loop, "close", path);
   for (int i = 0; i < 50; i++) {
     jobs[i] = (struct insert){&c, i + 1, 0, -1, 0};
     CHECK_EQ_INT(hg_store_submit(c.store, insert_work, insert_done, &jobs[i]), 0);
@@ -435,13 +441,10 @@ static void read_done(int status, void *ud) {
 /* The store connection leaves syncing to the sync thread, and a group
  * that only read needs no fsync. */
 static void reads_need_no_sync(void) {
-  char path[128], err[256];
-  db_path(path, sizeof(path), "reads");
-  make_db(path);
+  char path[128];
   uv_loop_t loop;
-  uv_loop_init(&loop);
   struct reader r = {NULL, -1, {0}};
-  CHECK_EQ_INT(hg_store_open(&r.store, &loop, path, err, sizeof(err)), 0);
+  r.store = open_fresh(&loop, "reads", path);
   CHECK_EQ_INT(hg_store_submit(r.store, read_work, read_done, &r), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
   CHECK_EQ_INT(r.n, 0);
@@ -487,16 +490,12 @@ static void ordered_read_done(int status, void *ud) {
 }
 
 static void reads_wait_for_earlier_syncs(void) {
-  char path[128], err[256];
-  db_path(path, sizeof(path), "ordered");
-  make_db(path);
+  char path[128];
   uv_loop_t loop;
-  uv_loop_init(&loop);
   struct ordered o = {0};
-  CHECK_EQ_INT(hg_store_open(&o.store, &loop, path, err, sizeof(err)), 0);
+  o.store = open_fresh(&loop, "ordered", path);
   struct gate g;
-  uv_sem_init(&g.started, 0);
-  uv_sem_init(&g.go, 0);
+  gate_init(&g);
   /* Group 1: the write. Group 2 (held back by a gate until group 1 has
    * been committed): the read. */
   CHECK_EQ_INT(hg_store_submit(o.store, ordered_write, ordered_write_done, &o), 0);
@@ -509,8 +508,7 @@ static void reads_wait_for_earlier_syncs(void) {
   CHECK_EQ_INT(o.read_done_after_write, 1);
   CHECK(o.syncs_at_read >= 1);
   CHECK_EQ_INT(uv_loop_close(&loop), 0);
-  uv_sem_destroy(&g.started);
-  uv_sem_destroy(&g.go);
+  gate_destroy(&g);
 }
 
 static void close_null(void) { hg_store_close(NULL); }
