@@ -5,6 +5,7 @@
 #include "common.h"
 #include "events.h"
 #include "hgtest.h"
+#include "hgtest_sql.h"
 #include "log.h"
 #include "store.h"
 
@@ -13,15 +14,6 @@
 #include <unistd.h>
 
 static char dir[64];
-
-static int query_int(sqlite3 *db, const char *sql) {
-  sqlite3_stmt *st = NULL;
-  int v = -1;
-  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-    v = sqlite3_column_int(st, 0);
-  sqlite3_finalize(st);
-  return v;
-}
 
 static sqlite3 *open_db(const char *name) {
   char path[128], err[256];

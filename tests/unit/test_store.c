@@ -1,6 +1,7 @@
 #define _GNU_SOURCE /* nftw */
 #include "common.h"
 #include "hgtest.h"
+#include "hgtest_sql.h"
 #include "log.h"
 #include "schema.h"
 #include "store.h"
@@ -19,15 +20,6 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 }
 
 static void db_path(char *out, size_t cap, const char *name) { snprintf(out, cap, "%s/%s/hg.db", dir, name); }
-
-static int query_int(sqlite3 *db, const char *sql) {
-  sqlite3_stmt *st = NULL;
-  int v = -1;
-  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-    v = sqlite3_column_int(st, 0);
-  sqlite3_finalize(st);
-  return v;
-}
 
 /* A database with the schema and a scratch table t for the jobs below. */
 static void make_db(const char *path) {
