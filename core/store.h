@@ -55,9 +55,17 @@ int hg_store_open(hg_store_t **out, uv_loop_t *loop, const char *path, char *err
 
 /* Queues a job; ud is borrowed until done runs. done may be NULL. Never
  * runs done inside this call. Thread-safe but meant for the loop thread.
+ * Jobs submitted on the loop thread reach the store thread together, in
+ * the loop's next prepare or check phase (the same turn), or at
+ * hg_store_flush; from any other thread, at once.
  * Returns 0, HG_EINVAL (NULL store or work), HG_ENOMEM, or HG_ESTATE once
  * the store is closing (done is then never called). */
 int hg_store_submit(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, void *ud);
+
+/* Hands the jobs submitted on the loop thread to the store thread now,
+ * instead of at the end of this loop turn: for a caller that is about to
+ * block the loop until the store has run them (tests). Loop thread only. */
+void hg_store_flush(hg_store_t *s);
 
 /* As hg_store_submit, for a job that may run twice: neighbouring
  * rerunnable jobs share one savepoint, and when one of them fails that
