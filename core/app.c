@@ -95,6 +95,24 @@ static void metrics(hg_http_req_t *req, void *ud) {
               (double)hg_http_server_connections(app->server));
   hg_buf_printf(&b, "# HELP hookgate_lua_errors_total Script errors by plugin and phase.\n"
                     "# TYPE hookgate_lua_errors_total counter\n");
+  hg_buf_printf(&b, "# HELP hookgate_lua_phase_calls_total Lua phase calls: route once per event, transform and "
+                    "sign once per delivery attempt.\n"
+                    "# TYPE hookgate_lua_phase_calls_total counter\n");
+  for (int p = 0; p < HG_PHASE_COUNT; p++) {
+    uint64_t calls, ns;
+    hg_lua_phase_stats((hg_phase_t)p, &calls, &ns);
+    hg_buf_printf(&b, "hookgate_lua_phase_calls_total{phase=\"%s\"} %llu\n", hg_phase_name((hg_phase_t)p),
+                  (unsigned long long)calls);
+  }
+  hg_buf_printf(&b, "# HELP hookgate_lua_phase_seconds_total Time the loop thread spent in Lua phases: building the "
+                    "argument, running the bound plugins, reading the result back (not waiting on I/O).\n"
+                    "# TYPE hookgate_lua_phase_seconds_total counter\n");
+  for (int p = 0; p < HG_PHASE_COUNT; p++) {
+    uint64_t calls, ns;
+    hg_lua_phase_stats((hg_phase_t)p, &calls, &ns);
+    hg_buf_printf(&b, "hookgate_lua_phase_seconds_total{phase=\"%s\"} %.9f\n", hg_phase_name((hg_phase_t)p),
+                  (double)ns / 1e9);
+  }
   if (app->lua) {
     hg_lua_each_error_count(app->lua, put_lua_error, &b);
     put_gauge(&b, "hookgate_lua_memory_bytes", "Memory the Lua VM holds.", (double)hg_lua_memory(app->lua));

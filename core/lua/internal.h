@@ -21,6 +21,8 @@ struct hg_lua_run {
   int pure;
   uint64_t cpu_ns;         /* CPU used by this run so far */
   uint64_t slice_start_ns; /* when the current slice began */
+  uint64_t host_ns;        /* spent outside lua_resume: arguments, results */
+  uint64_t step_end_ns;    /* when the last lua_resume returned */
   size_t mem_start;
   size_t mem_used; /* VM growth during this run's earlier steps */
   int preempted; /* yielded by the CPU hook: resume on the next loop turn */

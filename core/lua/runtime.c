@@ -210,6 +210,21 @@ int hg_lua__yield(lua_State *L, hg_lua_run_t *run) {
 
 static void run_step(hg_lua_run_t *run, int nargs);
 
+/* See hg_lua_phase_stats. Loop thread only. */
+static struct {
+  uint64_t calls, ns;
+} phase_stats[HG_PHASE_COUNT];
+
+void hg_lua_phase_stats(hg_phase_t phase, uint64_t *calls, uint64_t *ns) {
+  *calls = phase_stats[phase].calls;
+  *ns = phase_stats[phase].ns;
+}
+
+static void phase_count(hg_phase_t phase, uint64_t ns) {
+  phase_stats[phase].calls++;
+  phase_stats[phase].ns += ns;
+}
+
 static void run_close_cb(uv_handle_t *h) {
   hg_lua_run_t *run = h->data;
   hg_lua_t *rt = run->rt;
@@ -340,6 +355,8 @@ static int same_string_array(lua_State *L, int idx, json_t *arr) {
 /* Reads the outcome of a finished run and calls done. */
 static void run_finish(hg_lua_run_t *run, int status) {
   lua_State *co = run->co;
+  /* The result is read back from here: it counts as the phase's time. */
+  uint64_t read_from = run->step_end_ns;
   char err[1024];
   err[0] = '\0';
   json_t *arg = run->arg, *res = NULL, *res2 = NULL;
@@ -360,6 +377,7 @@ static void run_finish(hg_lua_run_t *run, int status) {
     else if (n >= 1 && !lua_isnil(co, 1)) res = hg_lua__to_json(co, 1, jerr, sizeof(jerr));
     if (n >= 2 && !lua_isnil(co, 2)) res2 = hg_lua__to_json(co, 2, jerr, sizeof(jerr));
   }
+  if (run->kind == RUN_PHASE) phase_count(run->phase, run->cpu_ns + run->host_ns + (hg_now_ns() - read_from));
   run->done(r, arg, res, res2, err, run->ud);
   json_decref(res);
   json_decref(res2);
@@ -387,7 +405,8 @@ static void run_step(hg_lua_run_t *run, int nargs) {
   memcpy(run->plugin, rt->plugin, sizeof(run->plugin));
   run->mem_used = rt->mem > run->mem_start ? rt->mem - run->mem_start : 0;
   rt->current = prev;
-  run->cpu_ns += hg_now_ns() - run->slice_start_ns;
+  run->step_end_ns = hg_now_ns();
+  run->cpu_ns += run->step_end_ns - run->slice_start_ns;
   if (status == LUA_YIELD && run->killed) {
     /* Report it as R.run reports any error, with the suspended stack. */
     lua_State *co = run->co;
@@ -432,7 +451,7 @@ static hg_lua_run_t *run_new(hg_lua_t *rt, run_kind_t kind, hg_phase_t phase, hg
     /* Everything but the thread, its registry slot and the timer starts
      * afresh. */
     run->pure = 0;
-    run->cpu_ns = run->slice_start_ns = 0;
+    run->cpu_ns = run->slice_start_ns = run->host_ns = run->step_end_ns = 0;
     run->mem_start = run->mem_used = 0;
     run->preempted = run->waiting = run->killed = run->sleeping = 0;
     run->kill_msg[0] = run->plugin[0] = '\0';
@@ -498,6 +517,7 @@ static void async_done(int status, json_t *arg, json_t *res, json_t *res2, const
 static int start_run(hg_lua_t *rt, run_kind_t kind, hg_phase_t phase, const char *fn, const char *key,
                      const char *bindings, json_t *arg, hg_lua_done_fn done, void *ud) {
   if (rt->stopped) return HG_ESTATE;
+  uint64_t t0 = hg_now_ns();
   async_ctx_t *c = calloc(1, sizeof(*c));
   if (c == NULL) return HG_ENOMEM;
   c->done = done;
@@ -531,6 +551,7 @@ static int start_run(hg_lua_t *rt, run_kind_t kind, hg_phase_t phase, const char
     nargs = 3;
   }
   run->arg = json_incref(arg);
+  run->host_ns = hg_now_ns() - t0;
   run_queue(run, nargs);
   return 0;
 }
@@ -561,6 +582,7 @@ int hg_lua_call_async(hg_lua_t *rt, hg_phase_t phase, const char *bindings, json
 
 int hg_lua_route_event(hg_lua_t *rt, const hg_lua_event_t *ev, json_t *targets, hg_lua_done_fn done, void *ud) {
   if (rt->stopped) return HG_ESTATE;
+  uint64_t t0 = hg_now_ns();
   hg_lua_run_t *run = run_new(rt, RUN_PHASE, HG_PHASE_ROUTE, done, ud);
   if (run == NULL) return HG_ENOMEM;
   /* R.route_event(event, targets) builds arg and returns arg.targets: only
@@ -570,6 +592,7 @@ int hg_lua_route_event(hg_lua_t *rt, const hg_lua_event_t *ev, json_t *targets, 
   hg_lua__push_event(co, ev);
   hg_lua__push_json(co, targets);
   run->targets = json_incref(targets);
+  run->host_ns = hg_now_ns() - t0;
   run_queue(run, 2);
   return 0;
 }
@@ -676,6 +699,7 @@ static void push_json_arg(lua_State *L, void *ud) { hg_lua__push_json(L, ud); }
 int hg_lua_call(hg_lua_t *rt, hg_phase_t phase, const char *bindings, json_t **arg, json_t **result, char *err,
                 size_t errlen) {
   lua_State *L = rt->L;
+  uint64_t t0 = hg_now_ns();
   int top = lua_gettop(L), arg_idx = top + 1;
   *result = NULL;
   int r = call_pure(rt, phase, bindings, push_json_arg, *arg, err, errlen);
@@ -692,6 +716,7 @@ int hg_lua_call(hg_lua_t *rt, hg_phase_t phase, const char *bindings, json_t **a
     }
   }
   lua_settop(L, top);
+  phase_count(phase, hg_now_ns() - t0);
   return r;
 }
 
@@ -839,6 +864,7 @@ static int read_delivery(lua_State *L, int idx, hg_lua_delivery_t *d, char *err,
 int hg_lua_call_delivery(hg_lua_t *rt, hg_phase_t phase, const char *bindings, hg_lua_delivery_t *d, char *err,
                          size_t errlen) {
   lua_State *L = rt->L;
+  uint64_t t0 = hg_now_ns();
   int top = lua_gettop(L);
   int r = call_pure(rt, phase, bindings, push_delivery, d, err, errlen);
   if (r == 0) {
@@ -849,6 +875,7 @@ int hg_lua_call_delivery(hg_lua_t *rt, hg_phase_t phase, const char *bindings, h
     if (r == HG_EINVAL) snprintf(err, errlen, "plugin (%s): %s", hg_phase_name(phase), why);
   }
   lua_settop(L, top);
+  phase_count(phase, hg_now_ns() - t0);
   return r;
 }
 

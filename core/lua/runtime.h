@@ -147,6 +147,13 @@ void hg_lua_stop(hg_lua_t *rt);
  * does not wait out their sleep (sleep returns at once from then on). */
 void hg_lua_shutdown(hg_lua_t *rt);
 
+/* Counters for /metrics: calls of each phase (route once per event,
+ * transform and sign once per delivery attempt, ...) and the time the loop
+ * thread spent in them: building the argument, running the bound plugins,
+ * reading the result back. Time a run waits on I/O or in the queue is not
+ * counted. Process-wide (they outlive a reload's VM generations). */
+void hg_lua_phase_stats(hg_phase_t phase, uint64_t *calls, uint64_t *ns);
+
 /* Memory the VM holds, in bytes. */
 size_t hg_lua_memory(hg_lua_t *rt);
 

@@ -56,6 +56,26 @@ describe('pure phases over the global bindings', () => {
     assert.equal(r.headers['x-order'], 'a,b');
   });
 
+  it('each walk counts once in hookgate_lua_phase_calls_total, with its time in hookgate_lua_phase_seconds_total', async () => {
+    const phases = async () => {
+      const text = (await gw.request('GET', '/metrics', { key: null })).body;
+      const get = (name, phase) => Number(text.match(new RegExp(`^hookgate_lua_phase_${name}_total\\{phase="${phase}"\\} (\\S+)$`, 'm'))?.[1]);
+      return Object.fromEntries(['route', 'transform', 'sign'].map((p) => [p, { calls: get('calls', p), seconds: get('seconds', p) }]));
+    };
+    const before = await phases();
+    const ev = await publish('count');
+    await rx.waitFor((x) => x.headers['webhook-id'] === ev.id);
+    const after = await phases();
+    // One delivery: one transform walk over the three plugins, one sign walk.
+    assert.equal(after.transform.calls - before.transform.calls, 1);
+    assert.equal(after.sign.calls - before.sign.calls, 1);
+    assert.ok(after.transform.seconds > before.transform.seconds, 'the walk took time');
+    assert.ok(after.transform.seconds - before.transform.seconds < 1);
+    // No route plugin is bound: the phase never ran.
+    assert.equal(after.route.calls, 0);
+    assert.equal(after.route.seconds, 0);
+  });
+
   it('an error fails the delivery with script_error naming the plugin and its line; the next delivery is fine', async () => {
     const ev = await publish('boom');
     const d = await until(async () => {

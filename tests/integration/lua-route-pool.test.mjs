@@ -117,6 +117,22 @@ describe('pooled route runs', () => {
     assert.deepEqual(await targetsOf(meddle.json.id, [a, b]), [a.id]);
   });
 
+  it('each route run counts once in hookgate_lua_phase_calls_total; its sleep is not in hookgate_lua_phase_seconds_total', async () => {
+    const route = async () => {
+      const text = (await gw.request('GET', '/metrics', { key: null })).body;
+      const get = (name) => Number(text.match(new RegExp(`^hookgate_lua_phase_${name}_total\\{phase="route"\\} (\\S+)$`, 'm'))?.[1]);
+      return { calls: get('calls'), seconds: get('seconds') };
+    };
+    const before = await route();
+    for (const mode of ['plain', 'sleep', 'plain']) assert.equal((await publish({ mode, drop: a.id })).status, 202);
+    const after = await route();
+    assert.equal(after.calls - before.calls, 3);
+    const spent = after.seconds - before.seconds;
+    assert.ok(spent > 0, 'the runs took time');
+    // The sleep run waited 50 ms in hookgate.sleep: none of it is counted.
+    assert.ok(spent < 0.05, `${spent} s counted for three runs`);
+  });
+
   it('many runs in flight at once, then reuse', async () => {
     const before = (await history()).length;
     const res = await Promise.all(Array.from({ length: 30 }, (_, i) => publish({ mode: i % 3 ? 'sleep' : 'plain', drop: a.id })));
