@@ -93,8 +93,6 @@ static void metrics(hg_http_req_t *req, void *ud) {
   if (app->server)
     put_gauge(&b, "hookgate_http_connections", "Open client connections.",
               (double)hg_http_server_connections(app->server));
-  hg_buf_printf(&b, "# HELP hookgate_lua_errors_total Script errors by plugin and phase.\n"
-                    "# TYPE hookgate_lua_errors_total counter\n");
   hg_buf_printf(&b, "# HELP hookgate_lua_phase_calls_total Lua phase calls: route once per event, transform and "
                     "sign once per delivery attempt.\n"
                     "# TYPE hookgate_lua_phase_calls_total counter\n");
@@ -113,6 +111,8 @@ static void metrics(hg_http_req_t *req, void *ud) {
     hg_buf_printf(&b, "hookgate_lua_phase_seconds_total{phase=\"%s\"} %.9f\n", hg_phase_name((hg_phase_t)p),
                   (double)ns / 1e9);
   }
+  hg_buf_printf(&b, "# HELP hookgate_lua_errors_total Script errors by plugin and phase.\n"
+                    "# TYPE hookgate_lua_errors_total counter\n");
   if (app->lua) {
     hg_lua_each_error_count(app->lua, put_lua_error, &b);
     put_gauge(&b, "hookgate_lua_memory_bytes", "Memory the Lua VM holds.", (double)hg_lua_memory(app->lua));

@@ -682,12 +682,14 @@ static void publish(hg_store_t *s) {
 }
 
 void hg_store_flush(hg_store_t *s) {
-  if (s != NULL) publish(s);
+  if (s == NULL) return;
+  uv_thread_t self = uv_thread_self();
+  if (uv_thread_equal(&self, &s->loop_thread)) publish(s);
 }
 
 /* Before the loop polls (jobs from timers) and after (jobs from I/O). */
-static void hg_store_prepare_cb(uv_prepare_t *h) { publish(h->data); }
-static void hg_store_check_cb(uv_check_t *h) { publish(h->data); }
+static void publish_prepare_cb(uv_prepare_t *h) { publish(h->data); }
+static void publish_check_cb(uv_check_t *h) { publish(h->data); }
 
 static void store_free(hg_store_t *s) {
   if (s == NULL) return;
@@ -778,8 +780,8 @@ int hg_store_open(hg_store_t **out, uv_loop_t *loop, const char *path, char *err
   uv_check_init(loop, &s->check);
   s->prepare.data = s;
   s->check.data = s;
-  uv_prepare_start(&s->prepare, hg_store_prepare_cb);
-  uv_check_start(&s->check, hg_store_check_cb);
+  uv_prepare_start(&s->prepare, publish_prepare_cb);
+  uv_check_start(&s->check, publish_check_cb);
   uv_unref((uv_handle_t *)&s->prepare);
   uv_unref((uv_handle_t *)&s->check);
   if (uv_thread_create(&s->sync_thread, sync_main, s) != 0) {

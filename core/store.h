@@ -46,25 +46,31 @@ int hg_store_global_init(void);
 
 /* Opens (creating the file and its parent directories, mode 0700, if
  * needed) the database at path, applies pending migrations, and starts the
- * store thread. A database whose schema is newer than this binary is
+ * store thread. Call it on the thread that runs loop: that thread is "the
+ * loop thread" below. A database whose schema is newer than this binary is
  * refused with HG_ECORRUPT and a message in err. On failure *out is NULL,
  * err says why (err may be NULL), and the loop may still have to run once
- * to release an internal handle. Runs on, and blocks, the calling (loop)
+ * to release the store's handles. Runs on, and blocks, the calling (loop)
  * thread while migrating: meant for start-up. */
 int hg_store_open(hg_store_t **out, uv_loop_t *loop, const char *path, char *err, size_t errlen);
 
 /* Queues a job; ud is borrowed until done runs. done may be NULL. Never
  * runs done inside this call. Thread-safe but meant for the loop thread.
  * Jobs submitted on the loop thread reach the store thread together, in
- * the loop's next prepare or check phase (the same turn), or at
- * hg_store_flush; from any other thread, at once.
+ * order, at the loop's next check phase (jobs from I/O callbacks: the same
+ * turn) or prepare phase (jobs from timers and close callbacks: before the
+ * loop next waits for I/O), or at hg_store_flush. uv_run must therefore
+ * keep running (UV_RUN_DEFAULT, or ONCE/NOWAIT again) until they are done.
+ * From any other thread a job goes at once, and so may overtake jobs the
+ * loop thread submitted earlier in the same turn.
  * Returns 0, HG_EINVAL (NULL store or work), HG_ENOMEM, or HG_ESTATE once
  * the store is closing (done is then never called). */
 int hg_store_submit(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, void *ud);
 
 /* Hands the jobs submitted on the loop thread to the store thread now,
  * instead of at the end of this loop turn: for a caller that is about to
- * block the loop until the store has run them (tests). Loop thread only. */
+ * block the loop until the store has run them (tests). A no-op on any
+ * other thread. */
 void hg_store_flush(hg_store_t *s);
 
 /* As hg_store_submit, for a job that may run twice: neighbouring

@@ -4,6 +4,7 @@
 // after the transform walk. Real gateway, a receiver on 127.0.0.1.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Webhook } from 'standardwebhooks';
 import { startGateway } from './lib/gateway.mjs';
@@ -90,5 +91,21 @@ describe('pure phases over the global bindings', () => {
     const ok = await publish('after');
     const r = await rx.waitFor((x) => x.headers['webhook-id'] === ok.id);
     assert.equal(r.headers['x-order'], 'a,b,c');
+    // The error is counted, and /metrics with it still passes promtool
+    // (each family's lines together).
+    const text = (await gw.request('GET', '/metrics', { key: null })).body;
+    assert.match(text, /^hookgate_lua_errors_total\{plugin="orderb",phase="transform"\} 1$/m);
+    const check = spawnSync(process.env.PROMTOOL || 'promtool', ['check', 'metrics'], { input: text });
+    assert.equal(check.status, 0, `promtool check metrics failed:\n${check.stdout}${check.stderr}`);
+    // promtool lets a family's samples come apart; the format does not.
+    const seen = new Set();
+    let current = null;
+    for (const line of text.split('\n').filter(Boolean)) {
+      const name = line.startsWith('#') ? line.split(' ')[2] : line.match(/^[a-z_]+/)[0].replace(/_(bucket|sum|count)$/, '');
+      if (name === current) continue;
+      assert.ok(!seen.has(name), `${name}: its lines are not together`);
+      seen.add(name);
+      current = name;
+    }
   });
 });

@@ -328,7 +328,6 @@ static void failing_job(void) {
   hg_store_submit(c.store, gate_work, NULL, &g);
   hg_store_flush(c.store);
   uv_sem_post(&g.go); /* group 2 runs */
-  hg_store_flush(c.store);
   uv_sem_wait(&g.started);
   hg_store_submit(c.store, insert_work, insert_done, &d);
   hg_store_submit(c.store, rollback_work, insert_done, &x);
@@ -392,7 +391,6 @@ static void rerunnable_jobs(void) {
   hg_store_submit(c.store, gate_work, NULL, &g);
   hg_store_flush(c.store);
   uv_sem_post(&g.go); /* group 2 runs */
-  hg_store_flush(c.store);
   uv_sem_wait(&g.started);
   struct insert f = {&c, 7, 0, 6, 0}, x = {&c, 0, 0, 7, 0}, gg = {&c, 8, 0, -1, 0};
   CHECK_EQ_INT(hg_store_submit_rerunnable(c.store, insert_work, insert_done, &f), 0);
