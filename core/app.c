@@ -36,6 +36,17 @@ static void put_counter(hg_buf_t *b, const char *name, const char *help, const c
                 (unsigned long long)v);
 }
 
+/* One family per phase: its calls (seconds = 0) or the time spent in them. */
+static void put_lua_phases(hg_buf_t *b, const char *name, const char *help, int seconds) {
+  hg_buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+  for (int p = 0; p < HG_PHASE_COUNT; p++) {
+    uint64_t calls, ns;
+    hg_lua_phase_stats((hg_phase_t)p, &calls, &ns);
+    if (seconds) hg_buf_printf(b, "%s{phase=\"%s\"} %.9f\n", name, hg_phase_name((hg_phase_t)p), (double)ns / 1e9);
+    else hg_buf_printf(b, "%s{phase=\"%s\"} %llu\n", name, hg_phase_name((hg_phase_t)p), (unsigned long long)calls);
+  }
+}
+
 static void put_gauge(hg_buf_t *b, const char *name, const char *help, double v) {
   hg_buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name, v);
 }
@@ -93,24 +104,12 @@ static void metrics(hg_http_req_t *req, void *ud) {
   if (app->server)
     put_gauge(&b, "hookgate_http_connections", "Open client connections.",
               (double)hg_http_server_connections(app->server));
-  hg_buf_printf(&b, "# HELP hookgate_lua_phase_calls_total Lua phase calls: route once per event, transform and "
-                    "sign once per delivery attempt.\n"
-                    "# TYPE hookgate_lua_phase_calls_total counter\n");
-  for (int p = 0; p < HG_PHASE_COUNT; p++) {
-    uint64_t calls, ns;
-    hg_lua_phase_stats((hg_phase_t)p, &calls, &ns);
-    hg_buf_printf(&b, "hookgate_lua_phase_calls_total{phase=\"%s\"} %llu\n", hg_phase_name((hg_phase_t)p),
-                  (unsigned long long)calls);
-  }
-  hg_buf_printf(&b, "# HELP hookgate_lua_phase_seconds_total Time the loop thread spent in Lua phases: building the "
-                    "argument, running the bound plugins, reading the result back (not waiting on I/O).\n"
-                    "# TYPE hookgate_lua_phase_seconds_total counter\n");
-  for (int p = 0; p < HG_PHASE_COUNT; p++) {
-    uint64_t calls, ns;
-    hg_lua_phase_stats((hg_phase_t)p, &calls, &ns);
-    hg_buf_printf(&b, "hookgate_lua_phase_seconds_total{phase=\"%s\"} %.9f\n", hg_phase_name((hg_phase_t)p),
-                  (double)ns / 1e9);
-  }
+  put_lua_phases(&b, "hookgate_lua_phase_calls_total",
+                 "Lua phase calls: route once per event, transform and sign once per delivery attempt.", 0);
+  put_lua_phases(&b, "hookgate_lua_phase_seconds_total",
+                 "Time the loop thread spent in Lua phases: building the argument, running the bound plugins, "
+                 "reading the result back (not waiting on I/O).",
+                 1);
   hg_buf_printf(&b, "# HELP hookgate_lua_errors_total Script errors by plugin and phase.\n"
                     "# TYPE hookgate_lua_errors_total counter\n");
   if (app->lua) {
