@@ -100,6 +100,9 @@ static void metrics(hg_http_req_t *req, void *ud) {
                         &ss.sync_seconds);
     hg_metrics_put_hist(&b, "hookgate_store_commit_batch_size", "Jobs committed together in one transaction.",
                         &ss.batch_jobs);
+    put_counter(&b, "hookgate_store_checkpoints_total",
+                "Checkpoints the store's checkpoint thread ran (the log copied into the database).", "",
+                ss.checkpoints);
   }
   if (app->server)
     put_gauge(&b, "hookgate_http_connections", "Open client connections.",

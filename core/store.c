@@ -59,6 +59,14 @@ struct hg_store {
   int synq_dirty;                /* a group in synq wrote to the log */
   int closing;
   int store_exited; /* the store thread is gone: the sync thread drains and ends */
+  /* The checkpoint thread's (see ckpt_main). ckpt_wanted and ckpt_stop are
+   * guarded by mutex. */
+  uv_thread_t ckpt_thread;
+  uv_cond_t ckpt_cond;
+  int ckpt_cond_ok, ckpt_running;
+  int ckpt_wanted, ckpt_stop;
+  sqlite3 *ckpt_db;
+  int ckpt_next; /* the store thread's: log frames at which to wake it next */
   hg_store_stats_t stats;
   /* The sync thread's. */
   uv_thread_t sync_thread;
@@ -642,6 +650,99 @@ static void sync_main(void *arg) {
   uv_mutex_unlock(&s->mutex);
 }
 
+/* ---- The checkpoint thread ----
+ *
+ * SQLite's automatic checkpoint runs inside the COMMIT that takes the log
+ * past 1,000 frames: on the store thread, which then reads the log back,
+ * writes the pages into the database and fsyncs both while every job
+ * behind it waits. Here a thread of its own does that work, with a
+ * connection of its own, in PASSIVE mode (it copies what no reader still
+ * needs and never blocks the store connection), each time the log has
+ * grown by CKPT_FRAMES. Under steady writes such a checkpoint rarely
+ * copies the whole log (the store commits again meanwhile), and SQLite
+ * starts the log again from its beginning only after one has: so once the
+ * log reaches CKPT_FRAMES_MAX the store thread runs a PASSIVE checkpoint
+ * itself, which finds most frames copied already and completes. */
+#define CKPT_FRAMES 1000
+#define CKPT_FRAMES_MAX (4 * CKPT_FRAMES)
+
+/* Store thread only (SQLite calls it after each commit). */
+static int wal_hook(void *ud, sqlite3 *db, const char *name, int frames) {
+  hg_store_t *s = ud;
+  if (frames < s->ckpt_next - CKPT_FRAMES) s->ckpt_next = CKPT_FRAMES; /* the log started again */
+  if (frames >= CKPT_FRAMES_MAX) {
+    /* Busy (the checkpoint thread is in one) or not, a later commit tries again. */
+    int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY) hg_store_fail(db, rc, "checkpoint");
+    return SQLITE_OK;
+  }
+  if (frames < s->ckpt_next) return SQLITE_OK;
+  s->ckpt_next = frames + CKPT_FRAMES;
+  uv_mutex_lock(&s->mutex);
+  s->ckpt_wanted = 1;
+  uv_cond_signal(&s->ckpt_cond);
+  uv_mutex_unlock(&s->mutex);
+  return SQLITE_OK;
+}
+
+static void ckpt_main(void *arg) {
+  hg_store_t *s = arg;
+  uv_mutex_lock(&s->mutex);
+  for (;;) {
+    while (!s->ckpt_wanted && !s->ckpt_stop) uv_cond_wait(&s->ckpt_cond, &s->mutex);
+    if (s->ckpt_stop) break;
+    s->ckpt_wanted = 0;
+    uv_mutex_unlock(&s->mutex);
+    int rc = sqlite3_wal_checkpoint_v2(s->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY) hg_store_fail(s->ckpt_db, rc, "checkpoint");
+    uv_mutex_lock(&s->mutex);
+    if (rc == SQLITE_OK) s->stats.checkpoints++;
+  }
+  uv_mutex_unlock(&s->mutex);
+}
+
+/* Starts the checkpoint thread. Without it (no second connection, no
+ * thread) the store keeps SQLite's automatic checkpoint: slower, not
+ * wrong. */
+static void ckpt_start(hg_store_t *s) {
+  const char *file = sqlite3_db_filename(s->db, "main");
+  if (file == NULL || uv_cond_init(&s->ckpt_cond) != 0) return;
+  s->ckpt_cond_ok = 1;
+  if (sqlite3_open_v2(file, &s->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
+      exec(s->ckpt_db, "PRAGMA synchronous=NORMAL", "pragmas") != 0) {
+    hg_log(HG_LOG_WARN, "store checkpoints stay on the store thread", "reason", sqlite3_errmsg(s->ckpt_db), NULL);
+    sqlite3_close(s->ckpt_db);
+    s->ckpt_db = NULL;
+    return;
+  }
+  sqlite3_busy_timeout(s->ckpt_db, 5000);
+  if (uv_thread_create(&s->ckpt_thread, ckpt_main, s) != 0) {
+    hg_log(HG_LOG_WARN, "store checkpoints stay on the store thread", "reason", "cannot start a thread", NULL);
+    sqlite3_close(s->ckpt_db);
+    s->ckpt_db = NULL;
+    return;
+  }
+  s->ckpt_running = 1;
+  s->ckpt_next = CKPT_FRAMES;
+  /* Replaces SQLite's automatic checkpoint on the store connection. */
+  sqlite3_wal_hook(s->db, wal_hook, s);
+}
+
+/* Stops the checkpoint thread and closes its connection: before the store
+ * connection, so that the last close (the store's) checkpoints and removes
+ * the log as usual. */
+static void ckpt_stop(hg_store_t *s) {
+  if (!s->ckpt_running) return;
+  uv_mutex_lock(&s->mutex);
+  s->ckpt_stop = 1;
+  uv_cond_signal(&s->ckpt_cond);
+  uv_mutex_unlock(&s->mutex);
+  uv_thread_join(&s->ckpt_thread);
+  s->ckpt_running = 0;
+  sqlite3_close(s->ckpt_db);
+  s->ckpt_db = NULL;
+}
+
 /* ---- The loop side ---- */
 
 static struct job *take_done(hg_store_t *s) {
@@ -694,6 +795,7 @@ static void publish_check_cb(uv_check_t *h) { publish(h->data); }
 static void store_free(hg_store_t *s) {
   if (s == NULL) return;
   if (s->sync_cond_ok) uv_cond_destroy(&s->sync_cond);
+  if (s->ckpt_cond_ok) uv_cond_destroy(&s->ckpt_cond);
   if (s->wal_fd >= 0) close(s->wal_fd);
   free(s->wal_path);
   if (s->cond_ok) uv_cond_destroy(&s->cond);
@@ -788,12 +890,14 @@ int hg_store_open(hg_store_t **out, uv_loop_t *loop, const char *path, char *err
     set_err(err, errlen, "cannot start the store's sync thread");
     goto fail_live;
   }
+  ckpt_start(s);
   if (uv_thread_create(&s->thread, thread_main, s) != 0) {
     uv_mutex_lock(&s->mutex);
     s->store_exited = 1;
     uv_cond_signal(&s->sync_cond);
     uv_mutex_unlock(&s->mutex);
     uv_thread_join(&s->sync_thread);
+    ckpt_stop(s);
     set_err(err, errlen, "cannot start the store thread");
     goto fail_live;
   }
@@ -868,6 +972,7 @@ void hg_store_close(hg_store_t *s) {
    * shutdown. The store thread tells the sync thread when it has ended. */
   uv_thread_join(&s->thread);
   uv_thread_join(&s->sync_thread);
+  ckpt_stop(s);
   int rc = sqlite3_close(s->db);
   if (rc != SQLITE_OK) {
     /* A work function left a statement unfinalized. Closing lazily keeps

@@ -550,6 +550,67 @@ static void reads_wait_for_earlier_syncs(void) {
   gate_destroy(&g);
 }
 
+/* The log is copied into the database by the checkpoint thread, not by a
+ * COMMIT on the store thread, and starts again from its beginning once it
+ * has been copied whole. */
+static int blob_work(sqlite3 *db, void *ud) {
+  (void)ud;
+  return sqlite3_exec(db, "CREATE TABLE IF NOT EXISTS big (b BLOB); INSERT INTO big VALUES (randomblob(3000))", NULL,
+                      NULL, NULL) == SQLITE_OK
+             ? 0
+             : HG_EIO;
+}
+
+static void count_done(int status, void *ud) {
+  int *n = ud;
+  if (status == 0) (*n)++;
+}
+
+static long file_size(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+static void checkpoints(void) {
+  char path[128], wal[140];
+  uv_loop_t loop;
+  hg_store_t *store = open_fresh(&loop, "ckpt", path);
+  snprintf(wal, sizeof(wal), "%s-wal", path);
+  long db_before = file_size(path);
+  int ok = 0;
+  /* One transaction of ~3,000 pages: past the 1,000-frame mark. */
+  for (int i = 0; i < 3000; i++) CHECK_EQ_INT(hg_store_submit(store, blob_work, count_done, &ok), 0);
+  /* The store's async handle keeps the loop alive: turn it until done. */
+  while (ok < 3000) uv_run(&loop, UV_RUN_ONCE);
+  hg_store_stats_t st;
+  hg_store_stats(store, &st);
+  for (int spin = 0; spin < 5000 && st.checkpoints == 0; spin++) {
+    uv_sleep(1);
+    hg_store_stats(store, &st);
+  }
+  CHECK(st.checkpoints >= 1);
+  /* The pages are in the database file (3,000 rows of 3,000 bytes). */
+  CHECK(file_size(path) - db_before > 3000L * 3000);
+  long wal_full = file_size(wal);
+  CHECK(wal_full > 3000L * 3000);
+  /* The next transactions write the log from its start again: it does
+   * not grow. */
+  for (int round = 0; round < 3; round++) {
+    CHECK_EQ_INT(hg_store_submit(store, blob_work, count_done, &ok), 0);
+    while (ok < 3001 + round) uv_run(&loop, UV_RUN_ONCE);
+  }
+  CHECK_EQ_INT(file_size(wal), wal_full);
+  sqlite3 *reader = NULL;
+  CHECK_EQ_INT(sqlite3_open_v2(path, &reader, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  CHECK_EQ_INT(query_int(reader, "SELECT count(*) FROM big"), 3003);
+  sqlite3_close(reader);
+  hg_store_close(store);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_EQ_INT(uv_loop_close(&loop), 0);
+  /* The last connection closed: the log was checkpointed and removed. */
+  CHECK_EQ_INT(file_size(wal), -1);
+}
+
 static void close_null(void) { hg_store_close(NULL); }
 
 int main(void) {
@@ -568,6 +629,7 @@ int main(void) {
   RUN(close_with_queue);
   RUN(reads_need_no_sync);
   RUN(reads_wait_for_earlier_syncs);
+  RUN(checkpoints);
   RUN(close_null);
   nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
   return HGT_DONE();
