@@ -100,9 +100,13 @@ static void metrics(hg_http_req_t *req, void *ud) {
                         &ss.sync_seconds);
     hg_metrics_put_hist(&b, "hookgate_store_commit_batch_size", "Jobs committed together in one transaction.",
                         &ss.batch_jobs);
-    put_counter(&b, "hookgate_store_checkpoints_total",
-                "Checkpoints the store's checkpoint thread ran (the log copied into the database).", "",
-                ss.checkpoints);
+    hg_buf_printf(&b,
+                  "# HELP hookgate_store_checkpoints_total Checkpoints that copied write-ahead log frames into the "
+                  "database, by thread: the checkpoint thread's, or the store thread's once the log reached 4,000 "
+                  "frames.\n# TYPE hookgate_store_checkpoints_total counter\n"
+                  "hookgate_store_checkpoints_total{thread=\"checkpoint\"} %llu\n"
+                  "hookgate_store_checkpoints_total{thread=\"store\"} %llu\n",
+                  (unsigned long long)ss.checkpoints, (unsigned long long)ss.checkpoints_inline);
   }
   if (app->server)
     put_gauge(&b, "hookgate_http_connections", "Open client connections.",

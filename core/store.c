@@ -59,12 +59,12 @@ struct hg_store {
   int synq_dirty;                /* a group in synq wrote to the log */
   int closing;
   int store_exited; /* the store thread is gone: the sync thread drains and ends */
-  /* The checkpoint thread's (see ckpt_main). ckpt_wanted and ckpt_stop are
+  /* The checkpoint thread's (see ckpt_main). ckpt_wanted and ckpt_quit are
    * guarded by mutex. */
   uv_thread_t ckpt_thread;
   uv_cond_t ckpt_cond;
   int ckpt_cond_ok, ckpt_running;
-  int ckpt_wanted, ckpt_stop;
+  int ckpt_wanted, ckpt_quit;
   sqlite3 *ckpt_db;
   int ckpt_next; /* the store thread's: log frames at which to wake it next */
   hg_store_stats_t stats;
@@ -672,8 +672,14 @@ static int wal_hook(void *ud, sqlite3 *db, const char *name, int frames) {
   if (frames < s->ckpt_next - CKPT_FRAMES) s->ckpt_next = CKPT_FRAMES; /* the log started again */
   if (frames >= CKPT_FRAMES_MAX) {
     /* Busy (the checkpoint thread is in one) or not, a later commit tries again. */
-    int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    int copied = 0;
+    int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, &copied);
     if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY) hg_store_fail(db, rc, "checkpoint");
+    if (rc == SQLITE_OK && copied > 0) {
+      uv_mutex_lock(&s->mutex);
+      s->stats.checkpoints_inline++;
+      uv_mutex_unlock(&s->mutex);
+    }
     return SQLITE_OK;
   }
   if (frames < s->ckpt_next) return SQLITE_OK;
@@ -689,14 +695,16 @@ static void ckpt_main(void *arg) {
   hg_store_t *s = arg;
   uv_mutex_lock(&s->mutex);
   for (;;) {
-    while (!s->ckpt_wanted && !s->ckpt_stop) uv_cond_wait(&s->ckpt_cond, &s->mutex);
-    if (s->ckpt_stop) break;
+    while (!s->ckpt_wanted && !s->ckpt_quit) uv_cond_wait(&s->ckpt_cond, &s->mutex);
+    if (s->ckpt_quit) break;
     s->ckpt_wanted = 0;
     uv_mutex_unlock(&s->mutex);
-    int rc = sqlite3_wal_checkpoint_v2(s->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    int log = 0, copied = 0;
+    int rc = sqlite3_wal_checkpoint_v2(s->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
     if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY) hg_store_fail(s->ckpt_db, rc, "checkpoint");
+    if (rc == SQLITE_OK && log < 0) hg_log(HG_LOG_WARN, "store checkpoint found no log to copy", NULL);
     uv_mutex_lock(&s->mutex);
-    if (rc == SQLITE_OK) s->stats.checkpoints++;
+    if (rc == SQLITE_OK && copied > 0) s->stats.checkpoints++;
   }
   uv_mutex_unlock(&s->mutex);
 }
@@ -708,14 +716,21 @@ static void ckpt_start(hg_store_t *s) {
   const char *file = sqlite3_db_filename(s->db, "main");
   if (file == NULL || uv_cond_init(&s->ckpt_cond) != 0) return;
   s->ckpt_cond_ok = 1;
-  if (sqlite3_open_v2(file, &s->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
-      exec(s->ckpt_db, "PRAGMA synchronous=NORMAL", "pragmas") != 0) {
+  /* synchronous=NORMAL (never OFF): the checkpoint fsyncs the log before
+   * it copies frames (the sync thread may not have reached them yet) and
+   * the database before the log may start again. A connection checkpoints
+   * only once it has read the log: the schema read attaches it. */
+  int rc = sqlite3_open_v2(file, &s->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc == SQLITE_OK) {
+    sqlite3_busy_timeout(s->ckpt_db, 5000);
+    rc = sqlite3_exec(s->ckpt_db, "PRAGMA synchronous=NORMAL; SELECT count(*) FROM sqlite_schema", NULL, NULL, NULL);
+  }
+  if (rc != SQLITE_OK) {
     hg_log(HG_LOG_WARN, "store checkpoints stay on the store thread", "reason", sqlite3_errmsg(s->ckpt_db), NULL);
     sqlite3_close(s->ckpt_db);
     s->ckpt_db = NULL;
     return;
   }
-  sqlite3_busy_timeout(s->ckpt_db, 5000);
   if (uv_thread_create(&s->ckpt_thread, ckpt_main, s) != 0) {
     hg_log(HG_LOG_WARN, "store checkpoints stay on the store thread", "reason", "cannot start a thread", NULL);
     sqlite3_close(s->ckpt_db);
@@ -734,7 +749,7 @@ static void ckpt_start(hg_store_t *s) {
 static void ckpt_stop(hg_store_t *s) {
   if (!s->ckpt_running) return;
   uv_mutex_lock(&s->mutex);
-  s->ckpt_stop = 1;
+  s->ckpt_quit = 1;
   uv_cond_signal(&s->ckpt_cond);
   uv_mutex_unlock(&s->mutex);
   uv_thread_join(&s->ckpt_thread);

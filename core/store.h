@@ -34,7 +34,8 @@ typedef struct hg_store_stats {
   uint64_t max_batch;    /* most jobs in one transaction */
   uint64_t commit_ns;    /* total time spent in COMMIT (the log written, not synced) */
   uint64_t syncs;        /* fsyncs of the write-ahead log */
-  uint64_t checkpoints;  /* checkpoints run (log copied into the database) */
+  uint64_t checkpoints;  /* checkpoints by the checkpoint thread that copied frames */
+  uint64_t checkpoints_inline; /* the same, by the store thread (the log at 4,000 frames) */
   hg_hist_t commit_seconds; /* one COMMIT: the write-ahead log written */
   hg_hist_t sync_seconds;   /* one fdatasync of the log (makes every commit before it durable) */
   hg_hist_t batch_jobs;     /* jobs per transaction */

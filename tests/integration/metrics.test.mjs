@@ -48,7 +48,8 @@ delivery = { allow_cidrs = { "127.0.0.0/8" }, schedule = { 0, 0.2 }, jitter = 0 
   assert.match(text, /^hookgate_delivery_queue_depth 0$/m);
   assert.match(text, /^hookgate_http_connections [1-9]/m);
   assert.match(text, /^# TYPE hookgate_lua_errors_total counter$/m);
-  assert.match(text, /^hookgate_store_checkpoints_total \d+$/m);
+  assert.match(text, /^hookgate_store_checkpoints_total\{thread="checkpoint"\} \d+$/m);
+  assert.match(text, /^hookgate_store_checkpoints_total\{thread="store"\} \d+$/m);
   // Nothing identifying leaks into metrics.
   assert.ok(!text.includes(wh.json.id) && !text.includes(wh.json.secret) && !text.includes(recv.url("/")));
 });

@@ -611,6 +611,38 @@ static void checkpoints(void) {
   CHECK_EQ_INT(file_size(wal), -1);
 }
 
+/* Under steady writes the checkpoint thread is woken once per 1,000 new
+ * frames, and the log stays bounded: at 4,000 frames the store thread
+ * finishes a checkpoint and the log starts again. */
+static void checkpoints_paced(void) {
+  char path[128], wal[140];
+  uv_loop_t loop;
+  hg_store_t *store = open_fresh(&loop, "ckpt_paced", path);
+  snprintf(wal, sizeof(wal), "%s-wal", path);
+  int ok = 0;
+  long largest = 0;
+  /* Twelve transactions of ~750 frames: ~9,000 frames in all. */
+  for (int round = 1; round <= 12; round++) {
+    for (int i = 0; i < 1000; i++) CHECK_EQ_INT(hg_store_submit(store, blob_work, count_done, &ok), 0);
+    while (ok < round * 1000) uv_run(&loop, UV_RUN_ONCE);
+    long now = file_size(wal);
+    if (now > largest) largest = now;
+  }
+  hg_store_stats_t st;
+  hg_store_stats(store, &st);
+  /* A wake-up per 1,000 new frames since the log last started: with the
+   * count not reset on a restart it would stop after the first ~4,000. */
+  CHECK(st.checkpoints >= 5);
+  /* 4,000 frames, the transaction that crossed the mark, and room for a
+   * finishing checkpoint that found the thread busy: far below 9,000. */
+  CHECK(largest <= 6500L * 4120);
+  fprintf(stderr, "  %llu checkpoints on the thread, %llu on the store thread, log at most %ld bytes\n",
+          (unsigned long long)st.checkpoints, (unsigned long long)st.checkpoints_inline, largest);
+  hg_store_close(store);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_EQ_INT(uv_loop_close(&loop), 0);
+}
+
 static void close_null(void) { hg_store_close(NULL); }
 
 int main(void) {
@@ -630,6 +662,7 @@ int main(void) {
   RUN(reads_need_no_sync);
   RUN(reads_wait_for_earlier_syncs);
   RUN(checkpoints);
+  RUN(checkpoints_paced);
   RUN(close_null);
   nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
   return HGT_DONE();
