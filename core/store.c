@@ -1,7 +1,8 @@
 /* store.c: the SQLite store, its writer thread and group commit.
  *
- * One thread owns the write connection. Jobs queue under a mutex; the
- * thread takes every queued job at once, runs each inside its own SAVEPOINT
+ * One thread owns the write connection. Jobs the loop thread submits during
+ * one loop turn are handed over together (see publish); the thread takes
+ * every queued job at once, runs each inside its own SAVEPOINT
  * of a single BEGIN IMMEDIATE transaction, commits once (one fsync for the
  * group), then hands the finished jobs to the loop through a uv_async.
  *
@@ -12,7 +13,12 @@
  * acknowledged before it is durable, as with synchronous=FULL, but the store
  * thread runs the next group's work while the disk syncs the last one:
  * one fsync took ~0.1 ms on the development machine, as long as a group of
- * twenty ingests. *
+ * twenty ingests.
+ *
+ * A fourth thread, the checkpoint thread, copies the log into the database
+ * (see ckpt_main), so that SQLite's automatic checkpoint no longer runs
+ * inside a COMMIT on the store thread.
+ *
  * Jobs submitted as rerunnable (ingest: one per published event) run
  * together, neighbours under one SAVEPOINT: a savepoint per job made SQLite
  * copy every page a job touched into its sub-journal, about 1.5 us per event.
