@@ -262,6 +262,20 @@ static int gate_work(sqlite3 *db, void *ud) {
   return 0;
 }
 
+/* Submits a gate and waits until the store thread is inside it. */
+static void gate_enter(hg_store_t *s, struct gate *g) {
+  CHECK_EQ_INT(hg_store_submit(s, gate_work, NULL, g), 0);
+  hg_store_flush(s); /* the loop is blocked: hand it over now */
+  uv_sem_wait(&g->started);
+}
+
+/* Lets the gate the store thread is in return, once the jobs submitted
+ * since are queued behind it (they then form the next group). */
+static void gate_open(hg_store_t *s, struct gate *g) {
+  hg_store_flush(s);
+  uv_sem_post(&g->go);
+}
+
 static int rollback_work(sqlite3 *db, void *ud) {
   (void)ud;
   /* Misbehaving work: ends the whole transaction. */
@@ -315,9 +329,7 @@ static void failing_job(void) {
   gate_init(&g);
 
   /* Group 2: A, B (fails after inserting), C. */
-  CHECK_EQ_INT(hg_store_submit(c.store, gate_work, NULL, &g), 0);
-  hg_store_flush(c.store);
-  uv_sem_wait(&g.started);
+  gate_enter(c.store, &g);
   struct insert a = {&c, 1, 0, 0, 0}, b = {&c, 2, HG_EINVAL, 1, 0}, cc = {&c, 3, 0, 2, 0};
   hg_store_submit(c.store, insert_work, insert_done, &a);
   hg_store_submit(c.store, insert_work, insert_done, &b);
@@ -326,14 +338,12 @@ static void failing_job(void) {
   struct insert d = {&c, 4, 0, 3, 0}, e = {&c, 5, 0, 5, 0};
   struct insert x = {&c, 0, 0, 4, 0};
   hg_store_submit(c.store, gate_work, NULL, &g);
-  hg_store_flush(c.store);
-  uv_sem_post(&g.go); /* group 2 runs */
+  gate_open(c.store, &g); /* group 2 runs */
   uv_sem_wait(&g.started);
   hg_store_submit(c.store, insert_work, insert_done, &d);
   hg_store_submit(c.store, rollback_work, insert_done, &x);
   hg_store_submit(c.store, insert_work, insert_done, &e);
-  hg_store_flush(c.store);
-  uv_sem_post(&g.go);
+  gate_open(c.store, &g);
 
   c.total = 6;
   c.close_at_end = 1;
@@ -373,9 +383,7 @@ static void rerunnable_jobs(void) {
   /* Group 2: A, B (fails after inserting), C rerunnable; P plain; D, E
    * rerunnable (succeed). Group 3: F rerunnable, X ends the transaction
    * (rerunnable too), G rerunnable. */
-  CHECK_EQ_INT(hg_store_submit(c.store, gate_work, NULL, &g), 0);
-  hg_store_flush(c.store);
-  uv_sem_wait(&g.started);
+  gate_enter(c.store, &g);
   struct insert a = {&c, 1, 0, 0, 0}, b = {&c, 2, HG_EINVAL, 1, 0}, cc = {&c, 3, 0, 2, 0}, p = {&c, 4, 0, 3, 0};
   struct insert d = {&c, 5, 0, 4, 0}, e = {&c, 6, 0, 5, 0};
   CHECK_EQ_INT(hg_store_submit_rerunnable(c.store, insert_work, insert_done, &a), 0);
@@ -389,15 +397,13 @@ static void rerunnable_jobs(void) {
   CHECK_EQ_INT(hg_store_submit_rerunnable(c.store, insert_work, insert_done, &d), 0);
   CHECK_EQ_INT(hg_store_submit_rerunnable(c.store, insert_work, insert_done, &e), 0);
   hg_store_submit(c.store, gate_work, NULL, &g);
-  hg_store_flush(c.store);
-  uv_sem_post(&g.go); /* group 2 runs */
+  gate_open(c.store, &g); /* group 2 runs */
   uv_sem_wait(&g.started);
   struct insert f = {&c, 7, 0, 6, 0}, x = {&c, 0, 0, 7, 0}, gg = {&c, 8, 0, -1, 0};
   CHECK_EQ_INT(hg_store_submit_rerunnable(c.store, insert_work, insert_done, &f), 0);
   CHECK_EQ_INT(hg_store_submit_rerunnable(c.store, rollback_work, insert_done, &x), 0);
   CHECK_EQ_INT(hg_store_submit_rerunnable(c.store, insert_work, insert_done, &gg), 0);
-  hg_store_flush(c.store);
-  uv_sem_post(&g.go);
+  gate_open(c.store, &g);
 
   c.total = 11;
   c.close_at_end = 1;
@@ -536,12 +542,9 @@ static void reads_wait_for_earlier_syncs(void) {
   /* Group 1: the write. Group 2 (held back by a gate until group 1 has
    * been committed): the read. */
   CHECK_EQ_INT(hg_store_submit(o.store, ordered_write, ordered_write_done, &o), 0);
-  CHECK_EQ_INT(hg_store_submit(o.store, gate_work, NULL, &g), 0);
-  hg_store_flush(o.store);
-  uv_sem_wait(&g.started);
+  gate_enter(o.store, &g);
   CHECK_EQ_INT(hg_store_submit(o.store, ordered_read, ordered_read_done, &o), 0);
-  hg_store_flush(o.store);
-  uv_sem_post(&g.go);
+  gate_open(o.store, &g);
   uv_run(&loop, UV_RUN_DEFAULT);
   CHECK_EQ_INT(o.seen, 1);
   CHECK_EQ_INT(o.read_done_after_write, 1);
