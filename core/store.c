@@ -65,11 +65,11 @@ struct hg_store {
   int synq_dirty;                /* a group in synq wrote to the log */
   int closing;
   int store_exited; /* the store thread is gone: the sync thread drains and ends */
-  /* The checkpoint thread's (see ckpt_main). ckpt_wanted and ckpt_quit are
-   * guarded by mutex. */
+  /* The checkpoint thread's (see ckpt_main); it runs while ckpt_db is
+   * open. ckpt_wanted and ckpt_quit are guarded by mutex. */
   uv_thread_t ckpt_thread;
   uv_cond_t ckpt_cond;
-  int ckpt_cond_ok, ckpt_running;
+  int ckpt_cond_ok;
   int ckpt_wanted, ckpt_quit;
   sqlite3 *ckpt_db;
   int ckpt_next; /* the store thread's: log frames at which to wake it next */
@@ -731,19 +731,15 @@ static void ckpt_start(hg_store_t *s) {
     sqlite3_busy_timeout(s->ckpt_db, 5000);
     rc = sqlite3_exec(s->ckpt_db, "PRAGMA synchronous=NORMAL; SELECT count(*) FROM sqlite_schema", NULL, NULL, NULL);
   }
-  if (rc != SQLITE_OK) {
-    hg_log(HG_LOG_WARN, "store checkpoints stay on the store thread", "reason", sqlite3_errmsg(s->ckpt_db), NULL);
+  const char *why = NULL;
+  if (rc != SQLITE_OK) why = sqlite3_errmsg(s->ckpt_db);
+  else if (uv_thread_create(&s->ckpt_thread, ckpt_main, s) != 0) why = "cannot start a thread";
+  if (why != NULL) {
+    hg_log(HG_LOG_WARN, "store checkpoints stay on the store thread", "reason", why, NULL);
     sqlite3_close(s->ckpt_db);
     s->ckpt_db = NULL;
     return;
   }
-  if (uv_thread_create(&s->ckpt_thread, ckpt_main, s) != 0) {
-    hg_log(HG_LOG_WARN, "store checkpoints stay on the store thread", "reason", "cannot start a thread", NULL);
-    sqlite3_close(s->ckpt_db);
-    s->ckpt_db = NULL;
-    return;
-  }
-  s->ckpt_running = 1;
   s->ckpt_next = CKPT_FRAMES;
   /* Replaces SQLite's automatic checkpoint on the store connection. */
   sqlite3_wal_hook(s->db, wal_hook, s);
@@ -753,13 +749,12 @@ static void ckpt_start(hg_store_t *s) {
  * connection, so that the last close (the store's) checkpoints and removes
  * the log as usual. */
 static void ckpt_stop(hg_store_t *s) {
-  if (!s->ckpt_running) return;
+  if (s->ckpt_db == NULL) return;
   uv_mutex_lock(&s->mutex);
   s->ckpt_quit = 1;
   uv_cond_signal(&s->ckpt_cond);
   uv_mutex_unlock(&s->mutex);
   uv_thread_join(&s->ckpt_thread);
-  s->ckpt_running = 0;
   sqlite3_close(s->ckpt_db);
   s->ckpt_db = NULL;
 }
