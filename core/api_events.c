@@ -13,6 +13,8 @@
 #include "event_types.h"
 #include "events.h"
 #include "ids.h"
+#include "intake.h"
+#include "log.h"
 #include "keys.h"
 #include "lua/runtime.h"
 #include "metrics.h"
@@ -25,6 +27,11 @@
 
 #define MAX_BATCH 1000
 #define MAX_IDEMPOTENCY_KEY 255
+/* Events answered from the intake log that the store has yet to store:
+ * past this many, events take the store's path again, whose answers wait
+ * for the store, until it has caught up (the store thread runs at a lower
+ * priority, see STORE_NICE in app.c). */
+#define INTAKE_MAX_UNAPPLIED 65536
 
 typedef struct ingest {
   hg_app_t *app;
@@ -40,6 +47,15 @@ typedef struct ingest {
   json_t **targets;   /* per event, after the route phase */
   int64_t first_delay_ms; /* delivery.schedule[0] */
   int64_t now;            /* Unix ms, set by the store job's first run */
+  /* Answered from the intake log (a single event with neither an
+   * Idempotency-Key nor an id of its own; see intake.h): two completions,
+   * the log's and the store's, and whichever succeeds first answers. */
+  int fast;
+  int refs;               /* completions still to come */
+  int answered;           /* req answered (and no longer ours) */
+  int log_state, store_state; /* 0 pending, 1 done, -1 failed */
+  int log_deliveries;     /* the answer's count: active targets when logged */
+  uint64_t lsn;           /* the event's record in the log */
 } ingest_t;
 
 static void ingest_free(ingest_t *g) {
@@ -189,12 +205,87 @@ static int ingest_work(sqlite3 *db, void *ud) {
   return 0;
 }
 
+/* The answer to a single event: {"id":...,"deliveries":n}. */
+static void answer_single(ingest_t *g, int deliveries, int replayed) {
+  if (replayed) hg_http_req_add_header(g->req, "Idempotent-Replayed", "true");
+  /* The hot path's answer, written directly. Ids are [A-Za-z0-9_.:-]:
+   * nothing to escape. */
+  char out[HG_EVENT_ID_MAX + 48];
+  size_t il = strnlen(g->events[0].id, HG_EVENT_ID_MAX), n = 7;
+  memcpy(out, "{\"id\":\"", 7);
+  memcpy(out + n, g->events[0].id, il);
+  n += il;
+  memcpy(out + n, "\",\"deliveries\":", 15);
+  n += 15;
+  n += hg_fmt_u64(out + n, (uint64_t)(deliveries > 0 ? deliveries : 0));
+  out[n++] = '}';
+  hg_http_respond(g->req, 202, "application/json", out, n);
+}
+
 static json_t *result_json(const hg_event_in_t *ev) {
   return json_pack("{s:s,s:i}", "id", ev->id, "deliveries", ev->n_deliveries);
 }
 
+static void ingest_unref(ingest_t *g) {
+  if (--g->refs <= 0) ingest_free(g);
+}
+
+/* The intake log's completion: the event is durable there. */
+static void intake_done(int status, void *ud) {
+  ingest_t *g = ud;
+  g->log_state = status == 0 ? 1 : -1;
+  if (status == 0 && !g->answered) {
+    g->answered = 1;
+    hg_metrics.events_ingested++;
+    hg_metrics.deliveries_created += (uint64_t)g->log_deliveries;
+    answer_single(g, g->log_deliveries, 0);
+  } else if (status != 0 && g->store_state == -1 && !g->answered) {
+    g->answered = 1;
+    hg_api_internal_error(g->req, "store event", status);
+  }
+  ingest_unref(g);
+}
+
+/* The store's completion for an event also sent to the intake log. */
+static void fast_store_done(ingest_t *g, int status) {
+  hg_app_t *app = g->app;
+  hg_event_in_t *ev = &g->events[0];
+  g->store_state = status == 0 ? 1 : -1;
+  app->intake_unapplied--;
+  if (status == 0) {
+    if (ev->n_seqs > 0 && app->dispatcher)
+      hg_dispatcher_enqueue(app->dispatcher, ev->delivery_seqs, ev->n_seqs, ev->now + ev->first_delay_ms);
+    /* Stored and synced: the log may reuse its space (in order, unless an
+     * earlier event failed to apply and must stay for the next start). */
+    if (app->intake && !app->intake_hold) hg_intake_release(app->intake, g->lsn);
+    if (!g->answered) {
+      /* Durable in the store before (or instead of) the log. */
+      g->answered = 1;
+      hg_metrics.events_ingested++;
+      hg_metrics.deliveries_created += (uint64_t)ev->n_deliveries;
+      answer_single(g, ev->n_deliveries, 0);
+    }
+  } else {
+    if (g->log_state != -1) {
+      /* Acknowledged (or about to be) from the log: it keeps the event,
+       * and the next start applies it. */
+      app->intake_hold = 1;
+      hg_log(HG_LOG_ERROR, "an accepted event could not be stored now; the intake log keeps it until the next start",
+             "event", ev->id, "error", hg_strerror(status), NULL);
+    } else if (!g->answered) {
+      g->answered = 1;
+      hg_api_internal_error(g->req, "store event", status);
+    }
+  }
+  ingest_unref(g);
+}
+
 static void ingest_done(int status, void *ud) {
   ingest_t *g = ud;
+  if (g->fast) {
+    fast_store_done(g, status);
+    return;
+  }
   if (status == HG_EEXIST) {
     const char *msg = "an event id in this request is already used";
     char buf[200];
@@ -229,19 +320,7 @@ static void ingest_done(int status, void *ud) {
       hg_dispatcher_enqueue(g->app->dispatcher, ev->delivery_seqs, ev->n_seqs, ev->now + ev->first_delay_ms);
   }
   if (!g->batch) {
-    if (replayed) hg_http_req_add_header(g->req, "Idempotent-Replayed", "true");
-    /* The hot path's answer, written directly. Ids are [A-Za-z0-9_.:-]:
-     * nothing to escape. */
-    char out[HG_EVENT_ID_MAX + 48];
-    size_t il = strnlen(g->events[0].id, HG_EVENT_ID_MAX), n = 7;
-    memcpy(out, "{\"id\":\"", 7);
-    memcpy(out + n, g->events[0].id, il);
-    n += il;
-    memcpy(out + n, "\",\"deliveries\":", 15);
-    n += 15;
-    n += hg_fmt_u64(out + n, (uint64_t)(g->events[0].n_deliveries > 0 ? g->events[0].n_deliveries : 0));
-    out[n++] = '}';
-    hg_http_respond(g->req, 202, "application/json", out, n);
+    answer_single(g, g->events[0].n_deliveries, replayed);
   } else {
     json_t *arr = json_array();
     for (size_t i = 0; i < g->n; i++) json_array_append_new(arr, result_json(&g->events[i]));
@@ -421,7 +500,44 @@ typedef struct phase_call {
   size_t i;
 } phase_call_t;
 
+/* A single event with neither an Idempotency-Key nor an id of its own
+ * (nothing about it depends on what the store holds) goes to the intake
+ * log and to the store at once, and is answered as soon as either has it
+ * durably: normally the log, whose one write and fdatasync per loop turn
+ * come well before the store's inserts, commit and fsync. Returns 0, or
+ * non-zero to take the store's path instead. */
+static int intake_event(ingest_t *g) {
+  hg_app_t *app = g->app;
+  hg_event_in_t *ev = &g->events[0];
+  g->now = hg_wall_ms();
+  ev->now = g->now;
+  ev->first_delay_ms = g->first_delay_ms;
+  size_t len = hg_event_record_size(ev);
+  unsigned char small[2048], *rec = len <= sizeof(small) ? small : malloc(len);
+  if (rec == NULL) return HG_ENOMEM;
+  hg_event_record(ev, rec);
+  int r = hg_intake_append(app->intake, rec, len, intake_done, g, &g->lsn);
+  if (rec != small) free(rec);
+  if (r != 0) return r;
+  g->fast = 1;
+  g->refs = 2;
+  g->log_deliveries = hg_subs_count_active(app->subs, ev->targets);
+  r = hg_store_submit_rerunnable(app->store, ingest_work, ingest_done, g);
+  if (r == 0) app->intake_unapplied++;
+  if (r != 0) {
+    /* Only while closing: the log has it, the next start applies it. */
+    g->refs = 1;
+    g->store_state = -1;
+    app->intake_hold = 1;
+  }
+  return 0;
+}
+
 static void store_events(ingest_t *g) {
+  if (g->app->intake && !g->batch && g->idem_key == NULL && !g->events[0].client_id &&
+      g->app->intake_unapplied < INTAKE_MAX_UNAPPLIED && intake_event(g) == 0)
+    return;
+  g->now = 0;
   int r = hg_store_submit_rerunnable(g->app->store, ingest_work, ingest_done, g);
   if (r != 0) {
     hg_api_internal_error(g->req, "store submit", r);

@@ -7,6 +7,8 @@
 #include "crypto.h"
 #include "dispatcher.h"
 #include "event_types.h"
+#include "events.h"
+#include "intake.h"
 #include "keys.h"
 #include "log.h"
 #include "lua/runtime.h"
@@ -107,6 +109,18 @@ static void metrics(hg_http_req_t *req, void *ud) {
                   "hookgate_store_checkpoints_total{thread=\"checkpoint\"} %llu\n"
                   "hookgate_store_checkpoints_total{thread=\"store\"} %llu\n",
                   (unsigned long long)ss.checkpoints, (unsigned long long)ss.checkpoints_inline);
+  }
+  if (app->intake) {
+    hg_intake_stats_t is;
+    hg_intake_stats(app->intake, &is);
+    put_counter(&b, "hookgate_intake_records_total", "Events made durable in the intake log before the store had them.",
+                "", is.records);
+    put_counter(&b, "hookgate_intake_syncs_total", "fdatasyncs of the intake log (each covers every record before it).",
+                "", is.syncs);
+    put_counter(&b, "hookgate_intake_bytes_total", "Bytes written to the intake log.", "", is.bytes);
+    hg_metrics_put_hist(&b, "hookgate_intake_sync_seconds",
+                        "Duration of one write and fdatasync of the intake log (a loop turn's records or more).",
+                        &is.sync_seconds);
   }
   if (app->server)
     put_gauge(&b, "hookgate_http_connections", "Open client connections.",
@@ -291,11 +305,37 @@ static void put_lua_error(const char *plugin, const char *phase, uint64_t n, voi
 
 static void signal_close_cb(uv_handle_t *h) { (void)h; }
 
+/* The store thread's nice value while the intake log answers publishes. */
+#define STORE_NICE 10
+
+/* Stores what the intake log holds and the store lacks, before the store
+ * opens (see hg_events_recover). */
+static int recover_intake(const char *dir, const char *store) {
+  char err[512] = "";
+  uint64_t seen = 0, stored = 0;
+  if (hg_events_recover(dir, store, &seen, &stored, err, sizeof(err)) != 0) {
+    hg_log(HG_LOG_ERROR, "cannot apply the intake log to the store", "dir", dir, "error", err, NULL);
+    return -1;
+  }
+  if (seen > 0) {
+    char a[24], b[24];
+    a[hg_fmt_u64(a, seen)] = '\0';
+    b[hg_fmt_u64(b, stored)] = '\0';
+    hg_log(HG_LOG_INFO, "intake log applied", "records", a, "stored", b, NULL);
+  }
+  return 0;
+}
+
 static void dispatcher_stopped(void *ud) {
   hg_app_t *app = ud;
   hg_log(HG_LOG_INFO, "delivery stopped; closing the store", NULL);
   hg_dispatcher_free(app->dispatcher);
   app->dispatcher = NULL;
+  /* Every request is answered, so every record is in the log; the store
+   * jobs applying them may still be queued, and their completions find no
+   * log to release. */
+  hg_intake_close(app->intake);
+  app->intake = NULL;
   /* Jobs still queued (none should be: every request was answered and
    * every delivery record written) are committed before the store closes. */
   hg_store_close(app->store);
@@ -392,9 +432,21 @@ int hg_app_run(const hg_config_t *cfg) {
     hg_log(HG_LOG_ERROR, "bad configuration", "error", err, NULL);
     goto out;
   }
+  char intake_dir[4096];
+  snprintf(intake_dir, sizeof(intake_dir), "%s-intake", cfg->store);
+  if (recover_intake(intake_dir, cfg->store) != 0) goto out;
   if (hg_store_open(&app.store, &loop, cfg->store, err, sizeof(err)) != 0) {
     hg_log(HG_LOG_ERROR, "cannot open the store", "path", cfg->store, "error", err, NULL);
     goto out;
+  }
+  if (cfg->intake_log) {
+    if (hg_intake_open(&app.intake, &loop, intake_dir, err, sizeof(err)) != 0) {
+      hg_log(HG_LOG_ERROR, "cannot open the intake log", "error", err, NULL);
+      goto out;
+    }
+    /* Publishes no longer wait for the store: it yields the CPU to the
+     * threads they do wait for (measured in docs/performance.md). */
+    hg_store_set_nice(app.store, STORE_NICE);
   }
   /* The subscription index, read through the store thread (one connection
    * to the file in this process) before anything is served. */
@@ -470,6 +522,8 @@ out:
   hg_http_server_free(app.server);
   if (app.lua) hg_lua_shutdown(app.lua);
   hg_dispatcher_free(app.dispatcher);
+  hg_intake_close(app.intake);
+  app.intake = NULL;
   hg_store_close(app.store);
   /* Let close callbacks run so every handle is released. */
   uv_run(&loop, UV_RUN_DEFAULT);

@@ -22,6 +22,9 @@ typedef struct hg_app {
   hg_http_server_t *server;
   hg_router_t *router;
   hg_store_t *store;
+  struct hg_intake *intake; /* NULL: every publish is answered from the store */
+  int intake_hold;          /* an acknowledged event failed to apply: release no more */
+  size_t intake_unapplied;  /* answered from the log, not yet stored */
   hg_dispatcher_t *dispatcher;
   hg_subs_t *subs; /* the subscription index (loop thread) */
   hg_keycache_t *keys;

@@ -30,6 +30,7 @@ typedef struct hg_config {
   char *tls_key;
 
   char *store;     /* SQLite file path */
+  int intake_log;  /* answer single events once in <store>-intake/ (intake.h) */
   char *admin_key; /* bootstrap key with every scope; a secret: never logged */
 
   hg_log_level_t log_level;

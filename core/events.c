@@ -3,11 +3,14 @@
 
 #include "common.h"
 #include "ids.h"
+#include "intake.h"
+#include "log.h"
 #include "store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define IDEMPOTENCY_MS (24 * 3600 * 1000LL)
 
@@ -159,5 +162,167 @@ int hg_events_insert(sqlite3 *db, hg_event_in_t *ev) {
     r = insert_all(db, ev, active);
   }
   if (active != small) free(active);
+  return r;
+}
+
+/* ---- The intake log's record ----
+ * u8 version (1), i64 now, i64 first delay, u32 data offset, u32 data
+ * length, then id, type and organization (each u16 length + bytes), u32
+ * payload length + payload, u32 target count, each target u16 + bytes. */
+
+#define RECORD_VERSION 1
+
+static size_t str16_size(const char *s) { return 2 + strlen(s); }
+
+size_t hg_event_record_size(const hg_event_in_t *ev) {
+  size_t n = 1 + 8 + 8 + 4 + 4 + str16_size(ev->id) + str16_size(ev->type) + str16_size(ev->org) + 4 +
+             ev->payload_len + 4;
+  size_t i;
+  json_t *t;
+  json_array_foreach(ev->targets, i, t) {
+    if (json_is_string(t) && json_string_length(t) <= UINT16_MAX) n += 2 + json_string_length(t);
+  }
+  return n;
+}
+
+static unsigned char *put(unsigned char *o, const void *p, size_t n) {
+  memcpy(o, p, n);
+  return o + n;
+}
+
+static unsigned char *put_str16(unsigned char *o, const char *s, size_t n) {
+  uint16_t l = (uint16_t)n;
+  o = put(o, &l, 2);
+  return put(o, s, n);
+}
+
+void hg_event_record(const hg_event_in_t *ev, unsigned char *o) {
+  *o++ = RECORD_VERSION;
+  o = put(o, &ev->now, 8);
+  o = put(o, &ev->first_delay_ms, 8);
+  uint32_t off = (uint32_t)ev->data_off, dlen = (uint32_t)ev->data_len, plen = (uint32_t)ev->payload_len;
+  o = put(o, &off, 4);
+  o = put(o, &dlen, 4);
+  o = put_str16(o, ev->id, strlen(ev->id));
+  o = put_str16(o, ev->type, strlen(ev->type));
+  o = put_str16(o, ev->org, strlen(ev->org));
+  o = put(o, &plen, 4);
+  o = put(o, ev->payload, ev->payload_len);
+  uint32_t n = 0;
+  size_t i;
+  json_t *t;
+  json_array_foreach(ev->targets, i, t) n += json_is_string(t) && json_string_length(t) <= UINT16_MAX;
+  o = put(o, &n, 4);
+  json_array_foreach(ev->targets, i, t) {
+    if (json_is_string(t) && json_string_length(t) <= UINT16_MAX)
+      o = put_str16(o, json_string_value(t), json_string_length(t));
+  }
+}
+
+typedef struct reader {
+  const unsigned char *p, *end;
+} reader_t;
+
+static int get(reader_t *r, void *out, size_t n) {
+  if ((size_t)(r->end - r->p) < n) return -1;
+  memcpy(out, r->p, n);
+  r->p += n;
+  return 0;
+}
+
+/* A u16-length string into out (cap bytes, NUL-terminated). */
+static int get_str16(reader_t *r, char *out, size_t cap) {
+  uint16_t l;
+  if (get(r, &l, 2) != 0 || l >= cap || (size_t)(r->end - r->p) < l) return -1;
+  memcpy(out, r->p, l);
+  out[l] = '\0';
+  r->p += l;
+  return memchr(out, '\0', l) == NULL ? 0 : -1;
+}
+
+int hg_event_from_record(const unsigned char *rec, size_t len, hg_event_in_t *ev) {
+  reader_t r = {rec, rec + len};
+  memset(ev, 0, sizeof(*ev));
+  uint8_t version;
+  uint32_t off, dlen, plen, n;
+  if (get(&r, &version, 1) != 0 || version != RECORD_VERSION || get(&r, &ev->now, 8) != 0 ||
+      get(&r, &ev->first_delay_ms, 8) != 0 || get(&r, &off, 4) != 0 || get(&r, &dlen, 4) != 0 ||
+      get_str16(&r, ev->id, sizeof(ev->id)) != 0 || get_str16(&r, ev->type, sizeof(ev->type)) != 0 ||
+      get_str16(&r, ev->org, sizeof(ev->org)) != 0 || get(&r, &plen, 4) != 0 || (size_t)(r.end - r.p) < plen ||
+      (uint64_t)off + dlen > plen)
+    return HG_EINVAL;
+  ev->payload = (char *)r.p;
+  ev->payload_len = plen;
+  ev->data_off = off;
+  ev->data_len = dlen;
+  ev->client_id = 1;
+  r.p += plen;
+  if (get(&r, &n, 4) != 0 || (ev->targets = json_array()) == NULL) return HG_EINVAL;
+  for (uint32_t i = 0; i < n; i++) {
+    uint16_t l;
+    if (get(&r, &l, 2) != 0 || (size_t)(r.end - r.p) < l) break;
+    json_array_append_new(ev->targets, json_stringn((const char *)r.p, l));
+    r.p += l;
+  }
+  if (json_array_size(ev->targets) != n || r.p != r.end) {
+    json_decref(ev->targets);
+    ev->targets = NULL;
+    return HG_EINVAL;
+  }
+  return 0;
+}
+
+/* ---- Recovery from the intake log ---- */
+
+typedef struct recovery {
+  sqlite3 *db;
+  uint64_t seen, stored;
+} recovery_t;
+
+static int recover_record(uint64_t lsn, const unsigned char *rec, size_t len, void *ud) {
+  recovery_t *rc = ud;
+  hg_event_in_t ev;
+  rc->seen++;
+  if (hg_event_from_record(rec, len, &ev) != 0) {
+    char n[24];
+    n[hg_fmt_u64(n, lsn)] = '\0';
+    hg_log(HG_LOG_ERROR, "intake log: a record is not an event; skipped", "record", n, NULL);
+    return 0;
+  }
+  int r = hg_events_insert(rc->db, &ev);
+  if (r == 0 && !ev.duplicate && !ev.conflict) rc->stored++;
+  json_decref(ev.targets);
+  free(ev.delivery_seqs);
+  return r;
+}
+
+int hg_events_recover(const char *dir, const char *store_path, uint64_t *seen, uint64_t *stored, char *err,
+                      size_t errlen) {
+  *seen = *stored = 0;
+  if (access(dir, F_OK) != 0) return 0;
+  sqlite3 *db = NULL;
+  int r = hg_store_open_sync(&db, store_path, err, errlen);
+  if (r != 0) return r;
+  recovery_t rc = {db, 0, 0};
+  int sr = sqlite3_exec(db, "PRAGMA synchronous=FULL; BEGIN IMMEDIATE", NULL, NULL, NULL);
+  if (sr != SQLITE_OK) {
+    snprintf(err, errlen, "cannot begin: %s", sqlite3_errmsg(db));
+    r = HG_EIO;
+  }
+  if (r == 0) {
+    err[0] = '\0';
+    r = hg_intake_recover(dir, recover_record, &rc, err, errlen);
+    if (r != 0 && err[0] == '\0') snprintf(err, errlen, "cannot store an event: %s", hg_strerror(r));
+  }
+  if (r == 0 && (sr = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK) {
+    snprintf(err, errlen, "cannot commit: %s", sqlite3_errmsg(db));
+    r = HG_EIO;
+  }
+  if (r != 0 && !sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+  sqlite3_close(db);
+  if (r == 0) {
+    *seen = rc.seen;
+    *stored = rc.stored;
+  }
   return r;
 }

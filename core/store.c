@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/resource.h>
 
 struct job {
   struct job *next;
@@ -64,6 +65,7 @@ struct hg_store {
   struct job *synq, **synq_tail; /* committed, waiting for the fsync */
   int synq_dirty;                /* a group in synq wrote to the log */
   int closing;
+  int nice; /* the store thread's nice value (hg_store_set_nice) */
   int store_exited; /* the store thread is gone: the sync thread drains and ends */
   /* The checkpoint thread's (see ckpt_main); it runs while ckpt_db is
    * open. ckpt_wanted and ckpt_quit are guarded by mutex. */
@@ -545,6 +547,7 @@ static void thread_main(void *arg) {
     cache->db = s->db;
     tls_cache = cache;
   }
+  int niced = 0;
   uv_mutex_lock(&s->mutex);
   for (;;) {
     while (s->queue == NULL && !s->closing) uv_cond_wait(&s->cond, &s->mutex);
@@ -553,7 +556,16 @@ static void thread_main(void *arg) {
     struct job *batch = s->queue, **batch_tail = s->queue_tail;
     s->queue = NULL;
     s->queue_tail = &s->queue;
+    int nice = s->nice;
     uv_mutex_unlock(&s->mutex);
+    if (nice != niced) {
+      /* Linux: PRIO_PROCESS with 0 is the calling thread. Raising the
+       * priority back needs CAP_SYS_NICE; without it the thread stays
+       * lower, which is slower, not wrong. */
+      if (setpriority(PRIO_PROCESS, 0, nice) != 0)
+        hg_log(HG_LOG_WARN, "cannot change the store thread's priority", "error", strerror(errno), NULL);
+      niced = nice;
+    }
 
     uint64_t ns = 0, njobs = 0;
     int committed;
@@ -968,6 +980,12 @@ int hg_store_submit(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done,
 
 int hg_store_submit_rerunnable(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, void *ud) {
   return submit(s, work, done, ud, 1);
+}
+
+void hg_store_set_nice(hg_store_t *s, int nice) {
+  uv_mutex_lock(&s->mutex);
+  s->nice = nice;
+  uv_mutex_unlock(&s->mutex);
 }
 
 void hg_store_stats(hg_store_t *s, hg_store_stats_t *out) {

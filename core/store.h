@@ -84,6 +84,13 @@ void hg_store_flush(hg_store_t *s);
  * per job costs more than the work of a one-row insert. */
 int hg_store_submit_rerunnable(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, void *ud);
 
+/* Runs the store thread at this nice value (0 normal, up to 19 lowest)
+ * from its next group on: for a gateway whose requests do not wait for
+ * the store (the intake log, intake.h), so that under a full CPU the
+ * threads requests do wait for run first. The thread takes bigger groups
+ * when it runs less often, which also costs less per job. */
+void hg_store_set_nice(hg_store_t *s, int nice);
+
 /* Copies the counters. */
 void hg_store_stats(hg_store_t *s, hg_store_stats_t *out);
 

@@ -80,6 +80,17 @@ void hg_subs_set_active(hg_subs_t *s, const char *id, int active) {
   if (h != NULL) json_object_set_new(h, "active", json_boolean(active));
 }
 
+int hg_subs_count_active(hg_subs_t *s, json_t *ids) {
+  int n = 0;
+  size_t i;
+  json_t *id;
+  json_array_foreach(ids, i, id) {
+    json_t *h = json_is_string(id) ? json_object_get(s->hooks, json_string_value(id)) : NULL;
+    n += h != NULL && json_is_true(json_object_get(h, "active"));
+  }
+  return n;
+}
+
 int hg_subs_load(hg_subs_t *s, sqlite3 *db) {
   sqlite3_stmt *st = NULL;
   if (sqlite3_prepare_v2(db, "SELECT id, organization_id, active, events FROM webhooks", -1, &st, NULL) != SQLITE_OK) {

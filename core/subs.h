@@ -33,4 +33,8 @@ void hg_subs_set_active(hg_subs_t *s, const char *id, int active);
  * organization: only webhooks without one). A new JSON array. */
 json_t *hg_subs_match(hg_subs_t *s, const char *type, const char *org);
 
+/* How many of ids (a JSON array) are active webhooks, as the index knows
+ * them now. */
+int hg_subs_count_active(hg_subs_t *s, json_t *ids);
+
 #endif

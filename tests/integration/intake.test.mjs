@@ -1,0 +1,169 @@
+// intake.test.mjs: the intake log (docs/architecture.md). A single event is
+// answered once it is durable in the log, before the store has it; these
+// tests take SQLite's write lock from another process (tests/tools/
+// sqlite_hold) so that the store cannot have it, then kill or stop the
+// gateway and check that the next start stores and delivers every answered
+// event exactly once in the store.
+//
+// Run from the repository root: node --test tests/integration/intake.test.mjs
+// (HOOKGATE_BIN names the binary, HG_SQLITE_HOLD the lock holder; defaults
+// under build/).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { startGateway, tempDir, BIN } from './lib/gateway.mjs';
+import { startReceiver, ok } from './lib/receiver.mjs';
+import { deliveryConfig, createWebhook, listDeliveries, until, sleep, stopClean, SLOW } from './lib/delivery.mjs';
+
+const HOLD = process.env.HG_SQLITE_HOLD || join(BIN, '..', 'sqlite_hold');
+
+// Takes the store's write lock; resolves with release() once it is held.
+async function holdLock(dir) {
+  const proc = spawn(HOLD, [join(dir, 'hookgate.db')], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout.on('data', (d) => { out += d; });
+  proc.stderr.on('data', (d) => { out += d; });
+  const exited = new Promise((resolve) => proc.on('exit', (code) => resolve(code)));
+  await until(() => out.includes('locked') || proc.exitCode !== null, { what: 'the write lock' });
+  assert.ok(out.includes('locked'), `sqlite_hold: ${out}`);
+  return {
+    async release() {
+      proc.stdin.end();
+      assert.equal(await exited, 0, out);
+    },
+  };
+}
+
+function metric(text, name) {
+  const line = text.split('\n').find((l) => l.startsWith(name + ' '));
+  return line === undefined ? undefined : Number(line.split(' ')[1]);
+}
+
+async function publishMany(gw, n, tag) {
+  const rs = await Promise.all(Array.from({ length: n }, (_, i) =>
+    gw.request('POST', '/v1/events', { body: { type: 'user.created', data: { tag, i } } })));
+  for (const r of rs) assert.equal(r.status, 202, r.body);
+  return rs.map((r) => r.json.id);
+}
+
+// Every id reaches the receiver, and the store holds exactly one delivery
+// for each.
+async function expectDelivered(gw, rx, wh, ids, path) {
+  await until(() => {
+    const got = new Set(rx.received(path).map((r) => r.headers['webhook-id']));
+    const missing = ids.filter((id) => !got.has(id));
+    return missing.length === 0 ? true : { done: false, missing: missing.length };
+  }, { timeout: 20000 * SLOW, what: 'every answered event at the receiver' });
+  const list = await listDeliveries(gw, wh.id, 'pageSize=100');
+  const perEvent = new Map();
+  for (const d of list.deliveries) perEvent.set(d.eventId, (perEvent.get(d.eventId) || 0) + 1);
+  for (const id of ids) assert.equal(perEvent.get(id), 1, `deliveries of ${id}: ${JSON.stringify(list.deliveries.slice(0, 3))}`);
+}
+
+test('events answered while the store cannot write survive SIGKILL, stored once each', async () => {
+  const dir = tempDir();
+  const rx = await startReceiver();
+  const config = deliveryConfig();
+  try {
+    let gw = await startGateway({ config, dir });
+    const wh = await createWebhook(gw, rx, '/kill', ['*']);
+    rx.on('/kill', ok());
+    const lock = await holdLock(dir);
+    let ids;
+    try {
+      // Answered although the store is locked: the log has them.
+      ids = await publishMany(gw, 20, 'kill');
+      const m = (await gw.request('GET', '/metrics')).body;
+      assert.ok(metric(m, 'hookgate_intake_records_total') >= 20, m);
+      gw.proc.kill('SIGKILL');
+      assert.equal((await gw.exited).signal, 'SIGKILL');
+    } finally {
+      await lock.release();
+    }
+    gw = await startGateway({ config, dir });
+    try {
+      assert.match(gw.logs(), /intake log applied.*records=20 stored=20/);
+      await expectDelivered(gw, rx, wh, ids, '/kill');
+    } finally {
+      await stopClean(gw);
+    }
+    // A second start finds nothing left to store.
+    gw = await startGateway({ config, dir });
+    try {
+      assert.doesNotMatch(gw.logs(), /intake log applied/);
+      const list = await listDeliveries(gw, wh.id, 'pageSize=100');
+      assert.equal(list.deliveries.length, 20);
+    } finally {
+      await stopClean(gw);
+    }
+  } finally {
+    await rx.close();
+  }
+});
+
+test('an answered event the store fails to store is kept in the log and stored at the next start', async () => {
+  const dir = tempDir();
+  const rx = await startReceiver();
+  const config = deliveryConfig();
+  try {
+    let gw = await startGateway({ config, dir });
+    const wh = await createWebhook(gw, rx, '/fail', ['*']);
+    rx.on('/fail', ok());
+    const lock = await holdLock(dir);
+    let ids;
+    try {
+      ids = await publishMany(gw, 10, 'fail');
+      // The store gives up after its 5 s busy timeout.
+      await until(() => /accepted event could not be stored now/.test(gw.logs()),
+        { timeout: 20000 * SLOW, what: 'the store giving up' });
+    } finally {
+      await lock.release();
+    }
+    // The store writes again: later events are stored as usual.
+    ids = ids.concat(await publishMany(gw, 5, 'after'));
+    await stopClean(gw);
+    gw = await startGateway({ config, dir });
+    try {
+      assert.match(gw.logs(), /intake log applied.*records=15 stored=([1-9]|10)\b/);
+      await expectDelivered(gw, rx, wh, ids, '/fail');
+    } finally {
+      await stopClean(gw);
+    }
+  } finally {
+    await rx.close();
+  }
+});
+
+test('intake_log = false: a publish is answered only once the store has it', async () => {
+  const dir = tempDir();
+  const rx = await startReceiver();
+  try {
+    const gw = await startGateway({ config: deliveryConfig({ top: 'intake_log = false' }), dir });
+    try {
+      const wh = await createWebhook(gw, rx, '/off', ['*']);
+      rx.on('/off', ok());
+      const lock = await holdLock(dir);
+      let answered = false;
+      let pending;
+      try {
+        pending = gw.request('POST', '/v1/events', { body: { type: 'user.created', data: { off: 1 } } })
+          .then((r) => { answered = true; return r; });
+        // A negative observation: the store is locked, so no answer yet.
+        await sleep(300 * SLOW);
+        assert.equal(answered, false);
+      } finally {
+        await lock.release();
+      }
+      const r = await pending;
+      assert.equal(r.status, 202, r.body);
+      const m = (await gw.request('GET', '/metrics')).body;
+      assert.equal(metric(m, 'hookgate_intake_records_total'), undefined);
+      await expectDelivered(gw, rx, wh, [r.json.id], '/off');
+    } finally {
+      await stopClean(gw);
+    }
+  } finally {
+    await rx.close();
+  }
+});
