@@ -291,11 +291,15 @@ async function ingestRun(mode, conns, sink, extra = '') {
     const jobs = m1.hookgate_store_commit_batch_size_sum - m0.hookgate_store_commit_batch_size_sum;
     // One fsync of the write-ahead log makes every commit before it durable.
     const syncs = m1.hookgate_store_sync_seconds_count - m0.hookgate_store_sync_seconds_count;
+    // The intake log's fsyncs are the ones the single events' answers wait for.
+    const intakeSyncs = (m1.hookgate_intake_syncs_total ?? 0) - (m0.hookgate_intake_syncs_total ?? 0);
+    const intakeRecords = (m1.hookgate_intake_records_total ?? 0) - (m0.hookgate_intake_records_total ?? 0);
     const delivered = m1['hookgate_deliveries_completed_total{status="success"}'] -
       m0['hookgate_deliveries_completed_total{status="success"}'];
     return {
       ...w, events, cpu_us: (c1 - c0) / events, events_per_commit: events / commits, jobs_per_commit: jobs / commits,
       events_per_fsync: events / syncs,
+      events_per_intake_fsync: intakeSyncs > 0 ? intakeRecords / intakeSyncs : undefined,
       delivered_per_s: delivered / O.duration,
       route_us: phaseMicros(m0, m1, 'route'),
     };
@@ -527,8 +531,9 @@ function table() {
         row(`Ingest -c${c}, delivery ${mode}: events/s`, fmt(rps), `${fmt(bare)} req/s (bare libuv)`, ratio(rps, bare), target, pass);
         row(`  p50/p99 latency`, `${fmt(med(k, (r) => r.p50_ms), 2)}/${fmt(med(k, (r) => r.p99_ms), 2)} ms`, bareLat, '', '');
         row(`  gateway CPU per event`, `${fmt(med(k, (r) => r.cpu_us), 1)} us`, '', '', '');
-        row(`  events per commit / per fsync`,
-          `${fmt(med(k, (r) => r.events_per_commit), 1)} / ${fmt(med(k, (r) => r.events_per_fsync), 1)}`, '', '', '');
+        row(`  events per commit / per store fsync / per intake-log fsync`,
+          `${fmt(med(k, (r) => r.events_per_commit), 1)} / ${fmt(med(k, (r) => r.events_per_fsync), 1)} / ` +
+          fmt(med(k, (r) => r.events_per_intake_fsync), 1), '', '', '');
         if (mode === 'running') row(`  delivered meanwhile`, `${fmt(med(k, (r) => r.delivered_per_s))} /s`, '', '', '');
       }
     }
