@@ -69,4 +69,9 @@ int hg_api_webhooks_add_routes(hg_app_t *app);
 int hg_api_events_add_routes(hg_app_t *app);
 int hg_api_deliveries_add_routes(hg_app_t *app);
 
+/* At shutdown, before the store closes: gives up the pending retries of
+ * store jobs for events answered from the intake log (the log keeps them;
+ * the next start stores them). */
+void hg_api_events_stop_retries(hg_app_t *app);
+
 #endif

@@ -1,8 +1,10 @@
 /* api_events.c: POST /v1/events and /v1/events/batch.
  *
- * An event is answered 202 only after it and all its deliveries are
- * committed (the store's group commit makes that cheap under load); the new
- * deliveries then go straight to the dispatcher's queue. The body a
+ * An event is answered 202 only once it is durable: a single event without
+ * an Idempotency-Key or an id of its own once its record in the intake log
+ * is synced (intake.h), any other once it and all its deliveries are
+ * committed (the store's group commit makes that cheap under load). The
+ * new deliveries go to the dispatcher's queue when the store has them. The body a
  * receiver gets is built once here, with the publisher's own bytes for
  * `data`, and stored: every attempt and every endpoint sends the same
  * bytes. */
@@ -28,10 +30,16 @@
 #define MAX_BATCH 1000
 #define MAX_IDEMPOTENCY_KEY 255
 /* Events answered from the intake log that the store has yet to store:
- * past this many, events take the store's path again, whose answers wait
- * for the store, until it has caught up (the store thread runs at a lower
- * priority, see STORE_NICE in app.c). */
+ * past this many, or this many bytes of records, publishes take the
+ * store's path again, whose answers wait for the store (the store thread
+ * runs at a lower priority, see STORE_NICE in app.c). */
 #define INTAKE_MAX_UNAPPLIED 65536
+#define INTAKE_MAX_UNAPPLIED_BYTES (64u << 20)
+/* A store job that failed for an event answered from the log is retried
+ * after 100 ms, doubling up to 5 s, until it succeeds or the gateway stops
+ * (the next start then stores it from the log). */
+#define INTAKE_RETRY_FIRST_MS 100
+#define INTAKE_RETRY_MAX_MS 5000
 
 typedef struct ingest {
   hg_app_t *app;
@@ -56,6 +64,8 @@ typedef struct ingest {
   int log_state, store_state; /* 0 pending, 1 done, -1 failed */
   int log_deliveries;     /* the answer's count: active targets when logged */
   uint64_t lsn;           /* the event's record in the log */
+  size_t rec_len;         /* its size */
+  int retries;            /* failed store jobs so far */
 } ingest_t;
 
 static void ingest_free(ingest_t *g) {
@@ -246,18 +256,109 @@ static void intake_done(int status, void *ud) {
   ingest_unref(g);
 }
 
+/* A store job to try again, after a delay (app->intake_retries). */
+typedef struct intake_retry {
+  uv_timer_t timer;
+  ingest_t *g;
+  struct intake_retry *next;
+} intake_retry_t;
+
+static void retry_closed(uv_handle_t *h) { free(h->data); }
+
+static void unlink_retry(intake_retry_t *r) {
+  for (intake_retry_t **p = &r->g->app->intake_retries; *p != NULL; p = &(*p)->next)
+    if (*p == r) {
+      *p = r->next;
+      break;
+    }
+}
+
+/* The event stays in the log, unreleased, and the next start stores it. */
+static void keep_for_next_start(ingest_t *g) {
+  hg_app_t *app = g->app;
+  app->intake_unapplied--;
+  app->intake_unapplied_bytes -= g->rec_len;
+  if (app->intake_hold_lsn == 0 || g->lsn < app->intake_hold_lsn) app->intake_hold_lsn = g->lsn;
+  if (g->retries == 0) app->intake_retrying++; /* never cleared: the hold stays */
+  hg_log(HG_LOG_ERROR, "an accepted event is not stored; the intake log keeps it for the next start", "event",
+         g->events[0].id, NULL);
+  ingest_unref(g);
+}
+
+static void ingest_done(int status, void *ud);
+static int ingest_work(sqlite3 *db, void *ud);
+
+static void retry_cb(uv_timer_t *t) {
+  intake_retry_t *r = t->data;
+  ingest_t *g = r->g;
+  unlink_retry(r);
+  uv_close((uv_handle_t *)t, retry_closed);
+  g->store_state = 0;
+  if (hg_store_submit_rerunnable(g->app->store, ingest_work, ingest_done, g) != 0) keep_for_next_start(g);
+}
+
+/* The store failed to store an event answered (or about to be) from the
+ * log: the same job runs again later; meanwhile no log space at or past
+ * its record is released. */
+static void schedule_retry(ingest_t *g, int status) {
+  hg_app_t *app = g->app;
+  if (g->retries == 0) {
+    app->intake_retrying++;
+    if (app->intake_hold_lsn == 0 || g->lsn < app->intake_hold_lsn) app->intake_hold_lsn = g->lsn;
+  }
+  int delay = INTAKE_RETRY_FIRST_MS << (g->retries < 6 ? g->retries : 6);
+  if (delay > INTAKE_RETRY_MAX_MS) delay = INTAKE_RETRY_MAX_MS;
+  g->retries++;
+  char n[24];
+  n[hg_fmt_u64(n, (uint64_t)g->retries)] = '\0';
+  hg_log(HG_LOG_ERROR, "an accepted event could not be stored; trying again", "event", g->events[0].id, "attempt", n,
+         "error", hg_strerror(status), NULL);
+  intake_retry_t *r = app->stopping ? NULL : calloc(1, sizeof(*r));
+  if (r == NULL) {
+    keep_for_next_start(g);
+    return;
+  }
+  r->g = g;
+  r->timer.data = r;
+  uv_timer_init(app->loop, &r->timer);
+  uv_timer_start(&r->timer, retry_cb, (uint64_t)delay, 0);
+  r->next = app->intake_retries;
+  app->intake_retries = r;
+}
+
+void hg_api_events_stop_retries(hg_app_t *app) {
+  while (app->intake_retries != NULL) {
+    intake_retry_t *r = app->intake_retries;
+    app->intake_retries = r->next;
+    uv_close((uv_handle_t *)&r->timer, retry_closed);
+    keep_for_next_start(r->g);
+  }
+}
+
 /* The store's completion for an event also sent to the intake log. */
 static void fast_store_done(ingest_t *g, int status) {
   hg_app_t *app = g->app;
   hg_event_in_t *ev = &g->events[0];
+  if (status != 0 && g->log_state != -1) {
+    /* Answered from the log, or about to be: it must reach the store. */
+    schedule_retry(g, status);
+    return;
+  }
   g->store_state = status == 0 ? 1 : -1;
   app->intake_unapplied--;
+  app->intake_unapplied_bytes -= g->rec_len;
   if (status == 0) {
     if (ev->n_seqs > 0 && app->dispatcher)
       hg_dispatcher_enqueue(app->dispatcher, ev->delivery_seqs, ev->n_seqs, ev->now + ev->first_delay_ms);
-    /* Stored and synced: the log may reuse its space (in order, unless an
-     * earlier event failed to apply and must stay for the next start). */
-    if (app->intake && !app->intake_hold) hg_intake_release(app->intake, g->lsn);
+    if (g->retries > 0) {
+      hg_log(HG_LOG_INFO, "an accepted event was stored after retrying", "event", ev->id, NULL);
+      if (--app->intake_retrying == 0) app->intake_hold_lsn = 0;
+    }
+    /* Stored and synced: the log may reuse the space of every record up to
+     * this one, but not that of one still being retried. */
+    uint64_t upto = g->lsn;
+    if (app->intake_hold_lsn != 0 && upto >= app->intake_hold_lsn) upto = app->intake_hold_lsn - 1;
+    if (app->intake) hg_intake_release(app->intake, upto);
     if (!g->answered) {
       /* Durable in the store before (or instead of) the log. */
       g->answered = 1;
@@ -265,17 +366,10 @@ static void fast_store_done(ingest_t *g, int status) {
       hg_metrics.deliveries_created += (uint64_t)ev->n_deliveries;
       answer_single(g, ev->n_deliveries, 0);
     }
-  } else {
-    if (g->log_state != -1) {
-      /* Acknowledged (or about to be) from the log: it keeps the event,
-       * and the next start applies it. */
-      app->intake_hold = 1;
-      hg_log(HG_LOG_ERROR, "an accepted event could not be stored now; the intake log keeps it until the next start",
-             "event", ev->id, "error", hg_strerror(status), NULL);
-    } else if (!g->answered) {
-      g->answered = 1;
-      hg_api_internal_error(g->req, "store event", status);
-    }
+  } else if (!g->answered) {
+    /* Neither the log nor the store has it. */
+    g->answered = 1;
+    hg_api_internal_error(g->req, "store event", status);
   }
   ingest_unref(g);
 }
@@ -518,24 +612,27 @@ static int intake_event(ingest_t *g) {
   hg_event_record(ev, rec);
   int r = hg_intake_append(app->intake, rec, len, intake_done, g, &g->lsn);
   if (rec != small) free(rec);
+  if (r == HG_ESTATE && !app->intake_down) {
+    /* The log failed (and said why): the store is on the request path again. */
+    app->intake_down = 1;
+    hg_store_set_nice(app->store, 0);
+  }
   if (r != 0) return r;
   g->fast = 1;
   g->refs = 2;
+  g->rec_len = len;
   g->log_deliveries = hg_subs_count_active(app->subs, ev->targets);
+  app->intake_unapplied++;
+  app->intake_unapplied_bytes += len;
   r = hg_store_submit_rerunnable(app->store, ingest_work, ingest_done, g);
-  if (r == 0) app->intake_unapplied++;
-  if (r != 0) {
-    /* Only while closing: the log has it, the next start applies it. */
-    g->refs = 1;
-    g->store_state = -1;
-    app->intake_hold = 1;
-  }
+  if (r != 0) schedule_retry(g, r);
   return 0;
 }
 
 static void store_events(ingest_t *g) {
   if (g->app->intake && !g->batch && g->idem_key == NULL && !g->events[0].client_id &&
-      g->app->intake_unapplied < INTAKE_MAX_UNAPPLIED && intake_event(g) == 0)
+      g->app->intake_unapplied < INTAKE_MAX_UNAPPLIED && g->app->intake_unapplied_bytes < INTAKE_MAX_UNAPPLIED_BYTES &&
+      intake_event(g) == 0)
     return;
   g->now = 0;
   int r = hg_store_submit_rerunnable(g->app->store, ingest_work, ingest_done, g);

@@ -318,10 +318,11 @@ static int recover_intake(const char *dir, const char *store) {
     return -1;
   }
   if (seen > 0) {
+    /* After a clean stop the store has every record already (stored=0). */
     char a[24], b[24];
     a[hg_fmt_u64(a, seen)] = '\0';
     b[hg_fmt_u64(b, stored)] = '\0';
-    hg_log(HG_LOG_INFO, "intake log applied", "records", a, "stored", b, NULL);
+    hg_log(stored > 0 ? HG_LOG_INFO : HG_LOG_DEBUG, "intake log applied", "records", a, "stored", b, NULL);
   }
   return 0;
 }
@@ -334,6 +335,7 @@ static void dispatcher_stopped(void *ud) {
   /* Every request is answered, so every record is in the log; the store
    * jobs applying them may still be queued, and their completions find no
    * log to release. */
+  hg_api_events_stop_retries(app);
   hg_intake_close(app->intake);
   app->intake = NULL;
   /* Jobs still queued (none should be: every request was answered and
@@ -522,6 +524,7 @@ out:
   hg_http_server_free(app.server);
   if (app.lua) hg_lua_shutdown(app.lua);
   hg_dispatcher_free(app.dispatcher);
+  hg_api_events_stop_retries(&app);
   hg_intake_close(app.intake);
   app.intake = NULL;
   hg_store_close(app.store);

@@ -23,8 +23,13 @@ typedef struct hg_app {
   hg_router_t *router;
   hg_store_t *store;
   struct hg_intake *intake; /* NULL: every publish is answered from the store */
-  int intake_hold;          /* an acknowledged event failed to apply: release no more */
-  size_t intake_unapplied;  /* answered from the log, not yet stored */
+  /* Events answered from the intake log (api_events.c). */
+  uint64_t intake_hold_lsn;   /* the lowest record whose store job failed and is retried (0: none) */
+  size_t intake_retrying;     /* such records; log space is released only below intake_hold_lsn */
+  size_t intake_unapplied;    /* answered from the log, not yet stored */
+  size_t intake_unapplied_bytes;
+  struct intake_retry *intake_retries; /* retry timers, closed at shutdown */
+  int intake_down;            /* the log failed: every publish takes the store's path */
   hg_dispatcher_t *dispatcher;
   hg_subs_t *subs; /* the subscription index (loop thread) */
   hg_keycache_t *keys;

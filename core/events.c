@@ -7,10 +7,11 @@
 #include "log.h"
 #include "store.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <sys/stat.h>
 
 #define IDEMPOTENCY_MS (24 * 3600 * 1000LL)
 
@@ -299,7 +300,12 @@ static int recover_record(uint64_t lsn, const unsigned char *rec, size_t len, vo
 int hg_events_recover(const char *dir, const char *store_path, uint64_t *seen, uint64_t *stored, char *err,
                       size_t errlen) {
   *seen = *stored = 0;
-  if (access(dir, F_OK) != 0) return 0;
+  struct stat st;
+  if (stat(dir, &st) != 0) {
+    if (errno == ENOENT) return 0;
+    snprintf(err, errlen, "cannot read %s: %s", dir, strerror(errno));
+    return HG_EIO;
+  }
   sqlite3 *db = NULL;
   int r = hg_store_open_sync(&db, store_path, err, errlen);
   if (r != 0) return r;

@@ -184,7 +184,13 @@ static int list_segments(const char *dir, struct found **out, size_t *n, char *e
     }
     unsigned char h[SEG_HDR];
     ssize_t got = pread(fd, h, SEG_HDR, 0);
+    int read_errno = errno;
     close(fd);
+    if (got < 0) {
+      set_err(err, errlen, "cannot read %s: %s", path, strerror(read_errno));
+      r = HG_EIO;
+      break;
+    }
     struct found f = {slot, 0, 0};
     if (got != SEG_HDR || !get_header(h, &f.first, &f.salt)) continue;
     if (*n == cap) {
@@ -229,10 +235,18 @@ int hg_intake_recover(const char *dir, hg_intake_record_fn fn, void *ud, char *e
     while (have < SEGMENT_BYTES) {
       ssize_t got = pread(fd, buf + have, SEGMENT_BYTES - have, (off_t)have);
       if (got < 0 && errno == EINTR) continue;
-      if (got <= 0) break;
+      if (got < 0) {
+        /* Not the end of the log: records after this point may have been
+         * answered. Refuse rather than start without them. */
+        set_err(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        r = HG_EIO;
+        break;
+      }
+      if (got == 0) break;
       have += (size_t)got;
     }
     close(fd);
+    if (r != 0) break;
     size_t off = SEG_HDR;
     uint64_t want = segs[i].first;
     while (off + REC_HDR <= have) {
@@ -246,6 +260,15 @@ int hg_intake_recover(const char *dir, hg_intake_record_fn fn, void *ud, char *e
       if ((r = fn(lsn, buf + off + REC_HDR, len, ud)) != 0) break;
       off += REC_HDR + len;
       want++;
+    }
+    if (r == 0 && i + 1 < n && segs[i + 1].first != want) {
+      /* A segment that ends before the next one starts: a record in between
+       * failed its check (damage, not a torn end). Say so; what follows is
+       * still recovered. */
+      char a[24], b[24];
+      a[hg_fmt_u64(a, want)] = '\0';
+      b[hg_fmt_u64(b, segs[i + 1].first)] = '\0';
+      hg_log(HG_LOG_ERROR, "intake log: records missing between segments", "file", path, "from", a, "next", b, NULL);
     }
   }
   free(buf);
@@ -342,9 +365,12 @@ static int seg_next(hg_intake_t *ix, uint64_t lsn) {
 }
 
 /* Writes a batch: its records in order, each whole in one segment, then
- * fdatasync. Returns 0 or an errno value. */
-static int write_batch(hg_intake_t *ix, struct batch *b) {
-  size_t p = 0;
+ * fdatasync. Returns 0 or an errno value; on failure *durable is how many
+ * of the batch's first records are durable all the same (those in a
+ * segment synced before the next one was started). */
+static int write_batch(hg_intake_t *ix, struct batch *b, size_t *durable) {
+  size_t p = 0, nrec = 0;
+  *durable = 0;
   while (p < b->len) {
     struct seg *cur = ix->nsegs > 0 ? &ix->segs[ix->nsegs - 1] : NULL;
     size_t q = p;
@@ -357,6 +383,7 @@ static int write_batch(hg_intake_t *ix, struct batch *b) {
       uint32_t crc = rec_crc(cur->salt, b->buf + q, len);
       memcpy(b->buf + q + 4, &crc, 4);
       q += REC_HDR + len;
+      nrec++;
     }
     if (q > p) {
       int rc = pwrite_all(cur->fd, b->buf + p, q - p, ix->off);
@@ -369,6 +396,7 @@ static int write_batch(hg_intake_t *ix, struct batch *b) {
     if (p < b->len) {
       /* The rest goes into the next segment: this one must be durable first. */
       if (cur != NULL && fdatasync(cur->fd) != 0) return errno;
+      *durable = nrec;
       uint64_t lsn;
       memcpy(&lsn, b->buf + p + 8, 8);
       int rc = seg_next(ix, lsn);
@@ -377,14 +405,18 @@ static int write_batch(hg_intake_t *ix, struct batch *b) {
   }
   struct seg *cur = &ix->segs[ix->nsegs - 1];
   if (fdatasync(cur->fd) != 0) return errno;
-  /* A spare ready before this segment fills, so that no request waits for
-   * 8 MiB of zeros. */
+  *durable = nrec;
+  return 0;
+}
+
+/* A spare ready before the current segment fills, so that no batch waits
+ * for 8 MiB of zeros. Run after a batch's completions are handed back. */
+static void prepare_spare(hg_intake_t *ix) {
   if (ix->nspare == 0) retire_released(ix, 0);
   if (ix->nspare == 0 && ix->off > SEGMENT_BYTES / 2) {
     struct seg sg;
     if (seg_create(ix, &sg) == 0) ix->spare[ix->nspare++] = sg;
   }
-  return 0;
 }
 
 static void thread_main(void *arg) {
@@ -400,7 +432,8 @@ static void thread_main(void *arg) {
     uv_mutex_unlock(&ix->mutex);
 
     uint64_t t0 = hg_now_ns();
-    int rc = failed ? EIO : write_batch(ix, &ix->work);
+    size_t durable = 0;
+    int rc = failed ? EIO : write_batch(ix, &ix->work, &durable);
     double secs = (double)(hg_now_ns() - t0) / 1e9;
     if (rc != 0 && !failed)
       hg_log(HG_LOG_ERROR, "intake log write failed; no more events are accepted through it", "dir", ix->dir, "error",
@@ -423,16 +456,23 @@ static void thread_main(void *arg) {
       ix->done_cap = cap;
     }
     for (size_t i = 0; i < ix->work.n; i++) {
-      ix->work.c[i].status = rc == 0 ? 0 : HG_EIO;
+      /* Records made durable before a failure are answered as such: the
+       * next start finds them in the log either way. */
+      ix->work.c[i].status = i < durable ? 0 : HG_EIO;
       ix->done[ix->ndone++] = ix->work.c[i];
     }
+    ix->stats.records += durable;
     if (rc == 0) {
-      ix->stats.records += ix->work.n;
       ix->stats.syncs++;
       hg_hist_observe(&ix->stats.sync_seconds, secs);
     }
     ix->work.len = ix->work.n = 0;
     uv_async_send(&ix->async);
+    if (rc == 0) {
+      uv_mutex_unlock(&ix->mutex);
+      prepare_spare(ix);
+      uv_mutex_lock(&ix->mutex);
+    }
   }
   uv_mutex_unlock(&ix->mutex);
 }
@@ -569,16 +609,34 @@ static void close_cb(uv_handle_t *h) {
   intake_free(ix);
 }
 
+/* Creates dir and its parents (0700); a directory created here has its
+ * entry synced in its parent, so that a power cut cannot take the log's
+ * directory away with the records in it. */
 static int make_dirs(const char *dir) {
   char p[4096];
   if (snprintf(p, sizeof(p), "%s", dir) >= (int)sizeof(p)) return ENAMETOOLONG;
-  for (char *s = p + 1; *s; s++) {
-    if (*s != '/') continue;
+  for (char *s = p + 1;; s++) {
+    if (*s != '/' && *s != '\0') continue;
+    char c = *s;
     *s = '\0';
-    if (mkdir(p, 0700) != 0 && errno != EEXIST) return errno;
-    *s = '/';
+    if (mkdir(p, 0700) == 0) {
+      char *slash = strrchr(p, '/');
+      char parent[4096];
+      snprintf(parent, sizeof(parent), "%.*s", slash == NULL ? 1 : (slash == p ? 1 : (int)(slash - p)),
+               slash == NULL ? "." : p);
+      int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (fd < 0 || fsync(fd) != 0) {
+        int e = errno;
+        if (fd >= 0) close(fd);
+        return e;
+      }
+      close(fd);
+    } else if (errno != EEXIST) {
+      return errno;
+    }
+    *s = c;
+    if (c == '\0') break;
   }
-  if (mkdir(p, 0700) != 0 && errno != EEXIST) return errno;
   return 0;
 }
 
