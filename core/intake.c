@@ -618,6 +618,13 @@ static void close_cb(uv_handle_t *h) {
   intake_free(ix);
 }
 
+/* The log is freed by the last close callback. */
+static void close_handles(hg_intake_t *ix) {
+  uv_close((uv_handle_t *)&ix->async, close_cb);
+  uv_close((uv_handle_t *)&ix->prepare, close_cb);
+  uv_close((uv_handle_t *)&ix->check, close_cb);
+}
+
 /* Creates dir and its parents (0700); a directory created here has its
  * entry synced in its parent, so that a power cut cannot take the log's
  * directory away with the records in it. */
@@ -733,9 +740,7 @@ int hg_intake_open(hg_intake_t **out, uv_loop_t *loop, const char *dir, char *er
   if (uv_thread_create(&ix->thread, thread_main, ix) != 0) {
     set_err(err, errlen, "cannot start the intake log's thread");
     ix->close_called = 1;
-    uv_close((uv_handle_t *)&ix->async, close_cb);
-    uv_close((uv_handle_t *)&ix->prepare, close_cb);
-    uv_close((uv_handle_t *)&ix->check, close_cb);
+    close_handles(ix);
     return HG_EIO;
   }
   ix->thread_ok = 1;
@@ -752,7 +757,5 @@ void hg_intake_close(hg_intake_t *ix) {
   uv_cond_signal(&ix->cond);
   uv_mutex_unlock(&ix->mutex);
   uv_thread_join(&ix->thread);
-  uv_close((uv_handle_t *)&ix->async, close_cb);
-  uv_close((uv_handle_t *)&ix->prepare, close_cb);
-  uv_close((uv_handle_t *)&ix->check, close_cb);
+  close_handles(ix);
 }
