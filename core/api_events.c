@@ -273,15 +273,27 @@ static void unlink_retry(intake_retry_t *r) {
     }
 }
 
-/* The event stays in the log, unreleased, and the next start stores it. */
+/* No more store jobs for this event: the log keeps it, unreleased, and the
+ * next start stores it; or, should the log have failed too, it is nowhere
+ * and the request (if still unanswered) gets an error. */
 static void keep_for_next_start(ingest_t *g) {
   hg_app_t *app = g->app;
   app->intake_unapplied--;
   app->intake_unapplied_bytes -= g->rec_len;
-  if (app->intake_hold_lsn == 0 || g->lsn < app->intake_hold_lsn) app->intake_hold_lsn = g->lsn;
-  if (g->retries == 0) app->intake_retrying++; /* never cleared: the hold stays */
-  hg_log(HG_LOG_ERROR, "an accepted event is not stored; the intake log keeps it for the next start", "event",
-         g->events[0].id, NULL);
+  g->store_state = -1; /* a log completion still to come answers from this */
+  if (g->log_state == -1) {
+    if (!g->answered) {
+      g->answered = 1;
+      hg_api_internal_error(g->req, "store event", HG_EIO);
+    }
+  } else {
+    /* The hold stays until the restart: intake_retrying is never brought
+     * back to 0, so publishes keep the store's path meanwhile. */
+    if (app->intake_hold_lsn == 0 || g->lsn < app->intake_hold_lsn) app->intake_hold_lsn = g->lsn;
+    if (g->retries == 0) app->intake_retrying++;
+    hg_log(HG_LOG_ERROR, "an accepted event is not stored; the intake log keeps it for the next start", "event",
+           g->events[0].id, NULL);
+  }
   ingest_unref(g);
 }
 
@@ -294,6 +306,9 @@ static void retry_cb(uv_timer_t *t) {
   unlink_retry(r);
   uv_close((uv_handle_t *)t, retry_closed);
   g->store_state = 0;
+  /* Meanwhile a publisher may have sent an event with this very id (it got
+   * it in our answer): found by id, it counts as stored. */
+  g->events[0].client_id = 1;
   if (hg_store_submit_rerunnable(g->app->store, ingest_work, ingest_done, g) != 0) keep_for_next_start(g);
 }
 
@@ -339,9 +354,21 @@ void hg_api_events_stop_retries(hg_app_t *app) {
 static void fast_store_done(ingest_t *g, int status) {
   hg_app_t *app = g->app;
   hg_event_in_t *ev = &g->events[0];
-  if (status != 0 && g->log_state != -1) {
-    /* Answered from the log, or about to be: it must reach the store. */
+  if (status != 0 && g->log_state != -1 && status != HG_EEXIST && status != HG_EINVAL && status != HG_ENOTFOUND) {
+    /* Answered from the log, or about to be: it must reach the store. A
+     * busy, full or failing disk may clear; a rejected row never will. */
     schedule_retry(g, status);
+    return;
+  }
+  if (status != 0 && g->log_state != -1) {
+    /* Only its id taken meanwhile by another organization's event: the
+     * answer stands, the event cannot be stored, and nothing is held. */
+    hg_log(HG_LOG_ERROR, "an accepted event cannot be stored and is dropped", "event", ev->id, "error",
+           hg_strerror(status), NULL);
+    if (g->retries > 0 && --app->intake_retrying == 0) app->intake_hold_lsn = 0;
+    app->intake_unapplied--;
+    app->intake_unapplied_bytes -= g->rec_len;
+    ingest_unref(g);
     return;
   }
   g->store_state = status == 0 ? 1 : -1;
@@ -630,7 +657,10 @@ static int intake_event(ingest_t *g) {
 }
 
 static void store_events(ingest_t *g) {
-  if (g->app->intake && !g->batch && g->idem_key == NULL && !g->events[0].client_id &&
+  /* Not while a store job for such an event is being retried: the log
+   * could not reuse its space meanwhile, and the store is failing anyway. */
+  if (g->app->intake && !g->app->intake_down && g->app->intake_retrying == 0 && !g->batch && g->idem_key == NULL &&
+      !g->events[0].client_id &&
       g->app->intake_unapplied < INTAKE_MAX_UNAPPLIED && g->app->intake_unapplied_bytes < INTAKE_MAX_UNAPPLIED_BYTES &&
       intake_event(g) == 0)
     return;

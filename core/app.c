@@ -308,6 +308,15 @@ static void signal_close_cb(uv_handle_t *h) { (void)h; }
 /* The store thread's nice value while the intake log answers publishes. */
 #define STORE_NICE 10
 
+/* Whether a thread may go from STORE_NICE back to 0: Linux needs
+ * CAP_SYS_NICE (root here) or RLIMIT_NICE of 20 or more for that (systemd:
+ * LimitNICE=20). Without it the store keeps its normal priority, so that a
+ * failed intake log never leaves publishes waiting for a lowered thread. */
+static int can_raise_priority_back(void) {
+  struct rlimit rl;
+  return geteuid() == 0 || (getrlimit(RLIMIT_NICE, &rl) == 0 && rl.rlim_cur >= 20);
+}
+
 /* Stores what the intake log holds and the store lacks, before the store
  * opens (see hg_events_recover). */
 static int recover_intake(const char *dir, const char *store) {
@@ -447,8 +456,9 @@ int hg_app_run(const hg_config_t *cfg) {
       goto out;
     }
     /* Publishes no longer wait for the store: it yields the CPU to the
-     * threads they do wait for (measured in docs/performance.md). */
-    hg_store_set_nice(app.store, STORE_NICE);
+     * threads they do wait for (measured in docs/performance.md), but only
+     * where it can be given back should the log fail. */
+    if (can_raise_priority_back()) hg_store_set_nice(app.store, STORE_NICE);
   }
   /* The subscription index, read through the store thread (one connection
    * to the file in this process) before anything is served. */

@@ -290,8 +290,20 @@ static int recover_record(uint64_t lsn, const unsigned char *rec, size_t len, vo
     hg_log(HG_LOG_ERROR, "intake log: a record is not an event; skipped", "record", n, NULL);
     return 0;
   }
-  int r = hg_events_insert(rc->db, &ev);
-  if (r == 0 && !ev.duplicate && !ev.conflict) rc->stored++;
+  /* Each record under a savepoint: one that fails undoes only itself. */
+  int r = sqlite3_exec(rc->db, "SAVEPOINT hg_recover", NULL, NULL, NULL) == SQLITE_OK ? 0 : HG_EIO;
+  if (r == 0) r = hg_events_insert(rc->db, &ev);
+  if (r == 0 && ev.conflict) r = HG_EEXIST;
+  if (r == 0 && !ev.duplicate) rc->stored++;
+  if (r != 0) sqlite3_exec(rc->db, "ROLLBACK TO hg_recover", NULL, NULL, NULL);
+  sqlite3_exec(rc->db, "RELEASE hg_recover", NULL, NULL, NULL);
+  if (r == HG_EEXIST || r == HG_EINVAL || r == HG_ENOTFOUND) {
+    /* This event cannot be stored (its id is another organization's): the
+     * rest can. */
+    hg_log(HG_LOG_ERROR, "intake log: an event cannot be stored; skipped", "event", ev.id, "error", hg_strerror(r),
+           NULL);
+    r = 0;
+  }
   json_decref(ev.targets);
   free(ev.delivery_seqs);
   return r;

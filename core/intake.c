@@ -228,8 +228,12 @@ int hg_intake_recover(const char *dir, hg_intake_record_fn fn, void *ud, char *e
   unsigned char *buf = NULL;
   if (n > 0) {
     void *m = mmap(NULL, SEGMENT_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) r = HG_ENOMEM;
-    else buf = m;
+    if (m == MAP_FAILED) {
+      set_err(err, errlen, "cannot map a buffer to read %s: %s", dir, strerror(errno));
+      r = HG_ENOMEM;
+    } else {
+      buf = m;
+    }
   }
   for (size_t i = 0; r == 0 && i < n; i++) {
     char path[4096];
@@ -271,13 +275,15 @@ int hg_intake_recover(const char *dir, hg_intake_record_fn fn, void *ud, char *e
       want++;
     }
     if (r == 0 && i + 1 < n && segs[i + 1].first != want) {
-      /* A segment that ends before the next one starts: a record in between
-       * failed its check (damage, not a torn end). Say so; what follows is
-       * still recovered. */
+      /* A segment that ends before the next one starts: either one retired
+       * earlier whose header wipe a crash undid (harmless: its records were
+       * stored), or a record that failed its check (damage). What follows
+       * is recovered either way. */
       char a[24], b[24];
       a[hg_fmt_u64(a, want)] = '\0';
       b[hg_fmt_u64(b, segs[i + 1].first)] = '\0';
-      hg_log(HG_LOG_ERROR, "intake log: records missing between segments", "file", path, "from", a, "next", b, NULL);
+      hg_log(HG_LOG_WARN, "intake log: a segment ends before the next one starts", "file", path, "ends_before", a,
+             "next_starts", b, NULL);
     }
   }
   if (buf != NULL) munmap(buf, SEGMENT_BYTES);
@@ -625,9 +631,25 @@ static void close_handles(hg_intake_t *ix) {
   uv_close((uv_handle_t *)&ix->check, close_cb);
 }
 
-/* Creates dir and its parents (0700); a directory created here has its
+/* fsyncs the directory holding path (its entry for path). Returns 0 or an
+ * errno value. */
+static int sync_parent(const char *path) {
+  char parent[4096];
+  const char *slash = strrchr(path, '/');
+  if (slash == NULL) snprintf(parent, sizeof(parent), ".");
+  else if (slash == path) snprintf(parent, sizeof(parent), "/");
+  else snprintf(parent, sizeof(parent), "%.*s", (int)(slash - path), path);
+  int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  int rc = fsync(fd) == 0 ? 0 : errno;
+  close(fd);
+  return rc;
+}
+
+/* Creates dir and its parents (0700); each directory created here has its
  * entry synced in its parent, so that a power cut cannot take the log's
- * directory away with the records in it. */
+ * directory away with the records in it (hg_intake_open syncs the last
+ * one's entry again, for a directory made before). */
 static int make_dirs(const char *dir) {
   char p[4096];
   if (snprintf(p, sizeof(p), "%s", dir) >= (int)sizeof(p)) return ENAMETOOLONG;
@@ -636,17 +658,8 @@ static int make_dirs(const char *dir) {
     char c = *s;
     *s = '\0';
     if (mkdir(p, 0700) == 0) {
-      char *slash = strrchr(p, '/');
-      char parent[4096];
-      snprintf(parent, sizeof(parent), "%.*s", slash == NULL ? 1 : (slash == p ? 1 : (int)(slash - p)),
-               slash == NULL ? "." : p);
-      int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      if (fd < 0 || fsync(fd) != 0) {
-        int e = errno;
-        if (fd >= 0) close(fd);
-        return e;
-      }
-      close(fd);
+      int rc = sync_parent(p);
+      if (rc != 0) return rc;
     } else if (errno != EEXIST) {
       return errno;
     }
@@ -705,6 +718,7 @@ int hg_intake_open(hg_intake_t **out, uv_loop_t *loop, const char *dir, char *er
   ix->loop_thread = uv_thread_self();
   ix->next_lsn = 1;
   int rc = make_dirs(dir);
+  if (rc == 0) rc = sync_parent(dir);
   if (rc == 0 && (ix->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) rc = errno;
   if (rc == 0) rc = adopt_segments(ix);
   if (rc == 0) rc = seg_next(ix, ix->next_lsn);

@@ -138,6 +138,47 @@ test('an answered event the store fails to store is stored by a retry once the s
   }
 });
 
+test('a publisher that reuses an answered id while the store is failing gets one event, stored once', async () => {
+  const dir = tempDir();
+  const rx = await startReceiver();
+  try {
+    const gw = await startGateway({ config: deliveryConfig(), dir });
+    try {
+      const wh = await createWebhook(gw, rx, '/reuse', ['*']);
+      rx.on('/reuse', ok());
+      const lock = await holdLock(dir);
+      let first;
+      let second;
+      try {
+        [first] = await publishMany(gw, 1, 'reuse');
+        // The same id, sent by the publisher: it waits for the store, behind
+        // the first event's failing job.
+        second = gw.request('POST', '/v1/events', { body: { id: first, type: 'user.created', data: { again: true } } });
+        await until(() => /accepted event could not be stored; trying again/.test(gw.logs()),
+          { timeout: 20000 * SLOW, what: 'the store failing' });
+      } finally {
+        await lock.release();
+      }
+      const r = await second;
+      assert.equal(r.status, 202, r.body);
+      assert.equal(r.json.id, first);
+      // The retry finds the event by its id: stored, and not tried again.
+      await until(() => /accepted event was stored after retrying/.test(gw.logs()),
+        { timeout: 20000 * SLOW, what: 'the retry' });
+      await expectDelivered(gw, rx, wh, [first], '/reuse');
+      await sleep(500 * SLOW);
+      assert.equal(rx.received('/reuse').length, 1);
+      const tries = gw.logs().split('\n').filter((l) => /trying again/.test(l)).length;
+      await sleep(1000 * SLOW);
+      assert.equal(gw.logs().split('\n').filter((l) => /trying again/.test(l)).length, tries);
+    } finally {
+      await stopClean(gw);
+    }
+  } finally {
+    await rx.close();
+  }
+});
+
 test('a gateway stopped while the store cannot write leaves the answered events to the next start', async () => {
   const dir = tempDir();
   const rx = await startReceiver();
