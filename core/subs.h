@@ -30,7 +30,9 @@ void hg_subs_set_active(hg_subs_t *s, const char *id, int active);
 
 /* The ids of the active webhooks that match type (exact, each dotted
  * prefix with ".*", and "*") and may see org ("" for an event without
- * organization: only webhooks without one). A new JSON array. */
+ * organization: only webhooks without one). A JSON array the caller owns a
+ * reference to (json_decref it) but must not change: the index keeps
+ * recent answers and hands the same array out again until it changes. */
 json_t *hg_subs_match(hg_subs_t *s, const char *type, const char *org);
 
 /* How many of ids (a JSON array) are active webhooks, as the index knows

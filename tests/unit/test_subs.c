@@ -59,7 +59,46 @@ static void matching(void) {
   hg_subs_free(s);
 }
 
+/* The index keeps recent answers: every change must show in the next one. */
+static void answers_follow_changes(void) {
+  hg_subs_t *s = hg_subs_new();
+  json_t *ids = hg_subs_match(s, "user.created", "");
+  CHECK_EQ_INT(json_array_size(ids), 0);
+  json_decref(ids);
+  CHECK_EQ_INT(hg_subs_put(s, "wh_a", NULL, 1, "[\"user.created\"]"), 0);
+  ids = hg_subs_match(s, "user.created", "");
+  CHECK_EQ_INT(json_array_size(ids), 1);
+  json_t *again = hg_subs_match(s, "user.created", "");
+  CHECK(again == ids); /* the same answer, shared */
+  json_decref(again);
+  json_decref(ids);
+  hg_subs_set_active(s, "wh_a", 0);
+  ids = hg_subs_match(s, "user.created", "");
+  CHECK_EQ_INT(json_array_size(ids), 0);
+  json_decref(ids);
+  hg_subs_set_active(s, "wh_a", 1);
+  CHECK_EQ_INT(hg_subs_put(s, "wh_b", NULL, 1, "[\"user.*\"]"), 0);
+  ids = hg_subs_match(s, "user.created", "");
+  CHECK_EQ_INT(json_array_size(ids), 2);
+  json_decref(ids);
+  /* Another organization is another answer. */
+  CHECK_EQ_INT(hg_subs_put(s, "wh_org", "org_1", 1, "[\"*\"]"), 0);
+  ids = hg_subs_match(s, "user.created", "org_1");
+  CHECK_EQ_INT(json_array_size(ids), 3);
+  json_decref(ids);
+  ids = hg_subs_match(s, "user.created", "");
+  CHECK_EQ_INT(json_array_size(ids), 2);
+  json_decref(ids);
+  hg_subs_del(s, "wh_b");
+  ids = hg_subs_match(s, "user.created", "");
+  CHECK_EQ_INT(json_array_size(ids), 1);
+  CHECK(has(ids, "wh_a"));
+  json_decref(ids);
+  hg_subs_free(s);
+}
+
 int main(void) {
   RUN(matching);
+  RUN(answers_follow_changes);
   return HGT_DONE();
 }
