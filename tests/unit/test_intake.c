@@ -261,6 +261,26 @@ static void reuse(void) {
   CHECK_EQ_INT(s.bad, 0);
 }
 
+/* The log's directory and its missing parents are created. */
+static void nested_dirs(void) {
+  char path[128], err[256];
+  sub(path, sizeof(path), "a/b/c-intake");
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  hg_intake_t *ix = NULL;
+  CHECK_EQ_INT(hg_intake_open(&ix, &loop, path, err, sizeof(err)), 0);
+  static const size_t sizes[] = {64};
+  uint64_t lsn;
+  CHECK_EQ_INT(append_n(ix, &loop, 0, 3, sizes, 1, &lsn), 3);
+  close_log(ix, &loop);
+  struct stat st;
+  CHECK(stat(path, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0777) == 0700);
+  static struct seen s;
+  memset(&s, 0, sizeof(s));
+  CHECK_EQ_INT(hg_intake_recover(path, on_record, &s, err, sizeof(err)), 0);
+  CHECK_EQ_INT(s.n, 3);
+}
+
 /* An unusable directory is reported, not crashed on. */
 static void bad_dir(void) {
   char path[128], err[256] = "";
@@ -399,6 +419,7 @@ int main(void) {
   RUN(recover_edges);
   RUN(damaged_record);
   RUN(reuse);
+  RUN(nested_dirs);
   RUN(bad_dir);
   RUN(record_round_trip);
   RUN(recover_events);
