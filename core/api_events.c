@@ -32,7 +32,9 @@
 /* Events answered from the intake log that the store has yet to store:
  * past this many, or this many bytes of records, publishes take the
  * store's path again, whose answers wait for the store (the store thread
- * runs at a lower priority, see STORE_NICE in app.c). */
+ * may run at a lower priority, see STORE_NICE in app.c). The backlog is
+ * held in memory (each ingest_t keeps its payload) and in the log: 64 MiB
+ * bounds both; 65,536 is about a second of the fastest ingest measured. */
 #define INTAKE_MAX_UNAPPLIED 65536
 #define INTAKE_MAX_UNAPPLIED_BYTES (64u << 20)
 /* A store job that failed for an event answered from the log is retried
@@ -240,16 +242,25 @@ static void ingest_unref(ingest_t *g) {
   if (--g->refs <= 0) ingest_free(g);
 }
 
+/* store_state: 0 pending, 1 stored, -1 no more store jobs (the log keeps
+ * the event for the next start, if it has it), -2 the store rejected the
+ * row (it will never be stored). */
+#define STORE_REJECTED (-2)
+
 /* The intake log's completion: the event is durable there. */
 static void intake_done(int status, void *ud) {
   ingest_t *g = ud;
   g->log_state = status == 0 ? 1 : -1;
-  if (status == 0 && !g->answered) {
+  if (status == 0 && g->store_state == STORE_REJECTED && !g->answered) {
+    /* In the log, but the store will never take it: not an event to 202. */
+    g->answered = 1;
+    hg_api_internal_error(g->req, "store event", HG_EINVAL);
+  } else if (status == 0 && !g->answered) {
     g->answered = 1;
     hg_metrics.events_ingested++;
     hg_metrics.deliveries_created += (uint64_t)g->log_deliveries;
     answer_single(g, g->log_deliveries, 0);
-  } else if (status != 0 && g->store_state == -1 && !g->answered) {
+  } else if (status != 0 && g->store_state < 0 && !g->answered) {
     g->answered = 1;
     hg_api_internal_error(g->req, "store event", status);
   }
@@ -273,13 +284,18 @@ static void unlink_retry(intake_retry_t *r) {
     }
 }
 
+/* The event no longer waits for the store (stored, kept, or rejected). */
+static void unapplied_done(ingest_t *g) {
+  g->app->intake_unapplied--;
+  g->app->intake_unapplied_bytes -= g->rec_len;
+}
+
 /* No more store jobs for this event: the log keeps it, unreleased, and the
  * next start stores it; or, should the log have failed too, it is nowhere
  * and the request (if still unanswered) gets an error. */
 static void keep_for_next_start(ingest_t *g) {
   hg_app_t *app = g->app;
-  app->intake_unapplied--;
-  app->intake_unapplied_bytes -= g->rec_len;
+  unapplied_done(g);
   g->store_state = -1; /* a log completion still to come answers from this */
   if (g->log_state == -1) {
     if (!g->answered) {
@@ -290,7 +306,6 @@ static void keep_for_next_start(ingest_t *g) {
     /* The hold stays until the restart: intake_retrying is never brought
      * back to 0, so publishes keep the store's path meanwhile. */
     if (app->intake_hold_lsn == 0 || g->lsn < app->intake_hold_lsn) app->intake_hold_lsn = g->lsn;
-    if (g->retries == 0) app->intake_retrying++;
     hg_log(HG_LOG_ERROR, "an accepted event is not stored; the intake log keeps it for the next start", "event",
            g->events[0].id, NULL);
   }
@@ -321,18 +336,19 @@ static void schedule_retry(ingest_t *g, int status) {
     app->intake_retrying++;
     if (app->intake_hold_lsn == 0 || g->lsn < app->intake_hold_lsn) app->intake_hold_lsn = g->lsn;
   }
+  /* 100 ms << 6 is past the 5 s cap already; the shift stays small. */
   int delay = INTAKE_RETRY_FIRST_MS << (g->retries < 6 ? g->retries : 6);
   if (delay > INTAKE_RETRY_MAX_MS) delay = INTAKE_RETRY_MAX_MS;
   g->retries++;
-  char n[24];
-  n[hg_fmt_u64(n, (uint64_t)g->retries)] = '\0';
-  hg_log(HG_LOG_ERROR, "an accepted event could not be stored; trying again", "event", g->events[0].id, "attempt", n,
-         "error", hg_strerror(status), NULL);
   intake_retry_t *r = app->stopping ? NULL : calloc(1, sizeof(*r));
   if (r == NULL) {
     keep_for_next_start(g);
     return;
   }
+  char n[24];
+  n[hg_fmt_u64(n, (uint64_t)g->retries)] = '\0';
+  hg_log(HG_LOG_ERROR, "an accepted event could not be stored; trying again", "event", g->events[0].id, "attempt", n,
+         "error", hg_strerror(status), NULL);
   r->g = g;
   r->timer.data = r;
   uv_timer_init(app->loop, &r->timer);
@@ -361,19 +377,20 @@ static void fast_store_done(ingest_t *g, int status) {
     return;
   }
   if (status != 0 && g->log_state != -1) {
-    /* Only its id taken meanwhile by another organization's event: the
-     * answer stands, the event cannot be stored, and nothing is held. */
+    /* A row the store rejects (its id taken meanwhile by another
+     * organization's event, invalid, a missing reference): retrying cannot
+     * help and nothing is held for it. If it was answered 202 already, the
+     * log line is all that is left to say. */
     hg_log(HG_LOG_ERROR, "an accepted event cannot be stored and is dropped", "event", ev->id, "error",
            hg_strerror(status), NULL);
     if (g->retries > 0 && --app->intake_retrying == 0) app->intake_hold_lsn = 0;
-    app->intake_unapplied--;
-    app->intake_unapplied_bytes -= g->rec_len;
+    unapplied_done(g);
+    g->store_state = STORE_REJECTED;
     ingest_unref(g);
     return;
   }
   g->store_state = status == 0 ? 1 : -1;
-  app->intake_unapplied--;
-  app->intake_unapplied_bytes -= g->rec_len;
+  unapplied_done(g);
   if (status == 0) {
     if (ev->n_seqs > 0 && app->dispatcher)
       hg_dispatcher_enqueue(app->dispatcher, ev->delivery_seqs, ev->n_seqs, ev->now + ev->first_delay_ms);
@@ -633,10 +650,10 @@ static int intake_event(ingest_t *g) {
   g->now = hg_wall_ms();
   ev->now = g->now;
   ev->first_delay_ms = g->first_delay_ms;
-  size_t len = hg_event_record_size(ev);
+  size_t len = hg_events_record_size(ev);
   unsigned char small[2048], *rec = len <= sizeof(small) ? small : malloc(len);
   if (rec == NULL) return HG_ENOMEM;
-  hg_event_record(ev, rec);
+  hg_events_record(ev, rec);
   int r = hg_intake_append(app->intake, rec, len, intake_done, g, &g->lsn);
   if (rec != small) free(rec);
   if (r == HG_ESTATE && !app->intake_down) {

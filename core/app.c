@@ -113,11 +113,13 @@ static void metrics(hg_http_req_t *req, void *ud) {
   if (app->intake) {
     hg_intake_stats_t is;
     hg_intake_stats(app->intake, &is);
-    put_counter(&b, "hookgate_intake_records_total", "Events made durable in the intake log before the store had them.",
+    put_counter(&b, "hookgate_intake_records_total", "Events made durable in the intake log.",
                 "", is.records);
     put_counter(&b, "hookgate_intake_syncs_total", "fdatasyncs of the intake log (each covers every record before it).",
                 "", is.syncs);
     put_counter(&b, "hookgate_intake_bytes_total", "Bytes written to the intake log.", "", is.bytes);
+    put_counter(&b, "hookgate_intake_segments_total", "Intake log segment files created (not reused).", "",
+                is.segments);
     hg_metrics_put_hist(&b, "hookgate_intake_sync_seconds",
                         "Duration of one write and fdatasync of the intake log (a loop turn's records or more).",
                         &is.sync_seconds);
@@ -305,16 +307,30 @@ static void put_lua_error(const char *plugin, const char *phase, uint64_t n, voi
 
 static void signal_close_cb(uv_handle_t *h) { (void)h; }
 
-/* The store thread's nice value while the intake log answers publishes. */
+/* The store thread's nice value while the intake log answers publishes:
+ * 10 gave +12% at -c256 and +8% at -c50 over 0 (which gained nothing over
+ * no log at all); 19 a little more, but leaves the store, and with it
+ * delivery records and API reads, a fifth of 10's share of a busy CPU
+ * (docs/performance.md). */
 #define STORE_NICE 10
 
 /* Whether a thread may go from STORE_NICE back to 0: Linux needs
- * CAP_SYS_NICE (root here) or RLIMIT_NICE of 20 or more for that (systemd:
- * LimitNICE=20). Without it the store keeps its normal priority, so that a
- * failed intake log never leaves publishes waiting for a lowered thread. */
+ * CAP_SYS_NICE or RLIMIT_NICE of 20 or more for that (systemd:
+ * LimitNICE=20); root in a container may lack the capability. Tried on a
+ * throwaway thread (on Linux a nice value is per thread). Without it the
+ * store keeps its normal priority, so that a failed intake log never leaves
+ * publishes waiting for a lowered thread. */
+static void try_renice(void *arg) {
+  int *ok = arg;
+  *ok = setpriority(PRIO_PROCESS, 0, 1) == 0 && setpriority(PRIO_PROCESS, 0, 0) == 0;
+}
+
 static int can_raise_priority_back(void) {
-  struct rlimit rl;
-  return geteuid() == 0 || (getrlimit(RLIMIT_NICE, &rl) == 0 && rl.rlim_cur >= 20);
+  uv_thread_t t;
+  int ok = 0;
+  if (uv_thread_create(&t, try_renice, &ok) != 0) return 0;
+  uv_thread_join(&t);
+  return ok;
 }
 
 /* Stores what the intake log holds and the store lacks, before the store
@@ -347,8 +363,8 @@ static void dispatcher_stopped(void *ud) {
   hg_api_events_stop_retries(app);
   hg_intake_close(app->intake);
   app->intake = NULL;
-  /* Jobs still queued (none should be: every request was answered and
-   * every delivery record written) are committed before the store closes. */
+  /* Jobs still queued (the store jobs of events answered from the intake
+   * log, if any) are committed before the store closes. */
   hg_store_close(app->store);
   app->store = NULL;
   uv_close((uv_handle_t *)&app->sig_term, signal_close_cb);

@@ -175,7 +175,7 @@ int hg_events_insert(sqlite3 *db, hg_event_in_t *ev) {
 
 static size_t str16_size(const char *s) { return 2 + strlen(s); }
 
-size_t hg_event_record_size(const hg_event_in_t *ev) {
+size_t hg_events_record_size(const hg_event_in_t *ev) {
   size_t n = 1 + 8 + 8 + 4 + 4 + str16_size(ev->id) + str16_size(ev->type) + str16_size(ev->org) + 4 +
              ev->payload_len + 4;
   size_t i;
@@ -197,7 +197,7 @@ static unsigned char *put_str16(unsigned char *o, const char *s, size_t n) {
   return put(o, s, n);
 }
 
-void hg_event_record(const hg_event_in_t *ev, unsigned char *o) {
+void hg_events_record(const hg_event_in_t *ev, unsigned char *o) {
   *o++ = RECORD_VERSION;
   o = put(o, &ev->now, 8);
   o = put(o, &ev->first_delay_ms, 8);
@@ -241,7 +241,7 @@ static int get_str16(reader_t *r, char *out, size_t cap) {
   return memchr(out, '\0', l) == NULL ? 0 : -1;
 }
 
-int hg_event_from_record(const unsigned char *rec, size_t len, hg_event_in_t *ev) {
+int hg_events_from_record(const unsigned char *rec, size_t len, hg_event_in_t *ev) {
   reader_t r = {rec, rec + len};
   memset(ev, 0, sizeof(*ev));
   uint8_t version;
@@ -284,7 +284,7 @@ static int recover_record(uint64_t lsn, const unsigned char *rec, size_t len, vo
   recovery_t *rc = ud;
   hg_event_in_t ev;
   rc->seen++;
-  if (hg_event_from_record(rec, len, &ev) != 0) {
+  if (hg_events_from_record(rec, len, &ev) != 0) {
     char n[24];
     n[hg_fmt_u64(n, lsn)] = '\0';
     hg_log(HG_LOG_ERROR, "intake log: a record is not an event; skipped", "record", n, NULL);

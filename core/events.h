@@ -45,23 +45,24 @@ int hg_events_insert(sqlite3 *db, hg_event_in_t *ev);
 
 /* An event as the intake log keeps it (intake.h): what hg_events_insert
  * needs to store it after a crash (id, type, organization, payload, time,
- * first delay, targets). hg_event_record_size is the exact length
- * hg_event_record writes into out. */
-size_t hg_event_record_size(const hg_event_in_t *ev);
-void hg_event_record(const hg_event_in_t *ev, unsigned char *out);
+ * first delay, targets). hg_events_record_size is the exact length
+ * hg_events_record writes into out. */
+size_t hg_events_record_size(const hg_event_in_t *ev);
+void hg_events_record(const hg_event_in_t *ev, unsigned char *out);
 
 /* Fills ev from a record: payload points into rec, targets is a new JSON
  * array (the caller decrefs it), client_id is set, so that inserting an
  * event already stored finds it instead of storing it twice. Returns 0, or
  * HG_EINVAL for a record that is not one of these. */
-int hg_event_from_record(const unsigned char *rec, size_t len, hg_event_in_t *ev);
+int hg_events_from_record(const unsigned char *rec, size_t len, hg_event_in_t *ev);
 
 /* Stores every event the intake log in dir holds that the store at
  * store_path lacks (answered, then the process stopped before the store
  * had it durably), in one transaction synced before returning: run before
  * the store opens; the log then starts afresh (hg_intake_open). Events the
  * store has are left alone, so running it twice stores nothing twice. A
- * record that is not an event is logged and skipped. *seen counts the
+ * record that is not an event, or an event the store rejects (its id
+ * another organization's), is logged and skipped. *seen counts the
  * records, *stored the events stored now. Returns 0, or a negative HG_E*
  * code with err set and nothing stored. A missing dir holds nothing. */
 int hg_events_recover(const char *dir, const char *store_path, uint64_t *seen, uint64_t *stored, char *err,

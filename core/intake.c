@@ -24,9 +24,13 @@
 #include <unistd.h>
 #include <zlib.h>
 
+/* A segment holds at least 8 of the largest records, and writing one full
+ * of zeros (once, when created) takes ~10 ms here. */
 #define SEGMENT_BYTES (8u * 1024 * 1024)
 #define SEG_HDR 32
 #define REC_HDR 16 /* u32 length, u32 CRC, u64 number */
+/* Released segments kept for reuse: one to move into at the next rotation
+ * and one more, so that a burst does not wait for a new file. */
 #define SPARE_SEGMENTS 2
 static const char seg_magic[8] = {'H', 'G', 'I', 'N', 'T', 'K', '0', '1'};
 

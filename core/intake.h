@@ -5,8 +5,8 @@
  * event puts the store thread's work for a whole group (5-7 us of CPU per
  * event) between every request and its answer. The intake log takes it off
  * that path: the loop thread appends each event as one record, a thread of
- * the log's own writes a turn's records with one write() and makes them
- * durable with one fdatasync(), and the request is answered then; the
+ * the log's own writes a turn's records with one pwrite() per segment and
+ * makes them durable with one fdatasync(), and the request is answered then; the
  * store applies the same event in its own time. Once the store has made
  * an event durable, the log is told (hg_intake_release) and its space is
  * used again. After a crash, hg_intake_recover hands back every record
@@ -15,12 +15,13 @@
  * On disk: a directory of segment files, each SEGMENT_BYTES long and
  * written once full of zeros when created, so that appending overwrites
  * blocks the file already has and fdatasync need not commit the file
- * system's journal (about 85 us instead of 190 us for 16 KiB on the
- * development VM). A segment starts with a header (magic, its first record
+ * system's journal (about 87 us instead of 188 us for 16 KiB on the
+ * development VM, bench/fsync_modes.c). A segment starts with a header (magic, its first record
  * number, a random salt, a CRC); each record is its length, a CRC-32 over
  * the salt, number, length and bytes, its number, then the bytes. A record
  * whose CRC fails, or left over from a segment's earlier use (another
- * salt), ends the log. Records are never split across segments. Native
+ * salt), ends that segment's records; recovery goes on with the next
+ * segment (and warns if it does not start where this one ended). Records are never split across segments. Native
  * byte order: the log stays on the machine that wrote it. */
 #ifndef HG_INTAKE_H
 #define HG_INTAKE_H
@@ -34,7 +35,8 @@
 typedef struct hg_intake hg_intake_t;
 
 /* Runs on the loop thread once the record is durable (status 0) or could
- * not be written (a negative HG_E* code; nothing of it is in the log). */
+ * not be made durable (a negative HG_E* code; it may or may not be in the
+ * log, so a later recovery may still hand it back). */
 typedef void (*hg_intake_done_fn)(int status, void *ud);
 
 /* Called for each record found by hg_intake_recover, in order: return 0
@@ -77,6 +79,7 @@ typedef struct hg_intake_stats {
   hg_hist_t sync_seconds; /* one write and fdatasync of a turn's records */
 } hg_intake_stats_t;
 
+/* Copies the counters (any thread). */
 void hg_intake_stats(hg_intake_t *ix, hg_intake_stats_t *out);
 
 /* Writes what was appended, stops the thread; completions still run on

@@ -560,8 +560,8 @@ static void thread_main(void *arg) {
     uv_mutex_unlock(&s->mutex);
     if (nice != niced) {
       /* Linux: PRIO_PROCESS with 0 is the calling thread. Raising the
-       * priority back needs CAP_SYS_NICE; without it the thread stays
-       * lower, which is slower, not wrong. */
+       * priority back needs CAP_SYS_NICE or RLIMIT_NICE >= 20; the caller
+       * (app.c) lowers it only where it can. */
       if (setpriority(PRIO_PROCESS, 0, nice) != 0)
         hg_log(HG_LOG_WARN, "cannot change the store thread's priority", "error", strerror(errno), NULL);
       niced = nice;

@@ -179,6 +179,45 @@ test('a publisher that reuses an answered id while the store is failing gets one
   }
 });
 
+test('an answered event whose id another organization took meanwhile is dropped loudly, not retried forever', async () => {
+  const dir = tempDir();
+  const rx = await startReceiver();
+  try {
+    const gw = await startGateway({ config: deliveryConfig(), dir });
+    try {
+      await createWebhook(gw, rx, '/taken', ['*']);
+      rx.on('/taken', ok());
+      const lock = await holdLock(dir);
+      let first;
+      let second;
+      try {
+        [first] = await publishMany(gw, 1, 'taken');
+        second = gw.request('POST', '/v1/events',
+          { body: { id: first, organizationId: 'org_other', type: 'user.created', data: { other: true } } });
+        await until(() => /accepted event could not be stored; trying again/.test(gw.logs()),
+          { timeout: 20000 * SLOW, what: 'the store failing' });
+      } finally {
+        await lock.release();
+      }
+      assert.equal((await second).status, 202);
+      await until(() => /accepted event cannot be stored and is dropped/.test(gw.logs()),
+        { timeout: 20000 * SLOW, what: 'the drop' });
+      const tries = gw.logs().split('\n').filter((l) => /trying again/.test(l)).length;
+      await sleep(1000 * SLOW);
+      assert.equal(gw.logs().split('\n').filter((l) => /trying again/.test(l)).length, tries);
+      // Publishing from the log resumes: the hold is gone.
+      const before = metric((await gw.request('GET', '/metrics')).body, 'hookgate_intake_records_total');
+      await publishMany(gw, 3, 'later');
+      const after = metric((await gw.request('GET', '/metrics')).body, 'hookgate_intake_records_total');
+      assert.equal(after - before, 3);
+    } finally {
+      await stopClean(gw);
+    }
+  } finally {
+    await rx.close();
+  }
+});
+
 test('a gateway stopped while the store cannot write leaves the answered events to the next start', async () => {
   const dir = tempDir();
   const rx = await startReceiver();

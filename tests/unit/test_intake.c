@@ -320,11 +320,11 @@ static hg_event_in_t make_event(int i, const char *webhook) {
 static void record_round_trip(void) {
   hg_event_in_t ev = make_event(7, "wh_abc");
   json_array_append_new(ev.targets, json_string("wh_second"));
-  size_t n = hg_event_record_size(&ev);
+  size_t n = hg_events_record_size(&ev);
   unsigned char *rec = malloc(n);
-  hg_event_record(&ev, rec);
+  hg_events_record(&ev, rec);
   hg_event_in_t back;
-  CHECK_EQ_INT(hg_event_from_record(rec, n, &back), 0);
+  CHECK_EQ_INT(hg_events_from_record(rec, n, &back), 0);
   CHECK_EQ_STR(back.id, ev.id);
   CHECK_EQ_STR(back.type, ev.type);
   CHECK_EQ_STR(back.org, ev.org);
@@ -338,13 +338,13 @@ static void record_round_trip(void) {
   CHECK_EQ_STR(json_string_value(json_array_get(back.targets, 1)), "wh_second");
   json_decref(back.targets);
   /* Truncated, or one byte too many: refused. */
-  CHECK_EQ_INT(hg_event_from_record(rec, n - 1, &back), HG_EINVAL);
+  CHECK_EQ_INT(hg_events_from_record(rec, n - 1, &back), HG_EINVAL);
   unsigned char *longer = malloc(n + 1);
   memcpy(longer, rec, n);
   longer[n] = 0;
-  CHECK_EQ_INT(hg_event_from_record(longer, n + 1, &back), HG_EINVAL);
+  CHECK_EQ_INT(hg_events_from_record(longer, n + 1, &back), HG_EINVAL);
   rec[0] = 9; /* an unknown version */
-  CHECK_EQ_INT(hg_event_from_record(rec, n, &back), HG_EINVAL);
+  CHECK_EQ_INT(hg_events_from_record(rec, n, &back), HG_EINVAL);
   free(longer);
   free(rec);
   json_decref(ev.targets);
@@ -381,9 +381,9 @@ static void recover_events(void) {
   memset(a, 0, sizeof(a));
   for (int i = 0; i < 20; i++) {
     hg_event_in_t ev = make_event(i, i == 3 ? "wh_off" : "wh_live");
-    size_t n = hg_event_record_size(&ev);
+    size_t n = hg_events_record_size(&ev);
     unsigned char *rec = malloc(n);
-    hg_event_record(&ev, rec);
+    hg_events_record(&ev, rec);
     CHECK_EQ_INT(hg_intake_append(ix, rec, n, on_done, &a[i], NULL), 0);
     free(rec);
     json_decref(ev.targets);
