@@ -35,6 +35,30 @@ async function holdLock(dir) {
   };
 }
 
+// Runs fn while the store cannot write, waits until the store has given up
+// on a job and is retrying it (after its 5 s busy timeout), runs atFailure
+// then, and lets the store write again. Resolves with fn's result.
+async function whileStoreFails(gw, dir, fn, atFailure = () => {}) {
+  const lock = await holdLock(dir);
+  try {
+    const out = await fn();
+    await until(() => /accepted event could not be stored; trying again/.test(gw.logs()),
+      { timeout: 20000 * SLOW, what: 'the store failing' });
+    await atFailure();
+    return out;
+  } finally {
+    await lock.release();
+  }
+}
+
+// Asserts that no retry is logged for a while: the retries have ended.
+async function expectNoMoreRetries(gw) {
+  const count = () => gw.logs().split('\n').filter((l) => /trying again/.test(l)).length;
+  const tries = count();
+  await sleep(1000 * SLOW);
+  assert.equal(count(), tries);
+}
+
 function metric(text, name) {
   const line = text.split('\n').find((l) => l.startsWith(name + ' '));
   return line === undefined ? undefined : Number(line.split(' ')[1]);
@@ -110,17 +134,9 @@ test('an answered event the store fails to store is stored by a retry once the s
     let gw = await startGateway({ config, dir });
     const wh = await createWebhook(gw, rx, '/retry', ['*']);
     rx.on('/retry', ok());
-    const lock = await holdLock(dir);
-    let ids;
-    try {
-      ids = await publishMany(gw, 10, 'retry');
-      // The store gives up after its 5 s busy timeout, then tries again.
-      await until(() => /accepted event could not be stored; trying again/.test(gw.logs()),
-        { timeout: 20000 * SLOW, what: 'the store failing' });
-      assert.equal(rx.received('/retry').length, 0);
-    } finally {
-      await lock.release();
-    }
+    // Answered, but not delivered while the store fails.
+    let ids = await whileStoreFails(gw, dir, () => publishMany(gw, 10, 'retry'),
+      () => assert.equal(rx.received('/retry').length, 0));
     ids = ids.concat(await publishMany(gw, 5, 'after'));
     await expectDelivered(gw, rx, wh, ids, '/retry');
     assert.match(gw.logs(), /accepted event was stored after retrying/);
@@ -146,19 +162,12 @@ test('a publisher that reuses an answered id while the store is failing gets one
     try {
       const wh = await createWebhook(gw, rx, '/reuse', ['*']);
       rx.on('/reuse', ok());
-      const lock = await holdLock(dir);
-      let first;
-      let second;
-      try {
-        [first] = await publishMany(gw, 1, 'reuse');
-        // The same id, sent by the publisher: it waits for the store, behind
-        // the first event's failing job.
-        second = gw.request('POST', '/v1/events', { body: { id: first, type: 'user.created', data: { again: true } } });
-        await until(() => /accepted event could not be stored; trying again/.test(gw.logs()),
-          { timeout: 20000 * SLOW, what: 'the store failing' });
-      } finally {
-        await lock.release();
-      }
+      // The same id, sent by the publisher: it waits for the store, behind
+      // the first event's failing job.
+      const [first, second] = await whileStoreFails(gw, dir, async () => {
+        const [id] = await publishMany(gw, 1, 'reuse');
+        return [id, gw.request('POST', '/v1/events', { body: { id, type: 'user.created', data: { again: true } } })];
+      });
       const r = await second;
       assert.equal(r.status, 202, r.body);
       assert.equal(r.json.id, first);
@@ -168,9 +177,7 @@ test('a publisher that reuses an answered id while the store is failing gets one
       await expectDelivered(gw, rx, wh, [first], '/reuse');
       await sleep(500 * SLOW);
       assert.equal(rx.received('/reuse').length, 1);
-      const tries = gw.logs().split('\n').filter((l) => /trying again/.test(l)).length;
-      await sleep(1000 * SLOW);
-      assert.equal(gw.logs().split('\n').filter((l) => /trying again/.test(l)).length, tries);
+      await expectNoMoreRetries(gw);
     } finally {
       await stopClean(gw);
     }
@@ -187,24 +194,19 @@ test('an answered event whose id another organization took meanwhile is dropped 
     try {
       await createWebhook(gw, rx, '/taken', ['*']);
       rx.on('/taken', ok());
-      const lock = await holdLock(dir);
-      let first;
-      let second;
-      try {
-        [first] = await publishMany(gw, 1, 'taken');
-        second = gw.request('POST', '/v1/events',
-          { body: { id: first, organizationId: 'org_other', type: 'user.created', data: { other: true } } });
-        await until(() => /accepted event could not be stored; trying again/.test(gw.logs()),
-          { timeout: 20000 * SLOW, what: 'the store failing' });
-      } finally {
-        await lock.release();
-      }
+      // Wrapped, so that the helper does not wait for its answer (which
+      // waits for the store).
+      const { second } = await whileStoreFails(gw, dir, async () => {
+        const [id] = await publishMany(gw, 1, 'taken');
+        return {
+          second: gw.request('POST', '/v1/events',
+            { body: { id, organizationId: 'org_other', type: 'user.created', data: { other: true } } }),
+        };
+      });
       assert.equal((await second).status, 202);
       await until(() => /accepted event cannot be stored and is dropped/.test(gw.logs()),
         { timeout: 20000 * SLOW, what: 'the drop' });
-      const tries = gw.logs().split('\n').filter((l) => /trying again/.test(l)).length;
-      await sleep(1000 * SLOW);
-      assert.equal(gw.logs().split('\n').filter((l) => /trying again/.test(l)).length, tries);
+      await expectNoMoreRetries(gw);
       // Publishing from the log resumes: the hold is gone.
       const before = metric((await gw.request('GET', '/metrics')).body, 'hookgate_intake_records_total');
       await publishMany(gw, 3, 'later');
