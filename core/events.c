@@ -314,7 +314,9 @@ int hg_events_recover(const char *dir, const char *store_path, uint64_t *seen, u
   *seen = *stored = 0;
   struct stat st;
   if (stat(dir, &st) != 0) {
-    if (errno == ENOENT) return 0;
+    /* No log there (ENOTDIR: a parent is not a directory, which opening
+     * the store reports in its own words). */
+    if (errno == ENOENT || errno == ENOTDIR) return 0;
     snprintf(err, errlen, "cannot read %s: %s", dir, strerror(errno));
     return HG_EIO;
   }

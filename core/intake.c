@@ -9,6 +9,7 @@
 #include "intake.h"
 
 #include "common.h"
+#include "fs.h"
 #include "log.h"
 
 #include <dirent.h>
@@ -635,44 +636,6 @@ static void close_handles(hg_intake_t *ix) {
   uv_close((uv_handle_t *)&ix->check, close_cb);
 }
 
-/* fsyncs the directory holding path (its entry for path). Returns 0 or an
- * errno value. */
-static int sync_parent(const char *path) {
-  char parent[4096];
-  const char *slash = strrchr(path, '/');
-  if (slash == NULL) snprintf(parent, sizeof(parent), ".");
-  else if (slash == path) snprintf(parent, sizeof(parent), "/");
-  else snprintf(parent, sizeof(parent), "%.*s", (int)(slash - path), path);
-  int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return errno;
-  int rc = fsync(fd) == 0 ? 0 : errno;
-  close(fd);
-  return rc;
-}
-
-/* Creates dir and its parents (0700); each directory created here has its
- * entry synced in its parent, so that a power cut cannot take the log's
- * directory away with the records in it (hg_intake_open syncs the last
- * one's entry again, for a directory made before). */
-static int make_dirs(const char *dir) {
-  char p[4096];
-  if (snprintf(p, sizeof(p), "%s", dir) >= (int)sizeof(p)) return ENAMETOOLONG;
-  for (char *s = p + 1;; s++) {
-    if (*s != '/' && *s != '\0') continue;
-    char c = *s;
-    *s = '\0';
-    if (mkdir(p, 0700) == 0) {
-      int rc = sync_parent(p);
-      if (rc != 0) return rc;
-    } else if (errno != EEXIST) {
-      return errno;
-    }
-    *s = c;
-    if (c == '\0') break;
-  }
-  return 0;
-}
-
 /* Takes over the segment files already in the directory as spares. */
 static int adopt_segments(hg_intake_t *ix) {
   DIR *d = opendir(ix->dir);
@@ -721,8 +684,11 @@ int hg_intake_open(hg_intake_t **out, uv_loop_t *loop, const char *dir, char *er
   ix->loop = loop;
   ix->loop_thread = uv_thread_self();
   ix->next_lsn = 1;
-  int rc = make_dirs(dir);
-  if (rc == 0) rc = sync_parent(dir);
+  /* Every directory made here has its entry synced, so that a power cut
+   * cannot take the log's directory away with the records in it; the
+   * log's own entry is synced again for a directory made before. */
+  int rc = hg_fs_mkdirs(dir, 1, NULL, 0);
+  if (rc == 0) rc = hg_fs_sync_parent(dir);
   if (rc == 0 && (ix->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) rc = errno;
   if (rc == 0) rc = adopt_segments(ix);
   if (rc == 0) rc = seg_next(ix, ix->next_lsn);

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "fs.h"
 #include "log.h"
 #include "schema.h"
 
@@ -146,36 +147,20 @@ static int exec(sqlite3 *db, const char *sql, const char *op) {
 
 /* ---- Opening and migrations ---- */
 
-/* mkdir -p of the directory part of path. New directories are private
- * (0700): the database holds webhook secrets. */
+/* mkdir -p of the directory part of path (private: the database holds
+ * webhook secrets). */
 static int make_parent_dirs(const char *path, char *err, size_t errlen) {
-  char *buf = strdup(path);
-  int rc = 0;
-  if (buf == NULL) return HG_ENOMEM;
-  char *slash = strrchr(buf, '/');
-  if (slash == NULL || slash == buf) goto done;
-  *slash = '\0';
-  for (char *p = buf + 1;; p++) {
-    if (*p != '/' && *p != '\0') continue;
-    char saved = *p;
-    *p = '\0';
-    struct stat st;
-    if (mkdir(buf, 0700) != 0 && errno != EEXIST) {
-      set_err(err, errlen, "cannot create directory %s: %s", buf, strerror(errno));
-      rc = HG_EIO;
-      goto done;
-    }
-    if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) {
-      set_err(err, errlen, "%s is not a directory", buf);
-      rc = HG_EIO;
-      goto done;
-    }
-    *p = saved;
-    if (saved == '\0') break;
+  const char *slash = strrchr(path, '/');
+  if (slash == NULL || slash == path) return 0;
+  char dir[4096], failed[4096] = "";
+  if (snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path) >= (int)sizeof(dir)) {
+    set_err(err, errlen, "cannot create directory for %s: %s", path, strerror(ENAMETOOLONG));
+    return HG_EIO;
   }
-done:
-  free(buf);
-  return rc;
+  int rc = hg_fs_mkdirs(dir, 0, failed, sizeof(failed));
+  if (rc == ENOTDIR) set_err(err, errlen, "%s is not a directory", failed);
+  else if (rc != 0) set_err(err, errlen, "cannot create directory %s: %s", failed[0] ? failed : dir, strerror(rc));
+  return rc == 0 ? 0 : HG_EIO;
 }
 
 static int user_version(sqlite3 *db, int *out) {
