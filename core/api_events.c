@@ -242,6 +242,22 @@ static void ingest_unref(ingest_t *g) {
   if (--g->refs <= 0) ingest_free(g);
 }
 
+/* A logged event's 202, from whichever completion has it durably first. */
+static void answer_accepted(ingest_t *g, int deliveries) {
+  if (g->answered) return;
+  g->answered = 1;
+  hg_metrics.events_ingested++;
+  hg_metrics.deliveries_created += (uint64_t)deliveries;
+  answer_single(g, deliveries, 0);
+}
+
+/* A logged event that neither the log nor the store can have. */
+static void answer_failed(ingest_t *g, int err) {
+  if (g->answered) return;
+  g->answered = 1;
+  hg_api_internal_error(g->req, "store event", err);
+}
+
 /* store_state: 0 pending, 1 stored, -1 no more store jobs (the log keeps
  * the event for the next start, if it has it), -2 the store rejected the
  * row (it will never be stored). */
@@ -251,19 +267,12 @@ static void ingest_unref(ingest_t *g) {
 static void intake_done(int status, void *ud) {
   ingest_t *g = ud;
   g->log_state = status == 0 ? 1 : -1;
-  if (status == 0 && g->store_state == STORE_REJECTED && !g->answered) {
-    /* In the log, but the store will never take it: not an event to 202. */
-    g->answered = 1;
-    hg_api_internal_error(g->req, "store event", HG_EINVAL);
-  } else if (status == 0 && !g->answered) {
-    g->answered = 1;
-    hg_metrics.events_ingested++;
-    hg_metrics.deliveries_created += (uint64_t)g->log_deliveries;
-    answer_single(g, g->log_deliveries, 0);
-  } else if (status != 0 && g->store_state < 0 && !g->answered) {
-    g->answered = 1;
-    hg_api_internal_error(g->req, "store event", status);
-  }
+  if (status == 0 && g->store_state == STORE_REJECTED)
+    answer_failed(g, HG_EINVAL); /* in the log, but the store will never take it */
+  else if (status == 0)
+    answer_accepted(g, g->log_deliveries);
+  else if (g->store_state < 0)
+    answer_failed(g, status);
   ingest_unref(g);
 }
 
@@ -284,6 +293,17 @@ static void unlink_retry(intake_retry_t *r) {
     }
 }
 
+/* No log space is released at or past a record whose store job failed
+ * (hold), until every such job has succeeded or been given up (unhold). */
+static void hold(ingest_t *g) {
+  hg_app_t *app = g->app;
+  if (app->intake_hold_lsn == 0 || g->lsn < app->intake_hold_lsn) app->intake_hold_lsn = g->lsn;
+}
+
+static void unhold(ingest_t *g) {
+  if (g->retries > 0 && --g->app->intake_retrying == 0) g->app->intake_hold_lsn = 0;
+}
+
 /* The event no longer waits for the store (stored, kept, or rejected). */
 static void unapplied_done(ingest_t *g) {
   g->app->intake_unapplied--;
@@ -294,18 +314,14 @@ static void unapplied_done(ingest_t *g) {
  * next start stores it; or, should the log have failed too, it is nowhere
  * and the request (if still unanswered) gets an error. */
 static void keep_for_next_start(ingest_t *g) {
-  hg_app_t *app = g->app;
   unapplied_done(g);
   g->store_state = -1; /* a log completion still to come answers from this */
   if (g->log_state == -1) {
-    if (!g->answered) {
-      g->answered = 1;
-      hg_api_internal_error(g->req, "store event", HG_EIO);
-    }
+    answer_failed(g, HG_EIO);
   } else {
     /* The hold stays until the restart: intake_retrying is never brought
      * back to 0, so publishes keep the store's path meanwhile. */
-    if (app->intake_hold_lsn == 0 || g->lsn < app->intake_hold_lsn) app->intake_hold_lsn = g->lsn;
+    hold(g);
     hg_log(HG_LOG_ERROR, "an accepted event is not stored; the intake log keeps it for the next start", "event",
            g->events[0].id, NULL);
   }
@@ -334,7 +350,7 @@ static void schedule_retry(ingest_t *g, int status) {
   hg_app_t *app = g->app;
   if (g->retries == 0) {
     app->intake_retrying++;
-    if (app->intake_hold_lsn == 0 || g->lsn < app->intake_hold_lsn) app->intake_hold_lsn = g->lsn;
+    hold(g);
   }
   /* 100 ms << 6 is past the 5 s cap already; the shift stays small. */
   int delay = INTAKE_RETRY_FIRST_MS << (g->retries < 6 ? g->retries : 6);
@@ -383,7 +399,7 @@ static void fast_store_done(ingest_t *g, int status) {
      * log line is all that is left to say. */
     hg_log(HG_LOG_ERROR, "an accepted event cannot be stored and is dropped", "event", ev->id, "error",
            hg_strerror(status), NULL);
-    if (g->retries > 0 && --app->intake_retrying == 0) app->intake_hold_lsn = 0;
+    unhold(g);
     unapplied_done(g);
     g->store_state = STORE_REJECTED;
     ingest_unref(g);
@@ -394,26 +410,16 @@ static void fast_store_done(ingest_t *g, int status) {
   if (status == 0) {
     if (ev->n_seqs > 0 && app->dispatcher)
       hg_dispatcher_enqueue(app->dispatcher, ev->delivery_seqs, ev->n_seqs, ev->now + ev->first_delay_ms);
-    if (g->retries > 0) {
-      hg_log(HG_LOG_INFO, "an accepted event was stored after retrying", "event", ev->id, NULL);
-      if (--app->intake_retrying == 0) app->intake_hold_lsn = 0;
-    }
+    if (g->retries > 0) hg_log(HG_LOG_INFO, "an accepted event was stored after retrying", "event", ev->id, NULL);
+    unhold(g);
     /* Stored and synced: the log may reuse the space of every record up to
      * this one, but not that of one still being retried. */
     uint64_t upto = g->lsn;
     if (app->intake_hold_lsn != 0 && upto >= app->intake_hold_lsn) upto = app->intake_hold_lsn - 1;
     if (app->intake) hg_intake_release(app->intake, upto);
-    if (!g->answered) {
-      /* Durable in the store before (or instead of) the log. */
-      g->answered = 1;
-      hg_metrics.events_ingested++;
-      hg_metrics.deliveries_created += (uint64_t)ev->n_deliveries;
-      answer_single(g, ev->n_deliveries, 0);
-    }
-  } else if (!g->answered) {
-    /* Neither the log nor the store has it. */
-    g->answered = 1;
-    hg_api_internal_error(g->req, "store event", status);
+    answer_accepted(g, ev->n_deliveries); /* durable in the store before (or instead of) the log */
+  } else {
+    answer_failed(g, status); /* neither the log nor the store has it */
   }
   ingest_unref(g);
 }
