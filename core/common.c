@@ -1,6 +1,8 @@
-/* common.c: error texts and clocks. */
+/* common.c: error texts, clocks and small formatting helpers. */
 #include "common.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -82,4 +84,12 @@ size_t hg_fmt_i64(char *out, int64_t v) {
   if (v >= 0) return hg_fmt_u64(out, (uint64_t)v);
   out[0] = '-';
   return 1 + hg_fmt_u64(out + 1, (uint64_t)0 - (uint64_t)v);
+}
+
+void hg_set_err(char *err, size_t errlen, const char *fmt, ...) {
+  if (err == NULL || errlen == 0) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
 }

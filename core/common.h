@@ -31,6 +31,10 @@ enum {
 /* Returns a static, human-readable text for an HG_E* code. */
 const char *hg_strerror(int err);
 
+/* printf into err (errlen bytes) for a function that reports why it
+ * failed; err may be NULL or errlen 0 (nothing is written). */
+void hg_set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Monotonic clock in nanoseconds (CLOCK_MONOTONIC). */
 uint64_t hg_now_ns(void);
 /* Wall clock in milliseconds since the Unix epoch. */

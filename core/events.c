@@ -175,13 +175,17 @@ int hg_events_insert(sqlite3 *db, hg_event_in_t *ev) {
 
 static size_t str16_size(const char *s) { return 2 + strlen(s); }
 
+/* A target the record can hold: a string of u16 length (a webhook id is
+ * far shorter; anything else could never be a delivery target). */
+static int recordable(json_t *t) { return json_is_string(t) && json_string_length(t) <= UINT16_MAX; }
+
 size_t hg_events_record_size(const hg_event_in_t *ev) {
   size_t n = 1 + 8 + 8 + 4 + 4 + str16_size(ev->id) + str16_size(ev->type) + str16_size(ev->org) + 4 +
              ev->payload_len + 4;
   size_t i;
   json_t *t;
   json_array_foreach(ev->targets, i, t) {
-    if (json_is_string(t) && json_string_length(t) <= UINT16_MAX) n += 2 + json_string_length(t);
+    if (recordable(t)) n += 2 + json_string_length(t);
   }
   return n;
 }
@@ -212,11 +216,10 @@ void hg_events_record(const hg_event_in_t *ev, unsigned char *o) {
   uint32_t n = 0;
   size_t i;
   json_t *t;
-  json_array_foreach(ev->targets, i, t) n += json_is_string(t) && json_string_length(t) <= UINT16_MAX;
+  json_array_foreach(ev->targets, i, t) n += recordable(t);
   o = put(o, &n, 4);
   json_array_foreach(ev->targets, i, t) {
-    if (json_is_string(t) && json_string_length(t) <= UINT16_MAX)
-      o = put_str16(o, json_string_value(t), json_string_length(t));
+    if (recordable(t)) o = put_str16(o, json_string_value(t), json_string_length(t));
   }
 }
 

@@ -15,7 +15,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,15 +92,6 @@ struct hg_intake {
   uint64_t t_bytes, t_segments; /* added to stats under the mutex */
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-  if (err == NULL || errlen == 0) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
 static uint32_t rec_crc(uint64_t salt, const unsigned char *rec, size_t len) {
   /* Over the salt, the length, the number and the bytes (the CRC field
    * itself, rec[4..8), left out). */
@@ -171,7 +161,7 @@ static int list_segments(const char *dir, struct found **out, size_t *n, char *e
   DIR *d = opendir(dir);
   if (d == NULL) {
     if (errno == ENOENT) return 0;
-    set_err(err, errlen, "cannot read %s: %s", dir, strerror(errno));
+    hg_set_err(err, errlen, "cannot read %s: %s", dir, strerror(errno));
     return HG_EIO;
   }
   size_t cap = 0;
@@ -184,7 +174,7 @@ static int list_segments(const char *dir, struct found **out, size_t *n, char *e
     snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-      set_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
+      hg_set_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
       r = HG_EIO;
       break;
     }
@@ -193,7 +183,7 @@ static int list_segments(const char *dir, struct found **out, size_t *n, char *e
     int read_errno = errno;
     close(fd);
     if (got < 0) {
-      set_err(err, errlen, "cannot read %s: %s", path, strerror(read_errno));
+      hg_set_err(err, errlen, "cannot read %s: %s", path, strerror(read_errno));
       r = HG_EIO;
       break;
     }
@@ -234,7 +224,7 @@ int hg_intake_recover(const char *dir, hg_intake_record_fn fn, void *ud, char *e
   if (n > 0) {
     void *m = mmap(NULL, SEGMENT_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED) {
-      set_err(err, errlen, "cannot map a buffer to read %s: %s", dir, strerror(errno));
+      hg_set_err(err, errlen, "cannot map a buffer to read %s: %s", dir, strerror(errno));
       r = HG_ENOMEM;
     } else {
       buf = m;
@@ -245,7 +235,7 @@ int hg_intake_recover(const char *dir, hg_intake_record_fn fn, void *ud, char *e
     snprintf(path, sizeof(path), "%s/seg-%d.log", dir, segs[i].slot);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-      set_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
+      hg_set_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
       r = HG_EIO;
       break;
     }
@@ -256,7 +246,7 @@ int hg_intake_recover(const char *dir, hg_intake_record_fn fn, void *ud, char *e
       if (got < 0) {
         /* Not the end of the log: records after this point may have been
          * answered. Refuse rather than start without them. */
-        set_err(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        hg_set_err(err, errlen, "cannot read %s: %s", path, strerror(errno));
         r = HG_EIO;
         break;
       }
@@ -514,21 +504,30 @@ static void run_done(hg_intake_t *ix) {
 
 static void async_cb(uv_async_t *h) { run_done(h->data); }
 
+/* Room in b for bytes more record bytes and comps more completions, grown
+ * by doubling. Returns 0 or HG_ENOMEM (b unchanged). */
+static int batch_reserve(struct batch *b, size_t bytes, size_t comps) {
+  if (b->len + bytes > b->cap) {
+    size_t cap = b->cap ? b->cap : 64 * 1024;
+    while (cap < b->len + bytes) cap *= 2;
+    unsigned char *g = realloc(b->buf, cap);
+    if (g == NULL) return HG_ENOMEM;
+    b->buf = g;
+    b->cap = cap;
+  }
+  if (b->n + comps > b->ncap) {
+    size_t cap = b->ncap ? b->ncap : 256;
+    while (cap < b->n + comps) cap *= 2;
+    struct comp *g = realloc(b->c, cap * sizeof(*g));
+    if (g == NULL) return HG_ENOMEM;
+    b->c = g;
+    b->ncap = cap;
+  }
+  return 0;
+}
+
 static int batch_append(struct batch *to, const struct batch *from) {
-  if (to->len + from->len > to->cap) {
-    size_t cap = (to->len + from->len) * 2;
-    unsigned char *g = realloc(to->buf, cap);
-    if (g == NULL) return HG_ENOMEM;
-    to->buf = g;
-    to->cap = cap;
-  }
-  if (to->n + from->n > to->ncap) {
-    size_t cap = (to->n + from->n) * 2;
-    struct comp *g = realloc(to->c, cap * sizeof(*g));
-    if (g == NULL) return HG_ENOMEM;
-    to->c = g;
-    to->ncap = cap;
-  }
+  if (batch_reserve(to, from->len, from->n) != 0) return HG_ENOMEM;
   memcpy(to->buf + to->len, from->buf, from->len);
   memcpy(to->c + to->n, from->c, from->n * sizeof(*from->c));
   to->len += from->len;
@@ -561,21 +560,7 @@ int hg_intake_append(hg_intake_t *ix, const void *rec, size_t len, hg_intake_don
   if (ix == NULL || ix->close_called || __atomic_load_n(&ix->failed, __ATOMIC_RELAXED)) return HG_ESTATE;
   if (len == 0 || len > HG_INTAKE_MAX_RECORD) return HG_ETOOBIG;
   struct batch *b = &ix->local;
-  if (b->len + REC_HDR + len > b->cap) {
-    size_t cap = b->cap ? b->cap : 64 * 1024;
-    while (cap < b->len + REC_HDR + len) cap *= 2;
-    unsigned char *g = realloc(b->buf, cap);
-    if (g == NULL) return HG_ENOMEM;
-    b->buf = g;
-    b->cap = cap;
-  }
-  if (b->n == b->ncap) {
-    size_t cap = b->ncap ? b->ncap * 2 : 256;
-    struct comp *g = realloc(b->c, cap * sizeof(*g));
-    if (g == NULL) return HG_ENOMEM;
-    b->c = g;
-    b->ncap = cap;
-  }
+  if (batch_reserve(b, REC_HDR + len, 1) != 0) return HG_ENOMEM;
   uint32_t l32 = (uint32_t)len, zero = 0;
   uint64_t n = ix->next_lsn++;
   unsigned char *o = b->buf + b->len;
@@ -674,7 +659,7 @@ int hg_intake_open(hg_intake_t **out, uv_loop_t *loop, const char *dir, char *er
       (ix->spare = calloc(SPARE_SEGMENTS + 1, sizeof(*ix->spare))) == NULL) {
     if (ix != NULL) free(ix->dir);
     free(ix);
-    set_err(err, errlen, "out of memory");
+    hg_set_err(err, errlen, "out of memory");
     return HG_ENOMEM;
   }
   static const double bounds[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1};
@@ -697,18 +682,18 @@ int hg_intake_open(hg_intake_t **out, uv_loop_t *loop, const char *dir, char *er
     if ((rc = seg_create(ix, &sg)) == 0) ix->spare[ix->nspare++] = sg;
   }
   if (rc != 0) {
-    set_err(err, errlen, "cannot set up the intake log in %s: %s", dir, strerror(rc));
+    hg_set_err(err, errlen, "cannot set up the intake log in %s: %s", dir, strerror(rc));
     intake_free(ix);
     return HG_EIO;
   }
   if (uv_mutex_init(&ix->mutex) != 0 || (ix->mutex_ok = 1, uv_cond_init(&ix->cond) != 0)) {
-    set_err(err, errlen, "cannot create the intake log's lock");
+    hg_set_err(err, errlen, "cannot create the intake log's lock");
     intake_free(ix);
     return HG_EIO;
   }
   ix->cond_ok = 1;
   if (uv_async_init(loop, &ix->async, async_cb) != 0) {
-    set_err(err, errlen, "cannot create the intake log's async handle");
+    hg_set_err(err, errlen, "cannot create the intake log's async handle");
     intake_free(ix);
     return HG_EIO;
   }
@@ -722,7 +707,7 @@ int hg_intake_open(hg_intake_t **out, uv_loop_t *loop, const char *dir, char *er
   uv_unref((uv_handle_t *)&ix->prepare);
   uv_unref((uv_handle_t *)&ix->check);
   if (uv_thread_create(&ix->thread, thread_main, ix) != 0) {
-    set_err(err, errlen, "cannot start the intake log's thread");
+    hg_set_err(err, errlen, "cannot start the intake log's thread");
     ix->close_called = 1;
     close_handles(ix);
     return HG_EIO;

@@ -36,7 +36,6 @@
 #include "schema.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,15 +96,6 @@ struct hg_store {
   int close_called;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-  if (err == NULL || errlen == 0) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
 int hg_store_errcode(int rc) {
   switch (rc) {
   case SQLITE_CONSTRAINT_UNIQUE:
@@ -154,12 +144,12 @@ static int make_parent_dirs(const char *path, char *err, size_t errlen) {
   if (slash == NULL || slash == path) return 0;
   char dir[4096], failed[4096] = "";
   if (snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path) >= (int)sizeof(dir)) {
-    set_err(err, errlen, "cannot create directory for %s: %s", path, strerror(ENAMETOOLONG));
+    hg_set_err(err, errlen, "cannot create directory for %s: %s", path, strerror(ENAMETOOLONG));
     return HG_EIO;
   }
   int rc = hg_fs_mkdirs(dir, 0, failed, sizeof(failed));
-  if (rc == ENOTDIR) set_err(err, errlen, "%s is not a directory", failed);
-  else if (rc != 0) set_err(err, errlen, "cannot create directory %s: %s", failed[0] ? failed : dir, strerror(rc));
+  if (rc == ENOTDIR) hg_set_err(err, errlen, "%s is not a directory", failed);
+  else if (rc != 0) hg_set_err(err, errlen, "cannot create directory %s: %s", failed[0] ? failed : dir, strerror(rc));
   return rc == 0 ? 0 : HG_EIO;
 }
 
@@ -187,15 +177,15 @@ int hg_store_migrate(sqlite3 *db, char *err, size_t errlen) {
     int v = 0, rc;
     char sql[64];
     if (exec(db, "BEGIN IMMEDIATE", "migrate: begin") != 0) {
-      set_err(err, errlen, "cannot lock the database for migration: %s", sqlite3_errmsg(db));
+      hg_set_err(err, errlen, "cannot lock the database for migration: %s", sqlite3_errmsg(db));
       return HG_EIO;
     }
     if ((rc = user_version(db, &v)) != 0) {
-      set_err(err, errlen, "cannot read the schema version: %s", sqlite3_errmsg(db));
+      hg_set_err(err, errlen, "cannot read the schema version: %s", sqlite3_errmsg(db));
       goto fail;
     }
     if (v > hg_schema_version || v < 0) {
-      set_err(err, errlen,
+      hg_set_err(err, errlen,
               "database schema version %d is newer than this binary (supports %d): upgrade hookgate", v,
               hg_schema_version);
       rc = HG_ECORRUPT;
@@ -207,7 +197,7 @@ int hg_store_migrate(sqlite3 *db, char *err, size_t errlen) {
     }
     rc = sqlite3_exec(db, hg_schema_migrations[v], NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
-      set_err(err, errlen, "migration %d failed: %s", v + 1, sqlite3_errmsg(db));
+      hg_set_err(err, errlen, "migration %d failed: %s", v + 1, sqlite3_errmsg(db));
       hg_store_fail(db, rc, "migrate");
       rc = HG_EIO;
       goto fail;
@@ -215,7 +205,7 @@ int hg_store_migrate(sqlite3 *db, char *err, size_t errlen) {
     snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v + 1);
     if ((rc = exec(db, sql, "migrate: set user_version")) != 0 ||
         (rc = exec(db, "COMMIT", "migrate: commit")) != 0) {
-      set_err(err, errlen, "migration %d failed: %s", v + 1, sqlite3_errmsg(db));
+      hg_set_err(err, errlen, "migration %d failed: %s", v + 1, sqlite3_errmsg(db));
       rc = HG_EIO;
       goto fail;
     }
@@ -247,7 +237,7 @@ int hg_store_open_sync(sqlite3 **out, const char *path, char *err, size_t errlen
    * migrating, then only the store thread): no per-call mutex. */
   int src = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
   if (src != SQLITE_OK) {
-    set_err(err, errlen, "cannot open database %s: %s", path, db ? sqlite3_errmsg(db) : sqlite3_errstr(src));
+    hg_set_err(err, errlen, "cannot open database %s: %s", path, db ? sqlite3_errmsg(db) : sqlite3_errstr(src));
     rc = hg_store_fail(db, src, "open");
     goto fail;
   }
@@ -258,7 +248,7 @@ int hg_store_open_sync(sqlite3 **out, const char *path, char *err, size_t errlen
   src = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
   if (src == SQLITE_OK) src = sqlite3_step(st);
   if (src != SQLITE_ROW) {
-    set_err(err, errlen, "cannot set journal_mode=WAL on %s: %s", path, sqlite3_errmsg(db));
+    hg_set_err(err, errlen, "cannot set journal_mode=WAL on %s: %s", path, sqlite3_errmsg(db));
     rc = hg_store_fail(db, src, "journal_mode");
     goto fail;
   }
@@ -266,14 +256,14 @@ int hg_store_open_sync(sqlite3 **out, const char *path, char *err, size_t errlen
    * systems without shared memory; the store's concurrency needs WAL. */
   const char *mode = (const char *)sqlite3_column_text(st, 0);
   if (mode == NULL || strcmp(mode, "wal") != 0) {
-    set_err(err, errlen, "cannot enable WAL on %s (journal mode stays %s)", path, mode ? mode : "?");
+    hg_set_err(err, errlen, "cannot enable WAL on %s (journal mode stays %s)", path, mode ? mode : "?");
     rc = HG_EIO;
     goto fail;
   }
   sqlite3_finalize(st);
   st = NULL;
   if (exec(db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", "pragmas") != 0) {
-    set_err(err, errlen, "cannot set pragmas on %s: %s", path, sqlite3_errmsg(db));
+    hg_set_err(err, errlen, "cannot set pragmas on %s: %s", path, sqlite3_errmsg(db));
     rc = HG_EIO;
     goto fail;
   }
@@ -848,7 +838,7 @@ int hg_store_open(hg_store_t **out, uv_loop_t *loop, const char *path, char *err
   int rc = HG_ENOMEM;
   *out = NULL;
   if (s == NULL) {
-    set_err(err, errlen, "out of memory");
+    hg_set_err(err, errlen, "out of memory");
     goto fail;
   }
   s->stats.commit_seconds.bounds = commit_bounds;
@@ -871,7 +861,7 @@ int hg_store_open(hg_store_t **out, uv_loop_t *loop, const char *path, char *err
    * group of fifty events), and past 64 KiB SQLite spilled it to a temporary
    * file, created and unlinked per group. */
   if (exec(s->db, "PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY", "pragmas") != 0) {
-    set_err(err, errlen, "cannot set synchronous=NORMAL on %s: %s", path, sqlite3_errmsg(s->db));
+    hg_set_err(err, errlen, "cannot set synchronous=NORMAL on %s: %s", path, sqlite3_errmsg(s->db));
     rc = HG_EIO;
     goto fail;
   }
@@ -900,7 +890,7 @@ int hg_store_open(hg_store_t **out, uv_loop_t *loop, const char *path, char *err
   uv_unref((uv_handle_t *)&s->prepare);
   uv_unref((uv_handle_t *)&s->check);
   if (uv_thread_create(&s->sync_thread, sync_main, s) != 0) {
-    set_err(err, errlen, "cannot start the store's sync thread");
+    hg_set_err(err, errlen, "cannot start the store's sync thread");
     goto fail_live;
   }
   ckpt_start(s);
@@ -911,13 +901,13 @@ int hg_store_open(hg_store_t **out, uv_loop_t *loop, const char *path, char *err
     uv_mutex_unlock(&s->mutex);
     uv_thread_join(&s->sync_thread);
     ckpt_stop(s);
-    set_err(err, errlen, "cannot start the store thread");
+    hg_set_err(err, errlen, "cannot start the store thread");
     goto fail_live;
   }
   *out = s;
   return 0;
 fail:
-  if (rc == HG_ENOMEM && err != NULL && errlen > 0 && err[0] == '\0') set_err(err, errlen, "out of memory");
+  if (rc == HG_ENOMEM && err != NULL && errlen > 0 && err[0] == '\0') hg_set_err(err, errlen, "out of memory");
   store_free(s);
   return rc;
 fail_live:
