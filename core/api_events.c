@@ -340,7 +340,7 @@ static void retry_cb(uv_timer_t *t) {
   /* Meanwhile a publisher may have sent an event with this very id (it got
    * it in our answer): found by id, it counts as stored. */
   g->events[0].client_id = 1;
-  if (hg_store_submit_rerunnable(g->app->store, ingest_work, ingest_done, g) != 0) keep_for_next_start(g);
+  if (hg_store_submit_logged(g->app->store, ingest_work, ingest_done, g) != 0) keep_for_next_start(g);
 }
 
 /* The store failed to store an event answered (or about to be) from the
@@ -674,7 +674,7 @@ static int intake_event(ingest_t *g) {
   g->log_deliveries = hg_subs_count_active(app->subs, ev->targets);
   app->intake_unapplied++;
   app->intake_unapplied_bytes += len;
-  r = hg_store_submit_rerunnable(app->store, ingest_work, ingest_done, g);
+  r = hg_store_submit_logged(app->store, ingest_work, ingest_done, g);
   if (r != 0) schedule_retry(g, r);
   return 0;
 }

@@ -84,6 +84,13 @@ void hg_store_flush(hg_store_t *s);
  * per job costs more than the work of a one-row insert. */
 int hg_store_submit_rerunnable(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, void *ud);
 
+/* As hg_store_submit_rerunnable, for a job whose effect the caller holds
+ * durably elsewhere until done runs (an event in the intake log): done
+ * still runs only after an fsync covers the job, but while only such jobs
+ * wait for one and the store has more to run, that fsync may wait up to
+ * 2 ms after the previous one, to be shared with the groups behind. */
+int hg_store_submit_logged(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, void *ud);
+
 /* Runs the store thread at this nice value (0 normal, up to 19 lowest)
  * from its next group on: for a gateway whose requests do not wait for
  * the store (the intake log, intake.h), so that under a full CPU the
