@@ -179,12 +179,54 @@ static int user_version(sqlite3 *db, int *out) {
 
 int hg_store_schema_version(void) { return hg_schema_version; }
 
+/* Sets PRAGMA foreign_keys (outside a transaction only). */
+static int set_foreign_keys(sqlite3 *db, int on) {
+  return exec(db, on ? "PRAGMA foreign_keys=ON" : "PRAGMA foreign_keys=OFF", "migrate: foreign_keys");
+}
+
+static int migrate(sqlite3 *db, char *err, size_t errlen);
+
 int hg_store_migrate(sqlite3 *db, char *err, size_t errlen) {
+  /* Migrations run with foreign keys off, as SQLite's procedure for
+   * rebuilding a table asks: with them on, dropping a referenced table
+   * deletes (ON DELETE CASCADE) every row that references it. Each
+   * migration checks them itself before it commits. */
+  int fk = 0;
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(db, "PRAGMA foreign_keys", -1, &st, NULL);
+  if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) fk = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  if (fk && set_foreign_keys(db, 0) != 0) {
+    hg_set_err(err, errlen, "cannot prepare the database for migration: %s", sqlite3_errmsg(db));
+    return HG_EIO;
+  }
+  int r = migrate(db, err, errlen);
+  if (fk && set_foreign_keys(db, 1) != 0 && r == 0) {
+    hg_set_err(err, errlen, "cannot enable foreign keys after migration: %s", sqlite3_errmsg(db));
+    r = HG_EIO;
+  }
+  return r;
+}
+
+/* 0 if no row references a missing row; otherwise says which in err
+ * and returns HG_EIO. */
+static int check_foreign_keys(sqlite3 *db, int version, char *err, size_t errlen) {
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(db, "PRAGMA foreign_key_check", -1, &st, NULL);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW)
+    hg_set_err(err, errlen, "migration %d failed: rows of %s reference missing rows of %s", version,
+               (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 2));
+  else if (rc != SQLITE_DONE)
+    hg_set_err(err, errlen, "migration %d failed: cannot check foreign keys: %s", version, sqlite3_errmsg(db));
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE ? 0 : HG_EIO;
+}
+
+static int migrate(sqlite3 *db, char *err, size_t errlen) {
   /* One migration per transaction, re-reading the version under the write
    * lock each time, so two processes starting together cannot both apply
-   * the same migration. Migrations run with foreign_keys on and inside a
-   * transaction, where that pragma cannot change: a future migration that
-   * rebuilds a referenced table must use PRAGMA defer_foreign_keys. */
+   * the same migration. */
   for (;;) {
     int v = 0, rc;
     char sql[64];
@@ -214,6 +256,7 @@ int hg_store_migrate(sqlite3 *db, char *err, size_t errlen) {
       rc = HG_EIO;
       goto fail;
     }
+    if ((rc = check_foreign_keys(db, v + 1, err, errlen)) != 0) goto fail;
     snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v + 1);
     if ((rc = exec(db, sql, "migrate: set user_version")) != 0 ||
         (rc = exec(db, "COMMIT", "migrate: commit")) != 0) {

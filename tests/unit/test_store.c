@@ -50,7 +50,7 @@ static void migrations(void) {
   db_path(path, sizeof(path), "a/b/mig"); /* parent directories are created */
   CHECK_EQ_INT(hg_store_open_sync(&db, path, err, sizeof(err)), 0);
   if (db == NULL) return;
-  CHECK_EQ_INT(hg_store_schema_version(), 5);
+  CHECK_EQ_INT(hg_store_schema_version(), 6);
   CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), hg_store_schema_version());
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name IN ('webhooks','webhook_secrets','api_keys')"), 3);
   CHECK_EQ_INT(query_int(db, "PRAGMA foreign_keys"), 1);
@@ -95,10 +95,83 @@ static void migration_5_counts(void) {
                SQLITE_OK);
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'deliveries_by_event'"), 1);
   CHECK_EQ_INT(hg_store_migrate(db, err, sizeof(err)), 0);
-  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), 5);
+  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), hg_store_schema_version());
   CHECK_EQ_INT(query_int(db, "SELECT deliveries FROM events WHERE id = 'evt_1'"), 2);
   CHECK_EQ_INT(query_int(db, "SELECT deliveries FROM events WHERE id = 'evt_2'"), 0);
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'deliveries_by_event'"), 0);
+  sqlite3_close(db);
+}
+
+/* Migration 6 rebuilds the deliveries table without its table-wide UNIQUE
+ * index on id: every row, its seq and the attempts that reference it
+ * survive; ids stay unique within a webhook; foreign keys are on again
+ * and still cascade. */
+static void migration_6_rebuild(void) {
+  char path[128], err[256];
+  sqlite3 *db = NULL;
+  db_path(path, sizeof(path), "m6");
+  CHECK_EQ_INT(hg_store_open_sync(&db, path, err, sizeof(err)), 0);
+  sqlite3_close(db);
+  remove(path);
+  CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+  for (int v = 0; v < 5; v++) CHECK_EQ_INT(sqlite3_exec(db, hg_schema_migrations[v], NULL, NULL, NULL), SQLITE_OK);
+  CHECK_EQ_INT(sqlite3_exec(db,
+                            "PRAGMA user_version = 5; PRAGMA foreign_keys = ON;"
+                            "INSERT INTO webhooks (id, url, events, created_at, updated_at) "
+                            "  VALUES ('wh_1', 'https://example.com', '[]', 1, 1), ('wh_2', 'https://example.com', '[]', 1, 1);"
+                            "INSERT INTO events (seq, id, type, payload, created_at) VALUES (1, 'evt_1', 'a.b', '{}', 1);"
+                            "INSERT INTO deliveries (seq, id, webhook_id, event_seq, status, attempts, created_at, updated_at) "
+                            "  VALUES (7, 'del_1', 'wh_1', 1, 'failed', 2, 1, 2), (9, 'del_2', 'wh_2', 1, 'pending', 0, 1, 1);"
+                            "INSERT INTO attempts (id, delivery_seq, attempt, started_at, duration_ms, status_code) "
+                            "  VALUES ('att_1', 7, 1, 1, 5, 500), ('att_2', 7, 2, 2, 5, 503);",
+                            NULL, NULL, NULL),
+               SQLITE_OK);
+  CHECK_EQ_INT(hg_store_migrate(db, err, sizeof(err)), 0);
+  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), 6);
+  CHECK_EQ_INT(query_int(db, "PRAGMA foreign_keys"), 1);
+  CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM attempts WHERE delivery_seq = 7"), 2);
+  CHECK_EQ_INT(query_int(db, "SELECT seq FROM deliveries WHERE id = 'del_1' AND webhook_id = 'wh_1'"), 7);
+  CHECK_EQ_INT(query_int(db, "SELECT attempts FROM deliveries WHERE seq = 7"), 2);
+  CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'deliveries_new'"), 0);
+  CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM sqlite_master WHERE tbl_name = 'deliveries' AND type = 'index'"), 1);
+  /* Unique within a webhook, not across them. */
+  CHECK(sqlite3_exec(db, "INSERT INTO deliveries (id, webhook_id, event_seq, status, created_at, updated_at) "
+                         "VALUES ('del_1', 'wh_1', 1, 'pending', 1, 1)", NULL, NULL, NULL) != SQLITE_OK);
+  CHECK_EQ_INT(sqlite3_exec(db, "INSERT INTO deliveries (id, webhook_id, event_seq, status, created_at, updated_at) "
+                                "VALUES ('del_1', 'wh_2', 1, 'pending', 1, 1)", NULL, NULL, NULL),
+               SQLITE_OK);
+  /* Still referenced and still cascading. */
+  CHECK(sqlite3_exec(db, "INSERT INTO attempts (id, delivery_seq, attempt, started_at, duration_ms, status_code) "
+                         "VALUES ('att_3', 999, 1, 1, 1, 200)", NULL, NULL, NULL) != SQLITE_OK);
+  CHECK_EQ_INT(sqlite3_exec(db, "DELETE FROM webhooks WHERE id = 'wh_1'", NULL, NULL, NULL), SQLITE_OK);
+  CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM attempts"), 0);
+  CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM deliveries"), 2);
+  sqlite3_close(db);
+}
+
+/* A migration that would leave a row referencing a missing one is not
+ * committed, and says which table. */
+static void migration_checks_foreign_keys(void) {
+  char path[128], err[256];
+  sqlite3 *db = NULL;
+  db_path(path, sizeof(path), "m6fk");
+  CHECK_EQ_INT(hg_store_open_sync(&db, path, err, sizeof(err)), 0);
+  sqlite3_close(db);
+  remove(path);
+  CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+  for (int v = 0; v < 5; v++) CHECK_EQ_INT(sqlite3_exec(db, hg_schema_migrations[v], NULL, NULL, NULL), SQLITE_OK);
+  /* Written with foreign keys off: a delivery of a webhook that is gone. */
+  CHECK_EQ_INT(sqlite3_exec(db,
+                            "PRAGMA user_version = 5;"
+                            "INSERT INTO events (seq, id, type, payload, created_at) VALUES (1, 'evt_1', 'a.b', '{}', 1);"
+                            "INSERT INTO deliveries (id, webhook_id, event_seq, status, created_at, updated_at) "
+                            "  VALUES ('del_1', 'wh_gone', 1, 'pending', 1, 1);",
+                            NULL, NULL, NULL),
+               SQLITE_OK);
+  CHECK_EQ_INT(hg_store_migrate(db, err, sizeof(err)), HG_EIO);
+  CHECK(strstr(err, "migration 6") != NULL && strstr(err, "deliveries") != NULL && strstr(err, "webhooks") != NULL);
+  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), 5);
+  CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM deliveries"), 1);
   sqlite3_close(db);
 }
 
@@ -730,6 +803,8 @@ int main(void) {
   if (mkdtemp(dir) == NULL) return 2;
   RUN(migrations);
   RUN(migration_5_counts);
+  RUN(migration_6_rebuild);
+  RUN(migration_checks_foreign_keys);
   RUN(newer_schema);
   RUN(bad_path);
   RUN(group_commit);
