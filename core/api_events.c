@@ -123,67 +123,152 @@ static const char *field_name(char field[64], const char *prefix, const char *na
   return field;
 }
 
-/* Validates one event object (its jansson form and its raw text) into ev.
- * prefix names it in details ("" or "events[3]."). */
-static void check_event(hg_app_t *app, const hg_principal_t *who, json_t *obj, const char *raw, size_t raw_len,
-                        const char *prefix, hg_event_in_t *ev, json_t *details, int *forbidden) {
-  static const char *const allowed[] = {"type", "data", "organizationId", "id", NULL};
+/* One event object's members as check_view reads them: taken from
+ * jansson's tree (view_from_json, the general path) or straight from the
+ * text (view_from_text, the fast path for a single event, which builds no
+ * tree). */
+typedef enum { V_ABSENT, V_NULL, V_STRING, V_OBJECT, V_OTHER } vkind_t;
+
+typedef struct vfield {
+  vkind_t kind;
+  const char *str; /* V_STRING: the value, NUL-terminated; NULL when too long to be valid */
+} vfield_t;
+
+#define VIEW_MAX_UNKNOWN 16
+#define VIEW_STR_MAX 132 /* > 128, the longest valid organizationId or id; = sizeof(ev->type) */
+
+typedef struct event_view {
+  vfield_t type, data, org, id;
+  const char *data_raw; /* V_OBJECT data: its bytes, or NULL */
+  size_t data_len;
+  char *dumped; /* data_raw, when jansson had to render it; freed by view_done */
+  /* view_from_text: the members it does not know, reported by check_view. */
+  const char *unknown[VIEW_MAX_UNKNOWN];
+  size_t unknown_len[VIEW_MAX_UNKNOWN], n_unknown;
+  char bufs[4][VIEW_STR_MAX]; /* one per member above */
+} event_view_t;
+
+static void view_done(event_view_t *v) { free(v->dumped); }
+
+static const char *const event_members[] = {"type", "data", "organizationId", "id", NULL};
+
+static vfield_t *view_member(event_view_t *v, const char *name, size_t len) {
+  vfield_t *f[] = {&v->type, &v->data, &v->org, &v->id};
+  for (int i = 0; event_members[i]; i++)
+    if (strlen(event_members[i]) == len && memcmp(event_members[i], name, len) == 0) return f[i];
+  return NULL;
+}
+
+static void unknown_field(json_t *details, const char *prefix, const char *name, size_t len) {
   char field[64];
-  if (!json_is_object(obj)) {
-    snprintf(field, sizeof(field), "%.*s", (int)(strlen(prefix) ? strlen(prefix) - 1 : 0), prefix);
-    hg_api_detail(details, field[0] ? field : "body", "must be an object");
-    return;
-  }
-  size_t before = json_array_size(details);
+  snprintf(field, sizeof(field), "%s%.*s", prefix, (int)(len < 40 ? len : 40), name);
+  hg_api_detail(details, field, "unknown field");
+}
+
+/* The general path: obj is an event object; unknown members are reported
+ * at once. */
+static void view_from_json(event_view_t *v, json_t *obj, const char *raw, size_t raw_len, const char *prefix,
+                           json_t *details) {
+  memset(v, 0, sizeof(*v));
   const char *key;
-  json_t *v;
-  json_object_foreach(obj, key, v) {
-    int known = 0;
-    for (const char *const *a = allowed; *a; a++) known |= strcmp(*a, key) == 0;
-    if (!known) {
-      snprintf(field, sizeof(field), "%s%.40s", prefix, key);
-      hg_api_detail(details, field, "unknown field");
+  json_t *val;
+  json_object_foreach(obj, key, val) {
+    vfield_t *f = view_member(v, key, strlen(key));
+    if (f == NULL) {
+      unknown_field(details, prefix, key, strlen(key));
+      continue;
+    }
+    f->kind = json_is_null(val) ? V_NULL : json_is_string(val) ? V_STRING : json_is_object(val) ? V_OBJECT : V_OTHER;
+    f->str = json_string_value(val);
+  }
+  if (v->data.kind != V_OBJECT) return;
+  if (hg_json_member_span(raw, raw_len, "data", &v->data_raw, &v->data_len) != 0) {
+    /* The key was written with escapes: fall back to jansson's rendering. */
+    v->dumped = json_dumps(json_object_get(obj, "data"), JSON_COMPACT);
+    v->data_raw = v->dumped;
+    v->data_len = v->dumped ? strlen(v->dumped) : 0;
+  }
+}
+
+/* The fast path: raw is a validated JSON object. Returns 0, or -1 when it
+ * needs the general path: a key or a string member we read written with
+ * escapes, a member given twice (which the general path rejects), or
+ * more unknown members than the view keeps. */
+static int view_from_text(event_view_t *v, const char *raw, size_t len) {
+  memset(v, 0, sizeof(*v));
+  size_t pos = 0, klen, vlen;
+  const char *k, *val;
+  int esc, nbuf = 0;
+  while (hg_json_next_member(raw, len, &pos, &k, &klen, &esc, &val, &vlen)) {
+    if (esc) return -1;
+    vfield_t *f = view_member(v, k, klen);
+    if (f == NULL) {
+      if (v->n_unknown == VIEW_MAX_UNKNOWN) return -1;
+      for (size_t i = 0; i < v->n_unknown; i++)
+        if (v->unknown_len[i] == klen && memcmp(v->unknown[i], k, klen) == 0) return -1;
+      v->unknown[v->n_unknown] = k;
+      v->unknown_len[v->n_unknown++] = klen;
+      continue;
+    }
+    if (f->kind != V_ABSENT) return -1;
+    switch (val[0]) {
+    case 'n': f->kind = V_NULL; break;
+    case '{': f->kind = V_OBJECT; break;
+    case '"':
+      /* The scanner has checked the text (UTF-8, no raw control
+       * characters): a string without a backslash is its own value. */
+      if (memchr(val, '\\', vlen) != NULL) return -1;
+      f->kind = V_STRING;
+      if (vlen - 2 < VIEW_STR_MAX) {
+        char *b = v->bufs[nbuf++];
+        memcpy(b, val + 1, vlen - 2);
+        b[vlen - 2] = '\0';
+        f->str = b;
+      }
+      break;
+    default: f->kind = V_OTHER; break;
+    }
+    if (f == &v->data && f->kind == V_OBJECT) {
+      v->data_raw = val;
+      v->data_len = vlen;
     }
   }
-  v = json_object_get(obj, "type");
-  if (v == NULL) hg_api_detail(details, field_name(field, prefix, "type"), "is required");
-  else if (!json_is_string(v) || !hg_event_types_known(app->event_types, json_string_value(v)))
+  return 0;
+}
+
+/* Validates one event into ev. prefix names it in details ("" or
+ * "events[3]."). */
+static void check_view(hg_app_t *app, const hg_principal_t *who, const event_view_t *v, const char *prefix,
+                       hg_event_in_t *ev, json_t *details, int *forbidden) {
+  char field[64];
+  size_t before = json_array_size(details);
+  for (size_t i = 0; i < v->n_unknown; i++) unknown_field(details, prefix, v->unknown[i], v->unknown_len[i]);
+
+  if (v->type.kind == V_ABSENT) hg_api_detail(details, field_name(field, prefix, "type"), "is required");
+  else if (v->type.str == NULL || !hg_event_types_known(app->event_types, v->type.str))
     hg_api_detail(details, field_name(field, prefix, "type"), "must be a known event type (see GET /v1/event-types)");
-  else hg_copy(ev->type, sizeof(ev->type), json_string_value(v));
+  else hg_copy(ev->type, sizeof(ev->type), v->type.str);
 
-  v = json_object_get(obj, "data");
-  const char *data_raw = NULL;
-  size_t data_len = 0;
-  if (v == NULL) hg_api_detail(details, field_name(field, prefix, "data"), "is required");
-  else if (!json_is_object(v)) hg_api_detail(details, field_name(field, prefix, "data"), "must be a JSON object");
-  else if (hg_json_member_span(raw, raw_len, "data", &data_raw, &data_len) != 0) data_raw = NULL;
-  char *dumped = NULL;
-  if (v != NULL && json_is_object(v) && data_raw == NULL) {
-    /* The key was written with escapes: fall back to jansson's rendering. */
-    dumped = json_dumps(v, JSON_COMPACT);
-    data_raw = dumped;
-    data_len = dumped ? strlen(dumped) : 0;
-  }
-  if (data_raw && data_len > app->cfg->max_event_data)
+  if (v->data.kind == V_ABSENT) hg_api_detail(details, field_name(field, prefix, "data"), "is required");
+  else if (v->data.kind != V_OBJECT) hg_api_detail(details, field_name(field, prefix, "data"), "must be a JSON object");
+  if (v->data_raw && v->data_len > app->cfg->max_event_data)
     hg_api_detail(details, field_name(field, prefix, "data"), "must be at most %zu bytes (got %zu)",
-                  app->cfg->max_event_data, data_len);
+                  app->cfg->max_event_data, v->data_len);
 
-  v = json_object_get(obj, "organizationId");
-  if (v != NULL && !json_is_null(v)) {
-    if (!json_is_string(v) || !hg_org_id_valid(json_string_value(v)))
+  if (v->org.kind != V_ABSENT && v->org.kind != V_NULL) {
+    if (v->org.str == NULL || !hg_org_id_valid(v->org.str))
       hg_api_detail(details, field_name(field, prefix, "organizationId"),
                     "must be 1 to 128 characters of letters, digits, '_', '-', '.', ':'");
-    else if (who->org[0] && strcmp(who->org, json_string_value(v)) != 0)
+    else if (who->org[0] && strcmp(who->org, v->org.str) != 0)
       *forbidden = 1;
     else
-      hg_copy(ev->org, sizeof(ev->org), json_string_value(v));
+      hg_copy(ev->org, sizeof(ev->org), v->org.str);
   } else if (who->org[0]) {
     hg_copy(ev->org, sizeof(ev->org), who->org);
   }
 
-  v = json_object_get(obj, "id");
-  if (v != NULL) {
-    const char *s = json_is_string(v) ? json_string_value(v) : NULL;
+  if (v->id.kind != V_ABSENT) {
+    const char *s = v->id.str;
     size_t n = s ? strlen(s) : 0;
     int ok = n >= 1 && n <= 128;
     for (size_t i = 0; ok && i < n; i++) ok = id_char_ok(s[i]);
@@ -196,9 +281,24 @@ static void check_event(hg_app_t *app, const hg_principal_t *who, json_t *obj, c
     }
   }
   /* On failure payload stays NULL, which the caller answers as out of memory. */
-  if (json_array_size(details) == before && data_raw) (void)build_payload(ev, data_raw, data_len);
-  free(dumped);
+  if (json_array_size(details) == before && v->data_raw) (void)build_payload(ev, v->data_raw, v->data_len);
   if (!ev->client_id) hg_id_new("evt_", ev->id);
+}
+
+/* Validates one event object of the general path (its jansson form and
+ * its raw text) into ev. */
+static void check_event(hg_app_t *app, const hg_principal_t *who, json_t *obj, const char *raw, size_t raw_len,
+                        const char *prefix, hg_event_in_t *ev, json_t *details, int *forbidden) {
+  if (!json_is_object(obj)) {
+    char field[64];
+    snprintf(field, sizeof(field), "%.*s", (int)(strlen(prefix) ? strlen(prefix) - 1 : 0), prefix);
+    hg_api_detail(details, field[0] ? field : "body", "must be an object");
+    return;
+  }
+  event_view_t v;
+  view_from_json(&v, obj, raw, raw_len, prefix, details);
+  check_view(app, who, &v, prefix, ev, details, forbidden);
+  view_done(&v);
 }
 
 static int ingest_work(sqlite3 *db, void *ud) {
@@ -507,18 +607,23 @@ static json_t *envelope(const char *raw, size_t len, const char *lazy) {
   return obj;
 }
 
-/* The fast path's parse: the body checked by the allocation-free scanner,
- * and only the small fields turned into JSON values. NULL sends the request
- * down the general path (which also words the errors). */
-static json_t *parse_fast(hg_http_req_t *req, int batch) {
+/* Whether the body can take a fast path: JSON by its content type, an
+ * object, checked by the allocation-free scanner. Otherwise the general
+ * path (which also words the errors) parses it. */
+static int fast_body(hg_http_req_t *req) {
   const char *ct = hg_http_req_header(req, "content-type");
-  if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0) return NULL;
-  if (!hg_json_valid(req->body, req->body_len)) return NULL;
+  if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0) return 0;
+  if (!hg_json_valid(req->body, req->body_len)) return 0;
   const char *p = req->body;
   while (p < req->body + req->body_len && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
-  if (p == req->body + req->body_len || *p != '{') return NULL;
-  if (!batch) return envelope(req->body, req->body_len, "data");
-  /* A batch: {"events": [event, ...]} and nothing else. */
+  return p < req->body + req->body_len && *p == '{';
+}
+
+/* A batch's fast parse: only the small fields turned into JSON values.
+ * NULL sends the request down the general path. */
+static json_t *parse_fast_batch(hg_http_req_t *req) {
+  if (!fast_body(req)) return NULL;
+  /* {"events": [event, ...]} and nothing else. */
   const char *arr;
   size_t arr_len, n;
   if (hg_json_member_span(req->body, req->body_len, "events", &arr, &arr_len) != 0 || arr[0] != '[') return NULL;
@@ -545,9 +650,16 @@ static json_t *parse_fast(hg_http_req_t *req, int batch) {
 }
 
 static void ingest(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who, int batch) {
-  json_t *body = parse_fast(req, batch);
-  if (body == NULL) body = hg_api_parse_body(req, 0);
-  if (body == NULL) return;
+  /* A single event is read straight from its text when it can be (no
+   * jansson tree at all); otherwise, and for batches, from jansson's. */
+  event_view_t view;
+  int have_view = !batch && fast_body(req) && view_from_text(&view, req->body, req->body_len) == 0;
+  json_t *body = NULL;
+  if (!have_view) {
+    if (batch) body = parse_fast_batch(req);
+    if (body == NULL) body = hg_api_parse_body(req, 0);
+    if (body == NULL) return;
+  }
   json_t *details = json_array();
   ingest_t *g = calloc(1, sizeof(*g));
   int forbidden = 0;
@@ -577,7 +689,8 @@ static void ingest(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who,
     if ((g->events = calloc(1, sizeof(*g->events))) == NULL) goto nomem;
     g->n = 1;
     g->events[0].idem_key = g->idem_key;
-    check_event(app, who, body, req->body, req->body_len, "", &g->events[0], details, &forbidden);
+    if (have_view) check_view(app, who, &view, "", &g->events[0], details, &forbidden);
+    else check_event(app, who, body, req->body, req->body_len, "", &g->events[0], details, &forbidden);
   } else {
     static const char *const allowed[] = {"events", NULL};
     hg_api_reject_unknown(body, allowed, details);
@@ -635,6 +748,7 @@ out:
   ingest_free(g);
   json_decref(details);
   json_decref(body);
+  if (have_view) view_done(&view);
 }
 
 /* --- Lua: ingest and route phases ------------------------------------------ */
