@@ -55,6 +55,7 @@ typedef struct ingest {
   size_t pending;     /* runs not yet done */
   int failed;         /* answered already (a rejection or a script error) */
   json_t **targets;   /* per event, after the route phase */
+  int routed;         /* a route plugin replaced some event's targets */
   int64_t first_delay_ms; /* delivery.schedule[0] */
   int64_t now;            /* Unix ms, set by the store job's first run */
   /* Answered from the intake log (a single event with neither an
@@ -785,7 +786,8 @@ static int intake_event(ingest_t *g) {
   g->fast = 1;
   g->refs = 2;
   g->rec_len = len;
-  g->log_deliveries = hg_subs_count_active(app->subs, ev->targets);
+  /* The index matches active webhooks only; a route plugin may name any. */
+  g->log_deliveries = g->routed ? hg_subs_count_active(app->subs, ev->targets) : (int)json_array_size(ev->targets);
   app->intake_unapplied++;
   app->intake_unapplied_bytes += len;
   r = hg_store_submit_logged(app->store, ingest_work, ingest_done, g);
@@ -862,6 +864,7 @@ static void route_done(int status, json_t *arg, json_t *res, json_t *res2, const
   if (status == 0 && json_is_array(targets)) {
     json_decref(g->targets[i]);
     g->targets[i] = json_incref(targets);
+    g->routed = 1;
   }
   if (--g->pending > 0) return;
   for (size_t k = 0; k < g->n; k++) g->events[k].targets = g->targets[k];

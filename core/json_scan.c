@@ -6,6 +6,9 @@
 
 #include <stdint.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #define MAX_DEPTH 256
 #define DUP_KEYS 32 /* keys per object checked for duplicates */
@@ -46,7 +49,23 @@ static inline uint64_t special8(uint64_t x) {
 static int string(scan_t *s) {
   s->p++; /* the opening quote */
   while (s->p < s->end) {
-    /* Runs of plain ASCII, the bulk of most payloads, skipped in words. */
+    /* Runs of plain ASCII, the bulk of most payloads, skipped sixteen
+     * bytes at a time where SSE2 is there (every x86-64), else in words. */
+#ifdef __SSE2__
+    while (s->end - s->p >= 16) {
+      __m128i v = _mm_loadu_si128((const __m128i *)(const void *)s->p);
+      /* Signed: bytes of 0x80 and up are negative, so "< 0x20" also
+       * catches everything that is not ASCII. */
+      __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')), _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+                                 _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
+      int m = _mm_movemask_epi8(hit);
+      if (m != 0) {
+        s->p += __builtin_ctz((unsigned)m);
+        break;
+      }
+      s->p += 16;
+    }
+#endif
     while (s->end - s->p >= 8) {
       uint64_t x;
       memcpy(&x, s->p, 8);

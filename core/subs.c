@@ -130,10 +130,14 @@ static json_t *match(hg_subs_t *s, const char *type, const char *org);
 
 json_t *hg_subs_match(hg_subs_t *s, const char *type, const char *org) {
   char key[sizeof(s->cache[0].key)];
-  int kl = snprintf(key, sizeof(key), "%s\n%s", type, org ? org : "");
-  if (kl < 0 || (size_t)kl >= sizeof(key)) return match(s, type, org);
+  size_t tl = strlen(type), ol = org ? strlen(org) : 0, kl = tl + 1 + ol;
+  if (kl >= sizeof(key)) return match(s, type, org);
+  memcpy(key, type, tl); /* "type\norg" */
+  key[tl] = '\n';
+  if (ol) memcpy(key + tl + 1, org, ol);
+  key[kl] = '\0';
   uint32_t h = 2166136261u; /* FNV-1a */
-  for (int i = 0; i < kl; i++) h = (h ^ (unsigned char)key[i]) * 16777619u;
+  for (size_t i = 0; i < kl; i++) h = (h ^ (unsigned char)key[i]) * 16777619u;
   match_entry_t *e = &s->cache[h % MATCH_CACHE];
   if (e->gen == s->gen && strcmp(e->key, key) == 0) return json_incref(e->ids);
   json_t *ids = match(s, type, org);
@@ -141,7 +145,7 @@ json_t *hg_subs_match(hg_subs_t *s, const char *type, const char *org) {
   json_decref(e->ids);
   e->ids = json_incref(ids);
   e->gen = s->gen;
-  memcpy(e->key, key, (size_t)kl + 1);
+  memcpy(e->key, key, kl + 1);
   return ids;
 }
 

@@ -40,12 +40,13 @@ static void agrees_with_jansson(void) {
   }
 }
 
-/* Strings are skipped eight bytes at a time: every special byte must still
- * be seen wherever it falls in a word, and a string may end anywhere. */
+/* Strings are skipped sixteen (SSE2) or eight bytes at a time: every
+ * special byte must still be seen wherever it falls in a block or a word,
+ * and a string may end anywhere. */
 static void special_bytes_at_every_offset(void) {
-  static const char *const inserts[] = {"\"", "\\", "\x01", "\x1f", "\xc3", "\xc3\xa9", "\\n", "\\u00e9", "\x7f", " "};
+  static const char *const inserts[] = {"\"", "\\", "\x01", "\x1f", "\xc3", "\xc3\xa9", "\\n", "\\u00e9", "\x7f", " ", "\x80", "\xff", "\xe2\x82\xac"};
   char text[64];
-  for (size_t len = 0; len < 24; len++) {
+  for (size_t len = 0; len < 40; len++) {
     for (size_t at = 0; at <= len; at++) {
       for (size_t k = 0; k < HG_ARRAY_LEN(inserts); k++) {
         size_t n = 0;
