@@ -193,8 +193,9 @@ static void view_from_json(event_view_t *v, json_t *obj, const char *raw, size_t
 
 /* The fast path: raw is a validated JSON object. Returns 0, or -1 when it
  * needs the general path: a key or a string member we read written with
- * escapes, a member given twice (which the general path rejects), or
- * more unknown members than the view keeps. */
+ * escapes, a member given twice (the scanner rejects that among an
+ * object's first 32 keys, the general path beyond), a number (jansson's
+ * limits and wording apply), or more unknown members than the view keeps. */
 static int view_from_text(event_view_t *v, const char *raw, size_t len) {
   memset(v, 0, sizeof(*v));
   size_t pos = 0, klen, vlen;
@@ -227,7 +228,10 @@ static int view_from_text(event_view_t *v, const char *raw, size_t len) {
         f->str = b;
       }
       break;
-    default: f->kind = V_OTHER; break;
+    case 't':
+    case 'f':
+    case '[': f->kind = V_OTHER; break;
+    default: return -1; /* a number: jansson's limits and words apply */
     }
     if (f == &v->data && f->kind == V_OBJECT) {
       v->data_raw = val;
@@ -238,11 +242,11 @@ static int view_from_text(event_view_t *v, const char *raw, size_t len) {
 }
 
 /* Validates one event into ev. prefix names it in details ("" or
- * "events[3]."). */
+ * "events[3]."); before is how many details there were before this event
+ * (its payload is built only if it added none). */
 static void check_view(hg_app_t *app, const hg_principal_t *who, const event_view_t *v, const char *prefix,
-                       hg_event_in_t *ev, json_t *details, int *forbidden) {
+                       hg_event_in_t *ev, json_t *details, size_t before, int *forbidden) {
   char field[64];
-  size_t before = json_array_size(details);
   for (size_t i = 0; i < v->n_unknown; i++) unknown_field(details, prefix, v->unknown[i], v->unknown_len[i]);
 
   if (v->type.kind == V_ABSENT) hg_api_detail(details, field_name(field, prefix, "type"), "is required");
@@ -297,8 +301,9 @@ static void check_event(hg_app_t *app, const hg_principal_t *who, json_t *obj, c
     return;
   }
   event_view_t v;
+  size_t before = json_array_size(details);
   view_from_json(&v, obj, raw, raw_len, prefix, details);
-  check_view(app, who, &v, prefix, ev, details, forbidden);
+  check_view(app, who, &v, prefix, ev, details, before, forbidden);
   view_done(&v);
 }
 
@@ -690,7 +695,7 @@ static void ingest(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who,
     if ((g->events = calloc(1, sizeof(*g->events))) == NULL) goto nomem;
     g->n = 1;
     g->events[0].idem_key = g->idem_key;
-    if (have_view) check_view(app, who, &view, "", &g->events[0], details, &forbidden);
+    if (have_view) check_view(app, who, &view, "", &g->events[0], details, json_array_size(details), &forbidden);
     else check_event(app, who, body, req->body, req->body_len, "", &g->events[0], details, &forbidden);
   } else {
     static const char *const allowed[] = {"events", NULL};

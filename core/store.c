@@ -18,10 +18,10 @@
  * A job whose effect the caller already holds durably elsewhere (an event
  * answered from the intake log, which keeps it until the job is done) is
  * submitted as logged: the fsync before its completion may be shared with
- * the groups behind it. While only logged jobs wait for it and the store
- * thread has more to run, the sync thread waits up to LAZY_SYNC_NS after
- * its previous fsync, so that a busy store syncs a few hundred times a
- * second instead of once per group. Completions still come only after an
+ * the groups behind it. While only logged jobs wait for it and the previous
+ * fsync covered LAZY_SYNC_MIN_JOBS or more (the store is busy), the sync
+ * thread waits up to LAZY_SYNC_NS after that fsync, so that a busy store
+ * syncs a few hundred times a second instead of once per group. Completions still come only after an
  * fsync that covers them; only they come later, and only under load.
  *
  * A fourth thread, the checkpoint thread, copies the log into the database
@@ -76,6 +76,7 @@ struct hg_store {
   int synq_dirty;                /* a group in synq wrote to the log */
   int synq_eager;                /* a job in synq was not submitted as logged */
   uint64_t synq_jobs;            /* how many jobs synq holds */
+  uint64_t lazy_sync_ns;         /* LAZY_SYNC_NS unless hg_store_set_lazy_sync */
   int closing;
   int nice; /* the store thread's nice value (hg_store_set_nice) */
   int store_exited; /* the store thread is gone: the sync thread drains and ends */
@@ -186,41 +187,52 @@ static int set_foreign_keys(sqlite3 *db, int on) {
 
 static int migrate(sqlite3 *db, char *err, size_t errlen);
 
+/* PRAGMA foreign_keys: 0 or 1, or -1 if it cannot be read. */
+static int foreign_keys(sqlite3 *db) {
+  sqlite3_stmt *st = NULL;
+  int on = -1;
+  if (sqlite3_prepare_v2(db, "PRAGMA foreign_keys", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+    on = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  return on;
+}
+
 int hg_store_migrate(sqlite3 *db, char *err, size_t errlen) {
   /* Migrations run with foreign keys off, as SQLite's procedure for
    * rebuilding a table asks: with them on, dropping a referenced table
-   * deletes (ON DELETE CASCADE) every row that references it. Each
-   * migration checks them itself before it commits. */
-  int fk = 0;
-  sqlite3_stmt *st = NULL;
-  int rc = sqlite3_prepare_v2(db, "PRAGMA foreign_keys", -1, &st, NULL);
-  if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) fk = sqlite3_column_int(st, 0);
-  sqlite3_finalize(st);
-  if (fk && set_foreign_keys(db, 0) != 0) {
-    hg_set_err(err, errlen, "cannot prepare the database for migration: %s", sqlite3_errmsg(db));
+   * deletes (ON DELETE CASCADE) every row that references it, which no
+   * later check would notice. So off it must be, read back (the pragma is
+   * silently ignored inside a transaction); each migration checks the keys
+   * itself before it commits. */
+  int was = foreign_keys(db);
+  if (set_foreign_keys(db, 0) != 0 || foreign_keys(db) != 0) {
+    hg_set_err(err, errlen, "cannot turn foreign keys off to migrate: %s", sqlite3_errmsg(db));
     return HG_EIO;
   }
   int r = migrate(db, err, errlen);
-  if (fk && set_foreign_keys(db, 1) != 0 && r == 0) {
-    hg_set_err(err, errlen, "cannot enable foreign keys after migration: %s", sqlite3_errmsg(db));
+  /* Unreadable before: the store always runs with them on. */
+  if (was != 0 && (set_foreign_keys(db, 1) != 0 || foreign_keys(db) != 1) && r == 0) {
+    hg_set_err(err, errlen, "cannot turn foreign keys back on after migrating: %s", sqlite3_errmsg(db));
     r = HG_EIO;
   }
   return r;
 }
 
-/* 0 if no row references a missing row; otherwise says which in err
- * and returns HG_EIO. */
-static int check_foreign_keys(sqlite3 *db, int version, char *err, size_t errlen) {
+/* How many rows reference a missing row (PRAGMA foreign_key_check), or
+ * -1 with the reason in err. The last such row's tables go to child and
+ * parent. */
+static int64_t dangling_rows(sqlite3 *db, char child[64], char parent[64]) {
   sqlite3_stmt *st = NULL;
+  int64_t n = 0;
   int rc = sqlite3_prepare_v2(db, "PRAGMA foreign_key_check", -1, &st, NULL);
-  if (rc == SQLITE_OK) rc = sqlite3_step(st);
-  if (rc == SQLITE_ROW)
-    hg_set_err(err, errlen, "migration %d failed: rows of %s reference missing rows of %s", version,
-               (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 2));
-  else if (rc != SQLITE_DONE)
-    hg_set_err(err, errlen, "migration %d failed: cannot check foreign keys: %s", version, sqlite3_errmsg(db));
+  while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    n++;
+    snprintf(child, 64, "%s", (const char *)sqlite3_column_text(st, 0));
+    snprintf(parent, 64, "%s", (const char *)sqlite3_column_text(st, 2));
+    rc = SQLITE_OK;
+  }
   sqlite3_finalize(st);
-  return rc == SQLITE_DONE ? 0 : HG_EIO;
+  return rc == SQLITE_DONE ? n : -1;
 }
 
 static int migrate(sqlite3 *db, char *err, size_t errlen) {
@@ -249,6 +261,18 @@ static int migrate(sqlite3 *db, char *err, size_t errlen) {
       exec(db, "ROLLBACK", "migrate: end");
       return 0;
     }
+    /* Rows left dangling before (written with foreign keys off, say by
+     * hand) are not this migration's doing: only new ones fail it. */
+    char child[64] = "", parent[64] = "";
+    int64_t dangling = dangling_rows(db, child, parent);
+    if (dangling < 0) {
+      hg_set_err(err, errlen, "migration %d failed: cannot check foreign keys: %s", v + 1, sqlite3_errmsg(db));
+      rc = HG_EIO;
+      goto fail;
+    }
+    if (dangling > 0)
+      hg_log(HG_LOG_WARN, "the database has rows referencing missing rows; migrating all the same", "table", child,
+             "references", parent, NULL);
     rc = sqlite3_exec(db, hg_schema_migrations[v], NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
       hg_set_err(err, errlen, "migration %d failed: %s", v + 1, sqlite3_errmsg(db));
@@ -256,7 +280,16 @@ static int migrate(sqlite3 *db, char *err, size_t errlen) {
       rc = HG_EIO;
       goto fail;
     }
-    if ((rc = check_foreign_keys(db, v + 1, err, errlen)) != 0) goto fail;
+    int64_t after = dangling_rows(db, child, parent);
+    if (after < 0 || after > dangling) {
+      if (after < 0)
+        hg_set_err(err, errlen, "migration %d failed: cannot check foreign keys: %s", v + 1, sqlite3_errmsg(db));
+      else
+        hg_set_err(err, errlen, "migration %d failed: it would leave rows of %s referencing missing rows of %s", v + 1,
+                   child, parent);
+      rc = HG_EIO;
+      goto fail;
+    }
     snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v + 1);
     if ((rc = exec(db, sql, "migrate: set user_version")) != 0 ||
         (rc = exec(db, "COMMIT", "migrate: commit")) != 0) {
@@ -677,7 +710,7 @@ static int sync_wal(hg_store_t *s) {
  * covered at least LAZY_SYNC_MIN_JOBS jobs, so the store is busy and more
  * groups will soon join them. (Whether the store thread has work queued
  * says less: under load it still goes idle between the loop's turns.) */
-static int may_wait(hg_store_t *s, uint64_t last_jobs) {
+static int may_wait(const hg_store_t *s, uint64_t last_jobs) {
   return s->synq_dirty && !s->synq_eager && !s->store_exited && last_jobs >= LAZY_SYNC_MIN_JOBS;
 }
 
@@ -690,8 +723,11 @@ static void sync_main(void *arg) {
     if (s->synq == NULL) break;
     /* The store thread signals sync_cond when it adds a group that cannot
      * wait and when it stops: each wake-up looks again. */
-    for (uint64_t now = hg_now_ns(); may_wait(s, last_jobs) && now - last_sync < LAZY_SYNC_NS; now = hg_now_ns())
-      uv_cond_timedwait(&s->sync_cond, &s->mutex, LAZY_SYNC_NS - (now - last_sync));
+    int waited = 0;
+    for (uint64_t now = hg_now_ns(); may_wait(s, last_jobs) && now - last_sync < s->lazy_sync_ns; now = hg_now_ns()) {
+      uv_cond_timedwait(&s->sync_cond, &s->mutex, s->lazy_sync_ns - (now - last_sync));
+      waited = 1;
+    }
     struct job *list = s->synq, **tail = s->synq_tail;
     int dirty = s->synq_dirty;
     uint64_t jobs = s->synq_jobs;
@@ -726,8 +762,10 @@ static void sync_main(void *arg) {
     uv_mutex_lock(&s->mutex);
     if (dirty) {
       s->stats.syncs++;
+      s->stats.syncs_waited += waited;
       hg_hist_observe(&s->stats.sync_seconds, (double)ns / 1e9);
     }
+    s->stats.synced_jobs += jobs;
     *s->done_tail = list;
     s->done_tail = tail;
     uv_async_send(&s->async);
@@ -946,6 +984,7 @@ int hg_store_open(hg_store_t **out, uv_loop_t *loop, const char *path, char *err
   s->local_tail = &s->local;
   s->loop_thread = uv_thread_self();
   s->wal_fd = -1;
+  s->lazy_sync_ns = LAZY_SYNC_NS;
   if ((rc = hg_store_open_sync(&s->db, path, err, errlen)) != 0) goto fail;
   /* The sync thread makes commits durable (see the top of this file). */
   /* temp_store=MEMORY keeps savepoint sub-journals in memory: a group's
@@ -1052,6 +1091,12 @@ int hg_store_submit_rerunnable(hg_store_t *s, hg_store_work_fn work, hg_store_do
 
 int hg_store_submit_logged(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, void *ud) {
   return submit(s, work, done, ud, 1, 1);
+}
+
+void hg_store_set_lazy_sync(hg_store_t *s, uint64_t ns) {
+  uv_mutex_lock(&s->mutex);
+  s->lazy_sync_ns = ns;
+  uv_mutex_unlock(&s->mutex);
 }
 
 void hg_store_set_nice(hg_store_t *s, int nice) {

@@ -34,6 +34,8 @@ typedef struct hg_store_stats {
   uint64_t max_batch;    /* most jobs in one transaction */
   uint64_t commit_ns;    /* total time spent in COMMIT (the log written, not synced) */
   uint64_t syncs;        /* fsyncs of the write-ahead log */
+  uint64_t syncs_waited; /* of them, those that waited for more groups (logged jobs) */
+  uint64_t synced_jobs;  /* jobs whose fsync is done (counted before their completions run) */
   uint64_t checkpoints;  /* checkpoints by the checkpoint thread that copied frames */
   uint64_t checkpoints_inline; /* the same, by the store thread (the log at 4,000 frames) */
   hg_hist_t commit_seconds; /* one COMMIT: the write-ahead log written */
@@ -87,8 +89,9 @@ int hg_store_submit_rerunnable(hg_store_t *s, hg_store_work_fn work, hg_store_do
 /* As hg_store_submit_rerunnable, for a job whose effect the caller holds
  * durably elsewhere until done runs (an event in the intake log): done
  * still runs only after an fsync covers the job, but while only such jobs
- * wait for one and the store has more to run, that fsync may wait up to
- * 2 ms after the previous one, to be shared with the groups behind. */
+ * wait for one and the previous fsync covered 16 jobs or more (the store
+ * is busy), that fsync may wait up to 2 ms after the previous one, to be
+ * shared with the groups behind. */
 int hg_store_submit_logged(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, void *ud);
 
 /* Runs the store thread at this nice value (0 normal, up to 19 lowest)
@@ -97,6 +100,10 @@ int hg_store_submit_logged(hg_store_t *s, hg_store_work_fn work, hg_store_done_f
  * threads requests do wait for run first. The thread takes bigger groups
  * when it runs less often, which also costs less per job. */
 void hg_store_set_nice(hg_store_t *s, int nice);
+
+/* How long the sync thread may hold logged jobs' fsync back (2 ms unless
+ * set): for tests, which need a window no slow machine misses. */
+void hg_store_set_lazy_sync(hg_store_t *s, uint64_t ns);
 
 /* Copies the counters. */
 void hg_store_stats(hg_store_t *s, hg_store_stats_t *out);
