@@ -69,18 +69,22 @@ typedef struct ingest {
   uint64_t lsn;           /* the event's record in the log */
   size_t rec_len;         /* its size */
   int retries;            /* failed store jobs so far */
+  /* A single event's storage, so that it costs no allocations of its own
+   * (events and targets point here then). */
+  hg_event_in_t one;
+  json_t *one_target;
 } ingest_t;
 
 static void ingest_free(ingest_t *g) {
   if (g == NULL) return;
   for (size_t i = 0; i < g->n; i++) {
     free(g->events[i].payload);
-    free(g->events[i].delivery_seqs);
+    hg_event_in_done(&g->events[i]);
     if (g->targets) json_decref(g->targets[i]);
   }
-  free(g->targets);
+  if (g->targets != &g->one_target) free(g->targets);
   if (g->lua) hg_lua_unref(g->lua);
-  free(g->events);
+  if (g->events != &g->one) free(g->events);
   free(g->idem_key);
   free(g);
 }
@@ -692,7 +696,7 @@ static void ingest(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who,
     }
   }
   if (!batch) {
-    if ((g->events = calloc(1, sizeof(*g->events))) == NULL) goto nomem;
+    g->events = &g->one;
     g->n = 1;
     g->events[0].idem_key = g->idem_key;
     if (have_view) check_view(app, who, &view, "", &g->events[0], details, json_array_size(details), &forbidden);
@@ -915,7 +919,8 @@ static void run_route(ingest_t *g) {
 /* Matches each event against the subscription index (in memory), runs the
  * route phase when a plugin has one, then stores. Takes g. */
 static void after_ingest(ingest_t *g) {
-  if ((g->targets = calloc(g->n, sizeof(*g->targets))) == NULL) {
+  if (g->n == 1) g->targets = &g->one_target;
+  else if ((g->targets = calloc(g->n, sizeof(*g->targets))) == NULL) {
     hg_api_internal_error(g->req, "match webhooks", HG_ENOMEM);
     ingest_free(g);
     return;

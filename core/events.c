@@ -54,11 +54,23 @@ static int find_original(sqlite3 *db, hg_event_in_t *ev, int by_key) {
   return r;
 }
 
+void hg_event_in_done(hg_event_in_t *ev) {
+  if (ev->delivery_seqs != ev->seq_small) free(ev->delivery_seqs);
+  ev->delivery_seqs = NULL;
+  ev->n_seqs = 0;
+}
+
 static int push_seq(hg_event_in_t *ev, int64_t seq) {
-  if ((ev->n_seqs & (ev->n_seqs - 1)) == 0) {
-    /* Grow at powers of two. */
-    size_t cap = ev->n_seqs ? ev->n_seqs * 2 : 4;
-    int64_t *seqs = realloc(ev->delivery_seqs, cap * sizeof(*seqs));
+  const size_t small = sizeof(ev->seq_small) / sizeof(ev->seq_small[0]);
+  if (ev->delivery_seqs == NULL) ev->delivery_seqs = ev->seq_small;
+  if (ev->delivery_seqs == ev->seq_small && ev->n_seqs == small) {
+    int64_t *seqs = malloc(2 * small * sizeof(*seqs));
+    if (seqs == NULL) return HG_ENOMEM;
+    memcpy(seqs, ev->seq_small, sizeof(ev->seq_small));
+    ev->delivery_seqs = seqs;
+  } else if (ev->delivery_seqs != ev->seq_small && ev->n_seqs >= 2 * small && (ev->n_seqs & (ev->n_seqs - 1)) == 0) {
+    /* Full at each power of two from twice the small room on. */
+    int64_t *seqs = realloc(ev->delivery_seqs, ev->n_seqs * 2 * sizeof(*seqs));
     if (seqs == NULL) return HG_ENOMEM;
     ev->delivery_seqs = seqs;
   }
@@ -308,7 +320,7 @@ static int recover_record(uint64_t lsn, const unsigned char *rec, size_t len, vo
     r = 0;
   }
   json_decref(ev.targets);
-  free(ev.delivery_seqs);
+  hg_event_in_done(&ev);
   return r;
 }
 

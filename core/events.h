@@ -31,9 +31,13 @@ typedef struct hg_event_in {
   char original_id[HG_EVENT_ID_MAX]; /* and this is its id (id is left as it was) */
   int conflict;             /* 1: the id is taken by another organization's event */
   int n_deliveries;
-  int64_t *delivery_seqs;   /* new deliveries (malloc'd; caller frees) */
+  int64_t *delivery_seqs;   /* new deliveries: seq_small, or malloc'd (hg_event_in_done) */
   size_t n_seqs;
+  int64_t seq_small[4];     /* room for the usual few without an allocation */
 } hg_event_in_t;
+
+/* Frees what hg_events_insert allocated in ev (not ev itself). */
+void hg_event_in_done(hg_event_in_t *ev);
 
 /* Inserts the event and one pending delivery (due at now + first_delay_ms)
  * per active webhook in ev->targets; or, when the

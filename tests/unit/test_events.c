@@ -56,7 +56,7 @@ static void fan_out_and_count(void) {
   CHECK_EQ_INT(query_int(db, "SELECT deliveries FROM events WHERE id = 'evt_1'"), 2);
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM deliveries WHERE status = 'pending' AND webhook_id IN "
                              "('wh_a', 'wh_b')"), 2);
-  free(ev.delivery_seqs);
+  hg_event_in_done(&ev);
   json_decref(targets);
   sqlite3_close(db);
 }
@@ -71,7 +71,7 @@ static void runs_twice(void) {
   event_init(&first, "evt_first", targets, key);
   CHECK_EQ_INT(hg_events_insert(db, &first), 0);
   CHECK_EQ_INT(first.duplicate, 0);
-  free(first.delivery_seqs);
+  hg_event_in_done(&first);
 
   /* A repeat of the key, run twice as the store would rerun it. */
   hg_event_in_t again;
@@ -105,8 +105,49 @@ static void runs_twice(void) {
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM deliveries d JOIN events e ON e.seq = d.event_seq "
                              "WHERE e.id = 'evt_fresh'"), 1);
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM events"), 2);
-  free(fresh.delivery_seqs);
-  free(again.delivery_seqs);
+  hg_event_in_done(&fresh);
+  hg_event_in_done(&again);
+  json_decref(targets);
+  sqlite3_close(db);
+}
+
+/* An event fanned out to more webhooks than the deliveries' small inline
+ * room (4) reports every new delivery, in order, through the growth to
+ * the heap and its doublings; and again when run a second time on the
+ * same input. */
+static void many_deliveries(void) {
+  sqlite3 *db = open_db("many");
+  if (db == NULL) return;
+  json_t *targets = json_array();
+  for (int i = 0; i < 19; i++) {
+    char sql[200], id[16];
+    snprintf(id, sizeof(id), "wh_m%02d", i);
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO webhooks (id, url, events, active, created_at, updated_at) "
+             "VALUES ('%s', 'https://m.example', '[\"user.created\"]', 1, 1, 1)", id);
+    CHECK_EQ_INT(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    json_array_append_new(targets, json_string(id));
+  }
+  hg_event_in_t ev;
+  event_init(&ev, "evt_many", targets, NULL);
+  for (int run = 0; run < 2; run++) {
+    CHECK_EQ_INT(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+    CHECK_EQ_INT(hg_events_insert(db, &ev), 0);
+    CHECK_EQ_INT(ev.n_deliveries, 19);
+    CHECK_EQ_INT(ev.n_seqs, 19);
+    /* Each seq is the row of the delivery to the i-th target. */
+    int match = 0;
+    for (size_t i = 0; i < ev.n_seqs; i++) {
+      char sql[160];
+      snprintf(sql, sizeof(sql), "SELECT webhook_id = 'wh_m%02zu' FROM deliveries WHERE seq = %lld", i,
+               (long long)ev.delivery_seqs[i]);
+      match += query_int(db, sql);
+    }
+    CHECK_EQ_INT(match, 19);
+    CHECK_EQ_INT(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+  }
+  hg_event_in_done(&ev);
+  CHECK(ev.delivery_seqs == NULL);
   json_decref(targets);
   sqlite3_close(db);
 }
@@ -117,6 +158,7 @@ int main(void) {
   if (mkdtemp(dir) == NULL) return 2;
   RUN(fan_out_and_count);
   RUN(runs_twice);
+  RUN(many_deliveries);
   char cmd[128];
   snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

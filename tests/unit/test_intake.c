@@ -369,7 +369,7 @@ static void recover_events(void) {
   /* Event 0 reached the store before the stop. */
   hg_event_in_t first = make_event(0, "wh_live");
   CHECK_EQ_INT(hg_events_insert(c, &first), 0);
-  free(first.delivery_seqs);
+  hg_event_in_done(&first);
   json_decref(first.targets);
   sqlite3_close(c);
 
