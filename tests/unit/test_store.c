@@ -70,21 +70,31 @@ static void migrations(void) {
   sqlite3_close(db);
 }
 
+/* A database as version v of the schema left it: migrations 1 to v run
+ * by hand on a new file (its directory made by a full open first), on a
+ * connection with foreign keys off. path (128 bytes) gets its file. */
+static sqlite3 *db_at_version(const char *name, int v, char *path) {
+  char err[256];
+  sqlite3 *db = NULL;
+  db_path(path, 128, name);
+  CHECK_EQ_INT(hg_store_open_sync(&db, path, err, sizeof(err)), 0);
+  sqlite3_close(db);
+  remove(path);
+  CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+  for (int i = 0; i < v; i++) CHECK_EQ_INT(sqlite3_exec(db, hg_schema_migrations[i], NULL, NULL, NULL), SQLITE_OK);
+  char sql[40];
+  snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v);
+  CHECK_EQ_INT(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+  return db;
+}
+
 /* Migration 5 moves the per-event delivery count onto the event row: a
  * database written by version 4 keeps answering idempotent replays with
  * the right count. */
 static void migration_5_counts(void) {
   char path[128], err[256];
-  sqlite3 *db = NULL;
-  db_path(path, sizeof(path), "m5");
-  CHECK_EQ_INT(hg_store_open_sync(&db, path, err, sizeof(err)), 0);
-  sqlite3_close(db);
-  /* Rebuild it as version 4 wrote it. */
-  remove(path);
-  CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
-  for (int v = 0; v < 4; v++) CHECK_EQ_INT(sqlite3_exec(db, hg_schema_migrations[v], NULL, NULL, NULL), SQLITE_OK);
+  sqlite3 *db = db_at_version("m5", 4, path);
   CHECK_EQ_INT(sqlite3_exec(db,
-                            "PRAGMA user_version = 4;"
                             "INSERT INTO webhooks (id, url, events, created_at, updated_at) "
                             "  VALUES ('wh_1', 'https://example.com', '[]', 1, 1);"
                             "INSERT INTO events (seq, id, type, payload, created_at) VALUES (1, 'evt_1', 'a.b', '{}', 1);"
@@ -108,15 +118,9 @@ static void migration_5_counts(void) {
  * and still cascade. */
 static void migration_6_rebuild(void) {
   char path[128], err[256];
-  sqlite3 *db = NULL;
-  db_path(path, sizeof(path), "m6");
-  CHECK_EQ_INT(hg_store_open_sync(&db, path, err, sizeof(err)), 0);
-  sqlite3_close(db);
-  remove(path);
-  CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
-  for (int v = 0; v < 5; v++) CHECK_EQ_INT(sqlite3_exec(db, hg_schema_migrations[v], NULL, NULL, NULL), SQLITE_OK);
+  sqlite3 *db = db_at_version("m6", 5, path);
   CHECK_EQ_INT(sqlite3_exec(db,
-                            "PRAGMA user_version = 5; PRAGMA foreign_keys = ON;"
+                            "PRAGMA foreign_keys = ON;"
                             "INSERT INTO webhooks (id, url, events, created_at, updated_at) "
                             "  VALUES ('wh_1', 'https://example.com', '[]', 1, 1), ('wh_2', 'https://example.com', '[]', 1, 1);"
                             "INSERT INTO events (seq, id, type, payload, created_at) VALUES (1, 'evt_1', 'a.b', '{}', 1);"
@@ -153,16 +157,9 @@ static void migration_6_rebuild(void) {
  * do not stop it: only rows a migration itself leaves dangling would. */
 static void migration_keeps_old_dangling_rows(void) {
   char path[128], err[256];
-  sqlite3 *db = NULL;
-  db_path(path, sizeof(path), "m6fk");
-  CHECK_EQ_INT(hg_store_open_sync(&db, path, err, sizeof(err)), 0);
-  sqlite3_close(db);
-  remove(path);
-  CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
-  for (int v = 0; v < 5; v++) CHECK_EQ_INT(sqlite3_exec(db, hg_schema_migrations[v], NULL, NULL, NULL), SQLITE_OK);
+  sqlite3 *db = db_at_version("m6fk", 5, path);
   /* Written with foreign keys off: a delivery of a webhook that is gone. */
   CHECK_EQ_INT(sqlite3_exec(db,
-                            "PRAGMA user_version = 5;"
                             "INSERT INTO events (seq, id, type, payload, created_at) VALUES (1, 'evt_1', 'a.b', '{}', 1);"
                             "INSERT INTO deliveries (id, webhook_id, event_seq, status, created_at, updated_at) "
                             "  VALUES ('del_1', 'wh_gone', 1, 'pending', 1, 1);",
