@@ -5,7 +5,7 @@
 // otherwise), waits for its "listening" log line and resolves with
 // { port, url, dir, adminKey, logs(), stop(signal), waitExit(), request() }.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import http from 'node:http';
@@ -13,8 +13,20 @@ import http from 'node:http';
 export const BIN = process.env.HOOKGATE_BIN || new URL('../../../build/hookgate', import.meta.url).pathname;
 export const ADMIN_KEY = 'hg_test_admin_key_0123456789abcdef';
 
-export function tempDir() {
-  return mkdtempSync(join(tmpdir(), 'hookgate-test-'));
+// Every temp dir made here is removed when the test process exits (each
+// test file runs in a process of its own), unless HOOKGATE_KEEP_TMP is set
+// to look at a failed run's files. A gateway's dir holds at least its
+// intake log's 16 MiB: left behind, thousands of runs fill a disk.
+const madeDirs = new Set();
+process.on('exit', () => {
+  if (process.env.HOOKGATE_KEEP_TMP) return;
+  for (const d of madeDirs) rmSync(d, { recursive: true, force: true });
+});
+
+export function tempDir(prefix = 'hookgate-test-') {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  madeDirs.add(d);
+  return d;
 }
 
 // config: Lua source for the config file (a string), appended after defaults

@@ -28,10 +28,10 @@
 import http from 'node:http';
 import https from 'node:https';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { tempDir } from './gateway.mjs';
 
 export const ok = (body = 'ok') => ({ status: 200, body });
 export const status = (code, { headers = {}, body = '', delay = 0 } = {}) => ({ status: code, headers, body, delay });
@@ -53,7 +53,7 @@ let caCache;
 // per process with the openssl CLI. EC P-256 keys: quick to make.
 export function testCertificates() {
   if (caCache) return caCache;
-  const dir = mkdtempSync(join(tmpdir(), 'hookgate-ca-'));
+  const dir = tempDir('hookgate-ca-'); // removed at exit, as the gateways' are
   const p = (f) => join(dir, f);
   const run = (args) => execFileSync('openssl', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
