@@ -15,6 +15,8 @@
 #include <mbedtls/entropy.h>
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,14 +84,23 @@ done:
 }
 
 /* The SHA-256 implementation and the HMAC algorithm, fetched once: an
- * implicit fetch by name on every call costs more than hashing a key. */
+ * implicit fetch by name on every call costs more than hashing a key.
+ * Each thread that hashes keeps one digest context (freed when the thread
+ * ends), where EVP_Digest would allocate and free two per call: a request
+ * hashes its API key. */
 static uv_once_t md_once = UV_ONCE_INIT;
 static EVP_MD *md_sha256;
 static EVP_MAC *mac_hmac;
+static pthread_key_t md_ctx_key;
+static int md_ctx_key_ok;
+
+static void md_ctx_free(void *ctx) { EVP_MD_CTX_free(ctx); }
 
 static void md_init(void) {
   md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
   mac_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+  /* libuv's keys have no destructor: pthread's do. */
+  md_ctx_key_ok = pthread_key_create(&md_ctx_key, md_ctx_free) == 0;
   if (md_sha256 == NULL || mac_hmac == NULL) {
     /* Only a broken libcrypto installation gets here. */
     fputs("hookgate: libcrypto has no SHA-256 or HMAC\n", stderr);
@@ -100,7 +111,16 @@ static void md_init(void) {
 void hg_sha256(const void *data, size_t n, unsigned char out[32]) {
   uv_once(&md_once, md_init);
   unsigned int outlen = 0;
-  if (EVP_Digest(data, n, out, &outlen, md_sha256, NULL) != 1 || outlen != 32) {
+  EVP_MD_CTX *ctx = md_ctx_key_ok ? pthread_getspecific(md_ctx_key) : NULL;
+  if (ctx == NULL && md_ctx_key_ok && (ctx = EVP_MD_CTX_new()) != NULL &&
+      pthread_setspecific(md_ctx_key, ctx) != 0) {
+    EVP_MD_CTX_free(ctx);
+    ctx = NULL;
+  }
+  int ok = ctx != NULL ? EVP_DigestInit_ex2(ctx, md_sha256, NULL) == 1 && EVP_DigestUpdate(ctx, data, n) == 1 &&
+                             EVP_DigestFinal_ex(ctx, out, &outlen) == 1
+                       : EVP_Digest(data, n, out, &outlen, md_sha256, NULL) == 1;
+  if (!ok || outlen != 32) {
     fputs("hookgate: out of memory computing SHA-256\n", stderr);
     abort();
   }
@@ -247,9 +267,19 @@ void hg_hex_encode(const unsigned char *in, size_t n, char *out) {
 }
 
 int hg_ct_equal(const void *a, const void *b, size_t n) {
-  const volatile unsigned char *x = a, *y = b;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < n; i++) diff |= (unsigned char)(x[i] ^ y[i]);
-  /* Map 0 to 1 and anything else to 0 without a data-dependent branch. */
-  return (int)(1 & (((unsigned)diff - 1) >> 8));
+  /* Eight bytes at a time (a key hash is four words), every byte read
+   * whatever the earlier ones held. */
+  const unsigned char *x = a, *y = b;
+  uint64_t diff = 0;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t u, v;
+    memcpy(&u, x + i, 8);
+    memcpy(&v, y + i, 8);
+    diff |= u ^ v;
+  }
+  for (; i < n; i++) diff |= (uint64_t)(x[i] ^ y[i]);
+  /* 1 when diff is 0, 0 otherwise, without a data-dependent branch: the
+   * top bit of diff | -diff is set exactly when diff is not 0. */
+  return (int)(((diff | (0 - diff)) >> 63) ^ 1);
 }

@@ -2,6 +2,9 @@
 #include "crypto.h"
 #include "hgtest.h"
 
+#include <string.h>
+#include <uv.h>
+
 static void sha256_known(void) {
   unsigned char out[32];
   char hex[65];
@@ -11,6 +14,34 @@ static void sha256_known(void) {
   hg_sha256("", 0, out);
   hg_hex_encode(out, 32, hex);
   CHECK_EQ_STR(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
+/* Each thread keeps a digest context of its own: threads hashing at the
+ * same time each get the right digests (and ASan sees the contexts freed
+ * as the threads end). */
+static int sha256_thread_ok[4];
+
+static void sha256_thread(void *arg) {
+  int *ok = arg;
+  unsigned char out[32];
+  char hex[65];
+  *ok = 1;
+  for (int i = 0; i < 2000; i++) {
+    hg_sha256(i % 2 ? "abc" : "", i % 2 ? 3 : 0, out);
+    hg_hex_encode(out, 32, hex);
+    if (strcmp(hex, i % 2 ? "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+                          : "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855") != 0)
+      *ok = 0;
+  }
+}
+
+static void sha256_threads(void) {
+  uv_thread_t t[4];
+  for (int i = 0; i < 4; i++) CHECK_EQ_INT(uv_thread_create(&t[i], sha256_thread, &sha256_thread_ok[i]), 0);
+  for (int i = 0; i < 4; i++) {
+    uv_thread_join(&t[i]);
+    CHECK_EQ_INT(sha256_thread_ok[i], 1);
+  }
 }
 
 /* A prepared key gives the one-shot MAC every time it is reused, for
@@ -110,6 +141,26 @@ static void hex_and_ct(void) {
   CHECK_EQ_INT(hg_ct_equal("abcd", "abce", 4), 0);
   CHECK_EQ_INT(hg_ct_equal("\x80", "\x00", 1), 0);
   CHECK_EQ_INT(hg_ct_equal("x", "y", 0), 1);
+  /* Every length up to five words, a difference of each single bit at
+   * every position (the word loop and the byte tail alike). */
+  unsigned char a[40], b[40];
+  for (size_t i = 0; i < sizeof(a); i++) a[i] = (unsigned char)(i * 37 + 11);
+  int all = 1;
+  for (size_t n = 0; n <= sizeof(a); n++) {
+    memcpy(b, a, sizeof(a));
+    all &= hg_ct_equal(a, b, n) == 1;
+    for (size_t at = 0; at < n; at++)
+      for (int bit = 0; bit < 8; bit++) {
+        b[at] ^= (unsigned char)(1u << bit);
+        all &= hg_ct_equal(a, b, n) == 0;
+        b[at] ^= (unsigned char)(1u << bit);
+      }
+    if (n < sizeof(a)) {
+      b[n] ^= 0xff; /* past the length: not compared */
+      all &= hg_ct_equal(a, b, n) == 1;
+    }
+  }
+  CHECK_EQ_INT(all, 1);
 }
 
 static void random_bytes(void) {
@@ -129,6 +180,7 @@ static void random_bytes(void) {
 
 int main(void) {
   RUN(sha256_known);
+  RUN(sha256_threads);
   RUN(hmac_known);
   RUN(hmac_prepared);
   RUN(base64_roundtrip);
