@@ -277,8 +277,13 @@ int hg_ct_equal(const void *a, const void *b, size_t n) {
     memcpy(&u, x + i, 8);
     memcpy(&v, y + i, 8);
     diff |= u ^ v;
+    /* Opaque to the optimiser: no early exit once diff is known non-zero. */
+    __asm__ volatile("" : "+r"(diff));
   }
-  for (; i < n; i++) diff |= (uint64_t)(x[i] ^ y[i]);
+  for (; i < n; i++) {
+    diff |= (uint64_t)(x[i] ^ y[i]);
+    __asm__ volatile("" : "+r"(diff));
+  }
   /* 1 when diff is 0, 0 otherwise, without a data-dependent branch: the
    * top bit of diff | -diff is set exactly when diff is not 0. */
   return (int)(((diff | (0 - diff)) >> 63) ^ 1);

@@ -35,6 +35,8 @@ typedef struct hg_event_in {
   size_t n_seqs;
   int64_t seq_small[4];     /* room for the usual few without an allocation */
 } hg_event_in_t;
+/* Once hg_events_insert has run, delivery_seqs may point into the struct
+ * itself (seq_small): move it by pointer, never copy it by value. */
 
 /* Frees what hg_events_insert allocated in ev (not ev itself). */
 void hg_event_in_done(hg_event_in_t *ev);

@@ -13,14 +13,25 @@ import http from 'node:http';
 export const BIN = process.env.HOOKGATE_BIN || new URL('../../../build/hookgate', import.meta.url).pathname;
 export const ADMIN_KEY = 'hg_test_admin_key_0123456789abcdef';
 
-// Every temp dir made here is removed when the test process exits (each
-// test file runs in a process of its own), unless HOOKGATE_KEEP_TMP is set
-// to look at a failed run's files. A gateway's dir holds at least its
-// intake log's 16 MiB: left behind, thousands of runs fill a disk.
+// When the test process exits (each test file runs in a process of its
+// own), the gateways it started are killed and every temp dir made here is
+// removed, unless HOOKGATE_KEEP_TMP=1 asks to keep them for a look at a
+// failed run. A gateway's dir holds at least its intake log's 16 MiB:
+// left behind, thousands of runs fill a disk. (A process killed from
+// outside cannot clean up: scripts/test gives the whole run one TMPDIR
+// and removes it.)
 const madeDirs = new Set();
+const procs = new Set();
 process.on('exit', () => {
-  if (process.env.HOOKGATE_KEEP_TMP) return;
-  for (const d of madeDirs) rmSync(d, { recursive: true, force: true });
+  for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  if (/^(1|true|yes)$/i.test(process.env.HOOKGATE_KEEP_TMP || '')) return;
+  for (const d of madeDirs) {
+    try {
+      rmSync(d, { recursive: true, force: true, maxRetries: 3 });
+    } catch {
+      // Best effort: the next dir still goes.
+    }
+  }
 });
 
 export function tempDir(prefix = 'hookgate-test-') {
@@ -44,13 +55,17 @@ export async function startGateway({ config = '', env = {}, dir = tempDir(), lis
   };
   for (const [k, v] of Object.entries(fullEnv)) if (v === undefined) delete fullEnv[k];
   const proc = spawn(BIN, args || ['serve', '-c', cfgPath], { env: fullEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  procs.add(proc);
   let out = '';
   const onData = (d) => { out += d.toString(); };
   proc.stdout.on('data', onData);
   proc.stderr.on('data', onData);
   const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
   const addrs = await new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error('gateway did not start:\n' + out)), 15000);
+    const t = setTimeout(() => {
+      proc.kill('SIGKILL'); // not left running, nor holding the test process open
+      reject(new Error('gateway did not start:\n' + out));
+    }, 15000);
     const check = () => {
       const lines = out.split('\n').filter((l) => listenRe.test(l));
       if (lines.length > 0) { clearTimeout(t); resolve(lines.map((l) => l.match(listenRe)[1])); }
