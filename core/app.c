@@ -352,17 +352,23 @@ static int recover_intake(const char *dir, const char *store) {
   return 0;
 }
 
+/* Gives up the store retries of logged events (the log keeps them) and
+ * closes the log: before the store closes, whose last completions then find
+ * no log to release. */
+static void close_intake(hg_app_t *app) {
+  hg_api_events_stop_retries(app);
+  hg_intake_close(app->intake);
+  app->intake = NULL;
+}
+
 static void dispatcher_stopped(void *ud) {
   hg_app_t *app = ud;
   hg_log(HG_LOG_INFO, "delivery stopped; closing the store", NULL);
   hg_dispatcher_free(app->dispatcher);
   app->dispatcher = NULL;
   /* Every request is answered, so every record is in the log; the store
-   * jobs applying them may still be queued, and their completions find no
-   * log to release. */
-  hg_api_events_stop_retries(app);
-  hg_intake_close(app->intake);
-  app->intake = NULL;
+   * jobs applying them may still be queued. */
+  close_intake(app);
   /* Jobs still queued (the store jobs of events answered from the intake
    * log, if any) are committed before the store closes. */
   hg_store_close(app->store);
@@ -550,9 +556,7 @@ out:
   hg_http_server_free(app.server);
   if (app.lua) hg_lua_shutdown(app.lua);
   hg_dispatcher_free(app.dispatcher);
-  hg_api_events_stop_retries(&app);
-  hg_intake_close(app.intake);
-  app.intake = NULL;
+  close_intake(&app);
   hg_store_close(app.store);
   /* Let close callbacks run so every handle is released. */
   uv_run(&loop, UV_RUN_DEFAULT);

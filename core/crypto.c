@@ -108,15 +108,23 @@ static void md_init(void) {
   }
 }
 
-void hg_sha256(const void *data, size_t n, unsigned char out[32]) {
-  uv_once(&md_once, md_init);
-  unsigned int outlen = 0;
-  EVP_MD_CTX *ctx = md_ctx_key_ok ? pthread_getspecific(md_ctx_key) : NULL;
-  if (ctx == NULL && md_ctx_key_ok && (ctx = EVP_MD_CTX_new()) != NULL &&
-      pthread_setspecific(md_ctx_key, ctx) != 0) {
+/* This thread's digest context, made on first use; NULL when none can be
+ * kept (EVP_Digest then does with one of its own). After md_init. */
+static EVP_MD_CTX *thread_md_ctx(void) {
+  if (!md_ctx_key_ok) return NULL;
+  EVP_MD_CTX *ctx = pthread_getspecific(md_ctx_key);
+  if (ctx != NULL) return ctx;
+  if ((ctx = EVP_MD_CTX_new()) != NULL && pthread_setspecific(md_ctx_key, ctx) != 0) {
     EVP_MD_CTX_free(ctx);
     ctx = NULL;
   }
+  return ctx;
+}
+
+void hg_sha256(const void *data, size_t n, unsigned char out[32]) {
+  uv_once(&md_once, md_init);
+  unsigned int outlen = 0;
+  EVP_MD_CTX *ctx = thread_md_ctx();
   int ok = ctx != NULL ? EVP_DigestInit_ex2(ctx, md_sha256, NULL) == 1 && EVP_DigestUpdate(ctx, data, n) == 1 &&
                              EVP_DigestFinal_ex(ctx, out, &outlen) == 1
                        : EVP_Digest(data, n, out, &outlen, md_sha256, NULL) == 1;

@@ -332,7 +332,7 @@ int hg_events_recover(const char *dir, const char *store_path, uint64_t *seen, u
     /* No log there (ENOTDIR: a parent is not a directory, which opening
      * the store reports in its own words). */
     if (errno == ENOENT || errno == ENOTDIR) return 0;
-    snprintf(err, errlen, "cannot read %s: %s", dir, strerror(errno));
+    hg_set_err(err, errlen, "cannot read %s: %s", dir, strerror(errno));
     return HG_EIO;
   }
   sqlite3 *db = NULL;
@@ -341,16 +341,16 @@ int hg_events_recover(const char *dir, const char *store_path, uint64_t *seen, u
   recovery_t rc = {db, 0, 0};
   int sr = sqlite3_exec(db, "PRAGMA synchronous=FULL; BEGIN IMMEDIATE", NULL, NULL, NULL);
   if (sr != SQLITE_OK) {
-    snprintf(err, errlen, "cannot begin: %s", sqlite3_errmsg(db));
+    hg_set_err(err, errlen, "cannot begin: %s", sqlite3_errmsg(db));
     r = HG_EIO;
   }
   if (r == 0) {
-    err[0] = '\0';
+    if (err != NULL && errlen > 0) err[0] = '\0';
     r = hg_intake_recover(dir, recover_record, &rc, err, errlen);
-    if (r != 0 && err[0] == '\0') snprintf(err, errlen, "cannot store an event: %s", hg_strerror(r));
+    if (r != 0 && err != NULL && err[0] == '\0') hg_set_err(err, errlen, "cannot store an event: %s", hg_strerror(r));
   }
   if (r == 0 && (sr = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK) {
-    snprintf(err, errlen, "cannot commit: %s", sqlite3_errmsg(db));
+    hg_set_err(err, errlen, "cannot commit: %s", sqlite3_errmsg(db));
     r = HG_EIO;
   }
   if (r != 0 && !sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);

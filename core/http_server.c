@@ -1023,19 +1023,25 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
 
 /* ---- timers and closing ---- */
 
+static void on_timer(uv_timer_t *t);
+
+/* Starts c's timer for deadline (uv_now time; at once if it has passed)
+ * and notes when it fires: every start goes through here, so armed always
+ * says what the timer will do. */
+static void timer_at(struct conn *c, uint64_t deadline) {
+  uint64_t now = uv_now(c->s->loop);
+  c->armed = deadline > now ? deadline : now;
+  uv_timer_start(&c->timer, on_timer, c->armed - now, 0);
+}
+
 static void on_timer(uv_timer_t *t) {
   struct conn *c = t->data;
   enum timer_kind k = c->tkind;
   c->armed = 0;
   if (k == TK_NONE) return; /* set for a deadline that has gone since */
-  if (k != TK_LINGER) {
-    uint64_t now = uv_now(c->s->loop);
-    if (now < c->deadline) {
-      /* Set for an earlier deadline than the current one: the rest. */
-      c->armed = c->deadline;
-      uv_timer_start(&c->timer, on_timer, c->deadline - now, 0);
-      return;
-    }
+  if (k != TK_LINGER && uv_now(c->s->loop) < c->deadline) {
+    timer_at(c, c->deadline); /* set for an earlier deadline than the current one: the rest */
+    return;
   }
   c->tkind = TK_NONE;
   switch (k) {
@@ -1086,9 +1092,7 @@ static void conn_arm(struct conn *c) {
    * request then costs no timer update at all, where stopping it at each
    * request and starting it at each answer was two heap operations. */
   if (k == TK_NONE || (c->armed != 0 && c->armed <= deadline)) return;
-  uint64_t now = uv_now(c->s->loop);
-  c->armed = deadline > now ? deadline : now;
-  uv_timer_start(&c->timer, on_timer, deadline > now ? deadline - now : 0, 0);
+  timer_at(c, deadline);
 }
 
 static void on_conn_closed(uv_handle_t *h) { conn_unref(h->data); }
@@ -1166,8 +1170,7 @@ static void on_shutdown(uv_shutdown_t *sr, int status) {
     c->reading = 1;
   }
   c->tkind = TK_LINGER;
-  c->armed = uv_now(c->s->loop) + LINGER_MS;
-  uv_timer_start(&c->timer, on_timer, LINGER_MS, 0);
+  timer_at(c, uv_now(c->s->loop) + LINGER_MS);
 }
 
 /* Closes gracefully: after the queued writes, send FIN, then linger. */
@@ -1178,8 +1181,7 @@ static void conn_end(struct conn *c) {
   c->shutting = 1;
   c->cur = NULL;
   c->tkind = TK_LINGER;
-  c->armed = uv_now(c->s->loop) + SEND_GRACE_MS;
-  uv_timer_start(&c->timer, on_timer, SEND_GRACE_MS, 0);
+  timer_at(c, uv_now(c->s->loop) + SEND_GRACE_MS);
   if (c->reading) {
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = 0;

@@ -56,8 +56,8 @@ static int string(scan_t *s) {
       __m128i v = _mm_loadu_si128((const __m128i *)(const void *)s->p);
       /* Signed: bytes of 0x80 and up are negative, so "< 0x20" also
        * catches everything that is not ASCII. */
-      __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')), _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
-                                 _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
+      __m128i quote = _mm_cmpeq_epi8(v, _mm_set1_epi8('"')), backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'));
+      __m128i hit = _mm_or_si128(_mm_or_si128(quote, backslash), _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
       int m = _mm_movemask_epi8(hit);
       if (m != 0) {
         s->p += __builtin_ctz((unsigned)m);

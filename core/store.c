@@ -21,8 +21,9 @@
  * the groups behind it. While only logged jobs wait for it and the previous
  * fsync covered LAZY_SYNC_MIN_JOBS or more (the store is busy), the sync
  * thread waits up to LAZY_SYNC_NS after that fsync, so that a busy store
- * syncs a few hundred times a second instead of once per group. Completions still come only after an
- * fsync that covers them; only they come later, and only under load.
+ * syncs a few hundred times a second instead of once per group.
+ * Completions still come only after an fsync that covers them; only they
+ * come later, and only under load.
  *
  * A fourth thread, the checkpoint thread, copies the log into the database
  * (see ckpt_main), so that SQLite's automatic checkpoint no longer runs
