@@ -559,7 +559,7 @@ static int restart_txn(sqlite3 *db, struct job **first, struct job *lost) {
 
 /* Runs one group. Returns the number of jobs that shared the committed
  * transaction (0 when nothing was committed) and adds commit time to *ns. */
-static uint64_t run_group(sqlite3 *db, struct job *batch, uint64_t *ns, int *committed) {
+static uint64_t run_group(sqlite3 *db, struct job *batch, uint64_t *ns, int *committed, const char *end) {
   struct job *first = batch; /* first job of the open transaction */
   uint64_t in_txn = 0;
   *committed = 0;
@@ -591,7 +591,7 @@ static uint64_t run_group(sqlite3 *db, struct job *batch, uint64_t *ns, int *com
   }
   if (first == NULL) return 0;
   uint64_t t0 = hg_now_ns();
-  int rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+  int rc = sqlite3_exec(db, end, NULL, NULL, NULL);
   *ns += hg_now_ns() - t0;
   if (rc != SQLITE_OK) {
     hg_store_fail(db, rc, "commit");
@@ -603,6 +603,21 @@ static uint64_t run_group(sqlite3 *db, struct job *batch, uint64_t *ns, int *com
   return in_txn;
 }
 
+#ifdef HG_BENCH_BOUNDS
+/* A measuring build only (cmake -DHG_BENCH_BOUNDS=ON, which
+ * bench/ingest-bounds makes; never a release): with HOOKGATE_BENCH_BOUNDS
+ * set to "rollback", a group of logged jobs (events already answered from
+ * the intake log) runs and is rolled back instead of committed, so SQLite
+ * does the inserts but writes and syncs nothing; with "skip" it does not
+ * run at all. Both report success. They bound what storing events costs
+ * ingest; any other group is committed as usual. */
+enum { BOUNDS_OFF, BOUNDS_ROLLBACK, BOUNDS_SKIP };
+static int bounds_mode(void) {
+  const char *e = getenv("HOOKGATE_BENCH_BOUNDS");
+  return e == NULL ? BOUNDS_OFF : strcmp(e, "skip") == 0 ? BOUNDS_SKIP : strcmp(e, "rollback") == 0 ? BOUNDS_ROLLBACK : BOUNDS_OFF;
+}
+#endif
+
 static void thread_main(void *arg) {
   hg_store_t *s = arg;
   stmt_cache_t *cache = calloc(1, sizeof(*cache));
@@ -612,6 +627,11 @@ static void thread_main(void *arg) {
     tls_cache = cache;
   }
   int niced = 0;
+#ifdef HG_BENCH_BOUNDS
+  int bounds = bounds_mode();
+  hg_log(HG_LOG_WARN, "a measuring build: logged jobs are not stored", "HOOKGATE_BENCH_BOUNDS",
+         bounds == BOUNDS_SKIP ? "skip" : bounds == BOUNDS_ROLLBACK ? "rollback" : "off", NULL);
+#endif
   uv_mutex_lock(&s->mutex);
   for (;;) {
     while (s->queue == NULL && !s->closing) uv_cond_wait(&s->cond, &s->mutex);
@@ -638,7 +658,19 @@ static void thread_main(void *arg) {
       eager |= !j->logged;
     }
     int64_t changes = sqlite3_total_changes64(s->db);
-    uint64_t in_txn = run_group(s->db, batch, &ns, &committed);
+#ifdef HG_BENCH_BOUNDS
+    uint64_t in_txn = 0;
+    committed = 0;
+    if (!eager && bounds == BOUNDS_SKIP)
+      for (struct job *j = batch; j != NULL; j = j->next) j->status = 0;
+    else if (!eager && bounds == BOUNDS_ROLLBACK) {
+      run_group(s->db, batch, &ns, &committed, "ROLLBACK");
+      committed = 0; /* nothing written: no fsync either */
+    } else
+      in_txn = run_group(s->db, batch, &ns, &committed, "COMMIT");
+#else
+    uint64_t in_txn = run_group(s->db, batch, &ns, &committed, "COMMIT");
+#endif
     /* A group that only read wrote nothing to the log: no fsync for it. */
     int wrote = committed && sqlite3_total_changes64(s->db) != changes;
 
