@@ -381,7 +381,11 @@ static void intake_done(int status, void *ud) {
     answer_failed(g, HG_EINVAL); /* in the log, but the store will never take it */
   else if (status == 0)
     answer_accepted(g, g->log_deliveries);
+#ifdef HG_BENCH_BOUNDS
+  else /* the measuring build's store never answers (fast_store_done) */
+#else
   else if (g->store_state < 0)
+#endif
     answer_failed(g, status);
   ingest_unref(g);
 }
