@@ -13,6 +13,7 @@
 #include "log.h"
 #include "lua/runtime.h"
 #include "metrics.h"
+#include "sandbox/pool.h"
 #include "subs.h"
 
 #include <stdio.h>
@@ -139,6 +140,24 @@ static void metrics(hg_http_req_t *req, void *ud) {
     hg_lua_each_error_count(app->lua, put_lua_error, &b);
     put_gauge(&b, "hookgate_lua_memory_bytes", "Memory the Lua VM holds.", (double)hg_lua_memory(app->lua));
   }
+  hg_sandbox_stats_t sst;
+  memset(&sst, 0, sizeof(sst));
+  const hg_sandbox_t *sb = app->dispatcher ? hg_dispatcher_sandbox(app->dispatcher) : NULL;
+  if (sb) hg_sandbox_stats(sb, &sst);
+  hg_buf_printf(&b, "# HELP hookgate_sandbox_jobs_total Webhook transforms run in the sandbox, by outcome.\n"
+                    "# TYPE hookgate_sandbox_jobs_total counter\n"
+                    "hookgate_sandbox_jobs_total{result=\"ok\"} %llu\n"
+                    "hookgate_sandbox_jobs_total{result=\"script_error\"} %llu\n",
+                (unsigned long long)sst.jobs_ok, (unsigned long long)sst.jobs_failed);
+  put_counter(&b, "hookgate_sandbox_budget_stops_total",
+              "Transforms a sandbox worker stopped at the CPU budget itself.", "", sst.budget_stops);
+  put_counter(&b, "hookgate_sandbox_watchdog_kills_total",
+              "Sandbox workers killed because a transform ran past budget + grace.", "", sst.watchdog_kills);
+  put_counter(&b, "hookgate_sandbox_worker_exits_total", "Sandbox workers that stopped on their own.", "",
+              sst.worker_exits);
+  put_counter(&b, "hookgate_sandbox_spawns_total", "Sandbox workers started.", "", sst.spawns);
+  put_gauge(&b, "hookgate_sandbox_workers", "Sandbox workers running.", (double)sst.workers);
+  put_gauge(&b, "hookgate_sandbox_queued", "Transforms waiting for a sandbox worker.", (double)sst.queued);
   if (b.failed) hg_api_internal_error(req, "render metrics", HG_ENOMEM);
   else hg_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
   free(b.data);

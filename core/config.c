@@ -86,6 +86,17 @@ static const field_t lua_fields[] = {
     {"cpu_budget", K_SECONDS, OFF(lua_cpu_budget_ms), NULL, 0.001, 600, "seconds"},
     {"memory", K_UINT, OFF(lua_memory), NULL, 1 << 20, 16.0 * (1 << 30), "bytes"},
     {"run_memory", K_UINT, OFF(lua_run_memory), NULL, 1 << 16, 16.0 * (1 << 30), "bytes"},
+    {"shared_memory", K_UINT, OFF(lua_shared_memory), NULL, 1 << 16, 16.0 * (1 << 30), "bytes"},
+    {NULL, 0, 0, NULL, 0, 0, NULL},
+};
+
+static const field_t sandbox_fields[] = {
+    {"workers", K_UINT, OFF(sandbox_workers), NULL, 1, 256, "processes"},
+    {"states", K_UINT, OFF(sandbox_states), NULL, 1, 4096, "Lua states per worker"},
+    {"cpu_budget", K_SECONDS, OFF(sandbox_cpu_budget_ms), NULL, 0.001, 60, "seconds"},
+    {"grace", K_SECONDS, OFF(sandbox_grace_ms), NULL, 0.001, 10, "seconds"},
+    {"memory", K_UINT, OFF(sandbox_memory), NULL, 1 << 20, 4.0 * (1 << 30), "bytes"},
+    {"queue", K_UINT, OFF(sandbox_queue), NULL, 1, 10000000, "count"},
     {NULL, 0, 0, NULL, 0, 0, NULL},
 };
 
@@ -100,6 +111,7 @@ static const field_t top_fields[] = {
     {"webhooks", K_SECTION, 0, webhook_fields, 0, 0, NULL},
     {"delivery", K_SECTION, 0, delivery_fields, 0, 0, NULL},
     {"lua", K_SECTION, 0, lua_fields, 0, 0, NULL},
+    {"sandbox", K_SECTION, 0, sandbox_fields, 0, 0, NULL},
     {"plugins", K_PLUGINS, OFF(plugins_json), NULL, 0, 0, "table of plugin name = { config }"},
     {NULL, 0, 0, NULL, 0, 0, NULL},
 };
@@ -625,6 +637,13 @@ int hg_config_load(hg_config_t *cfg, const char *path, char *err, size_t errlen)
   cfg->lua_cpu_budget_ms = 200;
   cfg->lua_memory = 128u << 20;
   cfg->lua_run_memory = 32u << 20;
+  cfg->lua_shared_memory = 64u << 20;
+  cfg->sandbox_workers = 2;
+  cfg->sandbox_states = 64;
+  cfg->sandbox_cpu_budget_ms = 100;
+  cfg->sandbox_grace_ms = 20;
+  cfg->sandbox_memory = 16u << 20;
+  cfg->sandbox_queue = 10000;
   if (set_str(&cfg->lua_lib_path, HG_SOURCE_DIR "/lua") != 0 ||
       strlist_push(&cfg->lua_plugin_paths, HG_SOURCE_DIR "/plugins", strlen(HG_SOURCE_DIR "/plugins")) != 0) {
     r = HG_ENOMEM;

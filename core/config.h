@@ -64,7 +64,16 @@ typedef struct hg_config {
   uint64_t lua_cpu_budget_ms;     /* a run fails past this much CPU */
   size_t lua_memory;              /* bytes the VM may hold */
   size_t lua_run_memory;          /* bytes one run may add */
+  size_t lua_shared_memory;       /* bytes hookgate.shared may hold, keys included */
   char *plugins_json;             /* global bindings {"name": {config}}, or NULL */
+
+  /* The tenant sandbox: worker processes for webhooks' transform code. */
+  size_t sandbox_workers;         /* processes */
+  size_t sandbox_states;          /* Lua states (webhooks) each keeps */
+  uint64_t sandbox_cpu_budget_ms; /* one transform run, at most */
+  uint64_t sandbox_grace_ms;      /* past budget + grace the worker is killed */
+  size_t sandbox_memory;          /* bytes one webhook's state may hold */
+  size_t sandbox_queue;           /* transforms waiting for a worker, at most */
 } hg_config_t;
 
 /* Fills cfg with defaults, then reads path (NULL: defaults only), then

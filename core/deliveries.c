@@ -49,7 +49,7 @@ int hg_deliveries_load(sqlite3 *db, int64_t seq, int64_t now, hg_send_t *out, co
   memset(out, 0, sizeof(*out));
   int rc = hg_store_prepare(db,
                               "SELECT d.id, d.webhook_id, e.id, d.status, d.attempts, d.next_attempt_at, w.active, "
-                              "w.url, e.payload, d.created_at, e.type, w.lua FROM deliveries d "
+                              "w.url, e.payload, d.created_at, e.type, w.lua, w.organization_id FROM deliveries d "
                               "JOIN events e ON e.seq = d.event_seq "
                               "JOIN webhooks w ON w.id = d.webhook_id WHERE d.seq = ?1", &st);
   if (rc != SQLITE_OK) return hg_store_fail(db, rc, "load delivery");
@@ -68,6 +68,8 @@ int hg_deliveries_load(sqlite3 *db, int64_t seq, int64_t now, hg_send_t *out, co
     out->created_at = sqlite3_column_int64(st, 9);
     hg_copy(out->event_type, sizeof(out->event_type), (const char *)sqlite3_column_text(st, 10));
     if (sqlite3_column_type(st, 11) != SQLITE_NULL) out->lua = strdup((const char *)sqlite3_column_text(st, 11));
+    if (sqlite3_column_type(st, 12) != SQLITE_NULL)
+      hg_copy(out->org, sizeof(out->org), (const char *)sqlite3_column_text(st, 12));
     out->url = strdup((const char *)sqlite3_column_text(st, 7));
     out->payload_len = (size_t)sqlite3_column_bytes(st, 8);
     out->payload = malloc(out->payload_len + 1);

@@ -9,6 +9,7 @@
 #include "log.h"
 #include "lua/runtime.h"
 #include "metrics.h"
+#include "sandbox/pool.h"
 #include "subs.h"
 #include "sign.h"
 #include "ssrf.h"
@@ -49,6 +50,7 @@ struct item {
   int64_t started_at;
   /* Outcome. */
   hg_attempt_rec_t rec;
+  hg_lua_delivery_t *ld; /* the Lua phases' view, while a stage runs elsewhere (the sandbox) */
   char *resp_body;
   size_t resp_len;
   char error[512];
@@ -81,6 +83,7 @@ struct hg_dispatcher {
   size_t active; /* items alive: loading, sending or recording */
   unsigned max_active;
   int paused, stopping, started;
+  hg_sandbox_t *sandbox; /* tenants' transforms: started on first use */
   void (*stop_cb)(void *);
   void *stop_ud;
   hg_dispatcher_stats_t stats;
@@ -165,6 +168,10 @@ static void item_free(item_t *it) {
     }
   }
   d->active--;
+  if (it->ld) {
+    hg_lua_delivery_close(it->ld);
+    free(it->ld);
+  }
   hg_send_close(&it->send);
   free(it->resp_body);
   free(it);
@@ -593,26 +600,107 @@ static void send_transformed(item_t *it, const hg_lua_delivery_t *ld, const char
   send_raw(it, ld->url, ld->body, ld->body_len, headers, n);
 }
 
-static void send_lua(item_t *it, hg_lua_t *lua, int lua_transform, int lua_sign, int lua_deliver, const char *ts_buf,
-                     int64_t ts) {
+static void send_lua_rest(item_t *it);
+
+/* The webhook's own transform code (tenant code: it runs in the sandbox),
+ * from its bindings text; a new string, or NULL when it has none. */
+static char *tenant_transform(const char *bindings) {
+  if (bindings == NULL || strstr(bindings, "\"transform\"") == NULL) return NULL;
+  json_t *b = json_loads(bindings, 0, NULL);
+  const char *code = json_string_value(json_object_get(b, "transform"));
+  char *out = code ? strdup(code) : NULL;
+  json_decref(b);
+  return out;
+}
+
+static void tenant_done(int status, hg_lua_delivery_t *ld, const char *err, void *ud) {
+  item_t *it = ud;
+  (void)ld;
+  if (it->d->stopping) {
+    abandon(it);
+    return;
+  }
+  if (status == HG_EBUSY || status == HG_ENOMEM) {
+    abandon(it); /* due again in a second */
+    return;
+  }
+  if (status != 0) {
+    /* Named as the docs say: plugin webhook-transform, then where. */
+    char msg[700];
+    snprintf(msg, sizeof(msg), "plugin webhook-transform (transform): %s", err);
+    hg_lua_count_error("webhook-transform", "transform");
+    script_failed(it, msg);
+    return;
+  }
+  send_lua_rest(it);
+}
+
+static hg_sandbox_t *sandbox_of(hg_dispatcher_t *d) {
+  if (d->sandbox == NULL) {
+    const hg_config_t *cfg = d->cfg;
+    hg_sandbox_opts_t o = {.loop = d->loop,
+                           .workers = (unsigned)cfg->sandbox_workers,
+                           .states = (unsigned)cfg->sandbox_states,
+                           .budget_ms = cfg->sandbox_cpu_budget_ms,
+                           .grace_ms = cfg->sandbox_grace_ms,
+                           .memory = cfg->sandbox_memory,
+                           .max_queue = cfg->sandbox_queue};
+    char err[256];
+    if (hg_sandbox_new(&d->sandbox, &o, err, sizeof(err)) != 0)
+      hg_log(HG_LOG_ERROR, "cannot start the transform sandbox", "error", err, NULL);
+  }
+  return d->sandbox;
+}
+
+/* The Lua phases of a delivery: the operator's transform plugins here, the
+ * webhook's own transform code in the sandbox (tenant code never runs in
+ * this process), then send_lua_rest. */
+static void send_lua(item_t *it, hg_lua_t *lua, int lua_transform, int tenant) {
   hg_send_t *s = &it->send;
-  hg_lua_delivery_t ld;
-  memset(&ld, 0, sizeof(ld));
-  ld.id = s->id;
-  ld.webhook_id = s->webhook_id;
-  ld.event_id = s->event_id;
-  ld.event_type = s->event_type;
-  ld.attempt = s->attempts + 1;
+  hg_lua_delivery_t *ld = it->ld = calloc(1, sizeof(*ld));
+  if (ld == NULL) {
+    abandon(it);
+    return;
+  }
+  ld->id = s->id;
+  ld->webhook_id = s->webhook_id;
+  ld->event_id = s->event_id;
+  ld->event_type = s->event_type;
+  ld->attempt = s->attempts + 1;
   char err[1024];
   /* Borrowed: copied only if a plugin changes them. */
-  ld.url = s->url;
-  ld.body = s->payload;
-  ld.body_len = s->payload_len;
-  if (lua_transform && hg_lua_call_delivery(lua, HG_PHASE_TRANSFORM, s->lua, &ld, err, sizeof(err)) != 0) {
-    hg_lua_delivery_close(&ld);
+  ld->url = s->url;
+  ld->body = s->payload;
+  ld->body_len = s->payload_len;
+  if (lua_transform && hg_lua_call_delivery(lua, HG_PHASE_TRANSFORM, s->lua, ld, err, sizeof(err)) != 0) {
     script_failed(it, err);
     return;
   }
+  char *code = tenant ? tenant_transform(s->lua) : NULL;
+  if (code != NULL) {
+    hg_sandbox_t *sb = sandbox_of(it->d);
+    int r = sb ? hg_sandbox_transform(sb, s->webhook_id, s->org, code, ld, tenant_done, it) : HG_EIO;
+    free(code);
+    if (r != 0) abandon(it); /* the sandbox is full or cannot start: due again in a second */
+    return;
+  }
+  send_lua_rest(it);
+}
+
+/* After the transforms: skip, sign (the core's signature, then the sign
+ * phase), the deliver phase or the request. */
+static void send_lua_rest(item_t *it) {
+  hg_send_t *s = &it->send;
+  hg_lua_t *lua = *it->d->lua;
+  hg_lua_delivery_t ld = *it->ld;
+  free(it->ld);
+  it->ld = NULL;
+  int lua_sign = lua && hg_lua_has(lua, HG_PHASE_SIGN, s->lua);
+  int lua_deliver = lua && hg_lua_has(lua, HG_PHASE_DELIVER, s->lua);
+  int64_t ts = it->started_at / 1000;
+  char ts_buf[24];
+  ts_buf[hg_fmt_i64(ts_buf, ts)] = '\0';
+  char err[1024];
   /* delivery.skip = "reason" (or true): this webhook does not get this
    * event. Recorded as skipped with the reason; nothing is sent. */
   if (ld.skip != NULL) {
@@ -687,8 +775,9 @@ static void send_item(item_t *it) {
   int lua_transform = lua && hg_lua_has(lua, HG_PHASE_TRANSFORM, s->lua);
   int lua_sign = lua && hg_lua_has(lua, HG_PHASE_SIGN, s->lua);
   int lua_deliver = lua && hg_lua_has(lua, HG_PHASE_DELIVER, s->lua);
-  if (lua_transform || lua_sign || lua_deliver) {
-    send_lua(it, lua, lua_transform, lua_sign, lua_deliver, ts_buf, ts);
+  int tenant = s->lua != NULL && strstr(s->lua, "\"transform\"") != NULL;
+  if (lua_transform || lua_sign || lua_deliver || tenant) {
+    send_lua(it, lua, lua_transform, tenant);
     return;
   }
   char sig[HG_MAX_SECRETS * (HG_SIG_V1_LEN + 1) + 1];
@@ -927,6 +1016,8 @@ int hg_dispatcher_send_now(hg_dispatcher_t *d, int64_t seq, hg_dispatch_cb cb, v
   return submit_batch(d, b);
 }
 
+const hg_sandbox_t *hg_dispatcher_sandbox(const hg_dispatcher_t *d) { return d->sandbox; }
+
 struct hg_client *hg_dispatcher_client(hg_dispatcher_t *d) { return d->stopping ? NULL : d->client; }
 
 void hg_dispatcher_pause(hg_dispatcher_t *d) {
@@ -975,6 +1066,8 @@ static void timer_close_cb(uv_handle_t *h) {
 
 void hg_dispatcher_free(hg_dispatcher_t *d) {
   if (d == NULL) return;
+  hg_sandbox_free(d->sandbox);
+  d->sandbox = NULL;
   hg_client_close(d->client);
   d->client = NULL;
   uv_close((uv_handle_t *)&d->timer, timer_close_cb);

@@ -86,4 +86,9 @@ void hg_dispatcher_stop(hg_dispatcher_t *d, void (*done)(void *ud), void *ud);
  * NULL. */
 void hg_dispatcher_free(hg_dispatcher_t *d);
 
+/* The tenant sandbox (core/sandbox/pool.h), or NULL while no webhook's
+ * transform has run yet. */
+struct hg_sandbox;
+const struct hg_sandbox *hg_dispatcher_sandbox(const hg_dispatcher_t *d);
+
 #endif

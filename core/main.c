@@ -9,6 +9,7 @@
 #include "lua/runtime.h"
 #include "ssrf.h"
 #include "router.h"
+#include "sandbox/worker.h"
 #include "store.h"
 
 #include <getopt.h>
@@ -230,6 +231,10 @@ static int cmd_routes(void) {
 
 int main(int argc, char **argv) {
   args_t a;
+  /* A tenant-code worker the gateway started (core/sandbox/worker.c):
+   * nothing else of the gateway's runs in that process. Not in the usage
+   * text: it is no command for people. */
+  if (argc >= 2 && strcmp(argv[1], "sandbox-worker") == 0) return hg_sandbox_worker_main(argc - 2, argv + 2);
   /* Before anything uses SQLite or starts a thread. Cannot fail here. */
   (void)hg_store_global_init();
   if (argc < 2) {

@@ -114,6 +114,11 @@ struct hg_lua_utimer {
 /* Stops and frees a user timer. */
 void hg_lua__utimer_close(hg_lua_utimer_t *t);
 
+/* Adds the pure functions (json, crypto, sign, verify: no I/O, no state)
+ * to the table on top of L's stack, and registers json's array metatable
+ * in L's registry. lib_pure.c; the tenant sandbox uses it alone. */
+void hg_lua__open_pure(lua_State *L);
+
 /* Pushes the `hookgate` module table. */
 int hg_lua__open_hookgate(lua_State *L, hg_lua_t *rt);
 

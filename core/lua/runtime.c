@@ -36,7 +36,7 @@ typedef struct errcount {
 static errcount_t errcounts[128];
 static size_t n_errcounts;
 
-static void count_error(const char *plugin, const char *phase) {
+void hg_lua_count_error(const char *plugin, const char *phase) {
   for (size_t i = 0; i < n_errcounts; i++) {
     if (strcmp(errcounts[i].plugin, plugin) == 0 && strcmp(errcounts[i].phase, phase) == 0) {
       errcounts[i].n++;
@@ -178,7 +178,7 @@ static void report_error(lua_State *L, int status, const char *plugin, const cha
   if (msg == NULL) msg = "(error object is not a string)";
   snprintf(err, errlen, "plugin %s (%s): %s", plugin, phase, msg);
   hg_log(HG_LOG_ERROR, "script error", "plugin", plugin, "phase", phase, "error", msg, "traceback", tb, NULL);
-  count_error(plugin, phase);
+  hg_lua_count_error(plugin, phase);
 }
 
 /* --- runs ------------------------------------------------------------------ */

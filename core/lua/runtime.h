@@ -136,6 +136,9 @@ json_t *hg_lua_describe(hg_lua_t *rt);
 /* Counters for /metrics: script errors by plugin and phase. */
 typedef void (*hg_lua_error_count_fn)(const char *plugin, const char *phase, uint64_t n, void *ud);
 void hg_lua_each_error_count(hg_lua_t *rt, hg_lua_error_count_fn cb, void *ud);
+/* Counts a script error that ran outside the VM (a webhook's transform,
+ * in the sandbox) with the others. */
+void hg_lua_count_error(const char *plugin, const char *phase);
 
 /* Starts the generation's timers (plugins' `timers`); stops them and
  * refuses new runs (a reload retires the generation this way: runs in

@@ -1,0 +1,543 @@
+/* pool.c: the sandbox's worker processes, seen from the loop (pool.h). */
+#include "sandbox/pool.h"
+
+#include "common.h"
+#include "log.h"
+#include "sandbox/wire.h"
+
+#include <ctype.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern char **environ;
+
+typedef struct job {
+  struct job *next;
+  uint32_t id;
+  char org[64];
+  hg_wire_out_t frame; /* the request, built at submit */
+  hg_lua_delivery_t *d;
+  hg_sandbox_done_fn done;
+  void *ud;
+} job_t;
+
+typedef struct worker {
+  hg_sandbox_t *sb; /* NULL once the pool let go of this worker */
+  uv_process_t proc;
+  uv_pipe_t pipe;
+  uv_timer_t deadline;
+  uv_write_t wreq;
+  char *wbuf;        /* the frame being written (owned until write_cb) */
+  int open;          /* handles not yet closed */
+  int exited, dead;  /* dead: takes no more jobs (killed, or broken) */
+  job_t *job;        /* running now */
+  char *rbuf;
+  size_t rlen, rcap;
+  size_t slot;
+} worker_t;
+
+struct hg_sandbox {
+  hg_sandbox_opts_t o;
+  worker_t **slots;
+  job_t *head, **tail;
+  size_t n_queued;
+  uint32_t next_id;
+  int closing;
+  uv_timer_t respawn; /* retries slots whose spawn failed */
+  hg_sandbox_stats_t st;
+  char exe[PATH_MAX];
+  char **env;
+  char arg_states[24], arg_as[24];
+};
+
+static void pump(hg_sandbox_t *sb);
+static int spawn(hg_sandbox_t *sb, size_t slot);
+static void respawn_cb(uv_timer_t *t);
+
+static void job_free(job_t *j) {
+  hg_wire_free(&j->frame);
+  free(j);
+}
+
+/* --- finishing a job ------------------------------------------------------------ */
+
+static void finish(job_t *j, int status, const char *err) {
+  j->done(status, j->d, err, j->ud);
+  job_free(j);
+}
+
+/* A header name: an HTTP token. */
+static int is_token(const char *s, size_t n) {
+  if (n == 0) return 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c <= 32 || c >= 127 || strchr("\"(),/:;<=>?@[\\]{}", c)) return 0;
+  }
+  return 1;
+}
+
+/* A header value: no control characters but tab. */
+static int is_field_value(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if ((c < 32 && c != '\t') || c == 127) return 0;
+  }
+  return 1;
+}
+
+static char *dup_n(const char *s, size_t n) {
+  char *p = malloc(n + 1);
+  if (p == NULL) return NULL;
+  if (n) memcpy(p, s, n);
+  p[n] = '\0';
+  return p;
+}
+
+/* Applies an OK answer's result (at r) to d. 0, HG_EINVAL with err set (the
+ * result breaks a rule the gateway enforces), HG_ENOMEM, or HG_EIO (the
+ * frame is malformed: the worker is not to be trusted further). */
+static int apply(hg_wire_in_t *r, hg_lua_delivery_t *d, char *err, size_t errlen) {
+  size_t ul, bl, sl;
+  const char *url = hg_wire_get_str(r, &ul);
+  const char *body = hg_wire_get_str(r, &bl);
+  const char *skip = hg_wire_get_str(r, &sl);
+  uint32_t n = hg_wire_get_u32(r);
+  if (r->bad || url == NULL || body == NULL || n > 64) return HG_EIO;
+  if (memchr(url, '\0', ul) != NULL) {
+    snprintf(err, errlen, "transform: delivery.url contains a NUL byte");
+    return HG_EINVAL;
+  }
+  hg_lua_header_t *h = n ? calloc(n, sizeof(*h)) : NULL;
+  if (n && h == NULL) return HG_ENOMEM;
+  int rc = 0;
+  for (uint32_t i = 0; i < n && rc == 0; i++) {
+    size_t nl, vl;
+    const char *name = hg_wire_get_str(r, &nl);
+    const char *value = hg_wire_get_str(r, &vl);
+    if (r->bad || name == NULL || value == NULL) {
+      rc = HG_EIO;
+    } else if (!is_token(name, nl) || !is_field_value(value, vl)) {
+      snprintf(err, errlen, "transform: delivery.headers: a name or value has characters HTTP does not allow");
+      rc = HG_EINVAL;
+    } else if ((h[i].name = dup_n(name, nl)) == NULL || (h[i].value = dup_n(value, vl)) == NULL) {
+      rc = HG_ENOMEM;
+    }
+  }
+  if (rc == 0 && r->off != r->len) rc = HG_EIO;
+  char *nurl = NULL, *nbody = NULL, *nskip = NULL;
+  if (rc == 0 && ((nurl = dup_n(url, ul)) == NULL || (nbody = dup_n(body, bl)) == NULL ||
+                  (skip != NULL && (nskip = dup_n(skip, sl)) == NULL)))
+    rc = HG_ENOMEM;
+  if (rc != 0) {
+    for (uint32_t i = 0; i < n; i++) {
+      free(h[i].name);
+      free(h[i].value);
+    }
+    free(h);
+    free(nurl);
+    free(nbody);
+    free(nskip);
+    return rc;
+  }
+  /* d's own fields go; the borrowed ones are the caller's. */
+  char *old_url = d->own_url ? (char *)d->url : NULL, *old_body = d->own_body ? (char *)d->body : NULL;
+  hg_lua_header_t *old_h = d->headers;
+  size_t old_n = d->n_headers;
+  free(d->skip);
+  d->url = nurl;
+  d->own_url = 1;
+  d->body = nbody;
+  d->body_len = bl;
+  d->own_body = 1;
+  d->skip = nskip;
+  d->headers = h;
+  d->n_headers = n;
+  free(old_url);
+  free(old_body);
+  for (size_t i = 0; i < old_n; i++) {
+    free(old_h[i].name);
+    free(old_h[i].value);
+  }
+  free(old_h);
+  return 0;
+}
+
+/* --- a worker's lifetime ---------------------------------------------------------- */
+
+static void worker_close_cb(uv_handle_t *h) {
+  worker_t *w = h->data;
+  if (--w->open > 0) return;
+  free(w->rbuf);
+  free(w->wbuf);
+  free(w);
+}
+
+/* Stops using w: its handles close (the process is killed first unless it
+ * exited) and its slot is empty. A running job is the caller's to finish. */
+static void retire(worker_t *w) {
+  hg_sandbox_t *sb = w->sb;
+  if (sb == NULL) return;
+  w->sb = NULL;
+  w->dead = 1;
+  if (sb->slots[w->slot] == w) sb->slots[w->slot] = NULL;
+  if (!w->exited) uv_process_kill(&w->proc, SIGKILL);
+  uv_close((uv_handle_t *)&w->pipe, worker_close_cb);
+  uv_close((uv_handle_t *)&w->deadline, worker_close_cb);
+  uv_close((uv_handle_t *)&w->proc, worker_close_cb);
+}
+
+/* w is done for (killed, dead, or talking nonsense): fails its job with
+ * err, retires it, and starts a worker in its place. */
+static void replace(worker_t *w, const char *err) {
+  hg_sandbox_t *sb = w->sb;
+  if (sb == NULL) return;
+  job_t *j = w->job;
+  w->job = NULL;
+  size_t slot = w->slot;
+  retire(w);
+  if (!sb->closing && spawn(sb, slot) != 0 && !uv_is_active((uv_handle_t *)&sb->respawn))
+    uv_timer_start(&sb->respawn, respawn_cb, 1000, 0);
+  if (j) {
+    sb->st.jobs_failed++;
+    finish(j, HG_EINVAL, err);
+  }
+  pump(sb);
+}
+
+static void exit_cb(uv_process_t *p, int64_t status, int signal) {
+  worker_t *w = p->data;
+  w->exited = 1;
+  if (w->sb == NULL) return;
+  if (!w->sb->closing) {
+    w->sb->st.worker_exits++;
+    char msg[48];
+    snprintf(msg, sizeof(msg), "%lld", (long long)status);
+    hg_log(HG_LOG_WARN, "sandbox worker stopped", "status", msg, "signal", signal ? strsignal(signal) : "none", NULL);
+  }
+  char err[160];
+  snprintf(err, sizeof(err), "transform: the sandbox worker running the script stopped (%s %d)",
+           signal ? "signal" : "exit status", signal ? signal : (int)status);
+  replace(w, err);
+}
+
+static void deadline_cb(uv_timer_t *t) {
+  worker_t *w = t->data;
+  hg_sandbox_t *sb = w->sb;
+  if (sb == NULL || w->job == NULL) return;
+  sb->st.watchdog_kills++;
+  char err[256];
+  snprintf(err, sizeof(err),
+           "transform: CPU budget exceeded: the run used more than %d ms and was stopped by the watchdog "
+           "(it could not be interrupted where it was: a pattern match, an error handler or a finalizer)",
+           (int)sb->o.budget_ms);
+  replace(w, err);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  worker_t *w = h->data;
+  (void)suggested;
+  size_t want = 64 << 10;
+  if (w->rcap - w->rlen < want) {
+    size_t cap = w->rcap ? w->rcap : want;
+    while (cap - w->rlen < want) cap *= 2;
+    char *p = realloc(w->rbuf, cap);
+    if (p == NULL) {
+      *buf = uv_buf_init(NULL, 0);
+      return;
+    }
+    w->rbuf = p;
+    w->rcap = cap;
+  }
+  *buf = uv_buf_init(w->rbuf + w->rlen, (unsigned)(w->rcap - w->rlen));
+}
+
+/* Handles the complete answer at p (n bytes, no length prefix). */
+static void on_answer(worker_t *w, const char *p, size_t n) {
+  hg_sandbox_t *sb = w->sb;
+  job_t *j = w->job;
+  hg_wire_in_t r = {p, n, 0, 0};
+  uint32_t id = hg_wire_get_u32(&r);
+  uint32_t status = hg_wire_get_u32(&r);
+  size_t el;
+  const char *e = hg_wire_get_str(&r, &el);
+  if (r.bad || j == NULL || id != j->id) {
+    replace(w, "transform: the sandbox worker answered out of turn");
+    return;
+  }
+  uv_timer_stop(&w->deadline);
+  w->job = NULL;
+  char err[600];
+  int rc;
+  if (status == HG_WIRE_OK) {
+    rc = apply(&r, j->d, err, sizeof(err));
+    if (rc == HG_EIO) {
+      w->job = j;
+      replace(w, "transform: the sandbox worker sent a malformed answer");
+      return;
+    }
+  } else {
+    if (status == HG_WIRE_BUDGET) sb->st.budget_stops++;
+    snprintf(err, sizeof(err), "%.*s", (int)(el < 500 ? el : 500), e ? e : "transform: failed");
+    rc = HG_EINVAL;
+  }
+  if (rc == 0) sb->st.jobs_ok++;
+  else sb->st.jobs_failed++;
+  finish(j, rc, rc == HG_ENOMEM ? "transform: out of memory reading the result" : err);
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  worker_t *w = s->data;
+  (void)buf;
+  if (w->sb == NULL) return;
+  if (nread < 0) {
+    /* EOF or an error: the process is gone or going; exit_cb finishes. */
+    uv_read_stop(s);
+    if (!w->exited) uv_process_kill(&w->proc, SIGKILL);
+    w->dead = 1;
+    return;
+  }
+  w->rlen += (size_t)nread;
+  size_t off = 0;
+  while (w->sb != NULL && w->rlen - off >= 4) {
+    uint32_t n;
+    memcpy(&n, w->rbuf + off, 4);
+    if (n > HG_WIRE_MAX_FRAME) {
+      replace(w, "transform: the sandbox worker sent a malformed answer");
+      return;
+    }
+    if (w->rlen - off - 4 < n) break;
+    on_answer(w, w->rbuf + off + 4, n);
+    off += 4 + (size_t)n;
+  }
+  if (w->sb == NULL) return; /* replaced: w's buffers go with it */
+  memmove(w->rbuf, w->rbuf + off, w->rlen - off);
+  w->rlen -= off;
+  pump(w->sb);
+}
+
+static void write_cb(uv_write_t *req, int status) {
+  worker_t *w = req->data;
+  free(w->wbuf);
+  w->wbuf = NULL;
+  if (status < 0 && w->sb != NULL) replace(w, "transform: the sandbox worker stopped taking jobs");
+}
+
+static int spawn(hg_sandbox_t *sb, size_t slot) {
+  worker_t *w = calloc(1, sizeof(*w));
+  if (w == NULL) return HG_ENOMEM;
+  w->sb = sb;
+  w->slot = slot;
+  uv_pipe_init(sb->o.loop, &w->pipe, 0);
+  uv_timer_init(sb->o.loop, &w->deadline);
+  w->pipe.data = w->deadline.data = w->proc.data = w->wreq.data = w;
+  w->open = 3;
+  char *args[] = {sb->exe, "sandbox-worker", "--states", sb->arg_states, "--address-space", sb->arg_as, NULL};
+  uv_stdio_container_t stdio[3];
+  stdio[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE;
+  stdio[0].data.stream = (uv_stream_t *)&w->pipe;
+  stdio[1].flags = UV_IGNORE;
+  stdio[2].flags = UV_INHERIT_FD;
+  stdio[2].data.fd = 2;
+  uv_process_options_t po;
+  memset(&po, 0, sizeof(po));
+  po.exit_cb = exit_cb;
+  po.file = sb->exe;
+  po.args = args;
+  po.env = sb->env;
+  po.stdio_count = 3;
+  po.stdio = stdio;
+  int r = uv_spawn(sb->o.loop, &w->proc, &po);
+  if (r != 0) {
+    hg_log(HG_LOG_ERROR, "cannot start a sandbox worker", "error", uv_strerror(r), NULL);
+    w->sb = NULL;
+    w->exited = 1;
+    uv_close((uv_handle_t *)&w->pipe, worker_close_cb);
+    uv_close((uv_handle_t *)&w->deadline, worker_close_cb);
+    uv_close((uv_handle_t *)&w->proc, worker_close_cb);
+    return HG_EIO;
+  }
+  uv_read_start((uv_stream_t *)&w->pipe, alloc_cb, read_cb);
+  sb->slots[slot] = w;
+  sb->st.spawns++;
+  return 0;
+}
+
+static void respawn_cb(uv_timer_t *t) {
+  hg_sandbox_t *sb = t->data;
+  int failed = 0;
+  for (size_t i = 0; i < sb->o.workers && !sb->closing; i++)
+    if (sb->slots[i] == NULL && spawn(sb, i) != 0) failed = 1;
+  if (failed) uv_timer_start(&sb->respawn, respawn_cb, 1000, 0);
+  pump(sb);
+}
+
+/* --- jobs --------------------------------------------------------------------------- */
+
+/* How many jobs of org run now. */
+static unsigned running_for(const hg_sandbox_t *sb, const char *org) {
+  unsigned n = 0;
+  for (size_t i = 0; i < sb->o.workers; i++) {
+    worker_t *w = sb->slots[i];
+    if (w && w->job && strcmp(w->job->org, org) == 0) n++;
+  }
+  return n;
+}
+
+static void pump(hg_sandbox_t *sb) {
+  unsigned per_org = sb->o.workers / 2 ? sb->o.workers / 2 : 1;
+  for (size_t i = 0; i < sb->o.workers && sb->head; i++) {
+    worker_t *w = sb->slots[i];
+    if (w == NULL || w->dead || w->job || w->wbuf) continue;
+    /* The oldest job whose organization is under its share. */
+    job_t **pp = &sb->head, *j;
+    while ((j = *pp) != NULL && running_for(sb, j->org) >= per_org) pp = &j->next;
+    if (j == NULL) return;
+    *pp = j->next;
+    if (sb->tail == &j->next) sb->tail = pp;
+    sb->n_queued--;
+    w->job = j;
+    w->wbuf = j->frame.p;
+    uv_buf_t b = uv_buf_init(j->frame.p, (unsigned)j->frame.len);
+    j->frame.p = NULL; /* the worker owns it until write_cb */
+    uv_timer_start(&w->deadline, deadline_cb, sb->o.budget_ms + sb->o.grace_ms, 0);
+    if (uv_write(&w->wreq, (uv_stream_t *)&w->pipe, &b, 1, write_cb) != 0) {
+      free(w->wbuf);
+      w->wbuf = NULL;
+      replace(w, "transform: the sandbox worker stopped taking jobs");
+      return; /* replace pumped */
+    }
+  }
+}
+
+int hg_sandbox_transform(hg_sandbox_t *sb, const char *key, const char *org, const char *code,
+                         hg_lua_delivery_t *d, hg_sandbox_done_fn done, void *ud) {
+  if (sb->closing) return HG_ESTATE;
+  if (sb->n_queued >= sb->o.max_queue) return HG_EBUSY;
+  job_t *j = calloc(1, sizeof(*j));
+  if (j == NULL) return HG_ENOMEM;
+  j->id = ++sb->next_id;
+  snprintf(j->org, sizeof(j->org), "%s", org ? org : "");
+  j->d = d;
+  j->done = done;
+  j->ud = ud;
+  hg_wire_out_t *w = &j->frame;
+  hg_wire_begin(w);
+  hg_wire_u32(w, HG_WIRE_JOB_TRANSFORM);
+  hg_wire_u32(w, j->id);
+  hg_wire_u32(w, (uint32_t)sb->o.budget_ms);
+  hg_wire_u32(w, (uint32_t)(sb->o.memory >> 10));
+  hg_wire_cstr(w, key);
+  hg_wire_cstr(w, code);
+  hg_wire_cstr(w, d->id);
+  hg_wire_cstr(w, d->webhook_id);
+  hg_wire_cstr(w, d->event_id);
+  hg_wire_cstr(w, d->event_type);
+  hg_wire_cstr(w, d->url);
+  hg_wire_str(w, d->body, d->body_len);
+  hg_wire_u32(w, (uint32_t)d->attempt);
+  hg_wire_u32(w, (uint32_t)d->n_headers);
+  for (size_t i = 0; i < d->n_headers; i++) {
+    hg_wire_cstr(w, d->headers[i].name);
+    hg_wire_cstr(w, d->headers[i].value);
+  }
+  hg_wire_cstr(w, d->skip);
+  if (hg_wire_finish(w) != 0) {
+    free(j);
+    return HG_ENOMEM;
+  }
+  j->next = NULL;
+  *sb->tail = j;
+  sb->tail = &j->next;
+  sb->n_queued++;
+  pump(sb);
+  return 0;
+}
+
+/* --- the pool ----------------------------------------------------------------------- */
+
+int hg_sandbox_new(hg_sandbox_t **out, const hg_sandbox_opts_t *opts, char *err, size_t errlen) {
+  *out = NULL;
+  hg_sandbox_t *sb = calloc(1, sizeof(*sb));
+  if (sb == NULL) return HG_ENOMEM;
+  sb->o = *opts;
+  if (sb->o.workers < 1) sb->o.workers = 1;
+  if (sb->o.states < 1) sb->o.states = 1;
+  if (sb->o.max_queue < 1) sb->o.max_queue = 1;
+  sb->tail = &sb->head;
+  size_t exe_len = sizeof(sb->exe);
+  int r = uv_exepath(sb->exe, &exe_len);
+  sb->slots = calloc(sb->o.workers, sizeof(*sb->slots));
+  /* Only the sanitizers' settings pass: the gateway's environment holds
+   * its admin key and store address, which tenant code has no business
+   * near, even through a bug. */
+  size_t n = 0;
+  for (char **e = environ; *e; e++) n++;
+  sb->env = calloc(n + 1, sizeof(char *));
+  if (sb->slots == NULL || sb->env == NULL || r != 0) {
+    snprintf(err, errlen, "sandbox: %s", r != 0 ? uv_strerror(r) : "out of memory");
+    free(sb->slots);
+    free(sb->env);
+    free(sb);
+    return r != 0 ? HG_EIO : HG_ENOMEM;
+  }
+  n = 0;
+  for (char **e = environ; *e; e++)
+    if (strncmp(*e, "ASAN_", 5) == 0 || strncmp(*e, "UBSAN_", 6) == 0 || strncmp(*e, "LSAN_", 5) == 0)
+      sb->env[n++] = *e;
+  snprintf(sb->arg_states, sizeof(sb->arg_states), "%u", sb->o.states);
+  /* Room for every state at its limit, and the worker's own needs. */
+  unsigned long long as = (unsigned long long)sb->o.states * sb->o.memory + (512ull << 20);
+  snprintf(sb->arg_as, sizeof(sb->arg_as), "%llu", as);
+  uv_timer_init(sb->o.loop, &sb->respawn);
+  sb->respawn.data = sb;
+  for (size_t i = 0; i < sb->o.workers; i++) {
+    if (spawn(sb, i) != 0) {
+      snprintf(err, errlen, "sandbox: cannot start worker processes from %s", sb->exe);
+      hg_sandbox_free(sb);
+      return HG_EIO;
+    }
+  }
+  *out = sb;
+  return 0;
+}
+
+static void pool_close_cb(uv_handle_t *h) {
+  hg_sandbox_t *sb = h->data;
+  free(sb->slots);
+  free(sb->env);
+  free(sb);
+}
+
+void hg_sandbox_free(hg_sandbox_t *sb) {
+  if (sb == NULL) return;
+  sb->closing = 1;
+  for (size_t i = 0; i < sb->o.workers; i++) {
+    worker_t *w = sb->slots[i];
+    if (w == NULL) continue;
+    job_t *j = w->job;
+    w->job = NULL;
+    retire(w);
+    if (j) job_free(j);
+  }
+  while (sb->head) {
+    job_t *j = sb->head;
+    sb->head = j->next;
+    job_free(j);
+  }
+  uv_close((uv_handle_t *)&sb->respawn, pool_close_cb);
+}
+
+void hg_sandbox_stats(const hg_sandbox_t *sb, hg_sandbox_stats_t *out) {
+  *out = sb->st;
+  out->queued = sb->n_queued;
+  out->running = out->workers = 0;
+  for (size_t i = 0; i < sb->o.workers; i++) {
+    worker_t *w = sb->slots[i];
+    if (w == NULL || w->dead) continue;
+    out->workers++;
+    if (w->job) out->running++;
+  }
+}

@@ -1,0 +1,69 @@
+/* pool.h: the gateway's side of the tenant sandbox — a pool of worker
+ * processes (core/sandbox/worker.c) that run webhooks' transform code, one
+ * job per worker at a time, each under a deadline the loop enforces.
+ *
+ * The loop never waits on tenant code: a job is written to an idle
+ * worker's socket and its answer read when it comes. A worker that has not
+ * answered by the job's budget plus a grace is killed (SIGKILL) and
+ * replaced; its job fails as a script error. One organization's jobs hold
+ * at most half the workers (at least one), so a tenant whose code always
+ * runs to its budget slows its own deliveries, not everyone's.
+ *
+ * Callbacks never run inside the call that registered them. */
+#ifndef HG_SANDBOX_POOL_H
+#define HG_SANDBOX_POOL_H
+
+#include "lua/runtime.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct hg_sandbox hg_sandbox_t;
+
+typedef struct hg_sandbox_opts {
+  uv_loop_t *loop;
+  unsigned workers;     /* processes (>= 1) */
+  unsigned states;      /* Lua states each worker keeps (one per webhook) */
+  uint64_t budget_ms;   /* CPU budget of one run */
+  uint64_t grace_ms;    /* past budget + grace, the worker is killed */
+  size_t memory;        /* bytes one webhook's state may hold */
+  size_t max_queue;     /* jobs waiting for a worker, at most */
+} hg_sandbox_opts_t;
+
+/* Starts the workers. 0, or a negative code with err set. */
+int hg_sandbox_new(hg_sandbox_t **out, const hg_sandbox_opts_t *opts, char *err, size_t errlen);
+
+/* Kills the workers and frees the pool once their handles closed. Jobs
+ * still queued or running are dropped without their callbacks: the owner
+ * frees the pool only when it has none (the dispatcher waits for its
+ * deliveries first). */
+void hg_sandbox_free(hg_sandbox_t *sb);
+
+/* Completion of a transform: status 0 (d holds the result: url, body,
+ * headers, skip, replaced as hg_lua_call_delivery would), HG_EINVAL (the
+ * script failed, stopped at its budget or its worker died: err says how,
+ * as "transform:LINE: message"), HG_EBUSY (the queue is full: try later)
+ * or HG_ENOMEM. */
+typedef void (*hg_sandbox_done_fn)(int status, hg_lua_delivery_t *d, const char *err, void *ud);
+
+/* Runs code (a webhook's transform) over d in a worker. key names the
+ * webhook (its Lua state), org its organization (fairness; may be NULL or
+ * ""). d stays the caller's and must live until done, which runs later,
+ * never inside this call. Returns 0, or HG_EBUSY (queue full) / HG_ENOMEM
+ * without calling done. */
+int hg_sandbox_transform(hg_sandbox_t *sb, const char *key, const char *org, const char *code,
+                         hg_lua_delivery_t *d, hg_sandbox_done_fn done, void *ud);
+
+typedef struct hg_sandbox_stats {
+  uint64_t jobs_ok, jobs_failed;   /* answered by a worker */
+  uint64_t budget_stops;           /* runs a worker stopped at the budget itself */
+  uint64_t watchdog_kills;         /* workers killed at budget + grace */
+  uint64_t worker_exits;           /* workers that died on their own */
+  uint64_t spawns;                 /* workers started, first ones included */
+  size_t queued, running, workers; /* now */
+} hg_sandbox_stats_t;
+
+void hg_sandbox_stats(const hg_sandbox_t *sb, hg_sandbox_stats_t *out);
+
+#endif
