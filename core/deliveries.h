@@ -32,7 +32,7 @@ typedef struct hg_send {
   char event_type[132];
   char *url;                /* malloc'd */
   char *lua;                /* the webhook's Lua bindings (JSON text) or NULL; malloc'd */
-  char org[HG_ID_MAX];      /* the webhook's organization, or "" */
+  char org[132];            /* the webhook's organization, or "" (truncated past 131 bytes) */
   char *payload;            /* malloc'd */
   size_t payload_len;
   char secrets[HG_MAX_SECRETS][HG_SECRET_MAX];
