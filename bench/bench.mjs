@@ -6,7 +6,7 @@
 // is shared and absolute numbers drift; the ratio is the figure that counts.
 // Each figure is the median of --runs runs, anchors and gateway interleaved.
 import { spawn } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -221,8 +221,8 @@ ${extra}
   };
 }
 
-async function addWebhook(gw, url) {
-  const r = await request(gw.port, 'POST', '/v1/webhooks', { key: KEY, body: { url, events: ['user.created'] } });
+async function addWebhook(gw, url, more = {}) {
+  const r = await request(gw.port, 'POST', '/v1/webhooks', { key: KEY, body: { url, events: ['user.created'], ...more } });
   if (r.status !== 201 && r.status !== 200) throw new Error(`create webhook: ${r.status} ${r.body}`);
   return r.json;
 }
@@ -328,16 +328,31 @@ async function benchIngest(sink) {
   }
 }
 
-async function deliveryRun(scheme, sink, ca, extra = '') {
+// The CPU time of pid's children (the transform sandbox's workers) that
+// are alive now, in microseconds.
+function childrenMicros(pid) {
+  let total = 0;
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    let kids = '';
+    try { kids = readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8'); } catch { continue; }
+    for (const k of kids.trim().split(/\s+/).filter(Boolean)) {
+      try { total += cpuMicros(Number(k)); } catch { /* gone */ }
+    }
+  }
+  return total;
+}
+
+async function deliveryRun(scheme, sink, ca, extra = '', webhook = {}) {
   const gw = await startGateway({ paused: true, caFile: scheme === 'https' ? ca : undefined, extra });
   try {
     const url = scheme === 'https' ? `https://localhost:${sink.httpsPort}/hook` : `http://127.0.0.1:${sink.httpPort}/hook`;
-    await addWebhook(gw, url);
+    await addWebhook(gw, url, webhook);
     const t0i = performance.now();
     await ingestBatches(gw, O.pending);
     const ingestS = (performance.now() - t0i) / 1000;
     const m0 = await gw.metrics();
     const c0 = cpuMicros(gw.pid);
+    const k0 = childrenMicros(gw.pid);
     const t0 = performance.now();
     const r = await request(gw.port, 'POST', '/v1/admin/delivery/resume', { key: KEY });
     if (r.status !== 200) throw new Error(`resume: ${r.status} ${r.body}`);
@@ -352,12 +367,16 @@ async function deliveryRun(scheme, sink, ca, extra = '') {
     }
     const secs = (performance.now() - t0) / 1000;
     const c1 = cpuMicros(gw.pid);
+    const k1 = childrenMicros(gw.pid);
     const m1 = await gw.metrics();
     const ok = m1['hookgate_deliveries_completed_total{status="success"}'] - m0['hookgate_deliveries_completed_total{status="success"}'];
     const fail = m1['hookgate_delivery_attempts_total{outcome="failure"}'] - m0['hookgate_delivery_attempts_total{outcome="failure"}'];
     if (fail > 0) log(`warning: ${fail} failed attempts delivering to ${scheme}`);
     return {
       rate: ok / secs, seconds: secs, succeeded: ok, failures: fail, cpu_us: (c1 - c0) / ok,
+      // The sandbox's workers: started on the first transform, so a
+      // run's first figures include their start (a few ms in all).
+      workers_cpu_us: (k1 - k0) / ok,
       transform_us: phaseMicros(m0, m1, 'transform'),
       batch_ingest_rate: O.pending / ingestS,
     };
@@ -410,6 +429,11 @@ async function benchLua(sink) {
       push(`lua_transform_${v}`, await retry('lua transform run',
         () => deliveryRun('http', sink, undefined, v === 'lua' ? luaConfig('noop-transform') : '')));
     }
+    // A webhook's own no-op transform (tenant code: it runs in the
+    // sandbox's worker processes), against the same base.
+    log(`lua tenant transform run ${i + 1}/${O.runs}: draining ${O.pending} deliveries, webhook transform 'function(d) end'`);
+    push('lua_tenant_lua', await retry('lua tenant transform run',
+      () => deliveryRun('http', sink, undefined, '', { transform: 'function(d) end' })));
     for (const v of order) {
       log(`lua route run ${i + 1}/${O.runs}: ingest -c50, delivery paused, ${v === 'lua' ? 'noop-route bound' : 'no plugin'}`);
       push(`lua_route_${v}`, await retry('lua route run',
@@ -420,6 +444,9 @@ async function benchLua(sink) {
   for (const x of ['transform', 'route']) {
     R[`lua_${x}_added`] = R[`lua_${x}_lua`].map((r, i) => ({ cpu_us: r.cpu_us - R[`lua_${x}_base`][i].cpu_us }));
   }
+  R.lua_tenant_added = R.lua_tenant_lua.map((r, i) => ({
+    cpu_us: r.cpu_us + r.workers_cpu_us - R.lua_transform_base[i].cpu_us,
+  }));
 }
 
 async function benchE2E() {
@@ -586,6 +613,17 @@ function table() {
     row(`  deliveries/s, plugin bound / without`, `${fmt(med('lua_transform_lua', (r) => r.rate))}`,
       `${fmt(med('lua_transform_base', (r) => r.rate))} /s without Lua`,
       ratio(med('lua_transform_lua', (r) => r.rate), med('lua_transform_base', (r) => r.rate)), '');
+  }
+  if (R.lua_tenant_added) {
+    const added = med('lua_tenant_added', (r) => r.cpu_us);
+    const base = med('lua_transform_base', (r) => r.cpu_us);
+    row(`Webhook no-op transform in the sandbox (${fmt(O.pending)} pending, http): added CPU per delivery, gateway + workers`,
+      `${fmt(added, 1)} us`, `${fmt(base, 1)} us/delivery without Lua`, '', '<= 10 us', added <= 10);
+    row(`  gateway CPU per delivery / workers' CPU per delivery`,
+      `${fmt(med('lua_tenant_lua', (r) => r.cpu_us), 1)} / ${fmt(med('lua_tenant_lua', (r) => r.workers_cpu_us), 1)} us`, '', '', '');
+    row(`  deliveries/s, sandboxed transform / without`, `${fmt(med('lua_tenant_lua', (r) => r.rate))}`,
+      `${fmt(med('lua_transform_base', (r) => r.rate))} /s without Lua`,
+      ratio(med('lua_tenant_lua', (r) => r.rate), med('lua_transform_base', (r) => r.rate)), '');
   }
   if (R.lua_route_added) {
     const inPhase = med('lua_route_lua', (r) => r.route_us);

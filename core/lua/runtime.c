@@ -75,6 +75,9 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     if (rt->mem + (nsize - osize) > limit) return NULL;
     hg_lua_run_t *run = rt->current;
     if (run != NULL && rt->mem + (nsize - osize) > run->mem_start + rt->run_mem_limit) return NULL;
+    /* A run past its budget gets nothing more: a memory error skips
+     * message handlers, so a script cannot catch its way out. */
+    if (run != NULL && run->killed) return NULL;
   }
   void *p = realloc(ptr, nsize);
   if (p != NULL) rt->mem = rt->mem - osize + nsize;
@@ -366,6 +369,12 @@ static void run_finish(hg_lua_run_t *run, int status) {
      * dead coroutine still has the stack for the traceback. (A killed run
      * comes with its report built; routes and timers catch their own.) */
     if (run->kind == RUN_PHASE && !run->killed) structure_error(co, status, 0);
+    if (run->killed && !lua_istable(co, -1)) {
+      /* Stopped where the refused allocations left a memory error: say
+       * what stopped it. */
+      lua_pushstring(co, run->kill_msg);
+      status = LUA_ERRRUN;
+    }
     const char *phase = run->kind == RUN_ROUTE ? "routes" : run->kind == RUN_TIMER ? "timer" : hg_phase_name(run->phase);
     report_error(co, status, run->label ? run->label : run->plugin[0] ? run->plugin : NULL, phase, err, sizeof(err));
     r = HG_EINVAL;
@@ -693,6 +702,13 @@ static int call_pure(hg_lua_t *rt, hg_phase_t phase, const char *bindings, void 
   }
   rt->current = prev;
   if (run->killed) lua_sethook(L, hook, LUA_MASKCOUNT, 1000);
+  if (run->killed && status != LUA_OK) {
+    /* The message handler may have found no memory (a killed run gets
+     * none): report the budget. */
+    lua_pop(L, 1);
+    lua_pushstring(L, run->kill_msg);
+    status = LUA_ERRRUN;
+  }
   if (status != LUA_OK) report_error(L, status, rt->plugin, hg_phase_name(phase), err, errlen);
   memcpy(rt->plugin, outer, sizeof(outer));
   if (status != LUA_OK) return HG_EINVAL;

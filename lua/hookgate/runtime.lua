@@ -105,15 +105,35 @@ local function safe_rawset(t, k, v)
   return rawset(t, k, v)
 end
 
--- The environment of one plugin (or one per-webhook transform).
+-- Lua runs an xpcall message handler with hooks off when the error came
+-- from a hook (the CPU budget's): a handler that loops could not be
+-- stopped. Plugins get an xpcall whose handler runs after the protected
+-- call has unwound, as an ordinary call, under the budget like any code.
+-- (The handler sees the error value, not the stack where it was raised.)
+local function safe_xpcall(f, msgh, ...)
+  local r = table.pack(pcall(f, ...))
+  if r[1] then return table.unpack(r, 1, r.n) end
+  return false, msgh(r[2])
+end
+
+-- A finalizer runs with hooks off, whenever the collector decides: in
+-- another plugin's run, unbounded. Plugins' metatables may not have one.
+local function safe_setmetatable(t, mt)
+  if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+    error("setmetatable: __gc metamethods are not allowed in plugins", 2)
+  end
+  return setmetatable(t, mt)
+end
+
+-- The environment of one plugin.
 function R.new_env(name)
   local string_lib = copy(string)
   string_lib.dump = nil
   local env = {
     assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
-    select = select, tonumber = tonumber, tostring = tostring, type = type, xpcall = xpcall,
+    select = select, tonumber = tonumber, tostring = tostring, type = type, xpcall = safe_xpcall,
     rawequal = rawequal, rawget = rawget, rawlen = rawlen, rawset = safe_rawset,
-    setmetatable = setmetatable, getmetatable = getmetatable, _VERSION = _VERSION,
+    setmetatable = safe_setmetatable, getmetatable = getmetatable, _VERSION = _VERSION,
     string = string_lib, table = copy(table), math = copy(math), utf8 = copy(utf8),
     os = { time = os.time, clock = os.clock, date = os.date, difftime = os.difftime },
     coroutine = copy(sandbox_coroutine),

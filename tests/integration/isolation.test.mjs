@@ -52,6 +52,11 @@ return {
       d.headers["X-Shared"] = n .. "," .. tostring(last) .. "," .. tostring(again)
     elseif conf.mode == "error" then
       error("probe failed on purpose")
+    elseif conf.mode == "xpcall" then
+      xpcall(function() while true do end end, function() while true do end end)
+    elseif conf.mode == "gc" then
+      local ok, e = pcall(setmetatable, {}, { __gc = function() while true do end end })
+      d.headers["X-Gc"] = ok and "allowed" or tostring(e)
     end
   end,
 }
@@ -303,6 +308,24 @@ describe('operator plugins: the shared module and the pure phases hold', () => {
     assert.ok(Number(n) >= 1 && Number(n) < 8, `stored ${n} of 8 MiB in a 4 MiB dictionary`);
     assert.match(err, /shared.set: full \(lua.shared_memory is 4194304 bytes\)/);
     assert.equal(again, 'true', 'deleted values give their room back');
+    await gw.request('DELETE', `/v1/webhooks/${wh.id}`);
+  });
+
+  it('a plugin whose xpcall handler loops is stopped at its budget; the loop goes on', async () => {
+    const wh = await createWebhook(undefined, '/px', { plugins: [{ name: 'probe', config: { mode: 'xpcall' } }] }, 'oauth.consent.granted');
+    const ev = await publish(undefined, 'oauth.consent.granted');
+    const d = await finalDelivery(undefined, wh, ev.id);
+    assert.equal(d.status, 'failed');
+    assert.match(await lastError(undefined, wh, d), /plugin probe \(transform\): probe\/init\.lua:\d+: CPU budget exceeded/);
+    assert.ok(await healthy());
+    await gw.request('DELETE', `/v1/webhooks/${wh.id}`);
+  });
+
+  it('a plugin cannot set a __gc finalizer', async () => {
+    const wh = await createWebhook(undefined, '/pgc', { plugins: [{ name: 'probe', config: { mode: 'gc' } }] }, 'oauth.consent.revoked');
+    await publish(undefined, 'oauth.consent.revoked');
+    const r = await rx.waitFor((x) => x.url === '/pgc', 10000 * SLOW);
+    assert.match(r.headers['x-gc'], /__gc metamethods are not allowed in plugins/);
     await gw.request('DELETE', `/v1/webhooks/${wh.id}`);
   });
 
