@@ -62,6 +62,10 @@ struct item {
   int rec_status;
 };
 
+typedef struct code_cache {
+  char *bindings, *code;
+} code_cache_t;
+
 struct hg_dispatcher {
   uv_loop_t *loop;
   hg_lua_t *const *lua; /* the app's current generation (may change on reload) */
@@ -84,6 +88,8 @@ struct hg_dispatcher {
   unsigned max_active;
   int paused, stopping, started;
   hg_sandbox_t *sandbox; /* tenants' transforms: started on first use */
+  code_cache_t codes[16]; /* see tenant_transform */
+  unsigned next_code;
   void (*stop_cb)(void *);
   void *stop_ud;
   hg_dispatcher_stats_t stats;
@@ -603,14 +609,26 @@ static void send_transformed(item_t *it, const hg_lua_delivery_t *ld, const char
 static void send_lua_rest(item_t *it);
 
 /* The webhook's own transform code (tenant code: it runs in the sandbox),
- * from its bindings text; a new string, or NULL when it has none. */
-static char *tenant_transform(const char *bindings) {
+ * from its bindings text, or NULL when it has none. Borrowed from a small
+ * cache of the last bindings seen (parsed once, not per delivery): valid
+ * until the next call. */
+static const char *tenant_transform(hg_dispatcher_t *d, const char *bindings) {
   if (bindings == NULL || strstr(bindings, "\"transform\"") == NULL) return NULL;
+  code_cache_t *c = d->codes;
+  for (size_t i = 0; i < HG_ARRAY_LEN(d->codes); i++)
+    if (c[i].bindings && strcmp(c[i].bindings, bindings) == 0) return c[i].code;
+  code_cache_t *slot = &c[d->next_code++ % HG_ARRAY_LEN(d->codes)];
+  free(slot->bindings);
+  free(slot->code);
+  slot->bindings = slot->code = NULL;
   json_t *b = json_loads(bindings, 0, NULL);
   const char *code = json_string_value(json_object_get(b, "transform"));
-  char *out = code ? strdup(code) : NULL;
+  if (code && (slot->bindings = strdup(bindings)) != NULL && (slot->code = strdup(code)) == NULL) {
+    free(slot->bindings);
+    slot->bindings = NULL;
+  }
   json_decref(b);
-  return out;
+  return slot->code;
 }
 
 static void tenant_done(int status, hg_lua_delivery_t *ld, const char *err, void *ud) {
@@ -676,11 +694,10 @@ static void send_lua(item_t *it, hg_lua_t *lua, int lua_transform, int tenant) {
     script_failed(it, err);
     return;
   }
-  char *code = tenant ? tenant_transform(s->lua) : NULL;
+  const char *code = tenant ? tenant_transform(it->d, s->lua) : NULL;
   if (code != NULL) {
     hg_sandbox_t *sb = sandbox_of(it->d);
     int r = sb ? hg_sandbox_transform(sb, s->webhook_id, s->org, code, ld, tenant_done, it) : HG_EIO;
-    free(code);
     if (r != 0) abandon(it); /* the sandbox is full or cannot start: due again in a second */
     return;
   }
@@ -1068,6 +1085,10 @@ void hg_dispatcher_free(hg_dispatcher_t *d) {
   if (d == NULL) return;
   hg_sandbox_free(d->sandbox);
   d->sandbox = NULL;
+  for (size_t i = 0; i < HG_ARRAY_LEN(d->codes); i++) {
+    free(d->codes[i].bindings);
+    free(d->codes[i].code);
+  }
   hg_client_close(d->client);
   d->client = NULL;
   uv_close((uv_handle_t *)&d->timer, timer_close_cb);

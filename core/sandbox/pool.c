@@ -24,20 +24,30 @@ typedef struct job {
   void *ud;
 } job_t;
 
+/* Jobs a worker holds, in the order it runs them: the first is running
+ * (or about to), the others wait in its socket. */
+#define PIPELINE 64
+
 typedef struct worker {
   hg_sandbox_t *sb; /* NULL once the pool let go of this worker */
   uv_process_t proc;
   uv_pipe_t pipe;
-  uv_timer_t deadline;
-  uv_write_t wreq;
-  char *wbuf;        /* the frame being written (owned until write_cb) */
-  int open;          /* handles not yet closed */
-  int exited, dead;  /* dead: takes no more jobs (killed, or broken) */
-  job_t *job;        /* running now */
+  uv_timer_t deadline; /* the first job's */
+  int open;            /* handles not yet closed */
+  int exited, dead;    /* dead: takes no more jobs (killed, or broken) */
+  int polled;          /* the deadline passed once: the answer got one poll to arrive */
+  job_t *jobs, **jobs_tail;
+  unsigned n_jobs;
+  char org[64];        /* whose jobs it holds (a worker serves one organization at a time) */
   char *rbuf;
   size_t rlen, rcap;
   size_t slot;
 } worker_t;
+
+typedef struct wreq {
+  uv_write_t req;
+  worker_t *w;
+} wreq_t;
 
 struct hg_sandbox {
   hg_sandbox_opts_t o;
@@ -56,6 +66,7 @@ struct hg_sandbox {
 static void pump(hg_sandbox_t *sb);
 static int spawn(hg_sandbox_t *sb, size_t slot);
 static void respawn_cb(uv_timer_t *t);
+static void deadline_cb(uv_timer_t *t);
 
 static void job_free(job_t *j) {
   hg_wire_free(&j->frame);
@@ -101,12 +112,13 @@ static char *dup_n(const char *s, size_t n) {
  * frame is malformed: the worker is not to be trusted further). */
 static int apply(hg_wire_in_t *r, hg_lua_delivery_t *d, char *err, size_t errlen) {
   size_t ul, bl, sl;
+  /* url and body: NULL when the script left them as they were. */
   const char *url = hg_wire_get_str(r, &ul);
   const char *body = hg_wire_get_str(r, &bl);
   const char *skip = hg_wire_get_str(r, &sl);
   uint32_t n = hg_wire_get_u32(r);
-  if (r->bad || url == NULL || body == NULL || n > 64) return HG_EIO;
-  if (memchr(url, '\0', ul) != NULL) {
+  if (r->bad || n > 64) return HG_EIO;
+  if (url != NULL && memchr(url, '\0', ul) != NULL) {
     snprintf(err, errlen, "transform: delivery.url contains a NUL byte");
     return HG_EINVAL;
   }
@@ -128,7 +140,8 @@ static int apply(hg_wire_in_t *r, hg_lua_delivery_t *d, char *err, size_t errlen
   }
   if (rc == 0 && r->off != r->len) rc = HG_EIO;
   char *nurl = NULL, *nbody = NULL, *nskip = NULL;
-  if (rc == 0 && ((nurl = dup_n(url, ul)) == NULL || (nbody = dup_n(body, bl)) == NULL ||
+  if (rc == 0 && ((url != NULL && (nurl = dup_n(url, ul)) == NULL) ||
+                  (body != NULL && (nbody = dup_n(body, bl)) == NULL) ||
                   (skip != NULL && (nskip = dup_n(skip, sl)) == NULL)))
     rc = HG_ENOMEM;
   if (rc != 0) {
@@ -143,15 +156,21 @@ static int apply(hg_wire_in_t *r, hg_lua_delivery_t *d, char *err, size_t errlen
     return rc;
   }
   /* d's own fields go; the borrowed ones are the caller's. */
-  char *old_url = d->own_url ? (char *)d->url : NULL, *old_body = d->own_body ? (char *)d->body : NULL;
+  char *old_url = NULL, *old_body = NULL;
+  if (nurl != NULL) {
+    old_url = d->own_url ? (char *)d->url : NULL;
+    d->url = nurl;
+    d->own_url = 1;
+  }
+  if (nbody != NULL) {
+    old_body = d->own_body ? (char *)d->body : NULL;
+    d->body = nbody;
+    d->body_len = bl;
+    d->own_body = 1;
+  }
   hg_lua_header_t *old_h = d->headers;
   size_t old_n = d->n_headers;
   free(d->skip);
-  d->url = nurl;
-  d->own_url = 1;
-  d->body = nbody;
-  d->body_len = bl;
-  d->own_body = 1;
   d->skip = nskip;
   d->headers = h;
   d->n_headers = n;
@@ -171,7 +190,6 @@ static void worker_close_cb(uv_handle_t *h) {
   worker_t *w = h->data;
   if (--w->open > 0) return;
   free(w->rbuf);
-  free(w->wbuf);
   free(w);
 }
 
@@ -189,22 +207,50 @@ static void retire(worker_t *w) {
   uv_close((uv_handle_t *)&w->proc, worker_close_cb);
 }
 
-/* w is done for (killed, dead, or talking nonsense): fails its job with
- * err, retires it, and starts a worker in its place. */
+/* Puts jobs (a chain) back at the front of the queue, in order. */
+static void requeue(hg_sandbox_t *sb, job_t *jobs) {
+  if (jobs == NULL) return;
+  job_t *last = jobs;
+  size_t n = 1;
+  while (last->next) {
+    last = last->next;
+    n++;
+  }
+  last->next = sb->head;
+  if (sb->head == NULL) sb->tail = &last->next;
+  sb->head = jobs;
+  sb->n_queued += n;
+}
+
+/* w is done for (killed, dead, or talking nonsense): fails its first job
+ * with err (the one it was running), puts the others back in the queue,
+ * retires it, and starts a worker in its place. */
 static void replace(worker_t *w, const char *err) {
   hg_sandbox_t *sb = w->sb;
   if (sb == NULL) return;
-  job_t *j = w->job;
-  w->job = NULL;
+  job_t *j = w->jobs;
+  job_t *rest = j ? j->next : NULL;
+  w->jobs = NULL;
+  w->jobs_tail = &w->jobs;
+  w->n_jobs = 0;
   size_t slot = w->slot;
   retire(w);
   if (!sb->closing && spawn(sb, slot) != 0 && !uv_is_active((uv_handle_t *)&sb->respawn))
     uv_timer_start(&sb->respawn, respawn_cb, 1000, 0);
+  requeue(sb, rest);
   if (j) {
     sb->st.jobs_failed++;
     finish(j, HG_EINVAL, err);
   }
   pump(sb);
+}
+
+/* Arms the watchdog for w's first job (from now: it starts when the one
+ * before it was answered). */
+static void arm(worker_t *w) {
+  w->polled = 0;
+  if (w->jobs) uv_timer_start(&w->deadline, deadline_cb, w->sb->o.budget_ms + w->sb->o.grace_ms, 0);
+  else uv_timer_stop(&w->deadline);
 }
 
 static void exit_cb(uv_process_t *p, int64_t status, int signal) {
@@ -226,7 +272,15 @@ static void exit_cb(uv_process_t *p, int64_t status, int signal) {
 static void deadline_cb(uv_timer_t *t) {
   worker_t *w = t->data;
   hg_sandbox_t *sb = w->sb;
-  if (sb == NULL || w->job == NULL) return;
+  if (sb == NULL || w->jobs == NULL) return;
+  if (!w->polled) {
+    /* Timers run before the loop polls: after a long loop turn the answer
+     * may be in the socket already, unread. Give it one poll (a 0 ms timer
+     * would fire again in this same pass). */
+    w->polled = 1;
+    uv_timer_start(&w->deadline, deadline_cb, 1, 0);
+    return;
+  }
   sb->st.watchdog_kills++;
   char err[256];
   snprintf(err, sizeof(err),
@@ -254,10 +308,11 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   *buf = uv_buf_init(w->rbuf + w->rlen, (unsigned)(w->rcap - w->rlen));
 }
 
-/* Handles the complete answer at p (n bytes, no length prefix). */
+/* Handles the complete answer at p (n bytes, no length prefix): it is the
+ * first job's. */
 static void on_answer(worker_t *w, const char *p, size_t n) {
   hg_sandbox_t *sb = w->sb;
-  job_t *j = w->job;
+  job_t *j = w->jobs;
   hg_wire_in_t r = {p, n, 0, 0};
   uint32_t id = hg_wire_get_u32(&r);
   uint32_t status = hg_wire_get_u32(&r);
@@ -267,14 +322,11 @@ static void on_answer(worker_t *w, const char *p, size_t n) {
     replace(w, "transform: the sandbox worker answered out of turn");
     return;
   }
-  uv_timer_stop(&w->deadline);
-  w->job = NULL;
   char err[600];
   int rc;
   if (status == HG_WIRE_OK) {
     rc = apply(&r, j->d, err, sizeof(err));
     if (rc == HG_EIO) {
-      w->job = j;
       replace(w, "transform: the sandbox worker sent a malformed answer");
       return;
     }
@@ -283,6 +335,10 @@ static void on_answer(worker_t *w, const char *p, size_t n) {
     snprintf(err, sizeof(err), "%.*s", (int)(el < 500 ? el : 500), e ? e : "transform: failed");
     rc = HG_EINVAL;
   }
+  w->jobs = j->next;
+  if (w->jobs == NULL) w->jobs_tail = &w->jobs;
+  w->n_jobs--;
+  arm(w);
   if (rc == 0) sb->st.jobs_ok++;
   else sb->st.jobs_failed++;
   finish(j, rc, rc == HG_ENOMEM ? "transform: out of memory reading the result" : err);
@@ -304,7 +360,9 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   while (w->sb != NULL && w->rlen - off >= 4) {
     uint32_t n;
     memcpy(&n, w->rbuf + off, 4);
-    if (n > HG_WIRE_MAX_FRAME) {
+    /* An answer holds at most what the script's state could: its url,
+     * body and headers, within sandbox.memory. */
+    if (n > HG_WIRE_MAX_FRAME || n > w->sb->o.memory + (1u << 20)) {
       replace(w, "transform: the sandbox worker sent a malformed answer");
       return;
     }
@@ -315,13 +373,19 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (w->sb == NULL) return; /* replaced: w's buffers go with it */
   memmove(w->rbuf, w->rbuf + off, w->rlen - off);
   w->rlen -= off;
+  if (w->rlen == 0 && w->rcap > (1u << 20)) {
+    /* A big answer's buffer is not kept for the next small ones. */
+    free(w->rbuf);
+    w->rbuf = NULL;
+    w->rcap = 0;
+  }
   pump(w->sb);
 }
 
 static void write_cb(uv_write_t *req, int status) {
-  worker_t *w = req->data;
-  free(w->wbuf);
-  w->wbuf = NULL;
+  wreq_t *wr = (wreq_t *)req;
+  worker_t *w = wr->w;
+  free(wr);
   if (status < 0 && w->sb != NULL) replace(w, "transform: the sandbox worker stopped taking jobs");
 }
 
@@ -332,7 +396,8 @@ static int spawn(hg_sandbox_t *sb, size_t slot) {
   w->slot = slot;
   uv_pipe_init(sb->o.loop, &w->pipe, 0);
   uv_timer_init(sb->o.loop, &w->deadline);
-  w->pipe.data = w->deadline.data = w->proc.data = w->wreq.data = w;
+  w->pipe.data = w->deadline.data = w->proc.data = w;
+  w->jobs_tail = &w->jobs;
   w->open = 3;
   char *args[] = {sb->exe, "sandbox-worker", "--states", sb->arg_states, "--address-space", sb->arg_as, NULL};
   uv_stdio_container_t stdio[3];
@@ -376,39 +441,69 @@ static void respawn_cb(uv_timer_t *t) {
 
 /* --- jobs --------------------------------------------------------------------------- */
 
-/* How many jobs of org run now. */
-static unsigned running_for(const hg_sandbox_t *sb, const char *org) {
+/* How many workers hold jobs of org now. */
+static unsigned workers_for(const hg_sandbox_t *sb, const char *org) {
   unsigned n = 0;
   for (size_t i = 0; i < sb->o.workers; i++) {
     worker_t *w = sb->slots[i];
-    if (w && w->job && strcmp(w->job->org, org) == 0) n++;
+    if (w && w->n_jobs && strcmp(w->org, org) == 0) n++;
   }
   return n;
 }
 
+/* Moves queued jobs of org (all of them, up to w's room) to w, in order,
+ * and writes them in one go. */
+static void feed(hg_sandbox_t *sb, worker_t *w) {
+  uv_buf_t bufs[PIPELINE];
+  unsigned nb = 0;
+  job_t **pp = &sb->head, *j;
+  while ((j = *pp) != NULL && w->n_jobs < PIPELINE) {
+    if (strcmp(j->org, w->org) != 0) {
+      pp = &j->next;
+      continue;
+    }
+    *pp = j->next;
+    if (sb->tail == &j->next) sb->tail = pp;
+    sb->n_queued--;
+    j->next = NULL;
+    *w->jobs_tail = j;
+    w->jobs_tail = &j->next;
+    if (w->n_jobs++ == 0) arm(w);
+    bufs[nb++] = uv_buf_init(j->frame.p, (unsigned)j->frame.len);
+  }
+  if (nb == 0) return;
+  wreq_t *wr = malloc(sizeof(*wr));
+  if (wr == NULL) {
+    replace(w, "transform: out of memory");
+    return;
+  }
+  wr->w = w;
+  /* The frames stay with their jobs: a job is answered (and freed) only
+   * after the worker read all of it, and a replaced worker's jobs go back
+   * to the queue, frames and all. */
+  if (uv_write(&wr->req, (uv_stream_t *)&w->pipe, bufs, nb, write_cb) != 0) {
+    free(wr);
+    replace(w, "transform: the sandbox worker stopped taking jobs");
+  }
+}
+
+/* Hands queued jobs to workers: a worker serves one organization at a time
+ * (up to PIPELINE of its jobs in flight), and an organization gets at most
+ * half the workers (at least one). */
 static void pump(hg_sandbox_t *sb) {
   unsigned per_org = sb->o.workers / 2 ? sb->o.workers / 2 : 1;
   for (size_t i = 0; i < sb->o.workers && sb->head; i++) {
     worker_t *w = sb->slots[i];
-    if (w == NULL || w->dead || w->job || w->wbuf) continue;
-    /* The oldest job whose organization is under its share. */
-    job_t **pp = &sb->head, *j;
-    while ((j = *pp) != NULL && running_for(sb, j->org) >= per_org) pp = &j->next;
-    if (j == NULL) return;
-    *pp = j->next;
-    if (sb->tail == &j->next) sb->tail = pp;
-    sb->n_queued--;
-    w->job = j;
-    w->wbuf = j->frame.p;
-    uv_buf_t b = uv_buf_init(j->frame.p, (unsigned)j->frame.len);
-    j->frame.p = NULL; /* the worker owns it until write_cb */
-    uv_timer_start(&w->deadline, deadline_cb, sb->o.budget_ms + sb->o.grace_ms, 0);
-    if (uv_write(&w->wreq, (uv_stream_t *)&w->pipe, &b, 1, write_cb) != 0) {
-      free(w->wbuf);
-      w->wbuf = NULL;
-      replace(w, "transform: the sandbox worker stopped taking jobs");
-      return; /* replace pumped */
+    if (w == NULL || w->dead) continue;
+    if (w->n_jobs == 0) {
+      /* The oldest job whose organization is under its share. */
+      job_t *j = sb->head;
+      while (j != NULL && workers_for(sb, j->org) >= per_org) j = j->next;
+      if (j == NULL) continue;
+      snprintf(w->org, sizeof(w->org), "%s", j->org);
     }
+    feed(sb, w);
+    if (sb->slots[i] != w) return; /* replaced: replace pumped */
   }
 }
 
@@ -424,7 +519,9 @@ int hg_sandbox_transform(hg_sandbox_t *sb, const char *key, const char *org, con
   j->done = done;
   j->ud = ud;
   hg_wire_out_t *w = &j->frame;
-  hg_wire_begin(w);
+  size_t need = 128 + strlen(key) + strlen(code) + strlen(d->url) + d->body_len + 4 * 8;
+  for (size_t i = 0; i < d->n_headers; i++) need += 8 + strlen(d->headers[i].name) + strlen(d->headers[i].value);
+  hg_wire_begin_sized(w, need);
   hg_wire_u32(w, HG_WIRE_JOB_TRANSFORM);
   hg_wire_u32(w, j->id);
   hg_wire_u32(w, (uint32_t)sb->o.budget_ms);
@@ -517,10 +614,14 @@ void hg_sandbox_free(hg_sandbox_t *sb) {
   for (size_t i = 0; i < sb->o.workers; i++) {
     worker_t *w = sb->slots[i];
     if (w == NULL) continue;
-    job_t *j = w->job;
-    w->job = NULL;
+    job_t *j = w->jobs;
+    w->jobs = NULL;
     retire(w);
-    if (j) job_free(j);
+    while (j) {
+      job_t *next = j->next;
+      job_free(j);
+      j = next;
+    }
   }
   while (sb->head) {
     job_t *j = sb->head;
@@ -538,6 +639,6 @@ void hg_sandbox_stats(const hg_sandbox_t *sb, hg_sandbox_stats_t *out) {
     worker_t *w = sb->slots[i];
     if (w == NULL || w->dead) continue;
     out->workers++;
-    if (w->job) out->running++;
+    out->running += w->n_jobs;
   }
 }

@@ -1,13 +1,16 @@
 /* pool.h: the gateway's side of the tenant sandbox — a pool of worker
- * processes (core/sandbox/worker.c) that run webhooks' transform code, one
- * job per worker at a time, each under a deadline the loop enforces.
+ * processes (core/sandbox/worker.c) that run webhooks' transform code,
+ * each job under a deadline the loop enforces.
  *
- * The loop never waits on tenant code: a job is written to an idle
- * worker's socket and its answer read when it comes. A worker that has not
- * answered by the job's budget plus a grace is killed (SIGKILL) and
- * replaced; its job fails as a script error. One organization's jobs hold
- * at most half the workers (at least one), so a tenant whose code always
- * runs to its budget slows its own deliveries, not everyone's.
+ * The loop never waits on tenant code: jobs are written to a worker's
+ * socket (up to 64 in flight, all of one organization: a worker serves one
+ * organization at a time) and their answers read when they come, many per
+ * loop turn. The first job a worker holds must be answered within the
+ * budget plus a grace, timed from the answer before it; past that the
+ * worker is killed (SIGKILL) and replaced, that job fails as a script
+ * error and the worker's other jobs go back to the queue. An organization
+ * holds at most half the workers (at least one), so a tenant whose code
+ * always runs to its budget slows its own deliveries, not everyone's.
  *
  * Callbacks never run inside the call that registered them. */
 #ifndef HG_SANDBOX_POOL_H

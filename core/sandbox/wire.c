@@ -9,6 +9,12 @@ void hg_wire_begin(hg_wire_out_t *w) {
   hg_wire_u32(w, 0); /* the length, set by hg_wire_finish */
 }
 
+void hg_wire_begin_sized(hg_wire_out_t *w, size_t cap) {
+  memset(w, 0, sizeof(*w));
+  if (cap <= HG_WIRE_MAX_FRAME && (w->p = malloc(cap)) != NULL) w->cap = cap;
+  hg_wire_u32(w, 0);
+}
+
 void hg_wire_raw(hg_wire_out_t *w, const void *src, size_t n) {
   if (n == 0) return;
   if (w->failed) return;

@@ -25,6 +25,8 @@ typedef struct hg_wire_out {
 } hg_wire_out_t;
 
 void hg_wire_begin(hg_wire_out_t *w);
+/* The same, with room for cap bytes made at once (a hint: it grows). */
+void hg_wire_begin_sized(hg_wire_out_t *w, size_t cap);
 void hg_wire_u32(hg_wire_out_t *w, uint32_t v);
 /* Bytes as they are (no length). */
 void hg_wire_raw(hg_wire_out_t *w, const void *src, size_t n);

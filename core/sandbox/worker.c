@@ -390,7 +390,7 @@ static int push_delivery(lua_State *L) {
 
 /* Writes what the transform left in the delivery table at idx (read raw:
  * no metamethod of the script's runs here). 0, or -1 with err set. */
-static int write_result(lua_State *L, int idx, hg_wire_out_t *w, char *err, size_t errlen) {
+static int write_result(lua_State *L, int idx, const job_t *j, hg_wire_out_t *w, char *err, size_t errlen) {
   size_t len;
   lua_pushliteral(L, "url");
   if (lua_rawget(L, idx) != LUA_TSTRING) {
@@ -402,10 +402,14 @@ static int write_result(lua_State *L, int idx, hg_wire_out_t *w, char *err, size
     snprintf(err, errlen, "transform: delivery.body must be a string");
     return -1;
   }
+  /* Unchanged (the usual case for the URL) goes back as NULL: no copy of
+   * the same bytes on either side. */
   const char *url = lua_tolstring(L, -2, &len);
-  hg_wire_str(w, url, len);
+  if (len == j->f_len[4] && memcmp(url, j->f[4], len) == 0) hg_wire_cstr(w, NULL);
+  else hg_wire_str(w, url, len);
   const char *body = lua_tolstring(L, -1, &len);
-  hg_wire_str(w, body, len);
+  if (len == j->f_len[5] && memcmp(body, j->f[5], len) == 0) hg_wire_cstr(w, NULL);
+  else hg_wire_str(w, body, len);
   lua_pop(L, 2);
   lua_pushliteral(L, "skip");
   int t = lua_rawget(L, idx);
@@ -488,7 +492,7 @@ static void run_job(job_t *j, hg_wire_out_t *w) {
   hg_wire_out_t res; /* the result alone, appended to w once complete */
   memset(&res, 0, sizeof(res));
   lua_sethook(L, NULL, 0, 0);
-  if (write_result(L, 2, &res, err, sizeof(err)) != 0 || res.failed) {
+  if (write_result(L, 2, j, &res, err, sizeof(err)) != 0 || res.failed) {
     if (res.failed) snprintf(err, sizeof(err), "transform: the result is too large for the sandbox");
     hg_wire_u32(w, HG_WIRE_SCRIPT_ERROR);
     hg_wire_cstr(w, err);
@@ -502,18 +506,6 @@ static void run_job(job_t *j, hg_wire_out_t *w) {
 }
 
 /* --- the process ---------------------------------------------------------------- */
-
-static int read_full(int fd, void *buf, size_t n) {
-  char *p = buf;
-  while (n > 0) {
-    ssize_t r = read(fd, p, n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return -1;
-    p += r;
-    n -= (size_t)r;
-  }
-  return 0;
-}
 
 static int write_full(int fd, const void *buf, size_t n) {
   const char *p = buf;
@@ -568,42 +560,87 @@ int hg_sandbox_worker_main(int argc, char **argv) {
   states = calloc(max_states, sizeof(*states));
   if (states == NULL) return 1;
   const int fd = 0;
+  /* Jobs come pipelined: read what is there, run every complete job, and
+   * write the answers together when no complete job is left (or at once
+   * after a job that took over a millisecond: the gateway's watchdog times
+   * each job from the answer before it). */
   char *buf = NULL;
-  size_t cap = 0;
-  for (;;) {
-    uint32_t n;
-    if (read_full(fd, &n, sizeof(n)) != 0) break; /* the gateway closed: done */
-    if (n > HG_WIRE_MAX_FRAME) break;
-    if (n > cap) {
-      char *p = realloc(buf, n);
+  size_t cap = 0, len = 0;
+  hg_wire_out_t out;
+  memset(&out, 0, sizeof(out));
+  uint64_t last_flush = now_ns();
+  int ok = 1;
+  while (ok) {
+    size_t off = 0;
+    while (ok && len - off >= 4) {
+      uint32_t n;
+      memcpy(&n, buf + off, 4);
+      if (n > HG_WIRE_MAX_FRAME) {
+        ok = 0;
+        break;
+      }
+      if (len - off - 4 < n) break;
+      hg_wire_in_t r = {buf + off + 4, n, 0, 0};
+      off += 4 + (size_t)n;
+      job_t j;
+      hg_wire_out_t w;
+      hg_wire_begin(&w);
+      if (read_job(&r, &j) != 0) {
+        hg_wire_u32(&w, j.id);
+        hg_wire_u32(&w, HG_WIRE_SCRIPT_ERROR);
+        hg_wire_cstr(&w, "transform: the sandbox got a malformed job");
+      } else {
+        run_job(&j, &w);
+      }
+      if (hg_wire_finish(&w) != 0) {
+        /* The answer could not be built (memory): say so in a small one. */
+        hg_wire_begin(&w);
+        hg_wire_u32(&w, j.id);
+        hg_wire_u32(&w, HG_WIRE_SCRIPT_ERROR);
+        hg_wire_cstr(&w, "transform: the sandbox ran out of memory for the answer");
+        if (hg_wire_finish(&w) != 0) {
+          ok = 0;
+          break;
+        }
+      }
+      hg_wire_raw(&out, w.p, w.len);
+      hg_wire_free(&w);
+      uint64_t now = now_ns();
+      if (out.failed || out.len > (1u << 20) || now - last_flush > 1000000u) {
+        if (out.failed || write_full(fd, out.p, out.len) != 0) ok = 0;
+        out.len = 0;
+        last_flush = now;
+      }
+    }
+    if (off > 0) {
+      memmove(buf, buf + off, len - off);
+      len -= off;
+    }
+    if (!ok) break;
+    if (out.len > 0) {
+      if (write_full(fd, out.p, out.len) != 0) break;
+      out.len = 0;
+    }
+    last_flush = now_ns();
+    /* Room for the next frame's header, or for all of it once known. */
+    size_t want = len + 65536;
+    if (len >= 4) {
+      uint32_t n;
+      memcpy(&n, buf, 4);
+      if ((size_t)n + 4 > want) want = (size_t)n + 4;
+    }
+    if (want > cap) {
+      char *p = realloc(buf, want);
       if (p == NULL) break;
       buf = p;
-      cap = n;
+      cap = want;
     }
-    if (read_full(fd, buf, n) != 0) break;
-    hg_wire_in_t r = {buf, n, 0, 0};
-    job_t j;
-    hg_wire_out_t w;
-    hg_wire_begin(&w);
-    if (read_job(&r, &j) != 0) {
-      hg_wire_u32(&w, j.id);
-      hg_wire_u32(&w, HG_WIRE_SCRIPT_ERROR);
-      hg_wire_cstr(&w, "transform: the sandbox got a malformed job");
-    } else {
-      run_job(&j, &w);
-    }
-    if (hg_wire_finish(&w) != 0) {
-      /* The answer could not be built (memory): say so in a small one. */
-      hg_wire_begin(&w);
-      hg_wire_u32(&w, j.id);
-      hg_wire_u32(&w, HG_WIRE_SCRIPT_ERROR);
-      hg_wire_cstr(&w, "transform: the sandbox ran out of memory for the answer");
-      if (hg_wire_finish(&w) != 0) break;
-    }
-    int wr = write_full(fd, w.p, w.len);
-    hg_wire_free(&w);
-    if (wr != 0) break;
+    ssize_t r = read(fd, buf + len, cap - len);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break; /* the gateway closed: done */
+    len += (size_t)r;
   }
+  hg_wire_free(&out);
   for (size_t i = 0; i < n_states; i++) state_close(&states[i]);
   free(states);
   free(buf);
