@@ -60,9 +60,15 @@ int hg_api_page_params(hg_http_req_t *req, const char *prefix, int *page_size, c
 json_t *hg_api_time(int64_t ms);
 
 /* Defines name_route(req, app): authorizes scope, then calls
- * name_authorized(app, req, who). */
+ * name_authorized(app, req, who); and the constant name_scope, which the
+ * route table gives as the route's scope (HG_API_DEF), so that what
+ * `hookgate routes` prints is what the handler checks. */
 #define HG_API_ROUTE(name, scope)                                                                            \
+  enum { name##_scope = (scope) };                                                                            \
   static void name##_route(hg_http_req_t *req, void *ud) { hg_api_authorize(ud, req, scope, name##_authorized); }
+
+/* A route table entry for a handler defined by HG_API_ROUTE(name, ...). */
+#define HG_API_DEF(method, pattern, name) {method, pattern, name##_route, name##_scope}
 
 /* Route registration, one per API file. */
 int hg_api_webhooks_add_routes(hg_app_t *app);

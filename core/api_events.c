@@ -1033,10 +1033,10 @@ HG_API_ROUTE(types, HG_SCOPE_WEBHOOKS_READ | HG_SCOPE_EVENTS_PUBLISH)
 
 int hg_api_events_add_routes(hg_app_t *app) {
   static const hg_route_def_t routes[] = {
-      {"POST", "/v1/events", publish_route},
-      {"POST", "/v1/events/batch", batch_route},
-      {"GET", "/v1/event-types", types_route},
-      {NULL, NULL, NULL},
+      HG_API_DEF("POST", "/v1/events", publish),
+      HG_API_DEF("POST", "/v1/events/batch", batch),
+      HG_API_DEF("GET", "/v1/event-types", types),
+      {NULL, NULL, NULL, 0},
   };
   return hg_router_add_all(app->router, routes, app);
 }
