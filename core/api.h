@@ -27,6 +27,10 @@ void hg_api_authorize(hg_app_t *app, hg_http_req_t *req, unsigned scope, hg_api_
 /* Frees the key-lookup cache (at shutdown). */
 void hg_api_keycache_free(hg_app_t *app);
 
+/* Whether a Content-Type value is application/json, in any case, with or
+ * without parameters ("application/json; charset=utf-8"). */
+int hg_api_is_json_type(const char *content_type);
+
 /* Parses the request body as a JSON object. Answers 415 (not
  * application/json), 400 (malformed: message names the byte offset; or not
  * an object) itself and returns NULL; otherwise returns a new reference.

@@ -631,8 +631,7 @@ static json_t *envelope(const char *raw, size_t len, const char *lazy) {
  * object, checked by the allocation-free scanner. Otherwise the general
  * path (which also words the errors) parses it. */
 static int fast_body(hg_http_req_t *req) {
-  const char *ct = hg_http_req_header(req, "content-type");
-  if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0) return 0;
+  if (!hg_api_is_json_type(hg_http_req_header(req, "content-type"))) return 0;
   if (!hg_json_valid(req->body, req->body_len)) return 0;
   const char *p = req->body;
   while (p < req->body + req->body_len && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;

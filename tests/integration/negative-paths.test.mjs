@@ -202,6 +202,15 @@ describe('every route, asked wrongly', () => {
     }
   });
 
+  it('with two Authorization headers: 400 bad_request naming the header', async () => {
+    for (const r of routes.filter((x) => x.auth)) {
+      const path = pathWith(r, {});
+      const res = await ask(r, path, { key: null, headers: { authorization: [`Bearer ${gw.adminKey}`, `Bearer ${gw.adminKey}`] } });
+      const e = expectError(res, 400, 'bad_request');
+      assert.deepEqual(e.details.map((d) => d.field), ['Authorization'], what(r, path, res.body));
+    }
+  });
+
   it('with a key lacking the scope: 403 "insufficient permissions", before the body is read', async () => {
     for (const r of routes.filter((x) => x.auth)) {
       for (const s of SCOPES) {
