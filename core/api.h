@@ -47,7 +47,12 @@ void hg_api_validation_error(hg_http_req_t *req, json_t *details);
 /* Adds a detail for every key of obj not in allowed (NULL-terminated). */
 void hg_api_reject_unknown(json_t *obj, const char *const *allowed, json_t *details);
 
-/* Answers 500 with the request id, logging what failed. */
+/* Seconds a client is told to wait (Retry-After) when storage is full. */
+#define HG_API_STORAGE_FULL_RETRY_AFTER "5"
+
+/* Answers 500 with the request id, logging what failed; or, for
+ * HG_ENOSPC (the store's or the intake log's disk is full), 503
+ * storage_full with Retry-After. */
 void hg_api_internal_error(hg_http_req_t *req, const char *what, int err);
 
 /* Opaque page tokens: base64url of the last id seen. */

@@ -106,6 +106,15 @@ void hg_api_reject_unknown(json_t *obj, const char *const *allowed, json_t *deta
 }
 
 void hg_api_internal_error(hg_http_req_t *req, const char *what, int err) {
+  if (err == HG_ENOSPC) {
+    /* Not the gateway's fault and not for good: the client may try again
+     * once an operator has made room. Nothing of the request was kept. */
+    hg_log(HG_LOG_ERROR, "storage full", "what", what, "request_id", req->request_id, NULL);
+    hg_http_req_add_header(req, "Retry-After", HG_API_STORAGE_FULL_RETRY_AFTER);
+    hg_http_respond_error(req, 503, "storage_full",
+                          "the gateway's storage is full; nothing was stored: try again later", NULL);
+    return;
+  }
   hg_log(HG_LOG_ERROR, "internal error", "what", what, "error", hg_strerror(err), "request_id", req->request_id,
          NULL);
   char msg[96];

@@ -21,7 +21,7 @@ void hg_webhook_close(hg_webhook_t *w) {
 
 static int sql_fail(sqlite3 *db, const char *what) {
   hg_log(HG_LOG_ERROR, "store query failed", "query", what, "error", sqlite3_errmsg(db), NULL);
-  return HG_EIO;
+  return (sqlite3_errcode(db) & 0xff) == SQLITE_FULL ? HG_ENOSPC : HG_EIO;
 }
 
 static void bind_text(sqlite3_stmt *st, int i, const char *s) {
