@@ -6,6 +6,9 @@
 // malformed ones. Each must get the documented JSON error, and the gateway
 // must keep serving after each; at the end it must still be the same process
 // and stop cleanly (under ASan, a finding makes the exit status non-zero).
+// Also: a method the path does not take (405 and its Allow header), two
+// Authorization headers (400), and a malformed pageSize on every route that
+// docs/openapi.yaml says is paged (422).
 //
 // Nothing here names a route: a route added later is covered as it is
 // added. A route with a path parameter this file has no ids for fails the
@@ -202,6 +205,20 @@ describe('every route, asked wrongly', () => {
     }
   });
 
+  it('with a method the path does not take: 405 method_not_allowed, Allow naming the table\'s methods', async () => {
+    const byPath = new Map();
+    for (const r of routes) byPath.set(r.path, [...(byPath.get(r.path) || []), r]);
+    for (const [pattern, rs] of byPath) {
+      const methods = rs.map((r) => r.method);
+      const path = pathWith(rs[0], {});
+      for (const m of ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'].filter((x) => !methods.includes(x))) {
+        const res = await ask({ method: m, path: pattern }, path, { key: keys.orgA });
+        expectError(res, 405, 'method_not_allowed');
+        assert.deepEqual(res.headers.allow.split(', ').sort(), [...methods].sort(), `${m} ${path}`);
+      }
+    }
+  });
+
   it('with two Authorization headers: 400 bad_request naming the header', async () => {
     for (const r of routes.filter((x) => x.auth)) {
       const path = pathWith(r, {});
@@ -281,6 +298,26 @@ describe('every route, asked wrongly', () => {
     assert.equal(w.status, 200, w.body);
     const d = await gw.request('GET', `/v1/webhooks/${own.id}/deliveries/${own.deliveryId}`, { key: keys.orgA });
     assert.equal(d.status, 200, d.body);
+  });
+
+  it('with a malformed pageSize on every route openapi.yaml gives one: 422 naming pageSize', async () => {
+    const { createRequire } = await import('node:module');
+    const YAML = createRequire(join(ROOT, 'tests', 'package.json'))('yaml');
+    const doc = YAML.parse(readFileSync(join(ROOT, 'docs', 'openapi.yaml'), 'utf8'));
+    const paged = routes.filter((r) => {
+      const item = doc.paths[r.path] || {};
+      const params = [...(item.parameters || []), ...((item[r.method.toLowerCase()] || {}).parameters || [])];
+      return params.some((p) => p.$ref === '#/components/parameters/PageSize' || p.name === 'pageSize');
+    });
+    assert.ok(paged.length >= 2, 'openapi.yaml names no paged route');
+    for (const r of paged) {
+      for (const v of ['%2B5', '%205', '5abc', '0x10', '5.0', '-1', '0', '101']) {
+        const path = `${pathWith(r, own)}?pageSize=${v}`;
+        const res = await ask(r, path, { key: keys.orgA });
+        assert.equal(res.status, 422, what(r, path, res.body));
+        assert.deepEqual(res.json.error.details.map((d) => d.field), ['pageSize'], what(r, path, res.body));
+      }
+    }
   });
 
   it('the gateway is still the same process, serving', async () => {
