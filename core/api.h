@@ -72,8 +72,8 @@ json_t *hg_api_time(int64_t ms);
  * name_authorized(app, req, who); and the constant name_scope, which the
  * route table gives as the route's scope (HG_API_DEF), so that what
  * `hookgate routes` prints is what the handler checks. */
-#define HG_API_ROUTE(name, scope)                                                                            \
-  enum { name##_scope = (scope) };                                                                            \
+#define HG_API_ROUTE(name, scope)                                                                                      \
+  enum { name##_scope = (scope) };                                                                                     \
   static void name##_route(hg_http_req_t *req, void *ud) { hg_api_authorize(ud, req, scope, name##_authorized); }
 
 /* A route table entry for a handler defined by HG_API_ROUTE(name, ...). */
