@@ -1,4 +1,4 @@
-// isolation.test.mjs: an organization's key cannot reach another
+// tenant-ids.test.mjs: an organization's key cannot reach another
 // organization's webhooks or deliveries, and asking (for an id that does not
 // exist, or one that belongs elsewhere) answers 404 like any missing id and
 // leaves the gateway serving. The delivery log of an unknown webhook once
