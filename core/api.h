@@ -27,6 +27,10 @@ void hg_api_authorize(hg_app_t *app, hg_http_req_t *req, unsigned scope, hg_api_
 /* Frees the key-lookup cache (at shutdown). */
 void hg_api_keycache_free(hg_app_t *app);
 
+/* Whether a Content-Type value is application/json, in any case, with or
+ * without parameters ("application/json; charset=utf-8"). */
+int hg_api_is_json_type(const char *content_type);
+
 /* Parses the request body as a JSON object. Answers 415 (not
  * application/json), 400 (malformed: message names the byte offset; or not
  * an object) itself and returns NULL; otherwise returns a new reference.
@@ -43,7 +47,12 @@ void hg_api_validation_error(hg_http_req_t *req, json_t *details);
 /* Adds a detail for every key of obj not in allowed (NULL-terminated). */
 void hg_api_reject_unknown(json_t *obj, const char *const *allowed, json_t *details);
 
-/* Answers 500 with the request id, logging what failed. */
+/* Seconds a client is told to wait (Retry-After) when storage is full. */
+#define HG_API_STORAGE_FULL_RETRY_AFTER "5"
+
+/* Answers 500 with the request id, logging what failed; or, for
+ * HG_ENOSPC (the store's or the intake log's disk is full), 503
+ * storage_full with Retry-After. */
 void hg_api_internal_error(hg_http_req_t *req, const char *what, int err);
 
 /* Opaque page tokens: base64url of the last id seen. */
@@ -60,9 +69,15 @@ int hg_api_page_params(hg_http_req_t *req, const char *prefix, int *page_size, c
 json_t *hg_api_time(int64_t ms);
 
 /* Defines name_route(req, app): authorizes scope, then calls
- * name_authorized(app, req, who). */
-#define HG_API_ROUTE(name, scope)                                                                            \
+ * name_authorized(app, req, who); and the constant name_scope, which the
+ * route table gives as the route's scope (HG_API_DEF), so that what
+ * `hookgate routes` prints is what the handler checks. */
+#define HG_API_ROUTE(name, scope)                                                                                      \
+  enum { name##_scope = (scope) };                                                                                     \
   static void name##_route(hg_http_req_t *req, void *ud) { hg_api_authorize(ud, req, scope, name##_authorized); }
+
+/* A route table entry for a handler defined by HG_API_ROUTE(name, ...). */
+#define HG_API_DEF(method, pattern, name) {method, pattern, name##_route, name##_scope}
 
 /* Route registration, one per API file. */
 int hg_api_webhooks_add_routes(hg_app_t *app);

@@ -83,7 +83,20 @@ static void lookup_done(int status, void *ud) {
   free(l);
 }
 
+static size_t header_count(const hg_http_req_t *req, const char *name) {
+  size_t n = 0;
+  for (size_t i = 0; i < req->n_headers; i++) n += strcasecmp(req->headers[i].name, name) == 0;
+  return n;
+}
+
 void hg_api_authorize(hg_app_t *app, hg_http_req_t *req, unsigned scope, hg_api_authorized_fn fn) {
+  /* Two keys in one request: which one acts is anyone's guess (a proxy may
+   * pick the other one), so neither does. */
+  if (header_count(req, "authorization") > 1) {
+    json_t *details = json_pack("[{s:s,s:s}]", "field", "Authorization", "message", "sent more than once");
+    hg_http_respond_error(req, 400, "bad_request", "more than one Authorization header", details);
+    return;
+  }
   const char *auth = hg_http_req_header(req, "authorization");
   if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0 || auth[7] == '\0') {
     hg_http_req_add_header(req, "WWW-Authenticate", "Bearer");

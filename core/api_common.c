@@ -13,17 +13,21 @@
 #include <string.h>
 #include <strings.h>
 
-static int is_json_type(const char *ct) {
+int hg_api_is_json_type(const char *ct) {
   if (ct == NULL) return 0;
-  while (*ct == ' ') ct++;
+  while (*ct == ' ' || *ct == '\t') ct++;
   size_t n = strlen("application/json");
   if (strncasecmp(ct, "application/json", n) != 0) return 0;
-  return ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ';
+  /* The media type ends here: only whitespace, then the end or parameters
+   * (RFC 9110 8.3.1), may follow; "application/jsonx" is another type. */
+  for (ct += n; *ct == ' ' || *ct == '\t'; ct++) {
+  }
+  return *ct == '\0' || *ct == ';';
 }
 
 json_t *hg_api_parse_body(hg_http_req_t *req, int empty_ok) {
   if (req->body_len == 0 && empty_ok) return json_object();
-  if (!is_json_type(hg_http_req_header(req, "content-type"))) {
+  if (!hg_api_is_json_type(hg_http_req_header(req, "content-type"))) {
     hg_http_respond_error(req, 415, "unsupported_media_type", "the body must be application/json", NULL);
     return NULL;
   }
@@ -102,6 +106,15 @@ void hg_api_reject_unknown(json_t *obj, const char *const *allowed, json_t *deta
 }
 
 void hg_api_internal_error(hg_http_req_t *req, const char *what, int err) {
+  if (err == HG_ENOSPC) {
+    /* Not the gateway's fault and not for good: the client may try again
+     * once an operator has made room. Nothing of the request was kept. */
+    hg_log(HG_LOG_ERROR, "storage full", "what", what, "request_id", req->request_id, NULL);
+    hg_http_req_add_header(req, "Retry-After", HG_API_STORAGE_FULL_RETRY_AFTER);
+    hg_http_respond_error(req, 503, "storage_full",
+                          "the gateway's storage is full; nothing was stored: try again later", NULL);
+    return;
+  }
   hg_log(HG_LOG_ERROR, "internal error", "what", what, "error", hg_strerror(err), "request_id", req->request_id,
          NULL);
   char msg[96];
@@ -146,12 +159,16 @@ int hg_api_page_params(hg_http_req_t *req, const char *prefix, int *page_size, c
   char *ps = hg_query_get(req->query, "pageSize", &bad);
   if (bad) hg_api_detail(details, "pageSize", "must be a whole number from 1 to 100");
   if (ps != NULL) {
-    char *end;
-    long v = strtol(ps, &end, 10);
-    if (*ps == '\0' || *end != '\0' || v < 1 || v > 100)
+    /* ASCII digits and nothing else: strtol would also take a sign, leading
+     * spaces and a number followed by anything. */
+    int v = 0;
+    const char *c = ps;
+    for (; *c >= '0' && *c <= '9'; c++)
+      if (v <= 100) v = v * 10 + (*c - '0');
+    if (c == ps || *c != '\0' || v < 1 || v > 100)
       hg_api_detail(details, "pageSize", "must be a whole number from 1 to 100");
     else
-      *page_size = (int)v;
+      *page_size = v;
     free(ps);
   }
   char *tok = hg_query_get(req->query, "pageToken", &bad);

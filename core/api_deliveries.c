@@ -365,14 +365,14 @@ HG_API_ROUTE(resume, HG_SCOPE_ADMIN)
 
 int hg_api_deliveries_add_routes(hg_app_t *app) {
   static const hg_route_def_t routes[] = {
-      {"POST", "/v1/webhooks/{id}/test", test_route},
-      {"GET", "/v1/webhooks/{id}/deliveries", list_route},
-      {"GET", "/v1/webhooks/{id}/deliveries/{deliveryId}", get_route},
-      {"POST", "/v1/webhooks/{id}/deliveries/{deliveryId}/replay", replay_route},
-      {"GET", "/v1/admin/delivery", state_route},
-      {"POST", "/v1/admin/delivery/pause", pause_route},
-      {"POST", "/v1/admin/delivery/resume", resume_route},
-      {NULL, NULL, NULL},
+      HG_API_DEF("POST", "/v1/webhooks/{id}/test", test),
+      HG_API_DEF("GET", "/v1/webhooks/{id}/deliveries", list),
+      HG_API_DEF("GET", "/v1/webhooks/{id}/deliveries/{deliveryId}", get),
+      HG_API_DEF("POST", "/v1/webhooks/{id}/deliveries/{deliveryId}/replay", replay),
+      HG_API_DEF("GET", "/v1/admin/delivery", state),
+      HG_API_DEF("POST", "/v1/admin/delivery/pause", pause),
+      HG_API_DEF("POST", "/v1/admin/delivery/resume", resume),
+      {NULL, NULL, NULL, 0},
   };
   return hg_router_add_all(app->router, routes, app);
 }

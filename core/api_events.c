@@ -631,8 +631,7 @@ static json_t *envelope(const char *raw, size_t len, const char *lazy) {
  * object, checked by the allocation-free scanner. Otherwise the general
  * path (which also words the errors) parses it. */
 static int fast_body(hg_http_req_t *req) {
-  const char *ct = hg_http_req_header(req, "content-type");
-  if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0) return 0;
+  if (!hg_api_is_json_type(hg_http_req_header(req, "content-type"))) return 0;
   if (!hg_json_valid(req->body, req->body_len)) return 0;
   const char *p = req->body;
   while (p < req->body + req->body_len && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
@@ -1033,10 +1032,10 @@ HG_API_ROUTE(types, HG_SCOPE_WEBHOOKS_READ | HG_SCOPE_EVENTS_PUBLISH)
 
 int hg_api_events_add_routes(hg_app_t *app) {
   static const hg_route_def_t routes[] = {
-      {"POST", "/v1/events", publish_route},
-      {"POST", "/v1/events/batch", batch_route},
-      {"GET", "/v1/event-types", types_route},
-      {NULL, NULL, NULL},
+      HG_API_DEF("POST", "/v1/events", publish),
+      HG_API_DEF("POST", "/v1/events/batch", batch),
+      HG_API_DEF("GET", "/v1/event-types", types),
+      {NULL, NULL, NULL, 0},
   };
   return hg_router_add_all(app->router, routes, app);
 }

@@ -634,13 +634,13 @@ HG_API_ROUTE(rotate, HG_SCOPE_WEBHOOKS_WRITE)
 
 int hg_api_webhooks_add_routes(hg_app_t *app) {
   static const hg_route_def_t routes[] = {
-      {"POST", "/v1/webhooks", create_route},
-      {"GET", "/v1/webhooks", list_route},
-      {"GET", "/v1/webhooks/{id}", get_route},
-      {"PATCH", "/v1/webhooks/{id}", patch_route},
-      {"DELETE", "/v1/webhooks/{id}", delete_route},
-      {"POST", "/v1/webhooks/{id}/rotate-secret", rotate_route},
-      {NULL, NULL, NULL},
+      HG_API_DEF("POST", "/v1/webhooks", create),
+      HG_API_DEF("GET", "/v1/webhooks", list),
+      HG_API_DEF("GET", "/v1/webhooks/{id}", get),
+      HG_API_DEF("PATCH", "/v1/webhooks/{id}", patch),
+      HG_API_DEF("DELETE", "/v1/webhooks/{id}", delete),
+      HG_API_DEF("POST", "/v1/webhooks/{id}/rotate-secret", rotate),
+      {NULL, NULL, NULL, 0},
   };
   return hg_router_add_all(app->router, routes, app);
 }

@@ -24,8 +24,10 @@
 #include <unistd.h>
 
 static void put_lua_error(const char *plugin, const char *phase, uint64_t n, void *ud);
-static void reload_route(hg_http_req_t *req, void *ud);
-static void plugins_route(hg_http_req_t *req, void *ud);
+static void reload_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who);
+static void plugins_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who);
+HG_API_ROUTE(reload, HG_SCOPE_ADMIN)
+HG_API_ROUTE(plugins, HG_SCOPE_ADMIN)
 static void fallback(hg_http_req_t *req, void *ud);
 
 static void healthz(hg_http_req_t *req, void *ud) {
@@ -165,11 +167,11 @@ static void metrics(hg_http_req_t *req, void *ud) {
 
 int hg_app_add_routes(hg_app_t *app) {
   static const hg_route_def_t routes[] = {
-      {"GET", "/healthz", healthz},
-      {"GET", "/metrics", metrics},
-      {"POST", "/v1/admin/reload", reload_route},
-      {"GET", "/v1/admin/plugins", plugins_route},
-      {NULL, NULL, NULL},
+      {"GET", "/healthz", healthz, 0},
+      {"GET", "/metrics", metrics, 0},
+      HG_API_DEF("POST", "/v1/admin/reload", reload),
+      HG_API_DEF("GET", "/v1/admin/plugins", plugins),
+      {NULL, NULL, NULL, 0},
   };
   int r = hg_router_add_all(app->router, routes, app);
   if (r == 0) r = hg_api_webhooks_add_routes(app);
@@ -305,9 +307,6 @@ static void plugins_authorized(hg_app_t *app, hg_http_req_t *req, const hg_princ
   (void)who;
   hg_http_respond_json(req, 200, hg_lua_describe(app->lua));
 }
-
-HG_API_ROUTE(reload, HG_SCOPE_ADMIN)
-HG_API_ROUTE(plugins, HG_SCOPE_ADMIN)
 
 static void on_hup(uv_signal_t *h, int signum) {
   (void)signum;

@@ -22,6 +22,7 @@ const char *hg_strerror(int err) {
   case HG_ECORRUPT: return "stored data unreadable or newer than this binary";
   case HG_EFORBIDDEN: return "forbidden";
   case HG_ESTATE: return "invalid state";
+  case HG_ENOSPC: return "no space left on the storage device";
   default: return "unknown error";
   }
 }

@@ -26,6 +26,7 @@ enum {
   HG_ECORRUPT = -11, /* stored data unreadable, or schema newer than binary */
   HG_EFORBIDDEN = -12,
   HG_ESTATE = -13, /* call not valid in the current state */
+  HG_ENOSPC = -14, /* no space left for the store or the intake log */
 };
 
 /* Returns a static, human-readable text for an HG_E* code. */

@@ -265,8 +265,10 @@ static json_t *delivery_json(sqlite3_stmt *st) {
                    time_json(st, 6), "updatedAt", time_json(st, 7), "nextAttemptAt", time_json(st, 8));
 }
 
+/* 0 when webhook wh exists and org (NULL: any) may see it, else
+ * HG_ENOTFOUND or a store error. */
 static int webhook_visible(sqlite3 *db, const char *wh, const char *org) {
-  hg_webhook_t w;
+  hg_webhook_t w = {0};
   int r = hg_webhooks_get(db, wh, org, &w);
   hg_webhook_close(&w);
   return r;

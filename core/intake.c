@@ -468,7 +468,7 @@ static void thread_main(void *arg) {
     for (size_t i = 0; i < ix->work.n; i++) {
       /* Records made durable before a failure are answered as such: the
        * next start finds them in the log either way. */
-      ix->work.c[i].status = i < durable ? 0 : HG_EIO;
+      ix->work.c[i].status = i < durable ? 0 : rc == ENOSPC || rc == EDQUOT ? HG_ENOSPC : HG_EIO;
       ix->done[ix->ndone++] = ix->work.c[i];
     }
     ix->stats.records += durable;

@@ -28,7 +28,7 @@ static const char usage[] =
     "                                    create an API key; prints the key alone, once\n"
     "  hookgate keys list [-c FILE]      list API keys (never the keys themselves)\n"
     "  hookgate keys revoke [-c FILE] ID revoke an API key\n"
-    "  hookgate routes                   list the HTTP API's routes\n"
+    "  hookgate routes [--json]          list the HTTP API's routes (--json: with the scopes each needs)\n"
     "  hookgate version                  print the version\n"
     "  hookgate --help                   this text\n"
     "\n"
@@ -40,6 +40,7 @@ typedef struct args {
   const char *config;
   const char *scopes;
   const char *org;
+  int json;
   int optind;
 } args_t;
 
@@ -48,6 +49,7 @@ static int parse_args(int argc, char **argv, args_t *a) {
       {"config", required_argument, NULL, 'c'},
       {"scopes", required_argument, NULL, 's'},
       {"org", required_argument, NULL, 'o'},
+      {"json", no_argument, NULL, 'j'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -59,6 +61,7 @@ static int parse_args(int argc, char **argv, args_t *a) {
     case 'c': a->config = optarg; break;
     case 's': a->scopes = optarg; break;
     case 'o': a->org = optarg; break;
+    case 'j': a->json = 1; break;
     case 'h': fputs(usage, stdout); exit(0);
     default: fputs(usage, stderr); return -1;
     }
@@ -214,19 +217,42 @@ out:
   return code;
 }
 
-static void print_route(const char *method, const char *pattern, void *ud) {
-  (void)ud;
+static void print_route(const char *method, const char *pattern, unsigned scope, void *ud) {
+  (void)scope, (void)ud;
   printf("%s %s\n", method, pattern);
 }
 
-static int cmd_routes(void) {
+/* One route as JSON: its scopes are the ones of which a key needs any
+ * (admin implies them all); an empty list means no key is needed. */
+static void add_route_json(const char *method, const char *pattern, unsigned scope, void *ud) {
+  char names[HG_SCOPES_MAX];
+  hg_scopes_format(scope, names, sizeof(names));
+  json_t *scopes = json_array();
+  for (char *save = NULL, *s = strtok_r(names, ",", &save); s != NULL; s = strtok_r(NULL, ",", &save))
+    json_array_append_new(scopes, json_string(s));
+  json_array_append_new(ud, json_pack("{s:s,s:s,s:o,s:b,s:b}", "method", method, "path", pattern, "scopes", scopes,
+                                      "auth", scope != 0, "adminOnly", scope == HG_SCOPE_ADMIN));
+}
+
+static int cmd_routes(const args_t *a) {
   hg_app_t app;
   memset(&app, 0, sizeof(app));
   app.router = hg_router_new();
   if (app.router == NULL || hg_app_add_routes(&app) != 0) return 1;
-  hg_router_each(app.router, print_route, NULL);
+  int code = 0;
+  if (a->json) {
+    json_t *arr = json_array();
+    hg_router_each(app.router, add_route_json, arr);
+    char *text = json_dumps(arr, JSON_INDENT(2));
+    if (text != NULL) printf("%s\n", text);
+    else code = 1;
+    free(text);
+    json_decref(arr);
+  } else {
+    hg_router_each(app.router, print_route, NULL);
+  }
   hg_router_free(app.router);
-  return 0;
+  return code;
 }
 
 int main(int argc, char **argv) {
@@ -253,7 +279,7 @@ int main(int argc, char **argv) {
   if (parse_args(argc - 1, argv + 1, &a) != 0) return 2;
   if (strcmp(cmd, "serve") == 0) return cmd_serve(&a);
   if (strcmp(cmd, "check") == 0) return cmd_check(&a);
-  if (strcmp(cmd, "routes") == 0) return cmd_routes();
+  if (strcmp(cmd, "routes") == 0) return cmd_routes(&a);
   if (strcmp(cmd, "keys") == 0) {
     /* getopt ran on argv + 1 ("keys" in place of the program name) and moved
      * the operands to its end: they start at argv[1 + optind]. */

@@ -19,6 +19,7 @@ typedef struct route {
   size_t n_segs;
   hg_http_handler_fn fn;
   void *ud;
+  unsigned scope; /* as declared by its hg_route_def_t; enforced by fn */
 } route_t;
 
 struct hg_router {
@@ -93,6 +94,7 @@ int hg_router_add_all(hg_router_t *r, const hg_route_def_t *defs, void *ud) {
   for (const hg_route_def_t *d = defs; d->method != NULL; d++) {
     int rc = hg_router_add(r, d->method, d->pattern, d->fn, ud);
     if (rc != 0) return rc;
+    r->routes[r->n - 1].scope = d->scope;
   }
   return 0;
 }
@@ -211,7 +213,7 @@ void hg_router_dispatch(hg_router_t *r, hg_http_req_t *req) {
   }
 }
 
-void hg_router_each(const hg_router_t *r, void (*cb)(const char *method, const char *pattern, void *ud),
-                    void *ud) {
-  for (size_t i = 0; i < r->n; i++) cb(r->routes[i].method, r->routes[i].pattern, ud);
+void hg_router_each(const hg_router_t *r,
+                    void (*cb)(const char *method, const char *pattern, unsigned scope, void *ud), void *ud) {
+  for (size_t i = 0; i < r->n; i++) cb(r->routes[i].method, r->routes[i].pattern, r->routes[i].scope, ud);
 }

@@ -24,6 +24,11 @@ typedef struct hg_route_def {
   const char *method;
   const char *pattern;
   hg_http_handler_fn fn;
+  /* The HG_SCOPE_* bits a key needs, any one of them (0: no key). The
+   * handler enforces it (HG_API_ROUTE defines both from one constant);
+   * the router only keeps it for hg_router_each, so that `hookgate routes`
+   * and the tests read what the server requires. */
+  unsigned scope;
 } hg_route_def_t;
 
 /* Adds each route of defs (ended by a NULL method), all with ud. Returns
@@ -37,9 +42,10 @@ void hg_router_set_fallback(hg_router_t *r, hg_http_handler_fn fn, void *ud);
  * route also answers HEAD. */
 void hg_router_dispatch(hg_router_t *r, hg_http_req_t *req);
 
-/* Calls cb for each route, in the order they were added. */
-void hg_router_each(const hg_router_t *r, void (*cb)(const char *method, const char *pattern, void *ud),
-                    void *ud);
+/* Calls cb for each route, in the order they were added, with the scope
+ * its definition declared (0 for a route added by hg_router_add). */
+void hg_router_each(const hg_router_t *r,
+                    void (*cb)(const char *method, const char *pattern, unsigned scope, void *ud), void *ud);
 
 /* Percent-decodes src[0..len) into a new string; "+" stays "+" unless
  * plus_is_space. NULL on a bad escape, an encoded NUL, or no memory. */

@@ -128,6 +128,7 @@ int hg_store_errcode(int rc) {
   case SQLITE_CORRUPT:
   case SQLITE_NOTADB: return HG_ECORRUPT;
   case SQLITE_TOOBIG: return HG_ETOOBIG;
+  case SQLITE_FULL: return HG_ENOSPC;
   case SQLITE_MISUSE:
   case SQLITE_RANGE:
   case SQLITE_MISMATCH: return HG_EINVAL;
@@ -548,7 +549,10 @@ static void fail_jobs(struct job *from, struct job *to_excl, int status) {
  * become *first. Returns -1 when that BEGIN failed (they failed too). */
 static int restart_txn(sqlite3 *db, struct job **first, struct job *lost) {
   hg_log(HG_LOG_ERROR, "store transaction ended inside a job; failing its group", NULL);
-  fail_jobs(*first, lost->next, HG_EIO);
+  /* A full disk is told apart: the callers answer it as such, and it may
+   * clear. */
+  int status = lost->status == HG_ENOSPC || (sqlite3_errcode(db) & 0xff) == SQLITE_FULL ? HG_ENOSPC : HG_EIO;
+  fail_jobs(*first, lost->next, status);
   *first = lost->next;
   if (*first != NULL && exec_cached(db, sql_begin, "begin") != 0) {
     fail_jobs(*first, NULL, HG_EIO);
@@ -598,7 +602,7 @@ static uint64_t run_group(sqlite3 *db, struct job *batch, uint64_t *ns, int *com
   if (rc != SQLITE_OK) {
     hg_store_fail(db, rc, "commit");
     if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    fail_jobs(first, NULL, HG_EIO);
+    fail_jobs(first, NULL, (rc & 0xff) == SQLITE_FULL ? HG_ENOSPC : HG_EIO);
     return 0;
   }
   *committed = 1;

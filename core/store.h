@@ -149,7 +149,8 @@ void hg_store_release(sqlite3_stmt *st);
  * SQLITE_OK/ROW/DONE; UNIQUE and PRIMARY KEY violations HG_EEXIST; FOREIGN
  * KEY violations HG_ENOTFOUND; other constraints, MISUSE, RANGE and
  * MISMATCH HG_EINVAL; BUSY/LOCKED HG_EBUSY; NOMEM HG_ENOMEM; TOOBIG
- * HG_ETOOBIG; CORRUPT/NOTADB HG_ECORRUPT; anything else HG_EIO. Store
+ * HG_ETOOBIG; CORRUPT/NOTADB HG_ECORRUPT; FULL HG_ENOSPC (the API answers
+ * it 503 storage_full); anything else HG_EIO. Store
  * connections have extended result codes enabled. */
 int hg_store_errcode(int sqlite_rc);
 

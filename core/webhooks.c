@@ -21,7 +21,7 @@ void hg_webhook_close(hg_webhook_t *w) {
 
 static int sql_fail(sqlite3 *db, const char *what) {
   hg_log(HG_LOG_ERROR, "store query failed", "query", what, "error", sqlite3_errmsg(db), NULL);
-  return HG_EIO;
+  return (sqlite3_errcode(db) & 0xff) == SQLITE_FULL ? HG_ENOSPC : HG_EIO;
 }
 
 static void bind_text(sqlite3_stmt *st, int i, const char *s) {
@@ -105,6 +105,9 @@ int hg_webhooks_insert(sqlite3 *db, const hg_webhook_t *w, const char *secret) {
 
 int hg_webhooks_get(sqlite3 *db, const char *id, const char *org, hg_webhook_t *out) {
   sqlite3_stmt *st = NULL;
+  /* Zeroed before anything can fail, so that closing out is safe after any
+   * answer: callers close it on their one cleanup path. */
+  memset(out, 0, sizeof(*out));
   if (hg_store_prepare(db,
                          "SELECT " WEBHOOK_COLS " FROM webhooks WHERE id = ?1 AND (?2 IS NULL OR organization_id = ?2)", &st) != SQLITE_OK)
     return sql_fail(db, "get webhook");

@@ -2,6 +2,7 @@
 #include "hgtest.h"
 #include "router.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 static int hits[8];
@@ -53,6 +54,28 @@ static void matching(void) {
   hg_router_free(r);
 }
 
+static void collect(const char *method, const char *pattern, unsigned scope, void *ud) {
+  char line[96];
+  snprintf(line, sizeof(line), "%s %s %u;", method, pattern, scope);
+  strcat(ud, line);
+}
+
+/* hg_router_each reports the scope each definition declared, in order. */
+static void scopes(void) {
+  static const hg_route_def_t defs[] = {
+      {"GET", "/open", handler, 0},
+      {"POST", "/v1/things/{id}", handler, 6},
+      {NULL, NULL, NULL, 0},
+  };
+  hg_router_t *r = hg_router_new();
+  CHECK_EQ_INT(hg_router_add(r, "GET", "/plain", handler, NULL), 0);
+  CHECK_EQ_INT(hg_router_add_all(r, defs, NULL), 0);
+  char out[256] = "";
+  hg_router_each(r, collect, out);
+  CHECK_EQ_STR(out, "GET /plain 0;GET /open 0;POST /v1/things/{id} 6;");
+  hg_router_free(r);
+}
+
 static void decoding(void) {
   char *s = hg_url_decode("a%20b+c", 7, 1);
   CHECK_EQ_STR(s, "a b c");
@@ -73,6 +96,7 @@ static void decoding(void) {
 
 int main(void) {
   RUN(matching);
+  RUN(scopes);
   RUN(decoding);
   return HGT_DONE();
 }

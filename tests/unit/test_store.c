@@ -810,11 +810,22 @@ static void checkpoints_paced(void) {
 
 static void close_null(void) { hg_store_close(NULL); }
 
+/* SQLite's codes as the API sees them: a full disk is its own error (the API
+ * answers it 503 storage_full), whatever the extended code. */
+static void error_codes(void) {
+  CHECK_EQ_INT(hg_store_errcode(SQLITE_FULL), HG_ENOSPC);
+  CHECK_EQ_INT(hg_store_errcode(SQLITE_IOERR_WRITE), HG_EIO);
+  CHECK_EQ_INT(hg_store_errcode(SQLITE_CONSTRAINT_UNIQUE), HG_EEXIST);
+  CHECK_EQ_INT(hg_store_errcode(SQLITE_DONE), 0);
+  CHECK(strcmp(hg_strerror(HG_ENOSPC), "unknown error") != 0);
+}
+
 int main(void) {
   hg_log_setup(HG_LOG_INFO, HG_LOG_LOGFMT, 2);
   loop_thread = uv_thread_self();
   snprintf(dir, sizeof(dir), "/tmp/hg-test-store-XXXXXX");
   if (mkdtemp(dir) == NULL) return 2;
+  RUN(error_codes);
   RUN(migrations);
   RUN(migration_5_counts);
   RUN(migration_6_rebuild);
