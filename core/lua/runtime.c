@@ -91,7 +91,7 @@ static void hook(lua_State *L, lua_Debug *ar) {
   uint64_t now = hg_now_ns();
   uint64_t used = run->cpu_ns + (now - run->slice_start_ns);
   if (used > rt->run_ns || run->killed) {
-    int ours = lua_getinfo(L, "Sl", ar) && strstr(ar->source, "/hookgate/runtime.lua") != NULL;
+    int ours = lua_getinfo(L, "Sl", ar) && strcmp(ar->source, "@hookgate/runtime.lua") == 0;
     if (!run->killed) {
       /* Name the line the script was on, as any other error would. */
       run->killed = 1;
@@ -113,7 +113,12 @@ static void hook(lua_State *L, lua_Debug *ar) {
     if (L == run->co && lua_isyieldable(L)) lua_yield(L, 0);
     /* Elsewhere (a pure phase, a user coroutine, a sort comparator) raise,
      * except in runtime.lua, which must get to report the error. */
-    if (!ours) luaL_error(L, "%s", run->kill_msg);
+    if (!ours) {
+      /* The message as it is: luaL_error would put the caller's place in
+       * front of the place kill_msg names already. */
+      lua_pushstring(L, run->kill_msg);
+      lua_error(L);
+    }
     return;
   }
   /* Only the run's own coroutine yields for preemption: a yield inside a
@@ -956,9 +961,28 @@ static int set_plugin(lua_State *L) {
 
 /* Loads lib_path/hookgate/<name>.lua with the full library (our code). */
 static int load_lib(lua_State *L, const char *lib_path, const char *name, json_t *errors) {
-  char path[1024];
+  char path[1024], chunk[64];
   snprintf(path, sizeof(path), "%s/hookgate/%s.lua", lib_path, name);
-  if (luaL_loadfilex(L, path, "t") != LUA_OK) {
+  /* Named "hookgate/NAME.lua", not by its path: errors raised here can
+   * reach delivery logs, which tenants read. */
+  snprintf(chunk, sizeof(chunk), "@hookgate/%s.lua", name);
+  FILE *f = fopen(path, "rb");
+  char *src = NULL;
+  size_t len = 0;
+  if (f != NULL) {
+    if (fseek(f, 0, SEEK_END) == 0) {
+      long n = ftell(f);
+      if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (src = malloc((size_t)n + 1)) != NULL) len = fread(src, 1, (size_t)n, f);
+    }
+    fclose(f);
+  }
+  if (src == NULL) {
+    add_error(errors, "cannot read %s", path);
+    return -1;
+  }
+  int r = luaL_loadbufferx(L, src, len, chunk, "t");
+  free(src);
+  if (r != LUA_OK) {
     add_error(errors, "%s", lua_tostring(L, -1));
     lua_pop(L, 1);
     return -1;
