@@ -158,8 +158,13 @@ static void metrics(hg_http_req_t *req, void *ud) {
   put_counter(&b, "hookgate_sandbox_worker_exits_total", "Sandbox workers that stopped on their own.", "",
               sst.worker_exits);
   put_counter(&b, "hookgate_sandbox_spawns_total", "Sandbox workers started.", "", sst.spawns);
+  hg_buf_printf(&b, "# HELP hookgate_sandbox_spawn_seconds_total Time the loop spent starting sandbox workers.\n"
+                    "# TYPE hookgate_sandbox_spawn_seconds_total counter\nhookgate_sandbox_spawn_seconds_total %.9f\n",
+                (double)sst.spawn_ns / 1e9);
   put_gauge(&b, "hookgate_sandbox_workers", "Sandbox workers running.", (double)sst.workers);
   put_gauge(&b, "hookgate_sandbox_queued", "Transforms waiting for a sandbox worker.", (double)sst.queued);
+  put_gauge(&b, "hookgate_sandbox_running", "Transforms handed to sandbox workers, not answered yet.",
+            (double)sst.running);
   if (b.failed) hg_api_internal_error(req, "render metrics", HG_ENOMEM);
   else hg_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
   free(b.data);

@@ -13,6 +13,7 @@
 #include "subs.h"
 #include "sign.h"
 #include "ssrf.h"
+#include "url.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -481,6 +482,19 @@ static void send_raw(item_t *it, const char *url, const char *body, size_t body_
   }
 }
 
+static void script_failed(item_t *it, const char *err);
+
+/* 0 if url (as the Lua phases left it) follows the webhook URL rules;
+ * else fails the delivery as a script error and returns -1. */
+static int url_allowed(item_t *it, const char *url) {
+  char why[128];
+  if (url == it->send.url || hg_url_ok(url, it->d->cfg->allow_http_urls, why, sizeof(why))) return 0;
+  char msg[256];
+  snprintf(msg, sizeof(msg), "delivery.url after the Lua phases %s", why);
+  script_failed(it, msg);
+  return -1;
+}
+
 /* Sends what a deliver-phase plugin left in req_json (url, body, headers). */
 static void send_request(item_t *it, json_t *req_json) {
   hg_client_header_t headers[64];
@@ -502,6 +516,7 @@ static void send_request(item_t *it, json_t *req_json) {
     finish_attempt(it, 0, NULL);
     return;
   }
+  if (url_allowed(it, url) != 0) return;
   send_raw(it, url, json_string_value(body), json_string_length(body), headers, n);
 }
 
@@ -547,16 +562,18 @@ static json_t *delivery_json(const hg_lua_delivery_t *ld) {
 }
 
 static int add_header(hg_lua_delivery_t *ld, const char *name, const char *value) {
-  /* Replace a plugin's header of the same name: these are the core's. */
+  /* These are the core's: every header of that name, in any case, goes
+   * (two spellings would both be sent), then the core's value is added. */
+  size_t k = 0;
   for (size_t i = 0; i < ld->n_headers; i++) {
     if (strcasecmp(ld->headers[i].name, name) == 0) {
-      char *v = strdup(value);
-      if (v == NULL) return HG_ENOMEM;
+      free(ld->headers[i].name);
       free(ld->headers[i].value);
-      ld->headers[i].value = v;
-      return 0;
+    } else {
+      ld->headers[k++] = ld->headers[i];
     }
   }
+  ld->n_headers = k;
   hg_lua_header_t *h = realloc(ld->headers, (ld->n_headers + 1) * sizeof(*h));
   if (h == NULL) return HG_ENOMEM;
   ld->headers = h;
@@ -582,27 +599,25 @@ static void send_transformed(item_t *it, const hg_lua_delivery_t *ld, const char
       {"webhook-timestamp", ts_buf},
       {"webhook-signature", sig},
   };
-  int used[HG_ARRAY_LEN(core)] = {0};
   hg_client_header_t headers[64 + HG_ARRAY_LEN(core)];
   size_t n = 0;
-  for (size_t i = 0; i < ld->n_headers && i < 64; i++) {
-    headers[n] = (hg_client_header_t){ld->headers[i].name, ld->headers[i].value};
-    for (size_t k = 0; k < HG_ARRAY_LEN(core); k++) {
-      if (!used[k] && strcasecmp(ld->headers[i].name, core[k].name) == 0) {
-        used[k] = 1;
-        headers[n].value = core[k].value;
-        break;
-      }
-    }
-    n++;
-  }
-  for (size_t k = 0; k < HG_ARRAY_LEN(core); k++)
-    if (!used[k]) headers[n++] = core[k];
-  if (ld->n_headers > 64 || n > 64) {
+  if (ld->n_headers > 64) {
     /* Cutting the list could drop the signature: refuse instead. */
     script_failed(it, "more than 64 request headers after the Lua phases");
     return;
   }
+  /* The plugins' headers but the core's names, in any case (a second
+   * spelling would be sent beside the core's value), then the core's. */
+  for (size_t i = 0; i < ld->n_headers; i++) {
+    size_t k = 0;
+    while (k < HG_ARRAY_LEN(core) && strcasecmp(ld->headers[i].name, core[k].name) != 0) k++;
+    if (k == HG_ARRAY_LEN(core)) headers[n++] = (hg_client_header_t){ld->headers[i].name, ld->headers[i].value};
+  }
+  if (n + HG_ARRAY_LEN(core) > 64) {
+    script_failed(it, "more than 64 request headers after the Lua phases");
+    return;
+  }
+  for (size_t k = 0; k < HG_ARRAY_LEN(core); k++) headers[n++] = core[k];
   send_raw(it, ld->url, ld->body, ld->body_len, headers, n);
 }
 
@@ -662,7 +677,11 @@ static hg_sandbox_t *sandbox_of(hg_dispatcher_t *d) {
                            .budget_ms = cfg->sandbox_cpu_budget_ms,
                            .grace_ms = cfg->sandbox_grace_ms,
                            .memory = cfg->sandbox_memory,
-                           .max_queue = cfg->sandbox_queue};
+                           .max_queue = cfg->sandbox_queue,
+                           /* One organization's backlog holds at most a quarter
+                            * of the deliveries in flight: the rest wait in the
+                            * heap, their slots free for other organizations. */
+                           .max_per_org = cfg->max_in_flight / 4 ? cfg->max_in_flight / 4 : 1};
     char err[256];
     if (hg_sandbox_new(&d->sandbox, &o, err, sizeof(err)) != 0)
       hg_log(HG_LOG_ERROR, "cannot start the transform sandbox", "error", err, NULL);
@@ -728,6 +747,11 @@ static void send_lua_rest(item_t *it) {
     finish_attempt(it, 0, NULL);
     return;
   }
+  /* A transform may change the URL, within the rules the API applies. */
+  if (url_allowed(it, ld.url) != 0) {
+    hg_lua_delivery_close(&ld);
+    return;
+  }
   /* The Standard Webhooks signature covers the body as sent, after any
    * transformation. */
   char sig[HG_MAX_SECRETS * (HG_SIG_V1_LEN + 1) + 1];
@@ -755,6 +779,10 @@ static void send_lua_rest(item_t *it) {
   if (lua_sign && hg_lua_call_delivery(lua, HG_PHASE_SIGN, s->lua, &ld, err, sizeof(err)) != 0) {
     hg_lua_delivery_close(&ld);
     script_failed(it, err);
+    return;
+  }
+  if (lua_sign && url_allowed(it, ld.url) != 0) {
+    hg_lua_delivery_close(&ld);
     return;
   }
   if (lua_deliver) {
@@ -1066,6 +1094,9 @@ void hg_dispatcher_stop(hg_dispatcher_t *d, void (*done)(void *ud), void *ud) {
   hg_client_t *c = d->client;
   d->client = NULL;
   hg_client_close(c);
+  /* Transforms queued or running in the sandbox end now: their deliveries
+   * stay pending and go out after the restart. */
+  hg_sandbox_cancel(d->sandbox);
   maybe_stopped(d);
 }
 

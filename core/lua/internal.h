@@ -72,6 +72,7 @@ struct hg_lua {
   int fn_run, fn_route_event; /* registry refs: R.run, R.route_event */
   int calls[HG_PHASE_COUNT];  /* registry refs: the global call lists of the pure phases */
   int next_timer_id;
+  const char *runtime_source; /* runtime.lua's chunk source string (see hook) */
 };
 
 /* The run executing now (NULL at load time or outside any run). */

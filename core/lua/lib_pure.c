@@ -187,6 +187,16 @@ static int l_json_array(lua_State *L) {
   if (lua_isnoneornil(L, 1)) lua_newtable(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
+  /* Only a plain table (or an array already): replacing another metatable
+   * would strip a protected one, such as the read-only proxies of the
+   * shared hookgate module. */
+  if (lua_getmetatable(L, 1)) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &hg_lua__array_mt_key);
+    int same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (!same) return luaL_argerror(L, 1, "a table with a metatable of its own cannot become a JSON array");
+    return 1;
+  }
   lua_rawgetp(L, LUA_REGISTRYINDEX, &hg_lua__array_mt_key);
   lua_setmetatable(L, 1);
   return 1;
@@ -312,10 +322,12 @@ static int l_verify(lua_State *L) {
   } else {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_Integer len = luaL_len(L, 1);
+    luaL_checkstack(L, 24, "verify: too many secrets");
     for (lua_Integer i = 1; i <= len && n < 16; i++) {
       lua_rawgeti(L, 1, i);
+      /* Left on the stack until hg_verify returns: a number converts to a
+       * new string that only this slot keeps alive. */
       secrets[n++] = luaL_checkstring(L, -1);
-      lua_pop(L, 1); /* the list keeps it alive */
     }
   }
   luaL_checktype(L, 2, LUA_TTABLE);

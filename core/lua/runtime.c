@@ -91,7 +91,7 @@ static void hook(lua_State *L, lua_Debug *ar) {
   uint64_t now = hg_now_ns();
   uint64_t used = run->cpu_ns + (now - run->slice_start_ns);
   if (used > rt->run_ns || run->killed) {
-    int ours = lua_getinfo(L, "Sl", ar) && strcmp(ar->source, "@hookgate/runtime.lua") == 0;
+    int ours = lua_getinfo(L, "Sl", ar) && ar->source == rt->runtime_source;
     if (!run->killed) {
       /* Name the line the script was on, as any other error would. */
       run->killed = 1;
@@ -1089,6 +1089,14 @@ int hg_lua_new(hg_lua_t **out, struct hg_app *app, json_t **errors_out) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &hg_lua__array_mt_key);
   lua_setfield(L, schema_idx, "array_mt");
   if (load_lib(L, cfg->lua_lib_path, "runtime", errors) != 0) goto done;
+  {
+    /* The hook knows runtime.lua by its source string's address (shared by
+     * every function of the chunk), not by its name, which a plugin's
+     * load could give its own chunk. */
+    lua_Debug ar;
+    lua_pushvalue(L, -1);
+    if (lua_getinfo(L, ">S", &ar)) rt->runtime_source = ar.source;
+  }
   lua_newtable(L);
   lua_pushvalue(L, hg_idx);
   lua_setfield(L, -2, "hookgate");

@@ -1,4 +1,11 @@
-/* pool.c: the sandbox's worker processes, seen from the loop (pool.h). */
+/* pool.c: the sandbox's worker processes, seen from the loop (pool.h).
+ *
+ * Workers start with posix_spawn (glibc's runs the child in the parent's
+ * memory until exec: no copy of the gateway's page tables, which fork, and
+ * uv_spawn with it, made the loop wait 2-5 ms for at every start) and are
+ * watched through a pidfd on the loop: readable when the process ended,
+ * then reaped with waitpid. */
+#define _GNU_SOURCE
 #include "sandbox/pool.h"
 
 #include "common.h"
@@ -6,11 +13,18 @@
 #include "sandbox/wire.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 extern char **environ;
 
@@ -30,7 +44,9 @@ typedef struct job {
 
 typedef struct worker {
   hg_sandbox_t *sb; /* NULL once the pool let go of this worker */
-  uv_process_t proc;
+  pid_t pid;
+  int pidfd;
+  uv_poll_t exitpoll; /* the pidfd: readable once the process ended */
   uv_pipe_t pipe;
   uv_timer_t deadline; /* the first job's */
   int open;            /* handles not yet closed */
@@ -49,6 +65,13 @@ typedef struct wreq {
   worker_t *w;
 } wreq_t;
 
+/* Jobs each organization has in the pool (queued or in a worker): a small
+ * open-addressing table, entries dropped when they reach 0. */
+typedef struct org_count {
+  char org[64];
+  unsigned n; /* 0: a free slot */
+} org_count_t;
+
 struct hg_sandbox {
   hg_sandbox_opts_t o;
   worker_t **slots;
@@ -56,7 +79,13 @@ struct hg_sandbox {
   size_t n_queued;
   uint32_t next_id;
   int closing;
+  int cancelled;      /* hg_sandbox_cancel ran: no new jobs */
+  int spawn_failing;  /* the last start of a worker failed */
   uv_timer_t respawn; /* retries slots whose spawn failed */
+  org_count_t *orgs;
+  size_t orgs_cap, orgs_used;
+  int exe_fd;         /* the binary, opened at start: workers start from it even once its path is gone */
+  char exe_path[64];  /* /proc/self/fd/N */
   hg_sandbox_stats_t st;
   char exe[PATH_MAX];
   char **env;
@@ -67,6 +96,62 @@ static void pump(hg_sandbox_t *sb);
 static int spawn(hg_sandbox_t *sb, size_t slot);
 static void respawn_cb(uv_timer_t *t);
 static void deadline_cb(uv_timer_t *t);
+static size_t live_workers(const hg_sandbox_t *sb);
+static void fail_queued(hg_sandbox_t *sb, int status, const char *err);
+
+static uint64_t org_hash(const char *org) {
+  uint64_t h = 1469598103934665603ull;
+  for (const unsigned char *p = (const unsigned char *)org; *p; p++) h = (h ^ *p) * 1099511628211ull;
+  return h;
+}
+
+static org_count_t *org_slot(hg_sandbox_t *sb, const char *org) {
+  size_t mask = sb->orgs_cap - 1, i = (size_t)org_hash(org) & mask;
+  while (sb->orgs[i].n != 0 && strcmp(sb->orgs[i].org, org) != 0) i = (i + 1) & mask;
+  return &sb->orgs[i];
+}
+
+/* Adds delta (+1 or -1) to org's count. -1 if the table cannot grow. */
+static int org_add(hg_sandbox_t *sb, const char *org, int delta) {
+  if (delta > 0 && (sb->orgs_used + 1) * 2 > sb->orgs_cap) {
+    size_t cap = sb->orgs_cap ? sb->orgs_cap * 2 : 64;
+    org_count_t *old = sb->orgs, *t = calloc(cap, sizeof(*t));
+    if (t == NULL) return -1;
+    size_t old_cap = sb->orgs_cap;
+    sb->orgs = t;
+    sb->orgs_cap = cap;
+    for (size_t i = 0; i < old_cap; i++)
+      if (old[i].n) *org_slot(sb, old[i].org) = old[i];
+    free(old);
+  }
+  org_count_t *c = org_slot(sb, org);
+  if (delta > 0) {
+    if (c->n == 0) {
+      snprintf(c->org, sizeof(c->org), "%s", org);
+      sb->orgs_used++;
+    }
+    c->n++;
+    return 0;
+  }
+  if (c->n == 0) return 0;
+  if (--c->n == 0) {
+    /* Removal in linear probing: put back the run that follows. */
+    sb->orgs_used--;
+    size_t mask = sb->orgs_cap - 1, i = (size_t)(c - sb->orgs);
+    for (size_t k = (i + 1) & mask; sb->orgs[k].n != 0; k = (k + 1) & mask) {
+      org_count_t e = sb->orgs[k];
+      sb->orgs[k].n = 0;
+      sb->orgs_used--;
+      *org_slot(sb, e.org) = e;
+      sb->orgs_used++;
+    }
+  }
+  return 0;
+}
+
+static unsigned org_jobs(hg_sandbox_t *sb, const char *org) {
+  return sb->orgs_cap ? org_slot(sb, org)->n : 0;
+}
 
 static void job_free(job_t *j) {
   hg_wire_free(&j->frame);
@@ -75,7 +160,8 @@ static void job_free(job_t *j) {
 
 /* --- finishing a job ------------------------------------------------------------ */
 
-static void finish(job_t *j, int status, const char *err) {
+static void finish(hg_sandbox_t *sb, job_t *j, int status, const char *err) {
+  org_add(sb, j->org, -1);
   j->done(status, j->d, err, j->ud);
   job_free(j);
 }
@@ -110,7 +196,7 @@ static char *dup_n(const char *s, size_t n) {
 /* Applies an OK answer's result (at r) to d. 0, HG_EINVAL with err set (the
  * result breaks a rule the gateway enforces), HG_ENOMEM, or HG_EIO (the
  * frame is malformed: the worker is not to be trusted further). */
-static int apply(hg_wire_in_t *r, hg_lua_delivery_t *d, char *err, size_t errlen) {
+static int apply(hg_wire_in_t *r, hg_lua_delivery_t *d, size_t max_result, char *err, size_t errlen) {
   size_t ul, bl, sl;
   /* url and body: NULL when the script left them as they were. */
   const char *url = hg_wire_get_str(r, &ul);
@@ -118,6 +204,13 @@ static int apply(hg_wire_in_t *r, hg_lua_delivery_t *d, char *err, size_t errlen
   const char *skip = hg_wire_get_str(r, &sl);
   uint32_t n = hg_wire_get_u32(r);
   if (r->bad || n > 64) return HG_EIO;
+  /* What the gateway keeps of a result is bounded like the script's own
+   * memory: url, body and headers together within sandbox.memory, headers
+   * within 64 KiB. */
+  if (ul + bl > max_result) {
+    snprintf(err, errlen, "transform: the result (url and body) is over sandbox.memory (%zu bytes)", max_result);
+    return HG_EINVAL;
+  }
   if (url != NULL && memchr(url, '\0', ul) != NULL) {
     snprintf(err, errlen, "transform: delivery.url contains a NUL byte");
     return HG_EINVAL;
@@ -125,12 +218,17 @@ static int apply(hg_wire_in_t *r, hg_lua_delivery_t *d, char *err, size_t errlen
   hg_lua_header_t *h = n ? calloc(n, sizeof(*h)) : NULL;
   if (n && h == NULL) return HG_ENOMEM;
   int rc = 0;
+  size_t header_bytes = 0;
   for (uint32_t i = 0; i < n && rc == 0; i++) {
     size_t nl, vl;
     const char *name = hg_wire_get_str(r, &nl);
     const char *value = hg_wire_get_str(r, &vl);
+    if (!r->bad && name != NULL && value != NULL) header_bytes += nl + vl + 4;
     if (r->bad || name == NULL || value == NULL) {
       rc = HG_EIO;
+    } else if (header_bytes > (64u << 10)) {
+      snprintf(err, errlen, "transform: delivery.headers: more than 64 KiB of names and values");
+      rc = HG_EINVAL;
     } else if (!is_token(name, nl) || !is_field_value(value, vl)) {
       snprintf(err, errlen, "transform: delivery.headers: a name or value has characters HTTP does not allow");
       rc = HG_EINVAL;
@@ -189,6 +287,7 @@ static int apply(hg_wire_in_t *r, hg_lua_delivery_t *d, char *err, size_t errlen
 static void worker_close_cb(uv_handle_t *h) {
   worker_t *w = h->data;
   if (--w->open > 0) return;
+  if (w->pidfd >= 0) close(w->pidfd);
   free(w->rbuf);
   free(w);
 }
@@ -201,10 +300,13 @@ static void retire(worker_t *w) {
   w->sb = NULL;
   w->dead = 1;
   if (sb->slots[w->slot] == w) sb->slots[w->slot] = NULL;
-  if (!w->exited) uv_process_kill(&w->proc, SIGKILL);
   uv_close((uv_handle_t *)&w->pipe, worker_close_cb);
   uv_close((uv_handle_t *)&w->deadline, worker_close_cb);
-  uv_close((uv_handle_t *)&w->proc, worker_close_cb);
+  /* The process is reaped before its handle goes: exit_poll_cb closes it
+   * once waitpid has the status (no zombie, and no pid reused under a
+   * kill). */
+  if (!w->exited) kill(w->pid, SIGKILL);
+  else uv_close((uv_handle_t *)&w->exitpoll, worker_close_cb);
 }
 
 /* Puts jobs (a chain) back at the front of the queue, in order. */
@@ -235,12 +337,13 @@ static void replace(worker_t *w, const char *err) {
   w->n_jobs = 0;
   size_t slot = w->slot;
   retire(w);
-  if (!sb->closing && spawn(sb, slot) != 0 && !uv_is_active((uv_handle_t *)&sb->respawn))
+  if (!sb->closing && !sb->cancelled && spawn(sb, slot) != 0 && !uv_is_active((uv_handle_t *)&sb->respawn))
     uv_timer_start(&sb->respawn, respawn_cb, 1000, 0);
   requeue(sb, rest);
+  if (sb->spawn_failing && live_workers(sb) == 0) fail_queued(sb, HG_EBUSY, "transform: no sandbox worker can start");
   if (j) {
     sb->st.jobs_failed++;
-    finish(j, HG_EINVAL, err);
+    finish(sb, j, HG_EINVAL, err);
   }
   pump(sb);
 }
@@ -253,19 +356,28 @@ static void arm(worker_t *w) {
   else uv_timer_stop(&w->deadline);
 }
 
-static void exit_cb(uv_process_t *p, int64_t status, int signal) {
-  worker_t *w = p->data;
+static void exit_poll_cb(uv_poll_t *h, int status, int events) {
+  worker_t *w = h->data;
+  (void)status, (void)events;
+  int ws = 0;
+  pid_t r = waitpid(w->pid, &ws, WNOHANG);
+  if (r == 0 || (r < 0 && errno == EINTR)) return; /* not yet */
   w->exited = 1;
-  if (w->sb == NULL) return;
+  uv_poll_stop(h);
+  if (w->sb == NULL) {
+    uv_close((uv_handle_t *)h, worker_close_cb); /* retired before it ended */
+    return;
+  }
+  int sig = r > 0 && WIFSIGNALED(ws) ? WTERMSIG(ws) : 0, code = r > 0 && WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
   if (!w->sb->closing) {
     w->sb->st.worker_exits++;
     char msg[48];
-    snprintf(msg, sizeof(msg), "%lld", (long long)status);
-    hg_log(HG_LOG_WARN, "sandbox worker stopped", "status", msg, "signal", signal ? strsignal(signal) : "none", NULL);
+    snprintf(msg, sizeof(msg), "%d", code);
+    hg_log(HG_LOG_WARN, "sandbox worker stopped", "status", msg, "signal", sig ? strsignal(sig) : "none", NULL);
   }
   char err[160];
   snprintf(err, sizeof(err), "transform: the sandbox worker running the script stopped (%s %d)",
-           signal ? "signal" : "exit status", signal ? signal : (int)status);
+           sig ? "signal" : "exit status", sig ? sig : code);
   replace(w, err);
 }
 
@@ -325,14 +437,15 @@ static void on_answer(worker_t *w, const char *p, size_t n) {
   char err[600];
   int rc;
   if (status == HG_WIRE_OK) {
-    rc = apply(&r, j->d, err, sizeof(err));
+    rc = apply(&r, j->d, sb->o.memory, err, sizeof(err));
     if (rc == HG_EIO) {
       replace(w, "transform: the sandbox worker sent a malformed answer");
       return;
     }
   } else {
     if (status == HG_WIRE_BUDGET) sb->st.budget_stops++;
-    snprintf(err, sizeof(err), "%.*s", (int)(el < 500 ? el : 500), e ? e : "transform: failed");
+    if (e != NULL && el > 0) snprintf(err, sizeof(err), "%.*s", (int)(el < 500 ? el : 500), e);
+    else snprintf(err, sizeof(err), "transform: failed");
     rc = HG_EINVAL;
   }
   w->jobs = j->next;
@@ -341,7 +454,7 @@ static void on_answer(worker_t *w, const char *p, size_t n) {
   arm(w);
   if (rc == 0) sb->st.jobs_ok++;
   else sb->st.jobs_failed++;
-  finish(j, rc, rc == HG_ENOMEM ? "transform: out of memory reading the result" : err);
+  finish(sb, j, rc, rc == HG_ENOMEM ? "transform: out of memory reading the result" : err);
 }
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -349,9 +462,9 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   (void)buf;
   if (w->sb == NULL) return;
   if (nread < 0) {
-    /* EOF or an error: the process is gone or going; exit_cb finishes. */
+    /* EOF or an error: the process is gone or going; exit_poll_cb finishes. */
     uv_read_stop(s);
-    if (!w->exited) uv_process_kill(&w->proc, SIGKILL);
+    if (!w->exited) kill(w->pid, SIGKILL);
     w->dead = 1;
     return;
   }
@@ -387,43 +500,75 @@ static void write_cb(uv_write_t *req, int status) {
   worker_t *w = wr->w;
   free(wr);
   if (status < 0 && w->sb != NULL) replace(w, "transform: the sandbox worker stopped taking jobs");
+  else if (w->sb != NULL) pump(w->sb);
+}
+
+/* fd moved above the standard ones (a gateway started with fd 0 closed
+ * would hand them out), close-on-exec. */
+static int above_stdio(int fd) {
+  if (fd > 2) return fd;
+  int n = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  close(fd);
+  return n;
 }
 
 static int spawn(hg_sandbox_t *sb, size_t slot) {
-  worker_t *w = calloc(1, sizeof(*w));
-  if (w == NULL) return HG_ENOMEM;
-  w->sb = sb;
-  w->slot = slot;
-  uv_pipe_init(sb->o.loop, &w->pipe, 0);
-  uv_timer_init(sb->o.loop, &w->deadline);
-  w->pipe.data = w->deadline.data = w->proc.data = w;
-  w->jobs_tail = &w->jobs;
-  w->open = 3;
-  char *args[] = {sb->exe, "sandbox-worker", "--states", sb->arg_states, "--address-space", sb->arg_as, NULL};
-  uv_stdio_container_t stdio[3];
-  stdio[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE;
-  stdio[0].data.stream = (uv_stream_t *)&w->pipe;
-  stdio[1].flags = UV_IGNORE;
-  stdio[2].flags = UV_INHERIT_FD;
-  stdio[2].data.fd = 2;
-  uv_process_options_t po;
-  memset(&po, 0, sizeof(po));
-  po.exit_cb = exit_cb;
-  po.file = sb->exe;
-  po.args = args;
-  po.env = sb->env;
-  po.stdio_count = 3;
-  po.stdio = stdio;
-  int r = uv_spawn(sb->o.loop, &w->proc, &po);
-  if (r != 0) {
-    hg_log(HG_LOG_ERROR, "cannot start a sandbox worker", "error", uv_strerror(r), NULL);
-    w->sb = NULL;
-    w->exited = 1;
-    uv_close((uv_handle_t *)&w->pipe, worker_close_cb);
-    uv_close((uv_handle_t *)&w->deadline, worker_close_cb);
-    uv_close((uv_handle_t *)&w->proc, worker_close_cb);
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    hg_log(HG_LOG_ERROR, "cannot start a sandbox worker", "error", strerror(errno), NULL);
     return HG_EIO;
   }
+  sv[0] = above_stdio(sv[0]);
+  sv[1] = above_stdio(sv[1]);
+  char *args[] = {sb->exe, "sandbox-worker", "--states", sb->arg_states, "--address-space", sb->arg_as, NULL};
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t at;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawnattr_init(&at);
+  posix_spawn_file_actions_adddup2(&fa, sv[1], 0); /* the child's end on fd 0, without close-on-exec */
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  sigset_t none, dflt;
+  sigemptyset(&none);
+  sigemptyset(&dflt);
+  sigaddset(&dflt, SIGPIPE);
+  sigaddset(&dflt, SIGCHLD);
+  posix_spawnattr_setsigmask(&at, &none);
+  posix_spawnattr_setsigdefault(&at, &dflt);
+  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  pid_t pid = -1;
+  uint64_t t0 = hg_now_ns();
+  int r = sv[0] < 0 || sv[1] < 0 ? EMFILE
+                                  : posix_spawn(&pid, sb->exe_fd >= 0 ? sb->exe_path : sb->exe, &fa, &at, args, sb->env);
+  sb->st.spawn_ns += hg_now_ns() - t0;
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&at);
+  if (sv[1] >= 0) close(sv[1]);
+  int pidfd = r == 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+  worker_t *w = r == 0 && pidfd >= 0 ? calloc(1, sizeof(*w)) : NULL;
+  if (w == NULL) {
+    hg_log(HG_LOG_ERROR, "cannot start a sandbox worker", "error", strerror(r ? r : errno), NULL);
+    if (pid > 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, NULL, 0);
+    }
+    if (pidfd >= 0) close(pidfd);
+    if (sv[0] >= 0) close(sv[0]);
+    sb->spawn_failing = 1;
+    return HG_EIO;
+  }
+  sb->spawn_failing = 0;
+  w->sb = sb;
+  w->slot = slot;
+  w->pid = pid;
+  w->pidfd = pidfd;
+  uv_pipe_init(sb->o.loop, &w->pipe, 0);
+  uv_pipe_open(&w->pipe, sv[0]);
+  uv_timer_init(sb->o.loop, &w->deadline);
+  uv_poll_init(sb->o.loop, &w->exitpoll, pidfd);
+  w->pipe.data = w->deadline.data = w->exitpoll.data = w;
+  w->jobs_tail = &w->jobs;
+  w->open = 3;
+  uv_poll_start(&w->exitpoll, UV_READABLE, exit_poll_cb);
   uv_read_start((uv_stream_t *)&w->pipe, alloc_cb, read_cb);
   sb->slots[slot] = w;
   sb->st.spawns++;
@@ -436,10 +581,31 @@ static void respawn_cb(uv_timer_t *t) {
   for (size_t i = 0; i < sb->o.workers && !sb->closing; i++)
     if (sb->slots[i] == NULL && spawn(sb, i) != 0) failed = 1;
   if (failed) uv_timer_start(&sb->respawn, respawn_cb, 1000, 0);
+  if (failed && live_workers(sb) == 0) fail_queued(sb, HG_EBUSY, "transform: no sandbox worker can start");
   pump(sb);
 }
 
 /* --- jobs --------------------------------------------------------------------------- */
+
+static size_t live_workers(const hg_sandbox_t *sb) {
+  size_t n = 0;
+  for (size_t i = 0; i < sb->o.workers; i++)
+    if (sb->slots[i] != NULL && !sb->slots[i]->dead) n++;
+  return n;
+}
+
+/* Fails every queued job with status (their deliveries wait outside). */
+static void fail_queued(hg_sandbox_t *sb, int status, const char *err) {
+  job_t *j = sb->head;
+  sb->head = NULL;
+  sb->tail = &sb->head;
+  sb->n_queued = 0;
+  while (j) {
+    job_t *next = j->next;
+    finish(sb, j, status, err);
+    j = next;
+  }
+}
 
 /* How many workers hold jobs of org now. */
 static unsigned workers_for(const hg_sandbox_t *sb, const char *org) {
@@ -509,12 +675,23 @@ static void pump(hg_sandbox_t *sb) {
 
 int hg_sandbox_transform(hg_sandbox_t *sb, const char *key, const char *org, const char *code,
                          hg_lua_delivery_t *d, hg_sandbox_done_fn done, void *ud) {
-  if (sb->closing) return HG_ESTATE;
+  if (sb->closing || sb->cancelled) return HG_ESTATE;
   if (sb->n_queued >= sb->o.max_queue) return HG_EBUSY;
+  /* No worker and none can start: the delivery waits outside (its slot in
+   * the dispatcher freed) rather than in a queue nothing serves. */
+  if (sb->spawn_failing && live_workers(sb) == 0) return HG_EBUSY;
+  /* One organization's backlog waits outside too, past its share. */
+  char o[64];
+  snprintf(o, sizeof(o), "%s", org ? org : "");
+  if (org_jobs(sb, o) >= sb->o.max_per_org) return HG_EBUSY;
   job_t *j = calloc(1, sizeof(*j));
   if (j == NULL) return HG_ENOMEM;
+  if (org_add(sb, o, +1) != 0) {
+    free(j);
+    return HG_ENOMEM;
+  }
   j->id = ++sb->next_id;
-  snprintf(j->org, sizeof(j->org), "%s", org ? org : "");
+  memcpy(j->org, o, sizeof(j->org));
   j->d = d;
   j->done = done;
   j->ud = ud;
@@ -542,6 +719,7 @@ int hg_sandbox_transform(hg_sandbox_t *sb, const char *key, const char *org, con
   }
   hg_wire_cstr(w, d->skip);
   if (hg_wire_finish(w) != 0) {
+    org_add(sb, j->org, -1);
     free(j);
     return HG_ENOMEM;
   }
@@ -564,8 +742,13 @@ int hg_sandbox_new(hg_sandbox_t **out, const hg_sandbox_opts_t *opts, char *err,
   if (sb->o.states < 1) sb->o.states = 1;
   if (sb->o.max_queue < 1) sb->o.max_queue = 1;
   sb->tail = &sb->head;
+  if (sb->o.max_per_org < 1) sb->o.max_per_org = 1;
   size_t exe_len = sizeof(sb->exe);
   int r = uv_exepath(sb->exe, &exe_len);
+  /* Workers start from this descriptor: replacing or deleting the binary
+   * (a package upgrade) does not stop them from starting. */
+  sb->exe_fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+  if (sb->exe_fd >= 0) snprintf(sb->exe_path, sizeof(sb->exe_path), "/proc/self/fd/%d", sb->exe_fd);
   sb->slots = calloc(sb->o.workers, sizeof(*sb->slots));
   /* Only the sanitizers' settings pass: the gateway's environment holds
    * its admin key and store address, which tenant code has no business
@@ -577,6 +760,7 @@ int hg_sandbox_new(hg_sandbox_t **out, const hg_sandbox_opts_t *opts, char *err,
     snprintf(err, errlen, "sandbox: %s", r != 0 ? uv_strerror(r) : "out of memory");
     free(sb->slots);
     free(sb->env);
+    if (sb->exe_fd >= 0) close(sb->exe_fd);
     free(sb);
     return r != 0 ? HG_EIO : HG_ENOMEM;
   }
@@ -603,6 +787,8 @@ int hg_sandbox_new(hg_sandbox_t **out, const hg_sandbox_opts_t *opts, char *err,
 
 static void pool_close_cb(uv_handle_t *h) {
   hg_sandbox_t *sb = h->data;
+  if (sb->exe_fd >= 0) close(sb->exe_fd);
+  free(sb->orgs);
   free(sb->slots);
   free(sb->env);
   free(sb);
@@ -629,6 +815,25 @@ void hg_sandbox_free(hg_sandbox_t *sb) {
     job_free(j);
   }
   uv_close((uv_handle_t *)&sb->respawn, pool_close_cb);
+}
+
+void hg_sandbox_cancel(hg_sandbox_t *sb) {
+  if (sb == NULL || sb->cancelled) return;
+  sb->cancelled = 1;
+  uv_timer_stop(&sb->respawn);
+  fail_queued(sb, HG_ECLOSED, "transform: the gateway is stopping");
+  for (size_t i = 0; i < sb->o.workers; i++) {
+    worker_t *w = sb->slots[i];
+    if (w == NULL || w->n_jobs == 0) continue;
+    /* Its jobs back to the queue, then failed like the others. */
+    job_t *jobs = w->jobs;
+    w->jobs = NULL;
+    w->jobs_tail = &w->jobs;
+    w->n_jobs = 0;
+    retire(w);
+    requeue(sb, jobs);
+    fail_queued(sb, HG_ECLOSED, "transform: the gateway is stopping");
+  }
 }
 
 void hg_sandbox_stats(const hg_sandbox_t *sb, hg_sandbox_stats_t *out) {

@@ -32,6 +32,7 @@ typedef struct hg_sandbox_opts {
   uint64_t grace_ms;    /* past budget + grace, the worker is killed */
   size_t memory;        /* bytes one webhook's state may hold */
   size_t max_queue;     /* jobs waiting for a worker, at most */
+  size_t max_per_org;   /* jobs one organization may have in the pool (queued or running) */
 } hg_sandbox_opts_t;
 
 /* Starts the workers. 0, or a negative code with err set. */
@@ -43,18 +44,25 @@ int hg_sandbox_new(hg_sandbox_t **out, const hg_sandbox_opts_t *opts, char *err,
  * deliveries first). */
 void hg_sandbox_free(hg_sandbox_t *sb);
 
+/* For a stopping gateway: every queued job and every job a worker holds
+ * ends now with HG_ECLOSED (their callbacks run from this call; the
+ * workers holding jobs are killed), and new ones are refused (HG_ESTATE).
+ * The pool itself stays until hg_sandbox_free. */
+void hg_sandbox_cancel(hg_sandbox_t *sb);
+
 /* Completion of a transform: status 0 (d holds the result: url, body,
  * headers, skip, replaced as hg_lua_call_delivery would), HG_EINVAL (the
  * script failed, stopped at its budget or its worker died: err says how,
- * as "transform:LINE: message"), HG_EBUSY (the queue is full: try later)
- * or HG_ENOMEM. */
+ * as "transform:LINE: message"), HG_EBUSY (no worker can start: try
+ * later), HG_ECLOSED (hg_sandbox_cancel) or HG_ENOMEM. */
 typedef void (*hg_sandbox_done_fn)(int status, hg_lua_delivery_t *d, const char *err, void *ud);
 
 /* Runs code (a webhook's transform) over d in a worker. key names the
  * webhook (its Lua state), org its organization (fairness; may be NULL or
  * ""). d stays the caller's and must live until done, which runs later,
- * never inside this call. Returns 0, or HG_EBUSY (queue full) / HG_ENOMEM
- * without calling done. */
+ * never inside this call. Returns 0, or without calling done: HG_EBUSY
+ * (the queue is full, org has max_per_org jobs in already, or no worker
+ * can start), HG_ESTATE (cancelled or closing) or HG_ENOMEM. */
 int hg_sandbox_transform(hg_sandbox_t *sb, const char *key, const char *org, const char *code,
                          hg_lua_delivery_t *d, hg_sandbox_done_fn done, void *ud);
 
@@ -64,6 +72,7 @@ typedef struct hg_sandbox_stats {
   uint64_t watchdog_kills;         /* workers killed at budget + grace */
   uint64_t worker_exits;           /* workers that died on their own */
   uint64_t spawns;                 /* workers started, first ones included */
+  uint64_t spawn_ns;               /* time the loop spent starting them */
   size_t queued, running, workers; /* now */
 } hg_sandbox_stats_t;
 

@@ -430,13 +430,21 @@ static int write_result(lua_State *L, int idx, const job_t *j, hg_wire_out_t *w,
   }
   int h = lua_gettop(L);
   uint32_t n = 0;
+  size_t bytes = 0;
   lua_pushnil(L);
   while (lua_next(L, h) != 0) {
-    if (lua_type(L, -2) == LUA_TSTRING && (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)) n++;
+    if (lua_type(L, -2) == LUA_TSTRING && (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)) {
+      n++;
+      bytes += lua_rawlen(L, -2) + (lua_type(L, -1) == LUA_TSTRING ? lua_rawlen(L, -1) : 32) + 4;
+    }
     lua_pop(L, 1);
   }
-  if (n > 64) {
-    snprintf(err, errlen, "transform: more than 64 request headers");
+  if (bytes > (64u << 10)) {
+    snprintf(err, errlen, "transform: delivery.headers: more than 64 KiB of names and values");
+    return -1;
+  }
+  if (n > 60) {
+    snprintf(err, errlen, "transform: more than 60 request headers (the gateway adds 4 of its own, to 64)");
     return -1;
   }
   hg_wire_u32(w, n);

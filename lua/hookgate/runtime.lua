@@ -111,6 +111,7 @@ end
 -- call has unwound, as an ordinary call, under the budget like any code.
 -- (The handler sees the error value, not the stack where it was raised.)
 local function safe_xpcall(f, msgh, ...)
+  if msgh == nil then error("bad argument #2 to 'xpcall' (value expected)", 2) end
   local r = table.pack(pcall(f, ...))
   if r[1] then return table.unpack(r, 1, r.n) end
   return false, msgh(r[2])
@@ -144,9 +145,11 @@ function R.new_env(name)
     for i = 1, parts.n do parts[i] = tostring(parts[i]) end
     host.hookgate.log.info(table.concat(parts, " ", 1, parts.n))
   end
-  -- Text chunks only, in this environment unless told otherwise.
+  -- Text chunks only, in this environment unless told otherwise, named
+  -- under the plugin's name (a chunk cannot pass for hookgate's own).
   env.load = function(chunk, chunkname, _, e)
-    return load(chunk, chunkname, "t", e or env)
+    return load(chunk, "=" .. name .. ":" .. (type(chunkname) == "string" and chunkname:gsub("^[@=]", "") or "load"),
+      "t", e or env)
   end
   env._G = env
   return setmetatable(env, {
