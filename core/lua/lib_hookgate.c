@@ -112,6 +112,22 @@ static size_t json_bytes(json_t *v) {
 
 static size_t entry_size(json_t *e) { return (size_t)json_integer_value(json_object_get(e, "s")); }
 
+/* Drops every expired entry (they count until then): done when a set would
+ * not fit, so that space held by expired values is given back first. */
+static void shared_sweep(void) {
+  json_int_t now = (json_int_t)hg_wall_ms();
+  const char *k;
+  json_t *e;
+  void *tmp;
+  json_object_foreach_safe(shared_dict, tmp, k, e) {
+    json_int_t exp = json_integer_value(json_object_get(e, "e"));
+    if (exp != 0 && exp <= now) {
+      shared_bytes -= entry_size(e);
+      json_object_del(shared_dict, k);
+    }
+  }
+}
+
 static void shared_del(const char *key) {
   json_t *e = json_object_get(shared_dict, key);
   if (e == NULL) return;
@@ -150,6 +166,7 @@ static int l_shared_set(lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
+  if (json_object_size(shared_dict) >= 100000 && json_object_get(shared_dict, key) == NULL) shared_sweep();
   if (json_object_size(shared_dict) >= 100000 && json_object_get(shared_dict, key) == NULL) {
     lua_pushnil(L);
     lua_pushstring(L, "shared.set: full (100000 keys)");
@@ -163,6 +180,11 @@ static int l_shared_set(lua_State *L) {
   json_t *old = json_object_get(shared_dict, key);
   size_t old_size = old ? entry_size(old) : 0;
   size_t limit = rt_of(L)->app->cfg->lua_shared_memory;
+  if (shared_bytes - old_size + size > limit) {
+    shared_sweep();
+    old = json_object_get(shared_dict, key);
+    old_size = old ? entry_size(old) : 0;
+  }
   if (shared_bytes - old_size + size > limit) {
     json_decref(v);
     lua_pushnil(L);
