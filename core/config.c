@@ -360,8 +360,10 @@ static int set_field(loader_t *ld, const field_t *f, const char *key) {
     json_t *conf;
     json_object_foreach(j, name, conf) {
       if (!json_is_object(conf) && !(json_is_array(conf) && json_array_size(conf) == 0) && !json_is_true(conf)) {
+        /* name lives in j: word the error before freeing it. */
+        int r = fail(ld, key, "%s: must be a table of settings (or true)", name);
         json_decref(j);
-        return fail(ld, key, "%s: must be a table of settings (or true)", name);
+        return r;
       }
     }
     char **dst = (char **)(base + f->off);
