@@ -105,6 +105,8 @@ int hg_webhooks_insert(sqlite3 *db, const hg_webhook_t *w, const char *secret) {
 
 int hg_webhooks_get(sqlite3 *db, const char *id, const char *org, hg_webhook_t *out) {
   sqlite3_stmt *st = NULL;
+  /* Closing out is then safe whatever the result. */
+  memset(out, 0, sizeof(*out));
   if (hg_store_prepare(db,
                          "SELECT " WEBHOOK_COLS " FROM webhooks WHERE id = ?1 AND (?2 IS NULL OR organization_id = ?2)", &st) != SQLITE_OK)
     return sql_fail(db, "get webhook");

@@ -31,8 +31,9 @@ void hg_webhook_close(hg_webhook_t *w);
 /* Inserts w and its first secret. */
 int hg_webhooks_insert(sqlite3 *db, const hg_webhook_t *w, const char *secret);
 
-/* Reads webhook id into out (caller closes). When org is non-NULL, a
- * webhook of another organization (or of none) is HG_ENOTFOUND too. */
+/* Reads webhook id into out (caller closes; out is zeroed first, so that
+ * closing it is safe on any result). When org is non-NULL, a webhook of
+ * another organization (or of none) is HG_ENOTFOUND too. */
 int hg_webhooks_get(sqlite3 *db, const char *id, const char *org, hg_webhook_t *out);
 
 /* Lists webhooks newest first: ids below after_id ("" = from the newest),
