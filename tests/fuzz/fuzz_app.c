@@ -174,8 +174,8 @@ int hgf_request(const char *method, const char *target, const char *authorizatio
   /* The loop always has the dispatcher's and the store's handles: ONCE
    * waits for the next completion. */
   while (!w.answered) uv_run(&loop, UV_RUN_ONCE);
-  /* Let the store apply what the answer left queued (events answered from
-   * the intake log), so one input's work does not spill into the next. */
+  /* Hand the store what the answer left queued (the store jobs of events
+   * answered from the intake log): they run while the next input starts. */
   hg_store_flush(app.store);
   uv_run(&loop, UV_RUN_NOWAIT);
   return 0;

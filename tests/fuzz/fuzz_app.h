@@ -33,8 +33,8 @@ hg_app_t *hgf_app(void);
 /* "Bearer <key i>" for i < HGF_N_KEYS. */
 const char *hgf_auth(size_t i);
 
-/* Runs one request through the app and the loop until it is answered and
- * the store has no job of it left. method must be one hg_http_virtual
+/* Runs one request through the app and the loop until it is answered.
+ * method must be one hg_http_virtual
  * takes; target starts with '/'. Returns 0 and fills ans, or the error
  * hg_http_virtual returned. */
 int hgf_request(const char *method, const char *target, const char *authorization, const char *body,
