@@ -120,6 +120,9 @@ static int key_line(const char *file, int assign_line, const char *key) {
   if (name == NULL || assign_line <= 0) return assign_line;
   name++;
   size_t nlen = strlen(name);
+  /* An empty name (["" ] = ...) is in no line to find: searching for it
+   * matched everywhere, past the end of the line too. */
+  if (nlen == 0) return assign_line;
   FILE *f = fopen(file, "r");
   if (f == NULL) return assign_line;
   char buf[1024];

@@ -159,7 +159,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   sa.sin_port = htons((uint16_t)port);
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   /* The kernel completes the handshake from the listen backlog. */
-  if (c.fd < 0 || connect(c.fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) die("connect");
+  /* From a different 127/8 source address each time: a long run makes
+   * more connections than one address has ports free of TIME_WAIT. */
+  static uint32_t n_conn;
+  struct sockaddr_in src;
+  memset(&src, 0, sizeof(src));
+  src.sin_family = AF_INET;
+  src.sin_addr.s_addr = htonl(0x7f000000u | (1 + (n_conn++ % 0xfffffe)));
+  if (c.fd < 0 || bind(c.fd, (struct sockaddr *)&src, sizeof(src)) != 0) die("bind");
+  if (connect(c.fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) die("connect");
   fcntl(c.fd, F_SETFL, O_NONBLOCK);
   uv_poll_init(&loop, &c.poll, c.fd);
   c.poll.data = &c;
