@@ -25,6 +25,8 @@ int hg_api_is_json_type(const char *ct) {
   return *ct == '\0' || *ct == ';';
 }
 
+static void utf8_clean(char *s);
+
 json_t *hg_api_parse_body(hg_http_req_t *req, int empty_ok) {
   if (req->body_len == 0 && empty_ok) return json_object();
   if (!hg_api_is_json_type(hg_http_req_header(req, "content-type"))) {
@@ -34,7 +36,20 @@ json_t *hg_api_parse_body(hg_http_req_t *req, int empty_ok) {
   json_error_t jerr;
   /* Duplicate keys are refused: two values for one field is ambiguous. */
   json_t *doc = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+  /* jansson reads a NUL byte between tokens as nothing ({"a":1<NUL>}
+   * parses), but the raw text is what gets stored and delivered: a NUL is
+   * never valid JSON text. */
+  const char *nul = memchr(req->body, '\0', req->body_len);
+  if (doc != NULL && nul != NULL) {
+    json_decref(doc);
+    doc = NULL;
+    jerr.position = (int)(nul - req->body);
+    snprintf(jerr.text, sizeof(jerr.text), "NUL byte in the body");
+  }
   if (doc == NULL) {
+    /* jansson quotes the bytes it stopped at, which may not be UTF-8: a
+     * message jansson cannot encode would turn this 400 into a 500. */
+    utf8_clean(jerr.text);
     char msg[256];
     snprintf(msg, sizeof(msg), "malformed JSON at byte %d: %s", jerr.position, jerr.text);
     json_t *details = json_array();

@@ -132,6 +132,9 @@ static int key_line(const char *file, int assign_line, const char *key) {
   if (name == NULL || assign_line <= 0) return assign_line;
   name++;
   size_t nlen = strlen(name);
+  /* An empty name (["" ] = ...) is in no line to find: searching for it
+   * matched everywhere, past the end of the line too. */
+  if (nlen == 0) return assign_line;
   FILE *f = fopen(file, "r");
   if (f == NULL) return assign_line;
   char buf[1024];
@@ -372,8 +375,10 @@ static int set_field(loader_t *ld, const field_t *f, const char *key) {
     json_t *conf;
     json_object_foreach(j, name, conf) {
       if (!json_is_object(conf) && !(json_is_array(conf) && json_array_size(conf) == 0) && !json_is_true(conf)) {
+        /* name lives in j: word the error before freeing it. */
+        int r = fail(ld, key, "%s: must be a table of settings (or true)", name);
         json_decref(j);
-        return fail(ld, key, "%s: must be a table of settings (or true)", name);
+        return r;
       }
     }
     char **dst = (char **)(base + f->off);

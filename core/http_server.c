@@ -574,8 +574,11 @@ static int on_message_complete(llhttp_t *p) {
   r->pub.body[r->pub.body_len] = '\0';
   r->keep_alive = llhttp_should_keep_alive(p) != 0;
   r->need_continue = 0;
-  /* Pause so the request is handed over outside the parser. */
-  return HPE_PAUSED;
+  /* Pause so the request is handed over outside the parser. An upgrade
+   * request pauses by itself (HPE_PAUSED_UPGRADE), and must: pausing here
+   * too left that second pause to come, from the next bytes, with no
+   * request being parsed. */
+  return p->upgrade ? 0 : HPE_PAUSED;
 }
 
 /* ---- writing ---- */

@@ -89,6 +89,30 @@ static void type_errors_and_syntax(void) {
   CHECK(strstr(err, "cert and key") != NULL);
 }
 
+/* Found by tests/fuzz/fuzz_config.c: the message named the plugin after
+ * the JSON holding its name was freed (a use after free under ASan). */
+static void plugin_not_a_table(void) {
+  hg_config_t cfg;
+  char err[256] = "";
+  const char *p = write_cfg("plug.lua", "plugins = { [\"mat\"] = { \"c#= h ops\" } }\n");
+  CHECK_EQ_INT(hg_config_load(&cfg, p, err, sizeof(err)), HG_ECONFIG);
+  CHECK(strstr(err, "plug.lua:1: plugins: mat: must be a table of settings (or true)") != NULL);
+  p = write_cfg("plug2.lua", "plugins = { ['slack-format'] = true, other = 5 }\n");
+  CHECK_EQ_INT(hg_config_load(&cfg, p, err, sizeof(err)), HG_ECONFIG);
+  CHECK(strstr(err, "plugins: other: must be a table of settings (or true)") != NULL);
+}
+
+/* Found by tests/fuzz/fuzz_config.c: a nested key with an empty name
+ * (webhooks = { [""] = ... }) made the search for its line read past the
+ * line's buffer (a stack overflow under ASan). */
+static void empty_nested_key(void) {
+  hg_config_t cfg;
+  char err[256] = "";
+  const char *p = write_cfg("empty.lua", "store = 'x.db'\nwebhooks = {\n  [\"\"] = 1,\n}\n");
+  CHECK_EQ_INT(hg_config_load(&cfg, p, err, sizeof(err)), HG_ECONFIG);
+  CHECK(strstr(err, "empty.lua:4: webhooks.: unknown key") != NULL);
+}
+
 static void env_overrides(void) {
   const char *p = write_cfg("e.lua", "store = 'file.db'\nadmin_key = env('HG_TEST_KEY', 'fallback-key-0123456789')\n");
   setenv("HOOKGATE_LISTEN", "127.0.0.1:0,[::1]:0", 1);
@@ -116,6 +140,8 @@ int main(void) {
   RUN(full_file);
   RUN(unknown_key_names_line);
   RUN(type_errors_and_syntax);
+  RUN(plugin_not_a_table);
+  RUN(empty_nested_key);
   RUN(env_overrides);
   char cmd[300];
   snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);

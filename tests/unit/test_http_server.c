@@ -515,6 +515,47 @@ static void test_connection_close(void) {
   run(NULL, c_conn_close, &t);
 }
 
+/* Found by tests/fuzz/fuzz_http.c: an upgrade request whose end arrived
+ * with bytes after it, in a read after its start, crashed the server (the
+ * upgrade was handled as a second pause, with no request being parsed).
+ * We do not switch protocols: the request is answered, and the connection
+ * closes after it, unread bytes and all. */
+static void c_upgrade(tctx_t *t) {
+  static const char *const req = "GET /x HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nxxxx";
+  for (size_t cut = 0; cut < strlen(req); cut += 9) {
+    cli_t c;
+    resp_t r;
+    CHECK_EQ_INT(cli_open(&c, t), 0);
+    int one = 1;
+    setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (cut > 0) {
+      cli_sendn(&c, req, cut);
+      usleep(20000); /* a read of its own */
+    }
+    cli_send(&c, req + cut);
+    CHECK_EQ_INT(cli_read(&c, &r, 0), 0);
+    CHECK_EQ_INT(r.status, 200);
+    CHECK_EQ_STR(resp_header(&r, "Connection"), "close");
+    resp_free(&r);
+    CHECK_EQ_INT(cli_eof(&c), 1);
+    cli_close(&c);
+  }
+  /* The server is still there. */
+  cli_t c;
+  resp_t r;
+  CHECK_EQ_INT(cli_open(&c, t), 0);
+  cli_send(&c, "GET /x HTTP/1.1\r\n\r\n");
+  CHECK_EQ_INT(cli_read(&c, &r, 0), 0);
+  CHECK_EQ_INT(r.status, 200);
+  resp_free(&r);
+  cli_close(&c);
+}
+
+static void test_upgrade(void) {
+  tctx_t t = {0};
+  run(NULL, c_upgrade, &t);
+}
+
 static void c_limits(tctx_t *t) {
   cli_t c;
   resp_t r;
@@ -1085,6 +1126,7 @@ int main(void) {
   RUN(test_expect_continue);
   RUN(test_head);
   RUN(test_connection_close);
+  RUN(test_upgrade);
   RUN(test_limits);
   RUN(test_timeouts);
   RUN(test_many_connections);

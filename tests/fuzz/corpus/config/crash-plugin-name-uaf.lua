@@ -1,0 +1,1 @@
+plugins= { ["mat"] = {"c#= h ops" } }

@@ -1,0 +1,2 @@
+local x = env("HOME")
+store = (x or ".") .. "/hg.db"

@@ -1,0 +1,1 @@
+plugins = { ["slack-format"] = { channel = "#ops" } }
