@@ -196,6 +196,14 @@ static json_t *lua_to_json(lua_State *L, int idx, int depth, char *why, size_t c
     snprintf(why, cap, "nested too deep");
     return NULL;
   }
+  /* Each level pushes a key and a value: without room made for them, a
+   * deep table wrote past the Lua stack's end (heap corruption, found by
+   * fuzz_config). lua_checkstack, not luaL_checkstack: no protected call
+   * is around this. */
+  if (!lua_checkstack(L, 4)) {
+    snprintf(why, cap, "nested too deep");
+    return NULL;
+  }
   switch (lua_type(L, idx)) {
   case LUA_TBOOLEAN: return json_boolean(lua_toboolean(L, idx));
   case LUA_TNUMBER:
@@ -306,7 +314,7 @@ static int set_field(loader_t *ld, const field_t *f, const char *key) {
       return strlist_push(l, s, len);
     }
     if (t != LUA_TTABLE) return fail(ld, key, "must be a string or a list of strings (%s)", f->help);
-    lua_Integer n = luaL_len(L, -1);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1); /* raw: no metamethod of the file runs outside a protected call */
     /* A list has only the keys 1..n. */
     lua_pushnil(L);
     while (lua_next(L, -2) != 0) {
@@ -317,7 +325,7 @@ static int set_field(loader_t *ld, const field_t *f, const char *key) {
       }
     }
     for (lua_Integer i = 1; i <= n; i++) {
-      lua_geti(L, -1, i);
+      lua_rawgeti(L, -1, i);
       if (lua_type(L, -1) != LUA_TSTRING) {
         lua_pop(L, 1);
         return fail(ld, key, "item %lld must be a string", (long long)i);
@@ -341,12 +349,12 @@ static int set_field(loader_t *ld, const field_t *f, const char *key) {
   case K_SCHEDULE: {
     hg_config_t *cfg = ld->cfg;
     if (t != LUA_TTABLE) return fail(ld, key, "must be a %s", f->help);
-    lua_Integer n = luaL_len(L, -1);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1); /* raw: no metamethod of the file runs outside a protected call */
     if (n < 1 || n > 100) return fail(ld, key, "must list 1 to 100 delays");
     double *sched = calloc((size_t)n, sizeof(*sched));
     if (sched == NULL) return HG_ENOMEM;
     for (lua_Integer i = 1; i <= n; i++) {
-      lua_geti(L, -1, i);
+      lua_rawgeti(L, -1, i);
       /* A number, not a numeric string: like every other number key. */
       int isnum = lua_type(L, -1) == LUA_TNUMBER;
       double v = lua_tonumber(L, -1);

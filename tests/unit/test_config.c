@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 static char dir[] = "/tmp/hg-config-XXXXXX";
@@ -113,6 +114,23 @@ static void empty_nested_key(void) {
   CHECK(strstr(err, "empty.lua:4: webhooks.: unknown key") != NULL);
 }
 
+/* A list with a __len or __index metamethod that raises: read raw, it
+ * is refused as config (before: luaL_len ran the metamethod outside a
+ * protected call, a Lua panic that aborted the process). A plugin setting
+ * nested deeper than the limit is refused, the Lua stack grown as it goes. */
+static void metatables_and_depth(void) {
+  hg_config_t cfg;
+  char err[256] = "";
+  const char *p = write_cfg("len.lua", "listen = setmetatable({}, { __len = function() error('len ran') end,"
+                                       " __index = function() error('index ran') end })\n");
+  CHECK_EQ_INT(hg_config_load(&cfg, p, err, sizeof(err)), HG_ECONFIG);
+  CHECK(strstr(err, "len ran") == NULL && strstr(err, "index ran") == NULL);
+  p = write_cfg("deep.lua", "local t = 1 for i = 1, 200 do t = { t } end\nplugins = { a = t }\n");
+  err[0] = '\0';
+  CHECK_EQ_INT(hg_config_load(&cfg, p, err, sizeof(err)), HG_ECONFIG);
+  CHECK(strstr(err, "nested too deep") != NULL);
+}
+
 static void env_overrides(void) {
   const char *p = write_cfg("e.lua", "store = 'file.db'\nadmin_key = env('HG_TEST_KEY', 'fallback-key-0123456789')\n");
   setenv("HOOKGATE_LISTEN", "127.0.0.1:0,[::1]:0", 1);
@@ -142,6 +160,7 @@ int main(void) {
   RUN(type_errors_and_syntax);
   RUN(plugin_not_a_table);
   RUN(empty_nested_key);
+  RUN(metatables_and_depth);
   RUN(env_overrides);
   char cmd[300];
   snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
