@@ -132,7 +132,7 @@ static int key_line(const char *file, int assign_line, const char *key) {
   if (name == NULL || assign_line <= 0) return assign_line;
   name++;
   size_t nlen = strlen(name);
-  /* An empty name (["" ] = ...) is in no line to find: searching for it
+  /* An empty name ([""] = ...) is in no line to find: searching for it
    * matched everywhere, past the end of the line too. */
   if (nlen == 0) return assign_line;
   FILE *f = fopen(file, "r");

@@ -62,8 +62,10 @@ static int run_job(hg_store_work_fn work, job_t *j) {
   return j->status;
 }
 
-/* A directory of our own for the store, on tmpfs when there is one (the
- * intake log syncs every turn). Removed at exit. */
+/* A directory of our own for the store: under HG_FUZZ_TMP (run-one and
+ * scripts/fuzz point it at a dir they remove, since a crash skips atexit),
+ * else on tmpfs when there is one (the intake log syncs every turn).
+ * Removed at exit. */
 static char dir[256];
 
 static void remove_dir(void) {
@@ -77,7 +79,7 @@ hg_app_t *hgf_app(void) {
   if (built) return &app;
   built = 1;
   char err[512] = "";
-  const char *tmp = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR");
+  const char *tmp = getenv("HG_FUZZ_TMP") ? getenv("HG_FUZZ_TMP") : access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR");
   snprintf(dir, sizeof(dir), "%s/hg-fuzz-app.XXXXXX", tmp && *tmp ? tmp : "/tmp");
   if (mkdtemp(dir) == NULL) die("mkdtemp", dir);
   atexit(remove_dir);

@@ -77,7 +77,7 @@ static void cleanup(void) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (path[0] == '\0') {
-    const char *tmp = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR");
+    const char *tmp = getenv("HG_FUZZ_TMP") ? getenv("HG_FUZZ_TMP") : access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR");
     snprintf(path, sizeof(path), "%s/hg-fuzz-config.XXXXXX", tmp && *tmp ? tmp : "/tmp");
     int fd = mkstemp(path);
     if (fd < 0) abort();

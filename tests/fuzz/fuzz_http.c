@@ -148,26 +148,42 @@ static void client_read(uv_poll_t *h, int status, int events) {
 
 static void poll_closed(uv_handle_t *h) { (void)h; }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  if (srv == NULL) setup();
-  client_t c;
-  memset(&c, 0, sizeof(c));
-  c.fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa;
+/* A blocking connect to the server (the kernel completes the handshake
+ * from the listen backlog), from a different 127/8 source address each
+ * time: a long run makes more connections than one address has ports free
+ * of TIME_WAIT. A failure is the machine's, not the server's: retried. */
+static int client_connect(void) {
+  static uint32_t n_conn;
+  struct sockaddr_in sa, src;
   memset(&sa, 0, sizeof(sa));
   sa.sin_family = AF_INET;
   sa.sin_port = htons((uint16_t)port);
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  /* The kernel completes the handshake from the listen backlog. */
-  /* From a different 127/8 source address each time: a long run makes
-   * more connections than one address has ports free of TIME_WAIT. */
-  static uint32_t n_conn;
-  struct sockaddr_in src;
   memset(&src, 0, sizeof(src));
   src.sin_family = AF_INET;
-  src.sin_addr.s_addr = htonl(0x7f000000u | (1 + (n_conn++ % 0xfffffe)));
-  if (c.fd < 0 || bind(c.fd, (struct sockaddr *)&src, sizeof(src)) != 0) die("bind");
-  if (connect(c.fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) die("connect");
+  int err = 0;
+  for (int attempt = 0; attempt < 100; attempt++) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) die("socket");
+    int one = 1;
+    /* The port is picked at connect, for the whole 4-tuple. */
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+    src.sin_addr.s_addr = htonl(0x7f000000u | (1 + (n_conn++ % 0xfffffe)));
+    if (bind(fd, (struct sockaddr *)&src, sizeof(src)) == 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+      return fd;
+    err = errno;
+    close(fd);
+    usleep(10000);
+  }
+  fprintf(stderr, "fuzz_http: connect: %s\n", strerror(err));
+  abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (srv == NULL) setup();
+  client_t c;
+  memset(&c, 0, sizeof(c));
+  c.fd = client_connect();
   fcntl(c.fd, F_SETFL, O_NONBLOCK);
   uv_poll_init(&loop, &c.poll, c.fd);
   c.poll.data = &c;
