@@ -189,7 +189,7 @@ static void item_free(item_t *it) {
  * due) in the store. While stopping, that is the at-least-once rule: it is
  * sent after the restart. Otherwise the row goes back on the heap. A test
  * send is answered. */
-static void abandon(item_t *it) {
+static void abandon_for(item_t *it, uint64_t ms) {
   hg_dispatcher_t *d = it->d;
   int was_test = it->test_cb != NULL;
   if (it->test_cb) {
@@ -197,9 +197,11 @@ static void abandon(item_t *it) {
     it->test_cb(&res, it->test_ud);
     it->test_cb = NULL;
   }
-  if (!d->stopping && !was_test) heap_push(d, hg_wall_ms() + 1000, it->seq);
+  if (!d->stopping && !was_test) heap_push(d, hg_wall_ms() + (int64_t)ms, it->seq);
   item_free(it);
 }
+
+static void abandon(item_t *it) { abandon_for(it, 1000); }
 
 /* --- recording the outcome --------------------------------------------------- */
 
@@ -678,10 +680,14 @@ static hg_sandbox_t *sandbox_of(hg_dispatcher_t *d) {
                            .grace_ms = cfg->sandbox_grace_ms,
                            .memory = cfg->sandbox_memory,
                            .max_queue = cfg->sandbox_queue,
-                           /* One organization's backlog holds at most a quarter
-                            * of the deliveries in flight: the rest wait in the
-                            * heap, their slots free for other organizations. */
-                           .max_per_org = cfg->max_in_flight / 4 ? cfg->max_in_flight / 4 : 1};
+                           /* One organization may fill a quarter of the queue;
+                            * past that its deliveries wait in the heap. */
+                           /* One organization's transforms hold at most half
+                            * the dispatcher's places (max_active is twice
+                            * max_in_flight): past that its deliveries wait in
+                            * the heap, and the other half stays free for the
+                            * other organizations. */
+                           .max_per_org = cfg->max_in_flight};
     char err[256];
     if (hg_sandbox_new(&d->sandbox, &o, err, sizeof(err)) != 0)
       hg_log(HG_LOG_ERROR, "cannot start the transform sandbox", "error", err, NULL);
@@ -716,8 +722,13 @@ static void send_lua(item_t *it, hg_lua_t *lua, int lua_transform, int tenant) {
   const char *code = tenant ? tenant_transform(it->d, s->lua) : NULL;
   if (code != NULL) {
     hg_sandbox_t *sb = sandbox_of(it->d);
-    int r = sb ? hg_sandbox_transform(sb, s->webhook_id, s->org, code, ld, tenant_done, it) : HG_EIO;
-    if (r != 0) abandon(it); /* the sandbox is full or cannot start: due again in a second */
+    uint64_t retry_ms = 1000;
+    int r = sb ? hg_sandbox_transform(sb, s->webhook_id, s->org, code, ld, tenant_done, it, &retry_ms) : HG_EIO;
+    /* The sandbox is full, holds its share of this organization's
+     * transforms already, or cannot start: due again when it says its
+     * queue for the organization will have room (a second if it cannot
+     * tell). */
+    if (r != 0) abandon_for(it, r == HG_EBUSY ? retry_ms : 1000);
     return;
   }
   send_lua_rest(it);

@@ -54,6 +54,7 @@ typedef struct worker {
   int polled;          /* the deadline passed once: the answer got one poll to arrive */
   job_t *jobs, **jobs_tail;
   unsigned n_jobs;
+  uint64_t head_since; /* when the first job became first (its run's start, near enough) */
   char org[64];        /* whose jobs it holds (a worker serves one organization at a time) */
   char *rbuf;
   size_t rlen, rcap;
@@ -69,7 +70,8 @@ typedef struct wreq {
  * open-addressing table, entries dropped when they reach 0. */
 typedef struct org_count {
   char org[64];
-  unsigned n; /* 0: a free slot */
+  unsigned n;      /* 0: a free slot */
+  double job_ms;   /* how long its jobs take to run (moving average) */
 } org_count_t;
 
 struct hg_sandbox {
@@ -352,6 +354,7 @@ static void replace(worker_t *w, const char *err) {
  * before it was answered). */
 static void arm(worker_t *w) {
   w->polled = 0;
+  w->head_since = hg_now_ns();
   if (w->jobs) uv_timer_start(&w->deadline, deadline_cb, w->sb->o.budget_ms + w->sb->o.grace_ms, 0);
   else uv_timer_stop(&w->deadline);
 }
@@ -447,6 +450,11 @@ static void on_answer(worker_t *w, const char *p, size_t n) {
     if (e != NULL && el > 0) snprintf(err, sizeof(err), "%.*s", (int)(el < 500 ? el : 500), e);
     else snprintf(err, sizeof(err), "transform: failed");
     rc = HG_EINVAL;
+  }
+  if (sb->orgs_cap) {
+    org_count_t *c = org_slot(sb, j->org);
+    double ms = (double)(hg_now_ns() - w->head_since) / 1e6;
+    if (c->n) c->job_ms = c->job_ms > 0 ? 0.9 * c->job_ms + 0.1 * ms : ms;
   }
   w->jobs = j->next;
   if (w->jobs == NULL) w->jobs_tail = &w->jobs;
@@ -674,7 +682,7 @@ static void pump(hg_sandbox_t *sb) {
 }
 
 int hg_sandbox_transform(hg_sandbox_t *sb, const char *key, const char *org, const char *code,
-                         hg_lua_delivery_t *d, hg_sandbox_done_fn done, void *ud) {
+                         hg_lua_delivery_t *d, hg_sandbox_done_fn done, void *ud, uint64_t *retry_ms) {
   if (sb->closing || sb->cancelled) return HG_ESTATE;
   if (sb->n_queued >= sb->o.max_queue) return HG_EBUSY;
   /* No worker and none can start: the delivery waits outside (its slot in
@@ -683,7 +691,17 @@ int hg_sandbox_transform(hg_sandbox_t *sb, const char *key, const char *org, con
   /* One organization's backlog waits outside too, past its share. */
   char o[64];
   snprintf(o, sizeof(o), "%s", org ? org : "");
-  if (org_jobs(sb, o) >= sb->o.max_per_org) return HG_EBUSY;
+  unsigned mine = org_jobs(sb, o);
+  if (mine >= sb->o.max_per_org) {
+    if (retry_ms) {
+      /* Long enough for the jobs in to run, on the workers it may use. */
+      double per = org_slot(sb, o)->job_ms;
+      unsigned share = sb->o.workers / 2 ? sb->o.workers / 2 : 1;
+      double ms = (per > 0 ? per : 0.05) * mine / share; /* unknown yet: 50 us a job */
+      *retry_ms = ms < 5 ? 5 : ms > 5000 ? 5000 : (uint64_t)ms;
+    }
+    return HG_EBUSY;
+  }
   job_t *j = calloc(1, sizeof(*j));
   if (j == NULL) return HG_ENOMEM;
   if (org_add(sb, o, +1) != 0) {

@@ -62,9 +62,12 @@ typedef void (*hg_sandbox_done_fn)(int status, hg_lua_delivery_t *d, const char 
  * ""). d stays the caller's and must live until done, which runs later,
  * never inside this call. Returns 0, or without calling done: HG_EBUSY
  * (the queue is full, org has max_per_org jobs in already, or no worker
- * can start), HG_ESTATE (cancelled or closing) or HG_ENOMEM. */
+ * can start; *retry_ms, when retry_ms is not NULL, then says when to try
+ * again: how long org's jobs in the pool take to run, from how long its
+ * last ones took, 5 ms to 5 s), HG_ESTATE (cancelled or closing) or
+ * HG_ENOMEM. */
 int hg_sandbox_transform(hg_sandbox_t *sb, const char *key, const char *org, const char *code,
-                         hg_lua_delivery_t *d, hg_sandbox_done_fn done, void *ud);
+                         hg_lua_delivery_t *d, hg_sandbox_done_fn done, void *ud, uint64_t *retry_ms);
 
 typedef struct hg_sandbox_stats {
   uint64_t jobs_ok, jobs_failed;   /* answered by a worker */
