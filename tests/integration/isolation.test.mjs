@@ -146,6 +146,11 @@ describe('a webhook transform reaches nothing but pure functions', () => {
       local ok, ge = pcall(setmetatable, {}, { __gc = function() end })
       d.headers["X-Gc"] = ok and "allowed" or ge
       d.headers["X-Pure"] = hookgate.crypto.hex(hookgate.crypto.sha256("abc")):sub(1, 8) .. "," .. hookgate.json.encode({ 1 })
+      -- Past the generator's reseed interval (10,000 requests), under the
+      -- worker's system call filter: randomness still comes.
+      local ok = 0
+      for i = 1, 12000 do if hookgate.crypto.random(8) then ok = ok + 1 end end
+      d.headers["X-Random"] = tostring(ok)
     end`;
     const wh = await createWebhook(keyA, '/pure', { transform: code });
     const ev = await publish(keyA);
@@ -157,8 +162,35 @@ describe('a webhook transform reaches nothing but pure functions', () => {
     assert.equal(r.headers['x-binary'], 'refused');
     assert.match(r.headers['x-gc'], /__gc metamethods are not allowed/);
     assert.equal(r.headers['x-pure'], 'ba7816bf,[1]');
+    assert.equal(r.headers['x-random'], '12000');
     new Webhook(wh.secret).verify(r.body, r.headers);
     assert.equal((await finalDelivery(keyA, wh, ev.id)).status, 'success');
+  });
+});
+
+describe('the worker processes', () => {
+  it('run with a system call filter, no new privileges, no environment of the gateway, and end with it', async () => {
+    const { readFileSync, readdirSync } = await import('node:fs');
+    const kids = [];
+    for (const t of readdirSync(`/proc/${gw.proc.pid}/task`)) {
+      try { kids.push(...readFileSync(`/proc/${gw.proc.pid}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)); } catch { /* gone */ }
+    }
+    const workers = kids.filter((k) => {
+      try { return readFileSync(`/proc/${k}/cmdline`, 'utf8').split('\0').includes('sandbox-worker'); } catch { return false; }
+    });
+    assert.equal(workers.length, 2, `two workers (sandbox.workers), children of the gateway: ${kids}`);
+    for (const k of workers) {
+      const status = readFileSync(`/proc/${k}/status`, 'utf8');
+      // Under AddressSanitizer the filter is left off (its runtime needs
+      // more system calls); everywhere else it is on.
+      assert.match(status, ASAN ? /^Seccomp:\s+0$/m : /^Seccomp:\s+2$/m);
+      if (!ASAN) assert.match(status, /^NoNewPrivs:\s+1$/m);
+      const env = readFileSync(`/proc/${k}/environ`, 'utf8');
+      assert.ok(!env.includes('HOOKGATE_ADMIN_KEY') && !env.includes(gw.adminKey), 'no admin key in the worker');
+      assert.ok(!env.includes('HOOKGATE_STORE'), 'no store path in the worker');
+      const fds = readdirSync(`/proc/${k}/fd`).map(Number).sort((a, b) => a - b);
+      assert.deepEqual(fds.filter((f) => f > 2), [], `only fds 0-2 open in the worker: ${fds}`);
+    }
   });
 });
 
