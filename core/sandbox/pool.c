@@ -40,7 +40,7 @@ typedef struct job {
 
 /* Jobs a worker holds, in the order it runs them: the first is running
  * (or about to), the others wait in its socket. */
-#define PIPELINE 64
+#define PIPELINE 256
 
 typedef struct worker {
   hg_sandbox_t *sb; /* NULL once the pool let go of this worker */

@@ -3,7 +3,7 @@
  * each job under a deadline the loop enforces.
  *
  * The loop never waits on tenant code: jobs are written to a worker's
- * socket (up to 64 in flight, all of one organization: a worker serves one
+ * socket (up to 256 in flight, all of one organization: a worker serves one
  * organization at a time) and their answers read when they come, many per
  * loop turn. The first job a worker holds must be answered within the
  * budget plus a grace, timed from the answer before it; past that the
