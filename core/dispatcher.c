@@ -680,8 +680,6 @@ static hg_sandbox_t *sandbox_of(hg_dispatcher_t *d) {
                            .grace_ms = cfg->sandbox_grace_ms,
                            .memory = cfg->sandbox_memory,
                            .max_queue = cfg->sandbox_queue,
-                           /* One organization may fill a quarter of the queue;
-                            * past that its deliveries wait in the heap. */
                            /* One organization's transforms hold at most half
                             * the dispatcher's places (max_active is twice
                             * max_in_flight): past that its deliveries wait in

@@ -120,6 +120,9 @@ void hg_lua__utimer_close(hg_lua_utimer_t *t);
  * in L's registry. lib_pure.c; the tenant sandbox uses it alone. */
 void hg_lua__open_pure(lua_State *L);
 
+/* Sets table[name] = a new table of fns, on the table on top of L's stack. */
+void hg_lua__set_funcs(lua_State *L, const char *name, const luaL_Reg *fns);
+
 /* Pushes the `hookgate` module table. */
 int hg_lua__open_hookgate(lua_State *L, hg_lua_t *rt);
 

@@ -567,11 +567,6 @@ static int l_events_publish(lua_State *L) { return subrequest(L, "POST", "/v1/ev
 
 /* --- the module ------------------------------------------------------------------------ */
 
-static void set_funcs(lua_State *L, const char *name, const luaL_Reg *fns) {
-  lua_newtable(L);
-  luaL_setfuncs(L, fns, 0);
-  lua_setfield(L, -2, name);
-}
 
 int hg_lua__open_hookgate(lua_State *L, hg_lua_t *rt) {
   (void)rt;
@@ -593,13 +588,13 @@ int hg_lua__open_hookgate(lua_State *L, hg_lua_t *rt) {
   lua_newtable(L);
   hg_lua__open_pure(L);
   luaL_setfuncs(L, top, 0);
-  set_funcs(L, "log", log);
-  set_funcs(L, "shared", shared);
-  set_funcs(L, "http", http);
-  set_funcs(L, "webhooks", webhooks);
-  set_funcs(L, "deliveries", deliveries);
-  set_funcs(L, "events", events);
-  set_funcs(L, "timer", timer);
+  hg_lua__set_funcs(L, "log", log);
+  hg_lua__set_funcs(L, "shared", shared);
+  hg_lua__set_funcs(L, "http", http);
+  hg_lua__set_funcs(L, "webhooks", webhooks);
+  hg_lua__set_funcs(L, "deliveries", deliveries);
+  hg_lua__set_funcs(L, "events", events);
+  hg_lua__set_funcs(L, "timer", timer);
   lua_pushstring(L, HG_VERSION);
   lua_setfield(L, -2, "version");
   return 1;

@@ -350,7 +350,7 @@ static int l_verify(lua_State *L) {
 }
 
 /* --- log ---------------------------------------------------------------------------- */
-static void set_funcs(lua_State *L, const char *name, const luaL_Reg *fns) {
+void hg_lua__set_funcs(lua_State *L, const char *name, const luaL_Reg *fns) {
   lua_newtable(L);
   luaL_setfuncs(L, fns, 0);
   lua_setfield(L, -2, name);
@@ -378,10 +378,10 @@ void hg_lua__open_pure(lua_State *L) {
                                     {"constant_time_equal", l_ct_equal},
                                     {NULL, NULL}};
   luaL_setfuncs(L, top, 0);
-  set_funcs(L, "json", json);
+  hg_lua__set_funcs(L, "json", json);
   lua_getfield(L, -1, "json");
   lua_pushlightuserdata(L, (void *)&hg_lua__null_key);
   lua_setfield(L, -2, "null");
   lua_pop(L, 1);
-  set_funcs(L, "crypto", crypto);
+  hg_lua__set_funcs(L, "crypto", crypto);
 }

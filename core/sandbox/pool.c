@@ -12,7 +12,6 @@
 #include "log.h"
 #include "sandbox/wire.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -129,6 +128,8 @@ static int org_add(hg_sandbox_t *sb, const char *org, int delta) {
   org_count_t *c = org_slot(sb, org);
   if (delta > 0) {
     if (c->n == 0) {
+      /* A free slot keeps what its last organization left: start anew. */
+      memset(c, 0, sizeof(*c));
       snprintf(c->org, sizeof(c->org), "%s", org);
       sb->orgs_used++;
     }
@@ -207,7 +208,7 @@ static int apply(hg_wire_in_t *r, hg_lua_delivery_t *d, size_t max_result, char 
   uint32_t n = hg_wire_get_u32(r);
   if (r->bad || n > 64) return HG_EIO;
   /* What the gateway keeps of a result is bounded like the script's own
-   * memory: url, body and headers together within sandbox.memory, headers
+   * memory: url and body together within sandbox.memory, headers (below)
    * within 64 KiB. */
   if (ul + bl > max_result) {
     snprintf(err, errlen, "transform: the result (url and body) is over sandbox.memory (%zu bytes)", max_result);

@@ -54,7 +54,6 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 typedef struct state {
@@ -77,12 +76,6 @@ static state_t *states;
 static size_t n_states, max_states;
 static uint64_t use_clock;
 
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void *st_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   state_t *s = ud;
   if (ptr == NULL) osize = 0;
@@ -103,7 +96,7 @@ static void *st_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
 static void hook(lua_State *L, lua_Debug *ar) {
   state_t *s = *(state_t **)lua_getextraspace(L);
   if (!s->killed) {
-    if (now_ns() < s->deadline_ns) return;
+    if (hg_now_ns() < s->deadline_ns) return;
     s->killed = 1;
     s->kill_line = 0;
     s->kill_src[0] = '\0';
@@ -115,8 +108,9 @@ static void hook(lua_State *L, lua_Debug *ar) {
      * still check at their next count. */
     lua_sethook(L, hook, LUA_MASKCOUNT, 1);
   }
-  /* The message needs no allocation: a preallocated string would do, but
-   * the run's outcome is read from s->killed, not from the message. */
+  /* Pushing the message may find no memory (a killed state gets none):
+   * then this raises a memory error instead, which is as good, as the
+   * run's outcome is read from s->killed, not from the message. */
   lua_pushliteral(L, "CPU budget exceeded");
   lua_error(L);
 }
@@ -471,7 +465,7 @@ static int write_result(lua_State *L, int idx, const job_t *j, hg_wire_out_t *w,
 /* Runs job j; the answer goes into w (begun). */
 static void run_job(job_t *j, hg_wire_out_t *w) {
   char err[512];
-  uint64_t start = now_ns();
+  uint64_t start = hg_now_ns();
   uint32_t status = HG_WIRE_OK;
   hg_wire_u32(w, j->id);
   size_t limit = j->memory < (64u << 10) ? (64u << 10) : j->memory;
@@ -622,7 +616,7 @@ int hg_sandbox_worker_main(int argc, char **argv) {
   size_t cap = 0, len = 0;
   hg_wire_out_t out;
   memset(&out, 0, sizeof(out));
-  uint64_t last_flush = now_ns();
+  uint64_t last_flush = hg_now_ns();
   int ok = 1;
   while (ok) {
     size_t off = 0;
@@ -659,7 +653,7 @@ int hg_sandbox_worker_main(int argc, char **argv) {
       }
       hg_wire_raw(&out, w.p, w.len);
       hg_wire_free(&w);
-      uint64_t now = now_ns();
+      uint64_t now = hg_now_ns();
       if (out.failed || out.len > (1u << 20) || now - last_flush > 1000000u) {
         if (out.failed || write_full(fd, out.p, out.len) != 0) ok = 0;
         out.len = 0;
@@ -675,7 +669,7 @@ int hg_sandbox_worker_main(int argc, char **argv) {
       if (write_full(fd, out.p, out.len) != 0) break;
       out.len = 0;
     }
-    last_flush = now_ns();
+    last_flush = hg_now_ns();
     /* Room for the next frame's header, or for all of it once known. */
     size_t want = len + 65536;
     if (len >= 4) {

@@ -11,17 +11,15 @@
 // binary that the test then deletes, as a package upgrade does).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { Webhook } from 'standardwebhooks';
 import { BIN, startGateway, tempDir } from './lib/gateway.mjs';
+import { makeKey } from './lib/keys.mjs';
 import { startReceiver } from './lib/lua-receiver.mjs';
 import { sleep } from './lib/expect.mjs';
 
-const run = promisify(execFile);
 const ASAN = ['ON', '1', 'true'].includes(process.env.HG_SANITIZE);
 const SLOW = ASAN ? 3 : 1;
 const BUDGET_S = 0.5 * SLOW;
@@ -63,11 +61,7 @@ return {
 
 // --- helpers (each takes its gateway) ----------------------------------------------
 
-async function makeKey(g, org) {
-  const { stdout } = await run(BIN, ['keys', 'create', '-c', g.cfgPath, '--scopes', 'webhooks:read,webhooks:write,events:publish', '--org', org],
-    { env: { ...process.env, HOOKGATE_STORE: join(g.dir, 'hookgate.db') } });
-  return stdout.trim();
-}
+const orgKey = async (g, org) => (await makeKey(g, 'webhooks:read,webhooks:write,events:publish', org)).key;
 
 async function until(fn, ms = 15000 * SLOW, what = 'condition') {
   const end = Date.now() + ms;
@@ -182,8 +176,8 @@ webhooks = { allow_http = true }
 delivery = { allow_cidrs = { "127.0.0.0/8" }, schedule = { 0 }, jitter = 0 }
 `,
   });
-  keyA = await makeKey(gw, 'org_a');
-  keyB = await makeKey(gw, 'org_b');
+  keyA = await orgKey(gw, 'org_a');
+  keyB = await orgKey(gw, 'org_b');
 });
 
 after(async () => {
@@ -459,8 +453,8 @@ webhooks = { allow_http = true }
 delivery = { allow_cidrs = { "127.0.0.0/8" }, schedule = { 0 }, jitter = 0, max_in_flight = 6 }
 `,
     });
-    kA = await makeKey(g2, 'org_a');
-    kB = await makeKey(g2, 'org_b');
+    kA = await orgKey(g2, 'org_a');
+    kB = await orgKey(g2, 'org_b');
   });
   after(async () => {
     if (g2) await g2.stop('SIGKILL');

@@ -8,17 +8,15 @@
 // Real binary, real worker processes, real sockets.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { createHmac } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
-import { BIN, startGateway, tempDir } from './lib/gateway.mjs';
+import { startGateway, tempDir } from './lib/gateway.mjs';
+import { makeKey } from './lib/keys.mjs';
 import { startReceiver } from './lib/lua-receiver.mjs';
 import { sleep } from './lib/expect.mjs';
 
-const run = promisify(execFile);
 const ASAN = ['ON', '1', 'true'].includes(process.env.HG_SANITIZE);
 const SLOW = ASAN ? 3 : 1;
 const BUDGET_MS = 150;
@@ -64,11 +62,7 @@ return {
 
 let gw, rx, dir, keyA, keyB;
 
-async function makeKey(org) {
-  const { stdout } = await run(BIN, ['keys', 'create', '-c', gw.cfgPath, '--scopes', 'webhooks:read,webhooks:write,events:publish', '--org', org],
-    { env: { ...process.env, HOOKGATE_STORE: join(gw.dir, 'hookgate.db') } });
-  return stdout.trim();
-}
+const orgKey = async (org) => (await makeKey(gw, 'webhooks:read,webhooks:write,events:publish', org)).key;
 
 async function until(fn, ms = 15000 * SLOW, what = 'condition') {
   const end = Date.now() + ms;
@@ -119,8 +113,8 @@ webhooks = { allow_http = true }
 delivery = { allow_cidrs = { "127.0.0.0/8" }, schedule = { 0, 0.2 }, jitter = 0 }
 `,
   });
-  keyA = await makeKey('org_a');
-  keyB = await makeKey('org_b');
+  keyA = await orgKey('org_a');
+  keyB = await orgKey('org_b');
 });
 
 after(async () => {
