@@ -2,19 +2,19 @@
  * gracefully on SIGTERM/SIGINT. */
 #include "app.h"
 
-#include "api.h"
-#include "common.h"
-#include "crypto.h"
-#include "dispatcher.h"
-#include "event_types.h"
-#include "events.h"
-#include "intake.h"
-#include "keys.h"
-#include "log.h"
+#include "api/api.h"
+#include "base/common.h"
+#include "base/crypto.h"
+#include "pipeline/dispatcher.h"
+#include "pipeline/event_types.h"
+#include "store/events.h"
+#include "store/intake.h"
+#include "store/keys.h"
+#include "base/log.h"
 #include "lua/runtime.h"
-#include "metrics.h"
+#include "base/metrics.h"
 #include "sandbox/pool.h"
-#include "subs.h"
+#include "pipeline/subs.h"
 
 #include <stdio.h>
 #include <stdlib.h>

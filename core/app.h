@@ -4,9 +4,9 @@
 #define HG_APP_H
 
 #include "config.h"
-#include "http_server.h"
-#include "router.h"
-#include "store.h"
+#include "net/http_server.h"
+#include "net/router.h"
+#include "store/store.h"
 
 #include <uv.h>
 

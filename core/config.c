@@ -6,7 +6,7 @@
  * has run still point at the line that set the key. */
 #include "config.h"
 
-#include "common.h"
+#include "base/common.h"
 
 #include <errno.h>
 #include <jansson.h>

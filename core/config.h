@@ -11,8 +11,8 @@
 #ifndef HG_CONFIG_H
 #define HG_CONFIG_H
 
-#include "http_server.h"
-#include "log.h"
+#include "net/http_server.h"
+#include "base/log.h"
 
 #include <stddef.h>
 

@@ -1,16 +1,16 @@
 /* main.c: the hookgate command line. */
 #include "app.h"
-#include "common.h"
+#include "base/common.h"
 #include "config.h"
-#include "crypto.h"
-#include "keys.h"
-#include "event_types.h"
-#include "log.h"
+#include "base/crypto.h"
+#include "store/keys.h"
+#include "pipeline/event_types.h"
+#include "base/log.h"
 #include "lua/runtime.h"
-#include "ssrf.h"
-#include "router.h"
+#include "net/ssrf.h"
+#include "net/router.h"
 #include "sandbox/worker.h"
-#include "store.h"
+#include "store/store.h"
 
 #include <getopt.h>
 #include <stdio.h>

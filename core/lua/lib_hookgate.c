@@ -8,12 +8,12 @@
 
 #include "app.h"
 #include "config.h"
-#include "common.h"
-#include "crypto.h"
-#include "dispatcher.h"
-#include "http_client.h"
-#include "log.h"
-#include "sign.h"
+#include "base/common.h"
+#include "base/crypto.h"
+#include "pipeline/dispatcher.h"
+#include "net/http_client.h"
+#include "base/log.h"
+#include "base/sign.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -6,9 +6,9 @@
  * Stack effects are noted as in the Lua manual: [-o, +p, x]. */
 #include "lua/internal.h"
 
-#include "common.h"
-#include "crypto.h"
-#include "sign.h"
+#include "base/common.h"
+#include "base/crypto.h"
+#include "base/sign.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -9,9 +9,9 @@
 #include "lua/internal.h"
 
 #include "app.h"
-#include "common.h"
+#include "base/common.h"
 #include "config.h"
-#include "log.h"
+#include "base/log.h"
 
 #include <dirent.h>
 #include <lualib.h>

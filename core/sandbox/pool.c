@@ -8,8 +8,8 @@
 #define _GNU_SOURCE
 #include "sandbox/pool.h"
 
-#include "common.h"
-#include "log.h"
+#include "base/common.h"
+#include "base/log.h"
 #include "sandbox/wire.h"
 
 #include <errno.h>

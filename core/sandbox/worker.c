@@ -37,9 +37,9 @@
 #define _GNU_SOURCE /* close_range */
 #include "sandbox/worker.h"
 
-#include "common.h"
-#include "crypto.h"
-#include "ids.h"
+#include "base/common.h"
+#include "base/crypto.h"
+#include "base/ids.h"
 #include "lua/internal.h"
 #include "sandbox/wire.h"
 

@@ -2,18 +2,18 @@
  * Mirrors hg_app_run's start-up, minus sockets and signals. */
 #include "fuzz_app.h"
 
-#include "api.h"
-#include "common.h"
-#include "crypto.h"
-#include "dispatcher.h"
-#include "event_types.h"
-#include "ids.h"
-#include "intake.h"
-#include "keys.h"
-#include "log.h"
+#include "api/api.h"
+#include "base/common.h"
+#include "base/crypto.h"
+#include "pipeline/dispatcher.h"
+#include "pipeline/event_types.h"
+#include "base/ids.h"
+#include "store/intake.h"
+#include "store/keys.h"
+#include "base/log.h"
 #include "lua/runtime.h"
-#include "metrics.h"
-#include "subs.h"
+#include "base/metrics.h"
+#include "pipeline/subs.h"
 
 #include <jansson.h>
 #include <stdio.h>

@@ -11,7 +11,7 @@
  * delivers); a
  * webhook answered 201 has an id and a whsec_ secret. */
 #include "fuzz_app.h"
-#include "json_scan.h"
+#include "base/json_scan.h"
 
 #include <jansson.h>
 #include <stdint.h>

@@ -11,7 +11,7 @@
  * reader's Lua state a budget of instructions and memory. It does that by
  * defining luaL_newstate, which config.c calls (the executable's
  * definition comes before liblua's). */
-#include "common.h"
+#include "base/common.h"
 #include "config.h"
 
 #include <lauxlib.h>

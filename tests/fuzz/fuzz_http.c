@@ -15,9 +15,9 @@
  * body of body_len bytes, header names and values NUL-terminated), what
  * the client reads starts as an HTTP/1.1 response, every request is
  * answered, and the connection closes. */
-#include "common.h"
-#include "http_server.h"
-#include "log.h"
+#include "base/common.h"
+#include "net/http_server.h"
+#include "base/log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -14,8 +14,8 @@
  * checked in the second direction.)
  * The text sits in a buffer of exactly its length, so any read past it is
  * an ASan report. */
-#include "common.h"
-#include "json_scan.h"
+#include "base/common.h"
+#include "base/json_scan.h"
 
 #include <jansson.h>
 #include <stdint.h>

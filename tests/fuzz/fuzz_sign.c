@@ -10,8 +10,8 @@
  *  - the same signature fails for a body one byte longer, another id, or
  *    one character changed;
  *  - hg_secret_check's accepted secrets are ones hg_sign_v1 accepts. */
-#include "common.h"
-#include "sign.h"
+#include "base/common.h"
+#include "base/sign.h"
 
 #include <inttypes.h>
 #include <stdio.h>

@@ -12,8 +12,8 @@
  *  - under the default policy, an IPv4 address refused is also refused
  *    inside NAT64 (64:ff9b::/96), 6to4 (2002::/16) and Teredo
  *    (2001:0::/32). */
-#include "common.h"
-#include "ssrf.h"
+#include "base/common.h"
+#include "net/ssrf.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -23,7 +23,7 @@ try {
   throw new Error('the standardwebhooks package is missing: run "cd tests && npm ci" first (' + e.message + ')');
 }
 const VECTORS = JSON.parse(readFileSync(new URL('../data/signature-vectors.json', import.meta.url), 'utf8'));
-const VERSION = readFileSync(new URL('../../core/common.h', import.meta.url), 'utf8').match(/HG_VERSION "([^"]+)"/)[1];
+const VERSION = readFileSync(new URL('../../core/base/common.h', import.meta.url), 'utf8').match(/HG_VERSION "([^"]+)"/)[1];
 
 let rx;
 let gw;

@@ -1,7 +1,7 @@
 /* test_api_common.c: the API's body parsing, through hg_http_virtual (a
  * request without a socket, answered to a callback). */
-#include "api.h"
-#include "common.h"
+#include "api/api.h"
+#include "base/common.h"
 #include "hgtest.h"
 
 #include <stdlib.h>

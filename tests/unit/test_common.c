@@ -1,6 +1,6 @@
-#include "common.h"
+#include "base/common.h"
 #include "hgtest.h"
-#include "log.h"
+#include "base/log.h"
 
 static void time_format(void) {
   char buf[25];

@@ -1,5 +1,5 @@
-#include "common.h"
-#include "crypto.h"
+#include "base/common.h"
+#include "base/crypto.h"
 #include "hgtest.h"
 
 #include <string.h>

@@ -1,9 +1,9 @@
 /* test_deliveries.c: the delivery queries against a real store file. */
-#include "common.h"
-#include "deliveries.h"
+#include "base/common.h"
+#include "store/deliveries.h"
 #include "hgtest.h"
-#include "store.h"
-#include "webhooks.h"
+#include "store/store.h"
+#include "store/webhooks.h"
 
 #include <stdio.h>
 #include <stdlib.h>

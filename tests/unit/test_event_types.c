@@ -1,5 +1,5 @@
-#include "common.h"
-#include "event_types.h"
+#include "base/common.h"
+#include "pipeline/event_types.h"
 #include "hgtest.h"
 
 static void registry(void) {

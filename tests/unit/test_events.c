@@ -2,12 +2,12 @@
  * on the event, idempotent repeats, and running twice on the same input
  * (the store reruns ingest jobs after rolling a shared savepoint back). */
 #define _GNU_SOURCE
-#include "common.h"
-#include "events.h"
+#include "base/common.h"
+#include "store/events.h"
 #include "hgtest.h"
 #include "hgtest_sql.h"
-#include "log.h"
-#include "store.h"
+#include "base/log.h"
+#include "store/store.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -11,10 +11,10 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "common.h"
+#include "base/common.h"
 #include "hgtest.h"
-#include "http_client.h"
-#include "ssrf.h"
+#include "net/http_client.h"
+#include "net/ssrf.h"
 
 extern char **environ;
 

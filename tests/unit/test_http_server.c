@@ -6,9 +6,9 @@
  * the server; the loop must then run empty and close cleanly. */
 #include "hgtest.h"
 
-#include "common.h"
-#include "http_server.h"
-#include "log.h"
+#include "base/common.h"
+#include "net/http_server.h"
+#include "base/log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

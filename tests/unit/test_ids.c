@@ -1,6 +1,6 @@
-#include "common.h"
+#include "base/common.h"
 #include "hgtest.h"
-#include "ids.h"
+#include "base/ids.h"
 
 #include <stdlib.h>
 #include <uv.h>

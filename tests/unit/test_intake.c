@@ -1,13 +1,13 @@
 /* The intake log (intake.c) on real files, and the recovery of events from
  * it into a real SQLite store (events.c). */
 #define _GNU_SOURCE /* nftw */
-#include "common.h"
-#include "events.h"
+#include "base/common.h"
+#include "store/events.h"
 #include "hgtest.h"
 #include "hgtest_sql.h"
-#include "intake.h"
-#include "log.h"
-#include "store.h"
+#include "store/intake.h"
+#include "base/log.h"
+#include "store/store.h"
 
 #include <dirent.h>
 #include <fcntl.h>

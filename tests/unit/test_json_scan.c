@@ -1,9 +1,9 @@
 /* The scanner must agree with jansson (the general path) on what is valid
  * JSON, except where json_scan.h says otherwise (numbers too big for
  * jansson's types are valid JSON). */
-#include "common.h"
+#include "base/common.h"
 #include "hgtest.h"
-#include "json_scan.h"
+#include "base/json_scan.h"
 
 #include <jansson.h>
 #include <stdlib.h>

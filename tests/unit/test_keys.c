@@ -1,8 +1,8 @@
 #define _GNU_SOURCE /* memmem */
-#include "common.h"
+#include "base/common.h"
 #include "hgtest.h"
-#include "keys.h"
-#include "store.h"
+#include "store/keys.h"
+#include "store/store.h"
 
 #include <ftw.h>
 #include <stdio.h>

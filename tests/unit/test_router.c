@@ -1,6 +1,6 @@
-#include "common.h"
+#include "base/common.h"
 #include "hgtest.h"
-#include "router.h"
+#include "net/router.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
-#include "common.h"
-#include "crypto.h"
+#include "base/common.h"
+#include "base/crypto.h"
 #include "hgtest.h"
-#include "sign.h"
+#include "base/sign.h"
 
 /* Copied from /work/shared/reference/signature-vectors.json. */
 static const struct {

@@ -2,9 +2,9 @@
 #include <netinet/in.h>
 #include <string.h>
 
-#include "common.h"
+#include "base/common.h"
 #include "hgtest.h"
-#include "ssrf.h"
+#include "net/ssrf.h"
 
 /* Checks one literal address; returns the reason ("" when allowed). */
 static const char *check(const hg_ssrf_policy_t *p, const char *ip) {

@@ -1,10 +1,10 @@
 #define _GNU_SOURCE /* nftw */
-#include "common.h"
+#include "base/common.h"
 #include "hgtest.h"
 #include "hgtest_sql.h"
-#include "log.h"
-#include "schema.h"
-#include "store.h"
+#include "base/log.h"
+#include "store/schema.h"
+#include "store/store.h"
 
 #include <ftw.h>
 #include <stdio.h>

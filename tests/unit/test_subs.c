@@ -1,6 +1,6 @@
-#include "common.h"
+#include "base/common.h"
 #include "hgtest.h"
-#include "subs.h"
+#include "pipeline/subs.h"
 
 #include <stdlib.h>
 

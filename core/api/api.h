@@ -1,0 +1,92 @@
+/* api.h: what every API handler shares: JSON bodies, validation errors,
+ * authentication and scopes. */
+#ifndef HG_API_H
+#define HG_API_H
+
+#include "app.h"
+#include "net/http_server.h"
+#include "base/json_scan.h"
+
+#include <jansson.h>
+
+/* Who is calling: filled by hg_api_authorize. */
+typedef struct hg_principal {
+  char key_id[48];     /* "bootstrap" for HOOKGATE_ADMIN_KEY */
+  unsigned scopes;     /* HG_SCOPE_* bits */
+  char org[129];       /* organization the key is limited to, "" if none */
+} hg_principal_t;
+
+typedef void (*hg_api_authorized_fn)(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who);
+
+/* Checks the Authorization: Bearer key and that it carries scope (a
+ * HG_SCOPE_* bit; HG_SCOPE_ADMIN implies every scope). Answers 401 or 403
+ * itself on failure; otherwise calls fn, possibly later (after a store
+ * lookup). */
+void hg_api_authorize(hg_app_t *app, hg_http_req_t *req, unsigned scope, hg_api_authorized_fn fn);
+
+/* Frees the key-lookup cache (at shutdown). */
+void hg_api_keycache_free(hg_app_t *app);
+
+/* Whether a Content-Type value is application/json, in any case, with or
+ * without parameters ("application/json; charset=utf-8"). */
+int hg_api_is_json_type(const char *content_type);
+
+/* Parses the request body as a JSON object. Answers 415 (not
+ * application/json), 400 (malformed: message names the byte offset; or not
+ * an object) itself and returns NULL; otherwise returns a new reference.
+ * An empty body parses as {} when empty_ok. */
+json_t *hg_api_parse_body(hg_http_req_t *req, int empty_ok);
+
+/* Validation details: a JSON array of {field, message}. */
+void hg_api_detail(json_t *details, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Answers 422 validation_error with details (takes ownership). */
+void hg_api_validation_error(hg_http_req_t *req, json_t *details);
+
+/* Adds a detail for every key of obj not in allowed (NULL-terminated). */
+void hg_api_reject_unknown(json_t *obj, const char *const *allowed, json_t *details);
+
+/* Seconds a client is told to wait (Retry-After) when storage is full. */
+#define HG_API_STORAGE_FULL_RETRY_AFTER "5"
+
+/* Answers 500 with the request id, logging what failed; or, for
+ * HG_ENOSPC (the store's or the intake log's disk is full), 503
+ * storage_full with Retry-After. */
+void hg_api_internal_error(hg_http_req_t *req, const char *what, int err);
+
+/* Opaque page tokens: base64url of the last id seen. */
+void hg_api_page_token(const char *last_id, char *out, size_t cap);
+int hg_api_page_token_parse(const char *token, char *out_id, size_t cap);
+
+/* Reads pageSize from the query (default 25, 1..100) and pageToken, which
+ * must name an id with prefix (the list's own kind: a token names the last
+ * id of a page we served); answers 422 itself and returns -1 on a bad
+ * value. after_id is "" when there is no token. */
+int hg_api_page_params(hg_http_req_t *req, const char *prefix, int *page_size, char *after_id, size_t cap);
+
+/* Time as RFC 3339 JSON string, or JSON null for 0. */
+json_t *hg_api_time(int64_t ms);
+
+/* Defines name_route(req, app): authorizes scope, then calls
+ * name_authorized(app, req, who); and the constant name_scope, which the
+ * route table gives as the route's scope (HG_API_DEF), so that what
+ * `hookgate routes` prints is what the handler checks. */
+#define HG_API_ROUTE(name, scope)                                                                                      \
+  enum { name##_scope = (scope) };                                                                                     \
+  static void name##_route(hg_http_req_t *req, void *ud) { hg_api_authorize(ud, req, scope, name##_authorized); }
+
+/* A route table entry for a handler defined by HG_API_ROUTE(name, ...). */
+#define HG_API_DEF(method, pattern, name) {method, pattern, name##_route, name##_scope}
+
+/* Route registration, one per API file. */
+int hg_api_webhooks_add_routes(hg_app_t *app);
+int hg_api_events_add_routes(hg_app_t *app);
+int hg_api_deliveries_add_routes(hg_app_t *app);
+
+/* At shutdown, before the store closes: gives up the pending retries of
+ * store jobs for events answered from the intake log (the log keeps them;
+ * the next start stores them). */
+void hg_api_events_stop_retries(hg_app_t *app);
+
+#endif

@@ -1,0 +1,96 @@
+/* common.c: error texts, clocks and small formatting helpers. */
+#include "base/common.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+const char *hg_strerror(int err) {
+  switch (err) {
+  case HG_OK: return "ok";
+  case HG_ENOMEM: return "out of memory";
+  case HG_EINVAL: return "invalid argument";
+  case HG_EIO: return "i/o error";
+  case HG_ENOTFOUND: return "not found";
+  case HG_EEXIST: return "already exists";
+  case HG_EBUSY: return "busy";
+  case HG_ETIMEDOUT: return "timed out";
+  case HG_ECLOSED: return "closed";
+  case HG_ETOOBIG: return "too big";
+  case HG_ECONFIG: return "configuration error";
+  case HG_ECORRUPT: return "stored data unreadable or newer than this binary";
+  case HG_EFORBIDDEN: return "forbidden";
+  case HG_ESTATE: return "invalid state";
+  case HG_ENOSPC: return "no space left on the storage device";
+  default: return "unknown error";
+  }
+}
+
+uint64_t hg_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int64_t hg_wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void hg_format_time(int64_t ms, char buf[25]) {
+  /* Called per event and per log line: the seconds part is formatted once
+   * per second per thread. */
+  static __thread time_t cached_secs = -1;
+  static __thread char cached[21];
+  time_t secs = (time_t)(ms / 1000);
+  if (secs != cached_secs) {
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    strftime(cached, sizeof(cached), "%Y-%m-%dT%H:%M:%S", &tm);
+    cached_secs = secs;
+  }
+  /* 2026-11-27T06:02:11.123Z: 24 characters and the NUL. */
+  memcpy(buf, cached, 19);
+  int milli = (int)(ms % 1000);
+  buf[19] = '.';
+  buf[20] = (char)('0' + milli / 100);
+  buf[21] = (char)('0' + milli / 10 % 10);
+  buf[22] = (char)('0' + milli % 10);
+  buf[23] = 'Z';
+  buf[24] = '\0';
+}
+
+size_t hg_copy(char *dst, size_t cap, const char *src) {
+  if (src == NULL) src = ""; /* SQLite's column text is NULL when out of memory */
+  size_t n = strnlen(src, cap - 1);
+  memcpy(dst, src, n);
+  dst[n] = '\0';
+  return n;
+}
+
+size_t hg_fmt_u64(char *out, uint64_t v) {
+  char tmp[20];
+  size_t n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+  return n;
+}
+
+size_t hg_fmt_i64(char *out, int64_t v) {
+  if (v >= 0) return hg_fmt_u64(out, (uint64_t)v);
+  out[0] = '-';
+  return 1 + hg_fmt_u64(out + 1, (uint64_t)0 - (uint64_t)v);
+}
+
+void hg_set_err(char *err, size_t errlen, const char *fmt, ...) {
+  if (err == NULL || errlen == 0) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+}

@@ -1,0 +1,94 @@
+/* dispatcher.h: sends due deliveries, records each attempt, schedules
+ * retries.
+ *
+ * Every pending delivery is one 16-byte entry (due time, row) in an
+ * in-memory min-heap, loaded from the store at start and fed by ingestion
+ * after each commit. Due entries are loaded from the store in batches,
+ * signed, sent through the HTTP client (which enforces the global and
+ * per-origin caps), and each outcome is recorded in the store (group
+ * commit) before the next attempt is scheduled. A delivery in flight when
+ * the process dies is still pending in the store, so it is sent again after
+ * a restart, with the same webhook-id (at least once). */
+#ifndef HG_DISPATCHER_H
+#define HG_DISPATCHER_H
+
+#include "config.h"
+#include "store/store.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct hg_dispatcher hg_dispatcher_t;
+
+typedef struct hg_dispatch_result {
+  const char *delivery_id;
+  int status_code; /* 0: no response */
+  const char *body;
+  size_t body_len;
+  int64_t duration_ms;
+  int success;
+  const char *error; /* NULL on success */
+} hg_dispatch_result_t;
+
+typedef void (*hg_dispatch_cb)(const hg_dispatch_result_t *res, void *ud);
+
+/* Creates the dispatcher and its HTTP client from cfg (delivery section).
+ * Returns 0, or HG_ECONFIG (bad allow_cidrs or ca_file: reason in err). */
+struct hg_lua;
+/* lua points at the app's current Lua generation (read at each use, since
+ * a reload replaces it). */
+struct hg_subs;
+/* subs: the subscription index, told when a 410 deactivates a webhook. */
+int hg_dispatcher_new(hg_dispatcher_t **out, uv_loop_t *loop, hg_store_t *store, const hg_config_t *cfg,
+                      struct hg_lua *const *lua, struct hg_subs *subs, char *err, size_t errlen);
+
+/* Loads the pending deliveries from the store and starts sending (unless
+ * paused). */
+int hg_dispatcher_start(hg_dispatcher_t *d);
+
+/* Adds new pending deliveries (rows already committed), due at due_ms. */
+void hg_dispatcher_enqueue(hg_dispatcher_t *d, const int64_t *seqs, size_t n, int64_t due_ms);
+
+/* 1 if delivery seq is being sent (or loaded, or recorded) right now. */
+int hg_dispatcher_busy(const hg_dispatcher_t *d, int64_t seq);
+
+/* Sends delivery seq now, whatever its status: once and without retries
+ * when cb is non-NULL (a test send; cb gets the outcome after it is
+ * recorded), or as a replay (cb NULL): one more attempt, which retries on
+ * the schedule only while the schedule has attempts left.
+ * Returns HG_EBUSY when it is in flight, HG_ESTATE when stopping. */
+int hg_dispatcher_send_now(hg_dispatcher_t *d, int64_t seq, hg_dispatch_cb cb, void *ud);
+
+/* The HTTP client deliveries use (Lua's http.request shares it). NULL once
+ * stopping. */
+struct hg_client *hg_dispatcher_client(hg_dispatcher_t *d);
+
+/* Pausing keeps accepting and storing; nothing is sent until resumed. */
+void hg_dispatcher_pause(hg_dispatcher_t *d);
+void hg_dispatcher_resume(hg_dispatcher_t *d);
+int hg_dispatcher_paused(const hg_dispatcher_t *d);
+
+typedef struct hg_dispatcher_stats {
+  size_t queued;    /* pending deliveries waiting in memory */
+  size_t in_flight; /* being loaded, sent or recorded */
+  uint64_t attempts, successes, failures;
+} hg_dispatcher_stats_t;
+
+void hg_dispatcher_stats(const hg_dispatcher_t *d, hg_dispatcher_stats_t *out);
+
+/* Stops sending: requests in flight are cancelled (not recorded: they stay
+ * pending and are sent again after a restart); calls done(ud) once nothing
+ * is in flight. Then free it. */
+void hg_dispatcher_stop(hg_dispatcher_t *d, void (*done)(void *ud), void *ud);
+
+/* Frees the dispatcher; its handles close on the next loop run. Accepts
+ * NULL. */
+void hg_dispatcher_free(hg_dispatcher_t *d);
+
+/* The tenant sandbox (core/sandbox/pool.h), or NULL while no webhook's
+ * transform has run yet. */
+struct hg_sandbox;
+const struct hg_sandbox *hg_dispatcher_sandbox(const hg_dispatcher_t *d);
+
+#endif

@@ -1,0 +1,98 @@
+/* deliveries.h: deliveries and attempts in the store (store thread only). */
+#ifndef HG_DELIVERIES_H
+#define HG_DELIVERIES_H
+
+#include "store/events.h"
+#include "base/ids.h"
+#include "base/sign.h"
+#include "store/webhooks.h"
+
+#include <sqlite3.h>
+#include <stdint.h>
+
+/* skipped: a plugin decided this webhook does not get this event (a
+ * payload filter, say); final, nothing was sent, the reason is logged as
+ * an attempt's error. */
+typedef enum { HG_DEL_PENDING = 0, HG_DEL_SUCCESS = 1, HG_DEL_FAILED = 2, HG_DEL_SKIPPED = 3 } hg_delivery_status_t;
+
+const char *hg_delivery_status_name(hg_delivery_status_t s);
+int hg_delivery_status_parse(const char *s, hg_delivery_status_t *out); /* 0 or HG_EINVAL */
+
+/* What the dispatcher needs to send one delivery. */
+typedef struct hg_send {
+  int64_t seq;
+  char id[HG_ID_MAX];
+  char webhook_id[HG_ID_MAX];
+  char event_id[HG_EVENT_ID_MAX];
+  hg_delivery_status_t status;
+  int attempts;             /* made so far */
+  int64_t next_attempt_at;  /* 0: none */
+  int64_t created_at;       /* Unix ms: when the event was accepted */
+  int webhook_active;
+  char event_type[132];
+  char *url;                /* malloc'd */
+  char *lua;                /* the webhook's Lua bindings (JSON text) or NULL; malloc'd */
+  char org[132];            /* the webhook's organization, or "" (truncated past 131 bytes) */
+  char *payload;            /* malloc'd */
+  size_t payload_len;
+  char secrets[HG_MAX_SECRETS][HG_SECRET_MAX];
+  size_t n_secrets;
+} hg_send_t;
+
+void hg_send_close(hg_send_t *s); /* frees url and payload; wipes secrets */
+
+/* Loads delivery seq for sending, with the secrets valid at now.
+ * HG_ENOTFOUND if it is gone. prev (may be NULL) is a delivery loaded just
+ * before in the same transaction with the same now: when it is of the same
+ * webhook its secrets are copied instead of read again. */
+int hg_deliveries_load(sqlite3 *db, int64_t seq, int64_t now, hg_send_t *out, const hg_send_t *prev);
+
+/* The outcome of one attempt, to record. */
+typedef struct hg_attempt_rec {
+  int64_t delivery_seq;
+  int attempt;           /* 1-based number of this attempt */
+  int64_t started_at;    /* Unix ms */
+  int64_t duration_ms;
+  int status_code;       /* 0: no response */
+  const char *response_body;
+  size_t response_len;
+  const char *error;     /* NULL on success */
+  hg_delivery_status_t new_status;
+  int64_t next_attempt_at; /* when new_status is pending */
+  const char *deactivate_webhook; /* webhook id to set inactive (410 Gone), or NULL */
+} hg_attempt_rec_t;
+
+int hg_deliveries_record(sqlite3 *db, const hg_attempt_rec_t *rec);
+
+/* Fails every attempt-less step: marks delivery seq failed with an error
+ * attempt-free note (webhook deleted or inactive). */
+int hg_deliveries_abandon(sqlite3 *db, int64_t seq, int64_t now);
+
+/* Reads every pending delivery's (seq, next_attempt_at), in no particular order. */
+int hg_deliveries_pending(sqlite3 *db, int (*cb)(int64_t seq, int64_t due, void *ud), void *ud);
+
+/* Makes delivery id of webhook wh pending and due at now (replay). Sets
+ * *seq. HG_ENOTFOUND when no such delivery for that webhook (and org). */
+int hg_deliveries_replay(sqlite3 *db, const char *wh, const char *org, const char *id, int64_t now, int64_t *seq);
+
+/* Looks up the seq of delivery id under webhook wh (and org). */
+int hg_deliveries_seq(sqlite3 *db, const char *wh, const char *org, const char *id, int64_t *seq);
+
+/* Creates a one-off event of webhook wh only (POST .../test) and its
+ * delivery, due now. */
+int hg_deliveries_create_test(sqlite3 *db, const char *wh, const char *org, const char *type, const char *payload,
+                              size_t len, int64_t now, char *event_id, int64_t *seq, char *del_id);
+
+#include <jansson.h>
+
+/* Appends up to limit deliveries of webhook wh (newest first, ids below
+ * after_id unless "") to arr as API objects. status < 0: any status; event:
+ * NULL or an event type. *more is set when another page follows; last_id
+ * gets the last id appended. HG_ENOTFOUND when the webhook is not visible. */
+int hg_deliveries_list_json(sqlite3 *db, const char *wh, const char *org, const char *after_id, int limit, int status,
+                            const char *event, json_t *arr, char *last_id, int *more);
+
+/* The delivery with its attempts, as the API shows it. */
+int hg_deliveries_get_json(sqlite3 *db, const char *wh, const char *org, const char *id, json_t **out);
+
+#endif

@@ -1,0 +1,164 @@
+/* store.h: the SQLite store and its writer thread.
+ *
+ * The loop thread never touches disk. Work is a function that runs on the
+ * store thread with the SQLite connection; the completion runs back on the
+ * loop (through uv_async). Everything that arrives while a transaction is
+ * being committed is run in the next one: one transaction and one fsync for
+ * a whole group (group commit). Each job runs inside its own SAVEPOINT, so
+ * a job that fails rolls back only its own changes. A completion runs only
+ * after the transaction holding its job is durable (WAL, synchronous=FULL). */
+#ifndef HG_STORE_H
+#define HG_STORE_H
+
+#include "base/metrics.h"
+
+#include <sqlite3.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct hg_store hg_store_t;
+
+/* Runs on the store thread. Returns 0 to keep its changes, or a negative
+ * HG_E* code to roll them back (its savepoint only). Must not block on
+ * anything but SQLite, and must not touch loop-thread state. */
+typedef int (*hg_store_work_fn)(sqlite3 *db, void *ud);
+
+/* Runs on the loop thread once the job's transaction is durable (or rolled
+ * back): status is the work function's return, or HG_EIO when the commit
+ * itself failed. */
+typedef void (*hg_store_done_fn)(int status, void *ud);
+
+typedef struct hg_store_stats {
+  uint64_t commits;      /* transactions committed */
+  uint64_t jobs;         /* jobs run */
+  uint64_t max_batch;    /* most jobs in one transaction */
+  uint64_t commit_ns;    /* total time spent in COMMIT (the log written, not synced) */
+  uint64_t syncs;        /* fsyncs of the write-ahead log */
+  uint64_t syncs_waited; /* of them, those that waited for more groups (logged jobs) */
+  uint64_t synced_jobs;  /* jobs whose fsync is done (counted before their completions run) */
+  uint64_t checkpoints;  /* checkpoints by the checkpoint thread that copied frames */
+  uint64_t checkpoints_inline; /* the same, by the store thread (the log at 4,000 frames) */
+  hg_hist_t commit_seconds; /* one COMMIT: the write-ahead log written */
+  hg_hist_t sync_seconds;   /* one fdatasync of the log (makes every commit before it durable) */
+  hg_hist_t batch_jobs;     /* jobs per transaction */
+} hg_store_stats_t;
+
+/* Process-wide SQLite settings (no memory statistics). Call once, first
+ * thing in main, before any thread starts and before SQLite is used:
+ * returns HG_ESTATE (and changes nothing) once SQLite has initialised. */
+int hg_store_global_init(void);
+
+/* Opens (creating the file and its parent directories, mode 0700, if
+ * needed) the database at path, applies pending migrations, and starts the
+ * store thread. Call it on the thread that runs loop: that thread is "the
+ * loop thread" below. A database whose schema is newer than this binary is
+ * refused with HG_ECORRUPT and a message in err. On failure *out is NULL,
+ * err says why (err may be NULL), and the loop may still have to run once
+ * to release the store's handles. Runs on, and blocks, the calling (loop)
+ * thread while migrating: meant for start-up. */
+int hg_store_open(hg_store_t **out, uv_loop_t *loop, const char *path, char *err, size_t errlen);
+
+/* Queues a job; ud is borrowed until done runs. done may be NULL. Never
+ * runs done inside this call. Thread-safe but meant for the loop thread.
+ * Jobs submitted on the loop thread reach the store thread together, in
+ * order, at the loop's next check phase (jobs from I/O callbacks: the same
+ * turn) or prepare phase (jobs from timers and close callbacks: before the
+ * loop next waits for I/O), or at hg_store_flush. uv_run must therefore
+ * keep running (UV_RUN_DEFAULT, or ONCE/NOWAIT again) until they are done.
+ * From any other thread a job goes at once, and so may overtake jobs the
+ * loop thread submitted earlier in the same turn.
+ * Returns 0, HG_EINVAL (NULL store or work), HG_ENOMEM, or HG_ESTATE once
+ * the store is closing (done is then never called). */
+int hg_store_submit(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, void *ud);
+
+/* Hands the jobs submitted on the loop thread to the store thread now,
+ * instead of at the end of this loop turn: for a caller that is about to
+ * block the loop until the store has run them (tests). A no-op on any
+ * other thread. */
+void hg_store_flush(hg_store_t *s);
+
+/* As hg_store_submit, for a job that may run twice: neighbouring
+ * rerunnable jobs share one savepoint, and when one of them fails that
+ * savepoint is rolled back and each runs again under its own (so a failing
+ * job still undoes only itself). work must therefore set everything it
+ * reports afresh on each run and must not depend on having run before; it
+ * never runs twice after succeeding. For small, frequent jobs: a savepoint
+ * per job costs more than the work of a one-row insert. */
+int hg_store_submit_rerunnable(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, void *ud);
+
+/* As hg_store_submit_rerunnable, for a job whose effect the caller holds
+ * durably elsewhere until done runs (an event in the intake log): done
+ * still runs only after an fsync covers the job, but while only such jobs
+ * wait for one and the previous fsync covered 16 jobs or more (the store
+ * is busy), that fsync may wait up to 2 ms after the previous one, to be
+ * shared with the groups behind. */
+int hg_store_submit_logged(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, void *ud);
+
+/* Runs the store thread at this nice value (0 normal, up to 19 lowest)
+ * from its next group on: for a gateway whose requests do not wait for
+ * the store (the intake log, intake.h), so that under a full CPU the
+ * threads requests do wait for run first. The thread takes bigger groups
+ * when it runs less often, which also costs less per job. */
+void hg_store_set_nice(hg_store_t *s, int nice);
+
+/* How long the sync thread may hold logged jobs' fsync back (2 ms unless
+ * set): for tests, which need a window no slow machine misses. */
+void hg_store_set_lazy_sync(hg_store_t *s, uint64_t ns);
+
+/* Copies the counters. */
+void hg_store_stats(hg_store_t *s, hg_store_stats_t *out);
+
+/* Runs the jobs already queued, commits them, stops the thread and closes
+ * the database; completions of those jobs still run, on the loop, after
+ * this returns (never inside it). Blocks the calling thread until the last
+ * group is committed. The store is freed once the loop has run the
+ * uv_async close callback; until then submit returns HG_ESTATE and stats
+ * still work. Loop thread only; may be called from a done callback.
+ * Accepts NULL; a second call is a no-op. */
+void hg_store_close(hg_store_t *s);
+
+/* For the CLI (keys create/list/revoke) and tests: opens path on the
+ * calling thread with the same pragmas and migrations. Close with
+ * sqlite3_close(). */
+int hg_store_open_sync(sqlite3 **out, const char *path, char *err, size_t errlen);
+
+/* Applies pending migrations to db. Returns 0, HG_ECORRUPT (schema newer
+ * than this binary, message in err) or HG_EIO. */
+int hg_store_migrate(sqlite3 *db, char *err, size_t errlen);
+
+/* The schema version this binary migrates to. */
+int hg_store_schema_version(void);
+
+/* Prepared statements cached per connection, for the statements work
+ * functions run on every job. On the store thread, with the store's own
+ * connection, hg_store_prepare() hands out a statement prepared once (with
+ * SQLITE_PREPARE_PERSISTENT) and kept until the thread ends; anywhere else
+ * (the CLI, tests, another connection) it prepares a fresh one. Either way
+ * hg_store_release() gives it back: reset with bindings cleared when
+ * cached, finalized otherwise. sql must be a string literal (static and
+ * never changing): its address is the key. A statement still in use (a
+ * nested call preparing the same SQL) is never handed out twice.
+ * Returns a SQLite result code, like sqlite3_prepare_v2. */
+int hg_store_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out);
+
+/* Resets and keeps a cached statement, or finalizes one that is not.
+ * Accepts NULL. */
+void hg_store_release(sqlite3_stmt *st);
+
+/* Translates a SQLite result code (primary or extended) into HG_E*: 0 for
+ * SQLITE_OK/ROW/DONE; UNIQUE and PRIMARY KEY violations HG_EEXIST; FOREIGN
+ * KEY violations HG_ENOTFOUND; other constraints, MISUSE, RANGE and
+ * MISMATCH HG_EINVAL; BUSY/LOCKED HG_EBUSY; NOMEM HG_ENOMEM; TOOBIG
+ * HG_ETOOBIG; CORRUPT/NOTADB HG_ECORRUPT; FULL HG_ENOSPC (the API answers
+ * it 503 storage_full); anything else HG_EIO. Store
+ * connections have extended result codes enabled. */
+int hg_store_errcode(int sqlite_rc);
+
+/* Logs a SQLite failure at error level (op, the code and sqlite3_errmsg of
+ * db, which may be NULL; never bound values) and returns
+ * hg_store_errcode(sqlite_rc). For failures that are not expected input
+ * errors; a UNIQUE violation the caller answers with 409 need not be
+ * logged. */
+int hg_store_fail(sqlite3 *db, int sqlite_rc, const char *op);
+
+#endif

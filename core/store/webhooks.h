@@ -1,0 +1,64 @@
+/* webhooks.h: webhooks and their signing secrets in the store.
+ *
+ * Every function here runs on the store thread (inside a store job) or in
+ * the CLI, on a connection opened by hg_store_open*(). None keeps state. */
+#ifndef HG_WEBHOOKS_H
+#define HG_WEBHOOKS_H
+
+#include "base/ids.h"
+#include "base/sign.h"
+
+#include <sqlite3.h>
+#include <stdint.h>
+
+/* The most signing secrets a webhook holds at once during rotations. */
+#define HG_MAX_SECRETS 10
+
+typedef struct hg_webhook {
+  char id[HG_ID_MAX];
+  char *url;
+  char *events;   /* JSON array text */
+  char *org;      /* NULL: no organization */
+  int active;
+  char *metadata; /* JSON object text */
+  char *lua;      /* per-webhook Lua bindings (JSON text), or NULL */
+  int64_t created_at, updated_at; /* Unix ms */
+} hg_webhook_t;
+
+/* Frees the strings w holds (not w). Accepts a zeroed w. */
+void hg_webhook_close(hg_webhook_t *w);
+
+/* Inserts w and its first secret. */
+int hg_webhooks_insert(sqlite3 *db, const hg_webhook_t *w, const char *secret);
+
+/* Reads webhook id into out (caller closes). out is zeroed first, so
+ * hg_webhook_close(out) is safe whatever this returns. When org is
+ * non-NULL, a webhook of another organization (or of none) is HG_ENOTFOUND
+ * too. */
+int hg_webhooks_get(sqlite3 *db, const char *id, const char *org, hg_webhook_t *out);
+
+/* Lists webhooks newest first: ids below after_id ("" = from the newest),
+ * at most limit. org_mode 0: any; 1: organization == org. Calls cb per row
+ * (w is valid during the call only); cb returns nonzero to stop. */
+int hg_webhooks_list(sqlite3 *db, int org_mode, const char *org, const char *after_id, int limit,
+                     int (*cb)(const hg_webhook_t *w, void *ud), void *ud);
+
+/* Writes url, events, active, metadata and updated_at of w (matched by id). */
+int hg_webhooks_update(sqlite3 *db, const hg_webhook_t *w);
+
+/* Deletes webhook id (and its secrets); org as in get. */
+int hg_webhooks_delete(sqlite3 *db, const char *id, const char *org);
+
+/* Makes new_secret the current secret. The old current secret stays valid
+ * until now + grace_ms (grace_ms 0: retired at once); secrets already in a
+ * grace period keep theirs; expired ones are removed, and the oldest go
+ * first when more than HG_MAX_SECRETS would remain. *prev_expires gets the
+ * old secret's expiry. */
+int hg_webhooks_rotate(sqlite3 *db, const char *id, const char *org, const char *new_secret, int64_t now,
+                       int64_t grace_ms, int64_t *prev_expires);
+
+/* Copies the secrets valid at now, current first, into out (up to max). */
+int hg_webhooks_secrets(sqlite3 *db, const char *id, int64_t now, char (*out)[HG_SECRET_MAX], size_t max,
+                        size_t *n);
+
+#endif
