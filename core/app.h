@@ -3,7 +3,7 @@
 #ifndef HG_APP_H
 #define HG_APP_H
 
-#include "config.h"
+#include "config/config.h"
 #include "net/http_server.h"
 #include "net/router.h"
 #include "store/store.h"

@@ -1,7 +1,7 @@
 /* main.c: the hookgate command line. */
 #include "app.h"
 #include "base/common.h"
-#include "config.h"
+#include "config/config.h"
 #include "base/crypto.h"
 #include "store/keys.h"
 #include "pipeline/event_types.h"

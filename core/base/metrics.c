@@ -28,33 +28,6 @@ void hg_hist_observe(hg_hist_t *h, double v) {
   h->sum += v;
 }
 
-void hg_buf_printf(hg_buf_t *b, const char *fmt, ...) {
-  if (b->failed) return;
-  for (;;) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(b->data ? b->data + b->len : NULL, b->data ? b->cap - b->len : 0, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-      b->failed = 1;
-      return;
-    }
-    if (b->data && b->len + (size_t)n < b->cap) {
-      b->len += (size_t)n;
-      return;
-    }
-    size_t cap = b->cap ? b->cap * 2 : 4096;
-    while (cap < b->len + (size_t)n + 1) cap *= 2;
-    char *data = realloc(b->data, cap);
-    if (data == NULL) {
-      b->failed = 1;
-      return;
-    }
-    b->data = data;
-    b->cap = cap;
-  }
-}
-
 void hg_metrics_put_hist(hg_buf_t *b, const char *name, const char *help, const hg_hist_t *h) {
   hg_buf_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
   uint64_t cum = 0;

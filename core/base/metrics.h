@@ -7,6 +7,8 @@
 #ifndef HG_METRICS_H
 #define HG_METRICS_H
 
+#include "base/buf.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,15 +40,6 @@ extern hg_metrics_t hg_metrics;
 
 /* Sets the histograms' buckets; call once at start. */
 void hg_metrics_init(void);
-
-/* A growable text buffer for rendering. */
-typedef struct hg_buf {
-  char *data;
-  size_t len, cap;
-  int failed; /* an allocation failed: the text is incomplete */
-} hg_buf_t;
-
-void hg_buf_printf(hg_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Appends a histogram in the exposition format. labels: "" or `a="b"`. */
 void hg_metrics_put_hist(hg_buf_t *b, const char *name, const char *help, const hg_hist_t *h);

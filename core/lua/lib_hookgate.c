@@ -7,7 +7,7 @@
 #include "lua/internal.h"
 
 #include "app.h"
-#include "config.h"
+#include "config/config.h"
 #include "base/common.h"
 #include "base/crypto.h"
 #include "pipeline/dispatcher.h"

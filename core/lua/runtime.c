@@ -10,7 +10,7 @@
 
 #include "app.h"
 #include "base/common.h"
-#include "config.h"
+#include "config/config.h"
 #include "base/log.h"
 
 #include <dirent.h>

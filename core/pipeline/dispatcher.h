@@ -12,7 +12,7 @@
 #ifndef HG_DISPATCHER_H
 #define HG_DISPATCHER_H
 
-#include "config.h"
+#include "config/config.h"
 #include "store/store.h"
 
 #include <stddef.h>

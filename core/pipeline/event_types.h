@@ -6,7 +6,7 @@
 #ifndef HG_EVENT_TYPES_H
 #define HG_EVENT_TYPES_H
 
-#include "config.h"
+#include "config/config.h"
 
 #include <stddef.h>
 

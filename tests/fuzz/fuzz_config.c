@@ -12,7 +12,7 @@
  * defining luaL_newstate, which config.c calls (the executable's
  * definition comes before liblua's). */
 #include "base/common.h"
-#include "config.h"
+#include "config/config.h"
 
 #include <lauxlib.h>
 #include <lua.h>

@@ -1,5 +1,5 @@
 #include "base/common.h"
-#include "config.h"
+#include "config/config.h"
 #include "hgtest.h"
 
 #include <stdio.h>

@@ -4,7 +4,7 @@
  * string, table, math, and env()). Top-level assignments go through a
  * proxy that records the line of each one, so errors found after the file
  * has run still point at the line that set the key. */
-#include "config.h"
+#include "config/config.h"
 
 #include "base/common.h"
 
