@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include "sandbox/pool.h"
 
+#include "base/buf.h"
 #include "base/common.h"
 #include "base/log.h"
 #include "sandbox/wire.h"
@@ -410,16 +411,9 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   worker_t *w = h->data;
   (void)suggested;
   size_t want = 64 << 10;
-  if (w->rcap - w->rlen < want) {
-    size_t cap = w->rcap ? w->rcap : want;
-    while (cap - w->rlen < want) cap *= 2;
-    char *p = realloc(w->rbuf, cap);
-    if (p == NULL) {
-      *buf = uv_buf_init(NULL, 0);
-      return;
-    }
-    w->rbuf = p;
-    w->rcap = cap;
+  if (hg_grow(&w->rbuf, &w->rcap, w->rlen + want, 1, want) != 0) {
+    *buf = uv_buf_init(NULL, 0);
+    return;
   }
   *buf = uv_buf_init(w->rbuf + w->rlen, (unsigned)(w->rcap - w->rlen));
 }

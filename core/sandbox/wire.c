@@ -1,6 +1,8 @@
 /* wire.c: see wire.h. */
 #include "sandbox/wire.h"
 
+#include "base/buf.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,16 +24,9 @@ void hg_wire_raw(hg_wire_out_t *w, const void *src, size_t n) {
     w->failed = 1;
     return;
   }
-  if (w->len + n > w->cap) {
-    size_t cap = w->cap ? w->cap : 256;
-    while (cap < w->len + n) cap *= 2;
-    char *p = realloc(w->p, cap);
-    if (p == NULL) {
-      w->failed = 1;
-      return;
-    }
-    w->p = p;
-    w->cap = cap;
+  if (hg_grow(&w->p, &w->cap, w->len + n, 1, 256) != 0) {
+    w->failed = 1;
+    return;
   }
   memcpy(w->p + w->len, src, n);
   w->len += n;

@@ -8,6 +8,7 @@
  * next turns' records gather: a group commit of its own. */
 #include "store/intake.h"
 
+#include "base/buf.h"
 #include "base/common.h"
 #include "base/fs.h"
 #include "base/log.h"
@@ -189,14 +190,9 @@ static int list_segments(const char *dir, struct found **out, size_t *n, char *e
     }
     struct found f = {slot, 0, 0};
     if (got != SEG_HDR || !get_header(h, &f.first, &f.salt)) continue;
-    if (*n == cap) {
-      cap = cap ? cap * 2 : 8;
-      struct found *g = realloc(*out, cap * sizeof(*g));
-      if (g == NULL) {
-        r = HG_ENOMEM;
-        break;
-      }
-      *out = g;
+    if (hg_grow(out, &cap, *n + 1, sizeof(**out), 8) != 0) {
+      r = HG_ENOMEM;
+      break;
     }
     (*out)[(*n)++] = f;
   }
@@ -454,16 +450,10 @@ static void thread_main(void *arg) {
     ix->stats.bytes += ix->t_bytes;
     ix->stats.segments += ix->t_segments;
     ix->t_bytes = ix->t_segments = 0;
-    if (ix->ndone + ix->work.n > ix->done_cap) {
-      size_t cap = (ix->ndone + ix->work.n) * 2;
-      struct comp *g = realloc(ix->done, cap * sizeof(*g));
-      if (g == NULL) {
-        /* Cannot hand completions back: nothing safe to do. */
-        hg_log(HG_LOG_ERROR, "out of memory in the intake log", NULL);
-        abort();
-      }
-      ix->done = g;
-      ix->done_cap = cap;
+    if (hg_grow(&ix->done, &ix->done_cap, ix->ndone + ix->work.n, sizeof(*ix->done), 256) != 0) {
+      /* Cannot hand completions back: nothing safe to do. */
+      hg_log(HG_LOG_ERROR, "out of memory in the intake log", NULL);
+      abort();
     }
     for (size_t i = 0; i < ix->work.n; i++) {
       /* Records made durable before a failure are answered as such: the
@@ -505,25 +495,10 @@ static void run_done(hg_intake_t *ix) {
 static void async_cb(uv_async_t *h) { run_done(h->data); }
 
 /* Room in b for bytes more record bytes and comps more completions, grown
- * by doubling. Returns 0 or HG_ENOMEM (b unchanged). */
+ * by doubling. Returns 0 or HG_ENOMEM (b's contents unchanged). */
 static int batch_reserve(struct batch *b, size_t bytes, size_t comps) {
-  if (b->len + bytes > b->cap) {
-    size_t cap = b->cap ? b->cap : 64 * 1024;
-    while (cap < b->len + bytes) cap *= 2;
-    unsigned char *g = realloc(b->buf, cap);
-    if (g == NULL) return HG_ENOMEM;
-    b->buf = g;
-    b->cap = cap;
-  }
-  if (b->n + comps > b->ncap) {
-    size_t cap = b->ncap ? b->ncap : 256;
-    while (cap < b->n + comps) cap *= 2;
-    struct comp *g = realloc(b->c, cap * sizeof(*g));
-    if (g == NULL) return HG_ENOMEM;
-    b->c = g;
-    b->ncap = cap;
-  }
-  return 0;
+  if (hg_grow(&b->buf, &b->cap, b->len + bytes, 1, 64 * 1024) != 0) return HG_ENOMEM;
+  return hg_grow(&b->c, &b->ncap, b->n + comps, sizeof(*b->c), 256);
 }
 
 static int batch_append(struct batch *to, const struct batch *from) {
