@@ -1,5 +1,6 @@
 /* crypto.c: the process-wide random generator (mbedTLS CTR_DRBG), base64
- * (mbedTLS), and SHA-256 / HMAC-SHA-256 from OpenSSL's libcrypto.
+ * (mbedTLS's constant-time coder; libcrypto's for public bytes), and
+ * SHA-256 / HMAC-SHA-256 from OpenSSL's libcrypto.
  *
  * Why two libraries: TLS is mbedTLS, but Debian 12's mbedTLS 2.28 has only a
  * portable SHA-256, and signing every delivery made it the largest single
@@ -213,6 +214,15 @@ int hg_base64_encode(const unsigned char *in, size_t n, char *out, size_t outcap
   }
   out[olen] = '\0';
   return (int)olen;
+}
+
+int hg_base64_encode_public(const unsigned char *in, size_t n, char *out, size_t outcap) {
+  if (outcap > 0) out[0] = '\0';
+  /* The same bound as hg_base64_encode; it also keeps n within the int
+   * EVP_EncodeBlock takes. */
+  if (n > (size_t)INT32_MAX / 4 * 3 - 3 || outcap < HG_BASE64_LEN(n) + 1) return HG_ETOOBIG;
+  /* Writes the padded text and its NUL. */
+  return EVP_EncodeBlock((unsigned char *)out, in, (int)n);
 }
 
 int hg_base64url_encode(const unsigned char *in, size_t n, char *out, size_t outcap) {

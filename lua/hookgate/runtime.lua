@@ -32,6 +32,17 @@ R.PHASES = { "ingest", "route", "transform", "sign", "deliver", "retry", "after"
 local PHASE_SET = {}
 for _, p in ipairs(R.PHASES) do PHASE_SET[p] = true end
 
+-- Every key a plugin's table may have (docs/lua-api.md, "The plugin
+-- module"), in the order the load error lists them. Anything else is a
+-- load error: a misspelled `transfrom` would otherwise be a phase that
+-- silently never runs.
+R.PLUGIN_KEYS = { "name", "version", "priority", "schema", "check" }
+for _, p in ipairs(R.PHASES) do R.PLUGIN_KEYS[#R.PLUGIN_KEYS + 1] = p end
+R.PLUGIN_KEYS[#R.PLUGIN_KEYS + 1] = "routes"
+R.PLUGIN_KEYS[#R.PLUGIN_KEYS + 1] = "timers"
+local PLUGIN_KEY_SET = {}
+for _, k in ipairs(R.PLUGIN_KEYS) do PLUGIN_KEY_SET[k] = true end
+
 local function copy(t)
   local out = {}
   for k, v in pairs(t) do out[k] = v end
@@ -166,6 +177,53 @@ local function by_priority(a, b)
   return a.plugin.name < b.plugin.name
 end
 
+-- The edit distance between a and b, counting a swap of two neighbouring
+-- characters as one edit ("transfrom" is 1 from "transform").
+local function distance(a, b)
+  local prev2, prev, cur = {}, {}, {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    cur[0] = i
+    for j = 1, #b do
+      local cost = a:byte(i) == b:byte(j) and 0 or 1
+      local d = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+      if i > 1 and j > 1 and a:byte(i) == b:byte(j - 1) and a:byte(i - 1) == b:byte(j) then
+        d = math.min(d, prev2[j - 2] + 1)
+      end
+      cur[j] = d
+    end
+    prev2, prev, cur = prev, cur, prev2
+  end
+  return prev[#b]
+end
+
+-- The known plugin key closest to k when it is close enough to be a typo
+-- (one edit for short keys, two for longer ones; case ignored), else nil.
+local function closest_key(k)
+  local low = k:lower()
+  local best, best_d
+  for _, known in ipairs(R.PLUGIN_KEYS) do
+    local d = distance(low, known)
+    if d <= (#known <= 5 and 1 or 2) and (best_d == nil or d < best_d) then best, best_d = known, d end
+  end
+  return best
+end
+
+-- nil when every key of mod is a documented one, else the message naming
+-- the first unknown key (in sorted order, so the message is stable).
+local function unknown_key(mod)
+  local bad = {}
+  for k in next, mod do
+    if not PLUGIN_KEY_SET[k] then bad[#bad + 1] = type(k) == "string" and k or "[" .. tostring(k) .. "]" end
+  end
+  if #bad == 0 then return nil end
+  table.sort(bad)
+  local k = bad[1]
+  local near = closest_key(k)
+  if near then return "unknown key '" .. k .. "' in the plugin's table (did you mean '" .. near .. "'?)" end
+  return "unknown key '" .. k .. "' in the plugin's table (known keys: " .. table.concat(R.PLUGIN_KEYS, ", ") .. ")"
+end
+
 -- Loads plugins/<name>/init.lua. Returns the module or nil, message.
 function R.load_plugin(name, path)
   local env = R.new_env(name)
@@ -180,6 +238,8 @@ function R.load_plugin(name, path)
   local ok, mod = pcall(chunk)
   if not ok then return nil, tostring(mod) end
   if type(mod) ~= "table" then return nil, path .. ": must return a table" end
+  local bad = unknown_key(mod)
+  if bad then return nil, path .. ": " .. bad end
   if mod.name ~= name then
     return nil, path .. ": name must be \"" .. name .. "\" (the folder's name), got " .. tostring(mod.name)
   end

@@ -184,7 +184,4 @@ return {
     },
   },
   transform = transform,
-  -- For tests and other code that wants the matcher alone.
-  match = match,
-  validate = validate,
 }

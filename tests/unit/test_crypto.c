@@ -178,12 +178,32 @@ static void random_bytes(void) {
   CHECK(zeros < 50);
 }
 
+/* The encoder for public bytes gives the constant-time one's text and
+ * errors, for every length around the padding cases and across blocks. */
+static void base64_public(void) {
+  unsigned char in[150];
+  char want[256], got[256];
+  for (int i = 0; i < 150; i++) in[i] = (unsigned char)(i * 37 + 11);
+  for (size_t n = 0; n <= sizeof(in); n++) {
+    int len = hg_base64_encode(in, n, want, sizeof(want));
+    CHECK_EQ_INT(hg_base64_encode_public(in, n, got, sizeof(got)), len);
+    CHECK_EQ_STR(got, want);
+    /* Exactly enough room, and one byte short (out is then ""). */
+    CHECK_EQ_INT(hg_base64_encode_public(in, n, got, (size_t)len + 1), len);
+    CHECK_EQ_STR(got, want);
+    CHECK_EQ_INT(hg_base64_encode_public(in, n, got, (size_t)len), HG_ETOOBIG);
+    if (len > 0) CHECK_EQ_STR(got, "");
+  }
+  CHECK_EQ_INT(hg_base64_encode_public(in, 1, got, 0), HG_ETOOBIG);
+}
+
 int main(void) {
   RUN(sha256_known);
   RUN(sha256_threads);
   RUN(hmac_known);
   RUN(hmac_prepared);
   RUN(base64_roundtrip);
+  RUN(base64_public);
   RUN(hex_and_ct);
   RUN(random_bytes);
   return HGT_DONE();
