@@ -137,10 +137,6 @@ int hg_lua__start_run(hg_lua_t *rt, run_kind_t kind, hg_phase_t phase, const cha
  * with the plugin that registered it. Returns 0 or a negative code. */
 int hg_lua__spawn(hg_lua_t *rt, int fn_ref, const char *label);
 
-/* Pushes a route event table: id, type, organizationId, and data decoded
- * from ev->data on first read. [-0, +1, m] */
-void hg_lua__push_event(lua_State *L, const hg_lua_event_t *ev);
-
 /* --- plugins.c ---------------------------------------------------------------- */
 
 /* Loads the library, the plugins and the global bindings into rt's new

@@ -3,6 +3,7 @@
  * sign see without JSON in between (this runs for every delivery). */
 #include "lua/internal.h"
 
+#include "base/buf.h"
 #include "base/common.h"
 #include "lua/marshal.h"
 
@@ -234,15 +235,17 @@ static int read_delivery(lua_State *L, int idx, hg_lua_delivery_t *d, char *err,
   }
   d->n_headers = 0;
   if (lua_istable(L, -1)) {
+    /* The array's old capacity is not known: the first header reallocates
+     * it, the next ones double it. */
+    size_t cap = 0;
     lua_pushnil(L);
     while (lua_next(L, -2) != 0) {
       if (lua_type(L, -2) == LUA_TSTRING && (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)) {
-        hg_lua_header_t *h = realloc(d->headers, (d->n_headers + 1) * sizeof(*h));
-        if (h == NULL) {
+        if (d->n_headers == cap && hg_grow(&d->headers, &cap, d->n_headers + 1, sizeof(*d->headers), 8) != 0) {
           lua_pop(L, 2);
           return HG_ENOMEM;
         }
-        d->headers = h;
+        hg_lua_header_t *h = d->headers;
         /* A number value converts on this stack copy; the copy lives until
          * the pop below, and strdup keeps its text. */
         char *n = strdup(lua_tostring(L, -2)), *v = strdup(lua_tostring(L, -1));

@@ -401,36 +401,7 @@ int hg_lua__spawn(hg_lua_t *rt, int fn_ref, const char *label) {
   return 0;
 }
 
-int hg_lua_call_async(hg_lua_t *rt, hg_phase_t phase, const char *bindings, json_t *arg, hg_lua_done_fn done,
-                      void *ud) {
-  return hg_lua__start_run(rt, RUN_PHASE, phase, "run", NULL, bindings, arg, done, ud);
-}
-
-int hg_lua_route_event(hg_lua_t *rt, const hg_lua_event_t *ev, json_t *targets, hg_lua_done_fn done, void *ud) {
-  if (rt->stopped) return HG_ESTATE;
-  uint64_t t0 = hg_now_ns();
-  hg_lua_run_t *run = run_new(rt, RUN_PHASE, HG_PHASE_ROUTE, done, ud);
-  if (run == NULL) return HG_ENOMEM;
-  /* R.route_event(event, targets) builds arg and returns arg.targets: only
-   * that is read back, by run_finish, as the result. */
-  lua_State *co = run->co;
-  lua_rawgeti(co, LUA_REGISTRYINDEX, rt->fn_route_event);
-  hg_lua__push_event(co, ev);
-  hg_marshal_push(co, targets);
-  run->targets = json_incref(targets);
-  run->host_ns = hg_now_ns() - t0;
-  run_queue(run, 2);
-  return 0;
-}
-
-int hg_lua_call_route(hg_lua_t *rt, const char *method, const char *path, json_t *req, hg_lua_done_fn done,
-                      void *ud) {
-  char key[512];
-  snprintf(key, sizeof(key), "%s %s", method, path);
-  return hg_lua__start_run(rt, RUN_ROUTE, HG_PHASE_INGEST, "route", key, NULL, req, done, ud);
-}
-
-
+/* --- the event a route plugin sees ------------------------------------------- */
 
 /* __index of a route event: `data` is decoded from the raw JSON text kept
  * in the metatable's `raw` on first use, then stored in the table itself.
@@ -452,7 +423,9 @@ static int event_index(lua_State *L) {
   return 1;
 }
 
-void hg_lua__push_event(lua_State *L, const hg_lua_event_t *ev) {
+/* Pushes a route event table: id, type, organizationId, and data decoded
+ * from ev->data on first read. [-0, +1, m] */
+static void push_event(lua_State *L, const hg_lua_event_t *ev) {
   lua_createtable(L, 0, 4);
   lua_pushstring(L, ev->id);
   lua_setfield(L, -2, "id");
@@ -471,6 +444,37 @@ void hg_lua__push_event(lua_State *L, const hg_lua_event_t *ev) {
   lua_setfield(L, -2, "__index");
   lua_setmetatable(L, -2);
 }
+
+int hg_lua_call_async(hg_lua_t *rt, hg_phase_t phase, const char *bindings, json_t *arg, hg_lua_done_fn done,
+                      void *ud) {
+  return hg_lua__start_run(rt, RUN_PHASE, phase, "run", NULL, bindings, arg, done, ud);
+}
+
+int hg_lua_route_event(hg_lua_t *rt, const hg_lua_event_t *ev, json_t *targets, hg_lua_done_fn done, void *ud) {
+  if (rt->stopped) return HG_ESTATE;
+  uint64_t t0 = hg_now_ns();
+  hg_lua_run_t *run = run_new(rt, RUN_PHASE, HG_PHASE_ROUTE, done, ud);
+  if (run == NULL) return HG_ENOMEM;
+  /* R.route_event(event, targets) builds arg and returns arg.targets: only
+   * that is read back, by run_finish, as the result. */
+  lua_State *co = run->co;
+  lua_rawgeti(co, LUA_REGISTRYINDEX, rt->fn_route_event);
+  push_event(co, ev);
+  hg_marshal_push(co, targets);
+  run->targets = json_incref(targets);
+  run->host_ns = hg_now_ns() - t0;
+  run_queue(run, 2);
+  return 0;
+}
+
+int hg_lua_call_route(hg_lua_t *rt, const char *method, const char *path, json_t *req, hg_lua_done_fn done,
+                      void *ud) {
+  char key[512];
+  snprintf(key, sizeof(key), "%s %s", method, path);
+  return hg_lua__start_run(rt, RUN_ROUTE, HG_PHASE_INGEST, "route", key, NULL, req, done, ud);
+}
+
+/* --- stopping ------------------------------------------------------------------ */
 
 void hg_lua_stop(hg_lua_t *rt) {
   rt->stopped = 1;
