@@ -477,8 +477,9 @@ static void drained(void *ud) {
   hg_http_server_free(app->server);
   app->server = NULL;
   if (app->lua) hg_lua_shutdown(app->lua);
-  /* Deliveries on the wire are cancelled, not failed: they stay pending and
-   * go out again after the restart, with the same webhook-id. */
+  /* Deliveries on the wire are cancelled, not failed: the dispatcher stops
+   * first, so the requests the client's close then cancels stay pending
+   * and go out again after the restart, with the same webhook-id. */
   hg_dispatcher_stop(app->dispatcher, dispatcher_stopped, app);
   close_client();
 }

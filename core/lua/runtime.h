@@ -1,8 +1,10 @@
 /* runtime.h: the Lua 5.4 runtime — one VM generation, its plugins, and the
  * pipeline phases they run in.
  *
- * A generation is built from the config (plugin folders, global
- * bindings) and is immutable afterwards; a reload builds a new one and
+ * A generation is built from hg_lua_opts_t (plugin folders, global
+ * bindings, limits, and the few things it uses of the gateway: the loop,
+ * the HTTP client, the API for management calls; it sees nothing else of
+ * the app) and is immutable afterwards; a reload builds a new one and
  * swaps it in only if every plugin loaded and validated. Runs hold a
  * reference, so work in flight finishes on the generation it started on.
  *
@@ -61,8 +63,9 @@ typedef struct hg_lua_opts {
   size_t shared_memory;               /* bytes hookgate.shared may hold, keys included */
   uint64_t cpu_slice_ms;              /* a coroutine yields after this much CPU */
   uint64_t cpu_budget_ms;             /* a run fails past this much CPU */
-  /* The HTTP client hookgate.http.request sends with (the deliveries'),
-   * read at each use: NULL (or client NULL) once it is closing. */
+  /* Where the HTTP client hookgate.http.request sends with is kept (the
+   * deliveries' client): read at each use, *client NULL once it closes.
+   * NULL: no client (http.request fails). */
   struct hg_client *const *client;
   hg_lua_subrequest_fn subrequest;    /* NULL: the management calls fail */
   void *subrequest_ud;
