@@ -12,6 +12,7 @@
 #include "store/keys.h"
 #include "base/log.h"
 #include "lua/runtime.h"
+#include "net/http_client.h"
 #include "base/metrics.h"
 #include "sandbox/pool.h"
 #include "pipeline/subs.h"
@@ -268,6 +269,69 @@ static void fallback(hg_http_req_t *req, void *ud) {
   }
 }
 
+/* --- what the Lua runtime gets from the app ------------------------------------ */
+
+/* The outbound HTTP client deliveries and Lua's hookgate.http share, and
+ * the SSRF policy it checks addresses with: the app's, beside hg_app_t
+ * (one gateway per process). http_client is NULL once closing. */
+static hg_client_t *http_client;
+static hg_ssrf_policy_t *ssrf_policy;
+
+static int open_client(const hg_config_t *cfg, uv_loop_t *loop, char *err, size_t errlen) {
+  int r = hg_ssrf_policy_parse(&ssrf_policy, (const char *const *)cfg->allow_cidrs.items, cfg->allow_cidrs.n, err,
+                               errlen);
+  if (r != 0) return r;
+  hg_client_opts_t opts;
+  hg_client_opts_default(&opts);
+  opts.loop = loop;
+  opts.connect_timeout_ms = cfg->connect_timeout_ms;
+  opts.total_timeout_ms = cfg->request_timeout_ms;
+  opts.max_response_body = cfg->max_response_body;
+  opts.max_in_flight = cfg->max_in_flight;
+  opts.max_per_origin = cfg->max_per_origin;
+  opts.ca_file = cfg->ca_file;
+  opts.ssrf = ssrf_policy;
+  return hg_client_new(&http_client, &opts, err, errlen);
+}
+
+/* Cancels every request on the wire (their callbacks run now). NULL first:
+ * callbacks that run inside the close must not send anew. */
+static void close_client(void) {
+  hg_client_t *c = http_client;
+  http_client = NULL;
+  hg_client_close(c);
+}
+
+/* Lua's management calls: a subrequest to the API with the process's
+ * internal key. */
+static int lua_subrequest(void *ud, const char *method, const char *target, const char *body, size_t body_len,
+                          hg_lua_subrequest_cb cb, void *cb_ud) {
+  hg_app_t *app = ud;
+  char auth[96];
+  snprintf(auth, sizeof(auth), "Bearer %s", app->internal_key);
+  return hg_http_virtual(method, target, auth, body, body_len, hg_app_handle, app, cb, cb_ud);
+}
+
+static hg_lua_opts_t lua_opts(hg_app_t *app) {
+  const hg_config_t *cfg = app->cfg;
+  hg_lua_opts_t o = {
+      .loop = app->loop,
+      .lib_path = cfg->lua_lib_path,
+      .plugin_paths = (const char *const *)cfg->lua_plugin_paths.items,
+      .n_plugin_paths = cfg->lua_plugin_paths.n,
+      .plugins_json = cfg->plugins_json,
+      .memory = cfg->lua_memory,
+      .run_memory = cfg->lua_run_memory,
+      .shared_memory = cfg->lua_shared_memory,
+      .cpu_slice_ms = cfg->lua_cpu_slice_ms,
+      .cpu_budget_ms = cfg->lua_cpu_budget_ms,
+      .client = &http_client,
+      .subrequest = lua_subrequest,
+      .subrequest_ud = app,
+  };
+  return o;
+}
+
 /* --- reload -------------------------------------------------------------------- */
 
 /* Builds a new generation; swaps it in only if every plugin loaded and
@@ -275,7 +339,8 @@ static void fallback(hg_http_req_t *req, void *ud) {
 static json_t *reload(hg_app_t *app) {
   hg_lua_t *next = NULL;
   json_t *errors = NULL;
-  int r = hg_lua_new(&next, app, &errors);
+  hg_lua_opts_t opts = lua_opts(app);
+  int r = hg_lua_new(&next, &opts, &errors);
   if (r != 0) {
     if (errors == NULL) errors = json_pack("[s]", hg_strerror(r));
     hg_log(HG_LOG_ERROR, "reload failed: the running generation stays", NULL);
@@ -386,6 +451,10 @@ static void close_intake(hg_app_t *app) {
 
 static void dispatcher_stopped(void *ud) {
   hg_app_t *app = ud;
+  /* When nothing was in flight, this runs inside hg_dispatcher_stop,
+   * before drained closes the client: Lua's requests end here, while the
+   * store is still open. (Inside that close, this does nothing.) */
+  close_client();
   hg_log(HG_LOG_INFO, "delivery stopped; closing the store", NULL);
   hg_dispatcher_free(app->dispatcher);
   app->dispatcher = NULL;
@@ -408,9 +477,11 @@ static void drained(void *ud) {
   hg_http_server_free(app->server);
   app->server = NULL;
   if (app->lua) hg_lua_shutdown(app->lua);
-  /* Deliveries on the wire are cancelled, not failed: they stay pending and
-   * go out again after the restart, with the same webhook-id. */
+  /* Deliveries on the wire are cancelled, not failed: the dispatcher stops
+   * first, so the requests the client's close then cancels stay pending
+   * and go out again after the restart, with the same webhook-id. */
   hg_dispatcher_stop(app->dispatcher, dispatcher_stopped, app);
+  close_client();
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -511,7 +582,9 @@ int hg_app_run(const hg_config_t *cfg) {
     hg_log(HG_LOG_ERROR, "cannot load the subscription index", NULL);
     goto out;
   }
-  if (hg_dispatcher_new(&app.dispatcher, &loop, app.store, cfg, &app.lua, app.subs, err, sizeof(err)) != 0) {
+  err[0] = '\0';
+  if (open_client(cfg, &loop, err, sizeof(err)) != 0 ||
+      hg_dispatcher_new(&app.dispatcher, &loop, app.store, cfg, &app.lua, app.subs, http_client) != 0) {
     hg_log(HG_LOG_ERROR, "bad delivery configuration", "error", err, NULL);
     goto out;
   }
@@ -523,7 +596,8 @@ int hg_app_run(const hg_config_t *cfg) {
     hg_sha256(app.internal_key, strlen(app.internal_key), app.internal_key_hash);
   }
   json_t *lua_errors = NULL;
-  if (hg_lua_new(&app.lua, &app, &lua_errors) != 0) {
+  hg_lua_opts_t lopts = lua_opts(&app);
+  if (hg_lua_new(&app.lua, &lopts, &lua_errors) != 0) {
     size_t i;
     json_t *e;
     json_array_foreach(lua_errors, i, e) hg_log(HG_LOG_ERROR, "plugin error", "error", json_string_value(e), NULL);
@@ -579,10 +653,13 @@ out:
   hg_http_server_free(app.server);
   if (app.lua) hg_lua_shutdown(app.lua);
   hg_dispatcher_free(app.dispatcher);
+  close_client();
   close_intake(&app);
   hg_store_close(app.store);
   /* Let close callbacks run so every handle is released. */
   uv_run(&loop, UV_RUN_DEFAULT);
+  hg_ssrf_policy_free(ssrf_policy); /* after the client, which checks with it */
+  ssrf_policy = NULL;
   hg_lua_unref(app.lua);
   app.lua = NULL;
   hg_router_free(app.router);

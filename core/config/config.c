@@ -7,6 +7,7 @@
 #include "config/config.h"
 
 #include "base/common.h"
+#include "lua/marshal.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -189,81 +190,6 @@ static int set_str(char **dst, const char *s) {
   return 0;
 }
 
-/* Converts a config value into JSON (plugin settings). Tables with keys
- * 1..n are arrays; an empty table is an empty object. */
-static json_t *lua_to_json(lua_State *L, int idx, int depth, char *why, size_t cap) {
-  if (depth > 32) {
-    snprintf(why, cap, "nested too deep");
-    return NULL;
-  }
-  /* Each level pushes a key and a value: without room made for them, a
-   * deep table wrote past the Lua stack's end (heap corruption, found by
-   * fuzz_config). lua_checkstack, not luaL_checkstack: no protected call
-   * is around this. */
-  if (!lua_checkstack(L, 4)) {
-    snprintf(why, cap, "nested too deep");
-    return NULL;
-  }
-  switch (lua_type(L, idx)) {
-  case LUA_TBOOLEAN: return json_boolean(lua_toboolean(L, idx));
-  case LUA_TNUMBER:
-    return lua_isinteger(L, idx) ? json_integer((json_int_t)lua_tointeger(L, idx)) : json_real(lua_tonumber(L, idx));
-  case LUA_TSTRING: {
-    json_t *s = json_string(lua_tostring(L, idx));
-    if (s == NULL) snprintf(why, cap, "strings must be UTF-8");
-    return s;
-  }
-  case LUA_TTABLE: {
-    lua_Integer n = (lua_Integer)lua_rawlen(L, idx), count = 0;
-    int array = n > 0;
-    lua_pushnil(L);
-    while (lua_next(L, idx) != 0) {
-      lua_pop(L, 1);
-      count++;
-      if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > n) array = 0;
-    }
-    if (array && count == n) {
-      json_t *arr = json_array();
-      for (lua_Integer i = 1; i <= n; i++) {
-        lua_rawgeti(L, idx, i);
-        json_t *v = lua_to_json(L, lua_gettop(L), depth + 1, why, cap);
-        lua_pop(L, 1);
-        if (v == NULL) {
-          json_decref(arr);
-          return NULL;
-        }
-        json_array_append_new(arr, v);
-      }
-      return arr;
-    }
-    json_t *out = json_object();
-    lua_pushnil(L);
-    while (lua_next(L, idx) != 0) {
-      json_t *v = lua_to_json(L, lua_gettop(L), depth + 1, why, cap);
-      if (v == NULL) {
-        lua_pop(L, 2);
-        json_decref(out);
-        return NULL;
-      }
-      if (lua_type(L, -2) == LUA_TSTRING) {
-        json_object_set_new(out, lua_tostring(L, -2), v);
-      } else {
-        json_decref(v);
-        lua_pop(L, 2);
-        json_decref(out);
-        snprintf(why, cap, "keys must be names");
-        return NULL;
-      }
-      lua_pop(L, 1);
-    }
-    return out;
-  }
-  default:
-    snprintf(why, cap, "a %s cannot be a setting", lua_typename(L, lua_type(L, idx)));
-    return NULL;
-  }
-}
-
 /* Converts the value on top of the stack into the field. */
 static int set_field(loader_t *ld, const field_t *f, const char *key) {
   lua_State *L = ld->L;
@@ -373,7 +299,9 @@ static int set_field(loader_t *ld, const field_t *f, const char *key) {
   case K_PLUGINS: {
     if (t != LUA_TTABLE) return fail(ld, key, "must be a %s", f->help);
     char why[160] = "";
-    json_t *j = lua_to_json(L, lua_gettop(L), 0, why, sizeof(why));
+    /* The runtime's converter (lua/marshal.h): tables with keys 1..n are
+     * arrays; an empty table is an empty object. */
+    json_t *j = hg_marshal_to_json(L, lua_gettop(L), why, sizeof(why));
     if (j == NULL) return fail(ld, key, "%s", why);
     if (!json_is_object(j) && !(json_is_array(j) && json_array_size(j) == 0)) {
       json_decref(j);

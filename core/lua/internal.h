@@ -1,7 +1,12 @@
-/* internal.h: what runtime.c and the lib_*.c modules share. */
+/* internal.h: the contract between the runtime's files — vm.c (the state,
+ * its limits, error reports), run.c (coroutine runs), pure.c (synchronous
+ * pure phases), plugins.c (loading, bindings, timers) — and the libraries
+ * (lib_*.c, assembled by libs.c). Nothing outside core/lua/ includes it but
+ * the tenant sandbox, for hg_lua_open_pure. */
 #ifndef HG_LUA_INTERNAL_H
 #define HG_LUA_INTERNAL_H
 
+#include "lua/libs.h"
 #include "lua/runtime.h"
 
 #include <lauxlib.h>
@@ -43,8 +48,11 @@ struct hg_lua_run {
 };
 
 struct hg_lua {
-  struct hg_app *app;
   uv_loop_t *loop;
+  struct hg_client *const *client; /* see hg_lua_opts_t */
+  hg_lua_subrequest_fn subrequest;
+  void *subrequest_ud;
+  size_t shared_limit; /* lua.shared_memory */
   lua_State *L;
   int refs;
   int R;         /* registry ref: the runtime.lua table */
@@ -75,6 +83,36 @@ struct hg_lua {
   const char *runtime_source; /* runtime.lua's chunk source string (see hook) */
 };
 
+static inline hg_lua_t *hg_lua__rt(lua_State *L) { return *(hg_lua_t **)lua_getextraspace(L); }
+
+/* --- vm.c ------------------------------------------------------------------- */
+
+/* The count hook: CPU slices and budgets (every state of a generation). */
+void hg_lua__hook(lua_State *L, lua_Debug *ar);
+
+/* Replaces the raw error value on top of L's stack with {message,
+ * traceback}, from stack level on. [-1, +1, m] */
+void hg_lua__structure_error(lua_State *L, int status, int level);
+/* The message handler of pure phases: hg_lua__structure_error at level 1. */
+int hg_lua__msgh(lua_State *L);
+/* Logs and counts the error on top of L's stack and writes "plugin P
+ * (phase): msg" to err. plugin: the plugin that was running, or NULL. */
+void hg_lua__report_error(lua_State *L, int status, const char *plugin, const char *phase, char *err,
+                          size_t errlen);
+
+/* See hg_lua_phase_stats: calls and time per phase, loop thread only. */
+typedef struct hg_lua_phase_stat {
+  uint64_t calls, ns;
+} hg_lua_phase_stat_t;
+extern hg_lua_phase_stat_t hg_lua__phase_stats[HG_PHASE_COUNT];
+
+static inline void hg_lua__phase_count(hg_phase_t phase, uint64_t ns) {
+  hg_lua__phase_stats[phase].calls++;
+  hg_lua__phase_stats[phase].ns += ns;
+}
+
+/* --- run.c ------------------------------------------------------------------ */
+
 /* The run executing now (NULL at load time or outside any run). */
 hg_lua_run_t *hg_lua__current(lua_State *L);
 
@@ -89,19 +127,27 @@ int hg_lua__yield(lua_State *L, hg_lua_run_t *run);
 /* Resumes a waiting run with the nargs values pushed on run->co. */
 void hg_lua__resume(hg_lua_run_t *run, int nargs);
 
-void hg_lua__push_json(lua_State *L, json_t *v);
-/* Pushes a route event table: id, type, organizationId, and data decoded
- * from ev->data on first read. */
-void hg_lua__push_event(lua_State *L, const hg_lua_event_t *ev);
-/* Converts the Lua value at idx into a new JSON reference, or NULL with a
- * reason in err (functions, cycles, non-string keys in objects). */
-json_t *hg_lua__to_json(lua_State *L, int idx, char *err, size_t errlen);
+/* Starts a run of R[fn] (runtime.lua) of the given kind with arg (JSON,
+ * borrowed): done runs later, never inside this call. Returns 0,
+ * HG_ESTATE once the generation is stopped, or HG_ENOMEM. */
+int hg_lua__start_run(hg_lua_t *rt, run_kind_t kind, hg_phase_t phase, const char *fn, const char *key,
+                      const char *bindings, json_t *arg, hg_lua_done_fn done, void *ud);
 
 /* Starts a run of the function in registry slot fn_ref (kept), labelled
  * with the plugin that registered it. Returns 0 or a negative code. */
 int hg_lua__spawn(hg_lua_t *rt, int fn_ref, const char *label);
 
-/* User timers (hookgate.timer.at/every) of a generation. */
+/* --- plugins.c ---------------------------------------------------------------- */
+
+/* Loads the library, the plugins and the global bindings into rt's new
+ * state (see hg_lua_new); each problem is appended to errors. */
+void hg_lua__load(hg_lua_t *rt, const hg_lua_opts_t *opts, json_t *errors);
+
+/* Stops and closes the timers the plugins declared (hg_lua_start). */
+void hg_lua__plugin_timers_close(hg_lua_t *rt);
+
+/* --- lib_timer.c: user timers (hookgate.timer.at/every) of a generation --- */
+
 struct hg_lua_utimer {
   uv_timer_t timer;
   hg_lua_t *rt;
@@ -115,18 +161,22 @@ struct hg_lua_utimer {
 /* Stops and frees a user timer. */
 void hg_lua__utimer_close(hg_lua_utimer_t *t);
 
-/* Adds the pure functions (json, crypto, sign, verify: no I/O, no state)
- * to the table on top of L's stack, and registers json's array metatable
- * in L's registry. lib_pure.c; the tenant sandbox uses it alone. */
-void hg_lua__open_pure(lua_State *L);
+/* --- the libraries ------------------------------------------------------------
+ * Each adds its functions to the table on top of L's stack. [-0, +0, m] */
+
+void hg_lua__open_json(lua_State *L);   /* json: encode, decode, array, null */
+void hg_lua__open_crypto(lua_State *L); /* crypto: digests, HMAC, random, encodings */
+void hg_lua__open_sign(lua_State *L);   /* sign, verify */
+void hg_lua__open_timer(lua_State *L);  /* sleep; timer: at, every, cancel */
+void hg_lua__open_log(lua_State *L);    /* log: debug, info, warn, error */
+void hg_lua__open_shared(lua_State *L); /* shared: get, set, incr */
+void hg_lua__open_http(lua_State *L);   /* http: request */
+void hg_lua__open_mgmt(lua_State *L);   /* webhooks, deliveries, events */
+
+/* Pushes the whole `hookgate` module table. [-0, +1, m] */
+int hg_lua__open_hookgate(lua_State *L);
 
 /* Sets table[name] = a new table of fns, on the table on top of L's stack. */
 void hg_lua__set_funcs(lua_State *L, const char *name, const luaL_Reg *fns);
-
-/* Pushes the `hookgate` module table. */
-int hg_lua__open_hookgate(lua_State *L, hg_lua_t *rt);
-
-/* The registry keys of json.null and the array metatable. */
-extern const char hg_lua__null_key, hg_lua__array_mt_key;
 
 #endif

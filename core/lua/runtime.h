@@ -1,8 +1,10 @@
 /* runtime.h: the Lua 5.4 runtime — one VM generation, its plugins, and the
  * pipeline phases they run in.
  *
- * A generation is built from the config (plugin folders, global
- * bindings) and is immutable afterwards; a reload builds a new one and
+ * A generation is built from hg_lua_opts_t (plugin folders, global
+ * bindings, limits, and the few things it uses of the gateway: the loop,
+ * the HTTP client, the API for management calls; it sees nothing else of
+ * the app) and is immutable afterwards; a reload builds a new one and
  * swaps it in only if every plugin loaded and validated. Runs hold a
  * reference, so work in flight finishes on the generation it started on.
  *
@@ -18,7 +20,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-struct hg_app;
+struct hg_client;
 typedef struct hg_lua hg_lua_t;
 
 typedef enum {
@@ -34,10 +36,45 @@ typedef enum {
 
 const char *hg_phase_name(hg_phase_t p);
 
-/* Builds a generation for app (its cfg: lua section, plugin bindings).
- * On failure returns HG_ECONFIG and *errors (a new JSON array of strings,
- * one per problem, each naming plugin and file:line or field). */
-int hg_lua_new(hg_lua_t **out, struct hg_app *app, json_t **errors);
+/* An internal subrequest's answer: the HTTP status and body (valid only
+ * during the call: copy what you keep). */
+typedef void (*hg_lua_subrequest_cb)(int status, const char *body, size_t body_len, void *ud);
+
+/* Runs method + target ("/v1/webhooks/...") with a JSON body (body_len
+ * bytes, may be 0) against the gateway's API as the gateway itself (the
+ * management calls of hookgate.webhooks, deliveries and events). cb runs
+ * exactly once, inside this call (an answer given at once, such as a
+ * validation error) or later on the loop. Returns 0, or a negative code
+ * and cb never runs. ud: hg_lua_opts_t.subrequest_ud. */
+typedef int (*hg_lua_subrequest_fn)(void *ud, const char *method, const char *target, const char *body,
+                                    size_t body_len, hg_lua_subrequest_cb cb, void *cb_ud);
+
+/* What a generation needs from the gateway. Strings are borrowed and read
+ * only by hg_lua_new; client and subrequest_ud must outlive every
+ * generation built with them. */
+typedef struct hg_lua_opts {
+  uv_loop_t *loop;
+  const char *lib_path;               /* folder holding hookgate/schema.lua and runtime.lua */
+  const char *const *plugin_paths;    /* folders of plugins/<name>/init.lua, loaded in order */
+  size_t n_plugin_paths;
+  const char *plugins_json;           /* global bindings {"name": {config} or true}, or NULL */
+  size_t memory;                      /* bytes the VM may hold */
+  size_t run_memory;                  /* bytes one run may add */
+  size_t shared_memory;               /* bytes hookgate.shared may hold, keys included */
+  uint64_t cpu_slice_ms;              /* a coroutine yields after this much CPU */
+  uint64_t cpu_budget_ms;             /* a run fails past this much CPU */
+  /* Where the HTTP client hookgate.http.request sends with is kept (the
+   * deliveries' client): read at each use, *client NULL once it closes.
+   * NULL: no client (http.request fails). */
+  struct hg_client *const *client;
+  hg_lua_subrequest_fn subrequest;    /* NULL: the management calls fail */
+  void *subrequest_ud;
+} hg_lua_opts_t;
+
+/* Builds a generation from opts. On failure returns HG_ECONFIG and
+ * *errors (a new JSON array of strings, one per problem, each naming
+ * plugin and file:line or field), or HG_ENOMEM. */
+int hg_lua_new(hg_lua_t **out, const hg_lua_opts_t *opts, json_t **errors);
 
 void hg_lua_ref(hg_lua_t *rt);
 /* Drops a reference; the generation is freed when none is left. */

@@ -12,8 +12,8 @@
 #include "sandbox/pool.h"
 #include "pipeline/subs.h"
 #include "base/sign.h"
-#include "net/ssrf.h"
 #include "base/url.h"
+#include "base/buf.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -73,8 +73,7 @@ struct hg_dispatcher {
   hg_subs_t *subs;
   hg_store_t *store;
   const hg_config_t *cfg;
-  hg_client_t *client;
-  hg_ssrf_policy_t *ssrf;
+  hg_client_t *client; /* the app's (borrowed) */
   uv_timer_t timer;
   /* Attempts finished this loop turn: written in one store job when the
    * turn ends (an idle handle: it also keeps the loop from blocking in
@@ -101,13 +100,8 @@ static void pump(hg_dispatcher_t *d);
 /* --- heap of (due, seq) ------------------------------------------------------ */
 
 static int heap_push(hg_dispatcher_t *d, int64_t due, int64_t seq) {
-  if (d->n_heap == d->cap_heap) {
-    size_t cap = d->cap_heap ? d->cap_heap * 2 : 1024;
-    entry_t *h = realloc(d->heap, cap * sizeof(*h));
-    if (h == NULL) return HG_ENOMEM;
-    d->heap = h;
-    d->cap_heap = cap;
-  }
+  if (d->n_heap == d->cap_heap && hg_grow(&d->heap, &d->cap_heap, d->n_heap + 1, sizeof(*d->heap), 1024) != 0)
+    return HG_ENOMEM;
   size_t i = d->n_heap++;
   while (i > 0) {
     size_t parent = (i - 1) / 2;
@@ -960,9 +954,10 @@ static void pump(hg_dispatcher_t *d) {
 /* --- public ------------------------------------------------------------------- */
 
 int hg_dispatcher_new(hg_dispatcher_t **out, uv_loop_t *loop, hg_store_t *store, const hg_config_t *cfg,
-                      hg_lua_t *const *lua, hg_subs_t *subs, char *err, size_t errlen) {
+                      hg_lua_t *const *lua, hg_subs_t *subs, hg_client_t *client) {
   hg_dispatcher_t *d = calloc(1, sizeof(*d));
   if (d == NULL) return HG_ENOMEM;
+  d->client = client;
   d->lua = lua;
   d->subs = subs;
   d->loop = loop;
@@ -972,19 +967,6 @@ int hg_dispatcher_new(hg_dispatcher_t **out, uv_loop_t *loop, hg_store_t *store,
   /* Loaded and recording items beyond the client's cap keep the pipeline
    * full while responses are being recorded. */
   d->max_active = cfg->max_in_flight * 2;
-  int r = hg_ssrf_policy_parse(&d->ssrf, (const char *const *)cfg->allow_cidrs.items, cfg->allow_cidrs.n, err, errlen);
-  if (r != 0) goto fail;
-  hg_client_opts_t opts;
-  hg_client_opts_default(&opts);
-  opts.loop = loop;
-  opts.connect_timeout_ms = cfg->connect_timeout_ms;
-  opts.total_timeout_ms = cfg->request_timeout_ms;
-  opts.max_response_body = cfg->max_response_body;
-  opts.max_in_flight = cfg->max_in_flight;
-  opts.max_per_origin = cfg->max_per_origin;
-  opts.ca_file = cfg->ca_file;
-  opts.ssrf = d->ssrf;
-  if ((r = hg_client_new(&d->client, &opts, err, errlen)) != 0) goto fail;
   uv_timer_init(loop, &d->timer);
   d->timer.data = d;
   uv_idle_init(loop, &d->rec_check);
@@ -992,10 +974,6 @@ int hg_dispatcher_new(hg_dispatcher_t **out, uv_loop_t *loop, hg_store_t *store,
   d->rec_tail = &d->rec_head;
   *out = d;
   return 0;
-fail:
-  hg_ssrf_policy_free(d->ssrf);
-  free(d);
-  return r;
 }
 
 typedef struct start_job {
@@ -1007,13 +985,7 @@ typedef struct start_job {
 
 static int start_row(int64_t seq, int64_t due, void *ud) {
   start_job_t *j = ud;
-  if (j->n == j->cap) {
-    size_t cap = j->cap ? j->cap * 2 : 1024;
-    entry_t *e = realloc(j->entries, cap * sizeof(*e));
-    if (e == NULL) return HG_ENOMEM;
-    j->entries = e;
-    j->cap = cap;
-  }
+  if (j->n == j->cap && hg_grow(&j->entries, &j->cap, j->n + 1, sizeof(*j->entries), 1024) != 0) return HG_ENOMEM;
   j->entries[j->n].seq = seq;
   j->entries[j->n++].due = due;
   return 0;
@@ -1072,8 +1044,6 @@ int hg_dispatcher_send_now(hg_dispatcher_t *d, int64_t seq, hg_dispatch_cb cb, v
 
 const hg_sandbox_t *hg_dispatcher_sandbox(const hg_dispatcher_t *d) { return d->sandbox; }
 
-struct hg_client *hg_dispatcher_client(hg_dispatcher_t *d) { return d->stopping ? NULL : d->client; }
-
 void hg_dispatcher_pause(hg_dispatcher_t *d) {
   d->paused = 1;
   uv_timer_stop(&d->timer);
@@ -1097,12 +1067,10 @@ void hg_dispatcher_stop(hg_dispatcher_t *d, void (*done)(void *ud), void *ud) {
   d->stop_cb = done;
   d->stop_ud = ud;
   uv_timer_stop(&d->timer);
-  /* Cancels requests on the wire; their callbacks free their items. Items
-   * being loaded or recorded finish through the store. */
-  /* NULL first: callbacks that run inside the close must not send anew. */
-  hg_client_t *c = d->client;
+  /* Nothing is sent from now on. Requests on the wire end when the caller
+   * closes the client; their callbacks free their items then. Items being
+   * loaded or recorded finish through the store. */
   d->client = NULL;
-  hg_client_close(c);
   /* Transforms queued or running in the sandbox end now: their deliveries
    * stay pending and go out after the restart. */
   hg_sandbox_cancel(d->sandbox);
@@ -1111,7 +1079,6 @@ void hg_dispatcher_stop(hg_dispatcher_t *d, void (*done)(void *ud), void *ud) {
 
 static void check_close_cb(uv_handle_t *h) {
   hg_dispatcher_t *d = h->data;
-  hg_ssrf_policy_free(d->ssrf);
   free(d->heap);
   free(d);
 }
@@ -1129,7 +1096,6 @@ void hg_dispatcher_free(hg_dispatcher_t *d) {
     free(d->codes[i].bindings);
     free(d->codes[i].code);
   }
-  hg_client_close(d->client);
   d->client = NULL;
   uv_close((uv_handle_t *)&d->timer, timer_close_cb);
 }

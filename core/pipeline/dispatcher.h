@@ -33,15 +33,17 @@ typedef struct hg_dispatch_result {
 
 typedef void (*hg_dispatch_cb)(const hg_dispatch_result_t *res, void *ud);
 
-/* Creates the dispatcher and its HTTP client from cfg (delivery section).
- * Returns 0, or HG_ECONFIG (bad allow_cidrs or ca_file: reason in err). */
 struct hg_lua;
-/* lua points at the app's current Lua generation (read at each use, since
- * a reload replaces it). */
 struct hg_subs;
-/* subs: the subscription index, told when a 410 deactivates a webhook. */
+struct hg_client;
+/* Creates the dispatcher from cfg (delivery section). lua points at the
+ * app's current Lua generation (read at each use, since a reload replaces
+ * it). subs: the subscription index, told when a 410 deactivates a
+ * webhook. client: the HTTP client deliveries go out through (borrowed:
+ * the caller creates it and closes it after hg_dispatcher_stop, which
+ * cancels the requests on the wire). Returns 0 or HG_ENOMEM. */
 int hg_dispatcher_new(hg_dispatcher_t **out, uv_loop_t *loop, hg_store_t *store, const hg_config_t *cfg,
-                      struct hg_lua *const *lua, struct hg_subs *subs, char *err, size_t errlen);
+                      struct hg_lua *const *lua, struct hg_subs *subs, struct hg_client *client);
 
 /* Loads the pending deliveries from the store and starts sending (unless
  * paused). */
@@ -60,10 +62,6 @@ int hg_dispatcher_busy(const hg_dispatcher_t *d, int64_t seq);
  * Returns HG_EBUSY when it is in flight, HG_ESTATE when stopping. */
 int hg_dispatcher_send_now(hg_dispatcher_t *d, int64_t seq, hg_dispatch_cb cb, void *ud);
 
-/* The HTTP client deliveries use (Lua's http.request shares it). NULL once
- * stopping. */
-struct hg_client *hg_dispatcher_client(hg_dispatcher_t *d);
-
 /* Pausing keeps accepting and storing; nothing is sent until resumed. */
 void hg_dispatcher_pause(hg_dispatcher_t *d);
 void hg_dispatcher_resume(hg_dispatcher_t *d);
@@ -77,9 +75,10 @@ typedef struct hg_dispatcher_stats {
 
 void hg_dispatcher_stats(const hg_dispatcher_t *d, hg_dispatcher_stats_t *out);
 
-/* Stops sending: requests in flight are cancelled (not recorded: they stay
- * pending and are sent again after a restart); calls done(ud) once nothing
- * is in flight. Then free it. */
+/* Stops sending; calls done(ud) once nothing is in flight (possibly inside
+ * this call). Requests on the wire end when the caller then closes the
+ * client: cancelled, not recorded, they stay pending and are sent again
+ * after a restart. Then free it. */
 void hg_dispatcher_stop(hg_dispatcher_t *d, void (*done)(void *ud), void *ud);
 
 /* Frees the dispatcher; its handles close on the next loop run. Accepts

@@ -40,7 +40,7 @@
 #include "base/common.h"
 #include "base/crypto.h"
 #include "base/ids.h"
-#include "lua/internal.h"
+#include "lua/libs.h"
 #include "sandbox/wire.h"
 
 #include <errno.h>
@@ -185,7 +185,7 @@ static int open_env(lua_State *L) {
   lua_setfield(L, -2, "dump");
   lua_pop(L, 1);
   lua_newtable(L);
-  hg_lua__open_pure(L);
+  hg_lua_open_pure(L);
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, l_missing);
   lua_setfield(L, -2, "__index");

@@ -12,6 +12,7 @@
 #include "store/keys.h"
 #include "base/log.h"
 #include "lua/runtime.h"
+#include "net/http_client.h"
 #include "base/metrics.h"
 #include "pipeline/subs.h"
 
@@ -24,6 +25,7 @@
 static uv_loop_t loop;
 static hg_config_t cfg;
 static hg_app_t app;
+static hg_client_t *client;
 static int built;
 static char auth[HGF_N_KEYS][16 + HG_KEY_MAX];
 static char last_wh[HG_ID_MAX] = "wh_01jd0000000000000000000000";
@@ -55,6 +57,14 @@ static int key_work(sqlite3 *db, void *ud) {
 static int subs_work(sqlite3 *db, void *ud) {
   (void)ud;
   return hg_subs_load(app.subs, db); }
+
+/* Lua's management calls, as app.c makes them. */
+static int lua_subrequest(void *ud, const char *method, const char *target, const char *body, size_t body_len,
+                          hg_lua_subrequest_cb cb, void *cb_ud) {
+  char bearer[96];
+  snprintf(bearer, sizeof(bearer), "Bearer %s", app.internal_key);
+  return hg_http_virtual(method, target, bearer, body, body_len, hg_app_handle, ud, cb, cb_ud);
+}
 
 static int run_job(hg_store_work_fn work, job_t *j) {
   if (hg_store_submit(app.store, work, job_done, j) != 0) return -1;
@@ -116,15 +126,34 @@ hg_app_t *hgf_app(void) {
   if ((app.subs = hg_subs_new()) == NULL) die("subs", NULL);
   job_t sj = {0};
   if (run_job(subs_work, &sj) != 0) die("subs load", NULL);
-  if (hg_dispatcher_new(&app.dispatcher, &loop, app.store, &cfg, &app.lua, app.subs, err, sizeof(err)) != 0)
-    die("dispatcher", err);
+  hg_client_opts_t copts;
+  hg_client_opts_default(&copts);
+  copts.loop = &loop;
+  if (hg_client_new(&client, &copts, err, sizeof(err)) != 0) die("client", err);
+  if (hg_dispatcher_new(&app.dispatcher, &loop, app.store, &cfg, &app.lua, app.subs, client) != 0)
+    die("dispatcher", NULL);
   unsigned char raw[24];
   if (hg_random(raw, sizeof(raw)) != 0) die("random", NULL);
   memcpy(app.internal_key, "hg_internal_", 12);
   hg_hex_encode(raw, sizeof(raw), app.internal_key + 12);
   hg_sha256(app.internal_key, strlen(app.internal_key), app.internal_key_hash);
   json_t *lua_errors = NULL;
-  if (hg_lua_new(&app.lua, &app, &lua_errors) != 0) die("lua", NULL);
+  hg_lua_opts_t lopts = {
+      .loop = &loop,
+      .lib_path = cfg.lua_lib_path,
+      .plugin_paths = (const char *const *)cfg.lua_plugin_paths.items,
+      .n_plugin_paths = cfg.lua_plugin_paths.n,
+      .plugins_json = cfg.plugins_json,
+      .memory = cfg.lua_memory,
+      .run_memory = cfg.lua_run_memory,
+      .shared_memory = cfg.lua_shared_memory,
+      .cpu_slice_ms = cfg.lua_cpu_slice_ms,
+      .cpu_budget_ms = cfg.lua_cpu_budget_ms,
+      .client = &client,
+      .subrequest = lua_subrequest,
+      .subrequest_ud = &app,
+  };
+  if (hg_lua_new(&app.lua, &lopts, &lua_errors) != 0) die("lua", NULL);
   if ((app.router = hg_router_new()) == NULL || hg_app_add_routes(&app) != 0) die("router", NULL);
   if (hg_dispatcher_start(app.dispatcher) != 0) die("dispatcher start", NULL);
   hg_lua_start(app.lua);
