@@ -167,6 +167,8 @@ void hg_lua__load(hg_lua_t *rt, const hg_lua_opts_t *opts, json_t *errors) {
   lua_setfield(L, -2, "json_array_mt");
   lua_pushcfunction(L, set_plugin);
   lua_setfield(L, -2, "set_plugin");
+  lua_pushstring(L, opts->lib_path);
+  lua_setfield(L, -2, "lib_path");
   if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
     add_error(errors, "%s", lua_tostring(L, -1));
     return;
