@@ -7,6 +7,7 @@
 --   host.SENTINEL   what async primitives yield (see coroutine wrappers)
 --   host.schema     hookgate.schema
 --   host.json_array_mt, host.json_null
+--   host.lib_path   lua.lib_path: the folder holding hookgate/*.lua
 
 local host = ...
 local schema = host.schema
@@ -169,6 +170,22 @@ function R.new_env(name)
         " (declare it local)", 2)
     end,
   })
+end
+
+-- Libraries bundled plugins share, seen as hookgate.NAME: lib_path's
+-- hookgate/NAME.lua. Our code, but code that plugins call: each runs in a
+-- sandboxed environment of its own, as a plugin does, so its work counts
+-- against the calling run's budget like the plugin's own.
+R.LIBRARIES = { "source" }
+for _, name in ipairs(R.LIBRARIES) do
+  local path = host.lib_path .. "/hookgate/" .. name .. ".lua"
+  local f = assert(io.open(path, "rb"))
+  local src = f:read("a")
+  f:close()
+  local chunk = assert(load(src, "@hookgate/" .. name .. ".lua", "t", R.new_env("hookgate." .. name)))
+  local lib = chunk()
+  if type(lib) ~= "table" then error(path .. ": must return a table", 0) end
+  host.hookgate[name] = lib
 end
 
 local function by_priority(a, b)

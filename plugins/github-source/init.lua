@@ -6,11 +6,8 @@
 -- redelivery from GitHub is answered from the first event (idempotency)
 -- instead of fanning out twice.
 
-local json, crypto, log = hookgate.json, hookgate.crypto, hookgate.log
-
-local function err(status, kind, message)
-  return { status = status, body = { error = { type = kind, message = message, details = json.array() } } }
-end
+local json, crypto, log, source = hookgate.json, hookgate.crypto, hookgate.log, hookgate.source
+local err, valid_id = source.error, source.valid_id
 
 -- "%xx" and "+" decoding for application/x-www-form-urlencoded bodies.
 local function urldecode(s)
@@ -38,10 +35,6 @@ local function type_for(conf, name)
   local t = conf.types and conf.types[name]
   if type(t) == "string" then return t end
   return (conf.event_type:gsub("%${event}", function() return name end))
-end
-
-local function valid_id(s)
-  return type(s) == "string" and #s >= 1 and #s <= 128 and not s:find("[^%w_%-%.:]")
 end
 
 local function receive(req, conf)
@@ -81,24 +74,8 @@ local function receive(req, conf)
   end
   if conf.organization_id then event.organizationId = conf.organization_id end
 
-  local res, msg, e = hookgate.events.publish(event)
-  if res == nil then
-    local bad_type = false
-    for _, d in ipairs(e and e.details or {}) do
-      if d.field == "type" then bad_type = true end
-    end
-    if bad_type and conf.ignore_unknown then
-      return { status = 200, body = { status = "ignored", event = name, type = event.type } }
-    end
-    if bad_type then
-      log.warn("github-source: event type " .. event.type .. " is not registered (webhooks.event_types)")
-      return err(422, "unknown_event_type", "event type \"" .. event.type .. "\" is not a known event type")
-    end
-    log.error("github-source: publish failed: " .. tostring(msg))
-    local status = e and e.status or 500
-    return err(status >= 400 and status <= 599 and status or 500, e and e.type or "error", tostring(msg))
-  end
-  return { status = 202, body = { id = res.id, type = event.type, deliveries = res.deliveries } }
+  return source.publish(event, { plugin = "github-source", ignore_unknown = conf.ignore_unknown,
+    ignored = { event = name } })
 end
 
 return {

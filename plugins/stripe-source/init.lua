@@ -8,15 +8,8 @@
 -- enough. The Stripe event id becomes the hookgate event id, so Stripe's
 -- retries of one event are answered from the first (idempotency).
 
-local json, crypto, log = hookgate.json, hookgate.crypto, hookgate.log
-
-local function err(status, kind, message)
-  return { status = status, body = { error = { type = kind, message = message, details = json.array() } } }
-end
-
-local function valid_id(s)
-  return type(s) == "string" and #s >= 1 and #s <= 128 and not s:find("[^%w_%-%.:]")
-end
+local json, crypto, log, source = hookgate.json, hookgate.crypto, hookgate.log, hookgate.source
+local err, valid_id = source.error, source.valid_id
 
 -- Returns t (an integer) and the list of v1 signatures, or nil.
 local function parse_header(h)
@@ -69,24 +62,7 @@ local function receive(req, conf)
   if valid_id(body.id) then event.id = body.id end
   if conf.organization_id then event.organizationId = conf.organization_id end
 
-  local res, msg, e = hookgate.events.publish(event)
-  if res == nil then
-    local bad_type = false
-    for _, d in ipairs(e and e.details or {}) do
-      if d.field == "type" then bad_type = true end
-    end
-    if bad_type and conf.ignore_unknown then
-      return { status = 200, body = { status = "ignored", type = event.type } }
-    end
-    if bad_type then
-      log.warn("stripe-source: event type " .. event.type .. " is not registered (webhooks.event_types)")
-      return err(422, "unknown_event_type", "event type \"" .. event.type .. "\" is not a known event type")
-    end
-    log.error("stripe-source: publish failed: " .. tostring(msg))
-    local status = e and e.status or 500
-    return err(status >= 400 and status <= 599 and status or 500, e and e.type or "error", tostring(msg))
-  end
-  return { status = 202, body = { id = res.id, type = event.type, deliveries = res.deliveries } }
+  return source.publish(event, { plugin = "stripe-source", ignore_unknown = conf.ignore_unknown })
 end
 
 return {
