@@ -6,7 +6,6 @@
 #ifndef HG_LUA_INTERNAL_H
 #define HG_LUA_INTERNAL_H
 
-#include "lua/libs.h"
 #include "lua/runtime.h"
 
 #include <lauxlib.h>
