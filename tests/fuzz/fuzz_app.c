@@ -7,8 +7,8 @@
 #include "base/crypto.h"
 #include "pipeline/dispatcher.h"
 #include "pipeline/event_types.h"
+#include "pipeline/ingest.h"
 #include "base/ids.h"
-#include "store/intake.h"
 #include "store/keys.h"
 #include "base/log.h"
 #include "lua/runtime.h"
@@ -54,10 +54,10 @@ static int key_work(sqlite3 *db, void *ud) {
 
 static int subs_work(sqlite3 *db, void *ud) {
   (void)ud;
-  return hg_subs_load(app.subs, db); }
+  return hg_subs_load(app.api.subs, db); }
 
 static int run_job(hg_store_work_fn work, job_t *j) {
-  if (hg_store_submit(app.store, work, job_done, j) != 0) return -1;
+  if (hg_store_submit(app.api.store, work, job_done, j) != 0) return -1;
   while (!j->done) uv_run(&loop, UV_RUN_ONCE);
   return j->status;
 }
@@ -103,31 +103,36 @@ hg_app_t *hgf_app(void) {
   if (cfg.store == NULL || cfg.admin_key == NULL) die("out of memory", NULL);
 
   memset(&app, 0, sizeof(app));
-  app.cfg = &cfg;
+  app.cfg = app.api.cfg = &cfg;
   app.loop = &loop;
   if (uv_loop_init(&loop) != 0) die("uv_loop_init", NULL);
-  hg_sha256(cfg.admin_key, strlen(cfg.admin_key), app.admin_key_hash);
-  app.has_admin_key = 1;
-  if (hg_event_types_new(&app.event_types, &cfg.event_types, err, sizeof(err)) != 0) die("event types", err);
-  if (hg_store_open(&app.store, &loop, cfg.store, err, sizeof(err)) != 0) die("store", err);
-  char intake_dir[320];
-  snprintf(intake_dir, sizeof(intake_dir), "%s-intake", cfg.store);
-  if (hg_intake_open(&app.intake, &loop, intake_dir, err, sizeof(err)) != 0) die("intake", err);
-  if ((app.subs = hg_subs_new()) == NULL) die("subs", NULL);
+  hg_sha256(cfg.admin_key, strlen(cfg.admin_key), app.api.admin_key_hash);
+  app.api.has_admin_key = 1;
+  if (hg_event_types_new(&app.api.event_types, &cfg.event_types, err, sizeof(err)) != 0) die("event types", err);
+  if (hg_store_open(&app.api.store, &loop, cfg.store, err, sizeof(err)) != 0) die("store", err);
+  if ((app.api.subs = hg_subs_new()) == NULL) die("subs", NULL);
   job_t sj = {0};
   if (run_job(subs_work, &sj) != 0) die("subs load", NULL);
-  if (hg_dispatcher_new(&app.dispatcher, &loop, app.store, &cfg, &app.lua, app.subs, err, sizeof(err)) != 0)
+  if (hg_dispatcher_new(&app.dispatcher, &loop, app.api.store, &cfg, &app.api.lua, app.api.subs, err, sizeof(err)) != 0)
     die("dispatcher", err);
+  app.api.dispatcher = app.dispatcher;
+  char intake_dir[320];
+  snprintf(intake_dir, sizeof(intake_dir), "%s-intake", cfg.store);
+  hg_ingest_opts_t iopts = {.loop = &loop, .store = app.api.store, .intake_dir = intake_dir,
+                            .first_delay_ms = (int64_t)(cfg.schedule[0] * 1000.0), .subs = app.api.subs,
+                            .dispatcher = app.dispatcher};
+  if (hg_ingest_new(&app.api.ingest, &iopts, err, sizeof(err)) != 0) die("intake", err);
   unsigned char raw[24];
   if (hg_random(raw, sizeof(raw)) != 0) die("random", NULL);
   memcpy(app.internal_key, "hg_internal_", 12);
   hg_hex_encode(raw, sizeof(raw), app.internal_key + 12);
-  hg_sha256(app.internal_key, strlen(app.internal_key), app.internal_key_hash);
+  hg_sha256(app.internal_key, strlen(app.internal_key), app.api.internal_key_hash);
+  app.api.has_internal_key = 1;
   json_t *lua_errors = NULL;
-  if (hg_lua_new(&app.lua, &app, &lua_errors) != 0) die("lua", NULL);
+  if (hg_lua_new(&app.api.lua, &app, &lua_errors) != 0) die("lua", NULL);
   if ((app.router = hg_router_new()) == NULL || hg_app_add_routes(&app) != 0) die("router", NULL);
   if (hg_dispatcher_start(app.dispatcher) != 0) die("dispatcher start", NULL);
-  hg_lua_start(app.lua);
+  hg_lua_start(app.api.lua);
 
   snprintf(auth[0], sizeof(auth[0]), "Bearer %s", admin);
   static const struct {
@@ -178,7 +183,7 @@ int hgf_request(const char *method, const char *target, const char *authorizatio
   while (!w.answered) uv_run(&loop, UV_RUN_ONCE);
   /* Hand the store what the answer left queued (the store jobs of events
    * answered from the intake log): they run while the next input starts. */
-  hg_store_flush(app.store);
+  hg_store_flush(app.api.store);
   uv_run(&loop, UV_RUN_NOWAIT);
   return 0;
 }
