@@ -2,13 +2,13 @@
  * gracefully on SIGTERM/SIGINT. */
 #include "app.h"
 
-#include "api/api.h"
 #include "base/common.h"
 #include "base/crypto.h"
+#include "base/list.h"
 #include "pipeline/dispatcher.h"
 #include "pipeline/event_types.h"
+#include "pipeline/ingest.h"
 #include "store/events.h"
-#include "store/intake.h"
 #include "store/keys.h"
 #include "base/log.h"
 #include "lua/runtime.h"
@@ -25,14 +25,17 @@
 #include <unistd.h>
 
 static void put_lua_error(const char *plugin, const char *phase, uint64_t n, void *ud);
-static void reload_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who);
-static void plugins_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who);
+static void reload_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principal_t *who);
+static void plugins_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principal_t *who);
 HG_API_ROUTE(reload, HG_SCOPE_ADMIN)
 HG_API_ROUTE(plugins, HG_SCOPE_ADMIN)
 static void fallback(hg_http_req_t *req, void *ud);
 
+/* The app's own routes get &app->api, as the API's do. */
+static hg_app_t *app_of(hg_api_t *api) { return HG_CONTAINER(api, hg_app_t, api); }
+
 static void healthz(hg_http_req_t *req, void *ud) {
-  hg_app_t *app = ud;
+  hg_app_t *app = app_of(ud);
   if (app->stopping) hg_http_respond_json(req, 503, json_pack("{s:s}", "status", "shutting_down"));
   else hg_http_respond_json(req, 200, json_pack("{s:s}", "status", "ok"));
 }
@@ -60,7 +63,7 @@ static void put_gauge(hg_buf_t *b, const char *name, const char *help, double v)
 /* GET /metrics: the Prometheus text format (version 0.0.4). Open like
  * /healthz: it carries counts, never ids, URLs or secrets. */
 static void metrics(hg_http_req_t *req, void *ud) {
-  hg_app_t *app = ud;
+  hg_app_t *app = app_of(ud);
   const hg_metrics_t *m = &hg_metrics;
   hg_buf_t b = {0};
   put_counter(&b, "hookgate_events_ingested_total", "Events accepted and stored.", "", m->events_ingested);
@@ -86,18 +89,18 @@ static void metrics(hg_http_req_t *req, void *ud) {
   hg_metrics_put_hist(&b, "hookgate_delivery_latency_seconds",
                       "From the event's acceptance to the receiver's 2xx, retries included.",
                       &m->delivery_latency_seconds);
-  if (app->dispatcher) {
+  if (app->api.dispatcher) {
     hg_dispatcher_stats_t ds;
-    hg_dispatcher_stats(app->dispatcher, &ds);
+    hg_dispatcher_stats(app->api.dispatcher, &ds);
     put_gauge(&b, "hookgate_delivery_queue_depth", "Pending deliveries waiting in the queue.", (double)ds.queued);
     put_gauge(&b, "hookgate_deliveries_in_flight", "Deliveries being loaded, sent or recorded.",
               (double)ds.in_flight);
     put_gauge(&b, "hookgate_delivery_paused", "1 while delivery is paused.",
-              hg_dispatcher_paused(app->dispatcher) ? 1 : 0);
+              hg_dispatcher_paused(app->api.dispatcher) ? 1 : 0);
   }
-  if (app->store) {
+  if (app->api.store) {
     hg_store_stats_t ss;
-    hg_store_stats(app->store, &ss);
+    hg_store_stats(app->api.store, &ss);
     put_counter(&b, "hookgate_store_jobs_total", "Store jobs run.", "", ss.jobs);
     hg_metrics_put_hist(&b, "hookgate_store_commit_seconds",
                         "Duration of one store commit (the write-ahead log written; synced apart).", &ss.commit_seconds);
@@ -114,9 +117,8 @@ static void metrics(hg_http_req_t *req, void *ud) {
                   "hookgate_store_checkpoints_total{thread=\"store\"} %llu\n",
                   (unsigned long long)ss.checkpoints, (unsigned long long)ss.checkpoints_inline);
   }
-  if (app->intake) {
-    hg_intake_stats_t is;
-    hg_intake_stats(app->intake, &is);
+  hg_intake_stats_t is;
+  if (hg_ingest_intake_stats(app->api.ingest, &is) == 0) {
     put_counter(&b, "hookgate_intake_records_total", "Events made durable in the intake log.",
                 "", is.records);
     put_counter(&b, "hookgate_intake_syncs_total", "fdatasyncs of the intake log (each covers every record before it).",
@@ -139,13 +141,13 @@ static void metrics(hg_http_req_t *req, void *ud) {
                  1);
   hg_buf_printf(&b, "# HELP hookgate_lua_errors_total Script errors by plugin and phase.\n"
                     "# TYPE hookgate_lua_errors_total counter\n");
-  if (app->lua) {
-    hg_lua_each_error_count(app->lua, put_lua_error, &b);
-    put_gauge(&b, "hookgate_lua_memory_bytes", "Memory the Lua VM holds.", (double)hg_lua_memory(app->lua));
+  if (app->api.lua) {
+    hg_lua_each_error_count(app->api.lua, put_lua_error, &b);
+    put_gauge(&b, "hookgate_lua_memory_bytes", "Memory the Lua VM holds.", (double)hg_lua_memory(app->api.lua));
   }
   hg_sandbox_stats_t sst;
   memset(&sst, 0, sizeof(sst));
-  const hg_sandbox_t *sb = app->dispatcher ? hg_dispatcher_sandbox(app->dispatcher) : NULL;
+  const hg_sandbox_t *sb = app->api.dispatcher ? hg_dispatcher_sandbox(app->api.dispatcher) : NULL;
   if (sb) hg_sandbox_stats(sb, &sst);
   hg_buf_printf(&b, "# HELP hookgate_sandbox_jobs_total Webhook transforms run in the sandbox, by outcome.\n"
                     "# TYPE hookgate_sandbox_jobs_total counter\n"
@@ -179,10 +181,10 @@ int hg_app_add_routes(hg_app_t *app) {
       HG_API_DEF("GET", "/v1/admin/plugins", plugins),
       {NULL, NULL, NULL, 0},
   };
-  int r = hg_router_add_all(app->router, routes, app);
-  if (r == 0) r = hg_api_webhooks_add_routes(app);
-  if (r == 0) r = hg_api_events_add_routes(app);
-  if (r == 0) r = hg_api_deliveries_add_routes(app);
+  int r = hg_router_add_all(app->router, routes, &app->api);
+  if (r == 0) r = hg_api_webhooks_add_routes(&app->api, app->router);
+  if (r == 0) r = hg_api_events_add_routes(&app->api, app->router);
+  if (r == 0) r = hg_api_deliveries_add_routes(&app->api, app->router);
   hg_router_set_fallback(app->router, fallback, app);
   return r;
 }
@@ -239,7 +241,7 @@ static void lua_route_done(int status, json_t *arg, json_t *res, json_t *res2, c
 static void fallback(hg_http_req_t *req, void *ud) {
   hg_app_t *app = ud;
   const char *method = strcmp(req->method, "HEAD") == 0 ? "GET" : req->method;
-  if (app->lua == NULL || !hg_lua_has_route(app->lua, method, req->path)) {
+  if (app->api.lua == NULL || !hg_lua_has_route(app->api.lua, method, req->path)) {
     hg_http_respond_error(req, 404, "not_found", "no such endpoint", NULL);
     return;
   }
@@ -259,7 +261,7 @@ static void fallback(hg_http_req_t *req, void *ud) {
                           "headers", headers, "body", body, "requestId", req->request_id, "remote",
                           req->remote_addr ? req->remote_addr : "");
   lua_route_t *lr = malloc(sizeof(*lr));
-  int r = lr && arg ? hg_lua_call_route(app->lua, method, req->path, arg, lua_route_done, lr) : HG_ENOMEM;
+  int r = lr && arg ? hg_lua_call_route(app->api.lua, method, req->path, arg, lua_route_done, lr) : HG_ENOMEM;
   json_decref(arg);
   if (r != 0) {
     free(lr);
@@ -271,34 +273,29 @@ static void fallback(hg_http_req_t *req, void *ud) {
 
 /* --- what the Lua runtime gets from the app ------------------------------------ */
 
-/* The outbound HTTP client deliveries and Lua's hookgate.http share, and
- * the SSRF policy it checks addresses with: the app's, beside hg_app_t
- * (one gateway per process). http_client is NULL once closing. */
-static hg_client_t *http_client;
-static hg_ssrf_policy_t *ssrf_policy;
-
-static int open_client(const hg_config_t *cfg, uv_loop_t *loop, char *err, size_t errlen) {
-  int r = hg_ssrf_policy_parse(&ssrf_policy, (const char *const *)cfg->allow_cidrs.items, cfg->allow_cidrs.n, err,
+static int open_client(hg_app_t *app, char *err, size_t errlen) {
+  const hg_config_t *cfg = app->cfg;
+  int r = hg_ssrf_policy_parse(&app->ssrf, (const char *const *)cfg->allow_cidrs.items, cfg->allow_cidrs.n, err,
                                errlen);
   if (r != 0) return r;
   hg_client_opts_t opts;
   hg_client_opts_default(&opts);
-  opts.loop = loop;
+  opts.loop = app->loop;
   opts.connect_timeout_ms = cfg->connect_timeout_ms;
   opts.total_timeout_ms = cfg->request_timeout_ms;
   opts.max_response_body = cfg->max_response_body;
   opts.max_in_flight = cfg->max_in_flight;
   opts.max_per_origin = cfg->max_per_origin;
   opts.ca_file = cfg->ca_file;
-  opts.ssrf = ssrf_policy;
-  return hg_client_new(&http_client, &opts, err, errlen);
+  opts.ssrf = app->ssrf;
+  return hg_client_new(&app->client, &opts, err, errlen);
 }
 
 /* Cancels every request on the wire (their callbacks run now). NULL first:
  * callbacks that run inside the close must not send anew. */
-static void close_client(void) {
-  hg_client_t *c = http_client;
-  http_client = NULL;
+static void close_client(hg_app_t *app) {
+  hg_client_t *c = app->client;
+  app->client = NULL;
   hg_client_close(c);
 }
 
@@ -312,10 +309,9 @@ static int lua_subrequest(void *ud, const char *method, const char *target, cons
   return hg_http_virtual(method, target, auth, body, body_len, hg_app_handle, app, cb, cb_ud);
 }
 
-static hg_lua_opts_t lua_opts(hg_app_t *app) {
-  const hg_config_t *cfg = app->cfg;
+hg_lua_opts_t hg_app_lua_opts(const hg_config_t *cfg, hg_app_t *app) {
   hg_lua_opts_t o = {
-      .loop = app->loop,
+      .loop = app ? app->loop : uv_default_loop(),
       .lib_path = cfg->lua_lib_path,
       .plugin_paths = (const char *const *)cfg->lua_plugin_paths.items,
       .n_plugin_paths = cfg->lua_plugin_paths.n,
@@ -325,10 +321,12 @@ static hg_lua_opts_t lua_opts(hg_app_t *app) {
       .shared_memory = cfg->lua_shared_memory,
       .cpu_slice_ms = cfg->lua_cpu_slice_ms,
       .cpu_budget_ms = cfg->lua_cpu_budget_ms,
-      .client = &http_client,
-      .subrequest = lua_subrequest,
-      .subrequest_ud = app,
   };
+  if (app != NULL) {
+    o.client = &app->client;
+    o.subrequest = lua_subrequest;
+    o.subrequest_ud = app;
+  }
   return o;
 }
 
@@ -339,15 +337,15 @@ static hg_lua_opts_t lua_opts(hg_app_t *app) {
 static json_t *reload(hg_app_t *app) {
   hg_lua_t *next = NULL;
   json_t *errors = NULL;
-  hg_lua_opts_t opts = lua_opts(app);
+  hg_lua_opts_t opts = hg_app_lua_opts(app->cfg, app);
   int r = hg_lua_new(&next, &opts, &errors);
   if (r != 0) {
     if (errors == NULL) errors = json_pack("[s]", hg_strerror(r));
     hg_log(HG_LOG_ERROR, "reload failed: the running generation stays", NULL);
     return errors;
   }
-  hg_lua_t *old = app->lua;
-  app->lua = next;
+  hg_lua_t *old = app->api.lua;
+  app->api.lua = next;
   hg_lua_start(next);
   if (old) {
     /* Runs in flight keep their reference and finish on the old VM. */
@@ -358,11 +356,11 @@ static json_t *reload(hg_app_t *app) {
   return NULL;
 }
 
-static void reload_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who) {
+static void reload_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principal_t *who) {
   hg_log(HG_LOG_INFO, "reload requested", "key", who->key_id, NULL);
-  json_t *errors = reload(app);
+  json_t *errors = reload(app_of(api));
   if (errors == NULL) {
-    hg_http_respond_json(req, 200, json_pack("{s:s,s:o}", "status", "reloaded", "plugins", hg_lua_describe(app->lua)));
+    hg_http_respond_json(req, 200, json_pack("{s:s,s:o}", "status", "reloaded", "plugins", hg_lua_describe(api->lua)));
     return;
   }
   json_t *details = json_array();
@@ -373,9 +371,9 @@ static void reload_authorized(hg_app_t *app, hg_http_req_t *req, const hg_princi
   hg_http_respond_error(req, 422, "reload_failed", "reload failed: the running generation stays in service", details);
 }
 
-static void plugins_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who) {
+static void plugins_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principal_t *who) {
   (void)who;
-  hg_http_respond_json(req, 200, hg_lua_describe(app->lua));
+  hg_http_respond_json(req, 200, hg_lua_describe(api->lua));
 }
 
 static void on_hup(uv_signal_t *h, int signum) {
@@ -443,10 +441,9 @@ static int recover_intake(const char *dir, const char *store) {
 /* Gives up the store retries of logged events (the log keeps them) and
  * closes the log: before the store closes, whose last completions then find
  * no log to release. */
-static void close_intake(hg_app_t *app) {
-  hg_api_events_stop_retries(app);
-  hg_intake_close(app->intake);
-  app->intake = NULL;
+static void close_ingest(hg_app_t *app) {
+  hg_ingest_close(app->api.ingest);
+  app->api.ingest = NULL;
 }
 
 static void dispatcher_stopped(void *ud) {
@@ -454,17 +451,17 @@ static void dispatcher_stopped(void *ud) {
   /* When nothing was in flight, this runs inside hg_dispatcher_stop,
    * before drained closes the client: Lua's requests end here, while the
    * store is still open. (Inside that close, this does nothing.) */
-  close_client();
+  close_client(app);
   hg_log(HG_LOG_INFO, "delivery stopped; closing the store", NULL);
-  hg_dispatcher_free(app->dispatcher);
-  app->dispatcher = NULL;
+  hg_dispatcher_free(app->api.dispatcher);
+  app->api.dispatcher = NULL;
   /* Every request is answered, so every record is in the log; the store
    * jobs applying them may still be queued. */
-  close_intake(app);
+  close_ingest(app);
   /* Jobs still queued (the store jobs of events answered from the intake
    * log, if any) are committed before the store closes. */
-  hg_store_close(app->store);
-  app->store = NULL;
+  hg_store_close(app->api.store);
+  app->api.store = NULL;
   uv_close((uv_handle_t *)&app->sig_term, signal_close_cb);
   uv_close((uv_handle_t *)&app->sig_int, signal_close_cb);
   uv_close((uv_handle_t *)&app->sig_hup, signal_close_cb);
@@ -476,12 +473,12 @@ static void drained(void *ud) {
   hg_log(HG_LOG_INFO, "connections drained; stopping delivery", NULL);
   hg_http_server_free(app->server);
   app->server = NULL;
-  if (app->lua) hg_lua_shutdown(app->lua);
+  if (app->api.lua) hg_lua_shutdown(app->api.lua);
   /* Deliveries on the wire are cancelled, not failed: the dispatcher stops
    * first, so the requests the client's close then cancels stay pending
    * and go out again after the restart, with the same webhook-id. */
-  hg_dispatcher_stop(app->dispatcher, dispatcher_stopped, app);
-  close_client();
+  hg_dispatcher_stop(app->api.dispatcher, dispatcher_stopped, app);
+  close_client(app);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -493,6 +490,7 @@ static void on_signal(uv_signal_t *h, int signum) {
     _exit(1);
   }
   app->stopping = 1;
+  hg_ingest_drain(app->api.ingest);
   hg_log(HG_LOG_INFO, "shutting down: finishing requests in flight", "signal", name, NULL);
   hg_http_server_shutdown(app->server, drained, app);
 }
@@ -516,8 +514,8 @@ static void subs_load_done(int status, void *ud) {
 
 /* Loads the index and waits for it: nothing else runs on the loop yet. */
 static int load_subs(hg_app_t *app) {
-  subs_load_t l = {app->subs, 0, 0};
-  int r = hg_store_submit(app->store, subs_load_work, subs_load_done, &l);
+  subs_load_t l = {app->api.subs, 0, 0};
+  int r = hg_store_submit(app->api.store, subs_load_work, subs_load_done, &l);
   if (r != 0) return r;
   while (!l.done) uv_run(app->loop, UV_RUN_ONCE);
   return l.status;
@@ -539,7 +537,7 @@ int hg_app_run(const hg_config_t *cfg) {
   char err[512];
   int code = 1;
   memset(&app, 0, sizeof(app));
-  app.cfg = cfg;
+  app.cfg = app.api.cfg = cfg;
   app.loop = &loop;
   raise_fd_limit();
   hg_metrics_init();
@@ -552,40 +550,46 @@ int hg_app_run(const hg_config_t *cfg) {
     goto out;
   }
   if (cfg->admin_key) {
-    hg_sha256(cfg->admin_key, strlen(cfg->admin_key), app.admin_key_hash);
-    app.has_admin_key = 1;
+    hg_sha256(cfg->admin_key, strlen(cfg->admin_key), app.api.admin_key_hash);
+    app.api.has_admin_key = 1;
   }
-  if (hg_event_types_new(&app.event_types, &cfg->event_types, err, sizeof(err)) != 0) {
+  if (hg_event_types_new(&app.api.event_types, &cfg->event_types, err, sizeof(err)) != 0) {
     hg_log(HG_LOG_ERROR, "bad configuration", "error", err, NULL);
     goto out;
   }
   char intake_dir[4096];
   snprintf(intake_dir, sizeof(intake_dir), "%s-intake", cfg->store);
   if (recover_intake(intake_dir, cfg->store) != 0) goto out;
-  if (hg_store_open(&app.store, &loop, cfg->store, err, sizeof(err)) != 0) {
+  if (hg_store_open(&app.api.store, &loop, cfg->store, err, sizeof(err)) != 0) {
     hg_log(HG_LOG_ERROR, "cannot open the store", "path", cfg->store, "error", err, NULL);
     goto out;
   }
-  if (cfg->intake_log) {
-    if (hg_intake_open(&app.intake, &loop, intake_dir, err, sizeof(err)) != 0) {
-      hg_log(HG_LOG_ERROR, "cannot open the intake log", "error", err, NULL);
-      goto out;
-    }
-    /* Publishes no longer wait for the store: it yields the CPU to the
-     * threads they do wait for (measured in docs/performance.md), but only
-     * where it can be given back should the log fail. */
-    if (can_raise_priority_back()) hg_store_set_nice(app.store, STORE_NICE);
-  }
   /* The subscription index, read through the store thread (one connection
    * to the file in this process) before anything is served. */
-  if ((app.subs = hg_subs_new()) == NULL || load_subs(&app) != 0) {
+  if ((app.api.subs = hg_subs_new()) == NULL || load_subs(&app) != 0) {
     hg_log(HG_LOG_ERROR, "cannot load the subscription index", NULL);
     goto out;
   }
   err[0] = '\0';
-  if (open_client(cfg, &loop, err, sizeof(err)) != 0 ||
-      hg_dispatcher_new(&app.dispatcher, &loop, app.store, cfg, &app.lua, app.subs, http_client) != 0) {
+  if (open_client(&app, err, sizeof(err)) != 0 ||
+      hg_dispatcher_new(&app.api.dispatcher, &loop, app.api.store, cfg, &app.api.lua, app.api.subs, app.client) != 0) {
     hg_log(HG_LOG_ERROR, "bad delivery configuration", "error", err, NULL);
+    goto out;
+  }
+  hg_ingest_opts_t iopts = {
+      .loop = &loop,
+      .store = app.api.store,
+      .intake_dir = cfg->intake_log ? intake_dir : NULL,
+      /* Publishes no longer wait for the store: it yields the CPU to the
+       * threads they do wait for (measured in docs/performance.md), but
+       * only where it can be given back should the log fail. */
+      .store_nice = cfg->intake_log && can_raise_priority_back() ? STORE_NICE : 0,
+      .first_delay_ms = (int64_t)(cfg->schedule[0] * 1000.0),
+      .subs = app.api.subs,
+      .dispatcher = app.api.dispatcher,
+  };
+  if (hg_ingest_new(&app.api.ingest, &iopts, err, sizeof(err)) != 0) {
+    hg_log(HG_LOG_ERROR, "cannot open the intake log", "error", err, NULL);
     goto out;
   }
   {
@@ -593,11 +597,12 @@ int hg_app_run(const hg_config_t *cfg) {
     if (hg_random(raw, sizeof(raw)) != 0) goto out;
     memcpy(app.internal_key, "hg_internal_", 12);
     hg_hex_encode(raw, sizeof(raw), app.internal_key + 12);
-    hg_sha256(app.internal_key, strlen(app.internal_key), app.internal_key_hash);
+    hg_sha256(app.internal_key, strlen(app.internal_key), app.api.internal_key_hash);
+    app.api.has_internal_key = 1;
   }
   json_t *lua_errors = NULL;
-  hg_lua_opts_t lopts = lua_opts(&app);
-  if (hg_lua_new(&app.lua, &lopts, &lua_errors) != 0) {
+  hg_lua_opts_t lopts = hg_app_lua_opts(cfg, &app);
+  if (hg_lua_new(&app.api.lua, &lopts, &lua_errors) != 0) {
     size_t i;
     json_t *e;
     json_array_foreach(lua_errors, i, e) hg_log(HG_LOG_ERROR, "plugin error", "error", json_string_value(e), NULL);
@@ -637,8 +642,8 @@ int hg_app_run(const hg_config_t *cfg) {
     hg_log(HG_LOG_ERROR, "cannot listen", "error", err, NULL);
     goto out;
   }
-  if (hg_dispatcher_start(app.dispatcher) != 0) goto out;
-  hg_lua_start(app.lua);
+  if (hg_dispatcher_start(app.api.dispatcher) != 0) goto out;
+  hg_lua_start(app.api.lua);
   hg_log(HG_LOG_INFO, "hookgate started", "version", HG_VERSION, "store", cfg->store, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   code = 0;
@@ -651,21 +656,22 @@ out:
     uv_close((uv_handle_t *)&app.sig_hup, signal_close_cb);
   }
   hg_http_server_free(app.server);
-  if (app.lua) hg_lua_shutdown(app.lua);
-  hg_dispatcher_free(app.dispatcher);
-  close_client();
-  close_intake(&app);
-  hg_store_close(app.store);
+  if (app.api.lua) hg_lua_shutdown(app.api.lua);
+  hg_dispatcher_free(app.api.dispatcher);
+  app.api.dispatcher = NULL;
+  close_client(&app);
+  close_ingest(&app);
+  hg_store_close(app.api.store);
   /* Let close callbacks run so every handle is released. */
   uv_run(&loop, UV_RUN_DEFAULT);
-  hg_ssrf_policy_free(ssrf_policy); /* after the client, which checks with it */
-  ssrf_policy = NULL;
-  hg_lua_unref(app.lua);
-  app.lua = NULL;
+  hg_ssrf_policy_free(app.ssrf); /* after the client, which checks with it */
+  app.ssrf = NULL;
+  hg_lua_unref(app.api.lua);
+  app.api.lua = NULL;
   hg_router_free(app.router);
-  hg_subs_free(app.subs);
-  hg_event_types_free(app.event_types);
-  hg_api_keycache_free(&app);
+  hg_subs_free(app.api.subs);
+  hg_event_types_free(app.api.event_types);
+  hg_api_keycache_free(&app.api);
   if (uv_loop_close(&loop) != 0) hg_log(HG_LOG_WARN, "event loop closed with handles open", NULL);
   return code;
 }

@@ -1,45 +1,31 @@
-/* app.h: the running gateway: loop, config, server, router, store, and the
- * state the API handlers share. */
+/* app.h: the running gateway: loop, config, server, router, and the parts
+ * the API handlers share (api/api.h), which the app owns. */
 #ifndef HG_APP_H
 #define HG_APP_H
 
+#include "api/api.h"
 #include "config/config.h"
+#include "lua/runtime.h"
 #include "net/http_server.h"
 #include "net/router.h"
-#include "store/store.h"
 
 #include <uv.h>
-
-typedef struct hg_keycache hg_keycache_t;
-typedef struct hg_event_types hg_event_types_t;
-typedef struct hg_dispatcher hg_dispatcher_t;
-typedef struct hg_lua hg_lua_t;
-typedef struct hg_subs hg_subs_t;
 
 typedef struct hg_app {
   uv_loop_t *loop;
   const hg_config_t *cfg;
   hg_http_server_t *server;
   hg_router_t *router;
-  hg_store_t *store;
-  struct hg_intake *intake; /* NULL: every publish is answered from the store */
-  /* Events answered from the intake log (api_events.c). */
-  uint64_t intake_hold_lsn;   /* the lowest record whose store job failed and is retried (0: none) */
-  size_t intake_retrying;     /* such records; log space is released only below intake_hold_lsn */
-  size_t intake_unapplied;    /* answered from the log, not yet stored */
-  size_t intake_unapplied_bytes;
-  struct intake_retry *intake_retries; /* retry timers, closed at shutdown */
-  int intake_down;            /* the log failed: every publish takes the store's path */
-  hg_dispatcher_t *dispatcher;
-  hg_subs_t *subs; /* the subscription index (loop thread) */
-  hg_keycache_t *keys;
-  hg_event_types_t *event_types;
-  hg_lua_t *lua; /* the current VM generation (NULL: none) */
-  unsigned char admin_key_hash[32];
-  int has_admin_key;
-  /* The key Lua's management calls use (random per process, never shown). */
+  /* What the handlers share: store, ingest, subscription index, event
+   * types, dispatcher, Lua generation, key hashes. The routes get &api. */
+  hg_api_t api;
+  /* The outbound HTTP client deliveries and Lua's hookgate.http share
+   * (NULL once closing), and the SSRF policy it checks addresses with. */
+  struct hg_client *client;
+  struct hg_ssrf_policy *ssrf;
+  /* The key Lua's management calls use (random per process, never shown;
+   * api.internal_key_hash is its hash). */
   char internal_key[64];
-  unsigned char internal_key_hash[32];
   uv_signal_t sig_term, sig_int, sig_hup;
   int stopping; /* 0 running, 1 draining, 2 stopped */
   int exit_code;
@@ -53,6 +39,11 @@ int hg_app_run(const hg_config_t *cfg);
 /* The request handler: routes, then Lua routes, then 404. Also the target
  * of internal subrequests. */
 void hg_app_handle(hg_http_req_t *req, void *app);
+
+/* The Lua runtime's options from cfg. app supplies the loop, the HTTP
+ * client and the management calls; NULL (as for `hookgate check`) gives
+ * the default loop and neither: plugins load, but no run may use them. */
+hg_lua_opts_t hg_app_lua_opts(const hg_config_t *cfg, hg_app_t *app);
 
 /* Registers every route on app->router (used by serve and by `routes`). */
 int hg_app_add_routes(hg_app_t *app);

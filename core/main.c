@@ -118,18 +118,7 @@ static int cmd_check(const args_t *a) {
   }
   /* The plugins load as at start, without an HTTP client or the API (no
    * plugin code runs past loading here). */
-  hg_lua_opts_t lopts = {
-      .loop = uv_default_loop(),
-      .lib_path = cfg.lua_lib_path,
-      .plugin_paths = (const char *const *)cfg.lua_plugin_paths.items,
-      .n_plugin_paths = cfg.lua_plugin_paths.n,
-      .plugins_json = cfg.plugins_json,
-      .memory = cfg.lua_memory,
-      .run_memory = cfg.lua_run_memory,
-      .shared_memory = cfg.lua_shared_memory,
-      .cpu_slice_ms = cfg.lua_cpu_slice_ms,
-      .cpu_budget_ms = cfg.lua_cpu_budget_ms,
-  };
+  hg_lua_opts_t lopts = hg_app_lua_opts(&cfg, NULL);
   hg_lua_t *lua = NULL;
   json_t *errors = NULL;
   if (hg_lua_new(&lua, &lopts, &errors) != 0) {

@@ -1,13 +1,42 @@
-/* api.h: what every API handler shares: JSON bodies, validation errors,
- * authentication and scopes. */
+/* api.h: what every API handler shares: the gateway's parts it works on
+ * (hg_api_t), JSON bodies, validation errors, authentication and scopes.
+ *
+ * The app fills an hg_api_t, owns what it points to, and registers the
+ * routes with it as their user data; the handlers borrow it. This layer
+ * never sees the app itself. */
 #ifndef HG_API_H
 #define HG_API_H
 
-#include "app.h"
-#include "net/http_server.h"
 #include "base/json_scan.h"
+#include "config/config.h"
+#include "net/http_server.h"
+#include "net/router.h"
+#include "store/store.h"
 
 #include <jansson.h>
+
+typedef struct hg_keycache hg_keycache_t;
+typedef struct hg_event_types hg_event_types_t;
+typedef struct hg_dispatcher hg_dispatcher_t;
+typedef struct hg_ingest hg_ingest_t;
+typedef struct hg_lua hg_lua_t;
+typedef struct hg_subs hg_subs_t;
+
+/* The state the handlers share (loop thread only). */
+typedef struct hg_api {
+  const hg_config_t *cfg;
+  hg_store_t *store;
+  hg_ingest_t *ingest;           /* publishes go through it */
+  hg_subs_t *subs;               /* the subscription index: webhook changes update it */
+  hg_event_types_t *event_types;
+  hg_dispatcher_t *dispatcher;   /* NULL once delivery has stopped */
+  hg_lua_t *lua;                 /* the current Lua generation (NULL: none); a reload replaces it */
+  hg_keycache_t *keys;           /* key lookups (hg_api_keycache_free) */
+  unsigned char admin_key_hash[32]; /* SHA-256 of HOOKGATE_ADMIN_KEY, if has_admin_key */
+  int has_admin_key;
+  unsigned char internal_key_hash[32]; /* SHA-256 of the key Lua's management calls use, if has_internal_key */
+  int has_internal_key;
+} hg_api_t;
 
 /* Who is calling: filled by hg_api_authorize. */
 typedef struct hg_principal {
@@ -16,16 +45,16 @@ typedef struct hg_principal {
   char org[129];       /* organization the key is limited to, "" if none */
 } hg_principal_t;
 
-typedef void (*hg_api_authorized_fn)(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who);
+typedef void (*hg_api_authorized_fn)(hg_api_t *api, hg_http_req_t *req, const hg_principal_t *who);
 
 /* Checks the Authorization: Bearer key and that it carries scope (a
  * HG_SCOPE_* bit; HG_SCOPE_ADMIN implies every scope). Answers 401 or 403
  * itself on failure; otherwise calls fn, possibly later (after a store
  * lookup). */
-void hg_api_authorize(hg_app_t *app, hg_http_req_t *req, unsigned scope, hg_api_authorized_fn fn);
+void hg_api_authorize(hg_api_t *api, hg_http_req_t *req, unsigned scope, hg_api_authorized_fn fn);
 
 /* Frees the key-lookup cache (at shutdown). */
-void hg_api_keycache_free(hg_app_t *app);
+void hg_api_keycache_free(hg_api_t *api);
 
 /* Whether a Content-Type value is application/json, in any case, with or
  * without parameters ("application/json; charset=utf-8"). */
@@ -68,8 +97,8 @@ int hg_api_page_params(hg_http_req_t *req, const char *prefix, int *page_size, c
 /* Time as RFC 3339 JSON string, or JSON null for 0. */
 json_t *hg_api_time(int64_t ms);
 
-/* Defines name_route(req, app): authorizes scope, then calls
- * name_authorized(app, req, who); and the constant name_scope, which the
+/* Defines name_route(req, api): authorizes scope, then calls
+ * name_authorized(api, req, who); and the constant name_scope, which the
  * route table gives as the route's scope (HG_API_DEF), so that what
  * `hookgate routes` prints is what the handler checks. */
 #define HG_API_ROUTE(name, scope)                                                                                      \
@@ -79,14 +108,10 @@ json_t *hg_api_time(int64_t ms);
 /* A route table entry for a handler defined by HG_API_ROUTE(name, ...). */
 #define HG_API_DEF(method, pattern, name) {method, pattern, name##_route, name##_scope}
 
-/* Route registration, one per API file. */
-int hg_api_webhooks_add_routes(hg_app_t *app);
-int hg_api_events_add_routes(hg_app_t *app);
-int hg_api_deliveries_add_routes(hg_app_t *app);
-
-/* At shutdown, before the store closes: gives up the pending retries of
- * store jobs for events answered from the intake log (the log keeps them;
- * the next start stores them). */
-void hg_api_events_stop_retries(hg_app_t *app);
+/* Route registration, one per API file: the routes get api as their user
+ * data, which must outlive the router. */
+int hg_api_webhooks_add_routes(hg_api_t *api, hg_router_t *router);
+int hg_api_events_add_routes(hg_api_t *api, hg_router_t *router);
+int hg_api_deliveries_add_routes(hg_api_t *api, hg_router_t *router);
 
 #endif

@@ -28,14 +28,14 @@ struct hg_keycache {
   slot_t slots[HG_KEYCACHE_SLOTS];
 };
 
-static slot_t *cache_slot(hg_app_t *app, const unsigned char hash[32]) {
-  if (app->keys == NULL && (app->keys = calloc(1, sizeof(*app->keys))) == NULL) return NULL;
+static slot_t *cache_slot(hg_api_t *api, const unsigned char hash[32]) {
+  if (api->keys == NULL && (api->keys = calloc(1, sizeof(*api->keys))) == NULL) return NULL;
   unsigned idx = ((unsigned)hash[0] | (unsigned)hash[1] << 8) % HG_KEYCACHE_SLOTS;
-  return &app->keys->slots[idx];
+  return &api->keys->slots[idx];
 }
 
 typedef struct lookup {
-  hg_app_t *app;
+  hg_api_t *api;
   hg_http_req_t *req;
   unsigned scope;
   hg_api_authorized_fn fn;
@@ -44,13 +44,13 @@ typedef struct lookup {
   hg_key_info_t info;
 } lookup_t;
 
-static void finish(hg_app_t *app, hg_http_req_t *req, unsigned scope, const hg_principal_t *who,
+static void finish(hg_api_t *api, hg_http_req_t *req, unsigned scope, const hg_principal_t *who,
                    hg_api_authorized_fn fn) {
   if ((who->scopes & (scope | HG_SCOPE_ADMIN)) == 0) {
     hg_http_respond_error(req, 403, "forbidden", "insufficient permissions", NULL);
     return;
   }
-  fn(app, req, who);
+  fn(api, req, who);
 }
 
 static int lookup_work(sqlite3 *db, void *ud) {
@@ -71,13 +71,13 @@ static void lookup_done(int status, void *ud) {
     snprintf(who.key_id, sizeof(who.key_id), "%s", l->info.id);
     who.scopes = l->info.scopes;
     if (l->info.has_org) snprintf(who.org, sizeof(who.org), "%s", l->info.organization_id);
-    slot_t *s = cache_slot(l->app, l->hash);
+    slot_t *s = cache_slot(l->api, l->hash);
     if (s != NULL) {
       memcpy(s->hash, l->hash, 32);
       s->who = who;
       s->expires_ns = hg_now_ns() + (uint64_t)HG_KEYCACHE_TTL_MS * 1000000u;
     }
-    finish(l->app, l->req, l->scope, &who, l->fn);
+    finish(l->api, l->req, l->scope, &who, l->fn);
   }
   memset(l->key, 0, sizeof(l->key));
   free(l);
@@ -89,7 +89,7 @@ static size_t header_count(const hg_http_req_t *req, const char *name) {
   return n;
 }
 
-void hg_api_authorize(hg_app_t *app, hg_http_req_t *req, unsigned scope, hg_api_authorized_fn fn) {
+void hg_api_authorize(hg_api_t *api, hg_http_req_t *req, unsigned scope, hg_api_authorized_fn fn) {
   /* Two keys in one request: which one acts is anyone's guess (a proxy may
    * pick the other one), so neither does. */
   if (header_count(req, "authorization") > 1) {
@@ -107,18 +107,18 @@ void hg_api_authorize(hg_app_t *app, hg_http_req_t *req, unsigned scope, hg_api_
   size_t key_len = strlen(key);
   unsigned char hash[32];
   hg_sha256(key, key_len, hash);
-  int internal = app->internal_key[0] && hg_ct_equal(hash, app->internal_key_hash, 32);
-  if ((app->has_admin_key && hg_ct_equal(hash, app->admin_key_hash, 32)) || internal) {
+  int internal = api->has_internal_key && hg_ct_equal(hash, api->internal_key_hash, 32);
+  if ((api->has_admin_key && hg_ct_equal(hash, api->admin_key_hash, 32)) || internal) {
     hg_principal_t who;
     memset(&who, 0, sizeof(who));
     strcpy(who.key_id, internal ? "lua" : "bootstrap");
     who.scopes = HG_SCOPE_ALL;
-    finish(app, req, scope, &who, fn);
+    finish(api, req, scope, &who, fn);
     return;
   }
-  slot_t *s = cache_slot(app, hash);
+  slot_t *s = cache_slot(api, hash);
   if (s != NULL && s->expires_ns > hg_now_ns() && hg_ct_equal(s->hash, hash, 32)) {
-    finish(app, req, scope, &s->who, fn);
+    finish(api, req, scope, &s->who, fn);
     return;
   }
   lookup_t *l = calloc(1, sizeof(*l));
@@ -127,20 +127,20 @@ void hg_api_authorize(hg_app_t *app, hg_http_req_t *req, unsigned scope, hg_api_
     hg_http_respond_error(req, 401, "unauthorized", "unknown or revoked API key", NULL);
     return;
   }
-  l->app = app;
+  l->api = api;
   l->req = req;
   l->scope = scope;
   l->fn = fn;
   memcpy(l->key, key, key_len);
   memcpy(l->hash, hash, 32);
-  int r = hg_store_submit(app->store, lookup_work, lookup_done, l);
+  int r = hg_store_submit(api->store, lookup_work, lookup_done, l);
   if (r != 0) {
     free(l);
     hg_api_internal_error(req, "key lookup", r);
   }
 }
 
-void hg_api_keycache_free(hg_app_t *app) {
-  free(app->keys);
-  app->keys = NULL;
+void hg_api_keycache_free(hg_api_t *api) {
+  free(api->keys);
+  api->keys = NULL;
 }

@@ -18,7 +18,7 @@
 #define TEST_EVENT_TYPE "webhook.test"
 
 typedef struct djob {
-  hg_app_t *app;
+  hg_api_t *api;
   hg_http_req_t *req;
   const char *org;
   char org_buf[132];
@@ -37,7 +37,7 @@ typedef struct djob {
   json_t *out;
 } djob_t;
 
-static djob_t *djob_new(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who) {
+static djob_t *djob_new(hg_api_t *api, hg_http_req_t *req, const hg_principal_t *who) {
   const char *wh = hg_http_req_param(req, "id");
   if (!hg_id_valid("wh_", wh)) {
     hg_http_respond_error(req, 404, "not_found", "webhook not found", NULL);
@@ -53,7 +53,7 @@ static djob_t *djob_new(hg_app_t *app, hg_http_req_t *req, const hg_principal_t 
     hg_api_internal_error(req, "allocate", HG_ENOMEM);
     return NULL;
   }
-  j->app = app;
+  j->api = api;
   j->req = req;
   if (who->org[0]) {
     snprintf(j->org_buf, sizeof(j->org_buf), "%s", who->org);
@@ -73,7 +73,7 @@ static void djob_free(djob_t *j) {
 }
 
 static void submit(djob_t *j, hg_store_work_fn work, hg_store_done_fn done) {
-  int r = hg_store_submit(j->app->store, work, done, j);
+  int r = hg_store_submit(j->api->store, work, done, j);
   if (r != 0) {
     hg_api_internal_error(j->req, "store submit", r);
     djob_free(j);
@@ -115,15 +115,15 @@ static void test_created(int status, void *ud) {
     djob_free(j);
     return;
   }
-  int r = hg_dispatcher_send_now(j->app->dispatcher, j->seq, test_result, j);
+  int r = hg_dispatcher_send_now(j->api->dispatcher, j->seq, test_result, j);
   if (r != 0) {
     hg_http_respond_error(j->req, 503, "unavailable", "the gateway is shutting down", NULL);
     djob_free(j);
   }
 }
 
-static void test_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who) {
-  djob_t *j = djob_new(app, req, who);
+static void test_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principal_t *who) {
+  djob_t *j = djob_new(api, req, who);
   if (j == NULL) return;
   json_t *body = hg_api_parse_body(req, 1);
   if (body == NULL) {
@@ -136,7 +136,7 @@ static void test_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principa
   snprintf(j->type, sizeof(j->type), "%s", TEST_EVENT_TYPE);
   json_t *v = json_object_get(body, "event");
   if (v != NULL) {
-    if (!json_is_string(v) || !hg_event_types_known(app->event_types, json_string_value(v)))
+    if (!json_is_string(v) || !hg_event_types_known(api->event_types, json_string_value(v)))
       hg_api_detail(details, "event", "must be a known event type");
     else snprintf(j->type, sizeof(j->type), "%s", json_string_value(v));
   }
@@ -197,7 +197,7 @@ static void list_done(int status, void *ud) {
   djob_free(j);
 }
 
-static void list_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who) {
+static void list_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principal_t *who) {
   int page_size, bad = 0;
   char after[HG_ID_MAX];
   if (hg_api_page_params(req, "del_", &page_size, after, sizeof(after)) != 0) return;
@@ -219,7 +219,7 @@ static void list_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principa
     return;
   }
   json_decref(details);
-  djob_t *j = djob_new(app, req, who);
+  djob_t *j = djob_new(api, req, who);
   if (j == NULL) {
     free(event);
     return;
@@ -250,8 +250,8 @@ static void get_done(int status, void *ud) {
   djob_free(j);
 }
 
-static void get_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who) {
-  djob_t *j = djob_new(app, req, who);
+static void get_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principal_t *who) {
+  djob_t *j = djob_new(api, req, who);
   if (j) submit(j, get_work, get_done);
 }
 
@@ -269,7 +269,7 @@ static void replay_done(int status, void *ud) {
   } else {
     /* Durable first (pending and due now in the store), then sent at once:
      * a crash in between still sends it after the restart. */
-    int r = hg_dispatcher_send_now(j->app->dispatcher, j->seq, NULL, NULL);
+    int r = hg_dispatcher_send_now(j->api->dispatcher, j->seq, NULL, NULL);
     if (r == HG_EBUSY)
       hg_http_respond_error(j->req, 409, "conflict", "the delivery is being sent right now; try again shortly", NULL);
     else
@@ -288,7 +288,7 @@ static void seq_done(int status, void *ud) {
   if (status != 0) {
     not_found_or_error(j, status, "find delivery");
     djob_free(j);
-  } else if (hg_dispatcher_busy(j->app->dispatcher, j->seq)) {
+  } else if (hg_dispatcher_busy(j->api->dispatcher, j->seq)) {
     hg_http_respond_error(j->req, 409, "conflict", "the delivery is being sent right now; try again shortly", NULL);
     djob_free(j);
   } else {
@@ -296,23 +296,23 @@ static void seq_done(int status, void *ud) {
   }
 }
 
-static void replay_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who) {
-  djob_t *j = djob_new(app, req, who);
+static void replay_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principal_t *who) {
+  djob_t *j = djob_new(api, req, who);
   if (j) submit(j, seq_work, seq_done);
 }
 
 /* --- admin: pause and resume delivery -------------------------------------------- */
 
-static void delivery_state(hg_app_t *app, hg_http_req_t *req) {
+static void delivery_state(hg_api_t *api, hg_http_req_t *req) {
   hg_dispatcher_stats_t st;
-  hg_dispatcher_stats(app->dispatcher, &st);
+  hg_dispatcher_stats(api->dispatcher, &st);
   hg_http_respond_json(req, 200,
-                       json_pack("{s:b,s:I,s:I}", "paused", hg_dispatcher_paused(app->dispatcher), "queued",
+                       json_pack("{s:b,s:I,s:I}", "paused", hg_dispatcher_paused(api->dispatcher), "queued",
                                  (json_int_t)st.queued, "inFlight", (json_int_t)st.in_flight));
 }
 
 typedef struct state_job {
-  hg_app_t *app;
+  hg_api_t *api;
   hg_http_req_t *req;
 } state_job_t;
 
@@ -325,34 +325,34 @@ static int barrier_work(sqlite3 *db, void *ud) {
 static void state_done(int status, void *ud) {
   (void)status;
   state_job_t *j = ud;
-  delivery_state(j->app, j->req);
+  delivery_state(j->api, j->req);
   free(j);
 }
 
-static void state_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who) {
+static void state_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principal_t *who) {
   (void)who;
   /* Through the store, which writes nothing for it: its completion runs
    * after those of every event answered before this request. An event
    * answered from the intake log reaches the queue once the store has it,
    * so the counts include it only then. */
   state_job_t *j = malloc(sizeof(*j));
-  if (j != NULL) *j = (state_job_t){app, req};
-  if (j == NULL || hg_store_submit(app->store, barrier_work, state_done, j) != 0) {
+  if (j != NULL) *j = (state_job_t){api, req};
+  if (j == NULL || hg_store_submit(api->store, barrier_work, state_done, j) != 0) {
     free(j);
-    delivery_state(app, req);
+    delivery_state(api, req);
   }
 }
 
-static void pause_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who) {
+static void pause_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principal_t *who) {
   hg_log(HG_LOG_WARN, "delivery paused", "key", who->key_id, NULL);
-  hg_dispatcher_pause(app->dispatcher);
-  delivery_state(app, req);
+  hg_dispatcher_pause(api->dispatcher);
+  delivery_state(api, req);
 }
 
-static void resume_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who) {
+static void resume_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principal_t *who) {
   hg_log(HG_LOG_INFO, "delivery resumed", "key", who->key_id, NULL);
-  hg_dispatcher_resume(app->dispatcher);
-  delivery_state(app, req);
+  hg_dispatcher_resume(api->dispatcher);
+  delivery_state(api, req);
 }
 
 HG_API_ROUTE(test, HG_SCOPE_WEBHOOKS_WRITE)
@@ -363,7 +363,7 @@ HG_API_ROUTE(state, HG_SCOPE_ADMIN)
 HG_API_ROUTE(pause, HG_SCOPE_ADMIN)
 HG_API_ROUTE(resume, HG_SCOPE_ADMIN)
 
-int hg_api_deliveries_add_routes(hg_app_t *app) {
+int hg_api_deliveries_add_routes(hg_api_t *api, hg_router_t *router) {
   static const hg_route_def_t routes[] = {
       HG_API_DEF("POST", "/v1/webhooks/{id}/test", test),
       HG_API_DEF("GET", "/v1/webhooks/{id}/deliveries", list),
@@ -374,5 +374,5 @@ int hg_api_deliveries_add_routes(hg_app_t *app) {
       HG_API_DEF("POST", "/v1/admin/delivery/resume", resume),
       {NULL, NULL, NULL, 0},
   };
-  return hg_router_add_all(app->router, routes, app);
+  return hg_router_add_all(router, routes, api);
 }

@@ -1,26 +1,21 @@
-/* api_events.c: POST /v1/events and /v1/events/batch.
+/* api_events.c: POST /v1/events and /v1/events/batch, GET /v1/event-types.
  *
- * An event is answered 202 only once it is durable: a single event without
- * an Idempotency-Key or an id of its own once its record in the intake log
- * is synced (intake.h), any other once it and all its deliveries are
- * committed (the store's group commit makes that cheap under load). The
- * new deliveries go to the dispatcher's queue when the store has them. The body a
- * receiver gets is built once here, with the publisher's own bytes for
- * `data`, and stored: every attempt and every endpoint sends the same
- * bytes. */
+ * A publish is parsed and validated here, goes through the Lua ingest and
+ * route phases when a plugin has them, and is handed to the ingest
+ * (pipeline/ingest.h), which makes it durable; its report is answered here.
+ * An event is answered 202 only once it is durable. The body a receiver
+ * gets is built once here, with the publisher's own bytes for `data`, and
+ * stored: every attempt and every endpoint sends the same bytes. */
 #include "api/api.h"
 
 #include "base/common.h"
-#include "pipeline/dispatcher.h"
-#include "pipeline/event_types.h"
-#include "store/events.h"
 #include "base/ids.h"
-#include "store/intake.h"
-#include "base/log.h"
-#include "store/keys.h"
 #include "lua/runtime.h"
-#include "base/metrics.h"
+#include "pipeline/event_types.h"
+#include "pipeline/ingest.h"
 #include "pipeline/subs.h"
+#include "store/events.h"
+#include "store/keys.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,68 +24,35 @@
 
 #define MAX_BATCH 1000
 #define MAX_IDEMPOTENCY_KEY 255
-/* Events answered from the intake log that the store has yet to store:
- * past this many, or this many bytes of records, publishes take the
- * store's path again, whose answers wait for the store (the store thread
- * may run at a lower priority, see STORE_NICE in app.c). The backlog is
- * held in memory (each ingest_t keeps its payload) and in the log: 64 MiB
- * bounds both; 65,536 is about a second of the fastest ingest measured. */
-#define INTAKE_MAX_UNAPPLIED 65536
-#define INTAKE_MAX_UNAPPLIED_BYTES (64u << 20)
-/* A store job that failed for an event answered from the log is retried
- * after 100 ms, doubling up to 5 s, until it succeeds or the gateway stops
- * (the next start then stores it from the log). */
-#define INTAKE_RETRY_FIRST_MS 100
-#define INTAKE_RETRY_MAX_MS 5000
 
-typedef struct ingest {
-  hg_app_t *app;
+/* One publish request, from its validation to its answer. */
+typedef struct publish {
+  hg_api_t *api;
   hg_http_req_t *req;
+  /* The events; what they point to (payload, idem_key, targets) is ours
+   * until hg_ingest_submit takes it. */
   hg_event_in_t *events;
   size_t n;
   int batch;
-  char *idem_key;
   /* Lua phases in progress. */
   hg_lua_t *lua;      /* the generation the phases run on (referenced) */
   size_t pending;     /* runs not yet done */
   int failed;         /* answered already (a rejection or a script error) */
-  json_t **targets;   /* per event, after the route phase */
   int routed;         /* a route plugin replaced some event's targets */
-  int64_t first_delay_ms; /* delivery.schedule[0] */
-  int64_t now;            /* Unix ms, set by the store job's first run */
-  /* Answered from the intake log (a single event with neither an
-   * Idempotency-Key nor an id of its own; see intake.h): two completions,
-   * the log's and the store's, and whichever succeeds first answers. */
-  int fast;
-  int refs;               /* completions still to come */
-  int answered;           /* req answered (and no longer ours) */
-  int log_state, store_state; /* 0 pending, 1 done, -1 failed */
-  int log_deliveries;     /* the answer's count: active targets when logged */
-  uint64_t lsn;           /* the event's record in the log */
-  size_t rec_len;         /* its size */
-  int retries;            /* failed store jobs so far */
-  /* A single event's storage, so that it costs no allocations of its own
-   * (events and targets point here then). */
+  /* A single event's storage, so that it costs no allocation of its own. */
   hg_event_in_t one;
-  json_t *one_target;
-} ingest_t;
+} publish_t;
 
-static void ingest_free(ingest_t *g) {
+static void publish_free(publish_t *g) {
   if (g == NULL) return;
-  for (size_t i = 0; i < g->n; i++) {
-    free(g->events[i].payload);
-    hg_event_in_done(&g->events[i]);
-    if (g->targets) json_decref(g->targets[i]);
-  }
-  if (g->targets != &g->one_target) free(g->targets);
+  for (size_t i = 0; i < g->n; i++) hg_ingest_event_done(&g->events[i]);
   if (g->lua) hg_lua_unref(g->lua);
   if (g->events != &g->one) free(g->events);
-  free(g->idem_key);
   free(g);
 }
 
-static void run_lua_then_store(ingest_t *g);
-static void after_ingest(ingest_t *g);
+static void run_lua_then_store(publish_t *g);
+static void after_ingest(publish_t *g);
 
 static int id_char_ok(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
@@ -248,21 +210,21 @@ static int view_from_text(event_view_t *v, const char *raw, size_t len) {
 /* Validates one event into ev. prefix names it in details ("" or
  * "events[3]."); before is how many details there were before this event
  * (its payload is built only if it added none). */
-static void check_view(hg_app_t *app, const hg_principal_t *who, const event_view_t *v, const char *prefix,
+static void check_view(hg_api_t *api, const hg_principal_t *who, const event_view_t *v, const char *prefix,
                        hg_event_in_t *ev, json_t *details, size_t before, int *forbidden) {
   char field[64];
   for (size_t i = 0; i < v->n_unknown; i++) unknown_field(details, prefix, v->unknown[i], v->unknown_len[i]);
 
   if (v->type.kind == V_ABSENT) hg_api_detail(details, field_name(field, prefix, "type"), "is required");
-  else if (v->type.str == NULL || !hg_event_types_known(app->event_types, v->type.str))
+  else if (v->type.str == NULL || !hg_event_types_known(api->event_types, v->type.str))
     hg_api_detail(details, field_name(field, prefix, "type"), "must be a known event type (see GET /v1/event-types)");
   else hg_copy(ev->type, sizeof(ev->type), v->type.str);
 
   if (v->data.kind == V_ABSENT) hg_api_detail(details, field_name(field, prefix, "data"), "is required");
   else if (v->data.kind != V_OBJECT) hg_api_detail(details, field_name(field, prefix, "data"), "must be a JSON object");
-  if (v->data_raw && v->data_len > app->cfg->max_event_data)
+  if (v->data_raw && v->data_len > api->cfg->max_event_data)
     hg_api_detail(details, field_name(field, prefix, "data"), "must be at most %zu bytes (got %zu)",
-                  app->cfg->max_event_data, v->data_len);
+                  api->cfg->max_event_data, v->data_len);
 
   if (v->org.kind != V_ABSENT && v->org.kind != V_NULL) {
     if (v->org.str == NULL || !hg_org_id_valid(v->org.str))
@@ -296,7 +258,7 @@ static void check_view(hg_app_t *app, const hg_principal_t *who, const event_vie
 
 /* Validates one event object of the general path (its jansson form and
  * its raw text) into ev. */
-static void check_event(hg_app_t *app, const hg_principal_t *who, json_t *obj, const char *raw, size_t raw_len,
+static void check_event(hg_api_t *api, const hg_principal_t *who, json_t *obj, const char *raw, size_t raw_len,
                         const char *prefix, hg_event_in_t *ev, json_t *details, int *forbidden) {
   if (!json_is_object(obj)) {
     char field[64];
@@ -307,290 +269,64 @@ static void check_event(hg_app_t *app, const hg_principal_t *who, json_t *obj, c
   event_view_t v;
   size_t before = json_array_size(details);
   view_from_json(&v, obj, raw, raw_len, prefix, details);
-  check_view(app, who, &v, prefix, ev, details, before, forbidden);
+  check_view(api, who, &v, prefix, ev, details, before, forbidden);
   view_done(&v);
 }
 
-static int ingest_work(sqlite3 *db, void *ud) {
-  ingest_t *g = ud;
-  /* Once: a second run (see hg_store_submit_rerunnable) must see the same
-   * time, or an Idempotency-Key could expire between the two. */
-  if (g->now == 0) g->now = hg_wall_ms();
-  for (size_t i = 0; i < g->n; i++) {
-    g->events[i].now = g->now;
-    g->events[i].first_delay_ms = g->first_delay_ms;
-    int r = hg_events_insert(db, &g->events[i]);
-    if (r != 0) return r;
-    /* One taken id fails the whole request: nothing of it is stored. */
-    if (g->events[i].conflict) return HG_EEXIST;
-  }
-  return 0;
-}
-
 /* The answer to a single event: {"id":...,"deliveries":n}. */
-static void answer_single(ingest_t *g, int deliveries, int replayed) {
-  if (replayed) hg_http_req_add_header(g->req, "Idempotent-Replayed", "true");
+static void answer_single(hg_http_req_t *req, const char *id, int deliveries, int replayed) {
+  if (replayed) hg_http_req_add_header(req, "Idempotent-Replayed", "true");
   /* The hot path's answer, written directly. Ids are [A-Za-z0-9_.:-]:
    * nothing to escape. */
   char out[HG_EVENT_ID_MAX + 48];
-  size_t il = strnlen(g->events[0].id, HG_EVENT_ID_MAX), n = 7;
+  size_t il = strnlen(id, HG_EVENT_ID_MAX), n = 7;
   memcpy(out, "{\"id\":\"", 7);
-  memcpy(out + n, g->events[0].id, il);
+  memcpy(out + n, id, il);
   n += il;
   memcpy(out + n, "\",\"deliveries\":", 15);
   n += 15;
   n += hg_fmt_u64(out + n, (uint64_t)(deliveries > 0 ? deliveries : 0));
   out[n++] = '}';
-  hg_http_respond(g->req, 202, "application/json", out, n);
+  hg_http_respond(req, 202, "application/json", out, n);
 }
 
 static json_t *result_json(const hg_event_in_t *ev) {
   return json_pack("{s:s,s:i}", "id", ev->id, "deliveries", ev->n_deliveries);
 }
 
-static void ingest_unref(ingest_t *g) {
-  if (--g->refs <= 0) ingest_free(g);
-}
-
-/* A logged event's 202, from whichever completion has it durably first. */
-static void answer_accepted(ingest_t *g, int deliveries) {
-  if (g->answered) return;
-  g->answered = 1;
-  hg_metrics.events_ingested++;
-  hg_metrics.deliveries_created += (uint64_t)deliveries;
-  answer_single(g, deliveries, 0);
-}
-
-/* A logged event that neither the log nor the store can have. */
-static void answer_failed(ingest_t *g, int err) {
-  if (g->answered) return;
-  g->answered = 1;
-  hg_api_internal_error(g->req, "store event", err);
-}
-
-/* store_state: 0 pending, 1 stored, -1 no more store jobs (the log keeps
- * the event for the next start, if it has it), -2 the store rejected the
- * row (it will never be stored). */
-#define STORE_REJECTED (-2)
-
-/* The intake log's completion: the event is durable there. */
-static void intake_done(int status, void *ud) {
-  ingest_t *g = ud;
-  g->log_state = status == 0 ? 1 : -1;
-  if (status == 0 && g->store_state == STORE_REJECTED)
-    answer_failed(g, HG_EINVAL); /* in the log, but the store will never take it */
-  else if (status == 0)
-    answer_accepted(g, g->log_deliveries);
-#ifdef HG_BENCH_BOUNDS
-  else /* the measuring build's store never answers (fast_store_done) */
-#else
-  else if (g->store_state < 0)
-#endif
-    answer_failed(g, status);
-  ingest_unref(g);
-}
-
-/* A store job to try again, after a delay (app->intake_retries). */
-typedef struct intake_retry {
-  uv_timer_t timer;
-  ingest_t *g;
-  struct intake_retry *next;
-} intake_retry_t;
-
-static void retry_closed(uv_handle_t *h) { free(h->data); }
-
-static void unlink_retry(intake_retry_t *r) {
-  for (intake_retry_t **p = &r->g->app->intake_retries; *p != NULL; p = &(*p)->next)
-    if (*p == r) {
-      *p = r->next;
-      break;
-    }
-}
-
-/* No log space is released at or past a record whose store job failed
- * (hold), until every such job has succeeded or been given up (unhold). */
-static void hold(ingest_t *g) {
-  hg_app_t *app = g->app;
-  if (app->intake_hold_lsn == 0 || g->lsn < app->intake_hold_lsn) app->intake_hold_lsn = g->lsn;
-}
-
-static void unhold(ingest_t *g) {
-  if (g->retries > 0 && --g->app->intake_retrying == 0) g->app->intake_hold_lsn = 0;
-}
-
-/* The event no longer waits for the store (stored, kept, or rejected). */
-static void unapplied_done(ingest_t *g) {
-  g->app->intake_unapplied--;
-  g->app->intake_unapplied_bytes -= g->rec_len;
-}
-
-/* No more store jobs for this event: the log keeps it, unreleased, and the
- * next start stores it; or, should the log have failed too, it is nowhere
- * and the request (if still unanswered) gets an error. */
-static void keep_for_next_start(ingest_t *g) {
-  unapplied_done(g);
-  g->store_state = -1; /* a log completion still to come answers from this */
-  if (g->log_state == -1) {
-    answer_failed(g, HG_EIO);
-  } else {
-    /* The hold stays until the restart: intake_retrying is never brought
-     * back to 0, so publishes keep the store's path meanwhile. */
-    hold(g);
-    hg_log(HG_LOG_ERROR, "an accepted event is not stored; the intake log keeps it for the next start", "event",
-           g->events[0].id, NULL);
-  }
-  ingest_unref(g);
-}
-
-static void ingest_done(int status, void *ud);
-static int ingest_work(sqlite3 *db, void *ud);
-
-static void retry_cb(uv_timer_t *t) {
-  intake_retry_t *r = t->data;
-  ingest_t *g = r->g;
-  unlink_retry(r);
-  uv_close((uv_handle_t *)t, retry_closed);
-  g->store_state = 0;
-  /* Meanwhile a publisher may have sent an event with this very id (it got
-   * it in our answer): found by id, it counts as stored. */
-  g->events[0].client_id = 1;
-  if (hg_store_submit_logged(g->app->store, ingest_work, ingest_done, g) != 0) keep_for_next_start(g);
-}
-
-/* The store failed to store an event answered (or about to be) from the
- * log: the same job runs again later; meanwhile no log space at or past
- * its record is released. */
-static void schedule_retry(ingest_t *g, int status) {
-  hg_app_t *app = g->app;
-  if (g->retries == 0) {
-    app->intake_retrying++;
-    hold(g);
-  }
-  /* 100 ms << 6 is past the 5 s cap already; the shift stays small. */
-  int delay = INTAKE_RETRY_FIRST_MS << (g->retries < 6 ? g->retries : 6);
-  if (delay > INTAKE_RETRY_MAX_MS) delay = INTAKE_RETRY_MAX_MS;
-  g->retries++;
-  intake_retry_t *r = app->stopping ? NULL : calloc(1, sizeof(*r));
-  if (r == NULL) {
-    keep_for_next_start(g);
-    return;
-  }
-  char n[24];
-  n[hg_fmt_u64(n, (uint64_t)g->retries)] = '\0';
-  hg_log(HG_LOG_ERROR, "an accepted event could not be stored; trying again", "event", g->events[0].id, "attempt", n,
-         "error", hg_strerror(status), NULL);
-  r->g = g;
-  r->timer.data = r;
-  uv_timer_init(app->loop, &r->timer);
-  uv_timer_start(&r->timer, retry_cb, (uint64_t)delay, 0);
-  r->next = app->intake_retries;
-  app->intake_retries = r;
-}
-
-void hg_api_events_stop_retries(hg_app_t *app) {
-  while (app->intake_retries != NULL) {
-    intake_retry_t *r = app->intake_retries;
-    app->intake_retries = r->next;
-    uv_close((uv_handle_t *)&r->timer, retry_closed);
-    keep_for_next_start(r->g);
-  }
-}
-
-/* The store's completion for an event also sent to the intake log. */
-static void fast_store_done(ingest_t *g, int status) {
-  hg_app_t *app = g->app;
-  hg_event_in_t *ev = &g->events[0];
-  if (status != 0 && g->log_state != -1 && status != HG_EEXIST && status != HG_EINVAL && status != HG_ENOTFOUND) {
-    /* Answered from the log, or about to be: it must reach the store. A
-     * busy, full or failing disk may clear; a rejected row never will. */
-    schedule_retry(g, status);
-    return;
-  }
-  if (status != 0 && g->log_state != -1) {
-    /* A row the store rejects (its id taken meanwhile by another
-     * organization's event, invalid, a missing reference): retrying cannot
-     * help and nothing is held for it. If it was answered 202 already, the
-     * log line is all that is left to say. */
-    hg_log(HG_LOG_ERROR, "an accepted event cannot be stored and is dropped", "event", ev->id, "error",
-           hg_strerror(status), NULL);
-    unhold(g);
-    unapplied_done(g);
-    g->store_state = STORE_REJECTED;
-    ingest_unref(g);
-    return;
-  }
-  g->store_state = status == 0 ? 1 : -1;
-  unapplied_done(g);
-  if (status == 0) {
-    if (ev->n_seqs > 0 && app->dispatcher)
-      hg_dispatcher_enqueue(app->dispatcher, ev->delivery_seqs, ev->n_seqs, ev->now + ev->first_delay_ms);
-    if (g->retries > 0) hg_log(HG_LOG_INFO, "an accepted event was stored after retrying", "event", ev->id, NULL);
-    unhold(g);
-    /* Stored and synced: the log may reuse the space of every record up to
-     * this one, but not that of one still being retried. */
-    uint64_t upto = g->lsn;
-    if (app->intake_hold_lsn != 0 && upto >= app->intake_hold_lsn) upto = app->intake_hold_lsn - 1;
-    if (app->intake) hg_intake_release(app->intake, upto);
-#ifdef HG_BENCH_BOUNDS
-    /* A measuring build's store may have skipped or rolled the event back
-     * (store.c): only the log's fsync answers, or its failure. */
-    if (g->log_state == -1) answer_failed(g, HG_EIO);
-#else
-    answer_accepted(g, ev->n_deliveries); /* durable in the store before (or instead of) the log */
-#endif
-  } else {
-    answer_failed(g, status); /* neither the log nor the store has it */
-  }
-  ingest_unref(g);
-}
-
-static void ingest_done(int status, void *ud) {
-  ingest_t *g = ud;
-  if (g->fast) {
-    fast_store_done(g, status);
-    return;
-  }
-  if (status == HG_EEXIST) {
+/* The ingest's report: the answer. */
+static void stored(const hg_ingest_result_t *res, void *ud) {
+  publish_t *g = ud;
+  if (res->status == HG_EEXIST && !res->from_log) {
     const char *msg = "an event id in this request is already used";
     char buf[200];
-    for (size_t i = 0; i < g->n; i++) {
-      if (!g->events[i].conflict) continue;
-      snprintf(buf, sizeof(buf), "event id \"%.128s\" is already used by another organization", g->events[i].id);
+    for (size_t i = 0; i < res->n; i++) {
+      if (!res->events[i].conflict) continue;
+      snprintf(buf, sizeof(buf), "event id \"%.128s\" is already used by another organization", res->events[i].id);
       msg = buf;
       break;
     }
     hg_http_respond_error(g->req, 409, "conflict", msg, NULL);
-    ingest_free(g);
-    return;
-  }
-  if (status != 0) {
-    hg_api_internal_error(g->req, "store events", status);
-    ingest_free(g);
-    return;
-  }
-  int replayed = 0;
-  for (size_t i = 0; i < g->n; i++) {
-    hg_event_in_t *ev = &g->events[i];
-    replayed |= ev->duplicate;
-    if (ev->duplicate) {
-      /* Answer with the original event. */
-      hg_copy(ev->id, sizeof(ev->id), ev->original_id);
-      hg_metrics.events_replayed++;
-    } else {
-      hg_metrics.events_ingested++;
-      hg_metrics.deliveries_created += (uint64_t)ev->n_deliveries;
-    }
-    if (ev->n_seqs > 0)
-      hg_dispatcher_enqueue(g->app->dispatcher, ev->delivery_seqs, ev->n_seqs, ev->now + ev->first_delay_ms);
-  }
-  if (!g->batch) {
-    answer_single(g, g->events[0].n_deliveries, replayed);
+  } else if (res->status != 0) {
+    hg_api_internal_error(g->req, res->from_log ? "store event" : "store events", res->status);
+  } else if (!g->batch) {
+    answer_single(g->req, res->events[0].id, res->deliveries, res->replayed);
   } else {
     json_t *arr = json_array();
-    for (size_t i = 0; i < g->n; i++) json_array_append_new(arr, result_json(&g->events[i]));
+    for (size_t i = 0; i < res->n; i++) json_array_append_new(arr, result_json(&res->events[i]));
     hg_http_respond_json(g->req, 202, json_pack("{s:o}", "events", arr));
   }
-  ingest_free(g);
+  publish_free(g);
+}
+
+/* Hands the events to the ingest, whose report answers. Takes g. */
+static void store_events(publish_t *g) {
+  unsigned flags = (g->batch ? HG_INGEST_BATCH : 0) | (g->routed ? HG_INGEST_ROUTED : 0);
+  int r = hg_ingest_submit(g->api->ingest, g->events, g->n, flags, stored, g);
+  if (r != 0) {
+    hg_api_internal_error(g->req, "store submit", r);
+    publish_free(g);
+  }
 }
 
 /* An event object as jansson sees it, except that an object-valued `data`
@@ -668,7 +404,7 @@ static json_t *parse_fast_batch(hg_http_req_t *req) {
   return body;
 }
 
-static void ingest(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who, int batch) {
+static void publish(hg_api_t *api, hg_http_req_t *req, const hg_principal_t *who, int batch) {
   /* A single event is read straight from its text when it can be (no
    * jansson tree at all); otherwise, and for batches, from jansson's. */
   event_view_t view;
@@ -680,13 +416,12 @@ static void ingest(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who,
     if (body == NULL) return;
   }
   json_t *details = json_array();
-  ingest_t *g = calloc(1, sizeof(*g));
+  publish_t *g = calloc(1, sizeof(*g));
   int forbidden = 0;
   if (g == NULL) goto nomem;
-  g->app = app;
+  g->api = api;
   g->req = req;
   g->batch = batch;
-  g->first_delay_ms = (int64_t)(app->cfg->schedule[0] * 1000.0);
   const char *key = hg_http_req_header(req, "idempotency-key");
   if (key != NULL) {
     size_t klen = strlen(key);
@@ -700,16 +435,15 @@ static void ingest(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who,
       /* Keys are scoped to the caller's organization: two tenants never
        * share a key space. */
       size_t cap = klen + sizeof(who->org) + 4;
-      if ((g->idem_key = malloc(cap)) == NULL) goto nomem;
-      snprintf(g->idem_key, cap, "%s|%s", who->org[0] ? who->org : "-", key);
+      if ((g->one.idem_key = malloc(cap)) == NULL) goto nomem;
+      snprintf(g->one.idem_key, cap, "%s|%s", who->org[0] ? who->org : "-", key);
     }
   }
   if (!batch) {
     g->events = &g->one;
     g->n = 1;
-    g->events[0].idem_key = g->idem_key;
-    if (have_view) check_view(app, who, &view, "", &g->events[0], details, json_array_size(details), &forbidden);
-    else check_event(app, who, body, req->body, req->body_len, "", &g->events[0], details, &forbidden);
+    if (have_view) check_view(api, who, &view, "", &g->events[0], details, json_array_size(details), &forbidden);
+    else check_event(api, who, body, req->body, req->body_len, "", &g->events[0], details, &forbidden);
   } else {
     static const char *const allowed[] = {"events", NULL};
     hg_api_reject_unknown(body, allowed, details);
@@ -734,7 +468,7 @@ static void ingest(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who,
       for (size_t i = 0; i < n; i++) {
         char prefix[32];
         snprintf(prefix, sizeof(prefix), "events[%zu].", i);
-        check_event(app, who, json_array_get(arr, i), vals[i], lens[i], prefix, &g->events[i], details, &forbidden);
+        check_event(api, who, json_array_get(arr, i), vals[i], lens[i], prefix, &g->events[i], details, &forbidden);
       }
       free(vals);
       free(lens);
@@ -751,8 +485,8 @@ static void ingest(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who,
   }
   for (size_t i = 0; i < g->n; i++)
     if (g->events[i].payload == NULL) goto nomem;
-  if (app->lua && (hg_lua_has(app->lua, HG_PHASE_INGEST, NULL) || hg_lua_has(app->lua, HG_PHASE_ROUTE, NULL))) {
-    g->lua = app->lua;
+  if (api->lua && (hg_lua_has(api->lua, HG_PHASE_INGEST, NULL) || hg_lua_has(api->lua, HG_PHASE_ROUTE, NULL))) {
+    g->lua = api->lua;
     hg_lua_ref(g->lua);
     run_lua_then_store(g);
     g = NULL;
@@ -764,7 +498,7 @@ static void ingest(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who,
 nomem:
   hg_api_internal_error(req, "allocate", HG_ENOMEM);
 out:
-  ingest_free(g);
+  publish_free(g);
   json_decref(details);
   json_decref(body);
   if (have_view) view_done(&view);
@@ -773,66 +507,14 @@ out:
 /* --- Lua: ingest and route phases ------------------------------------------ */
 
 typedef struct phase_call {
-  ingest_t *g;
+  publish_t *g;
   size_t i;
 } phase_call_t;
 
-/* A single event with neither an Idempotency-Key nor an id of its own
- * (nothing about it depends on what the store holds) goes to the intake
- * log and to the store at once, and is answered as soon as either has it
- * durably: normally the log, whose one write and fdatasync per loop turn
- * come well before the store's inserts, commit and fsync. Returns 0, or
- * non-zero to take the store's path instead. */
-static int intake_event(ingest_t *g) {
-  hg_app_t *app = g->app;
-  hg_event_in_t *ev = &g->events[0];
-  g->now = hg_wall_ms();
-  ev->now = g->now;
-  ev->first_delay_ms = g->first_delay_ms;
-  size_t len = hg_events_record_size(ev);
-  unsigned char small[2048], *rec = len <= sizeof(small) ? small : malloc(len);
-  if (rec == NULL) return HG_ENOMEM;
-  hg_events_record(ev, rec);
-  int r = hg_intake_append(app->intake, rec, len, intake_done, g, &g->lsn);
-  if (rec != small) free(rec);
-  if (r == HG_ESTATE && !app->intake_down) {
-    /* The log failed (and said why): the store is on the request path again. */
-    app->intake_down = 1;
-    hg_store_set_nice(app->store, 0);
-  }
-  if (r != 0) return r;
-  g->fast = 1;
-  g->refs = 2;
-  g->rec_len = len;
-  /* The index matches active webhooks only; a route plugin may name any. */
-  g->log_deliveries = g->routed ? hg_subs_count_active(app->subs, ev->targets) : (int)json_array_size(ev->targets);
-  app->intake_unapplied++;
-  app->intake_unapplied_bytes += len;
-  r = hg_store_submit_logged(app->store, ingest_work, ingest_done, g);
-  if (r != 0) schedule_retry(g, r);
-  return 0;
-}
-
-static void store_events(ingest_t *g) {
-  /* Not while a store job for such an event is being retried: the log
-   * could not reuse its space meanwhile, and the store is failing anyway. */
-  if (g->app->intake && !g->app->intake_down && g->app->intake_retrying == 0 && !g->batch && g->idem_key == NULL &&
-      !g->events[0].client_id &&
-      g->app->intake_unapplied < INTAKE_MAX_UNAPPLIED && g->app->intake_unapplied_bytes < INTAKE_MAX_UNAPPLIED_BYTES &&
-      intake_event(g) == 0)
-    return;
-  g->now = 0;
-  int r = hg_store_submit_rerunnable(g->app->store, ingest_work, ingest_done, g);
-  if (r != 0) {
-    hg_api_internal_error(g->req, "store submit", r);
-    ingest_free(g);
-  }
-}
-
 /* Builds the receiver's body again from a plugin's version of the event. */
-static int rebuild_payload(hg_app_t *app, hg_event_in_t *ev, json_t *e, char *why, size_t cap) {
+static int rebuild_payload(hg_api_t *api, hg_event_in_t *ev, json_t *e, char *why, size_t cap) {
   json_t *type = json_object_get(e, "type"), *data = json_object_get(e, "data"), *org = json_object_get(e, "organizationId");
-  if (!json_is_string(type) || !hg_event_types_known(app->event_types, json_string_value(type))) {
+  if (!json_is_string(type) || !hg_event_types_known(api->event_types, json_string_value(type))) {
     snprintf(why, cap, "ingest: event.type must stay a known event type");
     return -1;
   }
@@ -874,23 +556,22 @@ static json_t *event_json(const hg_event_in_t *ev) {
 static void route_done(int status, json_t *arg, json_t *res, json_t *res2, const char *err, void *ud) {
   (void)arg, (void)res2, (void)err;
   phase_call_t *pc = ud;
-  ingest_t *g = pc->g;
+  publish_t *g = pc->g;
   size_t i = pc->i;
   free(pc);
   /* On a script error the subscriptions' match stands (logged and counted). */
   json_t *targets = res;
   if (status == 0 && json_is_array(targets)) {
-    json_decref(g->targets[i]);
-    g->targets[i] = json_incref(targets);
+    json_decref(g->events[i].targets);
+    g->events[i].targets = json_incref(targets);
     g->routed = 1;
   }
   if (--g->pending > 0) return;
-  for (size_t k = 0; k < g->n; k++) g->events[k].targets = g->targets[k];
   store_events(g);
 }
 
 /* The route phase, per event, over the targets the index matched. */
-static void run_route(ingest_t *g) {
+static void run_route(publish_t *g) {
   g->pending = g->n;
   for (size_t i = 0; i < g->n; i++) {
     /* The event goes to Lua without JSON in between; its data as raw text,
@@ -905,39 +586,28 @@ static void run_route(ingest_t *g) {
     if (r == 0) {
       pc->g = g;
       pc->i = i;
-      r = hg_lua_route_event(g->lua, &ev, g->targets[i], route_done, pc);
-      if (r == HG_ESTATE && g->app->lua != NULL && g->app->lua != g->lua) {
+      r = hg_lua_route_event(g->lua, &ev, g->events[i].targets, route_done, pc);
+      if (r == HG_ESTATE && g->api->lua != NULL && g->api->lua != g->lua) {
         /* A reload retired the generation meanwhile: route on the new one. */
         hg_lua_unref(g->lua);
-        g->lua = g->app->lua;
+        g->lua = g->api->lua;
         hg_lua_ref(g->lua);
-        r = hg_lua_route_event(g->lua, &ev, g->targets[i], route_done, pc);
+        r = hg_lua_route_event(g->lua, &ev, g->events[i].targets, route_done, pc);
       }
     }
     if (r != 0) {
       /* Keep the match for this event. */
       free(pc);
-      if (--g->pending == 0) {
-        for (size_t k = 0; k < g->n; k++) g->events[k].targets = g->targets[k];
-        store_events(g);
-      }
+      if (--g->pending == 0) store_events(g);
     }
   }
 }
 
 /* Matches each event against the subscription index (in memory), runs the
  * route phase when a plugin has one, then stores. Takes g. */
-static void after_ingest(ingest_t *g) {
-  if (g->n == 1) g->targets = &g->one_target;
-  else if ((g->targets = calloc(g->n, sizeof(*g->targets))) == NULL) {
-    hg_api_internal_error(g->req, "match webhooks", HG_ENOMEM);
-    ingest_free(g);
-    return;
-  }
-  for (size_t i = 0; i < g->n; i++) {
-    g->targets[i] = hg_subs_match(g->app->subs, g->events[i].type, g->events[i].org);
-    g->events[i].targets = g->targets[i];
-  }
+static void after_ingest(publish_t *g) {
+  for (size_t i = 0; i < g->n; i++)
+    g->events[i].targets = hg_subs_match(g->api->subs, g->events[i].type, g->events[i].org);
   if (g->lua && hg_lua_has(g->lua, HG_PHASE_ROUTE, NULL)) {
     run_route(g);
     return;
@@ -948,7 +618,7 @@ static void after_ingest(ingest_t *g) {
 static void ingest_phase_done(int status, json_t *arg, json_t *res, json_t *res2, const char *err, void *ud) {
   (void)err;
   phase_call_t *pc = ud;
-  ingest_t *g = pc->g;
+  publish_t *g = pc->g;
   size_t i = pc->i;
   free(pc);
   if (!g->failed) {
@@ -971,19 +641,19 @@ static void ingest_phase_done(int status, json_t *arg, json_t *res, json_t *res2
       if (g->batch) snprintf(msg, sizeof(msg), "events[%zu]: %s", i, m ? m : "rejected by an ingest plugin");
       else snprintf(msg, sizeof(msg), "%s", m ? m : "rejected by an ingest plugin");
       hg_http_respond_error(g->req, code, "rejected", msg, NULL);
-    } else if (arg && rebuild_payload(g->app, &g->events[i], arg, why, sizeof(why)) != 0) {
+    } else if (arg && rebuild_payload(g->api, &g->events[i], arg, why, sizeof(why)) != 0) {
       g->failed = 1;
       hg_http_respond_error(g->req, 422, "rejected", why, NULL);
     }
   }
   if (--g->pending > 0) return;
-  if (g->failed) ingest_free(g);
+  if (g->failed) publish_free(g);
   else after_ingest(g);
 }
 
 /* Runs the ingest phase over every event, then the route phase, then
  * stores. Takes g. */
-static void run_lua_then_store(ingest_t *g) {
+static void run_lua_then_store(publish_t *g) {
   if (!hg_lua_has(g->lua, HG_PHASE_INGEST, NULL)) {
     after_ingest(g);
     return;
@@ -1005,24 +675,24 @@ static void run_lua_then_store(ingest_t *g) {
         g->failed = 1;
         hg_api_internal_error(g->req, "start ingest phase", r);
       }
-      if (--g->pending == 0) ingest_free(g);
+      if (--g->pending == 0) publish_free(g);
     }
   }
 }
 
-static void publish_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who) {
-  ingest(app, req, who, 0);
+static void publish_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principal_t *who) {
+  publish(api, req, who, 0);
 }
 
-static void batch_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who) {
-  ingest(app, req, who, 1);
+static void batch_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principal_t *who) {
+  publish(api, req, who, 1);
 }
 
-static void types_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who) {
+static void types_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principal_t *who) {
   (void)who;
   json_t *arr = json_array();
-  for (size_t i = 0; i < hg_event_types_count(app->event_types); i++)
-    json_array_append_new(arr, json_string(hg_event_types_at(app->event_types, i)));
+  for (size_t i = 0; i < hg_event_types_count(api->event_types); i++)
+    json_array_append_new(arr, json_string(hg_event_types_at(api->event_types, i)));
   hg_http_respond_json(req, 200, json_pack("{s:o}", "eventTypes", arr));
 }
 
@@ -1030,12 +700,12 @@ HG_API_ROUTE(publish, HG_SCOPE_EVENTS_PUBLISH)
 HG_API_ROUTE(batch, HG_SCOPE_EVENTS_PUBLISH)
 HG_API_ROUTE(types, HG_SCOPE_WEBHOOKS_READ | HG_SCOPE_EVENTS_PUBLISH)
 
-int hg_api_events_add_routes(hg_app_t *app) {
+int hg_api_events_add_routes(hg_api_t *api, hg_router_t *router) {
   static const hg_route_def_t routes[] = {
       HG_API_DEF("POST", "/v1/events", publish),
       HG_API_DEF("POST", "/v1/events/batch", batch),
       HG_API_DEF("GET", "/v1/event-types", types),
       {NULL, NULL, NULL, 0},
   };
-  return hg_router_add_all(app->router, routes, app);
+  return hg_router_add_all(router, routes, api);
 }

@@ -26,7 +26,7 @@
 #define MAX_EVENTS 100
 
 typedef struct job {
-  hg_app_t *app;
+  hg_api_t *api;
   hg_http_req_t *req;
   hg_webhook_t w;
   const char *org; /* NULL or points into org_buf: the caller's organization limit */
@@ -46,13 +46,13 @@ typedef struct job {
   int64_t now, grace_ms, prev_expires;
 } job_t;
 
-static job_t *job_new(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who) {
+static job_t *job_new(hg_api_t *api, hg_http_req_t *req, const hg_principal_t *who) {
   job_t *j = calloc(1, sizeof(*j));
   if (j == NULL) {
     hg_api_internal_error(req, "allocate job", HG_ENOMEM);
     return NULL;
   }
-  j->app = app;
+  j->api = api;
   j->req = req;
   if (who->org[0]) {
     snprintf(j->org_buf, sizeof(j->org_buf), "%s", who->org);
@@ -76,7 +76,7 @@ static void job_free(job_t *j) {
 }
 
 static void submit(job_t *j, hg_store_work_fn work, hg_store_done_fn done) {
-  int r = hg_store_submit(j->app->store, work, done, j);
+  int r = hg_store_submit(j->api->store, work, done, j);
   if (r != 0) {
     hg_api_internal_error(j->req, "store submit", r);
     job_free(j);
@@ -90,7 +90,7 @@ static int check_id(hg_http_req_t *req, const char *id) {
   return 0;
 }
 
-static json_t *webhook_json(hg_app_t *app, const hg_webhook_t *w) {
+static json_t *webhook_json(hg_api_t *api, const hg_webhook_t *w) {
   json_t *events = json_loads(w->events, 0, NULL);
   json_t *meta = json_loads(w->metadata, 0, NULL);
   json_t *lua = w->lua ? json_loads(w->lua, 0, NULL) : NULL;
@@ -101,14 +101,14 @@ static json_t *webhook_json(hg_app_t *app, const hg_webhook_t *w) {
                           w->org ? json_string(w->org) : json_null(), "active", w->active, "metadata",
                           meta ? meta : json_object(), "createdAt", hg_api_time(w->created_at), "updatedAt",
                           hg_api_time(w->updated_at), "plugins",
-                          plugins && app->lua ? hg_lua_redact_bindings(app->lua, plugins) : json_array(), "transform",
+                          plugins && api->lua ? hg_lua_redact_bindings(api->lua, plugins) : json_array(), "transform",
                           transform ? transform : json_null());
   json_decref(lua);
   return out;
 }
 
 /* Checks `plugins` and `transform` (either may be NULL: absent). */
-static void check_lua(hg_app_t *app, json_t *plugins, json_t *transform, json_t *details) {
+static void check_lua(hg_api_t *api, json_t *plugins, json_t *transform, json_t *details) {
   int ok = 1;
   if (plugins != NULL && !json_is_array(plugins)) {
     hg_api_detail(details, "plugins", "must be an array of {\"name\": ..., \"config\": {...}}");
@@ -122,9 +122,9 @@ static void check_lua(hg_app_t *app, json_t *plugins, json_t *transform, json_t 
     hg_api_detail(details, "transform", "must be Lua source (a string of at most 64 KiB) or null");
     ok = 0;
   }
-  if (!ok || app->lua == NULL) return;
+  if (!ok || api->lua == NULL) return;
   json_t *none = json_array();
-  json_t *errs = hg_lua_check_bindings(app->lua, plugins ? plugins : none,
+  json_t *errs = hg_lua_check_bindings(api->lua, plugins ? plugins : none,
                                        transform && json_is_string(transform) ? transform : NULL);
   json_decref(none);
   json_array_extend(details, errs);
@@ -151,14 +151,14 @@ static void respond_status(job_t *j, int status, const char *what) {
 
 /* --- validation ---------------------------------------------------------- */
 
-static char *check_url(hg_app_t *app, json_t *v, json_t *details) {
+static char *check_url(hg_api_t *api, json_t *v, json_t *details) {
   char why[128];
   if (!json_is_string(v)) return hg_api_detail(details, "url", "must be a string"), NULL;
-  if (!hg_url_ok(json_string_value(v), app->cfg->allow_http_urls, why, sizeof(why))) return hg_api_detail(details, "url", "%s", why), NULL;
+  if (!hg_url_ok(json_string_value(v), api->cfg->allow_http_urls, why, sizeof(why))) return hg_api_detail(details, "url", "%s", why), NULL;
   return strdup(json_string_value(v));
 }
 
-static char *check_events(hg_app_t *app, json_t *v, json_t *details) {
+static char *check_events(hg_api_t *api, json_t *v, json_t *details) {
   if (!json_is_array(v)) return hg_api_detail(details, "events", "must be an array of event types"), NULL;
   size_t n = json_array_size(v);
   if (n == 0) return hg_api_detail(details, "events", "must name at least one event type"), NULL;
@@ -173,7 +173,7 @@ static char *check_events(hg_app_t *app, json_t *v, json_t *details) {
       ok = 0;
       continue;
     }
-    if (hg_event_pattern_check(app->event_types, json_string_value(e), why, sizeof(why)) != 0) {
+    if (hg_event_pattern_check(api->event_types, json_string_value(e), why, sizeof(why)) != 0) {
       hg_api_detail(details, field, "%s", why);
       ok = 0;
       continue;
@@ -233,28 +233,28 @@ static void create_done(int status, void *ud) {
     respond_status(j, status, "create webhook");
   } else {
     /* Committed: events from now on fan out to it. */
-    if (j->app->subs) hg_subs_put(j->app->subs, j->w.id, j->w.org, j->w.active, j->w.events);
-    json_t *body = webhook_json(j->app, &j->w);
+    if (j->api->subs) hg_subs_put(j->api->subs, j->w.id, j->w.org, j->w.active, j->w.events);
+    json_t *body = webhook_json(j->api, &j->w);
     json_object_set_new(body, "secret", json_string(j->secret));
     hg_http_respond_json(j->req, 201, body);
   }
   job_free(j);
 }
 
-static void create_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who) {
+static void create_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principal_t *who) {
   json_t *body = hg_api_parse_body(req, 0);
   if (body == NULL) return;
   static const char *const allowed[] = {"url",      "events",  "organizationId", "secret", "active",
                                         "metadata", "plugins", "transform",      NULL};
   json_t *details = json_array();
-  job_t *j = job_new(app, req, who);
+  job_t *j = job_new(api, req, who);
   if (j == NULL) goto out;
   hg_api_reject_unknown(body, allowed, details);
   json_t *v;
   if ((v = json_object_get(body, "url")) == NULL) hg_api_detail(details, "url", "is required");
-  else j->w.url = check_url(app, v, details);
+  else j->w.url = check_url(api, v, details);
   if ((v = json_object_get(body, "events")) == NULL) hg_api_detail(details, "events", "is required");
-  else j->w.events = check_events(app, v, details);
+  else j->w.events = check_events(api, v, details);
   j->w.active = 1;
   if ((v = json_object_get(body, "active")) != NULL) check_active(v, details, &j->w.active);
   if ((v = json_object_get(body, "metadata")) != NULL) j->w.metadata = check_metadata(v, details);
@@ -273,7 +273,7 @@ static void create_authorized(hg_app_t *app, hg_http_req_t *req, const hg_princi
   }
   json_t *plugins = json_object_get(body, "plugins"), *transform = json_object_get(body, "transform");
   size_t before = json_array_size(details);
-  check_lua(app, plugins, transform, details);
+  check_lua(api, plugins, transform, details);
   if (json_array_size(details) == before) j->w.lua = lua_text(plugins, transform);
   if ((v = json_object_get(body, "secret")) != NULL) {
     if (!json_is_string(v) || hg_secret_check(json_string_value(v)) != 0)
@@ -318,13 +318,13 @@ static int get_work(sqlite3 *db, void *ud) {
 static void get_done(int status, void *ud) {
   job_t *j = ud;
   if (status != 0) respond_status(j, status, "get webhook");
-  else hg_http_respond_json(j->req, 200, webhook_json(j->app, &j->w));
+  else hg_http_respond_json(j->req, 200, webhook_json(j->api, &j->w));
   job_free(j);
 }
 
-static void get_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who) {
+static void get_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principal_t *who) {
   if (!check_id(req, hg_http_req_param(req, "id"))) return;
-  job_t *j = job_new(app, req, who);
+  job_t *j = job_new(api, req, who);
   if (j) submit(j, get_work, get_done);
 }
 
@@ -374,7 +374,7 @@ static void list_done(int status, void *ud) {
         job_free(j);
         return;
       }
-      json_array_append_new(j->items, webhook_json(j->app, &j->rows[i]));
+      json_array_append_new(j->items, webhook_json(j->api, &j->rows[i]));
     }
     json_t *body = json_pack("{s:O,s:o}", "webhooks", j->items, "nextPageToken", next);
     hg_http_respond_json(j->req, 200, body);
@@ -382,7 +382,7 @@ static void list_done(int status, void *ud) {
   job_free(j);
 }
 
-static void list_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who) {
+static void list_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principal_t *who) {
   int page_size, bad = 0;
   char after[HG_ID_MAX];
   if (hg_api_page_params(req, "wh_", &page_size, after, sizeof(after)) != 0) return;
@@ -399,7 +399,7 @@ static void list_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principa
     hg_http_respond_error(req, 403, "forbidden", "insufficient permissions for this organization", NULL);
     return;
   }
-  job_t *j = job_new(app, req, who);
+  job_t *j = job_new(api, req, who);
   if (j == NULL) {
     free(org);
     return;
@@ -467,31 +467,31 @@ static void patch_done(int status, void *ud) {
   if (status != 0) {
     respond_status(j, status, "update webhook");
   } else {
-    if (j->app->subs) hg_subs_put(j->app->subs, j->w.id, j->w.org, j->w.active, j->w.events);
-    hg_http_respond_json(j->req, 200, webhook_json(j->app, &j->w));
+    if (j->api->subs) hg_subs_put(j->api->subs, j->w.id, j->w.org, j->w.active, j->w.events);
+    hg_http_respond_json(j->req, 200, webhook_json(j->api, &j->w));
   }
   job_free(j);
 }
 
-static void patch_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who) {
+static void patch_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principal_t *who) {
   if (!check_id(req, hg_http_req_param(req, "id"))) return;
   json_t *body = hg_api_parse_body(req, 0);
   if (body == NULL) return;
   static const char *const allowed[] = {"url", "events", "active", "metadata", "plugins", "transform", NULL};
   json_t *details = json_array();
-  job_t *j = job_new(app, req, who);
+  job_t *j = job_new(api, req, who);
   if (j == NULL) goto out;
   hg_api_reject_unknown(body, allowed, details);
   json_t *v;
-  if ((v = json_object_get(body, "url")) != NULL) j->set_url = (j->w.url = check_url(app, v, details)) != NULL;
+  if ((v = json_object_get(body, "url")) != NULL) j->set_url = (j->w.url = check_url(api, v, details)) != NULL;
   if ((v = json_object_get(body, "events")) != NULL)
-    j->set_events = (j->w.events = check_events(app, v, details)) != NULL;
+    j->set_events = (j->w.events = check_events(api, v, details)) != NULL;
   if ((v = json_object_get(body, "metadata")) != NULL)
     j->set_metadata = (j->w.metadata = check_metadata(v, details)) != NULL;
   if ((v = json_object_get(body, "active")) != NULL) j->set_active = check_active(v, details, &j->w.active);
   json_t *plugins = json_object_get(body, "plugins"), *transform = json_object_get(body, "transform");
   if (plugins || transform) {
-    check_lua(app, plugins, transform, details);
+    check_lua(api, plugins, transform, details);
     j->set_plugins = json_incref(plugins);
     j->set_transform = json_incref(transform);
   }
@@ -521,15 +521,15 @@ static void delete_done(int status, void *ud) {
   if (status != 0) {
     respond_status(j, status, "delete webhook");
   } else {
-    if (j->app->subs) hg_subs_del(j->app->subs, j->id);
+    if (j->api->subs) hg_subs_del(j->api->subs, j->id);
     hg_http_respond(j->req, 204, NULL, NULL, 0);
   }
   job_free(j);
 }
 
-static void delete_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who) {
+static void delete_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principal_t *who) {
   if (!check_id(req, hg_http_req_param(req, "id"))) return;
-  job_t *j = job_new(app, req, who);
+  job_t *j = job_new(api, req, who);
   if (j) submit(j, delete_work, delete_done);
 }
 
@@ -550,7 +550,7 @@ static void rotate_done(int status, void *ud) {
   job_free(j);
 }
 
-static void rotate_authorized(hg_app_t *app, hg_http_req_t *req, const hg_principal_t *who) {
+static void rotate_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principal_t *who) {
   if (!check_id(req, hg_http_req_param(req, "id"))) return;
   json_t *body = hg_api_parse_body(req, 1);
   if (body == NULL) return;
@@ -571,7 +571,7 @@ static void rotate_authorized(hg_app_t *app, hg_http_req_t *req, const hg_princi
     return;
   }
   json_decref(details);
-  job_t *j = job_new(app, req, who);
+  job_t *j = job_new(api, req, who);
   if (j == NULL) return;
   if (hg_secret_generate(j->secret) != 0) {
     hg_api_internal_error(req, "generate secret", HG_EIO);
@@ -592,7 +592,7 @@ HG_API_ROUTE(patch, HG_SCOPE_WEBHOOKS_WRITE)
 HG_API_ROUTE(delete, HG_SCOPE_WEBHOOKS_WRITE)
 HG_API_ROUTE(rotate, HG_SCOPE_WEBHOOKS_WRITE)
 
-int hg_api_webhooks_add_routes(hg_app_t *app) {
+int hg_api_webhooks_add_routes(hg_api_t *api, hg_router_t *router) {
   static const hg_route_def_t routes[] = {
       HG_API_DEF("POST", "/v1/webhooks", create),
       HG_API_DEF("GET", "/v1/webhooks", list),
@@ -602,5 +602,5 @@ int hg_api_webhooks_add_routes(hg_app_t *app) {
       HG_API_DEF("POST", "/v1/webhooks/{id}/rotate-secret", rotate),
       {NULL, NULL, NULL, 0},
   };
-  return hg_router_add_all(app->router, routes, app);
+  return hg_router_add_all(router, routes, api);
 }

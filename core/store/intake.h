@@ -16,7 +16,7 @@
  * written once full of zeros when created, so that appending overwrites
  * blocks the file already has and fdatasync need not commit the file
  * system's journal (about 87 us instead of 188 us for 16 KiB on the
- * development VM, bench/fsync_modes.c). A segment starts with a header (magic, its first record
+ * development VM, bench/experiments/fsync_modes.c). A segment starts with a header (magic, its first record
  * number, a random salt, a CRC); each record is its length, a CRC-32 over
  * the salt, number, length and bytes, its number, then the bytes. A record
  * whose CRC fails, or left over from a segment's earlier use (another

@@ -609,37 +609,19 @@ static uint64_t run_group(sqlite3 *db, struct job *batch, uint64_t *ns, int *com
   return in_txn;
 }
 
-#ifdef HG_BENCH_BOUNDS
-/* A measuring build only (cmake -DHG_BENCH_BOUNDS=ON, which
- * bench/ingest-bounds makes; never a release): with HOOKGATE_BENCH_BOUNDS
- * set to "rollback", a group of logged jobs (events already answered from
- * the intake log) runs and is rolled back instead of committed, so SQLite
- * does the inserts but writes and syncs nothing; with "skip" it does not
- * run at all. Both report success. They bound what storing events costs
- * ingest; any other group is committed as usual. */
-enum { BOUNDS_OFF, BOUNDS_ROLLBACK, BOUNDS_SKIP };
-static int bounds_mode(void) {
-  const char *e = getenv("HOOKGATE_BENCH_BOUNDS");
-  if (e == NULL || e[0] == '\0') return BOUNDS_OFF;
-  if (strcmp(e, "skip") == 0) return BOUNDS_SKIP;
-  if (strcmp(e, "rollback") == 0) return BOUNDS_ROLLBACK;
-  /* A typo would measure the product under the wrong name. */
-  hg_log(HG_LOG_ERROR, "HOOKGATE_BENCH_BOUNDS must be rollback or skip", "value", e, NULL);
-  abort();
-}
+hg_store_bounds_t (*hg_store__bounds)(void);
 
-/* Takes a group of logged jobs in the measuring mode: returns 0 when there
- * is none (the group is committed as usual). Nothing it does is written,
- * so nothing is synced either. */
-static int bounds_group(sqlite3 *db, struct job *batch, int bounds, uint64_t *ns) {
+/* Takes a group of logged jobs in a measuring mode (hg_store__bounds):
+ * returns 0 when there is none (the group is committed as usual). Nothing
+ * it does is written, so nothing is synced either. */
+static int bounds_group(sqlite3 *db, struct job *batch, hg_store_bounds_t bounds, uint64_t *ns) {
   int committed;
-  if (bounds == BOUNDS_SKIP)
+  if (bounds == HG_STORE_BOUNDS_SKIP)
     for (struct job *j = batch; j != NULL; j = j->next) j->status = 0;
-  else if (bounds == BOUNDS_ROLLBACK)
+  else if (bounds == HG_STORE_BOUNDS_ROLLBACK)
     run_group(db, batch, ns, &committed, "ROLLBACK");
-  return bounds != BOUNDS_OFF;
+  return bounds != HG_STORE_BOUNDS_OFF;
 }
-#endif
 
 static void thread_main(void *arg) {
   hg_store_t *s = arg;
@@ -650,12 +632,7 @@ static void thread_main(void *arg) {
     tls_cache = cache;
   }
   int niced = 0;
-#ifdef HG_BENCH_BOUNDS
-  int bounds = bounds_mode();
-  if (bounds != BOUNDS_OFF)
-    hg_log(HG_LOG_WARN, "a measuring build: answered events are not stored", "HOOKGATE_BENCH_BOUNDS",
-           bounds == BOUNDS_SKIP ? "skip" : "rollback", NULL);
-#endif
+  hg_store_bounds_t bounds = hg_store__bounds ? hg_store__bounds() : HG_STORE_BOUNDS_OFF;
   uv_mutex_lock(&s->mutex);
   for (;;) {
     while (s->queue == NULL && !s->closing) uv_cond_wait(&s->cond, &s->mutex);
@@ -683,9 +660,7 @@ static void thread_main(void *arg) {
     }
     int64_t changes = sqlite3_total_changes64(s->db);
     uint64_t in_txn = 0;
-#ifdef HG_BENCH_BOUNDS
     if (eager || !bounds_group(s->db, batch, bounds, &ns))
-#endif
       in_txn = run_group(s->db, batch, &ns, &committed, "COMMIT");
     /* A group that only read wrote nothing to the log: no fsync for it. */
     int wrote = committed && sqlite3_total_changes64(s->db) != changes;

@@ -108,6 +108,19 @@ void hg_store_set_lazy_sync(hg_store_t *s, uint64_t ns);
 /* Copies the counters. */
 void hg_store_stats(hg_store_t *s, hg_store_stats_t *out);
 
+/* What the store thread does with a group made only of logged jobs (events
+ * the intake log answered): commits it (OFF, the product); runs it and
+ * rolls it back, so that SQLite does the inserts but writes and syncs
+ * nothing (ROLLBACK); or does not run it (SKIP). The last two report
+ * success and lose the events: they bound what storing events costs
+ * ingest. */
+typedef enum { HG_STORE_BOUNDS_OFF, HG_STORE_BOUNDS_ROLLBACK, HG_STORE_BOUNDS_SKIP } hg_store_bounds_t;
+
+/* A measuring build's hook (bench/experiments/bounds.c installs it; NULL in
+ * the product): called once on each store thread as it starts, it returns
+ * the thread's hg_store_bounds_t. */
+extern hg_store_bounds_t (*hg_store__bounds)(void);
+
 /* Runs the jobs already queued, commits them, stops the thread and closes
  * the database; completions of those jobs still run, on the loop, after
  * this returns (never inside it). Blocks the calling thread until the last

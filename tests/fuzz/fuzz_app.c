@@ -7,8 +7,8 @@
 #include "base/crypto.h"
 #include "pipeline/dispatcher.h"
 #include "pipeline/event_types.h"
+#include "pipeline/ingest.h"
 #include "base/ids.h"
-#include "store/intake.h"
 #include "store/keys.h"
 #include "base/log.h"
 #include "lua/runtime.h"
@@ -25,7 +25,6 @@
 static uv_loop_t loop;
 static hg_config_t cfg;
 static hg_app_t app;
-static hg_client_t *client;
 static int built;
 static char auth[HGF_N_KEYS][16 + HG_KEY_MAX];
 static char last_wh[HG_ID_MAX] = "wh_01jd0000000000000000000000";
@@ -56,18 +55,10 @@ static int key_work(sqlite3 *db, void *ud) {
 
 static int subs_work(sqlite3 *db, void *ud) {
   (void)ud;
-  return hg_subs_load(app.subs, db); }
-
-/* Lua's management calls, as app.c makes them. */
-static int lua_subrequest(void *ud, const char *method, const char *target, const char *body, size_t body_len,
-                          hg_lua_subrequest_cb cb, void *cb_ud) {
-  char bearer[96];
-  snprintf(bearer, sizeof(bearer), "Bearer %s", app.internal_key);
-  return hg_http_virtual(method, target, bearer, body, body_len, hg_app_handle, ud, cb, cb_ud);
-}
+  return hg_subs_load(app.api.subs, db); }
 
 static int run_job(hg_store_work_fn work, job_t *j) {
-  if (hg_store_submit(app.store, work, job_done, j) != 0) return -1;
+  if (hg_store_submit(app.api.store, work, job_done, j) != 0) return -1;
   while (!j->done) uv_run(&loop, UV_RUN_ONCE);
   return j->status;
 }
@@ -113,50 +104,40 @@ hg_app_t *hgf_app(void) {
   if (cfg.store == NULL || cfg.admin_key == NULL) die("out of memory", NULL);
 
   memset(&app, 0, sizeof(app));
-  app.cfg = &cfg;
+  app.cfg = app.api.cfg = &cfg;
   app.loop = &loop;
   if (uv_loop_init(&loop) != 0) die("uv_loop_init", NULL);
-  hg_sha256(cfg.admin_key, strlen(cfg.admin_key), app.admin_key_hash);
-  app.has_admin_key = 1;
-  if (hg_event_types_new(&app.event_types, &cfg.event_types, err, sizeof(err)) != 0) die("event types", err);
-  if (hg_store_open(&app.store, &loop, cfg.store, err, sizeof(err)) != 0) die("store", err);
-  char intake_dir[320];
-  snprintf(intake_dir, sizeof(intake_dir), "%s-intake", cfg.store);
-  if (hg_intake_open(&app.intake, &loop, intake_dir, err, sizeof(err)) != 0) die("intake", err);
-  if ((app.subs = hg_subs_new()) == NULL) die("subs", NULL);
+  hg_sha256(cfg.admin_key, strlen(cfg.admin_key), app.api.admin_key_hash);
+  app.api.has_admin_key = 1;
+  if (hg_event_types_new(&app.api.event_types, &cfg.event_types, err, sizeof(err)) != 0) die("event types", err);
+  if (hg_store_open(&app.api.store, &loop, cfg.store, err, sizeof(err)) != 0) die("store", err);
+  if ((app.api.subs = hg_subs_new()) == NULL) die("subs", NULL);
   job_t sj = {0};
   if (run_job(subs_work, &sj) != 0) die("subs load", NULL);
   hg_client_opts_t copts;
   hg_client_opts_default(&copts);
   copts.loop = &loop;
-  if (hg_client_new(&client, &copts, err, sizeof(err)) != 0) die("client", err);
-  if (hg_dispatcher_new(&app.dispatcher, &loop, app.store, &cfg, &app.lua, app.subs, client) != 0)
+  if (hg_client_new(&app.client, &copts, err, sizeof(err)) != 0) die("client", err);
+  if (hg_dispatcher_new(&app.api.dispatcher, &loop, app.api.store, &cfg, &app.api.lua, app.api.subs, app.client) != 0)
     die("dispatcher", NULL);
+  char intake_dir[320];
+  snprintf(intake_dir, sizeof(intake_dir), "%s-intake", cfg.store);
+  hg_ingest_opts_t iopts = {.loop = &loop, .store = app.api.store, .intake_dir = intake_dir,
+                            .first_delay_ms = (int64_t)(cfg.schedule[0] * 1000.0), .subs = app.api.subs,
+                            .dispatcher = app.api.dispatcher};
+  if (hg_ingest_new(&app.api.ingest, &iopts, err, sizeof(err)) != 0) die("intake", err);
   unsigned char raw[24];
   if (hg_random(raw, sizeof(raw)) != 0) die("random", NULL);
   memcpy(app.internal_key, "hg_internal_", 12);
   hg_hex_encode(raw, sizeof(raw), app.internal_key + 12);
-  hg_sha256(app.internal_key, strlen(app.internal_key), app.internal_key_hash);
+  hg_sha256(app.internal_key, strlen(app.internal_key), app.api.internal_key_hash);
+  app.api.has_internal_key = 1;
   json_t *lua_errors = NULL;
-  hg_lua_opts_t lopts = {
-      .loop = &loop,
-      .lib_path = cfg.lua_lib_path,
-      .plugin_paths = (const char *const *)cfg.lua_plugin_paths.items,
-      .n_plugin_paths = cfg.lua_plugin_paths.n,
-      .plugins_json = cfg.plugins_json,
-      .memory = cfg.lua_memory,
-      .run_memory = cfg.lua_run_memory,
-      .shared_memory = cfg.lua_shared_memory,
-      .cpu_slice_ms = cfg.lua_cpu_slice_ms,
-      .cpu_budget_ms = cfg.lua_cpu_budget_ms,
-      .client = &client,
-      .subrequest = lua_subrequest,
-      .subrequest_ud = &app,
-  };
-  if (hg_lua_new(&app.lua, &lopts, &lua_errors) != 0) die("lua", NULL);
+  hg_lua_opts_t lopts = hg_app_lua_opts(&cfg, &app);
+  if (hg_lua_new(&app.api.lua, &lopts, &lua_errors) != 0) die("lua", NULL);
   if ((app.router = hg_router_new()) == NULL || hg_app_add_routes(&app) != 0) die("router", NULL);
-  if (hg_dispatcher_start(app.dispatcher) != 0) die("dispatcher start", NULL);
-  hg_lua_start(app.lua);
+  if (hg_dispatcher_start(app.api.dispatcher) != 0) die("dispatcher start", NULL);
+  hg_lua_start(app.api.lua);
 
   snprintf(auth[0], sizeof(auth[0]), "Bearer %s", admin);
   static const struct {
@@ -207,7 +188,7 @@ int hgf_request(const char *method, const char *target, const char *authorizatio
   while (!w.answered) uv_run(&loop, UV_RUN_ONCE);
   /* Hand the store what the answer left queued (the store jobs of events
    * answered from the intake log): they run while the next input starts. */
-  hg_store_flush(app.store);
+  hg_store_flush(app.api.store);
   uv_run(&loop, UV_RUN_NOWAIT);
   return 0;
 }

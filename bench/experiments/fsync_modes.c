@@ -3,7 +3,7 @@
  * (unwritten extents), and when they were written once before (overwrite,
  * as the intake log's reused segments are).
  *
- *   cc -O2 -o fsync_modes bench/fsync_modes.c && ./fsync_modes [DIR [CHUNK [N]]]
+ *   cc -O2 -o fsync_modes bench/experiments/fsync_modes.c && ./fsync_modes [DIR [CHUNK [N]]]
  *
  * Defaults: DIR /var/tmp (must be a real disk, not tmpfs), CHUNK 16384
  * bytes, N 2000 writes per mode. Prints the mean µs per write + fdatasync. */

@@ -2,7 +2,7 @@
  * (HMAC-SHA-256 with a prepared key), mbedTLS 2.28 against OpenSSL's
  * libcrypto, on this machine. Why core/crypto.c uses libcrypto for it.
  *
- *   cc -O2 -o /tmp/hmac_compare bench/hmac_compare.c -lmbedcrypto -lcrypto && /tmp/hmac_compare
+ *   cc -O2 -o /tmp/hmac_compare bench/experiments/hmac_compare.c -lmbedcrypto -lcrypto && /tmp/hmac_compare
  *
  * Prints the median of 5 rounds of 200,000 MACs for each, and the ratio. */
 #include <mbedtls/md.h>

@@ -5,7 +5,7 @@
  * the intake log could sync while the first does; if not much more often,
  * the disk serialises its flushes and only the write could overlap.
  *
- *   cc -O2 -pthread -o fsync_parallel bench/fsync_parallel.c
+ *   cc -O2 -pthread -o fsync_parallel bench/experiments/fsync_parallel.c
  *   ./fsync_parallel 1 && ./fsync_parallel 2    [THREADS [DIR [SECONDS]]]
  *
  * Defaults: 1 thread, DIR /var/tmp (a real disk, not tmpfs), 3 seconds.
