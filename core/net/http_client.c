@@ -24,7 +24,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base/buf.h"
 #include "base/common.h"
+#include "base/list.h"
 #include "net/tls_client.h"
 
 #define MAX_ADDRS 8
@@ -32,34 +34,12 @@
 #define READ_BUF_SIZE 65536
 #define PLAIN_BUF_SIZE 16384
 
-typedef struct link {
-  struct link *prev, *next;
-} link_t;
-
-#define CONTAINER(p, type, field) ((type *)(void *)((char *)(p)-offsetof(type, field)))
-
-static void list_init(link_t *h) { h->prev = h->next = h; }
-static int list_empty(const link_t *h) { return h->next == h; }
-static void list_insert(link_t *prev, link_t *n) {
-  n->prev = prev;
-  n->next = prev->next;
-  prev->next->prev = n;
-  prev->next = n;
-}
-static void list_push(link_t *h, link_t *n) { list_insert(h->prev, n); }
-static void list_unshift(link_t *h, link_t *n) { list_insert(h, n); }
-static void list_del(link_t *n) {
-  n->prev->next = n->next;
-  n->next->prev = n->prev;
-  n->prev = n->next = n;
-}
-
 typedef struct origin {
   struct origin *hnext;
-  link_t ready_link; /* in client->ready while waiting for a global slot */
+  hg_list_t ready_link; /* in client->ready while waiting for a global slot */
   int in_ready;
-  link_t queue;      /* waiting req_t */
-  link_t idle;       /* idle conn_t, most recently used first */
+  hg_list_t queue;      /* waiting req_t */
+  hg_list_t idle;       /* idle conn_t, most recently used first */
   unsigned active;   /* connections holding a slot */
   unsigned n_idle;
   int https;
@@ -80,7 +60,7 @@ typedef struct req {
   hg_client_t *c;
   origin_t *o;
   conn_t *conn;
-  link_t link; /* origin queue, or client->deferred */
+  hg_list_t link; /* origin queue, or client->deferred */
   uv_timer_t timer;
   hg_client_cb cb;
   void *ud;
@@ -93,11 +73,9 @@ typedef struct req {
   /* The response. */
   int status;
   int truncated;
-  char *hbuf; /* "name\0value\0" pairs */
-  size_t hlen, hcap;
+  hg_buf_t hdr; /* "name\0value\0" pairs */
   unsigned nhdr;
-  char *body;
-  size_t blen, bcap;
+  hg_buf_t body; /* room for a NUL after it whenever data is set */
   size_t wlen;
   char wbuf[]; /* request line, headers, body */
 } req_t;
@@ -106,8 +84,8 @@ struct conn {
   hg_client_t *c;
   origin_t *o;
   req_t *req;
-  link_t link; /* origin->idle */
-  link_t all;  /* client->conns, until closing */
+  hg_list_t link; /* origin->idle */
+  hg_list_t all;  /* client->conns, until closing */
   uv_tcp_t tcp;
   uv_timer_t timer; /* connect timeout, then idle timeout */
   uv_getaddrinfo_t gai;
@@ -134,9 +112,9 @@ struct hg_client {
   hg_tls_client_t *tls;
   origin_t **buckets;
   size_t nbuckets, norigins;
-  link_t ready;    /* origins waiting for a global slot */
-  link_t conns;    /* open connections */
-  link_t deferred; /* requests whose callback waits for the next iteration */
+  hg_list_t ready;    /* origins waiting for a global slot */
+  hg_list_t conns;    /* open connections */
+  hg_list_t deferred; /* requests whose callback waits for the next iteration */
   unsigned in_flight, queued, idle;
   unsigned refs;  /* 1 until closed, + live requests + live connections */
   int closing;
@@ -286,9 +264,9 @@ static origin_t *origin_get(hg_client_t *c, const hg_client_url_t *u) {
   o->host = host;
   o->https = u->https;
   snprintf(o->port, sizeof(o->port), "%u", u->port);
-  list_init(&o->queue);
-  list_init(&o->idle);
-  list_init(&o->ready_link);
+  hg_list_init(&o->queue);
+  hg_list_init(&o->idle);
+  hg_list_init(&o->ready_link);
   struct sockaddr_in *s4 = (struct sockaddr_in *)&o->literal_addr;
   struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&o->literal_addr;
   if (uv_ip4_addr(host, u->port, s4) == 0)
@@ -360,9 +338,9 @@ int hg_client_new(hg_client_t **out, const hg_client_opts_t *opts, char *err, si
   c->o.ca_file = NULL; /* not kept: used only below */
   c->loop = opts->loop;
   c->refs = 1;
-  list_init(&c->ready);
-  list_init(&c->conns);
-  list_init(&c->deferred);
+  hg_list_init(&c->ready);
+  hg_list_init(&c->conns);
+  hg_list_init(&c->deferred);
   c->user_agent = strdup(opts->user_agent ? opts->user_agent : "hookgate/" HG_VERSION);
   if (c->user_agent == NULL) goto fail;
   if ((rc = hg_tls_client_new(&c->tls, opts->ca_file, tlserr, sizeof(tlserr))) != 0) {
@@ -507,7 +485,7 @@ int hg_client_send(hg_client_t *c, const hg_client_request_t *rq, hg_client_cb c
   uv_timer_start(&r->timer, req_timer_cb, rq->timeout_ms ? rq->timeout_ms : c->o.total_timeout_ms,
                  0);
   r->state = R_QUEUED;
-  list_push(&o->queue, &r->link);
+  hg_list_push(&o->queue, &r->link);
   c->queued++;
   pump(c, o, UINT32_MAX);
   return 0;
@@ -516,9 +494,9 @@ int hg_client_send(hg_client_t *c, const hg_client_request_t *rq, hg_client_cb c
 static void resp_reset(req_t *r) {
   r->status = 0;
   r->truncated = 0;
-  r->hlen = 0;
+  hg_buf_reset(&r->hdr);
   r->nhdr = 0;
-  r->blen = 0;
+  hg_buf_reset(&r->body);
 }
 
 static void deliver(req_t *r) {
@@ -530,7 +508,7 @@ static void deliver(req_t *r) {
   if (r->err == 0) {
     res.status = r->status;
     if (r->nhdr > 0 && (hdrs = malloc(r->nhdr * sizeof(*hdrs))) != NULL) {
-      const char *p = r->hbuf;
+      const char *p = r->hdr.data;
       for (unsigned i = 0; i < r->nhdr; i++) {
         hdrs[i].name = p;
         p += strlen(p) + 1;
@@ -540,8 +518,8 @@ static void deliver(req_t *r) {
       res.headers = hdrs;
       res.n_headers = r->nhdr;
     }
-    res.body = r->body ? r->body : "";
-    res.body_len = r->blen;
+    res.body = r->body.data ? r->body.data : "";
+    res.body_len = r->body.len;
     res.body_truncated = r->truncated;
     if (r->status >= 300 && r->status < 400) res.error_text = "redirect not followed";
   } else {
@@ -552,12 +530,11 @@ static void deliver(req_t *r) {
   res.duration_ms = (hg_now_ns() - r->start_ns) / 1000000u;
   res.conn_reused = r->conn_reused;
   res.tls_resumed = r->tls_resumed;
-  if (r->body) r->body[r->blen] = '\0';
+  if (r->body.data) r->body.data[r->body.len] = '\0';
   if (r->cb) r->cb(&res, r->ud);
   free(hdrs);
-  free(r->hbuf);
-  free(r->body);
-  r->hbuf = r->body = NULL;
+  hg_buf_free(&r->hdr);
+  hg_buf_free(&r->body);
   uv_close((uv_handle_t *)&r->timer, req_close_cb);
 }
 
@@ -568,7 +545,7 @@ static void req_finish(req_t *r, int err, const char *text) {
   if (err) snprintf(r->errtext, sizeof(r->errtext), "%s", text);
   if (c->api_depth > 0) {
     r->state = R_DEFERRED;
-    list_push(&c->deferred, &r->link);
+    hg_list_push(&c->deferred, &r->link);
     uv_timer_start(&r->timer, req_timer_cb, 0, 0);
     return;
   }
@@ -579,13 +556,13 @@ static void req_timer_cb(uv_timer_t *t) {
   req_t *r = t->data;
   hg_client_t *c = r->c;
   if (r->state == R_DEFERRED) {
-    list_del(&r->link);
+    hg_list_del(&r->link);
     deliver(r);
     return;
   }
   const char *text = "timeout (queued: connection limit reached)";
   if (r->state == R_QUEUED) {
-    list_del(&r->link);
+    hg_list_del(&r->link);
     c->queued--;
   } else if (r->conn) {
     conn_t *conn = r->conn;
@@ -607,7 +584,7 @@ static void req_timer_cb(uv_timer_t *t) {
 static void ready_add(hg_client_t *c, origin_t *o) {
   if (o->in_ready) return;
   o->in_ready = 1;
-  list_push(&c->ready, &o->ready_link);
+  hg_list_push(&c->ready, &o->ready_link);
 }
 
 static void conn_start(hg_client_t *c, origin_t *o, req_t *r);
@@ -615,7 +592,7 @@ static void conn_send_request(conn_t *conn);
 
 static void assign(conn_t *conn, req_t *r) {
   hg_client_t *c = conn->c;
-  list_del(&r->link);
+  hg_list_del(&r->link);
   c->queued--;
   r->state = R_ACTIVE;
   r->conn = conn;
@@ -633,15 +610,15 @@ static void assign(conn_t *conn, req_t *r) {
 static void pump(hg_client_t *c, origin_t *o, unsigned limit) {
   unsigned n = 0;
   c->api_depth++;
-  while (!c->closing && !list_empty(&o->queue) && n < limit) {
+  while (!c->closing && !hg_list_empty(&o->queue) && n < limit) {
     if (c->in_flight >= c->o.max_in_flight) {
       ready_add(c, o);
       break;
     }
-    req_t *r = CONTAINER(o->queue.next, req_t, link);
-    if (!r->fresh && !list_empty(&o->idle)) {
-      conn_t *conn = CONTAINER(o->idle.next, conn_t, link);
-      list_del(&conn->link);
+    req_t *r = HG_CONTAINER(o->queue.next, req_t, link);
+    if (!r->fresh && !hg_list_empty(&o->idle)) {
+      conn_t *conn = HG_CONTAINER(o->idle.next, conn_t, link);
+      hg_list_del(&conn->link);
       o->n_idle--;
       c->idle--;
       uv_timer_stop(&conn->timer);
@@ -655,15 +632,15 @@ static void pump(hg_client_t *c, origin_t *o, unsigned limit) {
     }
     n++;
   }
-  if (n == limit && !list_empty(&o->queue)) ready_add(c, o);
+  if (n == limit && !hg_list_empty(&o->queue)) ready_add(c, o);
   c->api_depth--;
 }
 
 /* A global slot was freed: origins waiting for one take turns. */
 static void pump_ready(hg_client_t *c) {
-  while (!c->closing && c->in_flight < c->o.max_in_flight && !list_empty(&c->ready)) {
-    origin_t *o = CONTAINER(c->ready.next, origin_t, ready_link);
-    list_del(&o->ready_link);
+  while (!c->closing && c->in_flight < c->o.max_in_flight && !hg_list_empty(&c->ready)) {
+    origin_t *o = HG_CONTAINER(c->ready.next, origin_t, ready_link);
+    hg_list_del(&o->ready_link);
     o->in_ready = 0;
     pump(c, o, 1);
   }
@@ -705,7 +682,7 @@ static void conn_close(conn_t *conn) {
   hg_client_t *c = conn->c;
   if (conn->state == C_CLOSING) return;
   if (conn->state == C_IDLE) {
-    list_del(&conn->link);
+    hg_list_del(&conn->link);
     conn->o->n_idle--;
     c->idle--;
   }
@@ -718,7 +695,7 @@ static void conn_close(conn_t *conn) {
     c->in_flight--;
     conn->o->active--;
   }
-  list_del(&conn->all);
+  hg_list_del(&conn->all);
   conn->state = C_CLOSING;
   if (conn->gai_pending) uv_cancel((uv_req_t *)&conn->gai);
   if (conn->tcp_open && !uv_is_closing((uv_handle_t *)&conn->tcp))
@@ -748,7 +725,7 @@ static void conn_fail(conn_t *conn, int err, const char *fmt, ...) {
     r->retried = 1;
     r->fresh = 1;
     r->state = R_QUEUED;
-    list_unshift(&o->queue, &r->link);
+    hg_list_unshift(&o->queue, &r->link);
     c->queued++;
     c->requests_retried++;
     r = NULL;
@@ -775,7 +752,7 @@ static void alloc_cb(uv_handle_t *h, size_t size, uv_buf_t *buf) {
 
 static void write_cb(uv_write_t *wr, int status) {
   conn_t *conn = wr->handle->data;
-  free(CONTAINER(wr, write_req_t, req));
+  free(HG_CONTAINER(wr, write_req_t, req));
   if (status < 0 && status != UV_ECANCELED && conn->state != C_CLOSING) {
     if (conn->req)
       conn_fail(conn, HG_EIO, "write: %s", uv_strerror(status));
@@ -856,7 +833,7 @@ static void conn_complete(conn_t *conn, int must_close) {
     c->in_flight--;
     o->active--;
     conn->state = C_IDLE;
-    list_unshift(&o->idle, &conn->link);
+    hg_list_unshift(&o->idle, &conn->link);
     o->n_idle++;
     c->idle++;
     uv_timer_start(&conn->timer, conn_timer_cb, c->o.idle_timeout_ms, 0);
@@ -1070,7 +1047,7 @@ static void gai_cb(uv_getaddrinfo_t *g, int status, struct addrinfo *res) {
 static void conn_start(hg_client_t *c, origin_t *o, req_t *r) {
   conn_t *conn = calloc(1, sizeof(*conn));
   if (conn == NULL) {
-    list_del(&r->link);
+    hg_list_del(&r->link);
     c->queued--;
     req_finish(r, HG_ENOMEM, "out of memory");
     return;
@@ -1078,8 +1055,8 @@ static void conn_start(hg_client_t *c, origin_t *o, req_t *r) {
   conn->c = c;
   conn->o = o;
   c->refs++;
-  list_init(&conn->link);
-  list_push(&c->conns, &conn->all);
+  hg_list_init(&conn->link);
+  hg_list_push(&c->conns, &conn->all);
   uv_timer_init(c->loop, &conn->timer);
   conn->timer.data = conn;
   conn->timer_open = 1;
@@ -1109,18 +1086,8 @@ static void conn_start(hg_client_t *c, origin_t *o, req_t *r) {
 /* ---- llhttp callbacks ---- */
 
 static int hbuf_append(req_t *r, const char *at, size_t len) {
-  if (r->hlen + len + 1 > MAX_RESPONSE_HEADER_BYTES) return -1;
-  if (r->hlen + len + 1 > r->hcap) {
-    size_t cap = r->hcap ? r->hcap * 2 : 1024;
-    while (cap < r->hlen + len + 1) cap *= 2;
-    char *p = realloc(r->hbuf, cap);
-    if (p == NULL) return -1;
-    r->hbuf = p;
-    r->hcap = cap;
-  }
-  memcpy(r->hbuf + r->hlen, at, len);
-  r->hlen += len;
-  return 0;
+  if (r->hdr.len + len + 1 > MAX_RESPONSE_HEADER_BYTES) return -1;
+  return hg_buf_append(&r->hdr, at, len);
 }
 
 static int too_big(llhttp_t *p) {
@@ -1148,11 +1115,12 @@ static int on_headers_complete(llhttp_t *p) {
   conn_t *conn = p->data;
   req_t *r = conn->req;
   r->status = p->status_code;
-  if ((p->flags & F_CONTENT_LENGTH) && r->body == NULL) {
+  if (p->flags & F_CONTENT_LENGTH) {
     size_t want = p->content_length < conn->c->o.max_response_body
                       ? (size_t)p->content_length
                       : conn->c->o.max_response_body;
-    if (want > 0 && (r->body = malloc(want + 1)) != NULL) r->bcap = want + 1;
+    /* Room for the whole body at once; on_body grows it if this failed. */
+    if (want > 0) (void)hg_buf_reserve(&r->body, want);
   }
   return r->head_only ? 1 : 0;
 }
@@ -1162,21 +1130,14 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
   req_t *r = conn->req;
   size_t max = conn->c->o.max_response_body;
   size_t take = len;
-  if (r->blen + take > max) take = max - r->blen;
-  if (r->blen + take + 1 > r->bcap) {
-    size_t cap = r->bcap ? r->bcap * 2 : 1024;
-    while (cap < r->blen + take + 1) cap *= 2;
-    if (cap > max + 1) cap = max + 1;
-    char *b = realloc(r->body, cap);
-    if (b == NULL) {
-      llhttp_set_error_reason(p, "out of memory");
-      return HPE_USER;
-    }
-    r->body = b;
-    r->bcap = cap;
+  if (r->body.len + take > max) take = max - r->body.len;
+  /* One byte more than the bytes: deliver() ends the body with a NUL. */
+  if (hg_buf_reserve(&r->body, take + 1) != 0) {
+    llhttp_set_error_reason(p, "out of memory");
+    return HPE_USER;
   }
-  memcpy(r->body + r->blen, at, take);
-  r->blen += take;
+  memcpy(r->body.data + r->body.len, at, take);
+  r->body.len += take;
   if (take < len) {
     /* Over the limit: deliver what we have and drop the connection rather
      * than read an unbounded remainder. */
@@ -1217,37 +1178,37 @@ static void init_settings(llhttp_settings_t *s) {
 void hg_client_close(hg_client_t *c) {
   if (c == NULL || c->closing) return;
   c->closing = 1;
-  link_t cancel;
-  list_init(&cancel);
+  hg_list_t cancel;
+  hg_list_init(&cancel);
   for (size_t i = 0; i < c->nbuckets; i++) {
     for (origin_t *o = c->buckets[i]; o; o = o->hnext) {
-      while (!list_empty(&o->queue)) {
-        req_t *r = CONTAINER(o->queue.next, req_t, link);
-        list_del(&r->link);
+      while (!hg_list_empty(&o->queue)) {
+        req_t *r = HG_CONTAINER(o->queue.next, req_t, link);
+        hg_list_del(&r->link);
         c->queued--;
-        list_push(&cancel, &r->link);
+        hg_list_push(&cancel, &r->link);
       }
       if (o->in_ready) {
-        list_del(&o->ready_link);
+        hg_list_del(&o->ready_link);
         o->in_ready = 0;
       }
     }
   }
-  while (!list_empty(&c->conns)) {
-    conn_t *conn = CONTAINER(c->conns.next, conn_t, all);
+  while (!hg_list_empty(&c->conns)) {
+    conn_t *conn = HG_CONTAINER(c->conns.next, conn_t, all);
     req_t *r = conn->req;
     conn_close(conn);
-    if (r) list_push(&cancel, &r->link);
+    if (r) hg_list_push(&cancel, &r->link);
   }
   /* Failures already decided keep their own error. */
-  while (!list_empty(&c->deferred)) {
-    req_t *r = CONTAINER(c->deferred.next, req_t, link);
-    list_del(&r->link);
+  while (!hg_list_empty(&c->deferred)) {
+    req_t *r = HG_CONTAINER(c->deferred.next, req_t, link);
+    hg_list_del(&r->link);
     deliver(r);
   }
-  while (!list_empty(&cancel)) {
-    req_t *r = CONTAINER(cancel.next, req_t, link);
-    list_del(&r->link);
+  while (!hg_list_empty(&cancel)) {
+    req_t *r = HG_CONTAINER(cancel.next, req_t, link);
+    hg_list_del(&r->link);
     r->err = HG_ECLOSED;
     snprintf(r->errtext, sizeof(r->errtext), "canceled: client closed");
     deliver(r);
