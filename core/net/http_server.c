@@ -9,7 +9,9 @@
  * whichever deadline applies now: idle, headers, body or lingering close. */
 #include "net/http_server.h"
 
+#include "base/buf.h"
 #include "base/common.h"
+#include "base/list.h"
 #include "base/log.h"
 #include "net/tls_server.h"
 
@@ -53,17 +55,14 @@ struct req {
   /* Request line and headers as NUL-terminated strings: target, then name,
    * value pairs, then the path. Header pointers hold offsets into it until
    * the headers complete. */
-  char *hb;
-  size_t hb_len, hb_cap;
+  hg_buf_t hb;
   size_t hdr_cap;
   size_t body_cap;
   char empty_body[1];
   /* Headers the handler added: "Name: value\r\n" lines. */
-  char *extra;
-  size_t extra_len, extra_cap;
+  hg_buf_t extra;
   /* The serialised response. */
-  char *out;
-  size_t out_len, out_cap;
+  hg_buf_t out;
   int status;
   size_t resp_bytes;
   /* An internal subrequest (no connection): where the answer goes. */
@@ -85,7 +84,7 @@ struct conn {
   uv_timer_t timer;
   uv_shutdown_t shut;
   hg_http_server_t *s;
-  struct conn *prev, *next; /* in s->conns while the socket is open */
+  hg_list_t link;           /* in s->conns while the socket is open */
   struct conn *resume_next; /* in s->resume while waiting there */
   llhttp_t parser;
   struct req *head, *tail; /* all requests, oldest first */
@@ -97,8 +96,7 @@ struct conn {
   hg_tls_sconn_t *tls;
   struct listener *l; /* holds a reference: tls points into l->tls */
   /* Input received but not parsed because too many requests were pending. */
-  char *left;
-  size_t left_off, left_len, left_cap;
+  hg_buf_t left;
   int err_status; /* set by parser callbacks that fail the request */
   unsigned reading : 1, paused : 1, in_resume : 1, stopped : 1, ending : 1, shutting : 1,
       lingering : 1, closed : 1, is_tls : 1;
@@ -120,7 +118,7 @@ struct hg_http_server {
   void *handler_ud;
   int access_log;
   struct listener *listeners;
-  struct conn *conns;
+  hg_list_t conns;
   size_t n_conns;
   struct conn *resume; /* connections whose input may be parsed again */
   uv_idle_t idle;      /* runs deferred work: resume, done */
@@ -159,17 +157,6 @@ static uint64_t rng_next(hg_http_server_t *s) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
   return z ^ (z >> 31);
-}
-
-static int grow(char **buf, size_t *cap, size_t need) {
-  if (need <= *cap) return 0;
-  size_t n = *cap ? *cap : 256;
-  while (n < need) n *= 2;
-  char *nb = realloc(*buf, n);
-  if (nb == NULL) return HG_ENOMEM;
-  *buf = nb;
-  *cap = n;
-  return 0;
 }
 
 static const char *cached_date(hg_http_server_t *s) {
@@ -233,11 +220,11 @@ const char *hg_http_status_text(int status) {
 
 static void req_free(struct req *r) {
   if (r == NULL) return;
-  free(r->hb);
+  hg_buf_free(&r->hb);
   free(r->pub.headers);
   if (r->pub.body != r->empty_body) free(r->pub.body);
-  free(r->extra);
-  free(r->out);
+  hg_buf_free(&r->extra);
+  hg_buf_free(&r->out);
   free(r);
 }
 
@@ -246,21 +233,21 @@ static struct req *req_new(struct conn *c) {
   struct req *r = c->spare;
   if (r != NULL) {
     c->spare = NULL;
-    char *hb = r->hb, *body = r->pub.body, *extra = r->extra, *out = r->out;
+    hg_buf_t hb = r->hb, extra = r->extra, out = r->out;
+    char *body = r->pub.body;
     hg_http_header_t *hdrs = r->pub.headers;
-    size_t hb_cap = r->hb_cap, hdr_cap = r->hdr_cap, body_cap = r->body_cap,
-           extra_cap = r->extra_cap, out_cap = r->out_cap;
+    size_t hdr_cap = r->hdr_cap, body_cap = r->body_cap;
     memset(r, 0, sizeof(*r));
     r->hb = hb;
-    r->hb_cap = hb_cap;
+    hg_buf_reset(&r->hb);
     r->pub.headers = hdrs;
     r->hdr_cap = hdr_cap;
     r->pub.body = body;
     r->body_cap = body_cap;
     r->extra = extra;
-    r->extra_cap = extra_cap;
+    hg_buf_reset(&r->extra);
     r->out = out;
-    r->out_cap = out_cap;
+    hg_buf_reset(&r->out);
   } else if ((r = calloc(1, sizeof(*r))) == NULL) {
     return NULL;
   }
@@ -284,20 +271,15 @@ static struct req *req_new(struct conn *c) {
 
 /* Keeps r for the next request on c when its buffers are modest. */
 static void req_recycle(struct conn *c, struct req *r) {
-  if (c->spare == NULL && !c->closed && r->hb_cap <= KEEP_BUF_MAX && r->body_cap <= KEEP_BUF_MAX &&
-      r->out_cap <= KEEP_BUF_MAX) {
+  if (c->spare == NULL && !c->closed && r->hb.cap <= KEEP_BUF_MAX && r->body_cap <= KEEP_BUF_MAX &&
+      r->out.cap <= KEEP_BUF_MAX) {
     c->spare = r;
     return;
   }
   req_free(r);
 }
 
-static int hb_put(struct req *r, const char *at, size_t len) {
-  if (grow(&r->hb, &r->hb_cap, r->hb_len + len + 1) != 0) return HG_ENOMEM;
-  memcpy(r->hb + r->hb_len, at, len);
-  r->hb_len += len;
-  return 0;
-}
+static int hb_put(struct req *r, const char *at, size_t len) { return hg_buf_append(&r->hb, at, len); }
 
 const char *hg_http_req_header(const hg_http_req_t *req, const char *name) {
   for (size_t i = 0; i < req->n_headers; i++)
@@ -314,15 +296,15 @@ const char *hg_http_req_param(const hg_http_req_t *req, const char *name) {
 void hg_http_req_add_header(hg_http_req_t *req, const char *name, const char *value) {
   struct req *r = (struct req *)req;
   size_t nl = strlen(name), vl = strlen(value);
-  if (grow(&r->extra, &r->extra_cap, r->extra_len + nl + vl + 4) != 0) return;
-  char *p = r->extra + r->extra_len;
+  if (hg_buf_reserve(&r->extra, nl + vl + 4) != 0) return;
+  char *p = r->extra.data + r->extra.len;
   memcpy(p, name, nl);
   p[nl] = ':';
   p[nl + 1] = ' ';
   memcpy(p + nl + 2, value, vl);
   p[nl + 2 + vl] = '\r';
   p[nl + 3 + vl] = '\n';
-  r->extra_len += nl + vl + 4;
+  r->extra.len += nl + vl + 4;
 }
 
 int hg_http_virtual(const char *method, const char *target, const char *authorization, const char *body,
@@ -341,14 +323,15 @@ int hg_http_virtual(const char *method, const char *target, const char *authoriz
   size_t tl = strlen(target), al = strlen(authorization);
   const char *qm = strchr(target, '?');
   size_t pl = qm ? (size_t)(qm - target) : tl;
-  r->hb_cap = tl + 1 + pl + 1 + 13 + 17 + 14 + al + 1 + 8;
+  size_t hb_len = tl + 1 + pl + 1 + 13 + 17 + 14 + al + 1;
   r->pub.headers = calloc(2, sizeof(hg_http_header_t));
   r->pub.body = malloc(body_len + 1);
-  if ((r->hb = malloc(r->hb_cap)) == NULL || r->pub.headers == NULL || r->pub.body == NULL) {
+  if (hg_buf_reserve(&r->hb, hb_len) != 0 || r->pub.headers == NULL || r->pub.body == NULL) {
     req_free(r);
     return HG_ENOMEM;
   }
-  char *p = r->hb;
+  r->hb.len = hb_len;
+  char *p = r->hb.data;
   memcpy(p, target, tl + 1);
   r->pub.target = p;
   r->pub.query = qm ? p + (qm - target) + 1 : "";
@@ -385,7 +368,7 @@ int hg_http_virtual(const char *method, const char *target, const char *authoriz
 static int head_too_big(struct conn *c, struct req *r) {
   /* hb holds the target and the header names and values; count the
    * separators too (": ", CRLF) and a request line's worth of framing. */
-  if (r->hb_len + 4 * r->pub.n_headers + 16 > c->s->lim.max_header_bytes) {
+  if (r->hb.len + 4 * r->pub.n_headers + 16 > c->s->lim.max_header_bytes) {
     c->err_status = 431;
     return -1;
   }
@@ -447,14 +430,10 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
       c->err_status = 431;
       return -1;
     }
-    if (q->n_headers == r->hdr_cap) {
-      size_t n = r->hdr_cap ? r->hdr_cap * 2 : 16;
-      hg_http_header_t *nh = realloc(q->headers, n * sizeof(*nh));
-      if (nh == NULL) return -1;
-      q->headers = nh;
-      r->hdr_cap = n;
-    }
-    q->headers[q->n_headers].name = (char *)(uintptr_t)r->hb_len;
+    if (q->n_headers == r->hdr_cap &&
+        hg_grow(&q->headers, &r->hdr_cap, q->n_headers + 1, sizeof(*q->headers), 16) != 0)
+      return -1;
+    q->headers[q->n_headers].name = (char *)(uintptr_t)r->hb.len;
     q->headers[q->n_headers].value = NULL;
     q->n_headers++;
   }
@@ -468,7 +447,7 @@ static int on_header_field_complete(llhttp_t *p) {
   if (r->headers_done) return 0;
   if (hb_put(r, "", 1) != 0) return -1;
   /* Offset + 1 so that an empty value still reads as "value started". */
-  r->pub.headers[r->pub.n_headers - 1].value = (char *)(uintptr_t)(r->hb_len + 1);
+  r->pub.headers[r->pub.n_headers - 1].value = (char *)(uintptr_t)(r->hb.len + 1);
   r->in_value = 1;
   return 0;
 }
@@ -499,24 +478,26 @@ static int on_headers_complete(llhttp_t *p) {
     if (hb_put(r, "", 1) != 0) return -1;
     r->in_value = 0;
   }
-  size_t target_len = strlen(r->hb);
-  const char *qm = memchr(r->hb, '?', target_len);
-  size_t query_off = qm ? (size_t)(qm - r->hb) + 1 : 0;
-  size_t path_off = r->hb_len;
-  size_t path_len = qm ? (size_t)(qm - r->hb) : target_len;
+  char *hb = r->hb.data;
+  size_t target_len = strlen(hb);
+  const char *qm = memchr(hb, '?', target_len);
+  size_t query_off = qm ? (size_t)(qm - hb) + 1 : 0;
+  size_t path_off = r->hb.len;
+  size_t path_len = qm ? (size_t)(qm - hb) : target_len;
   /* The path is copied from hb into hb: grow first, so the source is not
    * freed by the realloc under the copy. */
-  if (grow(&r->hb, &r->hb_cap, r->hb_len + path_len + 2) != 0) return -1;
-  memcpy(r->hb + r->hb_len, r->hb, path_len);
-  r->hb_len += path_len;
-  if (hb_put(r, "", 1) != 0) return -1;
+  if (hg_buf_reserve(&r->hb, path_len + 1) != 0) return -1;
+  hb = r->hb.data;
+  memcpy(hb + r->hb.len, hb, path_len);
+  hb[r->hb.len + path_len] = '\0';
+  r->hb.len += path_len + 1;
   /* hb is final now: turn offsets into pointers. */
-  q->target = r->hb;
-  q->path = r->hb + path_off;
-  q->query = qm ? r->hb + query_off : "";
+  q->target = hb;
+  q->path = hb + path_off;
+  q->query = qm ? hb + query_off : "";
   for (size_t i = 0; i < q->n_headers; i++) {
-    q->headers[i].name = r->hb + (uintptr_t)q->headers[i].name;
-    q->headers[i].value = r->hb + ((uintptr_t)q->headers[i].value - 1);
+    q->headers[i].name = hb + (uintptr_t)q->headers[i].name;
+    q->headers[i].value = hb + ((uintptr_t)q->headers[i].value - 1);
   }
   r->headers_done = 1;
   r->body_start_ms = uv_now(c->s->loop);
@@ -555,13 +536,10 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
   }
   size_t need = r->pub.body_len + len + 1;
   if (need > r->body_cap) {
-    size_t n = r->body_cap ? r->body_cap : 1024;
-    while (n < need) n *= 2;
-    if (n > c->s->lim.max_body + 1) n = c->s->lim.max_body + 1;
-    char *nb = r->pub.body == r->empty_body ? malloc(n) : realloc(r->pub.body, n);
-    if (nb == NULL) return -1;
-    r->pub.body = nb;
-    r->body_cap = n;
+    /* body_cap is 0 while body is the built-in empty one. */
+    char *body = r->pub.body == r->empty_body ? NULL : r->pub.body;
+    if (hg_grow(&body, &r->body_cap, need, 1, 1024) != 0) return -1;
+    r->pub.body = body;
   }
   memcpy(r->pub.body + r->pub.body_len, at, len);
   r->pub.body_len += len;
@@ -661,7 +639,7 @@ static void conn_flush(struct conn *c) {
   while (!c->closed && c->head != NULL && c->head->state == RQ_DONE) {
     struct req *r = c->head;
     int close_after = r->close_after;
-    int rc = conn_send(c, r->out, r->out_len);
+    int rc = conn_send(c, r->out.data, r->out.len);
     c->head = r->next;
     if (c->head == NULL) c->tail = NULL;
     c->n_queued--;
@@ -735,15 +713,15 @@ static void respond_raw(struct req *r, int status, const char *ctype, const char
   if (s->draining && r->next == NULL) closing = 1;
   r->close_after = closing;
   size_t ct_len = ctype ? strlen(ctype) : 0;
-  size_t need = 320 + ct_len + r->extra_len + body_len;
-  if (grow(&r->out, &r->out_cap, need) != 0) {
+  size_t need = 320 + ct_len + r->extra.len + body_len;
+  hg_buf_reset(&r->out);
+  if (hg_buf_reserve(&r->out, need) != 0) {
     r->close_after = 1;
-    r->out_len = 0;
     conn_flush(c);
     if (held) conn_unref(c);
     return;
   }
-  char *o = r->out;
+  char *o = r->out.data;
   /* Written by copies, not snprintf: this runs for every response. */
   const char *reason = hg_http_status_text(status);
   size_t len = 9, rl = strnlen(reason, 40);
@@ -777,9 +755,9 @@ static void respond_raw(struct req *r, int status, const char *ctype, const char
   len += 16 + il;
   o[len++] = '\r';
   o[len++] = '\n';
-  if (r->extra_len > 0) {
-    memcpy(o + len, r->extra, r->extra_len);
-    len += r->extra_len;
+  if (r->extra.len > 0) {
+    memcpy(o + len, r->extra.data, r->extra.len);
+    len += r->extra.len;
   }
   if (closing) {
     memcpy(o + len, "Connection: close\r\n", 19);
@@ -796,7 +774,7 @@ static void respond_raw(struct req *r, int status, const char *ctype, const char
     len += body_len;
     r->resp_bytes = body_len;
   }
-  r->out_len = len;
+  r->out.len = len;
   if (s->access_log && hg_log_enabled(HG_LOG_INFO)) {
     char st[8], bytes[24], dur[32];
     snprintf(st, sizeof(st), "%d", status);
@@ -887,18 +865,16 @@ static void fail_current(struct conn *c, int status, const char *message) {
 }
 
 static void save_left(struct conn *c, const char *p, size_t n) {
-  if (c->left != NULL && p >= c->left && p <= c->left + c->left_cap) {
-    c->left_off = (size_t)(p - c->left);
-    c->left_len = n;
+  hg_buf_t *b = &c->left;
+  if (b->data != NULL && p >= b->data && p <= b->data + b->cap) {
+    /* The rest of the input saved before (parsing paused again): it stays
+     * where it is. */
+    b->off = (size_t)(p - b->data);
+    b->len = b->off + n;
     return;
   }
-  if (grow(&c->left, &c->left_cap, n) != 0) {
-    conn_close(c);
-    return;
-  }
-  memcpy(c->left, p, n);
-  c->left_off = 0;
-  c->left_len = n;
+  hg_buf_reset(b);
+  if (hg_buf_append(b, p, n) != 0) conn_close(c);
 }
 
 /* Parses data. Returns 0 when all of it was consumed, 1 when parsing
@@ -1111,7 +1087,7 @@ static void conn_unref(struct conn *c) {
     r = n;
   }
   req_free(c->spare);
-  free(c->left);
+  hg_buf_free(&c->left);
   hg_tls_sconn_free(c->tls);
   struct listener *l = c->l;
   free(c);
@@ -1126,9 +1102,7 @@ static void conn_close(struct conn *c) {
   if (c->closed) return;
   hg_http_server_t *s = c->s;
   c->closed = 1;
-  if (c->prev) c->prev->next = c->next;
-  else s->conns = c->next;
-  if (c->next) c->next->prev = c->prev;
+  hg_list_del(&c->link);
   s->n_conns--;
   /* Requests nobody holds go now; held ones stay queued until answered. */
   struct req **pp = &c->head;
@@ -1206,10 +1180,12 @@ static void on_idle(uv_idle_t *h) {
     if (!c->closed && c->paused && !c->stopped && !c->ending) {
       c->paused = 0;
       int r = 0;
-      if (c->left_len > 0) {
-        size_t n = c->left_len;
-        c->left_len = 0;
-        r = conn_feed(c, c->left + c->left_off, n);
+      size_t n = hg_buf_unread(&c->left);
+      if (n > 0) {
+        const char *left = c->left.data + c->left.off;
+        /* Marked read before parsing: save_left sets what remains. */
+        c->left.off = c->left.len = 0;
+        r = conn_feed(c, left, n);
       }
       if (r == 0 && c->is_tls) tls_pump(c);
       if (!c->closed && !c->paused && !c->stopped && !c->ending && !c->reading) {
@@ -1257,9 +1233,7 @@ static void on_connection(uv_stream_t *ls, int status) {
   s->refs++;
   c->l = l;
   l->refs++;
-  c->next = s->conns;
-  if (s->conns) s->conns->prev = c;
-  s->conns = c;
+  hg_list_push(&s->conns, &c->link);
   s->n_conns++;
   if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
     conn_close(c);
@@ -1313,6 +1287,7 @@ int hg_http_server_new(hg_http_server_t **out, const hg_http_server_opts_t *opts
   s->access_log = opts->access_log;
   s->refs = 2; /* the owner and the idle handle */
   if (getrandom(&s->rng, sizeof(s->rng), 0) != sizeof(s->rng)) s->rng = hg_now_ns();
+  hg_list_init(&s->conns);
   uv_idle_init(s->loop, &s->idle);
   s->idle.data = s;
   llhttp_settings_init(&s->settings);
@@ -1455,8 +1430,9 @@ void hg_http_server_shutdown(hg_http_server_t *s, void (*done)(void *ud), void *
   close_listeners(s);
   /* Idle connections go now; busy ones after their last response. A
    * connection in the middle of receiving a request keeps going. */
-  for (struct conn *c = s->conns, *n; c; c = n) {
-    n = c->next;
+  hg_list_t *it, *tmp;
+  HG_LIST_EACH_SAFE(it, tmp, &s->conns) {
+    struct conn *c = HG_CONTAINER(it, struct conn, link);
     if (c->head == NULL) conn_end(c);
   }
   /* With connections left, the last one to close schedules done. */
@@ -1478,7 +1454,7 @@ void hg_http_server_free(hg_http_server_t *s) {
   s->done = NULL;
   s->done_pending = 0;
   close_listeners(s);
-  while (s->conns) conn_close(s->conns);
+  while (!hg_list_empty(&s->conns)) conn_close(HG_CONTAINER(s->conns.next, struct conn, link));
   /* The idle handle will not run again: release what waits on it. */
   while (s->resume) {
     struct conn *c = s->resume;
