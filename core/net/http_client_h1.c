@@ -228,9 +228,15 @@ void hg_client__h1_start(conn_t *conn) {
 
 /* ---- llhttp callbacks ---- */
 
-static int hbuf_append(req_t *r, const char *at, size_t len) {
-  if (r->hdr.len + len + 1 > MAX_RESPONSE_HEADER_BYTES) return -1;
-  return hg_buf_append(&r->hdr, at, len);
+/* Headers arrive in small pieces, each string followed by a NUL: an
+ * append that fits stays inline. */
+static inline int hbuf_append(req_t *r, const char *at, size_t len) {
+  hg_buf_t *b = &r->hdr;
+  if (b->len + len + 1 > MAX_RESPONSE_HEADER_BYTES) return -1;
+  if (b->data == NULL || b->cap - b->len < len) return hg_buf_append(b, at, len);
+  memcpy(b->data + b->len, at, len);
+  b->len += len;
+  return 0;
 }
 
 static int too_big(llhttp_t *p) {

@@ -97,16 +97,18 @@ static struct req *req_new(struct conn *c) {
     hg_http_header_t *hdrs = r->pub.headers;
     size_t hdr_cap = r->hdr_cap, body_cap = r->body_cap;
     memset(r, 0, sizeof(*r));
-    r->hb = hb;
-    hg_buf_reset(&r->hb);
+    /* The buffers keep their memory and start empty (the memset zeroed
+     * their lengths). */
+    r->hb.data = hb.data;
+    r->hb.cap = hb.cap;
     r->pub.headers = hdrs;
     r->hdr_cap = hdr_cap;
     r->pub.body = body;
     r->body_cap = body_cap;
-    r->extra = extra;
-    hg_buf_reset(&r->extra);
-    r->out = out;
-    hg_buf_reset(&r->out);
+    r->extra.data = extra.data;
+    r->extra.cap = extra.cap;
+    r->out.data = out.data;
+    r->out.cap = out.cap;
   } else if ((r = calloc(1, sizeof(*r))) == NULL) {
     return NULL;
   }
@@ -138,7 +140,16 @@ static void req_recycle(struct conn *c, struct req *r) {
   hg_http__req_free(r);
 }
 
-static int hb_put(struct req *r, const char *at, size_t len) { return hg_buf_append(&r->hb, at, len); }
+/* The head arrives in many small pieces, each string followed by a NUL:
+ * an append that fits stays inline, so that the common case costs a copy
+ * and no call. */
+static inline int hb_put(struct req *r, const char *at, size_t len) {
+  hg_buf_t *b = &r->hb;
+  if (b->data == NULL || b->cap - b->len < len) return hg_buf_append(b, at, len);
+  memcpy(b->data + b->len, at, len);
+  b->len += len;
+  return 0;
+}
 
 const char *hg_http_req_header(const hg_http_req_t *req, const char *name) {
   for (size_t i = 0; i < req->n_headers; i++)
@@ -345,7 +356,7 @@ static int on_headers_complete(llhttp_t *p) {
   size_t path_len = qm ? (size_t)(qm - hb) : target_len;
   /* The path is copied from hb into hb: grow first, so the source is not
    * freed by the realloc under the copy. */
-  if (hg_buf_reserve(&r->hb, path_len + 1) != 0) return -1;
+  if (r->hb.cap - r->hb.len < path_len + 1 && hg_buf_reserve(&r->hb, path_len + 1) != 0) return -1;
   hb = r->hb.data;
   memcpy(hb + r->hb.len, hb, path_len);
   hb[r->hb.len + path_len] = '\0';
@@ -524,8 +535,8 @@ static void respond_raw(struct req *r, int status, const char *ctype, const char
   r->close_after = closing;
   size_t ct_len = ctype ? strlen(ctype) : 0;
   size_t need = 320 + ct_len + r->extra.len + body_len;
-  hg_buf_reset(&r->out);
-  if (hg_buf_reserve(&r->out, need) != 0) {
+  r->out.off = r->out.len = 0;
+  if (r->out.cap < need && hg_buf_reserve(&r->out, need) != 0) {
     r->close_after = 1;
     hg_http__conn_flush(c);
     if (held) hg_http__conn_unref(c);
