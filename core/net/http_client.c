@@ -100,8 +100,8 @@ void hg_client_opts_default(hg_client_opts_t *opts) {
   opts->total_timeout_ms = 15000;
   opts->max_response_body = 65536;
   opts->max_in_flight = 1024;
-  opts->max_per_origin = 32;
-  opts->max_idle_per_origin = 32;
+  opts->max_per_origin = HG_CLIENT_MAX_PER_ORIGIN;
+  opts->max_idle_per_origin = HG_CLIENT_MAX_IDLE_PER_ORIGIN;
   opts->idle_timeout_ms = 30000;
 }
 
