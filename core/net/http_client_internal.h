@@ -153,13 +153,15 @@ void hg_client__slot_freed(hg_client_t *c, origin_t *o);
  * never used again and is freed once its handles closed. Does not pump. */
 void hg_client__conn_close(conn_t *conn);
 
-/* Fails the connection and its request (which may be queued once more; see
- * the function). Runs the request's callback, last. */
+/* Fails the connection and its request, which ends through
+ * hg_client__req_finish as the last step (or is queued once more: see the
+ * function). */
 void hg_client__conn_fail(conn_t *conn, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* The response is complete: the connection goes idle, or closes when
- * must_close or it cannot be kept, then the request's callback runs. */
+ * must_close or it cannot be kept; then the request ends through
+ * hg_client__req_finish. */
 void hg_client__conn_complete(conn_t *conn, int must_close);
 
 /* Closing: takes every queued request and every connection's request out
