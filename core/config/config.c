@@ -6,6 +6,7 @@
  * has run still point at the line that set the key. */
 #include "config/config.h"
 
+#include "net/http_client.h"
 #include "base/common.h"
 #include "lua/marshal.h"
 
@@ -569,7 +570,7 @@ int hg_config_load(hg_config_t *cfg, const char *path, char *err, size_t errlen)
   cfg->jitter = 0.2;
   cfg->retry_after_max = 86400;
   cfg->max_in_flight = 1024;
-  cfg->max_per_origin = 64;
+  cfg->max_per_origin = HG_CLIENT_MAX_PER_ORIGIN;
   cfg->connect_timeout_ms = 5000;
   cfg->request_timeout_ms = 15000;
   cfg->max_response_body = 65536;

@@ -26,14 +26,23 @@ typedef struct hg_client_header {
   const char *value;
 } hg_client_header_t;
 
+/* Requests to one origin at once, by default: the one default of the
+ * client's max_per_origin and of the config file's delivery.max_per_origin
+ * (config.c uses it). */
+#define HG_CLIENT_MAX_PER_ORIGIN 64
+/* Idle keep-alive connections kept per origin, by default. */
+#define HG_CLIENT_MAX_IDLE_PER_ORIGIN 32
+
 typedef struct hg_client_opts {
   uv_loop_t *loop;
   uint64_t connect_timeout_ms;  /* DNS + TCP connect + TLS handshake; default 5000 */
   uint64_t total_timeout_ms;    /* whole request, queueing included; default 15000 */
   size_t max_response_body;     /* bytes kept; default 65536 */
   unsigned max_in_flight;       /* requests holding a connection, all origins; default 1024 */
-  unsigned max_per_origin;      /* default 32 */
-  unsigned max_idle_per_origin; /* keep-alive connections kept; default = max_per_origin */
+  unsigned max_per_origin;      /* default HG_CLIENT_MAX_PER_ORIGIN */
+  /* Keep-alive connections kept per origin: HG_CLIENT_MAX_IDLE_PER_ORIGIN
+   * from hg_client_opts_default; 0 = max_per_origin. */
+  unsigned max_idle_per_origin;
   uint64_t idle_timeout_ms;     /* idle keep-alive connections close after; default 30000 */
   const char *ca_file;          /* PEM bundle; NULL = HG_TLS_SYSTEM_CA_FILE */
   const hg_ssrf_policy_t *ssrf; /* borrowed, must outlive the client; NULL = default policy */

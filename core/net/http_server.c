@@ -1,28 +1,20 @@
-/* http_server.c: HTTP/1.1 on libuv + llhttp, plain or TLS.
- *
- * Shape of a connection: bytes from the socket (decrypted first on a TLS
- * listener) go into llhttp. Each request gets a struct req when its first
- * byte arrives and joins the connection's queue, which is in request order.
- * A complete request goes to the handler; its answer is serialised into the
- * req, and the queue is flushed from the front, so responses leave in order
- * whatever order the handler answers in. One uv_timer per connection carries
- * whichever deadline applies now: idle, headers, body or lingering close. */
+/* http_server.c: HTTP/1.1 on libuv + llhttp, plain or TLS: the server,
+ * its listeners and connections. A connection's bytes are read here (and
+ * decrypted on a TLS listener), parsed and answered by http_server_h1.c,
+ * and sent here; its one timer, its closing (at once, or gracefully with a
+ * lingering drain) and the server's shutdown live here too.
+ * http_server_internal.h describes the shape of a connection. */
 #include "net/http_server.h"
 
 #include "base/common.h"
 #include "base/log.h"
-#include "net/tls_server.h"
+#include "net/http_server_internal.h"
 
-#include <llhttp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/random.h>
-#include <time.h>
 
-/* Stop reading a connection with more requests than this waiting. */
-#define MAX_PENDING 16
 /* How long a closing connection drains what the peer still sends, so the
  * kernel does not reset the connection over unread data and destroy the
  * response we just sent. */
@@ -30,157 +22,14 @@
 /* How long a closing connection may take to send its last bytes to a peer
  * that does not read them. */
 #define SEND_GRACE_MS 10000
-#define READ_BUF_SIZE 65536
-/* Buffers bigger than this are not kept for the next request. */
-#define KEEP_BUF_MAX 65536
 
-enum req_state { RQ_PARSING, RQ_HANDLER, RQ_DONE };
-enum timer_kind { TK_NONE, TK_IDLE, TK_HEADER, TK_BODY, TK_LINGER };
-
-struct conn;
-
-struct req {
-  hg_http_req_t pub;
-  struct conn *c;
-  struct req *next;
-  enum req_state state;
-  unsigned headers_done : 1, keep_alive : 1, is_head : 1, http10 : 1, need_continue : 1,
-      close_after : 1;
-  unsigned in_value : 1;  /* a header value is open (its NUL not yet written) */
-  uint64_t start_ms;      /* uv_now() at the first byte */
-  uint64_t body_start_ms; /* uv_now() when the headers completed */
-  size_t trailer_bytes;
-  /* Request line and headers as NUL-terminated strings: target, then name,
-   * value pairs, then the path. Header pointers hold offsets into it until
-   * the headers complete. */
-  char *hb;
-  size_t hb_len, hb_cap;
-  size_t hdr_cap;
-  size_t body_cap;
-  char empty_body[1];
-  /* Headers the handler added: "Name: value\r\n" lines. */
-  char *extra;
-  size_t extra_len, extra_cap;
-  /* The serialised response. */
-  char *out;
-  size_t out_len, out_cap;
-  int status;
-  size_t resp_bytes;
-  /* An internal subrequest (no connection): where the answer goes. */
-  hg_http_virtual_cb vcb;
-  void *vud;
-};
-
-struct listener {
-  uv_tcp_t tcp;
-  hg_http_server_t *s;
-  struct listener *next;
-  hg_tls_server_t *tls;
-  char addr[64];
-  int refs; /* 1 for the handle, 1 per connection it accepted */
-};
-
-struct conn {
-  uv_tcp_t tcp;
-  uv_timer_t timer;
-  uv_shutdown_t shut;
-  hg_http_server_t *s;
-  struct conn *prev, *next; /* in s->conns while the socket is open */
-  struct conn *resume_next; /* in s->resume while waiting there */
-  llhttp_t parser;
-  struct req *head, *tail; /* all requests, oldest first */
-  struct req *cur;         /* the one being parsed (also tail) */
-  struct req *spare;       /* a finished req kept for reuse */
-  unsigned n_queued;
-  unsigned n_held; /* requests the handler holds */
-  int refs;        /* 1 for the handles, 1 per request the handler holds */
-  hg_tls_sconn_t *tls;
-  struct listener *l; /* holds a reference: tls points into l->tls */
-  /* Input received but not parsed because too many requests were pending. */
-  char *left;
-  size_t left_off, left_len, left_cap;
-  int err_status; /* set by parser callbacks that fail the request */
-  unsigned reading : 1, paused : 1, in_resume : 1, stopped : 1, ending : 1, shutting : 1,
-      lingering : 1, closed : 1, is_tls : 1;
-  unsigned served; /* requests begun */
-  uint64_t accept_ms;
-  enum timer_kind tkind;
-  uint64_t deadline;
-  /* When the uv timer will fire (uv_now time), or 0 when it is not
-   * running. It may run for an earlier deadline than the current one:
-   * on_timer then arms it again for the rest (see conn_arm). */
-  uint64_t armed;
-  char remote[48];
-};
-
-struct hg_http_server {
-  uv_loop_t *loop;
-  hg_http_limits_t lim;
-  hg_http_handler_fn handler;
-  void *handler_ud;
-  int access_log;
-  struct listener *listeners;
-  struct conn *conns;
-  size_t n_conns;
-  struct conn *resume; /* connections whose input may be parsed again */
-  uv_idle_t idle;      /* runs deferred work: resume, done */
-  int refs;            /* owner + open handles + live connections */
-  int draining, freeing, done_pending;
-  void (*done)(void *ud);
-  void *done_ud;
-  uint64_t rng;
-  time_t date_sec;
-  char date[40];
-  llhttp_settings_t settings;
-  char rbuf[READ_BUF_SIZE];
-  char pbuf[16384]; /* TLS plaintext */
-};
-
-static void conn_close(struct conn *c);
-static void conn_end(struct conn *c);
-static void conn_flush(struct conn *c);
-static void conn_arm(struct conn *c);
-static int conn_feed(struct conn *c, const char *data, size_t len);
-static void respond_raw(struct req *r, int status, const char *ctype, const char *body,
-                        size_t body_len);
 static void on_idle(uv_idle_t *h);
-static void conn_unref(struct conn *c);
 static void listener_unref(struct listener *l);
 
 /* ---- small helpers ---- */
 
 static void server_unref(hg_http_server_t *s) {
   if (--s->refs == 0) free(s);
-}
-
-static uint64_t rng_next(hg_http_server_t *s) {
-  /* splitmix64: request ids need to be unique, not secret. */
-  uint64_t z = (s->rng += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-static int grow(char **buf, size_t *cap, size_t need) {
-  if (need <= *cap) return 0;
-  size_t n = *cap ? *cap : 256;
-  while (n < need) n *= 2;
-  char *nb = realloc(*buf, n);
-  if (nb == NULL) return HG_ENOMEM;
-  *buf = nb;
-  *cap = n;
-  return 0;
-}
-
-static const char *cached_date(hg_http_server_t *s) {
-  time_t now = time(NULL);
-  if (now != s->date_sec) {
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(s->date, sizeof(s->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    s->date_sec = now;
-  }
-  return s->date;
 }
 
 void hg_http_limits_default(hg_http_limits_t *l) {
@@ -193,395 +42,7 @@ void hg_http_limits_default(hg_http_limits_t *l) {
   l->max_connections = 10000;
 }
 
-const char *hg_http_status_text(int status) {
-  switch (status) {
-  case 100: return "Continue";
-  case 101: return "Switching Protocols";
-  case 200: return "OK";
-  case 201: return "Created";
-  case 202: return "Accepted";
-  case 204: return "No Content";
-  case 301: return "Moved Permanently";
-  case 302: return "Found";
-  case 304: return "Not Modified";
-  case 400: return "Bad Request";
-  case 401: return "Unauthorized";
-  case 403: return "Forbidden";
-  case 404: return "Not Found";
-  case 405: return "Method Not Allowed";
-  case 408: return "Request Timeout";
-  case 409: return "Conflict";
-  case 410: return "Gone";
-  case 411: return "Length Required";
-  case 412: return "Precondition Failed";
-  case 413: return "Payload Too Large";
-  case 414: return "URI Too Long";
-  case 415: return "Unsupported Media Type";
-  case 422: return "Unprocessable Entity";
-  case 429: return "Too Many Requests";
-  case 431: return "Request Header Fields Too Large";
-  case 500: return "Internal Server Error";
-  case 501: return "Not Implemented";
-  case 502: return "Bad Gateway";
-  case 503: return "Service Unavailable";
-  case 504: return "Gateway Timeout";
-  default: return "Unknown";
-  }
-}
-
-/* ---- requests ---- */
-
-static void req_free(struct req *r) {
-  if (r == NULL) return;
-  free(r->hb);
-  free(r->pub.headers);
-  if (r->pub.body != r->empty_body) free(r->pub.body);
-  free(r->extra);
-  free(r->out);
-  free(r);
-}
-
-/* A fresh request for c, reusing the connection's spare when there is one. */
-static struct req *req_new(struct conn *c) {
-  struct req *r = c->spare;
-  if (r != NULL) {
-    c->spare = NULL;
-    char *hb = r->hb, *body = r->pub.body, *extra = r->extra, *out = r->out;
-    hg_http_header_t *hdrs = r->pub.headers;
-    size_t hb_cap = r->hb_cap, hdr_cap = r->hdr_cap, body_cap = r->body_cap,
-           extra_cap = r->extra_cap, out_cap = r->out_cap;
-    memset(r, 0, sizeof(*r));
-    r->hb = hb;
-    r->hb_cap = hb_cap;
-    r->pub.headers = hdrs;
-    r->hdr_cap = hdr_cap;
-    r->pub.body = body;
-    r->body_cap = body_cap;
-    r->extra = extra;
-    r->extra_cap = extra_cap;
-    r->out = out;
-    r->out_cap = out_cap;
-  } else if ((r = calloc(1, sizeof(*r))) == NULL) {
-    return NULL;
-  }
-  if (r->pub.body == NULL) r->pub.body = r->empty_body;
-  r->pub.body[0] = '\0';
-  r->c = c;
-  r->pub.method = "";
-  r->pub.query = "";
-  r->pub.remote_addr = c->remote;
-  r->pub.is_tls = c->is_tls;
-  r->pub.start_ns = hg_now_ns();
-  r->start_ms = uv_now(c->s->loop);
-  r->keep_alive = 1;
-  uint64_t id = rng_next(c->s);
-  static const char hex[] = "0123456789abcdef";
-  memcpy(r->pub.request_id, "req_", 4);
-  for (int i = 0; i < 16; i++) r->pub.request_id[4 + i] = hex[(id >> (60 - 4 * i)) & 15];
-  r->pub.request_id[20] = '\0';
-  return r;
-}
-
-/* Keeps r for the next request on c when its buffers are modest. */
-static void req_recycle(struct conn *c, struct req *r) {
-  if (c->spare == NULL && !c->closed && r->hb_cap <= KEEP_BUF_MAX && r->body_cap <= KEEP_BUF_MAX &&
-      r->out_cap <= KEEP_BUF_MAX) {
-    c->spare = r;
-    return;
-  }
-  req_free(r);
-}
-
-static int hb_put(struct req *r, const char *at, size_t len) {
-  if (grow(&r->hb, &r->hb_cap, r->hb_len + len + 1) != 0) return HG_ENOMEM;
-  memcpy(r->hb + r->hb_len, at, len);
-  r->hb_len += len;
-  return 0;
-}
-
-const char *hg_http_req_header(const hg_http_req_t *req, const char *name) {
-  for (size_t i = 0; i < req->n_headers; i++)
-    if (strcasecmp(req->headers[i].name, name) == 0) return req->headers[i].value;
-  return NULL;
-}
-
-const char *hg_http_req_param(const hg_http_req_t *req, const char *name) {
-  for (size_t i = 0; i < req->n_params; i++)
-    if (strcmp(req->params[i].name, name) == 0) return req->params[i].value;
-  return NULL;
-}
-
-void hg_http_req_add_header(hg_http_req_t *req, const char *name, const char *value) {
-  struct req *r = (struct req *)req;
-  size_t nl = strlen(name), vl = strlen(value);
-  if (grow(&r->extra, &r->extra_cap, r->extra_len + nl + vl + 4) != 0) return;
-  char *p = r->extra + r->extra_len;
-  memcpy(p, name, nl);
-  p[nl] = ':';
-  p[nl + 1] = ' ';
-  memcpy(p + nl + 2, value, vl);
-  p[nl + 2 + vl] = '\r';
-  p[nl + 3 + vl] = '\n';
-  r->extra_len += nl + vl + 4;
-}
-
-int hg_http_virtual(const char *method, const char *target, const char *authorization, const char *body,
-                    size_t body_len, hg_http_handler_fn handler, void *handler_ud, hg_http_virtual_cb cb, void *ud) {
-  static const char *const methods[] = {"GET", "POST", "PATCH", "PUT", "DELETE"};
-  const char *m = NULL;
-  for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
-    if (strcmp(methods[i], method) == 0) m = methods[i];
-  if (m == NULL || target[0] != '/') return HG_EINVAL;
-  struct req *r = calloc(1, sizeof(*r));
-  if (r == NULL) return HG_ENOMEM;
-  r->vcb = cb;
-  r->vud = ud;
-  r->pub.method = m;
-  /* hb: target, path, then the two headers' names and values. */
-  size_t tl = strlen(target), al = strlen(authorization);
-  const char *qm = strchr(target, '?');
-  size_t pl = qm ? (size_t)(qm - target) : tl;
-  r->hb_cap = tl + 1 + pl + 1 + 13 + 17 + 14 + al + 1 + 8;
-  r->pub.headers = calloc(2, sizeof(hg_http_header_t));
-  r->pub.body = malloc(body_len + 1);
-  if ((r->hb = malloc(r->hb_cap)) == NULL || r->pub.headers == NULL || r->pub.body == NULL) {
-    req_free(r);
-    return HG_ENOMEM;
-  }
-  char *p = r->hb;
-  memcpy(p, target, tl + 1);
-  r->pub.target = p;
-  r->pub.query = qm ? p + (qm - target) + 1 : "";
-  p += tl + 1;
-  memcpy(p, target, pl);
-  p[pl] = '\0';
-  r->pub.path = p;
-  p += pl + 1;
-  strcpy(p, "content-type");
-  r->pub.headers[0].name = p;
-  p += 13;
-  strcpy(p, "application/json");
-  r->pub.headers[0].value = p;
-  p += 17;
-  strcpy(p, "authorization");
-  r->pub.headers[1].name = p;
-  p += 14;
-  memcpy(p, authorization, al + 1);
-  r->pub.headers[1].value = p;
-  r->pub.n_headers = 2;
-  if (body_len) memcpy(r->pub.body, body, body_len);
-  r->pub.body[body_len] = '\0';
-  r->pub.body_len = body_len;
-  r->pub.remote_addr = "internal";
-  r->pub.start_ns = hg_now_ns();
-  snprintf(r->pub.request_id, sizeof(r->pub.request_id), "req_internal");
-  r->state = RQ_HANDLER;
-  handler(&r->pub, handler_ud);
-  return 0;
-}
-
-/* ---- parser callbacks ---- */
-
-static int head_too_big(struct conn *c, struct req *r) {
-  /* hb holds the target and the header names and values; count the
-   * separators too (": ", CRLF) and a request line's worth of framing. */
-  if (r->hb_len + 4 * r->pub.n_headers + 16 > c->s->lim.max_header_bytes) {
-    c->err_status = 431;
-    return -1;
-  }
-  return 0;
-}
-
-/* Trailers of a chunked body are not kept, but they count against the
- * header limit so that they cannot go on forever. */
-static int trailer(struct conn *c, struct req *r, size_t len) {
-  r->trailer_bytes += len;
-  if (r->trailer_bytes > c->s->lim.max_header_bytes) {
-    c->err_status = 431;
-    return -1;
-  }
-  return 0;
-}
-
-static int on_message_begin(llhttp_t *p) {
-  struct conn *c = p->data;
-  struct req *r = req_new(c);
-  if (r == NULL) return -1;
-  if (c->tail) c->tail->next = r;
-  else c->head = r;
-  c->tail = r;
-  c->cur = r;
-  c->n_queued++;
-  c->served++;
-  /* A request ends the idle period: conn_arm() would otherwise keep the
-   * deadline set when the connection first went idle, and cut a busy
-   * keep-alive connection idle_timeout after its first request. The read
-   * callback re-arms the timer right after parsing. */
-  if (c->tkind == TK_IDLE) c->tkind = TK_NONE;
-  return 0;
-}
-
-static int on_url(llhttp_t *p, const char *at, size_t len) {
-  struct conn *c = p->data;
-  if (hb_put(c->cur, at, len) != 0) return -1;
-  return head_too_big(c, c->cur);
-}
-
-static int on_url_complete(llhttp_t *p) {
-  struct conn *c = p->data;
-  return hb_put(c->cur, "", 1) == 0 ? 0 : -1;
-}
-
-static int on_header_field(llhttp_t *p, const char *at, size_t len) {
-  struct conn *c = p->data;
-  struct req *r = c->cur;
-  if (r->headers_done) return trailer(c, r, len);
-  hg_http_req_t *q = &r->pub;
-  if (r->in_value) {
-    if (hb_put(r, "", 1) != 0) return -1;
-    r->in_value = 0;
-  }
-  /* The first piece of a name starts a new header. */
-  if (q->n_headers == 0 || q->headers[q->n_headers - 1].value != NULL) {
-    if (q->n_headers >= c->s->lim.max_headers) {
-      c->err_status = 431;
-      return -1;
-    }
-    if (q->n_headers == r->hdr_cap) {
-      size_t n = r->hdr_cap ? r->hdr_cap * 2 : 16;
-      hg_http_header_t *nh = realloc(q->headers, n * sizeof(*nh));
-      if (nh == NULL) return -1;
-      q->headers = nh;
-      r->hdr_cap = n;
-    }
-    q->headers[q->n_headers].name = (char *)(uintptr_t)r->hb_len;
-    q->headers[q->n_headers].value = NULL;
-    q->n_headers++;
-  }
-  if (hb_put(r, at, len) != 0) return -1;
-  return head_too_big(c, r);
-}
-
-static int on_header_field_complete(llhttp_t *p) {
-  struct conn *c = p->data;
-  struct req *r = c->cur;
-  if (r->headers_done) return 0;
-  if (hb_put(r, "", 1) != 0) return -1;
-  /* Offset + 1 so that an empty value still reads as "value started". */
-  r->pub.headers[r->pub.n_headers - 1].value = (char *)(uintptr_t)(r->hb_len + 1);
-  r->in_value = 1;
-  return 0;
-}
-
-static int on_header_value(llhttp_t *p, const char *at, size_t len) {
-  struct conn *c = p->data;
-  struct req *r = c->cur;
-  if (r->headers_done) return trailer(c, r, len);
-  if (hb_put(r, at, len) != 0) return -1;
-  return head_too_big(c, r);
-}
-
-static int on_header_value_complete(llhttp_t *p) {
-  struct conn *c = p->data;
-  struct req *r = c->cur;
-  if (r->headers_done || !r->in_value) return 0;
-  r->in_value = 0;
-  return hb_put(r, "", 1) == 0 ? 0 : -1;
-}
-
-static void send_continue(struct conn *c);
-
-static int on_headers_complete(llhttp_t *p) {
-  struct conn *c = p->data;
-  struct req *r = c->cur;
-  hg_http_req_t *q = &r->pub;
-  if (r->in_value) {
-    if (hb_put(r, "", 1) != 0) return -1;
-    r->in_value = 0;
-  }
-  size_t target_len = strlen(r->hb);
-  const char *qm = memchr(r->hb, '?', target_len);
-  size_t query_off = qm ? (size_t)(qm - r->hb) + 1 : 0;
-  size_t path_off = r->hb_len;
-  size_t path_len = qm ? (size_t)(qm - r->hb) : target_len;
-  /* The path is copied from hb into hb: grow first, so the source is not
-   * freed by the realloc under the copy. */
-  if (grow(&r->hb, &r->hb_cap, r->hb_len + path_len + 2) != 0) return -1;
-  memcpy(r->hb + r->hb_len, r->hb, path_len);
-  r->hb_len += path_len;
-  if (hb_put(r, "", 1) != 0) return -1;
-  /* hb is final now: turn offsets into pointers. */
-  q->target = r->hb;
-  q->path = r->hb + path_off;
-  q->query = qm ? r->hb + query_off : "";
-  for (size_t i = 0; i < q->n_headers; i++) {
-    q->headers[i].name = r->hb + (uintptr_t)q->headers[i].name;
-    q->headers[i].value = r->hb + ((uintptr_t)q->headers[i].value - 1);
-  }
-  r->headers_done = 1;
-  r->body_start_ms = uv_now(c->s->loop);
-  q->method = llhttp_method_name((llhttp_method_t)p->method);
-  r->is_head = p->method == HTTP_HEAD;
-  r->http10 = p->http_major == 1 && p->http_minor == 0;
-
-  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->s->lim.max_body) {
-    c->err_status = 413;
-    return -1;
-  }
-  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0) {
-    size_t need = (size_t)p->content_length + 1;
-    if (need > r->body_cap) {
-      char *nb = r->pub.body == r->empty_body ? malloc(need) : realloc(r->pub.body, need);
-      if (nb == NULL) return -1;
-      r->pub.body = nb;
-      r->body_cap = need;
-    }
-  }
-  const char *expect = hg_http_req_header(q, "expect");
-  int has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
-  if (expect != NULL && has_body && strcasecmp(expect, "100-continue") == 0 && !r->http10) {
-    r->need_continue = 1;
-    if (c->head == r) send_continue(c);
-  }
-  return 0;
-}
-
-static int on_body(llhttp_t *p, const char *at, size_t len) {
-  struct conn *c = p->data;
-  struct req *r = c->cur;
-  if (r->pub.body_len + len > c->s->lim.max_body) {
-    c->err_status = 413;
-    return -1;
-  }
-  size_t need = r->pub.body_len + len + 1;
-  if (need > r->body_cap) {
-    size_t n = r->body_cap ? r->body_cap : 1024;
-    while (n < need) n *= 2;
-    if (n > c->s->lim.max_body + 1) n = c->s->lim.max_body + 1;
-    char *nb = r->pub.body == r->empty_body ? malloc(n) : realloc(r->pub.body, n);
-    if (nb == NULL) return -1;
-    r->pub.body = nb;
-    r->body_cap = n;
-  }
-  memcpy(r->pub.body + r->pub.body_len, at, len);
-  r->pub.body_len += len;
-  return 0;
-}
-
-static int on_message_complete(llhttp_t *p) {
-  struct conn *c = p->data;
-  struct req *r = c->cur;
-  r->pub.body[r->pub.body_len] = '\0';
-  r->keep_alive = llhttp_should_keep_alive(p) != 0;
-  r->need_continue = 0;
-  /* Pause so the request is handed over outside the parser. An upgrade
-   * request pauses by itself (HPE_PAUSED_UPGRADE), and must: pausing here
-   * too left that second pause to come, from the next bytes, with no
-   * request being parsed. */
-  return p->upgrade ? 0 : HPE_PAUSED;
-}
-
-/* ---- writing ---- */
+/* ---- sending ---- */
 
 struct wreq {
   uv_write_t w;
@@ -593,7 +54,7 @@ static void on_write(uv_write_t *w, int status) {
   struct wreq *wr = (struct wreq *)w;
   struct conn *c = wr->c;
   free(wr);
-  if (status < 0 && !c->closed) conn_close(c);
+  if (status < 0 && !c->closed) hg_http__conn_close(c);
 }
 
 /* Sends bytes on the socket: what the kernel takes at once goes without a
@@ -632,332 +93,24 @@ static int tls_flush(struct conn *c) {
   return rc;
 }
 
-static int conn_send(struct conn *c, const char *data, size_t len) {
+int hg_http__conn_send(struct conn *c, const char *data, size_t len) {
   if (!c->is_tls) return raw_send(c, data, len);
   if (hg_tls_sconn_write(c->tls, data, len) != 0) return HG_EIO;
   return tls_flush(c);
 }
 
-static void send_continue(struct conn *c) {
-  static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-  c->head->need_continue = 0;
-  if (conn_send(c, cont, sizeof(cont) - 1) != 0) conn_close(c);
-}
+/* ---- reading ---- */
 
-/* Sends every finished response at the front of the queue, then decides
- * whether the connection closes, reads again, or waits. */
-static void conn_flush(struct conn *c) {
-  if (c->shutting) {
-    /* Answers that come after we said goodbye have nowhere to go. */
-    while (c->head != NULL && c->head->state == RQ_DONE) {
-      struct req *r = c->head;
-      c->head = r->next;
-      if (c->head == NULL) c->tail = NULL;
-      c->n_queued--;
-      req_free(r);
-    }
-    return;
-  }
-  while (!c->closed && c->head != NULL && c->head->state == RQ_DONE) {
-    struct req *r = c->head;
-    int close_after = r->close_after;
-    int rc = conn_send(c, r->out, r->out_len);
-    c->head = r->next;
-    if (c->head == NULL) c->tail = NULL;
-    c->n_queued--;
-    req_recycle(c, r);
-    if (rc != 0) {
-      conn_close(c);
-      return;
-    }
-    if (close_after) {
-      conn_end(c);
-      return;
-    }
-  }
-  if (c->closed || c->ending) return;
-  if (c->head != NULL && c->head->state == RQ_PARSING && c->head->need_continue) send_continue(c);
-  if (c->closed) return;
-  if (c->head == NULL && c->s->draining) {
-    conn_end(c);
-    return;
-  }
-  if (c->paused && c->n_queued <= MAX_PENDING / 2 && !c->in_resume) {
-    /* Parse what is left from a later loop iteration, not inside the
-     * handler's hg_http_respond() call. */
-    c->in_resume = 1;
-    c->refs++;
-    c->resume_next = c->s->resume;
-    c->s->resume = c;
-    uv_idle_start(&c->s->idle, on_idle);
-  }
-  conn_arm(c);
-}
-
-/* Serialises a response into r->out and queues it. */
-static void respond_raw(struct req *r, int status, const char *ctype, const char *body,
-                        size_t body_len) {
-  struct conn *c = r->c;
-  if (c == NULL) {
-    /* A subrequest: hand the answer over instead of writing it. */
-    for (size_t i = 0; i < r->pub.n_params; i++) free(r->pub.params[i].value);
-    r->pub.n_params = 0;
-    (void)ctype;
-    r->vcb(status, body, body_len, r->vud);
-    req_free(r);
-    return;
-  }
-  hg_http_server_t *s = c->s;
-  int held = r->state == RQ_HANDLER;
-  if (held) c->n_held--;
-  /* The router's decoded parameters are the handler's; it is done now. */
-  for (size_t i = 0; i < r->pub.n_params; i++) free(r->pub.params[i].value);
-  r->pub.n_params = 0;
-  r->state = RQ_DONE;
-  r->status = status;
-  if (c->closed) {
-    /* The connection died while the handler worked: drop the answer. */
-    struct req **pp = &c->head;
-    while (*pp != r) pp = &(*pp)->next;
-    *pp = r->next;
-    if (c->tail == r) {
-      c->tail = NULL;
-      for (struct req *t = c->head; t; t = t->next) c->tail = t;
-    }
-    c->n_queued--;
-    req_free(r);
-    if (held) conn_unref(c);
-    return;
-  }
-  int no_body = status == 204 || status == 304 || (status >= 100 && status < 200);
-  int closing = r->close_after || !r->keep_alive || c->ending;
-  /* Draining: the last request of the connection says goodbye. */
-  if (s->draining && r->next == NULL) closing = 1;
-  r->close_after = closing;
-  size_t ct_len = ctype ? strlen(ctype) : 0;
-  size_t need = 320 + ct_len + r->extra_len + body_len;
-  if (grow(&r->out, &r->out_cap, need) != 0) {
-    r->close_after = 1;
-    r->out_len = 0;
-    conn_flush(c);
-    if (held) conn_unref(c);
-    return;
-  }
-  char *o = r->out;
-  /* Written by copies, not snprintf: this runs for every response. */
-  const char *reason = hg_http_status_text(status);
-  size_t len = 9, rl = strnlen(reason, 40);
-  memcpy(o, "HTTP/1.1 ", 9);
-  len += hg_fmt_u64(o + len, (uint64_t)(status > 0 ? status : 0));
-  o[len++] = ' ';
-  memcpy(o + len, reason, rl);
-  len += rl;
-  o[len++] = '\r';
-  o[len++] = '\n';
-  if (ctype != NULL) {
-    memcpy(o + len, "Content-Type: ", 14);
-    memcpy(o + len + 14, ctype, ct_len);
-    memcpy(o + len + 14 + ct_len, "\r\n", 2);
-    len += 16 + ct_len;
-  }
-  if (!no_body) {
-    memcpy(o + len, "Content-Length: ", 16);
-    len += 16;
-    len += hg_fmt_u64(o + len, body_len);
-    o[len++] = '\r';
-    o[len++] = '\n';
-  }
-  const char *date = cached_date(s);
-  size_t dl = strnlen(date, 40), il = strnlen(r->pub.request_id, sizeof(r->pub.request_id));
-  memcpy(o + len, "Date: ", 6);
-  memcpy(o + len + 6, date, dl);
-  len += 6 + dl;
-  memcpy(o + len, "\r\nX-Request-Id: ", 16);
-  memcpy(o + len + 16, r->pub.request_id, il);
-  len += 16 + il;
-  o[len++] = '\r';
-  o[len++] = '\n';
-  if (r->extra_len > 0) {
-    memcpy(o + len, r->extra, r->extra_len);
-    len += r->extra_len;
-  }
-  if (closing) {
-    memcpy(o + len, "Connection: close\r\n", 19);
-    len += 19;
-  } else if (r->http10) {
-    memcpy(o + len, "Connection: keep-alive\r\n", 24);
-    len += 24;
-  }
-  memcpy(o + len, "\r\n", 2);
-  len += 2;
-  r->resp_bytes = 0;
-  if (!no_body && !r->is_head && body_len > 0) {
-    memcpy(o + len, body, body_len);
-    len += body_len;
-    r->resp_bytes = body_len;
-  }
-  r->out_len = len;
-  if (s->access_log && hg_log_enabled(HG_LOG_INFO)) {
-    char st[8], bytes[24], dur[32];
-    snprintf(st, sizeof(st), "%d", status);
-    snprintf(bytes, sizeof(bytes), "%zu", r->resp_bytes);
-    uint64_t ns = hg_now_ns() - r->pub.start_ns;
-    snprintf(dur, sizeof(dur), "%.3f", (double)ns / 1e6);
-    hg_log(HG_LOG_INFO, "access", "method", r->pub.method, "path",
-           r->pub.path ? r->pub.path : "", "status", st, "bytes", bytes, "duration_ms", dur,
-           "request_id", r->pub.request_id, "remote", c->remote, NULL);
-  }
-  conn_flush(c);
-  if (held) conn_unref(c);
-}
-
-void hg_http_respond(hg_http_req_t *req, int status, const char *content_type, const char *body,
-                     size_t body_len) {
-  respond_raw((struct req *)req, status, content_type, body, body_len);
-}
-
-void hg_http_respond_json(hg_http_req_t *req, int status, json_t *body) {
-  char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-  json_decref(body);
-  if (text == NULL) {
-    respond_raw((struct req *)req, 500, "application/json",
-                "{\"error\":{\"type\":\"internal\",\"message\":\"out of memory\",\"details\":[]}}",
-                67);
-    return;
-  }
-  respond_raw((struct req *)req, status, "application/json", text, strlen(text));
-  free(text);
-}
-
-void hg_http_respond_error(hg_http_req_t *req, int status, const char *type, const char *message,
-                           json_t *details) {
-  if (details == NULL) details = json_array();
-  if (type == NULL) type = "error";
-  if (message == NULL) message = "";
-  json_t *doc = json_pack("{s:{s:s,s:s,s:o}}", "error", "type", type, "message", message,
-                          "details", details);
-  hg_http_respond_json(req, status, doc);
-}
-
-/* ---- reading and parsing ---- */
-
-static void dispatch(struct conn *c, struct req *r) {
-  hg_http_server_t *s = c->s;
-  r->state = RQ_HANDLER;
-  c->n_held++;
-  c->refs++;
-  if (s->draining) r->keep_alive = 0;
-  /* The handler may answer at once, which may close the connection; the
-   * reference taken for the request keeps c valid until we return. */
-  c->refs++;
-  s->handler(&r->pub, s->handler_ud);
-  conn_unref(c);
-}
-
-static const char *error_type(int status) {
-  switch (status) {
-  case 408: return "request_timeout";
-  case 413: return "payload_too_large";
-  case 431: return "headers_too_large";
-  default: return "bad_request";
-  }
-}
-
-/* Answers the request being parsed with an error and closes after it. */
-static void fail_current(struct conn *c, int status, const char *message) {
-  struct req *r = c->cur;
-  if (r == NULL) {
-    on_message_begin(&c->parser);
-    r = c->cur;
-    if (r == NULL) {
-      conn_close(c);
-      return;
-    }
-  }
-  c->cur = NULL;
-  c->stopped = 1;
-  if (c->reading) {
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    c->reading = 0;
-  }
-  r->close_after = 1;
-  r->need_continue = 0;
-  if (r->pub.path == NULL) r->pub.path = "";
-  hg_http_respond_error(&r->pub, status, error_type(status), message, NULL);
-}
-
-static void save_left(struct conn *c, const char *p, size_t n) {
-  if (c->left != NULL && p >= c->left && p <= c->left + c->left_cap) {
-    c->left_off = (size_t)(p - c->left);
-    c->left_len = n;
-    return;
-  }
-  if (grow(&c->left, &c->left_cap, n) != 0) {
-    conn_close(c);
-    return;
-  }
-  memcpy(c->left, p, n);
-  c->left_off = 0;
-  c->left_len = n;
-}
-
-/* Parses data. Returns 0 when all of it was consumed, 1 when parsing
- * paused with the rest saved (too many requests pending), -1 when the
- * connection stopped reading or closed. */
-static int conn_feed(struct conn *c, const char *data, size_t len) {
-  const char *p = data, *end = data + len;
-  while (p < end) {
-    if (c->closed || c->stopped || c->ending) return -1;
-    if (c->n_queued > MAX_PENDING) {
-      save_left(c, p, (size_t)(end - p));
-      c->paused = 1;
-      if (c->reading) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        c->reading = 0;
-      }
-      return 1;
-    }
-    llhttp_errno_t e = llhttp_execute(&c->parser, p, (size_t)(end - p));
-    if (e == HPE_OK) return 0;
-    if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
-      p = llhttp_get_error_pos(&c->parser);
-      if (e == HPE_PAUSED) llhttp_resume(&c->parser);
-      struct req *r = c->cur;
-      c->cur = NULL;
-      if (e == HPE_PAUSED_UPGRADE || !r->keep_alive || c->s->draining) {
-        /* Nothing after this request is read: an upgrade switches to a
-         * protocol we do not speak; a closing request is the last. */
-        r->keep_alive = 0;
-        c->stopped = 1;
-        if (c->reading) {
-          uv_read_stop((uv_stream_t *)&c->tcp);
-          c->reading = 0;
-        }
-      }
-      dispatch(c, r);
-      continue;
-    }
-    int status = c->err_status ? c->err_status : 400;
-    const char *msg = status == 431   ? "request headers too large"
-                      : status == 413 ? "request body too large"
-                                      : llhttp_get_error_reason(&c->parser);
-    if (msg == NULL || *msg == '\0') msg = "malformed request";
-    fail_current(c, status, msg);
-    return -1;
-  }
-  return 0;
-}
-
-/* Decrypts and parses everything buffered on a TLS connection. */
 static void peer_done(struct conn *c);
 
+/* Decrypts and parses everything buffered on a TLS connection. */
 static void tls_pump(struct conn *c) {
   hg_http_server_t *s = c->s;
   for (;;) {
     if (c->closed || c->paused || c->stopped || c->ending) return;
     int n = hg_tls_sconn_read(c->tls, s->pbuf, sizeof(s->pbuf));
     if (tls_flush(c) != 0) {
-      conn_close(c);
+      hg_http__conn_close(c);
       return;
     }
     if (n == 0) return;
@@ -965,11 +118,11 @@ static void tls_pump(struct conn *c) {
       /* A bad handshake or a peer that said goodbye: this connection only. */
       if (n == HG_EIO && !hg_tls_sconn_established(c->tls))
         hg_log(HG_LOG_DEBUG, "tls handshake failed", "remote", c->remote, NULL);
-      if (n == HG_EIO) conn_close(c);
+      if (n == HG_EIO) hg_http__conn_close(c);
       else peer_done(c);
       return;
     }
-    if (conn_feed(c, s->pbuf, (size_t)n) != 0) return;
+    if (hg_http__conn_feed(c, s->pbuf, (size_t)n) != 0) return;
   }
 }
 
@@ -981,14 +134,14 @@ static void peer_done(struct conn *c) {
     c->reading = 0;
   }
   if (c->cur != NULL || c->head == NULL) {
-    conn_close(c);
+    hg_http__conn_close(c);
     return;
   }
   c->stopped = 1;
   c->ending = 1;
   for (struct req *r = c->head; r; r = r->next) r->close_after = r->next == NULL;
   /* The last answer closes; without pending ones, nothing else would. */
-  if (c->head->state == RQ_DONE) conn_flush(c);
+  if (c->head->state == RQ_DONE) hg_http__conn_flush(c);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -1003,25 +156,25 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   struct conn *c = st->data;
   if (nread == 0) return;
   if (c->lingering) {
-    if (nread < 0) conn_close(c);
+    if (nread < 0) hg_http__conn_close(c);
     return;
   }
   if (nread < 0) {
     uv_read_stop(st);
     c->reading = 0;
     if (nread == UV_EOF) peer_done(c);
-    else conn_close(c);
+    else hg_http__conn_close(c);
     return;
   }
   c->refs++;
   if (c->is_tls) {
-    if (hg_tls_sconn_feed(c->tls, buf->base, (size_t)nread) != 0) conn_close(c);
+    if (hg_tls_sconn_feed(c->tls, buf->base, (size_t)nread) != 0) hg_http__conn_close(c);
     else tls_pump(c);
   } else {
-    conn_feed(c, buf->base, (size_t)nread);
+    hg_http__conn_feed(c, buf->base, (size_t)nread);
   }
-  if (!c->closed) conn_arm(c);
-  conn_unref(c);
+  if (!c->closed) hg_http__conn_arm(c);
+  hg_http__conn_unref(c);
 }
 
 /* ---- timers and closing ---- */
@@ -1051,18 +204,18 @@ static void on_timer(uv_timer_t *t) {
   case TK_HEADER:
   case TK_BODY:
     if (c->cur != NULL) {
-      fail_current(c, 408, k == TK_HEADER ? "request headers not received in time"
+      hg_http__fail_current(c, 408, k == TK_HEADER ? "request headers not received in time"
                                           : "request body not received in time");
-      if (!c->closed) conn_arm(c);
+      if (!c->closed) hg_http__conn_arm(c);
       return;
     }
-    conn_close(c);
+    hg_http__conn_close(c);
     return;
-  default: conn_close(c); return;
+  default: hg_http__conn_close(c); return;
   }
 }
 
-static void conn_arm(struct conn *c) {
+void hg_http__conn_arm(struct conn *c) {
   if (c->closed || c->lingering || c->shutting) return;
   const hg_http_limits_t *lim = &c->s->lim;
   enum timer_kind k = TK_NONE;
@@ -1098,20 +251,20 @@ static void conn_arm(struct conn *c) {
   timer_at(c, deadline);
 }
 
-static void on_conn_closed(uv_handle_t *h) { conn_unref(h->data); }
+static void on_conn_closed(uv_handle_t *h) { hg_http__conn_unref(h->data); }
 
-/* Frees c once its handles closed and nobody holds a request or a
+/* c is freed once its handles closed and nobody holds a request or a
  * deferred-work slot. */
-static void conn_unref(struct conn *c) {
+void hg_http__conn_unref(struct conn *c) {
   if (--c->refs > 0) return;
   hg_http_server_t *s = c->s;
   for (struct req *r = c->head; r != NULL;) {
     struct req *n = r->next;
-    req_free(r);
+    hg_http__req_free(r);
     r = n;
   }
-  req_free(c->spare);
-  free(c->left);
+  hg_http__req_free(c->spare);
+  hg_buf_free(&c->left);
   hg_tls_sconn_free(c->tls);
   struct listener *l = c->l;
   free(c);
@@ -1120,15 +273,11 @@ static void conn_unref(struct conn *c) {
   server_unref(s);
 }
 
-/* Closes at once. Requests the handler holds stay valid: their answers
- * are dropped. */
-static void conn_close(struct conn *c) {
+void hg_http__conn_close(struct conn *c) {
   if (c->closed) return;
   hg_http_server_t *s = c->s;
   c->closed = 1;
-  if (c->prev) c->prev->next = c->next;
-  else s->conns = c->next;
-  if (c->next) c->next->prev = c->prev;
+  hg_list_del(&c->link);
   s->n_conns--;
   /* Requests nobody holds go now; held ones stay queued until answered. */
   struct req **pp = &c->head;
@@ -1138,7 +287,7 @@ static void conn_close(struct conn *c) {
     if (r->state != RQ_HANDLER) {
       *pp = r->next;
       c->n_queued--;
-      req_free(r);
+      hg_http__req_free(r);
     } else {
       c->tail = r;
       pp = &r->next;
@@ -1160,14 +309,14 @@ static void on_shutdown(uv_shutdown_t *sr, int status) {
   struct conn *c = sr->data;
   if (c->closed) return;
   if (status < 0) {
-    conn_close(c);
+    hg_http__conn_close(c);
     return;
   }
   /* Drain the peer's leftovers for a moment, then close. */
   c->lingering = 1;
   if (!c->reading) {
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
-      conn_close(c);
+      hg_http__conn_close(c);
       return;
     }
     c->reading = 1;
@@ -1176,8 +325,7 @@ static void on_shutdown(uv_shutdown_t *sr, int status) {
   timer_at(c, uv_now(c->s->loop) + LINGER_MS);
 }
 
-/* Closes gracefully: after the queued writes, send FIN, then linger. */
-static void conn_end(struct conn *c) {
+void hg_http__conn_end(struct conn *c) {
   if (c->closed || c->shutting) return;
   c->ending = 1;
   c->stopped = 1;
@@ -1190,10 +338,18 @@ static void conn_end(struct conn *c) {
     c->reading = 0;
   }
   c->shut.data = c;
-  if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_shutdown) != 0) conn_close(c);
+  if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_shutdown) != 0) hg_http__conn_close(c);
 }
 
 /* ---- deferred work ---- */
+
+void hg_http__conn_resume_later(struct conn *c) {
+  c->in_resume = 1;
+  c->refs++;
+  c->resume_next = c->s->resume;
+  c->s->resume = c;
+  uv_idle_start(&c->s->idle, on_idle);
+}
 
 static void on_idle(uv_idle_t *h) {
   hg_http_server_t *s = h->data;
@@ -1206,19 +362,21 @@ static void on_idle(uv_idle_t *h) {
     if (!c->closed && c->paused && !c->stopped && !c->ending) {
       c->paused = 0;
       int r = 0;
-      if (c->left_len > 0) {
-        size_t n = c->left_len;
-        c->left_len = 0;
-        r = conn_feed(c, c->left + c->left_off, n);
+      size_t n = hg_buf_unread(&c->left);
+      if (n > 0) {
+        const char *left = c->left.data + c->left.off;
+        /* Marked read before parsing: save_left sets what remains. */
+        c->left.off = c->left.len = 0;
+        r = hg_http__conn_feed(c, left, n);
       }
       if (r == 0 && c->is_tls) tls_pump(c);
       if (!c->closed && !c->paused && !c->stopped && !c->ending && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = 1;
-        else conn_close(c);
+        else hg_http__conn_close(c);
       }
-      if (!c->closed) conn_arm(c);
+      if (!c->closed) hg_http__conn_arm(c);
     }
-    conn_unref(c);
+    hg_http__conn_unref(c);
   }
   if (s->done_pending && s->n_conns == 0) {
     s->done_pending = 0;
@@ -1257,12 +415,10 @@ static void on_connection(uv_stream_t *ls, int status) {
   s->refs++;
   c->l = l;
   l->refs++;
-  c->next = s->conns;
-  if (s->conns) s->conns->prev = c;
-  s->conns = c;
+  hg_list_push(&s->conns, &c->link);
   s->n_conns++;
   if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
-    conn_close(c);
+    hg_http__conn_close(c);
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
@@ -1278,16 +434,16 @@ static void on_connection(uv_stream_t *ls, int status) {
   if (l->tls != NULL) {
     c->is_tls = 1;
     if ((c->tls = hg_tls_sconn_new(l->tls)) == NULL) {
-      conn_close(c);
+      hg_http__conn_close(c);
       return;
     }
   }
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
-    conn_close(c);
+    hg_http__conn_close(c);
     return;
   }
   c->reading = 1;
-  conn_arm(c);
+  hg_http__conn_arm(c);
 }
 
 /* ---- the server ---- */
@@ -1313,19 +469,10 @@ int hg_http_server_new(hg_http_server_t **out, const hg_http_server_opts_t *opts
   s->access_log = opts->access_log;
   s->refs = 2; /* the owner and the idle handle */
   if (getrandom(&s->rng, sizeof(s->rng), 0) != sizeof(s->rng)) s->rng = hg_now_ns();
+  hg_list_init(&s->conns);
   uv_idle_init(s->loop, &s->idle);
   s->idle.data = s;
-  llhttp_settings_init(&s->settings);
-  s->settings.on_message_begin = on_message_begin;
-  s->settings.on_url = on_url;
-  s->settings.on_url_complete = on_url_complete;
-  s->settings.on_header_field = on_header_field;
-  s->settings.on_header_field_complete = on_header_field_complete;
-  s->settings.on_header_value = on_header_value;
-  s->settings.on_header_value_complete = on_header_value_complete;
-  s->settings.on_headers_complete = on_headers_complete;
-  s->settings.on_body = on_body;
-  s->settings.on_message_complete = on_message_complete;
+  hg_http__settings_init(&s->settings);
   *out = s;
   return 0;
 }
@@ -1455,9 +602,10 @@ void hg_http_server_shutdown(hg_http_server_t *s, void (*done)(void *ud), void *
   close_listeners(s);
   /* Idle connections go now; busy ones after their last response. A
    * connection in the middle of receiving a request keeps going. */
-  for (struct conn *c = s->conns, *n; c; c = n) {
-    n = c->next;
-    if (c->head == NULL) conn_end(c);
+  hg_list_t *it, *tmp;
+  HG_LIST_EACH_SAFE(it, tmp, &s->conns) {
+    struct conn *c = HG_CONTAINER(it, struct conn, link);
+    if (c->head == NULL) hg_http__conn_end(c);
   }
   /* With connections left, the last one to close schedules done. */
   if (s->n_conns == 0) {
@@ -1478,13 +626,13 @@ void hg_http_server_free(hg_http_server_t *s) {
   s->done = NULL;
   s->done_pending = 0;
   close_listeners(s);
-  while (s->conns) conn_close(s->conns);
+  while (!hg_list_empty(&s->conns)) hg_http__conn_close(HG_CONTAINER(s->conns.next, struct conn, link));
   /* The idle handle will not run again: release what waits on it. */
   while (s->resume) {
     struct conn *c = s->resume;
     s->resume = c->resume_next;
     c->in_resume = 0;
-    conn_unref(c);
+    hg_http__conn_unref(c);
   }
   uv_close((uv_handle_t *)&s->idle, on_idle_closed);
   server_unref(s);

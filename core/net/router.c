@@ -4,6 +4,7 @@
  * each route's, which costs less than building a tree would. */
 #include "net/router.h"
 
+#include "base/buf.h"
 #include "base/common.h"
 
 #include <stdlib.h>
@@ -54,13 +55,7 @@ void hg_router_free(hg_router_t *r) {
 int hg_router_add(hg_router_t *r, const char *method, const char *pattern, hg_http_handler_fn fn,
                   void *ud) {
   if (pattern[0] != '/' || strlen(method) >= sizeof(((route_t *)0)->method)) return HG_EINVAL;
-  if (r->n == r->cap) {
-    size_t cap = r->cap ? r->cap * 2 : 16;
-    route_t *routes = realloc(r->routes, cap * sizeof(*routes));
-    if (routes == NULL) return HG_ENOMEM;
-    r->routes = routes;
-    r->cap = cap;
-  }
+  if (hg_grow(&r->routes, &r->cap, r->n + 1, sizeof(*r->routes), 16) != 0) return HG_ENOMEM;
   route_t *rt = &r->routes[r->n];
   memset(rt, 0, sizeof(*rt));
   strcpy(rt->method, method);

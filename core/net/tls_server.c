@@ -1,7 +1,9 @@
-/* tls_server.c: mbedTLS server configuration and memory-buffer connections. */
+/* tls_server.c: mbedTLS server configuration and connections over memory
+ * buffers (the memory BIO of tls_bio.c). */
 #include "net/tls_server.h"
 
 #include "base/common.h"
+#include "net/tls_bio.h"
 
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/ecp.h>
@@ -24,21 +26,10 @@ struct hg_tls_server {
   mbedtls_ssl_config conf;
 };
 
-/* A growable byte queue: data in [off, len). */
-struct bytes {
-  char *buf;
-  size_t off, len, cap;
-};
-
 struct hg_tls_sconn {
-  mbedtls_ssl_context ssl;
-  struct bytes in;  /* ciphertext from the peer, not yet consumed */
-  struct bytes out; /* ciphertext for the peer, not yet sent */
+  hg_tls_bio_t bio;
   int established;
 };
-
-static const mbedtls_ecp_group_id curves[] = {MBEDTLS_ECP_DP_CURVE25519, MBEDTLS_ECP_DP_SECP256R1,
-                                              MBEDTLS_ECP_DP_SECP384R1, MBEDTLS_ECP_DP_NONE};
 
 static void errf(char *err, size_t errlen, const char *what, const char *file, int rc) {
   char msg[160];
@@ -83,9 +74,7 @@ int hg_tls_server_new(hg_tls_server_t **out, const char *cert_file, const char *
     goto fail;
   }
   mbedtls_ssl_conf_rng(&t->conf, mbedtls_ctr_drbg_random, &t->drbg);
-  mbedtls_ssl_conf_min_version(&t->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
-  mbedtls_ssl_conf_max_version(&t->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
-  mbedtls_ssl_conf_curves(&t->conf, curves);
+  hg_tls_bio_conf(&t->conf);
   if ((rc = mbedtls_ssl_conf_own_cert(&t->conf, &t->chain, &t->key)) != 0) {
     errf(err, errlen, "tls key", key_file, rc);
     goto fail;
@@ -115,105 +104,42 @@ void hg_tls_server_free(hg_tls_server_t *t) {
   free(t);
 }
 
-static int bytes_append(struct bytes *b, const char *data, size_t len) {
-  if (b->off > 0 && b->off == b->len) b->off = b->len = 0;
-  if (b->len + len > b->cap) {
-    /* Reclaim the consumed prefix before growing. */
-    if (b->off > 0) {
-      memmove(b->buf, b->buf + b->off, b->len - b->off);
-      b->len -= b->off;
-      b->off = 0;
-    }
-    if (b->len + len > b->cap) {
-      size_t cap = b->cap ? b->cap : 4096;
-      while (cap < b->len + len) cap *= 2;
-      char *nb = realloc(b->buf, cap);
-      if (nb == NULL) return HG_ENOMEM;
-      b->buf = nb;
-      b->cap = cap;
-    }
-  }
-  memcpy(b->buf + b->len, data, len);
-  b->len += len;
-  return 0;
-}
-
-/* The bio callbacks: mbedTLS reads ciphertext from c->in and writes it to
- * c->out. Writing never fails short, so mbedtls_ssl_write never sees
- * WANT_WRITE; reading an empty buffer says WANT_READ. */
-static int bio_send(void *ctx, const unsigned char *buf, size_t len) {
-  hg_tls_sconn_t *c = ctx;
-  if (bytes_append(&c->out, (const char *)buf, len) != 0) return MBEDTLS_ERR_SSL_ALLOC_FAILED;
-  return (int)len;
-}
-
-static int bio_recv(void *ctx, unsigned char *buf, size_t len) {
-  hg_tls_sconn_t *c = ctx;
-  size_t avail = c->in.len - c->in.off;
-  if (avail == 0) return MBEDTLS_ERR_SSL_WANT_READ;
-  if (len > avail) len = avail;
-  memcpy(buf, c->in.buf + c->in.off, len);
-  c->in.off += len;
-  return (int)len;
-}
-
 hg_tls_sconn_t *hg_tls_sconn_new(hg_tls_server_t *t) {
   hg_tls_sconn_t *c = calloc(1, sizeof(*c));
   if (c == NULL) return NULL;
-  mbedtls_ssl_init(&c->ssl);
-  if (mbedtls_ssl_setup(&c->ssl, &t->conf) != 0) {
+  if (hg_tls_bio_init(&c->bio, &t->conf) != 0) {
     hg_tls_sconn_free(c);
     return NULL;
   }
-  mbedtls_ssl_set_bio(&c->ssl, c, bio_send, bio_recv, NULL);
   return c;
 }
 
 void hg_tls_sconn_free(hg_tls_sconn_t *c) {
   if (c == NULL) return;
-  mbedtls_ssl_free(&c->ssl);
-  free(c->in.buf);
-  free(c->out.buf);
+  hg_tls_bio_close(&c->bio);
   free(c);
 }
 
 int hg_tls_sconn_feed(hg_tls_sconn_t *c, const char *data, size_t len) {
-  return bytes_append(&c->in, data, len);
+  return hg_tls_bio_feed(&c->bio, data, len);
 }
 
 int hg_tls_sconn_read(hg_tls_sconn_t *c, char *buf, size_t len) {
   if (!c->established) {
-    int rc = mbedtls_ssl_handshake(&c->ssl);
-    if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE) return 0;
-    if (rc != 0) return HG_EIO;
+    int rc = hg_tls_bio_handshake(&c->bio, NULL);
+    if (rc != 0) return rc == 1 ? 0 : rc;
     c->established = 1;
   }
-  int rc = mbedtls_ssl_read(&c->ssl, (unsigned char *)buf, len);
-  if (rc > 0) return rc;
-  if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE) return 0;
-  if (rc == 0 || rc == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) return HG_ECLOSED;
-  return HG_EIO;
+  return hg_tls_bio_read(&c->bio, buf, len, NULL);
 }
 
 int hg_tls_sconn_write(hg_tls_sconn_t *c, const char *data, size_t len) {
   if (!c->established) return HG_ESTATE;
-  while (len > 0) {
-    int rc = mbedtls_ssl_write(&c->ssl, (const unsigned char *)data, len);
-    if (rc < 0) return HG_EIO;
-    data += rc;
-    len -= (size_t)rc;
-  }
-  return 0;
+  return hg_tls_bio_write(&c->bio, data, len, NULL);
 }
 
 int hg_tls_sconn_established(const hg_tls_sconn_t *c) { return c->established; }
 
-const char *hg_tls_sconn_pending(hg_tls_sconn_t *c, size_t *len) {
-  *len = c->out.len - c->out.off;
-  return c->out.buf + c->out.off;
-}
+const char *hg_tls_sconn_pending(hg_tls_sconn_t *c, size_t *len) { return hg_tls_bio_pending(&c->bio, len); }
 
-void hg_tls_sconn_consume(hg_tls_sconn_t *c, size_t n) {
-  c->out.off += n;
-  if (c->out.off == c->out.len) c->out.off = c->out.len = 0;
-}
+void hg_tls_sconn_consume(hg_tls_sconn_t *c, size_t n) { hg_tls_bio_consume(&c->bio, n); }
