@@ -6,9 +6,9 @@
  * has run still point at the line that set the key. */
 #include "config/config.h"
 
-#include "net/http_client.h"
 #include "base/common.h"
 #include "lua/marshal.h"
+#include "net/http_client.h"
 
 #include <errno.h>
 #include <jansson.h>
