@@ -9,12 +9,18 @@
 #include <string.h>
 
 int hg_grow(void *items, size_t *cap, size_t need, size_t size, size_t first) {
+  return hg_grow_max(items, cap, need, size, first, SIZE_MAX);
+}
+
+int hg_grow_max(void *items, size_t *cap, size_t need, size_t size, size_t first, size_t max) {
   if (need <= *cap) return 0;
+  if (need > max) return HG_ENOMEM;
   size_t n = *cap ? *cap : (first ? first : 1);
   while (n < need) {
     if (n > SIZE_MAX / 2) return HG_ENOMEM;
     n *= 2;
   }
+  if (n > max) n = max;
   if (size && n > SIZE_MAX / size) return HG_ENOMEM;
   void *p = realloc(*(void **)items, n * size);
   if (p == NULL) return HG_ENOMEM;

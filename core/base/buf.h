@@ -49,5 +49,8 @@ char *hg_buf_take(hg_buf_t *b, size_t *len);
 /* Room for need elements of size bytes in *items, doubling *cap from
  * first (when 0). Returns 0 or HG_ENOMEM (*items, *cap unchanged). */
 int hg_grow(void *items, size_t *cap, size_t need, size_t size, size_t first);
+/* As hg_grow, but the doubling stops at max elements (need <= max): for a
+ * buffer with a limit, which should not take twice the limit's memory. */
+int hg_grow_max(void *items, size_t *cap, size_t need, size_t size, size_t first, size_t max);
 
 #endif

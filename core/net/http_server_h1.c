@@ -408,7 +408,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
   if (need > r->body_cap) {
     /* body_cap is 0 while body is the built-in empty one. */
     char *body = r->pub.body == r->empty_body ? NULL : r->pub.body;
-    if (hg_grow(&body, &r->body_cap, need, 1, 1024) != 0) return -1;
+    if (hg_grow_max(&body, &r->body_cap, need, 1, 1024, c->s->lim.max_body + 1) != 0) return -1;
     r->pub.body = body;
   }
   memcpy(r->pub.body + r->pub.body_len, at, len);

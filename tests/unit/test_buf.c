@@ -68,6 +68,14 @@ static void grow_doubles(void) {
   CHECK_EQ_INT(cap, 128);
   CHECK_EQ_INT(a[31], 31);
   free(a);
+  /* Capped: doubling stops at the limit, and more than it is refused. */
+  char *b = NULL;
+  cap = 0;
+  CHECK_EQ_INT(hg_grow_max(&b, &cap, 600, 1, 256, 1000), 0);
+  CHECK_EQ_INT(cap, 1000);
+  CHECK_EQ_INT(hg_grow_max(&b, &cap, 1001, 1, 256, 1000), HG_ENOMEM);
+  CHECK_EQ_INT(cap, 1000);
+  free(b);
 }
 
 typedef struct item {
