@@ -73,6 +73,14 @@ void hg_api_detail(json_t *details, const char *field, const char *fmt, ...)
 /* Answers 422 validation_error with details (takes ownership). */
 void hg_api_validation_error(hg_http_req_t *req, json_t *details);
 
+/* 403 for a key that names another organization than its own. */
+void hg_api_forbidden_org(hg_http_req_t *req);
+
+/* The end of a handler's validation: answers 422 when *details holds any
+ * (taking it: *details becomes NULL), else 403 when forbidden_org; returns
+ * 1 if it answered, 0 if the request may go on. */
+int hg_api_refuse(hg_http_req_t *req, json_t **details, int forbidden_org);
+
 /* Adds a detail for every key of obj not in allowed (NULL-terminated). */
 void hg_api_reject_unknown(json_t *obj, const char *const *allowed, json_t *details);
 

@@ -110,6 +110,23 @@ void hg_api_validation_error(hg_http_req_t *req, json_t *details) {
   hg_http_respond_error(req, 422, "validation_error", msg, details);
 }
 
+void hg_api_forbidden_org(hg_http_req_t *req) {
+  hg_http_respond_error(req, 403, "forbidden", "insufficient permissions for this organization", NULL);
+}
+
+int hg_api_refuse(hg_http_req_t *req, json_t **details, int forbidden_org) {
+  if (json_array_size(*details) > 0) {
+    hg_api_validation_error(req, *details);
+    *details = NULL;
+    return 1;
+  }
+  if (forbidden_org) {
+    hg_api_forbidden_org(req);
+    return 1;
+  }
+  return 0;
+}
+
 void hg_api_reject_unknown(json_t *obj, const char *const *allowed, json_t *details) {
   const char *key;
   json_t *v;

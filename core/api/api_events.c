@@ -474,15 +474,7 @@ static void publish(hg_api_t *api, hg_http_req_t *req, const hg_principal_t *who
       free(lens);
     }
   }
-  if (json_array_size(details) > 0) {
-    hg_api_validation_error(req, details);
-    details = NULL;
-    goto out;
-  }
-  if (forbidden) {
-    hg_http_respond_error(req, 403, "forbidden", "insufficient permissions for this organization", NULL);
-    goto out;
-  }
+  if (hg_api_refuse(req, &details, forbidden)) goto out;
   for (size_t i = 0; i < g->n; i++)
     if (g->events[i].payload == NULL) goto nomem;
   if (api->lua && (hg_lua_has(api->lua, HG_PHASE_INGEST, NULL) || hg_lua_has(api->lua, HG_PHASE_ROUTE, NULL))) {

@@ -281,15 +281,7 @@ static void create_authorized(hg_api_t *api, hg_http_req_t *req, const hg_princi
     else
       snprintf(j->secret, sizeof(j->secret), "%s", json_string_value(v));
   }
-  if (json_array_size(details) > 0) {
-    hg_api_validation_error(req, details);
-    details = NULL;
-    goto out;
-  }
-  if (forbidden_org) {
-    hg_http_respond_error(req, 403, "forbidden", "insufficient permissions for this organization", NULL);
-    goto out;
-  }
+  if (hg_api_refuse(req, &details, forbidden_org)) goto out;
   if (j->secret[0] == '\0' && hg_secret_generate(j->secret) != 0) {
     hg_api_internal_error(req, "generate secret", HG_EIO);
     goto out;
@@ -396,7 +388,7 @@ static void list_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principa
   }
   if (org && who->org[0] && strcmp(org, who->org) != 0) {
     free(org);
-    hg_http_respond_error(req, 403, "forbidden", "insufficient permissions for this organization", NULL);
+    hg_api_forbidden_org(req);
     return;
   }
   job_t *j = job_new(api, req, who);
@@ -495,11 +487,7 @@ static void patch_authorized(hg_api_t *api, hg_http_req_t *req, const hg_princip
     j->set_plugins = json_incref(plugins);
     j->set_transform = json_incref(transform);
   }
-  if (json_array_size(details) > 0) {
-    hg_api_validation_error(req, details);
-    details = NULL;
-    goto out;
-  }
+  if (hg_api_refuse(req, &details, 0)) goto out;
   j->now = hg_wall_ms();
   submit(j, patch_work, patch_done);
   j = NULL;
