@@ -84,7 +84,18 @@ struct hg_lua {
 
 static inline hg_lua_t *hg_lua__rt(lua_State *L) { return *(hg_lua_t **)lua_getextraspace(L); }
 
+/* The files call downwards only: vm.c (the state) <- run.c (runs) <- the
+ * libraries (lib_*.c, assembled by libs.c) and pure.c <- plugins.c (a
+ * generation: builds it, starts and stops it). */
+
 /* --- vm.c ------------------------------------------------------------------- */
+
+/* A generation with a fresh state: allocator, panic handler, standard
+ * libraries and the count hook; limits and the app's hooks from opts.
+ * Returns 0 or HG_ENOMEM. */
+int hg_lua__vm_open(hg_lua_t **out, const hg_lua_opts_t *opts);
+/* Closes a generation nobody holds yet (its build failed). */
+void hg_lua__vm_discard(hg_lua_t *rt);
 
 /* The count hook: CPU slices and budgets (every state of a generation). */
 void hg_lua__hook(lua_State *L, lua_Debug *ar);
@@ -136,14 +147,10 @@ int hg_lua__start_run(hg_lua_t *rt, run_kind_t kind, hg_phase_t phase, const cha
  * with the plugin that registered it. Returns 0 or a negative code. */
 int hg_lua__spawn(hg_lua_t *rt, int fn_ref, const char *label);
 
-/* --- plugins.c ---------------------------------------------------------------- */
-
-/* Loads the library, the plugins and the global bindings into rt's new
- * state (see hg_lua_new); each problem is appended to errors. */
-void hg_lua__load(hg_lua_t *rt, const hg_lua_opts_t *opts, json_t *errors);
-
-/* Stops and closes the timers the plugins declared (hg_lua_start). */
-void hg_lua__plugin_timers_close(hg_lua_t *rt);
+/* hg_lua_stop's part for runs: no new run starts, the pooled ones close. */
+void hg_lua__runs_stop(hg_lua_t *rt);
+/* hg_lua_shutdown's part for runs: wakes those sleeping in hookgate.sleep. */
+void hg_lua__runs_wake(hg_lua_t *rt);
 
 /* --- lib_timer.c: user timers (hookgate.timer.at/every) of a generation --- */
 
@@ -176,6 +183,10 @@ void hg_lua__open_mgmt(lua_State *L);   /* webhooks, deliveries, events */
 int hg_lua__open_hookgate(lua_State *L);
 
 /* Sets table[name] = a new table of fns, on the table on top of L's stack. */
-void hg_lua__set_funcs(lua_State *L, const char *name, const luaL_Reg *fns);
+static inline void hg_lua__set_funcs(lua_State *L, const char *name, const luaL_Reg *fns) {
+  lua_newtable(L);
+  luaL_setfuncs(L, fns, 0);
+  lua_setfield(L, -2, name);
+}
 
 #endif

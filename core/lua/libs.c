@@ -6,12 +6,6 @@
 #include "base/common.h"
 #include "lua/marshal.h"
 
-void hg_lua__set_funcs(lua_State *L, const char *name, const luaL_Reg *fns) {
-  lua_newtable(L);
-  luaL_setfuncs(L, fns, 0);
-  lua_setfield(L, -2, name);
-}
-
 void hg_lua_open_pure(lua_State *L) {
   hg_marshal_open(L);
   hg_lua__open_sign(L);

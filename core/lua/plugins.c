@@ -1,7 +1,8 @@
-/* plugins.c: building a generation — the hookgate Lua library, every
- * plugins/<name>/init.lua, the global bindings — and what the API asks of
- * the plugins: per-webhook bindings checked, redacted, described; which
- * phases and routes they define; the timers they declare. */
+/* plugins.c: a generation's life — hg_lua_new builds it (a state from
+ * vm.c, then the hookgate Lua library, every plugins/<name>/init.lua, the
+ * global bindings), hg_lua_start and hg_lua_stop start and stop its timers
+ * and runs — and what the API asks of the plugins: per-webhook bindings
+ * checked, redacted, described; which phases and routes they define. */
 #include "lua/internal.h"
 
 #include "base/common.h"
@@ -130,7 +131,7 @@ static void describe_errors(lua_State *L, int idx, const char *prefix, json_t *e
 /* Loads into rt's fresh state: the hookgate library (schema.lua,
  * runtime.lua), the plugins of every folder of opts, and the global
  * bindings. Problems go to errors. */
-void hg_lua__load(hg_lua_t *rt, const hg_lua_opts_t *opts, json_t *errors) {
+static void load(hg_lua_t *rt, const hg_lua_opts_t *opts, json_t *errors) {
   lua_State *L = rt->L;
   /* host: what runtime.lua gets from C. */
   if (load_lib(L, opts->lib_path, "schema", errors) != 0) return;
@@ -231,6 +232,26 @@ void hg_lua__load(hg_lua_t *rt, const hg_lua_opts_t *opts, json_t *errors) {
   lua_pushnil(L);
   rt->has_routes = lua_next(L, -2) != 0;
   lua_settop(L, 0);
+}
+
+int hg_lua_new(hg_lua_t **out, const hg_lua_opts_t *opts, json_t **errors_out) {
+  json_t *errors = json_array();
+  hg_lua_t *rt = NULL;
+  if (errors == NULL || hg_lua__vm_open(&rt, opts) != 0) {
+    json_decref(errors);
+    return HG_ENOMEM;
+  }
+  load(rt, opts, errors);
+  lua_settop(rt->L, 0);
+  if (json_array_size(errors) > 0) {
+    *errors_out = errors;
+    hg_lua__vm_discard(rt);
+    return HG_ECONFIG;
+  }
+  json_decref(errors);
+  *errors_out = NULL;
+  *out = rt;
+  return 0;
 }
 
 json_t *hg_lua_check_bindings(hg_lua_t *rt, json_t *plugins, json_t *transform) {
@@ -414,7 +435,14 @@ void hg_lua_start(hg_lua_t *rt) {
 
 static void plugin_timer_close_cb(uv_handle_t *h) { hg_lua_unref(h->data); }
 
-void hg_lua__plugin_timers_close(hg_lua_t *rt) {
+void hg_lua_stop(hg_lua_t *rt) {
+  hg_lua__runs_stop(rt);
+  while (rt->utimers) hg_lua__utimer_close(rt->utimers);
   for (size_t i = 0; i < rt->n_timers; i++) uv_close((uv_handle_t *)&rt->timers[i], plugin_timer_close_cb);
   rt->n_timers = 0;
+}
+
+void hg_lua_shutdown(hg_lua_t *rt) {
+  hg_lua_stop(rt);
+  hg_lua__runs_wake(rt);
 }

@@ -476,7 +476,7 @@ int hg_lua_call_route(hg_lua_t *rt, const char *method, const char *path, json_t
 
 /* --- stopping ------------------------------------------------------------------ */
 
-void hg_lua_stop(hg_lua_t *rt) {
+void hg_lua__runs_stop(hg_lua_t *rt) {
   rt->stopped = 1;
   if (rt->ready == NULL) kick_close(rt); /* else once the queue is drained */
   /* No new run starts: the pooled ones go (each holds a reference). */
@@ -486,12 +486,9 @@ void hg_lua_stop(hg_lua_t *rt) {
     run_close(run);
   }
   rt->n_pool = 0;
-  while (rt->utimers) hg_lua__utimer_close(rt->utimers);
-  hg_lua__plugin_timers_close(rt);
 }
 
-void hg_lua_shutdown(hg_lua_t *rt) {
-  hg_lua_stop(rt);
+void hg_lua__runs_wake(hg_lua_t *rt) {
   rt->shutting_down = 1;
   /* Wake the runs sleeping in hookgate.sleep so shutdown does not wait out
    * their sleep; sleep returns at once from now on. */

@@ -203,14 +203,9 @@ void hg_lua_phase_stats(hg_phase_t phase, uint64_t *calls, uint64_t *ns) {
 
 /* --- a generation ------------------------------------------------------------- */
 
-int hg_lua_new(hg_lua_t **out, const hg_lua_opts_t *opts, json_t **errors_out) {
-  json_t *errors = json_array();
+int hg_lua__vm_open(hg_lua_t **out, const hg_lua_opts_t *opts) {
   hg_lua_t *rt = calloc(1, sizeof(*rt));
-  if (rt == NULL || errors == NULL) {
-    free(rt);
-    json_decref(errors);
-    return HG_ENOMEM;
-  }
+  if (rt == NULL) return HG_ENOMEM;
   rt->loop = opts->loop;
   rt->client = opts->client;
   rt->subrequest = opts->subrequest;
@@ -224,7 +219,6 @@ int hg_lua_new(hg_lua_t **out, const hg_lua_opts_t *opts, json_t **errors_out) {
   lua_State *L = rt->L = lua_newstate(l_alloc, rt);
   if (L == NULL) {
     free(rt);
-    json_decref(errors);
     return HG_ENOMEM;
   }
   *(hg_lua_t **)lua_getextraspace(L) = rt;
@@ -232,19 +226,14 @@ int hg_lua_new(hg_lua_t **out, const hg_lua_opts_t *opts, json_t **errors_out) {
   luaL_openlibs(L);
   /* Threads created later inherit the hook. */
   lua_sethook(L, hg_lua__hook, LUA_MASKCOUNT, 1000);
-  hg_lua__load(rt, opts, errors);
-  lua_settop(L, 0);
-  if (json_array_size(errors) > 0) {
-    *errors_out = errors;
-    rt->refs = 0;
-    lua_close(rt->L);
-    free(rt);
-    return HG_ECONFIG;
-  }
-  json_decref(errors);
-  *errors_out = NULL;
   *out = rt;
   return 0;
+}
+
+void hg_lua__vm_discard(hg_lua_t *rt) {
+  rt->refs = 0;
+  lua_close(rt->L);
+  free(rt);
 }
 
 void hg_lua_ref(hg_lua_t *rt) { rt->refs++; }
