@@ -268,8 +268,9 @@ static int on_headers_complete(llhttp_t *p) {
     size_t want = p->content_length < conn->c->o.max_response_body
                       ? (size_t)p->content_length
                       : conn->c->o.max_response_body;
-    /* Room for the whole body at once; on_body grows it if this failed. */
-    if (want > 0) (void)hg_buf_reserve(&r->body, want);
+    /* Room for the whole body at once, and no more (+1 for deliver()'s
+     * NUL); on_body grows it if this failed. */
+    if (want > 0) (void)hg_grow_max(&r->body.data, &r->body.cap, want + 1, 1, want + 1, want + 1);
   }
   return r->head_only ? 1 : 0;
 }
@@ -280,8 +281,9 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
   size_t max = conn->c->o.max_response_body;
   size_t take = len;
   if (r->body.len + take > max) take = max - r->body.len;
-  /* One byte more than the bytes: deliver() ends the body with a NUL. */
-  if (hg_buf_reserve(&r->body, take + 1) != 0) {
+  /* One byte more than the bytes: deliver() ends the body with a NUL. The
+   * doubling stops at the limit's max + 1 bytes. */
+  if (hg_grow_max(&r->body.data, &r->body.cap, r->body.len + take + 1, 1, 1024, max + 1) != 0) {
     llhttp_set_error_reason(p, "out of memory");
     return HPE_USER;
   }

@@ -2,6 +2,7 @@
  * HTTP) and `openssl s_server` (HTTPS), all on 127.0.0.1. */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -115,6 +116,17 @@ static void serve(sconn_t *sc, const char *method, const char *path, const char 
     memset(r + hl, 'x', n);
     sconn_send(sc, r, (size_t)hl + n, 0);
     free(r);
+  } else if (strcmp(path, "/bigchunked") == 0 || strcmp(path, "/mid") == 0) {
+    /* Chunked past the body limit, or 40,000 bytes by Content-Length. */
+    int chunked = path[1] == 'b';
+    size_t n = chunked ? 70000 : 40000;
+    char *r = malloc(n + 200);
+    int hl = chunked ? sprintf(r, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%zx\r\n", n)
+                     : sprintf(r, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", n);
+    memset(r + hl, 'y', n);
+    size_t tl = chunked ? (size_t)sprintf(r + hl + n, "\r\n0\r\n\r\n") : 0;
+    sconn_send(sc, r, (size_t)hl + n + tl, 0);
+    free(r);
   } else if (strcmp(path, "/redirect") == 0) {
     const char *r = "HTTP/1.1 302 Found\r\nLocation: /ok\r\nContent-Length: 0\r\n\r\n";
     sconn_send(sc, r, strlen(r), 0);
@@ -227,6 +239,7 @@ typedef struct result {
   char body[256]; /* the first bytes */
   size_t body_len;
   char retry_after[16], location[32], x_method[16];
+  size_t body_alloc; /* malloc_usable_size of the body's buffer (0: none) */
   int *counter; /* incremented when done, if set */
 } result_t;
 
@@ -241,6 +254,7 @@ static void on_response(const hg_client_response_t *res, void *ud) {
   snprintf(r->text, sizeof(r->text), "%s", res->error_text ? res->error_text : "");
   snprintf(r->body, sizeof(r->body), "%s", res->body);
   r->body_len = res->body_len;
+  r->body_alloc = res->body_len > 0 ? malloc_usable_size((void *)res->body) : 0;
   const char *v;
   if ((v = hg_client_response_header(res, "retry-after"))) snprintf(r->retry_after, 16, "%s", v);
   if ((v = hg_client_response_header(res, "Location"))) snprintf(r->location, 32, "%s", v);
@@ -359,6 +373,40 @@ static void bodies(void) {
   srv_stop(&s);
   finish(&loop, c);
   CHECK_EQ_INT(r[6].done, 0);
+  hg_ssrf_policy_free(p);
+}
+
+/* A response body takes what it holds (Content-Length) or at most
+ * max_response_body + 1 bytes, never the next power of two past them: the
+ * limit bounds each delivery's memory. */
+static void body_memory(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  srv_t s;
+  srv_start(&loop, &s);
+  hg_ssrf_policy_t *p = loopback_policy();
+  hg_client_t *c = client_new(&loop, p, 4, 64, NULL); /* max_response_body 65536 */
+  int n = 0;
+  result_t r[3];
+  memset(r, 0, sizeof(r));
+  const char *paths[] = {"/big", "/bigchunked", "/mid"};
+  char u[128];
+  for (int i = 0; i < 3; i++) {
+    r[i].counter = &n;
+    url(u, &s, paths[i]);
+    CHECK_EQ_INT(get(c, u, 0, &r[i]), 0);
+  }
+  run_until(&loop, &n, 3);
+  for (int i = 0; i < 2; i++) {
+    CHECK_EQ_INT(r[i].truncated, 1);
+    CHECK_EQ_INT(r[i].body_len, 65536);
+    CHECK(r[i].body_alloc >= 65537 && r[i].body_alloc < 65537 + 64);
+  }
+  CHECK_EQ_INT(r[2].truncated, 0);
+  CHECK_EQ_INT(r[2].body_len, 40000);
+  CHECK(r[2].body_alloc >= 40001 && r[2].body_alloc < 40001 + 64);
+  srv_stop(&s);
+  finish(&loop, c);
   hg_ssrf_policy_free(p);
 }
 
@@ -802,6 +850,7 @@ int main(void) {
   signal(SIGPIPE, SIG_IGN);
   RUN(url_parse);
   RUN(bodies);
+  RUN(body_memory);
   RUN(keepalive);
   RUN(errors);
   RUN(ssrf_refused);
