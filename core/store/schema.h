@@ -1,4 +1,4 @@
-/* schema.h: the ordered schema migrations applied by store.c. */
+/* schema.h: the ordered schema migrations applied by migrate.c. */
 #ifndef HG_SCHEMA_H
 #define HG_SCHEMA_H
 

@@ -6,28 +6,10 @@
  * of a single BEGIN IMMEDIATE transaction, commits once (one fsync for the
  * group), then hands the finished jobs to the loop through a uv_async.
  *
- * The fsync is pipelined: the store connection runs with synchronous=NORMAL
- * (a COMMIT writes the write-ahead log but does not sync it) and a second
- * thread, the sync thread, fdatasyncs the log and only then releases the
- * jobs of every group committed before that call began. Nothing is
- * acknowledged before it is durable, as with synchronous=FULL, but the store
- * thread runs the next group's work while the disk syncs the last one:
- * one fsync took ~0.1 ms on the development machine, as long as a group of
- * twenty ingests.
- *
- * A job whose effect the caller already holds durably elsewhere (an event
- * answered from the intake log, which keeps it until the job is done) is
- * submitted as logged: the fsync before its completion may be shared with
- * the groups behind it. While only logged jobs wait for it and the previous
- * fsync covered LAZY_SYNC_MIN_JOBS or more (the store is busy), the sync
- * thread waits up to LAZY_SYNC_NS after that fsync, so that a busy store
- * syncs a few hundred times a second instead of once per group.
- * Completions still come only after an fsync that covers them; only they
- * come later, and only under load.
- *
- * A fourth thread, the checkpoint thread, copies the log into the database
- * (see ckpt_main), so that SQLite's automatic checkpoint no longer runs
- * inside a COMMIT on the store thread.
+ * The commit only writes the write-ahead log: the sync thread fdatasyncs it
+ * before the group's completions run, and the checkpoint thread copies it
+ * into the database (durable.c). Opening the database and its migrations
+ * are migrate.c's; what this file's parts share, store_internal.h.
  *
  * Jobs submitted as rerunnable (ingest: one per published event) run
  * together, neighbours under one SAVEPOINT: a savepoint per job made SQLite
@@ -35,80 +17,18 @@
  * Should one of them fail, that savepoint is rolled back and each of them
  * runs again alone under its own, so a failing job still takes nothing of
  * its neighbours with it. */
-#include "store/store.h"
+#include "store/store_internal.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include "base/common.h"
-#include "base/fs.h"
 #include "base/log.h"
-#include "store/schema.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/resource.h>
-
-struct job {
-  struct job *next;
-  hg_store_work_fn work;
-  hg_store_done_fn done;
-  void *ud;
-  int status;
-  int rerunnable;
-  int logged; /* see hg_store_submit_logged */
-};
-
-struct hg_store {
-  uv_loop_t *loop;
-  uv_async_t async;
-  uv_thread_t thread;
-  uv_mutex_t mutex;
-  uv_cond_t cond;
-  int mutex_ok, cond_ok;
-  sqlite3 *db; /* used only by the store thread once it runs */
-  /* Guarded by mutex. */
-  struct job *queue, **queue_tail;
-  struct job *done, **done_tail;
-  struct job *synq, **synq_tail; /* committed, waiting for the fsync */
-  int synq_dirty;                /* a group in synq wrote to the log */
-  int synq_eager;                /* a job in synq was not submitted as logged */
-  uint64_t synq_jobs;            /* how many jobs synq holds */
-  uint64_t lazy_sync_ns;         /* LAZY_SYNC_NS unless hg_store_set_lazy_sync */
-  int closing;
-  int nice; /* the store thread's nice value (hg_store_set_nice) */
-  int store_exited; /* the store thread is gone: the sync thread drains and ends */
-  /* The checkpoint thread's (see ckpt_main); it runs while ckpt_db is
-   * open. ckpt_wanted and ckpt_quit are guarded by mutex. */
-  uv_thread_t ckpt_thread;
-  uv_cond_t ckpt_cond;
-  int ckpt_cond_ok;
-  int ckpt_wanted, ckpt_quit;
-  sqlite3 *ckpt_db;
-  int ckpt_next; /* the store thread's: log frames at which to wake it next */
-  hg_store_stats_t stats;
-  /* The sync thread's. */
-  uv_thread_t sync_thread;
-  uv_cond_t sync_cond;
-  int sync_cond_ok;
-  char *wal_path;
-  int wal_fd;
-  dev_t wal_dev;
-  ino_t wal_ino;
-  /* Loop thread only. Jobs submitted on the loop thread wait in local
-   * until the loop's prepare or check phase hands them over in one go: one
-   * lock and at most one wake-up of the store thread per loop turn instead
-   * of one per job (futex calls were a third of a trivial ingest's CPU). */
-  uv_thread_t loop_thread;
-  uv_prepare_t prepare;
-  uv_check_t check;
-  struct job *local, **local_tail;
-  int handles_open; /* async, prepare, check: freed when all are closed */
-  int close_called;
-};
 
 int hg_store_errcode(int rc) {
   switch (rc) {
@@ -145,225 +65,9 @@ int hg_store_fail(sqlite3 *db, int rc, const char *op) {
   return hg_store_errcode(rc);
 }
 
-static int exec(sqlite3 *db, const char *sql, const char *op) {
+int hg_store__exec(sqlite3 *db, const char *sql, const char *op) {
   int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
   return rc == SQLITE_OK ? 0 : hg_store_fail(db, rc, op);
-}
-
-/* ---- Opening and migrations ---- */
-
-/* mkdir -p of the directory part of path (private: the database holds
- * webhook secrets). */
-static int make_parent_dirs(const char *path, char *err, size_t errlen) {
-  const char *slash = strrchr(path, '/');
-  if (slash == NULL || slash == path) return 0;
-  char dir[4096], failed[4096] = "";
-  if (snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path) >= (int)sizeof(dir)) {
-    hg_set_err(err, errlen, "cannot create directory for %s: %s", path, strerror(ENAMETOOLONG));
-    return HG_EIO;
-  }
-  int rc = hg_fs_mkdirs(dir, 0, failed, sizeof(failed));
-  if (rc == ENOTDIR) hg_set_err(err, errlen, "%s is not a directory", failed);
-  else if (rc != 0) hg_set_err(err, errlen, "cannot create directory %s: %s", failed[0] ? failed : dir, strerror(rc));
-  return rc == 0 ? 0 : HG_EIO;
-}
-
-static int user_version(sqlite3 *db, int *out) {
-  sqlite3_stmt *st = NULL;
-  int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
-  if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    *out = sqlite3_column_int(st, 0);
-    rc = SQLITE_OK;
-  }
-  int res = rc == SQLITE_OK ? 0 : hg_store_fail(db, rc, "read user_version");
-  sqlite3_finalize(st);
-  return res;
-}
-
-int hg_store_schema_version(void) { return hg_schema_version; }
-
-/* Sets PRAGMA foreign_keys (outside a transaction only). */
-static int set_foreign_keys(sqlite3 *db, int on) {
-  return exec(db, on ? "PRAGMA foreign_keys=ON" : "PRAGMA foreign_keys=OFF", "migrate: foreign_keys");
-}
-
-static int migrate(sqlite3 *db, char *err, size_t errlen);
-
-/* PRAGMA foreign_keys: 0 or 1, or -1 if it cannot be read. */
-static int foreign_keys(sqlite3 *db) {
-  sqlite3_stmt *st = NULL;
-  int on = -1;
-  if (sqlite3_prepare_v2(db, "PRAGMA foreign_keys", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-    on = sqlite3_column_int(st, 0);
-  sqlite3_finalize(st);
-  return on;
-}
-
-int hg_store_migrate(sqlite3 *db, char *err, size_t errlen) {
-  /* Migrations run with foreign keys off, as SQLite's procedure for
-   * rebuilding a table asks: with them on, dropping a referenced table
-   * deletes (ON DELETE CASCADE) every row that references it, which no
-   * later check would notice. So off it must be, read back (the pragma is
-   * silently ignored inside a transaction); each migration checks the keys
-   * itself before it commits. */
-  int was = foreign_keys(db);
-  if (set_foreign_keys(db, 0) != 0 || foreign_keys(db) != 0) {
-    hg_set_err(err, errlen, "cannot turn foreign keys off to migrate: %s", sqlite3_errmsg(db));
-    return HG_EIO;
-  }
-  int r = migrate(db, err, errlen);
-  /* Unreadable before: the store always runs with them on. */
-  if (was != 0 && (set_foreign_keys(db, 1) != 0 || foreign_keys(db) != 1) && r == 0) {
-    hg_set_err(err, errlen, "cannot turn foreign keys back on after migrating: %s", sqlite3_errmsg(db));
-    r = HG_EIO;
-  }
-  return r;
-}
-
-/* How many rows reference a missing row (PRAGMA foreign_key_check), or
- * -1 with the reason in err. The last such row's tables go to child and
- * parent. */
-static int64_t dangling_rows(sqlite3 *db, char child[64], char parent[64]) {
-  sqlite3_stmt *st = NULL;
-  int64_t n = 0;
-  int rc = sqlite3_prepare_v2(db, "PRAGMA foreign_key_check", -1, &st, NULL);
-  while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    n++;
-    snprintf(child, 64, "%s", (const char *)sqlite3_column_text(st, 0));
-    snprintf(parent, 64, "%s", (const char *)sqlite3_column_text(st, 2));
-    rc = SQLITE_OK;
-  }
-  sqlite3_finalize(st);
-  return rc == SQLITE_DONE ? n : -1;
-}
-
-static int migrate(sqlite3 *db, char *err, size_t errlen) {
-  /* One migration per transaction, re-reading the version under the write
-   * lock each time, so two processes starting together cannot both apply
-   * the same migration. */
-  for (;;) {
-    int v = 0, rc;
-    char sql[64];
-    if (exec(db, "BEGIN IMMEDIATE", "migrate: begin") != 0) {
-      hg_set_err(err, errlen, "cannot lock the database for migration: %s", sqlite3_errmsg(db));
-      return HG_EIO;
-    }
-    if ((rc = user_version(db, &v)) != 0) {
-      hg_set_err(err, errlen, "cannot read the schema version: %s", sqlite3_errmsg(db));
-      goto fail;
-    }
-    if (v > hg_schema_version || v < 0) {
-      hg_set_err(err, errlen,
-              "database schema version %d is newer than this binary (supports %d): upgrade hookgate", v,
-              hg_schema_version);
-      rc = HG_ECORRUPT;
-      goto fail;
-    }
-    if (v == hg_schema_version) {
-      exec(db, "ROLLBACK", "migrate: end");
-      return 0;
-    }
-    /* Rows left dangling before (written with foreign keys off, say by
-     * hand) are not this migration's doing: only new ones fail it. */
-    char child[64] = "", parent[64] = "";
-    int64_t dangling = dangling_rows(db, child, parent);
-    if (dangling < 0) {
-      hg_set_err(err, errlen, "migration %d failed: cannot check foreign keys: %s", v + 1, sqlite3_errmsg(db));
-      rc = HG_EIO;
-      goto fail;
-    }
-    if (dangling > 0)
-      hg_log(HG_LOG_WARN, "the database has rows referencing missing rows; migrating all the same", "table", child,
-             "references", parent, NULL);
-    rc = sqlite3_exec(db, hg_schema_migrations[v], NULL, NULL, NULL);
-    if (rc != SQLITE_OK) {
-      hg_set_err(err, errlen, "migration %d failed: %s", v + 1, sqlite3_errmsg(db));
-      hg_store_fail(db, rc, "migrate");
-      rc = HG_EIO;
-      goto fail;
-    }
-    int64_t after = dangling_rows(db, child, parent);
-    if (after < 0 || after > dangling) {
-      if (after < 0)
-        hg_set_err(err, errlen, "migration %d failed: cannot check foreign keys: %s", v + 1, sqlite3_errmsg(db));
-      else
-        hg_set_err(err, errlen, "migration %d failed: it would leave rows of %s referencing missing rows of %s", v + 1,
-                   child, parent);
-      rc = HG_EIO;
-      goto fail;
-    }
-    snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v + 1);
-    if ((rc = exec(db, sql, "migrate: set user_version")) != 0 ||
-        (rc = exec(db, "COMMIT", "migrate: commit")) != 0) {
-      hg_set_err(err, errlen, "migration %d failed: %s", v + 1, sqlite3_errmsg(db));
-      rc = HG_EIO;
-      goto fail;
-    }
-    char vbuf[16];
-    snprintf(vbuf, sizeof(vbuf), "%d", v + 1);
-    hg_log(HG_LOG_INFO, "migration applied", "version", vbuf, NULL);
-    continue;
-  fail:
-    if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    return rc;
-  }
-}
-
-int hg_store_open_sync(sqlite3 **out, const char *path, char *err, size_t errlen) {
-  sqlite3 *db = NULL;
-  sqlite3_stmt *st = NULL;
-  int rc;
-  *out = NULL;
-  if (err != NULL && errlen > 0) err[0] = '\0';
-  if ((rc = make_parent_dirs(path, err, errlen)) != 0) goto fail;
-  /* The file holds webhook signing secrets: create it readable by its
-   * owner only (SQLite gives the -wal and -shm files the same mode).
-   * O_EXCL: never open and close an existing database here, as closing any
-   * descriptor of a file drops every POSIX lock this process holds on it,
-   * SQLite's included. */
-  int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd >= 0) close(fd);
-  /* One thread at a time uses this connection (the loop thread while
-   * migrating, then only the store thread): no per-call mutex. */
-  int src = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-  if (src != SQLITE_OK) {
-    hg_set_err(err, errlen, "cannot open database %s: %s", path, db ? sqlite3_errmsg(db) : sqlite3_errstr(src));
-    rc = hg_store_fail(db, src, "open");
-    goto fail;
-  }
-  sqlite3_extended_result_codes(db, 1);
-  /* The busy timeout first: switching to WAL needs the lock that another
-   * process starting at the same time may hold. */
-  sqlite3_busy_timeout(db, 5000);
-  src = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
-  if (src == SQLITE_OK) src = sqlite3_step(st);
-  if (src != SQLITE_ROW) {
-    hg_set_err(err, errlen, "cannot set journal_mode=WAL on %s: %s", path, sqlite3_errmsg(db));
-    rc = hg_store_fail(db, src, "journal_mode");
-    goto fail;
-  }
-  /* SQLite answers with the mode in force, which stays "delete" on file
-   * systems without shared memory; the store's concurrency needs WAL. */
-  const char *mode = (const char *)sqlite3_column_text(st, 0);
-  if (mode == NULL || strcmp(mode, "wal") != 0) {
-    hg_set_err(err, errlen, "cannot enable WAL on %s (journal mode stays %s)", path, mode ? mode : "?");
-    rc = HG_EIO;
-    goto fail;
-  }
-  sqlite3_finalize(st);
-  st = NULL;
-  if (exec(db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", "pragmas") != 0) {
-    hg_set_err(err, errlen, "cannot set pragmas on %s: %s", path, sqlite3_errmsg(db));
-    rc = HG_EIO;
-    goto fail;
-  }
-  if ((rc = hg_store_migrate(db, err, errlen)) != 0) goto fail;
-  *out = db;
-  return 0;
-fail:
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return rc;
 }
 
 /* ---- Cached statements ---- */
@@ -452,10 +156,10 @@ static const char sql_begin[] = "BEGIN IMMEDIATE";
 static void undo(sqlite3 *db, const char *name) {
   char sql[48];
   snprintf(sql, sizeof(sql), "ROLLBACK TO %s", name);
-  int ok = exec(db, sql, "rollback to") == 0;
+  int ok = hg_store__exec(db, sql, "rollback to") == 0;
   snprintf(sql, sizeof(sql), "RELEASE %s", name);
   /* ROLLBACK TO keeps the savepoint open; RELEASE then drops it. */
-  if (ok) ok = exec(db, sql, "release") == 0;
+  if (ok) ok = hg_store__exec(db, sql, "release") == 0;
   if (!ok && !sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 }
 
@@ -694,212 +398,6 @@ static void thread_main(void *arg) {
   free(cache);
 }
 
-/* ---- The sync thread ---- */
-
-/* At most one fsync per this many ns while only logged jobs wait for one
- * and the store is busy: 2 ms holds ~100 events per fsync at 50,000 a
- * second, and delays their completions (the dispatch of their deliveries,
- * the release of their log space) by at most that much. */
-#define LAZY_SYNC_NS 2000000u
-/* A trickle of events (each fsync covering fewer jobs than this) is synced
- * at once, so their deliveries go out without that delay. */
-#define LAZY_SYNC_MIN_JOBS 16
-
-/* Makes everything written to the write-ahead log so far durable; returns
- * 0 or an errno value. The log
- * is opened here, read-only, once: SQLite holds no locks on that file, so
- * this descriptor can never drop one of SQLite's. Should the file have been
- * replaced (SQLite keeps it while a connection is open, so only a deleted
- * and recreated store would), the new one is opened and synced too. */
-static int sync_wal(hg_store_t *s) {
-  for (int attempt = 0; attempt < 2; attempt++) {
-    if (s->wal_fd < 0) {
-      struct stat st;
-      s->wal_fd = open(s->wal_path, O_RDONLY | O_CLOEXEC);
-      if (s->wal_fd < 0 || fstat(s->wal_fd, &st) != 0) return errno;
-      s->wal_dev = st.st_dev;
-      s->wal_ino = st.st_ino;
-    }
-    if (fdatasync(s->wal_fd) != 0) return errno;
-    struct stat now;
-    if (stat(s->wal_path, &now) == 0 && now.st_dev == s->wal_dev && now.st_ino == s->wal_ino) return 0;
-    close(s->wal_fd);
-    s->wal_fd = -1;
-  }
-  return EIO;
-}
-
-/* Guarded by mutex. Whether the sync thread may leave the groups in synq
- * for a later fsync: only logged jobs wait for it, and the last fsync
- * covered at least LAZY_SYNC_MIN_JOBS jobs, so the store is busy and more
- * groups will soon join them. (Whether the store thread has work queued
- * says less: under load it still goes idle between the loop's turns.) */
-static int may_wait(const hg_store_t *s, uint64_t last_jobs) {
-  return s->synq_dirty && !s->synq_eager && !s->store_exited && last_jobs >= LAZY_SYNC_MIN_JOBS;
-}
-
-static void sync_main(void *arg) {
-  hg_store_t *s = arg;
-  uint64_t last_sync = 0, last_jobs = 0;
-  uv_mutex_lock(&s->mutex);
-  for (;;) {
-    while (s->synq == NULL && !s->store_exited) uv_cond_wait(&s->sync_cond, &s->mutex);
-    if (s->synq == NULL) break;
-    /* The store thread signals sync_cond when it adds a group that cannot
-     * wait and when it stops: each wake-up looks again. */
-    int waited = 0;
-    for (uint64_t now = hg_now_ns(); may_wait(s, last_jobs) && now - last_sync < s->lazy_sync_ns; now = hg_now_ns()) {
-      uv_cond_timedwait(&s->sync_cond, &s->mutex, s->lazy_sync_ns - (now - last_sync));
-      waited = 1;
-    }
-    struct job *list = s->synq, **tail = s->synq_tail;
-    int dirty = s->synq_dirty;
-    uint64_t jobs = s->synq_jobs;
-    s->synq = NULL;
-    s->synq_tail = &s->synq;
-    s->synq_dirty = 0;
-    s->synq_eager = 0;
-    s->synq_jobs = 0;
-    uv_mutex_unlock(&s->mutex);
-
-    int rc = 0; /* an errno value */
-    uint64_t t0 = hg_now_ns(), ns = 0;
-    if (dirty) {
-      rc = sync_wal(s);
-      ns = hg_now_ns() - t0;
-      last_sync = t0;
-      last_jobs = jobs;
-    }
-    if (rc != 0) {
-      /* Committed, but whether it reached the disk is unknown, and Linux
-       * reports a failed writeback once: the next fdatasync may succeed
-       * over pages that were dropped. Carrying on could acknowledge (or
-       * serve, or answer an idempotent retry from) rows that a power cut
-       * would take away. Stop instead: on restart SQLite recovers from
-       * what is really on disk, and every delivery not yet recorded is
-       * still pending there. */
-      hg_log(HG_LOG_ERROR, "store fsync failed; stopping so that nothing unsynced is acknowledged", "file",
-             s->wal_path, "error", uv_strerror(uv_translate_sys_error(rc)), NULL);
-      abort();
-    }
-
-    uv_mutex_lock(&s->mutex);
-    if (dirty) {
-      s->stats.syncs++;
-      s->stats.syncs_waited += waited;
-      hg_hist_observe(&s->stats.sync_seconds, (double)ns / 1e9);
-    }
-    s->stats.synced_jobs += jobs;
-    *s->done_tail = list;
-    s->done_tail = tail;
-    uv_async_send(&s->async);
-  }
-  uv_mutex_unlock(&s->mutex);
-}
-
-/* ---- The checkpoint thread ----
- *
- * SQLite's automatic checkpoint runs inside the COMMIT that takes the log
- * past 1,000 frames: on the store thread, which then reads the log back,
- * writes the pages into the database and fsyncs both while every job
- * behind it waits. Here a thread of its own does that work, with a
- * connection of its own, in PASSIVE mode (it copies what no reader still
- * needs and never blocks the store connection), each time the log has
- * grown by CKPT_FRAMES. Under steady writes such a checkpoint rarely
- * copies the whole log (the store commits again meanwhile), and SQLite
- * starts the log again from its beginning only after one has: so once the
- * log reaches CKPT_FRAMES_MAX the store thread runs a PASSIVE checkpoint
- * itself, which finds most frames copied already and completes. */
-#define CKPT_FRAMES 1000
-#define CKPT_FRAMES_MAX (4 * CKPT_FRAMES)
-
-/* Store thread only (SQLite calls it after each commit). */
-static int wal_hook(void *ud, sqlite3 *db, const char *name, int frames) {
-  hg_store_t *s = ud;
-  if (frames < s->ckpt_next - CKPT_FRAMES) s->ckpt_next = CKPT_FRAMES; /* the log started again */
-  if (frames >= CKPT_FRAMES_MAX) {
-    /* Busy (the checkpoint thread is in one) or not, a later commit tries again. */
-    int copied = 0;
-    int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, &copied);
-    if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY) hg_store_fail(db, rc, "checkpoint");
-    if (rc == SQLITE_OK && copied > 0) {
-      uv_mutex_lock(&s->mutex);
-      s->stats.checkpoints_inline++;
-      uv_mutex_unlock(&s->mutex);
-    }
-    return SQLITE_OK;
-  }
-  if (frames < s->ckpt_next) return SQLITE_OK;
-  s->ckpt_next = frames + CKPT_FRAMES;
-  uv_mutex_lock(&s->mutex);
-  s->ckpt_wanted = 1;
-  uv_cond_signal(&s->ckpt_cond);
-  uv_mutex_unlock(&s->mutex);
-  return SQLITE_OK;
-}
-
-static void ckpt_main(void *arg) {
-  hg_store_t *s = arg;
-  uv_mutex_lock(&s->mutex);
-  for (;;) {
-    while (!s->ckpt_wanted && !s->ckpt_quit) uv_cond_wait(&s->ckpt_cond, &s->mutex);
-    if (s->ckpt_quit) break;
-    s->ckpt_wanted = 0;
-    uv_mutex_unlock(&s->mutex);
-    int log = 0, copied = 0;
-    int rc = sqlite3_wal_checkpoint_v2(s->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
-    if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY) hg_store_fail(s->ckpt_db, rc, "checkpoint");
-    if (rc == SQLITE_OK && log < 0) hg_log(HG_LOG_WARN, "store checkpoint found no log to copy", NULL);
-    uv_mutex_lock(&s->mutex);
-    if (rc == SQLITE_OK && copied > 0) s->stats.checkpoints++;
-  }
-  uv_mutex_unlock(&s->mutex);
-}
-
-/* Starts the checkpoint thread. Without it (no second connection, no
- * thread) the store keeps SQLite's automatic checkpoint: slower, not
- * wrong. */
-static void ckpt_start(hg_store_t *s) {
-  const char *file = sqlite3_db_filename(s->db, "main");
-  if (file == NULL || uv_cond_init(&s->ckpt_cond) != 0) return;
-  s->ckpt_cond_ok = 1;
-  /* synchronous=NORMAL (never OFF): the checkpoint fsyncs the log before
-   * it copies frames (the sync thread may not have reached them yet) and
-   * the database before the log may start again. A connection checkpoints
-   * only once it has read the log: the schema read attaches it. */
-  int rc = sqlite3_open_v2(file, &s->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
-  if (rc == SQLITE_OK) {
-    sqlite3_busy_timeout(s->ckpt_db, 5000);
-    rc = sqlite3_exec(s->ckpt_db, "PRAGMA synchronous=NORMAL; SELECT count(*) FROM sqlite_schema", NULL, NULL, NULL);
-  }
-  const char *why = NULL;
-  if (rc != SQLITE_OK) why = sqlite3_errmsg(s->ckpt_db);
-  else if (uv_thread_create(&s->ckpt_thread, ckpt_main, s) != 0) why = "cannot start a thread";
-  if (why != NULL) {
-    hg_log(HG_LOG_WARN, "store checkpoints stay on the store thread", "reason", why, NULL);
-    sqlite3_close(s->ckpt_db);
-    s->ckpt_db = NULL;
-    return;
-  }
-  s->ckpt_next = CKPT_FRAMES;
-  /* Replaces SQLite's automatic checkpoint on the store connection. */
-  sqlite3_wal_hook(s->db, wal_hook, s);
-}
-
-/* Stops the checkpoint thread and closes its connection: before the store
- * connection, so that the last close (the store's) checkpoints and removes
- * the log as usual. */
-static void ckpt_stop(hg_store_t *s) {
-  if (s->ckpt_db == NULL) return;
-  uv_mutex_lock(&s->mutex);
-  s->ckpt_quit = 1;
-  uv_cond_signal(&s->ckpt_cond);
-  uv_mutex_unlock(&s->mutex);
-  uv_thread_join(&s->ckpt_thread);
-  sqlite3_close(s->ckpt_db);
-  s->ckpt_db = NULL;
-}
-
 /* ---- The loop side ---- */
 
 static struct job *take_done(hg_store_t *s) {
@@ -1010,12 +508,12 @@ int hg_store_open(hg_store_t **out, uv_loop_t *loop, const char *path, char *err
   s->wal_fd = -1;
   s->lazy_sync_ns = LAZY_SYNC_NS;
   if ((rc = hg_store_open_sync(&s->db, path, err, errlen)) != 0) goto fail;
-  /* The sync thread makes commits durable (see the top of this file). */
+  /* The sync thread makes commits durable (see durable.c). */
   /* temp_store=MEMORY keeps savepoint sub-journals in memory: a group's
    * shared savepoint journals every page its jobs change (~100 KiB for a
    * group of fifty events), and past 64 KiB SQLite spilled it to a temporary
    * file, created and unlinked per group. */
-  if (exec(s->db, "PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY", "pragmas") != 0) {
+  if (hg_store__exec(s->db, "PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY", "pragmas") != 0) {
     hg_set_err(err, errlen, "cannot set synchronous=NORMAL on %s: %s", path, sqlite3_errmsg(s->db));
     rc = HG_EIO;
     goto fail;
@@ -1044,18 +542,18 @@ int hg_store_open(hg_store_t **out, uv_loop_t *loop, const char *path, char *err
   uv_check_start(&s->check, publish_check_cb);
   uv_unref((uv_handle_t *)&s->prepare);
   uv_unref((uv_handle_t *)&s->check);
-  if (uv_thread_create(&s->sync_thread, sync_main, s) != 0) {
+  if (uv_thread_create(&s->sync_thread, hg_store__sync_main, s) != 0) {
     hg_set_err(err, errlen, "cannot start the store's sync thread");
     goto fail_live;
   }
-  ckpt_start(s);
+  hg_store__ckpt_start(s);
   if (uv_thread_create(&s->thread, thread_main, s) != 0) {
     uv_mutex_lock(&s->mutex);
     s->store_exited = 1;
     uv_cond_signal(&s->sync_cond);
     uv_mutex_unlock(&s->mutex);
     uv_thread_join(&s->sync_thread);
-    ckpt_stop(s);
+    hg_store__ckpt_stop(s);
     hg_set_err(err, errlen, "cannot start the store thread");
     goto fail_live;
   }
@@ -1147,7 +645,7 @@ void hg_store_close(hg_store_t *s) {
    * shutdown. The store thread tells the sync thread when it has ended. */
   uv_thread_join(&s->thread);
   uv_thread_join(&s->sync_thread);
-  ckpt_stop(s);
+  hg_store__ckpt_stop(s);
   int rc = sqlite3_close(s->db);
   if (rc != SQLITE_OK) {
     /* A work function left a statement unfinalized. Closing lazily keeps
