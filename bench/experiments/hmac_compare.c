@@ -1,6 +1,6 @@
 /* hmac_compare.c: the Standard Webhooks MAC of one ~600-byte delivery
  * (HMAC-SHA-256 with a prepared key), mbedTLS 2.28 against OpenSSL's
- * libcrypto, on this machine. Why core/crypto.c uses libcrypto for it.
+ * libcrypto, on this machine. Why core/base/crypto.c uses libcrypto for it.
  *
  *   cc -O2 -o /tmp/hmac_compare bench/experiments/hmac_compare.c -lmbedcrypto -lcrypto && /tmp/hmac_compare
  *
