@@ -2,7 +2,12 @@
  * its API. URLs, the client's lifetime, requests from hg_client_send() to
  * their callback, close and stats. The pool of origins and connections is
  * http_client_pool.c; the HTTP/1 exchange on a connection is
- * http_client_h1.c; http_client_internal.h says what they share. */
+ * http_client_h1.c; http_client_internal.h says what they share.
+ *
+ * The top of the three: it calls the pool and the exchange, neither calls
+ * it. The pool reaches it only through pool_cb (the seam), which starts the
+ * exchange on a connection handed over, or ends a request the pool hands
+ * back. Runs on the client's loop thread. */
 #include "net/http_client.h"
 
 #include <stdio.h>
@@ -105,6 +110,8 @@ void hg_client_opts_default(hg_client_opts_t *opts) {
   opts->idle_timeout_ms = 30000;
 }
 
+static void pool_cb(conn_t *conn, req_t *r, int err, const char *text);
+
 static void client_free(hg_client_t *c) {
   hg_client__origins_free(c);
   hg_tls_client_free(c->tls);
@@ -112,7 +119,7 @@ static void client_free(hg_client_t *c) {
   free(c);
 }
 
-void hg_client__unref(hg_client_t *c) {
+static void unref(hg_client_t *c) {
   if (--c->refs == 0) client_free(c);
 }
 
@@ -148,7 +155,7 @@ int hg_client_new(hg_client_t **out, const hg_client_opts_t *opts, char *err, si
     goto fail;
   }
   c->o.user_agent = c->user_agent;
-  hg_client__h1_init();
+  c->pool_cb = pool_cb;
   *out = c;
   return 0;
 fail:
@@ -190,7 +197,7 @@ static void req_close_cb(uv_handle_t *h) {
   req_t *r = h->data;
   hg_client_t *c = r->c;
   free(r);
-  hg_client__unref(c);
+  unref(c);
 }
 
 int hg_client_send(hg_client_t *c, const hg_client_request_t *rq, hg_client_cb cb, void *ud,
@@ -283,10 +290,7 @@ int hg_client_send(hg_client_t *c, const hg_client_request_t *rq, hg_client_cb c
   c->refs++;
   uv_timer_start(&r->timer, req_timer_cb, rq->timeout_ms ? rq->timeout_ms : c->o.total_timeout_ms,
                  0);
-  r->state = R_QUEUED;
-  hg_list_push(&o->queue, &r->link);
-  c->queued++;
-  hg_client__pump(c, o, UINT32_MAX);
+  hg_client__pool_enqueue(c, r);
   return 0;
 }
 
@@ -329,7 +333,10 @@ static void deliver(req_t *r) {
   uv_close((uv_handle_t *)&r->timer, req_close_cb);
 }
 
-void hg_client__req_finish(req_t *r, int err, const char *text) {
+/* Ends a request that holds neither a connection nor a queue place: its
+ * callback runs now, or from its timer when the pump or send is on the
+ * stack. text is copied (used when err is not 0). */
+static void req_finish(req_t *r, int err, const char *text) {
   hg_client_t *c = r->c;
   r->err = err;
   if (err) snprintf(r->errtext, sizeof(r->errtext), "%s", text);
@@ -342,6 +349,15 @@ void hg_client__req_finish(req_t *r, int err, const char *text) {
   deliver(r);
 }
 
+/* The seam: the pool hands a connection over to r's exchange, or hands r
+ * back for good (see http_client_internal.h). */
+static void pool_cb(conn_t *conn, req_t *r, int err, const char *text) {
+  if (conn != NULL)
+    hg_client__h1_start(conn);
+  else
+    req_finish(r, err, text);
+}
+
 static void req_timer_cb(uv_timer_t *t) {
   req_t *r = t->data;
   hg_client_t *c = r->c;
@@ -352,8 +368,7 @@ static void req_timer_cb(uv_timer_t *t) {
   }
   const char *text = "timeout (queued: connection limit reached)";
   if (r->state == R_QUEUED) {
-    hg_list_del(&r->link);
-    c->queued--;
+    hg_client__pool_dequeue(r);
   } else if (r->conn) {
     conn_t *conn = r->conn;
     if (conn->state == C_BUSY)
@@ -390,7 +405,7 @@ void hg_client_close(hg_client_t *c) {
     snprintf(r->errtext, sizeof(r->errtext), "canceled: client closed");
     deliver(r);
   }
-  hg_client__unref(c);
+  unref(c);
 }
 
 void hg_client_stats(const hg_client_t *c, hg_client_stats_t *out) {

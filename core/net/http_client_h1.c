@@ -1,8 +1,18 @@
-/* http_client_h1.c: the HTTP/1.1 exchange on a connected socket: the TLS
+/* http_client_h1.c: the HTTP/1.1 exchange on a connection the pool handed
+ * over (the shape of h2o's http1client.c over its socketpool.c): the TLS
  * handshake (https), writing the request, reading the response through
  * llhttp into the request (headers up to MAX_RESPONSE_HEADER_BYTES, the body
- * up to max_response_body), and telling the pool when the response is
- * complete or the connection failed. */
+ * up to max_response_body).
+ *
+ * http_client.c starts it (hg_client__h1_start, from the pool's seam); it
+ * ends by giving the connection back to the pool: hg_client__conn_release
+ * when the response is complete (kept alive or not), hg_client__conn_fail
+ * when the connection failed, hg_client__conn_close when a connection with
+ * no request is done for. The pool then hands the request back to
+ * http_client.c. Calls no function of http_client.c. Runs on the client's
+ * loop thread, from the pool's seam and from libuv's read and write
+ * callbacks. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +22,52 @@
 
 #define MAX_RESPONSE_HEADER_BYTES 32768
 
-static llhttp_settings_t parser_settings;
+static int on_header_data(llhttp_t *p, const char *at, size_t len);
+static int on_header_field_complete(llhttp_t *p);
+static int on_header_value_complete(llhttp_t *p);
+static int on_headers_complete(llhttp_t *p);
+static int on_body(llhttp_t *p, const char *at, size_t len);
+static int on_message_complete(llhttp_t *p);
+
+static const llhttp_settings_t parser_settings = {
+    .on_header_field = on_header_data,
+    .on_header_value = on_header_data,
+    .on_header_field_complete = on_header_field_complete,
+    .on_header_value_complete = on_header_value_complete,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* Gives the connection back as failed. Before any response byte the
+ * failure may be a stale keep-alive connection, which the pool retries. */
+static void fail(conn_t *conn, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fail(conn_t *conn, int err, const char *fmt, ...) {
+  char text[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof(text), fmt, ap);
+  va_end(ap);
+  hg_client__conn_fail(conn, err, !conn->got_bytes, text);
+}
+
+/* The response is complete: the connection is kept alive unless must_close,
+ * the server's answer, or TLS bytes already past the response say no. */
+static void complete(conn_t *conn, int must_close) {
+  int keep = !must_close && conn->keep_alive && !(conn->tls && hg_tls_conn_has_input(conn->tls));
+  hg_client__conn_release(conn, keep);
+}
+
+/* Forgets the response collected so far (a new attempt, or after an
+ * interim 1xx response). */
+static void resp_reset(req_t *r) {
+  r->status = 0;
+  r->truncated = 0;
+  hg_buf_reset(&r->hdr);
+  r->nhdr = 0;
+  hg_buf_reset(&r->body);
+}
 
 /* ---- writing ---- */
 
@@ -26,7 +81,7 @@ static void write_cb(uv_write_t *wr, int status) {
   free(HG_CONTAINER(wr, write_req_t, req));
   if (status < 0 && status != UV_ECANCELED && conn->state != C_CLOSING) {
     if (conn->req)
-      hg_client__conn_fail(conn, HG_EIO, "write: %s", uv_strerror(status));
+      fail(conn, HG_EIO, "write: %s", uv_strerror(status));
     else
       hg_client__conn_close(conn);
   }
@@ -57,45 +112,40 @@ static int tls_flush(conn_t *conn) {
   int rc = conn_write(conn, data, len);
   hg_tls_conn_out_clear(conn->tls);
   if (rc < 0) {
-    hg_client__conn_fail(conn, HG_EIO, "write: %s", uv_strerror(rc));
+    fail(conn, HG_EIO, "write: %s", uv_strerror(rc));
     return 1;
   }
   return 0;
 }
 
-void hg_client__h1_send(conn_t *conn) {
+static void send_request(conn_t *conn) {
   req_t *r = conn->req;
+  /* A new attempt: the response starts empty. */
+  resp_reset(r);
+  conn->got_bytes = 0;
+  conn->msg_done = 0;
   llhttp_init(&conn->parser, HTTP_RESPONSE, &parser_settings);
   conn->parser.data = conn;
   if (conn->tls) {
     char err[256];
     if (hg_tls_conn_write(conn->tls, r->wbuf, r->wlen, err, sizeof(err)) != 0) {
-      hg_client__conn_fail(conn, HG_EIO, "%s", err);
+      fail(conn, HG_EIO, "%s", err);
       return;
     }
     tls_flush(conn);
     return;
   }
   int rc = conn_write(conn, r->wbuf, r->wlen);
-  if (rc < 0) hg_client__conn_fail(conn, HG_EIO, "write: %s", uv_strerror(rc));
+  if (rc < 0) fail(conn, HG_EIO, "write: %s", uv_strerror(rc));
 }
 
-/* The connection is established (and TLS is up): send. */
+/* The connection is set up (and TLS is up): send. */
 static void conn_ready(conn_t *conn) {
-  uv_timer_stop(&conn->timer);
-  conn->state = C_BUSY;
-  hg_client__h1_send(conn);
+  hg_client__conn_established(conn);
+  send_request(conn);
 }
 
 /* ---- reading ---- */
-
-void hg_client__resp_reset(req_t *r) {
-  r->status = 0;
-  r->truncated = 0;
-  hg_buf_reset(&r->hdr);
-  r->nhdr = 0;
-  hg_buf_reset(&r->body);
-}
 
 /* The peer closed (or reset) the connection. */
 static void conn_eof(conn_t *conn, ssize_t nread) {
@@ -103,19 +153,18 @@ static void conn_eof(conn_t *conn, ssize_t nread) {
     /* A close-delimited body ends here. */
     llhttp_finish(&conn->parser);
     if (conn->msg_done) {
-      hg_client__conn_complete(conn, 1);
+      complete(conn, 1);
       return;
     }
   }
-  if (conn->state == C_HANDSHAKE)
-    hg_client__conn_fail(conn, HG_EIO, "tls: handshake failed: %s",
-                         nread == UV_EOF ? "connection closed by peer" : uv_strerror((int)nread));
+  if (conn->state == C_CONNECTED)
+    fail(conn, HG_EIO, "tls: handshake failed: %s",
+         nread == UV_EOF ? "connection closed by peer" : uv_strerror((int)nread));
   else if (nread == UV_EOF)
-    hg_client__conn_fail(conn, HG_EIO, "%s",
-                         conn->got_bytes ? "connection closed mid-response"
-                                         : "connection closed before response");
+    fail(conn, HG_EIO, "%s",
+         conn->got_bytes ? "connection closed mid-response" : "connection closed before response");
   else
-    hg_client__conn_fail(conn, HG_EIO, "%s", uv_strerror((int)nread));
+    fail(conn, HG_EIO, "%s", uv_strerror((int)nread));
 }
 
 /* Feeds response bytes. Returns nonzero when the request ended (the
@@ -131,11 +180,11 @@ static int http_input(conn_t *conn, const char *data, size_t len) {
   if (conn->msg_done) {
     int extra = e == HPE_PAUSED && llhttp_get_error_pos(&conn->parser) < data + len;
     if (e == HPE_PAUSED) llhttp_resume(&conn->parser);
-    hg_client__conn_complete(conn, extra || r->truncated);
+    complete(conn, extra || r->truncated);
     return 1;
   }
   if (e != HPE_OK) {
-    hg_client__conn_fail(conn, HG_EIO, "bad response: %s", llhttp_get_error_reason(&conn->parser));
+    fail(conn, HG_EIO, "bad response: %s", llhttp_get_error_reason(&conn->parser));
     return 1;
   }
   return 0;
@@ -145,14 +194,14 @@ static void tls_input(conn_t *conn, const char *data, size_t len) {
   char err[256];
   hg_client_t *c = conn->c;
   if (hg_tls_conn_feed(conn->tls, data, len) != 0) {
-    hg_client__conn_fail(conn, HG_EIO, "out of memory");
+    fail(conn, HG_EIO, "out of memory");
     return;
   }
-  if (conn->state == C_HANDSHAKE) {
+  if (conn->state == C_CONNECTED) {
     int rc = hg_tls_conn_handshake(conn->tls, err, sizeof(err));
     if (tls_flush(conn)) return;
     if (rc < 0) {
-      hg_client__conn_fail(conn, HG_EIO, "%s", err);
+      fail(conn, HG_EIO, "%s", err);
       return;
     }
     if (rc == 1) return;
@@ -168,7 +217,7 @@ static void tls_input(conn_t *conn, const char *data, size_t len) {
       return;
     }
     if (n < 0) {
-      hg_client__conn_fail(conn, HG_EIO, "%s", err);
+      fail(conn, HG_EIO, "%s", err);
       return;
     }
     if (http_input(conn, c->pbuf, (size_t)n)) return;
@@ -206,9 +255,14 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 void hg_client__h1_start(conn_t *conn) {
   char err[256];
+  if (conn->state == C_BUSY) {
+    /* A reused connection: already reading, set up. */
+    send_request(conn);
+    return;
+  }
   int rc = uv_read_start((uv_stream_t *)&conn->tcp, alloc_cb, read_cb);
   if (rc < 0) {
-    hg_client__conn_fail(conn, HG_EIO, "read: %s", uv_strerror(rc));
+    fail(conn, HG_EIO, "read: %s", uv_strerror(rc));
     return;
   }
   if (!conn->o->https) {
@@ -217,13 +271,12 @@ void hg_client__h1_start(conn_t *conn) {
   }
   rc = hg_tls_conn_new(&conn->tls, conn->c->tls, conn->o->host, conn->o->session);
   if (rc != 0) {
-    hg_client__conn_fail(conn, HG_EIO, "tls: cannot start: %s", hg_strerror(rc));
+    fail(conn, HG_EIO, "tls: cannot start: %s", hg_strerror(rc));
     return;
   }
-  conn->state = C_HANDSHAKE;
   rc = hg_tls_conn_handshake(conn->tls, err, sizeof(err));
   if (tls_flush(conn)) return;
-  if (rc < 0) hg_client__conn_fail(conn, HG_EIO, "%s", err);
+  if (rc < 0) fail(conn, HG_EIO, "%s", err);
 }
 
 /* ---- llhttp callbacks ---- */
@@ -305,24 +358,10 @@ static int on_message_complete(llhttp_t *p) {
   req_t *r = conn->req;
   if (r->status >= 100 && r->status < 200) {
     /* An interim response (100 Continue): the real one follows. */
-    hg_client__resp_reset(r);
+    resp_reset(r);
     return 0;
   }
   conn->keep_alive = llhttp_should_keep_alive(p);
   conn->msg_done = 1;
   return HPE_PAUSED;
-}
-
-void hg_client__h1_init(void) {
-  /* Filled once with the same contents by whichever client comes first. */
-  llhttp_settings_t *s = &parser_settings;
-  if (s->on_message_complete != NULL) return;
-  llhttp_settings_init(s);
-  s->on_header_field = on_header_data;
-  s->on_header_value = on_header_data;
-  s->on_header_field_complete = on_header_field_complete;
-  s->on_header_value_complete = on_header_value_complete;
-  s->on_headers_complete = on_headers_complete;
-  s->on_body = on_body;
-  s->on_message_complete = on_message_complete;
 }

@@ -4,21 +4,45 @@
  *                       on send, ended by their timer, delivered to the
  *                       callback), close, stats
  *   http_client_pool.c  origins and their limits, the ready queue, idle
- *                       connections, DNS, the SSRF check and connect
- *   http_client_h1.c    the HTTP/1 exchange on a connected socket: the TLS
- *                       handshake, writing the request, parsing the
- *                       response with llhttp, the body limit
+ *                       connections, DNS, the SSRF check and connect: a
+ *                       pool of connected streams that knows nothing of HTTP
+ *   http_client_h1.c    the HTTP/1 exchange on a connection the pool handed
+ *                       over: the TLS handshake, writing the request, parsing
+ *                       the response with llhttp, the body limit
+ *
+ * Calls between the files go one way (h2o's socketpool.c under its
+ * http1client.c): http_client.c calls the pool and the exchange, the
+ * exchange calls the pool, and the pool calls up only through c->pool_cb,
+ * which hg_client_new() sets to a function of http_client.c. Everything runs
+ * on the client's loop thread.
  *
  * Objects:
  *   origin  scheme + host + port: a FIFO of waiting requests, a stack of idle
- *           connections, the cached TLS session. Lives as long as the client.
+ *           connections, the cached TLS session (the exchange's: the pool
+ *           only creates and frees it). Lives as long as the client.
  *   conn    one TCP (maybe TLS) connection; serves one request at a time.
+ *           The pool allocates and frees it; it holds no reference on the
+ *           client (once closed, its handle callbacks touch only the conn).
  *   req     one request: the serialized bytes, the total-timeout timer and
- *           the response being collected.
+ *           the response being collected. http_client.c allocates and frees
+ *           it; while queued or holding a slot it is on loan to the pool.
  *
  * A request holds a "slot" while a connection works for it (connecting or
  * busy); slots are capped globally and per origin. The pool's pump hands
  * waiting requests to idle connections or new ones as slots allow.
+ *
+ * The seam, c->pool_cb(conn, r, err, text), the pool's one way up:
+ *   conn != NULL, err 0  "conn is r's": newly connected (state C_CONNECTED)
+ *                        or reused idle (C_BUSY); the exchange starts on it.
+ *                        Once per attempt (a retry is a second attempt).
+ *   conn == NULL         "r is out of the pool": its exchange completed and
+ *                        the connection was given back (err 0), or it failed
+ *                        or never got a connection (err, text). Once, last;
+ *                        the pool does not touch r afterwards. Not called for
+ *                        a request the client takes back itself (its timer,
+ *                        close).
+ * The pool calls it from the pump (so inside hg_client_send() too) and from
+ * its libuv callbacks; it is the last thing the pool's code path does with r.
  *
  * Reentrancy: user callbacks never run while the pump or hg_client_send() is
  * on the stack (api_depth > 0); a failure found there is delivered from the
@@ -56,26 +80,35 @@ typedef struct hg_client_origin {
   char key[];       /* "h:" or "s:" + host + ":" + port, NUL, host, NUL */
 } origin_t;
 
+/* Request states: R_QUEUED and R_ACTIVE while the pool has it (in a queue;
+ * holding a slot), R_DEFERRED and R_DONE in http_client.c. */
 enum { R_QUEUED = 1, R_ACTIVE, R_DEFERRED, R_DONE };
-enum { C_RESOLVING = 1, C_CONNECTING, C_HANDSHAKE, C_BUSY, C_IDLE, C_CLOSING };
+/* Connection states, set by the pool: C_CONNECTED is connected and handed
+ * over but not set up yet (the TLS handshake runs; the connect timeout still
+ * applies) until hg_client__conn_established(). */
+enum { C_RESOLVING = 1, C_CONNECTING, C_CONNECTED, C_BUSY, C_IDLE, C_CLOSING };
 
 typedef struct hg_client_conn conn_t;
 
 typedef struct hg_client_req {
   hg_client_t *c;
   origin_t *o;
+  /* The pool's while it has the request. */
   conn_t *conn;
-  hg_list_t link; /* origin queue, or client->deferred */
+  hg_list_t link; /* origin queue (pool), or client->deferred */
+  int state;
+  int retried, fresh; /* sent again once; wants a new connection */
+  int conn_reused;    /* the connection it was last given had served before */
+  /* http_client.c's. */
   uv_timer_t timer;
   hg_client_cb cb;
   void *ud;
   uint64_t start_ns;
-  int state;
-  int retried, fresh, head_only;
-  int conn_reused, tls_resumed;
+  int head_only;
   int err;
   char errtext[256];
-  /* The response. */
+  /* The response, filled by the exchange. */
+  int tls_resumed;
   int status;
   int truncated;
   hg_buf_t hdr; /* "name\0value\0" pairs */
@@ -86,6 +119,7 @@ typedef struct hg_client_req {
 } req_t;
 
 struct hg_client_conn {
+  /* The pool's: the stream and its place in the pool. */
   hg_client_t *c;
   origin_t *o;
   req_t *req;
@@ -97,26 +131,33 @@ struct hg_client_conn {
   uv_connect_t creq;
   int state;
   int tcp_open, timer_open, gai_pending, counted;
-  int got_bytes, msg_done, keep_alive, must_close;
-  unsigned served;
-  llhttp_t parser;
-  hg_tls_conn_t *tls;
+  unsigned served; /* exchanges completed on it: > 0 is a reused connection */
   struct sockaddr_storage addrs[HG_CLIENT_MAX_ADDRS];
   unsigned naddrs, addr_i;
+  /* The TLS layer of the stream: the exchange creates it, the pool frees it
+   * with the stream. */
+  hg_tls_conn_t *tls;
+  /* The exchange's. */
+  int got_bytes, msg_done, keep_alive;
+  llhttp_t parser;
 };
+
+/* The seam (see the top of this file). */
+typedef void (*hg_client__pool_cb)(conn_t *conn, req_t *r, int err, const char *text);
 
 struct hg_client {
   uv_loop_t *loop;
   hg_client_opts_t o;
   char *user_agent;
   hg_tls_client_t *tls;
+  hg_client__pool_cb pool_cb; /* set by hg_client_new */
   origin_t **buckets;
   size_t nbuckets, norigins;
   hg_list_t ready;    /* origins waiting for a global slot */
   hg_list_t conns;    /* open connections */
   hg_list_t deferred; /* requests whose callback waits for the next iteration */
   unsigned in_flight, queued, idle;
-  unsigned refs; /* 1 until closed, + live requests + live connections */
+  unsigned refs; /* 1 until closed, + live requests */
   int closing;
   int api_depth; /* > 0 while send or pump is on the stack */
   uint64_t connections_opened, requests_retried;
@@ -124,17 +165,7 @@ struct hg_client {
   char pbuf[HG_CLIENT_PLAIN_BUF_SIZE]; /* TLS plaintext */
 };
 
-/* ---- http_client.c ---- */
-
-/* Drops a reference; the last one frees the client. */
-void hg_client__unref(hg_client_t *c);
-
-/* Ends a request that holds neither a connection nor a queue place: its
- * callback runs now, or from its timer when the pump or send is on the
- * stack. text is copied (used when err is not 0). */
-void hg_client__req_finish(req_t *r, int err, const char *text);
-
-/* ---- http_client_pool.c ---- */
+/* ---- http_client_pool.c: called by http_client.c and http_client_h1.c ---- */
 
 /* The origin of u, created on first use. NULL when out of memory. */
 origin_t *hg_client__origin_get(hg_client_t *c, const hg_client_url_t *u);
@@ -142,46 +173,55 @@ origin_t *hg_client__origin_get(hg_client_t *c, const hg_client_url_t *u);
 /* Frees every origin (at the client's end). */
 void hg_client__origins_free(hg_client_t *c);
 
-/* Dispatches up to limit waiting requests of o. Never runs a callback. */
+/* Takes r into its origin's queue (R_QUEUED) and pumps. pool_cb may run
+ * inside this call, with api_depth > 0: a request that ends there has its
+ * user callback deferred. */
+void hg_client__pool_enqueue(hg_client_t *c, req_t *r);
+
+/* Takes a queued request (R_QUEUED) back out of its queue. */
+void hg_client__pool_dequeue(req_t *r);
+
+/* Dispatches up to limit waiting requests of o. Never runs a user callback. */
 void hg_client__pump(hg_client_t *c, origin_t *o, unsigned limit);
 
 /* Called after a connection gave up its slot outside the pump: waiting
  * requests take the slot. */
 void hg_client__slot_freed(hg_client_t *c, origin_t *o);
 
-/* Detaches the request (if any) and gives back the slot; the connection is
- * never used again and is freed once its handles closed. Does not pump. */
+/* Detaches the request (if any; it does not come back through pool_cb) and
+ * gives back the slot; the connection is never used again and is freed once
+ * its handles closed. Does not pump. */
 void hg_client__conn_close(conn_t *conn);
 
-/* Fails the connection and its request, which ends through
- * hg_client__req_finish as the last step (or is queued once more: see the
- * function). */
-void hg_client__conn_fail(conn_t *conn, int err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* The exchange set the connection up (TLS): the connect timeout stops and
+ * the connection is C_BUSY. */
+void hg_client__conn_established(conn_t *conn);
 
-/* The response is complete: the connection goes idle, or closes when
- * must_close or it cannot be kept; then the request ends through
- * hg_client__req_finish. */
-void hg_client__conn_complete(conn_t *conn, int must_close);
+/* The connection failed: it closes, and its request comes back through
+ * pool_cb(NULL, r, err, text) as the last step, unless it goes back to the
+ * head of its queue once: err HG_EIO on a reused connection before any
+ * response byte (may_retry), as a server closing an idle connection while
+ * we send looks. */
+void hg_client__conn_fail(conn_t *conn, int err, int may_retry, const char *text);
+
+/* The exchange completed: the connection goes idle when keep and the pool
+ * has room for it (else it closes), the slot is freed, then the request
+ * comes back through pool_cb(NULL, r, 0, NULL). */
+void hg_client__conn_release(conn_t *conn, int keep);
 
 /* Closing: takes every queued request and every connection's request out
- * of the pool onto cancel, and closes every connection. */
+ * of the pool onto cancel (none comes back through pool_cb), and closes
+ * every connection. */
 void hg_client__pool_cancel(hg_client_t *c, hg_list_t *cancel);
 
-/* ---- http_client_h1.c ---- */
+/* ---- http_client_h1.c: called by http_client.c ---- */
 
-/* Sets up the parser callbacks once for every client. */
-void hg_client__h1_init(void);
-
-/* The socket connected: start reading, then, for https, the TLS handshake,
- * and send the request once the connection is ready. */
+/* Starts the exchange of conn->req on conn, which the pool just handed
+ * over: newly connected (C_CONNECTED: reading starts, then the TLS
+ * handshake for https) or reused (C_BUSY). The request is sent once the
+ * connection is set up. Ends through the pool (hg_client__conn_release,
+ * hg_client__conn_fail, hg_client__conn_close), never calling back into
+ * http_client.c. */
 void hg_client__h1_start(conn_t *conn);
-
-/* Sends the connection's request (a ready connection: new or idle). */
-void hg_client__h1_send(conn_t *conn);
-
-/* Forgets the response collected so far (a new attempt, or after an
- * interim 1xx response). */
-void hg_client__resp_reset(req_t *r);
 
 #endif

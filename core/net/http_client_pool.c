@@ -1,13 +1,20 @@
 /* http_client_pool.c: the client's origins and connections (the shape of
- * h2o's socketpool.c beside its http1client.c).
+ * h2o's socketpool.c under its http1client.c): a pool of connected streams
+ * that knows nothing of HTTP.
  *
  * An origin keeps its waiting requests in a FIFO and its idle connections
  * most recently used first; the pump gives a waiting request an idle
  * connection, or a new one while the origin has fewer than max_per_origin
  * and the client fewer than max_in_flight; origins waiting for a global
  * slot take turns in the ready queue. A new connection resolves the name
- * (uv_getaddrinfo), checks every address against the SSRF policy, connects,
- * and hands the socket to http_client_h1.c. */
+ * (uv_getaddrinfo), checks every address against the SSRF policy and
+ * connects.
+ *
+ * Calls into no other file of the client: a connection ready for a request,
+ * and a request leaving the pool, go up through c->pool_cb (the seam, see
+ * http_client_internal.h). The exchange gives connections back with
+ * hg_client__conn_release, hg_client__conn_fail and hg_client__conn_close.
+ * Runs on the client's loop thread. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +24,8 @@
 #include "net/http_client_internal.h"
 
 static void conn_timer_cb(uv_timer_t *t);
+static void pool_fail(conn_t *conn, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* ---- origins ---- */
 
@@ -106,11 +115,11 @@ void hg_client__origins_free(hg_client_t *c) {
 
 /* ---- connections ---- */
 
+/* A closed connection holds no reference on the client: from here on its
+ * handle callbacks touch only the connection itself. */
 static void conn_maybe_free(conn_t *conn) {
   if (conn->state != C_CLOSING || conn->tcp_open || conn->timer_open || conn->gai_pending) return;
-  hg_client_t *c = conn->c;
   free(conn);
-  hg_client__unref(c);
 }
 
 static void tcp_close_cb(uv_handle_t *h) {
@@ -157,16 +166,11 @@ void hg_client__conn_close(conn_t *conn) {
  * response byte goes back to the head of its queue once, for a fresh
  * connection: the server most likely closed the idle connection as we were
  * sending. */
-void hg_client__conn_fail(conn_t *conn, int err, const char *fmt, ...) {
-  char text[256];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(text, sizeof(text), fmt, ap);
-  va_end(ap);
+void hg_client__conn_fail(conn_t *conn, int err, int may_retry, const char *text) {
   hg_client_t *c = conn->c;
   origin_t *o = conn->o;
   req_t *r = conn->req;
-  int retry = r && err == HG_EIO && conn->served > 0 && !conn->got_bytes && !r->retried;
+  int retry = r && err == HG_EIO && conn->served > 0 && may_retry && !r->retried;
   hg_client__conn_close(conn);
   if (r && retry && !c->closing) {
     r->retried = 1;
@@ -178,7 +182,17 @@ void hg_client__conn_fail(conn_t *conn, int err, const char *fmt, ...) {
     r = NULL;
   }
   hg_client__slot_freed(c, o);
-  if (r) hg_client__req_finish(r, err, text);
+  if (r) c->pool_cb(NULL, r, err, text);
+}
+
+/* The pool's own failures: a new connection, never a retry. */
+static void pool_fail(conn_t *conn, int err, const char *fmt, ...) {
+  char text[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof(text), fmt, ap);
+  va_end(ap);
+  hg_client__conn_fail(conn, err, 0, text);
 }
 
 static void conn_timer_cb(uv_timer_t *t) {
@@ -186,18 +200,21 @@ static void conn_timer_cb(uv_timer_t *t) {
   if (conn->state == C_IDLE)
     hg_client__conn_close(conn);
   else if (conn->state != C_CLOSING)
-    hg_client__conn_fail(conn, HG_ETIMEDOUT, "connect timeout");
+    pool_fail(conn, HG_ETIMEDOUT, "connect timeout");
 }
 
-/* ---- the end of a request on a connection ---- */
+/* ---- the exchange's side ---- */
 
-void hg_client__conn_complete(conn_t *conn, int must_close) {
+void hg_client__conn_established(conn_t *conn) {
+  uv_timer_stop(&conn->timer);
+  conn->state = C_BUSY;
+}
+
+void hg_client__conn_release(conn_t *conn, int keep) {
   hg_client_t *c = conn->c;
   origin_t *o = conn->o;
   req_t *r = conn->req;
-  int keep = !must_close && !conn->must_close && conn->keep_alive && !c->closing &&
-             !(conn->tls && hg_tls_conn_has_input(conn->tls)) &&
-             o->n_idle < c->o.max_idle_per_origin;
+  keep = keep && !c->closing && o->n_idle < c->o.max_idle_per_origin;
   conn->served++;
   if (keep) {
     conn->req = NULL;
@@ -214,7 +231,7 @@ void hg_client__conn_complete(conn_t *conn, int must_close) {
     hg_client__conn_close(conn);
   }
   hg_client__slot_freed(c, o);
-  hg_client__req_finish(r, 0, NULL);
+  c->pool_cb(NULL, r, 0, NULL);
 }
 
 /* ---- scheduling ---- */
@@ -234,10 +251,7 @@ static void assign(conn_t *conn, req_t *r) {
   r->state = R_ACTIVE;
   r->conn = conn;
   r->conn_reused = conn->served > 0;
-  hg_client__resp_reset(r);
   conn->req = r;
-  conn->got_bytes = 0;
-  conn->msg_done = 0;
   conn->counted = 1;
   c->in_flight++;
   conn->o->active++;
@@ -260,7 +274,7 @@ void hg_client__pump(hg_client_t *c, origin_t *o, unsigned limit) {
       uv_timer_stop(&conn->timer);
       conn->state = C_BUSY;
       assign(conn, r);
-      hg_client__h1_send(conn);
+      c->pool_cb(conn, r, 0, NULL);
     } else if (o->active < c->o.max_per_origin) {
       conn_start(c, o, r);
     } else {
@@ -290,6 +304,18 @@ void hg_client__slot_freed(hg_client_t *c, origin_t *o) {
   c->api_depth--;
 }
 
+void hg_client__pool_enqueue(hg_client_t *c, req_t *r) {
+  r->state = R_QUEUED;
+  hg_list_push(&r->o->queue, &r->link);
+  c->queued++;
+  hg_client__pump(c, r->o, UINT32_MAX);
+}
+
+void hg_client__pool_dequeue(req_t *r) {
+  hg_list_del(&r->link);
+  r->c->queued--;
+}
+
 /* ---- connecting ---- */
 
 static void connect_next(conn_t *conn);
@@ -314,17 +340,18 @@ static void connect_cb(uv_connect_t *creq, int status) {
       uv_close((uv_handle_t *)&conn->tcp, reconnect_close_cb);
       return;
     }
-    hg_client__conn_fail(conn, HG_EIO, "%s", uv_strerror(status));
+    pool_fail(conn, HG_EIO, "%s", uv_strerror(status));
     return;
   }
   conn->c->connections_opened++;
-  hg_client__h1_start(conn);
+  conn->state = C_CONNECTED;
+  conn->c->pool_cb(conn, conn->req, 0, NULL);
 }
 
 static void connect_next(conn_t *conn) {
   int rc = uv_tcp_init(conn->c->loop, &conn->tcp);
   if (rc < 0) {
-    hg_client__conn_fail(conn, HG_EIO, "socket: %s", uv_strerror(rc));
+    pool_fail(conn, HG_EIO, "socket: %s", uv_strerror(rc));
     return;
   }
   conn->tcp_open = 1;
@@ -334,7 +361,7 @@ static void connect_next(conn_t *conn) {
   uv_tcp_nodelay(&conn->tcp, 1);
   rc = uv_tcp_connect(&conn->creq, &conn->tcp,
                       (const struct sockaddr *)&conn->addrs[conn->addr_i], connect_cb);
-  if (rc < 0) hg_client__conn_fail(conn, HG_EIO, "connect: %s", uv_strerror(rc));
+  if (rc < 0) pool_fail(conn, HG_EIO, "connect: %s", uv_strerror(rc));
 }
 
 /* Every address is checked before the first connect: one refused address
@@ -345,7 +372,7 @@ static void conn_resolved(conn_t *conn) {
   for (unsigned i = 0; i < conn->naddrs; i++) {
     if (hg_ssrf_check(conn->c->o.ssrf, (const struct sockaddr *)&conn->addrs[i], reason,
                       sizeof(reason)) != 0) {
-      hg_client__conn_fail(conn, HG_EFORBIDDEN, "%s", reason);
+      pool_fail(conn, HG_EFORBIDDEN, "%s", reason);
       return;
     }
   }
@@ -362,7 +389,7 @@ static void gai_cb(uv_getaddrinfo_t *g, int status, struct addrinfo *res) {
     return;
   }
   if (status < 0) {
-    hg_client__conn_fail(conn, HG_EIO, "dns: %s: %s", conn->o->host, uv_strerror(status));
+    pool_fail(conn, HG_EIO, "dns: %s: %s", conn->o->host, uv_strerror(status));
     return;
   }
   conn->naddrs = 0;
@@ -372,7 +399,7 @@ static void gai_cb(uv_getaddrinfo_t *g, int status, struct addrinfo *res) {
   }
   uv_freeaddrinfo(res);
   if (conn->naddrs == 0) {
-    hg_client__conn_fail(conn, HG_EIO, "dns: %s: no address", conn->o->host);
+    pool_fail(conn, HG_EIO, "dns: %s: no address", conn->o->host);
     return;
   }
   conn_resolved(conn);
@@ -383,12 +410,11 @@ static void conn_start(hg_client_t *c, origin_t *o, req_t *r) {
   if (conn == NULL) {
     hg_list_del(&r->link);
     c->queued--;
-    hg_client__req_finish(r, HG_ENOMEM, "out of memory");
+    c->pool_cb(NULL, r, HG_ENOMEM, "out of memory");
     return;
   }
   conn->c = c;
   conn->o = o;
-  c->refs++;
   hg_list_init(&conn->link);
   hg_list_push(&c->conns, &conn->all);
   uv_timer_init(c->loop, &conn->timer);
@@ -411,7 +437,7 @@ static void conn_start(hg_client_t *c, origin_t *o, req_t *r) {
   conn->gai.data = conn;
   int rc = uv_getaddrinfo(c->loop, &conn->gai, gai_cb, o->host, o->port, &hints);
   if (rc < 0) {
-    hg_client__conn_fail(conn, HG_EIO, "dns: %s: %s", o->host, uv_strerror(rc));
+    pool_fail(conn, HG_EIO, "dns: %s: %s", o->host, uv_strerror(rc));
     return;
   }
   conn->gai_pending = 1;
