@@ -1,0 +1,246 @@
+/* record.c: the outcome of an attempt: the retry decision (the schedule
+ * with jitter, Retry-After, the retry phase, 410), its record written with
+ * the others of the loop turn in one store job, then the after phase. */
+#define _GNU_SOURCE /* strptime, timegm */
+#include "pipeline/dispatcher_internal.h"
+
+#include "base/common.h"
+#include "base/crypto.h"
+#include "base/log.h"
+#include "base/metrics.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void after_done(int status, json_t *arg, json_t *res, json_t *res2, const char *err, void *ud) {
+  (void)status, (void)arg, (void)res, (void)res2, (void)err, (void)ud;
+}
+
+typedef struct rec_batch {
+  hg_dispatcher_t *d;
+  item_t *head;
+} rec_batch_t;
+
+static int record_work(sqlite3 *db, void *ud) {
+  rec_batch_t *b = ud;
+  for (item_t *it = b->head; it; it = it->rec_next) it->rec_status = hg_deliveries_record(db, &it->rec);
+  return 0;
+}
+
+static void record_one(item_t *it, int status) {
+  hg_dispatcher_t *d = it->d;
+  if (status != 0) {
+    /* Not recorded: the row is still pending and due in the store, so it
+     * is sent again (at least once): after the retry delay, or in 1 s. */
+    hg_log(HG_LOG_ERROR, "could not record a delivery attempt", "delivery", it->send.id, "error",
+           hg_strerror(status), NULL);
+    if (it->rec.new_status != HG_DEL_PENDING && !d->stopping && !it->test_cb)
+      hg_dispatch__heap_push(d, hg_wall_ms() + 1000, it->seq);
+  }
+  if (it->rec.new_status == HG_DEL_PENDING && !d->stopping) hg_dispatch__heap_push(d, it->rec.next_attempt_at, it->seq);
+  if (status == 0 && it->rec.deactivate_webhook && d->subs) hg_subs_set_active(d->subs, it->rec.deactivate_webhook, 0);
+  hg_lua_t *lua = *d->lua;
+  if (status == 0 && it->rec.new_status != HG_DEL_PENDING && lua && hg_lua_has(lua, HG_PHASE_AFTER, it->send.lua)) {
+    json_t *arg = json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:i,s:s?}", "deliveryId", it->send.id, "webhookId",
+                            it->send.webhook_id, "eventId", it->send.event_id, "eventType", it->send.event_type,
+                            "status", hg_delivery_status_name(it->rec.new_status), "statusCode", it->rec.status_code,
+                            "attempts", it->rec.attempt, "error", it->rec.error);
+    /* Fire and forget: a failing after() is logged, nothing else. */
+    if (arg) hg_lua_call_async(lua, HG_PHASE_AFTER, it->send.lua, arg, after_done, NULL);
+    json_decref(arg);
+  }
+  if (it->test_cb) {
+    hg_dispatch_result_t res = {it->send.id,
+                                it->rec.status_code,
+                                it->resp_body,
+                                it->resp_len,
+                                it->rec.duration_ms,
+                                it->rec.new_status == HG_DEL_SUCCESS,
+                                it->has_error ? it->error : NULL};
+    it->test_cb(&res, it->test_ud);
+  }
+  hg_dispatch__item_free(it);
+}
+
+static void record_done(int status, void *ud) {
+  rec_batch_t *b = ud;
+  hg_dispatcher_t *d = b->d;
+  for (item_t *it = b->head, *next; it; it = next) {
+    next = it->rec_next;
+    record_one(it, status != 0 ? status : it->rec_status);
+  }
+  free(b);
+  hg_dispatch__pump(d);
+}
+
+/* Writes the attempts finished this loop turn in one store job. */
+static void flush_records(hg_dispatcher_t *d) {
+  if (d->rec_head == NULL) return;
+  rec_batch_t *b = malloc(sizeof(*b));
+  item_t *head = d->rec_head;
+  d->rec_head = NULL;
+  d->rec_tail = &d->rec_head;
+  d->rec_n = 0;
+  uv_idle_stop(&d->rec_check);
+  int r = HG_ENOMEM;
+  if (b != NULL) {
+    /* Filled in before it is queued: the store thread may take it at once. */
+    b->d = d;
+    b->head = head;
+    r = hg_store_submit(d->store, record_work, record_done, b);
+  }
+  if (r != 0) {
+    hg_log(HG_LOG_ERROR, "could not queue delivery records", "error", hg_strerror(r), NULL);
+    free(b);
+    for (item_t *it = head, *next; it; it = next) {
+      next = it->rec_next;
+      hg_dispatch__abandon(it);
+    }
+  }
+}
+
+static void rec_check_cb(uv_idle_t *h) { flush_records(h->data); }
+
+static void queue_record(item_t *it) {
+  hg_dispatcher_t *d = it->d;
+  it->rec_next = NULL;
+  *d->rec_tail = it;
+  d->rec_tail = &it->rec_next;
+  if (d->rec_n++ == 0) uv_idle_start(&d->rec_check, rec_check_cb);
+  /* Big turns are cut into groups of a few hundred. */
+  if (d->rec_n >= 256) flush_records(d);
+}
+
+/* Seconds from a Retry-After header: delta-seconds or an HTTP date. */
+static int parse_retry_after(const char *v, double *out) {
+  if (v == NULL) return 0;
+  char *end;
+  double s = strtod(v, &end);
+  if (end != v && *end == '\0' && s >= 0) {
+    *out = s;
+    return 1;
+  }
+  struct tm tm;
+  memset(&tm, 0, sizeof(tm));
+  const char *rest = strptime(v, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  if (rest == NULL || *rest != '\0') return 0;
+  double delta = (double)(timegm(&tm) - time(NULL));
+  *out = delta > 0 ? delta : 0;
+  return 1;
+}
+
+static double jittered(const hg_config_t *cfg, double seconds) {
+  if (cfg->jitter <= 0 || seconds <= 0) return seconds;
+  uint32_t r;
+  if (hg_random(&r, sizeof(r)) != 0) return seconds;
+  double u = (double)r / 4294967295.0 * 2.0 - 1.0; /* [-1, 1] */
+  return seconds * (1.0 + cfg->jitter * u);
+}
+
+/* Decides what follows an attempt and queues its record. */
+void hg_dispatch__finish(item_t *it, int status_code, const hg_client_response_t *res) {
+  hg_dispatcher_t *d = it->d;
+  const hg_config_t *cfg = d->cfg;
+  int64_t now = hg_wall_ms();
+  hg_attempt_rec_t *rec = &it->rec;
+  rec->delivery_seq = it->seq;
+  rec->attempt = it->send.attempts + 1;
+  rec->started_at = it->started_at;
+  rec->duration_ms = now - it->started_at;
+  rec->status_code = status_code;
+  rec->response_body = it->resp_body;
+  rec->response_len = it->resp_len;
+  if (it->skipped) {
+    rec->new_status = HG_DEL_SKIPPED;
+    rec->error = it->error;
+    hg_metrics.deliveries_skipped++;
+    goto record;
+  }
+  int ok = !it->has_error && status_code >= 200 && status_code < 300;
+  if (!ok && !it->has_error) {
+    it->has_error = 1;
+    if (status_code >= 300 && status_code < 400)
+      snprintf(it->error, sizeof(it->error), "HTTP %d: redirect not followed", status_code);
+    else
+      snprintf(it->error, sizeof(it->error), "HTTP %d", status_code);
+  }
+  rec->error = it->has_error ? it->error : NULL;
+  d->stats.attempts++;
+  hg_hist_observe(&hg_metrics.attempt_seconds, (double)rec->duration_ms / 1000.0);
+  if (ok) hg_metrics.attempts_success++;
+  else hg_metrics.attempts_failure++;
+  if (ok) {
+    rec->new_status = HG_DEL_SUCCESS;
+    d->stats.successes++;
+    hg_metrics.deliveries_succeeded++;
+    if (!it->test_cb)
+      hg_hist_observe(&hg_metrics.delivery_latency_seconds, (double)(now - it->send.created_at) / 1000.0);
+  } else if (status_code == 410) {
+    /* Gone: the receiver asks us to stop. */
+    rec->new_status = HG_DEL_FAILED;
+    rec->deactivate_webhook = it->send.webhook_id;
+    snprintf(it->error, sizeof(it->error), "HTTP 410 Gone: webhook deactivated");
+    d->stats.failures++;
+    hg_metrics.deliveries_failed++;
+    hg_metrics.webhooks_deactivated++;
+    hg_log(HG_LOG_WARN, "receiver answered 410 Gone: webhook deactivated", "webhook", it->send.webhook_id, NULL);
+  } else if (it->test_cb != NULL || it->no_retry) {
+    rec->new_status = HG_DEL_FAILED;
+    d->stats.failures++;
+    hg_metrics.deliveries_failed++;
+  } else {
+    int retry = (size_t)rec->attempt < cfg->n_schedule;
+    double delay = retry ? jittered(cfg, cfg->schedule[rec->attempt]) : 0;
+    double ra;
+    if (retry && res && (status_code == 429 || status_code == 503) &&
+        parse_retry_after(hg_client_response_header(res, "retry-after"), &ra))
+      delay = ra < cfg->retry_after_max ? ra : cfg->retry_after_max;
+    hg_lua_t *lua = *d->lua;
+    if (lua && hg_lua_has(lua, HG_PHASE_RETRY, it->send.lua)) {
+      /* A retry policy: a number (retry in N s), "give_up", "deactivate",
+       * or nil for the default schedule. A script error keeps the default. */
+      json_t *hdrs = json_object();
+      for (size_t i = 0; res && i < res->n_headers; i++) {
+        json_t *v = json_string(res->headers[i].value);
+        if (v) json_object_set_new(hdrs, res->headers[i].name, v);
+      }
+      json_t *arg = json_pack("{s:i,s:i,s:i,s:s?,s:o,s:s,s:s,s:s,s:o}", "attempt", rec->attempt, "maxAttempts",
+                              (int)cfg->n_schedule, "statusCode", status_code, "error", it->error, "headers", hdrs,
+                              "deliveryId", it->send.id, "webhookId", it->send.webhook_id, "eventType",
+                              it->send.event_type, "defaultDelay", retry ? json_real(delay) : json_null());
+      json_t *res_j = NULL;
+      char err[512];
+      if (arg && hg_lua_call(lua, HG_PHASE_RETRY, it->send.lua, &arg, &res_j, err, sizeof(err)) == 0 && res_j) {
+        if (json_is_number(res_j) && json_number_value(res_j) >= 0 && rec->attempt < 100) {
+          retry = 1;
+          delay = json_number_value(res_j);
+          if (delay > 30 * 86400) delay = 30 * 86400;
+        } else if (json_is_string(res_j) && strcmp(json_string_value(res_j), "give_up") == 0) {
+          retry = 0;
+        } else if (json_is_string(res_j) && strcmp(json_string_value(res_j), "deactivate") == 0) {
+          retry = 0;
+          rec->deactivate_webhook = it->send.webhook_id;
+          hg_metrics.webhooks_deactivated++;
+        } else {
+          hg_log(HG_LOG_WARN, "retry phase returned something other than a number, \"give_up\" or \"deactivate\"; "
+                 "using the default schedule", "delivery", it->send.id, NULL);
+        }
+      }
+      json_decref(arg);
+      json_decref(res_j);
+    }
+    if (retry) {
+      rec->new_status = HG_DEL_PENDING;
+      rec->next_attempt_at = now + (int64_t)llround(delay * 1000.0);
+    } else {
+      rec->new_status = HG_DEL_FAILED;
+      d->stats.failures++;
+      hg_metrics.deliveries_failed++;
+    }
+  }
+record:
+  queue_record(it);
+}
