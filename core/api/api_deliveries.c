@@ -117,7 +117,8 @@ static void test_created(int status, void *ud) {
   }
   int r = hg_dispatcher_send_now(j->api->dispatcher, j->seq, test_result, j);
   if (r != 0) {
-    hg_http_respond_error(j->req, 503, "unavailable", "the gateway is shutting down", NULL);
+    if (r == HG_ESTATE) hg_http_respond_error(j->req, 503, "unavailable", "the gateway is shutting down", NULL);
+    else hg_api_internal_error(j->req, "send the test delivery", r);
     djob_free(j);
   }
 }

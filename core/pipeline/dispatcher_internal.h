@@ -62,7 +62,6 @@ struct item {
   size_t resp_len;
   char error[512];
   int has_error;
-  int cancelled;
   int no_retry; /* a script error: fail now, replay after a fix */
   int skipped;  /* a transform plugin set delivery.skip: nothing is sent */
   item_t *rec_next; /* in the batch of records waiting to be written */

@@ -214,7 +214,12 @@ void hg_dispatch__finish(item_t *it, int status_code, const hg_client_response_t
       json_t *res_j = NULL;
       char err[512];
       if (arg && hg_lua_call(lua, HG_PHASE_RETRY, it->send.lua, &arg, &res_j, err, sizeof(err)) == 0 && res_j) {
-        if (json_is_number(res_j) && json_number_value(res_j) >= 0 && rec->attempt < 100) {
+        if (json_is_number(res_j) && json_number_value(res_j) >= 0 && rec->attempt >= 100) {
+          /* A plugin cannot retry one delivery forever: past 100 attempts
+           * the schedule decides. */
+          hg_log(HG_LOG_WARN, "retry phase asked for another retry after 100 attempts; using the default schedule",
+                 "delivery", it->send.id, NULL);
+        } else if (json_is_number(res_j) && json_number_value(res_j) >= 0) {
           retry = 1;
           delay = json_number_value(res_j);
           if (delay > 30 * 86400) delay = 30 * 86400;
