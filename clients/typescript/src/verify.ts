@@ -156,12 +156,12 @@ export interface SignWebhookParams {
   timestamp?: number;
 }
 
-/** The three headers of a signed delivery. */
-export interface SignedWebhookHeaders {
+/** The three headers of a signed delivery (a type, not an interface, so it is a `WebhookHeaders` too). */
+export type SignedWebhookHeaders = {
   'webhook-id': string;
   'webhook-timestamp': string;
   'webhook-signature': string;
-}
+};
 
 /**
  * Signs a body as the gateway does, for tests of a receiver: returns the
