@@ -219,3 +219,20 @@ test('the 15 event types are the documented ones', () => {
   const dts = readFileSync(`${SDK_DIR}/dist/types.d.ts`, 'utf8');
   assert.match(dts, new RegExp(`DeliveryStatus = ${statuses.map((s) => `'${s}'`).join(' \\| ')};`));
 });
+
+test('every public method of the client is called by some SDK test against a gateway or the scripted server', () => {
+  const dir = new URL('./', import.meta.url);
+  const sources = ['api', 'deliveries', 'retries', 'example']
+    .map((n) => readFileSync(new URL(`${n}.test.mjs`, dir), 'utf8')).join('\n') +
+    readFileSync(new URL('../../examples/typescript/src/service.ts', import.meta.url), 'utf8');
+  const client = new HookgateClient({ baseUrl: 'http://127.0.0.1:9' });
+  const names = [
+    ...Object.getOwnPropertyNames(Object.getPrototypeOf(client.admin)).map((n) => `admin.${n}`),
+    ...Object.getOwnPropertyNames(Object.getPrototypeOf(client)),
+  ].filter((n) => !n.endsWith('constructor'));
+  assert.ok(names.length >= 24, names.join(' '));
+  for (const n of names) {
+    const short = n.split('.').pop();
+    assert.match(sources, new RegExp(`\\.${short}\\(`), `no test calls ${n}`);
+  }
+});
