@@ -1,0 +1,295 @@
+// The shapes of hookgate's HTTP API (docs/api.md, docs/openapi.yaml), field
+// for field: camelCase JSON, as the gateway writes it.
+
+/** The 15 built-in event types, in the order `GET /v1/event-types` lists them. */
+export const EVENT_TYPES = [
+  'user.created',
+  'user.updated',
+  'user.deleted',
+  'session.created',
+  'session.revoked',
+  'organization.created',
+  'organization.updated',
+  'organization.member.added',
+  'organization.member.removed',
+  'oauth.consent.granted',
+  'oauth.consent.revoked',
+  'mfa.enrolled',
+  'mfa.removed',
+  'sso.connection.created',
+  'directory.sync.completed',
+] as const;
+
+/** One of the 15 built-in event types. */
+export type BuiltinEventType = (typeof EVENT_TYPES)[number];
+
+/**
+ * An event type: one of the built-in ones (suggested by editors), or a
+ * custom type the gateway's config adds (`webhooks.event_types`, e.g.
+ * `invoice.paid`).
+ */
+// `string & {}` keeps the literals visible to completion while any string is accepted.
+export type EventType = BuiltinEventType | (string & {});
+
+/**
+ * What a webhook subscribes to: an event type, a prefix pattern such as
+ * `user.*` or `organization.member.*`, or `*` for everything.
+ */
+export type EventPattern = EventType | `${string}.*` | '*';
+
+/** Custom string-to-string data on a webhook (up to 50 keys). */
+export type Metadata = Record<string, string>;
+
+/** A webhook endpoint, as the API answers it (without its secret). */
+export interface Webhook {
+  /** `wh_` and 26 characters; ids sort by creation time. */
+  id: string;
+  url: string;
+  events: EventPattern[];
+  organizationId: string | null;
+  active: boolean;
+  metadata: Metadata;
+  /** RFC 3339, UTC, milliseconds. */
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** A webhook as answered by `createWebhook`: with its signing secret, shown only then. */
+export interface WebhookWithSecret extends Webhook {
+  /** `whsec_…`: keep it to verify deliveries. */
+  secret: string;
+}
+
+/** One page of webhooks. */
+export interface WebhookList {
+  webhooks: Webhook[];
+  /** Pass as `pageToken` for the next page; null on the last page. */
+  nextPageToken: string | null;
+}
+
+export type DeliveryStatus = 'pending' | 'success' | 'failed' | 'skipped';
+
+/** A delivery in the delivery log (`listWebhookDeliveries`). */
+export interface Delivery {
+  /** `del_` and 26 characters. */
+  id: string;
+  /** The event's id: the `webhook-id` receivers got. */
+  eventId: string;
+  /** The event's type (`webhook.test` for a default test). */
+  event: EventType;
+  status: DeliveryStatus;
+  /** HTTP status of the last attempt; 0 when it got no answer; null before the first attempt. */
+  statusCode: number | null;
+  /** How many attempts were made. */
+  attempts: number;
+  createdAt: string;
+  updatedAt: string;
+  /** When the next attempt is due, while `pending`; null otherwise. */
+  nextAttemptAt: string | null;
+}
+
+/** One attempt of a delivery. */
+export interface DeliveryAttempt {
+  /** `att_` and 26 characters. */
+  id: string;
+  /** Its number, from 1. */
+  attempt: number;
+  startedAt: string;
+  durationMs: number;
+  /** The receiver's status; null when no answer came. */
+  statusCode: number | null;
+  /** The start of the receiver's answer (up to 64 KiB); null when none. */
+  responseBody: string | null;
+  /** Why it failed (`HTTP 500`, `connection refused`, `ssrf: …`), or null. */
+  error: string | null;
+}
+
+/** One delivery with its attempts, oldest first (`getWebhookDelivery`). */
+export interface DeliveryDetail extends Omit<Delivery, 'attempts'> {
+  attempts: DeliveryAttempt[];
+}
+
+/** One page of the delivery log. */
+export interface DeliveryList {
+  deliveries: Delivery[];
+  nextPageToken: string | null;
+}
+
+/** The outcome of `testWebhook`. */
+export interface TestWebhookResult {
+  /** The receiver's status; 0 when no answer came. */
+  statusCode: number;
+  /** The start of the receiver's answer; `""` when there was none. */
+  responseBody: string;
+  durationMs: number;
+  /** True for a 2xx answer. */
+  success: boolean;
+  /** The test's delivery, in the delivery log (it can be replayed). */
+  deliveryId: string;
+  /** Why it failed, or null. */
+  error: string | null;
+}
+
+/** The answer to `replayWebhookDelivery`: the delivery is pending again. */
+export interface ReplayResult {
+  id: string;
+  status: 'pending';
+}
+
+/** The answer to `rotateWebhookSecret`. */
+export interface RotateSecretResult {
+  /** The new `whsec_…` secret; it signs from now on. */
+  secret: string;
+  /** When the previous secret stops signing. */
+  previousSecretExpiresAt: string;
+}
+
+/** The answer to `publishEvent` (and one entry of `publishEvents`). */
+export interface EventAccepted {
+  /** The event id (`evt_…`, or the publisher's own `id`). */
+  id: string;
+  /** How many deliveries it fanned out into. */
+  deliveries: number;
+}
+
+/** `publishEvent`'s answer, with whether it was answered from an earlier event. */
+export interface PublishEventResult extends EventAccepted {
+  /**
+   * True when the gateway answered with an earlier event (same
+   * `Idempotency-Key` or `id`; header `Idempotent-Replayed: true`): nothing
+   * new was stored or sent. Not part of the JSON body.
+   */
+  idempotentReplayed: boolean;
+}
+
+export interface PublishEventsResult {
+  /** One entry per event, in request order. */
+  events: EventAccepted[];
+}
+
+export interface EventTypeList {
+  eventTypes: EventType[];
+}
+
+/** The gateway's delivery state (`getDeliveryState`, `pauseDelivery`, `resumeDelivery`). */
+export interface DeliveryState {
+  paused: boolean;
+  /** Pending deliveries in the in-memory queue, due now or later. */
+  queued: number;
+  /** Deliveries being loaded, sent or recorded right now. */
+  inFlight: number;
+}
+
+export interface PluginInfo {
+  name: string;
+  version: string;
+  priority: number;
+  phases: string[];
+  /** Its configuration, fields marked secret redacted. */
+  config: Record<string, unknown>;
+}
+
+/** `listPlugins`: the bound plugins in run order, and every plugin available for per-webhook binding. */
+export interface PluginState {
+  plugins: PluginInfo[];
+  available: string[];
+}
+
+export interface ReloadResult {
+  status: 'reloaded';
+  plugins: PluginState;
+}
+
+export interface HealthResult {
+  /** `ok` while serving; `shutting_down` once a graceful shutdown began (HTTP 503). */
+  status: 'ok' | 'shutting_down';
+}
+
+/** The body every delivery carries, as a receiver parses it. */
+export interface WebhookEvent<D = Record<string, unknown>> {
+  type: EventType;
+  /** When the gateway accepted the event (RFC 3339). */
+  timestamp: string;
+  data: D;
+}
+
+// ---- Parameters ----
+
+export interface CreateWebhookParams {
+  /** The receiver: an https URL (http only if the gateway allows it). */
+  url: string;
+  /** Event types and patterns to subscribe to. */
+  events: EventPattern[];
+  /** Scope to an organization; left out: none, or the key's organization. */
+  organizationId?: string | null;
+  /** `whsec_…`; generated when left out. */
+  secret?: string;
+  /** Deliver at once (default true). */
+  active?: boolean;
+  metadata?: Metadata;
+}
+
+export interface WebhookRef {
+  webhookId: string;
+}
+
+export interface UpdateWebhookParams extends WebhookRef {
+  url?: string;
+  /** Replaces the subscription list whole. */
+  events?: EventPattern[];
+  active?: boolean;
+  /** Replaces the metadata whole (not merged). */
+  metadata?: Metadata;
+}
+
+export interface PageParams {
+  /** 1–100, default 25. */
+  pageSize?: number;
+  /** The `nextPageToken` of the previous page. */
+  pageToken?: string | null;
+}
+
+export interface ListWebhooksParams extends PageParams {
+  organizationId?: string;
+}
+
+export interface RotateWebhookSecretParams extends WebhookRef {
+  /** 0–168 hours the current secret keeps signing beside the new one (default 24). */
+  gracePeriodHours?: number;
+}
+
+export interface TestWebhookParams extends WebhookRef {
+  /** A known event type; default `webhook.test`. */
+  event?: EventType;
+  /** Default `{"test":true,"webhookId":"wh_…"}`. */
+  data?: Record<string, unknown>;
+}
+
+export interface ListWebhookDeliveriesParams extends WebhookRef, PageParams {
+  status?: DeliveryStatus;
+  /** An exact event type (not a pattern). */
+  event?: EventType;
+}
+
+export interface DeliveryRef extends WebhookRef {
+  deliveryId: string;
+}
+
+export interface EventInput<D = Record<string, unknown>> {
+  type: EventType;
+  /** Any JSON object. */
+  data: D;
+  organizationId?: string | null;
+  /** Your own event id: it becomes the `webhook-id`; a repeat answers the first event. */
+  id?: string;
+}
+
+export interface PublishEventParams<D = Record<string, unknown>> extends EventInput<D> {
+  /** Sent as the `Idempotency-Key` header: a repeat within 24 h answers the first event. Makes the call retryable. */
+  idempotencyKey?: string;
+}
+
+export interface PublishEventsParams {
+  /** 1 to 1000 events, stored all or nothing. */
+  events: EventInput[];
+}
