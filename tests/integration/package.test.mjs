@@ -195,8 +195,9 @@ describe('the Debian package', { skip: ASAN ? 'the .deb is built from the normal
     assert.match(info, new RegExp(`^ Version: ${VERSION.replace(/\./g, '\\.')}$`, 'm'));
     const depends = info.match(/^ Depends: (.*)$/m)?.[1] || '';
     // dpkg-shlibdeps' libraries, and what the maintainer scripts use.
-    for (const dep of ['libc6', 'libuv1', 'liblua5.4-0', 'libsqlite3-0', 'libmbedtls14', 'libseccomp2', 'libjansson4', 'adduser'])
-      assert.match(depends, new RegExp(`(^|, )${dep.replace(/\./g, '\\.')}( |,|$)`), `Depends lacks ${dep}: ${depends}`);
+    for (const dep of ['libc6', 'libuv1', 'liblua5\\.4-\\d+', 'libsqlite3-\\d+', 'libmbedtls\\d+', 'libssl\\d', 'libseccomp\\d',
+      'libjansson\\d', 'adduser'])
+      assert.match(depends, new RegExp(`(^|, )${dep}( |,|$)`), `Depends lacks ${dep}: ${depends}`);
     for (const script of ['postinst', 'prerm', 'postrm']) assert.match(info, new RegExp(`\\* +${script} +#!/bin/sh`), info);
     r = await run('dpkg-deb', ['--info', deb, 'conffiles']);
     assert.equal(r.stdout.trim(), '/etc/hookgate/hookgate.lua');
