@@ -13,7 +13,7 @@
  *   2. the checkout the binary was built from (HG_SOURCE_DIR): build/hookgate,
  *      or a copy of it, run while its source tree is there;
  *   3. else 1's folder anyway, so that errors name where an installed binary
- *      looks.
+ *      looks (/usr/local/share/hookgate when /proc/self/exe cannot be read).
  * A candidate counts when it holds lua/hookgate/runtime.lua. Returns 0, or
  * -1 when the path does not fit in cap (out is then ""). */
 int hg_datadir(char *out, size_t cap);
