@@ -9,7 +9,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HG_VERSION "0.1.0"
+/* The project's version, from one place: project(hookgate VERSION x.y.z)
+ * in CMakeLists.txt, which passes it as a compile definition. */
+#ifndef HG_VERSION
+#error "HG_VERSION comes from CMakeLists.txt (project VERSION): build with CMake"
+#endif
 
 enum {
   HG_OK = 0,

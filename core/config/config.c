@@ -7,6 +7,7 @@
 #include "config/config.h"
 
 #include "base/common.h"
+#include "base/datadir.h"
 #include "lua/marshal.h"
 #include "net/http_client.h"
 
@@ -586,8 +587,18 @@ int hg_config_load(hg_config_t *cfg, const char *path, char *err, size_t errlen)
   cfg->sandbox_grace_ms = 20;
   cfg->sandbox_memory = 16u << 20;
   cfg->sandbox_queue = 10000;
-  if (set_str(&cfg->lua_lib_path, HG_SOURCE_DIR "/lua") != 0 ||
-      strlist_push(&cfg->lua_plugin_paths, HG_SOURCE_DIR "/plugins", strlen(HG_SOURCE_DIR "/plugins")) != 0) {
+  /* The installed tree beside the binary, else the checkout it was built
+   * in (base/datadir.h); the file's lua.lib_path and lua.plugin_paths
+   * replace these. */
+  char data[4096], lib[4096 + 16], plugins[4096 + 16];
+  if (hg_datadir(data, sizeof(data)) != 0) {
+    r = HG_ECONFIG;
+    snprintf(err, errlen, "the path of hookgate's Lua library is too long (set lua.lib_path and lua.plugin_paths)");
+    goto fail;
+  }
+  snprintf(lib, sizeof(lib), "%s/lua", data);
+  snprintf(plugins, sizeof(plugins), "%s/plugins", data);
+  if (set_str(&cfg->lua_lib_path, lib) != 0 || strlist_push(&cfg->lua_plugin_paths, plugins, strlen(plugins)) != 0) {
     r = HG_ENOMEM;
     goto fail;
   }

@@ -23,7 +23,8 @@ try {
   throw new Error('the standardwebhooks package is missing: run "cd tests && npm ci" first (' + e.message + ')');
 }
 const VECTORS = JSON.parse(readFileSync(new URL('../data/signature-vectors.json', import.meta.url), 'utf8'));
-const VERSION = readFileSync(new URL('../../core/base/common.h', import.meta.url), 'utf8').match(/HG_VERSION "([^"]+)"/)[1];
+// The version has one source: project(hookgate VERSION x.y.z) in CMakeLists.txt.
+const VERSION = readFileSync(new URL('../../CMakeLists.txt', import.meta.url), 'utf8').match(/project\(hookgate VERSION (\d+\.\d+\.\d+)/)[1];
 
 let rx;
 let gw;
