@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { startGateway, tempDir } from './lib/gateway.mjs';
 import { startReceiver } from './lib/lua-receiver.mjs';
 import { sleep, expectError } from './lib/expect.mjs';
+import { until, stopClean } from './lib/delivery.mjs';
 
 const ASAN = ['ON', '1', 'true'].includes(process.env.HG_SANITIZE);
 const SLOW = ASAN ? 3 : 1;
@@ -35,22 +36,6 @@ const KEYED = (version, extra = '') => `return {
   ${extra}
 }
 `;
-
-async function stopClean(gw) {
-  const { code, signal } = await gw.stop();
-  assert.equal(code, 0, `gateway exited with ${code ?? signal}:\n${gw.logs().slice(-3000)}`);
-  assert.doesNotMatch(gw.logs(), /LeakSanitizer|AddressSanitizer/);
-}
-
-async function until(fn, ms = 10000 * SLOW, what = 'condition') {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 it('start: a misspelled phase key stops the gateway with a message naming the plugin, the key and the likely key', async () => {
   const dir = tempDir();
@@ -84,7 +69,7 @@ describe('reload', () => {
   async function deliveredMark() {
     const ev = await gw.request('POST', '/v1/events', { body: { type: 'user.created', data: { n: 1 } } });
     assert.equal(ev.status, 202, ev.body);
-    const r = await until(() => rx.requests.find((q) => q.headers['webhook-id'] === ev.json.id), 10000 * SLOW, 'the delivery');
+    const r = await until(() => rx.requests.find((q) => q.headers['webhook-id'] === ev.json.id), { what: 'the delivery' });
     return r.headers['x-keyed'];
   }
 
@@ -169,7 +154,7 @@ return {
     assert.equal(res.status, 201, res.body);
     const ev = await gw.request('POST', '/v1/events', { body: { type: 'user.created', data: {} } });
     assert.equal(ev.status, 202, ev.body);
-    const r = await until(() => rx.requests.find((q) => q.headers['webhook-id'] === ev.json.id), 10000 * SLOW, 'the delivery');
+    const r = await until(() => rx.requests.find((q) => q.headers['webhook-id'] === ev.json.id), { what: 'the delivery' });
     assert.equal(r.headers['x-transform'], '1');
     assert.equal(r.headers['x-sign'], '1');
     assert.equal(r.headers['x-deliver'], '1');
