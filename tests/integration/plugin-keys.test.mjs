@@ -11,8 +11,6 @@ import { startReceiver } from './lib/lua-receiver.mjs';
 import { sleep, expectError } from './lib/expect.mjs';
 import { until, stopClean } from './lib/delivery.mjs';
 
-const ASAN = ['ON', '1', 'true'].includes(process.env.HG_SANITIZE);
-const SLOW = ASAN ? 3 : 1;
 const KNOWN = 'name, version, priority, schema, check, ingest, route, transform, sign, deliver, retry, after, routes, timers';
 
 const config = (dir, bindings) => `
