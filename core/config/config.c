@@ -184,6 +184,9 @@ int hg_config_text_key_line(const char *file, const char *name, int from) {
  * "leaf =" up to assign_line, as a guess, else assign_line itself. */
 static int key_line(const char *file, int assign_line, const char *key) {
   if (assign_line <= 0) return assign_line;
+  /* A name that is empty ([""] = ...) is in no line to find. */
+  size_t klen = strlen(key);
+  if (klen == 0 || key[klen - 1] == '.' || strstr(key, "..") != NULL) return assign_line;
   char copy[256];
   snprintf(copy, sizeof(copy), "%s", key);
   char *save = NULL;
@@ -528,7 +531,7 @@ static int cross_check(hg_config_t *cfg, char *err, size_t errlen) {
   }
   if (cfg->tls_listen && (!cfg->tls_cert || !cfg->tls_key)) {
     where(cfg, "tls.listen", NULL, at, sizeof(at));
-    snprintf(err, errlen, "%s: needs both tls.cert and tls.key", at);
+    snprintf(err, errlen, "%s: needs both cert and key (tls.cert, tls.key)", at);
     return HG_ECONFIG;
   }
   if (cfg->admin_key && strlen(cfg->admin_key) < 16) {

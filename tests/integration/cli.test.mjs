@@ -311,7 +311,7 @@ test('check: a bad lua.plugin_paths entry, a short admin_key and a half-set tls 
   file = configFile('listen = "127.0.0.1:0"\ntls = {\n  cert = "/x/cert.pem",\n  listen = "127.0.0.1:0",\n}\n', 'tls.lua');
   r = await hookgate(['check', '-c', file]);
   assert.equal(r.code, 1, r.stdout + r.stderr);
-  assert.deepEqual(problems(r.stderr), [`${file}:4: tls.listen: needs both tls.cert and tls.key`]);
+  assert.deepEqual(problems(r.stderr), [`${file}:4: tls.listen: needs both cert and key (tls.cert, tls.key)`]);
 });
 
 test('check: a nested key is found inside its own assignment, also in ["quoted"] form and after a same-named key elsewhere', async () => {
