@@ -122,6 +122,7 @@ static int plugin_problem_line(const char *file, const char *what) {
  * (hg_lua_new's list), placed where it can be:
  *   "plugins.NAME.FIELD: problem"      -> the config file's line of that key;
  *   "lua.plugin_paths: ..." and co.    -> the config file's line of that key;
+ *   "cannot read LIB/hookgate/X.lua"   -> the line of lua.lib_path;
  *   "plugin NAME: NAME/init.lua:LINE: problem" (a syntax or run error, Lua
  *     names the chunk by the plugin, not its path)
  *                                      -> "DIR/NAME/init.lua:LINE: plugin NAME: problem";
@@ -139,6 +140,11 @@ static void check_lua_error(const hg_config_t *cfg, const char *e) {
       check_problem(cfg, key, sep + 2);
       return;
     }
+  }
+  /* "cannot read LIB/hookgate/NAME.lua": the library folder is wrong. */
+  if (strncmp(e, "cannot read ", 12) == 0 && strstr(e, "/hookgate/") != NULL) {
+    check_problem(cfg, "lua.lib_path", e);
+    return;
   }
   if (strncmp(e, "plugin ", 7) == 0) {
     const char *name = e + 7, *sep = strstr(name, ": ");

@@ -299,6 +299,12 @@ test('check: a bad lua.plugin_paths entry, a short admin_key and a half-set tls 
   assert.equal(r.code, 1, r.stdout + r.stderr);
   assert.deepEqual(problems(r.stderr), [`${file}:3: lua.plugin_paths: cannot open /nonexistent/plugins`]);
 
+  file = configFile('listen = "127.0.0.1:0"\n\nlua = {\n  lib_path = "/nonexistent",\n}\n', 'lib.lua');
+  r = await hookgate(['check', '-c', file]);
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  const lib = problems(r.stderr);
+  assert.ok(lib.length >= 1 && lib.every((l) => l.startsWith(`${file}:4: lua.lib_path: cannot read /nonexistent/hookgate/`)), r.stderr);
+
   file = configFile('listen = "127.0.0.1:0"\n\nadmin_key = "short"\n', 'admin.lua');
   r = await hookgate(['check', '-c', file]);
   assert.equal(r.code, 1, r.stdout + r.stderr);
