@@ -88,6 +88,109 @@ static int cmd_serve(const args_t *a) {
   return code;
 }
 
+/* One problem `hookgate check` found after loading, about key of the
+ * config: "hookgate: FILE:LINE: KEY: problem", the line found by
+ * hg_config_key_line (without ":LINE" when the file does not set key). */
+static void check_problem(const hg_config_t *cfg, const char *key, const char *problem) {
+  int line = hg_config_key_line(cfg, key);
+  if (line > 0) fprintf(stderr, "hookgate: %s:%d: %s: %s\n", cfg->path, line, key, problem);
+  else fprintf(stderr, "hookgate: %s: %s: %s\n", cfg->path, key, problem);
+}
+
+/* The line of a plugin's own file that a load error is about, when the
+ * message names what ("unknown key 'x'", "version must be a string", ...):
+ * the first line assigning that name; 0 if none. */
+static int plugin_problem_line(const char *file, const char *what) {
+  char name[64];
+  const char *q = strstr(what, "unknown key '");
+  size_t n;
+  if (q != NULL) {
+    q += strlen("unknown key '");
+    n = strcspn(q, "'");
+  } else {
+    q = what;
+    n = strspn(q, "abcdefghijklmnopqrstuvwxyz_");
+    if (strncmp(q + n, " must ", 6) != 0 && strncmp(q + n, "[", 1) != 0 && strncmp(q + n, ":", 1) != 0) return 0;
+  }
+  if (n == 0 || n >= sizeof(name)) return 0;
+  memcpy(name, q, n);
+  name[n] = '\0';
+  return hg_config_text_key_line(file, name, 1);
+}
+
+/* One error of loading the plugins and checking the global bindings
+ * (hg_lua_new's list), placed where it can be:
+ *   "plugins.NAME.FIELD: problem"      -> the config file's line of that key;
+ *   "lua.plugin_paths: ..." and co.    -> the config file's line of that key;
+ *   "cannot read LIB/hookgate/X.lua"   -> the line of lua.lib_path;
+ *   "plugin NAME: NAME/init.lua:LINE: problem" (a syntax or run error, Lua
+ *     names the chunk by the plugin, not its path)
+ *                                      -> "DIR/NAME/init.lua:LINE: plugin NAME: problem";
+ *   "plugin NAME: /path/init.lua: problem" (a bad plugin table)
+ *                                      -> "/path/init.lua:LINE: plugin NAME: problem",
+ *     the line of the key it is about when the text has it.
+ * Anything else is printed after the config file's name, as before. */
+static void check_lua_error(const hg_config_t *cfg, const char *e) {
+  if (strncmp(e, "plugins.", 8) == 0 || strncmp(e, "lua.", 4) == 0) {
+    const char *sep = strstr(e, ": ");
+    char key[256];
+    if (sep != NULL && (size_t)(sep - e) < sizeof(key)) {
+      memcpy(key, e, (size_t)(sep - e));
+      key[sep - e] = '\0';
+      check_problem(cfg, key, sep + 2);
+      return;
+    }
+  }
+  /* "cannot read LIB/hookgate/NAME.lua": the library folder is wrong. */
+  if (strncmp(e, "cannot read ", 12) == 0 && strstr(e, "/hookgate/") != NULL) {
+    check_problem(cfg, "lua.lib_path", e);
+    return;
+  }
+  if (strncmp(e, "plugin ", 7) == 0) {
+    const char *name = e + 7, *sep = strstr(name, ": ");
+    char plugin[256];
+    if (sep != NULL && (size_t)(sep - name) < sizeof(plugin)) {
+      memcpy(plugin, name, (size_t)(sep - name));
+      plugin[sep - name] = '\0';
+      const char *rest = sep + 2;
+      size_t plen = strlen(plugin);
+      /* "NAME/init.lua:LINE: problem": the first folder of lua.plugin_paths
+       * that holds the plugin, as the loader found it. */
+      if (strncmp(rest, plugin, plen) == 0 && strncmp(rest + plen, "/init.lua:", 10) == 0) {
+        const char *lineno = rest + plen + 10;
+        size_t digits = strspn(lineno, "0123456789");
+        if (digits > 0 && lineno[digits] == ':') {
+          for (size_t i = 0; i < cfg->lua_plugin_paths.n; i++) {
+            char path[1024];
+            snprintf(path, sizeof(path), "%s/%s/init.lua", cfg->lua_plugin_paths.items[i], plugin);
+            if (access(path, R_OK) != 0) continue;
+            const char *problem = lineno + digits + 1;
+            while (*problem == ' ') problem++;
+            fprintf(stderr, "hookgate: %s:%.*s: plugin %s: %s\n", path, (int)digits, lineno, plugin, problem);
+            return;
+          }
+        }
+      }
+      /* "/path/NAME/init.lua: problem". */
+      const char *tail = strstr(rest, "/init.lua: ");
+      if (rest[0] == '/' && tail != NULL) {
+        char path[1024];
+        size_t len = (size_t)(tail - rest) + strlen("/init.lua");
+        if (len < sizeof(path)) {
+          memcpy(path, rest, len);
+          path[len] = '\0';
+          const char *problem = rest + len + 2;
+          int line = plugin_problem_line(path, problem);
+          if (line > 0) fprintf(stderr, "hookgate: %s:%d: plugin %s: %s\n", path, line, plugin, problem);
+          else fprintf(stderr, "hookgate: %s: plugin %s: %s\n", path, plugin, problem);
+          return;
+        }
+      }
+    }
+  }
+  fprintf(stderr, "hookgate: %s: %s\n", cfg->path, e);
+}
+
 static int cmd_check(const args_t *a) {
   if (a->config == NULL) {
     fputs("hookgate check: -c FILE is required\n", stderr);
@@ -96,24 +199,31 @@ static int cmd_check(const args_t *a) {
   hg_config_t cfg;
   if (load_config(a, &cfg) != 0) return 1;
   /* What serve would refuse at start-up, checked without starting: event
-   * types, the SSRF allow-list, the CA file, and every plugin and binding. */
+   * types, the SSRF allow-list, the CA file, and every plugin and binding.
+   * Each problem is printed once, as FILE:LINE: where it can be placed; the
+   * plugin loader's own log lines would repeat them, so the log is quiet
+   * below errors here and the errors are printed by check alone. */
+  hg_log_setup(HG_LOG_ERROR, cfg.log_format, -1);
   char err[512];
   int bad = 0;
   hg_event_types_t *types = NULL;
   if (hg_event_types_new(&types, &cfg.event_types, err, sizeof(err)) != 0) {
-    fprintf(stderr, "hookgate: %s: %s\n", a->config, err);
+    /* "webhooks.event_types: ..." already names the key. */
+    const char *k = "webhooks.event_types: ";
+    check_problem(&cfg, "webhooks.event_types", strncmp(err, k, strlen(k)) == 0 ? err + strlen(k) : err);
     bad = 1;
   }
   hg_event_types_free(types);
   hg_ssrf_policy_t *policy = NULL;
   if (hg_ssrf_policy_parse(&policy, (const char *const *)cfg.allow_cidrs.items, cfg.allow_cidrs.n, err,
                            sizeof(err)) != 0) {
-    fprintf(stderr, "hookgate: %s: delivery.allow_cidrs: %s\n", a->config, err);
+    check_problem(&cfg, "delivery.allow_cidrs", err);
     bad = 1;
   }
   hg_ssrf_policy_free(policy);
   if (cfg.ca_file && access(cfg.ca_file, R_OK) != 0) {
-    fprintf(stderr, "hookgate: %s: delivery.ca_file: cannot read %s\n", a->config, cfg.ca_file);
+    snprintf(err, sizeof(err), "cannot read %s", cfg.ca_file);
+    check_problem(&cfg, "delivery.ca_file", err);
     bad = 1;
   }
   /* The plugins load as at start, without an HTTP client or the API (no
@@ -124,7 +234,7 @@ static int cmd_check(const args_t *a) {
   if (hg_lua_new(&lua, &lopts, &errors) != 0) {
     size_t i;
     json_t *e;
-    json_array_foreach(errors, i, e) fprintf(stderr, "hookgate: %s: %s\n", a->config, json_string_value(e));
+    json_array_foreach(errors, i, e) check_lua_error(&cfg, json_string_value(e));
     json_decref(errors);
     bad = 1;
   }

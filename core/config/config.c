@@ -11,6 +11,7 @@
 #include "lua/marshal.h"
 #include "net/http_client.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include <lauxlib.h>
@@ -128,32 +129,108 @@ typedef struct loader {
   int line; /* line of the top-level assignment being checked */
 } loader_t;
 
-/* The line that names a nested key: Lua reports where the whole top-level
- * assignment ended, so look back from there for "name =" in the source. */
-static int key_line(const char *file, int assign_line, const char *key) {
-  const char *name = strrchr(key, '.');
-  if (name == NULL || assign_line <= 0) return assign_line;
-  name++;
+/* Whether buf (one line of the file) assigns name: `name =` (not `==`),
+ * the name not part of a longer one (nor after a '.'), or `["name"] =` /
+ * `['name'] =`; only before a `--` comment. */
+static int line_assigns(const char *buf, const char *name, size_t nlen) {
+  const char *end = strstr(buf, "--");
+  if (end == NULL) end = buf + strlen(buf);
+  for (const char *p = strstr(buf, name); p != NULL && p + nlen <= end; p = strstr(p + 1, name)) {
+    const char *after = p + nlen;
+    char before = p == buf ? ' ' : p[-1];
+    if ((before == '"' || before == '\'') && p - buf >= 2 && p[-2] == '[' && after[0] == before && after[1] == ']') {
+      after += 2;
+    } else if (before == '_' || before == '.' || before == '"' || before == '\'' || isalnum((unsigned char)before) ||
+               *after == '_' || isalnum((unsigned char)*after)) {
+      continue;
+    }
+    while (*after == ' ' || *after == '\t') after++;
+    if (*after == '=' && after[1] != '=') return 1;
+  }
+  return 0;
+}
+
+/* The first (or, with last, the last) line from `from` to `to` (0: the end)
+ * of file that assigns name; 0 if none does. */
+static int find_line(const char *file, const char *name, int from, int to, int last) {
   size_t nlen = strlen(name);
   /* An empty name ([""] = ...) is in no line to find: searching for it
-   * matched everywhere, past the end of the line too. */
-  if (nlen == 0) return assign_line;
+   * matched everywhere. */
+  if (nlen == 0 || file == NULL) return 0;
   FILE *f = fopen(file, "r");
-  if (f == NULL) return assign_line;
+  if (f == NULL) return 0;
   char buf[1024];
-  int lineno = 0, found = assign_line;
-  while (lineno < assign_line && fgets(buf, sizeof(buf), f) != NULL) {
-    lineno++;
-    for (char *p = strstr(buf, name); p; p = strstr(p + 1, name)) {
-      char before = p == buf ? ' ' : p[-1];
-      const char *after = p + nlen;
-      while (*after == ' ' || *after == '\t') after++;
-      if (*after == '=' && after[1] != '=' && !(before == '_' || before == '.' || ((before | 32) >= 'a' && (before | 32) <= 'z')))
-        found = lineno;
+  int lineno = 1, found = 0;
+  while ((to == 0 || lineno <= to) && fgets(buf, sizeof(buf), f) != NULL) {
+    if (lineno >= from && line_assigns(buf, name, nlen)) {
+      found = lineno;
+      if (!last) break;
     }
+    size_t len = strlen(buf);
+    if (len > 0 && buf[len - 1] == '\n') lineno++; /* else: the rest of a long line comes next */
   }
   fclose(f);
   return found;
+}
+
+int hg_config_text_key_line(const char *file, const char *name, int from) {
+  return find_line(file, name, from > 0 ? from : 1, 0, 0);
+}
+
+/* The line that names a (nested) key. Lua reports where the whole top-level
+ * assignment ended (assign_line): look back from there for the last
+ * "top =" (where the assignment starts), then forward, inside the
+ * assignment, for each nested name in turn; the deepest name found wins.
+ * If the top-level name is not in the text (set some other way), the last
+ * "leaf =" up to assign_line, as a guess, else assign_line itself. */
+static int key_line(const char *file, int assign_line, const char *key) {
+  if (assign_line <= 0) return assign_line;
+  /* A name that is empty ([""] = ...) is in no line to find. */
+  size_t klen = strlen(key);
+  if (klen == 0 || key[klen - 1] == '.' || strstr(key, "..") != NULL) return assign_line;
+  char copy[256];
+  snprintf(copy, sizeof(copy), "%s", key);
+  char *save = NULL;
+  const char *top = strtok_r(copy, ".", &save);
+  if (top == NULL) return assign_line;
+  int start = find_line(file, top, 1, assign_line, 1);
+  if (start == 0) {
+    const char *leaf = strrchr(key, '.');
+    int guess = leaf ? find_line(file, leaf + 1, 1, assign_line, 1) : 0;
+    return guess ? guess : assign_line;
+  }
+  int line = start;
+  for (const char *name = strtok_r(NULL, ".", &save); name != NULL; name = strtok_r(NULL, ".", &save)) {
+    int l = find_line(file, name, line, assign_line, 0);
+    if (l == 0) break;
+    line = l;
+  }
+  return line;
+}
+
+/* Where the file set each top-level key (copied from the loader's lines
+ * table once the file has run). */
+struct hg_config_line {
+  char *key;
+  int line;
+};
+
+int hg_config_key_line(const hg_config_t *cfg, const char *key) {
+  if (cfg == NULL || cfg->path == NULL || key == NULL) return 0;
+  size_t toplen = strcspn(key, ".");
+  /* A value the environment replaced is not the file's. */
+  static const struct {
+    const char *key, *var;
+  } envs[] = {{"listen", "HOOKGATE_LISTEN"}, {"store", "HOOKGATE_STORE"}, {"admin_key", "HOOKGATE_ADMIN_KEY"}};
+  for (size_t i = 0; i < HG_ARRAY_LEN(envs); i++) {
+    const char *v = getenv(envs[i].var);
+    if (strlen(envs[i].key) == toplen && strncmp(key, envs[i].key, toplen) == 0 && v != NULL && *v) return 0;
+  }
+  for (size_t i = 0; i < cfg->n_key_lines; i++) {
+    const struct hg_config_line *l = &cfg->key_lines[i];
+    if (strlen(l->key) == toplen && strncmp(key, l->key, toplen) == 0) return key_line(cfg->path, l->line, key);
+  }
+  return 0;
 }
 
 static int fail(loader_t *ld, const char *key, const char *fmt, ...) {
@@ -434,19 +511,33 @@ static int env_override(hg_config_t *cfg, char *err, size_t errlen) {
   return r;
 }
 
+/* "FILE:LINE: KEY" for an error about key, "FILE: KEY" when the file does
+ * not set it, or the environment variable's name when that set it. */
+static void where(const hg_config_t *cfg, const char *key, const char *var, char *out, size_t cap) {
+  const char *file = cfg->path ? cfg->path : "(defaults)";
+  const char *v = var ? getenv(var) : NULL;
+  int line = hg_config_key_line(cfg, key);
+  if (v != NULL && *v) snprintf(out, cap, "%s", var);
+  else if (line > 0) snprintf(out, cap, "%s:%d: %s", file, line, key);
+  else snprintf(out, cap, "%s: %s", file, key);
+}
+
 /* Checks that hang together across keys. */
 static int cross_check(hg_config_t *cfg, char *err, size_t errlen) {
-  const char *file = cfg->path ? cfg->path : "(defaults)";
+  char at[300];
   if (cfg->listen.n == 0 && cfg->tls_listen == NULL) {
-    snprintf(err, errlen, "%s: listen: at least one address is needed", file);
+    where(cfg, "listen", "HOOKGATE_LISTEN", at, sizeof(at));
+    snprintf(err, errlen, "%s: at least one address is needed", at);
     return HG_ECONFIG;
   }
   if (cfg->tls_listen && (!cfg->tls_cert || !cfg->tls_key)) {
-    snprintf(err, errlen, "%s: tls: listen needs both cert and key", file);
+    where(cfg, "tls.listen", NULL, at, sizeof(at));
+    snprintf(err, errlen, "%s: needs both cert and key (tls.cert, tls.key)", at);
     return HG_ECONFIG;
   }
   if (cfg->admin_key && strlen(cfg->admin_key) < 16) {
-    snprintf(err, errlen, "%s: admin_key: must be at least 16 characters", file);
+    where(cfg, "admin_key", "HOOKGATE_ADMIN_KEY", at, sizeof(at));
+    snprintf(err, errlen, "%s: must be at least 16 characters", at);
     return HG_ECONFIG;
   }
   return 0;
@@ -524,6 +615,24 @@ static int read_file(hg_config_t *cfg, const char *path, char *err, size_t errle
     lua_error_msg(path, lua_tostring(L, -1), err, errlen);
     r = HG_ECONFIG;
     goto done;
+  }
+
+  /* Keep where each top-level key was set, for errors found later. */
+  lua_pushnil(L);
+  while (lua_next(L, 2) != 0) {
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      struct hg_config_line *lines = realloc(cfg->key_lines, (cfg->n_key_lines + 1) * sizeof(*lines));
+      if (lines == NULL || (lines[cfg->n_key_lines].key = strdup(lua_tostring(L, -2))) == NULL) {
+        if (lines) cfg->key_lines = lines;
+        lua_pop(L, 2);
+        snprintf(err, errlen, "out of memory");
+        r = HG_ENOMEM;
+        goto done;
+      }
+      cfg->key_lines = lines;
+      lines[cfg->n_key_lines++].line = (int)lua_tointeger(L, -1);
+    }
+    lua_pop(L, 1);
   }
 
   /* Check each top-level key against the schema, with its line. */
@@ -637,5 +746,7 @@ void hg_config_close(hg_config_t *cfg) {
   free(cfg->lua_lib_path);
   strlist_free(&cfg->lua_plugin_paths);
   free(cfg->plugins_json);
+  for (size_t i = 0; i < cfg->n_key_lines; i++) free(cfg->key_lines[i].key);
+  free(cfg->key_lines);
   memset(cfg, 0, sizeof(*cfg));
 }

@@ -74,12 +74,30 @@ typedef struct hg_config {
   uint64_t sandbox_grace_ms;      /* past budget + grace the worker is killed */
   size_t sandbox_memory;          /* bytes one webhook's state may hold */
   size_t sandbox_queue;           /* transforms waiting for a worker, at most */
+
+  /* Where the file set each top-level key (for errors found after
+   * loading, e.g. by `hookgate check`): see hg_config_key_line. */
+  struct hg_config_line *key_lines;
+  size_t n_key_lines;
 } hg_config_t;
 
 /* Fills cfg with defaults, then reads path (NULL: defaults only), then
  * applies environment overrides. On error returns HG_ECONFIG (or HG_ENOMEM)
  * with "FILE:LINE: message" in err; cfg is then closed already. */
 int hg_config_load(hg_config_t *cfg, const char *path, char *err, size_t errlen);
+
+/* The line of cfg's file that sets key, a dotted path such as
+ * "delivery.allow_cidrs" or "plugins.custom-headers.headers.X-Api-Key";
+ * 0 when the file does not set it (a default, or an environment
+ * override). The top-level key's assignment is found from Lua's debug
+ * information (the line where the assignment statement ended); the nested
+ * names are then found by a textual search for `name =` or `["name"] =`
+ * inside that assignment, the deepest one found wins. */
+int hg_config_key_line(const hg_config_t *cfg, const char *key);
+
+/* The first line of file that assigns name (`name =` or `["name"] =`,
+ * outside a `--` comment) at or after line from; 0 if none. */
+int hg_config_text_key_line(const char *file, const char *name, int from);
 
 /* Frees what cfg holds. Accepts a zeroed or half-loaded cfg. */
 void hg_config_close(hg_config_t *cfg);

@@ -14,6 +14,7 @@ import net from 'node:net';
 import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { BIN, ADMIN_KEY, startGateway, tempDir } from './lib/gateway.mjs';
 
 const SLOW = process.env.HG_SANITIZE === '1' || process.env.HG_SANITIZE === 'ON' || /asan/.test(BIN) ? 3 : 1;
@@ -191,6 +192,147 @@ test('check: a missing file exits 1 and names it', async () => {
   const r = await hookgate(['check', '-c', file]);
   assert.equal(r.code, 1);
   assert.ok(r.stderr.includes(file), r.stderr);
+});
+
+// ---- check: problems found after the file has run, each at FILE:LINE ----
+//
+// The keys' values are checked by the loader (above); event types, the
+// allow-list, the CA file, the plugins and their bindings are checked after
+// it, and each problem still names the line of the key it is about (the
+// top-level assignment's line from Lua, then the nested names searched in
+// its text), or the plugin file's own line.
+
+const PLUGINS = fileURLToPath(new URL('../../plugins', import.meta.url));
+
+// Every line of stderr is one problem in the "hookgate: " form: no log line
+// repeats one.
+function problems(stderr) {
+  const lines = stderr.split('\n').filter((l) => l !== '');
+  for (const l of lines) assert.ok(l.startsWith('hookgate: '), `not a problem line: ${JSON.stringify(l)}\n${stderr}`);
+  return lines.map((l) => l.slice('hookgate: '.length));
+}
+
+test('check: bad event types, allow-list entries and CA file name the line of their key', async () => {
+  const file = configFile([
+    'listen = "127.0.0.1:0"', //                         1
+    'webhooks = {', //                                    2
+    '  allow_http = true,', //                            3
+    '  event_types = { "invoice.paid", "Bad Type" },', // 4
+    '}', //                                               5
+    '', //                                                6
+    'delivery = {', //                                    7
+    '  timeout = 5,', //                                  8
+    '  allow_cidrs = {', //                               9
+    '    "10.0.0.0/8",', //                              10
+    '    "300.1.2.3/8",', //                             11
+    '  },', //                                           12
+    '  ca_file = "/nonexistent/ca.pem",', //             13
+    '}', //                                              14
+    '',
+  ].join('\n'), 'after.lua');
+  const r = await hookgate(['check', '-c', file]);
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  assert.equal(r.stdout, '');
+  const p = problems(r.stderr);
+  assert.ok(p.some((l) => l.startsWith(`${file}:4: webhooks.event_types: `) && l.includes('Bad Type')), r.stderr);
+  assert.ok(p.some((l) => l.startsWith(`${file}:9: delivery.allow_cidrs: `) && l.includes('300.1.2.3')), r.stderr);
+  assert.ok(p.includes(`${file}:13: delivery.ca_file: cannot read /nonexistent/ca.pem`), r.stderr);
+  assert.equal(p.length, 3, r.stderr);
+});
+
+test('check: bad global bindings name the line of the plugin or of its setting', async () => {
+  const file = configFile([
+    'listen = "127.0.0.1:0"', //                                               1
+    'local eu = { "FR", "DE" }', //                                            2
+    'plugins = {', //                                                          3
+    '  backoff = true,', //                                                    4
+    '  ["custom-headers"] = {', //                                             5
+    '    headers = {', //                                                      6
+    '      ["X-Source"] = "hookgate",', //                                     7
+    '      ["Content-Type"] = "text/plain",', //                               8
+    '    },', //                                                               9
+    '  },', //                                                                10
+    '  nope = true,', //                                                      11
+    '  ["payload-filter"] = {', //                                            12
+    '    condition = { field = "data.country", op = "within", value = eu },', // 13
+    '  },', //                                                                14
+    '}', //                                                                   15
+    '',
+  ].join('\n'), 'bindings.lua');
+  const r = await hookgate(['check', '-c', file]);
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  const p = problems(r.stderr);
+  assert.ok(p.some((l) => l.startsWith(`${file}:8: plugins.custom-headers.headers.Content-Type: `)), r.stderr);
+  assert.ok(p.some((l) => l.startsWith(`${file}:11: plugins.nope.name: `) && l.includes('no plugin named')), r.stderr);
+  assert.ok(p.some((l) => l.startsWith(`${file}:13: plugins.payload-filter.condition: `) && l.includes('within')), r.stderr);
+  assert.equal(p.length, 3, r.stderr);
+});
+
+test('check: a plugin that does not load names its own file and line', async () => {
+  const dir = tempDir();
+  const plugins = join(dir, 'plugins');
+  // A syntax error: Lua names the chunk "acme-tag/init.lua"; check names the file.
+  mkdirSync(join(plugins, 'acme-tag'), { recursive: true });
+  writeFileSync(join(plugins, 'acme-tag', 'init.lua'),
+    'return {\n  name = "acme-tag",\n  version = "1.0.0",\n  transform = function(d)\n    d.headers["X-Acme"] = = "1"\n  end,\n}\n');
+  // An error when its top-level code runs.
+  mkdirSync(join(plugins, 'boom'), { recursive: true });
+  writeFileSync(join(plugins, 'boom', 'init.lua'), 'local t = nil\n\nlocal x = t.field\nreturn { name = "boom", version = "1" }\n');
+  // A bad table: a misspelled phase, found at the line of the key.
+  mkdirSync(join(plugins, 'typo'), { recursive: true });
+  writeFileSync(join(plugins, 'typo', 'init.lua'),
+    'local M = {}\nreturn {\n  name = "typo",\n  version = "1.0.0",\n\n  transfrom = function(d) end,\n}\n');
+  const file = configFile(`lua = {\n  plugin_paths = { ${JSON.stringify(PLUGINS)}, ${JSON.stringify(plugins)} },\n}\n`, 'load.lua', dir);
+  const r = await hookgate(['check', '-c', file]);
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  const p = problems(r.stderr);
+  const at = (name) => join(plugins, name, 'init.lua');
+  assert.ok(p.some((l) => l.startsWith(`${at('acme-tag')}:5: plugin acme-tag: `) && l.includes("near '='")), r.stderr);
+  assert.ok(p.some((l) => l.startsWith(`${at('boom')}:3: plugin boom: `) && l.includes('index')), r.stderr);
+  assert.ok(p.some((l) => l.startsWith(`${at('typo')}:6: plugin typo: `) && l.includes("unknown key 'transfrom'")), r.stderr);
+  assert.equal(p.length, 3, r.stderr);
+});
+
+test('check: a bad lua.plugin_paths entry, a short admin_key and a half-set tls name their line', async () => {
+  let file = configFile('listen = "127.0.0.1:0"\nlua = {\n  plugin_paths = "/nonexistent/plugins",\n}\n', 'paths.lua');
+  let r = await hookgate(['check', '-c', file]);
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  assert.deepEqual(problems(r.stderr), [`${file}:3: lua.plugin_paths: cannot open /nonexistent/plugins`]);
+
+  file = configFile('listen = "127.0.0.1:0"\n\nlua = {\n  lib_path = "/nonexistent",\n}\n', 'lib.lua');
+  r = await hookgate(['check', '-c', file]);
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  const lib = problems(r.stderr);
+  assert.ok(lib.length >= 1 && lib.every((l) => l.startsWith(`${file}:4: lua.lib_path: cannot read /nonexistent/hookgate/`)), r.stderr);
+
+  file = configFile('listen = "127.0.0.1:0"\n\nadmin_key = "short"\n', 'admin.lua');
+  r = await hookgate(['check', '-c', file]);
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  assert.deepEqual(problems(r.stderr), [`${file}:3: admin_key: must be at least 16 characters`]);
+  // Set by the environment, the value is not the file's: the variable is named.
+  r = await hookgate(['check', '-c', file], { env: { HOOKGATE_ADMIN_KEY: 'short-too' } });
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  assert.deepEqual(problems(r.stderr), ['HOOKGATE_ADMIN_KEY: must be at least 16 characters']);
+
+  file = configFile('listen = "127.0.0.1:0"\ntls = {\n  cert = "/x/cert.pem",\n  listen = "127.0.0.1:0",\n}\n', 'tls.lua');
+  r = await hookgate(['check', '-c', file]);
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  assert.deepEqual(problems(r.stderr), [`${file}:4: tls.listen: needs both cert and key (tls.cert, tls.key)`]);
+});
+
+test('check: a nested key is found inside its own assignment, also in ["quoted"] form and after a same-named key elsewhere', async () => {
+  const file = configFile([
+    'http = { max_body = 1048576 }', //          1
+    '-- delivery = { timeout = "no" }', //         2 (a comment)
+    'delivery = {', //                             3
+    '  connect_timeout = 5,', //                   4
+    '  ["timeout"] = "15",', //                    5
+    '}', //                                        6
+    '',
+  ].join('\n'), 'nested2.lua');
+  const r = await hookgate(['check', '-c', file]);
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  assert.ok(r.stderr.includes(`${file}:5: delivery.timeout: must be a number`), r.stderr);
 });
 
 test('check: the file can read the environment with env()', async () => {

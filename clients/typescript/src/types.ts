@@ -52,7 +52,14 @@ export interface Webhook {
   /** RFC 3339, UTC, milliseconds. */
   createdAt: string;
   updatedAt: string;
+  /** The Lua plugins bound to this webhook ([] when none); secret config fields read `"[redacted]"`. */
+  plugins: PluginBinding[];
+  /** The webhook's own Lua transform code, or null. */
+  transform: string | null;
 }
+
+/** A plugin bound to one webhook: a loaded plugin's name and its configuration (default `{}`). */
+export type PluginBinding = { name: string; config?: Record<string, unknown> };
 
 /** A webhook as answered by `createWebhook`: with its signing secret, shown only then. */
 export interface WebhookWithSecret extends Webhook {
@@ -227,6 +234,10 @@ export interface CreateWebhookParams {
   /** Deliver at once (default true). */
   active?: boolean;
   metadata?: Metadata;
+  /** Lua plugins for this webhook's deliveries (at most 20). */
+  plugins?: PluginBinding[];
+  /** Lua transform code run in the sandbox (at most 64 KiB), or null. */
+  transform?: string | null;
 }
 
 export interface WebhookRef {
@@ -240,6 +251,10 @@ export interface UpdateWebhookParams extends WebhookRef {
   active?: boolean;
   /** Replaces the metadata whole (not merged). */
   metadata?: Metadata;
+  /** Replaces the plugin bindings whole; [] removes them. */
+  plugins?: PluginBinding[];
+  /** Replaces the transform code; null removes it. */
+  transform?: string | null;
 }
 
 export interface PageParams {
