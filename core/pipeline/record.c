@@ -1,6 +1,7 @@
 /* record.c: the outcome of an attempt: the retry decision (the schedule
  * with jitter, Retry-After, the retry phase, 410), its record written with
- * the others of the loop turn in one store job, then the after phase. */
+ * the others of the loop turn in one store job, its log line, then the
+ * after phase. */
 #define _GNU_SOURCE /* strptime, timegm */
 #include "pipeline/dispatcher_internal.h"
 
