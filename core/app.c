@@ -576,6 +576,16 @@ int hg_app_run(const hg_config_t *cfg) {
     hg_log(HG_LOG_ERROR, "bad delivery configuration", "error", err, NULL);
     goto out;
   }
+  if (cfg->allow_cidrs.n > 0) {
+    /* Every start says so: a development config copied to production opens
+     * the guard to the gateway's own machine or network. */
+    char list[512] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < cfg->allow_cidrs.n && len < sizeof(list); i++)
+      len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", i ? "," : "", cfg->allow_cidrs.items[i]);
+    hg_log(HG_LOG_WARN, "delivery.allow_cidrs opens the SSRF guard: any webhook may reach these networks",
+           "allow_cidrs", list, NULL);
+  }
   hg_ingest_opts_t iopts = {
       .loop = &loop,
       .store = app.api.store,

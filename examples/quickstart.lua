@@ -23,3 +23,14 @@ webhooks = {
   -- Event types beyond the 15 built in.
   event_types = { "invoice.paid" },
 }
+
+-- DEVELOPMENT ONLY. The SSRF guard refuses receivers on loopback, private
+-- and link-local addresses; this opens it to this machine (127.0.0.1, ::1),
+-- so that the receiver of the README's quickstart (examples/receiver.mjs on
+-- 127.0.0.1:9000) can be reached. It also lets anyone who can create a
+-- webhook make the gateway POST to any service listening on this machine.
+-- Production configs must not copy it (the gateway warns at every start
+-- while it is set). See docs/configuration.md.
+delivery = {
+  allow_cidrs = { "127.0.0.1/32", "::1/128" },
+}

@@ -1,6 +1,7 @@
 /* record.c: the outcome of an attempt: the retry decision (the schedule
  * with jitter, Retry-After, the retry phase, 410), its record written with
- * the others of the loop turn in one store job, then the after phase. */
+ * the others of the loop turn in one store job, its log line, then the
+ * after phase. */
 #define _GNU_SOURCE /* strptime, timegm */
 #include "pipeline/dispatcher_internal.h"
 
@@ -30,8 +31,49 @@ static int record_work(sqlite3 *db, void *ud) {
   return 0;
 }
 
+/* One line per attempt: info when it succeeded (or a plugin skipped it),
+ * warn when it failed. Ids, numbers and the error text only: never the URL
+ * (it may carry a token), headers, signatures, secrets or bodies. Nothing
+ * is formatted when the level is off; the line costs stack buffers only. */
+static void log_attempt(const item_t *it) {
+  const hg_attempt_rec_t *rec = &it->rec;
+  int failed = rec->new_status == HG_DEL_PENDING || rec->new_status == HG_DEL_FAILED;
+  hg_log_level_t level = failed ? HG_LOG_WARN : HG_LOG_INFO;
+  if (!hg_log_enabled(level)) return;
+  char attempt[16], duration[24], outcome[16], next[25];
+  snprintf(attempt, sizeof(attempt), "%d", rec->attempt);
+  snprintf(duration, sizeof(duration), "%lld", (long long)rec->duration_ms);
+  const char *out = rec->error;
+  if (out == NULL) {
+    snprintf(outcome, sizeof(outcome), "%d", rec->status_code);
+    out = outcome;
+  }
+  const char *nx = NULL;
+  if (rec->new_status == HG_DEL_PENDING) {
+    hg_format_time(rec->next_attempt_at, next);
+    nx = next;
+  } else if (rec->new_status == HG_DEL_FAILED) {
+    nx = rec->deactivate_webhook ? "deactivated" : "gave up";
+  }
+  /* Optional pairs packed first: a NULL key ends the list. */
+  const char *opt[4] = {NULL, NULL, NULL, NULL};
+  int n = 0;
+  if (nx) {
+    opt[n++] = "next";
+    opt[n++] = nx;
+  }
+  if (it->test_cb) {
+    opt[n++] = "test";
+    opt[n++] = "true";
+  }
+  hg_log(level, "delivery attempt", "webhook", it->send.webhook_id, "delivery", it->send.id, "event",
+         it->send.event_id, "attempt", attempt, "outcome", out, "duration_ms", duration, opt[0], opt[1], opt[2],
+         opt[3], NULL);
+}
+
 static void record_one(item_t *it, int status) {
   hg_dispatcher_t *d = it->d;
+  log_attempt(it);
   if (status != 0) {
     /* Not recorded: the row is still pending and due in the store, so it
      * is sent again (at least once): after the retry delay, or in 1 s. */
