@@ -10,7 +10,8 @@
  *                 HTTP client and its response callback
  *   record.c      the outcome: Retry-After, jitter, the retry decision
  *                 (success, retry, failed, 410 deactivation), the records
- *                 written in one store job per loop turn, the after phase
+ *                 written in one store job per loop turn, the attempt's
+ *                 log line, the after phase
  *
  * An item is one delivery being handled. It is in the busy set from
  * item_new (the pump or send_now) until hg_dispatch__item_free, and goes
