@@ -1,6 +1,6 @@
-/* crypto.h: randomness, hashes, MACs and encodings (mbedTLS for randomness and
- * base64, OpenSSL's libcrypto for SHA-256, HMAC and the base64 of public
- * bytes: see crypto.c).
+/* crypto.h: randomness, hashes, MACs, Ed25519 and encodings (mbedTLS for
+ * randomness and base64, OpenSSL's libcrypto for SHA-256, HMAC, Ed25519 and
+ * the base64 of public bytes: see crypto.c).
  *
  * Every function here is thread-safe. Nothing here logs: inputs are often
  * secrets. */
@@ -51,6 +51,28 @@ hg_hmac_t *hg_hmac_sha256_new(const void *key, size_t keylen);
 int hg_hmac_sha256_run(hg_hmac_t *h, const void *const *parts, const size_t *lens, size_t nparts,
                        unsigned char out[32]);
 void hg_hmac_sha256_free(hg_hmac_t *h);
+
+/* Ed25519 (RFC 8032, pure: no pre-hash) from libcrypto. A private key is
+ * its 32-byte seed (32 bytes from hg_random make one); the public key is 32
+ * bytes, a signature 64. hg_ed25519_new prepares a key from its seed (the
+ * public key is derived once, here) and returns NULL when memory ran out
+ * or libcrypto refused the key; hg_ed25519_public copies its public key;
+ * hg_ed25519_sign signs the concatenation of nparts buffers (parts[i] of
+ * lens[i] bytes; a part of length 0 may be NULL) and returns 0 or
+ * HG_ENOMEM (sig zeroed); a prepared key may sign from several threads at
+ * once; hg_ed25519_free wipes and frees it (NULL is ignored).
+ * hg_ed25519_verify returns 1 when sig is a valid signature of msg under
+ * the raw public key pub, 0 otherwise (also when memory ran out). */
+#define HG_ED25519_KEY_BYTES 32
+#define HG_ED25519_SIG_BYTES 64
+typedef struct hg_ed25519 hg_ed25519_t;
+hg_ed25519_t *hg_ed25519_new(const unsigned char seed[HG_ED25519_KEY_BYTES]);
+void hg_ed25519_public(const hg_ed25519_t *k, unsigned char pub[HG_ED25519_KEY_BYTES]);
+int hg_ed25519_sign(const hg_ed25519_t *k, const void *const *parts, const size_t *lens, size_t nparts,
+                    unsigned char sig[HG_ED25519_SIG_BYTES]);
+void hg_ed25519_free(hg_ed25519_t *k);
+int hg_ed25519_verify(const unsigned char pub[HG_ED25519_KEY_BYTES], const void *msg, size_t n,
+                      const unsigned char sig[HG_ED25519_SIG_BYTES]);
 
 /* Standard base64 (RFC 4648 section 4) with padding. out receives the text
  * and a NUL and must hold HG_BASE64_LEN(n) + 1 bytes. Returns the text's

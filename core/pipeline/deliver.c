@@ -348,7 +348,7 @@ static void send_lua_rest(item_t *it) {
   }
   /* The Standard Webhooks signature covers the body as sent, after any
    * transformation. */
-  char sig[HG_MAX_SECRETS * (HG_SIG_V1_LEN + 1) + 1];
+  char sig[HG_MAX_SECRETS * (HG_SIG_ENTRY_MAX + 1) + 1];
   const char *secrets[HG_MAX_SECRETS];
   for (size_t i = 0; i < s->n_secrets; i++) secrets[i] = s->secrets[i];
   if (s->n_secrets == 0 ||
@@ -421,7 +421,7 @@ void hg_dispatch__send(item_t *it) {
     send_lua(it, lua, lua_transform, tenant);
     return;
   }
-  char sig[HG_MAX_SECRETS * (HG_SIG_V1_LEN + 1) + 1];
+  char sig[HG_MAX_SECRETS * (HG_SIG_ENTRY_MAX + 1) + 1];
   const char *secrets[HG_MAX_SECRETS];
   for (size_t i = 0; i < s->n_secrets; i++) secrets[i] = s->secrets[i];
   if (s->n_secrets == 0 ||

@@ -126,6 +126,88 @@ static void two_secrets(void) {
   CHECK_EQ_INT(hg_verify(only1, 1, "msg_2", "1700000000", one, "", 0, 1700000000, 300), 0);
 }
 
+/* v1a: a vector made with Node's crypto (an independent Ed25519), the seed
+ * being the bytes 0..31. */
+static const char v1a_key[] = "whsk_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+static const char v1a_pub[] = "whpk_A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg=";
+static const char v1a_sig[] =
+    "v1a,yoUrgEkc12aGqm0n4Sydmdz55xJfTz4AsAgieHFjmkR7LJtqVCZOQYzvvHjI5kAey+r4iaBGxTFRrl2iBQxtDQ==";
+
+static void v1a_vector(void) {
+  char pub[HG_PUBLIC_KEY_MAX], sig[HG_SIG_V1A_LEN + 1];
+  const char *body = vectors[0].body;
+  CHECK_EQ_INT(hg_public_key(v1a_key, pub), 0);
+  CHECK_EQ_STR(pub, v1a_pub);
+  CHECK_EQ_INT(hg_sign_v1a(v1a_key, vectors[0].id, vectors[0].ts, body, strlen(body), sig, sizeof(sig)),
+               HG_SIG_V1A_LEN);
+  CHECK_EQ_STR(sig, v1a_sig);
+  /* Too small a buffer; not a signing key; a v1 secret is refused by v1a
+   * and a v1a key by v1. */
+  CHECK_EQ_INT(hg_sign_v1a(v1a_key, "m", 1, "", 0, sig, HG_SIG_V1A_LEN), HG_ETOOBIG);
+  CHECK_EQ_STR(sig, "");
+  CHECK_EQ_INT(hg_sign_v1a(vectors[0].secret, "m", 1, "", 0, sig, sizeof(sig)), HG_EINVAL);
+  CHECK_EQ_INT(hg_sign_v1a("whsk_AAEC", "m", 1, "", 0, sig, sizeof(sig)), HG_EINVAL);
+  CHECK_EQ_INT(hg_sign_v1a("whsk_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gIQ==", "m", 1, "", 0, sig,
+                           sizeof(sig)),
+               HG_EINVAL); /* 34 bytes */
+  CHECK_EQ_INT(hg_sign_v1a(v1a_key, NULL, 1, "", 0, sig, sizeof(sig)), HG_EINVAL);
+  CHECK_EQ_INT(hg_sign_v1(v1a_key, "m", 1, "", 0, sig, sizeof(sig)), HG_EINVAL);
+  CHECK_EQ_INT(hg_public_key(vectors[0].secret, pub), HG_EINVAL);
+  CHECK_EQ_STR(pub, "");
+  CHECK_EQ_INT(hg_signing_key_is_v1a(v1a_key), 1);
+  CHECK_EQ_INT(hg_signing_key_is_v1a(vectors[0].secret), 0);
+  CHECK_EQ_INT(hg_signing_key_is_v1a(NULL), 0);
+}
+
+/* Verifies one "v1a,<base64>" entry of len characters with the public key
+ * "whpk_..." over "<id>.<ts>.<body>". */
+static int v1a_ok(const char *whpk, const char *entry, size_t len, const char *content) {
+  unsigned char pub[32], sig[64];
+  size_t n = 0;
+  if (len != HG_SIG_V1A_LEN || strncmp(entry, "v1a,", 4) != 0) return 0;
+  if (hg_base64_decode(whpk + 5, strlen(whpk + 5), pub, sizeof(pub), &n) != 0 || n != 32) return 0;
+  if (hg_base64_decode(entry + 4, 88, sig, sizeof(sig), &n) != 0 || n != 64) return 0;
+  return hg_ed25519_verify(pub, content, strlen(content), sig);
+}
+
+static void v1a_keys_and_header(void) {
+  char k1[HG_SECRET_MAX], k2[HG_SECRET_MAX], p1[HG_PUBLIC_KEY_MAX], p2[HG_PUBLIC_KEY_MAX];
+  CHECK_EQ_INT(hg_signing_key_generate(k1), 0);
+  CHECK_EQ_INT(hg_signing_key_generate(k2), 0);
+  CHECK_EQ_INT(strlen(k1), 49);
+  CHECK(strncmp(k1, "whsk_", 5) == 0);
+  CHECK(strcmp(k1, k2) != 0);
+  CHECK_EQ_INT(hg_public_key(k1, p1), 0);
+  CHECK_EQ_INT(hg_public_key(k2, p2), 0);
+  CHECK_EQ_INT(strlen(p1), 49);
+  CHECK(strncmp(p1, "whpk_", 5) == 0);
+  /* A signing key is no v1 secret a user could supply. */
+  CHECK_EQ_INT(hg_secret_check(k1), HG_EINVAL);
+
+  /* A rotation's header: one v1a entry per key, each verifying with its
+   * own public key only; a body of 5000 bytes takes the allocated path. */
+  static char body[5001];
+  memset(body, 'x', 5000);
+  static char content[5100];
+  snprintf(content, sizeof(content), "msg_1.1700000000.%s", body);
+  const char *both[2] = {k1, k2};
+  char hdr[2 * (HG_SIG_ENTRY_MAX + 1)];
+  CHECK_EQ_INT(hg_sign_header(both, 2, "msg_1", 1700000000, body, 5000, hdr, sizeof(hdr)), 2 * HG_SIG_V1A_LEN + 1);
+  CHECK(hdr[HG_SIG_V1A_LEN] == ' ');
+  CHECK(v1a_ok(p1, hdr, HG_SIG_V1A_LEN, content));
+  CHECK(v1a_ok(p2, hdr + HG_SIG_V1A_LEN + 1, HG_SIG_V1A_LEN, content));
+  CHECK(!v1a_ok(p2, hdr, HG_SIG_V1A_LEN, content));
+  content[20] = 'y';
+  CHECK(!v1a_ok(p1, hdr, HG_SIG_V1A_LEN, content));
+  CHECK_EQ_INT(hg_sign_header(both, 2, "msg_1", 1700000000, body, 5000, hdr, 2 * HG_SIG_V1A_LEN), HG_ETOOBIG);
+  CHECK_EQ_STR(hdr, "");
+  /* v1 verification ignores v1a entries. */
+  const char *v1[1] = {vectors[0].secret};
+  CHECK_EQ_INT(hg_verify(v1, 1, vectors[0].id, "1614265330", v1a_sig, vectors[0].body, strlen(vectors[0].body),
+                         1614265330, 300),
+               HG_EFORBIDDEN);
+}
+
 static void secret_check(void) {
   CHECK_EQ_INT(hg_secret_check(NULL), HG_EINVAL);
   CHECK_EQ_INT(hg_secret_check(""), HG_EINVAL);
@@ -158,6 +240,8 @@ int main(void) {
   RUN(rejections);
   RUN(header_entries);
   RUN(two_secrets);
+  RUN(v1a_vector);
+  RUN(v1a_keys_and_header);
   RUN(secret_check);
   RUN(github_vector);
   return HGT_DONE();
