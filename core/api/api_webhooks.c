@@ -38,6 +38,7 @@ typedef struct job {
   json_t *set_plugins;   /* PATCH: new plugins (array), or NULL: unchanged */
   json_t *set_transform; /* PATCH: new transform (string or null), or NULL: unchanged */
   /* list */
+  sqlite3 *db; /* during list_work: rows read their public keys */
   int org_mode, page_size, count;
   char after[HG_ID_MAX], last[HG_ID_MAX];
   json_t *items;
@@ -104,7 +105,27 @@ static json_t *webhook_json(hg_api_t *api, const hg_webhook_t *w) {
                           plugins && api->lua ? hg_lua_redact_bindings(api->lua, plugins) : json_array(), "transform",
                           transform ? transform : json_null());
   json_decref(lua);
+  /* A v1a webhook's public keys, never a secret or a private key. */
+  json_t *keys = json_array();
+  for (size_t i = 0; i < w->n_public_keys; i++) json_array_append_new(keys, json_string(w->public_keys[i]));
+  json_object_set_new(out, "signatureScheme", json_string(w->scheme[0] ? w->scheme : "v1"));
+  json_object_set_new(out, "publicKey", w->n_public_keys > 0 ? json_string(w->public_keys[0]) : json_null());
+  json_object_set_new(out, "publicKeys", keys);
   return out;
+}
+
+/* The signature schemes a webhook may sign with. */
+static const char *const schemes[] = {"v1", "v1a", NULL};
+
+static int check_scheme(json_t *v, json_t *details, char out[4]) {
+  for (size_t i = 0; json_is_string(v) && schemes[i]; i++) {
+    if (strcmp(json_string_value(v), schemes[i]) == 0) {
+      snprintf(out, 4, "%s", schemes[i]);
+      return 1;
+    }
+  }
+  hg_api_detail(details, "signatureScheme", "must be \"v1\" (HMAC-SHA256) or \"v1a\" (Ed25519)");
+  return 0;
 }
 
 /* Checks `plugins` and `transform` (either may be NULL: absent). */
@@ -224,7 +245,8 @@ static int check_active(json_t *v, json_t *details, int *out) {
 
 static int create_work(sqlite3 *db, void *ud) {
   job_t *j = ud;
-  return hg_webhooks_insert(db, &j->w, j->secret);
+  int r = hg_webhooks_insert(db, &j->w, j->secret);
+  return r != 0 ? r : hg_webhooks_public_keys(db, &j->w, j->w.created_at);
 }
 
 static void create_done(int status, void *ud) {
@@ -235,7 +257,9 @@ static void create_done(int status, void *ud) {
     /* Committed: events from now on fan out to it. */
     if (j->api->subs) hg_subs_put(j->api->subs, j->w.id, j->w.org, j->w.active, j->w.events);
     json_t *body = webhook_json(j->api, &j->w);
-    json_object_set_new(body, "secret", json_string(j->secret));
+    /* A v1 secret is shown once, here; a v1a signing key never leaves the
+     * gateway (the receiver verifies with publicKey). */
+    if (strcmp(j->w.scheme, "v1") == 0) json_object_set_new(body, "secret", json_string(j->secret));
     hg_http_respond_json(j->req, 201, body);
   }
   job_free(j);
@@ -244,8 +268,8 @@ static void create_done(int status, void *ud) {
 static void create_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principal_t *who) {
   json_t *body = hg_api_parse_body(req, 0);
   if (body == NULL) return;
-  static const char *const allowed[] = {"url",      "events",  "organizationId", "secret", "active",
-                                        "metadata", "plugins", "transform",      NULL};
+  static const char *const allowed[] = {"url",     "events",    "organizationId",  "secret", "active", "metadata",
+                                        "plugins", "transform", "signatureScheme", NULL};
   json_t *details = json_array();
   job_t *j = job_new(api, req, who);
   if (j == NULL) goto out;
@@ -275,14 +299,19 @@ static void create_authorized(hg_api_t *api, hg_http_req_t *req, const hg_princi
   size_t before = json_array_size(details);
   check_lua(api, plugins, transform, details);
   if (json_array_size(details) == before) j->w.lua = lua_text(plugins, transform);
+  snprintf(j->w.scheme, sizeof(j->w.scheme), "v1");
+  if ((v = json_object_get(body, "signatureScheme")) != NULL) check_scheme(v, details, j->w.scheme);
+  int v1a = strcmp(j->w.scheme, "v1a") == 0;
   if ((v = json_object_get(body, "secret")) != NULL) {
-    if (!json_is_string(v) || hg_secret_check(json_string_value(v)) != 0)
+    if (v1a)
+      hg_api_detail(details, "secret", "only a v1 webhook takes a secret: a v1a webhook's signing key is generated");
+    else if (!json_is_string(v) || hg_secret_check(json_string_value(v)) != 0)
       hg_api_detail(details, "secret", "must be \"whsec_\" followed by the base64 of 24 to 64 bytes");
     else
       snprintf(j->secret, sizeof(j->secret), "%s", json_string_value(v));
   }
   if (hg_api_refuse(req, &details, forbidden_org)) goto out;
-  if (j->secret[0] == '\0' && hg_secret_generate(j->secret) != 0) {
+  if (j->secret[0] == '\0' && (v1a ? hg_signing_key_generate(j->secret) : hg_secret_generate(j->secret)) != 0) {
     hg_api_internal_error(req, "generate secret", HG_EIO);
     goto out;
   }
@@ -304,7 +333,8 @@ out:
 
 static int get_work(sqlite3 *db, void *ud) {
   job_t *j = ud;
-  return hg_webhooks_get(db, j->id, j->org, &j->w);
+  int r = hg_webhooks_get(db, j->id, j->org, &j->w);
+  return r != 0 ? r : hg_webhooks_public_keys(db, &j->w, hg_wall_ms());
 }
 
 static void get_done(int status, void *ud) {
@@ -340,12 +370,18 @@ static int list_row(const hg_webhook_t *w, void *ud) {
   row->lua = w->lua ? strdup(w->lua) : NULL;
   snprintf(j->last, sizeof(j->last), "%s", w->id);
   j->count++;
+  /* A failure here leaves the row without its keys: answer an error. */
+  if (hg_webhooks_public_keys(j->db, row, j->now) != 0) row->url = (free(row->url), NULL);
   return 0;
 }
 
 static int list_work(sqlite3 *db, void *ud) {
   job_t *j = ud;
-  return hg_webhooks_list(db, j->org_mode, j->org, j->after, j->page_size + 1, list_row, j);
+  j->db = db;
+  j->now = hg_wall_ms();
+  int r = hg_webhooks_list(db, j->org_mode, j->org, j->after, j->page_size + 1, list_row, j);
+  j->db = NULL;
+  return r;
 }
 
 static void list_done(int status, void *ud) {
@@ -449,6 +485,7 @@ static int patch_work(sqlite3 *db, void *ud) {
   }
   cur.updated_at = j->now;
   r = hg_webhooks_update(db, &cur);
+  if (r == 0) r = hg_webhooks_public_keys(db, &cur, j->now);
   hg_webhook_close(&j->w);
   j->w = cur;
   return r;
@@ -469,11 +506,16 @@ static void patch_authorized(hg_api_t *api, hg_http_req_t *req, const hg_princip
   if (!check_id(req, hg_http_req_param(req, "id"))) return;
   json_t *body = hg_api_parse_body(req, 0);
   if (body == NULL) return;
-  static const char *const allowed[] = {"url", "events", "active", "metadata", "plugins", "transform", NULL};
+  static const char *const allowed[] = {"url",     "events",    "active",          "metadata",
+                                        "plugins", "transform", "signatureScheme", NULL};
   json_t *details = json_array();
   job_t *j = job_new(api, req, who);
   if (j == NULL) goto out;
   hg_api_reject_unknown(body, allowed, details);
+  /* The scheme comes with the keys: changing it would need new keys the
+   * receivers do not have yet. A new webhook is the way. */
+  if (json_object_get(body, "signatureScheme") != NULL)
+    hg_api_detail(details, "signatureScheme", "is set when the webhook is created and cannot be changed");
   json_t *v;
   if ((v = json_object_get(body, "url")) != NULL) j->set_url = (j->w.url = check_url(api, v, details)) != NULL;
   if ((v = json_object_get(body, "events")) != NULL)
@@ -525,16 +567,32 @@ static void delete_authorized(hg_api_t *api, hg_http_req_t *req, const hg_princi
 
 static int rotate_work(sqlite3 *db, void *ud) {
   job_t *j = ud;
-  return hg_webhooks_rotate(db, j->id, j->org, j->secret, j->now, j->grace_ms, &j->prev_expires);
+  /* The new key is of the webhook's scheme, known only here. */
+  int r = hg_webhooks_get(db, j->id, j->org, &j->w);
+  if (r != 0) return r;
+  int v1a = strcmp(j->w.scheme, "v1a") == 0;
+  if ((v1a ? hg_signing_key_generate(j->secret) : hg_secret_generate(j->secret)) != 0) return HG_EIO;
+  r = hg_webhooks_rotate(db, j->id, j->org, j->secret, j->now, j->grace_ms, &j->prev_expires);
+  return r != 0 ? r : hg_webhooks_public_keys(db, &j->w, j->now);
 }
 
 static void rotate_done(int status, void *ud) {
   job_t *j = ud;
-  if (status != 0) respond_status(j, status, "rotate secret");
-  else
+  if (status != 0) {
+    respond_status(j, status, "rotate secret");
+  } else if (strcmp(j->w.scheme, "v1a") == 0) {
+    /* The private key stays here; receivers get the new public key, and
+     * every public key that still signs, newest first. */
+    json_t *keys = json_array();
+    for (size_t i = 0; i < j->w.n_public_keys; i++) json_array_append_new(keys, json_string(j->w.public_keys[i]));
+    hg_http_respond_json(j->req, 200,
+                         json_pack("{s:s,s:o,s:o}", "publicKey", j->w.n_public_keys > 0 ? j->w.public_keys[0] : "",
+                                   "publicKeys", keys, "previousSecretExpiresAt", hg_api_time(j->prev_expires)));
+  } else {
     hg_http_respond_json(j->req, 200,
                          json_pack("{s:s,s:o}", "secret", j->secret, "previousSecretExpiresAt",
                                    hg_api_time(j->prev_expires)));
+  }
   job_free(j);
 }
 
@@ -561,11 +619,6 @@ static void rotate_authorized(hg_api_t *api, hg_http_req_t *req, const hg_princi
   json_decref(details);
   job_t *j = job_new(api, req, who);
   if (j == NULL) return;
-  if (hg_secret_generate(j->secret) != 0) {
-    hg_api_internal_error(req, "generate secret", HG_EIO);
-    job_free(j);
-    return;
-  }
   j->now = hg_wall_ms();
   j->grace_ms = (int64_t)(hours * 3600.0 * 1000.0);
   submit(j, rotate_work, rotate_done);

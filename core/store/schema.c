@@ -124,6 +124,15 @@ const char *const hg_schema_migrations[] = {
     "DROP TABLE deliveries;"
     "ALTER TABLE deliveries_new RENAME TO deliveries;"
     "CREATE UNIQUE INDEX deliveries_by_webhook ON deliveries(webhook_id, id);",
+
+    /* 7: asymmetric signatures. A webhook signs with HMAC secrets (v1) or
+     * Ed25519 keys (v1a), never both; a v1a webhook's rows in
+     * webhook_secrets hold its signing keys ("whsk_<base64 seed>") in
+     * secret, and beside each its public key ("whpk_<base64>"), which the
+     * API answers with, so that reading a webhook never loads a private
+     * key. */
+    "ALTER TABLE webhooks ADD COLUMN signature_scheme TEXT NOT NULL DEFAULT 'v1';" /* v1, v1a */
+    "ALTER TABLE webhook_secrets ADD COLUMN public_key TEXT;", /* v1a: whpk_<base64>; v1: NULL */
 };
 
 const int hg_schema_version = (int)(sizeof(hg_schema_migrations) / sizeof(hg_schema_migrations[0]));

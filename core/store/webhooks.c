@@ -34,7 +34,7 @@ static char *col_dup(sqlite3_stmt *st, int i) {
   return s ? strdup((const char *)s) : NULL;
 }
 
-#define WEBHOOK_COLS "id, url, events, organization_id, active, metadata, created_at, updated_at, lua"
+#define WEBHOOK_COLS "id, url, events, organization_id, active, metadata, created_at, updated_at, lua, signature_scheme"
 
 static int read_row(sqlite3_stmt *st, hg_webhook_t *w) {
   memset(w, 0, sizeof(*w));
@@ -47,6 +47,7 @@ static int read_row(sqlite3_stmt *st, hg_webhook_t *w) {
   w->created_at = sqlite3_column_int64(st, 6);
   w->updated_at = sqlite3_column_int64(st, 7);
   w->lua = col_dup(st, 8);
+  hg_copy(w->scheme, sizeof(w->scheme), (const char *)sqlite3_column_text(st, 9));
   if ((!w->lua && sqlite3_column_type(st, 8) != SQLITE_NULL) || !w->url || !w->events || !w->metadata || (!w->org && sqlite3_column_type(st, 3) != SQLITE_NULL)) {
     hg_webhook_close(w);
     return HG_ENOMEM;
@@ -74,11 +75,30 @@ static int set_patterns(sqlite3 *db, const char *id, const char *events) {
   return r;
 }
 
+/* Stores secret as the current secret of webhook id, with its public key
+ * when it is a v1a signing key. */
+static int insert_secret(sqlite3 *db, const char *id, const char *secret, int64_t now) {
+  sqlite3_stmt *st = NULL;
+  char pub[HG_PUBLIC_KEY_MAX] = "";
+  int r = 0;
+  if (hg_signing_key_is_v1a(secret) && (r = hg_public_key(secret, pub)) != 0) return r;
+  if (hg_store_prepare(db, "INSERT INTO webhook_secrets (webhook_id, secret, created_at, public_key) VALUES (?,?,?,?)",
+                       &st) != SQLITE_OK)
+    return sql_fail(db, "insert secret");
+  bind_text(st, 1, id);
+  bind_text(st, 2, secret);
+  sqlite3_bind_int64(st, 3, now);
+  bind_text(st, 4, pub[0] ? pub : NULL);
+  if (sqlite3_step(st) != SQLITE_DONE) r = sql_fail(db, "insert secret");
+  hg_store_release(st);
+  return r;
+}
+
 int hg_webhooks_insert(sqlite3 *db, const hg_webhook_t *w, const char *secret) {
   sqlite3_stmt *st = NULL;
   int r = 0;
   if (hg_store_prepare(db,
-                         "INSERT INTO webhooks (" WEBHOOK_COLS ") VALUES (?,?,?,?,?,?,?,?,?)", &st) != SQLITE_OK)
+                         "INSERT INTO webhooks (" WEBHOOK_COLS ") VALUES (?,?,?,?,?,?,?,?,?,?)", &st) != SQLITE_OK)
     return sql_fail(db, "insert webhook");
   bind_text(st, 1, w->id);
   bind_text(st, 2, w->url);
@@ -89,17 +109,12 @@ int hg_webhooks_insert(sqlite3 *db, const hg_webhook_t *w, const char *secret) {
   sqlite3_bind_int64(st, 7, w->created_at);
   sqlite3_bind_int64(st, 8, w->updated_at);
   bind_text(st, 9, w->lua);
+  bind_text(st, 10, w->scheme[0] ? w->scheme : "v1");
   if (sqlite3_step(st) != SQLITE_DONE) r = sql_fail(db, "insert webhook");
   hg_store_release(st);
   if (r != 0) return r;
-  if (hg_store_prepare(db, "INSERT INTO webhook_secrets (webhook_id, secret, created_at) VALUES (?,?,?)", &st) != SQLITE_OK)
-    return sql_fail(db, "insert secret");
-  bind_text(st, 1, w->id);
-  bind_text(st, 2, secret);
-  sqlite3_bind_int64(st, 3, w->created_at);
-  if (sqlite3_step(st) != SQLITE_DONE) r = sql_fail(db, "insert secret");
-  hg_store_release(st);
-  if (r == 0) r = set_patterns(db, w->id, w->events);
+  if ((r = insert_secret(db, w->id, secret, w->created_at)) != 0) return r;
+  r = set_patterns(db, w->id, w->events);
   return r;
 }
 
@@ -218,13 +233,7 @@ int hg_webhooks_rotate(sqlite3 *db, const char *id, const char *org, const char 
   r = sqlite3_step(st) == SQLITE_DONE ? 0 : sql_fail(db, "trim secrets");
   hg_store_release(st);
   if (r != 0) return r;
-  if (hg_store_prepare(db, "INSERT INTO webhook_secrets (webhook_id, secret, created_at) VALUES (?,?,?)", &st) != SQLITE_OK)
-    return sql_fail(db, "insert secret");
-  bind_text(st, 1, id);
-  bind_text(st, 2, new_secret);
-  sqlite3_bind_int64(st, 3, now);
-  r = sqlite3_step(st) == SQLITE_DONE ? 0 : sql_fail(db, "insert secret");
-  hg_store_release(st);
+  r = insert_secret(db, id, new_secret, now);
   if (r == 0) r = exec_id_time(db, "UPDATE webhooks SET updated_at = ?2 WHERE id = ?1", id, now, "touch webhook");
   return r;
 }
@@ -243,6 +252,25 @@ int hg_webhooks_secrets(sqlite3 *db, const char *id, int64_t now, char (*out)[HG
   while ((rc = sqlite3_step(st)) == SQLITE_ROW && *n < max)
     hg_copy(out[(*n)++], HG_SECRET_MAX, (const char *)sqlite3_column_text(st, 0));
   int r = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sql_fail(db, "read secrets");
+  hg_store_release(st);
+  return r;
+}
+
+int hg_webhooks_public_keys(sqlite3 *db, hg_webhook_t *w, int64_t now) {
+  sqlite3_stmt *st = NULL;
+  w->n_public_keys = 0;
+  if (strcmp(w->scheme, "v1a") != 0) return 0;
+  if (hg_store_prepare(db,
+                       "SELECT public_key FROM webhook_secrets WHERE webhook_id = ?1 AND public_key IS NOT NULL AND "
+                       "(expires_at IS NULL OR expires_at > ?2) ORDER BY expires_at IS NOT NULL, created_at DESC",
+                       &st) != SQLITE_OK)
+    return sql_fail(db, "read public keys");
+  bind_text(st, 1, w->id);
+  sqlite3_bind_int64(st, 2, now);
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW && w->n_public_keys < HG_MAX_SECRETS)
+    hg_copy(w->public_keys[w->n_public_keys++], HG_PUBLIC_KEY_MAX, (const char *)sqlite3_column_text(st, 0));
+  int r = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sql_fail(db, "read public keys");
   hg_store_release(st);
   return r;
 }

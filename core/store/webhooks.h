@@ -23,12 +23,20 @@ typedef struct hg_webhook {
   char *metadata; /* JSON object text */
   char *lua;      /* per-webhook Lua bindings (JSON text), or NULL */
   int64_t created_at, updated_at; /* Unix ms */
+  char scheme[4]; /* the signature scheme, "v1" (HMAC) or "v1a" (Ed25519) */
+  /* v1a: the public keys of the signing keys valid at the time of reading,
+   * newest (the current one) first, when filled by
+   * hg_webhooks_public_keys; otherwise none. */
+  char public_keys[HG_MAX_SECRETS][HG_PUBLIC_KEY_MAX];
+  size_t n_public_keys;
 } hg_webhook_t;
 
 /* Frees the strings w holds (not w). Accepts a zeroed w. */
 void hg_webhook_close(hg_webhook_t *w);
 
-/* Inserts w and its first secret. */
+/* Inserts w and its first secret: a "whsec_" secret for a v1 webhook, a
+ * "whsk_" signing key for a v1a one (w->scheme says which; its public key
+ * is derived and stored beside it). */
 int hg_webhooks_insert(sqlite3 *db, const hg_webhook_t *w, const char *secret);
 
 /* Reads webhook id into out (caller closes). out is zeroed first, so
@@ -49,7 +57,12 @@ int hg_webhooks_update(sqlite3 *db, const hg_webhook_t *w);
 /* Deletes webhook id (and its secrets); org as in get. */
 int hg_webhooks_delete(sqlite3 *db, const char *id, const char *org);
 
-/* Makes new_secret the current secret. The old current secret stays valid
+/* Fills w->public_keys with the public keys of w's v1a signing keys valid
+ * at now, newest first (none for a v1 webhook). Reads no private key. */
+int hg_webhooks_public_keys(sqlite3 *db, hg_webhook_t *w, int64_t now);
+
+/* Makes new_secret (a secret or a signing key, of the webhook's scheme) the
+ * current secret. The old current secret stays valid
  * until now + grace_ms (grace_ms 0: retired at once); secrets already in a
  * grace period keep theirs; expired ones are removed, and the oldest go
  * first when more than HG_MAX_SECRETS would remain. *prev_expires gets the

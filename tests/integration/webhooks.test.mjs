@@ -55,8 +55,11 @@ describe('createWebhook', () => {
     assert.match(res.headers['content-type'], /^application\/json/);
     const w = res.json;
     assert.deepEqual(Object.keys(w).sort(),
-      ['active', 'createdAt', 'events', 'id', 'metadata', 'organizationId', 'plugins', 'secret', 'transform',
-        'updatedAt', 'url']);
+      ['active', 'createdAt', 'events', 'id', 'metadata', 'organizationId', 'plugins', 'publicKey', 'publicKeys',
+        'secret', 'signatureScheme', 'transform', 'updatedAt', 'url']);
+    assert.equal(w.signatureScheme, 'v1');
+    assert.equal(w.publicKey, null);
+    assert.deepEqual(w.publicKeys, []);
     assert.deepEqual(w.plugins, []);
     assert.equal(w.transform, null);
     assert.match(w.id, ID_RE);

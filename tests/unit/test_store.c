@@ -50,7 +50,7 @@ static void migrations(void) {
   db_path(path, sizeof(path), "a/b/mig"); /* parent directories are created */
   CHECK_EQ_INT(hg_store_open_sync(&db, path, err, sizeof(err)), 0);
   if (db == NULL) return;
-  CHECK_EQ_INT(hg_store_schema_version(), 6);
+  CHECK_EQ_INT(hg_store_schema_version(), 7);
   CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), hg_store_schema_version());
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name IN ('webhooks','webhook_secrets','api_keys')"), 3);
   CHECK_EQ_INT(query_int(db, "PRAGMA foreign_keys"), 1);
@@ -131,7 +131,7 @@ static void migration_6_rebuild(void) {
                             NULL, NULL, NULL),
                SQLITE_OK);
   CHECK_EQ_INT(hg_store_migrate(db, err, sizeof(err)), 0);
-  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), 6);
+  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), hg_store_schema_version());
   CHECK_EQ_INT(query_int(db, "PRAGMA foreign_keys"), 1);
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM attempts WHERE delivery_seq = 7"), 2);
   CHECK_EQ_INT(query_int(db, "SELECT seq FROM deliveries WHERE id = 'del_1' AND webhook_id = 'wh_1'"), 7);
@@ -153,6 +153,24 @@ static void migration_6_rebuild(void) {
   sqlite3_close(db);
 }
 
+/* Migration 7 (signature schemes): webhooks written before it are v1
+ * webhooks, their secrets have no public key, and both stay as they were. */
+static void migration_7_schemes(void) {
+  char path[128], err[256];
+  sqlite3 *db = db_at_version("m7", 6, path);
+  CHECK_EQ_INT(sqlite3_exec(db,
+                            "INSERT INTO webhooks (id, url, events, created_at, updated_at) "
+                            "  VALUES ('wh_1', 'https://example.com', '[]', 1, 1);"
+                            "INSERT INTO webhook_secrets (webhook_id, secret, created_at) VALUES ('wh_1', 'whsec_x', 1);",
+                            NULL, NULL, NULL),
+               SQLITE_OK);
+  CHECK_EQ_INT(hg_store_migrate(db, err, sizeof(err)), 0);
+  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), 7);
+  CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM webhooks WHERE id = 'wh_1' AND signature_scheme = 'v1'"), 1);
+  CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM webhook_secrets WHERE secret = 'whsec_x' AND public_key IS NULL"), 1);
+  sqlite3_close(db);
+}
+
 /* Rows left dangling before a migration (written with foreign keys off)
  * do not stop it: only rows a migration itself leaves dangling would. */
 static void migration_keeps_old_dangling_rows(void) {
@@ -167,7 +185,7 @@ static void migration_keeps_old_dangling_rows(void) {
                SQLITE_OK);
   CHECK_EQ_INT(query_int(db, "PRAGMA foreign_keys"), 0);
   CHECK_EQ_INT(hg_store_migrate(db, err, sizeof(err)), 0);
-  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), 6);
+  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), hg_store_schema_version());
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM deliveries WHERE webhook_id = 'wh_gone'"), 1);
   /* Foreign keys were off before: they stay off. */
   CHECK_EQ_INT(query_int(db, "PRAGMA foreign_keys"), 0);
@@ -829,6 +847,7 @@ int main(void) {
   RUN(migrations);
   RUN(migration_5_counts);
   RUN(migration_6_rebuild);
+  RUN(migration_7_schemes);
   RUN(migration_keeps_old_dangling_rows);
   RUN(newer_schema);
   RUN(bad_path);
