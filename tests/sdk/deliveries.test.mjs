@@ -1,6 +1,6 @@
 // Deliveries from a real gateway to a real local receiver, driven and read
 // through the SDK: verifyWebhook on what the receiver got (also during a
-// secret rotation), testWebhook, the delivery log (pages, filters, one
+// secret rotation, and with a v1a webhook's public key), testWebhook, the delivery log (pages, filters, one
 // delivery with its attempts), replay, and 409 on a replay in flight.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -65,6 +65,30 @@ test('a real delivery verifies with verifyWebhook and the secret createWebhook r
     (e) => e instanceof WebhookVerificationError && e.reason === 'timestamp_too_old');
   const d = await settled(wh.id, ev.id);
   assert.equal(d.status, 'success');
+  await client.admin.deleteWebhook({ webhookId: wh.id });
+});
+
+test('a v1a webhook: the delivery verifies with verifyWebhook and the public key, also during a rotation', async () => {
+  const wh = await client.admin.createWebhook({ url: rx.url('/v1a'), events: ['user.updated'], signatureScheme: 'v1a' });
+  assert.equal(wh.signatureScheme, 'v1a');
+  assert.equal(wh.secret, undefined);
+  assert.match(wh.publicKey, /^whpk_/);
+  const ev = await client.admin.publishEvent({ type: 'user.updated', data: { v: 1 } });
+  const [req] = await rx.waitFor(byEvent('/v1a', ev.id));
+  assert.match(req.headers['webhook-signature'], /^v1a,/);
+  assert.equal(verifyWebhook(req.body, req.headers, wh.publicKey).data.v, 1);
+  const rot = await client.admin.rotateWebhookSecret({ webhookId: wh.id, gracePeriodHours: 1 });
+  assert.equal(rot.secret, undefined);
+  assert.deepEqual(rot.publicKeys, [rot.publicKey, wh.publicKey]);
+  const got = await client.admin.getWebhook({ webhookId: wh.id });
+  assert.deepEqual(got.publicKeys, rot.publicKeys);
+  const ev2 = await client.admin.publishEvent({ type: 'user.updated', data: { v: 2 } });
+  const [req2] = await rx.waitFor(byEvent('/v1a', ev2.id));
+  assert.equal(req2.headers['webhook-signature'].split(' ').length, 2);
+  verifyWebhook(req2.body, req2.headers, rot.publicKey);
+  verifyWebhook(req2.body, req2.headers, wh.publicKey);
+  assert.throws(() => verifyWebhook(req2.body, req2.headers, 'whsec_' + Buffer.alloc(32, 9).toString('base64')),
+    (e) => e instanceof WebhookVerificationError && e.reason === 'invalid_signature');
   await client.admin.deleteWebhook({ webhookId: wh.id });
 });
 

@@ -113,3 +113,53 @@ test('agrees with the standardwebhooks package both ways', () => {
     assert.deepEqual(new StandardWebhook(secret).verify(body, ours), JSON.parse(body));
   }
 });
+
+// v1a: Ed25519 key pairs and signatures made here with Node's crypto, the
+// public key given to verifyWebhook as the gateway answers it (`whpk_` and
+// the base64 of the 32 raw bytes).
+const { generateKeyPairSync, sign: edSign } = await import('node:crypto');
+
+function keyPair() {
+  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+  const raw = publicKey.export({ format: 'der', type: 'spki' }).subarray(12);
+  return { whpk: 'whpk_' + raw.toString('base64'), privateKey };
+}
+
+function v1aEntry(privateKey, id, ts, body) {
+  return 'v1a,' + edSign(null, Buffer.from(`${id}.${ts}.${body}`), privateKey).toString('base64');
+}
+
+test('v1a: a whpk_ public key verifies Ed25519 entries, during a rotation too, and nothing else', () => {
+  const body = JSON.stringify({ type: 'user.created', timestamp: '2023-11-14T22:13:20.000Z', data: { userId: 'usr_1' } });
+  const now = { now: 1700000000 };
+  const [k1, k2, k3] = [keyPair(), keyPair(), keyPair()];
+  const h = (sig) => ({ 'webhook-id': 'evt_1', 'webhook-timestamp': '1700000000', 'webhook-signature': sig });
+  const s1 = v1aEntry(k1.privateKey, 'evt_1', 1700000000, body);
+  const s2 = v1aEntry(k2.privateKey, 'evt_1', 1700000000, body);
+  assert.equal(verifyWebhook(body, h(s1), k1.whpk, now).data.userId, 'usr_1');
+  verifyWebhook(Buffer.from(body), h(s1), [k3.whpk, k1.whpk], now);
+  // a rotation's header: either key, or both, verify
+  verifyWebhook(body, h(`${s2} ${s1}`), k1.whpk, now);
+  verifyWebhook(body, h(`${s2} ${s1}`), k2.whpk, now);
+  rejects(() => verifyWebhook(body, h(`${s2} ${s1}`), k3.whpk, now), 'invalid_signature');
+  // the signature covers the body, the id and the timestamp
+  rejects(() => verifyWebhook(body + ' ', h(s1), k1.whpk, now), 'invalid_signature');
+  rejects(() => verifyWebhook(body, { ...h(s1), 'webhook-id': 'evt_2' }, k1.whpk, now), 'invalid_signature');
+  rejects(() => verifyWebhook(body, { ...h(s1), 'webhook-timestamp': '1700000001' }, k1.whpk, now), 'invalid_signature');
+  // a v1 entry never satisfies a public key, a v1a entry never a secret
+  const secret = 'whsec_' + Buffer.alloc(32, 3).toString('base64');
+  const v1 = signWebhook({ id: 'evt_1', timestamp: 1700000000, body, secret })['webhook-signature'];
+  rejects(() => verifyWebhook(body, h(v1), k1.whpk, now), 'invalid_signature');
+  rejects(() => verifyWebhook(body, h(s1), secret, now), 'invalid_signature');
+  // a receiver migrating from v1 to v1a may hold both
+  verifyWebhook(body, h(v1), [k1.whpk, secret], now);
+  verifyWebhook(body, h(s1), [secret, k1.whpk], now);
+  // a v1a entry under another version name is not taken
+  rejects(() => verifyWebhook(body, h(s1.replace('v1a,', 'v2,')), k1.whpk, now), 'invalid_signature');
+  // malformed public keys
+  for (const bad of ['whpk_', 'whpk_AAAA', 'whpk_' + Buffer.alloc(31).toString('base64'), 'whpk_not base64!']) {
+    rejects(() => verifyWebhook(body, h(s1), bad, now), 'invalid_secret');
+  }
+  // the timestamp rules are the same
+  rejects(() => verifyWebhook(body, h(s1), k1.whpk, { now: 1700000000 + 301 }), 'timestamp_too_old');
+});

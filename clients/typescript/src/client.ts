@@ -301,7 +301,7 @@ export class AdminApi {
 
   /** `POST /v1/webhooks`: registers an endpoint; the answer holds its secret, shown only here. */
   async createWebhook(params: CreateWebhookParams, opts?: RequestOptions): Promise<WebhookWithSecret> {
-    const body = pick(params, ['url', 'events', 'organizationId', 'secret', 'active', 'metadata', 'plugins', 'transform'] as const);
+    const body = pick(params, ['url', 'events', 'organizationId', 'secret', 'signatureScheme', 'active', 'metadata', 'plugins', 'transform'] as const);
     return (await this.t.call({ method: 'POST', path: '/v1/webhooks', body, idempotent: false }, opts)).body as WebhookWithSecret;
   }
 

@@ -40,6 +40,13 @@ export type EventPattern = EventType | `${string}.*` | '*';
 /** Custom string-to-string data on a webhook (up to 50 keys). */
 export type Metadata = Record<string, string>;
 
+/**
+ * How a webhook's deliveries are signed (Standard Webhooks): `v1` is
+ * HMAC-SHA256 with a shared `whsec_…` secret; `v1a` is Ed25519, the gateway
+ * keeping the private key and receivers verifying with the `whpk_…` public key.
+ */
+export type SignatureScheme = 'v1' | 'v1a';
+
 /** A webhook endpoint, as the API answers it (without its secret). */
 export interface Webhook {
   /** `wh_` and 26 characters; ids sort by creation time. */
@@ -56,15 +63,21 @@ export interface Webhook {
   plugins: PluginBinding[];
   /** The webhook's own Lua transform code, or null. */
   transform: string | null;
+  /** Set at creation, never changed. */
+  signatureScheme: SignatureScheme;
+  /** `v1a`: the current public key (`whpk_…`), which signs new deliveries; null for `v1`. */
+  publicKey: string | null;
+  /** `v1a`: every public key that still signs, newest first (more than one during a rotation's grace period); [] for `v1`. */
+  publicKeys: string[];
 }
 
 /** A plugin bound to one webhook: a loaded plugin's name and its configuration (default `{}`). */
 export type PluginBinding = { name: string; config?: Record<string, unknown> };
 
-/** A webhook as answered by `createWebhook`: with its signing secret, shown only then. */
+/** A webhook as answered by `createWebhook`: a `v1` webhook with its signing secret, shown only then. */
 export interface WebhookWithSecret extends Webhook {
-  /** `whsec_…`: keep it to verify deliveries. */
-  secret: string;
+  /** `v1` only: `whsec_…`, keep it to verify deliveries. A `v1a` webhook has none (verify with `publicKey`). */
+  secret?: string;
 }
 
 /** One page of webhooks. */
@@ -145,8 +158,12 @@ export interface ReplayResult {
 
 /** The answer to `rotateWebhookSecret`. */
 export interface RotateSecretResult {
-  /** The new `whsec_…` secret; it signs from now on. */
-  secret: string;
+  /** `v1`: the new `whsec_…` secret; it signs from now on. */
+  secret?: string;
+  /** `v1a`: the new key pair's public key (`whpk_…`); its private key signs from now on. */
+  publicKey?: string;
+  /** `v1a`: every public key that still signs, newest first. */
+  publicKeys?: string[];
   /** When the previous secret stops signing. */
   previousSecretExpiresAt: string;
 }
@@ -229,8 +246,10 @@ export interface CreateWebhookParams {
   events: EventPattern[];
   /** Scope to an organization; left out: none, or the key's organization. */
   organizationId?: string | null;
-  /** `whsec_…`; generated when left out. */
+  /** `v1` only: `whsec_…`; generated when left out. */
   secret?: string;
+  /** `v1` (default) or `v1a`; cannot be changed later. */
+  signatureScheme?: SignatureScheme;
   /** Deliver at once (default true). */
   active?: boolean;
   metadata?: Metadata;

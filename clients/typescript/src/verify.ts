@@ -3,7 +3,10 @@
 // part of the secret after `whsec_`, of `<webhook-id>.<webhook-timestamp>.<body>`,
 // sent as `webhook-signature: v1,<base64>` with one space-separated entry
 // per secret still valid (several during a rotation's grace period).
-import { createHmac, timingSafeEqual } from 'node:crypto';
+// A v1a webhook signs the same content with Ed25519 instead: entries
+// `v1a,<base64 signature>`, verified with its `whpk_…` public key (the raw
+// 32-byte key in base64).
+import { createHmac, createPublicKey, timingSafeEqual, verify as ed25519Verify, type KeyObject } from 'node:crypto';
 import type { WebhookEvent } from './types.js';
 
 /** Why a delivery failed verification. */
@@ -43,6 +46,9 @@ export type WebhookBody = string | Uint8Array;
 
 const DEFAULT_TOLERANCE = 300;
 const SIG_BYTES = 32; // HMAC-SHA256
+const ED25519_SIG_BYTES = 64;
+// DER of an Ed25519 SubjectPublicKeyInfo up to the raw key (RFC 8410).
+const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 
 function header(headers: WebhookHeaders, name: string): string | undefined {
   if (typeof (headers as Headers).get === 'function' && typeof (headers as Headers).has === 'function') {
@@ -75,6 +81,24 @@ function secretKey(secret: string): Buffer {
   return key;
 }
 
+/** A verification key: a v1 secret's HMAC key, or a v1a public key. */
+type VerifyKey = { scheme: 'v1'; key: Buffer } | { scheme: 'v1a'; key: KeyObject };
+
+/** The Ed25519 key of a `whpk_…` public key. */
+function publicKey(whpk: string): KeyObject {
+  const b64 = whpk.slice(5);
+  const raw = /^[A-Za-z0-9+/]+={0,2}$/.test(b64) ? Buffer.from(b64, 'base64') : Buffer.alloc(0);
+  if (raw.length !== 32) {
+    throw new WebhookVerificationError('invalid_secret', 'the public key is not "whpk_" followed by the base64 of 32 bytes');
+  }
+  return createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, raw]), format: 'der', type: 'spki' });
+}
+
+function verifyKey(secret: string): VerifyKey {
+  if (typeof secret === 'string' && secret.startsWith('whpk_')) return { scheme: 'v1a', key: publicKey(secret) };
+  return { scheme: 'v1', key: secretKey(secret) };
+}
+
 function bodyBytes(body: WebhookBody): Buffer {
   if (typeof body === 'string') return Buffer.from(body, 'utf8');
   if (body instanceof Uint8Array) return Buffer.from(body.buffer, body.byteOffset, body.byteLength);
@@ -95,10 +119,12 @@ function secretList(secret: string | readonly string[]): string[] {
  * Checks a delivery's signature and timestamp and returns its parsed body.
  *
  * `body` must be the raw body (string or bytes) exactly as received.
- * `secret` is the webhook's `whsec_…` secret, or several (during a
- * rotation): the delivery is accepted when any `v1` signature in
- * `webhook-signature` matches any of them. Signatures are compared in
- * constant time. `webhook-timestamp` must be within `toleranceSeconds`
+ * `secret` is the webhook's `whsec_…` secret (a `v1` webhook) or its
+ * `whpk_…` public key (a `v1a` webhook), or several (during a rotation):
+ * the delivery is accepted when any `v1` signature in `webhook-signature`
+ * matches any of the secrets, or any `v1a` signature verifies (Ed25519)
+ * with any of the public keys. HMAC signatures are compared in constant
+ * time. `webhook-timestamp` must be within `toleranceSeconds`
  * (default 300) of now. Throws `WebhookVerificationError` otherwise.
  */
 export function verifyWebhook<D = Record<string, unknown>>(
@@ -107,7 +133,7 @@ export function verifyWebhook<D = Record<string, unknown>>(
   secret: string | readonly string[],
   options: VerifyWebhookOptions = {},
 ): WebhookEvent<D> {
-  const keys = secretList(secret).map(secretKey);
+  const keys = secretList(secret).map(verifyKey);
   const id = header(headers, 'webhook-id');
   const timestamp = header(headers, 'webhook-timestamp');
   const signature = header(headers, 'webhook-signature');
@@ -125,17 +151,29 @@ export function verifyWebhook<D = Record<string, unknown>>(
   if (t > now + tolerance) throw new WebhookVerificationError('timestamp_too_new', 'webhook-timestamp is in the future');
 
   const raw = bodyBytes(body);
-  const expected = keys.map((k) => hmac(k, id as string, ts, raw));
+  const expected: Buffer[] = [];
+  const publicKeys: KeyObject[] = [];
+  for (const k of keys) {
+    if (k.scheme === 'v1') expected.push(hmac(k.key, id as string, ts, raw));
+    else publicKeys.push(k.key);
+  }
+  const content = publicKeys.length > 0 ? Buffer.concat([Buffer.from(`${id}.${ts}.`, 'utf8'), raw]) : raw;
   let match = false;
   for (const entry of (signature as string).split(' ')) {
     const comma = entry.indexOf(',');
-    if (comma < 0 || entry.slice(0, comma) !== 'v1') continue; // other schemes (v1a, …) are not ours
+    if (comma < 0) continue;
+    const version = entry.slice(0, comma);
     const given = Buffer.from(entry.slice(comma + 1), 'base64');
-    if (given.length !== SIG_BYTES) continue;
-    for (const e of expected) {
-      // Every pair is compared, match or not: the time taken does not tell which one matched.
-      if (timingSafeEqual(given, e)) match = true;
+    if (version === 'v1' && given.length === SIG_BYTES) {
+      for (const e of expected) {
+        // Every pair is compared, match or not: the time taken does not tell which one matched.
+        if (timingSafeEqual(given, e)) match = true;
+      }
+    } else if (version === 'v1a' && given.length === ED25519_SIG_BYTES) {
+      // A signature is public: checking it against each public key leaks nothing.
+      for (const k of publicKeys) if (ed25519Verify(null, content, k, given)) match = true;
     }
+    // Entries of other versions are not ours.
   }
   if (!match) throw new WebhookVerificationError('invalid_signature', 'no signature matches');
   try {
