@@ -107,7 +107,8 @@ static json_t *webhook_json(hg_api_t *api, const hg_webhook_t *w) {
   json_decref(lua);
   /* A v1a webhook's public keys, never a secret or a private key. */
   json_t *keys = json_array();
-  for (size_t i = 0; i < w->n_public_keys; i++) json_array_append_new(keys, json_string(w->public_keys[i]));
+  for (size_t i = 0; i < w->n_public_keys; i++)
+    json_array_append_new(keys, json_string(w->public_keys[i]));
   json_object_set_new(out, "signatureScheme", json_string(w->scheme[0] ? w->scheme : "v1"));
   json_object_set_new(out, "publicKey", w->n_public_keys > 0 ? json_string(w->public_keys[0]) : json_null());
   json_object_set_new(out, "publicKeys", keys);
@@ -268,8 +269,8 @@ static void create_done(int status, void *ud) {
 static void create_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principal_t *who) {
   json_t *body = hg_api_parse_body(req, 0);
   if (body == NULL) return;
-  static const char *const allowed[] = {"url",     "events",    "organizationId",  "secret", "active", "metadata",
-                                        "plugins", "transform", "signatureScheme", NULL};
+  static const char *const allowed[] = {"url",      "events",  "organizationId", "secret",          "active",
+                                        "metadata", "plugins", "transform",      "signatureScheme", NULL};
   json_t *details = json_array();
   job_t *j = job_new(api, req, who);
   if (j == NULL) goto out;
@@ -584,7 +585,8 @@ static void rotate_done(int status, void *ud) {
     /* The private key stays here; receivers get the new public key, and
      * every public key that still signs, newest first. */
     json_t *keys = json_array();
-    for (size_t i = 0; i < j->w.n_public_keys; i++) json_array_append_new(keys, json_string(j->w.public_keys[i]));
+    for (size_t i = 0; i < j->w.n_public_keys; i++)
+      json_array_append_new(keys, json_string(j->w.public_keys[i]));
     hg_http_respond_json(j->req, 200,
                          json_pack("{s:s,s:o,s:o}", "publicKey", j->w.n_public_keys > 0 ? j->w.public_keys[0] : "",
                                    "publicKeys", keys, "previousSecretExpiresAt", hg_api_time(j->prev_expires)));

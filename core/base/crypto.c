@@ -212,8 +212,7 @@ hg_ed25519_t *hg_ed25519_new(const unsigned char seed[HG_ED25519_KEY_BYTES]) {
   size_t publen = sizeof(k->pub);
   if (k == NULL) return NULL;
   k->pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, HG_ED25519_KEY_BYTES);
-  if (k->pkey == NULL || EVP_PKEY_get_raw_public_key(k->pkey, k->pub, &publen) != 1 ||
-      publen != HG_ED25519_KEY_BYTES)
+  if (k->pkey == NULL || EVP_PKEY_get_raw_public_key(k->pkey, k->pub, &publen) != 1 || publen != HG_ED25519_KEY_BYTES)
     goto fail;
   return k;
 fail:
@@ -234,7 +233,8 @@ int hg_ed25519_sign(const hg_ed25519_t *k, const void *const *parts, const size_
   size_t n = 0, siglen = HG_ED25519_SIG_BYTES;
   int rc = HG_ENOMEM;
   EVP_MD_CTX *ctx = NULL;
-  for (size_t i = 0; i < nparts; i++) n += lens[i];
+  for (size_t i = 0; i < nparts; i++)
+    n += lens[i];
   if (n > sizeof(small) && (msg = malloc(n)) == NULL) goto done;
   for (size_t i = 0, at = 0; i < nparts; at += lens[i], i++)
     if (lens[i] > 0) memcpy(msg + at, parts[i], lens[i]);

@@ -56,9 +56,7 @@ int hg_signing_key_generate(char out[HG_SECRET_MAX]) {
   return rc < 0 ? rc : 0;
 }
 
-int hg_signing_key_is_v1a(const char *key) {
-  return key != NULL && strncmp(key, skey_prefix, KEY_PREFIX_LEN) == 0;
-}
+int hg_signing_key_is_v1a(const char *key) { return key != NULL && strncmp(key, skey_prefix, KEY_PREFIX_LEN) == 0; }
 
 int hg_public_key(const char *signing_key, char out[HG_PUBLIC_KEY_MAX]) {
   unsigned char seed[HG_ED25519_KEY_BYTES], pub[HG_ED25519_KEY_BYTES];
@@ -135,8 +133,10 @@ static prepared_t *prepared(const char *secret) {
   victim->ctx = NULL;
   victim->ed = NULL;
   victim->live = 0;
-  if (v1a) victim->ed = hg_ed25519_new(key);
-  else victim->ctx = hg_hmac_sha256_new(key, keylen);
+  if (v1a)
+    victim->ed = hg_ed25519_new(key);
+  else
+    victim->ctx = hg_hmac_sha256_new(key, keylen);
   memset(key, 0, sizeof(key));
   if (victim->ctx == NULL && victim->ed == NULL) return NULL;
   snprintf(victim->secret, sizeof(victim->secret), "%s", secret);

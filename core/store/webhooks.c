@@ -97,8 +97,7 @@ static int insert_secret(sqlite3 *db, const char *id, const char *secret, int64_
 int hg_webhooks_insert(sqlite3 *db, const hg_webhook_t *w, const char *secret) {
   sqlite3_stmt *st = NULL;
   int r = 0;
-  if (hg_store_prepare(db,
-                         "INSERT INTO webhooks (" WEBHOOK_COLS ") VALUES (?,?,?,?,?,?,?,?,?,?)", &st) != SQLITE_OK)
+  if (hg_store_prepare(db, "INSERT INTO webhooks (" WEBHOOK_COLS ") VALUES (?,?,?,?,?,?,?,?,?,?)", &st) != SQLITE_OK)
     return sql_fail(db, "insert webhook");
   bind_text(st, 1, w->id);
   bind_text(st, 2, w->url);

@@ -23,7 +23,7 @@ typedef struct hg_webhook {
   char *metadata; /* JSON object text */
   char *lua;      /* per-webhook Lua bindings (JSON text), or NULL */
   int64_t created_at, updated_at; /* Unix ms */
-  char scheme[4]; /* the signature scheme, "v1" (HMAC) or "v1a" (Ed25519) */
+  char scheme[4];                 /* the signature scheme, "v1" (HMAC) or "v1a" (Ed25519) */
   /* v1a: the public keys of the signing keys valid at the time of reading,
    * newest (the current one) first, when filled by
    * hg_webhooks_public_keys; otherwise none. */

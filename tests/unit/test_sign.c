@@ -147,8 +147,7 @@ static void v1a_vector(void) {
   CHECK_EQ_STR(sig, "");
   CHECK_EQ_INT(hg_sign_v1a(vectors[0].secret, "m", 1, "", 0, sig, sizeof(sig)), HG_EINVAL);
   CHECK_EQ_INT(hg_sign_v1a("whsk_AAEC", "m", 1, "", 0, sig, sizeof(sig)), HG_EINVAL);
-  CHECK_EQ_INT(hg_sign_v1a("whsk_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gIQ==", "m", 1, "", 0, sig,
-                           sizeof(sig)),
+  CHECK_EQ_INT(hg_sign_v1a("whsk_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gIQ==", "m", 1, "", 0, sig, sizeof(sig)),
                HG_EINVAL); /* 34 bytes */
   CHECK_EQ_INT(hg_sign_v1a(v1a_key, NULL, 1, "", 0, sig, sizeof(sig)), HG_EINVAL);
   CHECK_EQ_INT(hg_sign_v1(v1a_key, "m", 1, "", 0, sig, sizeof(sig)), HG_EINVAL);
@@ -203,9 +202,9 @@ static void v1a_keys_and_header(void) {
   CHECK_EQ_STR(hdr, "");
   /* v1 verification ignores v1a entries. */
   const char *v1[1] = {vectors[0].secret};
-  CHECK_EQ_INT(hg_verify(v1, 1, vectors[0].id, "1614265330", v1a_sig, vectors[0].body, strlen(vectors[0].body),
-                         1614265330, 300),
-               HG_EFORBIDDEN);
+  CHECK_EQ_INT(
+      hg_verify(v1, 1, vectors[0].id, "1614265330", v1a_sig, vectors[0].body, strlen(vectors[0].body), 1614265330, 300),
+      HG_EFORBIDDEN);
 }
 
 static void secret_check(void) {

@@ -158,16 +158,18 @@ static void migration_6_rebuild(void) {
 static void migration_7_schemes(void) {
   char path[128], err[256];
   sqlite3 *db = db_at_version("m7", 6, path);
-  CHECK_EQ_INT(sqlite3_exec(db,
-                            "INSERT INTO webhooks (id, url, events, created_at, updated_at) "
-                            "  VALUES ('wh_1', 'https://example.com', '[]', 1, 1);"
-                            "INSERT INTO webhook_secrets (webhook_id, secret, created_at) VALUES ('wh_1', 'whsec_x', 1);",
-                            NULL, NULL, NULL),
-               SQLITE_OK);
+  CHECK_EQ_INT(
+      sqlite3_exec(db,
+                   "INSERT INTO webhooks (id, url, events, created_at, updated_at) "
+                   "  VALUES ('wh_1', 'https://example.com', '[]', 1, 1);"
+                   "INSERT INTO webhook_secrets (webhook_id, secret, created_at) VALUES ('wh_1', 'whsec_x', 1);",
+                   NULL, NULL, NULL),
+      SQLITE_OK);
   CHECK_EQ_INT(hg_store_migrate(db, err, sizeof(err)), 0);
   CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), 7);
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM webhooks WHERE id = 'wh_1' AND signature_scheme = 'v1'"), 1);
-  CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM webhook_secrets WHERE secret = 'whsec_x' AND public_key IS NULL"), 1);
+  CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM webhook_secrets WHERE secret = 'whsec_x' AND public_key IS NULL"),
+               1);
   sqlite3_close(db);
 }
 
