@@ -229,6 +229,16 @@ test('test deliveries, retries and replays sign the same way', async () => {
   assert.ok(all[2].body.equals(all[0].body));
 });
 
+test('a webhook transform runs first: the v1a signature covers the body as sent', async () => {
+  const code = 'function(d) d.headers["X-Transformed"] = "1"; d.body = \'{"replaced":true}\' end';
+  const wh = await createV1a('/v1a/transform', ['organization.created'], { transform: code });
+  const ev = await publishOk(gw, { type: 'organization.created', data: { o: 1 } });
+  const [req] = await rx.waitFor(byId(ev.id, '/v1a/transform'));
+  assert.equal(req.headers['x-transformed'], '1');
+  assert.equal(req.body.toString(), '{"replaced":true}');
+  assert.equal(verifiedEntries(wh.publicKey, req).length, 1, req.headers['webhook-signature']);
+});
+
 test('the API and the logs never show a private key', async () => {
   assert.ok(answers.length > 10);
   for (const a of answers) assert.ok(!/whsk_/.test(a), `an answer holds a signing key: ${a}`);
