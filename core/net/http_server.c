@@ -29,7 +29,9 @@ static void listener_unref(struct listener *l);
 /* ---- small helpers ---- */
 
 static void server_unref(hg_http_server_t *s) {
-  if (--s->refs == 0) free(s);
+  if (--s->refs > 0) return;
+  hg_http__pool_free(s);
+  free(s);
 }
 
 void hg_http_limits_default(hg_http_limits_t *l) {
@@ -263,7 +265,6 @@ void hg_http__conn_unref(struct conn *c) {
     hg_http__req_free(r);
     r = n;
   }
-  hg_http__req_free(c->spare);
   hg_buf_free(&c->left);
   hg_tls_sconn_free(c->tls);
   struct listener *l = c->l;
@@ -307,6 +308,9 @@ void hg_http__conn_close(struct conn *c) {
 
 static void on_shutdown(uv_shutdown_t *sr, int status) {
   struct conn *c = sr->data;
+  /* libuv calls this even when the handle closes first (UV_ECANCELED),
+   * and before the handle's close callback: c is still here. */
+  free(sr);
   if (c->closed) return;
   if (status < 0) {
     hg_http__conn_close(c);
@@ -337,8 +341,18 @@ void hg_http__conn_end(struct conn *c) {
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = 0;
   }
-  c->shut.data = c;
-  if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_shutdown) != 0) hg_http__conn_close(c);
+  /* Allocated now rather than kept in every connection: most never need
+   * it, and an idle connection's size is what thousands of them cost. */
+  uv_shutdown_t *sr = malloc(sizeof(*sr));
+  if (sr == NULL) {
+    hg_http__conn_close(c);
+    return;
+  }
+  sr->data = c;
+  if (uv_shutdown(sr, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+    free(sr);
+    hg_http__conn_close(c);
+  }
 }
 
 /* ---- deferred work ---- */
@@ -368,6 +382,9 @@ static void on_idle(uv_idle_t *h) {
         /* Marked read before parsing: save_left sets what remains. */
         c->left.off = c->left.len = 0;
         r = hg_http__conn_feed(c, left, n);
+        /* Parsed, or given up: the buffer goes, so that the connection,
+         * once idle, holds nothing. Paused again, it holds the rest. */
+        if (!c->paused) hg_buf_free(&c->left);
       }
       if (r == 0 && c->is_tls) tls_pump(c);
       if (!c->closed && !c->paused && !c->stopped && !c->ending && !c->reading) {
@@ -617,6 +634,23 @@ void hg_http_server_shutdown(hg_http_server_t *s, void (*done)(void *ud), void *
 int hg_http_server_draining(const hg_http_server_t *s) { return s->draining; }
 
 size_t hg_http_server_connections(const hg_http_server_t *s) { return s->n_conns; }
+
+void hg_http_server_stats(const hg_http_server_t *s, hg_http_server_stats_t *st) {
+  memset(st, 0, sizeof(*st));
+  st->connections = s->n_conns;
+  st->conn_bytes = sizeof(struct conn);
+  st->pooled_requests = s->pool_n;
+  st->pooled_bytes = s->pool_bytes;
+  for (const hg_list_t *it = s->conns.next; it != &s->conns; it = it->next) {
+    const struct conn *c = HG_CONTAINER(it, struct conn, link);
+    size_t held = c->left.cap;
+    for (const struct req *r = c->head; r != NULL; r = r->next) held += hg_http__req_bytes(r);
+    if (c->head == NULL) {
+      st->idle_connections++;
+      st->idle_held_bytes += held;
+    }
+  }
+}
 
 static void on_idle_closed(uv_handle_t *h) { server_unref(h->data); }
 

@@ -94,6 +94,20 @@ int hg_http_server_draining(const hg_http_server_t *s);
 /* Number of open connections. */
 size_t hg_http_server_connections(const hg_http_server_t *s);
 
+/* What the server's connections hold, for tests and diagnostics. */
+typedef struct hg_http_server_stats {
+  size_t connections;      /* open */
+  size_t idle_connections; /* open, with no request begun or waiting for its answer */
+  size_t idle_held_bytes;  /* request and input buffers the idle ones hold: 0, since
+                            * an idle connection keeps none */
+  size_t conn_bytes;       /* the size of one connection's own struct */
+  size_t pooled_requests;  /* finished requests the server keeps for the next ones */
+  size_t pooled_bytes;     /* their memory, buffers included; bounded (512 KiB) */
+} hg_http_server_stats_t;
+
+/* Fills st. Walks every connection: O(connections). */
+void hg_http_server_stats(const hg_http_server_t *s, hg_http_server_stats_t *st);
+
 /* Added: the bound address of the i-th successful listen, as logged
  * ("127.0.0.1:41234", "[::1]:41234"); NULL when i is out of range or after
  * shutdown. Useful with port 0. The string lives as long as the listener. */

@@ -1,6 +1,6 @@
 /* http_server_h1.c: HTTP/1.1 requests and responses on the server's
- * connections: a request object per request (the connection keeps one spare
- * for the next), llhttp's callbacks filling it within the limits, complete
+ * connections: a request object per request (finished ones go back to the
+ * server's pool for the next, on any connection), llhttp's callbacks filling it within the limits, complete
  * requests handed to the handler, answers serialised and sent in request
  * order (pipelining), 100-continue, and internal subrequests that run a
  * handler without a socket. http_server.c owns the sockets. */
@@ -15,8 +15,9 @@
 
 /* Stop reading a connection with more requests than this waiting. */
 #define MAX_PENDING 16
-/* Buffers bigger than this are not kept for the next request. */
-#define KEEP_BUF_MAX 65536
+/* A request with a buffer bigger than this is not kept for the next one:
+ * the pool is for the common small request, and its bytes are bounded. */
+#define KEEP_BUF_MAX 16384
 
 /* ---- small helpers ---- */
 
@@ -87,11 +88,30 @@ void hg_http__req_free(struct req *r) {
   free(r);
 }
 
-/* A fresh request for c, reusing the connection's spare when there is one. */
+size_t hg_http__req_bytes(const struct req *r) {
+  return sizeof(*r) + r->hb.cap + r->hdr_cap * sizeof(hg_http_header_t) + r->body_cap + r->extra.cap +
+         r->out.cap;
+}
+
+void hg_http__pool_free(hg_http_server_t *s) {
+  while (s->pool != NULL) {
+    struct req *r = s->pool;
+    s->pool = r->next;
+    hg_http__req_free(r);
+  }
+  s->pool_n = 0;
+  s->pool_bytes = 0;
+}
+
+/* A fresh request for c, reusing one from the server's pool when there is
+ * one. */
 static struct req *req_new(struct conn *c) {
-  struct req *r = c->spare;
+  hg_http_server_t *s = c->s;
+  struct req *r = s->pool;
   if (r != NULL) {
-    c->spare = NULL;
+    s->pool = r->next;
+    s->pool_n--;
+    s->pool_bytes -= hg_http__req_bytes(r);
     hg_buf_t hb = r->hb, extra = r->extra, out = r->out;
     char *body = r->pub.body;
     hg_http_header_t *hdrs = r->pub.headers;
@@ -130,11 +150,19 @@ static struct req *req_new(struct conn *c) {
   return r;
 }
 
-/* Keeps r for the next request on c when its buffers are modest. */
-static void req_recycle(struct conn *c, struct req *r) {
-  if (c->spare == NULL && !c->closed && r->hb.cap <= KEEP_BUF_MAX && r->body_cap <= KEEP_BUF_MAX &&
-      r->out.cap <= KEEP_BUF_MAX) {
-    c->spare = r;
+/* Keeps r in the server's pool for the next request, on any connection,
+ * when its buffers are modest and the pool has room. A connection keeps
+ * nothing for itself: with thousands of idle keep-alive connections, a
+ * spare request each was most of their memory, while the requests in
+ * flight at once, which the pool serves, are few. */
+static void req_recycle(hg_http_server_t *s, struct req *r) {
+  size_t bytes = hg_http__req_bytes(r);
+  if (r->hb.cap <= KEEP_BUF_MAX && r->body_cap <= KEEP_BUF_MAX && r->out.cap <= KEEP_BUF_MAX &&
+      r->extra.cap <= KEEP_BUF_MAX && s->pool_bytes + bytes <= HG_HTTP_POOL_BYTES) {
+    r->next = s->pool;
+    s->pool = r;
+    s->pool_n++;
+    s->pool_bytes += bytes;
     return;
   }
   hg_http__req_free(r);
@@ -470,7 +498,7 @@ void hg_http__conn_flush(struct conn *c) {
     c->head = r->next;
     if (c->head == NULL) c->tail = NULL;
     c->n_queued--;
-    req_recycle(c, r);
+    req_recycle(c->s, r);
     if (rc != 0) {
       hg_http__conn_close(c);
       return;

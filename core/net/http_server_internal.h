@@ -28,6 +28,8 @@
 
 #define HG_HTTP_READ_BUF_SIZE 65536
 #define HG_HTTP_TLS_BUF_SIZE 16384
+/* The most the request pool (hg_http_server.pool) holds, buffers included. */
+#define HG_HTTP_POOL_BYTES (512 * 1024)
 
 enum req_state { RQ_PARSING, RQ_HANDLER, RQ_DONE };
 enum timer_kind { TK_NONE, TK_IDLE, TK_HEADER, TK_BODY, TK_LINGER };
@@ -72,23 +74,25 @@ struct listener {
   int refs; /* 1 for the handle, 1 per connection it accepted */
 };
 
+/* What an idle keep-alive connection costs is this struct (and libuv's
+ * and the kernel's share): it holds no request and no buffer between
+ * requests. Finished requests go back to the server's pool instead. */
 struct conn {
   uv_tcp_t tcp;
   uv_timer_t timer;
-  uv_shutdown_t shut;
   hg_http_server_t *s;
   hg_list_t link;           /* in s->conns while the socket is open */
   struct conn *resume_next; /* in s->resume while waiting there */
   llhttp_t parser;
   struct req *head, *tail; /* all requests, oldest first */
   struct req *cur;         /* the one being parsed (also tail) */
-  struct req *spare;       /* a finished req kept for reuse */
   unsigned n_queued;
   unsigned n_held; /* requests the handler holds */
   int refs;        /* 1 for the handles, 1 per request the handler holds */
   hg_tls_sconn_t *tls;
   struct listener *l; /* holds a reference: tls points into l->tls */
-  /* Input received but not parsed because too many requests were pending. */
+  /* Input received but not parsed because too many requests were pending;
+   * freed once parsed, so that an idle connection holds no buffer. */
   hg_buf_t left;
   int err_status; /* set by parser callbacks that fail the request */
   unsigned reading : 1, paused : 1, in_resume : 1, stopped : 1, ending : 1, shutting : 1,
@@ -123,6 +127,12 @@ struct hg_http_server {
   time_t date_sec;
   char date[40];
   llhttp_settings_t settings;
+  /* Finished requests kept with their buffers for the next ones, on any
+   * connection, so that a keep-alive request costs no malloc while an idle
+   * connection holds nothing; at most HG_HTTP_POOL_BYTES in all. */
+  struct req *pool;
+  size_t pool_n;
+  size_t pool_bytes;
   char rbuf[HG_HTTP_READ_BUF_SIZE]; /* one read buffer for every connection */
   char pbuf[HG_HTTP_TLS_BUF_SIZE];  /* TLS plaintext */
 };
@@ -170,5 +180,11 @@ void hg_http__fail_current(struct conn *c, int status, const char *message);
 
 /* Frees a request and its buffers. Accepts NULL. */
 void hg_http__req_free(struct req *r);
+
+/* The memory r holds: the struct and its buffers' capacity. */
+size_t hg_http__req_bytes(const struct req *r);
+
+/* Frees every request in s's pool. */
+void hg_http__pool_free(hg_http_server_t *s);
 
 #endif

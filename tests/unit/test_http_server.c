@@ -98,6 +98,15 @@ static void handler(hg_http_req_t *req, void *ud) {
     hg_http_respond_json(req, 201, json_pack("{s:i}", "n", 7));
     return;
   }
+  if (strcmp(req->path, "/stats") == 0) {
+    hg_http_server_stats_t st;
+    hg_http_server_stats(t->srv, &st);
+    char b[256];
+    int n = snprintf(b, sizeof(b), "%zu %zu %zu %zu %zu %zu", st.connections, st.idle_connections,
+                     st.idle_held_bytes, st.conn_bytes, st.pooled_requests, st.pooled_bytes);
+    hg_http_respond(req, 200, "text/plain", b, (size_t)n);
+    return;
+  }
   if (strcmp(req->path, "/missing") == 0) {
     hg_http_respond_error(req, 404, "not_found", "no such thing", NULL);
     return;
@@ -397,6 +406,86 @@ static void test_pipelining(void) {
   run(NULL, c_pipelining, &t);
   CHECK_EQ_INT(t.handled, 83);
   CHECK(t.max_held >= 16 && t.max_held <= 17);
+}
+
+/* The server's stats, asked on c: connections, idle ones, the bytes those
+ * hold, a connection's struct size, pooled requests and their bytes. */
+typedef struct {
+  size_t conns, idle, held, conn_bytes, pooled, pooled_bytes;
+} stats_t;
+
+static int get_stats(cli_t *c, stats_t *st) {
+  resp_t r;
+  memset(st, 0, sizeof(*st));
+  if (cli_send(c, "GET /stats HTTP/1.1\r\n\r\n") != 0 || cli_read(c, &r, 0) != 0) return -1;
+  int n = sscanf(r.body, "%zu %zu %zu %zu %zu %zu", &st->conns, &st->idle, &st->held, &st->conn_bytes,
+                 &st->pooled, &st->pooled_bytes);
+  resp_free(&r);
+  return n == 6 ? 0 : -1;
+}
+
+/* An idle keep-alive connection holds no request and no buffer: finished
+ * requests go to the server's bounded pool, and input saved while parsing
+ * was paused is freed once parsed. */
+static void c_idle_memory(tctx_t *t) {
+  cli_t a, b;
+  resp_t r;
+  stats_t st, st2;
+  CHECK_EQ_INT(cli_open(&a, t), 0);
+  CHECK_EQ_INT(cli_open(&b, t), 0);
+  /* A small request and one with a body and a response of 3000 bytes. */
+  CHECK_EQ_INT(cli_send(&a, "GET /x HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+  CHECK_EQ_INT(cli_read(&a, &r, 0), 0);
+  resp_free(&r);
+  char big[4096];
+  int n = snprintf(big, sizeof(big), "POST /echo HTTP/1.1\r\nContent-Length: 3000\r\n\r\n");
+  memset(big + n, 'x', 3000);
+  CHECK_EQ_INT(cli_sendn(&a, big, (size_t)n + 3000), 0);
+  CHECK_EQ_INT(cli_read(&a, &r, 0), 0);
+  CHECK_EQ_INT((int)r.body_len, 3000);
+  resp_free(&r);
+  /* a is idle now (its answers were read); b is busy with the question. */
+  CHECK_EQ_INT(get_stats(&b, &st), 0);
+  CHECK_EQ_INT((int)st.conns, 2);
+  CHECK_EQ_INT((int)st.idle, 1);
+  CHECK_EQ_INT((int)st.held, 0);
+  CHECK(st.conn_bytes > 0 && st.conn_bytes < 1024);
+  /* a's requests went back to the pool, from which b's question took one. */
+  CHECK(st.pooled <= 1 && st.pooled_bytes <= 512 * 1024);
+  /* Another request on a takes a pooled one and gives it back: the pool
+   * does not grow with keep-alive requests. */
+  CHECK_EQ_INT(cli_send(&a, "GET /x HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+  CHECK_EQ_INT(cli_read(&a, &r, 0), 0);
+  resp_free(&r);
+  CHECK_EQ_INT(get_stats(&b, &st2), 0);
+  CHECK_EQ_INT((int)st2.idle, 1);
+  CHECK_EQ_INT((int)st2.held, 0);
+  CHECK_EQ_INT((int)st2.pooled, (int)st.pooled);
+  /* More pipelined requests than the pending bound, behind a slow one:
+   * parsing pauses with the rest saved, then resumes; once a has all its
+   * answers, the saved input is gone too. */
+  char burst[40 * 40];
+  size_t len = (size_t)sprintf(burst, "GET /slow?ms=20 HTTP/1.1\r\n\r\n");
+  for (int i = 1; i < 40; i++) len += (size_t)sprintf(burst + len, "GET /x HTTP/1.1\r\n\r\n");
+  CHECK_EQ_INT(cli_sendn(&a, burst, len), 0);
+  int all = 1;
+  for (int i = 0; i < 40; i++) {
+    if (cli_read(&a, &r, 0) != 0) all = 0;
+    resp_free(&r);
+  }
+  CHECK(all);
+  CHECK_EQ_INT(get_stats(&b, &st), 0);
+  CHECK_EQ_INT((int)st.idle, 1);
+  CHECK_EQ_INT((int)st.held, 0);
+  CHECK(st.pooled_bytes <= 512 * 1024);
+  cli_close(&a);
+  cli_close(&b);
+}
+
+static void test_idle_memory(void) {
+  tctx_t t = {0};
+  run(NULL, c_idle_memory, &t);
+  CHECK(t.max_held == 1);
 }
 
 static void c_chunked(tctx_t *t) {
@@ -1122,6 +1211,7 @@ int main(void) {
   hg_log_setup(HG_LOG_WARN, HG_LOG_LOGFMT, 2);
   RUN(test_keepalive);
   RUN(test_pipelining);
+  RUN(test_idle_memory);
   RUN(test_chunked);
   RUN(test_expect_continue);
   RUN(test_head);
