@@ -20,12 +20,14 @@
 // scale with SLOW (lib/delivery.mjs); the browser itself is not sanitized.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import http from 'node:http';
-import { BIN, startGateway } from './lib/gateway.mjs';
+import { BIN, startGateway, tempDir } from './lib/gateway.mjs';
 import { startReceiver, status as answer } from './lib/receiver.mjs';
 import { deliveryConfig, SLOW } from './lib/delivery.mjs';
 import { makeKey } from './lib/keys.mjs';
@@ -151,6 +153,43 @@ test('console = false: /console and its files are 404', async () => {
   }
 });
 
+test('installed: cmake --install lays out share/hookgate/console/, and the installed binary serves from it', async () => {
+  const prefix = join(tempDir('hookgate-console-install-'), 'p');
+  await promisify(execFile)('cmake', ['--install', dirname(BIN), '--prefix', prefix]);
+  const installed = join(prefix, 'share/hookgate/console');
+  const mine = readdirSync(join(ROOT, 'console')).filter((f) => /\.(html|js|css|svg|ico|json)$/.test(f)).sort();
+  assert.deepEqual(readdirSync(installed).sort(), mine);
+  // A file the checkout has and the installed tree has not: 404 proves
+  // which folder the installed binary reads.
+  rmSync(join(installed, 'publish.js'));
+  const dir = tempDir();
+  writeFileSync(join(dir, 'c.lua'), '');
+  const proc = spawn(join(prefix, 'bin/hookgate'), ['serve', '-c', join(dir, 'c.lua')], {
+    env: { PATH: process.env.PATH, HOOKGATE_LISTEN: '127.0.0.1:0', HOOKGATE_STORE: join(dir, 'db'), HOOKGATE_LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  try {
+    let out = '';
+    const port = await new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`the installed gateway did not start:\n${out}`)), 15000 * SLOW);
+      const on = (d) => {
+        out += d;
+        const m = out.match(/listening.*addr=\S*:(\d+)/);
+        if (m) { clearTimeout(t); resolve(Number(m[1])); }
+      };
+      proc.stdout.on('data', on);
+      proc.stderr.on('data', on);
+    });
+    const app = await raw(port, '/console/app.js');
+    assert.equal(app.status, 200);
+    assert.equal(app.body, readFileSync(join(ROOT, 'console/app.js'), 'utf8'));
+    assert.equal((await raw(port, '/console')).status, 200);
+    assert.equal((await raw(port, '/console/publish.js')).status, 404);
+  } finally {
+    proc.kill('SIGTERM');
+  }
+});
+
 test('the loop in the browser: create, publish, delivered, open, replay, rotate, test', async () => {
   const { context, page, seen } = await openConsole(gw.adminKey);
   try {
@@ -223,6 +262,40 @@ test('the loop in the browser: create, publish, delivered, open, replay, rotate,
     assert.deepEqual(seen.errors, []);
     assert.deepEqual(seen.csp, [], 'no CSP violation');
     assert.doesNotMatch(gw.logs(), /hg_test_admin_key/, 'the key is never logged');
+  } finally {
+    await context.close();
+  }
+});
+
+test('live refresh: the deliveries poll while the tab is visible and pause while it is hidden', async () => {
+  const list = (await gw.request('GET', '/v1/webhooks')).json.webhooks;
+  const wh = list.find((w) => w.url === rx.url('/loop')) || list[0];
+  const { context, page, seen } = await openConsole(gw.adminKey);
+  try {
+    let polls = 0;
+    page.on('request', (r) => { if (new URL(r.url()).pathname.endsWith('/deliveries')) polls++; });
+    await page.goto(`${gw.url}/console#/webhooks/${wh.id}`);
+    await page.locator('#live').filter({ hasText: 'Live' }).waitFor();
+    const start = polls;
+    await page.waitForTimeout(7000);
+    assert.ok(polls - start >= 2, `${polls - start} refreshes in 7 s`);
+    // The tab goes hidden: no more requests until it is visible again.
+    await page.evaluate(() => {
+      Object.defineProperty(document, 'visibilityState', { value: 'hidden', configurable: true });
+      document.dispatchEvent(new Event('visibilitychange'));
+    });
+    await page.locator('#live').filter({ hasText: 'Paused' }).waitFor();
+    const hidden = polls;
+    await page.waitForTimeout(7000);
+    assert.equal(polls, hidden, 'no refresh while hidden');
+    await page.evaluate(() => {
+      Object.defineProperty(document, 'visibilityState', { value: 'visible', configurable: true });
+      document.dispatchEvent(new Event('visibilitychange'));
+    });
+    await page.locator('#live').filter({ hasText: 'Live' }).waitFor();
+    await page.waitForTimeout(500);
+    assert.ok(polls > hidden, 'catches up when visible again');
+    assert.deepEqual(seen.errors, []);
   } finally {
     await context.close();
   }
