@@ -53,7 +53,12 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  await gw?.stop();
+  if (gw) {
+    const { code, signal } = await gw.stop();
+    // Under ASan a leak (of the console's files, say) fails the exit.
+    assert.equal(code, 0, `gateway exited with ${code ?? signal}:\n${gw.logs().slice(-4000)}`);
+    assert.doesNotMatch(gw.logs(), /AddressSanitizer|LeakSanitizer|runtime error:/);
+  }
   await rx?.close();
 });
 
@@ -149,7 +154,7 @@ test('console = false: /console and its files are 404', async () => {
     for (const p of ['/console', '/console/index.html', '/console/app.js']) assert.equal((await raw(off.port, p)).status, 404, p);
     assert.equal((await raw(off.port, '/healthz')).status, 200);
   } finally {
-    await off.stop();
+    assert.equal((await off.stop()).code, 0, off.logs());
   }
 });
 
