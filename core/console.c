@@ -7,10 +7,12 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* The console loads nothing larger, and no more files than this: it is a
  * handful of small text files, and anything else in the folder is not
@@ -64,27 +66,28 @@ static int safe_name(const char *name) {
   if (name[0] == '\0' || name[0] == '.' || strstr(name, "..") != NULL) return 0;
   for (const char *p = name; *p; p++) {
     char ch = *p;
-    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
-          ch == '_' || ch == '-'))
+    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ||
+          ch == '-'))
       return 0;
   }
   return 1;
 }
 
 /* Reads dir/name into f. 1 when loaded, 0 when skipped (not a regular
- * file), or a negative code with err filled. */
+ * file), or a negative code with err filled. Opened without blocking, so
+ * that a FIFO in the folder cannot hang the start. */
 static int load(file_t *f, const char *dir, const char *name, char *err, size_t errlen) {
   char path[4096];
   int n = snprintf(path, sizeof(path), "%s/%s", dir, name);
   if (n < 0 || (size_t)n >= sizeof(path)) return 0;
-  FILE *fp = fopen(path, "rb");
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   struct stat st;
   int r = 0;
-  if (fp == NULL) {
+  if (fd < 0) {
     snprintf(err, errlen, "open %s: %s", path, strerror(errno));
     return HG_EIO;
   }
-  if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) goto out; /* a folder or device: skipped */
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) goto out; /* a folder or device: skipped */
   if ((size_t)st.st_size > MAX_FILE_BYTES) {
     snprintf(err, errlen, "%s is over %u bytes", path, MAX_FILE_BYTES);
     r = HG_EINVAL;
@@ -98,10 +101,15 @@ static int load(file_t *f, const char *dir, const char *name, char *err, size_t 
     r = HG_ENOMEM;
     goto out;
   }
-  if (fread(f->data, 1, f->len, fp) != f->len) {
-    snprintf(err, errlen, "read %s: short read", path);
-    r = HG_EIO;
-    goto out;
+  for (size_t got = 0; got < f->len;) {
+    ssize_t k = read(fd, f->data + got, f->len - got);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) {
+      snprintf(err, errlen, "read %s: %s", path, k < 0 ? strerror(errno) : "short read");
+      r = HG_EIO;
+      goto out;
+    }
+    got += (size_t)k;
   }
   f->type = type_of(name);
   unsigned char sum[32];
@@ -112,7 +120,12 @@ static int load(file_t *f, const char *dir, const char *name, char *err, size_t 
   f->etag[18] = '\0';
   r = 1;
 out:
-  fclose(fp);
+  close(fd);
+  if (r != 1) {
+    free(f->name);
+    free(f->data);
+    memset(f, 0, sizeof(*f));
+  }
   return r;
 }
 
@@ -141,17 +154,13 @@ int hg_console_new(hg_console_t **out, const char *dir, char *err, size_t errlen
     file_t *f = &c->files[c->n];
     r = load(f, dir, e->d_name, err, errlen);
     if (r < 0) goto fail;
-    if (r == 1) c->n++;
-    else {
-      free(f->name);
-      free(f->data);
-      memset(f, 0, sizeof(*f));
-    }
+    c->n += (size_t)r;
   }
   closedir(d);
   d = NULL;
   int has_index = 0;
-  for (size_t i = 0; i < c->n; i++) has_index |= strcmp(c->files[i].name, "index.html") == 0;
+  for (size_t i = 0; i < c->n; i++)
+    has_index |= strcmp(c->files[i].name, "index.html") == 0;
   if (!has_index) {
     snprintf(err, errlen, "no index.html in %s", dir);
     r = HG_EINVAL;
