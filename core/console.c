@@ -23,7 +23,7 @@
 /* Scripts, styles, images and requests come from the gateway itself; no
  * inline code, no framing, no forms posting elsewhere. */
 static const char CSP[] = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-                          "img-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'none'; "
+                          "img-src 'self'; base-uri 'none'; form-action 'none'; "
                           "frame-ancestors 'none'";
 
 static const struct {
