@@ -4,9 +4,13 @@
 //
 // - Serving: the security headers on every answer, Content-Types, ETag and
 //   304, unknown files 404, path traversal 400/404, `console = false` 404.
+// - Installed (`cmake --install`): share/hookgate/console/ holds the files
+//   and the installed binary serves from it; without it, a warning and 404.
 // - The loop, through the page only: paste a key, create a webhook to the
 //   receiver, publish, watch the delivery turn success (live refresh),
 //   open it, replay it, rotate the secret (shown once), send a test.
+// - Live refresh: the deliveries poll while the tab is visible, not while
+//   it is hidden, and catch up when it is visible again.
 // - A receiver answering HTML: the page shows it as text; no dialog, no img.
 // - An organization key sees its organization's webhooks only.
 // - Keyboard only: Tab to the key field, the nav, and the main buttons;
@@ -167,33 +171,50 @@ test('installed: cmake --install lays out share/hookgate/console/, and the insta
   // A file the checkout has and the installed tree has not: 404 proves
   // which folder the installed binary reads.
   rmSync(join(installed, 'publish.js'));
+  const bin = join(prefix, 'bin/hookgate');
+  let gwi = await startInstalled(bin);
+  try {
+    const app = await raw(gwi.port, '/console/app.js');
+    assert.equal(app.status, 200);
+    assert.equal(app.body, readFileSync(join(ROOT, 'console/app.js'), 'utf8'));
+    assert.equal((await raw(gwi.port, '/console')).status, 200);
+    assert.equal((await raw(gwi.port, '/console/publish.js')).status, 404);
+  } finally {
+    gwi.proc.kill('SIGTERM');
+  }
+  // Without its files the gateway still serves, says why, and /console is 404.
+  rmSync(installed, { recursive: true });
+  gwi = await startInstalled(bin);
+  try {
+    assert.equal((await raw(gwi.port, '/console')).status, 404);
+    assert.equal((await raw(gwi.port, '/healthz')).status, 200);
+    assert.match(gwi.out(), /console off: its files did not load/);
+  } finally {
+    gwi.proc.kill('SIGTERM');
+  }
+});
+
+// Starts an installed binary on a free port with an empty config.
+async function startInstalled(bin) {
   const dir = tempDir();
   writeFileSync(join(dir, 'c.lua'), '');
-  const proc = spawn(join(prefix, 'bin/hookgate'), ['serve', '-c', join(dir, 'c.lua')], {
+  const proc = spawn(bin, ['serve', '-c', join(dir, 'c.lua')], {
     env: { PATH: process.env.PATH, HOOKGATE_LISTEN: '127.0.0.1:0', HOOKGATE_STORE: join(dir, 'db'), HOOKGATE_LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  try {
-    let out = '';
-    const port = await new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`the installed gateway did not start:\n${out}`)), 15000 * SLOW);
-      const on = (d) => {
-        out += d;
-        const m = out.match(/listening.*addr=\S*:(\d+)/);
-        if (m) { clearTimeout(t); resolve(Number(m[1])); }
-      };
-      proc.stdout.on('data', on);
-      proc.stderr.on('data', on);
-    });
-    const app = await raw(port, '/console/app.js');
-    assert.equal(app.status, 200);
-    assert.equal(app.body, readFileSync(join(ROOT, 'console/app.js'), 'utf8'));
-    assert.equal((await raw(port, '/console')).status, 200);
-    assert.equal((await raw(port, '/console/publish.js')).status, 404);
-  } finally {
-    proc.kill('SIGTERM');
-  }
-});
+  let out = '';
+  const port = await new Promise((resolve, reject) => {
+    const t = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error(`the installed gateway did not start:\n${out}`)); }, 15000 * SLOW);
+    const on = (d) => {
+      out += d;
+      const m = out.match(/listening.*addr=\S*:(\d+)/);
+      if (m) { clearTimeout(t); resolve(Number(m[1])); }
+    };
+    proc.stdout.on('data', on);
+    proc.stderr.on('data', on);
+  });
+  return { proc, port, out: () => out };
+}
 
 test('the loop in the browser: create, publish, delivered, open, replay, rotate, test', async () => {
   const { context, page, seen } = await openConsole(gw.adminKey);
