@@ -1,9 +1,11 @@
 /* app.c: builds the gateway from its config, runs the loop, and shuts down
  * gracefully on SIGTERM/SIGINT. */
 #include "app.h"
+#include "console.h"
 
 #include "base/common.h"
 #include "base/crypto.h"
+#include "base/datadir.h"
 #include "base/list.h"
 #include "pipeline/dispatcher.h"
 #include "pipeline/event_types.h"
@@ -173,6 +175,21 @@ static void metrics(hg_http_req_t *req, void *ud) {
   free(b.data);
 }
 
+/* Reads the console's files when the config turns it on (the default).
+ * Without them the gateway still runs: /console answers 404, and the log
+ * says why. */
+static void open_console(hg_app_t *app) {
+  if (app->cfg == NULL || !app->cfg->console || app->console != NULL) return;
+  char dir[4096], err[512] = "";
+  if (hg_datadir(dir, sizeof(dir) - 8) != 0) {
+    hg_log(HG_LOG_WARN, "console off: cannot find the data folder", NULL);
+    return;
+  }
+  strcat(dir, "/console");
+  if (hg_console_new(&app->console, dir, err, sizeof(err)) != 0)
+    hg_log(HG_LOG_WARN, "console off: its files did not load", "error", err, NULL);
+}
+
 int hg_app_add_routes(hg_app_t *app) {
   static const hg_route_def_t routes[] = {
       {"GET", "/healthz", healthz, 0},
@@ -182,6 +199,11 @@ int hg_app_add_routes(hg_app_t *app) {
       {NULL, NULL, NULL, 0},
   };
   int r = hg_router_add_all(app->router, routes, &app->api);
+  /* The console: static files, no key (its page asks for one and sends it
+   * to the API only). Listed by `hookgate routes` even when it is off. */
+  open_console(app);
+  if (r == 0) r = hg_router_add(app->router, "GET", "/console", hg_console_index, app->console);
+  if (r == 0) r = hg_router_add(app->router, "GET", "/console/{file}", hg_console_file, app->console);
   if (r == 0) r = hg_api_webhooks_add_routes(&app->api, app->router);
   if (r == 0) r = hg_api_events_add_routes(&app->api, app->router);
   if (r == 0) r = hg_api_deliveries_add_routes(&app->api, app->router);
@@ -679,6 +701,7 @@ out:
   hg_lua_unref(app.api.lua);
   app.api.lua = NULL;
   hg_router_free(app.router);
+  hg_console_free(app.console);
   hg_subs_free(app.api.subs);
   hg_event_types_free(app.api.event_types);
   hg_api_keycache_free(&app.api);

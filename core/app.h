@@ -23,6 +23,8 @@ typedef struct hg_app {
    * (NULL once closing), and the SSRF policy it checks addresses with. */
   struct hg_client *client;
   struct hg_ssrf_policy *ssrf;
+  /* The console's files (console.h), or NULL when it is off. */
+  struct hg_console *console;
   /* The key Lua's management calls use (random per process, never shown;
    * api.internal_key_hash is its hash). */
   char internal_key[64];

@@ -110,6 +110,7 @@ static const field_t top_fields[] = {
     {"store", K_STR, OFF(store), NULL, 0, 0, "SQLite database file"},
     {"intake_log", K_BOOL, OFF(intake_log), NULL, 0, 0, "answer single events once in the intake log"},
     {"admin_key", K_STR, OFF(admin_key), NULL, 0, 0, "bootstrap admin API key"},
+    {"console", K_BOOL, OFF(console), NULL, 0, 0, "serve the delivery console at /console"},
     {"log", K_SECTION, 0, log_fields, 0, 0, NULL},
     {"http", K_SECTION, 0, http_fields, 0, 0, NULL},
     {"webhooks", K_SECTION, 0, webhook_fields, 0, 0, NULL},
@@ -667,6 +668,7 @@ int hg_config_load(hg_config_t *cfg, const char *path, char *err, size_t errlen)
   cfg->log_format = HG_LOG_LOGFMT;
   cfg->access_log = 1;
   cfg->intake_log = 1;
+  cfg->console = 1;
   hg_http_limits_default(&cfg->http);
   /* Standard Webhooks' suggested schedule: at once, 5 s, 5 min, 30 min,
    * 2 h, 5 h, 10 h, 10 h. */

@@ -36,6 +36,7 @@ typedef struct hg_config {
   hg_log_level_t log_level;
   hg_log_format_t log_format;
   int access_log;
+  int console;     /* serve the delivery console at /console (console.h); default on */
 
   hg_http_limits_t http;
 
