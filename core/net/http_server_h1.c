@@ -647,9 +647,8 @@ void hg_http_respond_json(hg_http_req_t *req, int status, json_t *body) {
   char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
   json_decref(body);
   if (text == NULL) {
-    respond_raw((struct req *)req, 500, "application/json",
-                "{\"error\":{\"type\":\"internal\",\"message\":\"out of memory\",\"details\":[]}}",
-                67);
+    static const char oom[] = "{\"error\":{\"type\":\"internal_error\",\"message\":\"out of memory\",\"details\":[]}}";
+    respond_raw((struct req *)req, 500, "application/json", oom, sizeof(oom) - 1);
     return;
   }
   respond_raw((struct req *)req, status, "application/json", text, strlen(text));
