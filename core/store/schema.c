@@ -131,8 +131,8 @@ const char *const hg_schema_migrations[] = {
      * secret, and beside each its public key ("whpk_<base64>"), which the
      * API answers with, so that reading a webhook never loads a private
      * key. */
-    "ALTER TABLE webhooks ADD COLUMN signature_scheme TEXT NOT NULL DEFAULT 'v1';" /* v1, v1a */
-    "ALTER TABLE webhook_secrets ADD COLUMN public_key TEXT;", /* v1a: whpk_<base64>; v1: NULL */
+    ("ALTER TABLE webhooks ADD COLUMN signature_scheme TEXT NOT NULL DEFAULT 'v1';" /* v1, v1a */
+     "ALTER TABLE webhook_secrets ADD COLUMN public_key TEXT;"), /* v1a: whpk_<base64>; v1: NULL */
 };
 
 const int hg_schema_version = (int)(sizeof(hg_schema_migrations) / sizeof(hg_schema_migrations[0]));
