@@ -9,8 +9,9 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startGateway } from './lib/gateway.mjs';
+import { startGateway, tempDir } from './lib/gateway.mjs';
 import { startReceiver } from './lib/receiver.mjs';
 import { deliveryConfig, createWebhook, publishOk, waitDelivery, listDeliveries, stopClean } from './lib/delivery.mjs';
 
@@ -124,6 +125,44 @@ test('headers a plugin or a transform adds are named with the value "[redacted]"
   const listText = (await gw.request('GET', `/v1/webhooks/${wh.id}/deliveries`)).body;
   assert.ok(!listText.includes(SECRET));
   assert.ok(!gw.logs().includes(SECRET), 'the secret in the log');
+});
+
+test('after a deliver plugin: the core\'s values in full while they are the core\'s, a replaced one redacted', async () => {
+  const dir = tempDir();
+  mkdirSync(join(dir, 'plugins/dv'), { recursive: true });
+  // Adds a header; on /swap also replaces the signature (the deliver path
+  // compares with a digest of the core's signature, kept meanwhile).
+  writeFileSync(join(dir, 'plugins/dv/init.lua'), `return { name = "dv", version = "1",
+  deliver = function(d)
+    d.headers["X-Deliver"] = "dv_s3cr3t_value"
+    if d.url:sub(-5) == "/swap" then
+      d.headers["webhook-signature"] = "v1,c3dhcHBlZF9ieV9hX3BsdWdpbg=="
+    end
+  end }`);
+  const { gw, rx } = await setup({
+    dir,
+    config: deliveryConfig({ top: `lua = { plugin_paths = { ${JSON.stringify(join(dir, 'plugins'))} } }\nplugins = { dv = true }` }),
+  });
+  const keep = await createWebhook(gw, rx, '/keep', ['user.created']);
+  const swap = await createWebhook(gw, rx, '/swap', ['user.created']);
+  const evt = await publishOk(gw, { type: 'user.created', data: { n: 2 } });
+  const dk = await waitDelivery(gw, keep.id, evt.id);
+  const ds = await waitDelivery(gw, swap.id, evt.id);
+  const [gotKeep] = rx.received('/keep');
+  const [gotSwap] = rx.received('/swap');
+  const hk = dk.attempts[0].requestHeaders;
+  assert.equal(hk['webhook-signature'], gotKeep.headers['webhook-signature']);
+  assert.match(hk['webhook-signature'], /^v1,/);
+  assert.equal(hk['webhook-id'], evt.id);
+  assert.equal(hk['X-Deliver'], '[redacted]');
+  const hs = ds.attempts[0].requestHeaders;
+  assert.equal(gotSwap.headers['webhook-signature'], 'v1,c3dhcHBlZF9ieV9hX3BsdWdpbg==');
+  assert.equal(hs['webhook-signature'], '[redacted]');
+  assert.equal(hs['webhook-timestamp'], gotSwap.headers['webhook-timestamp']);
+  assert.equal(hs['X-Deliver'], '[redacted]');
+  const text = await detailText(gw, swap.id, ds.id) + await detailText(gw, keep.id, dk.id);
+  assert.ok(!text.includes('dv_s3cr3t_value'));
+  assert.ok(!text.includes('c3dhcHBlZF9ieV9hX3BsdWdpbg'));
 });
 
 test('no request, no headers: a skipped delivery answers requestHeaders null', async () => {
