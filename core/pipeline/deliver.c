@@ -119,8 +119,8 @@ static void keep_headers(item_t *it, const hg_client_header_t *h, size_t n, size
   if (!has_ua) cap += member_max("User-Agent", strlen(USER_AGENT));
   for (size_t i = 0; i < n; i++) {
     if (client_header(h[i].name)) continue;
-    size_t m = member_max(h[i].name, core_value(it, h[i].name, h[i].value, ts, sig) ? strlen(h[i].value)
-                                                                                      : strlen(REDACTED));
+    int full = core_value(it, h[i].name, h[i].value, ts, sig);
+    size_t m = member_max(h[i].name, full ? strlen(h[i].value) : strlen(REDACTED));
     if (budget + m <= KEPT_HEADERS_MAX) budget += m, cap += m;
   }
   char *out = malloc(cap + 1), *w = out;
