@@ -5,6 +5,7 @@
 #include "pipeline/dispatcher_internal.h"
 
 #include "base/common.h"
+#include "base/crypto.h"
 #include "base/log.h"
 #include "base/sign.h"
 #include "base/url.h"
@@ -35,9 +36,118 @@ static void response_cb(const hg_client_response_t *res, void *ud) {
   hg_dispatch__finish(it, res->status, res);
 }
 
-/* Puts the request on the wire (the client copies what it needs). */
+/* The HTTP client's default User-Agent (the app sets no other). */
+#define USER_AGENT "hookgate/" HG_VERSION
+#define REDACTED "[redacted]"
+/* Past this much JSON text, further headers are left out of the record
+ * (the sandbox allows 64 KiB of a transform's headers; operator plugins'
+ * names are bounded by their memory only). */
+#define KEPT_HEADERS_MAX (64u << 10)
+
+/* 1 when value is the one the core itself sets under name: safe to show. */
+static int core_value(const item_t *it, const char *name, const char *value, const char *ts, const char *sig) {
+  if (strcasecmp(name, "content-type") == 0) return strcmp(value, "application/json") == 0;
+  if (strcasecmp(name, "webhook-id") == 0) return strcmp(value, it->send.event_id) == 0;
+  if (strcasecmp(name, "webhook-timestamp") == 0) return strcmp(value, ts) == 0;
+  if (strcasecmp(name, "user-agent") == 0) return strcmp(value, USER_AGENT) == 0;
+  if (strcasecmp(name, "webhook-signature") != 0) return 0;
+  if (sig != NULL) return strcmp(value, sig) == 0;
+  unsigned char d[32];
+  hg_sha256(value, strlen(value), d);
+  return it->has_sig_digest && memcmp(d, it->sig_digest, sizeof(d)) == 0;
+}
+
+/* Headers the client sets itself and drops from the caller's list. */
+static int client_header(const char *name) {
+  return strcasecmp(name, "host") == 0 || strcasecmp(name, "content-length") == 0 ||
+         strcasecmp(name, "transfer-encoding") == 0 || strcasecmp(name, "connection") == 0;
+}
+
+/* Room a "name":"value" member may take: every value byte escaped; names
+ * are tokens (the client refused the request otherwise), never escaped. */
+static size_t member_max(const char *name, size_t value_len) { return strlen(name) + 6 * value_len + 6; }
+
+static char *put_str(char *w, const char *s) {
+  static const char hex[] = "0123456789abcdef";
+  *w++ = '"';
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') {
+      *w++ = '\\';
+      *w++ = (char)c;
+    } else if (c < 0x20 || c == 0x7f) {
+      memcpy(w, "\\u00", 4);
+      w[4] = hex[c >> 4];
+      w[5] = hex[c & 15];
+      w += 6;
+    } else {
+      *w++ = (char)c;
+    }
+  }
+  *w++ = '"';
+  return w;
+}
+
+static char *put_member(char *w, int *first, const char *name, const char *value) {
+  if (!*first) *w++ = ',';
+  *first = 0;
+  w = put_str(w, name);
+  *w++ = ':';
+  return put_str(w, value);
+}
+
+/* Keeps the headers of the request just handed to the client for the
+ * attempt's record (it->send.request_headers), as a JSON object text:
+ * names as sent and in the order sent, with the User-Agent and
+ * Content-Length the client adds (Host, which follows from the URL, is
+ * left out). A value is kept in full only when it is the one the core
+ * sets under that name (Content-Type, webhook-id, webhook-timestamp,
+ * webhook-signature, User-Agent, Content-Length); any other is
+ * "[redacted]": plugins and tenant transforms add credentials for the
+ * receiver (custom-headers), which reading the delivery log must not hand
+ * out. sig is the core's webhook-signature, or NULL after a deliver-phase
+ * plugin (it->sig_digest then). One allocation; when it fails the attempt
+ * records no headers. */
+static void keep_headers(item_t *it, const hg_client_header_t *h, size_t n, size_t body_len, const char *sig) {
+  char ts[24], len_buf[24];
+  ts[hg_fmt_i64(ts, it->started_at / 1000)] = '\0';
+  len_buf[hg_fmt_u64(len_buf, body_len)] = '\0';
+  int has_ua = 0;
+  size_t cap = 2 + member_max("Content-Length", strlen(len_buf)), budget = cap;
+  for (size_t i = 0; i < n; i++)
+    if (strcasecmp(h[i].name, "user-agent") == 0) has_ua = 1;
+  if (!has_ua) cap += member_max("User-Agent", strlen(USER_AGENT));
+  for (size_t i = 0; i < n; i++) {
+    if (client_header(h[i].name)) continue;
+    int full = core_value(it, h[i].name, h[i].value, ts, sig);
+    size_t m = member_max(h[i].name, full ? strlen(h[i].value) : strlen(REDACTED));
+    if (budget + m <= KEPT_HEADERS_MAX) budget += m, cap += m;
+  }
+  char *out = malloc(cap + 1), *w = out;
+  if (out == NULL) return;
+  int first = 1;
+  *w++ = '{';
+  if (!has_ua) w = put_member(w, &first, "User-Agent", USER_AGENT);
+  budget = 2 + member_max("Content-Length", strlen(len_buf));
+  for (size_t i = 0; i < n; i++) {
+    if (client_header(h[i].name)) continue;
+    int full = core_value(it, h[i].name, h[i].value, ts, sig);
+    size_t m = member_max(h[i].name, full ? strlen(h[i].value) : strlen(REDACTED));
+    if (budget + m > KEPT_HEADERS_MAX) continue;
+    budget += m;
+    w = put_member(w, &first, h[i].name, full ? h[i].value : REDACTED);
+  }
+  w = put_member(w, &first, "Content-Length", len_buf);
+  *w++ = '}';
+  *w = '\0';
+  free(it->send.request_headers);
+  it->send.request_headers = out;
+}
+
+/* Puts the request on the wire (the client copies what it needs). sig: the
+ * core's webhook-signature, for the attempt's record (see keep_headers). */
 static void send_raw(item_t *it, const char *url, const char *body, size_t body_len, const hg_client_header_t *headers,
-                     size_t n_headers) {
+                     size_t n_headers, const char *sig) {
   hg_dispatcher_t *d = it->d;
   if (d->client == NULL || d->stopping) {
     hg_dispatch__abandon(it);
@@ -53,6 +163,9 @@ static void send_raw(item_t *it, const char *url, const char *body, size_t body_
   req.body_len = body_len;
   char err[200];
   int r = hg_client_send(d->client, &req, response_cb, it, err, sizeof(err));
+  /* The client never calls back inside the call: the record is ready
+   * before the response can be. */
+  if (r == 0) keep_headers(it, headers, n_headers, body_len, sig);
   if (r != 0) {
     it->has_error = 1;
     snprintf(it->error, sizeof(it->error), "%s", r == HG_EINVAL ? err : hg_strerror(r));
@@ -95,7 +208,7 @@ static void send_request(item_t *it, json_t *req_json) {
     return;
   }
   if (url_allowed(it, url) != 0) return;
-  send_raw(it, url, json_string_value(body), json_string_length(body), headers, n);
+  send_raw(it, url, json_string_value(body), json_string_length(body), headers, n, NULL);
 }
 
 static void script_failed(item_t *it, const char *err) {
@@ -196,7 +309,7 @@ static void send_transformed(item_t *it, const hg_lua_delivery_t *ld, const char
     return;
   }
   for (size_t k = 0; k < HG_ARRAY_LEN(core); k++) headers[n++] = core[k];
-  send_raw(it, ld->url, ld->body, ld->body_len, headers, n);
+  send_raw(it, ld->url, ld->body, ld->body_len, headers, n, sig);
 }
 
 static void send_lua_rest(item_t *it);
@@ -380,6 +493,8 @@ static void send_lua_rest(item_t *it) {
     return;
   }
   if (lua_deliver) {
+    hg_sha256(sig, strlen(sig), it->sig_digest);
+    it->has_sig_digest = 1;
     json_t *dj = delivery_json(&ld);
     hg_lua_delivery_close(&ld);
     int r = dj ? hg_lua_call_async(lua, HG_PHASE_DELIVER, s->lua, dj, deliver_done, it) : HG_EINVAL;
@@ -399,7 +514,7 @@ static void send_lua_rest(item_t *it) {
     headers[n].name = ld.headers[i].name;
     headers[n++].value = ld.headers[i].value;
   }
-  send_raw(it, ld.url, ld.body, ld.body_len, headers, n);
+  send_raw(it, ld.url, ld.body, ld.body_len, headers, n, sig);
   hg_lua_delivery_close(&ld);
 }
 
@@ -437,5 +552,5 @@ void hg_dispatch__send(item_t *it) {
       {"webhook-timestamp", ts_buf},
       {"webhook-signature", sig},
   };
-  send_raw(it, s->url, s->payload, s->payload_len, headers, HG_ARRAY_LEN(headers));
+  send_raw(it, s->url, s->payload, s->payload_len, headers, HG_ARRAY_LEN(headers), sig);
 }

@@ -65,6 +65,12 @@ struct item {
   int has_error;
   int no_retry; /* a script error: fail now, replay after a fix */
   int skipped;  /* a transform plugin set delivery.skip: nothing is sent */
+  /* SHA-256 of the core's webhook-signature, kept while a deliver-phase
+   * plugin runs: its request shows that header's value in the attempt's
+   * record only when it is still the core's (see keep_headers in
+   * deliver.c). */
+  unsigned char sig_digest[32];
+  int has_sig_digest;
   item_t *rec_next; /* in the batch of records waiting to be written */
   int rec_status;
 };

@@ -195,6 +195,7 @@ void hg_dispatch__finish(item_t *it, int status_code, const hg_client_response_t
   rec->status_code = status_code;
   rec->response_body = it->resp_body;
   rec->response_len = it->resp_len;
+  rec->request_headers = it->send.request_headers; /* NULL unless a request went out */
   if (it->skipped) {
     rec->new_status = HG_DEL_SKIPPED;
     rec->error = it->error;

@@ -35,7 +35,8 @@ void hg_send_close(hg_send_t *s) {
   free(s->url);
   free(s->payload);
   free(s->lua);
-  s->url = s->payload = s->lua = NULL;
+  free(s->request_headers);
+  s->url = s->payload = s->lua = s->request_headers = NULL;
   memset(s->secrets, 0, sizeof(s->secrets));
 }
 
@@ -100,7 +101,7 @@ int hg_deliveries_record(sqlite3 *db, const hg_attempt_rec_t *rec) {
   hg_id_new("att_", att_id);
   int rc = hg_store_prepare(db,
                               "INSERT INTO attempts (id, delivery_seq, attempt, started_at, duration_ms, status_code, "
-                              "response_body, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", &st);
+                              "response_body, error, request_headers) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", &st);
   if (rc != SQLITE_OK) return hg_store_fail(db, rc, "record attempt");
   sqlite3_bind_text(st, 1, att_id, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 2, rec->delivery_seq);
@@ -110,6 +111,7 @@ int hg_deliveries_record(sqlite3 *db, const hg_attempt_rec_t *rec) {
   sqlite3_bind_int(st, 6, rec->status_code);
   if (rec->response_body) sqlite3_bind_blob(st, 7, rec->response_body, (int)rec->response_len, SQLITE_STATIC);
   bind_opt(st, 8, rec->error);
+  bind_opt(st, 9, rec->request_headers);
   rc = sqlite3_step(st);
   hg_store_release(st);
   if (rc != SQLITE_DONE) return hg_store_fail(db, rc, "record attempt");
@@ -305,10 +307,28 @@ int hg_deliveries_list_json(sqlite3 *db, const char *wh, const char *org, const 
   return r;
 }
 
+/* JSON text stored by the gateway (a payload, an attempt's headers) back
+ * as a value; NULL when it cannot be parsed. A payload's data is kept byte
+ * for byte, so it may hold what jansson refuses by default: \u0000 in a
+ * string, or an integer beyond 64 bits (then read as a double, as a
+ * JavaScript client would). */
+static json_t *stored_json(const void *text, size_t len) {
+  json_t *v = json_loadb(text, len, JSON_ALLOW_NUL, NULL);
+  if (v == NULL) v = json_loadb(text, len, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, NULL);
+  return v;
+}
+
+static json_t *stored_json_col(sqlite3_stmt *st, int col) {
+  if (sqlite3_column_type(st, col) == SQLITE_NULL) return json_null();
+  json_t *v = stored_json(sqlite3_column_blob(st, col), (size_t)sqlite3_column_bytes(st, col));
+  return v ? v : json_null();
+}
+
 int hg_deliveries_get_json(sqlite3 *db, const char *wh, const char *org, const char *id, json_t **out) {
   sqlite3_stmt *st = NULL;
+  /* The payload only here: the list stays light. */
   int rc = hg_store_prepare(db,
-                              "SELECT " DELIVERY_COLS " FROM deliveries d JOIN events e ON e.seq = d.event_seq "
+                              "SELECT " DELIVERY_COLS ", e.payload FROM deliveries d JOIN events e ON e.seq = d.event_seq "
                               "JOIN webhooks w ON w.id = d.webhook_id WHERE d.id = ?1 AND d.webhook_id = ?2 "
                               "AND (?3 IS NULL OR w.organization_id = ?3)", &st);
   if (rc != SQLITE_OK) return hg_store_fail(db, rc, "get delivery");
@@ -322,10 +342,11 @@ int hg_deliveries_get_json(sqlite3 *db, const char *wh, const char *org, const c
   }
   json_t *d = delivery_json(st);
   int64_t seq = sqlite3_column_int64(st, 9);
+  json_object_set_new(d, "payload", stored_json_col(st, 10));
   hg_store_release(st);
   json_t *attempts = json_array();
   rc = hg_store_prepare(db,
-                          "SELECT id, attempt, started_at, duration_ms, status_code, response_body, error "
+                          "SELECT id, attempt, started_at, duration_ms, status_code, response_body, error, request_headers "
                           "FROM attempts WHERE delivery_seq = ?1 ORDER BY attempt, started_at", &st);
   if (rc != SQLITE_OK) {
     json_decref(d);
@@ -341,14 +362,15 @@ int hg_deliveries_get_json(sqlite3 *db, const char *wh, const char *org, const c
       if (body == NULL) body = json_string("(response body is not UTF-8)");
     }
     json_array_append_new(attempts,
-                          json_pack("{s:s,s:i,s:o,s:I,s:o,s:o,s:o}", "id", (const char *)sqlite3_column_text(st, 0),
+                          json_pack("{s:s,s:i,s:o,s:I,s:o,s:o,s:o,s:o}", "id", (const char *)sqlite3_column_text(st, 0),
                                     "attempt", sqlite3_column_int(st, 1), "startedAt", time_json(st, 2), "durationMs",
                                     (json_int_t)sqlite3_column_int64(st, 3), "statusCode",
                                     sqlite3_column_int(st, 4) ? json_integer(sqlite3_column_int(st, 4)) : json_null(),
                                     "responseBody", body ? body : json_null(), "error",
                                     sqlite3_column_type(st, 6) == SQLITE_NULL
                                         ? json_null()
-                                        : json_string((const char *)sqlite3_column_text(st, 6))));
+                                        : json_string((const char *)sqlite3_column_text(st, 6)),
+                                    "requestHeaders", stored_json_col(st, 7)));
   }
   hg_store_release(st);
   json_object_set_new(d, "attempts", attempts);

@@ -37,9 +37,13 @@ typedef struct hg_send {
   size_t payload_len;
   char secrets[HG_MAX_SECRETS][HG_SECRET_MAX];
   size_t n_secrets;
+  /* Set by the dispatcher when the request goes out: the headers it
+   * carried as a JSON object text, for the attempt's record (see
+   * hg_attempt_rec_t.request_headers); NULL until then. malloc'd. */
+  char *request_headers;
 } hg_send_t;
 
-void hg_send_close(hg_send_t *s); /* frees url and payload; wipes secrets */
+void hg_send_close(hg_send_t *s); /* frees url, payload, lua and request_headers; wipes secrets */
 
 /* Loads delivery seq for sending, with the secrets valid at now.
  * HG_ENOTFOUND if it is gone. prev (may be NULL) is a delivery loaded just
@@ -57,6 +61,11 @@ typedef struct hg_attempt_rec {
   const char *response_body;
   size_t response_len;
   const char *error;     /* NULL on success */
+  /* The request's headers as a JSON object text (name -> value, values
+   * the gateway did not set itself as "[redacted]"), or NULL when no
+   * request was made (skipped, script error, nothing to sign with).
+   * Borrowed: stored as given, never parsed here. */
+  const char *request_headers;
   hg_delivery_status_t new_status;
   int64_t next_attempt_at; /* when new_status is pending */
   const char *deactivate_webhook; /* webhook id to set inactive (410 Gone), or NULL */
@@ -92,7 +101,11 @@ int hg_deliveries_create_test(sqlite3 *db, const char *wh, const char *org, cons
 int hg_deliveries_list_json(sqlite3 *db, const char *wh, const char *org, const char *after_id, int limit, int status,
                             const char *event, json_t *arr, char *last_id, int *more);
 
-/* The delivery with its attempts, as the API shows it. */
+/* The delivery with its attempts, as the API shows it, with the event's
+ * payload (the stored body every receiver gets unless a transform changes
+ * it) as a JSON value, null if it cannot be parsed back (a number beyond a
+ * double), and each attempt's requestHeaders (an object, or null when none
+ * was recorded). *out is a new reference. */
 int hg_deliveries_get_json(sqlite3 *db, const char *wh, const char *org, const char *id, json_t **out);
 
 #endif

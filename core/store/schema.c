@@ -133,6 +133,12 @@ const char *const hg_schema_migrations[] = {
      * key. */
     ("ALTER TABLE webhooks ADD COLUMN signature_scheme TEXT NOT NULL DEFAULT 'v1';" /* v1, v1a */
      "ALTER TABLE webhook_secrets ADD COLUMN public_key TEXT;"), /* v1a: whpk_<base64>; v1: NULL */
+
+    /* 8: the headers an attempt's request carried, as a JSON object text
+     * (name -> value), values the gateway did not set itself replaced by
+     * "[redacted]"; NULL when no request was made, and for attempts
+     * recorded before this migration. */
+    "ALTER TABLE attempts ADD COLUMN request_headers TEXT;",
 };
 
 const int hg_schema_version = (int)(sizeof(hg_schema_migrations) / sizeof(hg_schema_migrations[0]));

@@ -50,7 +50,7 @@ static void migrations(void) {
   db_path(path, sizeof(path), "a/b/mig"); /* parent directories are created */
   CHECK_EQ_INT(hg_store_open_sync(&db, path, err, sizeof(err)), 0);
   if (db == NULL) return;
-  CHECK_EQ_INT(hg_store_schema_version(), 7);
+  CHECK_EQ_INT(hg_store_schema_version(), 8);
   CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), hg_store_schema_version());
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name IN ('webhooks','webhook_secrets','api_keys')"), 3);
   CHECK_EQ_INT(query_int(db, "PRAGMA foreign_keys"), 1);
@@ -166,9 +166,32 @@ static void migration_7_schemes(void) {
                    NULL, NULL, NULL),
       SQLITE_OK);
   CHECK_EQ_INT(hg_store_migrate(db, err, sizeof(err)), 0);
-  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), 7);
+  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), hg_store_schema_version());
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM webhooks WHERE id = 'wh_1' AND signature_scheme = 'v1'"), 1);
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM webhook_secrets WHERE secret = 'whsec_x' AND public_key IS NULL"),
+               1);
+  sqlite3_close(db);
+}
+
+/* Migration 8 (request headers): attempts recorded before it have none
+ * (NULL, which the API answers as null); the rest of the row stays. */
+static void migration_8_request_headers(void) {
+  char path[128], err[256];
+  sqlite3 *db = db_at_version("m8", 7, path);
+  CHECK_EQ_INT(sqlite3_exec(db,
+                            "INSERT INTO webhooks (id, url, events, created_at, updated_at) "
+                            "  VALUES ('wh_1', 'https://example.com', '[]', 1, 1);"
+                            "INSERT INTO events (seq, id, type, payload, created_at) VALUES (1, 'evt_1', 'a.b', '{}', 1);"
+                            "INSERT INTO deliveries (seq, id, webhook_id, event_seq, status, created_at, updated_at) "
+                            "  VALUES (7, 'del_1', 'wh_1', 1, 'failed', 1, 1);"
+                            "INSERT INTO attempts (id, delivery_seq, attempt, started_at, duration_ms, status_code) "
+                            "  VALUES ('att_1', 7, 1, 1, 5, 500);",
+                            NULL, NULL, NULL),
+               SQLITE_OK);
+  CHECK_EQ_INT(hg_store_migrate(db, err, sizeof(err)), 0);
+  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), 8);
+  CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM attempts WHERE id = 'att_1' AND status_code = 500 "
+                             "AND request_headers IS NULL"),
                1);
   sqlite3_close(db);
 }
@@ -850,6 +873,7 @@ int main(void) {
   RUN(migration_5_counts);
   RUN(migration_6_rebuild);
   RUN(migration_7_schemes);
+  RUN(migration_8_request_headers);
   RUN(migration_keeps_old_dangling_rows);
   RUN(newer_schema);
   RUN(bad_path);

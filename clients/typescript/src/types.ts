@@ -122,11 +122,23 @@ export interface DeliveryAttempt {
   responseBody: string | null;
   /** Why it failed (`HTTP 500`, `connection refused`, `ssrf: …`), or null. */
   error: string | null;
+  /**
+   * The headers of the request made on this attempt, name → value, names as sent. The gateway's
+   * own headers (Content-Type, webhook-id, webhook-timestamp, webhook-signature, User-Agent,
+   * Content-Length) show their values; every other value is `"[redacted]"`. Host is left out.
+   * Null when no request was made, and for attempts recorded before the gateway kept them.
+   */
+  requestHeaders: Record<string, string> | null;
 }
 
 /** One delivery with its attempts, oldest first (`getWebhookDelivery`). */
 export interface DeliveryDetail extends Omit<Delivery, 'attempts'> {
   attempts: DeliveryAttempt[];
+  /**
+   * The event as receivers get it by default, `{ type, timestamp, data }`, before any transform
+   * (null if the gateway cannot parse it back: a number beyond a double's range).
+   */
+  payload: WebhookEvent | null;
 }
 
 /** One page of the delivery log. */
