@@ -25,8 +25,8 @@ function attemptCard(a) {
       ['Error', a.error || '—'],
     ]),
   ];
-  // The API does not return an attempt's request headers today; shown when it does.
-  const headers = a.requestHeaders || a.request?.headers;
+  // null for an attempt that made no request, or recorded before the API kept them.
+  const headers = a.requestHeaders;
   if (headers) parts.push(headerTable(headers));
   parts.push(h('h4', {}, 'Response body'), a.responseBody === null || a.responseBody === undefined
     ? h('p', { class: 'muted' }, 'No body.')
@@ -54,10 +54,10 @@ export async function deliveryView(main, [id, did], ctx) {
       ['Updated', when(d.updatedAt)],
       ['Next attempt', d.nextAttemptAt ? when(d.nextAttemptAt) : (d.status === 'pending' ? 'now' : 'none')],
     ]));
-    const body = d.payload ?? d.body ?? d.data;
-    fill(eventEl, body === undefined
-      ? h('p', { class: 'muted' }, 'The API does not return the event\'s body with a delivery; its type and id are above.')
-      : h('pre', { class: 'body', id: 'event-body' }, typeof body === 'string' ? body : JSON.stringify(body, null, 2)));
+    const body = d.payload;
+    fill(eventEl, body === undefined || body === null
+      ? h('p', { class: 'muted' }, 'The event\'s body cannot be shown (it does not parse as JSON here); its type and id are above.')
+      : h('pre', { class: 'body', id: 'event-body' }, JSON.stringify(body, null, 2)));
     const list = Array.isArray(d.attempts) ? d.attempts : [];
     fill(attempts, list.length ? list.map(attemptCard) : h('li', { class: 'muted' }, 'No attempt yet.'));
   }

@@ -249,6 +249,10 @@ test('the loop in the browser: create, publish, delivered, open, replay, rotate,
     await page.getByRole('heading', { name: 'Delivery', level: 1 }).waitFor();
     await page.getByRole('heading', { name: /^Attempt 1/ }).waitFor();
     assert.match(await page.locator('.attempt').first().textContent(), /200/);
+    // The event's body, and the attempt's request headers (the gateway's own in full).
+    assert.match(await page.locator('#event-body').textContent(), /"name": "Ada"/);
+    const sent = rx.requests.find((r) => r.path === '/loop');
+    assert.match(await page.locator('.attempt').first().textContent(), new RegExp(sent.headers['webhook-signature'].replace(/[+/=]/g, '.')));
     await page.getByRole('button', { name: 'Replay delivery' }).click();
     await page.getByRole('heading', { name: /^Attempt 2/ }).waitFor({ timeout: T * 2 });
     assert.equal(rx.requests.filter((r) => r.path === '/loop').length, 2);
