@@ -6,9 +6,8 @@
 // signature, a URL or a body.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import net from 'node:net';
-import { startGateway } from './lib/gateway.mjs';
+import { startGateway, httpRequest } from './lib/gateway.mjs';
 import { startReceiver, status, gone } from './lib/receiver.mjs';
 import { deliveryConfig, createWebhook, publishOk, waitDelivery, until } from './lib/delivery.mjs';
 
@@ -154,23 +153,7 @@ async function quietGateway(config) {
     // listening) is out; the capture stands in for the address.
     listenRe: /opens the SSRF guard.*()$/,
   });
-  const request = (method, path, { body } = {}) => new Promise((resolve, reject) => {
-    const headers = { authorization: `Bearer ${gw.adminKey}` };
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    const req = http.request({ host: '127.0.0.1', port, method, path, headers, agent: false }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString();
-        let json;
-        try { json = text ? JSON.parse(text) : undefined; } catch { json = undefined; }
-        resolve({ status: res.statusCode, body: text, json });
-      });
-    });
-    req.on('error', reject);
-    if (body !== undefined) req.write(JSON.stringify(body));
-    req.end();
-  });
+  const request = (method, path, { body } = {}) => httpRequest(port, method, path, { body, key: gw.adminKey });
   await until(async () => (await request('GET', '/healthz').catch(() => ({}))).status === 200,
     { what: 'the quiet gateway to answer /healthz' });
   return { logs: gw.logs, adminKey: gw.adminKey, request };

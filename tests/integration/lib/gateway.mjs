@@ -87,29 +87,35 @@ export async function startGateway({ config = '', env = {}, dir = tempDir(), lis
     },
     // request(method, path, {body, headers, key}) -> {status, headers, body, json}
     request(method, path, { body, headers = {}, key = gw.adminKey, raw = false } = {}) {
-      return new Promise((resolve, reject) => {
-        const h = { ...headers };
-        if (key) h.authorization = `Bearer ${key}`;
-        let payload;
-        if (body !== undefined) {
-          payload = raw || typeof body === 'string' ? body : JSON.stringify(body);
-          if (!Object.keys(h).some((k) => k.toLowerCase() === 'content-type')) h['content-type'] = 'application/json';
-        }
-        const req = http.request({ host: '127.0.0.1', port, method, path, headers: h, agent: false }, (res) => {
-          const chunks = [];
-          res.on('data', (c) => chunks.push(c));
-          res.on('end', () => {
-            const text = Buffer.concat(chunks).toString();
-            let json;
-            try { json = text ? JSON.parse(text) : undefined; } catch { json = undefined; }
-            resolve({ status: res.statusCode, headers: res.headers, body: text, json });
-          });
-        });
-        req.on('error', reject);
-        if (payload !== undefined) req.write(payload);
-        req.end();
-      });
+      return httpRequest(port, method, path, { body, headers, key, raw });
     },
   };
   return gw;
+}
+
+// One request to 127.0.0.1:port with a Bearer key (when given) and a JSON
+// body (unless raw): resolves {status, headers, body, json}.
+export function httpRequest(port, method, path, { body, headers = {}, key, raw = false } = {}) {
+  return new Promise((resolve, reject) => {
+    const h = { ...headers };
+    if (key) h.authorization = `Bearer ${key}`;
+    let payload;
+    if (body !== undefined) {
+      payload = raw || typeof body === 'string' ? body : JSON.stringify(body);
+      if (!Object.keys(h).some((k) => k.toLowerCase() === 'content-type')) h['content-type'] = 'application/json';
+    }
+    const req = http.request({ host: '127.0.0.1', port, method, path, headers: h, agent: false }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString();
+        let json;
+        try { json = text ? JSON.parse(text) : undefined; } catch { json = undefined; }
+        resolve({ status: res.statusCode, headers: res.headers, body: text, json });
+      });
+    });
+    req.on('error', reject);
+    if (payload !== undefined) req.write(payload);
+    req.end();
+  });
 }
