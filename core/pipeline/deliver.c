@@ -112,23 +112,25 @@ static void keep_headers(item_t *it, const hg_client_header_t *h, size_t n, size
   char ts[24], len_buf[24];
   ts[hg_fmt_i64(ts, it->started_at / 1000)] = '\0';
   len_buf[hg_fmt_u64(len_buf, body_len)] = '\0';
+  /* Room: the members the client adds, and for the others an upper bound
+   * (a value in full or redacted, whichever is longer) capped where the
+   * loop below stops adding; which value is shown is decided once, there. */
   int has_ua = 0;
-  size_t cap = 2 + member_max("Content-Length", strlen(len_buf)), budget = cap;
-  for (size_t i = 0; i < n; i++)
-    if (strcasecmp(h[i].name, "user-agent") == 0) has_ua = 1;
-  if (!has_ua) cap += member_max("User-Agent", strlen(USER_AGENT));
+  size_t upper = 0;
   for (size_t i = 0; i < n; i++) {
+    if (strcasecmp(h[i].name, "user-agent") == 0) has_ua = 1;
     if (client_header(h[i].name)) continue;
-    int full = core_value(it, h[i].name, h[i].value, ts, sig);
-    size_t m = member_max(h[i].name, full ? strlen(h[i].value) : strlen(REDACTED));
-    if (budget + m <= KEPT_HEADERS_MAX) budget += m, cap += m;
+    size_t vlen = strlen(h[i].value);
+    upper += member_max(h[i].name, vlen > strlen(REDACTED) ? vlen : strlen(REDACTED));
   }
+  size_t budget = 2 + member_max("Content-Length", strlen(len_buf));
+  size_t cap = budget + (upper < KEPT_HEADERS_MAX ? upper : KEPT_HEADERS_MAX) +
+               (has_ua ? 0 : member_max("User-Agent", strlen(USER_AGENT)));
   char *out = malloc(cap + 1), *w = out;
   if (out == NULL) return;
   int first = 1;
   *w++ = '{';
   if (!has_ua) w = put_member(w, &first, "User-Agent", USER_AGENT);
-  budget = 2 + member_max("Content-Length", strlen(len_buf));
   for (size_t i = 0; i < n; i++) {
     if (client_header(h[i].name)) continue;
     int full = core_value(it, h[i].name, h[i].value, ts, sig);
