@@ -23,6 +23,7 @@ const char *hg_strerror(int err) {
   case HG_EFORBIDDEN: return "forbidden";
   case HG_ESTATE: return "invalid state";
   case HG_ENOSPC: return "no space left on the storage device";
+  case HG_EUNAVAIL: return "the store is unavailable";
   default: return "unknown error";
   }
 }

@@ -31,6 +31,7 @@ enum {
   HG_EFORBIDDEN = -12,
   HG_ESTATE = -13, /* call not valid in the current state */
   HG_ENOSPC = -14, /* no space left for the store or the intake log */
+  HG_EUNAVAIL = -15, /* the store's server is unreachable (PostgreSQL down): try again later */
 };
 
 /* Returns a static, human-readable text for an HG_E* code. */

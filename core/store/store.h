@@ -1,4 +1,11 @@
-/* store.h: the SQLite store and its writer thread.
+/* store.h: the store (SQLite or PostgreSQL, db.h) and its writer thread.
+ *
+ * PostgreSQL: the same job model on one connection; a group is one
+ * transaction whose COMMIT (synchronous_commit on) makes it durable, so no
+ * fsync of its own. While the server cannot be reached, jobs complete with
+ * HG_EUNAVAIL without running and the thread reconnects by itself.
+ *
+ * SQLite: the description below.
  *
  * The loop thread never touches disk. Work is a function that runs on the
  * store thread with the SQLite connection; the completion runs back on the
@@ -12,7 +19,8 @@
 
 #include "base/metrics.h"
 
-#include <sqlite3.h>
+#include "store/db.h"
+
 #include <stdint.h>
 #include <uv.h>
 
@@ -21,7 +29,7 @@ typedef struct hg_store hg_store_t;
 /* Runs on the store thread. Returns 0 to keep its changes, or a negative
  * HG_E* code to roll them back (its savepoint only). Must not block on
  * anything but SQLite, and must not touch loop-thread state. */
-typedef int (*hg_store_work_fn)(sqlite3 *db, void *ud);
+typedef int (*hg_store_work_fn)(hg_db_t *db, void *ud);
 
 /* Runs on the loop thread once the job's transaction is durable (or rolled
  * back): status is the work function's return, or HG_EIO when the commit
@@ -48,15 +56,24 @@ typedef struct hg_store_stats {
  * returns HG_ESTATE (and changes nothing) once SQLite has initialised. */
 int hg_store_global_init(void);
 
-/* Opens (creating the file and its parent directories, mode 0700, if
- * needed) the database at path, applies pending migrations, and starts the
+/* Opens address (hg_db_open: a SQLite file, created with its parent
+ * directories, mode 0700, if needed; or a PostgreSQL URI), applies
+ * pending migrations, and starts the
  * store thread. Call it on the thread that runs loop: that thread is "the
  * loop thread" below. A database whose schema is newer than this binary is
  * refused with HG_ECORRUPT and a message in err. On failure *out is NULL,
  * err says why (err may be NULL), and the loop may still have to run once
  * to release the store's handles. Runs on, and blocks, the calling (loop)
  * thread while migrating: meant for start-up. */
-int hg_store_open(hg_store_t **out, uv_loop_t *loop, const char *path, char *err, size_t errlen);
+int hg_store_open(hg_store_t **out, uv_loop_t *loop, const char *address, char *err, size_t errlen);
+
+/* The engine the store runs on. */
+hg_db_engine_t hg_store_engine(const hg_store_t *s);
+
+/* 0 while the store's server is unreachable (PostgreSQL: the connection
+ * lost and not yet back), 1 otherwise; always 1 on SQLite. Jobs submitted
+ * while it is 0 complete with HG_EUNAVAIL without running. Any thread. */
+int hg_store_available(hg_store_t *s);
 
 /* Queues a job; ud is borrowed until done runs. done may be NULL. Never
  * runs done inside this call. Thread-safe but meant for the loop thread.
@@ -130,48 +147,16 @@ extern hg_store_bounds_t (*hg_store__bounds)(void);
  * Accepts NULL; a second call is a no-op. */
 void hg_store_close(hg_store_t *s);
 
-/* For the CLI (keys create/list/revoke) and tests: opens path on the
- * calling thread with the same pragmas and migrations. Close with
- * sqlite3_close(). */
-int hg_store_open_sync(sqlite3 **out, const char *path, char *err, size_t errlen);
+/* For the CLI (keys create/list/revoke) and tests: opens address (a
+ * SQLite path or a PostgreSQL URI, see hg_db_engine_of) on the calling
+ * thread with the same settings and migrations. Close with hg_db_close(). */
+int hg_store_open_sync(hg_db_t **out, const char *address, char *err, size_t errlen);
 
 /* Applies pending migrations to db. Returns 0, HG_ECORRUPT (schema newer
- * than this binary, message in err) or HG_EIO. */
-int hg_store_migrate(sqlite3 *db, char *err, size_t errlen);
+ * than this binary, message in err), HG_EUNAVAIL or HG_EIO. */
+int hg_store_migrate(hg_db_t *db, char *err, size_t errlen);
 
-/* The schema version this binary migrates to. */
-int hg_store_schema_version(void);
-
-/* Prepared statements cached per connection, for the statements work
- * functions run on every job. On the store thread, with the store's own
- * connection, hg_store_prepare() hands out a statement prepared once (with
- * SQLITE_PREPARE_PERSISTENT) and kept until the thread ends; anywhere else
- * (the CLI, tests, another connection) it prepares a fresh one. Either way
- * hg_store_release() gives it back: reset with bindings cleared when
- * cached, finalized otherwise. sql must be a string literal (static and
- * never changing): its address is the key. A statement still in use (a
- * nested call preparing the same SQL) is never handed out twice.
- * Returns a SQLite result code, like sqlite3_prepare_v2. */
-int hg_store_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out);
-
-/* Resets and keeps a cached statement, or finalizes one that is not.
- * Accepts NULL. */
-void hg_store_release(sqlite3_stmt *st);
-
-/* Translates a SQLite result code (primary or extended) into HG_E*: 0 for
- * SQLITE_OK/ROW/DONE; UNIQUE and PRIMARY KEY violations HG_EEXIST; FOREIGN
- * KEY violations HG_ENOTFOUND; other constraints, MISUSE, RANGE and
- * MISMATCH HG_EINVAL; BUSY/LOCKED HG_EBUSY; NOMEM HG_ENOMEM; TOOBIG
- * HG_ETOOBIG; CORRUPT/NOTADB HG_ECORRUPT; FULL HG_ENOSPC (the API answers
- * it 503 storage_full); anything else HG_EIO. Store
- * connections have extended result codes enabled. */
-int hg_store_errcode(int sqlite_rc);
-
-/* Logs a SQLite failure at error level (op, the code and sqlite3_errmsg of
- * db, which may be NULL; never bound values) and returns
- * hg_store_errcode(sqlite_rc). For failures that are not expected input
- * errors; a UNIQUE violation the caller answers with 409 need not be
- * logged. */
-int hg_store_fail(sqlite3 *db, int sqlite_rc, const char *op);
+/* The schema version this binary migrates the given engine to. */
+int hg_store_schema_version(hg_db_engine_t engine);
 
 #endif

@@ -1,0 +1,122 @@
+/* db.c: the engine-neutral calls of db.h, dispatched to the connection's
+ * backend (db_sqlite.c, db_pg.c). */
+#include "store/db_internal.h"
+
+#include "base/common.h"
+#include "base/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+hg_db_engine_t hg_db_engine_of(const char *address) {
+  if (address != NULL && (strncmp(address, "postgresql://", 13) == 0 || strncmp(address, "postgres://", 11) == 0))
+    return HG_DB_PG;
+  return HG_DB_SQLITE;
+}
+
+/* "scheme://user:password@host" -> "scheme://user:***@host"; anything else
+ * is copied as it is (a file path has no password). A password given as a
+ * URI parameter (?password=...) is hidden too. */
+static char *hide_password(const char *a) {
+  size_t n = strlen(a);
+  char *out = malloc(n + 4);
+  if (out == NULL) return NULL;
+  const char *scheme = strstr(a, "://");
+  const char *at = scheme != NULL ? strchr(scheme + 3, '@') : NULL;
+  const char *slash = scheme != NULL ? strchr(scheme + 3, '/') : NULL;
+  const char *colon = scheme != NULL ? memchr(scheme + 3, ':', at != NULL ? (size_t)(at - scheme - 3) : 0) : NULL;
+  if (at != NULL && (slash == NULL || at < slash) && colon != NULL) {
+    size_t head = (size_t)(colon + 1 - a);
+    memcpy(out, a, head);
+    memcpy(out + head, "***", 3);
+    strcpy(out + head + 3, at);
+  } else {
+    strcpy(out, a);
+  }
+  char *pw = strstr(out, "password=");
+  if (pw != NULL) {
+    char *end = pw + 9;
+    while (*end != '\0' && *end != '&') end++;
+    if (end - (pw + 9) >= 3) {
+      memcpy(pw + 9, "***", 3);
+      memmove(pw + 12, end, strlen(end) + 1);
+    }
+  }
+  return out;
+}
+
+int hg_db__init(hg_db_t *db, const hg_db_ops_t *ops, const char *address, unsigned flags) {
+  db->ops = ops;
+  db->flags = flags;
+  db->address = hide_password(address != NULL ? address : "");
+  return db->address != NULL ? 0 : HG_ENOMEM;
+}
+
+void hg_db__clear(hg_db_t *db) {
+  free(db->address);
+  db->address = NULL;
+}
+
+int hg_db_open(hg_db_t **out, const char *address, unsigned flags, char *err, size_t errlen) {
+  *out = NULL;
+  if (address == NULL || address[0] == '\0') {
+    hg_set_err(err, errlen, "no store address");
+    return HG_EINVAL;
+  }
+  if (hg_db_engine_of(address) == HG_DB_PG) return hg_db__pg_open(out, address, flags, err, errlen);
+  return hg_db__sqlite_open(out, address, flags, err, errlen);
+}
+
+void hg_db_close(hg_db_t *db) {
+  if (db != NULL) db->ops->close(db);
+}
+
+hg_db_engine_t hg_db_engine(const hg_db_t *db) { return db->ops->engine; }
+const char *hg_db_address(const hg_db_t *db) { return db->address; }
+
+int hg_db_prepare(hg_db_t *db, const char *sql, hg_stmt_t **out) {
+  *out = NULL;
+  if (db == NULL || sql == NULL) return HG_EINVAL;
+  return db->ops->prepare(db, sql, out);
+}
+
+void hg_db_release(hg_stmt_t *st) {
+  if (st != NULL) st->db->ops->release(st);
+}
+
+void hg_db_reset(hg_stmt_t *st) { st->db->ops->reset(st); }
+
+int hg_db_bind_int64(hg_stmt_t *st, int i, int64_t v) { return st->db->ops->bind_int64(st, i, v); }
+
+int hg_db_bind_text(hg_stmt_t *st, int i, const char *s, int len) {
+  if (s == NULL) return st->db->ops->bind_null(st, i);
+  return st->db->ops->bind_text(st, i, s, len < 0 ? strlen(s) : (size_t)len);
+}
+
+int hg_db_bind_blob(hg_stmt_t *st, int i, const void *p, size_t len) {
+  return st->db->ops->bind_blob(st, i, len > 0 ? p : "", len);
+}
+
+int hg_db_bind_null(hg_stmt_t *st, int i) { return st->db->ops->bind_null(st, i); }
+int hg_db_step(hg_stmt_t *st) { return st->db->ops->step(st); }
+int hg_db_column_is_null(hg_stmt_t *st, int col) { return st->db->ops->column_is_null(st, col); }
+int64_t hg_db_column_int64(hg_stmt_t *st, int col) { return st->db->ops->column_int64(st, col); }
+const char *hg_db_column_text(hg_stmt_t *st, int col) { return st->db->ops->column_text(st, col); }
+const void *hg_db_column_blob(hg_stmt_t *st, int col) { return st->db->ops->column_blob(st, col); }
+size_t hg_db_column_bytes(hg_stmt_t *st, int col) { return st->db->ops->column_bytes(st, col); }
+int64_t hg_db_changes(hg_db_t *db) { return db->ops->changes(db); }
+int hg_db_in_transaction(hg_db_t *db) { return db->ops->in_transaction(db); }
+const char *hg_db_errmsg(hg_db_t *db) { return db != NULL ? db->ops->errmsg(db) : ""; }
+void *hg_db_native(hg_db_t *db) { return db->ops->native(db); }
+
+int hg_db_exec(hg_db_t *db, const char *sql, const char *op) {
+  int rc = db->ops->exec(db, sql);
+  return rc == 0 ? 0 : hg_db_fail(db, rc, op);
+}
+
+int hg_db_fail(hg_db_t *db, int rc, const char *op) {
+  /* The engines' messages name tables and columns, never bound values. */
+  hg_log(HG_LOG_ERROR, db != NULL && hg_db_engine(db) == HG_DB_PG ? "postgresql error" : "sqlite error", "op", op,
+         "code", hg_strerror(rc), "error", hg_db_errmsg(db), NULL);
+  return rc;
+}
