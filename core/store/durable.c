@@ -24,6 +24,8 @@
  * inside a COMMIT on the store thread. */
 #include "store/store_internal.h"
 
+#include <sqlite3.h>
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -144,6 +146,10 @@ void hg_store__sync_main(void *arg) {
 #define CKPT_FRAMES 1000
 #define CKPT_FRAMES_MAX (4 * CKPT_FRAMES)
 
+static void ckpt_fail(sqlite3 *db, const char *op) {
+  hg_log(HG_LOG_ERROR, "sqlite error", "op", op, "error", sqlite3_errmsg(db), NULL);
+}
+
 /* Store thread only (SQLite calls it after each commit). */
 static int wal_hook(void *ud, sqlite3 *db, const char *name, int frames) {
   hg_store_t *s = ud;
@@ -152,7 +158,7 @@ static int wal_hook(void *ud, sqlite3 *db, const char *name, int frames) {
     /* Busy (the checkpoint thread is in one) or not, a later commit tries again. */
     int copied = 0;
     int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, &copied);
-    if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY) hg_store_fail(db, rc, "checkpoint");
+    if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY) ckpt_fail(db, "checkpoint");
     if (rc == SQLITE_OK && copied > 0) {
       uv_mutex_lock(&s->mutex);
       s->stats.checkpoints_inline++;
@@ -179,7 +185,7 @@ static void ckpt_main(void *arg) {
     uv_mutex_unlock(&s->mutex);
     int log = 0, copied = 0;
     int rc = sqlite3_wal_checkpoint_v2(s->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
-    if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY) hg_store_fail(s->ckpt_db, rc, "checkpoint");
+    if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY) ckpt_fail(s->ckpt_db, "checkpoint");
     if (rc == SQLITE_OK && log < 0) hg_log(HG_LOG_WARN, "store checkpoint found no log to copy", NULL);
     uv_mutex_lock(&s->mutex);
     if (rc == SQLITE_OK && copied > 0) s->stats.checkpoints++;
@@ -191,7 +197,7 @@ static void ckpt_main(void *arg) {
  * thread) the store keeps SQLite's automatic checkpoint: slower, not
  * wrong. */
 void hg_store__ckpt_start(hg_store_t *s) {
-  const char *file = sqlite3_db_filename(s->db, "main");
+  const char *file = sqlite3_db_filename(hg_db_native(s->db), "main");
   if (file == NULL || uv_cond_init(&s->ckpt_cond) != 0) return;
   s->ckpt_cond_ok = 1;
   /* synchronous=NORMAL (never OFF): the checkpoint fsyncs the log before
@@ -214,7 +220,7 @@ void hg_store__ckpt_start(hg_store_t *s) {
   }
   s->ckpt_next = CKPT_FRAMES;
   /* Replaces SQLite's automatic checkpoint on the store connection. */
-  sqlite3_wal_hook(s->db, wal_hook, s);
+  sqlite3_wal_hook(hg_db_native(s->db), wal_hook, s);
 }
 
 /* Stops the checkpoint thread and closes its connection: before the store

@@ -1,40 +1,34 @@
-/* migrate.c: opening a connection to the store's database and bringing
- * its schema up to date.
+/* migrate.c: bringing a store's schema up to date, on either engine.
  *
- * hg_store_open_sync creates the file private to its owner, switches it to
- * WAL, sets the pragmas every connection runs with (hg_store_open, in
- * store.c, then adds the store connection's own) and applies the migrations
- * of schema.c, each in a transaction of its own under the write lock, with
- * foreign keys off and checked by hand. schema.c holds what the migrations
- * are, append-only; this file, how they are applied. */
+ * schema.c holds what the migrations are, append-only, one list per
+ * engine; this file, how they are applied.
+ *
+ * SQLite: the version is PRAGMA user_version; each migration runs in a
+ * transaction of its own under the write lock, with foreign keys off and
+ * checked by hand (SQLite's procedure for rebuilding a table).
+ *
+ * PostgreSQL: the version is the one row of hookgate_schema; every pending
+ * migration runs in one transaction (DDL is transactional there) under an
+ * advisory lock, so that nodes starting together on one database apply
+ * each migration once and the others wait, then find nothing to do. */
 #include "store/store_internal.h"
 
-#include <fcntl.h>
-#include <unistd.h>
+#include <sqlite3.h>
 
 #include "base/common.h"
-#include "base/fs.h"
 #include "base/log.h"
 #include "store/schema.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
-/* mkdir -p of the directory part of path (private: the database holds
- * webhook secrets). */
-static int make_parent_dirs(const char *path, char *err, size_t errlen) {
-  const char *slash = strrchr(path, '/');
-  if (slash == NULL || slash == path) return 0;
-  char dir[4096], failed[4096] = "";
-  if (snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path) >= (int)sizeof(dir)) {
-    hg_set_err(err, errlen, "cannot create directory for %s: %s", path, strerror(ENAMETOOLONG));
-    return HG_EIO;
-  }
-  int rc = hg_fs_mkdirs(dir, 0, failed, sizeof(failed));
-  if (rc == ENOTDIR) hg_set_err(err, errlen, "%s is not a directory", failed);
-  else if (rc != 0) hg_set_err(err, errlen, "cannot create directory %s: %s", failed[0] ? failed : dir, strerror(rc));
-  return rc == 0 ? 0 : HG_EIO;
+/* ---- SQLite ---- */
+
+static int sq_exec(sqlite3 *db, const char *sql, const char *op) {
+  int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+  if (rc == SQLITE_OK) return 0;
+  hg_log(HG_LOG_ERROR, "sqlite error", "op", op, "error", sqlite3_errmsg(db), NULL);
+  return HG_EIO;
 }
 
 static int user_version(sqlite3 *db, int *out) {
@@ -44,16 +38,14 @@ static int user_version(sqlite3 *db, int *out) {
     *out = sqlite3_column_int(st, 0);
     rc = SQLITE_OK;
   }
-  int res = rc == SQLITE_OK ? 0 : hg_store_fail(db, rc, "read user_version");
+  int res = rc == SQLITE_OK ? 0 : HG_EIO;
   sqlite3_finalize(st);
   return res;
 }
 
-int hg_store_schema_version(void) { return hg_schema_version; }
-
 /* Sets PRAGMA foreign_keys (outside a transaction only). */
 static int set_foreign_keys(sqlite3 *db, int on) {
-  return hg_store__exec(db, on ? "PRAGMA foreign_keys=ON" : "PRAGMA foreign_keys=OFF", "migrate: foreign_keys");
+  return sq_exec(db, on ? "PRAGMA foreign_keys=ON" : "PRAGMA foreign_keys=OFF", "migrate: foreign_keys");
 }
 
 static int migrate(sqlite3 *db, char *err, size_t errlen);
@@ -68,7 +60,7 @@ static int foreign_keys(sqlite3 *db) {
   return on;
 }
 
-int hg_store_migrate(sqlite3 *db, char *err, size_t errlen) {
+static int sq_migrate(sqlite3 *db, char *err, size_t errlen) {
   /* Migrations run with foreign keys off, as SQLite's procedure for
    * rebuilding a table asks: with them on, dropping a referenced table
    * deletes (ON DELETE CASCADE) every row that references it, which no
@@ -113,7 +105,7 @@ static int migrate(sqlite3 *db, char *err, size_t errlen) {
   for (;;) {
     int v = 0, rc;
     char sql[64];
-    if (hg_store__exec(db, "BEGIN IMMEDIATE", "migrate: begin") != 0) {
+    if (sq_exec(db, "BEGIN IMMEDIATE", "migrate: begin") != 0) {
       hg_set_err(err, errlen, "cannot lock the database for migration: %s", sqlite3_errmsg(db));
       return HG_EIO;
     }
@@ -129,7 +121,7 @@ static int migrate(sqlite3 *db, char *err, size_t errlen) {
       goto fail;
     }
     if (v == hg_schema_version) {
-      hg_store__exec(db, "ROLLBACK", "migrate: end");
+      sq_exec(db, "ROLLBACK", "migrate: end");
       return 0;
     }
     /* Rows left dangling before (written with foreign keys off, say by
@@ -147,7 +139,7 @@ static int migrate(sqlite3 *db, char *err, size_t errlen) {
     rc = sqlite3_exec(db, hg_schema_migrations[v], NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
       hg_set_err(err, errlen, "migration %d failed: %s", v + 1, sqlite3_errmsg(db));
-      hg_store_fail(db, rc, "migrate");
+      hg_log(HG_LOG_ERROR, "migration failed", "error", sqlite3_errmsg(db), NULL);
       rc = HG_EIO;
       goto fail;
     }
@@ -162,8 +154,8 @@ static int migrate(sqlite3 *db, char *err, size_t errlen) {
       goto fail;
     }
     snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v + 1);
-    if ((rc = hg_store__exec(db, sql, "migrate: set user_version")) != 0 ||
-        (rc = hg_store__exec(db, "COMMIT", "migrate: commit")) != 0) {
+    if ((rc = sq_exec(db, sql, "migrate: set user_version")) != 0 ||
+        (rc = sq_exec(db, "COMMIT", "migrate: commit")) != 0) {
       hg_set_err(err, errlen, "migration %d failed: %s", v + 1, sqlite3_errmsg(db));
       rc = HG_EIO;
       goto fail;
@@ -178,59 +170,84 @@ static int migrate(sqlite3 *db, char *err, size_t errlen) {
   }
 }
 
-int hg_store_open_sync(sqlite3 **out, const char *path, char *err, size_t errlen) {
-  sqlite3 *db = NULL;
-  sqlite3_stmt *st = NULL;
-  int rc;
-  *out = NULL;
-  if (err != NULL && errlen > 0) err[0] = '\0';
-  if ((rc = make_parent_dirs(path, err, errlen)) != 0) goto fail;
-  /* The file holds webhook signing secrets: create it readable by its
-   * owner only (SQLite gives the -wal and -shm files the same mode).
-   * O_EXCL: never open and close an existing database here, as closing any
-   * descriptor of a file drops every POSIX lock this process holds on it,
-   * SQLite's included. */
-  int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd >= 0) close(fd);
-  /* One thread at a time uses this connection (the loop thread while
-   * migrating, then only the store thread): no per-call mutex. */
-  int src = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-  if (src != SQLITE_OK) {
-    hg_set_err(err, errlen, "cannot open database %s: %s", path, db ? sqlite3_errmsg(db) : sqlite3_errstr(src));
-    rc = hg_store_fail(db, src, "open");
+/* ---- PostgreSQL ---- */
+
+/* Any constant: the key of the advisory lock migrations hold. */
+#define PG_MIGRATE_LOCK "7301460520197154657"
+
+static int pg_version(hg_db_t *db, int *out) {
+  hg_stmt_t *st = NULL;
+  int rc = hg_db_prepare(db, "SELECT version FROM hookgate_schema", &st);
+  if (rc == 0) rc = hg_db_step(st);
+  *out = rc == HG_DB_ROW ? (int)hg_db_column_int64(st, 0) : 0;
+  hg_db_release(st);
+  return rc < 0 ? rc : 0;
+}
+
+static int pg_migrate(hg_db_t *db, char *err, size_t errlen) {
+  int v = 0, rc;
+  if ((rc = hg_db_exec(db,
+                       "BEGIN; SELECT pg_advisory_xact_lock(" PG_MIGRATE_LOCK ");"
+                       "CREATE TABLE IF NOT EXISTS hookgate_schema (version BIGINT NOT NULL);"
+                       "INSERT INTO hookgate_schema (version) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM hookgate_schema);",
+                       "migrate: begin")) != 0) {
+    hg_set_err(err, errlen, "cannot lock the database for migration: %s", hg_db_errmsg(db));
     goto fail;
   }
-  sqlite3_extended_result_codes(db, 1);
-  /* The busy timeout first: switching to WAL needs the lock that another
-   * process starting at the same time may hold. */
-  sqlite3_busy_timeout(db, 5000);
-  src = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
-  if (src == SQLITE_OK) src = sqlite3_step(st);
-  if (src != SQLITE_ROW) {
-    hg_set_err(err, errlen, "cannot set journal_mode=WAL on %s: %s", path, sqlite3_errmsg(db));
-    rc = hg_store_fail(db, src, "journal_mode");
+  if ((rc = pg_version(db, &v)) != 0) {
+    hg_set_err(err, errlen, "cannot read the schema version: %s", hg_db_errmsg(db));
     goto fail;
   }
-  /* SQLite answers with the mode in force, which stays "delete" on file
-   * systems without shared memory; the store's concurrency needs WAL. */
-  const char *mode = (const char *)sqlite3_column_text(st, 0);
-  if (mode == NULL || strcmp(mode, "wal") != 0) {
-    hg_set_err(err, errlen, "cannot enable WAL on %s (journal mode stays %s)", path, mode ? mode : "?");
-    rc = HG_EIO;
+  if (v > hg_schema_pg_version || v < 0) {
+    hg_set_err(err, errlen, "database schema version %d is newer than this binary (supports %d): upgrade hookgate", v,
+               hg_schema_pg_version);
+    rc = HG_ECORRUPT;
     goto fail;
   }
-  sqlite3_finalize(st);
-  st = NULL;
-  if (hg_store__exec(db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", "pragmas") != 0) {
-    hg_set_err(err, errlen, "cannot set pragmas on %s: %s", path, sqlite3_errmsg(db));
-    rc = HG_EIO;
+  for (int i = v; i < hg_schema_pg_version; i++) {
+    if ((rc = hg_db_exec(db, hg_schema_pg_migrations[i], "migrate")) != 0) {
+      hg_set_err(err, errlen, "migration %d failed: %s", i + 1, hg_db_errmsg(db));
+      goto fail;
+    }
+  }
+  char sql[64];
+  snprintf(sql, sizeof(sql), "UPDATE hookgate_schema SET version = %d", hg_schema_pg_version);
+  if ((v < hg_schema_pg_version && (rc = hg_db_exec(db, sql, "migrate: set version")) != 0) ||
+      (rc = hg_db_exec(db, "COMMIT", "migrate: commit")) != 0) {
+    hg_set_err(err, errlen, "migrating from version %d failed: %s", v, hg_db_errmsg(db));
     goto fail;
   }
-  if ((rc = hg_store_migrate(db, err, errlen)) != 0) goto fail;
-  *out = db;
+  if (v < hg_schema_pg_version) {
+    char vbuf[16];
+    snprintf(vbuf, sizeof(vbuf), "%d", hg_schema_pg_version);
+    hg_log(HG_LOG_INFO, "migrations applied", "version", vbuf, "engine", "postgresql", NULL);
+  }
   return 0;
 fail:
-  sqlite3_finalize(st);
-  sqlite3_close(db);
+  if (hg_db_in_transaction(db)) hg_db_exec(db, "ROLLBACK", "migrate: rollback");
+  return rc == HG_EUNAVAIL || rc == HG_ECORRUPT ? rc : HG_EIO;
+}
+
+/* ---- Both ---- */
+
+int hg_store_schema_version(hg_db_engine_t engine) {
+  return engine == HG_DB_PG ? hg_schema_pg_version : hg_schema_version;
+}
+
+int hg_store_migrate(hg_db_t *db, char *err, size_t errlen) {
+  if (hg_db_engine(db) == HG_DB_PG) return pg_migrate(db, err, errlen);
+  return sq_migrate(hg_db_native(db), err, errlen);
+}
+
+int hg_store_open_sync(hg_db_t **out, const char *address, char *err, size_t errlen) {
+  hg_db_t *db = NULL;
+  *out = NULL;
+  if (err != NULL && errlen > 0) err[0] = '\0';
+  int rc = hg_db_open(&db, address, 0, err, errlen);
+  if (rc == 0 && (rc = hg_store_migrate(db, err, errlen)) != 0) {
+    hg_db_close(db);
+    db = NULL;
+  }
+  *out = db;
   return rc;
 }

@@ -1,4 +1,5 @@
-/* store.c: the SQLite store, its writer thread and group commit.
+/* store.c: the store's writer thread and group commit, on SQLite or
+ * PostgreSQL (db.h).
  *
  * One thread owns the write connection. Jobs the loop thread submits during
  * one loop turn are handed over together (see publish); the thread takes
@@ -16,9 +17,18 @@
  * copy every page a job touched into its sub-journal, about 1.5 us per event.
  * Should one of them fail, that savepoint is rolled back and each of them
  * runs again alone under its own, so a failing job still takes nothing of
- * its neighbours with it. */
+ * its neighbours with it.
+ *
+ * On PostgreSQL the same groups, savepoints and reruns apply (a failed
+ * statement there leaves the transaction unusable until ROLLBACK TO, which
+ * is what undoing a job does anyway). COMMIT returns once the group is
+ * durable (synchronous_commit on), so the group's completions go straight
+ * to the loop, and the sync and checkpoint threads do not exist. A lost
+ * connection fails the jobs that needed it with HG_EUNAVAIL; the thread
+ * then reconnects every PG_RETRY_NS, failing jobs at once meanwhile. */
 #include "store/store_internal.h"
 
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include "base/common.h"
@@ -30,122 +40,24 @@
 #include <string.h>
 #include <sys/resource.h>
 
-int hg_store_errcode(int rc) {
-  switch (rc) {
-  case SQLITE_CONSTRAINT_UNIQUE:
-  case SQLITE_CONSTRAINT_PRIMARYKEY: return HG_EEXIST;
-  case SQLITE_CONSTRAINT_FOREIGNKEY: return HG_ENOTFOUND;
-  default: break;
-  }
-  switch (rc & 0xff) {
-  case SQLITE_OK:
-  case SQLITE_ROW:
-  case SQLITE_DONE: return 0;
-  case SQLITE_NOMEM: return HG_ENOMEM;
-  case SQLITE_BUSY:
-  case SQLITE_LOCKED: return HG_EBUSY;
-  case SQLITE_CONSTRAINT: return HG_EINVAL; /* NOT NULL, CHECK: bad input */
-  case SQLITE_CORRUPT:
-  case SQLITE_NOTADB: return HG_ECORRUPT;
-  case SQLITE_TOOBIG: return HG_ETOOBIG;
-  case SQLITE_FULL: return HG_ENOSPC;
-  case SQLITE_MISUSE:
-  case SQLITE_RANGE:
-  case SQLITE_MISMATCH: return HG_EINVAL;
-  default: return HG_EIO;
-  }
+/* Runs a statement without results through the connection's statement
+ * cache (sql is a literal). */
+static int exec_cached(hg_db_t *db, const char *sql, const char *op) {
+  hg_stmt_t *st;
+  int rc = hg_db_prepare(db, sql, &st);
+  if (rc == 0) rc = hg_db_step(st);
+  hg_db_release(st);
+  return rc >= 0 ? 0 : hg_db_fail(db, rc, op);
 }
 
-int hg_store_fail(sqlite3 *db, int rc, const char *op) {
-  char code[16];
-  snprintf(code, sizeof(code), "%d", rc);
-  /* sqlite3_errmsg names tables and columns, never bound values. */
-  hg_log(HG_LOG_ERROR, "sqlite error", "op", op, "code", code, "error",
-         db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc), NULL);
-  return hg_store_errcode(rc);
-}
-
-int hg_store__exec(sqlite3 *db, const char *sql, const char *op) {
-  int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-  return rc == SQLITE_OK ? 0 : hg_store_fail(db, rc, op);
-}
-
-/* ---- Cached statements ---- */
-
-/* Parsing and planning a statement costs several times what running it
- * does for the small inserts and lookups of a job, so the store thread
- * keeps each hot statement prepared. The cache belongs to the thread: only
- * that thread touches its statements, and it finalizes them before the
- * connection is closed, so no lock and no stale connection pointer. */
-#define STMT_CACHE_MAX 64
-
-typedef struct stmt_cache {
-  sqlite3 *db;
-  size_t n;
-  struct {
-    const char *sql; /* the caller's literal: its address is the key */
-    sqlite3_stmt *st;
-  } e[STMT_CACHE_MAX];
-} stmt_cache_t;
-
-static __thread stmt_cache_t *tls_cache;
-
-int hg_store_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out) {
-  stmt_cache_t *c = tls_cache;
-  *out = NULL;
-  if (c == NULL || c->db != db) return sqlite3_prepare_v2(db, sql, -1, out, NULL);
-  for (size_t i = 0; i < c->n; i++) {
-    if (c->e[i].sql != sql) continue;
-    /* In use further up the stack: that caller keeps it, this one gets
-     * its own (finalized on release, as it is not in the cache). */
-    if (sqlite3_stmt_busy(c->e[i].st)) return sqlite3_prepare_v2(db, sql, -1, out, NULL);
-    *out = c->e[i].st;
-    return SQLITE_OK;
-  }
-  int rc = sqlite3_prepare_v3(db, sql, -1, c->n < STMT_CACHE_MAX ? SQLITE_PREPARE_PERSISTENT : 0, out, NULL);
-  if (rc == SQLITE_OK && c->n < STMT_CACHE_MAX) {
-    c->e[c->n].sql = sql;
-    c->e[c->n].st = *out;
-    c->n++;
-  }
-  return rc;
-}
-
-void hg_store_release(sqlite3_stmt *st) {
-  if (st == NULL) return;
-  stmt_cache_t *c = tls_cache;
-  if (c != NULL && c->db == sqlite3_db_handle(st)) {
-    for (size_t i = 0; i < c->n; i++) {
-      if (c->e[i].st == st) {
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
-        return;
-      }
-    }
-  }
-  sqlite3_finalize(st);
-}
-
-static void cache_clear(stmt_cache_t *c) {
-  for (size_t i = 0; i < c->n; i++) sqlite3_finalize(c->e[i].st);
-  c->n = 0;
-}
-
-/* Runs a statement without results through the cache. */
-static int exec_cached(sqlite3 *db, const char *sql, const char *op) {
-  sqlite3_stmt *st;
-  int rc = hg_store_prepare(db, sql, &st);
-  if (rc == SQLITE_OK) {
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE || rc == SQLITE_ROW) rc = SQLITE_OK;
-  }
-  hg_store_release(st);
-  return rc == SQLITE_OK ? 0 : hg_store_fail(db, rc, op);
-}
+static int txn_open(hg_db_t *db) { return hg_db_in_transaction(db); }
 
 static const char sql_savepoint[] = "SAVEPOINT hg_job";
 static const char sql_release[] = "RELEASE hg_job";
-static const char sql_begin[] = "BEGIN IMMEDIATE";
+static const char sql_begin_sqlite[] = "BEGIN IMMEDIATE";
+static const char sql_begin_pg[] = "BEGIN";
+
+static const char *sql_begin(hg_db_t *db) { return hg_db_engine(db) == HG_DB_PG ? sql_begin_pg : sql_begin_sqlite; }
 
 /* ---- The store thread ---- */
 
@@ -153,23 +65,24 @@ static const char sql_begin[] = "BEGIN IMMEDIATE";
  * (an I/O error), the whole transaction goes: the caller then sees it
  * ended (sqlite3_get_autocommit) and fails every job in it, as it must,
  * since the work can no longer be told apart from the rest. */
-static void undo(sqlite3 *db, const char *name) {
+static void undo(hg_db_t *db, const char *name) {
   char sql[48];
   snprintf(sql, sizeof(sql), "ROLLBACK TO %s", name);
-  int ok = hg_store__exec(db, sql, "rollback to") == 0;
+  int ok = hg_db_exec(db, sql, "rollback to") == 0;
   snprintf(sql, sizeof(sql), "RELEASE %s", name);
   /* ROLLBACK TO keeps the savepoint open; RELEASE then drops it. */
-  if (ok) ok = hg_store__exec(db, sql, "release") == 0;
-  if (!ok && !sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+  if (ok) ok = hg_db_exec(db, sql, "release") == 0;
+  if (!ok && txn_open(db)) hg_db_exec(db, "ROLLBACK", "rollback");
 }
 
-static int run_job(sqlite3 *db, struct job *j) {
-  if (exec_cached(db, sql_savepoint, "savepoint") != 0) return HG_EIO;
+static int run_job(hg_db_t *db, struct job *j) {
+  int rc = exec_cached(db, sql_savepoint, "savepoint");
+  if (rc != 0) return rc == HG_EUNAVAIL ? rc : HG_EIO;
   int status = j->work(db, j->ud);
-  if (sqlite3_get_autocommit(db)) return status; /* the caller handles a lost transaction */
+  if (!txn_open(db)) return status; /* the caller handles a lost transaction */
   if (status >= 0) {
-    if (exec_cached(db, sql_release, "release") == 0) return status;
-    status = HG_EIO;
+    if ((rc = exec_cached(db, sql_release, "release")) == 0) return status;
+    status = rc == HG_EUNAVAIL ? rc : HG_EIO;
   }
   undo(db, "hg_job");
   return status;
@@ -182,23 +95,23 @@ static const char sql_run_release[] = "RELEASE hg_run";
  * when every one succeeded (their statuses set); 1 when *stop failed and
  * the savepoint was rolled back (nothing of the run is left); -1 when the
  * transaction ended inside *stop (the jobs after it have not run). */
-static int run_together(sqlite3 *db, struct job *from, struct job *to_excl, struct job **stop) {
+static int run_together(hg_db_t *db, struct job *from, struct job *to_excl, struct job **stop) {
   *stop = from;
-  if (exec_cached(db, sql_run_savepoint, "savepoint") != 0) return sqlite3_get_autocommit(db) ? -1 : 1;
+  if (exec_cached(db, sql_run_savepoint, "savepoint") != 0) return !txn_open(db) ? -1 : 1;
   for (struct job *k = from; k != to_excl; k = k->next) {
     *stop = k;
     k->status = k->work(db, k->ud);
-    if (sqlite3_get_autocommit(db)) return -1;
+    if (!txn_open(db)) return -1;
     if (k->status < 0) {
       undo(db, "hg_run");
-      return sqlite3_get_autocommit(db) ? -1 : 1;
+      return !txn_open(db) ? -1 : 1;
     }
   }
   if (exec_cached(db, sql_run_release, "release") == 0) return 0;
   *stop = from;
-  if (sqlite3_get_autocommit(db)) return -1;
+  if (!txn_open(db)) return -1;
   undo(db, "hg_run");
-  return sqlite3_get_autocommit(db) ? -1 : 1;
+  return !txn_open(db) ? -1 : 1;
 }
 
 /* Runs rerunnable neighbours from..to_excl: together, and when one fails,
@@ -206,7 +119,7 @@ static int run_together(sqlite3 *db, struct job *from, struct job *to_excl, stru
  * savepoint, and on with the rest together (so one bad request costs its
  * neighbours one rerun, not a savepoint each). Returns 0 with every status
  * set, or -1 when the transaction ended inside *lost. */
-static int run_rerunnable(sqlite3 *db, struct job *from, struct job *to_excl, struct job **lost) {
+static int run_rerunnable(hg_db_t *db, struct job *from, struct job *to_excl, struct job **lost) {
   struct job *j = from;
   while (j != to_excl) {
     struct job *failed = NULL;
@@ -226,14 +139,14 @@ static int run_rerunnable(sqlite3 *db, struct job *from, struct job *to_excl, st
       for (struct job *k = j; r != 0 && k != failed; k = k->next) {
         /* It failed differently the second time: each alone. */
         k->status = run_job(db, k);
-        if (sqlite3_get_autocommit(db)) {
+        if (!txn_open(db)) {
           *lost = k;
           return -1;
         }
       }
     }
     failed->status = run_job(db, failed);
-    if (sqlite3_get_autocommit(db)) {
+    if (!txn_open(db)) {
       *lost = failed;
       return -1;
     }
@@ -251,15 +164,16 @@ static void fail_jobs(struct job *from, struct job *to_excl, int status) {
  * of it from *first through lost fails (the ones before lost are not
  * durable either), and a new transaction opens for the jobs after, which
  * become *first. Returns -1 when that BEGIN failed (they failed too). */
-static int restart_txn(sqlite3 *db, struct job **first, struct job *lost) {
+static int restart_txn(hg_db_t *db, struct job **first, struct job *lost) {
   hg_log(HG_LOG_ERROR, "store transaction ended inside a job; failing its group", NULL);
-  /* A full disk is told apart: the callers answer it as such, and it may
-   * clear. */
-  int status = lost->status == HG_ENOSPC || (sqlite3_errcode(db) & 0xff) == SQLITE_FULL ? HG_ENOSPC : HG_EIO;
+  /* A full disk and a lost server are told apart: the callers answer them
+   * as such, and they may clear. */
+  int status = lost->status == HG_ENOSPC || lost->status == HG_EUNAVAIL ? lost->status : HG_EIO;
   fail_jobs(*first, lost->next, status);
   *first = lost->next;
-  if (*first != NULL && exec_cached(db, sql_begin, "begin") != 0) {
-    fail_jobs(*first, NULL, HG_EIO);
+  int rc;
+  if (*first != NULL && (rc = exec_cached(db, sql_begin(db), "begin")) != 0) {
+    fail_jobs(*first, NULL, rc == HG_EUNAVAIL ? rc : HG_EIO);
     return -1;
   }
   return 0;
@@ -269,12 +183,15 @@ static int restart_txn(sqlite3 *db, struct job **first, struct job *lost) {
  * measuring build may pass "ROLLBACK", which also sets *committed).
  * Returns the number of jobs that shared the committed transaction (0 when
  * nothing was committed) and adds commit time to *ns. */
-static uint64_t run_group(sqlite3 *db, struct job *batch, uint64_t *ns, int *committed, const char *end_sql) {
+static uint64_t run_group(hg_db_t *db, struct job *batch, uint64_t *ns, int *committed, const char *end_sql) {
   struct job *first = batch; /* first job of the open transaction */
   uint64_t in_txn = 0;
   *committed = 0;
-  if (exec_cached(db, sql_begin, "begin") != 0) {
-    fail_jobs(batch, NULL, HG_EIO);
+  int rc = exec_cached(db, sql_begin(db), "begin");
+  if (rc != 0) {
+    /* Nothing ran: a caller may run the group again (see thread_main). */
+    fail_jobs(batch, NULL, rc == HG_EUNAVAIL ? rc : HG_EIO);
+    *committed = rc == HG_EUNAVAIL ? -1 : 0;
     return 0;
   }
   for (struct job *j = batch; j != NULL;) {
@@ -293,7 +210,7 @@ static uint64_t run_group(sqlite3 *db, struct job *batch, uint64_t *ns, int *com
     for (struct job *k = j; k != end; k = k->next) {
       if (together != 0) k->status = run_job(db, k);
       in_txn++;
-      if (!sqlite3_get_autocommit(db)) continue;
+      if (txn_open(db)) continue;
       in_txn = 0;
       if (restart_txn(db, &first, k) != 0) return 0;
     }
@@ -301,12 +218,11 @@ static uint64_t run_group(sqlite3 *db, struct job *batch, uint64_t *ns, int *com
   }
   if (first == NULL) return 0;
   uint64_t t0 = hg_now_ns();
-  int rc = sqlite3_exec(db, end_sql, NULL, NULL, NULL);
+  rc = exec_cached(db, end_sql, "commit");
   *ns += hg_now_ns() - t0;
-  if (rc != SQLITE_OK) {
-    hg_store_fail(db, rc, "commit");
-    if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    fail_jobs(first, NULL, (rc & 0xff) == SQLITE_FULL ? HG_ENOSPC : HG_EIO);
+  if (rc != 0) {
+    if (txn_open(db)) hg_db_exec(db, "ROLLBACK", "rollback");
+    fail_jobs(first, NULL, rc == HG_ENOSPC || rc == HG_EUNAVAIL ? rc : HG_EIO);
     return 0;
   }
   *committed = 1;
@@ -315,31 +231,87 @@ static uint64_t run_group(sqlite3 *db, struct job *batch, uint64_t *ns, int *com
 
 hg_store_bounds_t (*hg_store__bounds)(void);
 
+static const char sql_commit[] = "COMMIT";
+static const char sql_rollback[] = "ROLLBACK";
+
 /* Takes a group of logged jobs in a measuring mode (hg_store__bounds):
  * returns 0 when there is none (the group is committed as usual). Nothing
  * it does is written, so nothing is synced either. */
-static int bounds_group(sqlite3 *db, struct job *batch, hg_store_bounds_t bounds, uint64_t *ns) {
+static int bounds_group(hg_db_t *db, struct job *batch, hg_store_bounds_t bounds, uint64_t *ns) {
   int committed;
   if (bounds == HG_STORE_BOUNDS_SKIP)
     for (struct job *j = batch; j != NULL; j = j->next) j->status = 0;
   else if (bounds == HG_STORE_BOUNDS_ROLLBACK)
-    run_group(db, batch, ns, &committed, "ROLLBACK");
+    run_group(db, batch, ns, &committed, sql_rollback);
   return bounds != HG_STORE_BOUNDS_OFF;
+}
+
+/* ---- PostgreSQL: a lost server ---- */
+
+/* How often the store thread tries to reach a lost server again. Jobs that
+ * arrive meanwhile fail at once (HG_EUNAVAIL): the API answers 503 with
+ * Retry-After, which is better than holding a request for the length of a
+ * connect timeout. */
+#define PG_RETRY_NS 500000000u
+
+static void set_available(hg_store_t *s, int on) { __atomic_store_n(&s->available, on, __ATOMIC_RELEASE); }
+
+int hg_store_available(hg_store_t *s) { return __atomic_load_n(&s->available, __ATOMIC_ACQUIRE); }
+
+hg_db_engine_t hg_store_engine(const hg_store_t *s) { return s->engine; }
+
+/* Store thread: the connection failed (a job or the commit saw
+ * HG_EUNAVAIL). Drops it; the thread reconnects before the next group. */
+static void connection_lost(hg_store_t *s) {
+  hg_log(HG_LOG_WARN, "store: the connection to PostgreSQL is lost; requests answer 503 until it is back", "store",
+         hg_db_address(s->db), NULL);
+  hg_db_close(s->db);
+  s->db = NULL;
+  set_available(s, 0);
+}
+
+/* Store thread, without the mutex: tries once to reach the server again.
+ * Returns 1 when the store is connected. */
+static int reconnect(hg_store_t *s, uint64_t *last_try) {
+  if (s->db != NULL) return 1;
+  uint64_t now = hg_now_ns();
+  if (*last_try != 0 && now - *last_try < PG_RETRY_NS) return 0;
+  *last_try = now;
+  char err[256];
+  hg_db_t *db = NULL;
+  if (hg_db_open(&db, s->address, HG_DB_CACHE, err, sizeof(err)) != 0) return 0;
+  s->db = db;
+  set_available(s, 1);
+  hg_log(HG_LOG_INFO, "store: connected to PostgreSQL again", "store", hg_db_address(db), NULL);
+  return 1;
+}
+
+static int group_lost_server(struct job *batch) {
+  for (struct job *j = batch; j != NULL; j = j->next)
+    if (j->status == HG_EUNAVAIL) return 1;
+  return 0;
 }
 
 static void thread_main(void *arg) {
   hg_store_t *s = arg;
-  stmt_cache_t *cache = calloc(1, sizeof(*cache));
-  if (cache != NULL) {
-    /* Without a cache every statement is prepared each time: slower, not wrong. */
-    cache->db = s->db;
-    tls_cache = cache;
-  }
-  int niced = 0;
+  int niced = 0, pg = s->engine == HG_DB_PG;
+  uint64_t last_try = 0;
   hg_store_bounds_t bounds = hg_store__bounds ? hg_store__bounds() : HG_STORE_BOUNDS_OFF;
   uv_mutex_lock(&s->mutex);
   for (;;) {
-    while (s->queue == NULL && !s->closing) uv_cond_wait(&s->cond, &s->mutex);
+    while (s->queue == NULL && !s->closing) {
+      if (pg && s->db == NULL) {
+        /* Lost: keep trying every PG_RETRY_NS, so that the dispatcher
+         * (which polls hg_store_available) resumes without a job. */
+        uv_cond_timedwait(&s->cond, &s->mutex, PG_RETRY_NS);
+        if (s->queue != NULL || s->closing) break;
+        uv_mutex_unlock(&s->mutex);
+        reconnect(s, &last_try);
+        uv_mutex_lock(&s->mutex);
+      } else {
+        uv_cond_wait(&s->cond, &s->mutex);
+      }
+    }
     /* Closing with jobs still queued: run them first. */
     if (s->queue == NULL) break;
     struct job *batch = s->queue, **batch_tail = s->queue_tail;
@@ -357,26 +329,54 @@ static void thread_main(void *arg) {
     }
 
     uint64_t ns = 0, njobs = 0;
-    int committed = 0, eager = 0;
+    int committed = 0, eager = 0, wrote = 0;
     for (struct job *j = batch; j != NULL; j = j->next) {
       njobs++;
       eager |= !j->logged;
     }
-    int64_t changes = sqlite3_total_changes64(s->db);
-    uint64_t in_txn = 0;
-    if (eager || !bounds_group(s->db, batch, bounds, &ns))
-      in_txn = run_group(s->db, batch, &ns, &committed, "COMMIT");
-    /* A group that only read wrote nothing to the log: no fsync for it. */
-    int wrote = committed && sqlite3_total_changes64(s->db) != changes;
+    uint64_t in_group = 0;
+    if (pg) {
+      if (!reconnect(s, &last_try)) {
+        fail_jobs(batch, NULL, HG_EUNAVAIL);
+      } else {
+        in_group = run_group(s->db, batch, &ns, &committed, sql_commit);
+        if (committed < 0) {
+          /* The connection went while the store was idle (a server
+           * restart, say) and BEGIN found out: nothing ran, so the group
+           * may go again on a new connection at once. */
+          connection_lost(s);
+          last_try = 0;
+          committed = 0;
+          if (reconnect(s, &last_try)) in_group = run_group(s->db, batch, &ns, &committed, sql_commit);
+          if (committed < 0) committed = 0;
+        }
+        if (s->db != NULL && group_lost_server(batch)) connection_lost(s);
+      }
+    } else {
+      sqlite3 *native = hg_db_native(s->db);
+      int64_t changes = sqlite3_total_changes64(native);
+      if (eager || !bounds_group(s->db, batch, bounds, &ns))
+        in_group = run_group(s->db, batch, &ns, &committed, sql_commit);
+      /* A group that only read wrote nothing to the log: no fsync for it. */
+      wrote = committed && sqlite3_total_changes64(native) != changes;
+    }
 
     uv_mutex_lock(&s->mutex);
     s->stats.jobs += njobs;
     s->stats.commit_ns += ns;
     if (committed) s->stats.commits++;
-    if (in_txn > s->stats.max_batch) s->stats.max_batch = in_txn;
+    if (in_group > s->stats.max_batch) s->stats.max_batch = in_group;
     if (committed) {
       hg_hist_observe(&s->stats.commit_seconds, (double)ns / 1e9);
-      hg_hist_observe(&s->stats.batch_jobs, (double)in_txn);
+      hg_hist_observe(&s->stats.batch_jobs, (double)in_group);
+    }
+    if (pg) {
+      /* PostgreSQL's COMMIT returned: the group is durable already. */
+      s->stats.synced_jobs += njobs;
+      *s->done_tail = batch;
+      s->done_tail = batch_tail;
+      uv_async_send(&s->async);
+      continue;
     }
     /* The sync thread needs waking when it waits for work, or when it
      * waits out LAZY_SYNC_NS and this group cannot wait; otherwise the
@@ -392,10 +392,6 @@ static void thread_main(void *arg) {
   s->store_exited = 1;
   uv_cond_signal(&s->sync_cond);
   uv_mutex_unlock(&s->mutex);
-  /* The connection is closed after the join: its statements go first. */
-  tls_cache = NULL;
-  if (cache != NULL) cache_clear(cache);
-  free(cache);
 }
 
 /* ---- The loop side ---- */
@@ -455,7 +451,8 @@ static void store_free(hg_store_t *s) {
   free(s->wal_path);
   if (s->cond_ok) uv_cond_destroy(&s->cond);
   if (s->mutex_ok) uv_mutex_destroy(&s->mutex);
-  sqlite3_close(s->db);
+  hg_db_close(s->db);
+  free(s->address);
   free(s);
 }
 
@@ -485,7 +482,7 @@ static void close_handles(hg_store_t *s) {
   uv_close((uv_handle_t *)&s->async, hg_store_close_cb);
 }
 
-int hg_store_open(hg_store_t **out, uv_loop_t *loop, const char *path, char *err, size_t errlen) {
+int hg_store_open(hg_store_t **out, uv_loop_t *loop, const char *address, char *err, size_t errlen) {
   hg_store_t *s = calloc(1, sizeof(*s));
   int rc = HG_ENOMEM;
   *out = NULL;
@@ -507,23 +504,31 @@ int hg_store_open(hg_store_t **out, uv_loop_t *loop, const char *path, char *err
   s->loop_thread = uv_thread_self();
   s->wal_fd = -1;
   s->lazy_sync_ns = LAZY_SYNC_NS;
-  if ((rc = hg_store_open_sync(&s->db, path, err, errlen)) != 0) goto fail;
-  /* The sync thread makes commits durable (see durable.c). */
-  /* temp_store=MEMORY keeps savepoint sub-journals in memory: a group's
-   * shared savepoint journals every page its jobs change (~100 KiB for a
-   * group of fifty events), and past 64 KiB SQLite spilled it to a temporary
-   * file, created and unlinked per group. */
-  if (hg_store__exec(s->db, "PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY", "pragmas") != 0) {
-    hg_set_err(err, errlen, "cannot set synchronous=NORMAL on %s: %s", path, sqlite3_errmsg(s->db));
-    rc = HG_EIO;
+  s->available = 1;
+  s->engine = hg_db_engine_of(address);
+  if ((s->address = strdup(address != NULL ? address : "")) == NULL) goto fail;
+  if ((rc = hg_db_open(&s->db, address, HG_DB_CACHE, err, errlen)) != 0 ||
+      (rc = hg_store_migrate(s->db, err, errlen)) != 0)
     goto fail;
+  if (s->engine == HG_DB_SQLITE) {
+    /* The sync thread makes commits durable (see durable.c).
+     * temp_store=MEMORY keeps savepoint sub-journals in memory: a group's
+     * shared savepoint journals every page its jobs change (~100 KiB for a
+     * group of fifty events), and past 64 KiB SQLite spilled it to a
+     * temporary file, created and unlinked per group. */
+    if (hg_db_exec(s->db, "PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY", "pragmas") != 0) {
+      hg_set_err(err, errlen, "cannot set synchronous=NORMAL on %s: %s", address, hg_db_errmsg(s->db));
+      rc = HG_EIO;
+      goto fail;
+    }
+    rc = HG_ENOMEM;
+    const char *file = sqlite3_db_filename(hg_db_native(s->db), "main");
+    size_t flen = strlen(file ? file : address);
+    if ((s->wal_path = malloc(flen + 5)) == NULL) goto fail;
+    memcpy(s->wal_path, file ? file : address, flen);
+    memcpy(s->wal_path + flen, "-wal", 5);
   }
   rc = HG_ENOMEM;
-  const char *file = sqlite3_db_filename(s->db, "main");
-  size_t flen = strlen(file ? file : path);
-  if ((s->wal_path = malloc(flen + 5)) == NULL) goto fail;
-  memcpy(s->wal_path, file ? file : path, flen);
-  memcpy(s->wal_path + flen, "-wal", 5);
   if (uv_mutex_init(&s->mutex) != 0) goto fail;
   s->mutex_ok = 1;
   if (uv_cond_init(&s->cond) != 0) goto fail;
@@ -542,17 +547,20 @@ int hg_store_open(hg_store_t **out, uv_loop_t *loop, const char *path, char *err
   uv_check_start(&s->check, publish_check_cb);
   uv_unref((uv_handle_t *)&s->prepare);
   uv_unref((uv_handle_t *)&s->check);
-  if (uv_thread_create(&s->sync_thread, hg_store__sync_main, s) != 0) {
+  /* PostgreSQL's COMMIT is durable by itself: no sync thread, no
+   * checkpoints of ours. */
+  int sqlite = s->engine == HG_DB_SQLITE;
+  if (sqlite && uv_thread_create(&s->sync_thread, hg_store__sync_main, s) != 0) {
     hg_set_err(err, errlen, "cannot start the store's sync thread");
     goto fail_live;
   }
-  hg_store__ckpt_start(s);
+  if (sqlite) hg_store__ckpt_start(s);
   if (uv_thread_create(&s->thread, thread_main, s) != 0) {
     uv_mutex_lock(&s->mutex);
     s->store_exited = 1;
     uv_cond_signal(&s->sync_cond);
     uv_mutex_unlock(&s->mutex);
-    uv_thread_join(&s->sync_thread);
+    if (sqlite) uv_thread_join(&s->sync_thread);
     hg_store__ckpt_stop(s);
     hg_set_err(err, errlen, "cannot start the store thread");
     goto fail_live;
@@ -644,15 +652,9 @@ void hg_store_close(hg_store_t *s) {
   /* Blocks the loop while the last group commits and syncs: this is
    * shutdown. The store thread tells the sync thread when it has ended. */
   uv_thread_join(&s->thread);
-  uv_thread_join(&s->sync_thread);
+  if (s->engine == HG_DB_SQLITE) uv_thread_join(&s->sync_thread);
   hg_store__ckpt_stop(s);
-  int rc = sqlite3_close(s->db);
-  if (rc != SQLITE_OK) {
-    /* A work function left a statement unfinalized. Closing lazily keeps
-     * the file consistent; the statement's memory is lost. */
-    hg_store_fail(s->db, rc, "close");
-    sqlite3_close_v2(s->db);
-  }
+  hg_db_close(s->db);
   s->db = NULL;
   close_handles(s);
 }

@@ -1,4 +1,4 @@
-/* store_internal.h: what the SQLite store's files share.
+/* store_internal.h: what the store's files share.
  *
  *   store.c    the job model: the statement cache, the store thread (groups,
  *              savepoints, rerunnable jobs, a transaction lost inside a
@@ -9,8 +9,8 @@
  *   durable.c  the threads that make a committed group durable: the sync
  *              thread (fdatasync of the write-ahead log, the lazy sync of
  *              logged jobs) and the checkpoint thread
- *   migrate.c  opening a connection (file mode, WAL, pragmas) and applying
- *              schema.c's migrations
+ *   migrate.c  applying schema.c's (SQLite) and schema_pg.c's (PostgreSQL)
+ *              migrations; opening a connection is db.h's
  *
  * A job goes: submit (loop thread: local, then queue at the end of the loop
  * turn) -> the store thread (runs it in a group, commits, appends the group
@@ -49,7 +49,10 @@ struct hg_store {
   uv_mutex_t mutex;
   uv_cond_t cond;
   int mutex_ok, cond_ok;
-  sqlite3 *db; /* used only by the store thread once it runs */
+  hg_db_t *db; /* used only by the store thread once it runs */
+  hg_db_engine_t engine;
+  char *address; /* PostgreSQL: what the store thread reconnects to */
+  int available; /* hg_store_available; atomic (__atomic builtins) */
   /* Guarded by mutex. */
   struct job *queue, **queue_tail;
   struct job *done, **done_tail;
@@ -67,7 +70,7 @@ struct hg_store {
   uv_cond_t ckpt_cond;
   int ckpt_cond_ok;
   int ckpt_wanted, ckpt_quit;
-  sqlite3 *ckpt_db;
+  struct sqlite3 *ckpt_db;
   int ckpt_next; /* the store thread's: log frames at which to wake it next */
   hg_store_stats_t stats;
   /* The sync thread's. */
@@ -89,11 +92,6 @@ struct hg_store {
   int handles_open; /* async, prepare, check: freed when all are closed */
   int close_called;
 };
-
-/* store.c. Runs sql (no results) on db with sqlite3_exec; returns 0, or
- * logs the failure as op and returns hg_store_fail's code. Any thread, on
- * the connection that thread is using; takes no lock. */
-int hg_store__exec(sqlite3 *db, const char *sql, const char *op);
 
 /* durable.c. The sync thread's body (uv_thread_create with s): waits on
  * sync_cond under mutex for groups in synq, fdatasyncs the log outside the
