@@ -1,12 +1,12 @@
 #define _GNU_SOURCE /* nftw */
 #include "base/common.h"
 #include "hgtest.h"
-#include "hgtest_sql.h"
 #include "base/log.h"
 #include "store/schema.h"
 #include "store/store.h"
 
 #include <ftw.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -19,15 +19,60 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
   return remove(path);
 }
 
+/* The first column of the first row of sql as an int, or -1. */
+static int query_int(sqlite3 *db, const char *sql) {
+  sqlite3_stmt *st = NULL;
+  int v = -1;
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+    v = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  return v;
+}
+
+/* This file tests the SQLite store's own machinery (user_version, the
+ * write-ahead log), so it reads through sqlite3 itself: hg_store_open_sync's
+ * connection, kept here so that close_db closes it as a whole. */
+static hg_db_t *opened[8];
+
+static int open_sync(sqlite3 **out, const char *path, char *err, size_t errlen) {
+  hg_db_t *h = NULL;
+  int rc = hg_store_open_sync(&h, path, err, errlen);
+  *out = h != NULL ? hg_db_native(h) : NULL;
+  for (size_t i = 0; h != NULL && i < sizeof(opened) / sizeof(opened[0]); i++) {
+    if (opened[i] == NULL) {
+      opened[i] = h;
+      break;
+    }
+  }
+  return rc;
+}
+
+static void close_db(sqlite3 *db) {
+  for (size_t i = 0; i < sizeof(opened) / sizeof(opened[0]); i++) {
+    if (opened[i] != NULL && hg_db_native(opened[i]) == db) {
+      hg_db_close(opened[i]);
+      opened[i] = NULL;
+      return;
+    }
+  }
+  sqlite3_close(db);
+}
+
+/* Closes db and opens path again through the store, which migrates it. */
+static int reopen(sqlite3 **db, const char *path, char *err, size_t errlen) {
+  close_db(*db);
+  return open_sync(db, path, err, errlen);
+}
+
 static void db_path(char *out, size_t cap, const char *name) { snprintf(out, cap, "%s/%s/hg.db", dir, name); }
 
 /* A database with the schema and a scratch table t for the jobs below. */
 static void make_db(const char *path) {
   sqlite3 *db = NULL;
   char err[256];
-  CHECK_EQ_INT(hg_store_open_sync(&db, path, err, sizeof(err)), 0);
+  CHECK_EQ_INT(open_sync(&db, path, err, sizeof(err)), 0);
   CHECK_EQ_INT(sqlite3_exec(db, "CREATE TABLE t (id INTEGER PRIMARY KEY)", NULL, NULL, NULL), SQLITE_OK);
-  sqlite3_close(db);
+  close_db(db);
 }
 
 /* A store on loop (initialised here) over a fresh database made by make_db;
@@ -48,10 +93,10 @@ static void migrations(void) {
   char path[128], err[256];
   sqlite3 *db = NULL;
   db_path(path, sizeof(path), "a/b/mig"); /* parent directories are created */
-  CHECK_EQ_INT(hg_store_open_sync(&db, path, err, sizeof(err)), 0);
+  CHECK_EQ_INT(open_sync(&db, path, err, sizeof(err)), 0);
   if (db == NULL) return;
-  CHECK_EQ_INT(hg_store_schema_version(), 8);
-  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), hg_store_schema_version());
+  CHECK_EQ_INT(hg_store_schema_version(HG_DB_SQLITE), 8);
+  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), hg_store_schema_version(HG_DB_SQLITE));
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name IN ('webhooks','webhook_secrets','api_keys')"), 3);
   CHECK_EQ_INT(query_int(db, "PRAGMA foreign_keys"), 1);
   CHECK_EQ_INT(query_int(db, "PRAGMA synchronous"), 2); /* FULL */
@@ -60,14 +105,14 @@ static void migrations(void) {
   CHECK_EQ_INT(sqlite3_exec(db, "INSERT INTO webhooks (id, url, events, created_at, updated_at) "
                                 "VALUES ('wh_1', 'https://example.com', '[]', 1, 1)", NULL, NULL, NULL),
                SQLITE_OK);
-  sqlite3_close(db);
+  close_db(db);
   db = NULL;
-  CHECK_EQ_INT(hg_store_open_sync(&db, path, err, sizeof(err)), 0);
+  CHECK_EQ_INT(open_sync(&db, path, err, sizeof(err)), 0);
   if (db == NULL) return;
-  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), hg_store_schema_version());
+  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), hg_store_schema_version(HG_DB_SQLITE));
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM webhooks"), 1);
-  CHECK_EQ_INT(hg_store_migrate(db, err, sizeof(err)), 0);
-  sqlite3_close(db);
+  CHECK_EQ_INT(reopen(&db, path, err, sizeof(err)), 0);
+  close_db(db);
 }
 
 /* A database as version v of the schema left it: migrations 1 to v run
@@ -77,8 +122,8 @@ static sqlite3 *db_at_version(const char *name, int v, char *path) {
   char err[256];
   sqlite3 *db = NULL;
   db_path(path, 128, name);
-  CHECK_EQ_INT(hg_store_open_sync(&db, path, err, sizeof(err)), 0);
-  sqlite3_close(db);
+  CHECK_EQ_INT(open_sync(&db, path, err, sizeof(err)), 0);
+  close_db(db);
   remove(path);
   CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
   for (int i = 0; i < v; i++) CHECK_EQ_INT(sqlite3_exec(db, hg_schema_migrations[i], NULL, NULL, NULL), SQLITE_OK);
@@ -104,12 +149,12 @@ static void migration_5_counts(void) {
                             NULL, NULL, NULL),
                SQLITE_OK);
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'deliveries_by_event'"), 1);
-  CHECK_EQ_INT(hg_store_migrate(db, err, sizeof(err)), 0);
-  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), hg_store_schema_version());
+  CHECK_EQ_INT(reopen(&db, path, err, sizeof(err)), 0);
+  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), hg_store_schema_version(HG_DB_SQLITE));
   CHECK_EQ_INT(query_int(db, "SELECT deliveries FROM events WHERE id = 'evt_1'"), 2);
   CHECK_EQ_INT(query_int(db, "SELECT deliveries FROM events WHERE id = 'evt_2'"), 0);
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'deliveries_by_event'"), 0);
-  sqlite3_close(db);
+  close_db(db);
 }
 
 /* Migration 6 rebuilds the deliveries table without its table-wide UNIQUE
@@ -130,8 +175,8 @@ static void migration_6_rebuild(void) {
                             "  VALUES ('att_1', 7, 1, 1, 5, 500), ('att_2', 7, 2, 2, 5, 503);",
                             NULL, NULL, NULL),
                SQLITE_OK);
-  CHECK_EQ_INT(hg_store_migrate(db, err, sizeof(err)), 0);
-  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), hg_store_schema_version());
+  CHECK_EQ_INT(reopen(&db, path, err, sizeof(err)), 0);
+  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), hg_store_schema_version(HG_DB_SQLITE));
   CHECK_EQ_INT(query_int(db, "PRAGMA foreign_keys"), 1);
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM attempts WHERE delivery_seq = 7"), 2);
   CHECK_EQ_INT(query_int(db, "SELECT seq FROM deliveries WHERE id = 'del_1' AND webhook_id = 'wh_1'"), 7);
@@ -150,7 +195,7 @@ static void migration_6_rebuild(void) {
   CHECK_EQ_INT(sqlite3_exec(db, "DELETE FROM webhooks WHERE id = 'wh_1'", NULL, NULL, NULL), SQLITE_OK);
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM attempts"), 0);
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM deliveries"), 2);
-  sqlite3_close(db);
+  close_db(db);
 }
 
 /* Migration 7 (signature schemes): webhooks written before it are v1
@@ -165,12 +210,12 @@ static void migration_7_schemes(void) {
                    "INSERT INTO webhook_secrets (webhook_id, secret, created_at) VALUES ('wh_1', 'whsec_x', 1);",
                    NULL, NULL, NULL),
       SQLITE_OK);
-  CHECK_EQ_INT(hg_store_migrate(db, err, sizeof(err)), 0);
-  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), hg_store_schema_version());
+  CHECK_EQ_INT(reopen(&db, path, err, sizeof(err)), 0);
+  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), hg_store_schema_version(HG_DB_SQLITE));
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM webhooks WHERE id = 'wh_1' AND signature_scheme = 'v1'"), 1);
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM webhook_secrets WHERE secret = 'whsec_x' AND public_key IS NULL"),
                1);
-  sqlite3_close(db);
+  close_db(db);
 }
 
 /* Migration 8 (request headers): attempts recorded before it have none
@@ -188,12 +233,12 @@ static void migration_8_request_headers(void) {
                             "  VALUES ('att_1', 7, 1, 1, 5, 500);",
                             NULL, NULL, NULL),
                SQLITE_OK);
-  CHECK_EQ_INT(hg_store_migrate(db, err, sizeof(err)), 0);
+  CHECK_EQ_INT(reopen(&db, path, err, sizeof(err)), 0);
   CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), 8);
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM attempts WHERE id = 'att_1' AND status_code = 500 "
                              "AND request_headers IS NULL"),
                1);
-  sqlite3_close(db);
+  close_db(db);
 }
 
 /* Rows left dangling before a migration (written with foreign keys off)
@@ -209,27 +254,27 @@ static void migration_keeps_old_dangling_rows(void) {
                             NULL, NULL, NULL),
                SQLITE_OK);
   CHECK_EQ_INT(query_int(db, "PRAGMA foreign_keys"), 0);
-  CHECK_EQ_INT(hg_store_migrate(db, err, sizeof(err)), 0);
-  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), hg_store_schema_version());
+  CHECK_EQ_INT(reopen(&db, path, err, sizeof(err)), 0);
+  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), hg_store_schema_version(HG_DB_SQLITE));
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM deliveries WHERE webhook_id = 'wh_gone'"), 1);
   /* Foreign keys were off before: they stay off. */
   CHECK_EQ_INT(query_int(db, "PRAGMA foreign_keys"), 0);
-  sqlite3_close(db);
+  close_db(db);
 }
 
 static void newer_schema(void) {
   char path[128], err[256] = "";
   sqlite3 *db = NULL;
   db_path(path, sizeof(path), "new");
-  CHECK_EQ_INT(hg_store_open_sync(&db, path, err, sizeof(err)), 0);
+  CHECK_EQ_INT(open_sync(&db, path, err, sizeof(err)), 0);
   CHECK_EQ_INT(sqlite3_exec(db, "PRAGMA user_version = 999", NULL, NULL, NULL), SQLITE_OK);
-  sqlite3_close(db);
+  close_db(db);
   db = NULL;
 
   char want[160];
   snprintf(want, sizeof(want), "database schema version 999 is newer than this binary (supports %d): upgrade hookgate",
-           hg_store_schema_version());
-  CHECK_EQ_INT(hg_store_open_sync(&db, path, err, sizeof(err)), HG_ECORRUPT);
+           hg_store_schema_version(HG_DB_SQLITE));
+  CHECK_EQ_INT(open_sync(&db, path, err, sizeof(err)), HG_ECORRUPT);
   CHECK(db == NULL);
   CHECK_EQ_STR(err, want);
 
@@ -252,7 +297,7 @@ static void bad_path(void) {
   FILE *f = fopen(path, "w");
   fclose(f);
   snprintf(path, sizeof(path), "%s/file/hg.db", dir);
-  CHECK(hg_store_open_sync(&db, path, err, sizeof(err)) < 0);
+  CHECK(open_sync(&db, path, err, sizeof(err)) < 0);
   CHECK(db == NULL);
   CHECK(strlen(err) > 0);
 }
@@ -276,7 +321,8 @@ struct insert {
   int runs; /* times work ran */
 };
 
-static int insert_work(sqlite3 *db, void *ud) {
+static int insert_work(hg_db_t *hdb, void *ud) {
+  sqlite3 *db = hg_db_native(hdb);
   struct insert *in = ud;
   char sql[64];
   in->runs++;
@@ -349,7 +395,7 @@ static void group_commit(void) {
   fprintf(stderr, "  200 jobs in %llu commits, largest group %llu\n", (unsigned long long)c.stats.commits,
           (unsigned long long)c.stats.max_batch);
   CHECK_EQ_INT(query_int(c.reader, "SELECT count(*) FROM t"), 200);
-  sqlite3_close(c.reader);
+  close_db(c.reader);
   CHECK_EQ_INT(uv_loop_close(&loop), 0);
 }
 
@@ -369,8 +415,8 @@ static void gate_destroy(struct gate *g) {
   uv_sem_destroy(&g->go);
 }
 
-static int gate_work(sqlite3 *db, void *ud) {
-  (void)db;
+static int gate_work(hg_db_t *hdb, void *ud) {
+  (void)hdb;
   struct gate *g = ud;
   uv_sem_post(&g->started);
   uv_sem_wait(&g->go);
@@ -391,7 +437,8 @@ static void gate_open(hg_store_t *s, struct gate *g) {
   uv_sem_post(&g->go);
 }
 
-static int rollback_work(sqlite3 *db, void *ud) {
+static int rollback_work(hg_db_t *hdb, void *ud) {
+  sqlite3 *db = hg_db_native(hdb);
   (void)ud;
   /* Misbehaving work: ends the whole transaction. */
   sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
@@ -427,7 +474,7 @@ static void other_thread(void) {
   int rows = 0;
   for (int spin = 0; spin < 5000 && (rows = query_int(reader, "SELECT count(*) FROM t")) < 10; spin++) uv_sleep(1);
   CHECK_EQ_INT(rows, 10);
-  sqlite3_close(reader);
+  close_db(reader);
   uv_run(&loop, UV_RUN_DEFAULT);
   CHECK_EQ_INT(c.done, 10);
   CHECK_EQ_INT(c.ok, 10);
@@ -480,7 +527,7 @@ static void failing_job(void) {
   CHECK(row_exists(db, 3));
   CHECK(!row_exists(db, 4));
   CHECK(row_exists(db, 5));
-  sqlite3_close(db);
+  close_db(db);
   gate_destroy(&g);
 }
 
@@ -546,7 +593,7 @@ static void rerunnable_jobs(void) {
   int present[11] = {0, 1, 0, 1, 1, 1, 1, 0, 1, 0, 1};
   for (int id = 1; id <= 10; id++) CHECK_EQ_INT(row_exists(db, id), present[id]);
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM t"), 7);
-  sqlite3_close(db);
+  close_db(db);
   gate_destroy(&g);
 }
 
@@ -574,7 +621,7 @@ static void close_with_queue(void) {
   sqlite3 *db = NULL;
   CHECK_EQ_INT(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM t"), 50);
-  sqlite3_close(db);
+  close_db(db);
 }
 
 struct reader {
@@ -583,7 +630,8 @@ struct reader {
   hg_store_stats_t stats;
 };
 
-static int read_work(sqlite3 *db, void *ud) {
+static int read_work(hg_db_t *hdb, void *ud) {
+  sqlite3 *db = hg_db_native(hdb);
   struct reader *r = ud;
   r->n = query_int(db, "SELECT count(*) FROM t");
   return 0;
@@ -620,7 +668,8 @@ struct ordered {
   uint64_t syncs_at_read;
 };
 
-static int ordered_write(sqlite3 *db, void *ud) {
+static int ordered_write(hg_db_t *hdb, void *ud) {
+  sqlite3 *db = hg_db_native(hdb);
   (void)ud;
   return sqlite3_exec(db, "INSERT INTO t (id) VALUES (42)", NULL, NULL, NULL) == SQLITE_OK ? 0 : HG_EIO;
 }
@@ -631,7 +680,8 @@ static void ordered_write_done(int status, void *ud) {
   o->write_done = 1;
 }
 
-static int ordered_read(sqlite3 *db, void *ud) {
+static int ordered_read(hg_db_t *hdb, void *ud) {
+  sqlite3 *db = hg_db_native(hdb);
   struct ordered *o = ud;
   o->seen = query_int(db, "SELECT count(*) FROM t WHERE id = 42");
   return 0;
@@ -754,14 +804,15 @@ static void logged_jobs_share_syncs(void) {
   fprintf(stderr, "  %d jobs in %llu commits, %llu fsyncs (%llu waited); the eager job took %llu ms\n", l.eager_id,
           (unsigned long long)l.c.stats.commits, (unsigned long long)l.c.stats.syncs,
           (unsigned long long)l.c.stats.syncs_waited, (unsigned long long)l.eager_ms);
-  sqlite3_close(l.c.reader);
+  close_db(l.c.reader);
   CHECK_EQ_INT(uv_loop_close(&loop), 0);
 }
 
 /* The log is copied into the database by the checkpoint thread, not by a
  * COMMIT on the store thread, and starts again from its beginning once it
  * has been copied whole. */
-static int blob_work(sqlite3 *db, void *ud) {
+static int blob_work(hg_db_t *hdb, void *ud) {
+  sqlite3 *db = hg_db_native(hdb);
   (void)ud;
   return sqlite3_exec(db, "CREATE TABLE IF NOT EXISTS big (b BLOB); INSERT INTO big VALUES (randomblob(3000))", NULL,
                       NULL, NULL) == SQLITE_OK
@@ -811,7 +862,7 @@ static void checkpoints(void) {
   sqlite3 *reader = NULL;
   CHECK_EQ_INT(sqlite3_open_v2(path, &reader, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
   CHECK_EQ_INT(query_int(reader, "SELECT count(*) FROM big"), 3003);
-  sqlite3_close(reader);
+  close_db(reader);
   hg_store_close(store);
   uv_run(&loop, UV_RUN_DEFAULT);
   CHECK_EQ_INT(uv_loop_close(&loop), 0);
@@ -853,14 +904,38 @@ static void checkpoints_paced(void) {
 
 static void close_null(void) { hg_store_close(NULL); }
 
-/* SQLite's codes as the API sees them: a full disk is its own error (the API
- * answers it 503 storage_full), whatever the extended code. */
+/* SQLite's failures as db.h reports them: a UNIQUE violation HG_EEXIST, a
+ * foreign key HG_ENOTFOUND, and a full database (max_page_count reached)
+ * HG_ENOSPC, which the API answers 503 storage_full. */
 static void error_codes(void) {
-  CHECK_EQ_INT(hg_store_errcode(SQLITE_FULL), HG_ENOSPC);
-  CHECK_EQ_INT(hg_store_errcode(SQLITE_IOERR_WRITE), HG_EIO);
-  CHECK_EQ_INT(hg_store_errcode(SQLITE_CONSTRAINT_UNIQUE), HG_EEXIST);
-  CHECK_EQ_INT(hg_store_errcode(SQLITE_DONE), 0);
+  char path[128], err[256];
+  db_path(path, sizeof(path), "codes");
+  hg_db_t *db = NULL;
+  CHECK_EQ_INT(hg_store_open_sync(&db, path, err, sizeof(err)), 0);
+  if (db == NULL) return;
+  CHECK_EQ_INT(hg_db_exec(db, "CREATE TABLE u (k TEXT UNIQUE, v BLOB); CREATE TABLE c (w TEXT REFERENCES webhooks(id))",
+                          "test"),
+               0);
+  static const char ins[] = "INSERT INTO u (k, v) VALUES (?, ?)";
+  hg_stmt_t *st = NULL;
+  for (int i = 0; i < 2; i++) {
+    CHECK_EQ_INT(hg_db_prepare(db, ins, &st), 0);
+    hg_db_bind_text(st, 1, "same", -1);
+    hg_db_bind_blob(st, 2, "x", 1);
+    CHECK_EQ_INT(hg_db_step(st), i == 0 ? HG_DB_DONE : HG_EEXIST);
+    hg_db_release(st);
+  }
+  CHECK_EQ_INT(hg_db_exec(db, "INSERT INTO c (w) VALUES ('wh_none')", "test"), HG_ENOTFOUND);
+  CHECK_EQ_INT(hg_db_exec(db, "PRAGMA max_page_count = 64", "test"), 0);
+  static char big[512 * 1024];
+  CHECK_EQ_INT(hg_db_prepare(db, ins, &st), 0);
+  hg_db_bind_text(st, 1, "big", -1);
+  hg_db_bind_blob(st, 2, big, sizeof(big));
+  CHECK_EQ_INT(hg_db_step(st), HG_ENOSPC);
+  hg_db_release(st);
+  hg_db_close(db);
   CHECK(strcmp(hg_strerror(HG_ENOSPC), "unknown error") != 0);
+  CHECK(strcmp(hg_strerror(HG_EUNAVAIL), "unknown error") != 0);
 }
 
 int main(void) {
