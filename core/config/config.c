@@ -104,10 +104,17 @@ static const field_t sandbox_fields[] = {
     {NULL, 0, 0, NULL, 0, 0, NULL},
 };
 
+static const field_t cluster_fields[] = {
+    {"node_id", K_STR, OFF(node_id), NULL, 0, 0, "this node's name among those sharing a PostgreSQL store"},
+    {"lease", K_SECONDS, OFF(lease_ms), NULL, 1, 86400, "seconds"},
+    {"poll", K_SECONDS, OFF(poll_ms), NULL, 0.05, 60, "seconds"},
+    {NULL, 0, 0, NULL, 0, 0, NULL},
+};
+
 static const field_t top_fields[] = {
     {"listen", K_STRLIST, OFF(listen), NULL, 0, 0, "address or list of addresses"},
     {"tls", K_SECTION, 0, tls_fields, 0, 0, NULL},
-    {"store", K_STR, OFF(store), NULL, 0, 0, "SQLite database file"},
+    {"store", K_STR, OFF(store), NULL, 0, 0, "SQLite database file, or a postgresql:// URI"},
     {"intake_log", K_BOOL, OFF(intake_log), NULL, 0, 0, "answer single events once in the intake log"},
     {"admin_key", K_STR, OFF(admin_key), NULL, 0, 0, "bootstrap admin API key"},
     {"console", K_BOOL, OFF(console), NULL, 0, 0, "serve the delivery console at /console"},
@@ -118,6 +125,7 @@ static const field_t top_fields[] = {
     {"lua", K_SECTION, 0, lua_fields, 0, 0, NULL},
     {"sandbox", K_SECTION, 0, sandbox_fields, 0, 0, NULL},
     {"plugins", K_PLUGINS, OFF(plugins_json), NULL, 0, 0, "table of plugin name = { config }"},
+    {"cluster", K_SECTION, 0, cluster_fields, 0, 0, NULL},
     {NULL, 0, 0, NULL, 0, 0, NULL},
 };
 
@@ -541,6 +549,14 @@ static int cross_check(hg_config_t *cfg, char *err, size_t errlen) {
     snprintf(err, errlen, "%s: must be at least 16 characters", at);
     return HG_ECONFIG;
   }
+  /* A lease must outlast the attempt it covers, or another node would send
+   * the same delivery while the first is still waiting for its answer. */
+  if (cfg->lease_ms < cfg->request_timeout_ms + 5000) {
+    where(cfg, "cluster.lease", NULL, at, sizeof(at));
+    snprintf(err, errlen, "%s: must be at least delivery.timeout + 5 s (%.3g s): an attempt must end before its lease",
+             at, (double)(cfg->request_timeout_ms + 5000) / 1000.0);
+    return HG_ECONFIG;
+  }
   return 0;
 }
 
@@ -685,6 +701,8 @@ int hg_config_load(hg_config_t *cfg, const char *path, char *err, size_t errlen)
   cfg->max_per_origin = HG_CLIENT_MAX_PER_ORIGIN;
   cfg->connect_timeout_ms = 5000;
   cfg->request_timeout_ms = 15000;
+  cfg->lease_ms = 60000;
+  cfg->poll_ms = 1000;
   cfg->max_response_body = 65536;
   cfg->max_event_data = 256 * 1024;
   cfg->lua_cpu_slice_ms = 50;
@@ -736,6 +754,7 @@ void hg_config_close(hg_config_t *cfg) {
   free(cfg->tls_cert);
   free(cfg->tls_key);
   free(cfg->store);
+  free(cfg->node_id);
   if (cfg->admin_key) {
     /* A secret: do not leave it in freed memory. */
     memset(cfg->admin_key, 0, strlen(cfg->admin_key));

@@ -29,8 +29,12 @@ typedef struct hg_config {
   char *tls_cert;
   char *tls_key;
 
-  char *store;     /* SQLite file path */
-  int intake_log;  /* answer single events once in <store>-intake/ (intake.h) */
+  char *store;     /* SQLite file path, or a postgresql:// URI (db.h) */
+  int intake_log;  /* answer single events once in <store>-intake/ (intake.h); SQLite only */
+  /* Nodes sharing a PostgreSQL store (docs/scaling.md). */
+  char *node_id;     /* NULL: made up at start (host name and process id) */
+  uint64_t lease_ms; /* how long a node holds a delivery it sends */
+  uint64_t poll_ms;  /* between looks for other nodes' changes and orphaned work */
   char *admin_key; /* bootstrap key with every scope; a secret: never logged */
 
   hg_log_level_t log_level;
