@@ -70,9 +70,16 @@ const char *const hg_schema_pg_migrations[] = {
     "  status_code BIGINT,"
     "  next_attempt_at BIGINT,"
     "  created_at BIGINT NOT NULL,"
-    "  updated_at BIGINT NOT NULL"
+    "  updated_at BIGINT NOT NULL,"
+    /* The node sending it, until when (Unix ms by the database's clock):
+     * another node takes a pending delivery over only once that passed. */
+    "  lease_owner TEXT,"
+    "  lease_until BIGINT"
     ");"
     "CREATE UNIQUE INDEX deliveries_by_webhook ON deliveries(webhook_id, id);"
+    /* What each node's poll for orphaned work reads (SQLite has no
+     * such reader, and dropped the index in its migration 4). */
+    "CREATE INDEX deliveries_due ON deliveries(next_attempt_at) WHERE status = 'pending';"
     "CREATE TABLE attempts ("
     "  id TEXT COLLATE \"C\" PRIMARY KEY,"
     "  delivery_seq BIGINT NOT NULL REFERENCES deliveries(seq) ON DELETE CASCADE,"
@@ -84,7 +91,30 @@ const char *const hg_schema_pg_migrations[] = {
     "  error TEXT,"
     "  request_headers TEXT"
     ");"
-    "CREATE INDEX attempts_by_delivery ON attempts(delivery_seq, attempt);",
+    "CREATE INDEX attempts_by_delivery ON attempts(delivery_seq, attempt);"
+    /* A counter every change to webhooks, their secrets or API keys bumps
+     * (statement triggers, in the changing transaction): each node polls
+     * it and reloads what it keeps in memory when it moved. */
+    "CREATE TABLE hookgate_changes (id BIGINT PRIMARY KEY CHECK (id = 1), n BIGINT NOT NULL);"
+    "INSERT INTO hookgate_changes (id, n) VALUES (1, 0);"
+    "CREATE FUNCTION hookgate_bump() RETURNS trigger LANGUAGE plpgsql AS "
+    "  'BEGIN UPDATE hookgate_changes SET n = n + 1 WHERE id = 1; RETURN NULL; END';"
+    "CREATE TRIGGER webhooks_changed AFTER INSERT OR UPDATE OR DELETE ON webhooks "
+    "  FOR EACH STATEMENT EXECUTE FUNCTION hookgate_bump();"
+    "CREATE TRIGGER webhook_secrets_changed AFTER INSERT OR UPDATE OR DELETE ON webhook_secrets "
+    "  FOR EACH STATEMENT EXECUTE FUNCTION hookgate_bump();"
+    "CREATE TRIGGER api_keys_changed AFTER INSERT OR UPDATE OR DELETE ON api_keys "
+    "  FOR EACH STATEMENT EXECUTE FUNCTION hookgate_bump();"
+    /* The nodes that share the database: each writes its row at start and
+     * refreshes seen_at as it polls; settings is what must agree between
+     * nodes (the start-up check compares it). */
+    "CREATE TABLE hookgate_nodes ("
+    "  node_id TEXT COLLATE \"C\" PRIMARY KEY,"
+    "  version TEXT NOT NULL,"
+    "  settings TEXT NOT NULL,"
+    "  started_at BIGINT NOT NULL,"
+    "  seen_at BIGINT NOT NULL"
+    ");",
 };
 
 const int hg_schema_pg_version = (int)(sizeof(hg_schema_pg_migrations) / sizeof(hg_schema_pg_migrations[0]));
