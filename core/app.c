@@ -523,7 +523,7 @@ typedef struct subs_load {
   int done;
 } subs_load_t;
 
-static int subs_load_work(sqlite3 *db, void *ud) {
+static int subs_load_work(hg_db_t *db, void *ud) {
   subs_load_t *l = ud;
   return hg_subs_load(l->subs, db);
 }

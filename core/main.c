@@ -244,7 +244,7 @@ static int cmd_check(const args_t *a) {
   return bad;
 }
 
-static int open_db(const args_t *a, sqlite3 **db) {
+static int open_db(const args_t *a, hg_db_t **db) {
   hg_config_t cfg;
   char err[512];
   if (load_config(a, &cfg) != 0) return -1;
@@ -271,7 +271,7 @@ static int cmd_keys(int argc, char **argv, const args_t *a) {
     return 2;
   }
   const char *sub = argv[a->optind];
-  sqlite3 *db = NULL;
+  hg_db_t *db = NULL;
   int code = 1;
   if (strcmp(sub, "create") == 0) {
     unsigned scopes;
@@ -322,7 +322,7 @@ static int cmd_keys(int argc, char **argv, const args_t *a) {
     return 2;
   }
 out:
-  sqlite3_close(db);
+  hg_db_close(db);
   return code;
 }
 

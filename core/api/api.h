@@ -87,9 +87,14 @@ void hg_api_reject_unknown(json_t *obj, const char *const *allowed, json_t *deta
 /* Seconds a client is told to wait (Retry-After) when storage is full. */
 #define HG_API_STORAGE_FULL_RETRY_AFTER "5"
 
+/* Seconds a client is told to wait (Retry-After) while the store's server
+ * is unreachable: the store reconnects by itself. */
+#define HG_API_STORE_UNAVAILABLE_RETRY_AFTER "1"
+
 /* Answers 500 with the request id, logging what failed; or, for
  * HG_ENOSPC (the store's or the intake log's disk is full), 503
- * storage_full with Retry-After. */
+ * storage_full with Retry-After; or, for HG_EUNAVAIL (the store's server
+ * is unreachable, PostgreSQL), 503 store_unavailable with Retry-After. */
 void hg_api_internal_error(hg_http_req_t *req, const char *what, int err);
 
 /* Opaque page tokens: base64url of the last id seen. */

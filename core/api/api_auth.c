@@ -53,7 +53,7 @@ static void finish(hg_api_t *api, hg_http_req_t *req, unsigned scope, const hg_p
   fn(api, req, who);
 }
 
-static int lookup_work(sqlite3 *db, void *ud) {
+static int lookup_work(hg_db_t *db, void *ud) {
   lookup_t *l = ud;
   return hg_keys_lookup(db, l->key, &l->info);
 }

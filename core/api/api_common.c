@@ -147,6 +147,18 @@ void hg_api_internal_error(hg_http_req_t *req, const char *what, int err) {
                           "the gateway's storage is full; nothing was stored: try again later", NULL);
     return;
   }
+  if (err == HG_EUNAVAIL) {
+    /* The store's server cannot be reached (or the connection was lost):
+     * the job's transaction is gone, so nothing of the request was kept,
+     * and the store reconnects by itself. Warn level: it clears on its
+     * own, and the store logs the cause (its address without password);
+     * what the request carried is never logged. */
+    hg_log(HG_LOG_WARN, "store unavailable", "what", what, "request_id", req->request_id, NULL);
+    hg_http_req_add_header(req, "Retry-After", HG_API_STORE_UNAVAILABLE_RETRY_AFTER);
+    hg_http_respond_error(req, 503, "store_unavailable",
+                          "the store is unavailable; nothing was changed: try again later", NULL);
+    return;
+  }
   hg_log(HG_LOG_ERROR, "internal error", "what", what, "error", hg_strerror(err), "request_id", req->request_id,
          NULL);
   char msg[96];

@@ -102,7 +102,7 @@ static void test_result(const hg_dispatch_result_t *res, void *ud) {
   djob_free(j);
 }
 
-static int test_work(sqlite3 *db, void *ud) {
+static int test_work(hg_db_t *db, void *ud) {
   djob_t *j = ud;
   return hg_deliveries_create_test(db, j->wh, j->org, j->type, j->payload, j->payload_len, hg_wall_ms(), j->event_id,
                                    &j->seq, j->del);
@@ -176,7 +176,7 @@ static void test_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principa
 
 /* --- GET /v1/webhooks/{id}/deliveries ------------------------------------------- */
 
-static int list_work(sqlite3 *db, void *ud) {
+static int list_work(hg_db_t *db, void *ud) {
   djob_t *j = ud;
   return hg_deliveries_list_json(db, j->wh, j->org, j->after, j->page_size, j->status, j->event, j->out, j->last,
                                  &j->more);
@@ -235,7 +235,7 @@ static void list_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principa
 
 /* --- GET /v1/webhooks/{id}/deliveries/{deliveryId} ------------------------------ */
 
-static int get_work(sqlite3 *db, void *ud) {
+static int get_work(hg_db_t *db, void *ud) {
   djob_t *j = ud;
   return hg_deliveries_get_json(db, j->wh, j->org, j->del, &j->out);
 }
@@ -258,7 +258,7 @@ static void get_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principal
 
 /* --- POST /v1/webhooks/{id}/deliveries/{deliveryId}/replay ---------------------- */
 
-static int replay_work(sqlite3 *db, void *ud) {
+static int replay_work(hg_db_t *db, void *ud) {
   djob_t *j = ud;
   return hg_deliveries_replay(db, j->wh, j->org, j->del, hg_wall_ms(), &j->seq);
 }
@@ -279,7 +279,7 @@ static void replay_done(int status, void *ud) {
   djob_free(j);
 }
 
-static int seq_work(sqlite3 *db, void *ud) {
+static int seq_work(hg_db_t *db, void *ud) {
   djob_t *j = ud;
   return hg_deliveries_seq(db, j->wh, j->org, j->del, &j->seq);
 }
@@ -317,7 +317,7 @@ typedef struct state_job {
   hg_http_req_t *req;
 } state_job_t;
 
-static int barrier_work(sqlite3 *db, void *ud) {
+static int barrier_work(hg_db_t *db, void *ud) {
   (void)db;
   (void)ud;
   return 0;

@@ -38,7 +38,7 @@ typedef struct job {
   json_t *set_plugins;   /* PATCH: new plugins (array), or NULL: unchanged */
   json_t *set_transform; /* PATCH: new transform (string or null), or NULL: unchanged */
   /* list */
-  sqlite3 *db; /* during list_work: rows read their public keys */
+  hg_db_t *db; /* during list_work: rows read their public keys */
   int org_mode, page_size, count;
   char after[HG_ID_MAX], last[HG_ID_MAX];
   json_t *items;
@@ -244,7 +244,7 @@ static int check_active(json_t *v, json_t *details, int *out) {
 
 /* --- POST /v1/webhooks ---------------------------------------------------- */
 
-static int create_work(sqlite3 *db, void *ud) {
+static int create_work(hg_db_t *db, void *ud) {
   job_t *j = ud;
   int r = hg_webhooks_insert(db, &j->w, j->secret);
   return r != 0 ? r : hg_webhooks_public_keys(db, &j->w, j->w.created_at);
@@ -332,7 +332,7 @@ out:
 
 /* --- GET /v1/webhooks/{id} ------------------------------------------------- */
 
-static int get_work(sqlite3 *db, void *ud) {
+static int get_work(hg_db_t *db, void *ud) {
   job_t *j = ud;
   int r = hg_webhooks_get(db, j->id, j->org, &j->w);
   return r != 0 ? r : hg_webhooks_public_keys(db, &j->w, hg_wall_ms());
@@ -376,7 +376,7 @@ static int list_row(const hg_webhook_t *w, void *ud) {
   return 0;
 }
 
-static int list_work(sqlite3 *db, void *ud) {
+static int list_work(hg_db_t *db, void *ud) {
   job_t *j = ud;
   j->db = db;
   j->now = hg_wall_ms();
@@ -451,7 +451,7 @@ static void list_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principa
 
 /* --- PATCH /v1/webhooks/{id} ----------------------------------------------- */
 
-static int patch_work(sqlite3 *db, void *ud) {
+static int patch_work(hg_db_t *db, void *ud) {
   job_t *j = ud;
   /* Read, change, write in one job: the store thread serializes jobs, so no
    * other change can slip in between. The new values wait in j->w's strings
@@ -542,7 +542,7 @@ out:
 
 /* --- DELETE /v1/webhooks/{id} ---------------------------------------------- */
 
-static int delete_work(sqlite3 *db, void *ud) {
+static int delete_work(hg_db_t *db, void *ud) {
   job_t *j = ud;
   return hg_webhooks_delete(db, j->id, j->org);
 }
@@ -566,7 +566,7 @@ static void delete_authorized(hg_api_t *api, hg_http_req_t *req, const hg_princi
 
 /* --- POST /v1/webhooks/{id}/rotate-secret ---------------------------------- */
 
-static int rotate_work(sqlite3 *db, void *ud) {
+static int rotate_work(hg_db_t *db, void *ud) {
   job_t *j = ud;
   /* The new key is of the webhook's scheme, known only here. */
   int r = hg_webhooks_get(db, j->id, j->org, &j->w);

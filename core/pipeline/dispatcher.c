@@ -12,6 +12,9 @@
 #include <stdlib.h>
 
 #define LOAD_BATCH 128
+/* While the store's server is unreachable, the queue looks again this
+ * often (hg_store_available is a flag: looking costs nothing). */
+#define STORE_WAIT_MS 500
 
 /* Due items loaded in one store job (the queue's alone). */
 typedef struct batch {
@@ -121,23 +124,63 @@ void hg_dispatch__abandon_for(item_t *it, uint64_t ms) {
 
 /* --- loading due deliveries ---------------------------------------------------- */
 
-static int load_work(sqlite3 *db, void *ud) {
+static int load_work(hg_db_t *db, void *ud) {
   batch_t *b = ud;
   const hg_send_t *prev = NULL; /* the last one loaded, in this transaction at this time */
   for (size_t i = 0; i < b->n; i++) {
     item_t *it = b->items[i];
     it->load_status = hg_deliveries_load(db, it->seq, b->now, &it->send, prev);
+    /* The connection is lost and the transaction with it: nothing more
+     * can be read, and the whole batch goes back on the heap. */
+    if (it->load_status == HG_EUNAVAIL) return HG_EUNAVAIL;
     prev = it->load_status == 0 ? &it->send : NULL;
   }
   return 0;
 }
 
+/* The store is unavailable (hg_store_available) and it was about to be
+ * sent: no attempt starts whose outcome could not be recorded. It goes
+ * back on the heap, due in STORE_WAIT_MS (its row is still pending); a
+ * test send is answered "not sent" instead (its row stays pending, as on
+ * any other failure to send it). */
+static void wait_for_store(item_t *it) {
+  if (it->test_cb) {
+    hg_dispatch_result_t res = {it->send.id, 0, NULL, 0, 0, 0, "not sent: the store is unavailable"};
+    it->test_cb(&res, it->test_ud);
+    it->test_cb = NULL;
+    hg_dispatch__item_free(it);
+    return;
+  }
+  hg_dispatch__abandon_for(it, STORE_WAIT_MS);
+}
+
+/* Whether attempts may start: the store can record their outcomes. Logs
+ * once when that changes. */
+static int store_ready(hg_dispatcher_t *d) {
+  int up = hg_store_available(d->store);
+  if (!up && !d->store_waiting) {
+    d->store_waiting = 1;
+    hg_log(HG_LOG_WARN, "the store is unavailable: no delivery attempt starts until it is back", NULL);
+  } else if (up && d->store_waiting) {
+    d->store_waiting = 0;
+    hg_log(HG_LOG_INFO, "the store is available again: deliveries resume", NULL);
+  }
+  return up;
+}
+
 static void load_done(int status, void *ud) {
   batch_t *b = ud;
   hg_dispatcher_t *d = b->d;
+  /* Lost while loading, or since: the batch waits for the store (logged
+   * once by store_ready, here or in the pump below, not once per item). */
+  int wait = !d->stopping && (status == HG_EUNAVAIL || !store_ready(d));
   for (size_t i = 0; i < b->n; i++) {
     item_t *it = b->items[i];
     hg_send_t *s = &it->send;
+    if (wait) {
+      wait_for_store(it);
+      continue;
+    }
     if (status != 0 || it->load_status != 0 || d->stopping) {
       int gone = status == 0 && it->load_status == HG_ENOTFOUND;
       if (!gone && !d->stopping)
@@ -189,10 +232,24 @@ static int submit_batch(hg_dispatcher_t *d, batch_t *b) {
   return r;
 }
 
-static void timer_cb(uv_timer_t *t) { hg_dispatch__pump(t->data); }
+static void start_again(hg_dispatcher_t *d);
+
+static void timer_cb(uv_timer_t *t) {
+  hg_dispatcher_t *d = t->data;
+  if (!d->started) start_again(d); /* the start's job met an unavailable store */
+  else hg_dispatch__pump(d);
+}
 
 void hg_dispatch__pump(hg_dispatcher_t *d) {
   if (d->paused || d->stopping || !d->started) return;
+  if (!store_ready(d)) {
+    /* Its server is unreachable (PostgreSQL): an attempt whose outcome
+     * cannot be recorded would be sent again, so none starts; due entries
+     * stay on the heap and the queue looks again shortly. */
+    if (d->n_heap > 0) uv_timer_start(&d->timer, timer_cb, STORE_WAIT_MS, 0);
+    else uv_timer_stop(&d->timer);
+    return;
+  }
   int64_t now = hg_wall_ms();
   batch_t *b = NULL;
   while (d->n_heap > 0 && d->heap[0].due <= now && d->active < d->max_active) {
@@ -263,11 +320,21 @@ static int start_row(int64_t seq, int64_t due, void *ud) {
   return 0;
 }
 
-static int start_work(sqlite3 *db, void *ud) { return hg_deliveries_pending(db, start_row, ud); }
+static int start_work(hg_db_t *db, void *ud) { return hg_deliveries_pending(db, start_row, ud); }
 
 static void start_done(int status, void *ud) {
   start_job_t *j = ud;
   hg_dispatcher_t *d = j->d;
+  if (status == HG_EUNAVAIL && !d->stopping) {
+    /* The store's server is unreachable: the pending deliveries are read
+     * again in a second, until it is back. Until then nothing is sent
+     * (not started); new deliveries wait on the heap. */
+    hg_log(HG_LOG_WARN, "could not load pending deliveries: the store is unavailable; trying again in 1 s", NULL);
+    free(j->entries);
+    free(j);
+    uv_timer_start(&d->timer, timer_cb, 1000, 0);
+    return;
+  }
   if (status != 0) {
     hg_log(HG_LOG_ERROR, "could not load pending deliveries", "error", hg_strerror(status), NULL);
   } else {
@@ -289,6 +356,13 @@ int hg_dispatcher_start(hg_dispatcher_t *d) {
   int r = hg_store_submit(d->store, start_work, start_done, j);
   if (r != 0) free(j);
   return r;
+}
+
+static void start_again(hg_dispatcher_t *d) {
+  if (d->stopping) return;
+  int r = hg_dispatcher_start(d);
+  if (r == HG_ENOMEM) uv_timer_start(&d->timer, timer_cb, 1000, 0);
+  else if (r != 0) hg_log(HG_LOG_ERROR, "could not load pending deliveries", "error", hg_strerror(r), NULL);
 }
 
 void hg_dispatcher_enqueue(hg_dispatcher_t *d, const int64_t *seqs, size_t n, int64_t due_ms) {
@@ -318,7 +392,9 @@ const hg_sandbox_t *hg_dispatcher_sandbox(const hg_dispatcher_t *d) { return d->
 
 void hg_dispatcher_pause(hg_dispatcher_t *d) {
   d->paused = 1;
-  uv_timer_stop(&d->timer);
+  /* Not started yet, the timer reads the pending deliveries again (see
+   * start_done): that goes on while paused. */
+  if (d->started) uv_timer_stop(&d->timer);
 }
 
 void hg_dispatcher_resume(hg_dispatcher_t *d) {

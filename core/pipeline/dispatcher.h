@@ -8,7 +8,9 @@
  * per-origin caps), and each outcome is recorded in the store (group
  * commit) before the next attempt is scheduled. A delivery in flight when
  * the process dies is still pending in the store, so it is sent again after
- * a restart, with the same webhook-id (at least once). */
+ * a restart, with the same webhook-id (at least once). While the store's
+ * server is unreachable (hg_store_available), no attempt starts; one whose
+ * outcome could not be recorded stays pending and is sent again. */
 #ifndef HG_DISPATCHER_H
 #define HG_DISPATCHER_H
 
@@ -46,7 +48,8 @@ int hg_dispatcher_new(hg_dispatcher_t **out, uv_loop_t *loop, hg_store_t *store,
                       struct hg_lua *const *lua, struct hg_subs *subs, struct hg_client *client);
 
 /* Loads the pending deliveries from the store and starts sending (unless
- * paused). */
+ * paused). While the store's server is unreachable (the load fails with
+ * HG_EUNAVAIL) it tries again every second and sends nothing meanwhile. */
 int hg_dispatcher_start(hg_dispatcher_t *d);
 
 /* Adds new pending deliveries (rows already committed), due at due_ms. */

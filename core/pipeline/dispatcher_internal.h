@@ -99,6 +99,7 @@ struct hg_dispatcher {
   size_t active; /* items alive: loading, sending or recording */
   unsigned max_active;
   int paused, stopping, started;
+  int store_waiting;     /* the store was found unavailable: no attempt starts (logged once) */
   hg_sandbox_t *sandbox; /* tenants' transforms: started on first use */
   code_cache_t codes[16]; /* see tenant_transform in deliver.c */
   unsigned next_code;
@@ -116,7 +117,8 @@ int hg_dispatch__heap_push(hg_dispatcher_t *d, int64_t due, int64_t seq);
 
 /* Starts loading due entries while there is room, then sets the timer for
  * the next one. Loop thread; does nothing while paused, stopping or not
- * started; never runs a callback. */
+ * started; never runs a callback. While the store is unavailable
+ * (hg_store_available) it loads nothing and looks again in 500 ms. */
 void hg_dispatch__pump(hg_dispatcher_t *d);
 
 /* Takes it out of the busy set and frees it with what it owns. Loop

@@ -112,7 +112,7 @@ static void report(job_t *j, int status, int deliveries, int replayed) {
   j->done(&res, j->ud);
 }
 
-static int ingest_work(sqlite3 *db, void *ud) {
+static int ingest_work(hg_db_t *db, void *ud) {
   job_t *j = ud;
   /* Once: a second run (see hg_store_submit_rerunnable) must see the same
    * time, or an Idempotency-Key could expire between the two. */
@@ -251,7 +251,8 @@ static void fast_store_done(job_t *j, int status) {
   hg_event_in_t *ev = &j->events[0];
   if (status != 0 && j->log_state != -1 && status != HG_EEXIST && status != HG_EINVAL && status != HG_ENOTFOUND) {
     /* Answered from the log, or about to be: it must reach the store. A
-     * busy, full or failing disk may clear; a rejected row never will. */
+     * busy, full or failing disk, or an unreachable store's server
+     * (HG_EUNAVAIL), may clear; a rejected row never will. */
     schedule_retry(j, status);
     return;
   }
@@ -406,11 +407,14 @@ int hg_ingest_submit(hg_ingest_t *ing, hg_event_in_t *events, size_t n, unsigned
   j->ud = ud;
   ing->jobs++;
   /* Not while a store job for such an event is being retried: the log
-   * could not reuse its space meanwhile, and the store is failing anyway. */
+   * could not reuse its space meanwhile, and the store is failing anyway.
+   * Nor while the store's server is unreachable (PostgreSQL): its path
+   * answers at once with HG_EUNAVAIL (503, try again), where the log would
+   * accept an event the store cannot take until the server is back. */
   int took = 0;
-  if (ing->intake && !ing->down && ing->retrying == 0 && n == 1 && !(flags & HG_INGEST_BATCH) &&
-      events[0].idem_key == NULL && !events[0].client_id && ing->unapplied < INTAKE_MAX_UNAPPLIED &&
-      ing->unapplied_bytes < INTAKE_MAX_UNAPPLIED_BYTES && log_event(j) == 0)
+  if (ing->intake && !ing->down && ing->retrying == 0 && hg_store_available(ing->store) && n == 1 &&
+      !(flags & HG_INGEST_BATCH) && events[0].idem_key == NULL && !events[0].client_id &&
+      ing->unapplied < INTAKE_MAX_UNAPPLIED && ing->unapplied_bytes < INTAKE_MAX_UNAPPLIED_BYTES && log_event(j) == 0)
     took = 1;
   if (!took) {
     j->now = 0;

@@ -41,7 +41,8 @@ typedef struct hg_ingest_result {
   /* 0: every event is durable. HG_EEXIST, from the store alone (not
    * from_log): an event's id is another organization's (its conflict is
    * set) and nothing is stored. Any other HG_E* code: nothing is durable
-   * (HG_ENOSPC: storage is full). */
+   * (HG_ENOSPC: storage is full; HG_EUNAVAIL: the store's server is
+   * unreachable). */
   int status;
   int from_log;                /* the event went to the intake log as well as to the store */
   const hg_event_in_t *events; /* the n events submitted; see hg_ingest_done_fn */

@@ -25,9 +25,15 @@ typedef struct rec_batch {
   item_t *head;
 } rec_batch_t;
 
-static int record_work(sqlite3 *db, void *ud) {
+static int record_work(hg_db_t *db, void *ud) {
   rec_batch_t *b = ud;
-  for (item_t *it = b->head; it; it = it->rec_next) it->rec_status = hg_deliveries_record(db, &it->rec);
+  for (item_t *it = b->head; it; it = it->rec_next) {
+    it->rec_status = hg_deliveries_record(db, &it->rec);
+    /* The connection is lost and the transaction with it, the records
+     * written before this one included: the job fails, so that record_done
+     * treats every record of the batch as not written. */
+    if (it->rec_status == HG_EUNAVAIL) return HG_EUNAVAIL;
+  }
   return 0;
 }
 
@@ -76,9 +82,12 @@ static void record_one(item_t *it, int status) {
   log_attempt(it);
   if (status != 0) {
     /* Not recorded: the row is still pending and due in the store, so it
-     * is sent again (at least once): after the retry delay, or in 1 s. */
-    hg_log(HG_LOG_ERROR, "could not record a delivery attempt", "delivery", it->send.id, "error",
-           hg_strerror(status), NULL);
+     * is sent again (at least once): after the retry delay, or in 1 s.
+     * So too when the store's server was lost (HG_EUNAVAIL, the whole
+     * batch then: see record_work), a warning: it clears by itself, and
+     * the pump starts nothing until the store is back. */
+    hg_log(status == HG_EUNAVAIL ? HG_LOG_WARN : HG_LOG_ERROR, "could not record a delivery attempt", "delivery",
+           it->send.id, "error", hg_strerror(status), NULL);
     if (it->rec.new_status != HG_DEL_PENDING && !d->stopping && !it->test_cb)
       hg_dispatch__heap_push(d, hg_wall_ms() + 1000, it->seq);
   }

@@ -111,18 +111,20 @@ int hg_subs_count_active(hg_subs_t *s, json_t *ids) {
   return n;
 }
 
-int hg_subs_load(hg_subs_t *s, sqlite3 *db) {
-  sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(db, "SELECT id, organization_id, active, events FROM webhooks", -1, &st, NULL) != SQLITE_OK) {
-    hg_log(HG_LOG_ERROR, "cannot read webhooks for the subscription index", "error", sqlite3_errmsg(db), NULL);
-    return HG_EIO;
+int hg_subs_load(hg_subs_t *s, hg_db_t *db) {
+  hg_stmt_t *st = NULL;
+  int rc = hg_db_prepare(db, "SELECT id, organization_id, active, events FROM webhooks", &st);
+  if (rc != 0) {
+    hg_log(HG_LOG_ERROR, "cannot read webhooks for the subscription index", "error", hg_db_errmsg(db), NULL);
+    return rc;
   }
-  int rc, r = 0;
-  while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
-    r = hg_subs_put(s, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
-                    sqlite3_column_int(st, 2), (const char *)sqlite3_column_text(st, 3));
-  if (r == 0 && rc != SQLITE_DONE) r = HG_EIO;
-  sqlite3_finalize(st);
+  int r = 0;
+  while (r == 0 && (rc = hg_db_step(st)) == HG_DB_ROW)
+    r = hg_subs_put(s, hg_db_column_text(st, 0), hg_db_column_text(st, 1), hg_db_column_int64(st, 2) != 0,
+                    hg_db_column_text(st, 3));
+  /* The step's own code: HG_EUNAVAIL (the server lost) is no I/O error. */
+  if (r == 0 && rc != HG_DB_DONE) r = rc;
+  hg_db_release(st);
   return r;
 }
 

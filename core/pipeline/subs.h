@@ -10,8 +10,9 @@
 #ifndef HG_SUBS_H
 #define HG_SUBS_H
 
+#include "store/db.h"
+
 #include <jansson.h>
-#include <sqlite3.h>
 
 typedef struct hg_subs hg_subs_t;
 
@@ -19,7 +20,7 @@ hg_subs_t *hg_subs_new(void);
 void hg_subs_free(hg_subs_t *s); /* accepts NULL */
 
 /* Loads every webhook from db (a connection of the caller's thread). */
-int hg_subs_load(hg_subs_t *s, sqlite3 *db);
+int hg_subs_load(hg_subs_t *s, hg_db_t *db);
 
 /* Adds or replaces webhook id: org (NULL: none), active, and its events as
  * JSON array text. */

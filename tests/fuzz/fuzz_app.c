@@ -48,12 +48,12 @@ static void job_done(int status, void *ud) {
   j->done = 1;
 }
 
-static int key_work(sqlite3 *db, void *ud) {
+static int key_work(hg_db_t *db, void *ud) {
   job_t *j = ud;
   return hg_keys_create(db, j->scopes, j->org, j->key, sizeof(j->key), NULL);
 }
 
-static int subs_work(sqlite3 *db, void *ud) {
+static int subs_work(hg_db_t *db, void *ud) {
   (void)ud;
   return hg_subs_load(app.api.subs, db); }
 
