@@ -34,11 +34,15 @@ uint64_t hg_now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+static int64_t wall_offset_ms; /* atomic: hg_wall_set_offset */
+
 int64_t hg_wall_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + __atomic_load_n(&wall_offset_ms, __ATOMIC_RELAXED);
 }
+
+void hg_wall_set_offset(int64_t ms) { __atomic_store_n(&wall_offset_ms, ms, __ATOMIC_RELAXED); }
 
 void hg_format_time(int64_t ms, char buf[25]) {
   /* Called per event and per log line: the seconds part is formatted once

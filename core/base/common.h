@@ -43,8 +43,13 @@ void hg_set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((f
 
 /* Monotonic clock in nanoseconds (CLOCK_MONOTONIC). */
 uint64_t hg_now_ns(void);
-/* Wall clock in milliseconds since the Unix epoch. */
+/* Wall clock in milliseconds since the Unix epoch: this machine's clock
+ * plus the offset last set (0 unless set). */
 int64_t hg_wall_ms(void);
+/* Sets the offset hg_wall_ms adds: with a PostgreSQL store shared by
+ * several nodes, the database's clock minus this machine's, so that every
+ * node stamps events and schedules retries by one clock. Any thread. */
+void hg_wall_set_offset(int64_t ms);
 /* Formats a wall-clock time in ms as RFC 3339 UTC with milliseconds,
  * e.g. "2026-11-27T06:02:11.123Z". buf must hold at least 25 bytes. */
 void hg_format_time(int64_t ms, char buf[25]);
