@@ -7,6 +7,7 @@
 #include "base/crypto.h"
 #include "base/datadir.h"
 #include "base/list.h"
+#include "pipeline/cluster.h"
 #include "pipeline/dispatcher.h"
 #include "pipeline/event_types.h"
 #include "pipeline/ingest.h"
@@ -534,6 +535,42 @@ static void subs_load_done(int status, void *ud) {
   l->done = 1;
 }
 
+/* Another node changed webhooks, their secrets or API keys: the index is
+ * read again whole (into a new one, swapped in when read, so that events
+ * meanwhile match the old one), and cached key lookups are dropped. */
+typedef struct subs_reload {
+  hg_app_t *app;
+  hg_subs_t *fresh;
+} subs_reload_t;
+
+static int subs_reload_work(hg_db_t *db, void *ud) {
+  subs_reload_t *l = ud;
+  return hg_subs_load(l->fresh, db);
+}
+
+static void subs_reload_done(int status, void *ud) {
+  subs_reload_t *l = ud;
+  if (status == 0 && l->app->api.subs != NULL) hg_subs_replace(l->app->api.subs, l->fresh);
+  else if (status != HG_EUNAVAIL) hg_log(HG_LOG_WARN, "cannot reload webhooks changed by another node", "error", hg_strerror(status), NULL);
+  hg_subs_free(l->fresh);
+  free(l);
+}
+
+static void cluster_changed(void *ud) {
+  hg_app_t *app = ud;
+  hg_api_keycache_free(&app->api);
+  subs_reload_t *l = calloc(1, sizeof(*l));
+  if (l == NULL || (l->fresh = hg_subs_new()) == NULL) {
+    free(l);
+    return;
+  }
+  l->app = app;
+  if (hg_store_submit(app->api.store, subs_reload_work, subs_reload_done, l) != 0) {
+    hg_subs_free(l->fresh);
+    free(l);
+  }
+}
+
 /* Loads the index and waits for it: nothing else runs on the loop yet. */
 static int load_subs(hg_app_t *app) {
   subs_load_t l = {app->api.subs, 0, 0};
@@ -579,11 +616,17 @@ int hg_app_run(const hg_config_t *cfg) {
     hg_log(HG_LOG_ERROR, "bad configuration", "error", err, NULL);
     goto out;
   }
-  char intake_dir[4096];
+  char intake_dir[4096], store_shown[512];
+  hg_db_redact(cfg->store, store_shown, sizeof(store_shown));
+  /* The intake log is a file beside a SQLite store. With PostgreSQL the
+   * answer waits for the database's commit instead: an event acknowledged
+   * on one node's disk would be stuck there if that node died, which is
+   * what sharing the database is meant to prevent (docs/scaling.md). */
+  int shared = hg_db_engine_of(cfg->store) == HG_DB_PG;
   snprintf(intake_dir, sizeof(intake_dir), "%s-intake", cfg->store);
-  if (recover_intake(intake_dir, cfg->store) != 0) goto out;
+  if (!shared && recover_intake(intake_dir, cfg->store) != 0) goto out;
   if (hg_store_open(&app.api.store, &loop, cfg->store, err, sizeof(err)) != 0) {
-    hg_log(HG_LOG_ERROR, "cannot open the store", "path", cfg->store, "error", err, NULL);
+    hg_log(HG_LOG_ERROR, "cannot open the store", "store", store_shown, "error", err, NULL);
     goto out;
   }
   /* The subscription index, read through the store thread (one connection
@@ -611,11 +654,11 @@ int hg_app_run(const hg_config_t *cfg) {
   hg_ingest_opts_t iopts = {
       .loop = &loop,
       .store = app.api.store,
-      .intake_dir = cfg->intake_log ? intake_dir : NULL,
+      .intake_dir = cfg->intake_log && !shared ? intake_dir : NULL,
       /* Publishes no longer wait for the store: it yields the CPU to the
        * threads they do wait for (measured in docs/performance.md), but
        * only where it can be given back should the log fail. */
-      .store_nice = cfg->intake_log && can_raise_priority_back() ? STORE_NICE : 0,
+      .store_nice = cfg->intake_log && !shared && can_raise_priority_back() ? STORE_NICE : 0,
       .first_delay_ms = (int64_t)(cfg->schedule[0] * 1000.0),
       .subs = app.api.subs,
       .dispatcher = app.api.dispatcher,
@@ -674,9 +717,16 @@ int hg_app_run(const hg_config_t *cfg) {
     hg_log(HG_LOG_ERROR, "cannot listen", "error", err, NULL);
     goto out;
   }
+  if (shared) {
+    hg_cluster_opts_t copts = {&loop, app.api.store, app.api.dispatcher, cfg, cluster_changed, &app};
+    if (hg_cluster_start(&app.cluster, &copts, err, sizeof(err)) != 0) {
+      hg_log(HG_LOG_ERROR, "cannot join the store's nodes", "error", err, NULL);
+      goto out;
+    }
+  }
   if (hg_dispatcher_start(app.api.dispatcher) != 0) goto out;
   hg_lua_start(app.api.lua);
-  hg_log(HG_LOG_INFO, "hookgate started", "version", HG_VERSION, "store", cfg->store, NULL);
+  hg_log(HG_LOG_INFO, "hookgate started", "version", HG_VERSION, "store", store_shown, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   code = 0;
   hg_log(HG_LOG_INFO, "stopped", NULL);
@@ -693,6 +743,8 @@ out:
   app.api.dispatcher = NULL;
   close_client(&app);
   close_ingest(&app);
+  hg_cluster_stop(app.cluster);
+  app.cluster = NULL;
   hg_store_close(app.api.store);
   /* Let close callbacks run so every handle is released. */
   uv_run(&loop, UV_RUN_DEFAULT);

@@ -23,6 +23,8 @@ typedef struct hg_app {
    * (NULL once closing), and the SSRF policy it checks addresses with. */
   struct hg_client *client;
   struct hg_ssrf_policy *ssrf;
+  /* This node among those sharing a PostgreSQL store (cluster.h), or NULL. */
+  struct hg_cluster *cluster;
   /* The console's files (console.h), or NULL when it is off. */
   struct hg_console *console;
   /* The key Lua's management calls use (random per process, never shown;

@@ -44,6 +44,8 @@ int64_t hg_wall_ms(void) {
 
 void hg_wall_set_offset(int64_t ms) { __atomic_store_n(&wall_offset_ms, ms, __ATOMIC_RELAXED); }
 
+int64_t hg_wall_offset(void) { return __atomic_load_n(&wall_offset_ms, __ATOMIC_RELAXED); }
+
 void hg_format_time(int64_t ms, char buf[25]) {
   /* Called per event and per log line: the seconds part is formatted once
    * per second per thread. */

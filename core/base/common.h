@@ -50,6 +50,8 @@ int64_t hg_wall_ms(void);
  * several nodes, the database's clock minus this machine's, so that every
  * node stamps events and schedules retries by one clock. Any thread. */
 void hg_wall_set_offset(int64_t ms);
+/* The offset hg_wall_ms adds now. */
+int64_t hg_wall_offset(void);
 /* Formats a wall-clock time in ms as RFC 3339 UTC with milliseconds,
  * e.g. "2026-11-27T06:02:11.123Z". buf must hold at least 25 bytes. */
 void hg_format_time(int64_t ms, char buf[25]);

@@ -7,9 +7,11 @@
 #include "base/buf.h"
 #include "base/common.h"
 #include "base/log.h"
+#include "store/nodes.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define LOAD_BATCH 128
 /* While the store's server is unreachable, the queue looks again this
@@ -129,6 +131,17 @@ static int load_work(hg_db_t *db, void *ud) {
   const hg_send_t *prev = NULL; /* the last one loaded, in this transaction at this time */
   for (size_t i = 0; i < b->n; i++) {
     item_t *it = b->items[i];
+    if (b->d->node_id != NULL) {
+      /* Another node's lease: it sends this one (HG_EBUSY, dropped by
+       * load_done); its record will say how it went. */
+      int c = hg_deliveries_claim(db, it->seq, b->d->node_id, b->now, b->d->lease_ms);
+      if (c == HG_EUNAVAIL) return HG_EUNAVAIL;
+      if (c <= 0) {
+        it->load_status = c == 0 ? HG_EBUSY : c;
+        prev = NULL;
+        continue;
+      }
+    }
     it->load_status = hg_deliveries_load(db, it->seq, b->now, &it->send, prev);
     /* The connection is lost and the transaction with it: nothing more
      * can be read, and the whole batch goes back on the heap. */
@@ -181,13 +194,24 @@ static void load_done(int status, void *ud) {
       wait_for_store(it);
       continue;
     }
+    if (status == 0 && it->load_status == HG_EBUSY && !it->test_cb) {
+      /* Held by another node's live lease: nothing to do here. Should
+       * that node die, the lease runs out and the poll (cluster.c) brings
+       * it back. */
+      d->stats.claims_lost++;
+      hg_dispatch__item_free(it);
+      continue;
+    }
     if (status != 0 || it->load_status != 0 || d->stopping) {
       int gone = status == 0 && it->load_status == HG_ENOTFOUND;
       if (!gone && !d->stopping)
         hg_log(HG_LOG_ERROR, "could not load a delivery; trying again in 1 s", "error",
                hg_strerror(status != 0 ? status : it->load_status), NULL);
       if (it->test_cb) {
-        hg_dispatch_result_t res = {s->id, 0, NULL, 0, 0, 0, d->stopping ? "shutting down" : "delivery not found"};
+        hg_dispatch_result_t res = {s->id, 0, NULL, 0, 0, 0,
+                                    d->stopping                      ? "shutting down"
+                                    : it->load_status == HG_EBUSY ? "being sent by another node"
+                                                                    : "delivery not found"};
         it->test_cb(&res, it->test_ud);
         it->test_cb = NULL;
       }
@@ -365,6 +389,25 @@ static void start_again(hg_dispatcher_t *d) {
   else if (r != 0) hg_log(HG_LOG_ERROR, "could not load pending deliveries", "error", hg_strerror(r), NULL);
 }
 
+int hg_dispatcher_set_node(hg_dispatcher_t *d, const char *node_id, int64_t lease_ms) {
+  char *id = strdup(node_id);
+  if (id == NULL) return HG_ENOMEM;
+  free(d->node_id);
+  d->node_id = id;
+  d->lease_ms = lease_ms;
+  return 0;
+}
+
+void hg_dispatcher_offer(hg_dispatcher_t *d, const int64_t *seqs, const int64_t *dues, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!hg_dispatcher_busy(d, seqs[i])) hg_dispatch__heap_push(d, dues[i], seqs[i]);
+  if (n > 0) hg_dispatch__pump(d);
+}
+
+int hg_dispatcher_has_due(const hg_dispatcher_t *d, int64_t now) {
+  return d->active >= d->max_active || (d->n_heap > 0 && d->heap[0].due <= now);
+}
+
 void hg_dispatcher_enqueue(hg_dispatcher_t *d, const int64_t *seqs, size_t n, int64_t due_ms) {
   for (size_t i = 0; i < n; i++) hg_dispatch__heap_push(d, due_ms, seqs[i]);
   if (n > 0) hg_dispatch__pump(d);
@@ -427,6 +470,7 @@ void hg_dispatcher_stop(hg_dispatcher_t *d, void (*done)(void *ud), void *ud) {
 
 static void check_close_cb(uv_handle_t *h) {
   hg_dispatcher_t *d = h->data;
+  free(d->node_id);
   free(d->heap);
   free(d);
 }

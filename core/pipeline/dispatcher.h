@@ -55,6 +55,19 @@ int hg_dispatcher_start(hg_dispatcher_t *d);
 /* Adds new pending deliveries (rows already committed), due at due_ms. */
 void hg_dispatcher_enqueue(hg_dispatcher_t *d, const int64_t *seqs, size_t n, int64_t due_ms);
 
+/* Sharing a PostgreSQL store (cluster.h): from now on each delivery is
+ * claimed for node_id (copied) for lease_ms before it is loaded, and one
+ * another node holds is left to it. Returns 0 or HG_ENOMEM. */
+int hg_dispatcher_set_node(hg_dispatcher_t *d, const char *node_id, int64_t lease_ms);
+
+/* As enqueue, each with its own due time, skipping those in hand: the
+ * orphaned work the cluster poll found. */
+void hg_dispatcher_offer(hg_dispatcher_t *d, const int64_t *seqs, const int64_t *dues, size_t n);
+
+/* Whether the queue has work due at now or no room: a node that is busy
+ * takes on no other node's work. */
+int hg_dispatcher_has_due(const hg_dispatcher_t *d, int64_t now);
+
 /* 1 if delivery seq is being sent (or loaded, or recorded) right now. */
 int hg_dispatcher_busy(const hg_dispatcher_t *d, int64_t seq);
 
@@ -74,6 +87,7 @@ typedef struct hg_dispatcher_stats {
   size_t queued;    /* pending deliveries waiting in memory */
   size_t in_flight; /* being loaded, sent or recorded */
   uint64_t attempts, successes, failures;
+  uint64_t claims_lost; /* deliveries found held by another node's lease (cluster.h) */
 } hg_dispatcher_stats_t;
 
 void hg_dispatcher_stats(const hg_dispatcher_t *d, hg_dispatcher_stats_t *out);

@@ -100,6 +100,10 @@ struct hg_dispatcher {
   unsigned max_active;
   int paused, stopping, started;
   int store_waiting;     /* the store was found unavailable: no attempt starts (logged once) */
+  /* Sharing a PostgreSQL store (hg_dispatcher_set_node): each delivery is
+   * claimed for this node before it is loaded. NULL: alone (SQLite). */
+  char *node_id;
+  int64_t lease_ms;
   hg_sandbox_t *sandbox; /* tenants' transforms: started on first use */
   code_cache_t codes[16]; /* see tenant_transform in deliver.c */
   unsigned next_code;

@@ -54,6 +54,17 @@ void hg_subs_free(hg_subs_t *s) {
   free(s);
 }
 
+void hg_subs_replace(hg_subs_t *dst, hg_subs_t *src) {
+  uint64_t gen = dst->gen;
+  hg_subs_t tmp = *dst;
+  *dst = *src;
+  *src = tmp;
+  /* Every answer dst kept (now src's) is stale; the ones it takes over
+   * (none: src was just loaded) would be too under an older number. */
+  dst->gen = (gen > src->gen ? gen : src->gen) + 1;
+  for (size_t i = 0; i < MATCH_CACHE; i++) dst->cache[i].gen = 0;
+}
+
 void hg_subs_del(hg_subs_t *s, const char *id) {
   s->gen++;
   json_t *h = json_object_get(s->hooks, id);

@@ -26,6 +26,11 @@ int hg_subs_load(hg_subs_t *s, hg_db_t *db);
  * JSON array text. */
 int hg_subs_put(hg_subs_t *s, const char *id, const char *org, int active, const char *events_json);
 
+/* Takes src's webhooks into dst (which callers hold on to) and leaves
+ * dst's old ones in src, for the caller to free: a full reload (another
+ * node changed webhooks, cluster.h). */
+void hg_subs_replace(hg_subs_t *dst, hg_subs_t *src);
+
 void hg_subs_del(hg_subs_t *s, const char *id);
 void hg_subs_set_active(hg_subs_t *s, const char *id, int active);
 

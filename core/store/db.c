@@ -45,6 +45,12 @@ static char *hide_password(const char *a) {
   return out;
 }
 
+void hg_db_redact(const char *address, char *out, size_t cap) {
+  char *h = hide_password(address != NULL ? address : "");
+  hg_copy(out, cap, h != NULL ? h : "");
+  free(h);
+}
+
 int hg_db__init(hg_db_t *db, const hg_db_ops_t *ops, const char *address, unsigned flags) {
   db->ops = ops;
   db->flags = flags;

@@ -47,6 +47,11 @@ typedef enum { HG_DB_SQLITE = 1, HG_DB_PG = 2 } hg_db_engine_t;
  * path) otherwise. */
 hg_db_engine_t hg_db_engine_of(const char *address);
 
+/* Copies address to out (cap bytes, NUL-terminated, truncated) with any
+ * password replaced by "***": for logs and messages about an address that
+ * is not open (hg_db_address does the same for an open one). */
+void hg_db_redact(const char *address, char *out, size_t cap);
+
 /* Opens a connection to address (see hg_db_engine_of). SQLite: the file
  * is created with its parent directories (mode 0700) unless READONLY, WAL
  * and the store's pragmas are set. PostgreSQL: connects (at most
