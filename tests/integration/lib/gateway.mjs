@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import http from 'node:http';
+import { storeFor } from './store.mjs';
 
 export const BIN = process.env.HOOKGATE_BIN || new URL('../../../build/hookgate', import.meta.url).pathname;
 export const ADMIN_KEY = 'hg_test_admin_key_0123456789abcdef';
@@ -48,7 +49,7 @@ export async function startGateway({ config = '', env = {}, dir = tempDir(), lis
   const fullEnv = {
     ...process.env,
     HOOKGATE_LISTEN: '127.0.0.1:0',
-    HOOKGATE_STORE: join(dir, 'hookgate.db'),
+    HOOKGATE_STORE: storeFor(dir),
     HOOKGATE_ADMIN_KEY: ADMIN_KEY,
     HOOKGATE_LOG_LEVEL: 'debug',
     ...env,
