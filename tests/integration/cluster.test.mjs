@@ -115,7 +115,7 @@ test('a webhook created, then deleted, on one node is used by the others within 
 });
 
 test('one node killed mid-delivery: every acknowledged event arrives, duplicates only from attempts on the wire', { skip }, async () => {
-  const wh = await createWebhook(nodes[0], rx.url('/load'), ['order.paid'], { organizationId: 'org_load' });
+  await createWebhook(nodes[0], rx.url('/load'), ['order.paid'], { organizationId: 'org_load' });
   await sleep(1000); // every node has it
   const acked = new Set();
   const publishMany = async (n, count, tag) => {
@@ -134,33 +134,22 @@ test('one node killed mid-delivery: every acknowledged event arrives, duplicates
   const killedAt = Date.now();
   nodes = nodes.filter((n) => n !== victim);
 
-  // Each acknowledged event's delivery has one webhook-id (its delivery
-  // id); map them through the survivors' delivery log.
-  const byEvent = new Map();
-  await until(async () => {
-    let token;
-    for (;;) {
-      const q = `pageSize=100${token ? `&pageToken=${encodeURIComponent(token)}` : ''}`;
-      const r = await nodes[0].request('GET', `/v1/webhooks/${wh.id}/deliveries?${q}`);
-      assert.equal(r.status, 200, r.body);
-      for (const d of r.json.deliveries) byEvent.set(d.eventId, d);
-      if (!r.json.nextPageToken) break;
-      token = r.json.nextPageToken;
-    }
-    const pending = [...acked].filter((e) => byEvent.get(e)?.status !== 'success');
-    return pending.length === 0 || { done: false, pending: pending.length };
+  // A delivery's webhook-id is its event's id, on every attempt and from
+  // every node.
+  const arrivedIds = () => new Set(rx.seen.slice(before).map((q) => q.id));
+  await until(() => {
+    const got = arrivedIds();
+    const missing = [...acked].filter((e) => !got.has(e));
+    return missing.length === 0 || { done: false, missing: missing.length };
   }, { timeout: (LEASE + 30) * 1000, every: 500, what: 'every acknowledged event delivered' });
+  await sleep(1000); // late duplicates, if any, arrive too
 
   const arrived = new Map(); // webhook-id -> requests
   for (const s of rx.seen.slice(before)) {
     if (!arrived.has(s.id)) arrived.set(s.id, []);
     arrived.get(s.id).push(s);
   }
-  for (const e of acked) {
-    const d = byEvent.get(e);
-    assert.ok(d, `event ${e} has no delivery`);
-    assert.ok(arrived.has(d.id), `event ${e} (delivery ${d.id}) never reached the receiver`);
-  }
+  for (const e of acked) assert.ok(arrived.has(e), `event ${e} never reached the receiver`);
   // A duplicate is explained when its first copy arrived before the kill
   // and was then unanswered, or answered so shortly before the kill that
   // the dead node may not have recorded it yet.
@@ -174,7 +163,5 @@ test('one node killed mid-delivery: every acknowledged event arrives, duplicates
       `delivery ${id} was sent twice though its first answer (at ${first.endedAt}) came long before the kill (${killedAt})`);
   }
   console.log(`# ${acked.size} events acknowledged, ${duplicates} duplicate deliveries (each explained)`);
-  // The takeover honoured the lease: nothing of the dead node's was resent
-  // by another before its lease ran out, unless it was never claimed.
   assert.ok(acked.size >= 170, `only ${acked.size} of 180 events acknowledged`);
 });
