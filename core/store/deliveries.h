@@ -5,9 +5,9 @@
 #include "store/events.h"
 #include "base/ids.h"
 #include "base/sign.h"
+#include "store/db.h"
 #include "store/webhooks.h"
 
-#include <sqlite3.h>
 #include <stdint.h>
 
 /* skipped: a plugin decided this webhook does not get this event (a
@@ -49,7 +49,7 @@ void hg_send_close(hg_send_t *s); /* frees url, payload, lua and request_headers
  * HG_ENOTFOUND if it is gone. prev (may be NULL) is a delivery loaded just
  * before in the same transaction with the same now: when it is of the same
  * webhook its secrets are copied instead of read again. */
-int hg_deliveries_load(sqlite3 *db, int64_t seq, int64_t now, hg_send_t *out, const hg_send_t *prev);
+int hg_deliveries_load(hg_db_t *db, int64_t seq, int64_t now, hg_send_t *out, const hg_send_t *prev);
 
 /* The outcome of one attempt, to record. */
 typedef struct hg_attempt_rec {
@@ -71,25 +71,25 @@ typedef struct hg_attempt_rec {
   const char *deactivate_webhook; /* webhook id to set inactive (410 Gone), or NULL */
 } hg_attempt_rec_t;
 
-int hg_deliveries_record(sqlite3 *db, const hg_attempt_rec_t *rec);
+int hg_deliveries_record(hg_db_t *db, const hg_attempt_rec_t *rec);
 
 /* Fails every attempt-less step: marks delivery seq failed with an error
  * attempt-free note (webhook deleted or inactive). */
-int hg_deliveries_abandon(sqlite3 *db, int64_t seq, int64_t now);
+int hg_deliveries_abandon(hg_db_t *db, int64_t seq, int64_t now);
 
 /* Reads every pending delivery's (seq, next_attempt_at), in no particular order. */
-int hg_deliveries_pending(sqlite3 *db, int (*cb)(int64_t seq, int64_t due, void *ud), void *ud);
+int hg_deliveries_pending(hg_db_t *db, int (*cb)(int64_t seq, int64_t due, void *ud), void *ud);
 
 /* Makes delivery id of webhook wh pending and due at now (replay). Sets
  * *seq. HG_ENOTFOUND when no such delivery for that webhook (and org). */
-int hg_deliveries_replay(sqlite3 *db, const char *wh, const char *org, const char *id, int64_t now, int64_t *seq);
+int hg_deliveries_replay(hg_db_t *db, const char *wh, const char *org, const char *id, int64_t now, int64_t *seq);
 
 /* Looks up the seq of delivery id under webhook wh (and org). */
-int hg_deliveries_seq(sqlite3 *db, const char *wh, const char *org, const char *id, int64_t *seq);
+int hg_deliveries_seq(hg_db_t *db, const char *wh, const char *org, const char *id, int64_t *seq);
 
 /* Creates a one-off event of webhook wh only (POST .../test) and its
  * delivery, due now. */
-int hg_deliveries_create_test(sqlite3 *db, const char *wh, const char *org, const char *type, const char *payload,
+int hg_deliveries_create_test(hg_db_t *db, const char *wh, const char *org, const char *type, const char *payload,
                               size_t len, int64_t now, char *event_id, int64_t *seq, char *del_id);
 
 #include <jansson.h>
@@ -98,7 +98,7 @@ int hg_deliveries_create_test(sqlite3 *db, const char *wh, const char *org, cons
  * after_id unless "") to arr as API objects. status < 0: any status; event:
  * NULL or an event type. *more is set when another page follows; last_id
  * gets the last id appended. HG_ENOTFOUND when the webhook is not visible. */
-int hg_deliveries_list_json(sqlite3 *db, const char *wh, const char *org, const char *after_id, int limit, int status,
+int hg_deliveries_list_json(hg_db_t *db, const char *wh, const char *org, const char *after_id, int limit, int status,
                             const char *event, json_t *arr, char *last_id, int *more);
 
 /* The delivery with its attempts, as the API shows it, with the event's
@@ -106,6 +106,6 @@ int hg_deliveries_list_json(sqlite3 *db, const char *wh, const char *org, const 
  * it) as a JSON value, null if it cannot be parsed back (a number beyond a
  * double), and each attempt's requestHeaders (an object, or null when none
  * was recorded). *out is a new reference. */
-int hg_deliveries_get_json(sqlite3 *db, const char *wh, const char *org, const char *id, json_t **out);
+int hg_deliveries_get_json(hg_db_t *db, const char *wh, const char *org, const char *id, json_t **out);
 
 #endif

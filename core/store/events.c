@@ -17,41 +17,61 @@
 
 /* Looks for an earlier event with ev's idempotency key (or publisher id).
  * Returns 0 and sets ev->duplicate when one answers for this request. */
-static int find_original(sqlite3 *db, hg_event_in_t *ev, int by_key) {
-  sqlite3_stmt *st = NULL;
+static int find_original(hg_db_t *db, hg_event_in_t *ev, int by_key) {
+  hg_stmt_t *st = NULL;
   const char *sql = by_key
                         ? "SELECT seq, id, created_at, organization_id, deliveries FROM events WHERE idempotency_key = ?1"
                         : "SELECT seq, id, created_at, organization_id, deliveries FROM events WHERE id = ?1";
-  int rc = hg_store_prepare(db, sql, &st);
-  if (rc != SQLITE_OK) return hg_store_fail(db, rc, "find event");
-  sqlite3_bind_text(st, 1, by_key ? ev->idem_key : ev->id, -1, SQLITE_STATIC);
-  rc = sqlite3_step(st);
+  int rc = hg_db_prepare(db, sql, &st);
+  if (rc < 0) return hg_db_fail(db, rc, "find event");
+  hg_db_bind_text(st, 1, by_key ? ev->idem_key : ev->id, -1);
+  rc = hg_db_step(st);
   int r = 0;
-  if (rc == SQLITE_ROW) {
-    int64_t seq = sqlite3_column_int64(st, 0);
-    int64_t created = sqlite3_column_int64(st, 2);
-    const char *org = (const char *)sqlite3_column_text(st, 3);
+  if (rc == HG_DB_ROW) {
+    int64_t seq = hg_db_column_int64(st, 0);
+    int64_t created = hg_db_column_int64(st, 2);
+    const char *org = hg_db_column_text(st, 3);
     if (by_key && created < ev->now - IDEMPOTENCY_MS) {
       /* The key has expired: free it for this new event. */
-      hg_store_release(st);
+      hg_db_release(st);
       st = NULL;
-      rc = hg_store_prepare(db, "UPDATE events SET idempotency_key = NULL WHERE seq = ?1", &st);
-      if (rc != SQLITE_OK) return hg_store_fail(db, rc, "expire idempotency key");
-      sqlite3_bind_int64(st, 1, seq);
-      rc = sqlite3_step(st);
-      r = rc == SQLITE_DONE ? 0 : hg_store_fail(db, rc, "expire idempotency key");
+      rc = hg_db_prepare(db, "UPDATE events SET idempotency_key = NULL WHERE seq = ?1", &st);
+      if (rc < 0) return hg_db_fail(db, rc, "expire idempotency key");
+      hg_db_bind_int64(st, 1, seq);
+      rc = hg_db_step(st);
+      r = rc >= 0 ? 0 : hg_db_fail(db, rc, "expire idempotency key");
     } else if (!by_key && strcmp(org ? org : "", ev->org) != 0) {
       ev->conflict = 1;
     } else {
       ev->duplicate = 1;
-      hg_copy(ev->original_id, sizeof(ev->original_id), (const char *)sqlite3_column_text(st, 1));
-      ev->n_deliveries = sqlite3_column_int(st, 4);
+      hg_copy(ev->original_id, sizeof(ev->original_id), hg_db_column_text(st, 1));
+      ev->n_deliveries = (int)hg_db_column_int64(st, 4);
     }
-  } else if (rc != SQLITE_DONE) {
-    r = hg_store_fail(db, rc, "find event");
+  } else if (rc < 0) {
+    r = hg_db_fail(db, rc, "find event");
   }
-  hg_store_release(st);
+  hg_db_release(st);
   return r;
+}
+
+int hg_events__insert_seq(hg_db_t *db, hg_stmt_t *st, int64_t *seq) {
+  int rc = hg_db_step(st);
+  if (hg_db_engine(db) == HG_DB_PG) {
+    if (rc == HG_DB_DONE) return HG_EIO; /* no row came back */
+    if (rc < 0) return rc;
+    *seq = hg_db_column_int64(st, 0);
+    rc = hg_db_step(st);
+    return rc < 0 ? rc : 0;
+  }
+  if (rc < 0) return rc;
+  hg_stmt_t *last = NULL;
+  if ((rc = hg_db_prepare(db, "SELECT last_insert_rowid()", &last)) == 0) {
+    rc = hg_db_step(last);
+    if (rc == HG_DB_ROW) *seq = hg_db_column_int64(last, 0);
+    rc = rc == HG_DB_ROW ? 0 : rc < 0 ? rc : HG_EIO;
+  }
+  hg_db_release(last);
+  return rc;
 }
 
 void hg_event_in_done(hg_event_in_t *ev) {
@@ -80,54 +100,65 @@ static int push_seq(hg_event_in_t *ev, int64_t seq) {
 
 /* Which targets are active webhooks (a route plugin may name any id):
  * active[i] for targets[i]. Returns how many are, or a negative code. */
-static int check_targets(sqlite3 *db, json_t *targets, unsigned char *active) {
-  sqlite3_stmt *st = NULL;
-  int rc = hg_store_prepare(db, "SELECT active FROM webhooks WHERE id = ?1", &st);
-  if (rc != SQLITE_OK) return hg_store_fail(db, rc, "check delivery target");
+static int check_targets(hg_db_t *db, json_t *targets, unsigned char *active) {
+  hg_stmt_t *st = NULL;
+  int rc = hg_db_prepare(db, "SELECT active FROM webhooks WHERE id = ?1", &st);
+  if (rc < 0) return hg_db_fail(db, rc, "check delivery target");
   int n = 0;
   size_t i;
   json_t *t;
   json_array_foreach(targets, i, t) {
     active[i] = 0;
     if (!json_is_string(t)) continue;
-    sqlite3_bind_text(st, 1, json_string_value(t), -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) active[i] = sqlite3_column_int(st, 0) == 1;
-    sqlite3_reset(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-      hg_store_release(st);
-      return hg_store_fail(db, rc, "check delivery target");
+    hg_db_bind_text(st, 1, json_string_value(t), -1);
+    rc = hg_db_step(st);
+    if (rc == HG_DB_ROW) active[i] = hg_db_column_int64(st, 0) == 1;
+    if (rc < 0) {
+      rc = hg_db_fail(db, rc, "check delivery target");
+      hg_db_release(st);
+      return rc;
     }
+    hg_db_reset(st);
     n += active[i];
   }
-  hg_store_release(st);
+  hg_db_release(st);
   return n;
 }
 
-static int insert_all(sqlite3 *db, hg_event_in_t *ev, const unsigned char *active) {
-  sqlite3_stmt *st = NULL;
-  int rc = hg_store_prepare(db,
-                            "INSERT INTO events (id, type, organization_id, payload, idempotency_key, created_at, "
-                            "deliveries) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)", &st);
-  if (rc != SQLITE_OK) return hg_store_fail(db, rc, "insert event");
-  sqlite3_bind_text(st, 1, ev->id, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 2, ev->type, -1, SQLITE_STATIC);
-  if (ev->org[0]) sqlite3_bind_text(st, 3, ev->org, -1, SQLITE_STATIC);
-  sqlite3_bind_blob(st, 4, ev->payload, (int)ev->payload_len, SQLITE_STATIC);
-  if (ev->idem_key) sqlite3_bind_text(st, 5, ev->idem_key, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 6, ev->now);
-  sqlite3_bind_int(st, 7, ev->n_deliveries);
-  rc = sqlite3_step(st);
-  hg_store_release(st);
-  if (rc != SQLITE_DONE) return hg_store_fail(db, rc, "insert event");
-  int64_t event_seq = sqlite3_last_insert_rowid(db);
+static int insert_all(hg_db_t *db, hg_event_in_t *ev, const unsigned char *active) {
+  hg_stmt_t *st = NULL;
+  int pg = hg_db_engine(db) == HG_DB_PG;
+  int rc = hg_db_prepare(db,
+                         pg ? "INSERT INTO events (id, type, organization_id, payload, idempotency_key, created_at, "
+                              "deliveries) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING seq"
+                            : "INSERT INTO events (id, type, organization_id, payload, idempotency_key, created_at, "
+                              "deliveries) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                         &st);
+  if (rc < 0) return hg_db_fail(db, rc, "insert event");
+  hg_db_bind_text(st, 1, ev->id, -1);
+  hg_db_bind_text(st, 2, ev->type, -1);
+  if (ev->org[0]) hg_db_bind_text(st, 3, ev->org, -1);
+  else hg_db_bind_null(st, 3);
+  hg_db_bind_blob(st, 4, ev->payload, ev->payload_len);
+  if (ev->idem_key) hg_db_bind_text(st, 5, ev->idem_key, -1);
+  else hg_db_bind_null(st, 5);
+  hg_db_bind_int64(st, 6, ev->now);
+  hg_db_bind_int64(st, 7, ev->n_deliveries);
+  int64_t event_seq = 0;
+  rc = hg_events__insert_seq(db, st, &event_seq);
+  if (rc < 0) rc = hg_db_fail(db, rc, "insert event");
+  hg_db_release(st);
+  if (rc < 0) return rc;
 
   /* One row from VALUES: an INSERT ... SELECT may write several rows, for
    * which SQLite keeps a statement journal (a copy of every page touched). */
-  rc = hg_store_prepare(db,
-                        "INSERT INTO deliveries (id, webhook_id, event_seq, status, next_attempt_at, created_at, "
-                        "updated_at) VALUES (?1, ?2, ?3, 'pending', ?5, ?4, ?4)", &st);
-  if (rc != SQLITE_OK) return hg_store_fail(db, rc, "insert delivery");
+  rc = hg_db_prepare(db,
+                     pg ? "INSERT INTO deliveries (id, webhook_id, event_seq, status, next_attempt_at, created_at, "
+                          "updated_at) VALUES (?1, ?2, ?3, 'pending', ?5, ?4, ?4) RETURNING seq"
+                        : "INSERT INTO deliveries (id, webhook_id, event_seq, status, next_attempt_at, created_at, "
+                          "updated_at) VALUES (?1, ?2, ?3, 'pending', ?5, ?4, ?4)",
+                     &st);
+  if (rc < 0) return hg_db_fail(db, rc, "insert delivery");
   int r = 0;
   size_t i;
   json_t *t;
@@ -135,24 +166,25 @@ static int insert_all(sqlite3 *db, hg_event_in_t *ev, const unsigned char *activ
     if (!active[i]) continue;
     char del_id[HG_ID_MAX];
     hg_id_new("del_", del_id);
-    sqlite3_bind_text(st, 1, del_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, json_string_value(t), -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, event_seq);
-    sqlite3_bind_int64(st, 4, ev->now);
-    sqlite3_bind_int64(st, 5, ev->now + ev->first_delay_ms);
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE) {
-      r = hg_store_fail(db, rc, "insert delivery");
+    hg_db_bind_text(st, 1, del_id, -1);
+    hg_db_bind_text(st, 2, json_string_value(t), -1);
+    hg_db_bind_int64(st, 3, event_seq);
+    hg_db_bind_int64(st, 4, ev->now);
+    hg_db_bind_int64(st, 5, ev->now + ev->first_delay_ms);
+    int64_t seq = 0;
+    rc = hg_events__insert_seq(db, st, &seq);
+    if (rc < 0) {
+      r = hg_db_fail(db, rc, "insert delivery");
       break;
     }
-    if ((r = push_seq(ev, sqlite3_last_insert_rowid(db))) != 0) break;
+    hg_db_reset(st);
+    if ((r = push_seq(ev, seq)) != 0) break;
   }
-  hg_store_release(st);
+  hg_db_release(st);
   return r;
 }
 
-int hg_events_insert(sqlite3 *db, hg_event_in_t *ev) {
+int hg_events_insert(hg_db_t *db, hg_event_in_t *ev) {
   int r;
   /* Everything reported is set afresh and nothing given is changed: the
    * store may run this twice. */
@@ -291,7 +323,7 @@ int hg_events_from_record(const unsigned char *rec, size_t len, hg_event_in_t *e
 /* ---- Recovery from the intake log ---- */
 
 typedef struct recovery {
-  sqlite3 *db;
+  hg_db_t *db;
   uint64_t seen, stored;
 } recovery_t;
 
@@ -306,12 +338,12 @@ static int recover_record(uint64_t lsn, const unsigned char *rec, size_t len, vo
     return 0;
   }
   /* Each record under a savepoint: one that fails undoes only itself. */
-  int r = sqlite3_exec(rc->db, "SAVEPOINT hg_recover", NULL, NULL, NULL) == SQLITE_OK ? 0 : HG_EIO;
+  int r = hg_db_exec(rc->db, "SAVEPOINT hg_recover", "recover savepoint") == 0 ? 0 : HG_EIO;
   if (r == 0) r = hg_events_insert(rc->db, &ev);
   if (r == 0 && ev.conflict) r = HG_EEXIST;
   if (r == 0 && !ev.duplicate) rc->stored++;
-  if (r != 0) sqlite3_exec(rc->db, "ROLLBACK TO hg_recover", NULL, NULL, NULL);
-  sqlite3_exec(rc->db, "RELEASE hg_recover", NULL, NULL, NULL);
+  if (r != 0) hg_db_exec(rc->db, "ROLLBACK TO hg_recover", "recover rollback");
+  hg_db_exec(rc->db, "RELEASE hg_recover", "recover release");
   if (r == HG_EEXIST || r == HG_EINVAL || r == HG_ENOTFOUND) {
     /* This event cannot be stored (its id is another organization's): the
      * rest can. */
@@ -335,13 +367,14 @@ int hg_events_recover(const char *dir, const char *store_path, uint64_t *seen, u
     hg_set_err(err, errlen, "cannot read %s: %s", dir, strerror(errno));
     return HG_EIO;
   }
-  sqlite3 *db = NULL;
+  hg_db_t *db = NULL;
   int r = hg_store_open_sync(&db, store_path, err, errlen);
   if (r != 0) return r;
   recovery_t rc = {db, 0, 0};
-  int sr = sqlite3_exec(db, "PRAGMA synchronous=FULL; BEGIN IMMEDIATE", NULL, NULL, NULL);
-  if (sr != SQLITE_OK) {
-    hg_set_err(err, errlen, "cannot begin: %s", sqlite3_errmsg(db));
+  /* PostgreSQL connections commit synchronously already (db.h). */
+  if (hg_db_exec(db, hg_db_engine(db) == HG_DB_PG ? "BEGIN" : "PRAGMA synchronous=FULL; BEGIN IMMEDIATE",
+                 "recover begin") != 0) {
+    hg_set_err(err, errlen, "cannot begin: %s", hg_db_errmsg(db));
     r = HG_EIO;
   }
   if (r == 0) {
@@ -349,12 +382,12 @@ int hg_events_recover(const char *dir, const char *store_path, uint64_t *seen, u
     r = hg_intake_recover(dir, recover_record, &rc, err, errlen);
     if (r != 0 && err != NULL && err[0] == '\0') hg_set_err(err, errlen, "cannot store an event: %s", hg_strerror(r));
   }
-  if (r == 0 && (sr = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK) {
-    hg_set_err(err, errlen, "cannot commit: %s", sqlite3_errmsg(db));
+  if (r == 0 && hg_db_exec(db, "COMMIT", "recover commit") != 0) {
+    hg_set_err(err, errlen, "cannot commit: %s", hg_db_errmsg(db));
     r = HG_EIO;
   }
-  if (r != 0 && !sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-  sqlite3_close(db);
+  if (r != 0 && hg_db_in_transaction(db)) hg_db_exec(db, "ROLLBACK", "recover rollback");
+  hg_db_close(db);
   if (r == 0) {
     *seen = rc.seen;
     *stored = rc.stored;

@@ -3,8 +3,9 @@
 #ifndef HG_EVENTS_H
 #define HG_EVENTS_H
 
+#include "store/db.h"
+
 #include <jansson.h>
-#include <sqlite3.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,7 +48,17 @@ void hg_event_in_done(hg_event_in_t *ev);
  * fills original_id and n_deliveries from the original and sets duplicate.
  * Changes none of the inputs and sets every output afresh, so it may run
  * again on the same ev after its changes were rolled back. */
-int hg_events_insert(sqlite3 *db, hg_event_in_t *ev);
+int hg_events_insert(hg_db_t *db, hg_event_in_t *ev);
+
+/* For the row files (events.c, deliveries.c): steps st, an INSERT of one
+ * row into a table keyed by seq, and sets *seq to the new row's. The
+ * statement's text is chosen per engine: on PostgreSQL it ends in
+ * "RETURNING seq" (its row is read, then st is stepped to its end); on
+ * SQLite it does not, and seq is read with SELECT last_insert_rowid():
+ * RETURNING cost SQLite 3.40 about 1.4 us more per inserted row, the extra
+ * SELECT about 0.1 us, on every event and delivery a publish stores.
+ * Returns 0 or HG_E* (not logged). */
+int hg_events__insert_seq(hg_db_t *db, hg_stmt_t *st, int64_t *seq);
 
 /* An event as the intake log keeps it (intake.h): what hg_events_insert
  * needs to store it after a crash (id, type, organization, payload, time,
@@ -63,8 +74,9 @@ void hg_events_record(const hg_event_in_t *ev, unsigned char *out);
 int hg_events_from_record(const unsigned char *rec, size_t len, hg_event_in_t *ev);
 
 /* Stores every event the intake log in dir holds that the store at
- * store_path lacks (answered, then the process stopped before the store
- * had it durably), in one transaction synced before returning: run before
+ * store_path (a SQLite path or a PostgreSQL URI, as hg_store_open_sync
+ * takes) lacks (answered, then the process stopped before the store had it
+ * durably), in one transaction durable before returning: run before
  * the store opens; the log then starts afresh (hg_intake_open). Events the
  * store has are left alone, so running it twice stores nothing twice. A
  * record that is not an event, or an event the store rejects (its id

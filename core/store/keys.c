@@ -71,32 +71,32 @@ int hg_org_id_valid(const char *org) {
 /* Columns: id, prefix, scopes, organization_id, created_at, revoked_at. */
 #define KEY_COLUMNS "id, prefix, scopes, organization_id, created_at, revoked_at"
 
-static void row_to_info(sqlite3_stmt *st, hg_key_info_t *k) {
+static void row_to_info(hg_stmt_t *st, hg_key_info_t *k) {
   const char *s;
   memset(k, 0, sizeof(*k));
-  if ((s = (const char *)sqlite3_column_text(st, 0)) != NULL) snprintf(k->id, sizeof(k->id), "%s", s);
-  if ((s = (const char *)sqlite3_column_text(st, 1)) != NULL)
+  if ((s = hg_db_column_text(st, 0)) != NULL) snprintf(k->id, sizeof(k->id), "%s", s);
+  if ((s = hg_db_column_text(st, 1)) != NULL)
     snprintf(k->prefix, sizeof(k->prefix), "%s", s);
   /* A scope name this binary does not know (written by a newer one)
    * grants nothing rather than failing the whole row. */
-  if ((s = (const char *)sqlite3_column_text(st, 2)) != NULL) {
+  if ((s = hg_db_column_text(st, 2)) != NULL) {
     unsigned scopes = 0;
     if (hg_scopes_parse(s, &scopes) == 0) k->scopes = scopes;
   }
-  if (sqlite3_column_type(st, 3) != SQLITE_NULL) {
+  if ((s = hg_db_column_text(st, 3)) != NULL) {
     k->has_org = 1;
-    snprintf(k->organization_id, sizeof(k->organization_id), "%s", (const char *)sqlite3_column_text(st, 3));
+    snprintf(k->organization_id, sizeof(k->organization_id), "%s", s);
   }
-  k->created_at = sqlite3_column_int64(st, 4);
-  k->revoked_at = sqlite3_column_int64(st, 5); /* NULL reads as 0: active */
+  k->created_at = hg_db_column_int64(st, 4);
+  k->revoked_at = hg_db_column_int64(st, 5); /* NULL reads as 0: active */
 }
 
-int hg_keys_create(sqlite3 *db, unsigned scopes, const char *org, char *key_out, size_t cap,
+int hg_keys_create(hg_db_t *db, unsigned scopes, const char *org, char *key_out, size_t cap,
                    hg_key_info_t *info) {
   unsigned char raw[32], hash[32];
   char key[HG_KEY_MAX];
   hg_key_info_t k;
-  sqlite3_stmt *st = NULL;
+  hg_stmt_t *st = NULL;
   int rc;
 
   if (cap > 0) key_out[0] = '\0';
@@ -122,100 +122,99 @@ int hg_keys_create(sqlite3 *db, unsigned scopes, const char *org, char *key_out,
   char scopes_csv[HG_SCOPES_MAX];
   hg_scopes_format(scopes, scopes_csv, sizeof(scopes_csv));
 
-  int src = sqlite3_prepare_v2(db,
-                               "INSERT INTO api_keys (id, hash, prefix, scopes, organization_id, created_at) "
-                               "VALUES (?, ?, ?, ?, ?, ?)",
-                               -1, &st, NULL);
-  if (src == SQLITE_OK) {
-    sqlite3_bind_text(st, 1, k.id, -1, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 2, hash, sizeof(hash), SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, k.prefix, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, scopes_csv, -1, SQLITE_STATIC);
-    if (org != NULL) sqlite3_bind_text(st, 5, org, -1, SQLITE_STATIC);
-    else sqlite3_bind_null(st, 5);
-    sqlite3_bind_int64(st, 6, k.created_at);
-    src = sqlite3_step(st);
+  int src = hg_db_prepare(db,
+                          "INSERT INTO api_keys (id, hash, prefix, scopes, organization_id, created_at) "
+                          "VALUES (?, ?, ?, ?, ?, ?)",
+                          &st);
+  if (src == 0) {
+    hg_db_bind_text(st, 1, k.id, -1);
+    hg_db_bind_blob(st, 2, hash, sizeof(hash));
+    hg_db_bind_text(st, 3, k.prefix, -1);
+    hg_db_bind_text(st, 4, scopes_csv, -1);
+    if (org != NULL) hg_db_bind_text(st, 5, org, -1);
+    else hg_db_bind_null(st, 5);
+    hg_db_bind_int64(st, 6, k.created_at);
+    src = hg_db_step(st);
   }
-  if (src != SQLITE_DONE) {
-    rc = hg_store_fail(db, src, "keys create");
+  if (src < 0) {
+    rc = hg_db_fail(db, src, "keys create");
     goto done;
   }
   memcpy(key_out, key, strlen(key) + 1);
   if (info != NULL) *info = k;
   rc = 0;
 done:
-  sqlite3_finalize(st);
+  hg_db_release(st);
   memset(raw, 0, sizeof(raw));
   memset(key, 0, sizeof(key));
   return rc;
 }
 
-int hg_keys_lookup(sqlite3 *db, const char *key, hg_key_info_t *out) {
+int hg_keys_lookup(hg_db_t *db, const char *key, hg_key_info_t *out) {
   unsigned char hash[32];
-  sqlite3_stmt *st = NULL;
+  hg_stmt_t *st = NULL;
   int rc;
   if (key == NULL) return HG_ENOTFOUND;
   hg_sha256(key, strlen(key), hash);
-  int src = sqlite3_prepare_v2(db, "SELECT " KEY_COLUMNS ", hash FROM api_keys WHERE hash = ?", -1, &st, NULL);
-  if (src == SQLITE_OK) {
-    sqlite3_bind_blob(st, 1, hash, sizeof(hash), SQLITE_STATIC);
-    src = sqlite3_step(st);
+  int src = hg_db_prepare(db, "SELECT " KEY_COLUMNS ", hash FROM api_keys WHERE hash = ?", &st);
+  if (src == 0) {
+    hg_db_bind_blob(st, 1, hash, sizeof(hash));
+    src = hg_db_step(st);
   }
-  if (src == SQLITE_DONE) {
+  if (src == HG_DB_DONE) {
     rc = HG_ENOTFOUND;
     goto done;
   }
-  if (src != SQLITE_ROW) {
-    rc = hg_store_fail(db, src, "keys lookup");
+  if (src < 0) {
+    rc = hg_db_fail(db, src, "keys lookup");
     goto done;
   }
   /* The index found the row by equality; confirm in constant time so the
    * answer never depends on how many leading bytes matched. */
-  const void *stored = sqlite3_column_blob(st, 6);
-  if (stored == NULL || sqlite3_column_bytes(st, 6) != (int)sizeof(hash) ||
-      !hg_ct_equal(stored, hash, sizeof(hash)) || sqlite3_column_type(st, 5) != SQLITE_NULL) {
+  const void *stored = hg_db_column_blob(st, 6);
+  if (stored == NULL || hg_db_column_bytes(st, 6) != sizeof(hash) || !hg_ct_equal(stored, hash, sizeof(hash)) ||
+      !hg_db_column_is_null(st, 5)) {
     rc = HG_ENOTFOUND;
     goto done;
   }
   row_to_info(st, out);
   rc = 0;
 done:
-  sqlite3_finalize(st);
+  hg_db_release(st);
   return rc;
 }
 
-int hg_keys_list(sqlite3 *db, int (*cb)(const hg_key_info_t *k, void *ud), void *ud) {
-  sqlite3_stmt *st = NULL;
+int hg_keys_list(hg_db_t *db, int (*cb)(const hg_key_info_t *k, void *ud), void *ud) {
+  hg_stmt_t *st = NULL;
   int rc = 0, src;
-  src = sqlite3_prepare_v2(db, "SELECT " KEY_COLUMNS " FROM api_keys ORDER BY created_at, id", -1, &st, NULL);
-  if (src != SQLITE_OK) {
-    rc = hg_store_fail(db, src, "keys list");
+  src = hg_db_prepare(db, "SELECT " KEY_COLUMNS " FROM api_keys ORDER BY created_at, id", &st);
+  if (src < 0) {
+    rc = hg_db_fail(db, src, "keys list");
     goto done;
   }
-  while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+  while ((src = hg_db_step(st)) == HG_DB_ROW) {
     hg_key_info_t k;
     row_to_info(st, &k);
     if ((rc = cb(&k, ud)) != 0) goto done;
   }
-  if (src != SQLITE_DONE) rc = hg_store_fail(db, src, "keys list");
+  if (src < 0) rc = hg_db_fail(db, src, "keys list");
 done:
-  sqlite3_finalize(st);
+  hg_db_release(st);
   return rc;
 }
 
-int hg_keys_revoke(sqlite3 *db, const char *id) {
-  sqlite3_stmt *st = NULL;
+int hg_keys_revoke(hg_db_t *db, const char *id) {
+  hg_stmt_t *st = NULL;
   int rc = 0;
   if (id == NULL) return HG_ENOTFOUND;
-  int src = sqlite3_prepare_v2(db, "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", -1,
-                               &st, NULL);
-  if (src == SQLITE_OK) {
-    sqlite3_bind_int64(st, 1, hg_wall_ms());
-    sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-    src = sqlite3_step(st);
+  int src = hg_db_prepare(db, "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", &st);
+  if (src == 0) {
+    hg_db_bind_int64(st, 1, hg_wall_ms());
+    hg_db_bind_text(st, 2, id, -1);
+    src = hg_db_step(st);
   }
-  if (src != SQLITE_DONE) rc = hg_store_fail(db, src, "keys revoke");
-  else if (sqlite3_changes(db) == 0) rc = HG_ENOTFOUND;
-  sqlite3_finalize(st);
+  if (src < 0) rc = hg_db_fail(db, src, "keys revoke");
+  else if (hg_db_changes(db) == 0) rc = HG_ENOTFOUND;
+  hg_db_release(st);
   return rc;
 }

@@ -9,8 +9,8 @@
 #define HG_KEYS_H
 
 #include "base/ids.h"
+#include "store/db.h"
 
-#include <sqlite3.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,25 +59,25 @@ int hg_org_id_valid(const char *org);
  * for none). Writes the key (shown once, never stored) to key_out, which
  * needs cap >= 47 (HG_KEY_MAX suffices), and fills info if not NULL.
  * Returns 0, HG_EINVAL (scopes or org), HG_ETOOBIG (cap), HG_EIO (no
- * randomness, or SQLite) or another translated SQLite error. On failure
+ * randomness, or the store) or another store error (db.h). On failure
  * key_out is "" (if cap > 0). */
-int hg_keys_create(sqlite3 *db, unsigned scopes, const char *org, char *key_out, size_t cap,
+int hg_keys_create(hg_db_t *db, unsigned scopes, const char *org, char *key_out, size_t cap,
                    hg_key_info_t *info);
 
 /* Finds the active key whose SHA-256 matches key's, confirming the stored
  * hash with a constant-time comparison, and fills out. Returns 0,
- * HG_ENOTFOUND (unknown, malformed or revoked key) or a translated SQLite
- * error. */
-int hg_keys_lookup(sqlite3 *db, const char *key, hg_key_info_t *out);
+ * HG_ENOTFOUND (unknown, malformed or revoked key) or a store error
+ * (db.h). */
+int hg_keys_lookup(hg_db_t *db, const char *key, hg_key_info_t *out);
 
 /* Calls cb for every key, oldest first, revoked ones included. A non-zero
  * return from cb stops the walk and is returned. Returns 0, that value, or
- * a translated SQLite error. k is valid only during the call. */
-int hg_keys_list(sqlite3 *db, int (*cb)(const hg_key_info_t *k, void *ud), void *ud);
+ * a store error (db.h). k is valid only during the call. */
+int hg_keys_list(hg_db_t *db, int (*cb)(const hg_key_info_t *k, void *ud), void *ud);
 
 /* Revokes the active key with this id (its revoked_at becomes now).
  * Returns 0, HG_ENOTFOUND (no such key, or already revoked) or a
- * translated SQLite error. */
-int hg_keys_revoke(sqlite3 *db, const char *id);
+ * store error (db.h). */
+int hg_keys_revoke(hg_db_t *db, const char *id);
 
 #endif

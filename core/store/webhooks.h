@@ -7,8 +7,8 @@
 
 #include "base/ids.h"
 #include "base/sign.h"
+#include "store/db.h"
 
-#include <sqlite3.h>
 #include <stdint.h>
 
 /* The most signing secrets a webhook holds at once during rotations. */
@@ -37,29 +37,29 @@ void hg_webhook_close(hg_webhook_t *w);
 /* Inserts w and its first secret: a "whsec_" secret for a v1 webhook, a
  * "whsk_" signing key for a v1a one (w->scheme says which; its public key
  * is derived and stored beside it). */
-int hg_webhooks_insert(sqlite3 *db, const hg_webhook_t *w, const char *secret);
+int hg_webhooks_insert(hg_db_t *db, const hg_webhook_t *w, const char *secret);
 
 /* Reads webhook id into out (caller closes). out is zeroed first, so
  * hg_webhook_close(out) is safe whatever this returns. When org is
  * non-NULL, a webhook of another organization (or of none) is HG_ENOTFOUND
  * too. */
-int hg_webhooks_get(sqlite3 *db, const char *id, const char *org, hg_webhook_t *out);
+int hg_webhooks_get(hg_db_t *db, const char *id, const char *org, hg_webhook_t *out);
 
 /* Lists webhooks newest first: ids below after_id ("" = from the newest),
  * at most limit. org_mode 0: any; 1: organization == org. Calls cb per row
  * (w is valid during the call only); cb returns nonzero to stop. */
-int hg_webhooks_list(sqlite3 *db, int org_mode, const char *org, const char *after_id, int limit,
+int hg_webhooks_list(hg_db_t *db, int org_mode, const char *org, const char *after_id, int limit,
                      int (*cb)(const hg_webhook_t *w, void *ud), void *ud);
 
 /* Writes url, events, active, metadata and updated_at of w (matched by id). */
-int hg_webhooks_update(sqlite3 *db, const hg_webhook_t *w);
+int hg_webhooks_update(hg_db_t *db, const hg_webhook_t *w);
 
 /* Deletes webhook id (and its secrets); org as in get. */
-int hg_webhooks_delete(sqlite3 *db, const char *id, const char *org);
+int hg_webhooks_delete(hg_db_t *db, const char *id, const char *org);
 
 /* Fills w->public_keys with the public keys of w's v1a signing keys valid
  * at now, newest first (none for a v1 webhook). Reads no private key. */
-int hg_webhooks_public_keys(sqlite3 *db, hg_webhook_t *w, int64_t now);
+int hg_webhooks_public_keys(hg_db_t *db, hg_webhook_t *w, int64_t now);
 
 /* Makes new_secret (a secret or a signing key, of the webhook's scheme) the
  * current secret. The old current secret stays valid
@@ -67,11 +67,11 @@ int hg_webhooks_public_keys(sqlite3 *db, hg_webhook_t *w, int64_t now);
  * grace period keep theirs; expired ones are removed, and the oldest go
  * first when more than HG_MAX_SECRETS would remain. *prev_expires gets the
  * old secret's expiry. */
-int hg_webhooks_rotate(sqlite3 *db, const char *id, const char *org, const char *new_secret, int64_t now,
+int hg_webhooks_rotate(hg_db_t *db, const char *id, const char *org, const char *new_secret, int64_t now,
                        int64_t grace_ms, int64_t *prev_expires);
 
 /* Copies the secrets valid at now, current first, into out (up to max). */
-int hg_webhooks_secrets(sqlite3 *db, const char *id, int64_t now, char (*out)[HG_SECRET_MAX], size_t max,
+int hg_webhooks_secrets(hg_db_t *db, const char *id, int64_t now, char (*out)[HG_SECRET_MAX], size_t max,
                         size_t *n);
 
 #endif

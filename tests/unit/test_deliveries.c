@@ -11,17 +11,16 @@
 
 static char dir[] = "/tmp/hg-deliveries-XXXXXX";
 
-static sqlite3 *open_db(void) {
+static hg_db_t *open_db(void) {
   char path[128], err[256];
   snprintf(path, sizeof(path), "%s/d.db", dir);
-  sqlite3 *db = NULL;
+  hg_db_t *db = NULL;
   CHECK_EQ_INT(hg_store_open_sync(&db, path, err, sizeof(err)), 0);
   if (db == NULL) return NULL;
-  CHECK_EQ_INT(sqlite3_exec(db,
-                            "INSERT INTO webhooks (id, url, events, organization_id, active, created_at, updated_at) "
-                            "VALUES ('wh_a', 'https://a.example', '[\"user.created\"]', 'org_a', 1, 1, 1)",
-                            NULL, NULL, NULL),
-               SQLITE_OK);
+  CHECK_EQ_INT(hg_db_exec(db,
+                          "INSERT INTO webhooks (id, url, events, organization_id, active, created_at, updated_at) "
+                          "VALUES ('wh_a', 'https://a.example', '[\"user.created\"]', 'org_a', 1, 1, 1)", "test"),
+               0);
   return db;
 }
 
@@ -35,7 +34,7 @@ static void __attribute__((noinline)) dirty_stack(void) {
  * does not exist (or of another organization) freed the uninitialised
  * pointers of the webhook it had not read, on the store thread. */
 static void list_of_missing_webhook(void) {
-  sqlite3 *db = open_db();
+  hg_db_t *db = open_db();
   if (db == NULL) return;
   hg_webhook_t w;
   memset(&w, 0xa5, sizeof(w));
@@ -58,7 +57,7 @@ static void list_of_missing_webhook(void) {
   CHECK_EQ_INT(json_array_size(arr), 0);
   CHECK_EQ_INT(more, 0);
   json_decref(arr);
-  sqlite3_close(db);
+  hg_db_close(db);
 }
 
 int main(void) {

@@ -15,19 +15,18 @@
 
 static char dir[64];
 
-static sqlite3 *open_db(const char *name) {
+static hg_db_t *open_db(const char *name) {
   char path[128], err[256];
   snprintf(path, sizeof(path), "%s/%s.db", dir, name);
-  sqlite3 *db = NULL;
+  hg_db_t *db = NULL;
   CHECK_EQ_INT(hg_store_open_sync(&db, path, err, sizeof(err)), 0);
   if (db == NULL) return NULL;
-  CHECK_EQ_INT(sqlite3_exec(db,
-                            "INSERT INTO webhooks (id, url, events, active, created_at, updated_at) VALUES "
-                            "('wh_a', 'https://a.example', '[\"user.created\"]', 1, 1, 1),"
-                            "('wh_b', 'https://b.example', '[\"user.created\"]', 1, 1, 1),"
-                            "('wh_off', 'https://c.example', '[\"user.created\"]', 0, 1, 1)",
-                            NULL, NULL, NULL),
-               SQLITE_OK);
+  CHECK_EQ_INT(hg_db_exec(db,
+                          "INSERT INTO webhooks (id, url, events, active, created_at, updated_at) VALUES "
+                          "('wh_a', 'https://a.example', '[\"user.created\"]', 1, 1, 1),"
+                          "('wh_b', 'https://b.example', '[\"user.created\"]', 1, 1, 1),"
+                          "('wh_off', 'https://c.example', '[\"user.created\"]', 0, 1, 1)", "test"),
+               0);
   return db;
 }
 
@@ -43,14 +42,14 @@ static void event_init(hg_event_in_t *ev, const char *id, json_t *targets, char 
 }
 
 static void fan_out_and_count(void) {
-  sqlite3 *db = open_db("fan");
+  hg_db_t *db = open_db("fan");
   if (db == NULL) return;
   json_t *targets = json_pack("[s,s,s,s]", "wh_a", "wh_off", "wh_unknown", "wh_b");
   hg_event_in_t ev;
   event_init(&ev, "evt_1", targets, NULL);
-  CHECK_EQ_INT(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+  CHECK_EQ_INT(hg_db_exec(db, "BEGIN", "test"), 0);
   CHECK_EQ_INT(hg_events_insert(db, &ev), 0);
-  CHECK_EQ_INT(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+  CHECK_EQ_INT(hg_db_exec(db, "COMMIT", "test"), 0);
   CHECK_EQ_INT(ev.n_deliveries, 2); /* inactive and unknown ids get none */
   CHECK_EQ_INT(ev.n_seqs, 2);
   CHECK_EQ_INT(query_int(db, "SELECT deliveries FROM events WHERE id = 'evt_1'"), 2);
@@ -58,12 +57,12 @@ static void fan_out_and_count(void) {
                              "('wh_a', 'wh_b')"), 2);
   hg_event_in_done(&ev);
   json_decref(targets);
-  sqlite3_close(db);
+  hg_db_close(db);
 }
 
 /* Run, roll back, run again: the same outcome both times, inputs kept. */
 static void runs_twice(void) {
-  sqlite3 *db = open_db("twice");
+  hg_db_t *db = open_db("twice");
   if (db == NULL) return;
   json_t *targets = json_pack("[s]", "wh_a");
   char key[] = "-|key-1";
@@ -73,34 +72,37 @@ static void runs_twice(void) {
   CHECK_EQ_INT(first.duplicate, 0);
   hg_event_in_done(&first);
 
-  /* A repeat of the key, run twice as the store would rerun it. */
+  /* A repeat of the key, run twice as the store would rerun it (in a
+   * transaction, where PostgreSQL takes savepoints too). */
   hg_event_in_t again;
   event_init(&again, "evt_again", targets, key);
   again.now += 1000;
+  CHECK_EQ_INT(hg_db_exec(db, "BEGIN", "test"), 0);
   for (int run = 0; run < 2; run++) {
-    CHECK_EQ_INT(sqlite3_exec(db, "SAVEPOINT s", NULL, NULL, NULL), SQLITE_OK);
+    CHECK_EQ_INT(hg_db_exec(db, "SAVEPOINT s", "test"), 0);
     CHECK_EQ_INT(hg_events_insert(db, &again), 0);
     CHECK_EQ_INT(again.duplicate, 1);
     CHECK_EQ_STR(again.original_id, "evt_first");
     CHECK_EQ_STR(again.id, "evt_again"); /* the input is left alone */
     CHECK_EQ_INT(again.n_deliveries, 1);
     CHECK_EQ_INT(again.n_seqs, 0);
-    CHECK_EQ_INT(sqlite3_exec(db, run == 0 ? "ROLLBACK TO s; RELEASE s" : "RELEASE s", NULL, NULL, NULL),
-                 SQLITE_OK);
+    CHECK_EQ_INT(hg_db_exec(db, run == 0 ? "ROLLBACK TO s; RELEASE s" : "RELEASE s", "test"), 0);
   }
+  CHECK_EQ_INT(hg_db_exec(db, "COMMIT", "test"), 0);
 
   /* A new event run twice: one set of rows, the same counts. */
   hg_event_in_t fresh;
   event_init(&fresh, "evt_fresh", targets, NULL);
+  CHECK_EQ_INT(hg_db_exec(db, "BEGIN", "test"), 0);
   for (int run = 0; run < 2; run++) {
-    CHECK_EQ_INT(sqlite3_exec(db, "SAVEPOINT s", NULL, NULL, NULL), SQLITE_OK);
+    CHECK_EQ_INT(hg_db_exec(db, "SAVEPOINT s", "test"), 0);
     CHECK_EQ_INT(hg_events_insert(db, &fresh), 0);
     CHECK_EQ_INT(fresh.duplicate, 0);
     CHECK_EQ_INT(fresh.n_deliveries, 1);
     CHECK_EQ_INT(fresh.n_seqs, 1);
-    CHECK_EQ_INT(sqlite3_exec(db, run == 0 ? "ROLLBACK TO s; RELEASE s" : "RELEASE s", NULL, NULL, NULL),
-                 SQLITE_OK);
+    CHECK_EQ_INT(hg_db_exec(db, run == 0 ? "ROLLBACK TO s; RELEASE s" : "RELEASE s", "test"), 0);
   }
+  CHECK_EQ_INT(hg_db_exec(db, "COMMIT", "test"), 0);
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM events WHERE id = 'evt_fresh'"), 1);
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM deliveries d JOIN events e ON e.seq = d.event_seq "
                              "WHERE e.id = 'evt_fresh'"), 1);
@@ -108,7 +110,7 @@ static void runs_twice(void) {
   hg_event_in_done(&fresh);
   hg_event_in_done(&again);
   json_decref(targets);
-  sqlite3_close(db);
+  hg_db_close(db);
 }
 
 /* An event fanned out to more webhooks than the deliveries' small inline
@@ -116,7 +118,7 @@ static void runs_twice(void) {
  * the heap and its doublings; and again when run a second time on the
  * same input. */
 static void many_deliveries(void) {
-  sqlite3 *db = open_db("many");
+  hg_db_t *db = open_db("many");
   if (db == NULL) return;
   json_t *targets = json_array();
   for (int i = 0; i < 19; i++) {
@@ -125,13 +127,13 @@ static void many_deliveries(void) {
     snprintf(sql, sizeof(sql),
              "INSERT INTO webhooks (id, url, events, active, created_at, updated_at) "
              "VALUES ('%s', 'https://m.example', '[\"user.created\"]', 1, 1, 1)", id);
-    CHECK_EQ_INT(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    CHECK_EQ_INT(hg_db_exec(db, sql, "test"), 0);
     json_array_append_new(targets, json_string(id));
   }
   hg_event_in_t ev;
   event_init(&ev, "evt_many", targets, NULL);
   for (int run = 0; run < 2; run++) {
-    CHECK_EQ_INT(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+    CHECK_EQ_INT(hg_db_exec(db, "BEGIN", "test"), 0);
     CHECK_EQ_INT(hg_events_insert(db, &ev), 0);
     CHECK_EQ_INT(ev.n_deliveries, 19);
     CHECK_EQ_INT(ev.n_seqs, 19);
@@ -144,12 +146,12 @@ static void many_deliveries(void) {
       match += query_int(db, sql);
     }
     CHECK_EQ_INT(match, 19);
-    CHECK_EQ_INT(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    CHECK_EQ_INT(hg_db_exec(db, "ROLLBACK", "test"), 0);
   }
   hg_event_in_done(&ev);
   CHECK(ev.delivery_seqs == NULL);
   json_decref(targets);
-  sqlite3_close(db);
+  hg_db_close(db);
 }
 
 int main(void) {

@@ -357,21 +357,20 @@ static void recover_events(void) {
   char logdir[128], db[128], err[256];
   sub(logdir, sizeof(logdir), "ev-intake");
   sub(db, sizeof(db), "ev.db");
-  sqlite3 *c = NULL;
+  hg_db_t *c = NULL;
   CHECK_EQ_INT(hg_store_open_sync(&c, db, err, sizeof(err)), 0);
-  CHECK_EQ_INT(sqlite3_exec(c,
-                            "INSERT INTO webhooks (id, url, events, created_at, updated_at) VALUES "
-                            "('wh_live', 'http://127.0.0.1:9/', '[\"*\"]', 1, 1), "
-                            "('wh_off', 'http://127.0.0.1:9/', '[\"*\"]', 1, 1);"
-                            "UPDATE webhooks SET active = 0 WHERE id = 'wh_off'",
-                            NULL, NULL, NULL),
-               SQLITE_OK);
+  CHECK_EQ_INT(hg_db_exec(c,
+                          "INSERT INTO webhooks (id, url, events, created_at, updated_at) VALUES "
+                          "('wh_live', 'http://127.0.0.1:9/', '[\"*\"]', 1, 1), "
+                          "('wh_off', 'http://127.0.0.1:9/', '[\"*\"]', 1, 1);"
+                          "UPDATE webhooks SET active = 0 WHERE id = 'wh_off'", "test"),
+               0);
   /* Event 0 reached the store before the stop. */
   hg_event_in_t first = make_event(0, "wh_live");
   CHECK_EQ_INT(hg_events_insert(c, &first), 0);
   hg_event_in_done(&first);
   json_decref(first.targets);
-  sqlite3_close(c);
+  hg_db_close(c);
 
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -408,7 +407,7 @@ static void recover_events(void) {
   CHECK_EQ_INT(query_int(c, "SELECT count(*) FROM events WHERE id = 'evt_recover0005' AND organization_id = 'org_a' "
                               "AND created_at = 1700000000005 AND CAST(payload AS TEXT) = '{\"type\":\"user.created\",\"data\":{\"n\":5}}'"),
                1);
-  sqlite3_close(c);
+  hg_db_close(c);
 }
 
 int main(void) {

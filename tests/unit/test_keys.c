@@ -97,7 +97,7 @@ static int stop_at_first(const hg_key_info_t *k, void *ud) {
 
 static void lifecycle(void) {
   char path[128], err[256];
-  sqlite3 *db = NULL;
+  hg_db_t *db = NULL;
   snprintf(path, sizeof(path), "%s/keys/hg.db", dir);
   CHECK_EQ_INT(hg_store_open_sync(&db, path, err, sizeof(err)), 0);
   if (db == NULL) return;
@@ -167,7 +167,7 @@ static void lifecycle(void) {
   hg_keys_list(db, collect, &l);
   CHECK_EQ_INT(l.n, 2);
 
-  CHECK_EQ_INT(sqlite3_close(db), SQLITE_OK);
+  hg_db_close(db);
 
   /* Only hashes reach the disk: neither key, nor the secret part after its
    * visible prefix, is in the database or its WAL. The prefix is, which
