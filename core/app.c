@@ -471,6 +471,10 @@ static void close_ingest(hg_app_t *app) {
 
 static void dispatcher_stopped(void *ud) {
   hg_app_t *app = ud;
+  /* Its poll would keep the loop alive; its last jobs (handing the
+   * leases back) run before the store closes below. */
+  hg_cluster_stop(app->cluster);
+  app->cluster = NULL;
   /* When nothing was in flight, this runs inside hg_dispatcher_stop,
    * before drained closes the client: Lua's requests end here, while the
    * store is still open. (Inside that close, this does nothing.) */

@@ -33,6 +33,7 @@ struct hg_cluster {
   char *settings; /* JSON text of what must agree across nodes */
   int64_t changes;  /* the counter as last seen; -1 before the first look */
   int in_job;       /* a look is out */
+  int releasing;    /* the release job is out (hg_cluster_stop) */
   int stopping;
   int closed;       /* the timer's close callback ran */
   int first_done, first_status;
@@ -48,7 +49,7 @@ struct hg_cluster {
 const char *hg_cluster_node_id(const hg_cluster_t *c) { return c->node_id; }
 
 static void maybe_free(hg_cluster_t *c) {
-  if (!c->stopping || !c->closed || c->in_job) return;
+  if (!c->stopping || !c->closed || c->in_job || c->releasing) return;
   free(c->settings);
   free(c->seqs);
   free(c->dues);
@@ -185,9 +186,26 @@ int hg_cluster_start(hg_cluster_t **out, const hg_cluster_opts_t *opts, char *er
   return 0;
 }
 
+static int release_work(hg_db_t *db, void *ud) {
+  hg_cluster_t *c = ud;
+  return hg_nodes_release(db, c->node_id);
+}
+
+static void release_done(int status, void *ud) {
+  hg_cluster_t *c = ud;
+  c->releasing = 0;
+  if (status != 0 && status != HG_EUNAVAIL)
+    hg_log(HG_LOG_WARN, "cluster: cannot hand this node's leases back", "error", hg_strerror(status), NULL);
+  maybe_free(c);
+}
+
 void hg_cluster_stop(hg_cluster_t *c) {
   if (c == NULL || c->stopping) return;
   c->stopping = 1;
   uv_timer_stop(&c->timer);
   uv_close((uv_handle_t *)&c->timer, timer_closed);
+  /* A clean stop hands its leases back: the deliveries it was sending
+   * were cancelled, not recorded, and the other nodes may take them at
+   * once instead of after cluster.lease. */
+  if (c->first_done && hg_store_submit(c->o.store, release_work, release_done, c) == 0) c->releasing = 1;
 }

@@ -70,6 +70,20 @@ int hg_nodes_poll(hg_db_t *db, const char *node_id, int64_t now, int64_t *change
   return rc < 0 ? hg_db_fail(db, rc, "poll changes") : 0;
 }
 
+int hg_nodes_release(hg_db_t *db, const char *node_id) {
+  /* Pending rows only: the partial index of due deliveries serves it. */
+  static const char sql[] = "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL "
+                            "WHERE status = 'pending' AND lease_owner = ?1";
+  hg_stmt_t *st = NULL;
+  int rc = hg_db_prepare(db, sql, &st);
+  if (rc == 0) {
+    hg_db_bind_text(st, 1, node_id, -1);
+    rc = hg_db_step(st);
+  }
+  hg_db_release(st);
+  return rc < 0 ? hg_db_fail(db, rc, "release leases") : 0;
+}
+
 int hg_deliveries_claim(hg_db_t *db, int64_t seq, const char *node_id, int64_t now, int64_t lease_ms) {
   /* The row lock serialises two nodes claiming at once: the second waits
    * for the first's commit, then finds the lease held and changes

@@ -22,6 +22,10 @@ int hg_nodes_register(hg_db_t *db, const char *node_id, const char *version, con
  * and API keys) and the database's clock (Unix ms). */
 int hg_nodes_poll(hg_db_t *db, const char *node_id, int64_t now, int64_t *changes, int64_t *db_now_ms);
 
+/* Ends every lease node_id holds on a pending delivery (a clean stop:
+ * what it was sending goes to the other nodes at once). */
+int hg_nodes_release(hg_db_t *db, const char *node_id);
+
 /* Claims delivery seq for node_id until now + lease_ms: 1 when claimed
  * (it was free, its lease had run out, or this node held it already), 0
  * when another node holds it or the row is gone. */

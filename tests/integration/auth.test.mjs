@@ -7,6 +7,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { startGateway, BIN } from './lib/gateway.mjs';
+import { storeFor } from './lib/store.mjs';
 import { sleep, expectError, expectValidation } from './lib/expect.mjs';
 
 const run = promisify(execFile);
@@ -23,7 +24,7 @@ after(async () => {
 });
 
 // The CLI must use the gateway's store: same config file, same HOOKGATE_STORE.
-const cliEnv = () => ({ ...process.env, HOOKGATE_STORE: join(gw.dir, 'hookgate.db'), HOOKGATE_LOG_LEVEL: 'debug' });
+const cliEnv = () => ({ ...process.env, HOOKGATE_STORE: storeFor(gw.dir), HOOKGATE_LOG_LEVEL: 'debug' });
 
 const createdKeys = [];
 async function makeKey(scopes, org) {

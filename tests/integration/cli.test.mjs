@@ -16,6 +16,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BIN, ADMIN_KEY, startGateway, tempDir } from './lib/gateway.mjs';
+import { storeFor } from './lib/store.mjs';
 
 const SLOW = process.env.HG_SANITIZE === '1' || process.env.HG_SANITIZE === 'ON' || /asan/.test(BIN) ? 3 : 1;
 const T = (ms) => ms * SLOW;
@@ -433,7 +434,7 @@ test('HOOKGATE_LISTEN=bogus: serve exits 1 with a clear error', async () => {
 function keyEnv() {
   const dir = tempDir();
   const cfg = configFile('', 'hookgate.lua', dir);
-  const env = { HOOKGATE_STORE: join(dir, 'hookgate.db') };
+  const env = { HOOKGATE_STORE: storeFor(dir) };
   return { dir, cfg, env };
 }
 
@@ -513,7 +514,7 @@ test('a key from `keys create` works against a running gateway; scopes hold; rev
   const dir = tempDir();
   const gw = await startGateway({ dir, config: '' });
   gateways.push(gw);
-  const env = { HOOKGATE_STORE: join(dir, 'hookgate.db') };
+  const env = { HOOKGATE_STORE: storeFor(dir) };
   const cfg = configFile('', 'keys.lua', dir);
   // Created beside the running gateway, in the same store.
   const reader = await createKey(cfg, env, 'webhooks:read');
