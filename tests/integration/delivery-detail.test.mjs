@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { onPg } from './lib/store.mjs';
 import { startGateway, tempDir } from './lib/gateway.mjs';
 import { startReceiver } from './lib/receiver.mjs';
 import { deliveryConfig, createWebhook, publishOk, waitDelivery, listDeliveries, stopClean } from './lib/delivery.mjs';
@@ -179,6 +180,10 @@ test('no request, no headers: a skipped delivery answers requestHeaders null', a
 });
 
 test('an attempt recorded before migration 8 answers requestHeaders null', async (t) => {
+  if (onPg) {
+    t.skip('SQLite\'s migration 8 (PostgreSQL\'s schema starts after it)');
+    return;
+  }
   try {
     execFileSync('sqlite3', ['-version'], { stdio: 'pipe' });
   } catch {

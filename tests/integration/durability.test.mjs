@@ -4,8 +4,7 @@
 // written by a newer binary is refused at startup.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
+import { haveStoreShell, onPg, storeQuery } from './lib/store.mjs';
 import { startGateway, tempDir } from './lib/gateway.mjs';
 import { expectError } from './lib/expect.mjs';
 
@@ -14,16 +13,19 @@ const KILL_AFTER = 100;
 const CYCLES = 3;
 const WINDOW = 50;
 
-function findSqlite() {
-  try {
-    execFileSync('sqlite3', ['-version'], { stdio: 'pipe' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-const HAVE_SQLITE = findSqlite();
-const sql = (db, q) => execFileSync('sqlite3', [db, q], { encoding: 'utf8' }).trim();
+// The store read behind the gateway's back with its own shell (sqlite3 or
+// psql), by the gateway's directory.
+const HAVE_SQLITE = haveStoreShell();
+const sql = (dir, q) => storeQuery(dir, q);
+// The schema version: SQLite's user_version, PostgreSQL's hookgate_schema.
+const getVersion = (dir) => Number(sql(dir, onPg ? 'SELECT version FROM hookgate_schema' : 'PRAGMA user_version'));
+const setVersion = (dir, v) => sql(dir, onPg ? `UPDATE hookgate_schema SET version = ${v}` : `PRAGMA user_version = ${v}`);
+// A whole, consistent file (SQLite; PostgreSQL checks its own pages and keys).
+const checkIntegrity = (dir) => {
+  if (onPg) return;
+  assert.equal(sql(dir, 'PRAGMA integrity_check'), 'ok');
+  assert.equal(sql(dir, 'PRAGMA foreign_key_check'), '');
+};
 
 // Fires BURST creates, WINDOW of them in flight at any time, and SIGKILLs
 // the gateway as the KILL_AFTER-th answer arrives. (All 300 at once would
@@ -93,8 +95,7 @@ async function verify(gw, acked) {
 
 function checkFile(db) {
   if (!HAVE_SQLITE) return;
-  assert.equal(sql(db, 'PRAGMA integrity_check'), 'ok');
-  assert.equal(sql(db, 'PRAGMA foreign_key_check'), '');
+  checkIntegrity(db);
   // Each create is one transaction: no webhook without its secret or its
   // subscription rows, no orphans.
   assert.equal(sql(db, 'SELECT count(*) FROM webhooks w WHERE NOT EXISTS (SELECT 1 FROM webhook_secrets s WHERE s.webhook_id = w.id)'), '0');
@@ -104,7 +105,7 @@ function checkFile(db) {
 describe('durability', () => {
   it(`every 201 survives SIGKILL mid-burst, ${CYCLES} times over`, async (t) => {
     const dir = tempDir();
-    const db = join(dir, 'hookgate.db');
+    const db = dir;
     const acked = [];
     for (let cycle = 1; cycle <= CYCLES; cycle++) {
       const gw = await startGateway({ dir });
@@ -138,15 +139,15 @@ describe('durability', () => {
 
   it('refuses a store whose schema is newer than the binary, naming the version', { skip: !HAVE_SQLITE && 'sqlite3 CLI not installed' }, async () => {
     const dir = tempDir();
-    const db = join(dir, 'hookgate.db');
+    const db = dir;
     let gw = await startGateway({ dir });
     const c = await gw.request('POST', '/v1/webhooks', { body: { url: 'https://keep.test/h', events: ['*'] } });
     assert.equal(c.status, 201, c.body);
     assert.equal((await gw.stop()).code, 0);
-    const current = Number(sql(db, 'PRAGMA user_version'));
+    const current = getVersion(db);
     assert.ok(current >= 1);
     const newer = current + 7;
-    sql(db, `PRAGMA user_version = ${newer}`);
+    setVersion(db, newer);
 
     await assert.rejects(startGateway({ dir }), (err) => {
       assert.match(err.message, /exited \(\d+\) before listening/, err.message);
@@ -156,11 +157,11 @@ describe('durability', () => {
       return true;
     });
     // The refusal left the file alone: not migrated down, not damaged.
-    assert.equal(Number(sql(db, 'PRAGMA user_version')), newer);
-    assert.equal(sql(db, 'PRAGMA integrity_check'), 'ok');
+    assert.equal(getVersion(db), newer);
+    checkIntegrity(db);
 
     // Put the version back: the data is intact and served again.
-    sql(db, `PRAGMA user_version = ${current}`);
+    setVersion(db, current);
     gw = await startGateway({ dir });
     try {
       const got = await gw.request('GET', `/v1/webhooks/${c.json.id}`);

@@ -8,8 +8,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createPrivateKey, createPublicKey, verify as edVerify } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
+import { haveStoreShell, storeQuery } from './lib/store.mjs';
 import { startGateway } from './lib/gateway.mjs';
 import { startReceiver, failThen } from './lib/receiver.mjs';
 import { deliveryConfig, createWebhook, publishOk, waitDelivery, sleep, stopClean } from './lib/delivery.mjs';
@@ -67,22 +66,14 @@ function verifiedEntries(whpk, req) {
 
 const byId = (id, path) => (r) => r.headers['webhook-id'] === id && (path === undefined || r.path === path);
 
-function haveSqlite() {
-  try {
-    execFileSync('sqlite3', ['-version'], { stdio: 'pipe' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-const HAVE_SQLITE = haveSqlite();
+const HAVE_SQLITE = haveStoreShell();
 
 // The signing keys the store holds for a webhook, read behind the
-// gateway's back (with the sqlite3 shell), as [secret, public_key] pairs.
+// gateway's back (with the store's shell, sqlite3 or psql), as [secret,
+// public_key] pairs.
 function storedKeys(whId) {
-  const out = execFileSync('sqlite3', [join(gw.dir, 'hookgate.db'),
-    `SELECT secret || ' ' || ifnull(public_key, '') FROM webhook_secrets WHERE webhook_id = '${whId}'`],
-  { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const out = storeQuery(gw.dir,
+    `SELECT secret || ' ' || COALESCE(public_key, '') FROM webhook_secrets WHERE webhook_id = '${whId}'`);
   return out.trim().split('\n').filter(Boolean).map((l) => l.split(' '));
 }
 
@@ -244,8 +235,7 @@ test('the API and the logs never show a private key', async () => {
   for (const a of answers) assert.ok(!/whsk_/.test(a), `an answer holds a signing key: ${a}`);
   assert.ok(!/whsk_/.test(gw.logs()), 'the log holds a signing key');
   if (HAVE_SQLITE) {
-    const keys = execFileSync('sqlite3', [join(gw.dir, 'hookgate.db'), "SELECT secret FROM webhook_secrets WHERE secret LIKE 'whsk_%'"],
-      { encoding: 'utf8' }).trim().split('\n');
+    const keys = storeQuery(gw.dir, "SELECT secret FROM webhook_secrets WHERE secret LIKE 'whsk_%'").split('\n');
     assert.ok(keys.length >= 5, keys.join(' '));
     for (const k of keys) assert.ok(!gw.logs().includes(k.slice(5)), 'the log holds a key\'s base64');
   }

@@ -78,7 +78,7 @@ export async function startGateway({ config = '', env = {}, dir = tempDir(), lis
   const addr = addrs[0].replace(/^"|"$/g, '');
   const port = Number(addr.slice(addr.lastIndexOf(':') + 1));
   const gw = {
-    proc, dir, cfgPath, port, addrs, adminKey: fullEnv.HOOKGATE_ADMIN_KEY,
+    proc, dir, cfgPath, port, addrs, adminKey: fullEnv.HOOKGATE_ADMIN_KEY, store: fullEnv.HOOKGATE_STORE,
     url: `http://127.0.0.1:${port}`,
     logs: () => out,
     exited,

@@ -2,7 +2,6 @@
 // (`hookgate keys create`) on the gateway's own store.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { BIN } from './gateway.mjs';
 
@@ -12,7 +11,7 @@ const run = promisify(execFile);
 export async function makeKey(gw, scopes, org) {
   const args = ['keys', 'create', '-c', gw.cfgPath, '--scopes', scopes];
   if (org) args.push('--org', org);
-  const env = { ...process.env, HOOKGATE_STORE: join(gw.dir, 'hookgate.db'), HOOKGATE_LOG_LEVEL: 'error' };
+  const env = { ...process.env, HOOKGATE_STORE: gw.store, HOOKGATE_LOG_LEVEL: 'error' };
   const { stdout, stderr } = await run(BIN, args, { env });
   const key = stdout.trim();
   assert.match(key, /^hg_[A-Za-z0-9_-]{43}$/, `keys create printed ${JSON.stringify(stdout)}`);
