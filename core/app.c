@@ -671,6 +671,14 @@ int hg_app_run(const hg_config_t *cfg) {
     hg_log(HG_LOG_ERROR, "cannot open the intake log", "error", err, NULL);
     goto out;
   }
+  /* Before listening: a node refused (its id in use) never answers. */
+  if (shared) {
+    hg_cluster_opts_t copts = {&loop, app.api.store, app.api.dispatcher, cfg, cluster_changed, &app};
+    if (hg_cluster_start(&app.cluster, &copts, err, sizeof(err)) != 0) {
+      hg_log(HG_LOG_ERROR, "cannot join the store's nodes", "error", err, NULL);
+      goto out;
+    }
+  }
   {
     unsigned char raw[24];
     if (hg_random(raw, sizeof(raw)) != 0) goto out;
@@ -720,13 +728,6 @@ int hg_app_run(const hg_config_t *cfg) {
       hg_http_server_listen(app.server, cfg->tls_listen, cfg->tls_cert, cfg->tls_key, err, sizeof(err)) != 0) {
     hg_log(HG_LOG_ERROR, "cannot listen", "error", err, NULL);
     goto out;
-  }
-  if (shared) {
-    hg_cluster_opts_t copts = {&loop, app.api.store, app.api.dispatcher, cfg, cluster_changed, &app};
-    if (hg_cluster_start(&app.cluster, &copts, err, sizeof(err)) != 0) {
-      hg_log(HG_LOG_ERROR, "cannot join the store's nodes", "error", err, NULL);
-      goto out;
-    }
   }
   if (hg_dispatcher_start(app.api.dispatcher) != 0) goto out;
   hg_lua_start(app.api.lua);

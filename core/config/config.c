@@ -105,7 +105,7 @@ static const field_t sandbox_fields[] = {
 };
 
 static const field_t cluster_fields[] = {
-    {"node_id", K_STR, OFF(node_id), NULL, 0, 0, "this node's name among those sharing a PostgreSQL store"},
+    {"node_id", K_STR, OFF(node_id), NULL, 0, 0, "this node's name among those sharing a PostgreSQL store (default: the host name)"},
     {"lease", K_SECONDS, OFF(lease_ms), NULL, 1, 86400, "seconds"},
     {"poll", K_SECONDS, OFF(poll_ms), NULL, 0.05, 60, "seconds"},
     {NULL, 0, 0, NULL, 0, 0, NULL},

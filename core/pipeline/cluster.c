@@ -68,6 +68,7 @@ static int look_work(hg_db_t *db, void *ud) {
   hg_cluster_t *c = ud;
   int64_t t0 = hg_wall_ms();
   int r;
+  if ((r = hg_nodes_lock(db, c->node_id)) != 0) return r;
   if (c->registering) {
     r = hg_nodes_register(db, c->node_id, HG_VERSION, c->settings, t0, NODE_SEEN_MS, c->differs, sizeof(c->differs));
     if (r != 0) return r;
@@ -85,8 +86,9 @@ static int look_work(hg_db_t *db, void *ud) {
 
 static void look_done(int status, void *ud) {
   hg_cluster_t *c = ud;
+  int registering = c->registering;
   c->in_job = 0;
-  if (c->registering) {
+  if (registering) {
     c->registering = 0;
     c->first_done = 1;
     c->first_status = status;
@@ -103,7 +105,10 @@ static void look_done(int status, void *ud) {
     if (c->changes >= 0 && c->seen_changes != c->changes && c->o.changed) c->o.changed(c->o.ud);
     c->changes = c->seen_changes;
     if (c->n > 0) hg_dispatcher_offer(c->o.dispatcher, c->seqs, c->dues, c->n);
-  } else if (status != 0 && status != HG_EUNAVAIL && !c->stopping) {
+  } else if (status == HG_EEXIST && !c->stopping && !registering) {
+    hg_log(HG_LOG_ERROR, "cluster: another running gateway uses this node id on this store: set cluster.node_id",
+           "node", c->node_id, NULL);
+  } else if (status != 0 && status != HG_EUNAVAIL && !c->stopping && !registering) {
     hg_log(HG_LOG_WARN, "cluster: cannot look at the shared state", "error", hg_strerror(status), NULL);
   }
   maybe_free(c);
@@ -160,10 +165,12 @@ int hg_cluster_start(hg_cluster_t **out, const hg_cluster_opts_t *opts, char *er
   if (opts->cfg->node_id != NULL) {
     hg_copy(c->node_id, sizeof(c->node_id), opts->cfg->node_id);
   } else {
-    char host[64] = "node";
-    gethostname(host, sizeof(host) - 1);
+    /* The host name: the same node after a restart, which takes its own
+     * leases back at once (hg_nodes_lock keeps two live ones apart). */
+    char host[64] = "";
+    if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') hg_copy(host, sizeof(host), "node");
     host[sizeof(host) - 1] = '\0';
-    snprintf(c->node_id, sizeof(c->node_id), "%s-%ld", host, (long)getpid());
+    hg_copy(c->node_id, sizeof(c->node_id), host);
   }
   int r = hg_dispatcher_set_node(opts->dispatcher, c->node_id, (int64_t)opts->cfg->lease_ms);
   uv_timer_init(opts->loop, &c->timer);
@@ -174,6 +181,15 @@ int hg_cluster_start(hg_cluster_t **out, const hg_cluster_opts_t *opts, char *er
     c->in_job = 1;
     while (!c->first_done) uv_run(opts->loop, UV_RUN_ONCE);
     r = c->first_status;
+  }
+  if (r != 0) c->first_done = 0; /* the leases under this id are not this process's to hand back */
+  if (r == HG_EEXIST) {
+    hg_set_err(err, errlen,
+               "node id \"%s\" is in use by another running gateway on this store: give each node its own "
+               "cluster.node_id",
+               c->node_id);
+    hg_cluster_stop(c);
+    return r;
   }
   if (r != 0) {
     hg_set_err(err, errlen, "cannot register this node in the store: %s", hg_strerror(r));

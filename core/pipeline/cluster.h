@@ -40,7 +40,7 @@ typedef struct hg_cluster_opts {
  * set; *out is then NULL. */
 int hg_cluster_start(hg_cluster_t **out, const hg_cluster_opts_t *opts, char *err, size_t errlen);
 
-/* This node's id (cluster.node_id, or host name and process id). */
+/* This node's id (cluster.node_id, or the host name). */
 const char *hg_cluster_node_id(const hg_cluster_t *c);
 
 /* Stops polling; the cluster is freed once its timer has closed and its

@@ -7,6 +7,26 @@
 #include <stdio.h>
 #include <string.h>
 
+/* A session-level advisory lock per node id, held by the store
+ * connection: a second live process under the same id cannot take it,
+ * and a process that died loses it with its connection, so the same node
+ * started again takes it (and its leases) back at once. Taken again after
+ * every reconnect (the poll asks each time; a session that holds it just
+ * counts one more). */
+int hg_nodes_lock(hg_db_t *db, const char *node_id) {
+  static const char sql[] = "SELECT pg_try_advisory_lock(7301, hashtext(?1))";
+  hg_stmt_t *st = NULL;
+  int rc = hg_db_prepare(db, sql, &st);
+  if (rc == 0) {
+    hg_db_bind_text(st, 1, node_id, -1);
+    rc = hg_db_step(st);
+    if (rc == HG_DB_ROW) rc = hg_db_column_int64(st, 0) ? 0 : HG_EEXIST;
+    else if (rc == HG_DB_DONE) rc = HG_EIO;
+  }
+  hg_db_release(st);
+  return rc == HG_EEXIST || rc == 0 ? rc : hg_db_fail(db, rc, "lock node id");
+}
+
 int hg_nodes_register(hg_db_t *db, const char *node_id, const char *version, const char *settings, int64_t now,
                       int64_t seen_within_ms, char *differs, size_t cap) {
   static const char upsert[] =

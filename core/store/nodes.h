@@ -10,6 +10,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Takes (or confirms) this connection's hold on node_id: 0, or HG_EEXIST
+ * when another live process holds it (two gateways under one id would
+ * take each other's leases for their own). */
+int hg_nodes_lock(hg_db_t *db, const char *node_id);
+
 /* Writes this node's row (its version and the settings that must agree
  * across nodes, as text) and reports in differs (cap bytes, "" when none)
  * the ids of the other nodes seen in the last seen_within_ms whose version

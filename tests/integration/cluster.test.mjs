@@ -76,9 +76,21 @@ after(async () => {
 
 test('each node registers under its id and sees the others agree', { skip }, async () => {
   for (const [i, n] of nodes.entries()) {
+    await until(() => /hookgate started/.test(n.logs()), { what: `node ${i + 1} started` });
     assert.match(n.logs(), new RegExp(`this node shares the store.*node=n${i + 1}`));
     assert.doesNotMatch(n.logs(), /other nodes on this store run another version/);
   }
+});
+
+test('a second running gateway under a node id already in use is refused, naming it', { skip }, async () => {
+  await assert.rejects(startGateway({ dir: tempDir(), config: nodeConfig('n2'), env: { HOOKGATE_STORE: store } }),
+    (err) => {
+      assert.match(err.message, /node id \\?"n2\\?" is in use by another running gateway on this store/, err.message);
+      assert.match(err.message, /exited \(1\) before listening/, err.message);
+      return true;
+    });
+  // n2 still holds its leases and works.
+  assert.equal((await nodes[1].request('GET', '/v1/webhooks')).status, 200);
 });
 
 test('a node with other shared settings is warned about at start', { skip }, async () => {
@@ -88,6 +100,7 @@ test('a node with other shared settings is warned about at start', { skip }, asy
     env: { HOOKGATE_STORE: store },
   });
   try {
+    await until(() => /hookgate started/.test(odd.logs()), { what: 'the odd node started' });
     assert.match(odd.logs(), /other nodes on this store run another version or other shared settings.*nodes=n1,n2,n3/);
   } finally {
     await odd.stop('SIGKILL');
@@ -96,7 +109,7 @@ test('a node with other shared settings is warned about at start', { skip }, asy
 
 test('a webhook created, then deleted, on one node is used by the others within a second', { skip }, async () => {
   const [n1, n2, n3] = nodes;
-  const wh = await createWebhook(n1, rx.url('/created'), ['user.created'], { organizationId: 'org_sync' });
+  const wh = await createWebhook(n1, rx.url('/created'), null, ['user.created'], { organizationId: 'org_sync' });
   await sleep(1000);
   for (const n of [n2, n3]) {
     const r = await publish(n, { type: 'user.created', organizationId: 'org_sync', data: { from: n.port } });
@@ -115,12 +128,12 @@ test('a webhook created, then deleted, on one node is used by the others within 
 });
 
 test('one node killed mid-delivery: every acknowledged event arrives, duplicates only from attempts on the wire', { skip }, async () => {
-  await createWebhook(nodes[0], rx.url('/load'), ['order.paid'], { organizationId: 'org_load' });
+  await createWebhook(nodes[0], rx.url('/load'), null, ['session.created'], { organizationId: 'org_load' });
   await sleep(1000); // every node has it
   const acked = new Set();
   const publishMany = async (n, count, tag) => {
     for (let i = 0; i < count; i++) {
-      const r = await publish(n, { type: 'order.paid', organizationId: 'org_load', data: { tag, i } });
+      const r = await publish(n, { type: 'session.created', organizationId: 'org_load', data: { tag, i } });
       if (r.status === 202) acked.add(r.json.id);
     }
   };

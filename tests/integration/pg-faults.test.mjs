@@ -53,7 +53,7 @@ async function timed(fn) {
 }
 
 test('a server crash under load: clear 503s meanwhile, nothing acknowledged lost, delivery resumes', { skip }, async () => {
-  await createWebhook(gw, rx, '/faults', ['order.paid'], { organizationId: 'org_faults' });
+  await createWebhook(gw, rx, '/faults', ['session.created'], { organizationId: 'org_faults' });
   const acked = new Set();
   const refused = [];
   let stop = false;
@@ -61,7 +61,7 @@ test('a server crash under load: clear 503s meanwhile, nothing acknowledged lost
   // Two publishers without pause for the whole test.
   const publisher = async () => {
     while (!stop) {
-      const { r, ms } = await timed(() => publish(gw, { type: 'order.paid', organizationId: 'org_faults', data: { n: sent++ } }));
+      const { r, ms } = await timed(() => publish(gw, { type: 'session.created', organizationId: 'org_faults', data: { n: sent++ } }));
       if (r.status === 202) acked.add(r.json.id);
       else refused.push({ status: r.status, type: r.json?.error?.type ?? r.json?.type, retryAfter: r.headers['retry-after'], ms });
       if (r.status !== 202) await sleep(20);
