@@ -100,11 +100,16 @@ static void metrics(hg_http_req_t *req, void *ud) {
               (double)ds.in_flight);
     put_gauge(&b, "hookgate_delivery_paused", "1 while delivery is paused.",
               hg_dispatcher_paused(app->api.dispatcher) ? 1 : 0);
+    put_counter(&b, "hookgate_delivery_claims_lost_total",
+                "Deliveries due here that another node sharing the store held (its lease).", "", ds.claims_lost);
   }
   if (app->api.store) {
     hg_store_stats_t ss;
     hg_store_stats(app->api.store, &ss);
     put_counter(&b, "hookgate_store_jobs_total", "Store jobs run.", "", ss.jobs);
+    put_gauge(&b, "hookgate_store_available",
+              "1 while the store can be reached (always on SQLite; PostgreSQL: 0 while the connection is lost).",
+              hg_store_available(app->api.store) ? 1 : 0);
     hg_metrics_put_hist(&b, "hookgate_store_commit_seconds",
                         "Duration of one store commit (the write-ahead log written; synced apart).", &ss.commit_seconds);
     hg_metrics_put_hist(&b, "hookgate_store_sync_seconds",
