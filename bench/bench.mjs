@@ -27,6 +27,11 @@ const opt = (name, envName, def) => {
   return def;
 };
 const quick = flag('quick') || process.env.BENCH_QUICK === '1';
+// --store postgresql: bench/run starts a throwaway server and passes its
+// URI (--pg-uri); each gateway (or group of nodes) gets a database of its own.
+const store = opt('store', 'BENCH_STORE', 'sqlite');
+if (store !== 'sqlite' && store !== 'postgresql') throw new Error('--store: sqlite or postgresql');
+const PG = store === 'postgresql';
 const O = {
   bin: opt('bin', 'HOOKGATE_BIN', join(HERE, '../build-release/hookgate')),
   bare: opt('bare', 'BENCH_BARE', join(HERE, '../build-release/bare_responder')),
@@ -37,7 +42,13 @@ const O = {
   e2eDuration: Number(opt('e2e-duration', 'BENCH_E2E_DURATION', quick ? 5 : 30)),
   memPending: Number(opt('mem-pending', 'BENCH_MEM_PENDING', quick ? 100000 : 1000000)),
   conns: Number(opt('conns', 'BENCH_CONNS', 10000)),
-  only: opt('only', 'BENCH_ONLY', 'ingest,delivery,e2e,memory,lua').split(','),
+  only: opt('only', 'BENCH_ONLY', PG ? 'ingest,delivery,e2e' : 'ingest,delivery,e2e,memory,lua').split(','),
+  store,
+  pgUri: opt('pg-uri', 'BENCH_PG_URI', ''),
+  pgAnchor: opt('pg-anchor', 'BENCH_PG_ANCHOR', join(HERE, '../build-release/pg_anchor')),
+  // Events per transaction of the anchor client: about what the gateway's
+  // group commit gathers at -c256 (its events per commit are in the table).
+  pgGroup: Number(opt('pg-group', 'BENCH_PG_GROUP', 100)),
   tmp: opt('tmp', 'BENCH_TMP', '/var/tmp'),
   keep: flag('keep'),
   json: opt('json', 'BENCH_JSON', ''),
@@ -45,12 +56,17 @@ const O = {
 if (flag('help')) {
   console.log(`usage: bench/run [--quick] [--runs N] [--duration S] [--pending N] [--e2e-rate R]
        [--e2e-duration S] [--mem-pending N] [--conns N] [--only ingest,delivery,e2e,memory,lua]
-       [--tmp DIR] [--json FILE] [--keep]`);
+       [--tmp DIR] [--json FILE] [--keep]
+       [--store sqlite|postgresql] [--pg-group N]   (bench/run starts the PostgreSQL server)`);
   process.exit(0);
 }
 if (O.runs < 1) throw new Error('--runs must be at least 1');
 const SCENARIOS = ['ingest', 'delivery', 'e2e', 'memory', 'lua'];
 for (const s of O.only) if (!SCENARIOS.includes(s)) throw new Error(`--only: unknown scenario ${s} (one of ${SCENARIOS.join(',')})`);
+if (PG) {
+  if (!O.pgUri) throw new Error('--store postgresql needs --pg-uri (bench/run starts a server and passes it)');
+  for (const s of O.only) if (!['ingest', 'delivery', 'e2e'].includes(s)) throw new Error(`--store postgresql: no ${s} scenario`);
+}
 
 const KEY = 'hg_bench_admin_key_0123456789abcdef';
 const log = (...a) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}]`, ...a);
@@ -182,8 +198,74 @@ async function retry(what, fn) {
   }
 }
 
+// ---- PostgreSQL ------------------------------------------------------------------
+
+// The URI of database name on the run's server (pg-tmp's URIs name the
+// database in the path: postgresql://user@/DB?host=DIR).
+const pgUriOf = (name) => O.pgUri.replace(/^(postgres(?:ql)?:\/\/[^/]*\/)[^?]*/, `$1${name}`);
+
+async function psql(sql, db = 'hookgate') {
+  const r = await run('psql', ['-d', pgUriOf(db), '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-c', sql], { timeoutMs: 60000 });
+  if (r.code !== 0) throw new Error(`psql ${sql}: ${r.stderr}`);
+  return r.stdout;
+}
+
+// A fresh database per gateway or cluster, as a new SQLite file is: the
+// figures must not depend on what earlier runs left in the tables.
+let dbCount = 0;
+async function createDb() {
+  const name = `hgb${++dbCount}`;
+  await psql(`CREATE DATABASE ${name}`);
+  return name;
+}
+// FORCE: a gateway just killed may still have a backend on its way out.
+const dropDb = (name) => psql(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+
+// The anchor: libpq's own durable insert rate (bench/pg_anchor.c), in a
+// scratch database of its own.
+async function pgAnchor(conns, mode) {
+  const db = await createDb();
+  try {
+    const r = await run(O.pgAnchor, [pgUriOf(db), String(conns), String(O.duration), String(O.pgGroup), mode, '512'],
+      { timeoutMs: (O.duration + 60) * 1000 });
+    if (r.code !== 0) throw new Error(`pg_anchor: ${r.stderr}${r.stdout}`);
+    return JSON.parse(r.stdout.trim().split('\n').pop());
+  } finally {
+    await dropDb(db);
+  }
+}
+
+// n gateways on one database, each its own node id. A node learns about a
+// webhook another node created at its next poll of the change counter
+// (cluster.poll, 1 s by default): settle() waits that long.
+async function startNodes(n, opts = {}) {
+  const db = PG ? await createDb() : undefined;
+  const gws = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      gws.push(await startGateway({
+        ...opts,
+        store: db && pgUriOf(db),
+        extra: `${opts.extra || ''}\ncluster = { node_id = "bench-node-${i + 1}" }\n`,
+      }));
+    }
+  } catch (e) {
+    for (const g of gws) await g.destroy();
+    if (db) await dropDb(db);
+    throw e;
+  }
+  return {
+    gws,
+    settle: () => (n > 1 ? sleep(1500) : Promise.resolve()),
+    async destroy() {
+      for (const g of gws) await g.destroy();
+      if (db) await dropDb(db);
+    },
+  };
+}
+
 let gwCount = 0;
-async function startGateway({ paused = true, caFile, extra = '', dir } = {}) {
+async function startGateway({ paused = true, caFile, extra = '', dir, store: storeAddr } = {}) {
   dir = dir || join(ROOT, `gw${++gwCount}`);
   mkdirSync(dir, { recursive: true });
   const port = await freePort();
@@ -204,7 +286,7 @@ ${extra}
     env: {
       ...process.env,
       HOOKGATE_LISTEN: `127.0.0.1:${port}`,
-      HOOKGATE_STORE: join(dir, 'hookgate.db'),
+      HOOKGATE_STORE: storeAddr || join(dir, 'hookgate.db'),
       HOOKGATE_ADMIN_KEY: KEY,
       HOOKGATE_LOG_LEVEL: 'warn',
     },
@@ -534,6 +616,129 @@ async function memoryRun() {
   }
 }
 
+// ---- PostgreSQL scenarios: one node and two nodes on one database -------------------
+
+const NODES = [1, 2];
+
+// /metrics of every node, summed by name: a cluster's figures are its nodes' sums.
+async function sumMetrics(gws) {
+  const out = {};
+  for (const g of gws) for (const [k, v] of Object.entries(await g.metrics())) out[k] = (out[k] ?? 0) + v;
+  return out;
+}
+const ok = (m) => m['hookgate_deliveries_completed_total{status="success"}'] ?? 0;
+
+// Durable ingest, delivery paused: wrk against every node at once, the
+// connections split between them.
+async function pgIngestRun(conns, n) {
+  const cl = await startNodes(n, { paused: true });
+  try {
+    await addWebhook(cl.gws[0], 'http://127.0.0.1:9/hook');
+    await cl.settle();
+    const m0 = await sumMetrics(cl.gws);
+    const c0 = cl.gws.map((g) => cpuMicros(g.pid));
+    const ws = await Promise.all(cl.gws.map((g) =>
+      wrk(`http://127.0.0.1:${g.port}/v1/events`, Math.ceil(conns / n), O.duration, KEY)));
+    const c1 = cl.gws.map((g) => cpuMicros(g.pid));
+    const m1 = await sumMetrics(cl.gws);
+    const events = m1.hookgate_events_ingested_total - m0.hookgate_events_ingested_total;
+    const commits = m1.hookgate_store_commit_batch_size_count - m0.hookgate_store_commit_batch_size_count;
+    const errors = ws.reduce((a, w) => a + w.errors, 0);
+    if (errors > 0) log(`warning: ${errors} wrk errors ingesting on ${n} node(s)`);
+    return {
+      rps: ws.reduce((a, w) => a + w.rps, 0), errors, events,
+      // The slower node's latencies: the cluster answers no faster than it.
+      p50_ms: Math.max(...ws.map((w) => w.p50_ms)), p99_ms: Math.max(...ws.map((w) => w.p99_ms)),
+      cpu_us: c1.reduce((a, c, i) => a + c - c0[i], 0) / events,
+      events_per_commit: events / commits,
+    };
+  } finally {
+    await cl.destroy();
+  }
+}
+
+async function benchIngestPg() {
+  for (let i = 0; i < O.runs; i++) {
+    for (const [conns, mode] of [[1, 'batch'], [2, 'batch'], [1, 'rows']]) {
+      log(`ingest run ${i + 1}/${O.runs}: pg_anchor, ${conns} connection(s), ${mode} of ${O.pgGroup}`);
+      push(`pg_anchor_${mode}_${conns}`, await pgAnchor(conns, mode));
+    }
+    for (const conns of [50, 256]) {
+      for (const n of NODES) {
+        log(`ingest -c${conns} run ${i + 1}/${O.runs}: hookgate, ${n} node(s), delivery paused`);
+        push(`pg_ingest_c${conns}_n${n}`, await retry('ingest run', () => pgIngestRun(conns, n)));
+      }
+    }
+  }
+}
+
+// Delivery: O.pending events published in batches, split between the
+// nodes (a node sends the deliveries it stored: it holds their leases),
+// then every node resumed at once, timed until all have drained.
+async function pgDeliveryRun(sink, n) {
+  const cl = await startNodes(n, { paused: true });
+  try {
+    await addWebhook(cl.gws[0], `http://127.0.0.1:${sink.httpPort}/hook`);
+    await cl.settle();
+    await Promise.all(cl.gws.map((g) => ingestBatches(g, Math.ceil(O.pending / n))));
+    const m0 = await sumMetrics(cl.gws);
+    const c0 = cl.gws.map((g) => cpuMicros(g.pid));
+    const t0 = performance.now();
+    for (const g of cl.gws) {
+      const r = await request(g.port, 'POST', '/v1/admin/delivery/resume', { key: KEY });
+      if (r.status !== 200) throw new Error(`resume: ${r.status} ${r.body}`);
+    }
+    const deadline = t0 + Math.max(60000, (O.pending / 50) * 1000);
+    for (;;) {
+      const st = await Promise.all(cl.gws.map(async (g) => (await request(g.port, 'GET', '/v1/admin/delivery', { key: KEY })).json));
+      if (st.every((x) => x.queued === 0 && x.inFlight === 0)) break;
+      if (performance.now() > deadline) throw new Error(`delivery did not drain: ${JSON.stringify(st)}`);
+      await sleep(20);
+    }
+    const secs = (performance.now() - t0) / 1000;
+    const c1 = cl.gws.map((g) => cpuMicros(g.pid));
+    const m1 = await sumMetrics(cl.gws);
+    const done = ok(m1) - ok(m0);
+    if (done < O.pending) log(`warning: ${done} of ${O.pending} deliveries succeeded on ${n} node(s)`);
+    return { rate: done / secs, seconds: secs, succeeded: done, cpu_us: c1.reduce((a, c, i) => a + c - c0[i], 0) / done };
+  } finally {
+    await cl.destroy();
+  }
+}
+
+async function benchDeliveryPg(sink) {
+  for (let i = 0; i < O.runs; i++) {
+    log(`delivery http run ${i + 1}/${O.runs}: wrk against the sink`);
+    push('anchor_sink_http', await wrk(`http://127.0.0.1:${sink.httpPort}/hook`, 64, O.duration));
+    for (const n of NODES) {
+      log(`delivery http run ${i + 1}/${O.runs}: hookgate, ${n} node(s), draining ${O.pending} deliveries`);
+      push(`pg_delivery_n${n}`, await retry('delivery run', () => pgDeliveryRun(sink, n)));
+    }
+  }
+}
+
+// End to end: e2e.mjs publishes to the nodes in turn (--port a,b).
+async function benchE2EPg() {
+  for (let i = 0; i < O.runs; i++) {
+    for (const n of NODES) {
+      log(`end to end run ${i + 1}/${O.runs}: ${n} node(s), ${O.e2eRate} events/s for ${O.e2eDuration} s`);
+      push(`pg_e2e_n${n}`, await retry('e2e run', async () => {
+        const cl = await startNodes(n, { paused: false });
+        try {
+          const r = await run(process.execPath, [join(HERE, 'e2e.mjs'), '--port', cl.gws.map((g) => g.port).join(','),
+            '--key', KEY, '--rate', String(O.e2eRate), '--duration', String(O.e2eDuration)],
+          { timeoutMs: (O.e2eDuration + 60) * 1000 });
+          if (r.code !== 0) throw new Error(`e2e: ${r.stderr}${r.stdout}`);
+          if (cl.gws.some((g) => g.proc.exitCode !== null || g.proc.signalCode !== null)) throw new Error('a gateway exited');
+          return JSON.parse(r.stdout.trim().split('\n').pop());
+        } finally {
+          await cl.destroy();
+        }
+      }));
+    }
+  }
+}
+
 // ---- the table -------------------------------------------------------------------
 
 const fmt = (x, d = 0) => (Number.isFinite(x) ? x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }) : 'n/a');
@@ -640,6 +845,46 @@ function table() {
       ratio(med('lua_route_lua', (r) => r.rps), med('lua_route_base', (r) => r.rps)), '');
   }
 
+  if (R.pg_anchor_batch_1) {
+    const a = (k) => med(k, (r) => r.rate);
+    row(`PostgreSQL insert limit (pg_anchor, ${O.pgGroup} events/transaction, 1 statement each): events/s, 1 / 2 connections`,
+      `${fmt(a('pg_anchor_batch_1'))} / ${fmt(a('pg_anchor_batch_2'))}`, 'libpq, synchronous_commit on', '', '');
+    row(`  the same, a round trip per row (BEGIN, 2 INSERTs per event, COMMIT), 1 connection`,
+      fmt(a('pg_anchor_rows_1')), '', ratio(a('pg_anchor_rows_1'), a('pg_anchor_batch_1')), '');
+    for (const c of [50, 256]) {
+      for (const n of NODES) {
+        const k = `pg_ingest_c${c}_n${n}`;
+        const rps = med(k, (r) => r.rps);
+        const anchor = a(`pg_anchor_batch_${n}`);
+        row(`Ingest -c${c}, ${n} node${n > 1 ? 's' : ''}, delivery paused: events/s`, fmt(rps),
+          `${fmt(anchor)} ev/s (pg_anchor, ${n} conn${n > 1 ? 's' : ''})`, ratio(rps, anchor), '>= 0.50x', rps / anchor >= 0.5);
+        row(`  p50/p99 latency; gateway CPU per event; events per commit`,
+          `${fmt(med(k, (r) => r.p50_ms), 2)}/${fmt(med(k, (r) => r.p99_ms), 2)} ms; ${fmt(med(k, (r) => r.cpu_us), 1)} us; ` +
+          fmt(med(k, (r) => r.events_per_commit), 1), '', '', '');
+      }
+    }
+  }
+  if (R.pg_delivery_n1) {
+    const anchor = med('anchor_sink_http', (r) => r.rps);
+    for (const n of NODES) {
+      const k = `pg_delivery_n${n}`;
+      const rate = med(k, (r) => r.rate);
+      row(`Delivery to http sink (${fmt(O.pending)} pending), ${n} node${n > 1 ? 's' : ''}: deliveries/s`, fmt(rate),
+        `${fmt(anchor)} req/s (wrk -c64 to sink)`, ratio(rate, anchor), '>= 0.30x', rate / anchor >= 0.3);
+      row(`  gateway CPU per delivery`, `${fmt(med(k, (r) => r.cpu_us), 1)} us`, '', '', '');
+    }
+  }
+  if (R.pg_e2e_n1) {
+    for (const n of NODES) {
+      const k = `pg_e2e_n${n}`;
+      const p99 = med(k, (r) => r.p99_ms);
+      row(`End to end at ${fmt(O.e2eRate)} ev/s, ${O.e2eDuration} s, ${n} node${n > 1 ? 's' : ''}: p50/p99/max`,
+        `${fmt(med(k, (r) => r.p50_ms), 2)}/${fmt(p99, 2)}/${fmt(med(k, (r) => r.max_ms), 1)} ms`,
+        `publish p50/p99 ${fmt(med(k, (r) => r.publish_p50_ms), 2)}/${fmt(med(k, (r) => r.publish_p99_ms), 2)} ms`,
+        '', 'p99 <= 20 ms', p99 <= 20);
+    }
+  }
+
   const head = ['Figure (median of ' + O.runs + ')', 'hookgate', 'anchor (same run)', 'ratio', 'target', ''];
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
   const line = (r) => '| ' + r.map((c, i) => String(c).padEnd(w[i])).join(' | ') + ' |';
@@ -655,17 +900,26 @@ log(`options: ${JSON.stringify(O)}`);
 const certs = await makeCerts(join(ROOT, 'certs'));
 const sink = await startNginx(certs);
 try {
-  if (O.only.includes('ingest')) await benchIngest(sink);
-  if (O.only.includes('delivery')) await benchDelivery(sink, certs.ca);
-  if (O.only.includes('e2e')) await benchE2E();
+  if (PG) {
+    if (O.only.includes('ingest')) await benchIngestPg();
+    if (O.only.includes('delivery')) await benchDeliveryPg(sink);
+    if (O.only.includes('e2e')) await benchE2EPg();
+  }
+  if (!PG && O.only.includes('ingest')) await benchIngest(sink);
+  if (!PG && O.only.includes('delivery')) await benchDelivery(sink, certs.ca);
+  if (!PG && O.only.includes('e2e')) await benchE2E();
   if (O.only.includes('memory')) await benchMemory();
   if (O.only.includes('lua')) await benchLua(sink);
 } finally {
   await stopChild(sink.proc, 'SIGQUIT');
 }
-const cmd = `bench/run ${argv.join(' ')}`.trim();
+// Without --pg-uri, which bench/run adds (a temporary directory).
+const shown = argv.filter((a, i) => a !== '--pg-uri' && argv[i - 1] !== '--pg-uri');
+const cmd = `bench/run ${shown.join(' ')}`.trim();
 console.log(`\nhookgate benchmark: ${cmd}`);
 console.log(`machine: nproc ${os.cpus().length}, ${os.cpus()[0]?.model}; ${new Date().toISOString()}; ${Math.round((Date.now() - t0) / 1000)} s`);
-console.log('gateway: release build, log level warn, access log OFF; store: SQLite WAL on disk, every answer after an fdatasync of the log');
+console.log(PG
+  ? 'gateway: release build, log level warn, access log OFF; store: PostgreSQL (scripts/pg-tmp, unix socket, fsync on), every answer after the COMMIT of its group'
+  : 'gateway: release build, log level warn, access log OFF; store: SQLite WAL on disk, every answer after an fdatasync of the log');
 console.log(table());
 if (O.json) writeFileSync(O.json, JSON.stringify({ options: O, results: R }, null, 1));

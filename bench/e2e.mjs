@@ -1,6 +1,9 @@
 // e2e.mjs: end-to-end latency, publish to the receiver's receipt.
 //
-// Usage: node bench/e2e.mjs --port GATEWAY_PORT --key ADMIN_KEY [--rate 1000] [--duration 30]
+// Usage: node bench/e2e.mjs --port GATEWAY_PORT[,PORT...] --key ADMIN_KEY [--rate 1000] [--duration 30]
+//
+// Several ports: gateways sharing one store (a cluster's nodes); the
+// publishes go to each in turn, the webhook is created on the first.
 //
 // Starts a receiver on 127.0.0.1 (port 0), subscribes it to user.created,
 // then publishes 512-byte events at a fixed rate on a keep-alive agent. The
@@ -17,7 +20,8 @@ const args = Object.fromEntries(process.argv.slice(2).reduce((a, v, i, all) => {
   if (v.startsWith('--')) a.push([v.slice(2), all[i + 1]]);
   return a;
 }, []));
-const port = Number(args.port);
+const ports = String(args.port).split(',').map(Number);
+const port = ports[0];
 const key = args.key;
 const rate = Number(args.rate || 1000);
 const duration = Number(args.duration || 30);
@@ -44,6 +48,11 @@ if (wh.status !== 201 && wh.status !== 200) {
   process.exit(1);
 }
 
+// The other nodes see the new webhook at their next poll of the store
+// (cluster.poll, 1 s by default); events published there before would
+// have nobody to go to.
+if (ports.length > 1) await sleep(1500);
+
 const pubAgent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 const body = eventBody(512);
 const sentAt = new Map(); // event id -> send time
@@ -54,7 +63,7 @@ function publish() {
   const t0 = performance.now();
   pending++;
   const req = http.request({
-    host: '127.0.0.1', port, method: 'POST', path: '/v1/events', agent: pubAgent,
+    host: '127.0.0.1', port: ports[sent % ports.length], method: 'POST', path: '/v1/events', agent: pubAgent,
     headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'content-length': body.length },
   }, (res) => {
     const chunks = [];
