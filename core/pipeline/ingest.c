@@ -400,6 +400,19 @@ int hg_ingest_submit(hg_ingest_t *ing, hg_event_in_t *events, size_t n, unsigned
   memcpy(j->events, events, n * sizeof(*events));
   for (size_t i = 0; i < n; i++)
     j->events[i].first_delay_ms = ing->first_delay_ms;
+  if ((flags & HG_INGEST_ROUTED) && hg_store_engine(ing->store) == HG_DB_PG) {
+    /* A route plugin may name any webhook: keep those the index knows as
+     * active, as the PostgreSQL store counts the targets it is given
+     * (it re-checks each in SQL, but answers without a query per target;
+     * events.c). SQLite checks each target in the store instead. */
+    for (size_t i = 0; i < n; i++) {
+      json_t *kept = hg_subs_filter_active(ing->subs, j->events[i].targets);
+      if (kept != NULL) {
+        json_decref(j->events[i].targets);
+        j->events[i].targets = kept;
+      }
+    }
+  }
   j->ing = ing;
   j->n = n;
   j->flags = flags;

@@ -122,6 +122,18 @@ int hg_subs_count_active(hg_subs_t *s, json_t *ids) {
   return n;
 }
 
+json_t *hg_subs_filter_active(hg_subs_t *s, json_t *ids) {
+  json_t *out = json_array();
+  size_t i;
+  json_t *id;
+  if (out == NULL) return NULL;
+  json_array_foreach(ids, i, id) {
+    json_t *h = json_is_string(id) ? json_object_get(s->hooks, json_string_value(id)) : NULL;
+    if (h != NULL && json_is_true(json_object_get(h, "active"))) json_array_append(out, id);
+  }
+  return out;
+}
+
 int hg_subs_load(hg_subs_t *s, hg_db_t *db) {
   hg_stmt_t *st = NULL;
   int rc = hg_db_prepare(db, "SELECT id, organization_id, active, events FROM webhooks", &st);

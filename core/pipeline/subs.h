@@ -45,4 +45,9 @@ json_t *hg_subs_match(hg_subs_t *s, const char *type, const char *org);
  * them now. */
 int hg_subs_count_active(hg_subs_t *s, json_t *ids);
 
+/* Those of ids (a JSON array) that are active webhooks, as the index knows
+ * them now, in their order: a new array the caller owns, or NULL when out
+ * of memory. */
+json_t *hg_subs_filter_active(hg_subs_t *s, json_t *ids);
+
 #endif

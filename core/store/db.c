@@ -105,6 +105,9 @@ int hg_db_bind_blob(hg_stmt_t *st, int i, const void *p, size_t len) {
 
 int hg_db_bind_null(hg_stmt_t *st, int i) { return st->db->ops->bind_null(st, i); }
 int hg_db_step(hg_stmt_t *st) { return st->db->ops->step(st); }
+int hg_db_defer(hg_stmt_t *st) { return st->db->ops->defer(st); }
+int hg_db_flush(hg_db_t *db) { return db->ops->flush(db); }
+int hg_db_nextval(hg_db_t *db, const char *table, int64_t *out) { return db->ops->nextval(db, table, out); }
 int hg_db_column_is_null(hg_stmt_t *st, int col) { return st->db->ops->column_is_null(st, col); }
 int64_t hg_db_column_int64(hg_stmt_t *st, int col) { return st->db->ops->column_int64(st, col); }
 const char *hg_db_column_text(hg_stmt_t *st, int col) { return st->db->ops->column_text(st, col); }

@@ -93,6 +93,28 @@ int hg_db_bind_null(hg_stmt_t *st, int i);
 /* Runs st, or moves to its next row: HG_DB_ROW, HG_DB_DONE or HG_E*. */
 int hg_db_step(hg_stmt_t *st);
 
+/* Runs st without waiting for its answer: for a statement whose results
+ * the caller does not need (an INSERT or UPDATE). PostgreSQL sends it in
+ * pipeline mode, so that the statements of many jobs share one round trip;
+ * SQLite runs it at once. The bindings may change, and st be reset or
+ * released, as soon as this returns. Its failure (a constraint, say)
+ * shows on the connection's next hg_db_step or hg_db_exec, or in
+ * hg_db_flush, whatever statement that call was about: a caller that
+ * defers must treat a later failure as possibly its own (the store does:
+ * a job's savepoint is released by a step, so the failure undoes the job,
+ * or the run of jobs, that holds it). Returns 0 or HG_E*. */
+int hg_db_defer(hg_stmt_t *st);
+
+/* Waits for every deferred statement's answer: 0, or the first failure. */
+int hg_db_flush(hg_db_t *db);
+
+/* The next value of the sequence of table's seq column (PostgreSQL), taken
+ * from a block of values the connection reserves ahead (one round trip per
+ * 256), so that a row's seq is known before it is inserted and its insert
+ * can be deferred. Values lost with the connection leave gaps, as any
+ * sequence may. SQLite: HG_ESTATE (its rowids are not reserved ahead). */
+int hg_db_nextval(hg_db_t *db, const char *table, int64_t *out);
+
 /* The current row's column col (0-based). Text and blobs stay valid until
  * the next step, reset or release. text: NULL for SQL NULL, otherwise
  * NUL-terminated; blob: NULL for SQL NULL or an empty value. */

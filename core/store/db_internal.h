@@ -26,6 +26,9 @@ typedef struct hg_db_ops {
   int (*bind_blob)(hg_stmt_t *st, int i, const void *p, size_t len);
   int (*bind_null)(hg_stmt_t *st, int i);
   int (*step)(hg_stmt_t *st);
+  int (*defer)(hg_stmt_t *st);
+  int (*flush)(hg_db_t *db);
+  int (*nextval)(hg_db_t *db, const char *table, int64_t *out);
   int (*column_is_null)(hg_stmt_t *st, int col);
   int64_t (*column_int64)(hg_stmt_t *st, int col);
   const char *(*column_text)(hg_stmt_t *st, int col);

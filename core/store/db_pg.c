@@ -65,6 +65,12 @@
 #define HG_PG_STATEMENT_TIMEOUT_MS 5000
 /* How many statements a connection keeps prepared at most. */
 #define HG_PG_CACHE_MAX 128
+/* hg_db_nextval: values reserved per round trip, and tables served. */
+#define HG_PG_SEQ_BLOCK 256
+#define HG_PG_SEQ_TABLES 4
+/* Deferred statements sent before their answers are read anyway: bounds
+ * what libpq buffers for a very large group. */
+#define HG_PG_PIPE_MAX 4096
 /* A cached statement's text buffers larger than this are freed on release,
  * so that one huge payload does not stay allocated for the process's life. */
 #define HG_PG_KEEP_BUF 65536
@@ -129,6 +135,16 @@ struct pg_db {
   pg_stmt_t *cache[HG_PG_CACHE_MAX];
   int ncache;
   char errmsg[256];
+  /* Deferred statements (hg_db_defer): sent in pipeline mode, answers not
+   * read until pipe_drain. */
+  int in_pipe;
+  int piped;
+  /* Sequence values reserved ahead (hg_db_nextval), per table. */
+  struct {
+    char table[32];
+    int64_t vals[HG_PG_SEQ_BLOCK];
+    int n, next;
+  } seqs[HG_PG_SEQ_TABLES];
 };
 
 static const hg_db_ops_t pg_ops;
@@ -591,6 +607,16 @@ static void fill_args(pg_stmt_t *st, const run_args_t *a, int prepared) {
   }
 }
 
+/* Records that st is prepared on the server as name with types. */
+static int note_prepared(pg_db_t *db, pg_stmt_t *st, const char *name, const Oid *types) {
+  if (st->prep_types == NULL && st->nparams > 0 && (st->prep_types = malloc((size_t)st->nparams * sizeof(Oid))) == NULL)
+    return HG_ENOMEM;
+  if (st->nparams > 0) memcpy(st->prep_types, types, (size_t)st->nparams * sizeof(Oid));
+  hg_copy(st->name, sizeof(st->name), name);
+  st->gen = db->gen;
+  return 0;
+}
+
 /* Prepares st on the server under a fresh name with the types of its
  * current bindings. */
 static int server_prepare(pg_db_t *db, pg_stmt_t *st, const Oid *types, int64_t deadline) {
@@ -602,12 +628,7 @@ static int server_prepare(pg_db_t *db, pg_stmt_t *st, const Oid *types, int64_t 
   if (rc == 0) rc = finish(db, res);
   PQclear(res);
   if (rc != 0) return rc;
-  if (st->prep_types == NULL && st->nparams > 0 && (st->prep_types = malloc((size_t)st->nparams * sizeof(Oid))) == NULL)
-    return HG_ENOMEM;
-  if (st->nparams > 0) memcpy(st->prep_types, types, (size_t)st->nparams * sizeof(Oid));
-  memcpy(st->name, name, sizeof(name));
-  st->gen = db->gen;
-  return 0;
+  return note_prepared(db, st, name, types);
 }
 
 /* Sends st with its bindings and reads its result into st->res. */
@@ -664,11 +685,140 @@ static int run(pg_db_t *db, pg_stmt_t *st) {
   return rc;
 }
 
+/* ------------------------------------------------------------------ */
+/* Deferred statements: pipeline mode                                  */
+
+/* Reads the answers of every deferred statement: a sync point ends the
+ * pipeline, the server answers each statement in order (those after a
+ * failure as aborted), then the sync. Returns 0 or the first failure. */
+static int pipe_drain(pg_db_t *db) {
+  if (!db->in_pipe) return 0;
+  int64_t deadline = now_ms() + HG_PG_STATEMENT_TIMEOUT_MS;
+  int err = 0, rc;
+  if (!PQpipelineSync(db->conn)) return set_broken(db, NULL);
+  rc = flush_out(db, deadline);
+  int nulls = 0;
+  while (rc == 0) {
+    while (PQisBusy(db->conn)) {
+      if ((rc = wait_socket(db, 0, deadline)) != 0) break;
+      if (!PQconsumeInput(db->conn)) {
+        rc = set_broken(db, NULL);
+        break;
+      }
+    }
+    if (rc != 0) break;
+    PGresult *r = PQgetResult(db->conn);
+    if (r == NULL) {
+      /* The end of one statement's answers; more than one in a row per
+       * statement means the connection has nothing more to give. */
+      if (++nulls > 2 * db->piped + 4 || PQstatus(db->conn) == CONNECTION_BAD) rc = set_broken(db, NULL);
+      continue;
+    }
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_PIPELINE_SYNC) {
+      PQclear(r);
+      break;
+    }
+    if (st == PGRES_FATAL_ERROR && err == 0) err = result_error(db, r);
+    else if (st == PGRES_COMMAND_OK) (void)finish(db, r);
+    PQclear(r);
+  }
+  if (rc != 0) return rc;
+  if (!PQexitPipelineMode(db->conn)) return set_broken(db, "cannot leave pipeline mode");
+  db->in_pipe = 0;
+  db->piped = 0;
+  /* A prepare sent among them may be the one that failed: every cached
+   * statement is prepared again on its next use. */
+  if (err != 0) db->gen++;
+  return err;
+}
+
+static int pg_flush(hg_db_t *d) { return pipe_drain((pg_db_t *)d); }
+
+static int pg_defer(hg_stmt_t *s) {
+  pg_stmt_t *st = (pg_stmt_t *)s;
+  pg_db_t *db = (pg_db_t *)s->db;
+  int rc = usable(db);
+  if (rc != 0) return rc;
+  if (db->piped >= HG_PG_PIPE_MAX && (rc = pipe_drain(db)) != 0) return rc;
+  if (!db->in_pipe) {
+    if (!PQenterPipelineMode(db->conn)) return set_broken(db, "cannot enter pipeline mode");
+    db->in_pipe = 1;
+  }
+  int np = st->nparams;
+  const char *values_s[16];
+  int lengths_s[16], formats_s[16];
+  Oid types_s[16];
+  run_args_t a = {values_s, lengths_s, formats_s, types_s};
+  void *heap = NULL;
+  if (np > 16) {
+    heap = malloc((size_t)np * (sizeof(char *) + 2 * sizeof(int) + sizeof(Oid)));
+    if (heap == NULL) return HG_ENOMEM;
+    a.values = heap;
+    a.lengths = (int *)(a.values + np);
+    a.formats = a.lengths + np;
+    a.types = (Oid *)(a.formats + np);
+  }
+  int named = 0;
+  if (st->cached) {
+    if (st->gen != db->gen) {
+      /* Prepared in the same pipeline, just before its first use. */
+      char name[16];
+      snprintf(name, sizeof(name), "hg%u", ++db->next_name);
+      fill_args(st, &a, 0);
+      if (!PQsendPrepare(db->conn, name, st->sql, np, a.types)) rc = set_broken(db, NULL);
+      else if ((rc = note_prepared(db, st, name, a.types)) == 0) db->piped++;
+    }
+    named = rc == 0 && fits(st);
+  }
+  if (rc == 0) {
+    fill_args(st, &a, named);
+    int sent = named ? PQsendQueryPrepared(db->conn, st->name, np, a.values, a.lengths, a.formats, 1)
+                     : PQsendQueryParams(db->conn, st->sql, np, a.types, a.values, a.lengths, a.formats, 1);
+    if (!sent) rc = set_broken(db, NULL);
+    else db->piped++;
+  }
+  free(heap);
+  /* Out as far as the socket takes it now; the rest goes with the next
+   * statements or the sync. */
+  if (rc == 0 && PQflush(db->conn) < 0) rc = set_broken(db, NULL);
+  return rc;
+}
+
+static int pg_nextval(hg_db_t *d, const char *table, int64_t *out) {
+  pg_db_t *db = (pg_db_t *)d;
+  int slot = -1;
+  for (int i = 0; i < HG_PG_SEQ_TABLES && slot < 0; i++)
+    if (strcmp(db->seqs[i].table, table) == 0 || db->seqs[i].table[0] == '\0') slot = i;
+  if (slot < 0 || strlen(table) >= sizeof(db->seqs[0].table)) return HG_EINVAL;
+  if (db->seqs[slot].next < db->seqs[slot].n) {
+    *out = db->seqs[slot].vals[db->seqs[slot].next++];
+    return 0;
+  }
+  static const char sql[] = "SELECT nextval(pg_get_serial_sequence(?1, 'seq')) FROM generate_series(1, 256)";
+  hg_stmt_t *st = NULL;
+  int rc = hg_db_prepare(d, sql, &st);
+  int n = 0;
+  if (rc == 0) {
+    hg_db_bind_text(st, 1, table, -1);
+    while ((rc = hg_db_step(st)) == HG_DB_ROW && n < HG_PG_SEQ_BLOCK) db->seqs[slot].vals[n++] = hg_db_column_int64(st, 0);
+  }
+  hg_db_release(st);
+  if (rc < 0) return rc;
+  if (n == 0) return HG_EIO;
+  hg_copy(db->seqs[slot].table, sizeof(db->seqs[slot].table), table);
+  db->seqs[slot].n = n;
+  db->seqs[slot].next = 1;
+  *out = db->seqs[slot].vals[0];
+  return 0;
+}
+
 static int pg_step(hg_stmt_t *s) {
   pg_stmt_t *st = (pg_stmt_t *)s;
   pg_db_t *db = (pg_db_t *)s->db;
   if (!st->started) {
     int rc = usable(db);
+    if (rc == 0) rc = pipe_drain(db);
     if (rc != 0) return rc;
     clear_result(st);
     st->started = 1;
@@ -810,6 +960,7 @@ static int64_t pg_changes(hg_db_t *d) { return ((pg_db_t *)d)->changes; }
 static int pg_exec(hg_db_t *d, const char *sql) {
   pg_db_t *db = (pg_db_t *)d;
   int rc = usable(db);
+  if (rc == 0) rc = pipe_drain(db);
   if (rc != 0) return rc;
   int64_t deadline = now_ms() + HG_PG_STATEMENT_TIMEOUT_MS;
   if (!PQsendQuery(db->conn, sql)) return set_broken(db, NULL);
@@ -823,6 +974,9 @@ static int pg_exec(hg_db_t *d, const char *sql) {
 static int pg_in_transaction(hg_db_t *d) {
   pg_db_t *db = (pg_db_t *)d;
   if (db->broken) return 0;
+  /* Deferred statements cannot end a transaction (a failure leaves it
+   * open and aborted until rolled back): it is open until they are read. */
+  if (db->in_pipe) return 1;
   /* INERROR too: a failed statement leaves the transaction open (and
    * aborted) until the caller rolls back, to a savepoint or entirely. */
   PGTransactionStatusType t = PQtransactionStatus(db->conn);
@@ -909,6 +1063,9 @@ static const hg_db_ops_t pg_ops = {
     .bind_blob = pg_bind_blob,
     .bind_null = pg_bind_null,
     .step = pg_step,
+    .defer = pg_defer,
+    .flush = pg_flush,
+    .nextval = pg_nextval,
     .column_is_null = pg_column_is_null,
     .column_int64 = pg_column_int64,
     .column_text = pg_column_text,

@@ -159,6 +159,22 @@ static int sq_step(hg_stmt_t *st) {
   return e != 0 ? e : HG_EIO;
 }
 
+static int sq_defer(hg_stmt_t *st) {
+  int rc = sq_step(st);
+  sqlite3_reset(raw(st));
+  return rc < 0 ? rc : 0;
+}
+
+static int sq_flush(hg_db_t *db) {
+  (void)db;
+  return 0;
+}
+
+static int sq_nextval(hg_db_t *db, const char *table, int64_t *out) {
+  (void)db, (void)table, (void)out;
+  return HG_ESTATE;
+}
+
 static int sq_column_is_null(hg_stmt_t *st, int col) { return sqlite3_column_type(raw(st), col) == SQLITE_NULL; }
 static int64_t sq_column_int64(hg_stmt_t *st, int col) { return sqlite3_column_int64(raw(st), col); }
 static const char *sq_column_text(hg_stmt_t *st, int col) {
@@ -184,6 +200,9 @@ static const hg_db_ops_t sq_ops = {
     .bind_blob = sq_bind_blob,
     .bind_null = sq_bind_null,
     .step = sq_step,
+    .defer = sq_defer,
+    .flush = sq_flush,
+    .nextval = sq_nextval,
     .column_is_null = sq_column_is_null,
     .column_int64 = sq_column_int64,
     .column_text = sq_column_text,

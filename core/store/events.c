@@ -125,6 +125,69 @@ static int check_targets(hg_db_t *db, json_t *targets, unsigned char *active) {
   return n;
 }
 
+/* PostgreSQL: the event and its deliveries without waiting for an answer.
+ * Their seqs come from blocks reserved ahead (hg_db_nextval) instead of
+ * RETURNING, and each delivery re-checks in SQL that its webhook is active
+ * (instead of a SELECT per target first), so every statement is deferred:
+ * the events of a whole group go to the server in one round trip, and a
+ * failure shows when the store releases the job's savepoint (the job, or
+ * its run, is then undone and run again alone). The count recorded and
+ * answered is that of the targets given, which the caller took from the
+ * subscription index (active webhooks only); a webhook deactivated in the
+ * meantime gets no delivery, and its seq is simply never found. */
+static int insert_all_deferred(hg_db_t *db, hg_event_in_t *ev) {
+  static const char ins_event[] = "INSERT INTO events (seq, id, type, organization_id, payload, idempotency_key, "
+                                  "created_at, deliveries) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+  static const char ins_delivery[] =
+      "INSERT INTO deliveries (seq, id, webhook_id, event_seq, status, next_attempt_at, created_at, updated_at) "
+      "SELECT ?1, ?2, ?3, ?4, 'pending', ?6, ?5, ?5 WHERE EXISTS (SELECT 1 FROM webhooks WHERE id = ?3 AND active = 1)";
+  int64_t event_seq = 0;
+  int rc = hg_db_nextval(db, "events", &event_seq);
+  if (rc < 0) return hg_db_fail(db, rc, "reserve event seq");
+  hg_stmt_t *st = NULL;
+  if ((rc = hg_db_prepare(db, ins_event, &st)) < 0) return hg_db_fail(db, rc, "insert event");
+  hg_db_bind_int64(st, 1, event_seq);
+  hg_db_bind_text(st, 2, ev->id, -1);
+  hg_db_bind_text(st, 3, ev->type, -1);
+  if (ev->org[0]) hg_db_bind_text(st, 4, ev->org, -1);
+  else hg_db_bind_null(st, 4);
+  hg_db_bind_blob(st, 5, ev->payload, ev->payload_len);
+  if (ev->idem_key) hg_db_bind_text(st, 6, ev->idem_key, -1);
+  else hg_db_bind_null(st, 6);
+  hg_db_bind_int64(st, 7, ev->now);
+  hg_db_bind_int64(st, 8, ev->n_deliveries);
+  rc = hg_db_defer(st);
+  hg_db_release(st);
+  if (rc < 0) return hg_db_fail(db, rc, "insert event");
+  if ((rc = hg_db_prepare(db, ins_delivery, &st)) < 0) return hg_db_fail(db, rc, "insert delivery");
+  int r = 0;
+  size_t i;
+  json_t *t;
+  json_array_foreach(ev->targets, i, t) {
+    if (!json_is_string(t)) continue;
+    int64_t seq = 0;
+    if ((rc = hg_db_nextval(db, "deliveries", &seq)) < 0) {
+      r = hg_db_fail(db, rc, "reserve delivery seq");
+      break;
+    }
+    char del_id[HG_ID_MAX];
+    hg_id_new("del_", del_id);
+    hg_db_bind_int64(st, 1, seq);
+    hg_db_bind_text(st, 2, del_id, -1);
+    hg_db_bind_text(st, 3, json_string_value(t), -1);
+    hg_db_bind_int64(st, 4, event_seq);
+    hg_db_bind_int64(st, 5, ev->now);
+    hg_db_bind_int64(st, 6, ev->now + ev->first_delay_ms);
+    if ((rc = hg_db_defer(st)) < 0) {
+      r = hg_db_fail(db, rc, "insert delivery");
+      break;
+    }
+    if ((r = push_seq(ev, seq)) != 0) break;
+  }
+  hg_db_release(st);
+  return r;
+}
+
 static int insert_all(hg_db_t *db, hg_event_in_t *ev, const unsigned char *active) {
   hg_stmt_t *st = NULL;
   int pg = hg_db_engine(db) == HG_DB_PG;
@@ -198,6 +261,12 @@ int hg_events_insert(hg_db_t *db, hg_event_in_t *ev) {
   /* The event row records how many deliveries it fanned out to (an
    * idempotent replay answers with it), so the targets are checked first. */
   size_t n = json_array_size(ev->targets);
+  if (hg_db_engine(db) == HG_DB_PG) {
+    size_t i;
+    json_t *t;
+    json_array_foreach(ev->targets, i, t) ev->n_deliveries += json_is_string(t);
+    return insert_all_deferred(db, ev);
+  }
   unsigned char small[64];
   unsigned char *active = n <= sizeof(small) ? small : malloc(n);
   if (active == NULL) return HG_ENOMEM;
