@@ -51,43 +51,44 @@ static int run(hg_db_t *db, hg_stmt_t *st, const char *op) {
   return rc < 0 ? hg_db_fail(db, rc, op) : 0;
 }
 
+/* The columns both loads read, from column off on. */
+#define LOAD_COLUMNS                                                                                                \
+  "d.id, d.webhook_id, e.id, d.status, d.attempts, d.next_attempt_at, w.active, w.url, e.payload, d.created_at, " \
+  "e.type, w.lua, w.organization_id FROM deliveries d JOIN events e ON e.seq = d.event_seq "                      \
+  "JOIN webhooks w ON w.id = d.webhook_id "
+
+static int fill_send(hg_stmt_t *st, int off, int64_t seq, hg_send_t *out) {
+  out->seq = seq;
+  hg_copy(out->id, sizeof(out->id), hg_db_column_text(st, off + 0));
+  hg_copy(out->webhook_id, sizeof(out->webhook_id), hg_db_column_text(st, off + 1));
+  hg_copy(out->event_id, sizeof(out->event_id), hg_db_column_text(st, off + 2));
+  out->status = status_of(hg_db_column_text(st, off + 3));
+  out->attempts = (int)hg_db_column_int64(st, off + 4);
+  out->next_attempt_at = hg_db_column_int64(st, off + 5);
+  out->webhook_active = (int)hg_db_column_int64(st, off + 6);
+  out->created_at = hg_db_column_int64(st, off + 9);
+  hg_copy(out->event_type, sizeof(out->event_type), hg_db_column_text(st, off + 10));
+  if (!hg_db_column_is_null(st, off + 11)) out->lua = strdup(hg_db_column_text(st, off + 11));
+  if (!hg_db_column_is_null(st, off + 12)) hg_copy(out->org, sizeof(out->org), hg_db_column_text(st, off + 12));
+  out->url = strdup(hg_db_column_text(st, off + 7));
+  out->payload_len = hg_db_column_bytes(st, off + 8);
+  out->payload = malloc(out->payload_len + 1);
+  if (out->url == NULL || out->payload == NULL) return HG_ENOMEM;
+  if (out->payload_len > 0) memcpy(out->payload, hg_db_column_blob(st, off + 8), out->payload_len);
+  out->payload[out->payload_len] = '\0';
+  return 0;
+}
+
 int hg_deliveries_load(hg_db_t *db, int64_t seq, int64_t now, hg_send_t *out, const hg_send_t *prev) {
   hg_stmt_t *st = NULL;
   memset(out, 0, sizeof(*out));
-  int rc = hg_db_prepare(db,
-                         "SELECT d.id, d.webhook_id, e.id, d.status, d.attempts, d.next_attempt_at, w.active, "
-                         "w.url, e.payload, d.created_at, e.type, w.lua, w.organization_id FROM deliveries d "
-                         "JOIN events e ON e.seq = d.event_seq "
-                         "JOIN webhooks w ON w.id = d.webhook_id WHERE d.seq = ?1", &st);
+  int rc = hg_db_prepare(db, "SELECT " LOAD_COLUMNS "WHERE d.seq = ?1", &st);
   if (rc < 0) return hg_db_fail(db, rc, "load delivery");
   hg_db_bind_int64(st, 1, seq);
   rc = hg_db_step(st);
   int r = 0;
-  if (rc == HG_DB_ROW) {
-    out->seq = seq;
-    hg_copy(out->id, sizeof(out->id), hg_db_column_text(st, 0));
-    hg_copy(out->webhook_id, sizeof(out->webhook_id), hg_db_column_text(st, 1));
-    hg_copy(out->event_id, sizeof(out->event_id), hg_db_column_text(st, 2));
-    out->status = status_of(hg_db_column_text(st, 3));
-    out->attempts = (int)hg_db_column_int64(st, 4);
-    out->next_attempt_at = hg_db_column_int64(st, 5);
-    out->webhook_active = (int)hg_db_column_int64(st, 6);
-    out->created_at = hg_db_column_int64(st, 9);
-    hg_copy(out->event_type, sizeof(out->event_type), hg_db_column_text(st, 10));
-    if (!hg_db_column_is_null(st, 11)) out->lua = strdup(hg_db_column_text(st, 11));
-    if (!hg_db_column_is_null(st, 12)) hg_copy(out->org, sizeof(out->org), hg_db_column_text(st, 12));
-    out->url = strdup(hg_db_column_text(st, 7));
-    out->payload_len = hg_db_column_bytes(st, 8);
-    out->payload = malloc(out->payload_len + 1);
-    if (out->url == NULL || out->payload == NULL) {
-      r = HG_ENOMEM;
-    } else {
-      if (out->payload_len > 0) memcpy(out->payload, hg_db_column_blob(st, 8), out->payload_len);
-      out->payload[out->payload_len] = '\0';
-    }
-  } else {
-    r = rc == HG_DB_DONE ? HG_ENOTFOUND : hg_db_fail(db, rc, "load delivery");
-  }
+  if (rc == HG_DB_ROW) r = fill_send(st, 0, seq, out);
+  else r = rc == HG_DB_DONE ? HG_ENOTFOUND : hg_db_fail(db, rc, "load delivery");
   hg_db_release(st);
   if (r == 0 && prev != NULL && strcmp(prev->webhook_id, out->webhook_id) == 0) {
     /* A batch often holds many deliveries of one webhook. */
@@ -98,6 +99,70 @@ int hg_deliveries_load(hg_db_t *db, int64_t seq, int64_t now, hg_send_t *out, co
   }
   if (r != 0) hg_send_close(out);
   return r;
+}
+
+/* seqs as a PostgreSQL array literal, "{1,2,3}" (malloc'd). */
+static char *seq_array(const int64_t *seqs, size_t n) {
+  char *a = malloc(n * 21 + 3);
+  if (a == NULL) return NULL;
+  size_t len = 0;
+  a[len++] = '{';
+  for (size_t i = 0; i < n; i++) {
+    if (i > 0) a[len++] = ',';
+    len += hg_fmt_i64(a + len, seqs[i]);
+  }
+  a[len++] = '}';
+  a[len] = '\0';
+  return a;
+}
+
+int hg_deliveries_load_many(hg_db_t *db, const int64_t *seqs, size_t n, int64_t now, hg_send_t *const *outs,
+                            int *status) {
+  for (size_t i = 0; i < n; i++) {
+    memset(outs[i], 0, sizeof(*outs[i]));
+    status[i] = HG_ENOTFOUND;
+  }
+  if (n == 0) return 0;
+  char *arr = seq_array(seqs, n);
+  if (arr == NULL) return HG_ENOMEM;
+  hg_stmt_t *st = NULL;
+  int rc = hg_db_prepare(db, "SELECT d.seq, " LOAD_COLUMNS "WHERE d.seq = ANY(CAST(?1 AS BIGINT[]))", &st);
+  if (rc < 0) {
+    free(arr);
+    return hg_db_fail(db, rc, "load deliveries");
+  }
+  hg_db_bind_text(st, 1, arr, -1);
+  while ((rc = hg_db_step(st)) == HG_DB_ROW) {
+    int64_t seq = hg_db_column_int64(st, 0);
+    for (size_t i = 0; i < n; i++) {
+      if (seqs[i] != seq || status[i] != HG_ENOTFOUND) continue;
+      status[i] = fill_send(st, 1, seq, outs[i]);
+      break;
+    }
+  }
+  hg_db_release(st);
+  free(arr);
+  if (rc < 0) {
+    for (size_t i = 0; i < n; i++) hg_send_close(outs[i]);
+    return hg_db_fail(db, rc, "load deliveries");
+  }
+  /* Secrets once per webhook of the batch. */
+  for (size_t i = 0; i < n; i++) {
+    if (status[i] != 0) continue;
+    size_t k = 0;
+    while (k < i && !(status[k] == 0 && strcmp(outs[k]->webhook_id, outs[i]->webhook_id) == 0)) k++;
+    if (k < i) {
+      memcpy(outs[i]->secrets, outs[k]->secrets, outs[k]->n_secrets * sizeof(outs[i]->secrets[0]));
+      outs[i]->n_secrets = outs[k]->n_secrets;
+    } else {
+      status[i] = hg_webhooks_secrets(db, outs[i]->webhook_id, now, outs[i]->secrets, HG_MAX_SECRETS,
+                                      &outs[i]->n_secrets);
+      if (status[i] == HG_EUNAVAIL) rc = HG_EUNAVAIL;
+    }
+  }
+  for (size_t i = 0; i < n; i++)
+    if (status[i] != 0) hg_send_close(outs[i]);
+  return rc == HG_EUNAVAIL ? rc : 0;
 }
 
 /* PostgreSQL: a record's statements are deferred (db.h), so that the

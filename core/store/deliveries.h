@@ -51,6 +51,14 @@ void hg_send_close(hg_send_t *s); /* frees url, payload, lua and request_headers
  * webhook its secrets are copied instead of read again. */
 int hg_deliveries_load(hg_db_t *db, int64_t seq, int64_t now, hg_send_t *out, const hg_send_t *prev);
 
+/* PostgreSQL (where a round trip costs more than the work): loads the n
+ * deliveries seqs in two statements or so (their rows, then each
+ * webhook's secrets once), into outs[i], with status[i] each one's result
+ * as hg_deliveries_load's (HG_ENOTFOUND for a row gone). Returns 0, or
+ * HG_E* when the connection failed (every status then unreliable). */
+int hg_deliveries_load_many(hg_db_t *db, const int64_t *seqs, size_t n, int64_t now, hg_send_t *const *outs,
+                            int *status);
+
 /* The outcome of one attempt, to record. */
 typedef struct hg_attempt_rec {
   int64_t delivery_seq;
