@@ -105,14 +105,35 @@ int hg_nodes_release(hg_db_t *db, const char *node_id) {
   return rc < 0 ? hg_db_fail(db, rc, "release leases") : 0;
 }
 
+int hg_deliveries_claim(hg_db_t *db, int64_t seq, const char *node_id, int64_t now, int64_t lease_ms) {
+  /* The row lock serialises two nodes claiming at once: the second waits
+   * for the first's commit, then finds the lease held and changes
+   * nothing (READ COMMITTED re-checks the condition on the new row). */
+  static const char sql[] = "UPDATE deliveries SET lease_owner = ?1, lease_until = ?2 "
+                            "WHERE seq = ?3 AND (lease_until IS NULL OR lease_until < ?4 OR lease_owner = ?1)";
+  hg_stmt_t *st = NULL;
+  int rc = hg_db_prepare(db, sql, &st);
+  if (rc == 0) {
+    hg_db_bind_text(st, 1, node_id, -1);
+    hg_db_bind_int64(st, 2, now + lease_ms);
+    hg_db_bind_int64(st, 3, seq);
+    hg_db_bind_int64(st, 4, now);
+    rc = hg_db_step(st);
+  }
+  hg_db_release(st);
+  if (rc < 0) return hg_db_fail(db, rc, "claim delivery");
+  return hg_db_changes(db) == 1;
+}
+
 int hg_deliveries_claim_many(hg_db_t *db, const int64_t *seqs, size_t n, const char *node_id, int64_t now,
                              int64_t lease_ms, unsigned char *claimed) {
   /* The row locks serialise two nodes claiming at once: the second waits
    * for the first's commit, then finds the lease held and skips the row
    * (READ COMMITTED re-checks the condition on the new row version). */
   static const char sql[] =
-      "UPDATE deliveries SET lease_owner = ?1, lease_until = ?2 WHERE seq = ANY(CAST(?3 AS BIGINT[])) "
-      "AND (lease_until IS NULL OR lease_until < ?4 OR lease_owner = ?1) RETURNING seq";
+      "UPDATE deliveries SET lease_owner = ?1, lease_until = ?2 FROM unnest(CAST(?3 AS BIGINT[])) AS s(seq) "
+      "WHERE deliveries.seq = s.seq AND (lease_until IS NULL OR lease_until < ?4 OR lease_owner = ?1) "
+      "RETURNING deliveries.seq";
   memset(claimed, 0, n);
   if (n == 0) return 0;
   char *arr = malloc(n * 21 + 3);

@@ -31,6 +31,11 @@ int hg_nodes_poll(hg_db_t *db, const char *node_id, int64_t now, int64_t *change
  * what it was sending goes to the other nodes at once). */
 int hg_nodes_release(hg_db_t *db, const char *node_id);
 
+/* Claims delivery seq for node_id until now + lease_ms: 1 when claimed
+ * (it was free, its lease had run out, or this node held it already), 0
+ * when another node holds it or the row is gone. */
+int hg_deliveries_claim(hg_db_t *db, int64_t seq, const char *node_id, int64_t now, int64_t lease_ms);
+
 /* Claims the n deliveries seqs for node_id until now + lease_ms, in one
  * statement: claimed[i] (n bytes) is 1 when seqs[i] is now this node's
  * (its lease was free, had run out, or was this node's already), 0 when
