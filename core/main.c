@@ -258,7 +258,11 @@ static int open_db(const args_t *a, hg_db_t **db) {
   char err[512];
   if (load_config(a, &cfg) != 0) return -1;
   int r = hg_store_open_sync(db, cfg.store, err, sizeof(err));
-  if (r != 0) fprintf(stderr, "hookgate: cannot open the store %s: %s\n", cfg.store, err);
+  if (r != 0) {
+    char shown[512];
+    hg_db_redact(cfg.store, shown, sizeof(shown));
+    fprintf(stderr, "hookgate: cannot open the store %s: %s\n", shown, err);
+  }
   hg_config_close(&cfg);
   return r == 0 ? 0 : -1;
 }

@@ -156,7 +156,7 @@ void hg_api_internal_error(hg_http_req_t *req, const char *what, int err) {
     hg_log(HG_LOG_WARN, "store unavailable", "what", what, "request_id", req->request_id, NULL);
     hg_http_req_add_header(req, "Retry-After", HG_API_STORE_UNAVAILABLE_RETRY_AFTER);
     hg_http_respond_error(req, 503, "store_unavailable",
-                          "the store is unavailable; nothing was changed: try again later", NULL);
+                          "the store is unavailable: try again later (a change may have been kept if the connection was lost at its commit; retry with the same Idempotency-Key or id to be safe)", NULL);
     return;
   }
   hg_log(HG_LOG_ERROR, "internal error", "what", what, "error", hg_strerror(err), "request_id", req->request_id,

@@ -241,11 +241,13 @@ static void load_done(int status, void *ud) {
       continue;
     }
     if (status == 0 && it->load_status == HG_EBUSY && !it->test_cb) {
-      /* Held by another node's live lease: nothing to do here. Should
-       * that node die, the lease runs out and the poll (cluster.c) brings
-       * it back. */
+      /* Held by another node's live lease (or its row by another
+       * session): that node sends it. Should it die, the lease runs out
+       * and the poll (cluster.c) brings it back. A replay asked of this
+       * node (forced) tries again in a second instead. */
       d->stats.claims_lost++;
-      hg_dispatch__item_free(it);
+      if (it->forced) hg_dispatch__abandon(it);
+      else hg_dispatch__item_free(it);
       continue;
     }
     if (status != 0 || it->load_status != 0 || d->stopping) {

@@ -29,6 +29,8 @@
  *   column, and stay string literals as db.h's statement cache wants. */
 #include "store/copy.h"
 
+#include "store/events.h"
+
 #include "base/common.h"
 #include "store/db.h"
 #include "store/store.h"
@@ -430,6 +432,15 @@ int hg_store_copy(const char *from, const char *to, hg_copy_progress_fn progress
   if (!S_ISREG(sb.st_mode)) {
     hg_set_err(err, errlen, "%s: not a SQLite database file", from);
     return HG_EINVAL;
+  }
+  /* Events a crashed gateway answered from its intake log (the directory
+   * beside the file) but had not stored yet are stored first, as the
+   * gateway's next start would: a PostgreSQL node has no such log. */
+  char intake[4096];
+  uint64_t seen = 0, stored = 0;
+  if (snprintf(intake, sizeof(intake), "%s-intake", from) < (int)sizeof(intake)) {
+    int r = hg_events_recover(intake, from, &seen, &stored, err, errlen);
+    if (r != 0) return r;
   }
   int rc = run_copy(&cp, from, to);
   /* Whatever failed, nothing half-copied stays: the transaction goes. */

@@ -19,7 +19,7 @@ hg_db_engine_t hg_db_engine_of(const char *address) {
  * URI parameter (?password=...) is hidden too. */
 static char *hide_password(const char *a) {
   size_t n = strlen(a);
-  char *out = malloc(n + 4);
+  char *out = malloc(n + 8); /* "***" may stand for an empty password twice */
   if (out == NULL) return NULL;
   const char *scheme = strstr(a, "://");
   const char *at = scheme != NULL ? strchr(scheme + 3, '@') : NULL;
@@ -37,10 +37,9 @@ static char *hide_password(const char *a) {
   if (pw != NULL) {
     char *end = pw + 9;
     while (*end != '\0' && *end != '&') end++;
-    if (end - (pw + 9) >= 3) {
-      memcpy(pw + 9, "***", 3);
-      memmove(pw + 12, end, strlen(end) + 1);
-    }
+    /* The room for "***" is there: out has 3 bytes to spare. */
+    memmove(pw + 12, end, strlen(end) + 1);
+    memcpy(pw + 9, "***", 3);
   }
   return out;
 }

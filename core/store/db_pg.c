@@ -960,8 +960,12 @@ static int64_t pg_changes(hg_db_t *d) { return ((pg_db_t *)d)->changes; }
 static int pg_exec(hg_db_t *d, const char *sql) {
   pg_db_t *db = (pg_db_t *)d;
   int rc = usable(db);
+  /* A deferred failure drained here is the answer, and sql does not run
+   * (a COMMIT of the aborted transaction would quietly roll back), except
+   * for a ROLLBACK (TO): that is how a caller undoes the failure, and it
+   * must reach the server, which takes it after the sync point. */
   if (rc == 0) rc = pipe_drain(db);
-  if (rc != 0) return rc;
+  if (rc != 0 && (db->broken || strncmp(sql, "ROLLBACK", 8) != 0)) return rc;
   int64_t deadline = now_ms() + HG_PG_STATEMENT_TIMEOUT_MS;
   if (!PQsendQuery(db->conn, sql)) return set_broken(db, NULL);
   PGresult *res;
@@ -1038,9 +1042,21 @@ int hg_db__pg_open(hg_db_t **out, const char *uri, unsigned flags, char *err, si
     goto fail;
   }
   db->gen = 1;
-  rc = pg_exec(&db->base, (flags & HG_DB_READONLY) ? "SET synchronous_commit = on; SET client_min_messages = warning;"
-                                                     " SET default_transaction_read_only = on"
-                                                   : "SET synchronous_commit = on; SET client_min_messages = warning");
+  /* lock_timeout: a statement waiting for a row another session holds
+   * (a node cut off in the middle of its transaction) gives up as
+   * HG_EBUSY within 2 s, before the 5 s deadline would take the whole
+   * connection down. idle_in_transaction_session_timeout and
+   * idle_session_timeout: the server ends a session whose node went
+   * silent (its locks, and its hold on its node id, go with it); a live
+   * node's store thread is never idle that long, as its poll runs every
+   * cluster.poll (at most 60 s). */
+  rc = pg_exec(&db->base, (flags & HG_DB_READONLY)
+                              ? "SET synchronous_commit = on; SET client_min_messages = warning; "
+                                "SET lock_timeout = '2s'; SET idle_in_transaction_session_timeout = '30s'; "
+                                "SET default_transaction_read_only = on"
+                              : "SET synchronous_commit = on; SET client_min_messages = warning; "
+                                "SET lock_timeout = '2s'; SET idle_in_transaction_session_timeout = '30s'; "
+                                "SET idle_session_timeout = '120s'");
   if (rc != 0) {
     hg_set_err(err, errlen, "%s: %s", db->base.address, db->errmsg);
     goto fail;

@@ -209,9 +209,15 @@ int hg_deliveries_record(hg_db_t *db, const hg_attempt_rec_t *rec) {
   rc = run_or_defer(db, st, "record attempt");
   hg_db_release(st);
   if (rc < 0) return rc;
+  /* PostgreSQL: the lease ends with the attempt's record (the node
+   * claims the delivery again when its retry is due), so that a replay or
+   * another node need not wait out cluster.lease. */
   rc = hg_db_prepare(db,
-                     "UPDATE deliveries SET status = ?2, attempts = ?3, status_code = ?4, next_attempt_at = ?5, "
-                     "updated_at = ?6 WHERE seq = ?1", &st);
+                     pg ? "UPDATE deliveries SET status = ?2, attempts = ?3, status_code = ?4, next_attempt_at = ?5, "
+                          "updated_at = ?6, lease_owner = NULL, lease_until = NULL WHERE seq = ?1"
+                        : "UPDATE deliveries SET status = ?2, attempts = ?3, status_code = ?4, next_attempt_at = ?5, "
+                          "updated_at = ?6 WHERE seq = ?1",
+                     &st);
   if (rc < 0) return hg_db_fail(db, rc, "update delivery");
   hg_db_bind_int64(st, 1, rec->delivery_seq);
   hg_db_bind_text(st, 2, hg_delivery_status_name(rec->new_status), -1);
@@ -285,9 +291,15 @@ int hg_deliveries_replay(hg_db_t *db, const char *wh, const char *org, const cha
   int r = hg_deliveries_seq(db, wh, org, id, seq);
   if (r != 0) return r;
   hg_stmt_t *st = NULL;
+  /* PostgreSQL: a replay is sent by the node that was asked, at once:
+   * another node's lease on it ends. */
   int rc = hg_db_prepare(db,
-                         "UPDATE deliveries SET status = 'pending', next_attempt_at = ?2, updated_at = ?2 "
-                         "WHERE seq = ?1", &st);
+                         hg_db_engine(db) == HG_DB_PG
+                             ? "UPDATE deliveries SET status = 'pending', next_attempt_at = ?2, updated_at = ?2, "
+                               "lease_owner = NULL, lease_until = NULL WHERE seq = ?1"
+                             : "UPDATE deliveries SET status = 'pending', next_attempt_at = ?2, updated_at = ?2 "
+                               "WHERE seq = ?1",
+                         &st);
   if (rc < 0) return hg_db_fail(db, rc, "replay delivery");
   hg_db_bind_int64(st, 1, *seq);
   hg_db_bind_int64(st, 2, now);

@@ -187,7 +187,9 @@ static int pg_version(hg_db_t *db, int *out) {
 static int pg_migrate(hg_db_t *db, char *err, size_t errlen) {
   int v = 0, rc;
   if ((rc = hg_db_exec(db,
-                       "BEGIN; SELECT pg_advisory_xact_lock(" PG_MIGRATE_LOCK ");"
+                       /* Wait as long as another node's migration takes (the
+                        * session's lock_timeout is for rows, db_pg.c). */
+                       "BEGIN; SET LOCAL lock_timeout = 0; SELECT pg_advisory_xact_lock(" PG_MIGRATE_LOCK ");"
                        "CREATE TABLE IF NOT EXISTS hookgate_schema (version BIGINT NOT NULL);"
                        "INSERT INTO hookgate_schema (version) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM hookgate_schema);",
                        "migrate: begin")) != 0) {

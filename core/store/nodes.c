@@ -106,11 +106,13 @@ int hg_nodes_release(hg_db_t *db, const char *node_id) {
 }
 
 int hg_deliveries_claim(hg_db_t *db, int64_t seq, const char *node_id, int64_t now, int64_t lease_ms) {
-  /* The row lock serialises two nodes claiming at once: the second waits
-   * for the first's commit, then finds the lease held and changes
-   * nothing (READ COMMITTED re-checks the condition on the new row). */
-  static const char sql[] = "UPDATE deliveries SET lease_owner = ?1, lease_until = ?2 "
-                            "WHERE seq = ?3 AND (lease_until IS NULL OR lease_until < ?4 OR lease_owner = ?1)";
+  /* SKIP LOCKED: a row another session has locked (a node claiming or
+   * recording it, or one cut off in the middle of its transaction) is
+   * left to that session at once instead of waited for; two nodes
+   * claiming at once therefore never both get it. */
+  static const char sql[] = "UPDATE deliveries SET lease_owner = ?1, lease_until = ?2 WHERE seq = (SELECT seq FROM "
+                            "deliveries WHERE seq = ?3 AND (lease_until IS NULL OR lease_until < ?4 OR lease_owner = ?1) "
+                            "FOR UPDATE SKIP LOCKED)";
   hg_stmt_t *st = NULL;
   int rc = hg_db_prepare(db, sql, &st);
   if (rc == 0) {
@@ -127,13 +129,12 @@ int hg_deliveries_claim(hg_db_t *db, int64_t seq, const char *node_id, int64_t n
 
 int hg_deliveries_claim_many(hg_db_t *db, const int64_t *seqs, size_t n, const char *node_id, int64_t now,
                              int64_t lease_ms, unsigned char *claimed) {
-  /* The row locks serialise two nodes claiming at once: the second waits
-   * for the first's commit, then finds the lease held and skips the row
-   * (READ COMMITTED re-checks the condition on the new row version). */
+  /* As hg_deliveries_claim: rows another session holds are skipped. */
   static const char sql[] =
-      "UPDATE deliveries SET lease_owner = ?1, lease_until = ?2 FROM unnest(CAST(?3 AS BIGINT[])) AS s(seq) "
-      "WHERE deliveries.seq = s.seq AND (lease_until IS NULL OR lease_until < ?4 OR lease_owner = ?1) "
-      "RETURNING deliveries.seq";
+      "UPDATE deliveries SET lease_owner = ?1, lease_until = ?2 FROM (SELECT d.seq FROM "
+      "unnest(CAST(?3 AS BIGINT[])) AS s(seq) JOIN deliveries d ON d.seq = s.seq "
+      "WHERE d.lease_until IS NULL OR d.lease_until < ?4 OR d.lease_owner = ?1 FOR UPDATE OF d SKIP LOCKED) c "
+      "WHERE deliveries.seq = c.seq RETURNING deliveries.seq";
   memset(claimed, 0, n);
   if (n == 0) return 0;
   char *arr = malloc(n * 21 + 3);

@@ -82,7 +82,12 @@ static int run_job(hg_db_t *db, struct job *j) {
   if (!txn_open(db)) return status; /* the caller handles a lost transaction */
   if (status >= 0) {
     if ((rc = exec_cached(db, sql_release, "release")) == 0) return status;
-    status = rc == HG_EUNAVAIL ? rc : HG_EIO;
+    /* A deferred statement's failure shows here (db.h): a UNIQUE or
+     * foreign key violation is the job's own answer, not an I/O error. */
+    status = rc == HG_EUNAVAIL || rc == HG_EEXIST || rc == HG_ENOTFOUND || rc == HG_EINVAL || rc == HG_ENOSPC ||
+                     rc == HG_EBUSY
+                 ? rc
+                 : HG_EIO;
   }
   undo(db, "hg_job");
   return status;
