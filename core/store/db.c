@@ -117,6 +117,20 @@ int hg_db_in_transaction(hg_db_t *db) { return db->ops->in_transaction(db); }
 const char *hg_db_errmsg(hg_db_t *db) { return db != NULL ? db->ops->errmsg(db) : ""; }
 void *hg_db_native(hg_db_t *db) { return db->ops->native(db); }
 
+char *hg_db_int64_array(const int64_t *v, size_t n) {
+  char *a = malloc(n * 21 + 3); /* 20 characters and a comma each, the braces, the NUL */
+  if (a == NULL) return NULL;
+  size_t len = 0;
+  a[len++] = '{';
+  for (size_t i = 0; i < n; i++) {
+    if (i > 0) a[len++] = ',';
+    len += hg_fmt_i64(a + len, v[i]);
+  }
+  a[len++] = '}';
+  a[len] = '\0';
+  return a;
+}
+
 int hg_db_exec(hg_db_t *db, const char *sql, const char *op) {
   int rc = db->ops->exec(db, sql);
   return rc == 0 ? 0 : hg_db_fail(db, rc, op);

@@ -115,6 +115,11 @@ int hg_db_flush(hg_db_t *db);
  * sequence may. SQLite: HG_ESTATE (its rowids are not reserved ahead). */
 int hg_db_nextval(hg_db_t *db, const char *table, int64_t *out);
 
+/* v as a PostgreSQL array literal, "{1,2,3}" (malloc'd, or NULL when out
+ * of memory): to bind as text to CAST(? AS BIGINT[]). Made of digits
+ * only, never of input text. */
+char *hg_db_int64_array(const int64_t *v, size_t n);
+
 /* The current row's column col (0-based). Text and blobs stay valid until
  * the next step, reset or release. text: NULL for SQL NULL, otherwise
  * NUL-terminated; blob: NULL for SQL NULL or an empty value. */

@@ -617,6 +617,27 @@ static int note_prepared(pg_db_t *db, pg_stmt_t *st, const char *name, const Oid
   return 0;
 }
 
+/* Room for a run's arguments: on the stack up to 16 parameters. */
+typedef struct {
+  const char *values[16];
+  int lengths[16], formats[16];
+  Oid types[16];
+} run_space_t;
+
+/* Points a at space, or at one allocation (*heap, freed by the caller)
+ * for more than 16 parameters. Returns 0 or HG_ENOMEM. */
+static int args_init(run_args_t *a, run_space_t *space, int np, void **heap) {
+  *a = (run_args_t){space->values, space->lengths, space->formats, space->types};
+  *heap = NULL;
+  if (np <= 16) return 0;
+  if ((*heap = malloc((size_t)np * (sizeof(char *) + 2 * sizeof(int) + sizeof(Oid)))) == NULL) return HG_ENOMEM;
+  a->values = *heap;
+  a->lengths = (int *)(a->values + np);
+  a->formats = a->lengths + np;
+  a->types = (Oid *)(a->formats + np);
+  return 0;
+}
+
 /* Prepares st on the server under a fresh name with the types of its
  * current bindings. */
 static int server_prepare(pg_db_t *db, pg_stmt_t *st, const Oid *types, int64_t deadline) {
@@ -635,19 +656,10 @@ static int server_prepare(pg_db_t *db, pg_stmt_t *st, const Oid *types, int64_t 
 static int run(pg_db_t *db, pg_stmt_t *st) {
   int64_t deadline = now_ms() + HG_PG_STATEMENT_TIMEOUT_MS;
   int np = st->nparams;
-  const char *values_s[16];
-  int lengths_s[16], formats_s[16];
-  Oid types_s[16];
-  run_args_t a = {values_s, lengths_s, formats_s, types_s};
+  run_space_t space;
+  run_args_t a;
   void *heap = NULL;
-  if (np > 16) {
-    heap = malloc((size_t)np * (sizeof(char *) + 2 * sizeof(int) + sizeof(Oid)));
-    if (heap == NULL) return HG_ENOMEM;
-    a.values = heap;
-    a.lengths = (int *)(a.values + np);
-    a.formats = a.lengths + np;
-    a.types = (Oid *)(a.formats + np);
-  }
+  if (args_init(&a, &space, np, &heap) != 0) return HG_ENOMEM;
   int rc = 0;
   for (int attempt = 0;; attempt++) {
     int named = 0;
@@ -746,19 +758,10 @@ static int pg_defer(hg_stmt_t *s) {
     db->in_pipe = 1;
   }
   int np = st->nparams;
-  const char *values_s[16];
-  int lengths_s[16], formats_s[16];
-  Oid types_s[16];
-  run_args_t a = {values_s, lengths_s, formats_s, types_s};
+  run_space_t space;
+  run_args_t a;
   void *heap = NULL;
-  if (np > 16) {
-    heap = malloc((size_t)np * (sizeof(char *) + 2 * sizeof(int) + sizeof(Oid)));
-    if (heap == NULL) return HG_ENOMEM;
-    a.values = heap;
-    a.lengths = (int *)(a.values + np);
-    a.formats = a.lengths + np;
-    a.types = (Oid *)(a.formats + np);
-  }
+  if (args_init(&a, &space, np, &heap) != 0) return HG_ENOMEM;
   int named = 0;
   if (st->cached) {
     if (st->gen != db->gen) {

@@ -101,21 +101,6 @@ int hg_deliveries_load(hg_db_t *db, int64_t seq, int64_t now, hg_send_t *out, co
   return r;
 }
 
-/* seqs as a PostgreSQL array literal, "{1,2,3}" (malloc'd). */
-static char *seq_array(const int64_t *seqs, size_t n) {
-  char *a = malloc(n * 21 + 3);
-  if (a == NULL) return NULL;
-  size_t len = 0;
-  a[len++] = '{';
-  for (size_t i = 0; i < n; i++) {
-    if (i > 0) a[len++] = ',';
-    len += hg_fmt_i64(a + len, seqs[i]);
-  }
-  a[len++] = '}';
-  a[len] = '\0';
-  return a;
-}
-
 int hg_deliveries_load_many(hg_db_t *db, const int64_t *seqs, size_t n, int64_t now, hg_send_t *const *outs,
                             int *status) {
   for (size_t i = 0; i < n; i++) {
@@ -123,7 +108,7 @@ int hg_deliveries_load_many(hg_db_t *db, const int64_t *seqs, size_t n, int64_t 
     status[i] = HG_ENOTFOUND;
   }
   if (n == 0) return 0;
-  char *arr = seq_array(seqs, n);
+  char *arr = hg_db_int64_array(seqs, n);
   if (arr == NULL) return HG_ENOMEM;
   hg_stmt_t *st = NULL;
   /* Driven from the list (a nested loop of index lookups): with "d.seq =

@@ -137,16 +137,8 @@ int hg_deliveries_claim_many(hg_db_t *db, const int64_t *seqs, size_t n, const c
       "WHERE deliveries.seq = c.seq RETURNING deliveries.seq";
   memset(claimed, 0, n);
   if (n == 0) return 0;
-  char *arr = malloc(n * 21 + 3);
+  char *arr = hg_db_int64_array(seqs, n);
   if (arr == NULL) return HG_ENOMEM;
-  size_t len = 0;
-  arr[len++] = '{';
-  for (size_t i = 0; i < n; i++) {
-    if (i > 0) arr[len++] = ',';
-    len += hg_fmt_i64(arr + len, seqs[i]);
-  }
-  arr[len++] = '}';
-  arr[len] = '\0';
   hg_stmt_t *st = NULL;
   int rc = hg_db_prepare(db, sql, &st);
   if (rc == 0) {
