@@ -239,7 +239,50 @@ int hg_deliveries_abandon(hg_db_t *db, int64_t seq, int64_t now) {
   return rc;
 }
 
+/* PostgreSQL: in pages of PENDING_PAGE rows, in (due, seq) order along the
+ * index of pending deliveries: one statement reading a backlog of millions
+ * (after an outage) would outlast the statement deadline (db_pg.c), and the
+ * dispatcher would never start. Rows without a due time come last. */
+#define PENDING_PAGE 10000
+
+static int pending_pages(hg_db_t *db, int (*cb)(int64_t seq, int64_t due, void *ud), void *ud) {
+  static const char page_sql[] =
+      "SELECT seq, next_attempt_at FROM deliveries WHERE status = 'pending' AND next_attempt_at IS NOT NULL "
+      "AND (next_attempt_at, seq) > (?1, ?2) ORDER BY next_attempt_at, seq LIMIT ?3";
+  static const char undue_sql[] =
+      "SELECT seq, 0 FROM deliveries WHERE status = 'pending' AND next_attempt_at IS NULL";
+  int64_t last_due = INT64_MIN, last_seq = INT64_MIN;
+  for (;;) {
+    hg_stmt_t *st = NULL;
+    int rc = hg_db_prepare(db, page_sql, &st);
+    if (rc < 0) return hg_db_fail(db, rc, "read pending deliveries");
+    hg_db_bind_int64(st, 1, last_due);
+    hg_db_bind_int64(st, 2, last_seq);
+    hg_db_bind_int64(st, 3, PENDING_PAGE);
+    int r = 0, n = 0;
+    while (r == 0 && (rc = hg_db_step(st)) == HG_DB_ROW) {
+      last_seq = hg_db_column_int64(st, 0);
+      last_due = hg_db_column_int64(st, 1);
+      n++;
+      r = cb(last_seq, last_due, ud);
+    }
+    hg_db_release(st);
+    if (r != 0) return r;
+    if (rc < 0) return hg_db_fail(db, rc, "read pending deliveries");
+    if (n < PENDING_PAGE) break;
+  }
+  hg_stmt_t *st = NULL;
+  int rc = hg_db_prepare(db, undue_sql, &st);
+  if (rc < 0) return hg_db_fail(db, rc, "read pending deliveries");
+  int r = 0;
+  while (r == 0 && (rc = hg_db_step(st)) == HG_DB_ROW) r = cb(hg_db_column_int64(st, 0), 0, ud);
+  if (r == 0 && rc < 0) r = hg_db_fail(db, rc, "read pending deliveries");
+  hg_db_release(st);
+  return r;
+}
+
 int hg_deliveries_pending(hg_db_t *db, int (*cb)(int64_t seq, int64_t due, void *ud), void *ud) {
+  if (hg_db_engine(db) == HG_DB_PG) return pending_pages(db, cb, ud);
   /* In table order: the dispatcher's heap orders them. Sorting a million
    * rows here cost (on SQLite) a sorter as large as the result, in memory
    * with temp_store=MEMORY, which malloc then kept. */
