@@ -15,7 +15,7 @@
 
 #define LOAD_BATCH 128
 /* Up to this many, a batch is claimed and loaded one delivery at a time
- * (load_shared_each). */
+ * (load_each). */
 #define SMALL_BATCH 4
 /* While the store's server is unreachable, the queue looks again this
  * often (hg_store_available is a flag: looking costs nothing). */
@@ -129,15 +129,16 @@ void hg_dispatch__abandon_for(item_t *it, uint64_t ms) {
 
 /* --- loading due deliveries ---------------------------------------------------- */
 
-/* Nodes sharing a PostgreSQL store, a small batch (the usual one while
- * events trickle in): each delivery claimed, then loaded. The statements
- * over an array below cost the server several times as much per call
- * (measured: ~10x for one row), so they pay only for bigger batches. */
-static int load_shared_each(hg_db_t *db, batch_t *b) {
-  const hg_send_t *prev = NULL;
+/* Loads the batch one delivery at a time, each claimed first for this
+ * node when claim (nodes sharing a PostgreSQL store, a small batch: the
+ * usual one while events trickle in; the statements over an array below
+ * cost the server several times as much per call, measured ~10x for one
+ * row, so they pay only for bigger batches). */
+static int load_each(hg_db_t *db, batch_t *b, int claim) {
+  const hg_send_t *prev = NULL; /* the last one loaded, in this transaction at this time */
   for (size_t i = 0; i < b->n; i++) {
     item_t *it = b->items[i];
-    int c = hg_deliveries_claim(db, it->seq, b->d->node_id, b->now, b->d->lease_ms);
+    int c = claim ? hg_deliveries_claim(db, it->seq, b->d->node_id, b->now, b->d->lease_ms) : 1;
     if (c == HG_EUNAVAIL) return HG_EUNAVAIL;
     if (c <= 0) {
       it->load_status = c == 0 ? HG_EBUSY : c;
@@ -145,6 +146,8 @@ static int load_shared_each(hg_db_t *db, batch_t *b) {
       continue;
     }
     it->load_status = hg_deliveries_load(db, it->seq, b->now, &it->send, prev);
+    /* The connection is lost and the transaction with it: nothing more
+     * can be read, and the whole batch goes back on the heap. */
     if (it->load_status == HG_EUNAVAIL) return HG_EUNAVAIL;
     prev = it->load_status == 0 ? &it->send : NULL;
   }
@@ -155,7 +158,7 @@ static int load_shared_each(hg_db_t *db, batch_t *b) {
  * loaded in about two (a round trip there costs more than the work), the
  * deliveries another node holds marked HG_EBUSY. */
 static int load_shared(hg_db_t *db, batch_t *b) {
-  if (b->n <= SMALL_BATCH) return load_shared_each(db, b);
+  if (b->n <= SMALL_BATCH) return load_each(db, b, 1);
   int64_t seqs[LOAD_BATCH];
   unsigned char claimed[LOAD_BATCH];
   hg_send_t *outs[LOAD_BATCH];
@@ -184,17 +187,7 @@ static int load_shared(hg_db_t *db, batch_t *b) {
 
 static int load_work(hg_db_t *db, void *ud) {
   batch_t *b = ud;
-  if (b->d->node_id != NULL) return load_shared(db, b);
-  const hg_send_t *prev = NULL; /* the last one loaded, in this transaction at this time */
-  for (size_t i = 0; i < b->n; i++) {
-    item_t *it = b->items[i];
-    it->load_status = hg_deliveries_load(db, it->seq, b->now, &it->send, prev);
-    /* The connection is lost and the transaction with it: nothing more
-     * can be read, and the whole batch goes back on the heap. */
-    if (it->load_status == HG_EUNAVAIL) return HG_EUNAVAIL;
-    prev = it->load_status == 0 ? &it->send : NULL;
-  }
-  return 0;
+  return b->d->node_id != NULL ? load_shared(db, b) : load_each(db, b, 0);
 }
 
 /* The store is unavailable (hg_store_available) and it was about to be

@@ -272,6 +272,17 @@ static int failed_result(const PGresult *r) {
   return s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK && s != PGRES_EMPTY_QUERY;
 }
 
+/* Reads from the socket until the next result (or the end of them) can
+ * be taken without blocking. Returns 0 or HG_EUNAVAIL. */
+static int await_result(pg_db_t *db, int64_t deadline) {
+  while (PQisBusy(db->conn)) {
+    int rc = wait_socket(db, 0, deadline);
+    if (rc != 0) return rc;
+    if (!PQconsumeInput(db->conn)) return set_broken(db, NULL);
+  }
+  return 0;
+}
+
 /* Reads every result of the query just sent. Keeps the first failed one,
  * else the last one with rows, else the last; *out gets it (the caller
  * clears it). Returns 0 or HG_EUNAVAIL (then *out is NULL). */
@@ -279,14 +290,7 @@ static int collect(pg_db_t *db, int64_t deadline, PGresult **out) {
   *out = NULL;
   int rc = flush_out(db, deadline);
   while (rc == 0) {
-    while (PQisBusy(db->conn)) {
-      if ((rc = wait_socket(db, 0, deadline)) != 0) break;
-      if (!PQconsumeInput(db->conn)) {
-        rc = set_broken(db, NULL);
-        break;
-      }
-    }
-    if (rc != 0) break;
+    if ((rc = await_result(db, deadline)) != 0) break;
     PGresult *r = PQgetResult(db->conn);
     if (r == NULL) break;
     if (*out == NULL || (!failed_result(*out) && (failed_result(r) || PQresultStatus(r) == PGRES_TUPLES_OK ||
@@ -711,14 +715,7 @@ static int pipe_drain(pg_db_t *db) {
   rc = flush_out(db, deadline);
   int nulls = 0;
   while (rc == 0) {
-    while (PQisBusy(db->conn)) {
-      if ((rc = wait_socket(db, 0, deadline)) != 0) break;
-      if (!PQconsumeInput(db->conn)) {
-        rc = set_broken(db, NULL);
-        break;
-      }
-    }
-    if (rc != 0) break;
+    if ((rc = await_result(db, deadline)) != 0) break;
     PGresult *r = PQgetResult(db->conn);
     if (r == NULL) {
       /* The end of one statement's answers; more than one in a row per

@@ -188,14 +188,12 @@ static int insert_all_deferred(hg_db_t *db, hg_event_in_t *ev) {
   return r;
 }
 
+/* SQLite (PostgreSQL takes insert_all_deferred). */
 static int insert_all(hg_db_t *db, hg_event_in_t *ev, const unsigned char *active) {
   hg_stmt_t *st = NULL;
-  int pg = hg_db_engine(db) == HG_DB_PG;
   int rc = hg_db_prepare(db,
-                         pg ? "INSERT INTO events (id, type, organization_id, payload, idempotency_key, created_at, "
-                              "deliveries) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING seq"
-                            : "INSERT INTO events (id, type, organization_id, payload, idempotency_key, created_at, "
-                              "deliveries) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                         "INSERT INTO events (id, type, organization_id, payload, idempotency_key, created_at, "
+                         "deliveries) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                          &st);
   if (rc < 0) return hg_db_fail(db, rc, "insert event");
   hg_db_bind_text(st, 1, ev->id, -1);
@@ -216,10 +214,8 @@ static int insert_all(hg_db_t *db, hg_event_in_t *ev, const unsigned char *activ
   /* One row from VALUES: an INSERT ... SELECT may write several rows, for
    * which SQLite keeps a statement journal (a copy of every page touched). */
   rc = hg_db_prepare(db,
-                     pg ? "INSERT INTO deliveries (id, webhook_id, event_seq, status, next_attempt_at, created_at, "
-                          "updated_at) VALUES (?1, ?2, ?3, 'pending', ?5, ?4, ?4) RETURNING seq"
-                        : "INSERT INTO deliveries (id, webhook_id, event_seq, status, next_attempt_at, created_at, "
-                          "updated_at) VALUES (?1, ?2, ?3, 'pending', ?5, ?4, ?4)",
+                     "INSERT INTO deliveries (id, webhook_id, event_seq, status, next_attempt_at, created_at, "
+                     "updated_at) VALUES (?1, ?2, ?3, 'pending', ?5, ?4, ?4)",
                      &st);
   if (rc < 0) return hg_db_fail(db, rc, "insert delivery");
   int r = 0;
