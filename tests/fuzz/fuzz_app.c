@@ -198,8 +198,11 @@ void hgf_check_answer(const char *method, const char *target, const hgf_answer_t
     fprintf(stderr, "%s %s answered %d: %s\n", method, target, ans->status, ans->body);
     die("an API answer with a bad status", NULL);
   }
-  /* /metrics answers Prometheus text; HEAD and 204 answer nothing. */
+  /* /metrics answers Prometheus text, the console its files (HTML, CSS,
+   * JavaScript; its errors are JSON like the API's); HEAD and 204 answer
+   * nothing. */
   if (strncmp(target, "/metrics", 8) == 0 || ans->body_len == 0) return;
+  if (strncmp(target, "/console", 8) == 0 && ans->status < 400) return;
   json_error_t jerr;
   json_t *doc = json_loadb(ans->body, ans->body_len, 0, &jerr);
   if (doc == NULL || !json_is_object(doc)) {
