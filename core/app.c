@@ -683,6 +683,7 @@ int hg_app_run(const hg_config_t *cfg) {
       hg_log(HG_LOG_ERROR, "cannot join the store's nodes", "error", err, NULL);
       goto out;
     }
+    hg_ingest_set_node(app.api.ingest, hg_cluster_node_id(app.cluster), (int64_t)cfg->lease_ms);
   }
   {
     unsigned char raw[24];

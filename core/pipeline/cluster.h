@@ -7,7 +7,7 @@
  * change counter), and, when its own queue has nothing due, offers the
  * dispatcher pending deliveries that are overdue with no live lease: work
  * of a node that died or fell behind. The dispatcher claims each delivery
- * before it sends it (hg_deliveries_claim_many), so two nodes never send one at
+ * before it sends it (hg_deliveries_claim, store/nodes.h), so two nodes never send one at
  * the same time while a lease lasts. docs/scaling.md tells the whole of it.
  *
  * On SQLite there are no other nodes: hg_cluster_start is not called. */

@@ -129,22 +129,14 @@ void hg_dispatch__abandon_for(item_t *it, uint64_t ms) {
 
 /* --- loading due deliveries ---------------------------------------------------- */
 
-/* Loads the batch one delivery at a time, each claimed first for this
- * node when claim (nodes sharing a PostgreSQL store, a small batch: the
- * usual one while events trickle in; the statements over an array below
- * cost the server several times as much per call, measured ~10x for one
- * row, so they pay only for bigger batches). */
-static int load_each(hg_db_t *db, batch_t *b, int claim) {
+/* Loads the batch one delivery at a time (SQLite, or a small batch on
+ * PostgreSQL, where the statements over an array below cost the server
+ * several times as much per call, measured ~10x for one row, so they pay
+ * only for bigger batches). */
+static int load_each(hg_db_t *db, batch_t *b) {
   const hg_send_t *prev = NULL; /* the last one loaded, in this transaction at this time */
   for (size_t i = 0; i < b->n; i++) {
     item_t *it = b->items[i];
-    int c = claim ? hg_deliveries_claim(db, it->seq, b->d->node_id, b->now, b->d->lease_ms) : 1;
-    if (c == HG_EUNAVAIL) return HG_EUNAVAIL;
-    if (c <= 0) {
-      it->load_status = c == 0 ? HG_EBUSY : c;
-      prev = NULL;
-      continue;
-    }
     it->load_status = hg_deliveries_load(db, it->seq, b->now, &it->send, prev);
     /* The connection is lost and the transaction with it: nothing more
      * can be read, and the whole batch goes back on the heap. */
@@ -154,40 +146,52 @@ static int load_each(hg_db_t *db, batch_t *b, int claim) {
   return 0;
 }
 
-/* Nodes sharing a PostgreSQL store: the batch claimed in one statement and
- * loaded in about two (a round trip there costs more than the work), the
- * deliveries another node holds marked HG_EBUSY. */
+/* Nodes sharing a PostgreSQL store: the batch is claimed (deferred: the
+ * claims go out with the first load, in one round trip) and loaded; a
+ * delivery whose lease is not this node's after that (another node holds
+ * it, or its row is locked by another session) is marked HG_EBUSY. A
+ * delivery this node accepted was born leased to it (events.h): its claim
+ * writes nothing while that lease has LEASE_LEFT_MS past the attempt's
+ * timeout to run. */
+#define LEASE_LEFT_MS 5000
+
 static int load_shared(hg_db_t *db, batch_t *b) {
-  if (b->n <= SMALL_BATCH) return load_each(db, b, 1);
-  int64_t seqs[LOAD_BATCH];
-  unsigned char claimed[LOAD_BATCH];
-  hg_send_t *outs[LOAD_BATCH];
-  int status[LOAD_BATCH];
-  size_t idx[LOAD_BATCH], m = 0;
-  for (size_t i = 0; i < b->n; i++) seqs[i] = b->items[i]->seq;
-  int rc = hg_deliveries_claim_many(db, seqs, b->n, b->d->node_id, b->now, b->d->lease_ms, claimed);
+  hg_dispatcher_t *d = b->d;
+  int64_t keep = b->now + (int64_t)d->cfg->request_timeout_ms + LEASE_LEFT_MS;
+  int rc = 0;
+  if (b->n <= SMALL_BATCH) {
+    for (size_t i = 0; i < b->n && rc == 0; i++)
+      rc = hg_deliveries_claim(db, b->items[i]->seq, d->node_id, b->now, d->lease_ms, keep);
+    if (rc == 0) rc = load_each(db, b);
+  } else {
+    int64_t seqs[LOAD_BATCH];
+    hg_send_t *outs[LOAD_BATCH];
+    int status[LOAD_BATCH];
+    for (size_t i = 0; i < b->n; i++) {
+      seqs[i] = b->items[i]->seq;
+      outs[i] = &b->items[i]->send;
+    }
+    rc = hg_deliveries_claim_many(db, seqs, b->n, d->node_id, b->now, d->lease_ms, keep);
+    if (rc == 0) rc = hg_deliveries_load_many(db, seqs, b->n, b->now, outs, status);
+    for (size_t i = 0; i < b->n && rc == 0; i++) b->items[i]->load_status = status[i];
+  }
   if (rc != 0) {
     for (size_t i = 0; i < b->n; i++) b->items[i]->load_status = rc;
     return rc == HG_EUNAVAIL ? rc : 0;
   }
   for (size_t i = 0; i < b->n; i++) {
     item_t *it = b->items[i];
-    if (!claimed[i]) {
+    if (it->load_status == 0 && !hg_send_leased(&it->send, d->node_id, keep)) {
+      hg_send_close(&it->send);
       it->load_status = HG_EBUSY;
-      continue;
     }
-    seqs[m] = it->seq;
-    outs[m] = &it->send;
-    idx[m++] = i;
   }
-  rc = hg_deliveries_load_many(db, seqs, m, b->now, outs, status);
-  for (size_t k = 0; k < m; k++) b->items[idx[k]]->load_status = rc != 0 ? rc : status[k];
-  return rc == HG_EUNAVAIL ? rc : 0;
+  return 0;
 }
 
 static int load_work(hg_db_t *db, void *ud) {
   batch_t *b = ud;
-  return b->d->node_id != NULL ? load_shared(db, b) : load_each(db, b, 0);
+  return b->d->node_id != NULL ? load_shared(db, b) : load_each(db, b);
 }
 
 /* The store is unavailable (hg_store_available) and it was about to be

@@ -45,6 +45,8 @@ struct hg_ingest {
   hg_subs_t *subs;
   hg_dispatcher_t *dispatcher;
   int64_t first_delay_ms;
+  char node_id[128]; /* hg_ingest_set_node: new deliveries are born leased to it; "" none */
+  int64_t lease_ms;
   uint64_t hold_lsn; /* the lowest record whose store job failed and is retried (0: none) */
   size_t retrying;   /* such records; log space is released only below hold_lsn */
   size_t unapplied;  /* answered from the log, not yet stored */
@@ -388,6 +390,11 @@ int hg_ingest_new(hg_ingest_t **out, const hg_ingest_opts_t *opts, char *err, si
   return 0;
 }
 
+void hg_ingest_set_node(hg_ingest_t *ing, const char *node_id, int64_t lease_ms) {
+  hg_copy(ing->node_id, sizeof(ing->node_id), node_id);
+  ing->lease_ms = lease_ms;
+}
+
 int hg_ingest_submit(hg_ingest_t *ing, hg_event_in_t *events, size_t n, unsigned flags, hg_ingest_done_fn done,
                      void *ud) {
   job_t *j = calloc(1, sizeof(*j));
@@ -398,8 +405,11 @@ int hg_ingest_submit(hg_ingest_t *ing, hg_event_in_t *events, size_t n, unsigned
     return HG_ENOMEM;
   }
   memcpy(j->events, events, n * sizeof(*events));
-  for (size_t i = 0; i < n; i++)
+  for (size_t i = 0; i < n; i++) {
     j->events[i].first_delay_ms = ing->first_delay_ms;
+    j->events[i].lease_owner = ing->node_id[0] ? ing->node_id : NULL;
+    j->events[i].lease_ms = ing->lease_ms;
+  }
   if ((flags & HG_INGEST_ROUTED) && hg_store_engine(ing->store) == HG_DB_PG) {
     /* A route plugin may name any webhook: keep those the index knows as
      * active, as the PostgreSQL store counts the targets it is given

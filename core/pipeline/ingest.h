@@ -84,6 +84,12 @@ int hg_ingest_submit(hg_ingest_t *ing, hg_event_in_t *events, size_t n, unsigned
  * caller's events that were never submitted. */
 void hg_ingest_event_done(hg_event_in_t *ev);
 
+/* Nodes sharing a PostgreSQL store: the deliveries of events submitted
+ * from now on are born leased to node_id (copied) for lease_ms, so that
+ * this node's dispatcher sends them without claiming them first
+ * (store/nodes.h). */
+void hg_ingest_set_node(hg_ingest_t *ing, const char *node_id, int64_t lease_ms);
+
 /* The intake log's counters: 0, or HG_ENOTFOUND when there is no log
  * (none configured, or closed). */
 int hg_ingest_intake_stats(hg_ingest_t *ing, hg_intake_stats_t *out);

@@ -139,6 +139,7 @@ struct pg_db {
    * read until pipe_drain. */
   int in_pipe;
   int piped;
+  int64_t last_io; /* now_ms() when the server last answered */
   /* Sequence values reserved ahead (hg_db_nextval), per table. */
   struct {
     char table[32];
@@ -307,6 +308,7 @@ static int collect(pg_db_t *db, int64_t deadline, PGresult **out) {
     return rc;
   }
   if (*out == NULL && PQstatus(db->conn) == CONNECTION_BAD) return set_broken(db, NULL);
+  db->last_io = now_ms();
   return 0;
 }
 
@@ -707,10 +709,11 @@ static int run(pg_db_t *db, pg_stmt_t *st) {
 /* Reads the answers of every deferred statement: a sync point ends the
  * pipeline, the server answers each statement in order (those after a
  * failure as aborted), then the sync. Returns 0 or the first failure. */
-static int pipe_drain(pg_db_t *db) {
+static int pipe_drain_keep(pg_db_t *db, PGresult **keep) {
   if (!db->in_pipe) return 0;
   int64_t deadline = now_ms() + HG_PG_STATEMENT_TIMEOUT_MS;
   int err = 0, rc;
+  PGresult *last = NULL;
   if (!PQpipelineSync(db->conn)) return set_broken(db, NULL);
   rc = flush_out(db, deadline);
   int nulls = 0;
@@ -729,27 +732,39 @@ static int pipe_drain(pg_db_t *db) {
       break;
     }
     if (st == PGRES_FATAL_ERROR && err == 0) err = result_error(db, r);
-    else if (st == PGRES_COMMAND_OK) (void)finish(db, r);
-    PQclear(r);
+    else if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) (void)finish(db, r);
+    if (keep != NULL) {
+      PQclear(last);
+      last = r;
+    } else {
+      PQclear(r);
+    }
   }
-  if (rc != 0) return rc;
-  if (!PQexitPipelineMode(db->conn)) return set_broken(db, "cannot leave pipeline mode");
+  if (rc == 0 && !PQexitPipelineMode(db->conn)) rc = set_broken(db, "cannot leave pipeline mode");
+  if (rc != 0) {
+    PQclear(last);
+    return rc;
+  }
   db->in_pipe = 0;
   db->piped = 0;
+  db->last_io = now_ms();
   /* A prepare sent among them may be the one that failed: every cached
    * statement is prepared again on its next use. */
   if (err != 0) db->gen++;
+  if (keep != NULL && err == 0) *keep = last;
+  else PQclear(last);
   return err;
 }
 
+static int pipe_drain(pg_db_t *db) { return pipe_drain_keep(db, NULL); }
+
 static int pg_flush(hg_db_t *d) { return pipe_drain((pg_db_t *)d); }
 
-static int pg_defer(hg_stmt_t *s) {
-  pg_stmt_t *st = (pg_stmt_t *)s;
-  pg_db_t *db = (pg_db_t *)s->db;
-  int rc = usable(db);
-  if (rc != 0) return rc;
-  if (db->piped >= HG_PG_PIPE_MAX && (rc = pipe_drain(db)) != 0) return rc;
+/* Sends st in pipeline mode (entered when not yet in it), prepared first
+ * in the same pipeline when it must be. Its answer is read by the next
+ * pipe_drain. */
+static int pipe_send(pg_db_t *db, pg_stmt_t *st) {
+  int rc = 0;
   if (!db->in_pipe) {
     if (!PQenterPipelineMode(db->conn)) return set_broken(db, "cannot enter pipeline mode");
     db->in_pipe = 1;
@@ -779,9 +794,33 @@ static int pg_defer(hg_stmt_t *s) {
     else db->piped++;
   }
   free(heap);
+  return rc;
+}
+
+/* Whether a statement may start a pipeline: the connection was heard from
+ * lately. A connection idle for long may have been closed by the server
+ * (idle_session_timeout, a restart); a statement run at once finds that
+ * out before anything else is sent, where a deferred one would only show
+ * it in a later call (the store runs a group again on a new connection
+ * only when its BEGIN failed: store.c). */
+#define HG_PG_FRESH_MS 1000
+
+static int pg_defer(hg_stmt_t *s) {
+  pg_stmt_t *st = (pg_stmt_t *)s;
+  pg_db_t *db = (pg_db_t *)s->db;
+  int rc = usable(db);
+  if (rc != 0) return rc;
+  if (!db->in_pipe && now_ms() - db->last_io > HG_PG_FRESH_MS) {
+    for (;;) {
+      if ((rc = hg_db_step(s)) < 0) return rc;
+      if (rc == HG_DB_DONE) return 0;
+    }
+  }
+  if (db->piped >= HG_PG_PIPE_MAX && (rc = pipe_drain(db)) != 0) return rc;
+  if ((rc = pipe_send(db, st)) != 0) return rc;
   /* Out as far as the socket takes it now; the rest goes with the next
    * statements or the sync. */
-  if (rc == 0 && PQflush(db->conn) < 0) rc = set_broken(db, NULL);
+  if (PQflush(db->conn) < 0) rc = set_broken(db, NULL);
   return rc;
 }
 
@@ -818,11 +857,24 @@ static int pg_step(hg_stmt_t *s) {
   pg_db_t *db = (pg_db_t *)s->db;
   if (!st->started) {
     int rc = usable(db);
-    if (rc == 0) rc = pipe_drain(db);
     if (rc != 0) return rc;
     clear_result(st);
-    st->started = 1;
-    if ((rc = run(db, st)) != 0) {
+    if (db->in_pipe) {
+      /* Deferred statements are waiting: this one goes after them in the
+       * same round trip, its answer the last before the sync. A deferred
+       * failure aborts it and is the answer, as when they were read
+       * first. */
+      if ((rc = pipe_send(db, st)) == 0) rc = pipe_drain_keep(db, &st->res);
+      if (rc != 0) {
+        clear_result(st);
+        return rc;
+      }
+      st->started = 1;
+    } else {
+      st->started = 1;
+      rc = run(db, st);
+    }
+    if (rc != 0) {
       /* The next step runs it again, as after a reset. */
       clear_result(st);
       return rc;

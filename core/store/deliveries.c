@@ -56,9 +56,19 @@ static int run(hg_db_t *db, hg_stmt_t *st, const char *op) {
   "d.id, d.webhook_id, e.id, d.status, d.attempts, d.next_attempt_at, w.active, w.url, e.payload, d.created_at, " \
   "e.type, w.lua, w.organization_id "
 #define LOAD_JOINS "JOIN events e ON e.seq = d.event_seq JOIN webhooks w ON w.id = d.webhook_id "
+/* PostgreSQL's rows also carry their lease (nodes.h). */
+#define LOAD_LEASE ", d.lease_owner, d.lease_until "
 
-static int fill_send(hg_stmt_t *st, int off, int64_t seq, hg_send_t *out) {
+int hg_send_leased(const hg_send_t *s, const char *node_id, int64_t until) {
+  return s->lease_until >= until && strcmp(s->lease_owner, node_id) == 0;
+}
+
+static int fill_send(hg_stmt_t *st, int off, int64_t seq, hg_send_t *out, int lease) {
   out->seq = seq;
+  if (lease) {
+    if (!hg_db_column_is_null(st, off + 13)) hg_copy(out->lease_owner, sizeof(out->lease_owner), hg_db_column_text(st, off + 13));
+    if (!hg_db_column_is_null(st, off + 14)) out->lease_until = hg_db_column_int64(st, off + 14);
+  }
   hg_copy(out->id, sizeof(out->id), hg_db_column_text(st, off + 0));
   hg_copy(out->webhook_id, sizeof(out->webhook_id), hg_db_column_text(st, off + 1));
   hg_copy(out->event_id, sizeof(out->event_id), hg_db_column_text(st, off + 2));
@@ -82,12 +92,16 @@ static int fill_send(hg_stmt_t *st, int off, int64_t seq, hg_send_t *out) {
 int hg_deliveries_load(hg_db_t *db, int64_t seq, int64_t now, hg_send_t *out, const hg_send_t *prev) {
   hg_stmt_t *st = NULL;
   memset(out, 0, sizeof(*out));
-  int rc = hg_db_prepare(db, "SELECT " LOAD_COLUMNS "FROM deliveries d " LOAD_JOINS "WHERE d.seq = ?1", &st);
+  int rc = hg_db_prepare(db,
+                         hg_db_engine(db) == HG_DB_PG
+                             ? "SELECT " LOAD_COLUMNS LOAD_LEASE "FROM deliveries d " LOAD_JOINS "WHERE d.seq = ?1"
+                             : "SELECT " LOAD_COLUMNS "FROM deliveries d " LOAD_JOINS "WHERE d.seq = ?1",
+                         &st);
   if (rc < 0) return hg_db_fail(db, rc, "load delivery");
   hg_db_bind_int64(st, 1, seq);
   rc = hg_db_step(st);
   int r = 0;
-  if (rc == HG_DB_ROW) r = fill_send(st, 0, seq, out);
+  if (rc == HG_DB_ROW) r = fill_send(st, 0, seq, out, hg_db_engine(db) == HG_DB_PG);
   else r = rc == HG_DB_DONE ? HG_ENOTFOUND : hg_db_fail(db, rc, "load delivery");
   hg_db_release(st);
   if (r == 0 && prev != NULL && strcmp(prev->webhook_id, out->webhook_id) == 0) {
@@ -115,7 +129,7 @@ int hg_deliveries_load_many(hg_db_t *db, const int64_t *seqs, size_t n, int64_t 
    * ANY(...)" the plan cached for the statement hashed the webhooks and
    * scanned a bitmap, several times the work for the usual few rows. */
   int rc = hg_db_prepare(db,
-                         "SELECT d.seq, " LOAD_COLUMNS "FROM unnest(CAST(?1 AS BIGINT[])) AS s(seq) "
+                         "SELECT d.seq, " LOAD_COLUMNS LOAD_LEASE "FROM unnest(CAST(?1 AS BIGINT[])) AS s(seq) "
                          "JOIN deliveries d ON d.seq = s.seq " LOAD_JOINS,
                          &st);
   if (rc < 0) {
@@ -127,7 +141,7 @@ int hg_deliveries_load_many(hg_db_t *db, const int64_t *seqs, size_t n, int64_t 
     int64_t seq = hg_db_column_int64(st, 0);
     for (size_t i = 0; i < n; i++) {
       if (seqs[i] != seq || status[i] != HG_ENOTFOUND) continue;
-      status[i] = fill_send(st, 1, seq, outs[i]);
+      status[i] = fill_send(st, 1, seq, outs[i], 1);
       break;
     }
   }

@@ -41,7 +41,14 @@ typedef struct hg_send {
    * carried as a JSON object text, for the attempt's record (see
    * hg_attempt_rec_t.request_headers); NULL until then. malloc'd. */
   char *request_headers;
+  /* PostgreSQL: the row's lease as loaded ("" and 0 when free; SQLite
+   * keeps none). */
+  char lease_owner[128];
+  int64_t lease_until;
 } hg_send_t;
+
+/* Whether s, as loaded, is leased to node_id until at least until. */
+int hg_send_leased(const hg_send_t *s, const char *node_id, int64_t until);
 
 void hg_send_close(hg_send_t *s); /* frees url, payload, lua and request_headers; wipes secrets */
 

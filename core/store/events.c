@@ -139,8 +139,9 @@ static int insert_all_deferred(hg_db_t *db, hg_event_in_t *ev) {
   static const char ins_event[] = "INSERT INTO events (seq, id, type, organization_id, payload, idempotency_key, "
                                   "created_at, deliveries) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
   static const char ins_delivery[] =
-      "INSERT INTO deliveries (seq, id, webhook_id, event_seq, status, next_attempt_at, created_at, updated_at) "
-      "SELECT ?1, ?2, ?3, ?4, 'pending', ?6, ?5, ?5 WHERE EXISTS (SELECT 1 FROM webhooks WHERE id = ?3 AND active = 1)";
+      "INSERT INTO deliveries (seq, id, webhook_id, event_seq, status, next_attempt_at, created_at, updated_at, "
+      "lease_owner, lease_until) SELECT ?1, ?2, ?3, ?4, 'pending', ?6, ?5, ?5, CAST(?7 AS TEXT), CAST(?8 AS BIGINT) "
+      "WHERE EXISTS (SELECT 1 FROM webhooks WHERE id = ?3 AND active = 1)";
   int64_t event_seq = 0;
   int rc = hg_db_nextval(db, "events", &event_seq);
   if (rc < 0) return hg_db_fail(db, rc, "reserve event seq");
@@ -178,6 +179,13 @@ static int insert_all_deferred(hg_db_t *db, hg_event_in_t *ev) {
     hg_db_bind_int64(st, 4, event_seq);
     hg_db_bind_int64(st, 5, ev->now);
     hg_db_bind_int64(st, 6, ev->now + ev->first_delay_ms);
+    if (ev->lease_owner != NULL) {
+      hg_db_bind_text(st, 7, ev->lease_owner, -1);
+      hg_db_bind_int64(st, 8, ev->now + ev->lease_ms);
+    } else {
+      hg_db_bind_null(st, 7);
+      hg_db_bind_null(st, 8);
+    }
     if ((rc = hg_db_defer(st)) < 0) {
       r = hg_db_fail(db, rc, "insert delivery");
       break;

@@ -23,6 +23,11 @@ typedef struct hg_event_in {
   char *idem_key;           /* scoped Idempotency-Key, or NULL; borrowed */
   int64_t now;              /* Unix ms */
   int64_t first_delay_ms;   /* the first attempt is due at now + this */
+  /* PostgreSQL, nodes sharing the store: the node that will send the new
+   * deliveries, which are born leased to it until now + lease_ms (so it
+   * need not claim them: nodes.h); NULL for none. Borrowed. */
+  const char *lease_owner;
+  int64_t lease_ms;
   /* The webhook ids to deliver to: the subscription index's match (subs.c),
    * as a route plugin may have changed it; inactive or unknown ids are
    * skipped. A JSON array of strings; borrowed; required. */

@@ -105,14 +105,16 @@ int hg_nodes_release(hg_db_t *db, const char *node_id) {
   return rc < 0 ? hg_db_fail(db, rc, "release leases") : 0;
 }
 
-int hg_deliveries_claim(hg_db_t *db, int64_t seq, const char *node_id, int64_t now, int64_t lease_ms) {
+int hg_deliveries_claim(hg_db_t *db, int64_t seq, const char *node_id, int64_t now, int64_t lease_ms,
+                        int64_t keep_until) {
   /* SKIP LOCKED: a row another session has locked (a node claiming or
    * recording it, or one cut off in the middle of its transaction) is
    * left to that session at once instead of waited for; two nodes
-   * claiming at once therefore never both get it. */
+   * claiming at once therefore never both get it. Deferred: the load that
+   * follows in the same transaction reads the lease it left (nodes.h). */
   static const char sql[] = "UPDATE deliveries SET lease_owner = ?1, lease_until = ?2 WHERE seq = (SELECT seq FROM "
-                            "deliveries WHERE seq = ?3 AND (lease_until IS NULL OR lease_until < ?4 OR lease_owner = ?1) "
-                            "FOR UPDATE SKIP LOCKED)";
+                            "deliveries WHERE seq = ?3 AND (lease_until IS NULL OR lease_until < ?4 OR "
+                            "(lease_owner = ?1 AND lease_until < ?5)) FOR UPDATE SKIP LOCKED)";
   hg_stmt_t *st = NULL;
   int rc = hg_db_prepare(db, sql, &st);
   if (rc == 0) {
@@ -120,22 +122,22 @@ int hg_deliveries_claim(hg_db_t *db, int64_t seq, const char *node_id, int64_t n
     hg_db_bind_int64(st, 2, now + lease_ms);
     hg_db_bind_int64(st, 3, seq);
     hg_db_bind_int64(st, 4, now);
-    rc = hg_db_step(st);
+    hg_db_bind_int64(st, 5, keep_until);
+    rc = hg_db_defer(st);
   }
   hg_db_release(st);
-  if (rc < 0) return hg_db_fail(db, rc, "claim delivery");
-  return hg_db_changes(db) == 1;
+  return rc < 0 ? hg_db_fail(db, rc, "claim delivery") : 0;
 }
 
 int hg_deliveries_claim_many(hg_db_t *db, const int64_t *seqs, size_t n, const char *node_id, int64_t now,
-                             int64_t lease_ms, unsigned char *claimed) {
+                             int64_t lease_ms, int64_t keep_until) {
   /* As hg_deliveries_claim: rows another session holds are skipped. */
   static const char sql[] =
       "UPDATE deliveries SET lease_owner = ?1, lease_until = ?2 FROM (SELECT d.seq FROM "
       "unnest(CAST(?3 AS BIGINT[])) AS s(seq) JOIN deliveries d ON d.seq = s.seq "
-      "WHERE d.lease_until IS NULL OR d.lease_until < ?4 OR d.lease_owner = ?1 FOR UPDATE OF d SKIP LOCKED) c "
-      "WHERE deliveries.seq = c.seq RETURNING deliveries.seq";
-  memset(claimed, 0, n);
+      "WHERE d.lease_until IS NULL OR d.lease_until < ?4 OR (d.lease_owner = ?1 AND d.lease_until < ?5) "
+      "FOR UPDATE OF d SKIP LOCKED) c "
+      "WHERE deliveries.seq = c.seq";
   if (n == 0) return 0;
   char *arr = hg_db_int64_array(seqs, n);
   if (arr == NULL) return HG_ENOMEM;
@@ -146,11 +148,8 @@ int hg_deliveries_claim_many(hg_db_t *db, const int64_t *seqs, size_t n, const c
     hg_db_bind_int64(st, 2, now + lease_ms);
     hg_db_bind_text(st, 3, arr, -1);
     hg_db_bind_int64(st, 4, now);
-    while ((rc = hg_db_step(st)) == HG_DB_ROW) {
-      int64_t seq = hg_db_column_int64(st, 0);
-      for (size_t i = 0; i < n; i++)
-        if (seqs[i] == seq) claimed[i] = 1;
-    }
+    hg_db_bind_int64(st, 5, keep_until);
+    rc = hg_db_defer(st);
   }
   hg_db_release(st);
   free(arr);

@@ -31,17 +31,21 @@ int hg_nodes_poll(hg_db_t *db, const char *node_id, int64_t now, int64_t *change
  * what it was sending goes to the other nodes at once). */
 int hg_nodes_release(hg_db_t *db, const char *node_id);
 
-/* Claims delivery seq for node_id until now + lease_ms: 1 when claimed
- * (it was free, its lease had run out, or this node held it already), 0
- * when another node holds it or the row is gone. */
-int hg_deliveries_claim(hg_db_t *db, int64_t seq, const char *node_id, int64_t now, int64_t lease_ms);
+/* Claims delivery seq for node_id until now + lease_ms, when it is free,
+ * its lease has run out, or this node holds it until before keep_until (a
+ * lease of this node's that lasts until keep_until or later is left as it
+ * is: nothing is written; new deliveries are born leased to the node that
+ * accepted them, events.h). A row another session has locked is skipped.
+ * Deferred (hg_db_defer): its answer is not read. A load of the row that
+ * follows in the same transaction (hg_deliveries_load,
+ * hg_deliveries_load_many) reads the lease: the row is this node's to send
+ * when hg_send_leased(send, node_id, keep_until). Returns 0 or HG_E*. */
+int hg_deliveries_claim(hg_db_t *db, int64_t seq, const char *node_id, int64_t now, int64_t lease_ms,
+                        int64_t keep_until);
 
-/* Claims the n deliveries seqs for node_id until now + lease_ms, in one
- * statement: claimed[i] (n bytes) is 1 when seqs[i] is now this node's
- * (its lease was free, had run out, or was this node's already), 0 when
- * another node holds it or the row is gone. Returns 0 or HG_E*. */
+/* As hg_deliveries_claim for the n deliveries seqs, in one statement. */
 int hg_deliveries_claim_many(hg_db_t *db, const int64_t *seqs, size_t n, const char *node_id, int64_t now,
-                             int64_t lease_ms, unsigned char *claimed);
+                             int64_t lease_ms, int64_t keep_until);
 
 /* Calls cb for up to limit pending deliveries due at or before due_before
  * whose lease is free or has run out at now, earliest first: work another

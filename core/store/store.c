@@ -50,6 +50,18 @@ static int exec_cached(hg_db_t *db, const char *sql, const char *op) {
   return rc >= 0 ? 0 : hg_db_fail(db, rc, op);
 }
 
+/* As exec_cached, for a statement whose answer can wait (BEGIN, a
+ * SAVEPOINT): on PostgreSQL it goes out with what follows, in one round
+ * trip, and a failure shows at the next step (db.h), which the callers
+ * below treat as the job's or the run's. SQLite runs it at once. */
+static int exec_deferred(hg_db_t *db, const char *sql, const char *op) {
+  hg_stmt_t *st;
+  int rc = hg_db_prepare(db, sql, &st);
+  if (rc == 0) rc = hg_db_defer(st);
+  hg_db_release(st);
+  return rc >= 0 ? 0 : hg_db_fail(db, rc, op);
+}
+
 static int txn_open(hg_db_t *db) { return hg_db_in_transaction(db); }
 
 static const char sql_savepoint[] = "SAVEPOINT hg_job";
@@ -76,7 +88,7 @@ static void undo(hg_db_t *db, const char *name) {
 }
 
 static int run_job(hg_db_t *db, struct job *j) {
-  int rc = exec_cached(db, sql_savepoint, "savepoint");
+  int rc = exec_deferred(db, sql_savepoint, "savepoint");
   if (rc != 0) return rc == HG_EUNAVAIL ? rc : HG_EIO;
   int status = j->work(db, j->ud);
   if (!txn_open(db)) return status; /* the caller handles a lost transaction */
@@ -102,7 +114,7 @@ static const char sql_run_release[] = "RELEASE hg_run";
  * transaction ended inside *stop (the jobs after it have not run). */
 static int run_together(hg_db_t *db, struct job *from, struct job *to_excl, struct job **stop) {
   *stop = from;
-  if (exec_cached(db, sql_run_savepoint, "savepoint") != 0) return !txn_open(db) ? -1 : 1;
+  if (exec_deferred(db, sql_run_savepoint, "savepoint") != 0) return !txn_open(db) ? -1 : 1;
   for (struct job *k = from; k != to_excl; k = k->next) {
     *stop = k;
     k->status = k->work(db, k->ud);
@@ -192,7 +204,7 @@ static uint64_t run_group(hg_db_t *db, struct job *batch, uint64_t *ns, int *com
   struct job *first = batch; /* first job of the open transaction */
   uint64_t in_txn = 0;
   *committed = 0;
-  int rc = exec_cached(db, sql_begin(db), "begin");
+  int rc = exec_deferred(db, sql_begin(db), "begin");
   if (rc != 0) {
     /* Nothing ran: a caller may run the group again (see thread_main). */
     fail_jobs(batch, NULL, rc == HG_EUNAVAIL ? rc : HG_EIO);
