@@ -547,6 +547,93 @@ static void test_deferred(void) {
   hg_db_close(db);
 }
 
+/* A step after deferred statements goes out in the same pipeline: it sees
+ * what they did, its rows and counts are its own, and a deferred failure
+ * before it is its answer (it did not run). */
+static void test_step_after_deferred(void) {
+  static const char ins[] = "INSERT INTO item (id, name, n) VALUES (?, ?, ?)";
+  hg_db_t *db = open_db(HG_DB_CACHE);
+  if (db == NULL) return;
+  make_tables(db);
+  CHECK_EQ_INT(hg_db_exec(db, "BEGIN", "test"), 0);
+  hg_stmt_t *st = NULL;
+  for (int i = 1; i <= 3; i++) {
+    char name[16];
+    snprintf(name, sizeof(name), "p%d", i);
+    CHECK_EQ_INT(hg_db_prepare(db, ins, &st), 0);
+    hg_db_bind_int64(st, 1, i);
+    hg_db_bind_text(st, 2, name, -1);
+    hg_db_bind_int64(st, 3, i * 10);
+    CHECK_EQ_INT(hg_db_defer(st), 0);
+    hg_db_release(st);
+  }
+  CHECK_EQ_INT(hg_db_prepare(db, "SELECT id, n FROM item WHERE id >= ? ORDER BY id", &st), 0);
+  hg_db_bind_int64(st, 1, 2);
+  CHECK_EQ_INT(hg_db_step(st), HG_DB_ROW);
+  CHECK_EQ_INT(hg_db_column_int64(st, 0), 2);
+  CHECK_EQ_INT(hg_db_column_int64(st, 1), 20);
+  CHECK_EQ_INT(hg_db_step(st), HG_DB_ROW);
+  CHECK_EQ_INT(hg_db_column_int64(st, 0), 3);
+  CHECK_EQ_INT(hg_db_step(st), HG_DB_DONE);
+  hg_db_release(st);
+  /* An UPDATE stepped behind a deferred one counts its own rows only. */
+  CHECK_EQ_INT(hg_db_prepare(db, "UPDATE item SET n = n + 1 WHERE id = ?", &st), 0);
+  hg_db_bind_int64(st, 1, 1);
+  CHECK_EQ_INT(hg_db_defer(st), 0);
+  hg_db_release(st);
+  CHECK_EQ_INT(hg_db_prepare(db, "UPDATE item SET n = n + 1 WHERE id >= ?", &st), 0);
+  hg_db_bind_int64(st, 1, 2);
+  CHECK_EQ_INT(hg_db_step(st), HG_DB_DONE);
+  hg_db_release(st);
+  CHECK_EQ_INT(hg_db_changes(db), 2);
+  CHECK_EQ_INT(query_int(db, "SELECT sum(n) FROM item"), 63);
+  /* A deferred failure, then a step: the step answers the failure and its
+   * statement did not run. */
+  CHECK_EQ_INT(hg_db_exec(db, "SAVEPOINT s", "test"), 0);
+  CHECK_EQ_INT(hg_db_prepare(db, ins, &st), 0);
+  hg_db_bind_int64(st, 1, 7);
+  hg_db_bind_text(st, 2, "p1", -1); /* name is UNIQUE */
+  hg_db_bind_int64(st, 3, 0);
+  CHECK_EQ_INT(hg_db_defer(st), 0);
+  hg_db_release(st);
+  CHECK_EQ_INT(hg_db_prepare(db, "UPDATE item SET n = 0 WHERE id = ?", &st), 0);
+  hg_db_bind_int64(st, 1, 3);
+  CHECK_EQ_INT(hg_db_step(st), HG_EEXIST);
+  hg_db_release(st);
+  CHECK_EQ_INT(hg_db_exec(db, "ROLLBACK TO SAVEPOINT s", "test"), 0);
+  CHECK_EQ_INT(query_int(db, "SELECT n FROM item WHERE id = 3"), 31);
+  CHECK_EQ_INT(hg_db_exec(db, "COMMIT", "test"), 0);
+  hg_db_close(db);
+}
+
+/* A connection not heard from for a while may have been closed by the
+ * server: a statement deferred then runs at once, so its failure is its
+ * own answer (the store runs a group again when its BEGIN fails). */
+static void test_defer_after_idle(void) {
+  hg_db_t *db = open_db(HG_DB_CACHE);
+  hg_db_t *killer = open_db(0);
+  if (db == NULL || killer == NULL) return;
+  int64_t pid = query_int(db, "SELECT pg_backend_pid()");
+  hg_stmt_t *st = NULL;
+  /* Heard from just now: deferred (nothing is read yet). */
+  CHECK_EQ_INT(hg_db_prepare(db, "SELECT 1", &st), 0);
+  CHECK_EQ_INT(hg_db_defer(st), 0);
+  hg_db_release(st);
+  CHECK_EQ_INT(hg_db_flush(db), 0);
+  CHECK_EQ_INT(hg_db_prepare(killer, "SELECT pg_terminate_backend(CAST(? AS INTEGER))", &st), 0);
+  hg_db_bind_int64(st, 1, pid);
+  CHECK_EQ_INT(hg_db_step(st), HG_DB_ROW);
+  hg_db_release(st);
+  struct timespec pause = {1, 200000000};
+  nanosleep(&pause, NULL);
+  CHECK_EQ_INT(hg_db_prepare(db, "BEGIN", &st), 0);
+  CHECK_EQ_INT(hg_db_defer(st), HG_EUNAVAIL);
+  hg_db_release(st);
+  CHECK(!hg_db_in_transaction(db));
+  hg_db_close(db);
+  hg_db_close(killer);
+}
+
 /* Reserved sequence values: unique across connections, from the table's
  * own sequence, so that rows inserted without a seq never collide. */
 static void test_nextval(void) {
@@ -659,6 +746,8 @@ int main(void) {
   RUN(test_cache);
   RUN(test_transactions);
   RUN(test_deferred);
+  RUN(test_step_after_deferred);
+  RUN(test_defer_after_idle);
   RUN(test_nextval);
   RUN(test_killed_connection);
   RUN(test_deadline);
