@@ -11,6 +11,7 @@
 #include "pipeline/dispatcher.h"
 #include "pipeline/event_types.h"
 #include "pipeline/ingest.h"
+#include "pipeline/recover.h"
 #include "store/events.h"
 #include "store/keys.h"
 #include "base/log.h"
@@ -87,6 +88,13 @@ static void metrics(hg_http_req_t *req, void *ud) {
                 (unsigned long long)m->deliveries_skipped);
   put_counter(&b, "hookgate_webhooks_deactivated_total", "Webhooks deactivated by a 410 Gone answer.", "",
               m->webhooks_deactivated);
+  put_counter(&b, "hookgate_recoveries_started_total", "Bulk recoveries started (POST /v1/webhooks/{id}/recover).",
+              "", m->recoveries_started);
+  hg_buf_printf(&b, "# HELP hookgate_deliveries_recovered_total Deliveries sent again by bulk recoveries.\n"
+                    "# TYPE hookgate_deliveries_recovered_total counter\n"
+                    "hookgate_deliveries_recovered_total{kind=\"requeued\"} %llu\n"
+                    "hookgate_deliveries_recovered_total{kind=\"missed\"} %llu\n",
+                (unsigned long long)m->deliveries_recovered, (unsigned long long)m->deliveries_missed_added);
   hg_metrics_put_hist(&b, "hookgate_delivery_attempt_seconds", "Duration of one delivery attempt.",
                       &m->attempt_seconds);
   hg_metrics_put_hist(&b, "hookgate_delivery_latency_seconds",
@@ -213,6 +221,7 @@ int hg_app_add_routes(hg_app_t *app) {
   if (r == 0) r = hg_api_webhooks_add_routes(&app->api, app->router);
   if (r == 0) r = hg_api_events_add_routes(&app->api, app->router);
   if (r == 0) r = hg_api_deliveries_add_routes(&app->api, app->router);
+  if (r == 0) r = hg_api_recover_add_routes(&app->api, app->router);
   hg_router_set_fallback(app->router, fallback, app);
   return r;
 }
@@ -474,6 +483,12 @@ static void close_ingest(hg_app_t *app) {
   app->api.ingest = NULL;
 }
 
+/* Stops the bulk recoveries: before the dispatcher they feed is freed. */
+static void close_recover(hg_app_t *app) {
+  hg_recover_close(app->api.recover);
+  app->api.recover = NULL;
+}
+
 static void dispatcher_stopped(void *ud) {
   hg_app_t *app = ud;
   /* Its poll would keep the loop alive; its last jobs (handing the
@@ -485,6 +500,7 @@ static void dispatcher_stopped(void *ud) {
    * store is still open. (Inside that close, this does nothing.) */
   close_client(app);
   hg_log(HG_LOG_INFO, "delivery stopped; closing the store", NULL);
+  close_recover(app);
   hg_dispatcher_free(app->api.dispatcher);
   app->api.dispatcher = NULL;
   /* Every request is answered, so every record is in the log; the store
@@ -676,6 +692,7 @@ int hg_app_run(const hg_config_t *cfg) {
     hg_log(HG_LOG_ERROR, "cannot open the intake log", "error", err, NULL);
     goto out;
   }
+  if (hg_recover_new(&app.api.recover, &loop, app.api.store, app.api.dispatcher) != 0) goto out;
   /* Before listening: a node refused (its id in use) never answers. */
   if (shared) {
     hg_cluster_opts_t copts = {&loop, app.api.store, app.api.dispatcher, cfg, cluster_changed, &app};
@@ -750,6 +767,7 @@ out:
   }
   hg_http_server_free(app.server);
   if (app.api.lua) hg_lua_shutdown(app.api.lua);
+  close_recover(&app);
   hg_dispatcher_free(app.api.dispatcher);
   app.api.dispatcher = NULL;
   close_client(&app);

@@ -21,6 +21,7 @@ typedef struct hg_dispatcher hg_dispatcher_t;
 typedef struct hg_ingest hg_ingest_t;
 typedef struct hg_lua hg_lua_t;
 typedef struct hg_subs hg_subs_t;
+typedef struct hg_recover hg_recover_t;
 
 /* The state the handlers share (loop thread only). */
 typedef struct hg_api {
@@ -30,6 +31,7 @@ typedef struct hg_api {
   hg_subs_t *subs;               /* the subscription index: webhook changes update it */
   hg_event_types_t *event_types;
   hg_dispatcher_t *dispatcher;   /* NULL once delivery has stopped */
+  hg_recover_t *recover;         /* bulk recoveries; NULL once delivery has stopped */
   hg_lua_t *lua;                 /* the current Lua generation (NULL: none); a reload replaces it */
   hg_keycache_t *keys;           /* key lookups (hg_api_keycache_free) */
   unsigned char admin_key_hash[32]; /* SHA-256 of HOOKGATE_ADMIN_KEY, if has_admin_key */
@@ -126,5 +128,6 @@ json_t *hg_api_time(int64_t ms);
 int hg_api_webhooks_add_routes(hg_api_t *api, hg_router_t *router);
 int hg_api_events_add_routes(hg_api_t *api, hg_router_t *router);
 int hg_api_deliveries_add_routes(hg_api_t *api, hg_router_t *router);
+int hg_api_recover_add_routes(hg_api_t *api, hg_router_t *router);
 
 #endif

@@ -1,4 +1,5 @@
 /* common.c: error texts, clocks and small formatting helpers. */
+#define _GNU_SOURCE /* timegm */
 #include "base/common.h"
 
 #include <stdarg.h>
@@ -100,4 +101,62 @@ void hg_set_err(char *err, size_t errlen, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(err, errlen, fmt, ap);
   va_end(ap);
+}
+
+/* Reads n digits at s into *out; 0 when they are all digits. */
+static int digits(const char *s, int n, int *out) {
+  int v = 0;
+  for (int i = 0; i < n; i++) {
+    if (s[i] < '0' || s[i] > '9') return -1;
+    v = v * 10 + (s[i] - '0');
+  }
+  *out = v;
+  return 0;
+}
+
+int hg_parse_time(const char *s, int64_t *ms) {
+  int y, mo, d, h = 0, mi = 0, sec = 0, milli = 0;
+  if (s == NULL || strlen(s) < 10 || digits(s, 4, &y) || s[4] != '-' || digits(s + 5, 2, &mo) || s[7] != '-' ||
+      digits(s + 8, 2, &d))
+    return HG_EINVAL;
+  const char *p = s + 10;
+  int offset_min = 0;
+  if (*p == 'T' || *p == 't') {
+    if (digits(p + 1, 2, &h) || p[3] != ':' || digits(p + 4, 2, &mi) || p[6] != ':' || digits(p + 7, 2, &sec))
+      return HG_EINVAL;
+    p += 9;
+    if (*p == '.') {
+      int n = 0, scale = 100;
+      for (p++; *p >= '0' && *p <= '9'; p++, n++) {
+        milli += (*p - '0') * scale;
+        scale /= 10;
+      }
+      if (n == 0) return HG_EINVAL;
+    }
+    if (*p == 'Z' || *p == 'z') {
+      p++;
+    } else if (*p == '+' || *p == '-') {
+      int oh, om;
+      if (digits(p + 1, 2, &oh) || p[3] != ':' || digits(p + 4, 2, &om) || oh > 23 || om > 59) return HG_EINVAL;
+      offset_min = (oh * 60 + om) * (*p == '-' ? -1 : 1);
+      p += 6;
+    } else {
+      return HG_EINVAL; /* a time needs its offset: local time is not guessed */
+    }
+  }
+  if (*p != '\0' || y < 1970 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || sec > 60) return HG_EINVAL;
+  static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  if (d > mdays[mo - 1] || (mo == 2 && d == 29 && !leap)) return HG_EINVAL;
+  struct tm tm = {0};
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mo - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  tm.tm_sec = sec;
+  time_t t = timegm(&tm);
+  if (t == (time_t)-1) return HG_EINVAL;
+  *ms = ((int64_t)t - (int64_t)offset_min * 60) * 1000 + milli;
+  return 0;
 }

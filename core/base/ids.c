@@ -99,3 +99,13 @@ int hg_id_valid(const char *prefix, const char *id) {
     if (b[i] == '\0' || strchr(alphabet, b[i]) == NULL) return 0;
   return 1;
 }
+
+void hg_id_at(const char *prefix, int64_t ms, char out[HG_ID_MAX]) {
+  size_t plen = strlen(prefix);
+  if (plen > HG_ID_PREFIX_MAX) plen = HG_ID_PREFIX_MAX;
+  if (ms < 0) ms = 0;
+  if ((uint64_t)ms >= (UINT64_C(1) << 48)) ms = (int64_t)((UINT64_C(1) << 48) - 1);
+  static const unsigned char zero[10] = {0};
+  memcpy(out, prefix, plen);
+  encode((uint64_t)ms, zero, out + plen);
+}

@@ -8,6 +8,8 @@
 #ifndef HG_IDS_H
 #define HG_IDS_H
 
+#include <stdint.h>
+
 /* Room for the longest prefix (13 characters), the 26 id characters and
  * the NUL. */
 #define HG_ID_MAX 40
@@ -23,6 +25,11 @@
  * random part of the previous id is incremented instead, which keeps ids
  * unique, only less unpredictable. */
 void hg_id_new(const char *prefix, char out[HG_ID_MAX]);
+
+/* Writes the smallest id with prefix made at Unix time ms (clamped to the
+ * 48 bits an id holds), so that "id >= hg_id_at(p, t)" selects the ids
+ * made at t or later (by the clock of the process that made them). */
+void hg_id_at(const char *prefix, int64_t ms, char out[HG_ID_MAX]);
 
 /* Returns 1 if id is prefix followed by exactly 26 lowercase Crockford
  * base32 characters whose time fits 48 bits, 0 otherwise. NULL id: 0. */

@@ -31,6 +31,7 @@ typedef struct hg_metrics {
   uint64_t attempts_success, attempts_failure;
   uint64_t deliveries_succeeded, deliveries_failed, deliveries_skipped;
   uint64_t webhooks_deactivated;
+  uint64_t recoveries_started, deliveries_recovered, deliveries_missed_added; /* bulk recovery */
   hg_hist_t attempt_seconds;  /* one attempt: connect to response */
   hg_hist_t delivery_latency_seconds; /* event accepted to receiver's 2xx */
 } hg_metrics_t;

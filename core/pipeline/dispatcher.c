@@ -31,13 +31,18 @@ typedef struct batch {
 
 /* --- heap of (due, seq) ------------------------------------------------------ */
 
+/* Earlier due first; among equal ones the lower seq (the older delivery):
+ * a batch queued at one time (a recovery, a restart's load) goes out
+ * oldest first. */
+static int before(const entry_t *a, int64_t due, int64_t seq) { return a->due < due || (a->due == due && a->seq < seq); }
+
 int hg_dispatch__heap_push(hg_dispatcher_t *d, int64_t due, int64_t seq) {
   if (d->n_heap == d->cap_heap && hg_grow(&d->heap, &d->cap_heap, d->n_heap + 1, sizeof(*d->heap), 1024) != 0)
     return HG_ENOMEM;
   size_t i = d->n_heap++;
   while (i > 0) {
     size_t parent = (i - 1) / 2;
-    if (d->heap[parent].due <= due) break;
+    if (before(&d->heap[parent], due, seq)) break;
     d->heap[i] = d->heap[parent];
     i = parent;
   }
@@ -53,8 +58,8 @@ static entry_t heap_pop(hg_dispatcher_t *d) {
   for (;;) {
     size_t c = 2 * i + 1;
     if (c >= n) break;
-    if (c + 1 < n && d->heap[c + 1].due < d->heap[c].due) c++;
-    if (last.due <= d->heap[c].due) break;
+    if (c + 1 < n && before(&d->heap[c + 1], d->heap[c].due, d->heap[c].seq)) c++;
+    if (before(&last, d->heap[c].due, d->heap[c].seq)) break;
     d->heap[i] = d->heap[c];
     i = c;
   }

@@ -47,6 +47,12 @@ const PARAMS = {
       'del_' + 'b'.repeat(300), '%00', '..'],
     notFound: 'delivery not found',
   },
+  // Bulk recoveries are kept in memory by the node that ran them.
+  recoveryId: {
+    unknown: 'rcv_01aaaaaaaaaaaaaaaaaaaaaaaa',
+    malformed: ['nope', 'rcv_', 'del_01aaaaaaaaaaaaaaaaaaaaaaaa', 'RCV_01AAAAAAAAAAAAAAAAAAAAAAAA', 'rcv_' + 'c'.repeat(300)],
+    notFound: 'recovery not found (recoveries are kept in memory on the node that ran them, the last 64)',
+  },
   // The console's static files (no key, nothing of an organization's):
   // `own` is a file that exists; unknown and malformed names are 404 (a
   // name with a path in it is 400: console.test.mjs).
@@ -99,6 +105,12 @@ before(async () => {
     assert.equal(c.status, 201, c.body);
     ids.id = c.json.id;
     ids.deliveryId = await publishedDelivery(keys[org], ids.id);
+    const r = await gw.request('POST', `/v1/webhooks/${ids.id}/recover`, {
+      key: keys[org],
+      body: { since: new Date(Date.now() - 60e3).toISOString(), dryRun: true },
+    });
+    assert.equal(r.status, 200, r.body);
+    ids.recoveryId = r.json.id;
   }
 });
 
@@ -113,16 +125,20 @@ after(async () => {
 const paramsOf = (route) => [...route.path.matchAll(/\{([^}]+)\}/g)].map((m) => m[1]);
 const fill = (route, values) =>
   route.path.replace(/\{([^}]+)\}/g, (_, name) => values[name]);
-// A body for the methods that take one: {} is valid for every route today
-// (it reaches the id lookup); the auth cases send a broken one instead, to
-// check that authentication and scopes come before the body is read.
+// A body for the methods that take one: {} is valid for every route but
+// those listed here (it reaches the id lookup); the auth cases send a
+// broken one instead, to check that authentication and scopes come before
+// the body is read.
 const hasBody = (route) => ['POST', 'PATCH', 'PUT'].includes(route.method);
+const VALID_BODY = {
+  'POST /v1/webhooks/{id}/recover': { since: new Date(Date.now() - 3600e3).toISOString(), dryRun: true },
+};
 
 async function ask(route, path, { key, body, headers } = {}) {
   const res = await gw.request(route.method, path, {
     key,
     headers,
-    body: body !== undefined ? body : hasBody(route) ? {} : undefined,
+    body: body !== undefined ? body : hasBody(route) ? VALID_BODY[`${route.method} ${route.path}`] || {} : undefined,
     raw: typeof body === 'string',
   });
   const h = await gw.request('GET', '/healthz', { key: null });

@@ -201,6 +201,34 @@ test('listWebhookDeliveries pages and filters; getWebhookDelivery; replayWebhook
   await client.admin.deleteWebhook({ webhookId: wh.id });
 });
 
+test('recoverWebhookDeliveries sends a window of failed deliveries again; getWebhookRecovery follows it', async () => {
+  let down = true;
+  rx.on('/rcv', () => (down ? status(503, { body: 'down' }) : status(200, { body: 'ok' })));
+  const wh = await client.admin.createWebhook({ url: rx.url('/rcv'), events: ['user.updated'] });
+  const since = new Date(Date.now() - 1).toISOString();
+  const ev = await client.admin.publishEvent({ type: 'user.updated', data: { n: 1 } });
+  await until(async () => (await settled(wh.id, ev.id)).status === 'failed', { what: 'the delivery to fail' });
+  const dry = await client.admin.recoverWebhookDeliveries({ webhookId: wh.id, since, dryRun: true });
+  assert.equal(dry.state, 'done');
+  assert.equal(dry.count, 1);
+  down = false;
+  const started = await client.admin.recoverWebhookDeliveries({ webhookId: wh.id, since });
+  assert.match(started.id, /^rcv_/);
+  const done = await until(async () => {
+    const r = await client.admin.getWebhookRecovery({ webhookId: wh.id, recoveryId: started.id });
+    return r.state === 'running' ? { done: false, ...r } : r;
+  }, { what: 'the recovery to end' });
+  assert.equal(done.state, 'done');
+  assert.equal(done.requeued, 1);
+  const got = await rx.waitFor('/rcv', { count: 5 });
+  const req = got[got.length - 1];
+  assert.equal(req.headers['webhook-id'], ev.id);
+  verifyWebhook(req.body, req.headers, wh.secret);
+  await assert.rejects(() => client.admin.getWebhookRecovery({ webhookId: wh.id, recoveryId: 'rcv_01jdx5m2n3p4q5r6s7t8v9w0x1' }),
+    NotFoundError);
+  await client.admin.deleteWebhook({ webhookId: wh.id });
+});
+
 test('409 ConflictError: replaying a delivery while its attempt is on the wire', async () => {
   rx.on('/hang', hang());
   const wh = await client.admin.createWebhook({ url: rx.url('/hang'), events: ['directory.sync.completed'] });

@@ -33,6 +33,7 @@ for (const [path, item] of Object.entries(doc.paths)) {
 // Arguments for each SDK method, and the values its path parameters take.
 const ID = 'wh_01jdx3k7q9v2m8r4t6y0a5b3c1';
 const DEL = 'del_01jdx4a2b3c4d5e6f7g8h9j0k2';
+const RCV = 'rcv_01jdx5m2n3p4q5r6s7t8v9w0x1';
 const ARGS = {
   health: [],
   metrics: [],
@@ -49,6 +50,8 @@ const ARGS = {
   listWebhookDeliveries: [{ webhookId: ID }],
   getWebhookDelivery: [{ webhookId: ID, deliveryId: DEL }],
   replayWebhookDelivery: [{ webhookId: ID, deliveryId: DEL }],
+  recoverWebhookDeliveries: [{ webhookId: ID, since: '2026-12-01T00:00:00Z' }],
+  getWebhookRecovery: [{ webhookId: ID, recoveryId: RCV }],
   getDeliveryState: [],
   pauseDelivery: [],
   resumeDelivery: [],
@@ -90,7 +93,7 @@ test('each SDK method sends the documented method and path', async () => {
     sent.length = 0;
     await sdkMethod(client, OPERATIONS[opId].sdk).apply(sdkMethod(client, OPERATIONS[opId].sdk.split('.').slice(0, -1).join('.')) ?? client, ARGS[opId]);
     assert.equal(sent.length, 1, opId);
-    const want = d.path.replace('{id}', ID).replace('{deliveryId}', DEL);
+    const want = d.path.replace('{id}', ID).replace('{deliveryId}', DEL).replace('{recoveryId}', RCV);
     assert.equal(sent[0].method, d.method, opId);
     assert.equal(sent[0].url.pathname, want, opId);
     // a key only where the document asks for one
@@ -184,6 +187,8 @@ const TYPE_MAP = [
   ['DeliveryList', 'DeliveryList'],
   ['TestResult', 'TestWebhookResult'],
   ['ReplayAccepted', 'ReplayResult'],
+  ['Recovery', 'Recovery'],
+  ['RecoverRequest', 'RecoverWebhookDeliveriesParams', ['webhookId']],
   ['RotateSecretResponse', 'RotateSecretResult'],
   ['EventAccepted', 'EventAccepted'],
   ['EventAccepted', 'PublishEventResult', ['idempotentReplayed']],

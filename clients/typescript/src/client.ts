@@ -25,6 +25,9 @@ import type {
   PublishEventResult,
   PublishEventsParams,
   PublishEventsResult,
+  Recovery,
+  RecoveryRef,
+  RecoverWebhookDeliveriesParams,
   ReloadResult,
   ReplayResult,
   RotateSecretResult,
@@ -122,6 +125,16 @@ export const OPERATIONS = {
     method: 'POST',
     path: '/v1/webhooks/{id}/deliveries/{deliveryId}/replay',
     sdk: 'admin.replayWebhookDelivery',
+  },
+  recoverWebhookDeliveries: {
+    method: 'POST',
+    path: '/v1/webhooks/{id}/recover',
+    sdk: 'admin.recoverWebhookDeliveries',
+  },
+  getWebhookRecovery: {
+    method: 'GET',
+    path: '/v1/webhooks/{id}/recover/{recoveryId}',
+    sdk: 'admin.getWebhookRecovery',
   },
   getDeliveryState: { method: 'GET', path: '/v1/admin/delivery', sdk: 'admin.getDeliveryState' },
   pauseDelivery: { method: 'POST', path: '/v1/admin/delivery/pause', sdk: 'admin.pauseDelivery' },
@@ -431,6 +444,24 @@ export class AdminApi {
   async replayWebhookDelivery(params: DeliveryRef, opts?: RequestOptions): Promise<ReplayResult> {
     const path = `/v1/webhooks/${seg(params.webhookId)}/deliveries/${seg(params.deliveryId)}/replay`;
     return (await this.t.call({ method: 'POST', path, idempotent: false }, opts)).body as ReplayResult;
+  }
+
+  /**
+   * `POST /v1/webhooks/{id}/recover`: sends a window of ended deliveries again (and, with `missed`,
+   * the events the webhook never got). Runs in the background: poll `getWebhookRecovery` until
+   * `state` is no longer `running`. Not retried (a retry after a lost answer could start a second
+   * recovery; only what is still failed would go again).
+   */
+  async recoverWebhookDeliveries(params: RecoverWebhookDeliveriesParams, opts?: RequestOptions): Promise<Recovery> {
+    const { webhookId, ...body } = params;
+    const path = `/v1/webhooks/${seg(webhookId)}/recover`;
+    return (await this.t.call({ method: 'POST', path, body, idempotent: false }, opts)).body as Recovery;
+  }
+
+  /** `GET /v1/webhooks/{id}/recover/{recoveryId}`: a recovery's progress (kept by the node that runs it). */
+  async getWebhookRecovery(params: RecoveryRef, opts?: RequestOptions): Promise<Recovery> {
+    const path = `/v1/webhooks/${seg(params.webhookId)}/recover/${seg(params.recoveryId)}`;
+    return (await this.t.call({ method: 'GET', path, idempotent: true }, opts)).body as Recovery;
   }
 
   // ---- Gateway administration (scope `admin`) ----

@@ -168,6 +168,34 @@ export interface ReplayResult {
   status: 'pending';
 }
 
+/** A bulk recovery (`recoverWebhookDeliveries`, `getWebhookRecovery`). */
+export interface Recovery {
+  /** `rcv_…`. */
+  id: string;
+  webhookId: string;
+  /** `running`, then `done`, `failed` (see `error`) or `stopped` (the gateway stopped). */
+  state: 'running' | 'done' | 'failed' | 'stopped';
+  since: string;
+  until: string;
+  /** Which ended deliveries go again. */
+  status: 'failed' | 'skipped' | 'all';
+  missed: boolean;
+  dryRun: boolean;
+  createdAt: string;
+  finishedAt: string | null;
+  /** Deliveries made pending so far (not on a dry run). */
+  requeued?: number;
+  /** A dry run: deliveries that would go again (counted up to 1,000,000). */
+  count?: number;
+  /** A dry run: true when there are more than `count`. */
+  countCapped?: boolean;
+  /** With `missed`: events found that the webhook never got. */
+  missedFound?: number;
+  /** With `missed`, not a dry run: deliveries added for them. */
+  missedAdded?: number;
+  error: string | null;
+}
+
 /** The answer to `rotateWebhookSecret`. */
 export interface RotateSecretResult {
   /** `v1`: the new `whsec_…` secret; it signs from now on. */
@@ -319,6 +347,23 @@ export interface ListWebhookDeliveriesParams extends WebhookRef, PageParams {
 
 export interface DeliveryRef extends WebhookRef {
   deliveryId: string;
+}
+
+export interface RecoverWebhookDeliveriesParams extends WebhookRef {
+  /** RFC 3339 time with an offset (or a date): deliveries created at or after it. */
+  since: string;
+  /** Deliveries created before it; default now. At most 366 days after `since`. */
+  until?: string;
+  /** Which ended deliveries go again; default `failed`. */
+  status?: 'failed' | 'skipped' | 'all';
+  /** Also add deliveries for the events in the window the webhook never got. */
+  missed?: boolean;
+  /** Count only; nothing changes. */
+  dryRun?: boolean;
+}
+
+export interface RecoveryRef extends WebhookRef {
+  recoveryId: string;
 }
 
 export interface EventInput<D = Record<string, unknown>> {
