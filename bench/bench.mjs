@@ -42,7 +42,7 @@ const O = {
   e2eDuration: Number(opt('e2e-duration', 'BENCH_E2E_DURATION', quick ? 5 : 30)),
   memPending: Number(opt('mem-pending', 'BENCH_MEM_PENDING', quick ? 100000 : 1000000)),
   conns: Number(opt('conns', 'BENCH_CONNS', 10000)),
-  only: opt('only', 'BENCH_ONLY', PG ? 'ingest,delivery,e2e' : 'ingest,delivery,e2e,memory,lua').split(','),
+  only: opt('only', 'BENCH_ONLY', PG ? 'ingest,delivery,e2e' : 'ingest,delivery,e2e,memory,lua,recover').split(','),
   store,
   pgUri: opt('pg-uri', 'BENCH_PG_URI', ''),
   pgAnchor: opt('pg-anchor', 'BENCH_PG_ANCHOR', join(HERE, '../build-release/pg_anchor')),
@@ -55,13 +55,13 @@ const O = {
 };
 if (flag('help')) {
   console.log(`usage: bench/run [--quick] [--runs N] [--duration S] [--pending N] [--e2e-rate R]
-       [--e2e-duration S] [--mem-pending N] [--conns N] [--only ingest,delivery,e2e,memory,lua]
+       [--e2e-duration S] [--mem-pending N] [--conns N] [--only ingest,delivery,e2e,memory,lua,recover]
        [--tmp DIR] [--json FILE] [--keep]
        [--store sqlite|postgresql] [--pg-group N]   (bench/run starts the PostgreSQL server)`);
   process.exit(0);
 }
 if (O.runs < 1) throw new Error('--runs must be at least 1');
-const SCENARIOS = ['ingest', 'delivery', 'e2e', 'memory', 'lua'];
+const SCENARIOS = ['ingest', 'delivery', 'e2e', 'memory', 'lua', 'recover'];
 for (const s of O.only) if (!SCENARIOS.includes(s)) throw new Error(`--only: unknown scenario ${s} (one of ${SCENARIOS.join(',')})`);
 if (PG) {
   if (!O.pgUri) throw new Error('--store postgresql needs --pg-uri (bench/run starts a server and passes it)');
@@ -616,6 +616,69 @@ async function memoryRun() {
   }
 }
 
+// ---- bulk recovery during ingest (issue 17) ------------------------------------------
+
+// A webhook whose receiver refuses connections (one attempt each, so every
+// delivery fails at once), O.pending failed deliveries seeded, then wrk
+// ingest at -c50 for O.duration seconds (its events fail the same way: the
+// mix of ingest and delivery), in one of three modes: alone; while
+// recoveries of every failed delivery run back to back (each one made
+// pending, sent and failed again, so the next recovery finds them again:
+// the recovery's store jobs and the deliveries it sends); or while dry runs
+// looking for missed events run back to back (every stored event read, a
+// batch of 1,000 per store job: the store work alone).
+async function recoverRun(mode) {
+  const gw = await startGateway({
+    paused: false,
+    extra: 'delivery = { paused = false, allow_cidrs = { "127.0.0.0/8" }, schedule = { 0 }, jitter = 0 }',
+  });
+  try {
+    const wh = await addWebhook(gw, 'http://127.0.0.1:9/refused');
+    const since = new Date(Date.now() - 1000).toISOString();
+    await ingestBatches(gw, O.pending);
+    for (;;) {
+      const st = (await request(gw.port, 'GET', '/v1/admin/delivery', { key: KEY })).json;
+      if (st.queued === 0 && st.inFlight === 0) break;
+      await sleep(50);
+    }
+    const body = mode === 'scan' ? { since, missed: true, dryRun: true } : { since };
+    let stop = false, recoveries = 0, requeued = 0, scanned = 0;
+    const loop = (async () => {
+      while (mode !== 'alone' && !stop) {
+        const r = await request(gw.port, 'POST', `/v1/webhooks/${wh.id}/recover`, { key: KEY, body });
+        if (r.status !== 200 && r.status !== 202) throw new Error(`recover: ${r.status} ${r.body}`);
+        for (let v = r.json; ; await sleep(20)) {
+          if (v.state !== 'running') {
+            recoveries++;
+            requeued += v.requeued || 0;
+            break;
+          }
+          v = (await request(gw.port, 'GET', `/v1/webhooks/${wh.id}/recover/${r.json.id}`, { key: KEY })).json;
+        }
+        if (mode === 'scan') scanned += O.pending;
+      }
+    })();
+    const c0 = cpuMicros(gw.pid);
+    const w = await wrk(`http://127.0.0.1:${gw.port}/v1/events`, 50, O.duration, KEY);
+    const c1 = cpuMicros(gw.pid);
+    stop = true;
+    await loop;
+    return { ...w, recoveries, requeued_per_s: requeued / O.duration, scanned_per_s: scanned / O.duration,
+      cpu_us: (c1 - c0) / w.requests };
+  } finally {
+    await gw.destroy();
+  }
+}
+
+async function benchRecover() {
+  for (let i = 0; i < O.runs; i++) {
+    for (const mode of ['alone', 'requeue', 'scan']) {
+      log(`recover run ${i + 1}/${O.runs}: ingest -c50, ${mode} (${O.pending} failed deliveries)`);
+      push(`recover_${mode}`, await retry('recover run', () => recoverRun(mode)));
+    }
+  }
+}
+
 // ---- PostgreSQL scenarios: one node and two nodes on one database -------------------
 
 const NODES = [1, 2];
@@ -781,6 +844,21 @@ function table() {
       row(`  gateway CPU per delivery`, `${fmt(med(k, (r) => r.cpu_us), 1)} us`, '', '', '');
     }
   }
+  if (R.recover_alone) {
+    const alone = med('recover_alone', (r) => r.rps);
+    const rq = med('recover_requeue', (r) => r.rps);
+    const sc = med('recover_scan', (r) => r.rps);
+    row(`Ingest -c50 while recoveries requeue ${fmt(O.pending)} failed deliveries, back to back, and send them: events/s`, fmt(rq),
+      `${fmt(alone)} ev/s (the same, no recovery)`, ratio(rq, alone), '', undefined);
+    row(`  deliveries requeued (and sent) per s; p99 alone/during`,
+      `${fmt(med('recover_requeue', (r) => r.requeued_per_s))}; ` +
+      `${fmt(med('recover_alone', (r) => r.p99_ms), 2)}/${fmt(med('recover_requeue', (r) => r.p99_ms), 2)} ms`, '', '', '');
+    row(`Ingest -c50 while dry runs look for missed events among ${fmt(O.pending)}+, back to back: events/s`, fmt(sc),
+      `${fmt(alone)} ev/s (the same, no recovery)`, ratio(sc, alone), '>= 0.90x', sc / alone >= 0.9);
+    row(`  events looked at per s; p99 alone/during`,
+      `${fmt(med('recover_scan', (r) => r.scanned_per_s))}; ` +
+      `${fmt(med('recover_alone', (r) => r.p99_ms), 2)}/${fmt(med('recover_scan', (r) => r.p99_ms), 2)} ms`, '', '', '');
+  }
   if (R.e2e) {
     const p99 = med('e2e', (r) => r.p99_ms);
     row(`End to end at ${fmt(O.e2eRate)} ev/s, ${O.e2eDuration} s: p50/p99/max`,
@@ -910,6 +988,7 @@ try {
   if (!PG && O.only.includes('e2e')) await benchE2E();
   if (O.only.includes('memory')) await benchMemory();
   if (O.only.includes('lua')) await benchLua(sink);
+  if (!PG && O.only.includes('recover')) await benchRecover();
 } finally {
   await stopChild(sink.proc, 'SIGQUIT');
 }

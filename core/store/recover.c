@@ -14,9 +14,16 @@
                       "(d.status = 'success' AND ?6 <> 0))"
 #define WINDOW "d.webhook_id = ?1 AND d.id > ?2 AND d.id < ?3 AND d.created_at >= ?7 AND d.created_at < ?8"
 
-/* Binds q to ?1 … ?8 (?2 is the caller's lower bound of ids). */
-static void bind_q(hg_stmt_t *st, const hg_recover_q_t *q, const char *after) {
+/* The id bounds of a window: bound text is borrowed by the statement
+ * (db.h), so they live in the caller's frame. */
+typedef struct bounds {
   char lo[HG_ID_MAX], hi[HG_ID_MAX];
+} bounds_t;
+
+/* Binds q to ?1 … ?8 (?2 is the caller's lower bound of ids, after, when
+ * past the window's start). */
+static void bind_q(hg_stmt_t *st, const hg_recover_q_t *q, const char *after, bounds_t *b) {
+  char *lo = b->lo, *hi = b->hi;
   /* Ids are time-ordered (ids.h): the window is a range of the index
    * deliveries_by_webhook (webhook_id, id); created_at makes it exact. */
   hg_id_at("del_", q->since, lo);
@@ -38,7 +45,8 @@ int hg_recover_count(hg_db_t *db, const hg_recover_q_t *q, int64_t cap, int64_t 
                          " LIMIT ?9) x",
                          &st);
   if (rc < 0) return hg_db_fail(db, rc, "count deliveries to recover");
-  bind_q(st, q, NULL);
+  bounds_t b;
+  bind_q(st, q, NULL, &b);
   hg_db_bind_int64(st, 9, cap + 1);
   rc = hg_db_step(st);
   if (rc == HG_DB_ROW) {
@@ -62,7 +70,8 @@ int hg_recover_requeue(hg_db_t *db, const hg_recover_q_t *q, char after[HG_ID_MA
                          " ORDER BY d.id LIMIT ?9",
                          &st);
   if (rc < 0) return hg_db_fail(db, rc, "find deliveries to recover");
-  bind_q(st, q, after);
+  bounds_t b;
+  bind_q(st, q, after, &b);
   hg_db_bind_int64(st, 9, (int64_t)limit);
   char last[HG_ID_MAX] = "";
   while ((rc = hg_db_step(st)) == HG_DB_ROW && *n < limit) {
