@@ -55,6 +55,12 @@ int64_t hg_wall_offset(void);
 /* Formats a wall-clock time in ms as RFC 3339 UTC with milliseconds,
  * e.g. "2026-11-27T06:02:11.123Z". buf must hold at least 25 bytes. */
 void hg_format_time(int64_t ms, char buf[25]);
+/* Parses an ISO 8601 date or date-time into Unix ms: "2026-11-01" (UTC
+ * midnight), "2026-11-01T08:30", "2026-11-01T08:30:00", with optional
+ * fractional seconds and an optional "Z" or "+HH:MM"/"-HH:MM" offset (no
+ * offset: UTC); 'T' may be a space. Years 1970 to 9999. Returns 0, or -1
+ * for anything else (including a day the month does not have). */
+int hg_parse_time(const char *s, int64_t *ms);
 
 /* Copies the NUL-terminated src into dst (cap >= 1 bytes), truncating;
  * dst is always NUL-terminated; a NULL src copies "". Returns the length written. For hot paths
