@@ -322,3 +322,41 @@ test('hookgate store purge never prints a password from the store URI', { skip: 
   assert.doesNotMatch(r.stdout + r.stderr, new RegExp(secret));
   assert.match(r.stderr, /hookgate store purge: /);
 });
+
+test('two nodes sharing a PostgreSQL store purge together: each row counted once, no failed pass', { skip: onPg ? false : 'needs PostgreSQL' }, async () => {
+  const dir = tempDir();
+  const ret = 'retention = { events = "1s", deliveries = "1s", interval = "1s" }';
+  const base = config('');
+  const a = await startGateway({ dir, config: `${base}cluster = { node_id = "ret-a" }\n${ret}\n` });
+  const b = await startGateway({ config: `${base}cluster = { node_id = "ret-b" }\n${ret}\n`, env: { HOOKGATE_STORE: a.store } });
+  try {
+    indexEvents(dir);
+    const good = await createWebhook(a, rx, '/ok', ['user.created']);
+    const N = 40;
+    // b learns of the webhook at its next look at the shared state.
+    let events = 0, deliveries = 0;
+    const pub = async (gw, data) => {
+      const e = await publishOk(gw, { type: 'user.created', data });
+      events++;
+      deliveries += e.deliveries;
+      return e;
+    };
+    await until(async () => (await pub(b, { probe: true })).deliveries === 1, { what: 'node b to know the webhook' });
+    for (let i = 1; i < N; i++) await pub(i % 2 ? a : b, { i });
+    assert.ok(deliveries >= N);
+    await until(() => count(dir, 'events') === 0 && count(dir, 'deliveries') === 0, { what: 'every row purged', timeout: 20000 });
+    const sum = async (t) => (await purged(a, t)) + (await purged(b, t));
+    // The counters move once the batch's commit is durable, a moment after
+    // the rows are gone.
+    await until(async () => (await sum('events')) >= events, { what: 'the counters' });
+    assert.equal(await sum('events'), events);
+    assert.equal(await sum('deliveries'), deliveries);
+    assert.equal(await sum('attempts'), deliveries);
+    assert.equal(count(dir, 'attempts'), 0);
+    for (const gw of [a, b]) assert.doesNotMatch(gw.logs(), /purge pass stopped/);
+    assert.equal((await listDeliveries(a, good.id)).deliveries.length, 0);
+  } finally {
+    await stopClean(b);
+    await stopClean(a);
+  }
+});
