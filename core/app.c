@@ -751,8 +751,13 @@ int hg_app_run(const hg_config_t *cfg) {
     goto out;
   }
   if (hg_dispatcher_start(app.api.dispatcher) != 0) goto out;
-  hg_retention_opts_t ropts = {&loop, app.api.store, cfg->retention_events_ms, cfg->retention_deliveries_ms,
-                               cfg->retention_interval_ms};
+  hg_retention_opts_t ropts = {&loop,
+                               app.api.store,
+                               cfg->retention_events_ms,
+                               cfg->retention_deliveries_ms,
+                               cfg->retention_interval_ms,
+                               shared ? NULL : intake_dir,
+                               app.api.ingest};
   if (hg_retention_start(&app.retention, &ropts) != 0) goto out;
   hg_lua_start(app.api.lua);
   hg_log(HG_LOG_INFO, "hookgate started", "version", HG_VERSION, "store", store_shown, NULL);
@@ -771,11 +776,12 @@ out:
   hg_dispatcher_free(app.api.dispatcher);
   app.api.dispatcher = NULL;
   close_client(&app);
+  /* Before the ingest it borrows. */
+  hg_retention_stop(app.retention);
+  app.retention = NULL;
   close_ingest(&app);
   hg_cluster_stop(app.cluster);
   app.cluster = NULL;
-  hg_retention_stop(app.retention);
-  app.retention = NULL;
   hg_store_close(app.api.store);
   /* Let close callbacks run so every handle is released. */
   uv_run(&loop, UV_RUN_DEFAULT);

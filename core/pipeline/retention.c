@@ -20,6 +20,7 @@
 
 struct hg_retention {
   hg_retention_opts_t o;
+  char *intake_dir; /* a copy of o.intake_dir */
   uv_timer_t timer;
   int in_job, stopping, closed;
   int warned_index; /* the missing index was logged once */
@@ -33,10 +34,15 @@ struct hg_retention {
   hg_purge_pos_t job_pos;
   hg_purge_counts_t job_counts;
   int job_locked_out; /* another node holds the lock */
+  int marked;         /* this pass's events cutoff is marked in the intake log */
+  int job_marked;
 };
 
 static void maybe_free(hg_retention_t *r) {
-  if (r->stopping && r->closed && !r->in_job) free(r);
+  if (r->stopping && r->closed && !r->in_job) {
+    free(r->intake_dir);
+    free(r);
+  }
 }
 
 /* Store thread. */
@@ -55,6 +61,12 @@ static int batch_work(hg_db_t *db, void *ud) {
     int ix = hg_purge_events_indexed(db);
     if (ix < 0) return ix;
     r->rules.events_indexed = ix;
+  }
+  r->job_marked = r->marked;
+  if (r->job_pos.phase == 1 && r->rules.events_before > 0 && r->rules.events_indexed && !r->marked) {
+    /* Durable before any event of this pass is deleted. */
+    if ((rc = hg_purge_mark(r->intake_dir, r->rules.events_before)) != 0) return rc;
+    r->job_marked = 1;
   }
   return hg_purge_batch(db, &r->rules, &r->job_pos, &r->job_counts);
 }
@@ -103,6 +115,7 @@ static void batch_done(int status, void *ud) {
            NULL);
   }
   r->first_batch = 0;
+  r->marked = r->job_marked;
   r->pos = r->job_pos;
   r->total.events += r->job_counts.events;
   r->total.deliveries += r->job_counts.deliveries;
@@ -116,6 +129,11 @@ static void batch_done(int status, void *ud) {
 
 static void submit_batch(hg_retention_t *r) {
   if (r->stopping || r->in_job) return;
+  if (r->pos.phase == 1 && r->rules.events_before > 0 && !r->marked && hg_ingest_log_holds(r->o.ingest)) {
+    hg_log(HG_LOG_WARN, "retention: events are kept this pass: an event the intake log answered is not stored yet",
+           NULL);
+    r->rules.events_before = 0;
+  }
   int rc = hg_store_submit(r->o.store, batch_work, batch_done, r);
   if (rc == 0) r->in_job = 1;
   else if (rc != HG_ESTATE) end_pass(r, rc);
@@ -134,6 +152,7 @@ static void tick(uv_timer_t *t) {
     r->started_ns = hg_now_ns();
     r->first_batch = 1;
     r->in_pass = 1;
+    r->marked = 0;
   }
   submit_batch(r);
 }
@@ -144,6 +163,11 @@ int hg_retention_start(hg_retention_t **out, const hg_retention_opts_t *opts) {
   hg_retention_t *r = calloc(1, sizeof(*r));
   if (r == NULL) return HG_ENOMEM;
   r->o = *opts;
+  if (opts->intake_dir != NULL && (r->intake_dir = strdup(opts->intake_dir)) == NULL) {
+    free(r);
+    return HG_ENOMEM;
+  }
+  r->o.intake_dir = r->intake_dir;
   if (r->o.interval_ms == 0) r->o.interval_ms = 600000;
   uv_timer_init(opts->loop, &r->timer);
   r->timer.data = r;

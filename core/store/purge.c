@@ -4,8 +4,15 @@
 #include "base/common.h"
 #include "store/store.h"
 
+#include "base/fs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* Rows newer than the cutoff a walk reads before it ends. SQLite assigns
  * seqs in commit order (a row's time is taken a little before, on the
@@ -242,6 +249,37 @@ int hg_purge_batch(hg_db_t *db, const hg_purge_rules_t *rules, hg_purge_pos_t *p
   return 0;
 }
 
+int64_t hg_purge_marked(const char *intake_dir) {
+  char path[4096];
+  if (intake_dir == NULL || snprintf(path, sizeof(path), "%s/purged-before", intake_dir) >= (int)sizeof(path)) return 0;
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return 0;
+  long long v = 0;
+  if (fscanf(f, "%lld", &v) != 1 || v < 0) v = 0;
+  fclose(f);
+  return (int64_t)v;
+}
+
+int hg_purge_mark(const char *intake_dir, int64_t t) {
+  struct stat st;
+  if (intake_dir == NULL || stat(intake_dir, &st) != 0 || !S_ISDIR(st.st_mode)) return 0;
+  if (hg_purge_marked(intake_dir) >= t) return 0;
+  char path[4096], tmp[4096 + 8];
+  if (snprintf(path, sizeof(path), "%s/purged-before", intake_dir) >= (int)sizeof(path)) return HG_EIO;
+  snprintf(tmp, sizeof(tmp), "%s.new", path);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return HG_EIO;
+  char buf[32];
+  int n = snprintf(buf, sizeof(buf), "%lld\n", (long long)t);
+  int ok = write(fd, buf, (size_t)n) == n && fsync(fd) == 0;
+  ok = close(fd) == 0 && ok;
+  if (!ok || rename(tmp, path) != 0 || hg_fs_sync_parent(path) != 0) {
+    unlink(tmp);
+    return HG_EIO;
+  }
+  return 0;
+}
+
 int hg_purge_run(const char *address, int64_t before, hg_purge_counts_t *out, int *events_indexed, char *err,
                  size_t errlen) {
   memset(out, 0, sizeof(*out));
@@ -256,7 +294,19 @@ int hg_purge_run(const char *address, int64_t before, hg_purge_counts_t *out, in
     return ix;
   }
   *events_indexed = ix;
-  hg_purge_rules_t rules = {before, before, ix};
+  /* Events from the last minute stay (purge.h); on SQLite the intake log
+   * beside the file is told first. */
+  int64_t ev_before = before, recent = hg_wall_ms() - HG_PURGE_RECENT_MS;
+  if (ev_before > recent) ev_before = recent;
+  if (ix && hg_db_engine(db) == HG_DB_SQLITE) {
+    char dir[4096];
+    if (snprintf(dir, sizeof(dir), "%s-intake", address) < (int)sizeof(dir) && hg_purge_mark(dir, ev_before) != 0) {
+      hg_set_err(err, errlen, "cannot write the purge mark in %s-intake/ (nothing deleted)", address);
+      hg_db_close(db);
+      return HG_EIO;
+    }
+  }
+  hg_purge_rules_t rules = {ev_before, before, ix};
   hg_purge_pos_t pos = {0};
   const char *begin = hg_db_engine(db) == HG_DB_PG ? "BEGIN" : "BEGIN IMMEDIATE";
   while (pos.phase < 2) {

@@ -71,6 +71,24 @@ int hg_purge_lock(hg_db_t *db);
  * or HG_E*; on failure the caller rolls the batch back and ignores out. */
 int hg_purge_batch(hg_db_t *db, const hg_purge_rules_t *rules, hg_purge_pos_t *pos, hg_purge_counts_t *out);
 
+/* The intake log's purge mark (SQLite: store/intake.h). The log keeps
+ * the records of events it answered until it reuses their space, which at
+ * a low rate may be long after the store had them; a start applies every
+ * record whose event the store lacks (hg_events_recover), and so would
+ * bring a purged event back, deliveries and all. Before a purge deletes
+ * events created before t, it records t in intake_dir/purged-before (a
+ * file the log's own code ignores); hg_events_recover skips the records of
+ * events created before the mark. A purge must therefore only mark times
+ * by which every event the log answered is in the store (retention.h and
+ * the CLI see to it).
+ *
+ * hg_purge_mark writes t unless the mark is later already (durably:
+ * written beside, synced, renamed, the directory synced); a missing
+ * intake_dir (no log ever) is left alone. Returns 0 or HG_EIO.
+ * hg_purge_marked reads it: 0 when there is none. Any thread; blocks. */
+int hg_purge_mark(const char *intake_dir, int64_t t);
+int64_t hg_purge_marked(const char *intake_dir);
+
 /* The whole pass by hand (`hookgate store purge --before DATE`): opens
  * address (hg_store_open_sync: migrated as a gateway would), and runs
  * batches with both cutoffs at before, each in a transaction of its own
@@ -81,5 +99,10 @@ int hg_purge_batch(hg_db_t *db, const hg_purge_rules_t *rules, hg_purge_pos_t *p
  * counted in out. */
 int hg_purge_run(const char *address, int64_t before, hg_purge_counts_t *out, int *events_indexed, char *err,
                  size_t errlen);
+
+/* hg_purge_run keeps events created in the last HG_PURGE_RECENT_MS (and
+ * marks no later time): a SQLite gateway running meanwhile may have
+ * answered them from its intake log and not stored them yet. */
+#define HG_PURGE_RECENT_MS 60000
 
 #endif

@@ -20,7 +20,7 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BIN, startGateway, tempDir } from './lib/gateway.mjs';
 import { startReceiver, ok, status } from './lib/receiver.mjs';
@@ -200,6 +200,51 @@ test('0 keeps forever: no pass runs and old rows stay; events = 0 alone keeps ev
   }
 });
 
+// Publishes one event answered from the intake log, waits for the purge
+// to take it, stops the gateway: returns the event and the mark's path.
+async function purgedFromLog(dir) {
+  const gw = await startGateway({ dir, config: config('{ events = "2s", deliveries = "2s", interval = "1s" }') });
+  try {
+    indexEvents(dir);
+    const good = await createWebhook(gw, rx, '/ok', ['user.created']);
+    // A single event without a key: answered from the intake log.
+    const e = await publishOk(gw, { type: 'user.created', data: { from: 'log' } });
+    await settled(gw, good.id, e.id, (d) => d.status === 'success');
+    await until(async () => (await purged(gw, 'events')) >= 1, { what: 'the event purged' });
+    return { e, mark: join(storeFor(dir) + '-intake', 'purged-before') };
+  } finally {
+    await stopClean(gw);
+  }
+}
+
+test('a purged event does not come back from the intake log at the next start', { skip: onPg ? 'SQLite only (no intake log on PostgreSQL)' : false }, async () => {
+  const dir = tempDir();
+  const { e, mark } = await purgedFromLog(dir);
+  assert.ok(existsSync(mark), 'no purge mark beside the intake log');
+  const seen = () => rx.requests.filter((q) => q.headers['webhook-id'] === e.id).length;
+  const before = seen();
+  const again = await startGateway({ dir, config: config('{ events = 0, deliveries = 0 }') });
+  try {
+    await sleep(500 * SLOW);
+    assert.equal(count(dir, 'events'), 0);
+    assert.equal(count(dir, 'deliveries'), 0);
+  } finally {
+    await stopClean(again);
+  }
+  assert.equal(seen(), before);
+
+  // Without the mark, the same log brings it back: what the mark prevents.
+  const dir2 = tempDir();
+  const second = await purgedFromLog(dir2);
+  rmSync(second.mark);
+  const back = await startGateway({ dir: dir2, config: config('{ events = 0, deliveries = 0 }') });
+  try {
+    assert.equal(storeQuery(dir2, `SELECT count(*) FROM events WHERE id = '${second.e.id}'`), '1');
+  } finally {
+    await stopClean(back);
+  }
+});
+
 test('invalid retention settings are refused at start and by check, naming the key', async () => {
   const cases = [
     ['{ events = "30x" }', /retention\.events: must be a duration such as "30d", "12h", "90m" or "45s".*got "30x"/],
@@ -251,6 +296,9 @@ test('hookgate store purge --before: counts printed, pending work kept, the API 
     const lone = await createWebhook(gw, rx, '/ok', ['user.deleted']);
     const solo = await publishOk(gw, { type: 'user.deleted', data: {} });
     const ds = await settled(gw, lone.id, solo.id, (d) => d.status === 'success');
+    // An hour old: the CLI keeps events from the last minute.
+    storeQuery(dir, 'UPDATE events SET created_at = created_at - 3600000');
+    storeQuery(dir, 'UPDATE deliveries SET created_at = created_at - 3600000');
 
     // A date before every row: nothing goes.
     let r = await cli(['store', 'purge', '--before', '2000-01-01', '--store', gw.store]);
@@ -273,6 +321,16 @@ test('hookgate store purge --before: counts printed, pending work kept, the API 
     assert.equal(gone.status, 404);
     assert.equal((await listDeliveries(gw, good.id)).deliveries.length, 0);
     assert.equal((await listDeliveries(gw, bad.id)).deliveries.length, 3);
+
+    // An event from the last minute stays even before a future date; its
+    // delivery goes.
+    const recent = await publishOk(gw, { type: 'user.deleted', data: { recent: true } });
+    await settled(gw, lone.id, recent.id, (d) => d.status === 'success');
+    r = await cli(['store', 'purge', '--before', '2999-01-01', '--store', gw.store]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^events: 0 deleted$/m);
+    assert.match(r.stdout, /^deliveries: 1 deleted$/m);
+    assert.equal(storeQuery(dir, `SELECT count(*) FROM events WHERE id = '${recent.id}'`), '1');
 
     // Again: nothing left to go.
     r = await cli(['store', 'purge', '--before', '2999-01-01', '--store', gw.store]);

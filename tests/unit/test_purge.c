@@ -9,6 +9,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char dir[] = "/tmp/hg-purge-XXXXXX";
@@ -160,12 +161,31 @@ static void walk_ends_past_newer_rows(void) {
   hg_db_close(db);
 }
 
+/* The intake log's purge mark: only ever moves later; no log, no mark. */
+static void the_mark(void) {
+  char log[160], none[160];
+  snprintf(log, sizeof(log), "%s/x.db-intake", dir);
+  snprintf(none, sizeof(none), "%s/missing-intake", dir);
+  CHECK_EQ_INT(hg_purge_marked(log), 0);
+  CHECK_EQ_INT(hg_purge_mark(none, 5), 0);
+  CHECK_EQ_INT(hg_purge_marked(none), 0);
+  CHECK(access(none, F_OK) != 0);
+  CHECK_EQ_INT(mkdir(log, 0700), 0);
+  CHECK_EQ_INT(hg_purge_mark(log, 1700000000123LL), 0);
+  CHECK_EQ_INT(hg_purge_marked(log), 1700000000123LL);
+  CHECK_EQ_INT(hg_purge_mark(log, 1600000000000LL), 0);
+  CHECK_EQ_INT(hg_purge_marked(log), 1700000000123LL);
+  CHECK_EQ_INT(hg_purge_mark(log, 1800000000000LL), 0);
+  CHECK_EQ_INT(hg_purge_marked(log), 1800000000000LL);
+}
+
 int main(void) {
   if (mkdtemp(dir) == NULL) return 1;
   RUN(what_goes);
   RUN(rules_apart);
   RUN(events_need_the_index);
   RUN(walk_ends_past_newer_rows);
+  RUN(the_mark);
   char cmd[160];
   snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
   if (system(cmd) != 0) return 1;
