@@ -123,8 +123,10 @@ static void batch_done(int status, void *ud) {
   hg_metrics.purged_events += (uint64_t)r->job_counts.events;
   hg_metrics.purged_deliveries += (uint64_t)r->job_counts.deliveries;
   hg_metrics.purged_attempts += (uint64_t)r->job_counts.attempts;
-  if (r->pos.phase >= 2) end_pass(r, 0);
-  else uv_timer_start(&r->timer, tick, PAUSE_MS, 0);
+  if (r->pos.phase >= 2)
+    end_pass(r, 0);
+  else
+    uv_timer_start(&r->timer, tick, PAUSE_MS, 0);
 }
 
 static void submit_batch(hg_retention_t *r) {
@@ -135,8 +137,10 @@ static void submit_batch(hg_retention_t *r) {
     r->rules.events_before = 0;
   }
   int rc = hg_store_submit(r->o.store, batch_work, batch_done, r);
-  if (rc == 0) r->in_job = 1;
-  else if (rc != HG_ESTATE) end_pass(r, rc);
+  if (rc == 0)
+    r->in_job = 1;
+  else if (rc != HG_ESTATE)
+    end_pass(r, rc);
 }
 
 /* The timer: the start of a pass, or its next batch. */

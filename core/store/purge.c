@@ -34,7 +34,9 @@ int hg_purge_events_indexed(hg_db_t *db) {
                          &st);
   if (rc < 0) return hg_db_fail(db, rc, "look for an index of deliveries by event");
   rc = hg_db_step(st);
-  int r = rc == HG_DB_ROW ? hg_db_column_int64(st, 0) > 0 : rc < 0 ? hg_db_fail(db, rc, "look for an index of deliveries by event") : HG_EIO;
+  int r = rc == HG_DB_ROW ? hg_db_column_int64(st, 0) > 0
+          : rc < 0        ? hg_db_fail(db, rc, "look for an index of deliveries by event")
+                          : HG_EIO;
   hg_db_release(st);
   return r;
 }
@@ -47,7 +49,9 @@ int hg_purge_lock(hg_db_t *db) {
   int rc = hg_db_prepare(db, "SELECT pg_try_advisory_xact_lock(7302, 0)", &st);
   if (rc < 0) return hg_db_fail(db, rc, "lock the purge");
   rc = hg_db_step(st);
-  int r = rc == HG_DB_ROW ? (hg_db_column_int64(st, 0) ? 0 : HG_EBUSY) : rc < 0 ? hg_db_fail(db, rc, "lock the purge") : HG_EIO;
+  int r = rc == HG_DB_ROW ? (hg_db_column_int64(st, 0) ? 0 : HG_EBUSY)
+          : rc < 0        ? hg_db_fail(db, rc, "lock the purge")
+                          : HG_EIO;
   hg_db_release(st);
   return r;
 }
@@ -140,8 +144,10 @@ static int delete_events(hg_db_t *db, const int64_t *seqs, size_t n, hg_purge_co
     if (rc == 0) {
       hg_db_bind_text(st, 1, arr, -1);
       int64_t e = run_changes(db, st, "purge events");
-      if (e >= 0) out->events += e;
-      else rc = (int)e;
+      if (e >= 0)
+        out->events += e;
+      else
+        rc = (int)e;
     } else {
       rc = hg_db_fail(db, rc, "purge events");
     }
@@ -192,7 +198,8 @@ static int deliveries_batch(hg_db_t *db, const hg_purge_rules_t *rules, hg_purge
     pos->after = seq;
     if (created >= bound) pos->newer++;
     if (status == NULL || strcmp(status, "pending") == 0) continue;
-    if ((rules->deliveries_before > 0 && created < rules->deliveries_before) || (ev_before > 0 && ev_created < ev_before))
+    if ((rules->deliveries_before > 0 && created < rules->deliveries_before) ||
+        (ev_before > 0 && ev_created < ev_before))
       seqs[(*n)++] = seq;
   }
   hg_db_release(st);
@@ -202,8 +209,8 @@ static int deliveries_batch(hg_db_t *db, const hg_purge_rules_t *rules, hg_purge
 }
 
 /* One batch of the walk over events. */
-static int events_batch(hg_db_t *db, const hg_purge_rules_t *rules, hg_purge_pos_t *pos, int64_t slack,
-                        int64_t *seqs, size_t *n, int *end) {
+static int events_batch(hg_db_t *db, const hg_purge_rules_t *rules, hg_purge_pos_t *pos, int64_t slack, int64_t *seqs,
+                        size_t *n, int *end) {
   hg_stmt_t *st = NULL;
   int rc = hg_db_prepare(db, "SELECT seq, created_at FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2", &st);
   if (rc < 0) return hg_db_fail(db, rc, "read events to purge");
@@ -214,8 +221,10 @@ static int events_batch(hg_db_t *db, const hg_purge_rules_t *rules, hg_purge_pos
     read++;
     int64_t seq = hg_db_column_int64(st, 0), created = hg_db_column_int64(st, 1);
     pos->after = seq;
-    if (created >= rules->events_before) pos->newer++;
-    else seqs[(*n)++] = seq;
+    if (created >= rules->events_before)
+      pos->newer++;
+    else
+      seqs[(*n)++] = seq;
   }
   hg_db_release(st);
   if (rc < 0) return hg_db_fail(db, rc, "read events to purge");
@@ -230,12 +239,16 @@ int hg_purge_batch(hg_db_t *db, const hg_purge_rules_t *rules, hg_purge_pos_t *p
   size_t n = 0;
   int end = 0, rc = 0;
   if (pos->phase == 0) {
-    if (rules->deliveries_before <= 0 && !events_on) end = 1;
-    else rc = deliveries_batch(db, rules, pos, slack, seqs, &n, &end);
+    if (rules->deliveries_before <= 0 && !events_on)
+      end = 1;
+    else
+      rc = deliveries_batch(db, rules, pos, slack, seqs, &n, &end);
     if (rc == 0) rc = delete_deliveries(db, seqs, n, out);
   } else if (pos->phase == 1) {
-    if (!events_on) end = 1;
-    else rc = events_batch(db, rules, pos, slack, seqs, &n, &end);
+    if (!events_on)
+      end = 1;
+    else
+      rc = events_batch(db, rules, pos, slack, seqs, &n, &end);
     if (rc == 0) rc = delete_events(db, seqs, n, out);
   } else {
     return 0;
@@ -322,7 +335,8 @@ int hg_purge_run(const char *address, int64_t before, hg_purge_counts_t *out, in
     out->deliveries += batch.deliveries;
     out->attempts += batch.attempts;
   }
-  if (rc != 0) hg_set_err(err, errlen, "purging %s failed: %s (%s)", hg_db_address(db), hg_strerror(rc), hg_db_errmsg(db));
+  if (rc != 0)
+    hg_set_err(err, errlen, "purging %s failed: %s (%s)", hg_db_address(db), hg_strerror(rc), hg_db_errmsg(db));
   hg_db_close(db);
   return rc;
 }

@@ -46,9 +46,9 @@ typedef struct hg_purge_rules {
 
 /* Where a pass is: zero it to start one. */
 typedef struct hg_purge_pos {
-  int phase;        /* 0: deliveries, 1: events, 2: done */
-  int64_t after;    /* the last seq read in this phase's table */
-  int64_t newer;    /* rows read in this phase at or after its cutoff */
+  int phase;     /* 0: deliveries, 1: events, 2: done */
+  int64_t after; /* the last seq read in this phase's table */
+  int64_t newer; /* rows read in this phase at or after its cutoff */
 } hg_purge_pos_t;
 
 typedef struct hg_purge_counts {
