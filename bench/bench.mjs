@@ -41,6 +41,7 @@ const O = {
   e2eRate: Number(opt('e2e-rate', 'BENCH_E2E_RATE', 1000)),
   e2eDuration: Number(opt('e2e-duration', 'BENCH_E2E_DURATION', quick ? 5 : 30)),
   memPending: Number(opt('mem-pending', 'BENCH_MEM_PENDING', quick ? 100000 : 1000000)),
+  purgeRows: Number(opt('purge-rows', 'BENCH_PURGE_ROWS', quick ? 200000 : 1000000)), // old events to purge
   conns: Number(opt('conns', 'BENCH_CONNS', 10000)),
   only: opt('only', 'BENCH_ONLY', PG ? 'ingest,delivery,e2e' : 'ingest,delivery,e2e,memory,lua,recover').split(','),
   store,
@@ -55,13 +56,14 @@ const O = {
 };
 if (flag('help')) {
   console.log(`usage: bench/run [--quick] [--runs N] [--duration S] [--pending N] [--e2e-rate R]
-       [--e2e-duration S] [--mem-pending N] [--conns N] [--only ingest,delivery,e2e,memory,lua,recover]
+       [--e2e-duration S] [--mem-pending N] [--conns N] [--purge-rows N]
+       [--only ingest,delivery,e2e,memory,lua,purge,recover]
        [--tmp DIR] [--json FILE] [--keep]
        [--store sqlite|postgresql] [--pg-group N]   (bench/run starts the PostgreSQL server)`);
   process.exit(0);
 }
 if (O.runs < 1) throw new Error('--runs must be at least 1');
-const SCENARIOS = ['ingest', 'delivery', 'e2e', 'memory', 'lua', 'recover'];
+const SCENARIOS = ['ingest', 'delivery', 'e2e', 'memory', 'lua', 'purge', 'recover'];
 for (const s of O.only) if (!SCENARIOS.includes(s)) throw new Error(`--only: unknown scenario ${s} (one of ${SCENARIOS.join(',')})`);
 if (PG) {
   if (!O.pgUri) throw new Error('--store postgresql needs --pg-uri (bench/run starts a server and passes it)');
@@ -963,11 +965,102 @@ function table() {
     }
   }
 
+  if (R.purge_on) {
+    const off = med('purge_off', (r) => r.rps), on = med('purge_on', (r) => r.rps);
+    row(`Ingest -c50 during a retention purge (${fmt(O.purgeRows)} old events + deliveries + attempts), delivery paused: events/s`,
+      fmt(on), `${fmt(off)} ev/s without a purge`, ratio(on, off), '>= 0.80x', on / off >= 0.8);
+    row(`  p50/p99 latency, purge / none`,
+      `${fmt(med('purge_on', (r) => r.p50_ms), 2)}/${fmt(med('purge_on', (r) => r.p99_ms), 2)} ms`,
+      `${fmt(med('purge_off', (r) => r.p50_ms), 2)}/${fmt(med('purge_off', (r) => r.p99_ms), 2)} ms`, '', '');
+    row(`  rows purged meanwhile; purge still running at the end (runs)`,
+      `${fmt(med('purge_on', (r) => r.purged_per_s))} /s`,
+      `${R.purge_on.filter((r) => r.purge_ran_throughout).length}/${R.purge_on.length}`, '', '');
+  }
+
   const head = ['Figure (median of ' + O.runs + ')', 'hookgate', 'anchor (same run)', 'ratio', 'target', ''];
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
   const line = (r) => '| ' + r.map((c, i) => String(c).padEnd(w[i])).join(' | ') + ' |';
   const out = [line(head), '|' + w.map((x) => '-'.repeat(x + 2)).join('|') + '|', ...rows.map(line)];
   return out.join('\n');
+}
+
+// ---- retention: ingest while a purge runs ---------------------------------------------
+
+// A SQLite store holding O.purgeRows events 40 days old, each with one
+// delivery that succeeded and its attempt (512-byte payloads, as wrk
+// sends), and the index of deliveries by event that the events rule needs
+// (docs/configuration.md#retention). Written with the sqlite3 shell into a
+// store the gateway made (schema, one webhook to the sink), then copied
+// for each run.
+async function purgeSeed(sink) {
+  const dir = join(ROOT, 'purge-seed');
+  const gw = await startGateway({ dir, extra: 'retention = { events = 0, deliveries = 0 }' });
+  let wh;
+  try {
+    wh = await addWebhook(gw, `http://127.0.0.1:${sink.httpPort}/hook`);
+  } finally {
+    await gw.stop();
+  }
+  const db = join(dir, 'hookgate.db');
+  const old = Date.now() - 40 * 86400 * 1000;
+  const sql = `PRAGMA journal_mode=WAL; BEGIN;
+WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ${O.purgeRows})
+INSERT INTO events (id, type, payload, created_at, deliveries)
+  SELECT 'evt_seed_' || x, 'user.created', '{"type":"user.created","data":{"pad":"' || substr(hex(randomblob(240)), 1, 470) || '"}}', ${old} + x, 1 FROM c;
+INSERT INTO deliveries (id, webhook_id, event_seq, status, attempts, status_code, created_at, updated_at)
+  SELECT 'del_seed_' || seq, '${wh.id}', seq, 'success', 1, 200, created_at, created_at FROM events;
+INSERT INTO attempts (id, delivery_seq, attempt, started_at, duration_ms, status_code, response_body)
+  SELECT 'att_seed_' || seq, seq, 1, created_at, 2, 200, CAST('ok' AS BLOB) FROM deliveries;
+CREATE INDEX deliveries_by_event ON deliveries(event_seq);
+COMMIT; PRAGMA wal_checkpoint(TRUNCATE);`;
+  const r = await run('sqlite3', [db, sql], { timeoutMs: 600000 });
+  if (r.code !== 0) throw new Error(`seeding the purge store: ${r.stderr}`);
+  return db;
+}
+
+async function purgeRun(seed, withPurge) {
+  const dir = join(ROOT, `gw${++gwCount}`);
+  mkdirSync(dir, { recursive: true });
+  copyFileSync(seed, join(dir, 'hookgate.db'));
+  // The defaults (30 days) take the seeded rows; a pass starts a second
+  // after start. Delivery paused: the new events stay pending, which the
+  // purge never touches.
+  const extra = withPurge ? 'retention = { interval = "1s" }' : 'retention = { events = 0, deliveries = 0 }';
+  const gw = await startGateway({ dir, extra });
+  try {
+    const purged = (m) => ['events', 'deliveries', 'attempts']
+      .reduce((n, t) => n + (m[`hookgate_retention_purged_total{table="${t}"}`] ?? 0), 0);
+    if (withPurge) {
+      const t = Date.now();
+      while (purged(await gw.metrics()) === 0) {
+        if (Date.now() - t > 15000) throw new Error('the purge did not start');
+        await sleep(50);
+      }
+    }
+    const m0 = await gw.metrics();
+    const c0 = cpuMicros(gw.pid);
+    const w = await wrk(`http://127.0.0.1:${gw.port}/v1/events`, 50, O.duration, KEY);
+    const c1 = cpuMicros(gw.pid);
+    const m1 = await gw.metrics();
+    const events = m1.hookgate_events_ingested_total - m0.hookgate_events_ingested_total;
+    const rows = purged(m1) - purged(m0);
+    // No pass ended yet: the whole window had a purge in it.
+    const busy = withPurge && m1.hookgate_retention_last_pass_timestamp_seconds === 0;
+    return { ...w, cpu_us: (c1 - c0) / events, purged_per_s: rows / O.duration, purge_ran_throughout: busy };
+  } finally {
+    await gw.destroy();
+  }
+}
+
+async function benchPurge(sink) {
+  log(`purge: seeding ${fmt(O.purgeRows)} old events with a delivery and an attempt each`);
+  const seed = await purgeSeed(sink);
+  for (let i = 0; i < O.runs; i++) {
+    for (const withPurge of [false, true]) {
+      log(`purge run ${i + 1}/${O.runs}: ingest -c50, ${withPurge ? 'purge running' : 'no purge'}`);
+      push(withPurge ? 'purge_on' : 'purge_off', await retry('purge run', () => purgeRun(seed, withPurge)));
+    }
+  }
 }
 
 // ---- main --------------------------------------------------------------------------
@@ -988,6 +1081,7 @@ try {
   if (!PG && O.only.includes('e2e')) await benchE2E();
   if (O.only.includes('memory')) await benchMemory();
   if (O.only.includes('lua')) await benchLua(sink);
+  if (!PG && O.only.includes('purge')) await benchPurge(sink);
   if (!PG && O.only.includes('recover')) await benchRecover();
 } finally {
   await stopChild(sink.proc, 'SIGQUIT');

@@ -12,6 +12,7 @@
 #include "pipeline/event_types.h"
 #include "pipeline/ingest.h"
 #include "pipeline/recover.h"
+#include "pipeline/retention.h"
 #include "store/events.h"
 #include "store/keys.h"
 #include "base/log.h"
@@ -95,6 +96,18 @@ static void metrics(hg_http_req_t *req, void *ud) {
                     "hookgate_deliveries_recovered_total{kind=\"requeued\"} %llu\n"
                     "hookgate_deliveries_recovered_total{kind=\"missed\"} %llu\n",
                 (unsigned long long)m->deliveries_recovered, (unsigned long long)m->deliveries_missed_added);
+  hg_buf_printf(&b, "# HELP hookgate_retention_purged_total Rows the retention purge deleted, by table.\n"
+                    "# TYPE hookgate_retention_purged_total counter\n"
+                    "hookgate_retention_purged_total{table=\"events\"} %llu\n"
+                    "hookgate_retention_purged_total{table=\"deliveries\"} %llu\n"
+                    "hookgate_retention_purged_total{table=\"attempts\"} %llu\n",
+                (unsigned long long)m->purged_events, (unsigned long long)m->purged_deliveries,
+                (unsigned long long)m->purged_attempts);
+  hg_buf_printf(&b, "# HELP hookgate_retention_last_pass_timestamp_seconds When the last retention purge pass "
+                    "ended (Unix seconds; 0 before the first).\n"
+                    "# TYPE hookgate_retention_last_pass_timestamp_seconds gauge\n"
+                    "hookgate_retention_last_pass_timestamp_seconds %.3f\n",
+                (double)m->purge_last_pass_ms / 1000.0);
   hg_metrics_put_hist(&b, "hookgate_delivery_attempt_seconds", "Duration of one delivery attempt.",
                       &m->attempt_seconds);
   hg_metrics_put_hist(&b, "hookgate_delivery_latency_seconds",
@@ -495,6 +508,9 @@ static void dispatcher_stopped(void *ud) {
    * leases back) run before the store closes below. */
   hg_cluster_stop(app->cluster);
   app->cluster = NULL;
+  /* Its batch out, if any, completes once the store has run it. */
+  hg_retention_stop(app->retention);
+  app->retention = NULL;
   /* When nothing was in flight, this runs inside hg_dispatcher_stop,
    * before drained closes the client: Lua's requests end here, while the
    * store is still open. (Inside that close, this does nothing.) */
@@ -753,6 +769,14 @@ int hg_app_run(const hg_config_t *cfg) {
     goto out;
   }
   if (hg_dispatcher_start(app.api.dispatcher) != 0) goto out;
+  hg_retention_opts_t ropts = {&loop,
+                               app.api.store,
+                               cfg->retention_events_ms,
+                               cfg->retention_deliveries_ms,
+                               cfg->retention_interval_ms,
+                               shared ? NULL : intake_dir,
+                               app.api.ingest};
+  if (hg_retention_start(&app.retention, &ropts) != 0) goto out;
   hg_lua_start(app.api.lua);
   hg_log(HG_LOG_INFO, "hookgate started", "version", HG_VERSION, "store", store_shown, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
@@ -771,6 +795,9 @@ out:
   hg_dispatcher_free(app.api.dispatcher);
   app.api.dispatcher = NULL;
   close_client(&app);
+  /* Before the ingest it borrows. */
+  hg_retention_stop(app.retention);
+  app.retention = NULL;
   close_ingest(&app);
   hg_cluster_stop(app.cluster);
   app.cluster = NULL;

@@ -5,6 +5,7 @@
 #include "base/crypto.h"
 #include "store/copy.h"
 #include "store/keys.h"
+#include "store/purge.h"
 #include "pipeline/event_types.h"
 #include "base/log.h"
 #include "lua/runtime.h"
@@ -31,6 +32,10 @@ static const char usage[] =
     "  hookgate keys revoke [-c FILE] ID revoke an API key\n"
     "  hookgate store copy --from FILE.db --to postgresql://...\n"
     "                                    copy a SQLite store into an empty PostgreSQL database\n"
+    "  hookgate store purge --before DATE [-c FILE | --store ADDRESS]\n"
+    "                                    delete events and deliveries created before DATE\n"
+    "                                    (ISO 8601, e.g. 2026-11-01 or 2026-11-01T00:00:00Z),\n"
+    "                                    as retention does: never a pending delivery or its event\n"
     "  hookgate routes [--json]          list the HTTP API's routes (--json: with the scopes each needs)\n"
     "  hookgate version                  print the version\n"
     "  hookgate --help                   this text\n"
@@ -45,6 +50,8 @@ typedef struct args {
   const char *org;
   const char *from;
   const char *to;
+  const char *before;
+  const char *store;
   int json;
   int optind;
 } args_t;
@@ -56,6 +63,8 @@ static int parse_args(int argc, char **argv, args_t *a) {
       {"org", required_argument, NULL, 'o'},
       {"from", required_argument, NULL, 'F'},
       {"to", required_argument, NULL, 'T'},
+      {"before", required_argument, NULL, 'B'},
+      {"store", required_argument, NULL, 'S'},
       {"json", no_argument, NULL, 'j'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
@@ -70,6 +79,8 @@ static int parse_args(int argc, char **argv, args_t *a) {
     case 'o': a->org = optarg; break;
     case 'F': a->from = optarg; break;
     case 'T': a->to = optarg; break;
+    case 'B': a->before = optarg; break;
+    case 'S': a->store = optarg; break;
     case 'j': a->json = 1; break;
     case 'h': fputs(usage, stdout); exit(0);
     default: fputs(usage, stderr); return -1;
@@ -344,9 +355,54 @@ static void print_copy_progress(const char *table, int64_t rows, void *ud) {
   fprintf(stderr, "%s: %lld rows so far\n", table, (long long)rows);
 }
 
+/* `hookgate store purge --before DATE`: the store named by --store, else
+ * by the config (-c) and HOOKGATE_STORE, as `keys` finds it. */
+static int cmd_store_purge(const args_t *a) {
+  int64_t before = 0;
+  if (a->before == NULL) {
+    fputs("hookgate store purge: --before DATE is required (e.g. --before 2026-11-01)\n", stderr);
+    return 2;
+  }
+  if (hg_parse_time(a->before, &before) != 0) {
+    fprintf(stderr,
+            "hookgate store purge: --before: not an ISO 8601 date or date-time: \"%s\" (e.g. 2026-11-01 or "
+            "2026-11-01T00:00:00Z)\n",
+            a->before);
+    return 2;
+  }
+  hg_config_t cfg;
+  memset(&cfg, 0, sizeof(cfg));
+  if (a->store == NULL && load_config(a, &cfg) != 0) return 1;
+  const char *address = a->store ? a->store : cfg.store;
+  hg_log_setup(HG_LOG_ERROR, HG_LOG_LOGFMT, -1);
+  char err[1024] = "", shown[512], when[25];
+  hg_db_redact(address, shown, sizeof(shown));
+  hg_format_time(before, when);
+  hg_purge_counts_t n;
+  int indexed = 0;
+  int r = hg_purge_run(address, before, &n, &indexed, err, sizeof(err));
+  hg_config_close(&cfg);
+  if (r != 0) {
+    fprintf(stderr, "hookgate store purge: %s\n", err);
+    if (n.events + n.deliveries + n.attempts > 0)
+      fprintf(stderr, "deleted before the failure: %lld events, %lld deliveries, %lld attempts\n",
+              (long long)n.events, (long long)n.deliveries, (long long)n.attempts);
+    return 1;
+  }
+  printf("%s: purged rows created before %s\n", shown, when);
+  if (indexed) printf("events: %lld deleted\n", (long long)n.events);
+  else
+    printf("events: kept (the store has no index of deliveries by event_seq; see docs/configuration.md, "
+           "retention)\n");
+  printf("deliveries: %lld deleted\n", (long long)n.deliveries);
+  printf("attempts: %lld deleted\n", (long long)n.attempts);
+  return 0;
+}
+
 static int cmd_store(int argc, char **argv, const args_t *a) {
+  if (a->optind < argc && strcmp(argv[a->optind], "purge") == 0) return cmd_store_purge(a);
   if (a->optind >= argc || strcmp(argv[a->optind], "copy") != 0) {
-    fputs("hookgate store: expected copy\n", stderr);
+    fputs("hookgate store: expected copy or purge\n", stderr);
     return 2;
   }
   if (a->from == NULL || a->to == NULL) {

@@ -50,15 +50,16 @@ static void started(int status, const hg_recovery_t *rec, void *ud) {
   hg_http_respond_json(req, hg_recovery_ended(rec) ? 200 : 202, body);
 }
 
-/* A time field: an RFC 3339 string. */
+/* A time field: an ISO 8601 date or date-time (hg_parse_time; UTC when it
+ * names no offset). */
 static int time_field(json_t *body, const char *name, int required, int64_t *out, json_t *details) {
   json_t *v = json_object_get(body, name);
   if (v == NULL) {
-    if (required) hg_api_detail(details, name, "is required (an RFC 3339 time, e.g. 2026-12-01T00:00:00Z)");
+    if (required) hg_api_detail(details, name, "is required (an ISO 8601 time, e.g. 2026-12-01T00:00:00Z)");
     return 0;
   }
   if (!json_is_string(v) || hg_parse_time(json_string_value(v), out) != 0) {
-    hg_api_detail(details, name, "must be an RFC 3339 time with an offset, e.g. 2026-12-01T00:00:00Z");
+    hg_api_detail(details, name, "must be an ISO 8601 date or time, e.g. 2026-12-01 or 2026-12-01T00:00:00Z");
     return 0;
   }
   return 1;

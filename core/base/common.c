@@ -1,5 +1,4 @@
 /* common.c: error texts, clocks and small formatting helpers. */
-#define _GNU_SOURCE /* timegm */
 #include "base/common.h"
 
 #include <stdarg.h>
@@ -70,6 +69,60 @@ void hg_format_time(int64_t ms, char buf[25]) {
   buf[24] = '\0';
 }
 
+/* n digits at *p as a number, advancing *p; -1 if they are not digits. */
+static int digits(const char **p, int n) {
+  int v = 0;
+  for (int i = 0; i < n; i++, (*p)++) {
+    if (**p < '0' || **p > '9') return -1;
+    v = v * 10 + (**p - '0');
+  }
+  return v;
+}
+
+int hg_parse_time(const char *s, int64_t *ms) {
+  static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const char *p = s;
+  int y = digits(&p, 4), mo, d, h = 0, mi = 0, sec = 0, frac = 0, off = 0;
+  if (y < 1970 || *p++ != '-' || (mo = digits(&p, 2)) < 1 || mo > 12 || *p++ != '-' || (d = digits(&p, 2)) < 1)
+    return -1;
+  int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  if (d > mdays[mo - 1] + (mo == 2 && leap)) return -1;
+  if (*p == 'T' || *p == 't' || *p == ' ') {
+    p++;
+    if ((h = digits(&p, 2)) < 0 || h > 23 || *p++ != ':' || (mi = digits(&p, 2)) < 0 || mi > 59) return -1;
+    if (*p == ':') {
+      p++;
+      if ((sec = digits(&p, 2)) < 0 || sec > 59) return -1;
+      if (*p == '.') {
+        p++;
+        int n = 0, scale = 100;
+        for (; *p >= '0' && *p <= '9'; p++, n++) {
+          frac += (*p - '0') * scale;
+          scale /= 10;
+        }
+        if (n == 0) return -1;
+      }
+    }
+    if (*p == 'Z' || *p == 'z') {
+      p++;
+    } else if (*p == '+' || *p == '-') {
+      int sign = *p++ == '-' ? -1 : 1, oh, om;
+      if ((oh = digits(&p, 2)) < 0 || oh > 23) return -1;
+      if (*p == ':') p++;
+      if ((om = digits(&p, 2)) < 0 || om > 59) return -1;
+      off = sign * (oh * 60 + om);
+    }
+  }
+  if (*p != '\0') return -1;
+  /* Days since 1970-01-01 (the civil calendar, proleptic Gregorian). */
+  int64_t days = 0;
+  for (int yy = 1970; yy < y; yy++) days += 365 + ((yy % 4 == 0 && yy % 100 != 0) || yy % 400 == 0);
+  for (int m = 1; m < mo; m++) days += mdays[m - 1] + (m == 2 && leap);
+  days += d - 1;
+  *ms = ((days * 86400 + h * 3600 + mi * 60 + sec) - (int64_t)off * 60) * 1000 + frac;
+  return 0;
+}
+
 size_t hg_copy(char *dst, size_t cap, const char *src) {
   if (src == NULL) src = ""; /* SQLite's column text is NULL when out of memory */
   size_t n = strnlen(src, cap - 1);
@@ -101,62 +154,4 @@ void hg_set_err(char *err, size_t errlen, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(err, errlen, fmt, ap);
   va_end(ap);
-}
-
-/* Reads n digits at s into *out; 0 when they are all digits. */
-static int digits(const char *s, int n, int *out) {
-  int v = 0;
-  for (int i = 0; i < n; i++) {
-    if (s[i] < '0' || s[i] > '9') return -1;
-    v = v * 10 + (s[i] - '0');
-  }
-  *out = v;
-  return 0;
-}
-
-int hg_parse_time(const char *s, int64_t *ms) {
-  int y, mo, d, h = 0, mi = 0, sec = 0, milli = 0;
-  if (s == NULL || strlen(s) < 10 || digits(s, 4, &y) || s[4] != '-' || digits(s + 5, 2, &mo) || s[7] != '-' ||
-      digits(s + 8, 2, &d))
-    return HG_EINVAL;
-  const char *p = s + 10;
-  int offset_min = 0;
-  if (*p == 'T' || *p == 't') {
-    if (digits(p + 1, 2, &h) || p[3] != ':' || digits(p + 4, 2, &mi) || p[6] != ':' || digits(p + 7, 2, &sec))
-      return HG_EINVAL;
-    p += 9;
-    if (*p == '.') {
-      int n = 0, scale = 100;
-      for (p++; *p >= '0' && *p <= '9'; p++, n++) {
-        milli += (*p - '0') * scale;
-        scale /= 10;
-      }
-      if (n == 0) return HG_EINVAL;
-    }
-    if (*p == 'Z' || *p == 'z') {
-      p++;
-    } else if (*p == '+' || *p == '-') {
-      int oh, om;
-      if (digits(p + 1, 2, &oh) || p[3] != ':' || digits(p + 4, 2, &om) || oh > 23 || om > 59) return HG_EINVAL;
-      offset_min = (oh * 60 + om) * (*p == '-' ? -1 : 1);
-      p += 6;
-    } else {
-      return HG_EINVAL; /* a time needs its offset: local time is not guessed */
-    }
-  }
-  if (*p != '\0' || y < 1970 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || sec > 60) return HG_EINVAL;
-  static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-  if (d > mdays[mo - 1] || (mo == 2 && d == 29 && !leap)) return HG_EINVAL;
-  struct tm tm = {0};
-  tm.tm_year = y - 1900;
-  tm.tm_mon = mo - 1;
-  tm.tm_mday = d;
-  tm.tm_hour = h;
-  tm.tm_min = mi;
-  tm.tm_sec = sec;
-  time_t t = timegm(&tm);
-  if (t == (time_t)-1) return HG_EINVAL;
-  *ms = ((int64_t)t - (int64_t)offset_min * 60) * 1000 + milli;
-  return 0;
 }

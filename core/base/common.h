@@ -55,10 +55,11 @@ int64_t hg_wall_offset(void);
 /* Formats a wall-clock time in ms as RFC 3339 UTC with milliseconds,
  * e.g. "2026-11-27T06:02:11.123Z". buf must hold at least 25 bytes. */
 void hg_format_time(int64_t ms, char buf[25]);
-/* Reads an RFC 3339 time ("2026-11-27T06:02:11Z", "…11.123+01:00") or a
- * date ("2026-11-27": its midnight UTC) into Unix ms. A time without an
- * offset is refused (local time is not guessed), as is anything before
- * 1970. Returns 0 or HG_EINVAL. */
+/* Parses an ISO 8601 date or date-time into Unix ms: "2026-11-01" (UTC
+ * midnight), "2026-11-01T08:30", "2026-11-01T08:30:00", with optional
+ * fractional seconds and an optional "Z" or "+HH:MM"/"-HH:MM" offset (no
+ * offset: UTC); 'T' may be a space. Years 1970 to 9999. Returns 0, or -1
+ * for anything else (including a day the month does not have). */
 int hg_parse_time(const char *s, int64_t *ms);
 
 /* Copies the NUL-terminated src into dst (cap >= 1 bytes), truncating;

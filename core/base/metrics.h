@@ -32,6 +32,10 @@ typedef struct hg_metrics {
   uint64_t deliveries_succeeded, deliveries_failed, deliveries_skipped;
   uint64_t webhooks_deactivated;
   uint64_t recoveries_started, deliveries_recovered, deliveries_missed_added; /* bulk recovery */
+  /* Rows the retention purge deleted (pipeline/retention.h), and the wall
+   * time (Unix ms) its last pass ended, 0 before the first. */
+  uint64_t purged_events, purged_deliveries, purged_attempts;
+  int64_t purge_last_pass_ms;
   hg_hist_t attempt_seconds;  /* one attempt: connect to response */
   hg_hist_t delivery_latency_seconds; /* event accepted to receiver's 2xx */
 } hg_metrics_t;

@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { K_STR, K_STRLIST, K_BOOL, K_UINT, K_SECONDS, K_SECTION, K_LOGLEVEL, K_LOGFORMAT, K_NUMBER, K_SCHEDULE, K_PLUGINS } kind_t;
+typedef enum { K_STR, K_STRLIST, K_BOOL, K_UINT, K_SECONDS, K_SECTION, K_LOGLEVEL, K_LOGFORMAT, K_NUMBER, K_SCHEDULE, K_PLUGINS, K_DURATION } kind_t;
 
 typedef struct field {
   const char *name;
@@ -111,6 +111,15 @@ static const field_t cluster_fields[] = {
     {NULL, 0, 0, NULL, 0, 0, NULL},
 };
 
+/* How long rows are kept (pipeline/retention.h): "30d", "12h", "90m",
+ * "45s", "2w" or a number of seconds; 0 keeps forever. */
+static const field_t retention_fields[] = {
+    {"events", K_DURATION, OFF(retention_events_ms), NULL, 0, 36500.0 * 86400, "events (with their deliveries)"},
+    {"deliveries", K_DURATION, OFF(retention_deliveries_ms), NULL, 0, 36500.0 * 86400, "deliveries and their attempts"},
+    {"interval", K_DURATION, OFF(retention_interval_ms), NULL, 1, 7.0 * 86400, "between purge passes"},
+    {NULL, 0, 0, NULL, 0, 0, NULL},
+};
+
 static const field_t top_fields[] = {
     {"listen", K_STRLIST, OFF(listen), NULL, 0, 0, "address or list of addresses"},
     {"tls", K_SECTION, 0, tls_fields, 0, 0, NULL},
@@ -126,6 +135,7 @@ static const field_t top_fields[] = {
     {"sandbox", K_SECTION, 0, sandbox_fields, 0, 0, NULL},
     {"plugins", K_PLUGINS, OFF(plugins_json), NULL, 0, 0, "table of plugin name = { config }"},
     {"cluster", K_SECTION, 0, cluster_fields, 0, 0, NULL},
+    {"retention", K_SECTION, 0, retention_fields, 0, 0, NULL},
     {NULL, 0, 0, NULL, 0, 0, NULL},
 };
 
@@ -278,6 +288,31 @@ static int set_str(char **dst, const char *s) {
   return 0;
 }
 
+/* A duration as "30d", "12h", "90m", "45s", "2w" (a number, then one
+ * unit; "1.5h" too) or a plain number of seconds, into milliseconds.
+ * Returns 0, or -1 when s is no such text. */
+static int parse_duration(const char *s, double *ms) {
+  static const struct {
+    char unit;
+    double ms;
+  } units[] = {{'s', 1e3}, {'m', 60e3}, {'h', 3600e3}, {'d', 86400e3}, {'w', 7 * 86400e3}};
+  char *end = NULL;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (end == s || errno != 0 || !isfinite(v) || v < 0 || !isdigit((unsigned char)s[0])) return -1;
+  if (*end == '\0') {
+    *ms = v * 1e3;
+    return 0;
+  }
+  for (size_t i = 0; i < HG_ARRAY_LEN(units); i++) {
+    if (end[0] == units[i].unit && end[1] == '\0') {
+      *ms = v * units[i].ms;
+      return 0;
+    }
+  }
+  return -1;
+}
+
 /* Converts the value on top of the stack into the field. */
 static int set_field(loader_t *ld, const field_t *f, const char *key) {
   lua_State *L = ld->L;
@@ -410,6 +445,21 @@ static int set_field(loader_t *ld, const field_t *f, const char *key) {
     *dst = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     return *dst ? 0 : HG_ENOMEM;
+  }
+  case K_DURATION: {
+    double ms = 0;
+    if (t == LUA_TNUMBER) ms = lua_tonumber(L, -1) * 1e3;
+    else if (t != LUA_TSTRING || parse_duration(lua_tostring(L, -1), &ms) != 0)
+      return fail(ld, key,
+                  "must be a duration such as \"30d\", \"12h\", \"90m\" or \"45s\" (a number of seconds also "
+                  "does)%s, got %s%s%s",
+                  f->min == 0 ? ", or 0 to keep forever" : "", t == LUA_TSTRING ? "\"" : "",
+                  t == LUA_TSTRING ? lua_tostring(L, -1) : lua_typename(L, t), t == LUA_TSTRING ? "\"" : "");
+    if (!(ms >= f->min * 1e3 && ms <= f->max * 1e3) || (ms > 0 && ms < 1000))
+      return fail(ld, key, "must be %sbetween 1 second and %g days (got %g s)", f->min == 0 ? "0 or " : "",
+                  f->max / 86400, ms / 1e3);
+    *(uint64_t *)(base + f->off) = (uint64_t)llround(ms);
+    return 0;
   }
   case K_SECTION:
     break;
@@ -703,6 +753,9 @@ int hg_config_load(hg_config_t *cfg, const char *path, char *err, size_t errlen)
   cfg->request_timeout_ms = 15000;
   cfg->lease_ms = 60000;
   cfg->poll_ms = 1000;
+  cfg->retention_events_ms = 30ull * 86400 * 1000;
+  cfg->retention_deliveries_ms = 30ull * 86400 * 1000;
+  cfg->retention_interval_ms = 10ull * 60 * 1000;
   cfg->max_response_body = 65536;
   cfg->max_event_data = 256 * 1024;
   cfg->lua_cpu_slice_ms = 50;

@@ -35,6 +35,11 @@ typedef struct hg_config {
   char *node_id;     /* NULL: made up at start (host name and process id) */
   uint64_t lease_ms; /* how long a node holds a delivery it sends */
   uint64_t poll_ms;  /* between looks for other nodes' changes and orphaned work */
+  /* Retention (pipeline/retention.h): rows older than these go; 0 keeps
+   * forever. Default 30 days each, a pass every 10 minutes. */
+  uint64_t retention_events_ms;
+  uint64_t retention_deliveries_ms;
+  uint64_t retention_interval_ms;
   char *admin_key; /* bootstrap key with every scope; a secret: never logged */
 
   hg_log_level_t log_level;

@@ -483,3 +483,5 @@ void hg_ingest_close(hg_ingest_t *ing) {
   ing->closing = 1;
   if (ing->jobs == 0) ingest_free(ing);
 }
+
+int hg_ingest_log_holds(const hg_ingest_t *ing) { return ing != NULL && ing->hold_lsn != 0; }

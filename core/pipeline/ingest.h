@@ -110,4 +110,10 @@ void hg_ingest_close(hg_ingest_t *ing);
  * only, never from the store's, which such a build may skip or roll back. */
 extern int hg_ingest__log_answers_only;
 
+/* 1 while an event answered from the intake log has failed to reach the
+ * store and is being retried (or is kept for the next start), else 0: the
+ * retention purge marks no time for the log then (store/purge.h). Accepts
+ * NULL (0). Loop thread. */
+int hg_ingest_log_holds(const hg_ingest_t *ing);
+
 #endif

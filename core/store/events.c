@@ -4,6 +4,7 @@
 #include "base/common.h"
 #include "base/ids.h"
 #include "store/intake.h"
+#include "store/purge.h"
 #include "base/log.h"
 #include "store/store.h"
 
@@ -397,7 +398,8 @@ int hg_events_from_record(const unsigned char *rec, size_t len, hg_event_in_t *e
 
 typedef struct recovery {
   hg_db_t *db;
-  uint64_t seen, stored;
+  uint64_t seen, stored, purged;
+  int64_t purged_before; /* the purge mark (purge.h): older events were stored, and may have been purged since */
 } recovery_t;
 
 static int recover_record(uint64_t lsn, const unsigned char *rec, size_t len, void *ud) {
@@ -408,6 +410,13 @@ static int recover_record(uint64_t lsn, const unsigned char *rec, size_t len, vo
     char n[24];
     n[hg_fmt_u64(n, lsn)] = '\0';
     hg_log(HG_LOG_ERROR, "intake log: a record is not an event; skipped", "record", n, NULL);
+    return 0;
+  }
+  if (ev.now < rc->purged_before) {
+    /* Stored long ago; the store lacking it means a purge took it. */
+    rc->purged++;
+    json_decref(ev.targets);
+    hg_event_in_done(&ev);
     return 0;
   }
   /* Each record under a savepoint: one that fails undoes only itself. */
@@ -443,7 +452,7 @@ int hg_events_recover(const char *dir, const char *store_path, uint64_t *seen, u
   hg_db_t *db = NULL;
   int r = hg_store_open_sync(&db, store_path, err, errlen);
   if (r != 0) return r;
-  recovery_t rc = {db, 0, 0};
+  recovery_t rc = {db, 0, 0, 0, hg_purge_marked(dir)};
   /* PostgreSQL connections commit synchronously already (db.h). */
   if (hg_db_exec(db, hg_db_engine(db) == HG_DB_PG ? "BEGIN" : "PRAGMA synchronous=FULL; BEGIN IMMEDIATE",
                  "recover begin") != 0) {
@@ -464,6 +473,11 @@ int hg_events_recover(const char *dir, const char *store_path, uint64_t *seen, u
   if (r == 0) {
     *seen = rc.seen;
     *stored = rc.stored;
+    if (rc.purged > 0) {
+      char n[24];
+      n[hg_fmt_u64(n, rc.purged)] = '\0';
+      hg_log(HG_LOG_DEBUG, "intake log: records of events older than the last purge skipped", "records", n, NULL);
+    }
   }
   return r;
 }

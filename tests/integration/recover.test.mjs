@@ -207,7 +207,7 @@ test('bad input answers 422 naming the field; unknown ids 404; another organizat
   const now = Date.now();
   expectValidation(await recover(gw, wh.id, {}), ['since']);
   expectValidation(await recover(gw, wh.id, { since: 'yesterday' }), ['since']);
-  expectValidation(await recover(gw, wh.id, { since: '2026-12-01T00:00:00' }), ['since']); // no offset
+  expectValidation(await recover(gw, wh.id, { since: '2026-02-30T00:00:00Z' }), ['since']); // no such day
   expectValidation(await recover(gw, wh.id, { since: 12345 }), ['since']);
   expectValidation(await recover(gw, wh.id, { since: iso(now), until: iso(now - 1000) }), ['until']);
   expectValidation(await recover(gw, wh.id, { since: iso(now - 1000), status: 'pending' }), ['status']);

@@ -10,6 +10,34 @@ static void time_format(void) {
   CHECK_EQ_STR(buf, "2021-02-25T15:02:10.123Z");
 }
 
+static void time_parse(void) {
+  int64_t ms = -1;
+  CHECK_EQ_INT(hg_parse_time("1970-01-01", &ms), 0);
+  CHECK_EQ_INT(ms, 0);
+  CHECK_EQ_INT(hg_parse_time("2021-02-25T15:02:10.123Z", &ms), 0);
+  CHECK_EQ_INT(ms, 1614265330123LL);
+  CHECK_EQ_INT(hg_parse_time("2021-02-25 15:02:10.1234", &ms), 0); /* digits past ms are dropped */
+  CHECK_EQ_INT(ms, 1614265330123LL);
+  CHECK_EQ_INT(hg_parse_time("2021-02-25T16:02:10.123+01:00", &ms), 0);
+  CHECK_EQ_INT(ms, 1614265330123LL);
+  CHECK_EQ_INT(hg_parse_time("2021-02-25T14:32:10.123-0030", &ms), 0);
+  CHECK_EQ_INT(ms, 1614265330123LL);
+  CHECK_EQ_INT(hg_parse_time("2021-02-25T15:02", &ms), 0);
+  CHECK_EQ_INT(ms, 1614265320000LL);
+  CHECK_EQ_INT(hg_parse_time("2024-02-29", &ms), 0); /* a leap day */
+  CHECK_EQ_INT(ms, 1709164800000LL);
+  CHECK_EQ_INT(hg_parse_time("2000-03-01T00:00:00Z", &ms), 0);
+  CHECK_EQ_INT(ms, 951868800000LL);
+  static const char *const bad[] = {"",          "yesterday",         "2026-11",          "2026-13-01",
+                                    "2026-02-29", "2026-04-31",        "1969-12-31",       "2026-11-01T",
+                                    "2026-11-01T25:00", "2026-11-01T10:00:61", "2026-11-01T10:00:00.", "2026-11-01Z",
+                                    "2026-11-01T10:00:00+1", "2026-11-01x", "26-11-01", "2026-1-01"};
+  for (size_t i = 0; i < HG_ARRAY_LEN(bad); i++) {
+    ms = 42;
+    CHECK_EQ_INT(hg_parse_time(bad[i], &ms), -1);
+  }
+}
+
 static void log_parse(void) {
   hg_log_level_t l;
   CHECK_EQ_INT(hg_log_parse_level("warn", &l), 0);
@@ -49,6 +77,7 @@ static void copy_and_digits(void) {
 
 int main(void) {
   RUN(time_format);
+  RUN(time_parse);
   RUN(copy_and_digits);
   RUN(log_parse);
   return HGT_DONE();

@@ -28,7 +28,35 @@ static void defaults(void) {
   CHECK_EQ_INT(cfg.http.max_body, 1 << 20);
   CHECK_EQ_INT(cfg.http.header_timeout_ms, 10000);
   CHECK_EQ_INT(cfg.http.max_headers, 100);
+  CHECK_EQ_INT(cfg.retention_events_ms, 30LL * 86400 * 1000);
+  CHECK_EQ_INT(cfg.retention_deliveries_ms, 30LL * 86400 * 1000);
+  CHECK_EQ_INT(cfg.retention_interval_ms, 600000);
   hg_config_close(&cfg);
+}
+
+/* Durations: a number and one unit, or seconds; 0 keeps forever. */
+static void retention_durations(void) {
+  hg_config_t cfg;
+  char err[256];
+  const char *p = write_cfg("ret.lua", "retention = { events = '1.5h', deliveries = 0, interval = 90 }\n");
+  CHECK_EQ_INT(hg_config_load(&cfg, p, err, sizeof(err)), 0);
+  CHECK_EQ_INT(cfg.retention_events_ms, 5400000);
+  CHECK_EQ_INT(cfg.retention_deliveries_ms, 0);
+  CHECK_EQ_INT(cfg.retention_interval_ms, 90000);
+  hg_config_close(&cfg);
+  p = write_cfg("ret2.lua", "retention = { deliveries = '2w', events = '45s' }\n");
+  CHECK_EQ_INT(hg_config_load(&cfg, p, err, sizeof(err)), 0);
+  CHECK_EQ_INT(cfg.retention_deliveries_ms, 14LL * 86400 * 1000);
+  CHECK_EQ_INT(cfg.retention_events_ms, 45000);
+  hg_config_close(&cfg);
+  static const char *const bad[] = {"'30x'", "'-1d'", "'d'", "'1 d'", "'1dd'", "-5", "'0.2s'", "'inf'", "{}"};
+  for (size_t i = 0; i < HG_ARRAY_LEN(bad); i++) {
+    char text[128];
+    snprintf(text, sizeof(text), "retention = {\n  events = %s,\n}\n", bad[i]);
+    p = write_cfg("ret3.lua", text);
+    CHECK_EQ_INT(hg_config_load(&cfg, p, err, sizeof(err)), HG_ECONFIG);
+    CHECK(strstr(err, "ret3.lua:2: retention.events: must be") != NULL);
+  }
 }
 
 static void full_file(void) {
@@ -155,6 +183,7 @@ static void env_overrides(void) {
 int main(void) {
   if (mkdtemp(dir) == NULL) return 1;
   RUN(defaults);
+  RUN(retention_durations);
   RUN(full_file);
   RUN(unknown_key_names_line);
   RUN(type_errors_and_syntax);

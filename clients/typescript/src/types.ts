@@ -350,7 +350,7 @@ export interface DeliveryRef extends WebhookRef {
 }
 
 export interface RecoverWebhookDeliveriesParams extends WebhookRef {
-  /** RFC 3339 time with an offset (or a date): deliveries created at or after it. */
+  /** ISO 8601 date or date-time (UTC when it names no offset): deliveries created at or after it. */
   since: string;
   /** Deliveries created before it; default now. At most 366 days after `since`. */
   until?: string;
