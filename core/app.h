@@ -25,6 +25,8 @@ typedef struct hg_app {
   struct hg_ssrf_policy *ssrf;
   /* This node among those sharing a PostgreSQL store (cluster.h), or NULL. */
   struct hg_cluster *cluster;
+  /* The operational events' publisher (pipeline/health.h). */
+  struct hg_health *health;
   /* The console's files (console.h), or NULL when it is off. */
   struct hg_console *console;
   /* The key Lua's management calls use (random per process, never shown;

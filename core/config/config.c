@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { K_STR, K_STRLIST, K_BOOL, K_UINT, K_SECONDS, K_SECTION, K_LOGLEVEL, K_LOGFORMAT, K_NUMBER, K_SCHEDULE, K_PLUGINS } kind_t;
+typedef enum { K_STR, K_STRLIST, K_BOOL, K_UINT, K_SECONDS, K_SECTION, K_LOGLEVEL, K_LOGFORMAT, K_NUMBER, K_SCHEDULE, K_PLUGINS, K_DURATION } kind_t;
 
 typedef struct field {
   const char *name;
@@ -67,6 +67,17 @@ static const field_t webhook_fields[] = {
     {NULL, 0, 0, NULL, 0, 0, NULL},
 };
 
+/* When a webhook whose deliveries keep failing is disabled (docs/api.md,
+ * "Endpoint health"): both must hold; 0 leaves a condition out, both 0
+ * turn it off. */
+static const field_t disable_after_fields[] = {
+    {"exhausted", K_UINT, OFF(disable_after_exhausted), NULL, 0, 1000000,
+     "deliveries in a row that failed every attempt (0: not a condition)"},
+    {"failing_for", K_DURATION, OFF(disable_after_failing_ms), NULL, 0, 365 * 86400,
+     "a duration (\"5d\", \"12h\", \"30m\", \"90s\") or a number of seconds"},
+    {NULL, 0, 0, NULL, 0, 0, NULL},
+};
+
 static const field_t delivery_fields[] = {
     {"paused", K_BOOL, OFF(delivery_paused), NULL, 0, 0, "store but do not send"},
     {"schedule", K_SCHEDULE, 0, NULL, 0, 30 * 86400, "list of delays in seconds, one per attempt"},
@@ -80,6 +91,7 @@ static const field_t delivery_fields[] = {
     {"max_event_data", K_UINT, OFF(max_event_data), NULL, 2, 64 << 20, "bytes"},
     {"allow_cidrs", K_STRLIST, OFF(allow_cidrs), NULL, 0, 0, "CIDR blocks receivers may resolve to"},
     {"ca_file", K_STR, OFF(ca_file), NULL, 0, 0, "PEM CA bundle for HTTPS receivers"},
+    {"disable_after", K_SECTION, 0, disable_after_fields, 0, 0, NULL},
     {NULL, 0, 0, NULL, 0, 0, NULL},
 };
 
@@ -317,6 +329,22 @@ static int set_field(loader_t *ld, const field_t *f, const char *key) {
       else
         *(size_t *)(base + f->off) = (size_t)v;
     }
+    return 0;
+  }
+  case K_DURATION: {
+    int64_t ms = 0;
+    if (t == LUA_TNUMBER) {
+      double v = lua_tonumber(L, -1);
+      if (!(v >= f->min && v <= f->max)) return fail(ld, key, "must be between %g and %g seconds (got %g)", f->min, f->max, v);
+      ms = (int64_t)llround(v * 1000.0);
+    } else if (t == LUA_TSTRING) {
+      const char *s = lua_tostring(L, -1);
+      if (hg_parse_duration(s, &ms) != 0 || ms > (int64_t)(f->max * 1000.0))
+        return fail(ld, key, "must be %s, at most %gd (got \"%.40s\")", f->help, f->max / 86400, s);
+    } else {
+      return fail(ld, key, "must be %s, not %s", f->help, lua_typename(L, t));
+    }
+    *(uint64_t *)(base + f->off) = (uint64_t)ms;
     return 0;
   }
   case K_STRLIST: {
@@ -698,6 +726,8 @@ int hg_config_load(hg_config_t *cfg, const char *path, char *err, size_t errlen)
   cfg->jitter = 0.2;
   cfg->retry_after_max = 86400;
   cfg->max_in_flight = 1024;
+  cfg->disable_after_exhausted = 5;
+  cfg->disable_after_failing_ms = (uint64_t)5 * 86400 * 1000;
   cfg->max_per_origin = HG_CLIENT_MAX_PER_ORIGIN;
   cfg->connect_timeout_ms = 5000;
   cfg->request_timeout_ms = 15000;

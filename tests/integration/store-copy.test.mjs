@@ -24,7 +24,7 @@ import { makeKey } from './lib/keys.mjs';
 import { onPg, newPgDatabase } from './lib/store.mjs';
 
 const skip = onPg ? false : 'needs PostgreSQL (HG_TEST_STORE=postgresql)';
-const TABLES = ['webhooks', 'webhook_secrets', 'webhook_events', 'api_keys', 'events', 'deliveries', 'attempts'];
+const TABLES = ['webhooks', 'webhook_health', 'webhook_secrets', 'webhook_events', 'api_keys', 'events', 'deliveries', 'attempts'];
 
 const require = createRequire(new URL('../package.json', import.meta.url));
 
@@ -184,7 +184,7 @@ test('a target that holds rows is refused, naming a table, and left unchanged', 
   const before = counts(target);
   const r = await cli(['store', 'copy', '--from', src.db, '--to', target]);
   assert.equal(r.code, 1, r.stdout + r.stderr);
-  assert.match(r.stderr, /already holds rows in table (webhooks|webhook_secrets|webhook_events|api_keys|events|deliveries|attempts)/);
+  assert.match(r.stderr, /already holds rows in table (webhooks|webhook_health|webhook_secrets|webhook_events|api_keys|events|deliveries|attempts)/);
   assert.equal(r.stdout, '');
   assert.deepEqual(counts(target), before);
 });

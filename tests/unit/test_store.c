@@ -95,7 +95,7 @@ static void migrations(void) {
   db_path(path, sizeof(path), "a/b/mig"); /* parent directories are created */
   CHECK_EQ_INT(open_sync(&db, path, err, sizeof(err)), 0);
   if (db == NULL) return;
-  CHECK_EQ_INT(hg_store_schema_version(HG_DB_SQLITE), 8);
+  CHECK_EQ_INT(hg_store_schema_version(HG_DB_SQLITE), 9);
   CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), hg_store_schema_version(HG_DB_SQLITE));
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name IN ('webhooks','webhook_secrets','api_keys')"), 3);
   CHECK_EQ_INT(query_int(db, "PRAGMA foreign_keys"), 1);
@@ -234,7 +234,7 @@ static void migration_8_request_headers(void) {
                             NULL, NULL, NULL),
                SQLITE_OK);
   CHECK_EQ_INT(reopen(&db, path, err, sizeof(err)), 0);
-  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), 8);
+  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), hg_store_schema_version(HG_DB_SQLITE));
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM attempts WHERE id = 'att_1' AND status_code = 500 "
                              "AND request_headers IS NULL"),
                1);
