@@ -18,6 +18,7 @@ import { startGateway, tempDir, BIN } from './lib/gateway.mjs';
 import { startReceiver, status, ok, gone } from './lib/receiver.mjs';
 import { deliveryConfig, createWebhook, publishOk, until, sleep, SLOW, stopClean, listDeliveries } from './lib/delivery.mjs';
 import { expectValidation, TIME_RE } from './lib/expect.mjs';
+import { onPg, newPgDatabase } from './lib/store.mjs';
 
 const require = createRequire(new URL('../package.json', import.meta.url));
 const { Webhook } = require('standardwebhooks');
@@ -340,4 +341,54 @@ test('config: delivery.disable_after is checked, errors name the key', async () 
   assert.match(r.out, /delivery\.disable_after\.count: unknown key \(known here: exhausted, failing_for\)/);
   r = await check('delivery = { disable_after = 5 }');
   assert.match(r.out, /delivery\.disable_after: must be a table/);
+});
+
+test('two nodes sharing PostgreSQL count one streak without losing any, and report one disabling', { skip: !onPg && 'PostgreSQL only' }, async () => {
+  const store = newPgDatabase();
+  const nodeCfg = (id) => `${deliveryConfig({ extra: 'disable_after = { exhausted = 2, failing_for = 0 }' })}
+cluster = { node_id = "${id}", lease = 6, poll = 0.2 }
+`;
+  const nodes = [];
+  try {
+    // One at a time: the first migrates.
+    for (const id of ['h1', 'h2']) nodes.push(await startGateway({ dir: tempDir(), config: nodeCfg(id), env: { HOOKGATE_STORE: store } }));
+    const [n1, n2] = nodes;
+    rx.on('/k/fail', status(500));
+    const mk = async (path, events, more) => {
+      const r = await n1.request('POST', '/v1/webhooks', { body: { url: rx.url(path), events, organizationId: 'org-k', ...more } });
+      assert.equal(r.status, 201, r.body);
+      return r.json;
+    };
+    const fail = await mk('/k/fail', ['user.created'], { disableAfter: { exhausted: 1000 } });
+    const ops = await mk('/k/ops', ['webhook.disabled']);
+    await sleep(600 * SLOW); // both nodes' indexes have them (cluster.poll)
+    // 20 deliveries exhausting at once on both nodes: every one counted.
+    const N = 20;
+    await Promise.all(Array.from({ length: N }, (_, i) => (i % 2 ? n1 : n2).request('POST', '/v1/events',
+      { body: { type: 'user.created', organizationId: 'org-k', data: { i } } })));
+    const w = await until(async () => {
+      const r = (await n2.request('GET', `/v1/webhooks/${fail.id}`)).json;
+      return r.exhaustedDeliveries === N ? r : { done: false, ...r };
+    }, { timeout: 20000, what: `${N} exhausted deliveries counted` });
+    assert.equal(w.active, true);
+    // Now past the rule: one node disables it, once, and one event says so.
+    const p = await n2.request('PATCH', `/v1/webhooks/${fail.id}`, { body: { disableAfter: { exhausted: N + 2 } } });
+    assert.equal(p.status, 200, p.body);
+    await sleep(600 * SLOW);
+    await Promise.all(Array.from({ length: 6 }, (_, i) => (i % 2 ? n1 : n2).request('POST', '/v1/events',
+      { body: { type: 'user.created', organizationId: 'org-k', data: { i } } })));
+    const off = await until(async () => {
+      const r = (await n1.request('GET', `/v1/webhooks/${fail.id}`)).json;
+      return r.active ? { done: false, ...r } : r;
+    }, { timeout: 20000, what: 'disabled on the shared store' });
+    assert.equal(off.disabledReason.code, 'consecutive_failures');
+    await until(() => got('/k/ops').length >= 1, { what: 'webhook.disabled at /k/ops' });
+    await sleep(1500 * SLOW);
+    const evs = opsAt('/k/ops', ops.secret);
+    assert.equal(evs.length, 1, JSON.stringify(evs));
+    assert.equal(evs[0].data.webhookId, fail.id);
+    assert.ok(evs[0].data.exhaustedDeliveries >= N + 2);
+  } finally {
+    for (const n of nodes) await stopClean(n);
+  }
 });
