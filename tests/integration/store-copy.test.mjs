@@ -125,6 +125,8 @@ test('store copy: exit 0, a line per table with its count, a verified line; leas
   for (const t of TABLES) assert.match(out, new RegExp(`^${t}: ${n[t]} copied$`, 'm'), out);
   assert.match(out, /^verified: \d+ rows and \d+ payload bytes on both sides; committed to postgresql:/m);
   assert.equal(n.webhooks, 5);
+  assert.equal(n.webhook_health, 1); // /dead's streak: its 2 deliveries exhausted (the others succeeded)
+  assert.equal(src.hooks[src.ids.dead.id].exhaustedDeliveries, 2);
   assert.equal(n.api_keys, 1);
   assert.equal(n.events, 3);
   assert.equal(n.deliveries, 9); // 3 to v1, 2 each to v1a, retry, dead; none to the organization's
