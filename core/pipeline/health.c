@@ -106,9 +106,12 @@ void hg_health_report_cb(const hg_dispatch_health_t *r, void *ud) {
   const hg_health_out_t *o = r->health;
   int64_t now = hg_wall_ms();
   if (o->disabled) {
-    if (strcmp(o->code, HG_DISABLED_GONE) == 0) hg_metrics.webhooks_disabled[HG_METRIC_DISABLED_GONE]++;
-    else if (strcmp(o->code, HG_DISABLED_FAILURES) == 0) hg_metrics.webhooks_disabled[HG_METRIC_DISABLED_FAILURES]++;
-    else hg_metrics.webhooks_disabled[HG_METRIC_DISABLED_RETRY_POLICY]++;
+    if (strcmp(o->code, HG_DISABLED_GONE) == 0)
+      hg_metrics.webhooks_disabled[HG_METRIC_DISABLED_GONE]++;
+    else if (strcmp(o->code, HG_DISABLED_FAILURES) == 0)
+      hg_metrics.webhooks_disabled[HG_METRIC_DISABLED_FAILURES]++;
+    else
+      hg_metrics.webhooks_disabled[HG_METRIC_DISABLED_RETRY_POLICY]++;
     hg_log(HG_LOG_WARN, "webhook disabled", "webhook", r->webhook_id, "reason", o->code, "message", o->message, NULL);
   }
   if (o->recovered) hg_log(HG_LOG_INFO, "webhook recovered", "webhook", r->webhook_id, NULL);
@@ -116,11 +119,10 @@ void hg_health_report_cb(const hg_dispatch_health_t *r, void *ud) {
    * for good publishes none (its webhook's disabling or recovery still
    * does, to the other webhooks). */
   if (r->exhausted && !hg_event_type_operational(r->event_type)) {
-    json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:i,s:o,s:I,s:o}", "webhookId", r->webhook_id, "deliveryId",
-                          r->delivery_id, "eventId", r->event_id, "eventType", r->event_type, "attempts", r->attempts,
-                          "lastStatusCode", r->status_code ? json_integer(r->status_code) : json_null(),
-                          "exhaustedDeliveries", (json_int_t)o->exhausted, "failingSince",
-                          time_or_null(o->failing_since));
+    json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:i,s:o,s:I,s:o}", "webhookId", r->webhook_id, "deliveryId", r->delivery_id,
+                          "eventId", r->event_id, "eventType", r->event_type, "attempts", r->attempts, "lastStatusCode",
+                          r->status_code ? json_integer(r->status_code) : json_null(), "exhaustedDeliveries",
+                          (json_int_t)o->exhausted, "failingSince", time_or_null(o->failing_since));
     publish(h, OP_EXHAUSTED, r, d);
   }
   if (o->disabled) {

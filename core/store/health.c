@@ -89,7 +89,8 @@ static int disable(hg_db_t *db, const char *id, int64_t at, const char *code, co
   hg_db_bind_int64(st, 2, at);
   hg_db_bind_text(st, 3, code, -1);
   hg_db_bind_text(st, 4, message, -1);
-  while ((rc = hg_db_step(st)) == HG_DB_ROW) *done = 1;
+  while ((rc = hg_db_step(st)) == HG_DB_ROW)
+    *done = 1;
   hg_db_release(st);
   return rc < 0 ? hg_db_fail(db, rc, "disable webhook") : 0;
 }

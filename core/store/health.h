@@ -25,10 +25,10 @@ typedef enum {
 } hg_health_kind_t;
 
 /* Disable codes (webhooks.disabled_reason; the API's disabledReason.code). */
-#define HG_DISABLED_GONE "gone"                       /* the receiver answered 410 */
-#define HG_DISABLED_FAILURES "consecutive_failures"   /* the disable rule tripped */
-#define HG_DISABLED_RETRY_POLICY "retry_policy"       /* a retry plugin answered "deactivate" */
-#define HG_DISABLED_MANUAL "manual"                   /* PATCH active=false, or created inactive */
+#define HG_DISABLED_GONE "gone"                     /* the receiver answered 410 */
+#define HG_DISABLED_FAILURES "consecutive_failures" /* the disable rule tripped */
+#define HG_DISABLED_RETRY_POLICY "retry_policy"     /* a retry plugin answered "deactivate" */
+#define HG_DISABLED_MANUAL "manual"                 /* PATCH active=false, or created inactive */
 
 typedef struct hg_health_in {
   const char *webhook_id;
