@@ -240,10 +240,13 @@ test('no loop: a failing subscriber of operational events is disabled, and other
   assert.ok(own.length <= 3 * 4, `${own.length} attempts at /d/ops-fail`);
 });
 
-test('a 410 disables with reason "gone" and tells the subscribers', async () => {
+test('a 410 disables with reason "gone" and tells the subscribers: its organization\'s and the operator\'s', async () => {
   rx.on('/e/gone', gone());
   const g = await createWebhook(gw, rx, '/e/gone', ['user.created'], { organizationId: 'org-e' });
   const ops = await createWebhook(gw, rx, '/e/ops', ['webhook.*'], { organizationId: 'org-e' });
+  const operator = await createWebhook(gw, rx, '/e/operator', ['webhook.disabled']);
+  const waitOps = (path, secret, about) => until(() => opsAt(path, secret).some((e) => e.type === 'webhook.disabled' &&
+    e.data.webhookId === about), { what: `webhook.disabled about ${about} at ${path}` });
   await publishOk(gw, { type: 'user.created', organizationId: 'org-e', data: {} });
   const w = await waitInactive(g.id);
   assert.equal(w.disabledReason.code, 'gone');
@@ -254,6 +257,16 @@ test('a 410 disables with reason "gone" and tells the subscribers', async () => 
   }, { what: 'webhook.disabled for a 410' });
   assert.equal(evs[0].data.disabledReason.code, 'gone');
   assert.equal(evs[0].data.webhookId, g.id);
+  // The operator's webhooks (no organization) hear of every organization's;
+  // an organization never hears of a webhook without one.
+  assert.ok((await waitOps('/e/operator', operator.secret, g.id)));
+  rx.on('/e/gone-operator', gone());
+  const g2 = await createWebhook(gw, rx, '/e/gone-operator', ['session.created']);
+  await publishOk(gw, { type: 'session.created', data: {} });
+  await waitInactive(g2.id);
+  assert.ok(await waitOps('/e/operator', operator.secret, g2.id));
+  await sleep(500 * SLOW);
+  assert.ok(!opsAt('/e/ops', ops.secret).some((e) => e.data.webhookId === g2.id));
   const m = (await gw.request('GET', '/metrics')).body;
   assert.match(m, /^hookgate_webhooks_disabled_total\{reason="gone"\} [1-9]/m);
 });
