@@ -20,6 +20,7 @@
 #include "net/http_client.h"
 #include "base/metrics.h"
 #include "sandbox/pool.h"
+#include "pipeline/health.h"
 #include "pipeline/subs.h"
 
 #include <stdio.h>
@@ -87,7 +88,8 @@ static void metrics(hg_http_req_t *req, void *ud) {
                     "hookgate_deliveries_completed_total{status=\"skipped\"} %llu\n",
                 (unsigned long long)m->deliveries_succeeded, (unsigned long long)m->deliveries_failed,
                 (unsigned long long)m->deliveries_skipped);
-  put_counter(&b, "hookgate_webhooks_deactivated_total", "Webhooks deactivated by a 410 Gone answer.", "",
+  put_counter(&b, "hookgate_webhooks_deactivated_total",
+              "Attempts that asked to deactivate their webhook: a 410 Gone answer or a retry plugin's \"deactivate\".", "",
               m->webhooks_deactivated);
   put_counter(&b, "hookgate_recoveries_started_total", "Bulk recoveries started (POST /v1/webhooks/{id}/recover).",
               "", m->recoveries_started);
@@ -108,6 +110,23 @@ static void metrics(hg_http_req_t *req, void *ud) {
                     "# TYPE hookgate_retention_last_pass_timestamp_seconds gauge\n"
                     "hookgate_retention_last_pass_timestamp_seconds %.3f\n",
                 (double)m->purge_last_pass_ms / 1000.0);
+  hg_buf_printf(&b,
+                "# HELP hookgate_webhooks_disabled_total Webhooks the gateway disabled, by reason.\n"
+                "# TYPE hookgate_webhooks_disabled_total counter\n"
+                "hookgate_webhooks_disabled_total{reason=\"gone\"} %llu\n"
+                "hookgate_webhooks_disabled_total{reason=\"consecutive_failures\"} %llu\n"
+                "hookgate_webhooks_disabled_total{reason=\"retry_policy\"} %llu\n",
+                (unsigned long long)m->webhooks_disabled[HG_METRIC_DISABLED_GONE],
+                (unsigned long long)m->webhooks_disabled[HG_METRIC_DISABLED_FAILURES],
+                (unsigned long long)m->webhooks_disabled[HG_METRIC_DISABLED_RETRY_POLICY]);
+  hg_buf_printf(&b,
+                "# HELP hookgate_operational_events_total Operational events the gateway stored, by type.\n"
+                "# TYPE hookgate_operational_events_total counter\n"
+                "hookgate_operational_events_total{type=\"delivery.exhausted\"} %llu\n"
+                "hookgate_operational_events_total{type=\"webhook.disabled\"} %llu\n"
+                "hookgate_operational_events_total{type=\"webhook.recovered\"} %llu\n",
+                (unsigned long long)m->operational_events[0], (unsigned long long)m->operational_events[1],
+                (unsigned long long)m->operational_events[2]);
   hg_metrics_put_hist(&b, "hookgate_delivery_attempt_seconds", "Duration of one delivery attempt.",
                       &m->attempt_seconds);
   hg_metrics_put_hist(&b, "hookgate_delivery_latency_seconds",
@@ -709,6 +728,10 @@ int hg_app_run(const hg_config_t *cfg) {
     goto out;
   }
   if (hg_recover_new(&app.api.recover, &loop, app.api.store, app.api.dispatcher) != 0) goto out;
+  /* The operational events: published through the ingest, read at each
+   * use (close_ingest clears it). */
+  if ((app.health = hg_health_new(&app.api.ingest, app.api.subs)) == NULL) goto out;
+  hg_dispatcher_on_health(app.api.dispatcher, hg_health_report_cb, app.health);
   /* Before listening: a node refused (its id in use) never answers. */
   if (shared) {
     hg_cluster_opts_t copts = {&loop, app.api.store, app.api.dispatcher, cfg, cluster_changed, &app};
@@ -810,6 +833,7 @@ out:
   app.api.lua = NULL;
   hg_router_free(app.router);
   hg_console_free(app.console);
+  hg_health_free(app.health);
   hg_subs_free(app.api.subs);
   hg_event_types_free(app.api.event_types);
   hg_api_keycache_free(&app.api);

@@ -27,6 +27,8 @@ typedef struct hg_app {
   struct hg_cluster *cluster;
   /* The background purge of old rows (retention.h), or NULL when off. */
   struct hg_retention *retention;
+  /* The operational events' publisher (pipeline/health.h). */
+  struct hg_health *health;
   /* The console's files (console.h), or NULL when it is off. */
   struct hg_console *console;
   /* The key Lua's management calls use (random per process, never shown;

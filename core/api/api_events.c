@@ -218,6 +218,9 @@ static void check_view(hg_api_t *api, const hg_principal_t *who, const event_vie
   if (v->type.kind == V_ABSENT) hg_api_detail(details, field_name(field, prefix, "type"), "is required");
   else if (v->type.str == NULL || !hg_event_types_known(api->event_types, v->type.str))
     hg_api_detail(details, field_name(field, prefix, "type"), "must be a known event type (see GET /v1/event-types)");
+  else if (hg_event_type_operational(v->type.str))
+    hg_api_detail(details, field_name(field, prefix, "type"),
+                  "\"%s\" is an operational event: only the gateway publishes it", v->type.str);
   else hg_copy(ev->type, sizeof(ev->type), v->type.str);
 
   if (v->data.kind == V_ABSENT) hg_api_detail(details, field_name(field, prefix, "data"), "is required");
@@ -506,8 +509,9 @@ typedef struct phase_call {
 /* Builds the receiver's body again from a plugin's version of the event. */
 static int rebuild_payload(hg_api_t *api, hg_event_in_t *ev, json_t *e, char *why, size_t cap) {
   json_t *type = json_object_get(e, "type"), *data = json_object_get(e, "data"), *org = json_object_get(e, "organizationId");
-  if (!json_is_string(type) || !hg_event_types_known(api->event_types, json_string_value(type))) {
-    snprintf(why, cap, "ingest: event.type must stay a known event type");
+  if (!json_is_string(type) || !hg_event_types_known(api->event_types, json_string_value(type)) ||
+      hg_event_type_operational(json_string_value(type))) {
+    snprintf(why, cap, "ingest: event.type must stay a known event type, not an operational one");
     return -1;
   }
   if (!json_is_object(data)) {

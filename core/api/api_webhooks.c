@@ -14,6 +14,7 @@
 #include "net/router.h"
 #include "base/sign.h"
 #include "pipeline/subs.h"
+#include "store/health.h"
 #include "store/webhooks.h"
 
 #include <stdlib.h>
@@ -34,7 +35,7 @@ typedef struct job {
   char id[HG_ID_MAX];
   char secret[HG_SECRET_MAX];
   /* PATCH: which fields change. */
-  int set_url, set_events, set_active, set_metadata;
+  int set_url, set_events, set_active, set_metadata, set_disable_after;
   json_t *set_plugins;   /* PATCH: new plugins (array), or NULL: unchanged */
   json_t *set_transform; /* PATCH: new transform (string or null), or NULL: unchanged */
   /* list */
@@ -112,7 +113,87 @@ static json_t *webhook_json(hg_api_t *api, const hg_webhook_t *w) {
   json_object_set_new(out, "signatureScheme", json_string(w->scheme[0] ? w->scheme : "v1"));
   json_object_set_new(out, "publicKey", w->n_public_keys > 0 ? json_string(w->public_keys[0]) : json_null());
   json_object_set_new(out, "publicKeys", keys);
+  /* Endpoint health (docs/api.md): why it is inactive, its own rule, and
+   * its failing streak. */
+  json_object_set_new(out, "disabledAt", w->active || !w->disabled_at ? json_null() : hg_api_time(w->disabled_at));
+  json_object_set_new(out, "disabledReason",
+                      w->active || !w->disabled_reason
+                          ? json_null()
+                          : json_pack("{s:s,s:s}", "code", w->disabled_reason, "message",
+                                      w->disabled_message ? w->disabled_message : ""));
+  json_t *rule = json_null();
+  if (w->disable_after_exhausted >= 0 || w->disable_after_failing_ms >= 0) {
+    rule = json_object();
+    if (w->disable_after_exhausted >= 0)
+      json_object_set_new(rule, "exhausted", json_integer((json_int_t)w->disable_after_exhausted));
+    if (w->disable_after_failing_ms >= 0) {
+      char d[24];
+      hg_format_duration(w->disable_after_failing_ms, d);
+      json_object_set_new(rule, "failingFor", json_string(d));
+    }
+  }
+  json_object_set_new(out, "disableAfter", rule);
+  json_object_set_new(out, "failingSince", w->failing_since ? hg_api_time(w->failing_since) : json_null());
+  json_object_set_new(out, "exhaustedDeliveries", json_integer((json_int_t)w->exhausted));
   return out;
+}
+
+/* Checks `disableAfter`: null (the gateway's rule) or {exhausted?,
+ * failingFor?}; a key left out takes the gateway's value. Sets the two
+ * (-1: the gateway's). Returns 1 when valid. */
+static int check_disable_after(json_t *v, json_t *details, int64_t *exhausted, int64_t *failing_ms) {
+  *exhausted = *failing_ms = -1;
+  if (json_is_null(v)) return 1;
+  if (!json_is_object(v)) {
+    hg_api_detail(details, "disableAfter", "must be null or an object {\"exhausted\": n, \"failingFor\": \"5d\"}");
+    return 0;
+  }
+  int ok = 1;
+  const char *key;
+  json_t *val;
+  json_object_foreach(v, key, val) {
+    if (strcmp(key, "exhausted") == 0) {
+      if (!json_is_integer(val) || json_integer_value(val) < 0 || json_integer_value(val) > 1000000) {
+        hg_api_detail(details, "disableAfter.exhausted", "must be a whole number from 0 to 1000000");
+        ok = 0;
+      } else {
+        *exhausted = json_integer_value(val);
+      }
+    } else if (strcmp(key, "failingFor") == 0) {
+      int64_t ms = -1;
+      if (json_is_integer(val) && json_integer_value(val) >= 0 && json_integer_value(val) <= 365 * 86400)
+        ms = json_integer_value(val) * 1000;
+      else if (json_is_string(val) && (hg_parse_duration(json_string_value(val), &ms) != 0 || ms > 365LL * 86400000))
+        ms = -1;
+      if (ms < 0) {
+        hg_api_detail(details, "disableAfter.failingFor",
+                      "must be a duration such as \"5d\", \"12h\", \"30m\" or \"90s\" (or a number of seconds), "
+                      "at most 365 days");
+        ok = 0;
+      } else {
+        *failing_ms = ms;
+      }
+    } else {
+      char field[96];
+      snprintf(field, sizeof(field), "disableAfter.%.70s", key);
+      hg_api_detail(details, field, "unknown field");
+      ok = 0;
+    }
+  }
+  return ok;
+}
+
+/* Sets w's disabled_* fields for a change of active made through the API:
+ * disabled by hand (reason "manual"), or enabled (cleared). */
+static void set_disabled(hg_webhook_t *w, int active, int64_t now) {
+  free(w->disabled_reason);
+  free(w->disabled_message);
+  w->disabled_reason = w->disabled_message = NULL;
+  w->disabled_at = 0;
+  if (active) return;
+  w->disabled_at = now;
+  w->disabled_reason = strdup(HG_DISABLED_MANUAL);
+  w->disabled_message = strdup("disabled through the API");
 }
 
 /* The signature schemes a webhook may sign with. */
@@ -269,8 +350,8 @@ static void create_done(int status, void *ud) {
 static void create_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principal_t *who) {
   json_t *body = hg_api_parse_body(req, 0);
   if (body == NULL) return;
-  static const char *const allowed[] = {"url",      "events",  "organizationId", "secret",          "active",
-                                        "metadata", "plugins", "transform",      "signatureScheme", NULL};
+  static const char *const allowed[] = {"url",     "events",    "organizationId",  "secret",       "active", "metadata",
+                                        "plugins", "transform", "signatureScheme", "disableAfter", NULL};
   json_t *details = json_array();
   job_t *j = job_new(api, req, who);
   if (j == NULL) goto out;
@@ -284,6 +365,9 @@ static void create_authorized(hg_api_t *api, hg_http_req_t *req, const hg_princi
   if ((v = json_object_get(body, "active")) != NULL) check_active(v, details, &j->w.active);
   if ((v = json_object_get(body, "metadata")) != NULL) j->w.metadata = check_metadata(v, details);
   else j->w.metadata = strdup("{}");
+  j->w.disable_after_exhausted = j->w.disable_after_failing_ms = -1;
+  if ((v = json_object_get(body, "disableAfter")) != NULL)
+    check_disable_after(v, details, &j->w.disable_after_exhausted, &j->w.disable_after_failing_ms);
   int forbidden_org = 0;
   if ((v = json_object_get(body, "organizationId")) != NULL && !json_is_null(v)) {
     if (!json_is_string(v) || !hg_org_id_valid(json_string_value(v)))
@@ -322,6 +406,7 @@ static void create_authorized(hg_api_t *api, hg_http_req_t *req, const hg_princi
   }
   hg_id_new("wh_", j->w.id);
   j->w.created_at = j->w.updated_at = hg_wall_ms();
+  if (!j->w.active) set_disabled(&j->w, 0, j->w.created_at);
   submit(j, create_work, create_done);
   j = NULL;
 out:
@@ -369,6 +454,8 @@ static int list_row(const hg_webhook_t *w, void *ud) {
   row->metadata = strdup(w->metadata);
   row->org = w->org ? strdup(w->org) : NULL;
   row->lua = w->lua ? strdup(w->lua) : NULL;
+  row->disabled_reason = w->disabled_reason ? strdup(w->disabled_reason) : NULL;
+  row->disabled_message = w->disabled_message ? strdup(w->disabled_message) : NULL;
   snprintf(j->last, sizeof(j->last), "%s", w->id);
   j->count++;
   /* A failure here leaves the row without its keys: answer an error. */
@@ -474,7 +561,23 @@ static int patch_work(hg_db_t *db, void *ud) {
     cur.metadata = j->w.metadata;
     j->w.metadata = NULL;
   }
-  if (j->set_active) cur.active = j->w.active;
+  if (j->set_disable_after) {
+    cur.disable_after_exhausted = j->w.disable_after_exhausted;
+    cur.disable_after_failing_ms = j->w.disable_after_failing_ms;
+  }
+  if (j->set_active && cur.active != j->w.active) {
+    /* Re-enabled: the reason and the failing streak go; the rule counts
+     * afresh. Disabled by hand: the reason says so. */
+    cur.active = j->w.active;
+    set_disabled(&cur, cur.active, j->now);
+    if (cur.active) {
+      cur.exhausted = cur.failing_since = 0;
+      if ((r = hg_health_reset(db, cur.id)) != 0) {
+        hg_webhook_close(&cur);
+        return r;
+      }
+    }
+  }
   if (j->set_plugins || j->set_transform) {
     /* One column holds both: keep the half this PATCH does not name. */
     json_t *old = cur.lua ? json_loads(cur.lua, 0, NULL) : NULL;
@@ -507,8 +610,8 @@ static void patch_authorized(hg_api_t *api, hg_http_req_t *req, const hg_princip
   if (!check_id(req, hg_http_req_param(req, "id"))) return;
   json_t *body = hg_api_parse_body(req, 0);
   if (body == NULL) return;
-  static const char *const allowed[] = {"url",     "events",    "active",          "metadata",
-                                        "plugins", "transform", "signatureScheme", NULL};
+  static const char *const allowed[] = {"url",       "events",          "active",       "metadata", "plugins",
+                                        "transform", "signatureScheme", "disableAfter", NULL};
   json_t *details = json_array();
   job_t *j = job_new(api, req, who);
   if (j == NULL) goto out;
@@ -524,6 +627,9 @@ static void patch_authorized(hg_api_t *api, hg_http_req_t *req, const hg_princip
   if ((v = json_object_get(body, "metadata")) != NULL)
     j->set_metadata = (j->w.metadata = check_metadata(v, details)) != NULL;
   if ((v = json_object_get(body, "active")) != NULL) j->set_active = check_active(v, details, &j->w.active);
+  if ((v = json_object_get(body, "disableAfter")) != NULL)
+    j->set_disable_after =
+        check_disable_after(v, details, &j->w.disable_after_exhausted, &j->w.disable_after_failing_ms);
   json_t *plugins = json_object_get(body, "plugins"), *transform = json_object_get(body, "transform");
   if (plugins || transform) {
     check_lua(api, plugins, transform, details);

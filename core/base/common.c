@@ -148,6 +148,44 @@ size_t hg_fmt_i64(char *out, int64_t v) {
   return 1 + hg_fmt_u64(out + 1, (uint64_t)0 - (uint64_t)v);
 }
 
+int hg_parse_duration(const char *s, int64_t *ms) {
+  if (s == NULL || *s < '0' || *s > '9') return HG_EINVAL;
+  int64_t v = 0;
+  const char *p = s;
+  for (; *p >= '0' && *p <= '9'; p++) {
+    v = v * 10 + (*p - '0');
+    if (v > 100LL * 365 * 86400) return HG_EINVAL;
+  }
+  int64_t unit;
+  switch (*p) {
+  case '\0': unit = 1; p--; break; /* plain seconds: nothing to skip */
+  case 's': unit = 1; break;
+  case 'm': unit = 60; break;
+  case 'h': unit = 3600; break;
+  case 'd': unit = 86400; break;
+  default: return HG_EINVAL;
+  }
+  if (p[1] != '\0' || v * unit > 100LL * 365 * 86400) return HG_EINVAL;
+  *ms = v * unit * 1000;
+  return 0;
+}
+
+void hg_format_duration(int64_t ms, char out[24]) {
+  int64_t s = ms > 0 ? ms / 1000 : 0;
+  static const struct { int64_t n; char c; } units[] = {{86400, 'd'}, {3600, 'h'}, {60, 'm'}};
+  char unit = 's';
+  for (size_t i = 0; s > 0 && i < HG_ARRAY_LEN(units); i++) {
+    if (s % units[i].n == 0) {
+      s /= units[i].n;
+      unit = units[i].c;
+      break;
+    }
+  }
+  size_t n = hg_fmt_i64(out, s);
+  out[n++] = unit;
+  out[n] = '\0';
+}
+
 void hg_set_err(char *err, size_t errlen, const char *fmt, ...) {
   if (err == NULL || errlen == 0) return;
   va_list ap;

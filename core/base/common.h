@@ -73,6 +73,16 @@ size_t hg_fmt_u64(char *out, uint64_t v);
  * must hold 20 bytes. */
 size_t hg_fmt_i64(char *out, int64_t v);
 
+/* Parses a duration: digits with a unit, "90s", "15m", "12h", "5d", or
+ * plain digits (seconds); "0" is zero. Sets *ms. Returns 0, or HG_EINVAL
+ * for anything else (a sign, a fraction, no digits, an unknown unit, or
+ * more than 100 years). */
+int hg_parse_duration(const char *s, int64_t *ms);
+/* Formats ms the way hg_parse_duration reads it, in the largest unit that
+ * divides it ("5d", "36h", "90s"; "0s" for zero, and whole seconds,
+ * rounded down, for a value that is not). out must hold 24 bytes. */
+void hg_format_duration(int64_t ms, char out[24]);
+
 #define HG_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 #endif

@@ -24,6 +24,8 @@ typedef struct hg_hist {
 
 void hg_hist_observe(hg_hist_t *h, double v);
 
+enum { HG_METRIC_DISABLED_GONE, HG_METRIC_DISABLED_FAILURES, HG_METRIC_DISABLED_RETRY_POLICY };
+
 typedef struct hg_metrics {
   uint64_t events_ingested;
   uint64_t events_replayed;   /* answered from an idempotency key or id */
@@ -36,6 +38,11 @@ typedef struct hg_metrics {
    * time (Unix ms) its last pass ended, 0 before the first. */
   uint64_t purged_events, purged_deliveries, purged_attempts;
   int64_t purge_last_pass_ms;
+  /* Webhooks the gateway disabled, by reason (HG_METRIC_DISABLED_*), and
+   * operational events stored, by type (delivery.exhausted,
+   * webhook.disabled, webhook.recovered: pipeline/health.h). */
+  uint64_t webhooks_disabled[3];
+  uint64_t operational_events[3];
   hg_hist_t attempt_seconds;  /* one attempt: connect to response */
   hg_hist_t delivery_latency_seconds; /* event accepted to receiver's 2xx */
 } hg_metrics_t;

@@ -67,6 +67,17 @@ static const field_t webhook_fields[] = {
     {NULL, 0, 0, NULL, 0, 0, NULL},
 };
 
+/* When a webhook whose deliveries keep failing is disabled (docs/api.md,
+ * "Endpoint health"): both must hold; 0 leaves a condition out, both 0
+ * turn it off. */
+static const field_t disable_after_fields[] = {
+    {"exhausted", K_UINT, OFF(disable_after_exhausted), NULL, 0, 1000000,
+     "deliveries in a row that failed every attempt (0: not a condition)"},
+    {"failing_for", K_DURATION, OFF(disable_after_failing_ms), NULL, 0, 365 * 86400,
+     "a duration (\"5d\", \"12h\", \"30m\", \"90s\") or a number of seconds"},
+    {NULL, 0, 0, NULL, 0, 0, NULL},
+};
+
 static const field_t delivery_fields[] = {
     {"paused", K_BOOL, OFF(delivery_paused), NULL, 0, 0, "store but do not send"},
     {"schedule", K_SCHEDULE, 0, NULL, 0, 30 * 86400, "list of delays in seconds, one per attempt"},
@@ -80,6 +91,7 @@ static const field_t delivery_fields[] = {
     {"max_event_data", K_UINT, OFF(max_event_data), NULL, 2, 64 << 20, "bytes"},
     {"allow_cidrs", K_STRLIST, OFF(allow_cidrs), NULL, 0, 0, "CIDR blocks receivers may resolve to"},
     {"ca_file", K_STR, OFF(ca_file), NULL, 0, 0, "PEM CA bundle for HTTPS receivers"},
+    {"disable_after", K_SECTION, 0, disable_after_fields, 0, 0, NULL},
     {NULL, 0, 0, NULL, 0, 0, NULL},
 };
 
@@ -456,8 +468,8 @@ static int set_field(loader_t *ld, const field_t *f, const char *key) {
                   f->min == 0 ? ", or 0 to keep forever" : "", t == LUA_TSTRING ? "\"" : "",
                   t == LUA_TSTRING ? lua_tostring(L, -1) : lua_typename(L, t), t == LUA_TSTRING ? "\"" : "");
     if (!(ms >= f->min * 1e3 && ms <= f->max * 1e3) || (ms > 0 && ms < 1000))
-      return fail(ld, key, "must be %sbetween 1 second and %g days (got %g s)", f->min == 0 ? "0 or " : "",
-                  f->max / 86400, ms / 1e3);
+      return fail(ld, key, "must be %sbetween 1 second and %g days (got %g s), at most %gd", f->min == 0 ? "0 or " : "",
+                  f->max / 86400, ms / 1e3, f->max / 86400);
     *(uint64_t *)(base + f->off) = (uint64_t)llround(ms);
     return 0;
   }
@@ -748,6 +760,8 @@ int hg_config_load(hg_config_t *cfg, const char *path, char *err, size_t errlen)
   cfg->jitter = 0.2;
   cfg->retry_after_max = 86400;
   cfg->max_in_flight = 1024;
+  cfg->disable_after_exhausted = 5;
+  cfg->disable_after_failing_ms = (uint64_t)5 * 86400 * 1000;
   cfg->max_per_origin = HG_CLIENT_MAX_PER_ORIGIN;
   cfg->connect_timeout_ms = 5000;
   cfg->request_timeout_ms = 15000;

@@ -66,6 +66,11 @@ typedef struct hg_config {
   size_t max_event_data;          /* bytes of an event's data */
   hg_strlist_t allow_cidrs;       /* SSRF allow-list, e.g. "127.0.0.0/8" */
   char *ca_file;                  /* NULL: the system CA bundle */
+  /* A webhook is disabled once both hold (0 leaves one out; both 0: never
+   * automatically): this many deliveries in a row exhausted every attempt,
+   * and none has succeeded for this long. A webhook may set its own. */
+  size_t disable_after_exhausted;   /* default 5 */
+  uint64_t disable_after_failing_ms; /* default 5 days */
 
   /* Lua. */
   char *lua_lib_path;             /* folder holding the hookgate Lua library */

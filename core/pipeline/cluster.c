@@ -142,6 +142,10 @@ static char *shared_settings(const hg_config_t *cfg) {
   json_object_set_new(o, "lease_ms", json_integer((json_int_t)cfg->lease_ms));
   json_object_set_new(o, "allow_http", json_boolean(cfg->allow_http_urls));
   json_object_set_new(o, "max_event_data", json_integer((json_int_t)cfg->max_event_data));
+  /* Which attempt disables a failing webhook must not depend on the node
+   * that records it. */
+  json_object_set_new(o, "disable_after", json_pack("{s:I,s:I}", "exhausted", (json_int_t)cfg->disable_after_exhausted,
+                                                    "failing_for_ms", (json_int_t)cfg->disable_after_failing_ms));
   char *s = json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT);
   json_decref(o);
   return s;

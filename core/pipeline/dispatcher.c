@@ -483,6 +483,11 @@ int hg_dispatcher_send_now(hg_dispatcher_t *d, int64_t seq, hg_dispatch_cb cb, v
 
 const hg_sandbox_t *hg_dispatcher_sandbox(const hg_dispatcher_t *d) { return d->sandbox; }
 
+void hg_dispatcher_on_health(hg_dispatcher_t *d, hg_dispatch_health_cb cb, void *ud) {
+  d->health_cb = cb;
+  d->health_ud = ud;
+}
+
 void hg_dispatcher_pause(hg_dispatcher_t *d) {
   d->paused = 1;
   /* Not started yet, the timer reads the pending deliveries again (see

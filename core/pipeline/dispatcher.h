@@ -15,6 +15,7 @@
 #define HG_DISPATCHER_H
 
 #include "config/config.h"
+#include "store/health.h"
 #include "store/store.h"
 
 #include <stddef.h>
@@ -34,6 +35,23 @@ typedef struct hg_dispatch_result {
 } hg_dispatch_result_t;
 
 typedef void (*hg_dispatch_cb)(const hg_dispatch_result_t *res, void *ud);
+
+/* What a recorded attempt did to its webhook's health (store/health.h),
+ * for the operational events (pipeline/health.h). Every pointer is valid
+ * during the callback only. */
+typedef struct hg_dispatch_health {
+  const char *webhook_id, *org; /* org: "" for none */
+  const char *delivery_id, *event_id, *event_type;
+  int attempts;                 /* made, this one included */
+  int status_code;              /* this attempt's; 0: no response */
+  const char *error;            /* this attempt's, or NULL */
+  int exhausted;                /* the delivery failed for good */
+  const hg_health_out_t *health;
+} hg_dispatch_health_t;
+
+/* Runs on the loop thread after the record's store job committed, never
+ * inside a dispatcher call made by the caller. */
+typedef void (*hg_dispatch_health_cb)(const hg_dispatch_health_t *h, void *ud);
 
 struct hg_lua;
 struct hg_subs;
@@ -77,6 +95,11 @@ int hg_dispatcher_busy(const hg_dispatcher_t *d, int64_t seq);
  * the schedule only while the schedule has attempts left.
  * Returns HG_EBUSY when it is in flight, HG_ESTATE when stopping. */
 int hg_dispatcher_send_now(hg_dispatcher_t *d, int64_t seq, hg_dispatch_cb cb, void *ud);
+
+/* From now on cb(h, ud) runs once per recorded attempt that exhausted its
+ * delivery, disabled its webhook or ended its failing streak (test sends
+ * and skipped deliveries never do). cb NULL: none. */
+void hg_dispatcher_on_health(hg_dispatcher_t *d, hg_dispatch_health_cb cb, void *ud);
 
 /* Pausing keeps accepting and storing; nothing is sent until resumed. */
 void hg_dispatcher_pause(hg_dispatcher_t *d);

@@ -73,6 +73,11 @@ struct item {
   int has_sig_digest;
   item_t *rec_next; /* in the batch of records waiting to be written */
   int rec_status;
+  /* The webhook's health, recorded with the attempt (has_health: there is
+   * something to record). */
+  int has_health;
+  hg_health_in_t hin;
+  hg_health_out_t hout;
 };
 
 typedef struct code_cache {
@@ -110,6 +115,8 @@ struct hg_dispatcher {
   void (*stop_cb)(void *);
   void *stop_ud;
   hg_dispatcher_stats_t stats;
+  hg_dispatch_health_cb health_cb; /* hg_dispatcher_on_health */
+  void *health_ud;
 };
 
 /* ---- dispatcher.c ---- */

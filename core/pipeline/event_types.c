@@ -16,6 +16,16 @@ static const char *const builtin[] = {
     "mfa.removed",           "sso.connection.created", "directory.sync.completed",
 };
 
+/* The gateway's own operational events (pipeline/health.h): known and
+ * subscribable like the rest, published only by the gateway. */
+static const char *const operational[] = {"webhook.disabled", "webhook.recovered", "delivery.exhausted"};
+
+int hg_event_type_operational(const char *type) {
+  for (size_t i = 0; i < HG_ARRAY_LEN(operational); i++)
+    if (strcmp(type, operational[i]) == 0) return 1;
+  return 0;
+}
+
 struct hg_event_types {
   char **names;
   size_t n;
@@ -55,6 +65,8 @@ int hg_event_types_new(hg_event_types_t **out, const hg_strlist_t *extra, char *
   if (t == NULL) goto fail;
   for (size_t i = 0; i < HG_ARRAY_LEN(builtin); i++)
     if ((r = add(t, builtin[i])) != 0) goto fail;
+  for (size_t i = 0; i < HG_ARRAY_LEN(operational); i++)
+    if ((r = add(t, operational[i])) != 0) goto fail;
   for (size_t i = 0; extra && i < extra->n; i++) {
     if (!hg_event_type_name_valid(extra->items[i])) {
       snprintf(err, errlen,
@@ -93,7 +105,7 @@ const char *hg_event_types_at(const hg_event_types_t *t, size_t i) { return i < 
 
 int hg_event_pattern_match(const char *pattern, const char *type) {
   size_t plen = strlen(pattern);
-  if (plen == 1 && pattern[0] == '*') return 1;
+  if (plen == 1 && pattern[0] == '*') return !hg_event_type_operational(type);
   if (plen >= 2 && pattern[plen - 1] == '*' && pattern[plen - 2] == '.')
     return strncmp(pattern, type, plen - 1) == 0;
   return strcmp(pattern, type) == 0;

@@ -1,7 +1,8 @@
 /* event_types.h: the event types webhooks subscribe to, and patterns.
  *
- * Known types are the 15 built in (user.created, ...) plus those named in
- * the config. A subscription is an exact known type, "*" (everything), or a
+ * Known types are the 15 built in (user.created, ...), the gateway's 3
+ * operational ones (webhook.disabled, webhook.recovered,
+ * delivery.exhausted), plus those named in the config. A subscription is an exact known type, "*" (everything), or a
  * prefix pattern "user.*" that matches every type starting with "user.". */
 #ifndef HG_EVENT_TYPES_H
 #define HG_EVENT_TYPES_H
@@ -27,6 +28,11 @@ const char *hg_event_types_at(const hg_event_types_t *t, size_t i);
 /* Checks a subscription pattern. Returns 0, or HG_EINVAL with a reason in
  * why ("unknown event type \"user.craeted\""). */
 int hg_event_pattern_check(const hg_event_types_t *t, const char *pattern, char *why, size_t cap);
+
+/* 1 if type is one of the gateway's operational event types: only the
+ * gateway publishes them, and "*" does not match them (a subscriber names
+ * them, or "webhook.*" / "delivery.*"). */
+int hg_event_type_operational(const char *type);
 
 /* 1 if pattern ("*", "user.*" or an exact type) matches type. */
 int hg_event_pattern_match(const char *pattern, const char *type);

@@ -33,6 +33,14 @@ static int record_work(hg_db_t *db, void *ud) {
      * written before this one included: the job fails, so that record_done
      * treats every record of the batch as not written. */
     if (it->rec_status == HG_EUNAVAIL) return HG_EUNAVAIL;
+    if (it->rec_status == 0 && it->has_health) {
+      /* In the record's transaction. A failure here leaves the attempt
+       * recorded (it must not be sent again) without its health: logged
+       * by the store, and nothing reported. */
+      int r = hg_health_record(db, &it->hin, &it->hout);
+      if (r == HG_EUNAVAIL) return HG_EUNAVAIL;
+      if (r != 0) it->has_health = 0;
+    }
   }
   return 0;
 }
@@ -77,6 +85,22 @@ static void log_attempt(const item_t *it) {
          opt[3], NULL);
 }
 
+/* After the record committed: the index learns of a disabled webhook at
+ * once, and the health callback (the operational events) of what
+ * happened, if anything did. */
+static void report_health(item_t *it) {
+  hg_dispatcher_t *d = it->d;
+  const hg_health_out_t *h = &it->hout;
+  int exhausted = it->hin.kind == HG_HEALTH_EXHAUSTED;
+  if (h->disabled && d->subs) hg_subs_set_active(d->subs, it->send.webhook_id, 0);
+  if (!exhausted && !h->disabled && !h->recovered) return;
+  if (d->health_cb == NULL) return;
+  hg_dispatch_health_t rep = {it->send.webhook_id, it->send.org, it->send.id, it->send.event_id,
+                              it->send.event_type, it->rec.attempt, it->rec.status_code, it->rec.error,
+                              exhausted, h};
+  d->health_cb(&rep, d->health_ud);
+}
+
 static void record_one(item_t *it, int status) {
   hg_dispatcher_t *d = it->d;
   log_attempt(it);
@@ -92,7 +116,7 @@ static void record_one(item_t *it, int status) {
       hg_dispatch__heap_push(d, hg_wall_ms() + 1000, it->seq);
   }
   if (it->rec.new_status == HG_DEL_PENDING && !d->stopping) hg_dispatch__heap_push(d, it->rec.next_attempt_at, it->seq);
-  if (status == 0 && it->rec.deactivate_webhook && d->subs) hg_subs_set_active(d->subs, it->rec.deactivate_webhook, 0);
+  if (status == 0 && it->has_health) report_health(it);
   hg_lua_t *lua = *d->lua;
   if (status == 0 && it->rec.new_status != HG_DEL_PENDING && lua && hg_lua_has(lua, HG_PHASE_AFTER, it->send.lua)) {
     json_t *arg = json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:i,s:s?}", "deliveryId", it->send.id, "webhookId",
@@ -189,6 +213,37 @@ static double jittered(const hg_config_t *cfg, double seconds) {
   if (hg_random(&r, sizeof(r)) != 0) return seconds;
   double u = (double)r / 4294967295.0 * 2.0 - 1.0; /* [-1, 1] */
   return seconds * (1.0 + cfg->jitter * u);
+}
+
+/* What the attempt does to its webhook's health (store/health.h): not for
+ * test sends (they never count) nor skipped deliveries (nothing was
+ * sent). */
+static void health_in(item_t *it, int ok) {
+  const hg_config_t *cfg = it->d->cfg;
+  const hg_attempt_rec_t *rec = &it->rec;
+  hg_health_in_t *in = &it->hin;
+  if (it->test_cb != NULL) return;
+  memset(in, 0, sizeof(*in));
+  in->webhook_id = it->send.webhook_id;
+  in->at = rec->started_at;
+  in->loaded_exhausted = it->send.health_exhausted;
+  in->rule_exhausted =
+      it->send.disable_after_exhausted >= 0 ? it->send.disable_after_exhausted : (int64_t)cfg->disable_after_exhausted;
+  in->rule_failing_ms = it->send.disable_after_failing_ms >= 0 ? it->send.disable_after_failing_ms
+                                                               : (int64_t)cfg->disable_after_failing_ms;
+  if (ok) {
+    in->kind = HG_HEALTH_SUCCESS;
+  } else if (rec->new_status == HG_DEL_PENDING) {
+    in->kind = HG_HEALTH_RETRYING;
+  } else {
+    in->kind = HG_HEALTH_EXHAUSTED;
+    if (rec->deactivate_webhook) {
+      int gone = rec->status_code == 410;
+      in->disable_code = gone ? HG_DISABLED_GONE : HG_DISABLED_RETRY_POLICY;
+      in->disable_message = gone ? "the receiver answered 410 Gone" : "a retry plugin answered \"deactivate\"";
+    }
+  }
+  it->has_health = 1;
 }
 
 /* Decides what follows an attempt and queues its record. */
@@ -298,6 +353,7 @@ void hg_dispatch__finish(item_t *it, int status_code, const hg_client_response_t
       hg_metrics.deliveries_failed++;
     }
   }
+  health_in(it, ok);
 record:
   queue_record(it);
 }

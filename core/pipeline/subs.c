@@ -3,6 +3,7 @@
 
 #include "base/common.h"
 #include "base/log.h"
+#include "pipeline/event_types.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,7 +186,9 @@ static json_t *match(hg_subs_t *s, const char *type, const char *org) {
     patterns[n][i] = '*';
     patterns[n++][i + 1] = '\0';
   }
-  memcpy(patterns[n++], "*", 2);
+  /* "*" is every event the publishers send, not the gateway's own: an
+   * operational event goes to webhooks that asked for it by name. */
+  if (!hg_event_type_operational(type)) memcpy(patterns[n++], "*", 2);
   json_t *ids = json_array(), *seen = NULL;
   for (size_t i = 0; i < n; i++) {
     const char *id;

@@ -41,13 +41,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* Rows per INSERT: 32 rows of the widest table are 320 parameters, far
+/* Rows per INSERT: 32 rows of the widest table are 480 parameters, far
  * below PostgreSQL's 65,535, and a batch of large payloads still fits a
  * statement's deadline (db_pg.c). */
 #define COPY_BATCH 32
 #define COPY_BATCH_BYTES ((size_t)4 << 20)
 #define COPY_PROGRESS_EVERY 100000
-#define COPY_MAX_COLS 10
+#define COPY_MAX_COLS 15
 
 /* A table as copied: types has one letter a column, in the order of the
  * column list: 'i' integer, 't' text, 'b' blob. sum_col: the column whose
@@ -82,8 +82,10 @@ typedef struct table {
  * copied (SQLite has no leases) and stay NULL: no node holds them. */
 static const table_t tables[HG_COPY_TABLES] = {
     TABLE("webhooks",
-          "id, url, events, organization_id, active, metadata, created_at, updated_at, lua, signature_scheme",
-          "(?,?,?,?,?,?,?,?,?,?)", "ttttitiitt", "id", -1),
+          "id, url, events, organization_id, active, metadata, created_at, updated_at, lua, signature_scheme, "
+          "disabled_at, disabled_reason, disabled_message, disable_after_exhausted, disable_after_failing_ms",
+          "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", "ttttitiittittii", "id", -1),
+    TABLE("webhook_health", "webhook_id, consecutive_exhausted, failing_since", "(?,?,?)", "tii", "webhook_id", -1),
     TABLE("webhook_secrets", "webhook_id, secret, created_at, expires_at, public_key", "(?,?,?,?,?)", "ttiit",
           "webhook_id, secret", -1),
     TABLE("webhook_events", "pattern, webhook_id", "(?,?)", "tt", "pattern, webhook_id", -1),
@@ -101,8 +103,8 @@ static const table_t tables[HG_COPY_TABLES] = {
 
 /* Every table at once, so that the emptiness check and the copy see the
  * same (empty) tables. */
-static const char lock_sql[] = "LOCK TABLE webhooks, webhook_secrets, webhook_events, api_keys, events, deliveries, "
-                               "attempts IN EXCLUSIVE MODE";
+static const char lock_sql[] = "LOCK TABLE webhooks, webhook_health, webhook_secrets, webhook_events, api_keys, events, "
+                               "deliveries, attempts IN EXCLUSIVE MODE";
 
 /* ---- A batch of rows ---- */
 

@@ -54,8 +54,10 @@ static int run(hg_db_t *db, hg_stmt_t *st, const char *op) {
 /* The columns both loads read, from column off on. */
 #define LOAD_COLUMNS                                                                                                \
   "d.id, d.webhook_id, e.id, d.status, d.attempts, d.next_attempt_at, w.active, w.url, e.payload, d.created_at, " \
-  "e.type, w.lua, w.organization_id "
-#define LOAD_JOINS "JOIN events e ON e.seq = d.event_seq JOIN webhooks w ON w.id = d.webhook_id "
+  "e.type, w.lua, w.organization_id, w.disable_after_exhausted, w.disable_after_failing_ms, " \
+  "h.consecutive_exhausted "
+#define LOAD_JOINS "JOIN events e ON e.seq = d.event_seq JOIN webhooks w ON w.id = d.webhook_id " \
+                   "LEFT JOIN webhook_health h ON h.webhook_id = d.webhook_id "
 /* PostgreSQL's rows also carry their lease (nodes.h). */
 #define LOAD_LEASE ", d.lease_owner, d.lease_until "
 
@@ -65,9 +67,10 @@ int hg_send_leased(const hg_send_t *s, const char *node_id, int64_t until) {
 
 static int fill_send(hg_stmt_t *st, int off, int64_t seq, hg_send_t *out, int lease) {
   out->seq = seq;
-  if (lease) {
-    if (!hg_db_column_is_null(st, off + 13)) hg_copy(out->lease_owner, sizeof(out->lease_owner), hg_db_column_text(st, off + 13));
-    if (!hg_db_column_is_null(st, off + 14)) out->lease_until = hg_db_column_int64(st, off + 14);
+  if (lease) { /* LOAD_LEASE, after LOAD_COLUMNS */
+    if (!hg_db_column_is_null(st, off + 16))
+      hg_copy(out->lease_owner, sizeof(out->lease_owner), hg_db_column_text(st, off + 16));
+    if (!hg_db_column_is_null(st, off + 17)) out->lease_until = hg_db_column_int64(st, off + 17);
   }
   hg_copy(out->id, sizeof(out->id), hg_db_column_text(st, off + 0));
   hg_copy(out->webhook_id, sizeof(out->webhook_id), hg_db_column_text(st, off + 1));
@@ -80,6 +83,9 @@ static int fill_send(hg_stmt_t *st, int off, int64_t seq, hg_send_t *out, int le
   hg_copy(out->event_type, sizeof(out->event_type), hg_db_column_text(st, off + 10));
   if (!hg_db_column_is_null(st, off + 11)) out->lua = strdup(hg_db_column_text(st, off + 11));
   if (!hg_db_column_is_null(st, off + 12)) hg_copy(out->org, sizeof(out->org), hg_db_column_text(st, off + 12));
+  out->disable_after_exhausted = hg_db_column_is_null(st, off + 13) ? -1 : hg_db_column_int64(st, off + 13);
+  out->disable_after_failing_ms = hg_db_column_is_null(st, off + 14) ? -1 : hg_db_column_int64(st, off + 14);
+  out->health_exhausted = hg_db_column_is_null(st, off + 15) ? 0 : hg_db_column_int64(st, off + 15);
   out->url = strdup(hg_db_column_text(st, off + 7));
   out->payload_len = hg_db_column_bytes(st, off + 8);
   out->payload = malloc(out->payload_len + 1);
@@ -227,17 +233,7 @@ int hg_deliveries_record(hg_db_t *db, const hg_attempt_rec_t *rec) {
   hg_db_bind_int64(st, 6, rec->started_at + rec->duration_ms);
   rc = run_or_defer(db, st, "update delivery");
   hg_db_release(st);
-  if (rc < 0) return rc;
-  if (rec->deactivate_webhook) {
-    rc = hg_db_prepare(db, "UPDATE webhooks SET active = 0, updated_at = ?2 WHERE id = ?1", &st);
-    if (rc < 0) return hg_db_fail(db, rc, "deactivate webhook");
-    hg_db_bind_text(st, 1, rec->deactivate_webhook, -1);
-    hg_db_bind_int64(st, 2, rec->started_at + rec->duration_ms);
-    rc = run_or_defer(db, st, "deactivate webhook");
-    hg_db_release(st);
-    if (rc < 0) return rc;
-  }
-  return 0;
+  return rc < 0 ? rc : 0;
 }
 
 int hg_deliveries_abandon(hg_db_t *db, int64_t seq, int64_t now) {

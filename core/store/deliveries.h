@@ -33,6 +33,10 @@ typedef struct hg_send {
   char *url;                /* malloc'd */
   char *lua;                /* the webhook's Lua bindings (JSON text) or NULL; malloc'd */
   char org[132];            /* the webhook's organization, or "" (truncated past 131 bytes) */
+  /* The webhook's own disable rule (-1 each: the gateway's) and its streak
+   * of exhausted deliveries when loaded (store/health.h). */
+  int64_t disable_after_exhausted, disable_after_failing_ms;
+  int64_t health_exhausted;
   char *payload;            /* malloc'd */
   size_t payload_len;
   char secrets[HG_MAX_SECRETS][HG_SECRET_MAX];
@@ -83,7 +87,11 @@ typedef struct hg_attempt_rec {
   const char *request_headers;
   hg_delivery_status_t new_status;
   int64_t next_attempt_at; /* when new_status is pending */
-  const char *deactivate_webhook; /* webhook id to set inactive (410 Gone), or NULL */
+  /* The webhook to set inactive (410 Gone, a retry plugin's "deactivate"),
+   * or NULL: not written by hg_deliveries_record; the dispatcher hands it
+   * to the webhook's health record (store/health.h), which sets it
+   * inactive with its reason. */
+  const char *deactivate_webhook;
 } hg_attempt_rec_t;
 
 int hg_deliveries_record(hg_db_t *db, const hg_attempt_rec_t *rec);

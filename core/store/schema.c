@@ -139,6 +139,33 @@ const char *const hg_schema_migrations[] = {
      * "[redacted]"; NULL when no request was made, and for attempts
      * recorded before this migration. */
     "ALTER TABLE attempts ADD COLUMN request_headers TEXT;",
+
+    /* 9: endpoint health (docs/api.md). Why a webhook is inactive, when the
+     * gateway (or a PATCH) made it so: reason a code ("gone",
+     * "consecutive_failures", "retry_policy", "manual"), message its text;
+     * all NULL while active, and for webhooks deactivated before this
+     * migration. The webhook's own disable rule (NULL: the gateway's).
+     * Its failing streak lives in a table of its own, a row only while
+     * failures are counted: it changes with every failed attempt, and on
+     * PostgreSQL every change to webhooks makes each node reload its
+     * subscription index (schema_pg.c). */
+    ("ALTER TABLE webhooks ADD COLUMN disabled_at INTEGER;"
+     "ALTER TABLE webhooks ADD COLUMN disabled_reason TEXT;"
+     "ALTER TABLE webhooks ADD COLUMN disabled_message TEXT;"
+     "ALTER TABLE webhooks ADD COLUMN disable_after_exhausted INTEGER;"
+     "ALTER TABLE webhooks ADD COLUMN disable_after_failing_ms INTEGER;"
+     "CREATE TABLE webhook_health ("
+     "  webhook_id TEXT PRIMARY KEY REFERENCES webhooks(id) ON DELETE CASCADE,"
+     "  consecutive_exhausted INTEGER NOT NULL DEFAULT 0," /* deliveries in a row that failed for good */
+     "  failing_since INTEGER" /* the first failed attempt since the last success */
+     ") WITHOUT ROWID;"),
+
+    /* 10: deliveries by event again (migration 5 dropped it for ingest's
+     * sake): deleting an event checks its deliveries' foreign key through
+     * it (the retention purge, store/purge.c), and a recovery's missed
+     * events look for a delivery of each (store/recover.c). Event seqs
+     * only grow, so a new entry goes at the index's right edge. */
+    "CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries(event_seq);",
 };
 
 const int hg_schema_version = (int)(sizeof(hg_schema_migrations) / sizeof(hg_schema_migrations[0]));

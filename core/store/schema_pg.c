@@ -115,6 +115,24 @@ const char *const hg_schema_pg_migrations[] = {
     "  started_at BIGINT NOT NULL,"
     "  seen_at BIGINT NOT NULL"
     ");",
+
+    /* 2: endpoint health, as SQLite's migration 9. webhook_health has no
+     * change trigger on purpose: it changes with every failed attempt, and
+     * nothing a node keeps in memory depends on it (disabling a webhook
+     * writes webhooks, whose trigger tells the other nodes). */
+    "ALTER TABLE webhooks ADD COLUMN disabled_at BIGINT;"
+    "ALTER TABLE webhooks ADD COLUMN disabled_reason TEXT;"
+    "ALTER TABLE webhooks ADD COLUMN disabled_message TEXT;"
+    "ALTER TABLE webhooks ADD COLUMN disable_after_exhausted BIGINT;"
+    "ALTER TABLE webhooks ADD COLUMN disable_after_failing_ms BIGINT;"
+    "CREATE TABLE webhook_health ("
+    "  webhook_id TEXT COLLATE \"C\" PRIMARY KEY REFERENCES webhooks(id) ON DELETE CASCADE,"
+    "  consecutive_exhausted BIGINT NOT NULL DEFAULT 0,"
+    "  failing_since BIGINT"
+    ");",
+
+    /* 3: deliveries by event, as SQLite's migration 10. */
+    "CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries(event_seq);",
 };
 
 const int hg_schema_pg_version = (int)(sizeof(hg_schema_pg_migrations) / sizeof(hg_schema_pg_migrations[0]));

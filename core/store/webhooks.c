@@ -17,7 +17,10 @@ void hg_webhook_close(hg_webhook_t *w) {
   free(w->org);
   free(w->metadata);
   free(w->lua);
+  free(w->disabled_reason);
+  free(w->disabled_message);
   w->url = w->events = w->org = w->metadata = w->lua = NULL;
+  w->disabled_reason = w->disabled_message = NULL;
 }
 
 static void bind_text(hg_stmt_t *st, int i, const char *s) {
@@ -30,7 +33,16 @@ static char *col_dup(hg_stmt_t *st, int i) {
   return s ? strdup(s) : NULL;
 }
 
-#define WEBHOOK_COLS "id, url, events, organization_id, active, metadata, created_at, updated_at, lua, signature_scheme"
+#define WEBHOOK_COLS                                                                                   \
+  "id, url, events, organization_id, active, metadata, created_at, updated_at, lua, signature_scheme, " \
+  "disabled_at, disabled_reason, disabled_message, disable_after_exhausted, disable_after_failing_ms"
+/* What a read adds: the failing streak (none without a row). */
+#define WEBHOOK_READ WEBHOOK_COLS ", h.consecutive_exhausted, h.failing_since"
+#define WEBHOOK_FROM "webhooks LEFT JOIN webhook_health h ON h.webhook_id = webhooks.id"
+
+static int64_t int_or(hg_stmt_t *st, int i, int64_t dflt) {
+  return hg_db_column_is_null(st, i) ? dflt : hg_db_column_int64(st, i);
+}
 
 static int read_row(hg_stmt_t *st, hg_webhook_t *w) {
   memset(w, 0, sizeof(*w));
@@ -44,6 +56,18 @@ static int read_row(hg_stmt_t *st, hg_webhook_t *w) {
   w->updated_at = hg_db_column_int64(st, 7);
   w->lua = col_dup(st, 8);
   hg_copy(w->scheme, sizeof(w->scheme), hg_db_column_text(st, 9));
+  w->disabled_at = int_or(st, 10, 0);
+  w->disabled_reason = col_dup(st, 11);
+  w->disabled_message = col_dup(st, 12);
+  w->disable_after_exhausted = int_or(st, 13, -1);
+  w->disable_after_failing_ms = int_or(st, 14, -1);
+  w->exhausted = int_or(st, 15, 0);
+  w->failing_since = int_or(st, 16, 0);
+  if ((!w->disabled_reason && !hg_db_column_is_null(st, 11)) ||
+      (!w->disabled_message && !hg_db_column_is_null(st, 12))) {
+    hg_webhook_close(w);
+    return HG_ENOMEM;
+  }
   if ((!w->lua && !hg_db_column_is_null(st, 8)) || !w->url || !w->events || !w->metadata ||
       (!w->org && !hg_db_column_is_null(st, 3))) {
     hg_webhook_close(w);
@@ -110,9 +134,22 @@ static int insert_secret(hg_db_t *db, const char *id, const char *secret, int64_
   return r < 0 ? r : 0;
 }
 
+/* Binds disabled_at, disabled_reason, disabled_message and the rule from
+ * parameter i on. */
+static void bind_health(hg_stmt_t *st, int i, const hg_webhook_t *w) {
+  if (w->disabled_at) hg_db_bind_int64(st, i, w->disabled_at);
+  else hg_db_bind_null(st, i);
+  bind_text(st, i + 1, w->disabled_reason);
+  bind_text(st, i + 2, w->disabled_message);
+  if (w->disable_after_exhausted >= 0) hg_db_bind_int64(st, i + 3, w->disable_after_exhausted);
+  else hg_db_bind_null(st, i + 3);
+  if (w->disable_after_failing_ms >= 0) hg_db_bind_int64(st, i + 4, w->disable_after_failing_ms);
+  else hg_db_bind_null(st, i + 4);
+}
+
 int hg_webhooks_insert(hg_db_t *db, const hg_webhook_t *w, const char *secret) {
   hg_stmt_t *st = NULL;
-  int r = hg_db_prepare(db, "INSERT INTO webhooks (" WEBHOOK_COLS ") VALUES (?,?,?,?,?,?,?,?,?,?)", &st);
+  int r = hg_db_prepare(db, "INSERT INTO webhooks (" WEBHOOK_COLS ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &st);
   if (r < 0) return hg_db_fail(db, r, "insert webhook");
   bind_text(st, 1, w->id);
   bind_text(st, 2, w->url);
@@ -124,6 +161,7 @@ int hg_webhooks_insert(hg_db_t *db, const hg_webhook_t *w, const char *secret) {
   hg_db_bind_int64(st, 8, w->updated_at);
   bind_text(st, 9, w->lua);
   bind_text(st, 10, w->scheme[0] ? w->scheme : "v1");
+  bind_health(st, 11, w);
   r = hg_db_step(st);
   if (r < 0) r = hg_db_fail(db, r, "insert webhook");
   hg_db_release(st);
@@ -139,7 +177,7 @@ int hg_webhooks_get(hg_db_t *db, const char *id, const char *org, hg_webhook_t *
    * answer: callers close it on their one cleanup path. */
   memset(out, 0, sizeof(*out));
   int rc = hg_db_prepare(db,
-                         "SELECT " WEBHOOK_COLS " FROM webhooks WHERE id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR "
+                         "SELECT " WEBHOOK_READ " FROM " WEBHOOK_FROM " WHERE id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR "
                          "organization_id = ?2)", &st);
   if (rc < 0) return hg_db_fail(db, rc, "get webhook");
   bind_text(st, 1, id);
@@ -158,9 +196,9 @@ int hg_webhooks_list(hg_db_t *db, int org_mode, const char *org, const char *aft
   hg_stmt_t *st = NULL;
   /* Ids are time-ordered, so "below the last id seen" pages newest first
    * without skipping or repeating rows while new ones arrive. */
-  const char *sql = org_mode ? "SELECT " WEBHOOK_COLS " FROM webhooks WHERE organization_id = ?3 AND "
+  const char *sql = org_mode ? "SELECT " WEBHOOK_READ " FROM " WEBHOOK_FROM " WHERE organization_id = ?3 AND "
                                "(CAST(?1 AS TEXT) = '' OR id < ?1) ORDER BY id DESC LIMIT ?2"
-                             : "SELECT " WEBHOOK_COLS " FROM webhooks WHERE (CAST(?1 AS TEXT) = '' OR id < ?1) "
+                             : "SELECT " WEBHOOK_READ " FROM " WEBHOOK_FROM " WHERE (CAST(?1 AS TEXT) = '' OR id < ?1) "
                                "ORDER BY id DESC LIMIT ?2";
   int rc = hg_db_prepare(db, sql, &st);
   if (rc < 0) return hg_db_fail(db, rc, "list webhooks");
@@ -184,7 +222,8 @@ int hg_webhooks_update(hg_db_t *db, const hg_webhook_t *w) {
   hg_stmt_t *st = NULL;
   int r = hg_db_prepare(db,
                         "UPDATE webhooks SET url = ?2, events = ?3, active = ?4, metadata = ?5, updated_at = ?6, "
-                        "lua = ?7 WHERE id = ?1",
+                        "lua = ?7, disabled_at = ?8, disabled_reason = ?9, disabled_message = ?10, "
+                        "disable_after_exhausted = ?11, disable_after_failing_ms = ?12 WHERE id = ?1",
                         &st);
   if (r < 0) return hg_db_fail(db, r, "update webhook");
   bind_text(st, 1, w->id);
@@ -194,6 +233,7 @@ int hg_webhooks_update(hg_db_t *db, const hg_webhook_t *w) {
   bind_text(st, 5, w->metadata);
   hg_db_bind_int64(st, 6, w->updated_at);
   bind_text(st, 7, w->lua);
+  bind_health(st, 8, w);
   r = hg_db_step(st);
   r = r < 0 ? hg_db_fail(db, r, "update webhook") : 0;
   if (r == 0 && hg_db_changes(db) == 0) r = HG_ENOTFOUND;

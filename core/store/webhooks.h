@@ -24,6 +24,15 @@ typedef struct hg_webhook {
   char *lua;      /* per-webhook Lua bindings (JSON text), or NULL */
   int64_t created_at, updated_at; /* Unix ms */
   char scheme[4];                 /* the signature scheme, "v1" (HMAC) or "v1a" (Ed25519) */
+  /* Why it is inactive (store/health.h): when (0: not set), a code and a
+   * text (NULL: none). Written by hg_webhooks_insert and _update as given. */
+  int64_t disabled_at;
+  char *disabled_reason, *disabled_message;
+  /* Its own disable rule, each -1 for the gateway's. */
+  int64_t disable_after_exhausted, disable_after_failing_ms;
+  /* Its failing streak when read (never written here): deliveries in a
+   * row exhausted, and since when none succeeded (0: not failing). */
+  int64_t exhausted, failing_since;
   /* v1a: the public keys of the signing keys valid at the time of reading,
    * newest (the current one) first, when filled by
    * hg_webhooks_public_keys; otherwise none. */
@@ -51,7 +60,8 @@ int hg_webhooks_get(hg_db_t *db, const char *id, const char *org, hg_webhook_t *
 int hg_webhooks_list(hg_db_t *db, int org_mode, const char *org, const char *after_id, int limit,
                      int (*cb)(const hg_webhook_t *w, void *ud), void *ud);
 
-/* Writes url, events, active, metadata and updated_at of w (matched by id). */
+/* Writes url, events, active, metadata, lua, updated_at, the disabled_*
+ * fields and the disable rule of w (matched by id). */
 int hg_webhooks_update(hg_db_t *db, const hg_webhook_t *w);
 
 /* Deletes webhook id (and its secrets); org as in get. */

@@ -197,9 +197,11 @@ test('an attempt recorded before migration 8 answers requestHeaders null', async
   assert.ok(d.attempts[0].requestHeaders);
   await stopClean(gw);
   // Back to schema version 7: the column is gone, as in a database that
-  // version wrote.
+  // version wrote (and what migration 9 added, which runs again).
   const db = join(gw.dir, 'hookgate.db');
-  execFileSync('sqlite3', [db, 'ALTER TABLE attempts DROP COLUMN request_headers; PRAGMA user_version = 7;']);
+  const undo9 = ['disabled_at', 'disabled_reason', 'disabled_message', 'disable_after_exhausted', 'disable_after_failing_ms']
+    .map((c) => `ALTER TABLE webhooks DROP COLUMN ${c};`).join(' ');
+  execFileSync('sqlite3', [db, `DROP TABLE webhook_health; ${undo9} ALTER TABLE attempts DROP COLUMN request_headers; PRAGMA user_version = 7;`]);
   const again = await startGateway({ config: CONFIG, dir: gw.dir });
   gateways.push(again);
   const old = JSON.parse(await detailText(again, wh.id, d.id));

@@ -155,6 +155,8 @@ test('without an index of deliveries by event_seq: events stay, deliveries go, a
   const dir = tempDir();
   const gw = await startGateway({ dir, config: config('{ events = "1s", deliveries = "1s", interval = "1s" }') });
   try {
+    // Migration 10 makes the index; a store without it (dropped by hand).
+    storeQuery(dir, 'DROP INDEX deliveries_by_event');
     const good = await createWebhook(gw, rx, '/ok', ['user.created']);
     const e = await publishOk(gw, { type: 'user.created', data: {} });
     await settled(gw, good.id, e.id, (d) => d.status === 'success');
@@ -361,7 +363,12 @@ test('hookgate store purge: a bad or missing date is refused; without the index 
   r = await cli(['store', 'frobnicate']);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /expected copy or purge/);
-  // A store with today's schema (no index): events are said to be kept.
+  // A store with today's schema (the index of migration 10): events go.
+  r = await cli(['store', 'purge', '--before', '2999-01-01', '--store', store]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^events: 0 deleted$/m);
+  // Without the index (dropped by hand), events are said to be kept.
+  storeQuery(dir, 'DROP INDEX deliveries_by_event');
   r = await cli(['store', 'purge', '--before', '2999-01-01', '--store', store]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /^events: kept \(the store has no index of deliveries by event_seq/m);

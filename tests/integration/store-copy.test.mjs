@@ -24,7 +24,7 @@ import { makeKey } from './lib/keys.mjs';
 import { onPg, newPgDatabase } from './lib/store.mjs';
 
 const skip = onPg ? false : 'needs PostgreSQL (HG_TEST_STORE=postgresql)';
-const TABLES = ['webhooks', 'webhook_secrets', 'webhook_events', 'api_keys', 'events', 'deliveries', 'attempts'];
+const TABLES = ['webhooks', 'webhook_health', 'webhook_secrets', 'webhook_events', 'api_keys', 'events', 'deliveries', 'attempts'];
 
 const require = createRequire(new URL('../package.json', import.meta.url));
 
@@ -125,6 +125,8 @@ test('store copy: exit 0, a line per table with its count, a verified line; leas
   for (const t of TABLES) assert.match(out, new RegExp(`^${t}: ${n[t]} copied$`, 'm'), out);
   assert.match(out, /^verified: \d+ rows and \d+ payload bytes on both sides; committed to postgresql:/m);
   assert.equal(n.webhooks, 5);
+  assert.equal(n.webhook_health, 1); // /dead's streak: its 2 deliveries exhausted (the others succeeded)
+  assert.equal(src.hooks[src.ids.dead.id].exhaustedDeliveries, 2);
   assert.equal(n.api_keys, 1);
   assert.equal(n.events, 3);
   assert.equal(n.deliveries, 9); // 3 to v1, 2 each to v1a, retry, dead; none to the organization's
@@ -184,7 +186,7 @@ test('a target that holds rows is refused, naming a table, and left unchanged', 
   const before = counts(target);
   const r = await cli(['store', 'copy', '--from', src.db, '--to', target]);
   assert.equal(r.code, 1, r.stdout + r.stderr);
-  assert.match(r.stderr, /already holds rows in table (webhooks|webhook_secrets|webhook_events|api_keys|events|deliveries|attempts)/);
+  assert.match(r.stderr, /already holds rows in table (webhooks|webhook_health|webhook_secrets|webhook_events|api_keys|events|deliveries|attempts)/);
   assert.equal(r.stdout, '');
   assert.deepEqual(counts(target), before);
 });

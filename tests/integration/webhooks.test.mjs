@@ -55,9 +55,16 @@ describe('createWebhook', () => {
     assert.match(res.headers['content-type'], /^application\/json/);
     const w = res.json;
     assert.deepEqual(Object.keys(w).sort(),
-      ['active', 'createdAt', 'events', 'id', 'metadata', 'organizationId', 'plugins', 'publicKey', 'publicKeys',
+      ['active', 'createdAt', 'disableAfter', 'disabledAt', 'disabledReason', 'events', 'exhaustedDeliveries',
+        'failingSince', 'id', 'metadata', 'organizationId', 'plugins', 'publicKey', 'publicKeys',
         'secret', 'signatureScheme', 'transform', 'updatedAt', 'url']);
     assert.equal(w.signatureScheme, 'v1');
+    // Endpoint health (endpoint-health.test.mjs): active, the gateway's rule, no streak.
+    assert.equal(w.disabledAt, null);
+    assert.equal(w.disabledReason, null);
+    assert.equal(w.disableAfter, null);
+    assert.equal(w.failingSince, null);
+    assert.equal(w.exhaustedDeliveries, 0);
     assert.equal(w.publicKey, null);
     assert.deepEqual(w.publicKeys, []);
     assert.deepEqual(w.plugins, []);
@@ -166,7 +173,11 @@ describe('getWebhook, updateWebhook, deleteWebhook', () => {
     await sleep(20);
     const a = await gw.request('PATCH', `/v1/webhooks/${c.id}`, { body: { active: true } });
     assert.equal(a.status, 200, a.body);
-    assert.deepEqual({ ...a.json, active: false, updatedAt: u.updatedAt }, u);
+    // Back on: the reason a PATCH active=false gave ("manual") goes with it.
+    assert.equal(u.disabledReason.code, 'manual');
+    assert.equal(a.json.disabledReason, null);
+    assert.equal(a.json.disabledAt, null);
+    assert.deepEqual({ ...a.json, active: false, updatedAt: u.updatedAt, disabledAt: u.disabledAt, disabledReason: u.disabledReason }, u);
     assert.ok(Date.parse(a.json.updatedAt) > Date.parse(u.updatedAt));
     await sleep(20);
     const e = await gw.request('PATCH', `/v1/webhooks/${c.id}`, { body: {} });

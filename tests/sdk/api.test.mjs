@@ -11,7 +11,7 @@ import { sdk } from './lib/sdk.mjs';
 
 const {
   HookgateClient, HookgateError, NotFoundError, ValidationError, ForbiddenError, UnauthorizedError,
-  ConflictError, BadRequestError, EVENT_TYPES,
+  ConflictError, BadRequestError, EVENT_TYPES, OPERATIONAL_EVENT_TYPES,
 } = sdk;
 
 const TIME_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
@@ -234,9 +234,9 @@ test('rotateWebhookSecret: a new secret and when the old one expires', async () 
   await client.admin.deleteWebhook({ webhookId: wh.id });
 });
 
-test('listEventTypes: the 15 built-in types, then the config\'s', async () => {
+test('listEventTypes: the 15 built-in types, the operational ones, then the config\'s', async () => {
   const { eventTypes } = await client.admin.listEventTypes();
-  assert.deepEqual(eventTypes, [...EVENT_TYPES, 'invoice.paid']);
+  assert.deepEqual(eventTypes, [...EVENT_TYPES, ...OPERATIONAL_EVENT_TYPES, 'invoice.paid']);
   assert.equal(EVENT_TYPES.length, 15);
   const { key } = await makeKey(gw, 'events:publish');
   assert.deepEqual((await clientWith(key).admin.listEventTypes()).eventTypes, eventTypes);

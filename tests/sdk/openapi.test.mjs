@@ -204,6 +204,11 @@ const TYPE_MAP = [
   ['PublishEventRequest', 'EventInput'],
   ['PublishEventRequest', 'PublishEventParams', ['idempotencyKey']],
   ['PublishBatchRequest', 'PublishEventsParams'],
+  ['DisabledReason', 'DisabledReason'],
+  ['DisableAfter', 'DisableAfter'],
+  ['WebhookDisabledEvent', 'WebhookDisabledEvent'],
+  ['WebhookRecoveredEvent', 'WebhookRecoveredEvent'],
+  ['DeliveryExhaustedEvent', 'DeliveryExhaustedEvent'],
 ];
 
 test('the SDK\'s types have exactly the documented fields', () => {

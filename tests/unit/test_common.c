@@ -75,7 +75,33 @@ static void copy_and_digits(void) {
   }
 }
 
+static void durations(void) {
+  static const struct { const char *s; int64_t ms; } good[] = {
+      {"0", 0}, {"90", 90000}, {"90s", 90000}, {"15m", 900000}, {"12h", 43200000}, {"5d", 432000000}, {"0d", 0}};
+  for (size_t i = 0; i < HG_ARRAY_LEN(good); i++) {
+    int64_t ms = -1;
+    CHECK_EQ_INT(hg_parse_duration(good[i].s, &ms), 0);
+    CHECK(ms == good[i].ms);
+  }
+  static const char *const bad[] = {"", "d", "-5d", "5 d", "5days", "1.5h", "5w", "5dd", "99999999999999999999",
+                                    "36501d", NULL};
+  for (size_t i = 0; bad[i]; i++) {
+    int64_t ms = 7;
+    CHECK_EQ_INT(hg_parse_duration(bad[i], &ms), HG_EINVAL);
+    CHECK(ms == 7);
+  }
+  CHECK_EQ_INT(hg_parse_duration(NULL, &(int64_t){0}), HG_EINVAL);
+  char out[24];
+  static const struct { int64_t ms; const char *s; } fmt[] = {
+      {0, "0s"}, {432000000, "5d"}, {129600000, "36h"}, {90000, "90s"}, {900000, "15m"}, {1500, "1s"}, {-5, "0s"}};
+  for (size_t i = 0; i < HG_ARRAY_LEN(fmt); i++) {
+    hg_format_duration(fmt[i].ms, out);
+    CHECK_EQ_STR(out, fmt[i].s);
+  }
+}
+
 int main(void) {
+  RUN(durations);
   RUN(time_format);
   RUN(time_parse);
   RUN(copy_and_digits);

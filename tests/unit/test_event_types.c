@@ -8,7 +8,12 @@ static void registry(void) {
   char *extra_items[] = {"invoice.paid"};
   hg_strlist_t extra = {extra_items, 1};
   CHECK_EQ_INT(hg_event_types_new(&t, &extra, err, sizeof(err)), 0);
-  CHECK_EQ_INT(hg_event_types_count(t), 16);
+  CHECK_EQ_INT(hg_event_types_count(t), 19); /* 15 built in, 3 operational, 1 from the config */
+  CHECK_EQ_STR(hg_event_types_at(t, 15), "webhook.disabled");
+  CHECK(hg_event_types_known(t, "webhook.recovered"));
+  CHECK(hg_event_types_known(t, "delivery.exhausted"));
+  CHECK_EQ_INT(hg_event_pattern_check(t, "webhook.*", why, sizeof(why)), 0);
+  CHECK_EQ_INT(hg_event_pattern_check(t, "delivery.*", why, sizeof(why)), 0);
   CHECK(hg_event_types_known(t, "directory.sync.completed"));
   CHECK(hg_event_types_known(t, "invoice.paid"));
   CHECK(!hg_event_types_known(t, "user.craeted"));
@@ -38,6 +43,14 @@ static void matching(void) {
   CHECK(hg_event_pattern_match("organization.*", "organization.member.added"));
   CHECK(hg_event_pattern_match("user.created", "user.created"));
   CHECK(!hg_event_pattern_match("user.created", "user.created.x"));
+  /* "*" is the publishers' events: operational ones are named. */
+  CHECK(hg_event_type_operational("webhook.disabled"));
+  CHECK(hg_event_type_operational("delivery.exhausted"));
+  CHECK(!hg_event_type_operational("webhook.disabled.x"));
+  CHECK(!hg_event_type_operational("user.created"));
+  CHECK(!hg_event_pattern_match("*", "webhook.disabled"));
+  CHECK(hg_event_pattern_match("webhook.*", "webhook.recovered"));
+  CHECK(hg_event_pattern_match("delivery.exhausted", "delivery.exhausted"));
 }
 
 int main(void) {

@@ -95,7 +95,7 @@ static void migrations(void) {
   db_path(path, sizeof(path), "a/b/mig"); /* parent directories are created */
   CHECK_EQ_INT(open_sync(&db, path, err, sizeof(err)), 0);
   if (db == NULL) return;
-  CHECK_EQ_INT(hg_store_schema_version(HG_DB_SQLITE), 8);
+  CHECK_EQ_INT(hg_store_schema_version(HG_DB_SQLITE), 9);
   CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), hg_store_schema_version(HG_DB_SQLITE));
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name IN ('webhooks','webhook_secrets','api_keys')"), 3);
   CHECK_EQ_INT(query_int(db, "PRAGMA foreign_keys"), 1);
@@ -234,10 +234,38 @@ static void migration_8_request_headers(void) {
                             NULL, NULL, NULL),
                SQLITE_OK);
   CHECK_EQ_INT(reopen(&db, path, err, sizeof(err)), 0);
-  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), 8);
+  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), hg_store_schema_version(HG_DB_SQLITE));
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM attempts WHERE id = 'att_1' AND status_code = 500 "
                              "AND request_headers IS NULL"),
                1);
+  close_db(db);
+}
+
+/* Migration 9 (endpoint health): webhooks gain their disabled_* columns
+ * and own rule, all NULL (an inactive webhook of before keeps no reason),
+ * and the streak table starts empty. */
+static void migration_9_health(void) {
+  char path[128], err[256];
+  sqlite3 *db = db_at_version("m9", 8, path);
+  CHECK_EQ_INT(sqlite3_exec(db,
+                            "INSERT INTO webhooks (id, url, events, active, created_at, updated_at) "
+                            "  VALUES ('wh_1', 'https://example.com', '[]', 0, 1, 1);",
+                            NULL, NULL, NULL),
+               SQLITE_OK);
+  CHECK_EQ_INT(reopen(&db, path, err, sizeof(err)), 0);
+  CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), hg_store_schema_version(HG_DB_SQLITE));
+  CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM webhooks WHERE id = 'wh_1' AND active = 0 AND disabled_at IS NULL "
+                             "AND disabled_reason IS NULL AND disabled_message IS NULL "
+                             "AND disable_after_exhausted IS NULL AND disable_after_failing_ms IS NULL"),
+               1);
+  CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM webhook_health"), 0);
+  /* Its rows go with their webhook. */
+  CHECK_EQ_INT(sqlite3_exec(db,
+                            "INSERT INTO webhook_health (webhook_id, consecutive_exhausted) VALUES ('wh_1', 3);"
+                            "DELETE FROM webhooks WHERE id = 'wh_1';",
+                            NULL, NULL, NULL),
+               SQLITE_OK);
+  CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM webhook_health"), 0);
   close_db(db);
 }
 
@@ -953,6 +981,7 @@ int main(void) {
   RUN(migration_6_rebuild);
   RUN(migration_7_schemes);
   RUN(migration_8_request_headers);
+  RUN(migration_9_health);
   RUN(migration_keeps_old_dangling_rows);
   RUN(newer_schema);
   RUN(bad_path);

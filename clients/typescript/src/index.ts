@@ -26,5 +26,5 @@ export type {
   SignWebhookParams,
   SignedWebhookHeaders,
 } from './verify.js';
-export { EVENT_TYPES } from './types.js';
+export { EVENT_TYPES, OPERATIONAL_EVENT_TYPES } from './types.js';
 export type * from './types.js';

@@ -24,12 +24,22 @@ export const EVENT_TYPES = [
 export type BuiltinEventType = (typeof EVENT_TYPES)[number];
 
 /**
+ * The gateway's own operational events, listed after the built-in types by
+ * `GET /v1/event-types`: subscribed to by name or prefix (`webhook.*`), never
+ * through `*`, and never published by clients.
+ */
+export const OPERATIONAL_EVENT_TYPES = ['webhook.disabled', 'webhook.recovered', 'delivery.exhausted'] as const;
+
+/** One of the gateway's operational event types. */
+export type OperationalEventType = (typeof OPERATIONAL_EVENT_TYPES)[number];
+
+/**
  * An event type: one of the built-in ones (suggested by editors), or a
  * custom type the gateway's config adds (`webhooks.event_types`, e.g.
  * `invoice.paid`).
  */
 // `string & {}` keeps the literals visible to completion while any string is accepted.
-export type EventType = BuiltinEventType | (string & {});
+export type EventType = BuiltinEventType | OperationalEventType | (string & {});
 
 /**
  * What a webhook subscribes to: an event type, a prefix pattern such as
@@ -69,7 +79,97 @@ export interface Webhook {
   publicKey: string | null;
   /** `v1a`: every public key that still signs, newest first (more than one during a rotation's grace period); [] for `v1`. */
   publicKeys: string[];
+  /** When the webhook was made inactive (by the gateway or a PATCH); null while active. */
+  disabledAt: string | null;
+  /** Why it is inactive; null while active. */
+  disabledReason: DisabledReason | null;
+  /** Its own disable rule; null: the gateway's (`delivery.disable_after`). */
+  disableAfter: DisableAfter | null;
+  /** The first failed attempt since the last success; null when not failing. */
+  failingSince: string | null;
+  /** Deliveries in a row that failed every attempt, since the last success or re-enabling. */
+  exhaustedDeliveries: number;
 }
+
+/** Why a webhook is inactive. */
+export type DisabledReasonCode = 'consecutive_failures' | 'gone' | 'retry_policy' | 'manual';
+
+export interface DisabledReason {
+  code: DisabledReasonCode;
+  /** A sentence for people. */
+  message: string;
+}
+
+/**
+ * When a failing webhook is disabled: both must hold; a key left out takes
+ * the gateway's value, 0 leaves its condition out.
+ */
+export interface DisableAfter {
+  /** Deliveries in a row that failed every attempt (0 – 1 000 000). */
+  exhausted?: number;
+  /** How long no delivery has succeeded: `"5d"`, `"12h"`, `"30m"`, `"90s"`, or seconds; answered as a duration. */
+  failingFor?: string | number;
+}
+
+/** `webhook.disabled`: the gateway made a webhook inactive. */
+export interface WebhookDisabledEvent {
+  type: 'webhook.disabled';
+  /** RFC 3339, UTC, milliseconds. */
+  timestamp: string;
+  data: WebhookDisabledData;
+}
+
+export interface WebhookDisabledData {
+  webhookId: string;
+  disabledAt: string;
+  disabledReason: DisabledReason;
+  exhaustedDeliveries: number;
+  failingSince: string | null;
+  /** The delivery whose last attempt disabled it, and its event. */
+  deliveryId: string;
+  eventId: string;
+}
+
+/** `webhook.recovered`: the first success after exhausted deliveries. */
+export interface WebhookRecoveredEvent {
+  type: 'webhook.recovered';
+  timestamp: string;
+  data: WebhookRecoveredData;
+}
+
+export interface WebhookRecoveredData {
+  webhookId: string;
+  recoveredAt: string;
+  /** The streak this success ended. */
+  exhaustedDeliveries: number;
+  failingSince: string | null;
+  /** The delivery that succeeded, and its event. */
+  deliveryId: string;
+  eventId: string;
+}
+
+/** `delivery.exhausted`: a delivery's last attempt failed. */
+export interface DeliveryExhaustedEvent {
+  type: 'delivery.exhausted';
+  timestamp: string;
+  data: DeliveryExhaustedData;
+}
+
+export interface DeliveryExhaustedData {
+  webhookId: string;
+  deliveryId: string;
+  eventId: string;
+  eventType: string;
+  attempts: number;
+  /** null when the last attempt got no answer. */
+  lastStatusCode: number | null;
+  /** Deliveries in a row that failed every attempt, this one included. */
+  exhaustedDeliveries: number;
+  failingSince: string | null;
+}
+
+/** Any of the gateway's operational events, as a receiver gets it. */
+export type OperationalEvent = WebhookDisabledEvent | WebhookRecoveredEvent | DeliveryExhaustedEvent;
 
 /** A plugin bound to one webhook: a loaded plugin's name and its configuration (default `{}`). */
 export type PluginBinding = { name: string; config?: Record<string, unknown> };
@@ -297,6 +397,8 @@ export interface CreateWebhookParams {
   plugins?: PluginBinding[];
   /** Lua transform code run in the sandbox (at most 64 KiB), or null. */
   transform?: string | null;
+  /** Its own disable rule; null or left out: the gateway's. */
+  disableAfter?: DisableAfter | null;
 }
 
 export interface WebhookRef {
@@ -307,6 +409,7 @@ export interface UpdateWebhookParams extends WebhookRef {
   url?: string;
   /** Replaces the subscription list whole. */
   events?: EventPattern[];
+  /** `true` re-enables a disabled webhook (clears `disabledAt`, `disabledReason` and its failing streak). */
   active?: boolean;
   /** Replaces the metadata whole (not merged). */
   metadata?: Metadata;
@@ -314,6 +417,8 @@ export interface UpdateWebhookParams extends WebhookRef {
   plugins?: PluginBinding[];
   /** Replaces the transform code; null removes it. */
   transform?: string | null;
+  /** Its own disable rule; null: back to the gateway's. */
+  disableAfter?: DisableAfter | null;
 }
 
 export interface PageParams {
