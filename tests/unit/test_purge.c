@@ -75,7 +75,7 @@ static void what_goes(void) {
   add(db, 5, 1000, "pending");    /* old, pending: stay, with their events */
   add(db, 7, 1000, "failed");     /* old, done: go */
   add(db, 10, 9000, "success");   /* newer than the cutoff: stay */
-  CHECK_EQ_INT(hg_db_exec(db, "CREATE INDEX deliveries_by_event ON deliveries(event_seq)", "test"), 0);
+  CHECK_EQ_INT(hg_db_exec(db, "CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries(event_seq)", "test"), 0);
   CHECK_EQ_INT(hg_purge_events_indexed(db), 1);
   hg_purge_rules_t rules = {5000, 5000, 1};
   hg_purge_counts_t c;
@@ -103,7 +103,7 @@ static void rules_apart(void) {
   if (db == NULL) return;
   add(db, 3, 1000, "success");
   add(db, 4, 3000, "success");
-  CHECK_EQ_INT(hg_db_exec(db, "CREATE INDEX deliveries_by_event ON deliveries(event_seq)", "test"), 0);
+  CHECK_EQ_INT(hg_db_exec(db, "CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries(event_seq)", "test"), 0);
   hg_purge_counts_t c;
   /* Deliveries only (events kept forever): the old deliveries go, every
    * event stays. */
