@@ -84,6 +84,7 @@ static const field_t delivery_fields[] = {
     {"jitter", K_NUMBER, OFF(jitter), NULL, 0, 0.9, "fraction"},
     {"retry_after_max", K_NUMBER, OFF(retry_after_max), NULL, 0, 7 * 86400, "seconds"},
     {"max_in_flight", K_UINT, OFF(max_in_flight), NULL, 1, 100000, "count"},
+    {"recover_rate", K_NUMBER, OFF(recover_rate), NULL, 0, 1000000, "deliveries per second (0: unpaced)"},
     {"max_per_origin", K_UINT, OFF(max_per_origin), NULL, 1, 10000, "count"},
     {"connect_timeout", K_SECONDS, OFF(connect_timeout_ms), NULL, 0.001, 600, "seconds"},
     {"timeout", K_SECONDS, OFF(request_timeout_ms), NULL, 0.001, 3600, "seconds"},
@@ -760,6 +761,7 @@ int hg_config_load(hg_config_t *cfg, const char *path, char *err, size_t errlen)
   cfg->jitter = 0.2;
   cfg->retry_after_max = 86400;
   cfg->max_in_flight = 1024;
+  cfg->recover_rate = 1000;
   cfg->disable_after_exhausted = 5;
   cfg->disable_after_failing_ms = (uint64_t)5 * 86400 * 1000;
   cfg->max_per_origin = HG_CLIENT_MAX_PER_ORIGIN;

@@ -58,6 +58,7 @@ typedef struct hg_config {
   size_t n_schedule;
   double jitter;                  /* +/- fraction applied to each delay */
   double retry_after_max;         /* seconds: cap on a receiver's Retry-After */
+  double recover_rate;            /* deliveries per second a bulk recovery requeues at most; 0: unpaced */
   unsigned max_in_flight;         /* all origins */
   unsigned max_per_origin;
   uint64_t connect_timeout_ms;

@@ -48,6 +48,7 @@ struct hg_recovery {
   int phase;    /* 0: requeue ended deliveries, 1: missed events */
   int in_store; /* a job is out */
   int waiting;  /* held back: the registry's timer resumes it */
+  int64_t not_before; /* while waiting: when it may go on (Unix ms) */
   char error[160];
   int64_t created_at, finished_at;
   /* Progress. */
@@ -76,7 +77,7 @@ struct hg_recover {
   hg_list_t all;
   size_t n_all;
   uv_timer_t timer;
-  int timer_on;
+  double rate; /* deliveries a recovery requeues per second at most; 0: unpaced */
   int closing;
   int jobs; /* store jobs out */
 };
@@ -126,28 +127,45 @@ static void finish(hg_recovery_t *rec, rec_state_t state, const char *error) {
 }
 
 static void step(hg_recovery_t *rec);
+static void timer_cb(uv_timer_t *t);
+
+/* Arms the registry's timer for the earliest waiting recovery. */
+static void arm(hg_recover_t *r) {
+  int64_t first = INT64_MAX;
+  for (hg_list_t *it = r->all.next; it != &r->all; it = it->next) {
+    hg_recovery_t *rec = HG_CONTAINER(it, hg_recovery_t, link);
+    if (rec->waiting && rec->not_before < first) first = rec->not_before;
+  }
+  if (first == INT64_MAX) {
+    uv_timer_stop(&r->timer);
+    return;
+  }
+  int64_t wait = first - hg_wall_ms();
+  uv_timer_start(&r->timer, timer_cb, wait > 0 ? (uint64_t)wait : 0, 0);
+}
 
 static void timer_cb(uv_timer_t *t) {
   hg_recover_t *r = t->data;
-  r->timer_on = 0;
+  int64_t now = hg_wall_ms();
   hg_list_t *it, *tmp;
   HG_LIST_EACH_SAFE(it, tmp, &r->all) {
     hg_recovery_t *rec = HG_CONTAINER(it, hg_recovery_t, link);
-    if (rec->waiting) {
+    if (rec->waiting && rec->not_before <= now) {
       rec->waiting = 0;
       step(rec);
     }
   }
+  if (!r->closing) arm(r);
 }
 
-static void wait_a_little(hg_recovery_t *rec) {
-  hg_recover_t *r = rec->r;
+/* Holds rec back until at (Unix ms): the registry's timer resumes it. */
+static void wait_until(hg_recovery_t *rec, int64_t at) {
   rec->waiting = 1;
-  if (!r->timer_on) {
-    r->timer_on = 1;
-    uv_timer_start(&r->timer, timer_cb, WAIT_MS, 0);
-  }
+  rec->not_before = at;
+  arm(rec->r);
 }
+
+static void wait_a_little(hg_recovery_t *rec) { wait_until(rec, hg_wall_ms() + WAIT_MS); }
 
 /* --- the batches (store thread) ---------------------------------------------------- */
 
@@ -206,7 +224,14 @@ static void batch_done(int status, void *ud) {
     rec->requeued += (int64_t)rec->b_n;
     hg_metrics.deliveries_recovered += rec->b_n;
     hg_copy(rec->after, sizeof(rec->after), rec->b_after);
-    if (rec->b_n < REQUEUE_BATCH) rec->phase = 1;
+    if (rec->b_n < REQUEUE_BATCH) {
+      rec->phase = 1;
+    } else if (r->rate > 0) {
+      /* delivery.recover_rate: the deliveries it requeued go out at once,
+       * and sending them costs the gateway about what ingest does. */
+      wait_until(rec, hg_wall_ms() + (int64_t)((double)rec->b_n * 1000.0 / r->rate));
+      return;
+    }
   } else {
     rec->cursor = rec->b_cursor;
     rec->missed_found += rec->b_found;
@@ -383,12 +408,14 @@ json_t *hg_recovery_json(const hg_recovery_t *rec) {
   return o;
 }
 
-int hg_recover_new(hg_recover_t **out, uv_loop_t *loop, hg_store_t *store, struct hg_dispatcher *dispatcher) {
+int hg_recover_new(hg_recover_t **out, uv_loop_t *loop, hg_store_t *store, struct hg_dispatcher *dispatcher,
+                   double rate) {
   hg_recover_t *r = calloc(1, sizeof(*r));
   if (r == NULL) return HG_ENOMEM;
   r->loop = loop;
   r->store = store;
   r->dispatcher = dispatcher;
+  r->rate = rate;
   hg_list_init(&r->all);
   uv_timer_init(loop, &r->timer);
   r->timer.data = r;

@@ -38,8 +38,10 @@ typedef struct hg_recover_req {
 typedef void (*hg_recover_started_fn)(int status, const hg_recovery_t *rec, void *ud);
 
 /* dispatcher gets the recovered deliveries; both are borrowed until
- * hg_recover_close. */
-int hg_recover_new(hg_recover_t **out, uv_loop_t *loop, hg_store_t *store, struct hg_dispatcher *dispatcher);
+ * hg_recover_close. rate: deliveries a recovery requeues per second at
+ * most (delivery.recover_rate), 0 for no pacing. */
+int hg_recover_new(hg_recover_t **out, uv_loop_t *loop, hg_store_t *store, struct hg_dispatcher *dispatcher,
+                   double rate);
 
 /* Starts a recovery: cb runs once it has started (or could not). Returns
  * 0; HG_EEXIST when a recovery (not a dry run) of that webhook over an

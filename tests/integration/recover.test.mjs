@@ -201,6 +201,32 @@ test('a recovery held back by a long delivery queue is running: an overlapping o
   assert.ok(next.status === 200 || next.status === 202, next.body);
 });
 
+test('delivery.recover_rate paces a recovery: 1,000 deliveries at 500/s take a pause of a second', async () => {
+  const gw = await startGateway({ config: `webhooks = { allow_http = true }
+delivery = { allow_cidrs = { "127.0.0.0/8" }, schedule = { 0 }, jitter = 0, timeout = 1, recover_rate = 500 }
+` });
+  gateways.push(gw);
+  const r0 = await gw.request('POST', '/v1/webhooks', { body: { url: 'http://127.0.0.1:9/refused', events: ['user.created'] } });
+  assert.equal(r0.status, 201, r0.body);
+  const wh = r0.json;
+  const t0 = Date.now() - 1;
+  const one = JSON.stringify({ type: 'user.created', data: {} });
+  const b = await gw.request('POST', '/v1/events/batch', { body: `{"events":[${Array(1000).fill(one).join(',')}]}`,
+    headers: { 'content-type': 'application/json' } });
+  assert.equal(b.status, 202, b.body.slice(0, 300));
+  await until(async () => {
+    const d = await recover(gw, wh.id, { since: iso(t0), dryRun: true });
+    return d.json.count === 1000;
+  }, { what: '1,000 failed deliveries', timeout: 20000 });
+  const started = Date.now();
+  const r = await recover(gw, wh.id, { since: iso(t0) });
+  assert.equal(r.status, 202, r.body);
+  const done = await waitRecovery(gw, wh.id, r.json.id);
+  assert.equal(done.requeued, 1000);
+  // Two batches of 500: the first, a pause of 500 / 500 per s, the second (then its end).
+  assert.ok(Date.now() - started >= 950, `took ${Date.now() - started} ms`);
+});
+
 test('bad input answers 422 naming the field; unknown ids 404; another organization sees nothing', async () => {
   const { gw, rx } = await setup();
   const wh = await createWebhook(gw, rx, '/v', ['user.created'], { organizationId: 'org_a' });
