@@ -727,7 +727,8 @@ int hg_app_run(const hg_config_t *cfg) {
     hg_log(HG_LOG_ERROR, "cannot open the intake log", "error", err, NULL);
     goto out;
   }
-  if (hg_recover_new(&app.api.recover, &loop, app.api.store, app.api.dispatcher, cfg->recover_rate) != 0) goto out;
+  if (hg_recover_new(&app.api.recover, &loop, app.api.store, app.api.dispatcher, cfg->recover_rate,
+                     (int64_t)cfg->retention_deliveries_ms) != 0) goto out;
   /* The operational events: published through the ingest, read at each
    * use (close_ingest clears it). */
   if ((app.health = hg_health_new(&app.api.ingest, app.api.subs)) == NULL) goto out;

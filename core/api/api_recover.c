@@ -113,6 +113,9 @@ static void recover_authorized(hg_api_t *api, hg_http_req_t *req, const hg_princ
              o ? json_string_value(json_object_get(o, "id")) : "?");
     json_decref(o);
     hg_http_respond_error(req, 409, "conflict", msg, NULL);
+  } else if (rc == HG_EBUSY) {
+    hg_http_respond_error(req, 409, "conflict",
+                          "8 recoveries are running on this node already: try again once one has ended", NULL);
   } else if (rc != 0) {
     hg_api_internal_error(req, "start recovery", rc);
   }

@@ -28,6 +28,10 @@
  * the next batch waits WAIT_MS. */
 #define QUEUE_HIGH 20000
 #define WAIT_MS 200
+/* A scan for missed events pauses this long between its batches. */
+#define SCAN_PAUSE_MS 10
+/* Recoveries that may run at once on a node (dry runs included). */
+#define MAX_RUNNING 8
 
 typedef enum { REC_STARTING, REC_RUNNING, REC_DONE, REC_FAILED, REC_STOPPED } rec_state_t;
 static const char *const state_names[] = {"starting", "running", "done", "failed", "stopped"};
@@ -78,6 +82,7 @@ struct hg_recover {
   size_t n_all;
   uv_timer_t timer;
   double rate; /* deliveries a recovery requeues per second at most; 0: unpaced */
+  int64_t kept_ms; /* retention.deliveries (0: kept forever) */
   int closing;
   int jobs; /* store jobs out */
 };
@@ -123,7 +128,7 @@ static void finish(hg_recovery_t *rec, rec_state_t state, const char *error) {
   hg_log(state == REC_DONE ? HG_LOG_INFO : HG_LOG_WARN, "recovery ended", "recovery", rec->id, "webhook",
          rec->req.webhook_id, "state", state_names[state], rec->req.dry_run ? "would_requeue" : "requeued", n,
          rec->req.dry_run ? "would_add_missed" : "missed_added", m, "error", error, NULL);
-  trim(rec->r);
+  /* Not freed here (trim, by the callers, once nothing refers to it). */
 }
 
 static void step(hg_recovery_t *rec);
@@ -194,12 +199,16 @@ static int batch_work(hg_db_t *db, void *ud) {
     return hg_recover_requeue(db, &q, rec->b_after, REQUEUE_BATCH, rec->b_now, rec->seqs, &rec->b_n);
   }
   rec->b_cursor = rec->cursor;
-  int rc = hg_recover_missed(db, &q, rec->wh_created_at, !rec->req.dry_run, &rec->b_cursor, MISSED_BATCH, match_cb,
+  /* Not before the webhook existed; and not where retention may have
+   * purged deliveries it did get (the event would look missed). */
+  int64_t from = rec->wh_created_at;
+  if (rec->r->kept_ms > 0 && rec->b_now - rec->r->kept_ms > from) from = rec->b_now - rec->r->kept_ms;
+  int rc = hg_recover_missed(db, &q, from, !rec->req.dry_run, &rec->b_cursor, MISSED_BATCH, match_cb,
                              rec, rec->b_now, rec->seqs, &rec->b_n, &rec->b_found, &rec->b_more);
   return rc;
 }
 
-static void batch_done(int status, void *ud) {
+static void batch_done_(int status, void *ud) {
   hg_recovery_t *rec = ud;
   hg_recover_t *r = rec->r;
   r->jobs--;
@@ -241,12 +250,24 @@ static void batch_done(int status, void *ud) {
       finish(rec, REC_DONE, NULL);
       return;
     }
+    /* At most MISSED_BATCH events looked at per SCAN_PAUSE_MS: a scan
+     * reads every stored event, and several may run. */
+    wait_until(rec, hg_wall_ms() + SCAN_PAUSE_MS);
+    return;
   }
   if (rec->phase == 1 && !rec->req.missed) {
     finish(rec, REC_DONE, NULL);
     return;
   }
   step(rec);
+}
+
+static void batch_done(int status, void *ud) {
+  hg_recover_t *r = ((hg_recovery_t *)ud)->r;
+  /* Closing, batch_done_ may free the registry. */
+  int closing = r->closing;
+  batch_done_(status, ud);
+  if (!closing) trim(r);
 }
 
 /* Sends the next batch, or holds back while the delivery queue is long. */
@@ -320,6 +341,7 @@ static void start_done(int status, void *ud) {
   if (rec->phase == 1 && !rec->req.missed) finish(rec, REC_DONE, NULL);
   else step(rec);
   cb(0, rec, rec->ud);
+  trim(r);
 }
 
 static int overlaps(const hg_recover_req_t *a, const hg_recover_req_t *b) {
@@ -344,6 +366,10 @@ int hg_recover_start(hg_recover_t *r, const hg_recover_req_t *req, hg_recover_st
       return HG_EEXIST;
     }
   }
+  size_t running = 0;
+  for (it = r->all.next; it != &r->all; it = it->next)
+    running += !hg_recovery_ended(HG_CONTAINER(it, hg_recovery_t, link));
+  if (running >= MAX_RUNNING) return HG_EBUSY;
   hg_recovery_t *rec = calloc(1, sizeof(*rec));
   if (rec == NULL) return HG_ENOMEM;
   rec->r = r;
@@ -409,13 +435,14 @@ json_t *hg_recovery_json(const hg_recovery_t *rec) {
 }
 
 int hg_recover_new(hg_recover_t **out, uv_loop_t *loop, hg_store_t *store, struct hg_dispatcher *dispatcher,
-                   double rate) {
+                   double rate, int64_t kept_ms) {
   hg_recover_t *r = calloc(1, sizeof(*r));
   if (r == NULL) return HG_ENOMEM;
   r->loop = loop;
   r->store = store;
   r->dispatcher = dispatcher;
   r->rate = rate;
+  r->kept_ms = kept_ms;
   hg_list_init(&r->all);
   uv_timer_init(loop, &r->timer);
   r->timer.data = r;

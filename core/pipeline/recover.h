@@ -39,14 +39,17 @@ typedef void (*hg_recover_started_fn)(int status, const hg_recovery_t *rec, void
 
 /* dispatcher gets the recovered deliveries; both are borrowed until
  * hg_recover_close. rate: deliveries a recovery requeues per second at
- * most (delivery.recover_rate), 0 for no pacing. */
+ * most (delivery.recover_rate), 0 for no pacing. kept_ms: how long
+ * deliveries are kept (retention.deliveries, 0: forever): older events are
+ * never taken for missed ones (their deliveries may have been purged). */
 int hg_recover_new(hg_recover_t **out, uv_loop_t *loop, hg_store_t *store, struct hg_dispatcher *dispatcher,
-                   double rate);
+                   double rate, int64_t kept_ms);
 
 /* Starts a recovery: cb runs once it has started (or could not). Returns
  * 0; HG_EEXIST when a recovery (not a dry run) of that webhook over an
- * overlapping window is running on this node, *conflict set to it; or
- * another HG_E*. cb never runs unless 0 was returned. */
+ * overlapping window is running on this node, *conflict set to it;
+ * HG_EBUSY when 8 recoveries run on this node already; or another HG_E*.
+ * cb never runs unless 0 was returned. */
 int hg_recover_start(hg_recover_t *r, const hg_recover_req_t *req, hg_recover_started_fn cb, void *ud,
                      const hg_recovery_t **conflict);
 

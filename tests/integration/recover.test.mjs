@@ -186,6 +186,20 @@ test('a recovery held back by a long delivery queue is running: an overlapping o
   const clash = await recover(gw, wh.id, { since: iso(t0 + 10), status: 'failed' });
   expectError(clash, 409, 'conflict');
   assert.match(clash.json.error.message, new RegExp(first.json.id));
+  // At most 8 run at once on a node: 7 more (held back too), then a 9th is refused, dry or not.
+  for (let k = 1; k <= 7; k++) {
+    const more = await recover(gw, wh.id, { since: iso(t0 - 3600e3 * (k + 1)), until: iso(t0 - 3600e3 * k) });
+    assert.equal(more.status, 202, more.body);
+  }
+  const ninth = await recover(gw, wh.id, { since: iso(t0 - 3600e3 * 20), until: iso(t0 - 3600e3 * 19) });
+  expectError(ninth, 409, 'conflict');
+  assert.match(ninth.json.error.message, /8 recoveries are running/);
+  expectError(await recover(gw, wh.id, { since: iso(t0), dryRun: true }), 409, 'conflict');
+  r = await gw.request('POST', '/v1/admin/delivery/resume');
+  assert.equal(r.status, 200, r.body);
+  await waitRecovery(gw, wh.id, first.json.id);
+  r = await gw.request('POST', '/v1/admin/delivery/pause');
+  assert.equal(r.status, 200, r.body);
   // A dry run, and a window that does not overlap, are not refused.
   const dry = await recover(gw, wh.id, { since: iso(t0), dryRun: true });
   assert.equal(dry.status, 200, dry.body);
@@ -199,6 +213,21 @@ test('a recovery held back by a long delivery queue is running: an overlapping o
   // Once it has ended, the same window may run again.
   const next = await recover(gw, wh.id, { since: iso(t0), dryRun: false });
   assert.ok(next.status === 200 || next.status === 202, next.body);
+});
+
+test('missed: an event whose delivery retention purged is not taken for a missed one', async () => {
+  const gw = await startGateway({ config: deliveryConfig({ top: 'retention = { events = "30d", deliveries = "2s", interval = "1s" }' }) });
+  gateways.push(gw);
+  const rx = await startReceiver();
+  receivers.push(rx);
+  const wh = await createWebhook(gw, rx, '/p', ['user.created']);
+  const t0 = Date.now() - 1;
+  const e = await publishOk(gw, { type: 'user.created', data: {} });
+  await until(() => rx.received('/p').length === 1, { what: 'the delivery' });
+  await until(async () => (await listDeliveries(gw, wh.id)).deliveries.length === 0, { what: 'the delivery purged', timeout: 20000 });
+  const r = await recover(gw, wh.id, { since: iso(t0), missed: true, dryRun: true });
+  const done = await waitRecovery(gw, wh.id, r.json.id);
+  assert.equal(done.missedFound, 0, `event ${e.id} was delivered; its delivery row is gone, not missed`);
 });
 
 test('delivery.recover_rate paces a recovery: 1,000 deliveries at 500/s take a pause of a second', async () => {
