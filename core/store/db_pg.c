@@ -712,7 +712,7 @@ static int run(pg_db_t *db, pg_stmt_t *st) {
 static int pipe_drain_keep(pg_db_t *db, PGresult **keep) {
   if (!db->in_pipe) return 0;
   int64_t deadline = now_ms() + HG_PG_STATEMENT_TIMEOUT_MS;
-  int err = 0, rc;
+  int err = 0, rc, lost_prepared = 0;
   PGresult *last = NULL;
   if (!PQpipelineSync(db->conn)) return set_broken(db, NULL);
   rc = flush_out(db, deadline);
@@ -731,7 +731,13 @@ static int pipe_drain_keep(pg_db_t *db, PGresult **keep) {
       PQclear(r);
       break;
     }
-    if (st == PGRES_FATAL_ERROR && err == 0) err = result_error(db, r);
+    if (st == PGRES_FATAL_ERROR && err == 0) {
+      err = result_error(db, r);
+      /* The server lost our prepared statements (DISCARD ALL, a pooler
+       * handing us another session): every one is prepared again. */
+      const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+      if (state != NULL && strcmp(state, "26000") == 0) lost_prepared = 1;
+    }
     else if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) (void)finish(db, r);
     if (keep != NULL) {
       PQclear(last);
@@ -748,9 +754,7 @@ static int pipe_drain_keep(pg_db_t *db, PGresult **keep) {
   db->in_pipe = 0;
   db->piped = 0;
   db->last_io = now_ms();
-  /* A prepare sent among them may be the one that failed: every cached
-   * statement is prepared again on its next use. */
-  if (err != 0) db->gen++;
+  if (lost_prepared) db->gen++;
   if (keep != NULL && err == 0) *keep = last;
   else PQclear(last);
   return err;
@@ -765,10 +769,6 @@ static int pg_flush(hg_db_t *d) { return pipe_drain((pg_db_t *)d); }
  * pipe_drain. */
 static int pipe_send(pg_db_t *db, pg_stmt_t *st) {
   int rc = 0;
-  if (!db->in_pipe) {
-    if (!PQenterPipelineMode(db->conn)) return set_broken(db, "cannot enter pipeline mode");
-    db->in_pipe = 1;
-  }
   int np = st->nparams;
   run_space_t space;
   run_args_t a;
@@ -777,14 +777,23 @@ static int pipe_send(pg_db_t *db, pg_stmt_t *st) {
   int named = 0;
   if (st->cached) {
     if (st->gen != db->gen) {
-      /* Prepared in the same pipeline, just before its first use. */
-      char name[16];
-      snprintf(name, sizeof(name), "hg%u", ++db->next_name);
-      fill_args(st, &a, 0);
-      if (!PQsendPrepare(db->conn, name, st->sql, np, a.types)) rc = set_broken(db, NULL);
-      else if ((rc = note_prepared(db, st, name, a.types)) == 0) db->piped++;
+      /* Prepared on its own, outside any pipeline (a round trip, once per
+       * statement and connection): what is prepared then never depends on
+       * whether a pipeline's statements failed. (Prepared inside one, a
+       * prepare aborted with the pipeline had to be done again under a new
+       * name, every cached statement with it, and the old names stayed on
+       * the server for the connection's life.) */
+      if (db->in_pipe) rc = pipe_drain(db);
+      if (rc == 0) {
+        fill_args(st, &a, 0);
+        rc = server_prepare(db, st, a.types, now_ms() + HG_PG_STATEMENT_TIMEOUT_MS);
+      }
     }
     named = rc == 0 && fits(st);
+  }
+  if (rc == 0 && !db->in_pipe) {
+    if (!PQenterPipelineMode(db->conn)) rc = set_broken(db, "cannot enter pipeline mode");
+    else db->in_pipe = 1;
   }
   if (rc == 0) {
     fill_args(st, &a, named);

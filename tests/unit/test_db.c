@@ -606,6 +606,36 @@ static void test_step_after_deferred(void) {
   hg_db_close(db);
 }
 
+/* Failing jobs, as the store runs them (a deferred SAVEPOINT, a statement
+ * that fails, ROLLBACK TO), leave no prepared statements behind on the
+ * server: what is prepared never depends on a pipeline's outcome. */
+static void test_failures_leak_no_prepared(void) {
+  static const char ins[] = "INSERT INTO item (id, name, n) VALUES (?, ?, ?)";
+  hg_db_t *db = open_db(HG_DB_CACHE);
+  if (db == NULL) return;
+  make_tables(db);
+  CHECK_EQ_INT(insert_item(db, 1, "taken"), HG_DB_DONE);
+  CHECK_EQ_INT(hg_db_exec(db, "BEGIN", "test"), 0);
+  hg_stmt_t *st = NULL;
+  int64_t before = -1;
+  for (int i = 0; i < 50; i++) {
+    CHECK_EQ_INT(hg_db_prepare(db, "SAVEPOINT j", &st), 0);
+    CHECK_EQ_INT(hg_db_defer(st), 0);
+    hg_db_release(st);
+    CHECK_EQ_INT(hg_db_prepare(db, ins, &st), 0);
+    hg_db_bind_int64(st, 1, 100 + i);
+    hg_db_bind_text(st, 2, "taken", -1); /* UNIQUE */
+    hg_db_bind_int64(st, 3, 0);
+    CHECK_EQ_INT(hg_db_step(st), HG_EEXIST);
+    hg_db_release(st);
+    CHECK_EQ_INT(hg_db_exec(db, "ROLLBACK TO SAVEPOINT j", "test"), 0);
+    if (i == 0) before = query_int(db, "SELECT count(*) FROM pg_prepared_statements");
+  }
+  CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM pg_prepared_statements"), before);
+  CHECK_EQ_INT(hg_db_exec(db, "COMMIT", "test"), 0);
+  hg_db_close(db);
+}
+
 /* A connection not heard from for a while may have been closed by the
  * server: a statement deferred then runs at once, so its failure is its
  * own answer (the store runs a group again when its BEGIN fails). */
@@ -748,6 +778,7 @@ int main(void) {
   RUN(test_deferred);
   RUN(test_step_after_deferred);
   RUN(test_defer_after_idle);
+  RUN(test_failures_leak_no_prepared);
   RUN(test_nextval);
   RUN(test_killed_connection);
   RUN(test_deadline);
