@@ -155,6 +155,15 @@ static void send_raw(item_t *it, const char *url, const char *body, size_t body_
     hg_dispatch__abandon(it);
     return;
   }
+  /* Nodes sharing a PostgreSQL store: the lease taken at the load must
+   * outlast the attempt. A delivery that waited long since (a full store
+   * queue, the transform sandbox's queue) goes back to be claimed again
+   * instead of racing another node that may take it over. */
+  if (d->node_id != NULL && !it->test_cb &&
+      !hg_send_leased(&it->send, d->node_id, hg_wall_ms() + (int64_t)d->cfg->request_timeout_ms + 1000)) {
+    hg_dispatch__abandon(it);
+    return;
+  }
   hg_client_request_t req;
   memset(&req, 0, sizeof(req));
   req.method = "POST";

@@ -156,13 +156,20 @@ static int load_each(hg_db_t *db, batch_t *b) {
  * delivery whose lease is not this node's after that (another node holds
  * it, or its row is locked by another session) is marked HG_EBUSY. A
  * delivery this node accepted was born leased to it (events.h): its claim
- * writes nothing while that lease has LEASE_LEFT_MS past the attempt's
+ * writes nothing while that lease has half its length (at least
+ * LEASE_LEFT_MS) past the attempt's
  * timeout to run. */
 #define LEASE_LEFT_MS 5000
 
 static int load_shared(hg_db_t *db, batch_t *b) {
   hg_dispatcher_t *d = b->d;
-  int64_t keep = b->now + (int64_t)d->cfg->request_timeout_ms + LEASE_LEFT_MS;
+  /* Renewed unless half the lease is left past the attempt's timeout:
+   * the attempt starts after the load, the sandbox's queue and any
+   * transform, and deliver.c checks the lease again before it does. */
+  int64_t left = d->lease_ms / 2 > LEASE_LEFT_MS ? d->lease_ms / 2 : LEASE_LEFT_MS;
+  int64_t want = (int64_t)d->cfg->request_timeout_ms + left;
+  /* Never more than a fresh claim gives (now + cluster.lease). */
+  int64_t keep = b->now + (want < d->lease_ms ? want : d->lease_ms);
   int rc = 0;
   if (b->n <= SMALL_BATCH) {
     for (size_t i = 0; i < b->n && rc == 0; i++)
