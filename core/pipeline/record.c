@@ -25,6 +25,39 @@ typedef struct rec_batch {
   item_t *head;
 } rec_batch_t;
 
+/* Runs sql (a literal), a statement without rows. */
+static int exec_step(hg_db_t *db, const char *sql) {
+  hg_stmt_t *st = NULL;
+  int rc = hg_db_prepare(db, sql, &st);
+  if (rc == 0) rc = hg_db_step(st);
+  hg_db_release(st);
+  return rc < 0 ? rc : 0;
+}
+
+/* The attempt's health, under a savepoint of its own: on PostgreSQL a
+ * failed statement aborts the transaction, and the health row is shared by
+ * every node (a lock wait, a deadlock between two nodes recording two
+ * webhooks in opposite order): its failure must not undo the records of
+ * the batch, which would then be sent again. Returns 0 (with *kept 0 when
+ * the health was not written), or the failure of something before it (a
+ * deferred record, the connection), which is the job's. */
+static int record_health(hg_db_t *db, item_t *it, int *kept) {
+  *kept = 0;
+  int r = exec_step(db, "SAVEPOINT hg_health");
+  if (r != 0) return r;
+  r = hg_health_record(db, &it->hin, &it->hout);
+  if (r == 0) r = exec_step(db, "RELEASE hg_health");
+  if (r == 0) {
+    *kept = 1;
+    return 0;
+  }
+  if (r == HG_EUNAVAIL) return r;
+  if (hg_db_exec(db, "ROLLBACK TO hg_health", "health rollback") != 0 ||
+      hg_db_exec(db, "RELEASE hg_health", "health release") != 0)
+    return HG_EIO;
+  return 0;
+}
+
 static int record_work(hg_db_t *db, void *ud) {
   rec_batch_t *b = ud;
   for (item_t *it = b->head; it; it = it->rec_next) {
@@ -37,9 +70,10 @@ static int record_work(hg_db_t *db, void *ud) {
       /* In the record's transaction. A failure here leaves the attempt
        * recorded (it must not be sent again) without its health: logged
        * by the store, and nothing reported. */
-      int r = hg_health_record(db, &it->hin, &it->hout);
-      if (r == HG_EUNAVAIL) return HG_EUNAVAIL;
-      if (r != 0) it->has_health = 0;
+      int kept = 0;
+      int r = record_health(db, it, &kept);
+      if (r != 0) return r;
+      if (!kept) it->has_health = 0;
     }
   }
   return 0;
