@@ -14,6 +14,9 @@
                       "(d.status = 'success' AND ?6 <> 0))"
 #define WINDOW "d.webhook_id = ?1 AND d.id > ?2 AND d.id < ?3 AND d.created_at >= ?7 AND d.created_at < ?8"
 
+/* How far past a window's end its deliveries' ids may have been made. */
+#define ID_SLACK_MS (3600 * 1000)
+
 /* The id bounds of a window: bound text is borrowed by the statement
  * (db.h), so they live in the caller's frame. */
 typedef struct bounds {
@@ -27,7 +30,11 @@ static void bind_q(hg_stmt_t *st, const hg_recover_q_t *q, const char *after, bo
   /* Ids are time-ordered (ids.h): the window is a range of the index
    * deliveries_by_webhook (webhook_id, id); created_at makes it exact. */
   hg_id_at("del_", q->since, lo);
-  hg_id_at("del_", q->until + 1, hi);
+  /* An id is made when the store job runs, created_at when the event was
+   * accepted: a delivery accepted just before until may be stored after
+   * it (a queued store, the intake log applied at a restart), so the ids
+   * go up to an hour past; created_at makes the window exact. */
+  hg_id_at("del_", q->until + ID_SLACK_MS, hi);
   hg_db_bind_text(st, 1, q->webhook_id, -1);
   hg_db_bind_text(st, 2, after != NULL && after[0] != '\0' && strcmp(after, lo) > 0 ? after : lo, -1);
   hg_db_bind_text(st, 3, hi, -1);
