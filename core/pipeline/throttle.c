@@ -129,9 +129,15 @@ static void refill(hg_flow_t *f, int64_t now) {
 static int rate_ok(const hg_flow_t *f) { return f->lim.rate_milli <= 0 || f->tokens >= 1.0; }
 static int slot_ok(const hg_flow_t *f) { return f->lim.max_concurrency <= 0 || f->taken < (size_t)f->lim.max_concurrency; }
 
-/* When the bucket next holds a whole token. */
+/* When the bucket next holds the tokens worth waking for: one, or at a
+ * high rate what 10 ms earn (at most the bucket), so that the held
+ * deliveries go in small groups that share a load and a record job
+ * instead of one store job each millisecond. */
 static int64_t token_at(const hg_flow_t *f) {
-  double need = 1.0 - f->tokens;
+  double want = (double)f->lim.rate_milli / 1000.0 / 100.0, cap = capacity(f);
+  if (want > cap) want = cap;
+  if (want < 1.0) want = 1.0;
+  double need = want - f->tokens;
   if (need <= 0) return f->refilled_at;
   return f->refilled_at + (int64_t)(need * 1e6 / (double)f->lim.rate_milli) + 1;
 }
