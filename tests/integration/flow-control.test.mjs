@@ -1,9 +1,10 @@
 // flow-control.test.mjs: a webhook's rateLimit (deliveries per second)
 // and maxConcurrency (requests open at once), enforced by the dispatcher:
 // what the receiver sees (never more open requests, never more per second
-// than allowed, everything arrives), that held deliveries stay pending,
-// that other webhooks are not slowed, that PATCH null lifts a limit at
-// once, and the API's validation and answers.
+// than allowed, everything arrives), that held deliveries stay pending
+// (and survive a restart, sent once), that other webhooks are not slowed,
+// that PATCH null lifts a limit at once, that a test send ignores the
+// limits, /metrics, and the API's validation and answers.
 //
 // Real gateway, real receivers, the test's store (SQLite, or PostgreSQL
 // with HG_TEST_STORE=postgresql). No tight upper bounds on time: machines
@@ -18,17 +19,17 @@ import { expectValidation } from './lib/expect.mjs';
 let rx;
 let rx2;
 let gw;
+// Each test has event types of its own, so no test's events reach
+// another's webhooks.
+const TYPES = ['conc.test', 'rate.test', 'lift.test', 'send.test', 'restart.test'].map((t) => `"${t}"`).join(', ');
+const CONFIG = deliveryConfig({ extra: 'timeout = 10' })
+  .replace('webhooks = { allow_http = true }', `webhooks = { allow_http = true, event_types = { ${TYPES} } }`);
+assert.match(CONFIG, /event_types/);
 
 before(async () => {
   rx = await startReceiver();
   rx2 = await startReceiver();
-  // Each test has event types of its own, so no test's events reach
-  // another's webhooks.
-  const types = ['conc.test', 'rate.test', 'lift.test', 'send.test'].map((t) => `"${t}"`).join(', ');
-  const config = deliveryConfig({ extra: 'timeout = 10' })
-    .replace('webhooks = { allow_http = true }', `webhooks = { allow_http = true, event_types = { ${types} } }`);
-  assert.match(config, /event_types/);
-  gw = await startGateway({ config });
+  gw = await startGateway({ config: CONFIG });
 });
 
 after(async () => {
@@ -213,4 +214,30 @@ test('a test send goes at once whatever the limits', async () => {
   assert.equal(r.status, 200, r.body);
   assert.equal(r.json.success, true, r.body);
   assert.equal(rx.received('/test-send').length, 2, 'the test, and no second event (still held)');
+});
+
+test('held deliveries are pending rows: a restart sends them, none lost, none twice', async () => {
+  const g1 = await startGateway({ config: CONFIG });
+  const wh = await createWebhook(g1, rx, '/restart', ['restart.test'], { rateLimit: 0.2 });
+  const evs = [];
+  for (let i = 0; i < 3; i++) evs.push(await publishOk(g1, { type: 'restart.test', data: { i } }));
+  await rx.waitFor('/restart', { count: 1, timeout: 5000 * SLOW });
+  await until(async () => (await listDeliveries(g1, wh.id)).deliveries.filter((d) => d.status === 'success').length === 1,
+    { what: 'the first delivery recorded' });
+  await stopClean(g1);
+  assert.equal(rx.received('/restart').length, 1, 'one per 5 s: two were still held at the stop');
+
+  const g2 = await startGateway({ config: CONFIG, dir: g1.dir });
+  try {
+    const r = await g2.request('PATCH', `/v1/webhooks/${wh.id}`, { body: { rateLimit: null } });
+    assert.equal(r.status, 200, r.body);
+    const got = await rx.waitFor('/restart', { count: 3, timeout: 10000 * SLOW });
+    assert.deepEqual(got.map((x) => x.headers['webhook-id']).sort(), evs.map((e) => e.id).sort());
+    await until(async () => (await listDeliveries(g2, wh.id)).deliveries.every((d) => d.status === 'success'),
+      { what: 'all three delivered' });
+    await sleep(300);
+    assert.equal(rx.received('/restart').length, 3, 'none sent twice');
+  } finally {
+    await stopClean(g2);
+  }
 });
