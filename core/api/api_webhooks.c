@@ -714,6 +714,9 @@ static void delete_done(int status, void *ud) {
     respond_status(j, status, "delete webhook");
   } else {
     if (j->api->subs) hg_subs_del(j->api->subs, j->id);
+    /* Deliveries it held back go now, to find their rows gone: nothing is
+     * left waiting for a webhook that no longer exists. */
+    if (j->api->dispatcher) hg_dispatcher_limits(j->api->dispatcher, j->id, 0, 0);
     hg_http_respond(j->req, 204, NULL, NULL, 0);
   }
   job_free(j);

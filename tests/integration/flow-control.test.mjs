@@ -214,6 +214,13 @@ test('a test send goes at once whatever the limits', async () => {
   assert.equal(r.status, 200, r.body);
   assert.equal(r.json.success, true, r.body);
   assert.equal(rx.received('/test-send').length, 2, 'the test, and no second event (still held)');
+  assert.equal(await metric('hookgate_deliveries_held'), 1);
+  // Deleted: what it held goes at once (its rows are gone), nothing is sent.
+  const del = await gw.request('DELETE', `/v1/webhooks/${wh.id}`);
+  assert.equal(del.status, 204, del.body);
+  await until(async () => (await metric('hookgate_deliveries_held')) === 0, { what: 'nothing held for a deleted webhook' });
+  await sleep(200);
+  assert.equal(rx.received('/test-send').length, 2);
 });
 
 test('held deliveries are pending rows: a restart sends them, none lost, none twice', async () => {
