@@ -57,13 +57,13 @@ const O = {
 if (flag('help')) {
   console.log(`usage: bench/run [--quick] [--runs N] [--duration S] [--pending N] [--e2e-rate R]
        [--e2e-duration S] [--mem-pending N] [--conns N] [--purge-rows N]
-       [--only ingest,delivery,e2e,memory,lua,purge,recover]
+       [--only ingest,delivery,e2e,memory,lua,purge,recover,flow]
        [--tmp DIR] [--json FILE] [--keep]
        [--store sqlite|postgresql] [--pg-group N]   (bench/run starts the PostgreSQL server)`);
   process.exit(0);
 }
 if (O.runs < 1) throw new Error('--runs must be at least 1');
-const SCENARIOS = ['ingest', 'delivery', 'e2e', 'memory', 'lua', 'purge', 'recover'];
+const SCENARIOS = ['ingest', 'delivery', 'e2e', 'memory', 'lua', 'purge', 'recover', 'flow'];
 for (const s of O.only) if (!SCENARIOS.includes(s)) throw new Error(`--only: unknown scenario ${s} (one of ${SCENARIOS.join(',')})`);
 if (PG) {
   if (!O.pgUri) throw new Error('--store postgresql needs --pg-uri (bench/run starts a server and passes it)');
@@ -426,13 +426,13 @@ function childrenMicros(pid) {
   return total;
 }
 
-async function deliveryRun(scheme, sink, ca, extra = '', webhook = {}) {
+async function deliveryRun(scheme, sink, ca, extra = '', webhook = {}, pending = O.pending) {
   const gw = await startGateway({ paused: true, caFile: scheme === 'https' ? ca : undefined, extra });
   try {
     const url = scheme === 'https' ? `https://localhost:${sink.httpsPort}/hook` : `http://127.0.0.1:${sink.httpPort}/hook`;
     await addWebhook(gw, url, webhook);
     const t0i = performance.now();
-    await ingestBatches(gw, O.pending);
+    await ingestBatches(gw, pending);
     const ingestS = (performance.now() - t0i) / 1000;
     const m0 = await gw.metrics();
     const c0 = cpuMicros(gw.pid);
@@ -441,7 +441,7 @@ async function deliveryRun(scheme, sink, ca, extra = '', webhook = {}) {
     const r = await request(gw.port, 'POST', '/v1/admin/delivery/resume', { key: KEY });
     if (r.status !== 200) throw new Error(`resume: ${r.status} ${r.body}`);
     // Bounded: no figure is worth waiting for at under 50 deliveries/s.
-    const deadline = t0 + Math.max(60000, (O.pending / 50) * 1000);
+    const deadline = t0 + Math.max(60000, (pending / 50) * 1000);
     let st;
     for (;;) {
       st = (await request(gw.port, 'GET', '/v1/admin/delivery', { key: KEY })).json;
@@ -462,7 +462,7 @@ async function deliveryRun(scheme, sink, ca, extra = '', webhook = {}) {
       // run's first figures include their start (a few ms in all).
       workers_cpu_us: (k1 - k0) / ok,
       transform_us: phaseMicros(m0, m1, 'transform'),
-      batch_ingest_rate: O.pending / ingestS,
+      batch_ingest_rate: pending / ingestS,
     };
   } finally {
     await gw.destroy();
@@ -480,6 +480,22 @@ async function benchDelivery(sink, ca) {
       log(`delivery ${scheme} run ${i + 1}/${O.runs}: hookgate draining ${O.pending} deliveries`);
       push(`delivery_${scheme}`, await retry('delivery run', () => deliveryRun(scheme, sink, ca)));
     }
+  }
+}
+
+// Flow control: the http sink drained through one webhook with a rateLimit
+// (the rate must hold: deliveries/s close to it, never above), and with a
+// maxConcurrency (what so few open requests deliver).
+const FLOW_RATE = 1000;
+const FLOW_CONCURRENCY = 4;
+async function benchFlow(sink) {
+  const n = quick ? 3000 : 10000;
+  for (let i = 0; i < O.runs; i++) {
+    log(`flow run ${i + 1}/${O.runs}: ${n} deliveries, rateLimit ${FLOW_RATE}/s`);
+    push('flow_rate', await retry('flow run', () => deliveryRun('http', sink, undefined, '', { rateLimit: FLOW_RATE }, n)));
+    log(`flow run ${i + 1}/${O.runs}: ${n} deliveries, maxConcurrency ${FLOW_CONCURRENCY}`);
+    push('flow_concurrency', await retry('flow run',
+      () => deliveryRun('http', sink, undefined, '', { maxConcurrency: FLOW_CONCURRENCY }, n)));
   }
 }
 
@@ -849,6 +865,15 @@ function table() {
       row(`  gateway CPU per delivery`, `${fmt(med(k, (r) => r.cpu_us), 1)} us`, '', '', '');
     }
   }
+  if (R.flow_rate) {
+    const rate = med('flow_rate', (r) => r.rate);
+    row(`Delivery to http sink, one webhook with rateLimit ${FLOW_RATE}/s: deliveries/s`, fmt(rate),
+      `${fmt(FLOW_RATE)}/s (the limit)`, ratio(rate, FLOW_RATE), '0.90x - 1.02x', rate <= FLOW_RATE * 1.02 && rate >= FLOW_RATE * 0.9);
+    row(`Delivery to http sink, one webhook with maxConcurrency ${FLOW_CONCURRENCY}: deliveries/s`,
+      fmt(med('flow_concurrency', (r) => r.rate)), '', '', '');
+    row(`  gateway CPU per delivery (rate / concurrency)`,
+      `${fmt(med('flow_rate', (r) => r.cpu_us), 1)} / ${fmt(med('flow_concurrency', (r) => r.cpu_us), 1)} us`, '', '', '');
+  }
   if (R.recover_alone) {
     const alone = med('recover_alone', (r) => r.rps);
     const rq = med('recover_requeue', (r) => r.rps);
@@ -1086,6 +1111,7 @@ try {
   if (O.only.includes('lua')) await benchLua(sink);
   if (!PG && O.only.includes('purge')) await benchPurge(sink);
   if (!PG && O.only.includes('recover')) await benchRecover();
+  if (!PG && O.only.includes('flow')) await benchFlow(sink);
 } finally {
   await stopChild(sink.proc, 'SIGQUIT');
 }

@@ -127,6 +127,13 @@ static void metrics(hg_http_req_t *req, void *ud) {
                 "hookgate_operational_events_total{type=\"webhook.recovered\"} %llu\n",
                 (unsigned long long)m->operational_events[0], (unsigned long long)m->operational_events[1],
                 (unsigned long long)m->operational_events[2]);
+  hg_buf_printf(&b,
+                "# HELP hookgate_deliveries_throttled_total Deliveries held back by their webhook's limits, by "
+                "the limit.\n"
+                "# TYPE hookgate_deliveries_throttled_total counter\n"
+                "hookgate_deliveries_throttled_total{reason=\"rate\"} %llu\n"
+                "hookgate_deliveries_throttled_total{reason=\"concurrency\"} %llu\n",
+                (unsigned long long)m->deliveries_throttled[0], (unsigned long long)m->deliveries_throttled[1]);
   hg_metrics_put_hist(&b, "hookgate_delivery_attempt_seconds", "Duration of one delivery attempt.",
                       &m->attempt_seconds);
   hg_metrics_put_hist(&b, "hookgate_delivery_latency_seconds",
@@ -140,6 +147,8 @@ static void metrics(hg_http_req_t *req, void *ud) {
               (double)ds.in_flight);
     put_gauge(&b, "hookgate_delivery_paused", "1 while delivery is paused.",
               hg_dispatcher_paused(app->api.dispatcher) ? 1 : 0);
+    put_gauge(&b, "hookgate_deliveries_held", "Pending deliveries held back by their webhook's rateLimit or "
+              "maxConcurrency (part of the queue depth).", (double)ds.held);
     put_counter(&b, "hookgate_delivery_claims_lost_total",
                 "Deliveries due here that another node sharing the store held (its lease).", "", ds.claims_lost);
   }

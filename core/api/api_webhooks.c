@@ -13,10 +13,13 @@
 #include "lua/runtime.h"
 #include "net/router.h"
 #include "base/sign.h"
+#include "pipeline/dispatcher.h"
 #include "pipeline/subs.h"
+#include "pipeline/throttle.h"
 #include "store/health.h"
 #include "store/webhooks.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -35,7 +38,7 @@ typedef struct job {
   char id[HG_ID_MAX];
   char secret[HG_SECRET_MAX];
   /* PATCH: which fields change. */
-  int set_url, set_events, set_active, set_metadata, set_disable_after;
+  int set_url, set_events, set_active, set_metadata, set_disable_after, set_rate_limit, set_max_concurrency;
   json_t *set_plugins;   /* PATCH: new plugins (array), or NULL: unchanged */
   json_t *set_transform; /* PATCH: new transform (string or null), or NULL: unchanged */
   /* list */
@@ -133,6 +136,14 @@ static json_t *webhook_json(hg_api_t *api, const hg_webhook_t *w) {
     }
   }
   json_object_set_new(out, "disableAfter", rule);
+  /* Flow control: per second (kept to the thousandth), and at once. */
+  json_t *rate = json_null();
+  if (w->rate_limit_milli > 0)
+    rate = w->rate_limit_milli % 1000 == 0 ? json_integer((json_int_t)(w->rate_limit_milli / 1000))
+                                           : json_real((double)w->rate_limit_milli / 1000.0);
+  json_object_set_new(out, "rateLimit", rate);
+  json_object_set_new(out, "maxConcurrency",
+                      w->max_concurrency > 0 ? json_integer((json_int_t)w->max_concurrency) : json_null());
   json_object_set_new(out, "failingSince", w->failing_since ? hg_api_time(w->failing_since) : json_null());
   json_object_set_new(out, "exhaustedDeliveries", json_integer((json_int_t)w->exhausted));
   return out;
@@ -181,6 +192,35 @@ static int check_disable_after(json_t *v, json_t *details, int64_t *exhausted, i
     }
   }
   return ok;
+}
+
+/* Checks `rateLimit`: null (none) or deliveries per second from 0.01 to
+ * 10000, kept to the thousandth. Sets *milli (0: none). Returns 1 when
+ * valid. */
+static int check_rate_limit(json_t *v, json_t *details, int64_t *milli) {
+  *milli = 0;
+  if (json_is_null(v)) return 1;
+  double r = json_is_number(v) ? json_number_value(v) : -1;
+  /* NaN and infinities cannot come from JSON text; the bounds rule out the rest. */
+  if (!(r >= (double)HG_RATE_LIMIT_MIN_MILLI / 1000.0 && r <= (double)HG_RATE_LIMIT_MAX_MILLI / 1000.0)) {
+    hg_api_detail(details, "rateLimit", "must be null or a number of deliveries per second from 0.01 to 10000");
+    return 0;
+  }
+  *milli = (int64_t)llround(r * 1000.0);
+  return 1;
+}
+
+/* Checks `maxConcurrency`: null (none) or a whole number from 1 to 1000.
+ * Sets *n (0: none). Returns 1 when valid. */
+static int check_max_concurrency(json_t *v, json_t *details, int64_t *n) {
+  *n = 0;
+  if (json_is_null(v)) return 1;
+  if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > HG_MAX_CONCURRENCY_MAX) {
+    hg_api_detail(details, "maxConcurrency", "must be null or a whole number from 1 to 1000");
+    return 0;
+  }
+  *n = json_integer_value(v);
+  return 1;
 }
 
 /* Sets w's disabled_* fields for a change of active made through the API:
@@ -350,8 +390,10 @@ static void create_done(int status, void *ud) {
 static void create_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principal_t *who) {
   json_t *body = hg_api_parse_body(req, 0);
   if (body == NULL) return;
-  static const char *const allowed[] = {"url",     "events",    "organizationId",  "secret",       "active", "metadata",
-                                        "plugins", "transform", "signatureScheme", "disableAfter", NULL};
+  static const char *const allowed[] = {"url",          "events",    "organizationId",  "secret",
+                                        "active",       "metadata",  "plugins",         "transform",
+                                        "signatureScheme", "disableAfter", "rateLimit", "maxConcurrency",
+                                        NULL};
   json_t *details = json_array();
   job_t *j = job_new(api, req, who);
   if (j == NULL) goto out;
@@ -368,6 +410,9 @@ static void create_authorized(hg_api_t *api, hg_http_req_t *req, const hg_princi
   j->w.disable_after_exhausted = j->w.disable_after_failing_ms = -1;
   if ((v = json_object_get(body, "disableAfter")) != NULL)
     check_disable_after(v, details, &j->w.disable_after_exhausted, &j->w.disable_after_failing_ms);
+  if ((v = json_object_get(body, "rateLimit")) != NULL) check_rate_limit(v, details, &j->w.rate_limit_milli);
+  if ((v = json_object_get(body, "maxConcurrency")) != NULL)
+    check_max_concurrency(v, details, &j->w.max_concurrency);
   int forbidden_org = 0;
   if ((v = json_object_get(body, "organizationId")) != NULL && !json_is_null(v)) {
     if (!json_is_string(v) || !hg_org_id_valid(json_string_value(v)))
@@ -565,6 +610,8 @@ static int patch_work(hg_db_t *db, void *ud) {
     cur.disable_after_exhausted = j->w.disable_after_exhausted;
     cur.disable_after_failing_ms = j->w.disable_after_failing_ms;
   }
+  if (j->set_rate_limit) cur.rate_limit_milli = j->w.rate_limit_milli;
+  if (j->set_max_concurrency) cur.max_concurrency = j->w.max_concurrency;
   if (j->set_active && cur.active != j->w.active) {
     /* Re-enabled: the reason and the failing streak go; the rule counts
      * afresh. Disabled by hand: the reason says so. */
@@ -601,6 +648,9 @@ static void patch_done(int status, void *ud) {
     respond_status(j, status, "update webhook");
   } else {
     if (j->api->subs) hg_subs_put(j->api->subs, j->w.id, j->w.org, j->w.active, j->w.events);
+    /* Deliveries this node holds back follow the new limits at once. */
+    if (j->api->dispatcher && (j->set_rate_limit || j->set_max_concurrency))
+      hg_dispatcher_limits(j->api->dispatcher, j->w.id, j->w.rate_limit_milli, j->w.max_concurrency);
     hg_http_respond_json(j->req, 200, webhook_json(j->api, &j->w));
   }
   job_free(j);
@@ -610,8 +660,9 @@ static void patch_authorized(hg_api_t *api, hg_http_req_t *req, const hg_princip
   if (!check_id(req, hg_http_req_param(req, "id"))) return;
   json_t *body = hg_api_parse_body(req, 0);
   if (body == NULL) return;
-  static const char *const allowed[] = {"url",       "events",          "active",       "metadata", "plugins",
-                                        "transform", "signatureScheme", "disableAfter", NULL};
+  static const char *const allowed[] = {"url",       "events",          "active",       "metadata",  "plugins",
+                                        "transform", "signatureScheme", "disableAfter", "rateLimit", "maxConcurrency",
+                                        NULL};
   json_t *details = json_array();
   job_t *j = job_new(api, req, who);
   if (j == NULL) goto out;
@@ -630,6 +681,10 @@ static void patch_authorized(hg_api_t *api, hg_http_req_t *req, const hg_princip
   if ((v = json_object_get(body, "disableAfter")) != NULL)
     j->set_disable_after =
         check_disable_after(v, details, &j->w.disable_after_exhausted, &j->w.disable_after_failing_ms);
+  if ((v = json_object_get(body, "rateLimit")) != NULL)
+    j->set_rate_limit = check_rate_limit(v, details, &j->w.rate_limit_milli);
+  if ((v = json_object_get(body, "maxConcurrency")) != NULL)
+    j->set_max_concurrency = check_max_concurrency(v, details, &j->w.max_concurrency);
   json_t *plugins = json_object_get(body, "plugins"), *transform = json_object_get(body, "transform");
   if (plugins || transform) {
     check_lua(api, plugins, transform, details);
@@ -659,6 +714,9 @@ static void delete_done(int status, void *ud) {
     respond_status(j, status, "delete webhook");
   } else {
     if (j->api->subs) hg_subs_del(j->api->subs, j->id);
+    /* Deliveries it held back go now, to find their rows gone: nothing is
+     * left waiting for a webhook that no longer exists. */
+    if (j->api->dispatcher) hg_dispatcher_limits(j->api->dispatcher, j->id, 0, 0);
     hg_http_respond(j->req, 204, NULL, NULL, 0);
   }
   job_free(j);

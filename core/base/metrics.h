@@ -43,6 +43,9 @@ typedef struct hg_metrics {
    * webhook.disabled, webhook.recovered: pipeline/health.h). */
   uint64_t webhooks_disabled[3];
   uint64_t operational_events[3];
+  /* Deliveries a webhook's limits held back (pipeline/throttle.h): [0]
+   * its rateLimit, [1] its maxConcurrency. */
+  uint64_t deliveries_throttled[2];
   hg_hist_t attempt_seconds;  /* one attempt: connect to response */
   hg_hist_t delivery_latency_seconds; /* event accepted to receiver's 2xx */
 } hg_metrics_t;

@@ -97,8 +97,20 @@ static void maybe_stopped(hg_dispatcher_t *d) {
   }
 }
 
+static void timer_cb(uv_timer_t *t);
+
+void hg_dispatch__flow_end(item_t *it) {
+  hg_dispatcher_t *d = it->d;
+  hg_flow_t *f = it->flow;
+  it->flow = NULL;
+  /* From the timer: this runs inside record and abandon paths that go on
+   * with the dispatcher after it. */
+  if (hg_throttle_end(d->throttle, f) && !d->stopping && d->started) uv_timer_start(&d->timer, timer_cb, 0, 0);
+}
+
 void hg_dispatch__item_free(item_t *it) {
   hg_dispatcher_t *d = it->d;
+  hg_dispatch__flow_end(it);
   for (item_t **p = &d->busy[bucket(it->seq)]; *p; p = &(*p)->next) {
     if (*p == it) {
       *p = it->next;
@@ -236,6 +248,33 @@ static int store_ready(hg_dispatcher_t *d) {
   return up;
 }
 
+/* The webhook's limits (throttle.h), now that the load told them: 1 when
+ * the attempt may start. Otherwise the throttle holds the delivery (its
+ * row number: the row stays pending in the store, untouched) and hands it
+ * back once the webhook has room, and the item is freed. Tests and
+ * replays (forced) are explicit requests: they go at once and take no
+ * slot (docs/api.md). */
+static int admit(item_t *it) {
+  hg_dispatcher_t *d = it->d;
+  hg_flow_limits_t lim = {it->send.rate_limit_milli, it->send.max_concurrency};
+  if (it->admitted) {
+    /* Its slot was taken before the load: the limits it read (changed
+     * perhaps by another node's PATCH) apply to the ones behind it. */
+    hg_throttle_limits(d->throttle, it->send.webhook_id, &lim);
+    return 1;
+  }
+  if (it->forced || it->test_cb) return 1;
+  hg_flow_t *f = NULL;
+  int v = hg_throttle_admit(d->throttle, it->send.webhook_id, &lim, it->seq, hg_wall_ms(), &f);
+  if (v == HG_THROTTLE_GO) {
+    it->flow = f;
+    return 1;
+  }
+  if (v < 0) hg_dispatch__abandon(it); /* out of memory: on the heap again, due in a second */
+  else hg_dispatch__item_free(it);
+  return 0;
+}
+
 static void load_done(int status, void *ud) {
   batch_t *b = ud;
   hg_dispatcher_t *d = b->d;
@@ -292,6 +331,7 @@ static void load_done(int status, void *ud) {
       hg_dispatch__finish(it, 0, NULL);
       continue;
     }
+    if (!admit(it)) continue;
     hg_dispatch__send(it);
   }
   free(b);
@@ -313,6 +353,31 @@ static int submit_batch(hg_dispatcher_t *d, batch_t *b) {
   return r;
 }
 
+/* Adds delivery seq to the batch being filled (*bp, made on first use),
+ * submitting it when full. flow: the slot a held delivery took (the item
+ * holds it from now on). Returns 0, or HG_ENOMEM when no item could be
+ * made: seq goes back on the heap, due at due, and its slot is given
+ * back. */
+static int batch_add(hg_dispatcher_t *d, batch_t **bp, int64_t due, int64_t seq, hg_flow_t *flow) {
+  item_t *it = NULL;
+  if (*bp == NULL) *bp = calloc(1, sizeof(**bp));
+  if (*bp == NULL || (it = item_new(d, seq)) == NULL) {
+    hg_throttle_end(d->throttle, flow);
+    hg_dispatch__heap_push(d, due, seq);
+    return HG_ENOMEM;
+  }
+  it->flow = flow;
+  it->admitted = flow != NULL;
+  batch_t *b = *bp;
+  b->d = d;
+  b->items[b->n++] = it;
+  if (b->n == LOAD_BATCH) {
+    submit_batch(d, b);
+    *bp = NULL;
+  }
+  return 0;
+}
+
 static void start_again(hg_dispatcher_t *d);
 
 static void timer_cb(uv_timer_t *t) {
@@ -327,34 +392,34 @@ void hg_dispatch__pump(hg_dispatcher_t *d) {
     /* Its server is unreachable (PostgreSQL): an attempt whose outcome
      * cannot be recorded would be sent again, so none starts; due entries
      * stay on the heap and the queue looks again shortly. */
-    if (d->n_heap > 0) uv_timer_start(&d->timer, timer_cb, STORE_WAIT_MS, 0);
+    if (d->n_heap > 0 || hg_throttle_held(d->throttle) > 0) uv_timer_start(&d->timer, timer_cb, STORE_WAIT_MS, 0);
     else uv_timer_stop(&d->timer);
     return;
   }
   int64_t now = hg_wall_ms();
   batch_t *b = NULL;
+  int64_t seq;
+  hg_flow_t *flow;
+  /* Held deliveries whose webhook has room again go first: they were due
+   * before anything the heap has due now. */
+  while (d->active < d->max_active && hg_throttle_next(d->throttle, now, &seq, &flow)) {
+    if (hg_dispatcher_busy(d, seq)) { /* in hand already (a replay): that attempt counts */
+      hg_throttle_end(d->throttle, flow);
+      continue;
+    }
+    if (batch_add(d, &b, now, seq, flow) != 0) break;
+  }
   while (d->n_heap > 0 && d->heap[0].due <= now && d->active < d->max_active) {
     entry_t e = heap_pop(d);
     if (hg_dispatcher_busy(d, e.seq)) continue; /* a duplicate entry */
-    if (b == NULL && (b = calloc(1, sizeof(*b))) == NULL) {
-      hg_dispatch__heap_push(d, e.due, e.seq);
-      break;
-    }
-    item_t *it = item_new(d, e.seq);
-    if (it == NULL) {
-      hg_dispatch__heap_push(d, e.due, e.seq);
-      break;
-    }
-    b->d = d;
-    b->items[b->n++] = it;
-    if (b->n == LOAD_BATCH) {
-      submit_batch(d, b);
-      b = NULL;
-    }
+    if (batch_add(d, &b, e.due, e.seq, NULL) != 0) break;
   }
   if (b != NULL) submit_batch(d, b);
-  if (d->n_heap > 0 && d->active < d->max_active) {
-    int64_t wait = d->heap[0].due - now;
+  int64_t next = d->n_heap > 0 ? d->heap[0].due : INT64_MAX;
+  int64_t held = hg_throttle_due(d->throttle);
+  if (held < next) next = held;
+  if (next != INT64_MAX && d->active < d->max_active) {
+    int64_t wait = next - now;
     uv_timer_start(&d->timer, timer_cb, wait > 0 ? (uint64_t)wait : 1, 0);
   } else {
     uv_timer_stop(&d->timer);
@@ -367,6 +432,10 @@ int hg_dispatcher_new(hg_dispatcher_t **out, uv_loop_t *loop, hg_store_t *store,
                       hg_lua_t *const *lua, hg_subs_t *subs, hg_client_t *client) {
   hg_dispatcher_t *d = calloc(1, sizeof(*d));
   if (d == NULL) return HG_ENOMEM;
+  if ((d->throttle = hg_throttle_new()) == NULL) {
+    free(d);
+    return HG_ENOMEM;
+  }
   d->client = client;
   d->lua = lua;
   d->subs = subs;
@@ -457,7 +526,8 @@ int hg_dispatcher_set_node(hg_dispatcher_t *d, const char *node_id, int64_t leas
 
 void hg_dispatcher_offer(hg_dispatcher_t *d, const int64_t *seqs, const int64_t *dues, size_t n) {
   for (size_t i = 0; i < n; i++)
-    if (!hg_dispatcher_busy(d, seqs[i])) hg_dispatch__heap_push(d, dues[i], seqs[i]);
+    if (!hg_dispatcher_busy(d, seqs[i]) && !hg_throttle_holds(d->throttle, seqs[i]))
+      hg_dispatch__heap_push(d, dues[i], seqs[i]);
   if (n > 0) hg_dispatch__pump(d);
 }
 
@@ -488,6 +558,13 @@ int hg_dispatcher_send_now(hg_dispatcher_t *d, int64_t seq, hg_dispatch_cb cb, v
   return submit_batch(d, b);
 }
 
+void hg_dispatcher_limits(hg_dispatcher_t *d, const char *webhook_id, int64_t rate_limit_milli,
+                          int64_t max_concurrency) {
+  hg_flow_limits_t lim = {rate_limit_milli, max_concurrency};
+  hg_throttle_limits(d->throttle, webhook_id, &lim);
+  if (hg_throttle_due(d->throttle) <= hg_wall_ms()) hg_dispatch__pump(d);
+}
+
 const hg_sandbox_t *hg_dispatcher_sandbox(const hg_dispatcher_t *d) { return d->sandbox; }
 
 void hg_dispatcher_on_health(hg_dispatcher_t *d, hg_dispatch_health_cb cb, void *ud) {
@@ -511,7 +588,8 @@ int hg_dispatcher_paused(const hg_dispatcher_t *d) { return d->paused; }
 
 void hg_dispatcher_stats(const hg_dispatcher_t *d, hg_dispatcher_stats_t *out) {
   *out = d->stats;
-  out->queued = d->n_heap;
+  out->held = hg_throttle_held(d->throttle);
+  out->queued = d->n_heap + out->held;
   out->in_flight = d->active;
 }
 
@@ -534,6 +612,7 @@ static void check_close_cb(uv_handle_t *h) {
   hg_dispatcher_t *d = h->data;
   free(d->node_id);
   free(d->heap);
+  hg_throttle_free(d->throttle);
   free(d);
 }
 

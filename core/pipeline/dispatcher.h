@@ -78,8 +78,9 @@ void hg_dispatcher_enqueue(hg_dispatcher_t *d, const int64_t *seqs, size_t n, in
  * another node holds is left to it. Returns 0 or HG_ENOMEM. */
 int hg_dispatcher_set_node(hg_dispatcher_t *d, const char *node_id, int64_t lease_ms);
 
-/* As enqueue, each with its own due time, skipping those in hand: the
- * orphaned work the cluster poll found. */
+/* As enqueue, each with its own due time, skipping those in hand (or held
+ * back by their webhook's limits): the orphaned work the cluster poll
+ * found. */
 void hg_dispatcher_offer(hg_dispatcher_t *d, const int64_t *seqs, const int64_t *dues, size_t n);
 
 /* Whether the queue has work due at now or no room: a node that is busy
@@ -101,13 +102,21 @@ int hg_dispatcher_send_now(hg_dispatcher_t *d, int64_t seq, hg_dispatch_cb cb, v
  * and skipped deliveries never do). cb NULL: none. */
 void hg_dispatcher_on_health(hg_dispatcher_t *d, hg_dispatch_health_cb cb, void *ud);
 
+/* A webhook's flow limits changed (store/webhooks.h: deliveries per 1000
+ * s and attempts at once, 0 each: none): deliveries it holds back follow
+ * the new ones from now on, and those a looser limit lets go are sent.
+ * Loop thread; webhook_id is borrowed; never calls back. */
+void hg_dispatcher_limits(hg_dispatcher_t *d, const char *webhook_id, int64_t rate_limit_milli,
+                          int64_t max_concurrency);
+
 /* Pausing keeps accepting and storing; nothing is sent until resumed. */
 void hg_dispatcher_pause(hg_dispatcher_t *d);
 void hg_dispatcher_resume(hg_dispatcher_t *d);
 int hg_dispatcher_paused(const hg_dispatcher_t *d);
 
 typedef struct hg_dispatcher_stats {
-  size_t queued;    /* pending deliveries waiting in memory */
+  size_t queued;    /* pending deliveries waiting in memory (held included) */
+  size_t held;      /* of which held back by their webhook's rateLimit or maxConcurrency */
   size_t in_flight; /* being loaded, sent or recorded */
   uint64_t attempts, successes, failures;
   uint64_t claims_lost; /* deliveries found held by another node's lease (cluster.h) */

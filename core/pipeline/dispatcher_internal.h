@@ -13,6 +13,11 @@
  *                 written in one store job per loop turn, the attempt's
  *                 log line, the after phase
  *
+ * Per-webhook flow control (rateLimit, maxConcurrency) is throttle.c's:
+ * the queue asks it before an attempt starts (load_done), and an item
+ * holds its webhook's slot (item.flow) until its attempt ends
+ * (hg_dispatch__flow_end).
+ *
  * An item is one delivery being handled. It is in the busy set from
  * item_new (the pump or send_now) until hg_dispatch__item_free, and goes
  * one way: loaded (a batch store job), then hg_dispatch__send, then
@@ -30,6 +35,7 @@
 #include "net/http_client.h"
 #include "pipeline/dispatcher.h"
 #include "pipeline/subs.h"
+#include "pipeline/throttle.h"
 #include "sandbox/pool.h"
 #include "store/deliveries.h"
 
@@ -51,6 +57,11 @@ struct item {
   item_t *next; /* bucket chain of the busy set */
   int64_t seq;
   int forced;   /* replay or test: send whatever the status */
+  /* The slot (and token) of its webhook's limits the attempt holds, or
+   * NULL; admitted: taken before loading (a held delivery handed back by
+   * the throttle), so load_done does not ask again. */
+  hg_flow_t *flow;
+  int admitted;
   hg_dispatch_cb test_cb; /* non-NULL: a test send */
   void *test_ud;
   int load_status;
@@ -109,6 +120,7 @@ struct hg_dispatcher {
    * claimed for this node before it is loaded. NULL: alone (SQLite). */
   char *node_id;
   int64_t lease_ms;
+  hg_throttle_t *throttle; /* per-webhook limits, and the deliveries they hold */
   hg_sandbox_t *sandbox; /* tenants' transforms: started on first use */
   code_cache_t codes[16]; /* see tenant_transform in deliver.c */
   unsigned next_code;
@@ -142,6 +154,12 @@ void hg_dispatch__item_free(item_t *it);
  * in ms. A test send's callback runs inside this call. Frees it (see
  * hg_dispatch__item_free). Loop thread. */
 void hg_dispatch__abandon_for(item_t *it, uint64_t ms);
+
+/* Gives back the slot of its webhook's limits it->flow holds (if any):
+ * its attempt ended, or never starts. When that lets a held delivery go,
+ * the pump runs soon (from the timer, never inside this call). Loop
+ * thread. */
+void hg_dispatch__flow_end(item_t *it);
 
 /* hg_dispatch__abandon_for, due again in a second. */
 static inline void hg_dispatch__abandon(item_t *it) { hg_dispatch__abandon_for(it, 1000); }

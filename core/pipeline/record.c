@@ -286,6 +286,9 @@ void hg_dispatch__finish(item_t *it, int status_code, const hg_client_response_t
   const hg_config_t *cfg = d->cfg;
   int64_t now = hg_wall_ms();
   hg_attempt_rec_t *rec = &it->rec;
+  /* The attempt is over: its webhook's slot is free for the next one,
+   * while this one is recorded. */
+  hg_dispatch__flow_end(it);
   rec->delivery_seq = it->seq;
   rec->attempt = it->send.attempts + 1;
   rec->started_at = it->started_at;

@@ -47,7 +47,7 @@
 #define COPY_BATCH 32
 #define COPY_BATCH_BYTES ((size_t)4 << 20)
 #define COPY_PROGRESS_EVERY 100000
-#define COPY_MAX_COLS 15
+#define COPY_MAX_COLS 17
 
 /* A table as copied: types has one letter a column, in the order of the
  * column list: 'i' integer, 't' text, 'b' blob. sum_col: the column whose
@@ -83,8 +83,9 @@ typedef struct table {
 static const table_t tables[HG_COPY_TABLES] = {
     TABLE("webhooks",
           "id, url, events, organization_id, active, metadata, created_at, updated_at, lua, signature_scheme, "
-          "disabled_at, disabled_reason, disabled_message, disable_after_exhausted, disable_after_failing_ms",
-          "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", "ttttitiittittii", "id", -1),
+          "disabled_at, disabled_reason, disabled_message, disable_after_exhausted, disable_after_failing_ms, "
+          "rate_limit_milli, max_concurrency",
+          "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", "ttttitiittittiiii", "id", -1),
     TABLE("webhook_health", "webhook_id, consecutive_exhausted, failing_since", "(?,?,?)", "tii", "webhook_id", -1),
     TABLE("webhook_secrets", "webhook_id, secret, created_at, expires_at, public_key", "(?,?,?,?,?)", "ttiit",
           "webhook_id, secret", -1),

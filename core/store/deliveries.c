@@ -55,7 +55,7 @@ static int run(hg_db_t *db, hg_stmt_t *st, const char *op) {
 #define LOAD_COLUMNS                                                                                                \
   "d.id, d.webhook_id, e.id, d.status, d.attempts, d.next_attempt_at, w.active, w.url, e.payload, d.created_at, " \
   "e.type, w.lua, w.organization_id, w.disable_after_exhausted, w.disable_after_failing_ms, " \
-  "h.consecutive_exhausted "
+  "h.consecutive_exhausted, w.rate_limit_milli, w.max_concurrency "
 #define LOAD_JOINS "JOIN events e ON e.seq = d.event_seq JOIN webhooks w ON w.id = d.webhook_id " \
                    "LEFT JOIN webhook_health h ON h.webhook_id = d.webhook_id "
 /* PostgreSQL's rows also carry their lease (nodes.h). */
@@ -68,9 +68,9 @@ int hg_send_leased(const hg_send_t *s, const char *node_id, int64_t until) {
 static int fill_send(hg_stmt_t *st, int off, int64_t seq, hg_send_t *out, int lease) {
   out->seq = seq;
   if (lease) { /* LOAD_LEASE, after LOAD_COLUMNS */
-    if (!hg_db_column_is_null(st, off + 16))
-      hg_copy(out->lease_owner, sizeof(out->lease_owner), hg_db_column_text(st, off + 16));
-    if (!hg_db_column_is_null(st, off + 17)) out->lease_until = hg_db_column_int64(st, off + 17);
+    if (!hg_db_column_is_null(st, off + 18))
+      hg_copy(out->lease_owner, sizeof(out->lease_owner), hg_db_column_text(st, off + 18));
+    if (!hg_db_column_is_null(st, off + 19)) out->lease_until = hg_db_column_int64(st, off + 19);
   }
   hg_copy(out->id, sizeof(out->id), hg_db_column_text(st, off + 0));
   hg_copy(out->webhook_id, sizeof(out->webhook_id), hg_db_column_text(st, off + 1));
@@ -86,6 +86,8 @@ static int fill_send(hg_stmt_t *st, int off, int64_t seq, hg_send_t *out, int le
   out->disable_after_exhausted = hg_db_column_is_null(st, off + 13) ? -1 : hg_db_column_int64(st, off + 13);
   out->disable_after_failing_ms = hg_db_column_is_null(st, off + 14) ? -1 : hg_db_column_int64(st, off + 14);
   out->health_exhausted = hg_db_column_is_null(st, off + 15) ? 0 : hg_db_column_int64(st, off + 15);
+  out->rate_limit_milli = hg_db_column_is_null(st, off + 16) ? 0 : hg_db_column_int64(st, off + 16);
+  out->max_concurrency = hg_db_column_is_null(st, off + 17) ? 0 : hg_db_column_int64(st, off + 17);
   out->url = strdup(hg_db_column_text(st, off + 7));
   out->payload_len = hg_db_column_bytes(st, off + 8);
   out->payload = malloc(out->payload_len + 1);

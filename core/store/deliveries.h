@@ -37,6 +37,8 @@ typedef struct hg_send {
    * of exhausted deliveries when loaded (store/health.h). */
   int64_t disable_after_exhausted, disable_after_failing_ms;
   int64_t health_exhausted;
+  /* The webhook's flow limits (store/webhooks.h): 0 each, none. */
+  int64_t rate_limit_milli, max_concurrency;
   char *payload;            /* malloc'd */
   size_t payload_len;
   char secrets[HG_MAX_SECRETS][HG_SECRET_MAX];

@@ -166,6 +166,13 @@ const char *const hg_schema_migrations[] = {
      * events look for a delivery of each (store/recover.c). Event seqs
      * only grow, so a new entry goes at the index's right edge. */
     "CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries(event_seq);",
+
+    /* 11: flow control (docs/api.md): the webhook's rateLimit in
+     * deliveries per 1000 s (the API's per second, kept to the
+     * thousandth, as an integer both engines and the store copy read
+     * alike) and its maxConcurrency; NULL: no limit. */
+    ("ALTER TABLE webhooks ADD COLUMN rate_limit_milli INTEGER;"
+     "ALTER TABLE webhooks ADD COLUMN max_concurrency INTEGER;"),
 };
 
 const int hg_schema_version = (int)(sizeof(hg_schema_migrations) / sizeof(hg_schema_migrations[0]));

@@ -35,7 +35,8 @@ static char *col_dup(hg_stmt_t *st, int i) {
 
 #define WEBHOOK_COLS                                                                                   \
   "id, url, events, organization_id, active, metadata, created_at, updated_at, lua, signature_scheme, " \
-  "disabled_at, disabled_reason, disabled_message, disable_after_exhausted, disable_after_failing_ms"
+  "disabled_at, disabled_reason, disabled_message, disable_after_exhausted, disable_after_failing_ms, " \
+  "rate_limit_milli, max_concurrency"
 /* What a read adds: the failing streak (none without a row). */
 #define WEBHOOK_READ WEBHOOK_COLS ", h.consecutive_exhausted, h.failing_since"
 #define WEBHOOK_FROM "webhooks LEFT JOIN webhook_health h ON h.webhook_id = webhooks.id"
@@ -61,8 +62,10 @@ static int read_row(hg_stmt_t *st, hg_webhook_t *w) {
   w->disabled_message = col_dup(st, 12);
   w->disable_after_exhausted = int_or(st, 13, -1);
   w->disable_after_failing_ms = int_or(st, 14, -1);
-  w->exhausted = int_or(st, 15, 0);
-  w->failing_since = int_or(st, 16, 0);
+  w->rate_limit_milli = int_or(st, 15, 0);
+  w->max_concurrency = int_or(st, 16, 0);
+  w->exhausted = int_or(st, 17, 0);
+  w->failing_since = int_or(st, 18, 0);
   if ((!w->disabled_reason && !hg_db_column_is_null(st, 11)) ||
       (!w->disabled_message && !hg_db_column_is_null(st, 12))) {
     hg_webhook_close(w);
@@ -134,8 +137,8 @@ static int insert_secret(hg_db_t *db, const char *id, const char *secret, int64_
   return r < 0 ? r : 0;
 }
 
-/* Binds disabled_at, disabled_reason, disabled_message and the rule from
- * parameter i on. */
+/* Binds disabled_at, disabled_reason, disabled_message, the rule and the
+ * flow limits from parameter i on. */
 static void bind_health(hg_stmt_t *st, int i, const hg_webhook_t *w) {
   if (w->disabled_at) hg_db_bind_int64(st, i, w->disabled_at);
   else hg_db_bind_null(st, i);
@@ -145,11 +148,15 @@ static void bind_health(hg_stmt_t *st, int i, const hg_webhook_t *w) {
   else hg_db_bind_null(st, i + 3);
   if (w->disable_after_failing_ms >= 0) hg_db_bind_int64(st, i + 4, w->disable_after_failing_ms);
   else hg_db_bind_null(st, i + 4);
+  if (w->rate_limit_milli > 0) hg_db_bind_int64(st, i + 5, w->rate_limit_milli);
+  else hg_db_bind_null(st, i + 5);
+  if (w->max_concurrency > 0) hg_db_bind_int64(st, i + 6, w->max_concurrency);
+  else hg_db_bind_null(st, i + 6);
 }
 
 int hg_webhooks_insert(hg_db_t *db, const hg_webhook_t *w, const char *secret) {
   hg_stmt_t *st = NULL;
-  int r = hg_db_prepare(db, "INSERT INTO webhooks (" WEBHOOK_COLS ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &st);
+  int r = hg_db_prepare(db, "INSERT INTO webhooks (" WEBHOOK_COLS ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &st);
   if (r < 0) return hg_db_fail(db, r, "insert webhook");
   bind_text(st, 1, w->id);
   bind_text(st, 2, w->url);
@@ -223,7 +230,8 @@ int hg_webhooks_update(hg_db_t *db, const hg_webhook_t *w) {
   int r = hg_db_prepare(db,
                         "UPDATE webhooks SET url = ?2, events = ?3, active = ?4, metadata = ?5, updated_at = ?6, "
                         "lua = ?7, disabled_at = ?8, disabled_reason = ?9, disabled_message = ?10, "
-                        "disable_after_exhausted = ?11, disable_after_failing_ms = ?12 WHERE id = ?1",
+                        "disable_after_exhausted = ?11, disable_after_failing_ms = ?12, rate_limit_milli = ?13, "
+                        "max_concurrency = ?14 WHERE id = ?1",
                         &st);
   if (r < 0) return hg_db_fail(db, r, "update webhook");
   bind_text(st, 1, w->id);

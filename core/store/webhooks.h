@@ -30,6 +30,9 @@ typedef struct hg_webhook {
   char *disabled_reason, *disabled_message;
   /* Its own disable rule, each -1 for the gateway's. */
   int64_t disable_after_exhausted, disable_after_failing_ms;
+  /* Flow control (pipeline/throttle.h): deliveries per 1000 s and
+   * attempts open at once; 0 each: no limit. */
+  int64_t rate_limit_milli, max_concurrency;
   /* Its failing streak when read (never written here): deliveries in a
    * row exhausted, and since when none succeeded (0: not failing). */
   int64_t exhausted, failing_since;
@@ -61,7 +64,7 @@ int hg_webhooks_list(hg_db_t *db, int org_mode, const char *org, const char *aft
                      int (*cb)(const hg_webhook_t *w, void *ud), void *ud);
 
 /* Writes url, events, active, metadata, lua, updated_at, the disabled_*
- * fields and the disable rule of w (matched by id). */
+ * fields, the disable rule and the flow limits of w (matched by id). */
 int hg_webhooks_update(hg_db_t *db, const hg_webhook_t *w);
 
 /* Deletes webhook id (and its secrets); org as in get. */

@@ -197,9 +197,10 @@ test('an attempt recorded before migration 8 answers requestHeaders null', async
   assert.ok(d.attempts[0].requestHeaders);
   await stopClean(gw);
   // Back to schema version 7: the column is gone, as in a database that
-  // version wrote (and what migration 9 added, which runs again).
+  // version wrote (and what migrations 9 and 11 added, which run again).
   const db = join(gw.dir, 'hookgate.db');
-  const undo9 = ['disabled_at', 'disabled_reason', 'disabled_message', 'disable_after_exhausted', 'disable_after_failing_ms']
+  const undo9 = ['disabled_at', 'disabled_reason', 'disabled_message', 'disable_after_exhausted', 'disable_after_failing_ms',
+    'rate_limit_milli', 'max_concurrency']
     .map((c) => `ALTER TABLE webhooks DROP COLUMN ${c};`).join(' ');
   execFileSync('sqlite3', [db, `DROP TABLE webhook_health; ${undo9} ALTER TABLE attempts DROP COLUMN request_headers; PRAGMA user_version = 7;`]);
   const again = await startGateway({ config: CONFIG, dir: gw.dir });

@@ -73,7 +73,9 @@ before(async () => {
     const rot = await gw.request('POST', `/v1/webhooks/${v1.id}/rotate-secret`, { body: { gracePeriodHours: 1 } });
     assert.equal(rot.status, 200, rot.body);
     const v1a = await createWebhook(gw, rx, '/v1a', ['user.created'], { signatureScheme: 'v1a' });
-    const org = await createWebhook(gw, rx, '/org', ['user.*'], { organizationId: 'org-copy', metadata: { team: 'a' } });
+    const org = await createWebhook(gw, rx, '/org', ['user.*'], {
+      organizationId: 'org-copy', metadata: { team: 'a' }, rateLimit: 2.5, maxConcurrency: 3,
+    });
     const retry = await createWebhook(gw, rx, '/retry', ['user.created']);
     const dead = await createWebhook(gw, rx, '/dead', ['user.created']);
     const key = await makeKey(gw, 'webhooks:read,events:publish');
@@ -153,6 +155,9 @@ test('a gateway on the copy: same webhooks, deliveries, attempts; the key works;
     const org = await gw.request('GET', '/v1/webhooks?organizationId=org-copy');
     assert.deepEqual(org.json.webhooks.map((w) => w.id), [src.ids.org.id]);
     assert.equal(src.hooks[src.ids.v1a.id].signatureScheme, 'v1a');
+    // Flow control came over (the deepEqual above compares them too).
+    assert.equal(src.hooks[src.ids.org.id].rateLimit, 2.5);
+    assert.equal(src.hooks[src.ids.org.id].maxConcurrency, 3);
 
     for (const [id, before] of Object.entries(src.deliveries)) {
       assert.deepEqual(await listDeliveries(gw, id, 'pageSize=100'), before.list);

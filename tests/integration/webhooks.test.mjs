@@ -56,8 +56,8 @@ describe('createWebhook', () => {
     const w = res.json;
     assert.deepEqual(Object.keys(w).sort(),
       ['active', 'createdAt', 'disableAfter', 'disabledAt', 'disabledReason', 'events', 'exhaustedDeliveries',
-        'failingSince', 'id', 'metadata', 'organizationId', 'plugins', 'publicKey', 'publicKeys',
-        'secret', 'signatureScheme', 'transform', 'updatedAt', 'url']);
+        'failingSince', 'id', 'maxConcurrency', 'metadata', 'organizationId', 'plugins', 'publicKey', 'publicKeys',
+        'rateLimit', 'secret', 'signatureScheme', 'transform', 'updatedAt', 'url']);
     assert.equal(w.signatureScheme, 'v1');
     // Endpoint health (endpoint-health.test.mjs): active, the gateway's rule, no streak.
     assert.equal(w.disabledAt, null);

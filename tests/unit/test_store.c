@@ -95,7 +95,7 @@ static void migrations(void) {
   db_path(path, sizeof(path), "a/b/mig"); /* parent directories are created */
   CHECK_EQ_INT(open_sync(&db, path, err, sizeof(err)), 0);
   if (db == NULL) return;
-  CHECK_EQ_INT(hg_store_schema_version(HG_DB_SQLITE), 10);
+  CHECK_EQ_INT(hg_store_schema_version(HG_DB_SQLITE), 11);
   CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), hg_store_schema_version(HG_DB_SQLITE));
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name IN ('webhooks','webhook_secrets','api_keys')"), 3);
   CHECK_EQ_INT(query_int(db, "PRAGMA foreign_keys"), 1);

@@ -89,6 +89,10 @@ export interface Webhook {
   failingSince: string | null;
   /** Deliveries in a row that failed every attempt, since the last success or re-enabling. */
   exhaustedDeliveries: number;
+  /** The most deliveries per second sent to it (0.01–10000, per node); null: no limit. */
+  rateLimit: number | null;
+  /** The most attempts open at once to it (1–1000, per node); null: no limit of its own. */
+  maxConcurrency: number | null;
 }
 
 /** Why a webhook is inactive. */
@@ -399,6 +403,10 @@ export interface CreateWebhookParams {
   transform?: string | null;
   /** Its own disable rule; null or left out: the gateway's. */
   disableAfter?: DisableAfter | null;
+  /** Deliveries per second at most (0.01–10000); null or left out: no limit. */
+  rateLimit?: number | null;
+  /** Attempts open at once at most (1–1000); null or left out: no limit of its own. */
+  maxConcurrency?: number | null;
 }
 
 export interface WebhookRef {
@@ -419,6 +427,10 @@ export interface UpdateWebhookParams extends WebhookRef {
   transform?: string | null;
   /** Its own disable rule; null: back to the gateway's. */
   disableAfter?: DisableAfter | null;
+  /** Deliveries per second at most (0.01–10000); null: no limit. */
+  rateLimit?: number | null;
+  /** Attempts open at once at most (1–1000); null: no limit of its own. */
+  maxConcurrency?: number | null;
 }
 
 export interface PageParams {
