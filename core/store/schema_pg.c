@@ -135,8 +135,8 @@ const char *const hg_schema_pg_migrations[] = {
     "CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries(event_seq);",
 
     /* 4: flow control, as SQLite's migration 11. */
-    "ALTER TABLE webhooks ADD COLUMN rate_limit_milli BIGINT;"
-    "ALTER TABLE webhooks ADD COLUMN max_concurrency BIGINT;",
+    ("ALTER TABLE webhooks ADD COLUMN rate_limit_milli BIGINT;"
+     "ALTER TABLE webhooks ADD COLUMN max_concurrency BIGINT;"),
 };
 
 const int hg_schema_pg_version = (int)(sizeof(hg_schema_pg_migrations) / sizeof(hg_schema_pg_migrations[0]));
