@@ -40,6 +40,10 @@ struct hg_cluster {
   /* Filled on the store thread by the job, read on the loop in done. */
   int64_t seen_changes, db_now, local_mid;
   int want_orphans;
+  /* Where the next look for orphans starts, after (due, seq): the rows
+   * looked at go by in order, so rows a node keeps skipping (a webhook's
+   * held backlog, under its rateLimit) cannot hide the ones behind them. */
+  int64_t after_due, after_seq;
   int64_t *seqs, *dues;
   size_t n;
   char differs[512];
@@ -80,7 +84,8 @@ static int look_work(hg_db_t *db, void *ud) {
   c->local_mid = t0 + (t1 - t0) / 2 - hg_wall_offset();
   c->n = 0;
   if (c->want_orphans)
-    r = hg_deliveries_orphans(db, c->db_now - ORPHAN_GRACE_MS, c->db_now, ORPHAN_BATCH, orphan_row, c);
+    r = hg_deliveries_orphans(db, c->db_now - ORPHAN_GRACE_MS, c->db_now, c->after_due, c->after_seq, ORPHAN_BATCH,
+                              orphan_row, c);
   return r;
 }
 
@@ -104,6 +109,11 @@ static void look_done(int status, void *ud) {
     hg_wall_set_offset(c->db_now - c->local_mid);
     if (c->changes >= 0 && c->seen_changes != c->changes && c->o.changed) c->o.changed(c->o.ud);
     c->changes = c->seen_changes;
+    if (c->want_orphans) {
+      /* A full page: the next look goes on after it; else from the start. */
+      c->after_due = c->n == ORPHAN_BATCH ? c->dues[c->n - 1] : INT64_MIN;
+      c->after_seq = c->n == ORPHAN_BATCH ? c->seqs[c->n - 1] : 0;
+    }
     if (c->n > 0) hg_dispatcher_offer(c->o.dispatcher, c->seqs, c->dues, c->n);
   } else if (status == HG_EEXIST && !c->stopping && !registering) {
     hg_log(HG_LOG_ERROR, "cluster: another running gateway uses this node id on this store: set cluster.node_id",
@@ -166,6 +176,7 @@ int hg_cluster_start(hg_cluster_t **out, const hg_cluster_opts_t *opts, char *er
   }
   c->o = *opts;
   c->changes = -1;
+  c->after_due = INT64_MIN;
   if (opts->cfg->node_id != NULL) {
     hg_copy(c->node_id, sizeof(c->node_id), opts->cfg->node_id);
   } else {

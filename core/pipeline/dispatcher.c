@@ -328,6 +328,7 @@ static void load_done(int status, void *ud) {
       it->has_error = 1;
       snprintf(it->error, sizeof(it->error), "not sent: the webhook is inactive");
       it->no_retry = 1;
+      it->not_sent = 1;
       hg_dispatch__finish(it, 0, NULL);
       continue;
     }

@@ -76,6 +76,7 @@ struct item {
   int has_error;
   int no_retry; /* a script error: fail now, replay after a fix */
   int skipped;  /* a transform plugin set delivery.skip: nothing is sent */
+  int not_sent; /* recorded as not sent (its webhook is inactive): no health, no operational event */
   /* SHA-256 of the core's webhook-signature, kept while a deliver-phase
    * plugin runs: its request shows that header's value in the attempt's
    * record only when it is still the core's (see keep_headers in

@@ -58,6 +58,39 @@ static int record_health(hg_db_t *db, item_t *it, int *kept) {
   return 0;
 }
 
+/* Every record's health under one savepoint, after the records: one more
+ * round trip per batch, not two per attempt. Should one fail, the lot is
+ * rolled back and written again one by one (record_health), so that only
+ * the failing one goes without. Returns 0, or the failure of something
+ * before them (a deferred record, the connection), which is the job's. */
+static int record_healths(hg_db_t *db, rec_batch_t *b) {
+  int any = 0;
+  for (item_t *it = b->head; it && !any; it = it->rec_next) any = it->rec_status == 0 && it->has_health;
+  if (!any) return 0;
+  hg_stmt_t *st = NULL;
+  int r = hg_db_prepare(db, "SAVEPOINT hg_healths", &st);
+  if (r == 0) r = hg_db_defer(st);
+  hg_db_release(st);
+  if (r < 0) return r;
+  for (item_t *it = b->head; it && r == 0; it = it->rec_next)
+    if (it->rec_status == 0 && it->has_health) r = hg_health_record(db, &it->hin, &it->hout);
+  if (r == 0) r = exec_step(db, "RELEASE hg_healths");
+  if (r == 0) return 0;
+  if (r == HG_EUNAVAIL) return r;
+  /* The savepoint's own failure (a deferred record before it) shows at
+   * the first statement after it: then there is nothing to roll back to,
+   * and the failure is the job's. */
+  if (hg_db_exec(db, "ROLLBACK TO hg_healths", "health rollback") != 0) return r;
+  if (hg_db_exec(db, "RELEASE hg_healths", "health release") != 0) return HG_EIO;
+  for (item_t *it = b->head; it; it = it->rec_next) {
+    if (it->rec_status != 0 || !it->has_health) continue;
+    int kept = 0;
+    if ((r = record_health(db, it, &kept)) != 0) return r;
+    if (!kept) it->has_health = 0;
+  }
+  return 0;
+}
+
 static int record_work(hg_db_t *db, void *ud) {
   rec_batch_t *b = ud;
   for (item_t *it = b->head; it; it = it->rec_next) {
@@ -66,17 +99,11 @@ static int record_work(hg_db_t *db, void *ud) {
      * written before this one included: the job fails, so that record_done
      * treats every record of the batch as not written. */
     if (it->rec_status == HG_EUNAVAIL) return HG_EUNAVAIL;
-    if (it->rec_status == 0 && it->has_health) {
-      /* In the record's transaction. A failure here leaves the attempt
-       * recorded (it must not be sent again) without its health: logged
-       * by the store, and nothing reported. */
-      int kept = 0;
-      int r = record_health(db, it, &kept);
-      if (r != 0) return r;
-      if (!kept) it->has_health = 0;
-    }
   }
-  return 0;
+  /* In the records' transaction. A failure here leaves the attempts
+   * recorded (they must not be sent again) without their health: logged
+   * by the store, and nothing reported. */
+  return record_healths(db, b);
 }
 
 /* One line per attempt: info when it succeeded (or a plugin skipped it),
@@ -256,7 +283,10 @@ static void health_in(item_t *it, int ok) {
   const hg_config_t *cfg = it->d->cfg;
   const hg_attempt_rec_t *rec = &it->rec;
   hg_health_in_t *in = &it->hin;
-  if (it->test_cb != NULL) return;
+  /* Nor deliveries recorded as not sent because their webhook is inactive:
+   * no request was made, and a disabled webhook's backlog must not turn
+   * into one delivery.exhausted each. */
+  if (it->test_cb != NULL || it->not_sent) return;
   memset(in, 0, sizeof(*in));
   in->webhook_id = it->send.webhook_id;
   in->at = rec->started_at;

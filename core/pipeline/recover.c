@@ -180,6 +180,10 @@ static int match_cb(const char *type, const char *org, void *ud) {
    * organization gets every organization's events; one with an
    * organization gets its own only. */
   if (rec->has_org && (org == NULL || strcmp(org, rec->org) != 0)) return 0;
+  /* Operational events are the gateway's news of the moment (one about
+   * this very webhook was never meant for it): missed ones are not sent
+   * late. */
+  if (hg_event_type_operational(type)) return 0;
   size_t i;
   json_t *p;
   json_array_foreach(rec->patterns, i, p) {

@@ -156,17 +156,20 @@ int hg_deliveries_claim_many(hg_db_t *db, const int64_t *seqs, size_t n, const c
   return rc < 0 ? hg_db_fail(db, rc, "claim deliveries") : 0;
 }
 
-int hg_deliveries_orphans(hg_db_t *db, int64_t due_before, int64_t now, int limit,
-                          int (*cb)(int64_t seq, int64_t due, void *ud), void *ud) {
+int hg_deliveries_orphans(hg_db_t *db, int64_t due_before, int64_t now, int64_t after_due, int64_t after_seq,
+                          int limit, int (*cb)(int64_t seq, int64_t due, void *ud), void *ud) {
   static const char sql[] =
       "SELECT seq, next_attempt_at FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?1 "
-      "AND (lease_until IS NULL OR lease_until < ?2) ORDER BY next_attempt_at LIMIT ?3";
+      "AND (lease_until IS NULL OR lease_until < ?2) AND (next_attempt_at > ?4 OR (next_attempt_at = ?4 AND "
+      "seq > ?5)) ORDER BY next_attempt_at, seq LIMIT ?3";
   hg_stmt_t *st = NULL;
   int rc = hg_db_prepare(db, sql, &st);
   if (rc != 0) return hg_db_fail(db, rc, "read orphaned deliveries");
   hg_db_bind_int64(st, 1, due_before);
   hg_db_bind_int64(st, 2, now);
   hg_db_bind_int64(st, 3, limit);
+  hg_db_bind_int64(st, 4, after_due);
+  hg_db_bind_int64(st, 5, after_seq);
   int r = 0;
   while (r == 0 && (rc = hg_db_step(st)) == HG_DB_ROW) r = cb(hg_db_column_int64(st, 0), hg_db_column_int64(st, 1), ud);
   hg_db_release(st);

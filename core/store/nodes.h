@@ -51,7 +51,7 @@ int hg_deliveries_claim_many(hg_db_t *db, const int64_t *seqs, size_t n, const c
  * whose lease is free or has run out at now, earliest first: work another
  * node should have sent and has not (it died, or is behind). A non-zero
  * return from cb stops and is returned. */
-int hg_deliveries_orphans(hg_db_t *db, int64_t due_before, int64_t now, int limit,
-                          int (*cb)(int64_t seq, int64_t due, void *ud), void *ud);
+int hg_deliveries_orphans(hg_db_t *db, int64_t due_before, int64_t now, int64_t after_due, int64_t after_seq,
+                          int limit, int (*cb)(int64_t seq, int64_t due, void *ud), void *ud);
 
 #endif
