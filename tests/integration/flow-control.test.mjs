@@ -21,7 +21,7 @@ let rx2;
 let gw;
 // Each test has event types of its own, so no test's events reach
 // another's webhooks.
-const TYPES = ['conc.test', 'rate.test', 'lift.test', 'send.test', 'restart.test'].map((t) => `"${t}"`).join(', ');
+const TYPES = ['conc.test', 'rate.test', 'lift.test', 'send.test', 'restart.test', 'off.test'].map((t) => `"${t}"`).join(', ');
 const CONFIG = deliveryConfig({ extra: 'timeout = 10' })
   .replace('webhooks = { allow_http = true }', `webhooks = { allow_http = true, event_types = { ${TYPES} } }`);
 assert.match(CONFIG, /event_types/);
@@ -248,3 +248,26 @@ test('held deliveries are pending rows: a restart sends them, none lost, none tw
     await stopClean(g2);
   }
 });
+
+test('a held backlog of a webhook made inactive is recorded as not sent: no delivery.exhausted for it', async () => {
+  rx.on('/off', () => ({ status: 200, body: 'ok' }));
+  rx2.on('/ops', () => ({ status: 200, body: 'ok' }));
+  const w = await createWebhook(gw, rx, '/off', ['off.test'], { rateLimit: 0.01 });
+  const ops = await createWebhook(gw, rx2, '/ops', ['delivery.exhausted']);
+  for (let i = 0; i < 4; i++) await publishOk(gw, { type: 'off.test', data: { i } });
+  await until(() => rx.received('/off').length >= 1, { what: 'the first delivery' });
+  // The other three wait under the rate limit; the webhook is turned off and the limit lifted.
+  const p = await gw.request('PATCH', `/v1/webhooks/${w.id}`, { body: { active: false, rateLimit: null } });
+  assert.equal(p.status, 200, p.body);
+  await until(async () => {
+    const l = await listDeliveries(gw, w.id);
+    return l.deliveries.filter((d) => d.status === 'failed').length === 3;
+  }, { what: 'three deliveries recorded as not sent' });
+  await sleep(1000 * SLOW);
+  assert.equal(rx.received('/off').length, 1, 'nothing more was sent');
+  assert.equal(rx2.received('/ops').length, 0, 'no delivery.exhausted for deliveries that were never attempted');
+  const g = await gw.request('GET', `/v1/webhooks/${w.id}`);
+  assert.equal(g.json.exhaustedDeliveries ?? 0, 0, g.body);
+  await gw.request('DELETE', `/v1/webhooks/${ops.id}`);
+});
+
