@@ -378,22 +378,33 @@ int hg_deliveries_create_test(hg_db_t *db, const char *wh, const char *org, cons
   hg_db_release(st);
   hg_webhook_close(&w);
   if (rc < 0) return rc;
-  hg_id_new("del_", del_id);
   /* Not pending: a test is sent once, at once, by the caller, never by the
    * queue; the attempt's record sets its final status. */
-  rc = hg_db_prepare(db,
-                     pg ? "INSERT INTO deliveries (id, webhook_id, event_seq, status, created_at, updated_at) "
-                          "VALUES (?1, ?2, ?3, 'failed', ?4, ?4) RETURNING seq"
-                        : "INSERT INTO deliveries (id, webhook_id, event_seq, status, created_at, updated_at) "
-                          "VALUES (?1, ?2, ?3, 'failed', ?4, ?4)",
-                     &st);
-  if (rc < 0) return hg_db_fail(db, rc, "insert test delivery");
-  hg_db_bind_text(st, 1, del_id, -1);
+  return hg_deliveries_insert_one(db, wh, event_seq, 0, now, del_id, seq);
+}
+
+int hg_deliveries_insert_one(hg_db_t *db, const char *wh, int64_t event_seq, int pending, int64_t now,
+                             char id[HG_ID_MAX], int64_t *seq) {
+  hg_id_new("del_", id);
+  /* RETURNING on PostgreSQL only: see hg_events__insert_seq. */
+  hg_stmt_t *st = NULL;
+  int rc = hg_db_prepare(db,
+                         hg_db_engine(db) == HG_DB_PG
+                             ? "INSERT INTO deliveries (id, webhook_id, event_seq, status, next_attempt_at, "
+                               "created_at, updated_at) VALUES (?1, ?2, ?3, ?5, CAST(?6 AS BIGINT), ?4, ?4) RETURNING seq"
+                             : "INSERT INTO deliveries (id, webhook_id, event_seq, status, next_attempt_at, "
+                               "created_at, updated_at) VALUES (?1, ?2, ?3, ?5, CAST(?6 AS BIGINT), ?4, ?4)",
+                         &st);
+  if (rc < 0) return hg_db_fail(db, rc, "insert delivery");
+  hg_db_bind_text(st, 1, id, -1);
   hg_db_bind_text(st, 2, wh, -1);
   hg_db_bind_int64(st, 3, event_seq);
   hg_db_bind_int64(st, 4, now);
+  hg_db_bind_text(st, 5, pending ? "pending" : "failed", -1);
+  if (pending) hg_db_bind_int64(st, 6, now);
+  else hg_db_bind_null(st, 6);
   rc = hg_events__insert_seq(db, st, seq);
-  if (rc < 0) rc = hg_db_fail(db, rc, "insert test delivery");
+  if (rc < 0) rc = hg_db_fail(db, rc, "insert delivery");
   hg_db_release(st);
   return rc < 0 ? rc : 0;
 }

@@ -117,6 +117,13 @@ int hg_deliveries_seq(hg_db_t *db, const char *wh, const char *org, const char *
 int hg_deliveries_create_test(hg_db_t *db, const char *wh, const char *org, const char *type, const char *payload,
                               size_t len, int64_t now, char *event_id, int64_t *seq, char *del_id);
 
+/* Inserts one delivery of event event_seq to webhook wh, created at now:
+ * pending and due at now when pending, else 'failed' with no attempt due
+ * (a test's, whose record sets its status). Its id goes to id, its row
+ * number to *seq. Returns 0 or HG_E*. */
+int hg_deliveries_insert_one(hg_db_t *db, const char *wh, int64_t event_seq, int pending, int64_t now,
+                             char id[HG_ID_MAX], int64_t *seq);
+
 #include <jansson.h>
 
 /* Appends up to limit deliveries of webhook wh (newest first, ids below

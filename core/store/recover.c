@@ -3,7 +3,6 @@
 
 #include "base/common.h"
 #include "store/deliveries.h"
-#include "store/events.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -110,28 +109,6 @@ int hg_recover_requeue(hg_db_t *db, const hg_recover_q_t *q, char after[HG_ID_MA
   return 0;
 }
 
-/* Adds one pending delivery of the event event_seq to the webhook. */
-static int add_delivery(hg_db_t *db, const char *wh, int64_t event_seq, int64_t now, int64_t *seq) {
-  char id[HG_ID_MAX];
-  hg_id_new("del_", id);
-  int pg = hg_db_engine(db) == HG_DB_PG;
-  hg_stmt_t *st = NULL;
-  int rc = hg_db_prepare(db,
-                         pg ? "INSERT INTO deliveries (id, webhook_id, event_seq, status, next_attempt_at, created_at, "
-                              "updated_at) VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?4) RETURNING seq"
-                            : "INSERT INTO deliveries (id, webhook_id, event_seq, status, next_attempt_at, created_at, "
-                              "updated_at) VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?4)",
-                         &st);
-  if (rc < 0) return hg_db_fail(db, rc, "add a missed delivery");
-  hg_db_bind_text(st, 1, id, -1);
-  hg_db_bind_text(st, 2, wh, -1);
-  hg_db_bind_int64(st, 3, event_seq);
-  hg_db_bind_int64(st, 4, now);
-  rc = hg_events__insert_seq(db, st, seq);
-  hg_db_release(st);
-  return rc < 0 ? hg_db_fail(db, rc, "add a missed delivery") : 0;
-}
-
 int hg_recover_missed(hg_db_t *db, const hg_recover_q_t *q, int64_t created_at, int create, int64_t *cursor,
                       size_t limit, hg_recover_match_fn match, void *ud, int64_t now, int64_t *seqs, size_t *n,
                       int64_t *found, int *more) {
@@ -182,7 +159,8 @@ int hg_recover_missed(hg_db_t *db, const hg_recover_q_t *q, int64_t created_at, 
   if (rc < 0) return hg_db_fail(db, rc, "find missed events");
   *more = seen == limit;
   for (size_t i = 0; i < nwant; i++) {
-    if ((rc = add_delivery(db, q->webhook_id, want[i], now, &seqs[*n])) != 0) return rc;
+    char id[HG_ID_MAX];
+    if ((rc = hg_deliveries_insert_one(db, q->webhook_id, want[i], 1, now, id, &seqs[*n])) != 0) return rc;
     (*n)++;
   }
   return 0;
