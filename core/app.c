@@ -151,6 +151,9 @@ static void metrics(hg_http_req_t *req, void *ud) {
               "maxConcurrency (part of the queue depth).", (double)ds.held);
     put_counter(&b, "hookgate_delivery_claims_lost_total",
                 "Deliveries due here that another node sharing the store held (its lease).", "", ds.claims_lost);
+    put_counter(&b, "hookgate_delivery_line_waits_total",
+                "Deliveries loaded to be sent and found waiting behind another in their webhook's FIFO line.", "",
+                ds.line_waits);
   }
   if (app->api.store) {
     hg_store_stats_t ss;

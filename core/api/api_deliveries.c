@@ -25,6 +25,7 @@ typedef struct djob {
   char wh[HG_ID_MAX];
   char del[HG_ID_MAX];
   int64_t seq;
+  int in_line; /* replay: its webhook is ordered */
   /* test */
   char type[132];
   char *payload;
@@ -260,7 +261,7 @@ static void get_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principal
 
 static int replay_work(hg_db_t *db, void *ud) {
   djob_t *j = ud;
-  return hg_deliveries_replay(db, j->wh, j->org, j->del, hg_wall_ms(), &j->seq);
+  return hg_deliveries_replay(db, j->wh, j->org, j->del, hg_wall_ms(), &j->seq, &j->in_line);
 }
 
 static void replay_done(int status, void *ud) {
@@ -269,8 +270,12 @@ static void replay_done(int status, void *ud) {
     not_found_or_error(j, status, "replay delivery");
   } else {
     /* Durable first (pending and due now in the store), then sent at once:
-     * a crash in between still sends it after the restart. */
-    int r = hg_dispatcher_send_now(j->api->dispatcher, j->seq, NULL, NULL);
+     * a crash in between still sends it after the restart. An ordered
+     * webhook's goes in its turn instead: queued, it is sent when it is
+     * its line's head (docs/api.md#ordering). */
+    int r = 0;
+    if (j->in_line) hg_dispatcher_enqueue(j->api->dispatcher, &j->seq, 1, hg_wall_ms());
+    else r = hg_dispatcher_send_now(j->api->dispatcher, j->seq, NULL, NULL);
     if (r == HG_EBUSY)
       hg_http_respond_error(j->req, 409, "conflict", "the delivery is being sent right now; try again shortly", NULL);
     else

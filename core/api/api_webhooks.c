@@ -17,6 +17,7 @@
 #include "pipeline/subs.h"
 #include "pipeline/throttle.h"
 #include "store/health.h"
+#include "store/lines.h"
 #include "store/webhooks.h"
 
 #include <math.h>
@@ -39,6 +40,11 @@ typedef struct job {
   char secret[HG_SECRET_MAX];
   /* PATCH: which fields change. */
   int set_url, set_events, set_active, set_metadata, set_disable_after, set_rate_limit, set_max_concurrency;
+  int set_ordering;
+  /* PATCH ordering null: the deliveries that waited in the line, to send
+   * now (seqs and due times, n of cap). */
+  int64_t *released, *released_due;
+  size_t n_released, cap_released;
   json_t *set_plugins;   /* PATCH: new plugins (array), or NULL: unchanged */
   json_t *set_transform; /* PATCH: new transform (string or null), or NULL: unchanged */
   /* list */
@@ -75,6 +81,8 @@ static void job_free(job_t *j) {
   json_decref(j->items);
   json_decref(j->set_plugins);
   json_decref(j->set_transform);
+  free(j->released);
+  free(j->released_due);
   /* The job may have carried a secret. */
   memset(j->secret, 0, sizeof(j->secret));
   free(j);
@@ -144,6 +152,7 @@ static json_t *webhook_json(hg_api_t *api, const hg_webhook_t *w) {
   json_object_set_new(out, "rateLimit", rate);
   json_object_set_new(out, "maxConcurrency",
                       w->max_concurrency > 0 ? json_integer((json_int_t)w->max_concurrency) : json_null());
+  json_object_set_new(out, "ordering", w->fifo ? json_string("fifo") : json_null());
   json_object_set_new(out, "failingSince", w->failing_since ? hg_api_time(w->failing_since) : json_null());
   json_object_set_new(out, "exhaustedDeliveries", json_integer((json_int_t)w->exhausted));
   return out;
@@ -221,6 +230,19 @@ static int check_max_concurrency(json_t *v, json_t *details, int64_t *n) {
   }
   *n = json_integer_value(v);
   return 1;
+}
+
+/* Checks `ordering`: null (unordered) or "fifo". Sets *fifo. Returns 1
+ * when valid. */
+static int check_ordering(json_t *v, json_t *details, int *fifo) {
+  *fifo = 0;
+  if (json_is_null(v)) return 1;
+  if (json_is_string(v) && strcmp(json_string_value(v), "fifo") == 0) {
+    *fifo = 1;
+    return 1;
+  }
+  hg_api_detail(details, "ordering", "must be null (unordered) or \"fifo\"");
+  return 0;
 }
 
 /* Sets w's disabled_* fields for a change of active made through the API:
@@ -393,7 +415,7 @@ static void create_authorized(hg_api_t *api, hg_http_req_t *req, const hg_princi
   static const char *const allowed[] = {"url",          "events",    "organizationId",  "secret",
                                         "active",       "metadata",  "plugins",         "transform",
                                         "signatureScheme", "disableAfter", "rateLimit", "maxConcurrency",
-                                        NULL};
+                                        "ordering",     NULL};
   json_t *details = json_array();
   job_t *j = job_new(api, req, who);
   if (j == NULL) goto out;
@@ -413,6 +435,7 @@ static void create_authorized(hg_api_t *api, hg_http_req_t *req, const hg_princi
   if ((v = json_object_get(body, "rateLimit")) != NULL) check_rate_limit(v, details, &j->w.rate_limit_milli);
   if ((v = json_object_get(body, "maxConcurrency")) != NULL)
     check_max_concurrency(v, details, &j->w.max_concurrency);
+  if ((v = json_object_get(body, "ordering")) != NULL) check_ordering(v, details, &j->w.fifo);
   int forbidden_org = 0;
   if ((v = json_object_get(body, "organizationId")) != NULL && !json_is_null(v)) {
     if (!json_is_string(v) || !hg_org_id_valid(json_string_value(v)))
@@ -583,6 +606,23 @@ static void list_authorized(hg_api_t *api, hg_http_req_t *req, const hg_principa
 
 /* --- PATCH /v1/webhooks/{id} ----------------------------------------------- */
 
+static int released_row(int64_t seq, int64_t due, void *ud) {
+  job_t *j = ud;
+  if (j->n_released == j->cap_released) {
+    size_t cap = j->cap_released ? j->cap_released * 2 : 64;
+    int64_t *a = realloc(j->released, cap * sizeof(*a));
+    if (a == NULL) return HG_ENOMEM;
+    j->released = a;
+    int64_t *b = realloc(j->released_due, cap * sizeof(*b));
+    if (b == NULL) return HG_ENOMEM;
+    j->released_due = b;
+    j->cap_released = cap;
+  }
+  j->released[j->n_released] = seq;
+  j->released_due[j->n_released++] = due;
+  return 0;
+}
+
 static int patch_work(hg_db_t *db, void *ud) {
   job_t *j = ud;
   /* Read, change, write in one job: the store thread serializes jobs, so no
@@ -636,6 +676,13 @@ static int patch_work(hg_db_t *db, void *ud) {
   }
   cur.updated_at = j->now;
   r = hg_webhooks_update(db, &cur);
+  /* The job may run again (the store retries a failed group): the list
+   * of released deliveries starts afresh each time. */
+  j->n_released = 0;
+  if (r == 0 && j->set_ordering && cur.fifo != j->w.fifo) {
+    r = hg_line_set(db, cur.id, j->w.fifo, released_row, j);
+    cur.fifo = j->w.fifo;
+  }
   if (r == 0) r = hg_webhooks_public_keys(db, &cur, j->now);
   hg_webhook_close(&j->w);
   j->w = cur;
@@ -651,6 +698,10 @@ static void patch_done(int status, void *ud) {
     /* Deliveries this node holds back follow the new limits at once. */
     if (j->api->dispatcher && (j->set_rate_limit || j->set_max_concurrency))
       hg_dispatcher_limits(j->api->dispatcher, j->w.id, j->w.rate_limit_milli, j->w.max_concurrency);
+    /* Its line ended: what waited in it goes now (those another node
+     * holds are left to it). */
+    if (j->api->dispatcher && j->n_released > 0)
+      hg_dispatcher_offer(j->api->dispatcher, j->released, j->released_due, j->n_released);
     hg_http_respond_json(j->req, 200, webhook_json(j->api, &j->w));
   }
   job_free(j);
@@ -662,7 +713,7 @@ static void patch_authorized(hg_api_t *api, hg_http_req_t *req, const hg_princip
   if (body == NULL) return;
   static const char *const allowed[] = {"url",       "events",          "active",       "metadata",  "plugins",
                                         "transform", "signatureScheme", "disableAfter", "rateLimit", "maxConcurrency",
-                                        NULL};
+                                        "ordering",  NULL};
   json_t *details = json_array();
   job_t *j = job_new(api, req, who);
   if (j == NULL) goto out;
@@ -685,6 +736,7 @@ static void patch_authorized(hg_api_t *api, hg_http_req_t *req, const hg_princip
     j->set_rate_limit = check_rate_limit(v, details, &j->w.rate_limit_milli);
   if ((v = json_object_get(body, "maxConcurrency")) != NULL)
     j->set_max_concurrency = check_max_concurrency(v, details, &j->w.max_concurrency);
+  if ((v = json_object_get(body, "ordering")) != NULL) j->set_ordering = check_ordering(v, details, &j->w.fifo);
   json_t *plugins = json_object_get(body, "plugins"), *transform = json_object_get(body, "transform");
   if (plugins || transform) {
     check_lua(api, plugins, transform, details);

@@ -71,10 +71,20 @@ static entry_t heap_pop(hg_dispatcher_t *d) {
 
 static size_t bucket(int64_t seq) { return (size_t)((uint64_t)seq * 0x9E3779B97F4A7C15ull >> 52) % BUCKETS; }
 
-int hg_dispatcher_busy(const hg_dispatcher_t *d, int64_t seq) {
+
+static item_t *busy_item(const hg_dispatcher_t *d, int64_t seq) {
   for (item_t *it = d->busy[bucket(seq)]; it; it = it->next)
-    if (it->seq == seq) return 1;
-  return 0;
+    if (it->seq == seq) return it;
+  return NULL;
+}
+
+int hg_dispatcher_busy(const hg_dispatcher_t *d, int64_t seq) { return busy_item(d, seq) != NULL; }
+
+void hg_dispatch__line_next(hg_dispatcher_t *d, int64_t seq, int64_t due) {
+  if (d->stopping) return;
+  item_t *it = busy_item(d, seq);
+  if (it != NULL) it->recheck = 1;
+  else hg_dispatch__heap_push(d, due > 0 ? due : hg_wall_ms(), seq);
 }
 
 static item_t *item_new(hg_dispatcher_t *d, int64_t seq) {
@@ -205,7 +215,8 @@ static int load_shared(hg_db_t *db, batch_t *b) {
   }
   for (size_t i = 0; i < b->n; i++) {
     item_t *it = b->items[i];
-    if (it->load_status == 0 && !hg_send_leased(&it->send, d->node_id, keep)) {
+    /* One waiting in its FIFO line was not claimed: load_done drops it. */
+    if (it->load_status == 0 && !it->send.waiting && !hg_send_leased(&it->send, d->node_id, keep)) {
       hg_send_close(&it->send);
       it->load_status = HG_EBUSY;
     }
@@ -321,6 +332,16 @@ static void load_done(int status, void *ud) {
      * sends nothing: the live entry does. */
     if (!it->forced && (s->status != HG_DEL_PENDING || s->next_attempt_at > b->now)) {
       hg_dispatch__item_free(it);
+      continue;
+    }
+    if (s->waiting && !it->forced && !it->test_cb) {
+      /* Behind another pending delivery in its webhook's FIFO line: it
+       * goes once that one ends, queued then by whichever node ends it
+       * (hg_dispatch__line_next), or found by a restart's load or the
+       * cluster poll; nothing is kept for it here. */
+      d->stats.line_waits++;
+      if (it->recheck) hg_dispatch__abandon_for(it, 0);
+      else hg_dispatch__item_free(it);
       continue;
     }
     if (!s->webhook_active && !it->test_cb) {

@@ -120,6 +120,7 @@ typedef struct hg_dispatcher_stats {
   size_t in_flight; /* being loaded, sent or recorded */
   uint64_t attempts, successes, failures;
   uint64_t claims_lost; /* deliveries found held by another node's lease (cluster.h) */
+  uint64_t line_waits;  /* loads that found the delivery behind another in its FIFO line */
 } hg_dispatcher_stats_t;
 
 void hg_dispatcher_stats(const hg_dispatcher_t *d, hg_dispatcher_stats_t *out);

@@ -65,6 +65,13 @@ struct item {
   hg_dispatch_cb test_cb; /* non-NULL: a test send */
   void *test_ud;
   int load_status;
+  /* The one ahead of it in its webhook's FIFO line ended while it was
+   * being loaded (hg_dispatch__line_next): found waiting, it is loaded
+   * again instead of dropped. */
+  int recheck;
+  /* Its record ended it (not pending) and it was in a line: the line's
+   * new head, to queue once the record committed (seq 0: none). */
+  int64_t line_next_seq, line_next_due;
   hg_send_t send;
   int64_t started_at;
   /* Outcome. */
@@ -161,6 +168,13 @@ void hg_dispatch__abandon_for(item_t *it, uint64_t ms);
  * the pump runs soon (from the timer, never inside this call). Loop
  * thread. */
 void hg_dispatch__flow_end(item_t *it);
+
+/* The head of a FIFO line (store/lines.h) is now seq, due at due (0:
+ * now), after the one ahead of it ended here: it goes on the heap, or,
+ * when it is in hand already (being loaded), is loaded again should the
+ * load have found it still waiting. Loop thread; never calls back; does
+ * not pump. */
+void hg_dispatch__line_next(hg_dispatcher_t *d, int64_t seq, int64_t due);
 
 /* hg_dispatch__abandon_for, due again in a second. */
 static inline void hg_dispatch__abandon(item_t *it) { hg_dispatch__abandon_for(it, 1000); }

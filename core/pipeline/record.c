@@ -9,6 +9,7 @@
 #include "base/crypto.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "store/lines.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -103,7 +104,15 @@ static int record_work(hg_db_t *db, void *ud) {
   /* In the records' transaction. A failure here leaves the attempts
    * recorded (they must not be sent again) without their health: logged
    * by the store, and nothing reported. */
-  return record_healths(db, b);
+  int r = record_healths(db, b);
+  /* A FIFO line's head that ended: its line's new head, read in the same
+   * transaction, goes on the heap once it committed (record_one). */
+  for (item_t *it = b->head; it && r == 0; it = it->rec_next) {
+    if (it->rec_status != 0 || it->send.line <= 0 || it->test_cb || it->rec.new_status == HG_DEL_PENDING) continue;
+    r = hg_line_head(db, it->send.webhook_id, &it->line_next_seq, &it->line_next_due);
+    if (r == HG_ENOTFOUND) r = 0;
+  }
+  return r;
 }
 
 /* One line per attempt: info when it succeeded (or a plugin skipped it),
@@ -178,6 +187,7 @@ static void record_one(item_t *it, int status) {
   }
   if (it->rec.new_status == HG_DEL_PENDING && !d->stopping) hg_dispatch__heap_push(d, it->rec.next_attempt_at, it->seq);
   if (status == 0 && it->has_health) report_health(it);
+  if (status == 0 && it->line_next_seq > 0) hg_dispatch__line_next(d, it->line_next_seq, it->line_next_due);
   hg_lua_t *lua = *d->lua;
   if (status == 0 && it->rec.new_status != HG_DEL_PENDING && lua && hg_lua_has(lua, HG_PHASE_AFTER, it->send.lua)) {
     json_t *arg = json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:i,s:s?}", "deliveryId", it->send.id, "webhookId",

@@ -87,6 +87,7 @@ static const table_t tables[HG_COPY_TABLES] = {
           "rate_limit_milli, max_concurrency",
           "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", "ttttitiittittiiii", "id", -1),
     TABLE("webhook_health", "webhook_id, consecutive_exhausted, failing_since", "(?,?,?)", "tii", "webhook_id", -1),
+    TABLE("webhook_lines", "webhook_id, next", "(?,?)", "ti", "webhook_id", -1),
     TABLE("webhook_secrets", "webhook_id, secret, created_at, expires_at, public_key", "(?,?,?,?,?)", "ttiit",
           "webhook_id, secret", -1),
     TABLE("webhook_events", "pattern, webhook_id", "(?,?)", "tt", "pattern, webhook_id", -1),
@@ -95,8 +96,9 @@ static const table_t tables[HG_COPY_TABLES] = {
     TABLE("events", "seq, id, type, organization_id, payload, idempotency_key, created_at, deliveries",
           "(?,?,?,?,?,?,?,?)", "itttbtii", "seq", 4),
     TABLE("deliveries",
-          "seq, id, webhook_id, event_seq, status, attempts, status_code, next_attempt_at, created_at, updated_at",
-          "(?,?,?,?,?,?,?,?,?,?)", "ittitiiiii", "seq", -1),
+          "seq, id, webhook_id, event_seq, status, attempts, status_code, next_attempt_at, created_at, updated_at, "
+          "line",
+          "(?,?,?,?,?,?,?,?,?,?,?)", "ittitiiiiii", "seq", -1),
     TABLE("attempts",
           "id, delivery_seq, attempt, started_at, duration_ms, status_code, response_body, error, request_headers",
           "(?,?,?,?,?,?,?,?,?)", "tiiiiibtt", "id", -1),
@@ -104,7 +106,7 @@ static const table_t tables[HG_COPY_TABLES] = {
 
 /* Every table at once, so that the emptiness check and the copy see the
  * same (empty) tables. */
-static const char lock_sql[] = "LOCK TABLE webhooks, webhook_health, webhook_secrets, webhook_events, api_keys, events, "
+static const char lock_sql[] = "LOCK TABLE webhooks, webhook_health, webhook_lines, webhook_secrets, webhook_events, api_keys, events, "
                                "deliveries, attempts IN EXCLUSIVE MODE";
 
 /* ---- A batch of rows ---- */

@@ -15,7 +15,7 @@
 
 /* How many tables a copy moves, in the order it moves them (parents
  * before the rows that reference them). */
-#define HG_COPY_TABLES 8
+#define HG_COPY_TABLES 9
 
 typedef struct hg_copy_report {
   int from_version_before;            /* the SQLite file's schema version as found */

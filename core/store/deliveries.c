@@ -2,6 +2,7 @@
 #include "store/deliveries.h"
 
 #include "base/common.h"
+#include "store/lines.h"
 #include "store/store.h"
 
 #include <stdio.h>
@@ -55,7 +56,8 @@ static int run(hg_db_t *db, hg_stmt_t *st, const char *op) {
 #define LOAD_COLUMNS                                                                                                \
   "d.id, d.webhook_id, e.id, d.status, d.attempts, d.next_attempt_at, w.active, w.url, e.payload, d.created_at, " \
   "e.type, w.lua, w.organization_id, w.disable_after_exhausted, w.disable_after_failing_ms, " \
-  "h.consecutive_exhausted, w.rate_limit_milli, w.max_concurrency "
+  "h.consecutive_exhausted, w.rate_limit_milli, w.max_concurrency, d.line, " \
+  "CASE WHEN " HG_LINE_WAITING("d") " THEN 1 ELSE 0 END "
 #define LOAD_JOINS "JOIN events e ON e.seq = d.event_seq JOIN webhooks w ON w.id = d.webhook_id " \
                    "LEFT JOIN webhook_health h ON h.webhook_id = d.webhook_id "
 /* PostgreSQL's rows also carry their lease (nodes.h). */
@@ -68,9 +70,9 @@ int hg_send_leased(const hg_send_t *s, const char *node_id, int64_t until) {
 static int fill_send(hg_stmt_t *st, int off, int64_t seq, hg_send_t *out, int lease) {
   out->seq = seq;
   if (lease) { /* LOAD_LEASE, after LOAD_COLUMNS */
-    if (!hg_db_column_is_null(st, off + 18))
-      hg_copy(out->lease_owner, sizeof(out->lease_owner), hg_db_column_text(st, off + 18));
-    if (!hg_db_column_is_null(st, off + 19)) out->lease_until = hg_db_column_int64(st, off + 19);
+    if (!hg_db_column_is_null(st, off + 20))
+      hg_copy(out->lease_owner, sizeof(out->lease_owner), hg_db_column_text(st, off + 20));
+    if (!hg_db_column_is_null(st, off + 21)) out->lease_until = hg_db_column_int64(st, off + 21);
   }
   hg_copy(out->id, sizeof(out->id), hg_db_column_text(st, off + 0));
   hg_copy(out->webhook_id, sizeof(out->webhook_id), hg_db_column_text(st, off + 1));
@@ -88,6 +90,8 @@ static int fill_send(hg_stmt_t *st, int off, int64_t seq, hg_send_t *out, int le
   out->health_exhausted = hg_db_column_is_null(st, off + 15) ? 0 : hg_db_column_int64(st, off + 15);
   out->rate_limit_milli = hg_db_column_is_null(st, off + 16) ? 0 : hg_db_column_int64(st, off + 16);
   out->max_concurrency = hg_db_column_is_null(st, off + 17) ? 0 : hg_db_column_int64(st, off + 17);
+  out->line = hg_db_column_is_null(st, off + 18) ? 0 : hg_db_column_int64(st, off + 18);
+  out->waiting = (int)hg_db_column_int64(st, off + 19);
   out->url = strdup(hg_db_column_text(st, off + 7));
   out->payload_len = hg_db_column_bytes(st, off + 8);
   out->payload = malloc(out->payload_len + 1);
@@ -259,10 +263,12 @@ int hg_deliveries_abandon(hg_db_t *db, int64_t seq, int64_t now) {
 
 static int pending_pages(hg_db_t *db, int (*cb)(int64_t seq, int64_t due, void *ud), void *ud) {
   static const char page_sql[] =
-      "SELECT seq, next_attempt_at FROM deliveries WHERE status = 'pending' AND next_attempt_at IS NOT NULL "
+      "SELECT seq, next_attempt_at, CASE WHEN " HG_LINE_WAITING("deliveries") " THEN 1 ELSE 0 END FROM deliveries "
+      "WHERE status = 'pending' AND next_attempt_at IS NOT NULL "
       "AND (next_attempt_at, seq) > (?1, ?2) ORDER BY next_attempt_at, seq LIMIT ?3";
   static const char undue_sql[] =
-      "SELECT seq, 0 FROM deliveries WHERE status = 'pending' AND next_attempt_at IS NULL";
+      "SELECT seq, 0 FROM deliveries WHERE status = 'pending' AND next_attempt_at IS NULL AND NOT "
+      HG_LINE_WAITING("deliveries");
   int64_t last_due = INT64_MIN, last_seq = INT64_MIN;
   for (;;) {
     hg_stmt_t *st = NULL;
@@ -276,7 +282,9 @@ static int pending_pages(hg_db_t *db, int (*cb)(int64_t seq, int64_t due, void *
       last_seq = hg_db_column_int64(st, 0);
       last_due = hg_db_column_int64(st, 1);
       n++;
-      r = cb(last_seq, last_due, ud);
+      /* One waiting in its webhook's line goes when the one ahead ends
+       * (dispatcher.h), not from here. */
+      if (hg_db_column_int64(st, 2) == 0) r = cb(last_seq, last_due, ud);
     }
     hg_db_release(st);
     if (r != 0) return r;
@@ -299,7 +307,9 @@ int hg_deliveries_pending(hg_db_t *db, int (*cb)(int64_t seq, int64_t due, void 
    * rows here cost (on SQLite) a sorter as large as the result, in memory
    * with temp_store=MEMORY, which malloc then kept. */
   hg_stmt_t *st = NULL;
-  int rc = hg_db_prepare(db, "SELECT seq, next_attempt_at FROM deliveries WHERE status = 'pending'", &st);
+  int rc = hg_db_prepare(
+      db, "SELECT seq, next_attempt_at FROM deliveries WHERE status = 'pending' AND NOT " HG_LINE_WAITING("deliveries"),
+      &st);
   if (rc < 0) return hg_db_fail(db, rc, "read pending deliveries");
   int r = 0;
   while (r == 0 && (rc = hg_db_step(st)) == HG_DB_ROW)
@@ -327,22 +337,44 @@ int hg_deliveries_seq(hg_db_t *db, const char *wh, const char *org, const char *
   return r;
 }
 
-int hg_deliveries_replay(hg_db_t *db, const char *wh, const char *org, const char *id, int64_t now, int64_t *seq) {
+/* A place at the end of webhook wh's line for a delivery joining it now:
+ * *line 0 when wh is unordered. */
+static int line_place(hg_db_t *db, const char *wh, int64_t *line) {
+  int r = hg_line_take(db, wh, 1, line);
+  return r == HG_ENOTFOUND ? 0 : r;
+}
+
+static void bind_line(hg_stmt_t *st, int i, int64_t line) {
+  if (line > 0) hg_db_bind_int64(st, i, line);
+  else hg_db_bind_null(st, i);
+}
+
+int hg_deliveries_replay(hg_db_t *db, const char *wh, const char *org, const char *id, int64_t now, int64_t *seq,
+                         int *in_line) {
+  *in_line = 0;
   int r = hg_deliveries_seq(db, wh, org, id, seq);
   if (r != 0) return r;
+  /* An ordered webhook's: one that ended joins the end of the line; one
+   * still pending keeps its place (docs/api.md#ordering). */
+  int64_t line = 0;
+  if ((r = line_place(db, wh, &line)) != 0) return r;
+  *in_line = line > 0;
   hg_stmt_t *st = NULL;
   /* PostgreSQL: a replay is sent by the node that was asked, at once:
    * another node's lease on it ends. */
   int rc = hg_db_prepare(db,
                          hg_db_engine(db) == HG_DB_PG
-                             ? "UPDATE deliveries SET status = 'pending', next_attempt_at = ?2, updated_at = ?2, "
+                             ? "UPDATE deliveries SET line = CASE WHEN status = 'pending' AND line IS NOT NULL THEN line "
+                               "ELSE CAST(?3 AS BIGINT) END, status = 'pending', next_attempt_at = ?2, updated_at = ?2, "
                                "lease_owner = NULL, lease_until = NULL WHERE seq = ?1"
-                             : "UPDATE deliveries SET status = 'pending', next_attempt_at = ?2, updated_at = ?2 "
+                             : "UPDATE deliveries SET line = CASE WHEN status = 'pending' AND line IS NOT NULL THEN line "
+                               "ELSE CAST(?3 AS BIGINT) END, status = 'pending', next_attempt_at = ?2, updated_at = ?2 "
                                "WHERE seq = ?1",
                          &st);
   if (rc < 0) return hg_db_fail(db, rc, "replay delivery");
   hg_db_bind_int64(st, 1, *seq);
   hg_db_bind_int64(st, 2, now);
+  bind_line(st, 3, line);
   rc = run(db, st, "replay delivery");
   hg_db_release(st);
   return rc;
@@ -386,16 +418,22 @@ int hg_deliveries_create_test(hg_db_t *db, const char *wh, const char *org, cons
 int hg_deliveries_insert_one(hg_db_t *db, const char *wh, int64_t event_seq, int pending, int64_t now,
                              char id[HG_ID_MAX], int64_t *seq) {
   hg_id_new("del_", id);
+  /* A pending one of an ordered webhook joins the end of its line. */
+  int64_t line = 0;
+  int rc = pending ? line_place(db, wh, &line) : 0;
+  if (rc != 0) return rc;
   /* RETURNING on PostgreSQL only: see hg_events__insert_seq. */
   hg_stmt_t *st = NULL;
-  int rc = hg_db_prepare(db,
-                         hg_db_engine(db) == HG_DB_PG
-                             ? "INSERT INTO deliveries (id, webhook_id, event_seq, status, next_attempt_at, "
-                               "created_at, updated_at) VALUES (?1, ?2, ?3, ?5, CAST(?6 AS BIGINT), ?4, ?4) RETURNING seq"
-                             : "INSERT INTO deliveries (id, webhook_id, event_seq, status, next_attempt_at, "
-                               "created_at, updated_at) VALUES (?1, ?2, ?3, ?5, CAST(?6 AS BIGINT), ?4, ?4)",
-                         &st);
+  rc = hg_db_prepare(db,
+                     hg_db_engine(db) == HG_DB_PG
+                         ? "INSERT INTO deliveries (id, webhook_id, event_seq, status, next_attempt_at, created_at, "
+                           "updated_at, line) VALUES (?1, ?2, ?3, ?5, CAST(?6 AS BIGINT), ?4, ?4, CAST(?7 AS BIGINT)) "
+                           "RETURNING seq"
+                         : "INSERT INTO deliveries (id, webhook_id, event_seq, status, next_attempt_at, created_at, "
+                           "updated_at, line) VALUES (?1, ?2, ?3, ?5, CAST(?6 AS BIGINT), ?4, ?4, CAST(?7 AS BIGINT))",
+                     &st);
   if (rc < 0) return hg_db_fail(db, rc, "insert delivery");
+  bind_line(st, 7, line);
   hg_db_bind_text(st, 1, id, -1);
   hg_db_bind_text(st, 2, wh, -1);
   hg_db_bind_int64(st, 3, event_seq);

@@ -39,6 +39,11 @@ typedef struct hg_send {
   int64_t health_exhausted;
   /* The webhook's flow limits (store/webhooks.h): 0 each, none. */
   int64_t rate_limit_milli, max_concurrency;
+  /* Its place in its webhook's FIFO line (store/lines.h), 0: none (the
+   * webhook is unordered); waiting: another pending delivery is ahead of
+   * it, so it may not be sent now (a replay or test send aside). */
+  int64_t line;
+  int waiting;
   char *payload;            /* malloc'd */
   size_t payload_len;
   char secrets[HG_MAX_SECRETS][HG_SECRET_MAX];
@@ -102,12 +107,18 @@ int hg_deliveries_record(hg_db_t *db, const hg_attempt_rec_t *rec);
  * attempt-free note (webhook deleted or inactive). */
 int hg_deliveries_abandon(hg_db_t *db, int64_t seq, int64_t now);
 
-/* Reads every pending delivery's (seq, next_attempt_at), in no particular order. */
+/* Reads every pending delivery's (seq, next_attempt_at), in no particular
+ * order, but those waiting behind another in their webhook's FIFO line
+ * (store/lines.h). */
 int hg_deliveries_pending(hg_db_t *db, int (*cb)(int64_t seq, int64_t due, void *ud), void *ud);
 
 /* Makes delivery id of webhook wh pending and due at now (replay). Sets
- * *seq. HG_ENOTFOUND when no such delivery for that webhook (and org). */
-int hg_deliveries_replay(hg_db_t *db, const char *wh, const char *org, const char *id, int64_t now, int64_t *seq);
+ * *seq, and *in_line when wh is ordered (store/lines.h: an ended delivery
+ * joins the end of the line, a pending one keeps its place; either way it
+ * goes when it is the head, not at once). HG_ENOTFOUND when no such
+ * delivery for that webhook (and org). */
+int hg_deliveries_replay(hg_db_t *db, const char *wh, const char *org, const char *id, int64_t now, int64_t *seq,
+                         int *in_line);
 
 /* Looks up the seq of delivery id under webhook wh (and org). */
 int hg_deliveries_seq(hg_db_t *db, const char *wh, const char *org, const char *id, int64_t *seq);
@@ -118,7 +129,8 @@ int hg_deliveries_create_test(hg_db_t *db, const char *wh, const char *org, cons
                               size_t len, int64_t now, char *event_id, int64_t *seq, char *del_id);
 
 /* Inserts one delivery of event event_seq to webhook wh, created at now:
- * pending and due at now when pending, else 'failed' with no attempt due
+ * pending and due at now when pending (at the end of wh's line when it is
+ * ordered), else 'failed' with no attempt due
  * (a test's, whose record sets its status). Its id goes to id, its row
  * number to *seq. Returns 0 or HG_E*. */
 int hg_deliveries_insert_one(hg_db_t *db, const char *wh, int64_t event_seq, int pending, int64_t now,

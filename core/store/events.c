@@ -4,6 +4,7 @@
 #include "base/common.h"
 #include "base/ids.h"
 #include "store/intake.h"
+#include "store/lines.h"
 #include "store/purge.h"
 #include "base/log.h"
 #include "store/store.h"
@@ -100,10 +101,17 @@ static int push_seq(hg_event_in_t *ev, int64_t seq) {
 }
 
 /* Which targets are active webhooks (a route plugin may name any id):
- * active[i] for targets[i]. Returns how many are, or a negative code. */
+ * active[i] for targets[i], with TARGET_ORDERED set when it is ordered
+ * (store/lines.h). Returns how many are, or a negative code. */
+#define TARGET_ACTIVE 1
+#define TARGET_ORDERED 2
+
 static int check_targets(hg_db_t *db, json_t *targets, unsigned char *active) {
   hg_stmt_t *st = NULL;
-  int rc = hg_db_prepare(db, "SELECT active FROM webhooks WHERE id = ?1", &st);
+  int rc = hg_db_prepare(db,
+                         "SELECT w.active, EXISTS (SELECT 1 FROM webhook_lines l WHERE l.webhook_id = w.id) "
+                         "FROM webhooks w WHERE w.id = ?1",
+                         &st);
   if (rc < 0) return hg_db_fail(db, rc, "check delivery target");
   int n = 0;
   size_t i;
@@ -113,14 +121,15 @@ static int check_targets(hg_db_t *db, json_t *targets, unsigned char *active) {
     if (!json_is_string(t)) continue;
     hg_db_bind_text(st, 1, json_string_value(t), -1);
     rc = hg_db_step(st);
-    if (rc == HG_DB_ROW) active[i] = hg_db_column_int64(st, 0) == 1;
+    if (rc == HG_DB_ROW && hg_db_column_int64(st, 0) == 1)
+      active[i] = TARGET_ACTIVE | (hg_db_column_int64(st, 1) ? TARGET_ORDERED : 0);
     if (rc < 0) {
       rc = hg_db_fail(db, rc, "check delivery target");
       hg_db_release(st);
       return rc;
     }
     hg_db_reset(st);
-    n += active[i];
+    n += active[i] != 0;
   }
   hg_db_release(st);
   return n;
@@ -139,9 +148,18 @@ static int check_targets(hg_db_t *db, json_t *targets, unsigned char *active) {
 static int insert_all_deferred(hg_db_t *db, hg_event_in_t *ev) {
   static const char ins_event[] = "INSERT INTO events (seq, id, type, organization_id, payload, idempotency_key, "
                                   "created_at, deliveries) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+  /* An ordered webhook's delivery takes its place in the line (l: no row
+   * for an unordered one) under the line row's lock, held until the
+   * commit: the numbers of one webhook's deliveries follow the order in
+   * which the nodes' transactions commit (store/lines.h). It is born
+   * without a lease: the node that ends the one ahead sends it
+   * (dispatcher.h). */
   static const char ins_delivery[] =
+      "WITH l AS (UPDATE webhook_lines SET next = next + 1 WHERE webhook_id = ?3 RETURNING next) "
       "INSERT INTO deliveries (seq, id, webhook_id, event_seq, status, next_attempt_at, created_at, updated_at, "
-      "lease_owner, lease_until) SELECT ?1, ?2, ?3, ?4, 'pending', ?6, ?5, ?5, CAST(?7 AS TEXT), CAST(?8 AS BIGINT) "
+      "lease_owner, lease_until, line) SELECT ?1, ?2, ?3, ?4, 'pending', ?6, ?5, ?5, "
+      "CASE WHEN l.next IS NULL THEN CAST(?7 AS TEXT) END, CASE WHEN l.next IS NULL THEN CAST(?8 AS BIGINT) END, "
+      "l.next FROM (SELECT 1) AS one LEFT JOIN l ON true "
       "WHERE EXISTS (SELECT 1 FROM webhooks WHERE id = ?3 AND active = 1)";
   int64_t event_seq = 0;
   int rc = hg_db_nextval(db, "events", &event_seq);
@@ -224,7 +242,7 @@ static int insert_all(hg_db_t *db, hg_event_in_t *ev, const unsigned char *activ
    * which SQLite keeps a statement journal (a copy of every page touched). */
   rc = hg_db_prepare(db,
                      "INSERT INTO deliveries (id, webhook_id, event_seq, status, next_attempt_at, created_at, "
-                     "updated_at) VALUES (?1, ?2, ?3, 'pending', ?5, ?4, ?4)",
+                     "updated_at, line) VALUES (?1, ?2, ?3, 'pending', ?5, ?4, ?4, ?6)",
                      &st);
   if (rc < 0) return hg_db_fail(db, rc, "insert delivery");
   int r = 0;
@@ -239,6 +257,11 @@ static int insert_all(hg_db_t *db, hg_event_in_t *ev, const unsigned char *activ
     hg_db_bind_int64(st, 3, event_seq);
     hg_db_bind_int64(st, 4, ev->now);
     hg_db_bind_int64(st, 5, ev->now + ev->first_delay_ms);
+    int64_t line = 0;
+    if ((active[i] & TARGET_ORDERED) && (r = hg_line_take(db, json_string_value(t), 1, &line)) == HG_ENOTFOUND) r = 0;
+    if (r != 0) break;
+    if (line > 0) hg_db_bind_int64(st, 6, line);
+    else hg_db_bind_null(st, 6);
     int64_t seq = 0;
     rc = hg_events__insert_seq(db, st, &seq);
     if (rc < 0) {

@@ -3,6 +3,7 @@
 #include "store/nodes.h"
 
 #include "base/common.h"
+#include "store/lines.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,9 +113,10 @@ int hg_deliveries_claim(hg_db_t *db, int64_t seq, const char *node_id, int64_t n
    * left to that session at once instead of waited for; two nodes
    * claiming at once therefore never both get it. Deferred: the load that
    * follows in the same transaction reads the lease it left (nodes.h). */
-  static const char sql[] = "UPDATE deliveries SET lease_owner = ?1, lease_until = ?2 WHERE seq = (SELECT seq FROM "
-                            "deliveries WHERE seq = ?3 AND (lease_until IS NULL OR lease_until < ?4 OR "
-                            "(lease_owner = ?1 AND lease_until < ?5)) FOR UPDATE SKIP LOCKED)";
+  static const char sql[] = "UPDATE deliveries SET lease_owner = ?1, lease_until = ?2 WHERE seq = (SELECT c.seq FROM "
+                            "deliveries c WHERE c.seq = ?3 AND (c.lease_until IS NULL OR c.lease_until < ?4 OR "
+                            "(c.lease_owner = ?1 AND c.lease_until < ?5)) AND NOT " HG_LINE_WAITING("c") " "
+                            "FOR UPDATE SKIP LOCKED)";
   hg_stmt_t *st = NULL;
   int rc = hg_db_prepare(db, sql, &st);
   if (rc == 0) {
@@ -135,8 +137,8 @@ int hg_deliveries_claim_many(hg_db_t *db, const int64_t *seqs, size_t n, const c
   static const char sql[] =
       "UPDATE deliveries SET lease_owner = ?1, lease_until = ?2 FROM (SELECT d.seq FROM "
       "unnest(CAST(?3 AS BIGINT[])) AS s(seq) JOIN deliveries d ON d.seq = s.seq "
-      "WHERE d.lease_until IS NULL OR d.lease_until < ?4 OR (d.lease_owner = ?1 AND d.lease_until < ?5) "
-      "FOR UPDATE OF d SKIP LOCKED) c "
+      "WHERE (d.lease_until IS NULL OR d.lease_until < ?4 OR (d.lease_owner = ?1 AND d.lease_until < ?5)) "
+      "AND NOT " HG_LINE_WAITING("d") " FOR UPDATE OF d SKIP LOCKED) c "
       "WHERE deliveries.seq = c.seq";
   if (n == 0) return 0;
   char *arr = hg_db_int64_array(seqs, n);
@@ -161,7 +163,7 @@ int hg_deliveries_orphans(hg_db_t *db, int64_t due_before, int64_t now, int64_t 
   static const char sql[] =
       "SELECT seq, next_attempt_at FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?1 "
       "AND (lease_until IS NULL OR lease_until < ?2) AND (next_attempt_at > ?4 OR (next_attempt_at = ?4 AND "
-      "seq > ?5)) ORDER BY next_attempt_at, seq LIMIT ?3";
+      "seq > ?5)) AND NOT " HG_LINE_WAITING("deliveries") " ORDER BY next_attempt_at, seq LIMIT ?3";
   hg_stmt_t *st = NULL;
   int rc = hg_db_prepare(db, sql, &st);
   if (rc != 0) return hg_db_fail(db, rc, "read orphaned deliveries");

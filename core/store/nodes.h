@@ -35,7 +35,9 @@ int hg_nodes_release(hg_db_t *db, const char *node_id);
  * its lease has run out, or this node holds it until before keep_until (a
  * lease of this node's that lasts until keep_until or later is left as it
  * is: nothing is written; new deliveries are born leased to the node that
- * accepted them, events.h). A row another session has locked is skipped.
+ * accepted them, events.h). A row another session has locked is skipped,
+ * and so is one waiting behind another in its webhook's FIFO line
+ * (store/lines.h): it is nobody's until it is the head.
  * Deferred (hg_db_defer): its answer is not read. A load of the row that
  * follows in the same transaction (hg_deliveries_load,
  * hg_deliveries_load_many) reads the lease: the row is this node's to send
@@ -49,7 +51,8 @@ int hg_deliveries_claim_many(hg_db_t *db, const int64_t *seqs, size_t n, const c
 
 /* Calls cb for up to limit pending deliveries due at or before due_before
  * whose lease is free or has run out at now, earliest first: work another
- * node should have sent and has not (it died, or is behind). A non-zero
+ * node should have sent and has not (it died, or is behind), but those
+ * waiting in a FIFO line behind another (store/lines.h). A non-zero
  * return from cb stops and is returned. */
 int hg_deliveries_orphans(hg_db_t *db, int64_t due_before, int64_t now, int64_t after_due, int64_t after_seq,
                           int limit, int (*cb)(int64_t seq, int64_t due, void *ud), void *ud);

@@ -3,6 +3,7 @@
 
 #include "base/common.h"
 #include "store/deliveries.h"
+#include "store/lines.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -90,17 +91,26 @@ int hg_recover_requeue(hg_db_t *db, const hg_recover_q_t *q, char after[HG_ID_MA
   /* As a replay does (deliveries.c): pending, due now, a lease ended; the
    * status is checked again, so a delivery that changed meanwhile stays as
    * it is. Deferred on PostgreSQL: the batch goes in one round trip. */
+  /* An ordered webhook's join the end of its line, oldest first
+   * (store/lines.h): *n places taken at once (one may go unused when its
+   * delivery changed meanwhile: only the order of the numbers matters). */
+  int64_t line = 0;
+  rc = hg_line_take(db, q->webhook_id, (int64_t)*n, &line);
+  if (rc != 0 && rc != HG_ENOTFOUND) return rc;
   int pg = hg_db_engine(db) == HG_DB_PG;
   rc = hg_db_prepare(db,
                      pg ? "UPDATE deliveries SET status = 'pending', next_attempt_at = ?2, updated_at = ?2, "
-                          "lease_owner = NULL, lease_until = NULL WHERE seq = ?1 AND status <> 'pending'"
-                        : "UPDATE deliveries SET status = 'pending', next_attempt_at = ?2, updated_at = ?2 "
-                          "WHERE seq = ?1 AND status <> 'pending'",
+                          "lease_owner = NULL, lease_until = NULL, line = CAST(?3 AS BIGINT) "
+                          "WHERE seq = ?1 AND status <> 'pending'"
+                        : "UPDATE deliveries SET status = 'pending', next_attempt_at = ?2, updated_at = ?2, "
+                          "line = CAST(?3 AS BIGINT) WHERE seq = ?1 AND status <> 'pending'",
                      &st);
   if (rc < 0) return hg_db_fail(db, rc, "recover deliveries");
   for (size_t i = 0; i < *n && rc >= 0; i++) {
     hg_db_bind_int64(st, 1, seqs[i]);
     hg_db_bind_int64(st, 2, now);
+    if (line > 0) hg_db_bind_int64(st, 3, line + (int64_t)i);
+    else hg_db_bind_null(st, 3);
     rc = hg_db_defer(st);
   }
   hg_db_release(st);

@@ -173,6 +173,17 @@ const char *const hg_schema_migrations[] = {
      * alike) and its maxConcurrency; NULL: no limit. */
     ("ALTER TABLE webhooks ADD COLUMN rate_limit_milli INTEGER;"
      "ALTER TABLE webhooks ADD COLUMN max_concurrency INTEGER;"),
+
+    /* 12: ordering "fifo" (store/lines.h): an ordered webhook's row in
+     * webhook_lines, and each pending delivery's place in its line. The
+     * partial index holds only deliveries waiting in a line: unordered
+     * webhooks' deliveries (line NULL) cost it nothing. */
+    ("CREATE TABLE webhook_lines ("
+     "  webhook_id TEXT PRIMARY KEY REFERENCES webhooks(id) ON DELETE CASCADE,"
+     "  next INTEGER NOT NULL" /* the number the last delivery to join took */
+     ") WITHOUT ROWID;"
+     "ALTER TABLE deliveries ADD COLUMN line INTEGER;"
+     "CREATE INDEX deliveries_line ON deliveries(webhook_id, line) WHERE line IS NOT NULL AND status = 'pending';"),
 };
 
 const int hg_schema_version = (int)(sizeof(hg_schema_migrations) / sizeof(hg_schema_migrations[0]));

@@ -137,6 +137,16 @@ const char *const hg_schema_pg_migrations[] = {
     /* 4: flow control, as SQLite's migration 11. */
     ("ALTER TABLE webhooks ADD COLUMN rate_limit_milli BIGINT;"
      "ALTER TABLE webhooks ADD COLUMN max_concurrency BIGINT;"),
+
+    /* 5: ordering "fifo", as SQLite's migration 12. No change trigger on
+     * webhook_lines: nothing a node keeps in memory depends on it (the
+     * line is checked in the store at each load). */
+    ("CREATE TABLE webhook_lines ("
+     "  webhook_id TEXT COLLATE \"C\" PRIMARY KEY REFERENCES webhooks(id) ON DELETE CASCADE,"
+     "  next BIGINT NOT NULL"
+     ");"
+     "ALTER TABLE deliveries ADD COLUMN line BIGINT;"
+     "CREATE INDEX deliveries_line ON deliveries(webhook_id, line) WHERE line IS NOT NULL AND status = 'pending';"),
 };
 
 const int hg_schema_pg_version = (int)(sizeof(hg_schema_pg_migrations) / sizeof(hg_schema_pg_migrations[0]));

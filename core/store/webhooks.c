@@ -2,6 +2,7 @@
 #include "store/webhooks.h"
 
 #include "base/common.h"
+#include "store/lines.h"
 #include "store/store.h"
 #include "base/log.h"
 
@@ -38,8 +39,11 @@ static char *col_dup(hg_stmt_t *st, int i) {
   "disabled_at, disabled_reason, disabled_message, disable_after_exhausted, disable_after_failing_ms, " \
   "rate_limit_milli, max_concurrency"
 /* What a read adds: the failing streak (none without a row). */
-#define WEBHOOK_READ WEBHOOK_COLS ", h.consecutive_exhausted, h.failing_since"
-#define WEBHOOK_FROM "webhooks LEFT JOIN webhook_health h ON h.webhook_id = webhooks.id"
+#define WEBHOOK_READ \
+  WEBHOOK_COLS ", h.consecutive_exhausted, h.failing_since, CASE WHEN l.webhook_id IS NULL THEN 0 ELSE 1 END"
+#define WEBHOOK_FROM                                                       \
+  "webhooks LEFT JOIN webhook_health h ON h.webhook_id = webhooks.id " \
+  "LEFT JOIN webhook_lines l ON l.webhook_id = webhooks.id"
 
 static int64_t int_or(hg_stmt_t *st, int i, int64_t dflt) {
   return hg_db_column_is_null(st, i) ? dflt : hg_db_column_int64(st, i);
@@ -66,6 +70,7 @@ static int read_row(hg_stmt_t *st, hg_webhook_t *w) {
   w->max_concurrency = int_or(st, 16, 0);
   w->exhausted = int_or(st, 17, 0);
   w->failing_since = int_or(st, 18, 0);
+  w->fifo = (int)int_or(st, 19, 0);
   if ((!w->disabled_reason && !hg_db_column_is_null(st, 11)) ||
       (!w->disabled_message && !hg_db_column_is_null(st, 12))) {
     hg_webhook_close(w);
@@ -174,6 +179,7 @@ int hg_webhooks_insert(hg_db_t *db, const hg_webhook_t *w, const char *secret) {
   hg_db_release(st);
   if (r < 0) return r;
   if ((r = insert_secret(db, w->id, secret, w->created_at)) != 0) return r;
+  if (w->fifo && (r = hg_line_set(db, w->id, 1, NULL, NULL)) != 0) return r;
   r = set_patterns(db, w->id, w->events);
   return r;
 }

@@ -33,6 +33,9 @@ typedef struct hg_webhook {
   /* Flow control (pipeline/throttle.h): deliveries per 1000 s and
    * attempts open at once; 0 each: no limit. */
   int64_t rate_limit_milli, max_concurrency;
+  /* Ordering "fifo" (store/lines.h): read from its line's row; written by
+   * hg_webhooks_insert only (a change goes through hg_line_set). */
+  int fifo;
   /* Its failing streak when read (never written here): deliveries in a
    * row exhausted, and since when none succeeded (0: not failing). */
   int64_t exhausted, failing_since;

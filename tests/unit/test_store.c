@@ -95,7 +95,7 @@ static void migrations(void) {
   db_path(path, sizeof(path), "a/b/mig"); /* parent directories are created */
   CHECK_EQ_INT(open_sync(&db, path, err, sizeof(err)), 0);
   if (db == NULL) return;
-  CHECK_EQ_INT(hg_store_schema_version(HG_DB_SQLITE), 11);
+  CHECK_EQ_INT(hg_store_schema_version(HG_DB_SQLITE), 12);
   CHECK_EQ_INT(query_int(db, "PRAGMA user_version"), hg_store_schema_version(HG_DB_SQLITE));
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name IN ('webhooks','webhook_secrets','api_keys')"), 3);
   CHECK_EQ_INT(query_int(db, "PRAGMA foreign_keys"), 1);
@@ -184,8 +184,8 @@ static void migration_6_rebuild(void) {
   CHECK_EQ_INT(query_int(db, "SELECT seq FROM deliveries WHERE id = 'del_1' AND webhook_id = 'wh_1'"), 7);
   CHECK_EQ_INT(query_int(db, "SELECT attempts FROM deliveries WHERE seq = 7"), 2);
   CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'deliveries_new'"), 0);
-  /* deliveries_by_webhook, and migration 10's deliveries_by_event. */
-  CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM sqlite_master WHERE tbl_name = 'deliveries' AND type = 'index'"), 2);
+  /* deliveries_by_webhook, migration 10's deliveries_by_event and 12's deliveries_line. */
+  CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM sqlite_master WHERE tbl_name = 'deliveries' AND type = 'index'"), 3);
   /* Unique within a webhook, not across them. */
   CHECK(sqlite3_exec(db, "INSERT INTO deliveries (id, webhook_id, event_seq, status, created_at, updated_at) "
                          "VALUES ('del_1', 'wh_1', 1, 'pending', 1, 1)", NULL, NULL, NULL) != SQLITE_OK);
