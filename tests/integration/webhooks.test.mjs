@@ -56,7 +56,7 @@ describe('createWebhook', () => {
     const w = res.json;
     assert.deepEqual(Object.keys(w).sort(),
       ['active', 'createdAt', 'disableAfter', 'disabledAt', 'disabledReason', 'events', 'exhaustedDeliveries',
-        'failingSince', 'id', 'maxConcurrency', 'metadata', 'organizationId', 'plugins', 'publicKey', 'publicKeys',
+        'failingSince', 'id', 'maxConcurrency', 'metadata', 'ordering', 'organizationId', 'plugins', 'publicKey', 'publicKeys',
         'rateLimit', 'secret', 'signatureScheme', 'transform', 'updatedAt', 'url']);
     assert.equal(w.signatureScheme, 'v1');
     // Endpoint health (endpoint-health.test.mjs): active, the gateway's rule, no streak.

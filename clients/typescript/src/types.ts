@@ -57,6 +57,15 @@ export type Metadata = Record<string, string>;
  */
 export type SignatureScheme = 'v1' | 'v1a';
 
+/**
+ * A webhook's delivery order. `fifo`: its deliveries go out one at a time,
+ * in the order their events were accepted; while the oldest pending one is
+ * retrying nothing behind it is sent, and once it succeeds or is `failed`
+ * the next goes. Tests are outside the line; a replay of an ended delivery
+ * and a recovery's requeues join its end.
+ */
+export type Ordering = 'fifo';
+
 /** A webhook endpoint, as the API answers it (without its secret). */
 export interface Webhook {
   /** `wh_` and 26 characters; ids sort by creation time. */
@@ -93,6 +102,8 @@ export interface Webhook {
   rateLimit: number | null;
   /** The most attempts open at once to it (1–1000, per node); null: no limit of its own. */
   maxConcurrency: number | null;
+  /** `fifo`: one delivery at a time, in the order the events were accepted, a failing head holding the rest; null: unordered. */
+  ordering: Ordering | null;
 }
 
 /** Why a webhook is inactive. */
@@ -407,6 +418,8 @@ export interface CreateWebhookParams {
   rateLimit?: number | null;
   /** Attempts open at once at most (1–1000); null or left out: no limit of its own. */
   maxConcurrency?: number | null;
+  /** `fifo`: one delivery at a time, in event order; null or left out: unordered. */
+  ordering?: Ordering | null;
 }
 
 export interface WebhookRef {
@@ -431,6 +444,8 @@ export interface UpdateWebhookParams extends WebhookRef {
   rateLimit?: number | null;
   /** Attempts open at once at most (1–1000); null: no limit of its own. */
   maxConcurrency?: number | null;
+  /** `fifo`: pending deliveries line up in the order they were created; null: the line's waiting deliveries go at once. */
+  ordering?: Ordering | null;
 }
 
 export interface PageParams {
