@@ -197,12 +197,13 @@ test('an attempt recorded before migration 8 answers requestHeaders null', async
   assert.ok(d.attempts[0].requestHeaders);
   await stopClean(gw);
   // Back to schema version 7: the column is gone, as in a database that
-  // version wrote (and what migrations 9 and 11 added, which run again).
+  // version wrote (and what migrations 9, 11 and 12 added, which run again).
   const db = join(gw.dir, 'hookgate.db');
   const undo9 = ['disabled_at', 'disabled_reason', 'disabled_message', 'disable_after_exhausted', 'disable_after_failing_ms',
     'rate_limit_milli', 'max_concurrency']
     .map((c) => `ALTER TABLE webhooks DROP COLUMN ${c};`).join(' ');
-  execFileSync('sqlite3', [db, `DROP TABLE webhook_health; ${undo9} ALTER TABLE attempts DROP COLUMN request_headers; PRAGMA user_version = 7;`]);
+  const undo12 = 'DROP TABLE webhook_lines; DROP INDEX deliveries_line; ALTER TABLE deliveries DROP COLUMN line;';
+  execFileSync('sqlite3', [db, `DROP TABLE webhook_health; ${undo9} ${undo12} ALTER TABLE attempts DROP COLUMN request_headers; PRAGMA user_version = 7;`]);
   const again = await startGateway({ config: CONFIG, dir: gw.dir });
   gateways.push(again);
   const old = JSON.parse(await detailText(again, wh.id, d.id));

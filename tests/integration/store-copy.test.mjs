@@ -24,7 +24,7 @@ import { makeKey } from './lib/keys.mjs';
 import { onPg, newPgDatabase } from './lib/store.mjs';
 
 const skip = onPg ? false : 'needs PostgreSQL (HG_TEST_STORE=postgresql)';
-const TABLES = ['webhooks', 'webhook_health', 'webhook_secrets', 'webhook_events', 'api_keys', 'events', 'deliveries', 'attempts'];
+const TABLES = ['webhooks', 'webhook_health', 'webhook_lines', 'webhook_secrets', 'webhook_events', 'api_keys', 'events', 'deliveries', 'attempts'];
 
 const require = createRequire(new URL('../package.json', import.meta.url));
 
@@ -74,7 +74,7 @@ before(async () => {
     assert.equal(rot.status, 200, rot.body);
     const v1a = await createWebhook(gw, rx, '/v1a', ['user.created'], { signatureScheme: 'v1a' });
     const org = await createWebhook(gw, rx, '/org', ['user.*'], {
-      organizationId: 'org-copy', metadata: { team: 'a' }, rateLimit: 2.5, maxConcurrency: 3,
+      organizationId: 'org-copy', metadata: { team: 'a' }, rateLimit: 2.5, maxConcurrency: 3, ordering: 'fifo',
     });
     const retry = await createWebhook(gw, rx, '/retry', ['user.created']);
     const dead = await createWebhook(gw, rx, '/dead', ['user.created']);
@@ -128,6 +128,7 @@ test('store copy: exit 0, a line per table with its count, a verified line; leas
   assert.match(out, /^verified: \d+ rows and \d+ payload bytes on both sides; committed to postgresql:/m);
   assert.equal(n.webhooks, 5);
   assert.equal(n.webhook_health, 1); // /dead's streak: its 2 deliveries exhausted (the others succeeded)
+  assert.equal(n.webhook_lines, 1); // the organization's webhook is ordered (fifo)
   assert.equal(src.hooks[src.ids.dead.id].exhaustedDeliveries, 2);
   assert.equal(n.api_keys, 1);
   assert.equal(n.events, 3);
@@ -158,6 +159,7 @@ test('a gateway on the copy: same webhooks, deliveries, attempts; the key works;
     // Flow control came over (the deepEqual above compares them too).
     assert.equal(src.hooks[src.ids.org.id].rateLimit, 2.5);
     assert.equal(src.hooks[src.ids.org.id].maxConcurrency, 3);
+    assert.equal(src.hooks[src.ids.org.id].ordering, 'fifo');
 
     for (const [id, before] of Object.entries(src.deliveries)) {
       assert.deepEqual(await listDeliveries(gw, id, 'pageSize=100'), before.list);
@@ -191,7 +193,7 @@ test('a target that holds rows is refused, naming a table, and left unchanged', 
   const before = counts(target);
   const r = await cli(['store', 'copy', '--from', src.db, '--to', target]);
   assert.equal(r.code, 1, r.stdout + r.stderr);
-  assert.match(r.stderr, /already holds rows in table (webhooks|webhook_health|webhook_secrets|webhook_events|api_keys|events|deliveries|attempts)/);
+  assert.match(r.stderr, /already holds rows in table (webhooks|webhook_health|webhook_lines|webhook_secrets|webhook_events|api_keys|events|deliveries|attempts)/);
   assert.equal(r.stdout, '');
   assert.deepEqual(counts(target), before);
 });

@@ -91,6 +91,20 @@ test('createWebhook, getWebhook, updateWebhook, deleteWebhook', async () => {
   await client.admin.deleteWebhook({ webhookId: wh2.id });
 });
 
+test('flow control and ordering fields reach the gateway through createWebhook and updateWebhook', async () => {
+  const wh = await client.admin.createWebhook({
+    url: 'https://flow.test/h', events: ['user.created'], rateLimit: 2.5, maxConcurrency: 3, ordering: 'fifo',
+  });
+  assert.equal(wh.rateLimit, 2.5);
+  assert.equal(wh.maxConcurrency, 3);
+  assert.equal(wh.ordering, 'fifo');
+  const got = await client.admin.getWebhook({ webhookId: wh.id });
+  assert.deepEqual([got.rateLimit, got.maxConcurrency, got.ordering], [2.5, 3, 'fifo']);
+  const upd = await client.admin.updateWebhook({ webhookId: wh.id, rateLimit: null, maxConcurrency: 7, ordering: null });
+  assert.deepEqual([upd.rateLimit, upd.maxConcurrency, upd.ordering], [null, 7, null]);
+  await client.admin.deleteWebhook({ webhookId: wh.id });
+});
+
 test('404 on unknown or malformed ids, for every call that takes one', async () => {
   const unknown = 'wh_01jdx3k7q9v2m8r4t6y0a5b3c1';
   const del = 'del_01jdx4a2b3c4d5e6f7g8h9j0k2';

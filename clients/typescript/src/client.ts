@@ -314,7 +314,7 @@ export class AdminApi {
 
   /** `POST /v1/webhooks`: registers an endpoint; the answer holds its secret, shown only here. */
   async createWebhook(params: CreateWebhookParams, opts?: RequestOptions): Promise<WebhookWithSecret> {
-    const body = pick(params, ['url', 'events', 'organizationId', 'secret', 'signatureScheme', 'active', 'metadata', 'plugins', 'transform', 'disableAfter', 'ordering'] as const);
+    const body = pick(params, ['url', 'events', 'organizationId', 'secret', 'signatureScheme', 'active', 'metadata', 'plugins', 'transform', 'disableAfter', 'rateLimit', 'maxConcurrency', 'ordering'] as const);
     return (await this.t.call({ method: 'POST', path: '/v1/webhooks', body, idempotent: false }, opts)).body as WebhookWithSecret;
   }
 
@@ -348,7 +348,7 @@ export class AdminApi {
   /** `PATCH /v1/webhooks/{id}`: changes the fields given. */
   async updateWebhook(params: UpdateWebhookParams, opts?: RequestOptions): Promise<Webhook> {
     const path = `/v1/webhooks/${seg(params.webhookId)}`;
-    const body = pick(params, ['url', 'events', 'active', 'metadata', 'plugins', 'transform', 'disableAfter', 'ordering'] as const);
+    const body = pick(params, ['url', 'events', 'active', 'metadata', 'plugins', 'transform', 'disableAfter', 'rateLimit', 'maxConcurrency', 'ordering'] as const);
     return (await this.t.call({ method: 'PATCH', path, body, idempotent: false }, opts)).body as Webhook;
   }
 
