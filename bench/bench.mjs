@@ -443,9 +443,16 @@ async function deliveryRun(scheme, sink, ca, extra = '', webhook = {}, pending =
     // Bounded: no figure is worth waiting for at under 50 deliveries/s.
     const deadline = t0 + Math.max(60000, (pending / 50) * 1000);
     let st;
+    // A FIFO webhook's deliveries waiting in its line are in the store
+    // only, not the queue: drained is every one of them sent.
+    const fifo = webhook.ordering === 'fifo';
+    const m0ok = m0['hookgate_deliveries_completed_total{status="success"}'];
     for (;;) {
       st = (await request(gw.port, 'GET', '/v1/admin/delivery', { key: KEY })).json;
-      if (st.queued === 0 && st.inFlight === 0) break;
+      if (fifo) {
+        const m = await gw.metrics();
+        if (m['hookgate_deliveries_completed_total{status="success"}'] - m0ok >= pending) break;
+      } else if (st.queued === 0 && st.inFlight === 0) break;
       if (performance.now() > deadline) throw new Error(`delivery did not drain: ${JSON.stringify(st)}`);
       await sleep(20);
     }
@@ -496,6 +503,14 @@ async function benchFlow(sink) {
     log(`flow run ${i + 1}/${O.runs}: ${n} deliveries, maxConcurrency ${FLOW_CONCURRENCY}`);
     push('flow_concurrency', await retry('flow run',
       () => deliveryRun('http', sink, undefined, '', { maxConcurrency: FLOW_CONCURRENCY }, n)));
+    // FIFO: one at a time, each after the one before it was recorded.
+    // The anchor is the same sink with one connection (wrk -c1): what
+    // one-at-a-time delivery could reach with nothing to store.
+    const nf = quick ? 1000 : 3000;
+    log(`flow run ${i + 1}/${O.runs}: wrk -c1 against the sink`);
+    push('anchor_sink_c1', await wrk(`http://127.0.0.1:${sink.httpPort}/hook`, 1, O.duration));
+    log(`flow run ${i + 1}/${O.runs}: ${nf} deliveries, ordering fifo`);
+    push('flow_fifo', await retry('flow run', () => deliveryRun('http', sink, undefined, '', { ordering: 'fifo' }, nf)));
   }
 }
 
@@ -873,6 +888,13 @@ function table() {
       fmt(med('flow_concurrency', (r) => r.rate)), '', '', '');
     row(`  gateway CPU per delivery (rate / concurrency)`,
       `${fmt(med('flow_rate', (r) => r.cpu_us), 1)} / ${fmt(med('flow_concurrency', (r) => r.cpu_us), 1)} us`, '', '', '');
+    if (R.flow_fifo) {
+      const f = med('flow_fifo', (r) => r.rate);
+      const c1 = med('anchor_sink_c1', (r) => r.rps);
+      row('Delivery to http sink, one webhook with ordering fifo: deliveries/s', fmt(f),
+        `${fmt(c1)} req/s (wrk -c1 to sink)`, ratio(f, c1), '');
+      row('  gateway CPU per delivery (fifo)', `${fmt(med('flow_fifo', (r) => r.cpu_us), 1)} us`, '', '', '');
+    }
   }
   if (R.recover_alone) {
     const alone = med('recover_alone', (r) => r.rps);
