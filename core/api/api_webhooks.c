@@ -625,11 +625,13 @@ static int released_row(int64_t seq, int64_t due, void *ud) {
 
 static int patch_work(hg_db_t *db, void *ud) {
   job_t *j = ud;
-  /* Read, change, write in one job: the store thread serializes jobs, so no
-   * other change can slip in between. The new values wait in j->w's strings
-   * until the row is read into a second struct. */
+  /* Read, change, write in one job: the store thread serializes this
+   * node's jobs, and the row is read locked (another node sharing a
+   * PostgreSQL store changing it meanwhile waits, or is waited for), so no
+   * other change can slip in between. The new values wait in j->w's
+   * strings until the row is read into a second struct. */
   hg_webhook_t cur;
-  int r = hg_webhooks_get(db, j->id, j->org, &cur);
+  int r = hg_webhooks_get_locked(db, j->id, j->org, &cur);
   if (r != 0) return r;
   if (j->set_url) {
     free(cur.url);

@@ -184,14 +184,19 @@ int hg_webhooks_insert(hg_db_t *db, const hg_webhook_t *w, const char *secret) {
   return r;
 }
 
-int hg_webhooks_get(hg_db_t *db, const char *id, const char *org, hg_webhook_t *out) {
+#define WEBHOOK_GET \
+  "SELECT " WEBHOOK_READ " FROM " WEBHOOK_FROM " WHERE id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR organization_id = ?2)"
+
+static int get_webhook(hg_db_t *db, const char *id, const char *org, hg_webhook_t *out, int lock) {
   hg_stmt_t *st = NULL;
   /* Zeroed before anything can fail, so that closing out is safe after any
    * answer: callers close it on their one cleanup path. */
   memset(out, 0, sizeof(*out));
-  int rc = hg_db_prepare(db,
-                         "SELECT " WEBHOOK_READ " FROM " WEBHOOK_FROM " WHERE id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR "
-                         "organization_id = ?2)", &st);
+  /* PostgreSQL: locked, the row cannot change under a read-change-write
+   * (another node disabling it meanwhile waits, then sees the write).
+   * SQLite has one writer: the transaction is the lock. */
+  int rc = hg_db_prepare(db, lock && hg_db_engine(db) == HG_DB_PG ? WEBHOOK_GET " FOR UPDATE OF webhooks" : WEBHOOK_GET,
+                         &st);
   if (rc < 0) return hg_db_fail(db, rc, "get webhook");
   bind_text(st, 1, id);
   bind_text(st, 2, org);
@@ -202,6 +207,14 @@ int hg_webhooks_get(hg_db_t *db, const char *id, const char *org, hg_webhook_t *
   else r = hg_db_fail(db, rc, "get webhook");
   hg_db_release(st);
   return r;
+}
+
+int hg_webhooks_get(hg_db_t *db, const char *id, const char *org, hg_webhook_t *out) {
+  return get_webhook(db, id, org, out, 0);
+}
+
+int hg_webhooks_get_locked(hg_db_t *db, const char *id, const char *org, hg_webhook_t *out) {
+  return get_webhook(db, id, org, out, 1);
 }
 
 int hg_webhooks_list(hg_db_t *db, int org_mode, const char *org, const char *after_id, int limit,

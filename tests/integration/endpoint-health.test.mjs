@@ -405,3 +405,40 @@ cluster = { node_id = "${id}", lease = 6, poll = 0.2 }
     for (const n of nodes) await stopClean(n);
   }
 });
+
+// PostgreSQL: a PATCH reads the webhook locked (FOR UPDATE), so a change
+// another session is making to its row (another node disabling it) is
+// waited for and kept, not overwritten with what the PATCH read before.
+// The other node is a psql session holding the row locked while it sets
+// the webhook inactive; the PATCH names only metadata.
+test('a PATCH waits for another node\'s change to the webhook and keeps it (PostgreSQL)', { skip: !onPg && 'PostgreSQL only' }, async () => {
+  const store = newPgDatabase();
+  const node = await startGateway({ dir: tempDir(), config: deliveryConfig(), env: { HOOKGATE_STORE: store } });
+  const psql = spawn('psql', ['-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-d', store], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  psql.stdout.on('data', (d) => { out += d; });
+  try {
+    const wh = await createWebhook(node, rx, '/lock', ['user.created']);
+    psql.stdin.write(`BEGIN; UPDATE webhooks SET active = 0, disabled_at = 1, disabled_reason = 'consecutive_failures', disabled_message = 'from the other node' WHERE id = '${wh.id}'; SELECT 'locked';\n`);
+    await until(() => out.includes('locked'), { what: 'the other session holds the row' });
+    let answered = false;
+    const patch = node.request('PATCH', `/v1/webhooks/${wh.id}`, { body: { metadata: { team: 'x' } } }).then((r) => {
+      answered = true;
+      return r;
+    });
+    await sleep(700 * SLOW);
+    assert.equal(answered, false, 'the PATCH waits for the row');
+    psql.stdin.write('COMMIT;\n');
+    const r = await patch;
+    assert.equal(r.status, 200, r.body);
+    assert.equal(r.json.active, false, 'the other node\'s disabling is kept');
+    assert.equal(r.json.disabledReason.code, 'consecutive_failures');
+    assert.deepEqual(r.json.metadata, { team: 'x' });
+    const g = (await node.request('GET', `/v1/webhooks/${wh.id}`)).json;
+    assert.equal(g.active, false);
+  } finally {
+    psql.stdin.end();
+    psql.kill();
+    await stopClean(node);
+  }
+});
