@@ -159,6 +159,17 @@ void hg_api_internal_error(hg_http_req_t *req, const char *what, int err) {
                           "the store is unavailable: try again later (a change may have been kept if the connection was lost at its commit; retry with the same Idempotency-Key or id to be safe)", NULL);
     return;
   }
+  if (err == HG_EBUSY) {
+    /* A lock the store waited for was not free in time (PostgreSQL's
+     * lock_timeout or a deadlock, e.g. two nodes storing events for the
+     * same FIFO webhooks): the job's work was rolled back, nothing of the
+     * request was kept, and trying again soon works. */
+    hg_log(HG_LOG_WARN, "store busy", "what", what, "request_id", req->request_id, NULL);
+    hg_http_req_add_header(req, "Retry-After", HG_API_STORE_UNAVAILABLE_RETRY_AFTER);
+    hg_http_respond_error(req, 503, "store_busy",
+                          "the store was busy (a lock was not free in time): nothing was stored; try again", NULL);
+    return;
+  }
   hg_log(HG_LOG_ERROR, "internal error", "what", what, "error", hg_strerror(err), "request_id", req->request_id,
          NULL);
   char msg[96];

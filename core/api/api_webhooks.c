@@ -681,7 +681,9 @@ static int patch_work(hg_db_t *db, void *ud) {
   /* The job may run again (the store retries a failed group): the list
    * of released deliveries starts afresh each time. */
   j->n_released = 0;
-  if (r == 0 && j->set_ordering && cur.fifo != j->w.fifo) {
+  /* Whatever the row said: on PostgreSQL another node's PATCH may have
+   * changed the line since (hg_line_set does nothing when it is so). */
+  if (r == 0 && j->set_ordering) {
     r = hg_line_set(db, cur.id, j->w.fifo, released_row, j);
     cur.fifo = j->w.fifo;
   }

@@ -7,6 +7,7 @@
 #include "base/buf.h"
 #include "base/common.h"
 #include "base/log.h"
+#include "store/lines.h"
 #include "store/nodes.h"
 
 #include <stdio.h>
@@ -20,6 +21,11 @@
 /* While the store's server is unreachable, the queue looks again this
  * often (hg_store_available is a flag: looking costs nothing). */
 #define STORE_WAIT_MS 500
+/* How often the heads of FIFO lines are looked for (line_sweep): the
+ * longest a line waits when the push of its next head was lost (the head
+ * ended on another node in a race, or while it was being renumbered, or
+ * the push found no memory). */
+#define LINE_SWEEP_MS 2000
 
 /* Due items loaded in one store job (the queue's alone). */
 typedef struct batch {
@@ -100,7 +106,8 @@ static item_t *item_new(hg_dispatcher_t *d, int64_t seq) {
 }
 
 static void maybe_stopped(hg_dispatcher_t *d) {
-  if (d->stopping && d->active == 0 && d->stop_cb) {
+  /* A sweep's job out (line_sweeping) holds d too: its completion reads it. */
+  if (d->stopping && d->active == 0 && !d->line_sweeping && d->stop_cb) {
     void (*cb)(void *) = d->stop_cb;
     d->stop_cb = NULL;
     cb(d->stop_ud);
@@ -334,7 +341,9 @@ static void load_done(int status, void *ud) {
       hg_dispatch__item_free(it);
       continue;
     }
-    if (s->waiting && !it->forced && !it->test_cb) {
+    /* A replay asked before its webhook became ordered (forced) waits
+     * too: it goes in its turn. */
+    if (s->waiting && !it->test_cb) {
       /* Behind another pending delivery in its webhook's FIFO line: it
        * goes once that one ends, queued then by whichever node ends it
        * (hg_dispatch__line_next), or found by a restart's load or the
@@ -470,11 +479,73 @@ int hg_dispatcher_new(hg_dispatcher_t **out, uv_loop_t *loop, hg_store_t *store,
   d->max_active = cfg->max_in_flight * 2;
   uv_timer_init(loop, &d->timer);
   d->timer.data = d;
+  uv_timer_init(loop, &d->line_timer);
+  d->line_timer.data = d;
   uv_idle_init(loop, &d->rec_check);
   d->rec_check.data = d;
   d->rec_tail = &d->rec_head;
   *out = d;
   return 0;
+}
+
+/* --- the sweep of FIFO lines' heads ------------------------------------------------ */
+
+typedef struct sweep_job {
+  hg_dispatcher_t *d;
+  int64_t now;
+  entry_t *heads;
+  size_t n, cap;
+} sweep_job_t;
+
+static int sweep_row(int64_t seq, int64_t due, void *ud) {
+  sweep_job_t *j = ud;
+  if (j->n == j->cap && hg_grow(&j->heads, &j->cap, j->n + 1, sizeof(*j->heads), 64) != 0) return HG_ENOMEM;
+  j->heads[j->n].seq = seq;
+  j->heads[j->n++].due = due;
+  return 0;
+}
+
+static int sweep_work(hg_db_t *db, void *ud) {
+  sweep_job_t *j = ud;
+  j->n = 0; /* the store may run it again */
+  return hg_line_heads(db, j->now, sweep_row, j);
+}
+
+static void sweep_done(int status, void *ud) {
+  sweep_job_t *j = ud;
+  hg_dispatcher_t *d = j->d;
+  d->line_sweeping = 0;
+  size_t queued = 0;
+  if (status == 0 && !d->stopping) {
+    for (size_t i = 0; i < j->n; i++) {
+      int64_t seq = j->heads[i].seq;
+      /* In hand, or held back by its webhook's rateLimit: on its way. */
+      if (hg_dispatcher_busy(d, seq) || hg_throttle_holds(d->throttle, seq)) continue;
+      if (hg_dispatch__heap_push(d, j->heads[i].due, seq) == 0) queued++;
+    }
+  }
+  free(j->heads);
+  free(j);
+  if (queued > 0) hg_dispatch__pump(d);
+  maybe_stopped(d);
+}
+
+/* Every LINE_SWEEP_MS: the heads of FIFO lines due now and free go on the
+ * heap (a head already there is loaded once; its duplicate entry finds it
+ * in hand or ended). One store job, one index lookup per ordered webhook;
+ * none while paused, stopping or the store is unavailable. */
+static void line_sweep_cb(uv_timer_t *t) {
+  hg_dispatcher_t *d = t->data;
+  if (d->line_sweeping || d->paused || d->stopping || !d->started || !hg_store_available(d->store)) return;
+  sweep_job_t *j = calloc(1, sizeof(*j));
+  if (j == NULL) return;
+  j->d = d;
+  j->now = hg_wall_ms();
+  if (hg_store_submit(d->store, sweep_work, sweep_done, j) != 0) {
+    free(j);
+    return;
+  }
+  d->line_sweeping = 1;
 }
 
 typedef struct start_job {
@@ -518,6 +589,7 @@ static void start_done(int status, void *ud) {
   free(j->entries);
   free(j);
   d->started = 1;
+  if (!d->stopping) uv_timer_start(&d->line_timer, line_sweep_cb, LINE_SWEEP_MS, LINE_SWEEP_MS);
   hg_dispatch__pump(d);
 }
 
@@ -620,6 +692,7 @@ void hg_dispatcher_stop(hg_dispatcher_t *d, void (*done)(void *ud), void *ud) {
   d->stop_cb = done;
   d->stop_ud = ud;
   uv_timer_stop(&d->timer);
+  uv_timer_stop(&d->line_timer);
   /* Nothing is sent from now on. Requests on the wire end when the caller
    * closes the client; their callbacks free their items then. Items being
    * loaded or recorded finish through the store. */
@@ -638,9 +711,14 @@ static void check_close_cb(uv_handle_t *h) {
   free(d);
 }
 
-static void timer_close_cb(uv_handle_t *h) {
+static void line_timer_close_cb(uv_handle_t *h) {
   hg_dispatcher_t *d = h->data;
   uv_close((uv_handle_t *)&d->rec_check, check_close_cb);
+}
+
+static void timer_close_cb(uv_handle_t *h) {
+  hg_dispatcher_t *d = h->data;
+  uv_close((uv_handle_t *)&d->line_timer, line_timer_close_cb);
 }
 
 void hg_dispatcher_free(hg_dispatcher_t *d) {

@@ -111,6 +111,11 @@ struct hg_dispatcher {
   const hg_config_t *cfg;
   hg_client_t *client; /* the app's (borrowed) */
   uv_timer_t timer;
+  /* The sweep of FIFO lines' heads (hg_line_heads, every LINE_SWEEP_MS):
+   * the safety net under hg_dispatch__line_next; line_sweeping while its
+   * job runs. */
+  uv_timer_t line_timer;
+  int line_sweeping;
   /* Attempts finished this loop turn: written in one store job when the
    * turn ends (an idle handle: it also keeps the loop from blocking in
    * poll while records wait), not one job each. */

@@ -361,12 +361,16 @@ int hg_deliveries_replay(hg_db_t *db, const char *wh, const char *org, const cha
   *in_line = line > 0;
   hg_stmt_t *st = NULL;
   /* PostgreSQL: a replay is sent by the node that was asked, at once:
-   * another node's lease on it ends. */
+   * another node's lease on it ends. Not so for an ordered webhook's
+   * pending delivery (it keeps its place): another node may be sending it
+   * right now, and it must not go twice at once. */
   int rc = hg_db_prepare(db,
                          hg_db_engine(db) == HG_DB_PG
                              ? "UPDATE deliveries SET line = CASE WHEN status = 'pending' AND line IS NOT NULL THEN line "
-                               "ELSE CAST(?3 AS BIGINT) END, status = 'pending', next_attempt_at = ?2, updated_at = ?2, "
-                               "lease_owner = NULL, lease_until = NULL WHERE seq = ?1"
+                               "ELSE CAST(?3 AS BIGINT) END, "
+                               "lease_owner = CASE WHEN status = 'pending' AND line IS NOT NULL THEN lease_owner END, "
+                               "lease_until = CASE WHEN status = 'pending' AND line IS NOT NULL THEN lease_until END, "
+                               "status = 'pending', next_attempt_at = ?2, updated_at = ?2 WHERE seq = ?1"
                              : "UPDATE deliveries SET line = CASE WHEN status = 'pending' AND line IS NOT NULL THEN line "
                                "ELSE CAST(?3 AS BIGINT) END, status = 'pending', next_attempt_at = ?2, updated_at = ?2 "
                                "WHERE seq = ?1",

@@ -101,3 +101,23 @@ int hg_line_head(hg_db_t *db, const char *wh, int64_t *seq, int64_t *due) {
   hg_db_release(st);
   return r;
 }
+
+int hg_line_heads(hg_db_t *db, int64_t now, int (*cb)(int64_t seq, int64_t due, void *ud), void *ud) {
+#define HEADS                                                                                                   \
+  "SELECT h.seq, COALESCE(h.next_attempt_at, 0) FROM (SELECT (SELECT d.seq FROM deliveries d WHERE "        \
+  "d.webhook_id = l.webhook_id AND d.line IS NOT NULL AND d.status = 'pending' ORDER BY d.line LIMIT 1) AS head " \
+  "FROM webhook_lines l) x JOIN deliveries h ON h.seq = x.head WHERE COALESCE(h.next_attempt_at, 0) <= ?1"
+  hg_stmt_t *st = NULL;
+  int rc = hg_db_prepare(db,
+                         hg_db_engine(db) == HG_DB_PG ? HEADS " AND (h.lease_until IS NULL OR h.lease_until < ?1)"
+                                                      : HEADS,
+                         &st);
+#undef HEADS
+  if (rc < 0) return hg_db_fail(db, rc, "find line heads");
+  hg_db_bind_int64(st, 1, now);
+  int r = 0;
+  while (r == 0 && (rc = hg_db_step(st)) == HG_DB_ROW) r = cb(hg_db_column_int64(st, 0), hg_db_column_int64(st, 1), ud);
+  hg_db_release(st);
+  if (r != 0) return r;
+  return rc < 0 ? hg_db_fail(db, rc, "find line heads") : 0;
+}

@@ -163,7 +163,7 @@ int hg_deliveries_orphans(hg_db_t *db, int64_t due_before, int64_t now, int64_t 
   static const char sql[] =
       "SELECT seq, next_attempt_at FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?1 "
       "AND (lease_until IS NULL OR lease_until < ?2) AND (next_attempt_at > ?4 OR (next_attempt_at = ?4 AND "
-      "seq > ?5)) AND NOT " HG_LINE_WAITING("deliveries") " ORDER BY next_attempt_at, seq LIMIT ?3";
+      "seq > ?5)) AND line IS NULL ORDER BY next_attempt_at, seq LIMIT ?3";
   hg_stmt_t *st = NULL;
   int rc = hg_db_prepare(db, sql, &st);
   if (rc != 0) return hg_db_fail(db, rc, "read orphaned deliveries");

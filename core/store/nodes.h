@@ -51,8 +51,10 @@ int hg_deliveries_claim_many(hg_db_t *db, const int64_t *seqs, size_t n, const c
 
 /* Calls cb for up to limit pending deliveries due at or before due_before
  * whose lease is free or has run out at now, earliest first: work another
- * node should have sent and has not (it died, or is behind), but those
- * waiting in a FIFO line behind another (store/lines.h). A non-zero
+ * node should have sent and has not (it died, or is behind), of
+ * unordered webhooks only (the heads of FIFO lines are found by
+ * hg_line_heads, store/lines.h: the rows waiting behind them, however
+ * many, are never read here). A non-zero
  * return from cb stops and is returned. */
 int hg_deliveries_orphans(hg_db_t *db, int64_t due_before, int64_t now, int64_t after_due, int64_t after_seq,
                           int limit, int (*cb)(int64_t seq, int64_t due, void *ud), void *ud);

@@ -603,3 +603,65 @@ test('two nodes on one PostgreSQL store: events published alternately to each ar
     for (const n of nodes) await stopClean(n);
   }
 });
+
+// ---- found in review ----
+
+// PATCH "fifo" while an attempt is on the wire: that attempt was loaded
+// before the webhook was ordered, so its record does not queue the next
+// head; the sweep of lines' heads (every 2 s) does. The line must not stall.
+test('PATCH "fifo" while an attempt is on the wire: the line goes on once it ends (no stall)', { skip: onPg && 'one node is enough; the sweep is the same on PostgreSQL' }, async () => {
+  const g = await startGateway({ config: CONFIG });
+  try {
+    let bCalls = 0;
+    rx.on('/rv-on', (req, body) => {
+      const i = seqOf({ body });
+      if (i === 0) return slow(3000);
+      if (i === 1 && bCalls++ === 0) return status(503, { headers: { 'retry-after': '1' }, body: 'later' });
+      return ok();
+    });
+    const wh = await createWebhook(g, rx, '/rv-on', ['fifo.on']);
+    await publishOk(g, { type: 'fifo.on', data: { i: 0 } });
+    await until(() => rx.requests.filter((q) => q.path === '/rv-on').length >= 1, { what: 'A on the wire' });
+    await publishOk(g, { type: 'fifo.on', data: { i: 1 } });
+    await until(() => rx.requests.filter((q) => q.path === '/rv-on').length >= 2, { what: "B's first attempt (503)" });
+    const r = await g.request('PATCH', `/v1/webhooks/${wh.id}`, { body: { ordering: 'fifo' } });
+    assert.equal(r.status, 200, r.body);
+    // B comes due (+1 s) behind A and waits; A ends (+3 s); B then goes.
+    await allEnded(g, wh.id, 2, 'both deliveries ended after the PATCH');
+    const l = await listDeliveries(g, wh.id, 'pageSize=100');
+    assert.deepEqual(l.deliveries.map((d) => d.status).sort(), ['success', 'success']);
+  } finally {
+    await stopClean(g);
+  }
+});
+
+// PostgreSQL, two nodes: replaying the pending head through the node that
+// is not sending it must not put it on the wire a second time beside the
+// first (the lease stays), nor let the next one go while it is open.
+test('replaying the pending head on another node does not send it twice at once (PostgreSQL)', { skip: !onPg && 'PostgreSQL only' }, async () => {
+  const store = newPgDatabase();
+  const nodeConfig = (id) => `${CONFIG}\ncluster = { node_id = "${id}", lease = 30, poll = 0.2 }\n`;
+  const nodes = [];
+  try {
+    for (const id of ['ra', 'rb']) nodes.push(await startGateway({ dir: tempDir(), config: nodeConfig(id), env: { HOOKGATE_STORE: store } }));
+    const HOLD = 4000 * SLOW;
+    rx.on('/rv-rp', (req, body) => (seqOf({ body }) === 0 ? slow(HOLD) : ok()));
+    const wh = await createWebhook(nodes[0], rx, '/rv-rp', ['fifo.replay'], { ordering: 'fifo' });
+    await sleep(1000 * SLOW); // both nodes know the webhook
+    const e0 = await publishOk(nodes[0], { type: 'fifo.replay', data: { i: 0 } });
+    await until(() => rx.requests.filter((q) => q.path === '/rv-rp').length >= 1, { what: 'the head on the wire' });
+    await publishOk(nodes[0], { type: 'fifo.replay', data: { i: 1 } });
+    const l = await listDeliveries(nodes[1], wh.id, 'pageSize=100');
+    const d0 = l.deliveries.find((d) => d.eventId === e0.id);
+    const r = await nodes[1].request('POST', `/v1/webhooks/${wh.id}/deliveries/${d0.id}/replay`);
+    assert.equal(r.status, 202, r.body);
+    await until(() => rx.requests.filter((q) => q.path === '/rv-rp' && seqOf(q) === 1).length >= 1,
+      { timeout: 30000, what: 'the second event' });
+    const got = rx.requests.filter((q) => q.path === '/rv-rp');
+    const first = got[0].mono;
+    const during = got.slice(1).filter((q) => q.mono < first + HOLD - 100);
+    assert.equal(during.length, 0, `requests while the head's first attempt was open: ${JSON.stringify(during.map((q) => seqOf(q)))}`);
+  } finally {
+    for (const n of nodes) await stopClean(n);
+  }
+});
