@@ -399,7 +399,10 @@ static void create_done(int status, void *ud) {
     respond_status(j, status, "create webhook");
   } else {
     /* Committed: events from now on fan out to it. */
-    if (j->api->subs) hg_subs_put(j->api->subs, j->w.id, j->w.org, j->w.active, j->w.events);
+    if (j->api->subs) {
+      hg_subs_put(j->api->subs, j->w.id, j->w.org, j->w.active, j->w.events);
+      if (j->w.fifo) hg_subs_note_ordered(j->api->subs);
+    }
     json_t *body = webhook_json(j->api, &j->w);
     /* A v1 secret is shown once, here; a v1a signing key never leaves the
      * gateway (the receiver verifies with publicKey). */
@@ -698,7 +701,10 @@ static void patch_done(int status, void *ud) {
   if (status != 0) {
     respond_status(j, status, "update webhook");
   } else {
-    if (j->api->subs) hg_subs_put(j->api->subs, j->w.id, j->w.org, j->w.active, j->w.events);
+    if (j->api->subs) {
+      hg_subs_put(j->api->subs, j->w.id, j->w.org, j->w.active, j->w.events);
+      if (j->w.fifo) hg_subs_note_ordered(j->api->subs);
+    }
     /* Deliveries this node holds back follow the new limits at once. */
     if (j->api->dispatcher && (j->set_rate_limit || j->set_max_concurrency))
       hg_dispatcher_limits(j->api->dispatcher, j->w.id, j->w.rate_limit_milli, j->w.max_concurrency);

@@ -409,6 +409,7 @@ int hg_ingest_submit(hg_ingest_t *ing, hg_event_in_t *events, size_t n, unsigned
     j->events[i].first_delay_ms = ing->first_delay_ms;
     j->events[i].lease_owner = ing->node_id[0] ? ing->node_id : NULL;
     j->events[i].lease_ms = ing->lease_ms;
+    j->events[i].lines = hg_subs_any_ordered(ing->subs);
   }
   if ((flags & HG_INGEST_ROUTED) && hg_store_engine(ing->store) == HG_DB_PG) {
     /* A route plugin may name any webhook: keep those the index knows as

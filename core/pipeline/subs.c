@@ -31,6 +31,7 @@ struct hg_subs {
   json_t *hooks;    /* id -> {"org": string|null, "active": bool, "events": [patterns]} */
   json_t *patterns; /* pattern -> {id: true} */
   uint64_t gen;     /* bumped by every change */
+  int any_ordered;  /* some webhook is (or may be) ordered: hg_subs_any_ordered */
   match_entry_t cache[MATCH_CACHE];
 };
 
@@ -149,8 +150,17 @@ int hg_subs_load(hg_subs_t *s, hg_db_t *db) {
   /* The step's own code: HG_EUNAVAIL (the server lost) is no I/O error. */
   if (r == 0 && rc != HG_DB_DONE) r = rc;
   hg_db_release(st);
+  if (r != 0) return r;
+  if ((rc = hg_db_prepare(db, "SELECT count(*) FROM webhook_lines", &st)) != 0) return rc;
+  if ((rc = hg_db_step(st)) == HG_DB_ROW) s->any_ordered = hg_db_column_int64(st, 0) > 0;
+  else r = rc < 0 ? rc : HG_EIO;
+  hg_db_release(st);
   return r;
 }
+
+int hg_subs_any_ordered(const hg_subs_t *s) { return s->any_ordered; }
+
+void hg_subs_note_ordered(hg_subs_t *s) { s->any_ordered = 1; }
 
 static json_t *match(hg_subs_t *s, const char *type, const char *org);
 

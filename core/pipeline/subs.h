@@ -19,8 +19,15 @@ typedef struct hg_subs hg_subs_t;
 hg_subs_t *hg_subs_new(void);
 void hg_subs_free(hg_subs_t *s); /* accepts NULL */
 
-/* Loads every webhook from db (a connection of the caller's thread). */
+/* Loads every webhook from db (a connection of the caller's thread), and
+ * whether any is ordered (store/lines.h). */
 int hg_subs_load(hg_subs_t *s, hg_db_t *db);
+
+/* Whether some webhook may be ordered ("fifo"): one was when the index was
+ * loaded, or hg_subs_note_ordered was called since. Ingest on PostgreSQL
+ * takes FIFO places only then (events.h). */
+int hg_subs_any_ordered(const hg_subs_t *s);
+void hg_subs_note_ordered(hg_subs_t *s);
 
 /* Adds or replaces webhook id: org (NULL: none), active, and its events as
  * JSON array text. */

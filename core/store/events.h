@@ -28,6 +28,10 @@ typedef struct hg_event_in {
    * need not claim them: nodes.h); NULL for none. Borrowed. */
   const char *lease_owner;
   int64_t lease_ms;
+  /* PostgreSQL: some webhook may be ordered (pipeline/subs.h): the
+   * deliveries take their FIFO places (store/lines.h). 0: none is, and
+   * the insert skips the look (SQLite looks per target anyway). */
+  int lines;
   /* The webhook ids to deliver to: the subscription index's match (subs.c),
    * as a route plugin may have changed it; inactive or unknown ids are
    * skipped. A JSON array of strings; borrowed; required. */

@@ -138,13 +138,17 @@ const char *const hg_schema_pg_migrations[] = {
     ("ALTER TABLE webhooks ADD COLUMN rate_limit_milli BIGINT;"
      "ALTER TABLE webhooks ADD COLUMN max_concurrency BIGINT;"),
 
-    /* 5: ordering "fifo", as SQLite's migration 12. No change trigger on
-     * webhook_lines: nothing a node keeps in memory depends on it (the
-     * line is checked in the store at each load). */
+    /* 5: ordering "fifo", as SQLite's migration 12. The line is checked
+     * in the store at each load; what the nodes keep in memory is only
+     * whether any webhook is ordered (their ingest takes places then:
+     * pipeline/subs.h), so a row made or dropped tells them (not the
+     * counter's updates, one per delivery of an ordered webhook). */
     ("CREATE TABLE webhook_lines ("
      "  webhook_id TEXT COLLATE \"C\" PRIMARY KEY REFERENCES webhooks(id) ON DELETE CASCADE,"
      "  next BIGINT NOT NULL"
      ");"
+     "CREATE TRIGGER webhook_lines_changed AFTER INSERT OR DELETE ON webhook_lines "
+     "  FOR EACH STATEMENT EXECUTE FUNCTION hookgate_bump();"
      "ALTER TABLE deliveries ADD COLUMN line BIGINT;"
      "CREATE INDEX deliveries_line ON deliveries(webhook_id, line) WHERE line IS NOT NULL AND status = 'pending';"),
 };
