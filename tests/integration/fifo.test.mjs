@@ -23,7 +23,7 @@ import { startGateway, tempDir } from './lib/gateway.mjs';
 import { startReceiver, slow, status, ok, failThen } from './lib/receiver.mjs';
 import { onPg, newPgDatabase } from './lib/store.mjs';
 import {
-  deliveryConfig, createWebhook, publishOk, until, sleep, SLOW, stopClean, listDeliveries, getDelivery,
+  deliveryConfig, createWebhook, publishOk, until, sleep, SLOW, stopClean, listDeliveries, getDelivery, maxOpen,
 } from './lib/delivery.mjs';
 import { expectValidation } from './lib/expect.mjs';
 
@@ -85,19 +85,6 @@ function typeOf(req) {
 // line moved through its deliveries (a retried head appears once).
 function collapse(list) {
   return list.filter((x, i) => i === 0 || x !== list[i - 1]);
-}
-
-// The most requests open at once at a receiver path whose answers take
-// hold ms (as in flow-control.test.mjs): each request is open from its
-// arrival for hold ms, so overlapping intervals were open together.
-function maxOpen(reqs, hold) {
-  const starts = reqs.map((r) => r.mono).sort((a, b) => a - b);
-  let most = 0;
-  for (const t of starts) {
-    const open = starts.filter((s) => s <= t && t < s + hold).length;
-    most = Math.max(most, open);
-  }
-  return most;
 }
 
 // Publishes n events of type one after another (each after the previous

@@ -13,7 +13,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startGateway } from './lib/gateway.mjs';
 import { startReceiver, slow } from './lib/receiver.mjs';
-import { deliveryConfig, createWebhook, publishOk, until, sleep, SLOW, stopClean, listDeliveries } from './lib/delivery.mjs';
+import { deliveryConfig, createWebhook, publishOk, until, sleep, SLOW, stopClean, listDeliveries, maxOpen } from './lib/delivery.mjs';
 import { expectValidation } from './lib/expect.mjs';
 
 let rx;
@@ -37,20 +37,6 @@ after(async () => {
   await rx?.close();
   await rx2?.close();
 });
-
-// The most requests open at once at a receiver path whose answers take
-// hold ms: each request is open from its arrival for hold ms (the answer
-// goes out no earlier, and the gateway's next request to a full webhook
-// waits for it), so overlapping intervals are open at the same time.
-function maxOpen(reqs, hold) {
-  const starts = reqs.map((r) => r.mono).sort((a, b) => a - b);
-  let most = 0;
-  for (const t of starts) {
-    const open = starts.filter((s) => s <= t && t < s + hold).length;
-    most = Math.max(most, open);
-  }
-  return most;
-}
 
 // The most requests that arrived within any window of ms.
 function maxInWindow(reqs, ms) {

@@ -89,3 +89,18 @@ export async function stopClean(gw) {
   assert.equal(signal, null, `gateway died of ${signal}`);
   assert.equal(code, 0, `gateway exited ${code}:\n${logs.slice(-4000)}`);
 }
+
+// The most requests open at once at a receiver path whose answers take
+// hold ms (reqs: the receiver's requests, with their arrival time mono):
+// each request is open from its arrival for hold ms (the answer goes out
+// no earlier, and the gateway's next request to a full webhook waits for
+// it), so overlapping intervals are open at the same time.
+export function maxOpen(reqs, hold) {
+  const starts = reqs.map((r) => r.mono).sort((a, b) => a - b);
+  let most = 0;
+  for (const t of starts) {
+    const open = starts.filter((s) => s <= t && t < s + hold).length;
+    most = Math.max(most, open);
+  }
+  return most;
+}
