@@ -34,7 +34,7 @@ let gw;
 // another's webhooks.
 const TYPES = [
   'fifo.order', 'fifo.head', 'fifo.exhaust', 'fifo.stuck', 'fifo.send', 'fifo.replay', 'fifo.recover',
-  'fifo.on', 'fifo.off', 'fifo.restart', 'fifo.cluster',
+  'fifo.on', 'fifo.off', 'fifo.restart', 'fifo.cluster', 'fifo.inactive', 'fifo.rate',
 ].map((t) => `"${t}"`).join(', ');
 // A long attempt timeout: some tests hold a head's answer for seconds on
 // purpose (a hold longer than the timeout would turn into a failed attempt).
@@ -651,4 +651,47 @@ test('replaying the pending head on another node does not send it twice at once 
   } finally {
     for (const n of nodes) await stopClean(n);
   }
+});
+
+// A FIFO webhook made inactive: its line's deliveries are failed, one
+// after another, without a request ("not sent"), and nothing stalls; made
+// active again, new events go in order.
+test('an inactive FIFO webhook fails its line without a request; active again, the line goes on in order', async () => {
+  const HOLD = LONG_HOLD;
+  rx.on('/inactive', (req, body) => (seqOf({ body }) === 0 ? slow(HOLD) : ok()));
+  const wh = await createWebhook(gw, rx, '/inactive', ['fifo.inactive'], { ordering: 'fifo' });
+  await publishInOrder(gw, 'fifo.inactive', 5);
+  await until(() => rx.requests.filter((q) => q.path === '/inactive').length >= 1, { what: 'the head on the wire' });
+  const off = await gw.request('PATCH', `/v1/webhooks/${wh.id}`, { body: { active: false } });
+  assert.equal(off.status, 200, off.body);
+  // The head's attempt ends (success); the four behind it are failed unsent.
+  await allEnded(gw, wh.id, 5, 'the line drained while inactive');
+  const l = await listDeliveries(gw, wh.id, 'pageSize=100');
+  const failed = l.deliveries.filter((d) => d.status === 'failed');
+  assert.equal(failed.length, 4, JSON.stringify(l.deliveries.map((d) => d.status)));
+  for (const d of failed) {
+    const full = await getDelivery(gw, wh.id, d.id);
+    assert.match(full.attempts[full.attempts.length - 1].error, /not sent: the webhook is inactive/);
+  }
+  assert.equal(rx.requests.filter((q) => q.path === '/inactive').length, 1, 'only the head was sent');
+  const on = await gw.request('PATCH', `/v1/webhooks/${wh.id}`, { body: { active: true } });
+  assert.equal(on.status, 200, on.body);
+  const fresh = await publishInOrder(gw, 'fifo.inactive', 4, 10);
+  await until(() => rx.requests.filter((q) => q.path === '/inactive').length >= 5, { what: 'the new events' });
+  assert.deepEqual(ids(rx.requests.filter((q) => q.path === '/inactive').slice(1)), fresh);
+});
+
+// rateLimit and FIFO together: one at a time, in order, and no faster
+// than the limit.
+test('a FIFO webhook with a rateLimit goes in order and within the limit', async () => {
+  rx.on('/rate', ok());
+  const wh = await createWebhook(gw, rx, '/rate', ['fifo.rate'], { ordering: 'fifo', rateLimit: 5 });
+  assert.equal(wh.rateLimit, 5);
+  const sent = await publishInOrder(gw, 'fifo.rate', 10);
+  await until(() => rx.requests.filter((q) => q.path === '/rate').length >= 10, { timeout: 20000, what: 'ten deliveries' });
+  const got = rx.requests.filter((q) => q.path === '/rate');
+  assert.deepEqual(ids(got), sent);
+  // 10 at 5/s with a burst of 1: at least 9 gaps of about 200 ms.
+  const span = got[got.length - 1].mono - got[0].mono;
+  assert.ok(span >= 1700, `10 deliveries at 5/s took ${Math.round(span)} ms`);
 });
