@@ -537,6 +537,8 @@ static void sweep_done(int status, void *ud) {
 static void line_sweep_cb(uv_timer_t *t) {
   hg_dispatcher_t *d = t->data;
   if (d->line_sweeping || d->paused || d->stopping || !d->started || !hg_store_available(d->store)) return;
+  /* No webhook is ordered (the index knows, on every node): nothing to do. */
+  if (d->subs != NULL && !hg_subs_any_ordered(d->subs)) return;
   sweep_job_t *j = calloc(1, sizeof(*j));
   if (j == NULL) return;
   j->d = d;

@@ -1,9 +1,12 @@
 /* lines.c: a webhook's FIFO line (lines.h). */
 #include "store/lines.h"
 
+#include "base/buf.h"
 #include "base/common.h"
+#include "base/ids.h"
 
 #include <stddef.h>
+#include <stdlib.h>
 
 /* Prepares sql, binds wh as ?1 and steps it once. */
 static int step_wh(hg_db_t *db, const char *sql, const char *wh, hg_stmt_t **st, const char *op) {
@@ -103,21 +106,44 @@ int hg_line_head(hg_db_t *db, const char *wh, int64_t *seq, int64_t *due) {
 }
 
 int hg_line_heads(hg_db_t *db, int64_t now, int (*cb)(int64_t seq, int64_t due, void *ud), void *ud) {
-#define HEADS                                                                                                   \
-  "SELECT h.seq, COALESCE(h.next_attempt_at, 0) FROM (SELECT (SELECT d.seq FROM deliveries d WHERE "        \
-  "d.webhook_id = l.webhook_id AND d.line IS NOT NULL AND d.status = 'pending' ORDER BY d.line LIMIT 1) AS head " \
-  "FROM webhook_lines l) x JOIN deliveries h ON h.seq = x.head WHERE COALESCE(h.next_attempt_at, 0) <= ?1"
+  /* The ordered webhooks first (usually none, or a few), then each one's
+   * head along the partial index: as one statement, PostgreSQL planned a
+   * hash join over every deliveries row. */
   hg_stmt_t *st = NULL;
-  int rc = hg_db_prepare(db,
-                         hg_db_engine(db) == HG_DB_PG ? HEADS " AND (h.lease_until IS NULL OR h.lease_until < ?1)"
-                                                      : HEADS,
-                         &st);
-#undef HEADS
+  int rc = hg_db_prepare(db, "SELECT webhook_id FROM webhook_lines", &st);
   if (rc < 0) return hg_db_fail(db, rc, "find line heads");
-  hg_db_bind_int64(st, 1, now);
+  char(*ids)[HG_ID_MAX] = NULL;
+  size_t n = 0, cap = 0;
   int r = 0;
-  while (r == 0 && (rc = hg_db_step(st)) == HG_DB_ROW) r = cb(hg_db_column_int64(st, 0), hg_db_column_int64(st, 1), ud);
+  while (r == 0 && (rc = hg_db_step(st)) == HG_DB_ROW) {
+    if (n == cap && hg_grow(&ids, &cap, n + 1, sizeof(*ids), 16) != 0) r = HG_ENOMEM;
+    else hg_copy(ids[n++], HG_ID_MAX, hg_db_column_text(st, 0));
+  }
   hg_db_release(st);
-  if (r != 0) return r;
-  return rc < 0 ? hg_db_fail(db, rc, "find line heads") : 0;
+  if (r == 0 && rc < 0) r = hg_db_fail(db, rc, "find line heads");
+  int pg = hg_db_engine(db) == HG_DB_PG;
+  for (size_t i = 0; i < n && r == 0; i++) {
+    rc = hg_db_prepare(db,
+                       pg ? "SELECT seq, COALESCE(next_attempt_at, 0) FROM deliveries WHERE webhook_id = ?1 AND "
+                            "line IS NOT NULL AND status = 'pending' AND COALESCE(next_attempt_at, 0) <= ?2 AND "
+                            "(lease_until IS NULL OR lease_until < ?2) AND line = (SELECT min(line) FROM deliveries "
+                            "WHERE webhook_id = ?1 AND line IS NOT NULL AND status = 'pending')"
+                          : "SELECT seq, COALESCE(next_attempt_at, 0) FROM deliveries WHERE webhook_id = ?1 AND "
+                            "line IS NOT NULL AND status = 'pending' AND COALESCE(next_attempt_at, 0) <= ?2 AND "
+                            "line = (SELECT min(line) FROM deliveries WHERE webhook_id = ?1 AND line IS NOT NULL "
+                            "AND status = 'pending')",
+                       &st);
+    if (rc < 0) {
+      r = hg_db_fail(db, rc, "find line heads");
+      break;
+    }
+    hg_db_bind_text(st, 1, ids[i], -1);
+    hg_db_bind_int64(st, 2, now);
+    rc = hg_db_step(st);
+    if (rc == HG_DB_ROW) r = cb(hg_db_column_int64(st, 0), hg_db_column_int64(st, 1), ud);
+    else if (rc < 0) r = hg_db_fail(db, rc, "find line heads");
+    hg_db_release(st);
+  }
+  free(ids);
+  return r;
 }

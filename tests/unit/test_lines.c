@@ -130,6 +130,14 @@ static void line_from_ingest(void) {
   CHECK_EQ_INT(hg_deliveries_pending(db, add_row, &r), 0);
   CHECK_EQ_INT(r.n, 3);
   CHECK(has(&r, f1) && !has(&r, f2) && !has(&r, f3));
+  /* The sweep's look: each ordered webhook's head, due by then. */
+  rows_t heads = {{0}, 0};
+  CHECK_EQ_INT(hg_line_heads(db, 1700000000000LL + 1, add_row, &heads), 0);
+  CHECK_EQ_INT(heads.n, 1);
+  CHECK(has(&heads, f1));
+  heads.n = 0;
+  CHECK_EQ_INT(hg_line_heads(db, 1, add_row, &heads), 0); /* not due yet */
+  CHECK_EQ_INT(heads.n, 0);
   /* The head ends: the next is the head. */
   snprintf(sql, sizeof(sql), "UPDATE deliveries SET status = 'success' WHERE seq = %lld", (long long)f1);
   CHECK_EQ_INT(hg_db_exec(db, sql, "test"), 0);
