@@ -624,6 +624,9 @@ static void subs_reload_done(int status, void *ud) {
   subs_reload_t *l = ud;
   if (status == 0 && l->app->api.subs != NULL) hg_subs_replace(l->app->api.subs, l->fresh);
   else if (status != HG_EUNAVAIL) hg_log(HG_LOG_WARN, "cannot reload webhooks changed by another node", "error", hg_strerror(status), NULL);
+  /* The change not read may have made a webhook ordered: until a reload
+   * says otherwise, ingest takes FIFO places (it costs only throughput). */
+  if (status != 0 && l->app->api.subs != NULL) hg_subs_note_ordered(l->app->api.subs);
   hg_subs_free(l->fresh);
   free(l);
 }

@@ -119,6 +119,8 @@ static void test_created(int status, void *ud) {
   int r = hg_dispatcher_send_now(j->api->dispatcher, j->seq, test_result, j);
   if (r != 0) {
     if (r == HG_ESTATE) hg_http_respond_error(j->req, 503, "unavailable", "the gateway is shutting down", NULL);
+    else if (r == HG_EBUSY)
+      hg_http_respond_error(j->req, 409, "conflict", "the delivery is being sent right now; try again shortly", NULL);
     else hg_api_internal_error(j->req, "send the test delivery", r);
     djob_free(j);
   }

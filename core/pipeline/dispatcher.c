@@ -537,8 +537,11 @@ static void sweep_done(int status, void *ud) {
 static void line_sweep_cb(uv_timer_t *t) {
   hg_dispatcher_t *d = t->data;
   if (d->line_sweeping || d->paused || d->stopping || !d->started || !hg_store_available(d->store)) return;
-  /* No webhook is ordered (the index knows, on every node): nothing to do. */
+  /* No webhook is ordered (the index knows, on every node): nothing to do.
+   * Nor while the queue is full: heads due now wait on the heap already,
+   * and copies would only pile up. */
   if (d->subs != NULL && !hg_subs_any_ordered(d->subs)) return;
+  if (d->active >= d->max_active) return;
   sweep_job_t *j = calloc(1, sizeof(*j));
   if (j == NULL) return;
   j->d = d;

@@ -151,7 +151,10 @@ int hg_subs_load(hg_subs_t *s, hg_db_t *db) {
   if (r == 0 && rc != HG_DB_DONE) r = rc;
   hg_db_release(st);
   if (r != 0) return r;
-  if ((rc = hg_db_prepare(db, "SELECT count(*) FROM webhook_lines", &st)) != 0) return rc;
+  if ((rc = hg_db_prepare(db, "SELECT count(*) FROM webhook_lines", &st)) != 0) {
+    hg_log(HG_LOG_ERROR, "cannot read ordered webhooks for the subscription index", "error", hg_db_errmsg(db), NULL);
+    return rc;
+  }
   if ((rc = hg_db_step(st)) == HG_DB_ROW) s->any_ordered = hg_db_column_int64(st, 0) > 0;
   else r = rc < 0 ? rc : HG_EIO;
   hg_db_release(st);

@@ -38,11 +38,17 @@ int hg_line_take(hg_db_t *db, const char *wh, int64_t n, int64_t *first) {
 }
 
 static int line_on(hg_db_t *db, const char *wh) {
-  /* Numbered by seq, the order they were created in; the counter goes on
-   * past the highest. Nothing when the webhook is ordered already (its
-   * row exists: nothing returned). */
+  /* Ordered already: nothing to do (and no look for the highest seq, which
+   * reads the webhook's deliveries). */
   hg_stmt_t *st = NULL;
-  int rc = step_wh(db,
+  int rc = step_wh(db, "SELECT 1 FROM webhook_lines WHERE webhook_id = ?1", wh, &st, "order webhook");
+  hg_db_release(st);
+  if (rc < 0) return hg_db_fail(db, rc, "order webhook");
+  if (rc == HG_DB_ROW) return 0;
+  /* Numbered by seq, the order they were created in; the counter goes on
+   * past the highest. Nothing when another session made the row meanwhile
+   * (nothing returned). */
+  rc = step_wh(db,
                    "INSERT INTO webhook_lines (webhook_id, next) SELECT ?1, COALESCE(MAX(seq), 0) FROM deliveries "
                    "WHERE webhook_id = ?1 AND status = 'pending' ON CONFLICT DO NOTHING RETURNING next",
                    wh, &st, "order webhook");
@@ -105,10 +111,32 @@ int hg_line_head(hg_db_t *db, const char *wh, int64_t *seq, int64_t *due) {
   return r;
 }
 
+/* PostgreSQL, in one statement: LATERAL with LIMIT 1 makes it one probe
+ * of the partial index per ordered webhook (a plain join of the heads was
+ * planned as a hash join over every deliveries row). */
+static int heads_pg(hg_db_t *db, int64_t now, int (*cb)(int64_t seq, int64_t due, void *ud), void *ud) {
+  hg_stmt_t *st = NULL;
+  int rc = hg_db_prepare(db,
+                         "SELECT h.seq, COALESCE(h.next_attempt_at, 0) FROM webhook_lines l CROSS JOIN LATERAL "
+                         "(SELECT d.seq, d.next_attempt_at, d.lease_until FROM deliveries d WHERE "
+                         "d.webhook_id = l.webhook_id AND d.line IS NOT NULL AND d.status = 'pending' "
+                         "ORDER BY d.line LIMIT 1) h WHERE COALESCE(h.next_attempt_at, 0) <= ?1 AND "
+                         "(h.lease_until IS NULL OR h.lease_until < ?1)",
+                         &st);
+  if (rc < 0) return hg_db_fail(db, rc, "find line heads");
+  hg_db_bind_int64(st, 1, now);
+  int r = 0;
+  while (r == 0 && (rc = hg_db_step(st)) == HG_DB_ROW) r = cb(hg_db_column_int64(st, 0), hg_db_column_int64(st, 1), ud);
+  hg_db_release(st);
+  if (r != 0) return r;
+  return rc < 0 ? hg_db_fail(db, rc, "find line heads") : 0;
+}
+
 int hg_line_heads(hg_db_t *db, int64_t now, int (*cb)(int64_t seq, int64_t due, void *ud), void *ud) {
-  /* The ordered webhooks first (usually none, or a few), then each one's
-   * head along the partial index: as one statement, PostgreSQL planned a
-   * hash join over every deliveries row. */
+  if (hg_db_engine(db) == HG_DB_PG) return heads_pg(db, now, cb, ud);
+  /* SQLite (no LATERAL): the ordered webhooks first (usually none, or a
+   * few), then each one's head along the partial index, on the store's own
+   * file: no round trips. */
   hg_stmt_t *st = NULL;
   int rc = hg_db_prepare(db, "SELECT webhook_id FROM webhook_lines", &st);
   if (rc < 0) return hg_db_fail(db, rc, "find line heads");
@@ -121,17 +149,12 @@ int hg_line_heads(hg_db_t *db, int64_t now, int (*cb)(int64_t seq, int64_t due, 
   }
   hg_db_release(st);
   if (r == 0 && rc < 0) r = hg_db_fail(db, rc, "find line heads");
-  int pg = hg_db_engine(db) == HG_DB_PG;
   for (size_t i = 0; i < n && r == 0; i++) {
     rc = hg_db_prepare(db,
-                       pg ? "SELECT seq, COALESCE(next_attempt_at, 0) FROM deliveries WHERE webhook_id = ?1 AND "
-                            "line IS NOT NULL AND status = 'pending' AND COALESCE(next_attempt_at, 0) <= ?2 AND "
-                            "(lease_until IS NULL OR lease_until < ?2) AND line = (SELECT min(line) FROM deliveries "
-                            "WHERE webhook_id = ?1 AND line IS NOT NULL AND status = 'pending')"
-                          : "SELECT seq, COALESCE(next_attempt_at, 0) FROM deliveries WHERE webhook_id = ?1 AND "
-                            "line IS NOT NULL AND status = 'pending' AND COALESCE(next_attempt_at, 0) <= ?2 AND "
-                            "line = (SELECT min(line) FROM deliveries WHERE webhook_id = ?1 AND line IS NOT NULL "
-                            "AND status = 'pending')",
+                       "SELECT seq, COALESCE(next_attempt_at, 0) FROM deliveries WHERE webhook_id = ?1 AND "
+                       "line IS NOT NULL AND status = 'pending' AND COALESCE(next_attempt_at, 0) <= ?2 AND "
+                       "line = (SELECT min(line) FROM deliveries WHERE webhook_id = ?1 AND line IS NOT NULL "
+                       "AND status = 'pending')",
                        &st);
     if (rc < 0) {
       r = hg_db_fail(db, rc, "find line heads");

@@ -54,8 +54,8 @@ int hg_line_head(hg_db_t *db, const char *wh, int64_t *seq, int64_t *due);
 
 /* Calls cb(seq, due, ud) for the head of every ordered webhook's line that
  * may be sent at now: due by then, and on PostgreSQL not under another
- * node's live lease. One statement, then two index lookups per ordered
- * webhook. A non-zero
+ * node's live lease. One index probe per ordered webhook (PostgreSQL: in
+ * one statement). A non-zero
  * return from cb stops and is returned. */
 int hg_line_heads(hg_db_t *db, int64_t now, int (*cb)(int64_t seq, int64_t due, void *ud), void *ud);
 

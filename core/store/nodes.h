@@ -53,8 +53,9 @@ int hg_deliveries_claim_many(hg_db_t *db, const int64_t *seqs, size_t n, const c
  * whose lease is free or has run out at now, earliest first: work another
  * node should have sent and has not (it died, or is behind), of
  * unordered webhooks only (the heads of FIFO lines are found by
- * hg_line_heads, store/lines.h: the rows waiting behind them, however
- * many, are never read here). A non-zero
+ * hg_line_heads, store/lines.h: the rows waiting behind them are never
+ * returned, though the scan of the due index still passes over them). A
+ * non-zero
  * return from cb stops and is returned. */
 int hg_deliveries_orphans(hg_db_t *db, int64_t due_before, int64_t now, int64_t after_due, int64_t after_seq,
                           int limit, int (*cb)(int64_t seq, int64_t due, void *ud), void *ud);

@@ -192,11 +192,25 @@ static int get_webhook(hg_db_t *db, const char *id, const char *org, hg_webhook_
   /* Zeroed before anything can fail, so that closing out is safe after any
    * answer: callers close it on their one cleanup path. */
   memset(out, 0, sizeof(*out));
-  /* PostgreSQL: locked, the row cannot change under a read-change-write
-   * (another node disabling it meanwhile waits, then sees the write).
+  /* PostgreSQL: locked first, the row cannot change under a
+   * read-change-write (another node disabling it meanwhile waits, then
+   * sees the write), and the read after the lock sees every table as it
+   * is then (a locking read with joins re-reads only the locked table).
+   * FOR NO KEY UPDATE, as an UPDATE takes: it leaves the foreign-key
+   * checks of inserts referencing the webhook (deliveries, health) free.
    * SQLite has one writer: the transaction is the lock. */
-  int rc = hg_db_prepare(db, lock && hg_db_engine(db) == HG_DB_PG ? WEBHOOK_GET " FOR UPDATE OF webhooks" : WEBHOOK_GET,
-                         &st);
+  int rc = 0;
+  if (lock && hg_db_engine(db) == HG_DB_PG) {
+    rc = hg_db_prepare(db, "SELECT 1 FROM webhooks WHERE id = ?1 FOR NO KEY UPDATE", &st);
+    if (rc < 0) return hg_db_fail(db, rc, "lock webhook");
+    bind_text(st, 1, id);
+    rc = hg_db_step(st);
+    if (rc == HG_DB_ROW) rc = hg_db_step(st);
+    hg_db_release(st);
+    st = NULL;
+    if (rc < 0) return hg_db_fail(db, rc, "lock webhook");
+  }
+  rc = hg_db_prepare(db, WEBHOOK_GET, &st);
   if (rc < 0) return hg_db_fail(db, rc, "get webhook");
   bind_text(st, 1, id);
   bind_text(st, 2, org);

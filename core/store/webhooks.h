@@ -61,7 +61,8 @@ int hg_webhooks_insert(hg_db_t *db, const hg_webhook_t *w, const char *secret);
 int hg_webhooks_get(hg_db_t *db, const char *id, const char *org, hg_webhook_t *out);
 
 /* As hg_webhooks_get, for a change written back in the same transaction:
- * on PostgreSQL the row stays locked until then (FOR UPDATE), so a change
+ * on PostgreSQL the row stays locked until then (FOR NO KEY UPDATE, taken
+ * before the read), so a change
  * another node makes meanwhile (its automatic disabling, store/health.h)
  * waits for this one instead of being overwritten by it. */
 int hg_webhooks_get_locked(hg_db_t *db, const char *id, const char *org, hg_webhook_t *out);
