@@ -77,7 +77,6 @@ static entry_t heap_pop(hg_dispatcher_t *d) {
 
 static size_t bucket(int64_t seq) { return (size_t)((uint64_t)seq * 0x9E3779B97F4A7C15ull >> 52) % BUCKETS; }
 
-
 static item_t *busy_item(const hg_dispatcher_t *d, int64_t seq) {
   for (item_t *it = d->busy[bucket(seq)]; it; it = it->next)
     if (it->seq == seq) return it;
@@ -85,6 +84,13 @@ static item_t *busy_item(const hg_dispatcher_t *d, int64_t seq) {
 }
 
 int hg_dispatcher_busy(const hg_dispatcher_t *d, int64_t seq) { return busy_item(d, seq) != NULL; }
+
+/* Puts (due, seq) on the heap unless it is in hand already or held back by
+ * its webhook's limits (then it is on its way): 1 when pushed. */
+static int offer_one(hg_dispatcher_t *d, int64_t seq, int64_t due) {
+  if (hg_dispatcher_busy(d, seq) || hg_throttle_holds(d->throttle, seq)) return 0;
+  return hg_dispatch__heap_push(d, due, seq) == 0;
+}
 
 void hg_dispatch__line_next(hg_dispatcher_t *d, int64_t seq, int64_t due) {
   if (d->stopping) return;
@@ -341,13 +347,13 @@ static void load_done(int status, void *ud) {
       hg_dispatch__item_free(it);
       continue;
     }
-    /* A replay asked before its webhook became ordered (forced) waits
-     * too: it goes in its turn. */
     if (s->waiting && !it->test_cb) {
       /* Behind another pending delivery in its webhook's FIFO line: it
        * goes once that one ends, queued then by whichever node ends it
        * (hg_dispatch__line_next), or found by a restart's load or the
-       * cluster poll; nothing is kept for it here. */
+       * sweep of heads (line_sweep_cb); nothing is kept for it here. A
+       * replay asked before its webhook became ordered (forced) waits
+       * too: it goes in its turn. */
       d->stats.line_waits++;
       if (it->recheck) hg_dispatch__abandon_for(it, 0);
       else hg_dispatch__item_free(it);
@@ -517,12 +523,7 @@ static void sweep_done(int status, void *ud) {
   d->line_sweeping = 0;
   size_t queued = 0;
   if (status == 0 && !d->stopping) {
-    for (size_t i = 0; i < j->n; i++) {
-      int64_t seq = j->heads[i].seq;
-      /* In hand, or held back by its webhook's rateLimit: on its way. */
-      if (hg_dispatcher_busy(d, seq) || hg_throttle_holds(d->throttle, seq)) continue;
-      if (hg_dispatch__heap_push(d, j->heads[i].due, seq) == 0) queued++;
-    }
+    for (size_t i = 0; i < j->n; i++) queued += (size_t)offer_one(d, j->heads[i].seq, j->heads[i].due);
   }
   free(j->heads);
   free(j);
@@ -624,9 +625,7 @@ int hg_dispatcher_set_node(hg_dispatcher_t *d, const char *node_id, int64_t leas
 }
 
 void hg_dispatcher_offer(hg_dispatcher_t *d, const int64_t *seqs, const int64_t *dues, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (!hg_dispatcher_busy(d, seqs[i]) && !hg_throttle_holds(d->throttle, seqs[i]))
-      hg_dispatch__heap_push(d, dues[i], seqs[i]);
+  for (size_t i = 0; i < n; i++) offer_one(d, seqs[i], dues[i]);
   if (n > 0) hg_dispatch__pump(d);
 }
 

@@ -49,9 +49,9 @@ static int line_on(hg_db_t *db, const char *wh) {
    * past the highest. Nothing when another session made the row meanwhile
    * (nothing returned). */
   rc = step_wh(db,
-                   "INSERT INTO webhook_lines (webhook_id, next) SELECT ?1, COALESCE(MAX(seq), 0) FROM deliveries "
-                   "WHERE webhook_id = ?1 AND status = 'pending' ON CONFLICT DO NOTHING RETURNING next",
-                   wh, &st, "order webhook");
+               "INSERT INTO webhook_lines (webhook_id, next) SELECT ?1, COALESCE(MAX(seq), 0) FROM deliveries "
+               "WHERE webhook_id = ?1 AND status = 'pending' ON CONFLICT DO NOTHING RETURNING next",
+               wh, &st, "order webhook");
   int added = rc == HG_DB_ROW;
   if (added) rc = hg_db_step(st);
   hg_db_release(st);
@@ -150,22 +150,10 @@ int hg_line_heads(hg_db_t *db, int64_t now, int (*cb)(int64_t seq, int64_t due, 
   hg_db_release(st);
   if (r == 0 && rc < 0) r = hg_db_fail(db, rc, "find line heads");
   for (size_t i = 0; i < n && r == 0; i++) {
-    rc = hg_db_prepare(db,
-                       "SELECT seq, COALESCE(next_attempt_at, 0) FROM deliveries WHERE webhook_id = ?1 AND "
-                       "line IS NOT NULL AND status = 'pending' AND COALESCE(next_attempt_at, 0) <= ?2 AND "
-                       "line = (SELECT min(line) FROM deliveries WHERE webhook_id = ?1 AND line IS NOT NULL "
-                       "AND status = 'pending')",
-                       &st);
-    if (rc < 0) {
-      r = hg_db_fail(db, rc, "find line heads");
-      break;
-    }
-    hg_db_bind_text(st, 1, ids[i], -1);
-    hg_db_bind_int64(st, 2, now);
-    rc = hg_db_step(st);
-    if (rc == HG_DB_ROW) r = cb(hg_db_column_int64(st, 0), hg_db_column_int64(st, 1), ud);
-    else if (rc < 0) r = hg_db_fail(db, rc, "find line heads");
-    hg_db_release(st);
+    int64_t seq, due;
+    r = hg_line_head(db, ids[i], &seq, &due);
+    if (r == 0 && due <= now) r = cb(seq, due, ud);
+    else if (r == HG_ENOTFOUND) r = 0;
   }
   free(ids);
   return r;
