@@ -1,19 +1,28 @@
-/* bare_responder.c: the ingest benchmark's anchor. A bare libuv server that
+/* bare_responder.c: the ingest benchmark's anchors. A bare libuv server that
  * answers 202 to every request and does nothing else: no parsing beyond
  * finding the end of each request, no storage, no logging. Its req/s under
  * the same wrk settings is what "the network stack plus libuv" costs on this
  * machine at this moment; hookgate's figure is read as a ratio of it.
  *
+ * With --durable FILE it is the limit of a durable answer instead: the bytes
+ * of every request received in a loop turn are written to FILE and
+ * fdatasync'd on libuv's thread pool (one group at a time; what arrives
+ * meanwhile forms the next group), and only then are that group's requests
+ * answered. That is group commit with nothing else: no parsing, no index,
+ * no database. FILE wraps at 64 MiB so a long run does not fill the disk.
+ *
  * It understands just enough HTTP/1.1 for wrk: headers end at CRLFCRLF and a
  * Content-Length body follows. Pipelined requests are answered in order.
  *
  * Build: cc -O2 -o bare_responder bare_responder.c -luv
- * Run:   bare_responder PORT   (listens on 127.0.0.1:PORT) */
+ * Run:   bare_responder PORT [--durable FILE]   (listens on 127.0.0.1:PORT) */
 #define _GNU_SOURCE /* memmem */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <uv.h>
 
 #define BUF_CAP 65536
@@ -28,9 +37,33 @@ typedef struct conn {
   char buf[BUF_CAP];
   size_t len;  /* bytes held in buf */
   size_t need; /* body bytes still to skip */
+  int owed;    /* durable mode: answers waiting on a group's fdatasync */
+  int closed;  /* durable mode: closed while answers were owed */
 } conn_t;
 
-static void close_cb(uv_handle_t *h) { free(h->data); }
+/* Durable mode: a group is the requests of one or more loop turns and their
+ * bytes; one group is being synced while the next gathers. */
+#define WRAP_BYTES (64u << 20)
+typedef struct group {
+  char *bytes;
+  size_t len, cap;
+  conn_t **conns; /* one entry per answer owed, in order */
+  size_t n, ncap;
+} group_t;
+static int durable_fd = -1;
+static off_t durable_off;
+static group_t gathering, syncing;
+static int sync_busy;
+static uv_work_t sync_req;
+
+static void close_cb(uv_handle_t *h) {
+  conn_t *c = h->data;
+  if (c->owed > 0) {
+    c->closed = 1; /* freed when its group's answers come due */
+    return;
+  }
+  free(c);
+}
 
 static void write_cb(uv_write_t *w, int status) {
   (void)status;
@@ -76,12 +109,22 @@ static int consume(conn_t *c) {
   return n;
 }
 
+static void answer(conn_t *c, int n);
+
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  (void)buf;
   conn_t *c = s->data;
   if (nread < 0) {
     uv_close((uv_handle_t *)s, close_cb);
     return;
+  }
+  if (durable_fd >= 0) {
+    group_t *g = &gathering;
+    if (g->len + (size_t)nread > g->cap) {
+      g->cap = (g->len + (size_t)nread) * 2;
+      g->bytes = realloc(g->bytes, g->cap);
+    }
+    memcpy(g->bytes + g->len, buf->base, (size_t)nread);
+    g->len += (size_t)nread;
   }
   c->len += (size_t)nread;
   int n = consume(c);
@@ -90,11 +133,90 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (n == 0) return;
-  uv_write_t *w = malloc(sizeof(*w));
-  uv_buf_t bufs[64];
-  int nb = n < 64 ? n : 64;
-  for (int i = 0; i < nb; i++) bufs[i] = uv_buf_init(reply, (unsigned)reply_len);
-  uv_write(w, s, bufs, (unsigned)nb, write_cb);
+  if (durable_fd >= 0) {
+    group_t *g = &gathering;
+    if (g->n + (size_t)n > g->ncap) {
+      g->ncap = (g->n + (size_t)n) * 2;
+      g->conns = realloc(g->conns, g->ncap * sizeof(*g->conns));
+    }
+    for (int i = 0; i < n; i++) g->conns[g->n++] = c;
+    c->owed += n;
+    return;
+  }
+  answer(c, n);
+}
+
+/* Writes n answers, 64 to a write request. */
+static void answer(conn_t *c, int n) {
+  uv_stream_t *s = (uv_stream_t *)&c->tcp;
+  while (n > 0) {
+    uv_write_t *w = malloc(sizeof(*w));
+    uv_buf_t bufs[64];
+    int nb = n < 64 ? n : 64;
+    for (int i = 0; i < nb; i++) bufs[i] = uv_buf_init(reply, (unsigned)reply_len);
+    uv_write(w, s, bufs, (unsigned)nb, write_cb);
+    n -= nb;
+  }
+}
+
+/* The thread pool's part of a group: one write, one fdatasync. */
+static void sync_work(uv_work_t *req) {
+  (void)req;
+  if (durable_off + (off_t)syncing.len > (off_t)WRAP_BYTES) durable_off = 0;
+  size_t done = 0;
+  while (done < syncing.len) {
+    ssize_t w = pwrite(durable_fd, syncing.bytes + done, syncing.len - done, durable_off + (off_t)done);
+    if (w <= 0) {
+      perror("bare_responder: write");
+      exit(1);
+    }
+    done += (size_t)w;
+  }
+  durable_off += (off_t)done;
+  if (fdatasync(durable_fd) != 0) {
+    perror("bare_responder: fdatasync");
+    exit(1);
+  }
+}
+
+static void start_sync(void);
+
+/* Back on the loop: the group is durable, answer its requests. */
+static void sync_done(uv_work_t *req, int status) {
+  (void)req;
+  (void)status;
+  for (size_t i = 0; i < syncing.n;) {
+    conn_t *c = syncing.conns[i];
+    size_t j = i;
+    while (j < syncing.n && syncing.conns[j] == c) j++;
+    int n = (int)(j - i);
+    c->owed -= n;
+    if (c->closed) {
+      if (c->owed == 0) free(c);
+    } else {
+      answer(c, n);
+    }
+    i = j;
+  }
+  syncing.len = 0;
+  syncing.n = 0;
+  sync_busy = 0;
+  start_sync();
+}
+
+static void start_sync(void) {
+  if (sync_busy || gathering.n == 0) return;
+  group_t t = syncing;
+  syncing = gathering;
+  gathering = t;
+  sync_busy = 1;
+  uv_queue_work(uv_default_loop(), &sync_req, sync_work, sync_done);
+}
+
+/* After each loop turn's reads: send what gathered to be synced. */
+static void check_cb(uv_check_t *h) {
+  (void)h;
+  start_sync();
 }
 
 static void on_conn(uv_stream_t *server, int status) {
@@ -111,15 +233,25 @@ static void on_conn(uv_stream_t *server, int status) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 2) {
-    fprintf(stderr, "usage: %s PORT\n", argv[0]);
+  if (argc != 2 && !(argc == 4 && strcmp(argv[2], "--durable") == 0)) {
+    fprintf(stderr, "usage: %s PORT [--durable FILE]\n", argv[0]);
     return 2;
+  }
+  if (argc == 4) {
+    durable_fd = open(argv[3], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (durable_fd < 0) {
+      perror(argv[3]);
+      return 1;
+    }
   }
   reply_len = (size_t)snprintf(reply, sizeof(reply),
                                "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\n"
                                "Content-Length: %zu\r\n\r\n%s",
                                sizeof(body) - 1, body);
   uv_loop_t *loop = uv_default_loop();
+  uv_check_t check;
+  uv_check_init(loop, &check);
+  uv_check_start(&check, check_cb);
   uv_tcp_t server;
   struct sockaddr_in addr;
   uv_ip4_addr("127.0.0.1", atoi(argv[1]), &addr);
