@@ -41,6 +41,8 @@ const O = {
   e2eRate: Number(opt('e2e-rate', 'BENCH_E2E_RATE', 1000)),
   e2eDuration: Number(opt('e2e-duration', 'BENCH_E2E_DURATION', quick ? 5 : 30)),
   memPending: Number(opt('mem-pending', 'BENCH_MEM_PENDING', quick ? 100000 : 1000000)),
+  loadSeconds: Number(opt('load-seconds', 'BENCH_LOAD_SECONDS', quick ? 20 : 60)), // ingest before the settle
+
   purgeRows: Number(opt('purge-rows', 'BENCH_PURGE_ROWS', quick ? 200000 : 1000000)), // old events to purge
   conns: Number(opt('conns', 'BENCH_CONNS', 10000)),
   only: opt('only', 'BENCH_ONLY', PG ? 'ingest,delivery,e2e' : 'ingest,delivery,e2e,memory,lua,recover').split(','),
@@ -56,7 +58,7 @@ const O = {
 };
 if (flag('help')) {
   console.log(`usage: bench/run [--quick] [--runs N] [--duration S] [--pending N] [--e2e-rate R]
-       [--e2e-duration S] [--mem-pending N] [--conns N] [--purge-rows N]
+       [--e2e-duration S] [--mem-pending N] [--load-seconds S] [--conns N] [--purge-rows N]
        [--only ingest,delivery,e2e,memory,lua,purge,recover,flow]
        [--tmp DIR] [--json FILE] [--keep]
        [--store sqlite|postgresql] [--pg-group N]   (bench/run starts the PostgreSQL server)`);
@@ -599,6 +601,38 @@ async function benchMemory() {
     log(`memory run ${i + 1}/${O.runs}: idle, then ${O.memPending} pending deliveries`);
     await retry('memory run', () => memoryRun());
   }
+  for (let i = 0; i < O.runs; i++) {
+    log(`memory run ${i + 1}/${O.runs}: ${O.loadSeconds} s of ingest -c256, then ${SETTLE_S} s idle`);
+    await retry('memory after load', () => memoryAfterLoad());
+  }
+}
+
+// RSS after a sustained ingest (-c256, delivery paused: the store and the
+// intake log at full tilt), then each second of idle after it: what an
+// operator sees once a burst has passed. The gateway's idle trim
+// (base/memtrim.h) looks every 5 s.
+const SETTLE_S = 30;
+async function memoryAfterLoad() {
+  const gw = await startGateway({ paused: true });
+  try {
+    await addWebhook(gw, 'http://127.0.0.1:9/hook');
+    const w = await wrk(`http://127.0.0.1:${gw.port}/v1/events`, 256, O.loadSeconds, KEY);
+    const end = rssBytes(gw.pid);
+    let settled = end;
+    let settledAt = 0;
+    for (let s = 1; s <= SETTLE_S; s++) {
+      await sleep(1000);
+      const r = rssBytes(gw.pid);
+      if (r < settled - MiB / 2) settledAt = s;
+      settled = Math.min(settled, r);
+    }
+    const m = await gw.metrics();
+    push('memory_load', {
+      rps: w.rps, end, settled, after: rssBytes(gw.pid), settled_s: settledAt, trims: m.hookgate_memory_trims_total,
+    });
+  } finally {
+    await gw.destroy();
+  }
 }
 
 async function memoryRun() {
@@ -950,6 +984,14 @@ function table() {
       `RSS ${fmt(med('memory', (r) => r.restarted) / MiB, 1)} MiB`, '', '<= 256 B', perRestart <= 256);
     row(`  per 10,000 idle connections`, `${fmt(med('memory', (r) => r.per_10k_conns) / MiB, 1)} MiB`,
       `${fmt(med('memory', (r) => r.conns_open))} open`, '', '', undefined);
+  }
+  if (R.memory_load) {
+    const worst = Math.max(...R.memory_load.map((r) => r.after));
+    row(`Memory after ${O.loadSeconds} s of ingest -c256: RSS at its end / ${SETTLE_S} s later (worst run)`,
+      `${fmt(med('memory_load', (r) => r.end) / MiB, 1)} / ${fmt(med('memory_load', (r) => r.after) / MiB, 1)} MiB ` +
+      `(${fmt(worst / MiB, 1)})`, `${fmt(med('memory_load', (r) => r.rps))} events/s`, '', '<= 64 MiB', worst <= 64 * MiB);
+    row(`  settled after; idle trims`, `${fmt(med('memory_load', (r) => r.settled_s))} s; ` +
+      `${fmt(med('memory_load', (r) => r.trims))}`, '', '', '', undefined);
   }
   // The target rows: the time the gateway itself measures in the phase
   // (building its argument, running the plugin, reading the result back),

@@ -19,6 +19,7 @@
 #include "lua/runtime.h"
 #include "net/http_client.h"
 #include "base/metrics.h"
+#include "base/memtrim.h"
 #include "sandbox/pool.h"
 #include "pipeline/health.h"
 #include "pipeline/subs.h"
@@ -190,6 +191,11 @@ static void metrics(hg_http_req_t *req, void *ud) {
                         "Duration of one write and fdatasync of the intake log (a loop turn's records or more).",
                         &is.sync_seconds);
   }
+  hg_memtrim_stats_t mt = hg_memtrim_stats(app->memtrim);
+  put_counter(&b, "hookgate_memory_trims_total",
+              "Times the gateway, idle after a busy spell, gave freed heap memory back to the system.", "", mt.trims);
+  put_gauge(&b, "hookgate_memory_last_trim_bytes", "Resident memory the last of those returned.",
+            (double)mt.last_trim_bytes);
   if (app->server)
     put_gauge(&b, "hookgate_http_connections", "Open client connections.",
               (double)hg_http_server_connections(app->server));
@@ -480,6 +486,9 @@ static void signal_close_cb(uv_handle_t *h) { (void)h; }
  * delivery records and API reads, a fifth of 10's share of a busy CPU
  * (docs/performance.md). */
 #define STORE_NICE 10
+/* How often the idle trim looks at the process (base/memtrim.h): RSS
+ * settles within two of these after a load ends. */
+#define MEMTRIM_INTERVAL_MS 5000
 
 /* Whether a thread may go from STORE_NICE back to 0: Linux needs
  * CAP_SYS_NICE or RLIMIT_NICE of 20 or more for that (systemd:
@@ -817,6 +826,7 @@ int hg_app_run(const hg_config_t *cfg) {
                                app.api.ingest};
   if (hg_retention_start(&app.retention, &ropts) != 0) goto out;
   hg_lua_start(app.api.lua);
+  app.memtrim = hg_memtrim_start(&loop, MEMTRIM_INTERVAL_MS);
   hg_log(HG_LOG_INFO, "hookgate started", "version", HG_VERSION, "store", store_shown, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   code = 0;
@@ -841,6 +851,8 @@ out:
   hg_cluster_stop(app.cluster);
   app.cluster = NULL;
   hg_store_close(app.api.store);
+  hg_memtrim_stop(app.memtrim);
+  app.memtrim = NULL;
   /* Let close callbacks run so every handle is released. */
   uv_run(&loop, UV_RUN_DEFAULT);
   hg_ssrf_policy_free(app.ssrf); /* after the client, which checks with it */

@@ -29,6 +29,9 @@ typedef struct hg_app {
   struct hg_retention *retention;
   /* The operational events' publisher (pipeline/health.h). */
   struct hg_health *health;
+  /* Gives freed memory back once the gateway is idle (base/memtrim.h), or
+   * NULL. */
+  struct hg_memtrim *memtrim;
   /* The console's files (console.h), or NULL when it is off. */
   struct hg_console *console;
   /* The key Lua's management calls use (random per process, never shown;
