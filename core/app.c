@@ -170,6 +170,10 @@ static void metrics(hg_http_req_t *req, void *ud) {
                         &ss.sync_seconds);
     hg_metrics_put_hist(&b, "hookgate_store_commit_batch_size", "Jobs committed together in one transaction.",
                         &ss.batch_jobs);
+    put_counter(&b, "hookgate_store_groups_gathered_total",
+                "Store groups that waited for more events already durable in the intake log to join them (the store "
+                "busy with those alone).",
+                "", ss.groups_gathered);
     hg_buf_printf(&b,
                   "# HELP hookgate_store_checkpoints_total Checkpoints that copied write-ahead log frames into the "
                   "database, by thread: the checkpoint thread's, or the store thread's once the log reached 4,000 "

@@ -314,6 +314,7 @@ static void thread_main(void *arg) {
   int niced = 0, pg = s->engine == HG_DB_PG;
   uint64_t last_try = 0;
   hg_store_bounds_t bounds = hg_store__bounds ? hg_store__bounds() : HG_STORE_BOUNDS_OFF;
+  uint64_t last_group_ns = 0; /* when the last group was taken */
   uv_mutex_lock(&s->mutex);
   for (;;) {
     while (s->queue == NULL && !s->closing) {
@@ -331,9 +332,28 @@ static void thread_main(void *arg) {
     }
     /* Closing with jobs still queued: run them first. */
     if (s->queue == NULL) break;
+    /* Busy with logged jobs (as many queued by themselves while the last
+     * group ran as make the sync thread wait: not counting what a gather
+     * collects, so a gather does not keep itself going): let the group
+     * gather (GATHER_NS). */
+    if (!pg && s->gather_ns > 0 && !s->queue_eager && s->queue_jobs >= LAZY_SYNC_MIN_JOBS) {
+      s->gathering = 1;
+      int waited = 0;
+      for (uint64_t now = hg_now_ns();
+           !s->queue_eager && !s->closing && s->queue_jobs < GATHER_MAX_JOBS && now - last_group_ns < s->gather_ns;
+           now = hg_now_ns()) {
+        uv_cond_timedwait(&s->cond, &s->mutex, s->gather_ns - (now - last_group_ns));
+        waited = 1;
+      }
+      s->stats.groups_gathered += waited;
+      s->gathering = 0;
+    }
     struct job *batch = s->queue, **batch_tail = s->queue_tail;
+    last_group_ns = hg_now_ns();
     s->queue = NULL;
     s->queue_tail = &s->queue;
+    s->queue_jobs = 0;
+    s->queue_eager = 0;
     int nice = s->nice;
     uv_mutex_unlock(&s->mutex);
     if (nice != niced) {
@@ -444,10 +464,15 @@ static void publish(hg_store_t *s) {
   uv_mutex_lock(&s->mutex);
   *s->queue_tail = s->local;
   s->queue_tail = s->local_tail;
-  uv_cond_signal(&s->cond);
+  s->queue_jobs += s->local_jobs;
+  s->queue_eager |= s->local_eager;
+  /* A gathering store thread wakes only when the group should go. */
+  if (!s->gathering || s->queue_eager || s->queue_jobs >= GATHER_MAX_JOBS) uv_cond_signal(&s->cond);
   uv_mutex_unlock(&s->mutex);
   s->local = NULL;
   s->local_tail = &s->local;
+  s->local_jobs = 0;
+  s->local_eager = 0;
 }
 
 void hg_store_flush(hg_store_t *s) {
@@ -521,6 +546,7 @@ int hg_store_open(hg_store_t **out, uv_loop_t *loop, const char *address, char *
   s->loop_thread = uv_thread_self();
   s->wal_fd = -1;
   s->lazy_sync_ns = LAZY_SYNC_NS;
+  s->gather_ns = GATHER_NS;
   s->available = 1;
   s->engine = hg_db_engine_of(address);
   if ((s->address = strdup(address != NULL ? address : "")) == NULL) goto fail;
@@ -613,6 +639,8 @@ static int submit(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, v
     }
     *s->local_tail = j;
     s->local_tail = &j->next;
+    s->local_jobs++;
+    s->local_eager |= !logged;
     return 0;
   }
   uv_mutex_lock(&s->mutex);
@@ -623,6 +651,8 @@ static int submit(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, v
   }
   *s->queue_tail = j;
   s->queue_tail = &j->next;
+  s->queue_jobs++;
+  s->queue_eager |= !logged;
   uv_cond_signal(&s->cond);
   uv_mutex_unlock(&s->mutex);
   return 0;
@@ -638,6 +668,12 @@ int hg_store_submit_rerunnable(hg_store_t *s, hg_store_work_fn work, hg_store_do
 
 int hg_store_submit_logged(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, void *ud) {
   return submit(s, work, done, ud, 1, 1);
+}
+
+void hg_store_set_gather(hg_store_t *s, uint64_t ns) {
+  uv_mutex_lock(&s->mutex);
+  s->gather_ns = ns;
+  uv_mutex_unlock(&s->mutex);
 }
 
 void hg_store_set_lazy_sync(hg_store_t *s, uint64_t ns) {

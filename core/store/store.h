@@ -43,6 +43,7 @@ typedef struct hg_store_stats {
   uint64_t commit_ns;    /* total time spent in COMMIT (the log written, not synced) */
   uint64_t syncs;        /* fsyncs of the write-ahead log */
   uint64_t syncs_waited; /* of them, those that waited for more groups (logged jobs) */
+  uint64_t groups_gathered; /* groups the store thread let gather (GATHER_NS) */
   uint64_t synced_jobs;  /* jobs whose fsync is done (counted before their completions run) */
   uint64_t checkpoints;  /* checkpoints by the checkpoint thread that copied frames */
   uint64_t checkpoints_inline; /* the same, by the store thread (the log at 4,000 frames) */
@@ -121,6 +122,13 @@ void hg_store_set_nice(hg_store_t *s, int nice);
 /* How long the sync thread may hold logged jobs' fsync back (2 ms unless
  * set): for tests, which need a window no slow machine misses. */
 void hg_store_set_lazy_sync(hg_store_t *s, uint64_t ns);
+
+/* How long, after a busy group of logged jobs began, the store thread lets
+ * the next gather before it runs it (4 ms unless set; 0 turns it off), up
+ * to HG_STORE_GATHER_MAX_JOBS jobs. SQLite only. For tests and
+ * benchmarks. */
+void hg_store_set_gather(hg_store_t *s, uint64_t ns);
+#define HG_STORE_GATHER_MAX_JOBS 1024
 
 /* Copies the counters. */
 void hg_store_stats(hg_store_t *s, hg_store_stats_t *out);

@@ -31,6 +31,17 @@
 /* A trickle of events (each fsync covering fewer jobs than this) is synced
  * at once, so their deliveries go out without that delay. */
 #define LAZY_SYNC_MIN_JOBS 16
+/* While the store is busy with logged jobs only (SQLite; LAZY_SYNC_MIN_JOBS
+ * or more queued while the last group ran), the store thread lets the next
+ * group gather until GATHER_NS after the previous one began, or until
+ * GATHER_MAX_JOBS wait, or a job that is not logged arrives. Each COMMIT
+ * rewrites the pages its rows share with the last one's (the table's last
+ * leaf, each index's), so a group of 200 events writes a third of the pages
+ * per event that groups of 40 do. Logged jobs' answers went from the intake
+ * log already: only their deliveries' dispatch waits, and only under load
+ * (and, in the rare turn whose log write failed, those events' answers). */
+#define GATHER_NS 4000000u
+#define GATHER_MAX_JOBS HG_STORE_GATHER_MAX_JOBS
 
 struct job {
   struct job *next;
@@ -55,6 +66,10 @@ struct hg_store {
   int available; /* hg_store_available; atomic (__atomic builtins) */
   /* Guarded by mutex. */
   struct job *queue, **queue_tail;
+  uint64_t queue_jobs; /* how many jobs queue holds */
+  int queue_eager;     /* a job in queue was not submitted as logged */
+  int gathering;       /* the store thread waits for a group to gather */
+  uint64_t gather_ns;  /* GATHER_NS unless hg_store_set_gather (0: off) */
   struct job *done, **done_tail;
   struct job *synq, **synq_tail; /* committed, waiting for the fsync */
   int synq_dirty;                /* a group in synq wrote to the log */
@@ -89,6 +104,8 @@ struct hg_store {
   uv_prepare_t prepare;
   uv_check_t check;
   struct job *local, **local_tail;
+  uint64_t local_jobs;
+  int local_eager;
   int handles_open; /* async, prepare, check: freed when all are closed */
   int close_called;
 };

@@ -843,6 +843,97 @@ static void logged_jobs_share_syncs(void) {
   CHECK_EQ_INT(uv_loop_close(&loop), 0);
 }
 
+/* While logged jobs stream in faster than the store runs them, the store
+ * thread lets each group gather (GATHER_NS, made 10 s here so that only
+ * what should end a gather does): the cap on a group's jobs ends it, and so
+ * do a job that is not logged and closing the store, at once. */
+#define GATHER_PER_TURN 40
+#define GATHER_MAX_TURNS 400
+static struct insert gather_jobs[(GATHER_MAX_TURNS + 1) * GATHER_PER_TURN + 1];
+
+struct gather {
+  struct ctx c;
+  uv_loop_t *loop;
+  uv_timer_t timer;
+  int turns, submitted, eager_id, last_id, order_ok;
+  uint64_t eager_at, eager_ms, close_at, close_ms;
+};
+
+static void gather_done(int status, void *ud);
+
+static void gather_submit_logged(struct gather *g, int n) {
+  for (int i = 0; i < n; i++) {
+    int id = ++g->submitted;
+    gather_jobs[id - 1] = (struct insert){&g->c, id, 0, -1, 0};
+    CHECK_EQ_INT(hg_store_submit_logged(g->c.store, insert_work, gather_done, &gather_jobs[id - 1]), 0);
+  }
+}
+
+static void gather_done(int status, void *ud) {
+  struct insert *in = ud;
+  struct gather *g = (struct gather *)in->c;
+  CHECK_EQ_INT(status, 0);
+  if (in->id != g->last_id + 1) g->order_ok = 0;
+  g->last_id = in->id;
+  g->c.done++;
+  if (in->id == g->eager_id) {
+    g->eager_ms = uv_now(g->loop) - g->eager_at;
+    /* More logged jobs, with the store busy: a gather begins, and closing
+     * must end it. */
+    gather_submit_logged(g, GATHER_PER_TURN);
+    hg_store_stats(g->c.store, &g->c.stats);
+    g->close_at = uv_now(g->loop);
+    hg_store_close(g->c.store);
+  }
+  if (g->close_at > 0 && g->c.done == g->submitted) g->close_ms = uv_now(g->loop) - g->close_at;
+}
+
+static void gather_turn_cb(uv_timer_t *h) {
+  struct gather *g = h->data;
+  gather_submit_logged(g, GATHER_PER_TURN);
+  g->turns++;
+  hg_store_stats_t st;
+  hg_store_stats(g->c.store, &st);
+  if ((st.groups_gathered < 1 || st.max_batch < HG_STORE_GATHER_MAX_JOBS) && g->turns < GATHER_MAX_TURNS) return;
+  g->eager_id = ++g->submitted;
+  gather_jobs[g->eager_id - 1] = (struct insert){&g->c, g->eager_id, 0, -1, 0};
+  CHECK_EQ_INT(hg_store_submit(g->c.store, insert_work, gather_done, &gather_jobs[g->eager_id - 1]), 0);
+  g->eager_at = uv_now(g->loop);
+  uv_close((uv_handle_t *)h, NULL);
+}
+
+static void gathered_groups(void) {
+  char path[128];
+  uv_loop_t loop;
+  struct gather g = {0};
+  g.order_ok = 1;
+  g.loop = &loop;
+  g.c.store = open_fresh(&loop, "gather", path);
+  hg_store_set_gather(g.c.store, 10ull * 1000 * 1000 * 1000);
+  uv_timer_init(&loop, &g.timer);
+  g.timer.data = &g;
+  uv_timer_start(&g.timer, gather_turn_cb, 0, 1);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(g.turns < GATHER_MAX_TURNS);
+  CHECK_EQ_INT(g.c.done, g.submitted);
+  CHECK_EQ_INT(g.order_ok, 1);
+  /* Groups gathered, up to the cap, and far fewer commits than turns. */
+  CHECK(g.c.stats.groups_gathered >= 1);
+  CHECK(g.c.stats.max_batch >= HG_STORE_GATHER_MAX_JOBS);
+  CHECK(g.c.stats.commits * 4 < (uint64_t)g.turns);
+  /* The eager job and the close ended the 10 s gathers. */
+  CHECK(g.eager_ms < 5000);
+  CHECK(g.close_at > 0 && g.close_ms < 5000);
+  sqlite3 *db = NULL;
+  CHECK_EQ_INT(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM t"), g.submitted);
+  sqlite3_close(db);
+  fprintf(stderr, "  %d jobs in %d turns, %llu commits (%llu gathered, largest %llu); eager %llu ms, close %llu ms\n",
+          g.submitted, g.turns, (unsigned long long)g.c.stats.commits, (unsigned long long)g.c.stats.groups_gathered,
+          (unsigned long long)g.c.stats.max_batch, (unsigned long long)g.eager_ms, (unsigned long long)g.close_ms);
+  CHECK_EQ_INT(uv_loop_close(&loop), 0);
+}
+
 /* The log is copied into the database by the checkpoint thread, not by a
  * COMMIT on the store thread, and starts again from its beginning once it
  * has been copied whole. */
@@ -996,6 +1087,7 @@ int main(void) {
   RUN(reads_need_no_sync);
   RUN(reads_wait_for_earlier_syncs);
   RUN(logged_jobs_share_syncs);
+  RUN(gathered_groups);
   RUN(checkpoints);
   RUN(checkpoints_paced);
   RUN(close_null);
