@@ -38,6 +38,7 @@ typedef struct conn {
   size_t len;  /* bytes held in buf */
   size_t need; /* body bytes still to skip */
   int owed;    /* durable mode: answers waiting on a group's fdatasync */
+  int closing; /* uv_close called: answer nothing more */
   int closed;  /* durable mode: closed while answers were owed */
 } conn_t;
 
@@ -111,10 +112,15 @@ static int consume(conn_t *c) {
 
 static void answer(conn_t *c, int n);
 
+static void close_conn(conn_t *c) {
+  c->closing = 1;
+  uv_close((uv_handle_t *)&c->tcp, close_cb);
+}
+
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   conn_t *c = s->data;
   if (nread < 0) {
-    uv_close((uv_handle_t *)s, close_cb);
+    close_conn(c);
     return;
   }
   if (durable_fd >= 0) {
@@ -129,7 +135,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   c->len += (size_t)nread;
   int n = consume(c);
   if (c->len == BUF_CAP) { /* a header block larger than the buffer */
-    uv_close((uv_handle_t *)s, close_cb);
+    close_conn(c);
     return;
   }
   if (n == 0) return;
@@ -149,12 +155,12 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 /* Writes n answers, 64 to a write request. */
 static void answer(conn_t *c, int n) {
   uv_stream_t *s = (uv_stream_t *)&c->tcp;
-  while (n > 0) {
+  while (n > 0 && !c->closing) {
     uv_write_t *w = malloc(sizeof(*w));
     uv_buf_t bufs[64];
     int nb = n < 64 ? n : 64;
     for (int i = 0; i < nb; i++) bufs[i] = uv_buf_init(reply, (unsigned)reply_len);
-    uv_write(w, s, bufs, (unsigned)nb, write_cb);
+    if (uv_write(w, s, bufs, (unsigned)nb, write_cb) != 0) free(w);
     n -= nb;
   }
 }
@@ -193,7 +199,7 @@ static void sync_done(uv_work_t *req, int status) {
     c->owed -= n;
     if (c->closed) {
       if (c->owed == 0) free(c);
-    } else {
+    } else if (!c->closing) {
       answer(c, n);
     }
     i = j;
@@ -240,6 +246,19 @@ int main(int argc, char **argv) {
   if (argc == 4) {
     durable_fd = open(argv[3], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (durable_fd < 0) {
+      perror(argv[3]);
+      return 1;
+    }
+    /* Written whole once, as hookgate's intake log writes its segments:
+     * every later fdatasync overwrites blocks the file has, with no size
+     * or extent to persist, from the first run on. */
+    static char zeros[1 << 20];
+    for (unsigned off = 0; off < WRAP_BYTES; off += sizeof(zeros))
+      if (pwrite(durable_fd, zeros, sizeof(zeros), off) != (ssize_t)sizeof(zeros)) {
+        perror(argv[3]);
+        return 1;
+      }
+    if (fdatasync(durable_fd) != 0) {
       perror(argv[3]);
       return 1;
     }

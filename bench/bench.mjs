@@ -982,7 +982,9 @@ function table() {
     const lost = Math.max(...R[k].map((r) => r.sent - r.received));
     row(`End to end at ${fmt(rate)} ev/s, ${O.e2eDuration} s: p50/p99/max`,
       `${fmt(med(k, (r) => r.p50_ms), 2)}/${fmt(p99, 2)}/${fmt(med(k, (r) => r.max_ms), 1)} ms`,
-      `publish p50/p99 ${fmt(med(k, (r) => r.publish_p50_ms), 2)}/${fmt(med(k, (r) => r.publish_p99_ms), 2)} ms`,
+      `publish p50/p99 ${fmt(med(k, (r) => r.publish_p50_ms), 2)}/${fmt(med(k, (r) => r.publish_p99_ms), 2)} ms` +
+      (Math.max(...R[k].map((r) => r.max_backlog || 0)) > 0
+        ? `; publisher backlog up to ${fmt(Math.max(...R[k].map((r) => r.max_backlog || 0)))}` : ''),
       lost > 0 ? `${fmt(lost)} not received` : '', limit ? `p99 <= ${limit} ms` : '', limit ? p99 <= limit && lost === 0 : undefined);
   }
   if (R.memory) {

@@ -10,9 +10,12 @@
  * idle. On the first idle interval after a busy one, or on an idle one when
  * resident memory has grown by 1 MiB or more since the last trim (a slow
  * climb at a trickle of traffic), it calls malloc_trim(0), which returns the
- * free pages of every arena. Under load it never runs: a trim costs a walk
- * of the free lists and a page fault for each page used again. An idle
- * interval costs a getrusage and a read of /proc/self/statm. */
+ * free pages of every arena, on libuv's thread pool (a trim walks each
+ * arena's free lists under its lock: milliseconds on a large heap). Under
+ * load it never runs: a trim costs that walk and a page fault for each page
+ * used again. An idle interval costs a getrusage and a read of
+ * /proc/self/statm. Without glibc nothing is trimmed (the counters still
+ * count the attempts). */
 #ifndef HG_MEMTRIM_H
 #define HG_MEMTRIM_H
 
@@ -34,8 +37,9 @@ hg_memtrim_t *hg_memtrim_start(uv_loop_t *loop, uint64_t interval_ms);
 /* The counters, for /metrics. t may be NULL (all zero). */
 hg_memtrim_stats_t hg_memtrim_stats(const hg_memtrim_t *t);
 
-/* Stops the timer; the struct is freed once the loop has closed it. NULL
- * is accepted. */
+/* Stops the timer; the struct is freed once the loop has closed it and a
+ * trim in flight, if any, has ended (the loop must run for both). NULL is
+ * accepted. */
 void hg_memtrim_stop(hg_memtrim_t *t);
 
 #endif
