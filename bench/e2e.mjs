@@ -7,7 +7,8 @@
 //
 // Starts a receiver on 127.0.0.1 (port 0), subscribes it to user.created,
 // then publishes 512-byte events at a fixed rate on keep-alive connections.
-// The time each publish was due is kept by request; its 202 answer names the
+// The time each publish was sent (or, with no connection free, would have
+// been) is kept by request; its 202 answer names the
 // event id; the receiver keeps the receipt time by webhook-id (the event id).
 // The two are joined at the end, because a webhook may arrive before the
 // publisher has read its 202. Prints one JSON line:
@@ -141,8 +142,11 @@ function send(c, t0) {
   c.sock.write(c.reqBytes);
 }
 
-// t0 is the time the publish was due, not when a connection was free:
-// a late send counts against the latency (no coordinated omission).
+// t0 is when the publisher's timer tried to send it, not when a connection
+// was free: waiting for the gateway's earlier answers counts against the
+// latency (no coordinated omission); the timer's own lateness (Node's
+// timers fire at 1 ms granularity at best) is the publisher's, and does
+// not.
 function publish(t0) {
   pending++;
   sent++;
@@ -166,7 +170,8 @@ const total = Math.round(rate * duration);
 await new Promise((resolve) => {
   const tick = () => {
     const due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * rate));
-    while (sent < due) publish(start + (sent * 1000) / rate);
+    const now = performance.now();
+    while (sent < due) publish(now);
     if (sent >= total) resolve();
     else setTimeout(tick, 1);
   };
