@@ -1,6 +1,7 @@
 /* internal.h: the contract between the runtime's files — vm.c (the state,
  * its limits, error reports), run.c (coroutine runs), pure.c (synchronous
- * pure phases), plugins.c (loading, bindings, timers) — and the libraries
+ * pure phases), lazy.c (the phase tables filled on first use), plugins.c
+ * (loading, bindings, timers) — and the libraries
  * (lib_*.c, assembled by libs.c). Nothing outside core/lua/ includes it but
  * the tenant sandbox, for hg_lua_open_pure. */
 #ifndef HG_LUA_INTERNAL_H
@@ -76,15 +77,17 @@ struct hg_lua {
   uv_idle_t kick_idle;      /* ... or before the next poll, which it keeps from blocking */
   int kick_open;
   size_t n_pool;
-  int fn_run, fn_route_event; /* registry refs: R.run, R.route_event */
-  int calls[HG_PHASE_COUNT];  /* registry refs: the global call lists of the pure phases */
+  int fn_run;                 /* registry ref: R.run */
+  int calls[HG_PHASE_COUNT];  /* registry refs: the global call lists of the pure phases and route */
   int next_timer_id;
   const char *runtime_source; /* runtime.lua's chunk source string (see hook) */
+  int lazy_copies; /* registry ref: lazy table -> its copy (weak keys; lazy.c) */
+  int lazy_mt[3];  /* registry refs: the metatables of lazy deliveries, events, and unread event data */
 };
 
 static inline hg_lua_t *hg_lua__rt(lua_State *L) { return *(hg_lua_t **)lua_getextraspace(L); }
 
-/* The files call downwards only: vm.c (the state) <- run.c (runs) <- the
+/* The files call downwards only: vm.c (the state) <- lazy.c <- run.c (runs) <- the
  * libraries (lib_*.c, assembled by libs.c) and pure.c <- plugins.c (a
  * generation: builds it, starts and stops it). */
 
@@ -151,6 +154,27 @@ int hg_lua__spawn(hg_lua_t *rt, int fn_ref, const char *label);
 void hg_lua__runs_stop(hg_lua_t *rt);
 /* hg_lua_shutdown's part for runs: wakes those sleeping in hookgate.sleep. */
 void hg_lua__runs_wake(hg_lua_t *rt);
+
+/* --- lazy.c: the delivery and event tables, filled on first use ------------ */
+
+/* The generation's lazy metatables and copy table, before runtime.lua
+ * loads. [-0, +0, m] */
+void hg_lua__lazy_open(lua_State *L);
+/* Pushes the delivery table transform and sign see: its fields are copied
+ * and written into the table the first time anything looks at it.
+ * [-0, +1, m] */
+void hg_lua__push_delivery(lua_State *L, const hg_lua_delivery_t *d);
+/* Pushes the argument route sees, {event, targets} (event: id, type,
+ * organizationId, and data decoded from the raw text when read; targets:
+ * a JSON array of strings, borrowed), filled as a delivery is. Returns 0,
+ * or HG_EINVAL (nothing pushed) if a target is not a string. */
+int hg_lua__push_route(lua_State *L, const hg_lua_event_t *ev, json_t *targets);
+/* 1 if the table at idx was never looked at: it holds what was pushed. */
+int hg_lua__untouched(lua_State *L, int idx);
+/* host.unlazy(t, full): fills t if it is a lazy table (full: an event's
+ * data too, and no metatable left); runtime.lua calls it before the raw
+ * accessors it gives plugins. */
+int hg_lua__unlazy(lua_State *L);
 
 /* --- lib_timer.c: user timers (hookgate.timer.at/every) of a generation --- */
 

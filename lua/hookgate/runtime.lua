@@ -8,6 +8,7 @@
 --   host.schema     hookgate.schema
 --   host.json_array_mt, host.json_null
 --   host.lib_path   lua.lib_path: the folder holding hookgate/*.lua
+--   host.unlazy     fills a lazy delivery or route table (core/lua/lazy.c)
 
 local host = ...
 local schema = host.schema
@@ -114,6 +115,7 @@ local function safe_rawset(t, k, v)
   if readonly_proxies[t] then
     error("hookgate." .. tostring(k) .. " is read-only (the hookgate module is shared by every plugin)", 2)
   end
+  host.unlazy(t)
   return rawset(t, k, v)
 end
 
@@ -129,12 +131,40 @@ local function safe_xpcall(f, msgh, ...)
   return false, msgh(r[2])
 end
 
+-- The delivery table of transform and sign and the event table of route
+-- are filled on first use (core/lua/lazy.c): metamethods fill them for
+-- indexing and pairs, and these raw accessors fill them first, so that a
+-- plugin sees what it would in a table built in full. (Not tail calls:
+-- argument errors still name the function.)
+local unlazy = host.unlazy
+local function safe_next(t, k)
+  unlazy(t)
+  local nk, v = next(t, k)
+  return nk, v
+end
+local function safe_rawget(t, k)
+  unlazy(t)
+  local v = rawget(t, k)
+  return v
+end
+local function safe_rawlen(t)
+  unlazy(t)
+  local n = rawlen(t)
+  return n
+end
+local function safe_getmetatable(t)
+  unlazy(t)
+  local mt = getmetatable(t)
+  return mt
+end
+
 -- A finalizer runs with hooks off, whenever the collector decides: in
 -- another plugin's run, unbounded. Plugins' metatables may not have one.
 local function safe_setmetatable(t, mt)
   if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
     error("setmetatable: __gc metamethods are not allowed in plugins", 2)
   end
+  unlazy(t, true)
   return setmetatable(t, mt)
 end
 
@@ -143,10 +173,10 @@ function R.new_env(name)
   local string_lib = copy(string)
   string_lib.dump = nil
   local env = {
-    assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
+    assert = assert, error = error, ipairs = ipairs, next = safe_next, pairs = pairs, pcall = pcall,
     select = select, tonumber = tonumber, tostring = tostring, type = type, xpcall = safe_xpcall,
-    rawequal = rawequal, rawget = rawget, rawlen = rawlen, rawset = safe_rawset,
-    setmetatable = safe_setmetatable, getmetatable = getmetatable, _VERSION = _VERSION,
+    rawequal = rawequal, rawget = safe_rawget, rawlen = safe_rawlen, rawset = safe_rawset,
+    setmetatable = safe_setmetatable, getmetatable = safe_getmetatable, _VERSION = _VERSION,
     string = string_lib, table = copy(table), math = copy(math), utf8 = copy(utf8),
     os = { time = os.time, clock = os.clock, date = os.date, difftime = os.difftime },
     coroutine = copy(sandbox_coroutine),
@@ -438,26 +468,9 @@ function R.run(phase, bindings_text, arg)
 end
 
 -- The global bindings' call list for phase: function, conf, plugin name,
--- ... (the C side walks it itself for the pure phases).
+-- ... (the C side walks it itself for the pure phases and route).
 function R.calls(phase)
   return phase_calls(R.global, phase)
-end
-
--- The route phase of one event (global bindings only): the C side builds
--- event (its data decoded on first read) and targets; only targets is read
--- back. R.run's walk, inline, as this runs for every event.
-function R.route_event(event, targets)
-  local arg = { event = event, targets = targets }
-  local c = R.route_calls
-  if c == nil then
-    c = phase_calls(R.global, "route")
-    R.route_calls = c
-  end
-  for i = 1, #c, 3 do
-    set_plugin(c[i + 2])
-    if c[i](arg, c[i + 1]) ~= nil then break end
-  end
-  return arg.targets
 end
 
 -- 1 if any plugin bound globally (or in bindings_text) has this phase.

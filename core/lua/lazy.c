@@ -1,0 +1,383 @@
+/* lazy.c: the delivery table transform and sign see, and the argument
+ * route sees ({event, targets}), filled on first use.
+ *
+ * These tables are built for every delivery and every event, and a plugin
+ * that looks at nothing (or returns early) used to pay for all of it: a
+ * Lua string per field, the payload copied into one, a table of eight
+ * fields and its headers table (route: the event table, its metatable,
+ * the targets array and the argument table), and the collector's work to
+ * free them again. Now the table starts empty, with one of the generation's shared
+ * metatables, and a userdata holding a copy of the fields (one allocation)
+ * is kept in a registry table with weak keys (an ephemeron: the copy lives
+ * as long as the table). The first time anything looks at the table —
+ * reads or writes a field, pairs(), next/rawget/rawset/rawlen/
+ * getmetatable/setmetatable through the plugin's environment (runtime.lua
+ * wraps them), or hg_marshal_to_json (json.encode, a result read back) —
+ * the fields are written into the table and the metatable goes: from then
+ * on it is the table the eager version built. A table stashed and read
+ * after its phase is filled from its own copy, so it still reads right.
+ *
+ * The shared metatables are protected (__metatable = false) and
+ * unreachable from Lua, and the copies are never pushed to Lua, so no
+ * plugin can reach another delivery's or event's data through them. */
+#include "lua/internal.h"
+
+#include "base/common.h"
+#include "lua/marshal.h"
+
+#include <string.h>
+
+/* Fixed strings of a delivery copy, then header names and values. */
+enum { D_ID, D_WEBHOOK, D_EVENT, D_TYPE, D_URL, D_BODY, D_SKIP, D_N };
+/* Strings of a route copy, then the targets. */
+enum { E_ID, E_TYPE, E_ORG, E_DATA, E_N };
+
+/* The generation's metatables (hg_lua_t.lazy_mt): a delivery, a route
+ * argument, and a filled event whose data was not read yet. */
+enum { MT_DELIVERY, MT_ROUTE, MT_DATA };
+
+typedef struct lazy_str {
+  size_t off, len;
+} lazy_str_t;
+
+/* Strings a copy is made from without a scratch userdata for their list. */
+#define SCRATCH 32
+
+/* A copy of the fields (a userdata): n_str strings, their bytes after s[]. */
+typedef struct lazy {
+  int attempt;
+  int has_skip, has_org;
+  size_t n_headers, n_str; /* n_str - E_N: a route's targets */
+  lazy_str_t s[];
+} lazy_t;
+
+static const char *lazy_bytes(const lazy_t *z) { return (const char *)&z->s[z->n_str]; }
+
+static void push_str(lua_State *L, const lazy_t *z, size_t i) {
+  lua_pushlstring(L, lazy_bytes(z) + z->s[i].off, z->s[i].len);
+}
+
+/* A userdata with a copy of the n strings (NULL: empty). [-0, +1, m] */
+static lazy_t *new_copy(lua_State *L, const char *const *str, const size_t *len, size_t n) {
+  size_t total = 0;
+  for (size_t i = 0; i < n; i++) total += len[i];
+  lazy_t *z = lua_newuserdatauv(L, sizeof(lazy_t) + n * sizeof(lazy_str_t) + total, 0);
+  memset(z, 0, sizeof(*z));
+  z->n_str = n;
+  char *p = (char *)lazy_bytes(z);
+  size_t off = 0;
+  for (size_t i = 0; i < n; i++) {
+    z->s[i].off = off;
+    z->s[i].len = len[i];
+    if (len[i]) memcpy(p + off, str[i], len[i]);
+    off += len[i];
+  }
+  return z;
+}
+
+/* The copy of the lazy table at t, or NULL. [-0, +0, -] */
+static lazy_t *copy_of(lua_State *L, int t) {
+  hg_lua_t *rt = hg_lua__rt(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->lazy_copies);
+  lua_pushvalue(L, t);
+  lua_rawget(L, -2);
+  lazy_t *z = lua_touserdata(L, -1);
+  lua_pop(L, 2);
+  return z;
+}
+
+/* Pushes the copy of the table at t (nil if none). [-0, +1, -] */
+static void push_copy(lua_State *L, int t) {
+  hg_lua_t *rt = hg_lua__rt(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->lazy_copies);
+  lua_pushvalue(L, t);
+  lua_rawget(L, -2);
+  lua_remove(L, -2);
+}
+
+/* Drops t's copy once nothing is left to fill from it. [-0, +0, -] */
+static void drop_copy(lua_State *L, int t) {
+  hg_lua_t *rt = hg_lua__rt(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->lazy_copies);
+  lua_pushvalue(L, t);
+  lua_pushnil(L);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
+/* 1 if the table at t has the generation's metatable `which`. [-0, +0, -] */
+static int has_mt(lua_State *L, int t, int which) {
+  if (!lua_getmetatable(L, t)) return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, which);
+  int same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return same;
+}
+
+/* Writes a delivery's fields into its table, as push_delivery did, and
+ * removes the metatable. [-0, +0, m] */
+static void fill_delivery(lua_State *L, int t, const lazy_t *z) {
+  lua_pushnil(L);
+  lua_setmetatable(L, t);
+  static const char *const names[] = {"id", "webhookId", "eventId", "eventType", "url", "body"};
+  for (size_t i = 0; i < HG_ARRAY_LEN(names); i++) {
+    push_str(L, z, i);
+    lua_setfield(L, t, names[i]);
+  }
+  lua_pushinteger(L, z->attempt);
+  lua_setfield(L, t, "attempt");
+  lua_createtable(L, 0, (int)z->n_headers);
+  for (size_t i = 0; i < z->n_headers; i++) {
+    push_str(L, z, D_N + 2 * i);
+    push_str(L, z, D_N + 2 * i + 1);
+    lua_rawset(L, -3);
+  }
+  lua_setfield(L, t, "headers");
+  if (z->has_skip) {
+    push_str(L, z, D_SKIP);
+    lua_setfield(L, t, "skip");
+  }
+}
+
+/* Writes a route argument's fields into it, as R.route_event built it from
+ * the event table push_event built (id, type, organizationId; data decoded
+ * from the raw text on first read, behind the data metatable) and the
+ * targets array, and removes the metatable. [-0, +0, m] */
+static void fill_route(lua_State *L, int t, const lazy_t *z) {
+  hg_lua_t *rt = hg_lua__rt(L);
+  lua_pushnil(L);
+  lua_setmetatable(L, t);
+  lua_createtable(L, 0, 4);
+  int ev = lua_gettop(L);
+  push_str(L, z, E_ID);
+  lua_setfield(L, ev, "id");
+  push_str(L, z, E_TYPE);
+  lua_setfield(L, ev, "type");
+  if (z->has_org) {
+    push_str(L, z, E_ORG);
+    lua_setfield(L, ev, "organizationId");
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->lazy_mt[MT_DATA]);
+  lua_setmetatable(L, ev);
+  /* The event's data is read from the same copy. */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->lazy_copies);
+  lua_pushvalue(L, ev);
+  push_copy(L, t);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+  lua_setfield(L, t, "event");
+  /* The targets as hg_marshal_push makes a JSON array of strings. */
+  lua_Integer n = (lua_Integer)(z->n_str - E_N);
+  lua_createtable(L, (int)n, 0);
+  for (lua_Integer i = 0; i < n; i++) {
+    push_str(L, z, E_N + (size_t)i);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &hg_marshal_array_mt_key);
+  lua_setmetatable(L, -2);
+  lua_setfield(L, t, "targets");
+}
+
+/* Fills the table at t if it is still lazy: afterwards its raw contents are
+ * what the eager version held. [-0, +0, m] */
+static void touch(lua_State *L, int t) {
+  hg_lua_t *rt = hg_lua__rt(L);
+  if (lua_type(L, t) != LUA_TTABLE) return;
+  int delivery = has_mt(L, t, rt->lazy_mt[MT_DELIVERY]);
+  if (!delivery && !has_mt(L, t, rt->lazy_mt[MT_ROUTE])) return;
+  lazy_t *z = copy_of(L, t);
+  if (z == NULL) return; /* cannot happen: every lazy table has its copy */
+  if (delivery) fill_delivery(L, t, z);
+  else fill_route(L, t, z);
+  drop_copy(L, t);
+}
+
+/* An event's data, decoded from its copy (the text was validated at
+ * ingest), stored in the table, and the metatable removed. [-0, +1, m] */
+static int event_data(lua_State *L, int t) {
+  lazy_t *z = copy_of(L, t);
+  if (z == NULL) {
+    lua_pushnil(L);
+    return 1;
+  }
+  json_t *j = json_loadb(lazy_bytes(z) + z->s[E_DATA].off, z->s[E_DATA].len, JSON_DECODE_ANY, NULL);
+  if (j == NULL) return luaL_error(L, "event.data: the stored text is not JSON");
+  hg_marshal_push(L, j);
+  json_decref(j);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, t, "data"); /* raw: the data metatable has no __newindex */
+  lua_pushnil(L);
+  lua_setmetatable(L, t);
+  drop_copy(L, t);
+  return 1;
+}
+
+static int is_data_key(lua_State *L, int k) {
+  return lua_type(L, k) == LUA_TSTRING && strcmp(lua_tostring(L, k), "data") == 0;
+}
+
+/* __index of a lazy table: fill it, then read. [-0, +1, m] */
+static int lazy_index(lua_State *L) {
+  lua_settop(L, 2);
+  touch(L, 1);
+  lua_pushvalue(L, 2);
+  lua_rawget(L, 1);
+  return 1;
+}
+
+/* __index of a filled event whose data was not read yet. */
+static int data_index(lua_State *L) {
+  if (!is_data_key(L, 2)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  return event_data(L, 1);
+}
+
+/* __newindex of a lazy table: fill it, then write (raw, as into any
+ * table: t[nil] and t[NaN] raise as they would). */
+static int lazy_newindex(lua_State *L) {
+  lua_settop(L, 3);
+  touch(L, 1);
+  lua_rawset(L, 1);
+  return 0;
+}
+
+static int lazy_next(lua_State *L) {
+  lua_settop(L, 2);
+  if (lua_next(L, 1)) return 2;
+  lua_pushnil(L);
+  return 1;
+}
+
+/* __pairs of a lazy table: fill it, then walk it. */
+static int lazy_pairs(lua_State *L) {
+  touch(L, 1);
+  lua_pushcfunction(L, lazy_next);
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  return 3;
+}
+
+/* The touch function marshal.c calls (at hg_marshal_touch_key). */
+static int touch_fn(lua_State *L) {
+  touch(L, 1);
+  return 0;
+}
+
+int hg_lua__unlazy(lua_State *L) {
+  touch(L, 1);
+  if (lua_toboolean(L, 2) && lua_type(L, 1) == LUA_TTABLE && has_mt(L, 1, hg_lua__rt(L)->lazy_mt[MT_DATA])) {
+    event_data(L, 1);
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+void hg_lua__lazy_open(lua_State *L) {
+  hg_lua_t *rt = hg_lua__rt(L);
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushstring(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  rt->lazy_copies = luaL_ref(L, LUA_REGISTRYINDEX);
+  for (int i = 0; i < 3; i++) {
+    lua_createtable(L, 0, 5);
+    lua_pushcfunction(L, i != MT_DATA ? lazy_index : data_index);
+    lua_setfield(L, -2, "__index");
+    if (i != MT_DATA) {
+      lua_pushcfunction(L, lazy_newindex);
+      lua_setfield(L, -2, "__newindex");
+      lua_pushcfunction(L, lazy_pairs);
+      lua_setfield(L, -2, "__pairs");
+      lua_pushcfunction(L, touch_fn);
+      lua_rawsetp(L, -2, &hg_marshal_touch_key);
+    }
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    rt->lazy_mt[i] = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+}
+
+/* An empty table with metatable mt and the copy on top of the stack as its
+ * copy; leaves the table. [-1, +1, m] */
+static void lazy_table(lua_State *L, int mt) {
+  hg_lua_t *rt = hg_lua__rt(L);
+  lua_createtable(L, 0, 0);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, mt);
+  lua_setmetatable(L, -2);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->lazy_copies);
+  lua_pushvalue(L, -2);
+  lua_pushvalue(L, -4);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+  lua_remove(L, -2);
+}
+
+void hg_lua__push_delivery(lua_State *L, const hg_lua_delivery_t *d) {
+  size_t n = D_N + 2 * d->n_headers;
+  const char *few[SCRATCH];
+  size_t few_len[SCRATCH];
+  const char **str = few;
+  size_t *len = few_len;
+  if (n > SCRATCH) {
+    /* Many headers: a scratch userdata, collected with the rest. */
+    str = lua_newuserdatauv(L, n * (sizeof(*str) + sizeof(*len)), 0);
+    len = (size_t *)(str + n);
+  }
+  str[D_ID] = d->id, str[D_WEBHOOK] = d->webhook_id, str[D_EVENT] = d->event_id, str[D_TYPE] = d->event_type;
+  str[D_URL] = d->url;
+  str[D_SKIP] = d->skip;
+  for (size_t i = 0; i < D_N; i++)
+    if (i != D_BODY) len[i] = str[i] ? strlen(str[i]) : 0;
+  str[D_BODY] = d->body;
+  len[D_BODY] = d->body_len;
+  for (size_t i = 0; i < d->n_headers; i++) {
+    str[D_N + 2 * i] = d->headers[i].name;
+    len[D_N + 2 * i] = strlen(d->headers[i].name);
+    str[D_N + 2 * i + 1] = d->headers[i].value;
+    len[D_N + 2 * i + 1] = strlen(d->headers[i].value);
+  }
+  lazy_t *z = new_copy(L, str, len, n);
+  z->attempt = d->attempt;
+  z->has_skip = d->skip != NULL;
+  z->n_headers = d->n_headers;
+  if (n > SCRATCH) lua_remove(L, -2); /* the scratch */
+  lazy_table(L, hg_lua__rt(L)->lazy_mt[MT_DELIVERY]);
+}
+
+int hg_lua__untouched(lua_State *L, int idx) {
+  hg_lua_t *rt = hg_lua__rt(L);
+  return has_mt(L, idx, rt->lazy_mt[MT_DELIVERY]) || has_mt(L, idx, rt->lazy_mt[MT_ROUTE]);
+}
+
+int hg_lua__push_route(lua_State *L, const hg_lua_event_t *ev, json_t *targets) {
+  size_t n = E_N + json_array_size(targets);
+  const char *few[SCRATCH];
+  size_t few_len[SCRATCH];
+  const char **str = few;
+  size_t *len = few_len;
+  if (n > SCRATCH) {
+    /* Many targets: a scratch userdata, collected with the rest. */
+    str = lua_newuserdatauv(L, n * (sizeof(*str) + sizeof(*len)), 0);
+    len = (size_t *)(str + n);
+  }
+  str[E_ID] = ev->id, str[E_TYPE] = ev->type, str[E_ORG] = ev->org, str[E_DATA] = ev->data;
+  len[E_ID] = strlen(ev->id), len[E_TYPE] = strlen(ev->type), len[E_ORG] = ev->org ? strlen(ev->org) : 0;
+  len[E_DATA] = ev->data_len;
+  for (size_t i = E_N; i < n; i++) {
+    json_t *x = json_array_get(targets, i - E_N);
+    if (!json_is_string(x)) {
+      if (n > SCRATCH) lua_pop(L, 1);
+      return HG_EINVAL;
+    }
+    str[i] = json_string_value(x);
+    len[i] = json_string_length(x);
+  }
+  lazy_t *z = new_copy(L, str, len, n);
+  z->has_org = ev->org != NULL;
+  if (n > SCRATCH) lua_remove(L, -2); /* the scratch */
+  lazy_table(L, hg_lua__rt(L)->lazy_mt[MT_ROUTE]);
+  return 0;
+}
