@@ -160,10 +160,14 @@ void hg_lua__runs_wake(hg_lua_t *rt);
 /* The generation's lazy metatables and copy table, before runtime.lua
  * loads. [-0, +0, m] */
 void hg_lua__lazy_open(lua_State *L);
-/* Pushes the delivery table transform and sign see: its fields are copied
- * and written into the table the first time anything looks at it.
- * [-0, +1, m] */
+/* Pushes the delivery table transform and sign see: its fields are written
+ * into it the first time anything looks at it, from d (borrowed until
+ * hg_lua__seal_delivery). [-0, +1, m] */
 void hg_lua__push_delivery(lua_State *L, const hg_lua_delivery_t *d);
+/* Ends d's phase for its table at idx: a table nobody looked at gets a
+ * copy of d's fields to fill from later (a plugin may have kept it). Call
+ * it before d changes or goes, whatever the phase's outcome. [-0, +0, m] */
+void hg_lua__seal_delivery(lua_State *L, int idx, const hg_lua_delivery_t *d);
 /* Pushes the argument route sees, {event, targets} (event: id, type,
  * organizationId, and data decoded from the raw text when read; targets:
  * a JSON array of strings, borrowed), filled as a delivery is. Returns 0,

@@ -6,16 +6,21 @@
  * Lua string per field, the payload copied into one, a table of eight
  * fields and its headers table (route: the event table, its metatable,
  * the targets array and the argument table), and the collector's work to
- * free them again. Now the table starts empty, with one of the generation's shared
- * metatables, and a userdata holding a copy of the fields (one allocation)
- * is kept in a registry table with weak keys (an ephemeron: the copy lives
- * as long as the table). The first time anything looks at the table —
- * reads or writes a field, pairs(), next/rawget/rawset/rawlen/
+ * free them again.
+ *
+ * Now the table starts empty, with one of the generation's shared
+ * metatables, and what it is filled from is kept in a registry table with
+ * weak keys (an ephemeron: it lives as long as the table): a userdata
+ * holding a copy of the fields (one allocation), or, for a delivery while
+ * its phase runs, a light userdata pointing at the delivery itself (then a
+ * plugin that looks pays for no copy; hg_lua__seal_delivery makes the copy
+ * when the phase ends if nobody looked). The first time anything looks at
+ * the table — reads or writes a field, pairs(), next/rawget/rawset/rawlen/
  * getmetatable/setmetatable through the plugin's environment (runtime.lua
  * wraps them), or hg_marshal_to_json (json.encode, a result read back) —
  * the fields are written into the table and the metatable goes: from then
- * on it is the table the eager version built. A table stashed and read
- * after its phase is filled from its own copy, so it still reads right.
+ * on it is the table the eager version built. A table kept and read after
+ * its phase is filled from its own copy, so it still reads right.
  *
  * The shared metatables are protected (__metatable = false) and
  * unreachable from Lua, and the copies are never pushed to Lua, so no
@@ -139,6 +144,36 @@ static void fill_delivery(lua_State *L, int t, const lazy_t *z) {
   }
 }
 
+/* fill_delivery from d itself, during its phase. [-0, +0, m] */
+static void fill_delivery_live(lua_State *L, int t, const hg_lua_delivery_t *d) {
+  lua_pushnil(L);
+  lua_setmetatable(L, t);
+  lua_pushstring(L, d->id);
+  lua_setfield(L, t, "id");
+  lua_pushstring(L, d->webhook_id);
+  lua_setfield(L, t, "webhookId");
+  lua_pushstring(L, d->event_id);
+  lua_setfield(L, t, "eventId");
+  lua_pushstring(L, d->event_type);
+  lua_setfield(L, t, "eventType");
+  lua_pushstring(L, d->url);
+  lua_setfield(L, t, "url");
+  lua_pushlstring(L, d->body, d->body_len);
+  lua_setfield(L, t, "body");
+  lua_pushinteger(L, d->attempt);
+  lua_setfield(L, t, "attempt");
+  lua_createtable(L, 0, (int)d->n_headers);
+  for (size_t i = 0; i < d->n_headers; i++) {
+    lua_pushstring(L, d->headers[i].value);
+    lua_setfield(L, -2, d->headers[i].name);
+  }
+  lua_setfield(L, t, "headers");
+  if (d->skip) {
+    lua_pushstring(L, d->skip);
+    lua_setfield(L, t, "skip");
+  }
+}
+
 /* Writes a route argument's fields into it, as R.route_event built it from
  * the event table push_event built (id, type, organizationId; data decoded
  * from the raw text on first read, behind the data metatable) and the
@@ -185,10 +220,15 @@ static void touch(lua_State *L, int t) {
   if (lua_type(L, t) != LUA_TTABLE) return;
   int delivery = has_mt(L, t, rt->lazy_mt[MT_DELIVERY]);
   if (!delivery && !has_mt(L, t, rt->lazy_mt[MT_ROUTE])) return;
-  lazy_t *z = copy_of(L, t);
-  if (z == NULL) return; /* cannot happen: every lazy table has its copy */
-  if (delivery) fill_delivery(L, t, z);
-  else fill_route(L, t, z);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->lazy_copies);
+  lua_pushvalue(L, t);
+  int live = lua_rawget(L, -2) == LUA_TLIGHTUSERDATA;
+  void *p = lua_touserdata(L, -1);
+  lua_pop(L, 2);
+  if (p == NULL) return; /* cannot happen: every lazy table has its copy */
+  if (live) fill_delivery_live(L, t, p);
+  else if (delivery) fill_delivery(L, t, p);
+  else fill_route(L, t, p);
   drop_copy(L, t);
 }
 
@@ -301,10 +341,13 @@ void hg_lua__lazy_open(lua_State *L) {
 }
 
 /* An empty table with metatable mt and the copy on top of the stack as its
- * copy; leaves the table. [-1, +1, m] */
-static void lazy_table(lua_State *L, int mt) {
+ * copy; leaves the table. fields: how many it gets when filled. The C API
+ * cannot resize a table, and filling one grown key by key rehashes it at
+ * every power of two (more than the eager version cost in all): it is
+ * created with room for them. [-1, +1, m] */
+static void lazy_table(lua_State *L, int mt, int fields) {
   hg_lua_t *rt = hg_lua__rt(L);
-  lua_createtable(L, 0, 0);
+  lua_createtable(L, 0, fields);
   lua_rawgeti(L, LUA_REGISTRYINDEX, mt);
   lua_setmetatable(L, -2);
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->lazy_copies);
@@ -315,7 +358,8 @@ static void lazy_table(lua_State *L, int mt) {
   lua_remove(L, -2);
 }
 
-void hg_lua__push_delivery(lua_State *L, const hg_lua_delivery_t *d) {
+/* Pushes a copy of d's fields. [-0, +1, m] */
+static void push_delivery_copy(lua_State *L, const hg_lua_delivery_t *d) {
   size_t n = D_N + 2 * d->n_headers;
   const char *few[SCRATCH];
   size_t few_len[SCRATCH];
@@ -344,7 +388,30 @@ void hg_lua__push_delivery(lua_State *L, const hg_lua_delivery_t *d) {
   z->has_skip = d->skip != NULL;
   z->n_headers = d->n_headers;
   if (n > SCRATCH) lua_remove(L, -2); /* the scratch */
-  lazy_table(L, hg_lua__rt(L)->lazy_mt[MT_DELIVERY]);
+}
+
+void hg_lua__push_delivery(lua_State *L, const hg_lua_delivery_t *d) {
+  /* While its phase runs, the table is filled from d itself (a light
+   * userdata where the copy goes): a plugin that looks at it pays for no
+   * copy. hg_lua__seal_delivery makes the copy if it is still lazy then. */
+  lua_pushlightuserdata(L, (void *)d);
+  lazy_table(L, hg_lua__rt(L)->lazy_mt[MT_DELIVERY], 8 + (d->skip != NULL));
+}
+
+void hg_lua__seal_delivery(lua_State *L, int idx, const hg_lua_delivery_t *d) {
+  hg_lua_t *rt = hg_lua__rt(L);
+  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) != LUA_TTABLE || !has_mt(L, idx, rt->lazy_mt[MT_DELIVERY])) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->lazy_copies);
+  lua_pushvalue(L, idx);
+  int live = lua_rawget(L, -2) == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == (void *)d;
+  lua_pop(L, 1);
+  if (live) {
+    lua_pushvalue(L, idx);
+    push_delivery_copy(L, d);
+    lua_rawset(L, -3);
+  }
+  lua_pop(L, 1);
 }
 
 int hg_lua__untouched(lua_State *L, int idx) {
@@ -378,6 +445,6 @@ int hg_lua__push_route(lua_State *L, const hg_lua_event_t *ev, json_t *targets) 
   lazy_t *z = new_copy(L, str, len, n);
   z->has_org = ev->org != NULL;
   if (n > SCRATCH) lua_remove(L, -2); /* the scratch */
-  lazy_table(L, hg_lua__rt(L)->lazy_mt[MT_ROUTE]);
+  lazy_table(L, hg_lua__rt(L)->lazy_mt[MT_ROUTE], 2);
   return 0;
 }

@@ -242,6 +242,10 @@ int hg_lua_call_delivery(hg_lua_t *rt, hg_phase_t phase, const char *bindings, h
   uint64_t t0 = hg_now_ns();
   int top = lua_gettop(L);
   int r = call_pure(rt, phase, bindings, push_delivery, d, err, errlen);
+  /* The table is filled from d until its phase ends (lazy.c): it ends now,
+   * before d changes. The table sits at top + 1, or above the message
+   * handler after a script error. */
+  hg_lua__seal_delivery(L, r == 0 ? top + 1 : top + 2, d);
   if (r == 0) {
     char why[96];
     /* top + 1: the table; top + 2: the result. */

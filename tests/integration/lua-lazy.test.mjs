@@ -10,7 +10,7 @@ import { startReceiver } from './lib/lua-receiver.mjs';
 import { sleep } from './lib/expect.mjs';
 
 const PLUGINS = fileURLToPath(new URL('../lua/lazy-plugins', import.meta.url));
-const N = 8; // six probes, one table kept untouched, one call reading it
+const N = 10; // six probes, a table kept untouched, a call reading it; the same with a failing phase
 
 describe('lazy phase tables', () => {
   let gw, rx;
@@ -37,15 +37,21 @@ delivery = { allow_cidrs = { "127.0.0.0/8" } }
     for (let i = 1; i <= N; i++) {
       const res = await gw.request('POST', '/v1/events', { body: { type: 'user.created', data: { n: i } } });
       assert.equal(res.status, 202, res.body);
-      await rx.waitFor(() => rx.requests.length >= i, 10000);
-      bodies.push(rx.requests[i - 1]);
+      if (i === 9) {
+        // The transform fails: nothing is sent, the error is logged.
+        for (let t = 0; t < 200 && !/lazyprobe fails here/.test(gw.logs()); t++) await sleep(50);
+        assert.match(gw.logs(), /lazyprobe fails here/);
+        continue;
+      }
+      await rx.waitFor(() => rx.requests.length >= bodies.length + 1, 10000);
+      bodies.push(rx.requests[bodies.length]);
     }
     // Bodies and targets went through unchanged.
-    bodies.forEach((r, i) => assert.equal(JSON.parse(r.body).data.n, i + 1));
+    assert.deepEqual(bodies.map((r) => JSON.parse(r.body).data.n), [1, 2, 3, 4, 5, 6, 7, 8, 10]);
     let logs;
     for (let t = 0; t < 100; t++) {
       logs = gw.logs();
-      if (/lazyprobe transform kept/.test(logs) && /lazyprobe route kept/.test(logs)) break;
+      if (/lazyprobe transform kept-failed/.test(logs) && /lazyprobe route kept/.test(logs)) break;
       await sleep(50);
     }
     const seen = (phase, k) => {
@@ -60,6 +66,7 @@ delivery = { allow_cidrs = { "127.0.0.0/8" } }
     assert.equal(seen('transform', 5), 'true');
     assert.equal(seen('transform', 6), 'true');
     assert.equal(seen('transform', 'kept'), 'user.created 7');
+    assert.equal(seen('transform', 'kept-failed'), '9 1');
     assert.equal(seen('route', 1), 'true');
     assert.equal(seen('route', 2), '1');
     assert.equal(seen('route', 3), 'user.created 1');

@@ -43,6 +43,11 @@ return {
       kept_delivery = d -- untouched
     elseif kd == #delivery_probes + 2 then
       report("transform", "kept", kept_delivery.eventType .. " " .. json.decode(kept_delivery.body).data.n)
+    elseif kd == #delivery_probes + 3 then
+      kept_delivery = d -- untouched, and the phase fails
+      error("lazyprobe fails here")
+    elseif kd == #delivery_probes + 4 then
+      report("transform", "kept-failed", json.decode(kept_delivery.body).data.n .. " " .. kept_delivery.attempt)
     end
   end,
   route = function(arg)
