@@ -26,8 +26,11 @@ delivery = { allow_cidrs = { "127.0.0.0/8" } }
     });
   });
   after(async () => {
-    await gw?.stop();
     await rx?.close();
+    if (!gw) return;
+    const { code, signal } = await gw.stop();
+    assert.equal(code, 0, `gateway exited with ${code ?? signal}:\n${gw.logs().slice(-3000)}`);
+    assert.doesNotMatch(gw.logs(), /LeakSanitizer|AddressSanitizer|runtime error:/);
   });
 
   it('every accessor sees the whole table; a kept one reads right after its phase', async () => {
