@@ -177,7 +177,8 @@ static int read_delivery(lua_State *L, int idx, hg_lua_delivery_t *d, char *err,
     return HG_EINVAL;
   }
   s = lua_tolstring(L, -1, &len);
-  if ((d->url == NULL || strlen(d->url) != len || memcmp(s, d->url, len) != 0) && replace_field(&d->url, &d->own_url, s, len) != 0)
+  if ((d->url == NULL || strlen(d->url) != len || memcmp(s, d->url, len) != 0) &&
+      replace_field(&d->url, &d->own_url, s, len) != 0)
     return HG_ENOMEM;
   lua_getfield(L, idx, "body");
   if (lua_type(L, -1) != LUA_TSTRING) {

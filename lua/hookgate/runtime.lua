@@ -131,7 +131,7 @@ local function safe_xpcall(f, msgh, ...)
   return false, msgh(r[2])
 end
 
--- The delivery table of transform and sign and the event table of route
+-- The delivery table of transform and sign and the argument of route
 -- are filled on first use (core/lua/lazy.c): metamethods fill them for
 -- indexing and pairs, and these raw accessors fill them first, so that a
 -- plugin sees what it would in a table built in full. (Not tail calls:
@@ -341,7 +341,7 @@ function R.bind_global(name, conf)
   local p = R.plugins[name]
   R.global[#R.global + 1] = { plugin = p, conf = c }
   table.sort(R.global, by_priority)
-  R.global.calls, R.route_calls = nil, nil
+  R.global.calls = nil
   for _, r in ipairs(p.routes or {}) do
     local rpath = r.path
     if type(rpath) == "function" then
