@@ -166,7 +166,9 @@ void hg_lua__lazy_open(lua_State *L);
 void hg_lua__push_delivery(lua_State *L, const hg_lua_delivery_t *d);
 /* Ends d's phase for its table at idx: a table nobody looked at gets a
  * copy of d's fields to fill from later (a plugin may have kept it). Call
- * it before d changes or goes, whatever the phase's outcome. [-0, +0, m] */
+ * it before d changes or goes, whatever the phase's outcome. Never raises:
+ * if the copy cannot be made (memory), the table no longer reads d and
+ * raises when read. [-0, +0, -] */
 void hg_lua__seal_delivery(lua_State *L, int idx, const hg_lua_delivery_t *d);
 /* Pushes the argument route sees, {event, targets} (event: id, type,
  * organizationId, and data decoded from the raw text when read; targets:
@@ -175,10 +177,11 @@ void hg_lua__seal_delivery(lua_State *L, int idx, const hg_lua_delivery_t *d);
 int hg_lua__push_route(lua_State *L, const hg_lua_event_t *ev, json_t *targets);
 /* 1 if the table at idx was never looked at: it holds what was pushed. */
 int hg_lua__untouched(lua_State *L, int idx);
-/* host.unlazy(t, full): fills t if it is a lazy table (full: an event's
- * data too, and no metatable left); runtime.lua calls it before the raw
- * accessors it gives plugins. */
-int hg_lua__unlazy(lua_State *L);
+/* host.lazy_env(readonly_proxies): a table of next, rawget, rawset, rawlen,
+ * getmetatable and setmetatable for plugins' environments: the base
+ * library's, which fill a lazy table first (rawset refuses the read-only
+ * proxies of the hookgate module, setmetatable __gc). */
+int hg_lua__lazy_env(lua_State *L);
 
 /* --- lib_timer.c: user timers (hookgate.timer.at/every) of a generation --- */
 

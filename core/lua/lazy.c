@@ -16,10 +16,14 @@
  * plugin that looks pays for no copy; hg_lua__seal_delivery makes the copy
  * when the phase ends if nobody looked). The first time anything looks at
  * the table — reads or writes a field, pairs(), next/rawget/rawset/rawlen/
- * getmetatable/setmetatable through the plugin's environment (runtime.lua
- * wraps them), or hg_marshal_to_json (json.encode, a result read back) —
- * the fields are written into the table and the metatable goes: from then
- * on it is the table the eager version built. A table kept and read after
+ * getmetatable/setmetatable of the plugin's environment (the C functions
+ * below, which check their arguments as the base library's do), or
+ * hg_marshal_to_json (json.encode, a result read back) — the fields are
+ * written into the table and the metatable goes: from then on it is the
+ * table the eager version built. Filling is all or nothing: every value is
+ * made first (what can fail: allocations), then written raw into room the
+ * table was created with (nothing left to fail), then the metatable goes;
+ * a fill that fails leaves the table lazy, and the next look fills it. A table kept and read after
  * its phase is filled from its own copy, so it still reads right.
  *
  * The shared metatables are protected (__metatable = false) and
@@ -119,69 +123,93 @@ static int has_mt(lua_State *L, int t, int which) {
   return same;
 }
 
-/* Writes a delivery's fields into its table, as push_delivery did, and
- * removes the metatable. [-0, +0, m] */
-static void fill_delivery(lua_State *L, int t, const lazy_t *z) {
+/* Filling pushes key, value, key, value, ... (all that can fail), then
+ * set_fields writes them raw into t: the table was created with room for
+ * all of them (lazy_table), so no write allocates. At most this many pairs. */
+#define FILL_MAX 9
+
+/* Makes room for FILL_MAX pairs and the headers table. [-0, +0, m] */
+static void fill_room(lua_State *L) { luaL_checkstack(L, 2 * FILL_MAX + 4, "filling a table"); }
+
+static void push_kv(lua_State *L, const char *k) { lua_pushstring(L, k), lua_insert(L, -2); }
+
+/* Writes the n pairs on top of the stack into t, raw, removes the
+ * metatable and the copy: then t is the eager table. [-2n, +0, -] */
+static void set_fields(lua_State *L, int t, int n) {
+  for (int i = 0; i < n; i++) lua_rawset(L, t);
   lua_pushnil(L);
   lua_setmetatable(L, t);
+}
+
+/* Pushes a delivery's fields as pairs, as push_delivery built them.
+ * Returns how many. [-0, +n, m] */
+static int push_delivery_fields(lua_State *L, const lazy_t *z) {
   static const char *const names[] = {"id", "webhookId", "eventId", "eventType", "url", "body"};
-  for (size_t i = 0; i < HG_ARRAY_LEN(names); i++) {
+  int n = 0;
+  fill_room(L);
+  for (size_t i = 0; i < HG_ARRAY_LEN(names); i++, n++) {
     push_str(L, z, i);
-    lua_setfield(L, t, names[i]);
+    push_kv(L, names[i]);
   }
+  lua_pushstring(L, "attempt");
   lua_pushinteger(L, z->attempt);
-  lua_setfield(L, t, "attempt");
+  n++;
+  lua_pushstring(L, "headers");
   lua_createtable(L, 0, (int)z->n_headers);
   for (size_t i = 0; i < z->n_headers; i++) {
     push_str(L, z, D_N + 2 * i);
     push_str(L, z, D_N + 2 * i + 1);
     lua_rawset(L, -3);
   }
-  lua_setfield(L, t, "headers");
+  n++;
   if (z->has_skip) {
+    lua_pushstring(L, "skip");
     push_str(L, z, D_SKIP);
-    lua_setfield(L, t, "skip");
+    n++;
   }
+  return n;
 }
 
-/* fill_delivery from d itself, during its phase. [-0, +0, m] */
-static void fill_delivery_live(lua_State *L, int t, const hg_lua_delivery_t *d) {
-  lua_pushnil(L);
-  lua_setmetatable(L, t);
-  lua_pushstring(L, d->id);
-  lua_setfield(L, t, "id");
-  lua_pushstring(L, d->webhook_id);
-  lua_setfield(L, t, "webhookId");
-  lua_pushstring(L, d->event_id);
-  lua_setfield(L, t, "eventId");
-  lua_pushstring(L, d->event_type);
-  lua_setfield(L, t, "eventType");
-  lua_pushstring(L, d->url);
-  lua_setfield(L, t, "url");
+/* The same from d itself, during its phase. [-0, +n, m] */
+static int push_delivery_fields_live(lua_State *L, const hg_lua_delivery_t *d) {
+  const char *const names[] = {"id", "webhookId", "eventId", "eventType", "url"};
+  const char *const values[] = {d->id, d->webhook_id, d->event_id, d->event_type, d->url};
+  int n = 0;
+  fill_room(L);
+  for (size_t i = 0; i < HG_ARRAY_LEN(names); i++, n++) {
+    lua_pushstring(L, names[i]);
+    lua_pushstring(L, values[i]);
+  }
+  lua_pushstring(L, "body");
   lua_pushlstring(L, d->body, d->body_len);
-  lua_setfield(L, t, "body");
+  n++;
+  lua_pushstring(L, "attempt");
   lua_pushinteger(L, d->attempt);
-  lua_setfield(L, t, "attempt");
+  n++;
+  lua_pushstring(L, "headers");
   lua_createtable(L, 0, (int)d->n_headers);
   for (size_t i = 0; i < d->n_headers; i++) {
     lua_pushstring(L, d->headers[i].value);
     lua_setfield(L, -2, d->headers[i].name);
   }
-  lua_setfield(L, t, "headers");
+  n++;
   if (d->skip) {
+    lua_pushstring(L, "skip");
     lua_pushstring(L, d->skip);
-    lua_setfield(L, t, "skip");
+    n++;
   }
+  return n;
 }
 
-/* Writes a route argument's fields into it, as R.route_event built it from
- * the event table push_event built (id, type, organizationId; data decoded
- * from the raw text on first read, behind the data metatable) and the
- * targets array, and removes the metatable. [-0, +0, m] */
-static void fill_route(lua_State *L, int t, const lazy_t *z) {
+/* Pushes a route argument's fields as pairs, as R.route_event built them
+ * from the event table push_event built (id, type, organizationId; data
+ * decoded from the raw text on first read, behind the data metatable) and
+ * the targets array. t: the argument (the event shares its copy).
+ * [-0, +n, m] */
+static int push_route_fields(lua_State *L, int t, const lazy_t *z) {
   hg_lua_t *rt = hg_lua__rt(L);
-  lua_pushnil(L);
-  lua_setmetatable(L, t);
+  fill_room(L);
+  lua_pushstring(L, "event");
   lua_createtable(L, 0, 4);
   int ev = lua_gettop(L);
   push_str(L, z, E_ID);
@@ -200,8 +228,8 @@ static void fill_route(lua_State *L, int t, const lazy_t *z) {
   push_copy(L, t);
   lua_rawset(L, -3);
   lua_pop(L, 1);
-  lua_setfield(L, t, "event");
   /* The targets as hg_marshal_push makes a JSON array of strings. */
+  lua_pushstring(L, "targets");
   lua_Integer n = (lua_Integer)(z->n_str - E_N);
   lua_createtable(L, (int)n, 0);
   for (lua_Integer i = 0; i < n; i++) {
@@ -210,25 +238,29 @@ static void fill_route(lua_State *L, int t, const lazy_t *z) {
   }
   lua_rawgetp(L, LUA_REGISTRYINDEX, &hg_marshal_array_mt_key);
   lua_setmetatable(L, -2);
-  lua_setfield(L, t, "targets");
+  return 2;
 }
 
 /* Fills the table at t if it is still lazy: afterwards its raw contents are
- * what the eager version held. [-0, +0, m] */
+ * what the eager version held. A delivery whose copy could not be made
+ * (hg_lua__seal_delivery) raises. [-0, +0, m] */
 static void touch(lua_State *L, int t) {
   hg_lua_t *rt = hg_lua__rt(L);
   if (lua_type(L, t) != LUA_TTABLE) return;
   int delivery = has_mt(L, t, rt->lazy_mt[MT_DELIVERY]);
   if (!delivery && !has_mt(L, t, rt->lazy_mt[MT_ROUTE])) return;
+  t = lua_absindex(L, t);
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->lazy_copies);
   lua_pushvalue(L, t);
-  int live = lua_rawget(L, -2) == LUA_TLIGHTUSERDATA;
+  int type = lua_rawget(L, -2);
   void *p = lua_touserdata(L, -1);
   lua_pop(L, 2);
-  if (p == NULL) return; /* cannot happen: every lazy table has its copy */
-  if (live) fill_delivery_live(L, t, p);
-  else if (delivery) fill_delivery(L, t, p);
-  else fill_route(L, t, p);
+  if (p == NULL) luaL_error(L, "delivery table no longer available (its copy could not be made)");
+  int n;
+  if (type == LUA_TLIGHTUSERDATA) n = push_delivery_fields_live(L, p);
+  else if (delivery) n = push_delivery_fields(L, p);
+  else n = push_route_fields(L, t, p);
+  set_fields(L, t, n);
   drop_copy(L, t);
 }
 
@@ -256,8 +288,12 @@ static int is_data_key(lua_State *L, int k) {
   return lua_type(L, k) == LUA_TSTRING && strcmp(lua_tostring(L, k), "data") == 0;
 }
 
+/* The metamethods below are reached only through the VM, with a table of
+ * theirs, as the metatables are unreachable from Lua; they check anyway. */
+
 /* __index of a lazy table: fill it, then read. [-0, +1, m] */
 static int lazy_index(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 2);
   touch(L, 1);
   lua_pushvalue(L, 2);
@@ -267,6 +303,7 @@ static int lazy_index(lua_State *L) {
 
 /* __index of a filled event whose data was not read yet. */
 static int data_index(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
   if (!is_data_key(L, 2)) {
     lua_pushnil(L);
     return 1;
@@ -277,23 +314,20 @@ static int data_index(lua_State *L) {
 /* __newindex of a lazy table: fill it, then write (raw, as into any
  * table: t[nil] and t[NaN] raise as they would). */
 static int lazy_newindex(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 3);
   touch(L, 1);
   lua_rawset(L, 1);
   return 0;
 }
 
-static int lazy_next(lua_State *L) {
-  lua_settop(L, 2);
-  if (lua_next(L, 1)) return 2;
-  lua_pushnil(L);
-  return 1;
-}
-
-/* __pairs of a lazy table: fill it, then walk it. */
+/* __pairs of a lazy table: fill it, then walk it with the base library's
+ * next (upvalue 1), as pairs does a table without __pairs: a plugin may
+ * call that iterator with anything, and it checks its arguments. */
 static int lazy_pairs(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
   touch(L, 1);
-  lua_pushcfunction(L, lazy_next);
+  lua_pushvalue(L, lua_upvalueindex(1));
   lua_pushvalue(L, 1);
   lua_pushnil(L);
   return 3;
@@ -301,17 +335,116 @@ static int lazy_pairs(lua_State *L) {
 
 /* The touch function marshal.c calls (at hg_marshal_touch_key). */
 static int touch_fn(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
   touch(L, 1);
   return 0;
 }
 
-int hg_lua__unlazy(lua_State *L) {
+/* --- the raw accessors of a plugin's environment ----------------------------
+ * next, rawget, rawset, rawlen, getmetatable and setmetatable as the base
+ * library has them (the same argument checks and messages), which fill a
+ * lazy table first, so that a plugin sees what it would in a table built
+ * in full. In C, not Lua: an error names the plugin's line (luaL_error's
+ * level 1 is the caller), and the CPU budget's hook, which never raises
+ * inside runtime.lua, has nothing of ours to wait for. */
+
+static int env_next(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 2);
   touch(L, 1);
-  if (lua_toboolean(L, 2) && lua_type(L, 1) == LUA_TTABLE && has_mt(L, 1, hg_lua__rt(L)->lazy_mt[MT_DATA])) {
+  if (lua_next(L, 1)) return 2;
+  lua_pushnil(L);
+  return 1;
+}
+
+static int env_rawget(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checkany(L, 2);
+  lua_settop(L, 2);
+  touch(L, 1);
+  lua_rawget(L, 1);
+  return 1;
+}
+
+/* Upvalue 1: runtime.lua's set of read-only proxies of the hookgate module
+ * (shared by every plugin), where __newindex cannot stop a rawset: one
+ * plugin could hand the others its own hookgate.crypto.hmac_sha256 and
+ * read their secrets. Proxies refuse it. */
+static int env_rawset(lua_State *L) {
+  lua_pushvalue(L, 1);
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) {
+    const char *k = luaL_tolstring(L, 2, NULL);
+    return luaL_error(L, "hookgate.%s is read-only (the hookgate module is shared by every plugin)", k);
+  }
+  lua_pop(L, 1);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checkany(L, 2);
+  luaL_checkany(L, 3);
+  lua_settop(L, 3);
+  touch(L, 1);
+  lua_rawset(L, 1);
+  return 1;
+}
+
+static int env_rawlen(lua_State *L) {
+  int t = lua_type(L, 1);
+  luaL_argexpected(L, t == LUA_TTABLE || t == LUA_TSTRING, 1, "table or string");
+  touch(L, 1);
+  lua_pushinteger(L, (lua_Integer)lua_rawlen(L, 1));
+  return 1;
+}
+
+static int env_getmetatable(lua_State *L) {
+  luaL_checkany(L, 1);
+  touch(L, 1);
+  if (!lua_getmetatable(L, 1)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  luaL_getmetafield(L, 1, "__metatable");
+  return 1;
+}
+
+/* A finalizer runs with hooks off, whenever the collector decides: in
+ * another plugin's run, unbounded. Plugins' metatables may not have one.
+ * A lazy table is filled in full (an event's data too): it keeps no
+ * metatable of ours under the plugin's. */
+static int env_setmetatable(lua_State *L) {
+  int t = lua_type(L, 2);
+  if (t == LUA_TTABLE) {
+    lua_pushstring(L, "__gc");
+    if (lua_rawget(L, 2) != LUA_TNIL) return luaL_error(L, "setmetatable: __gc metamethods are not allowed in plugins");
+    lua_pop(L, 1);
+  }
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
+  touch(L, 1);
+  if (has_mt(L, 1, hg_lua__rt(L)->lazy_mt[MT_DATA])) {
     event_data(L, 1);
     lua_pop(L, 1);
   }
-  return 0;
+  if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL) return luaL_error(L, "cannot change a protected metatable");
+  lua_settop(L, 2);
+  lua_setmetatable(L, 1);
+  return 1;
+}
+
+int hg_lua__lazy_env(lua_State *L) {
+  static const luaL_Reg fns[] = {
+      {"next", env_next},
+      {"rawget", env_rawget},
+      {"rawset", env_rawset},
+      {"rawlen", env_rawlen},
+      {"getmetatable", env_getmetatable},
+      {"setmetatable", env_setmetatable},
+      {NULL, NULL},
+  };
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  lua_createtable(L, 0, HG_ARRAY_LEN(fns) - 1);
+  lua_insert(L, 1);
+  luaL_setfuncs(L, fns, 1); /* rawset's upvalue (the others ignore it) */
+  return 1;
 }
 
 void hg_lua__lazy_open(lua_State *L) {
@@ -329,7 +462,8 @@ void hg_lua__lazy_open(lua_State *L) {
     if (i != MT_DATA) {
       lua_pushcfunction(L, lazy_newindex);
       lua_setfield(L, -2, "__newindex");
-      lua_pushcfunction(L, lazy_pairs);
+      lua_getglobal(L, "next"); /* the base library's */
+      lua_pushcclosure(L, lazy_pairs, 1);
       lua_setfield(L, -2, "__pairs");
       lua_pushcfunction(L, touch_fn);
       lua_rawsetp(L, -2, &hg_marshal_touch_key);
@@ -398,6 +532,17 @@ void hg_lua__push_delivery(lua_State *L, const hg_lua_delivery_t *d) {
   lazy_table(L, hg_lua__rt(L)->lazy_mt[MT_DELIVERY], 8 + (d->skip != NULL));
 }
 
+/* hg_lua__seal_delivery's protected part: at 1 the table, at 2 d (a light
+ * userdata); the copy becomes the table's. [-0, +0, m] */
+static int seal(lua_State *L) {
+  const hg_lua_delivery_t *d = lua_touserdata(L, 2);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, hg_lua__rt(L)->lazy_copies);
+  lua_pushvalue(L, 1);
+  push_delivery_copy(L, d);
+  lua_rawset(L, -3);
+  return 0;
+}
+
 void hg_lua__seal_delivery(lua_State *L, int idx, const hg_lua_delivery_t *d) {
   hg_lua_t *rt = hg_lua__rt(L);
   idx = lua_absindex(L, idx);
@@ -407,9 +552,18 @@ void hg_lua__seal_delivery(lua_State *L, int idx, const hg_lua_delivery_t *d) {
   int live = lua_rawget(L, -2) == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == (void *)d;
   lua_pop(L, 1);
   if (live) {
+    /* d goes: first the pointer (a key already there: no allocation), so
+     * that whatever happens next the table never reads it; a table left
+     * without its copy raises when read (touch). */
     lua_pushvalue(L, idx);
-    push_delivery_copy(L, d);
+    lua_pushboolean(L, 0);
     lua_rawset(L, -3);
+    /* The copy allocates: in a protected call, as this runs outside one,
+     * where a memory error would be a panic. */
+    lua_pushcfunction(L, seal);
+    lua_pushvalue(L, idx);
+    lua_pushlightuserdata(L, (void *)d);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) lua_pop(L, 1);
   }
   lua_pop(L, 1);
 }

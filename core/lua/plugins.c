@@ -169,8 +169,8 @@ static void load(hg_lua_t *rt, const hg_lua_opts_t *opts, json_t *errors) {
   lua_setfield(L, -2, "json_array_mt");
   lua_pushcfunction(L, set_plugin);
   lua_setfield(L, -2, "set_plugin");
-  lua_pushcfunction(L, hg_lua__unlazy);
-  lua_setfield(L, -2, "unlazy");
+  lua_pushcfunction(L, hg_lua__lazy_env);
+  lua_setfield(L, -2, "lazy_env");
   lua_pushstring(L, opts->lib_path);
   lua_setfield(L, -2, "lib_path");
   if (lua_pcall(L, 1, 1, 0) != LUA_OK) {

@@ -8,7 +8,7 @@
 --   host.schema     hookgate.schema
 --   host.json_array_mt, host.json_null
 --   host.lib_path   lua.lib_path: the folder holding hookgate/*.lua
---   host.unlazy     fills a lazy delivery or route table (core/lua/lazy.c)
+--   host.lazy_env   next, rawget, ... for plugins, lazy-table aware (core/lua/lazy.c)
 
 local host = ...
 local schema = host.schema
@@ -108,17 +108,6 @@ local function readonly(t)
 end
 local hookgate_ro = readonly(host.hookgate)
 
--- rawset would write into a proxy itself (shared by every plugin), where
--- __newindex cannot stop it: one plugin could then hand the others its own
--- hookgate.crypto.hmac_sha256 and read their secrets. Proxies refuse it.
-local function safe_rawset(t, k, v)
-  if readonly_proxies[t] then
-    error("hookgate." .. tostring(k) .. " is read-only (the hookgate module is shared by every plugin)", 2)
-  end
-  host.unlazy(t)
-  return rawset(t, k, v)
-end
-
 -- Lua runs an xpcall message handler with hooks off when the error came
 -- from a hook (the CPU budget's): a handler that loops could not be
 -- stopped. Plugins get an xpcall whose handler runs after the protected
@@ -131,52 +120,27 @@ local function safe_xpcall(f, msgh, ...)
   return false, msgh(r[2])
 end
 
--- The delivery table of transform and sign and the argument of route
--- are filled on first use (core/lua/lazy.c): metamethods fill them for
--- indexing and pairs, and these raw accessors fill them first, so that a
--- plugin sees what it would in a table built in full. (Not tail calls:
--- argument errors still name the function.)
-local unlazy = host.unlazy
-local function safe_next(t, k)
-  unlazy(t)
-  local nk, v = next(t, k)
-  return nk, v
-end
-local function safe_rawget(t, k)
-  unlazy(t)
-  local v = rawget(t, k)
-  return v
-end
-local function safe_rawlen(t)
-  unlazy(t)
-  local n = rawlen(t)
-  return n
-end
-local function safe_getmetatable(t)
-  unlazy(t)
-  local mt = getmetatable(t)
-  return mt
-end
-
--- A finalizer runs with hooks off, whenever the collector decides: in
--- another plugin's run, unbounded. Plugins' metatables may not have one.
-local function safe_setmetatable(t, mt)
-  if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
-    error("setmetatable: __gc metamethods are not allowed in plugins", 2)
-  end
-  unlazy(t, true)
-  return setmetatable(t, mt)
-end
+-- next, rawget, rawset, rawlen, getmetatable and setmetatable of plugins:
+-- the base library's, in C (core/lua/lazy.c), which first fill the lazy
+-- delivery table of transform and sign and the argument of route, so that
+-- a plugin sees what it would in a table built in full. rawset refuses
+-- the read-only proxies above (rawset would write into a proxy itself,
+-- shared by every plugin, where __newindex cannot stop it: one plugin
+-- could then hand the others its own hookgate.crypto.hmac_sha256 and read
+-- their secrets), and setmetatable __gc metamethods (a finalizer runs with
+-- hooks off, whenever the collector decides: in another plugin's run,
+-- unbounded). In C, errors name the plugin's line, not this file's.
+local env_raw = host.lazy_env(readonly_proxies)
 
 -- The environment of one plugin.
 function R.new_env(name)
   local string_lib = copy(string)
   string_lib.dump = nil
   local env = {
-    assert = assert, error = error, ipairs = ipairs, next = safe_next, pairs = pairs, pcall = pcall,
+    assert = assert, error = error, ipairs = ipairs, next = env_raw.next, pairs = pairs, pcall = pcall,
     select = select, tonumber = tonumber, tostring = tostring, type = type, xpcall = safe_xpcall,
-    rawequal = rawequal, rawget = safe_rawget, rawlen = safe_rawlen, rawset = safe_rawset,
-    setmetatable = safe_setmetatable, getmetatable = safe_getmetatable, _VERSION = _VERSION,
+    rawequal = rawequal, rawget = env_raw.rawget, rawlen = env_raw.rawlen, rawset = env_raw.rawset,
+    setmetatable = env_raw.setmetatable, getmetatable = env_raw.getmetatable, _VERSION = _VERSION,
     string = string_lib, table = copy(table), math = copy(math), utf8 = copy(utf8),
     os = { time = os.time, clock = os.clock, date = os.date, difftime = os.difftime },
     coroutine = copy(sandbox_coroutine),
