@@ -1,6 +1,7 @@
 /* internal.h: the contract between the runtime's files — vm.c (the state,
  * its limits, error reports), run.c (coroutine runs), pure.c (synchronous
- * pure phases), plugins.c (loading, bindings, timers) — and the libraries
+ * pure phases), lazy.c (the phase tables filled on first use), plugins.c
+ * (loading, bindings, timers) — and the libraries
  * (lib_*.c, assembled by libs.c). Nothing outside core/lua/ includes it but
  * the tenant sandbox, for hg_lua_open_pure. */
 #ifndef HG_LUA_INTERNAL_H
@@ -76,15 +77,17 @@ struct hg_lua {
   uv_idle_t kick_idle;      /* ... or before the next poll, which it keeps from blocking */
   int kick_open;
   size_t n_pool;
-  int fn_run, fn_route_event; /* registry refs: R.run, R.route_event */
-  int calls[HG_PHASE_COUNT];  /* registry refs: the global call lists of the pure phases */
+  int fn_run;                 /* registry ref: R.run */
+  int calls[HG_PHASE_COUNT];  /* registry refs: the global call lists of the pure phases and route */
   int next_timer_id;
   const char *runtime_source; /* runtime.lua's chunk source string (see hook) */
+  int lazy_copies; /* registry ref: lazy table -> its copy (weak keys; lazy.c) */
+  int lazy_mt[3];  /* registry refs: the metatables of lazy deliveries, events, and unread event data */
 };
 
 static inline hg_lua_t *hg_lua__rt(lua_State *L) { return *(hg_lua_t **)lua_getextraspace(L); }
 
-/* The files call downwards only: vm.c (the state) <- run.c (runs) <- the
+/* The files call downwards only: vm.c (the state) <- lazy.c <- run.c (runs) <- the
  * libraries (lib_*.c, assembled by libs.c) and pure.c <- plugins.c (a
  * generation: builds it, starts and stops it). */
 
@@ -151,6 +154,34 @@ int hg_lua__spawn(hg_lua_t *rt, int fn_ref, const char *label);
 void hg_lua__runs_stop(hg_lua_t *rt);
 /* hg_lua_shutdown's part for runs: wakes those sleeping in hookgate.sleep. */
 void hg_lua__runs_wake(hg_lua_t *rt);
+
+/* --- lazy.c: the delivery and event tables, filled on first use ------------ */
+
+/* The generation's lazy metatables and copy table, before runtime.lua
+ * loads. [-0, +0, m] */
+void hg_lua__lazy_open(lua_State *L);
+/* Pushes the delivery table transform and sign see: its fields are written
+ * into it the first time anything looks at it, from d (borrowed until
+ * hg_lua__seal_delivery). [-0, +1, m] */
+void hg_lua__push_delivery(lua_State *L, const hg_lua_delivery_t *d);
+/* Ends d's phase for its table at idx: a table nobody looked at gets a
+ * copy of d's fields to fill from later (a plugin may have kept it). Call
+ * it before d changes or goes, whatever the phase's outcome. Never raises:
+ * if the copy cannot be made (memory), the table no longer reads d and
+ * raises when read. [-0, +0, -] */
+void hg_lua__seal_delivery(lua_State *L, int idx, const hg_lua_delivery_t *d);
+/* Pushes the argument route sees, {event, targets} (event: id, type,
+ * organizationId, and data decoded from the raw text when read; targets:
+ * a JSON array of strings, borrowed), filled as a delivery is. Returns 0,
+ * or HG_EINVAL (nothing pushed) if a target is not a string. */
+int hg_lua__push_route(lua_State *L, const hg_lua_event_t *ev, json_t *targets);
+/* 1 if the table at idx was never looked at: it holds what was pushed. */
+int hg_lua__untouched(lua_State *L, int idx);
+/* host.lazy_env(readonly_proxies): a table of next, rawget, rawset, rawlen,
+ * getmetatable and setmetatable for plugins' environments: the base
+ * library's, which fill a lazy table first (rawset refuses the read-only
+ * proxies of the hookgate module, setmetatable __gc). */
+int hg_lua__lazy_env(lua_State *L);
 
 /* --- lib_timer.c: user timers (hookgate.timer.at/every) of a generation --- */
 

@@ -5,7 +5,7 @@
 #include <math.h>
 #include <stdio.h>
 
-const char hg_marshal_null_key = 0, hg_marshal_array_mt_key = 0;
+const char hg_marshal_null_key = 0, hg_marshal_array_mt_key = 0, hg_marshal_touch_key = 0;
 
 void hg_marshal_open(lua_State *L) {
   lua_newtable(L);
@@ -112,6 +112,21 @@ static json_t *to_json(lua_State *L, int idx, int depth, char *err, size_t errle
     if (!lua_checkstack(L, 4)) {
       snprintf(err, errlen, "nested too deep (or a cycle)");
       return NULL;
+    }
+    /* A lazy table is filled first (in a protected call: this may run
+     * outside one, and filling allocates). */
+    if (lua_getmetatable(L, idx)) {
+      if (lua_rawgetp(L, -1, &hg_marshal_touch_key) == LUA_TFUNCTION) {
+        lua_pushvalue(L, idx);
+        if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+          snprintf(err, errlen, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "a table could not be read");
+          lua_pop(L, 2);
+          return NULL;
+        }
+        lua_pop(L, 1);
+      } else {
+        lua_pop(L, 2);
+      }
     }
     lua_Integer n;
     if (is_array(L, idx, &n)) {

@@ -30,6 +30,11 @@
  * the array metatable. */
 extern const char hg_marshal_null_key, hg_marshal_array_mt_key;
 
+/* A metatable with a function at this key (light userdata) marks a table
+ * whose contents are filled on first use (core/lua/lazy.c):
+ * hg_marshal_to_json calls it with the table before reading the table. */
+extern const char hg_marshal_touch_key;
+
 /* Creates the array metatable in L's registry. Once per state, before
  * pushing JSON arrays into it. [-0, +0, m] */
 void hg_marshal_open(lua_State *L);

@@ -148,6 +148,7 @@ static void load(hg_lua_t *rt, const hg_lua_opts_t *opts, json_t *errors) {
   int sentinel_idx = lua_gettop(L);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &hg_marshal_array_mt_key);
   lua_setfield(L, schema_idx, "array_mt");
+  hg_lua__lazy_open(L);
   if (load_lib(L, opts->lib_path, "runtime", errors) != 0) return;
   {
     /* The hook knows runtime.lua by its source string's address (shared by
@@ -168,6 +169,8 @@ static void load(hg_lua_t *rt, const hg_lua_opts_t *opts, json_t *errors) {
   lua_setfield(L, -2, "json_array_mt");
   lua_pushcfunction(L, set_plugin);
   lua_setfield(L, -2, "set_plugin");
+  lua_pushcfunction(L, hg_lua__lazy_env);
+  lua_setfield(L, -2, "lazy_env");
   lua_pushstring(L, opts->lib_path);
   lua_setfield(L, -2, "lib_path");
   if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
@@ -176,8 +179,6 @@ static void load(hg_lua_t *rt, const hg_lua_opts_t *opts, json_t *errors) {
   }
   lua_getfield(L, -1, "run");
   rt->fn_run = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_getfield(L, -1, "route_event");
-  rt->fn_route_event = luaL_ref(L, LUA_REGISTRYINDEX);
   rt->R = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_settop(L, 0);
 
@@ -210,7 +211,8 @@ static void load(hg_lua_t *rt, const hg_lua_opts_t *opts, json_t *errors) {
     json_decref(bindings);
   }
   /* Which phases any global plugin defines: the fast path skips Lua. The
-   * pure phases keep the global bindings' call list (see walk_global). */
+   * pure phases keep the global bindings' call list (see walk_global), and
+   * so does route (see route_body in run.c). */
   for (int p = 0; p < HG_PHASE_COUNT; p++) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->R);
     lua_getfield(L, -1, "has");
@@ -219,7 +221,7 @@ static void load(hg_lua_t *rt, const hg_lua_opts_t *opts, json_t *errors) {
     rt->has[p] = lua_pcall(L, 2, 1, 0) == LUA_OK && lua_toboolean(L, -1);
     lua_settop(L, 0);
     rt->calls[p] = LUA_NOREF;
-    if (p == HG_PHASE_TRANSFORM || p == HG_PHASE_SIGN || p == HG_PHASE_RETRY) {
+    if (p == HG_PHASE_TRANSFORM || p == HG_PHASE_SIGN || p == HG_PHASE_RETRY || p == HG_PHASE_ROUTE) {
       lua_rawgeti(L, LUA_REGISTRYINDEX, rt->R);
       lua_getfield(L, -1, "calls");
       lua_pushstring(L, hg_phase_name((hg_phase_t)p));

@@ -140,39 +140,9 @@ void hg_lua_delivery_close(hg_lua_delivery_t *d) {
   d->n_headers = 0;
 }
 
-/* [url, body, delivery]: the url and body strings stay below the table, so
- * that read_delivery can tell they are unchanged: while the stack keeps
- * them alive, no other string can have their address. */
-static void push_delivery(lua_State *L, void *ud) {
-  const hg_lua_delivery_t *d = ud;
-  lua_pushstring(L, d->url);
-  lua_pushlstring(L, d->body, d->body_len);
-  lua_createtable(L, 0, 8);
-  lua_pushstring(L, d->id);
-  lua_setfield(L, -2, "id");
-  lua_pushstring(L, d->webhook_id);
-  lua_setfield(L, -2, "webhookId");
-  lua_pushstring(L, d->event_id);
-  lua_setfield(L, -2, "eventId");
-  lua_pushstring(L, d->event_type);
-  lua_setfield(L, -2, "eventType");
-  lua_pushvalue(L, -3);
-  lua_setfield(L, -2, "url");
-  lua_pushvalue(L, -2);
-  lua_setfield(L, -2, "body");
-  lua_pushinteger(L, d->attempt);
-  lua_setfield(L, -2, "attempt");
-  lua_createtable(L, 0, (int)d->n_headers);
-  for (size_t i = 0; i < d->n_headers; i++) {
-    lua_pushstring(L, d->headers[i].value);
-    lua_setfield(L, -2, d->headers[i].name);
-  }
-  lua_setfield(L, -2, "headers");
-  if (d->skip) {
-    lua_pushstring(L, d->skip);
-    lua_setfield(L, -2, "skip");
-  }
-}
+/* The delivery table, filled on first use (lazy.c): a plugin that never
+ * looks at it costs neither the strings nor the table's fields. */
+static void push_delivery(lua_State *L, void *ud) { hg_lua__push_delivery(L, ud); }
 
 static int replace_str(char **dst, const char *s, size_t len) {
   char *copy = malloc(len + 1);
@@ -194,20 +164,22 @@ static int replace_field(const char **dst, int *own, const char *s, size_t len) 
   return 0;
 }
 
-/* Reads url, body, headers and skip back from the table at idx (see
- * push_delivery: the original url and body strings sit at idx - 2
- * and idx - 1). An unchanged url or body is the same string object: not
- * copied again. */
+/* Reads url, body, headers and skip back from the table at idx. An
+ * unchanged url or body (the same bytes as d's) is not copied again; a
+ * table nobody looked at (see lazy.c) holds what d holds: nothing to read. */
 static int read_delivery(lua_State *L, int idx, hg_lua_delivery_t *d, char *err, size_t errlen) {
   size_t len;
   const char *s;
+  if (hg_lua__untouched(L, idx)) return 0;
   lua_getfield(L, idx, "url");
   if (lua_type(L, -1) != LUA_TSTRING) {
     snprintf(err, errlen, "delivery.url must be a string");
     return HG_EINVAL;
   }
   s = lua_tolstring(L, -1, &len);
-  if (s != lua_tostring(L, idx - 2) && replace_field(&d->url, &d->own_url, s, len) != 0) return HG_ENOMEM;
+  if ((d->url == NULL || strlen(d->url) != len || memcmp(s, d->url, len) != 0) &&
+      replace_field(&d->url, &d->own_url, s, len) != 0)
+    return HG_ENOMEM;
   lua_getfield(L, idx, "body");
   if (lua_type(L, -1) != LUA_TSTRING) {
     snprintf(err, errlen, "delivery.body must be a string");
@@ -215,7 +187,7 @@ static int read_delivery(lua_State *L, int idx, hg_lua_delivery_t *d, char *err,
   }
   /* The body's exact bytes: no UTF-8 check, no copy through JSON. */
   s = lua_tolstring(L, -1, &len);
-  if (s != lua_tostring(L, idx - 1)) {
+  if (len != d->body_len || (len > 0 && memcmp(s, d->body, len) != 0)) {
     if (replace_field(&d->body, &d->own_body, s, len) != 0) return HG_ENOMEM;
     d->body_len = len;
   }
@@ -271,11 +243,14 @@ int hg_lua_call_delivery(hg_lua_t *rt, hg_phase_t phase, const char *bindings, h
   uint64_t t0 = hg_now_ns();
   int top = lua_gettop(L);
   int r = call_pure(rt, phase, bindings, push_delivery, d, err, errlen);
+  /* The table is filled from d until its phase ends (lazy.c): it ends now,
+   * before d changes. The table sits at top + 1, or above the message
+   * handler after a script error. */
+  hg_lua__seal_delivery(L, r == 0 ? top + 1 : top + 2, d);
   if (r == 0) {
     char why[96];
-    /* top + 1, top + 2: the url and body given; top + 3: the table;
-     * top + 4: the result. */
-    r = read_delivery(L, top + 3, d, why, sizeof(why));
+    /* top + 1: the table; top + 2: the result. */
+    r = read_delivery(L, top + 1, d, why, sizeof(why));
     if (r == HG_EINVAL) snprintf(err, errlen, "plugin (%s): %s", hg_phase_name(phase), why);
   }
   lua_settop(L, top);

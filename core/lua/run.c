@@ -176,7 +176,7 @@ static void run_finish(hg_lua_run_t *run, int status) {
   json_t *arg = run->arg, *res = NULL, *res2 = NULL;
   int r = 0;
   if (status != LUA_OK) {
-    /* R.run and R.route_event let a plugin's error through as raised: the
+    /* R.run and route_body let a plugin's error through as raised: the
      * dead coroutine still has the stack for the traceback. (A killed run
      * comes with its report built; routes and timers catch their own.) */
     if (run->kind == RUN_PHASE && !run->killed) hg_lua__structure_error(co, status, 0);
@@ -192,10 +192,16 @@ static void run_finish(hg_lua_run_t *run, int status) {
   } else {
     int n = lua_gettop(co);
     char jerr[128];
-    /* The route phase mostly leaves its targets alone: no new JSON then. */
-    if (n >= 1 && run->targets != NULL && same_string_array(co, 1, run->targets)) res = json_incref(run->targets);
-    else if (n >= 1 && !lua_isnil(co, 1)) res = hg_marshal_to_json(co, 1, jerr, sizeof(jerr));
-    if (n >= 2 && !lua_isnil(co, 2)) res2 = hg_marshal_to_json(co, 2, jerr, sizeof(jerr));
+    if (run->targets != NULL) {
+      /* The route phase mostly leaves its targets alone: no new JSON then,
+       * and nothing to read when no plugin looked at arg (route_body). */
+      if ((n >= 2 && hg_lua__untouched(co, 2)) || (n >= 1 && same_string_array(co, 1, run->targets)))
+        res = json_incref(run->targets);
+      else if (n >= 1 && !lua_isnil(co, 1)) res = hg_marshal_to_json(co, 1, jerr, sizeof(jerr));
+    } else {
+      if (n >= 1 && !lua_isnil(co, 1)) res = hg_marshal_to_json(co, 1, jerr, sizeof(jerr));
+      if (n >= 2 && !lua_isnil(co, 2)) res2 = hg_marshal_to_json(co, 2, jerr, sizeof(jerr));
+    }
   }
   if (run->kind == RUN_PHASE) hg_lua__phase_count(run->phase, run->cpu_ns + run->host_ns + (hg_now_ns() - read_from));
   run->done(r, arg, res, res2, err, run->ud);
@@ -401,48 +407,59 @@ int hg_lua__spawn(hg_lua_t *rt, int fn_ref, const char *label) {
   return 0;
 }
 
-/* --- the event a route plugin sees ------------------------------------------- */
+/* --- the route phase ----------------------------------------------------------- */
 
-/* __index of a route event: `data` is decoded from the raw JSON text kept
- * in the metatable's `raw` on first use, then stored in the table itself.
- * [-2, +1, m] */
-static int event_index(lua_State *L) {
-  if (lua_type(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, 2), "data") != 0 || !lua_getmetatable(L, 1) ||
-      lua_getfield(L, -1, "raw") != LUA_TSTRING) {
-    lua_pushnil(L);
-    return 1;
+/* The body of a route run (it was R.route_event in runtime.lua: under the
+ * count hook each VM instruction costs a hook check, and that walk cost
+ * more than the rest of a no-op call). At 1 the argument {event, targets}
+ * (lazy.c), at 2 the global bindings' call list (function, conf, plugin
+ * name, ...): each plugin is called with (arg, conf), naming it first, as
+ * R.run does, until one returns non-nil. Returns nil and arg when no
+ * plugin looked at arg (the targets are those given), else arg.targets.
+ * A plugin may yield (I/O, preemption): route_k continues the walk at the
+ * next entry, ctx, with the plugin's result on top. */
+static int route_k(lua_State *L, int status, lua_KContext ctx) {
+  hg_lua_t *rt = hg_lua__rt(L);
+  lua_Integer i = (lua_Integer)ctx, n = (lua_Integer)lua_rawlen(L, 2);
+  if (status == LUA_YIELD) {
+    if (!lua_isnil(L, -1)) i = n + 1;
+    lua_settop(L, 2);
   }
-  size_t len;
-  const char *s = lua_tolstring(L, -1, &len);
-  json_t *j = json_loadb(s, len, JSON_DECODE_ANY, NULL);
-  if (j == NULL) return luaL_error(L, "event.data: the stored text is not JSON"); /* validated at ingest */
-  hg_marshal_push(L, j);
-  json_decref(j);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, 1, "data");
+  for (; i <= n; i += 3) {
+    size_t len;
+    lua_rawgeti(L, 2, i + 2);
+    const char *name = lua_tolstring(L, -1, &len);
+    if (len >= sizeof(rt->plugin)) len = sizeof(rt->plugin) - 1;
+    memcpy(rt->plugin, name, len);
+    rt->plugin[len] = '\0';
+    if (rt->current) rt->current->label = NULL;
+    lua_pop(L, 1);
+    lua_rawgeti(L, 2, i);
+    lua_pushvalue(L, 1);
+    lua_rawgeti(L, 2, i + 1);
+    lua_callk(L, 2, 1, (lua_KContext)(i + 3), route_k);
+    int done = !lua_isnil(L, -1);
+    lua_settop(L, 2);
+    if (done) break;
+  }
+  if (hg_lua__untouched(L, 1)) {
+    lua_pushnil(L);
+    lua_pushvalue(L, 1);
+    return 2;
+  }
+  lua_getfield(L, 1, "targets");
   return 1;
 }
 
-/* Pushes a route event table: id, type, organizationId, and data decoded
- * from ev->data on first read. [-0, +1, m] */
-static void push_event(lua_State *L, const hg_lua_event_t *ev) {
-  lua_createtable(L, 0, 4);
-  lua_pushstring(L, ev->id);
-  lua_setfield(L, -2, "id");
-  lua_pushstring(L, ev->type);
-  lua_setfield(L, -2, "type");
-  if (ev->org != NULL) {
-    lua_pushstring(L, ev->org);
-    lua_setfield(L, -2, "organizationId");
+static int route_body(lua_State *L) {
+  hg_lua_t *rt = hg_lua__rt(L);
+  lua_settop(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->calls[HG_PHASE_ROUTE]);
+  if (!lua_istable(L, 2)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
   }
-  /* Most routing looks at the type and organization alone: the data is
-   * parsed only if the plugin reads it. */
-  lua_createtable(L, 0, 2);
-  lua_pushlstring(L, ev->data, ev->data_len);
-  lua_setfield(L, -2, "raw");
-  lua_pushcfunction(L, event_index);
-  lua_setfield(L, -2, "__index");
-  lua_setmetatable(L, -2);
+  return route_k(L, LUA_OK, 1);
 }
 
 int hg_lua_call_async(hg_lua_t *rt, hg_phase_t phase, const char *bindings, json_t *arg, hg_lua_done_fn done,
@@ -455,15 +472,22 @@ int hg_lua_route_event(hg_lua_t *rt, const hg_lua_event_t *ev, json_t *targets, 
   uint64_t t0 = hg_now_ns();
   hg_lua_run_t *run = run_new(rt, RUN_PHASE, HG_PHASE_ROUTE, done, ud);
   if (run == NULL) return HG_ENOMEM;
-  /* R.route_event(event, targets) builds arg and returns arg.targets: only
-   * that is read back, by run_finish, as the result. */
+  /* route_body(arg) returns arg.targets, or nil and arg when no plugin
+   * looked at arg: only that is read back, by run_finish, as the result.
+   * arg is filled on first use (lazy.c): most routing looks at the type
+   * and organization alone, and a no-op at nothing; the event's data is
+   * decoded only if read. */
   lua_State *co = run->co;
-  lua_rawgeti(co, LUA_REGISTRYINDEX, rt->fn_route_event);
-  push_event(co, ev);
-  hg_marshal_push(co, targets);
+  lua_pushcfunction(co, route_body);
+  int r = hg_lua__push_route(co, ev, targets);
+  if (r != 0) {
+    lua_settop(co, 0);
+    run_free(run, 1);
+    return r;
+  }
   run->targets = json_incref(targets);
   run->host_ns = hg_now_ns() - t0;
-  run_queue(run, 2);
+  run_queue(run, 1);
   return 0;
 }
 

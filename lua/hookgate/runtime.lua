@@ -8,6 +8,7 @@
 --   host.schema     hookgate.schema
 --   host.json_array_mt, host.json_null
 --   host.lib_path   lua.lib_path: the folder holding hookgate/*.lua
+--   host.lazy_env   next, rawget, ... for plugins, lazy-table aware (core/lua/lazy.c)
 
 local host = ...
 local schema = host.schema
@@ -107,16 +108,6 @@ local function readonly(t)
 end
 local hookgate_ro = readonly(host.hookgate)
 
--- rawset would write into a proxy itself (shared by every plugin), where
--- __newindex cannot stop it: one plugin could then hand the others its own
--- hookgate.crypto.hmac_sha256 and read their secrets. Proxies refuse it.
-local function safe_rawset(t, k, v)
-  if readonly_proxies[t] then
-    error("hookgate." .. tostring(k) .. " is read-only (the hookgate module is shared by every plugin)", 2)
-  end
-  return rawset(t, k, v)
-end
-
 -- Lua runs an xpcall message handler with hooks off when the error came
 -- from a hook (the CPU budget's): a handler that loops could not be
 -- stopped. Plugins get an xpcall whose handler runs after the protected
@@ -129,24 +120,27 @@ local function safe_xpcall(f, msgh, ...)
   return false, msgh(r[2])
 end
 
--- A finalizer runs with hooks off, whenever the collector decides: in
--- another plugin's run, unbounded. Plugins' metatables may not have one.
-local function safe_setmetatable(t, mt)
-  if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
-    error("setmetatable: __gc metamethods are not allowed in plugins", 2)
-  end
-  return setmetatable(t, mt)
-end
+-- next, rawget, rawset, rawlen, getmetatable and setmetatable of plugins:
+-- the base library's, in C (core/lua/lazy.c), which first fill the lazy
+-- delivery table of transform and sign and the argument of route, so that
+-- a plugin sees what it would in a table built in full. rawset refuses
+-- the read-only proxies above (rawset would write into a proxy itself,
+-- shared by every plugin, where __newindex cannot stop it: one plugin
+-- could then hand the others its own hookgate.crypto.hmac_sha256 and read
+-- their secrets), and setmetatable __gc metamethods (a finalizer runs with
+-- hooks off, whenever the collector decides: in another plugin's run,
+-- unbounded). In C, errors name the plugin's line, not this file's.
+local env_raw = host.lazy_env(readonly_proxies)
 
 -- The environment of one plugin.
 function R.new_env(name)
   local string_lib = copy(string)
   string_lib.dump = nil
   local env = {
-    assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
+    assert = assert, error = error, ipairs = ipairs, next = env_raw.next, pairs = pairs, pcall = pcall,
     select = select, tonumber = tonumber, tostring = tostring, type = type, xpcall = safe_xpcall,
-    rawequal = rawequal, rawget = rawget, rawlen = rawlen, rawset = safe_rawset,
-    setmetatable = safe_setmetatable, getmetatable = getmetatable, _VERSION = _VERSION,
+    rawequal = rawequal, rawget = env_raw.rawget, rawlen = env_raw.rawlen, rawset = env_raw.rawset,
+    setmetatable = env_raw.setmetatable, getmetatable = env_raw.getmetatable, _VERSION = _VERSION,
     string = string_lib, table = copy(table), math = copy(math), utf8 = copy(utf8),
     os = { time = os.time, clock = os.clock, date = os.date, difftime = os.difftime },
     coroutine = copy(sandbox_coroutine),
@@ -311,7 +305,7 @@ function R.bind_global(name, conf)
   local p = R.plugins[name]
   R.global[#R.global + 1] = { plugin = p, conf = c }
   table.sort(R.global, by_priority)
-  R.global.calls, R.route_calls = nil, nil
+  R.global.calls = nil
   for _, r in ipairs(p.routes or {}) do
     local rpath = r.path
     if type(rpath) == "function" then
@@ -438,26 +432,9 @@ function R.run(phase, bindings_text, arg)
 end
 
 -- The global bindings' call list for phase: function, conf, plugin name,
--- ... (the C side walks it itself for the pure phases).
+-- ... (the C side walks it itself for the pure phases and route).
 function R.calls(phase)
   return phase_calls(R.global, phase)
-end
-
--- The route phase of one event (global bindings only): the C side builds
--- event (its data decoded on first read) and targets; only targets is read
--- back. R.run's walk, inline, as this runs for every event.
-function R.route_event(event, targets)
-  local arg = { event = event, targets = targets }
-  local c = R.route_calls
-  if c == nil then
-    c = phase_calls(R.global, "route")
-    R.route_calls = c
-  end
-  for i = 1, #c, 3 do
-    set_plugin(c[i + 2])
-    if c[i](arg, c[i + 1]) ~= nil then break end
-  end
-  return arg.targets
 end
 
 -- 1 if any plugin bound globally (or in bindings_text) has this phase.
