@@ -644,6 +644,25 @@ static void lua_error_msg(const char *path, const char *msg, char *err, size_t e
   else snprintf(err, errlen, "%s", msg);
 }
 
+/* string.rep for config files. The base function runs its copy loop n
+ * times even when the string and separator are empty, with no allocation
+ * that a limit could stop: `string.rep("", 1 << 30)` spins for seconds (a
+ * fuzzer found it). Here each repetition counts at least one byte, and the
+ * result is bounded: no config value needs more than CONFIG_REP_MAX. */
+#define CONFIG_REP_MAX (16u << 20)
+static int config_rep(lua_State *L) {
+  size_t l = 0, lsep = 0;
+  luaL_checklstring(L, 1, &l);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  luaL_optlstring(L, 3, "", &lsep);
+  if (n > 0 && (uint64_t)n > CONFIG_REP_MAX / (l + lsep + 1))
+    return luaL_error(L, "string.rep: a result over %d MiB has no place in a config file", CONFIG_REP_MAX >> 20);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 1);
+  return 1;
+}
+
 static int read_file(hg_config_t *cfg, const char *path, char *err, size_t errlen) {
   lua_State *L = luaL_newstate();
   if (L == NULL) {
@@ -654,6 +673,9 @@ static int read_file(hg_config_t *cfg, const char *path, char *err, size_t errle
   int r = 0;
   luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
   luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
+  lua_getfield(L, -1, "rep");
+  lua_pushcclosure(L, config_rep, 1);
+  lua_setfield(L, -2, "rep"); /* also ("x"):rep(n): strings index this table */
   luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
   luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 1);
   lua_settop(L, 0);

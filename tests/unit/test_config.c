@@ -118,6 +118,25 @@ static void type_errors_and_syntax(void) {
   CHECK(strstr(err, "cert and key") != NULL);
 }
 
+/* Found by tests/fuzz/fuzz_config.c: string.rep of an empty string a
+ * billion times spun for seconds (its loop runs per repetition, and
+ * allocates nothing a limit could stop). Now bounded, and named. */
+static void string_rep_bounded(void) {
+  hg_config_t cfg;
+  char err[256] = "";
+  const char *p = write_cfg("rep.lua", "x = string.rep('', 1 << 30)\n");
+  CHECK_EQ_INT(hg_config_load(&cfg, p, err, sizeof(err)), HG_ECONFIG);
+  CHECK(strstr(err, "rep.lua:1: string.rep: a result over 16 MiB") != NULL);
+  p = write_cfg("rep2.lua", "store = ('x'):rep(1 << 30)\n");
+  CHECK_EQ_INT(hg_config_load(&cfg, p, err, sizeof(err)), HG_ECONFIG);
+  CHECK(strstr(err, "rep2.lua:1: string.rep") != NULL);
+  /* The ordinary uses still work: the store path built with rep. */
+  p = write_cfg("rep3.lua", "store = '/tmp/' .. ('ab'):rep(3, '-') .. string.rep('c', 2) .. '.db'\n");
+  CHECK_EQ_INT(hg_config_load(&cfg, p, err, sizeof(err)), 0);
+  CHECK_EQ_STR(cfg.store, "/tmp/ab-ab-abcc.db");
+  hg_config_close(&cfg);
+}
+
 /* Found by tests/fuzz/fuzz_config.c: the message named the plugin after
  * the JSON holding its name was freed (a use after free under ASan). */
 static void plugin_not_a_table(void) {
@@ -187,6 +206,7 @@ int main(void) {
   RUN(full_file);
   RUN(unknown_key_names_line);
   RUN(type_errors_and_syntax);
+  RUN(string_rep_bounded);
   RUN(plugin_not_a_table);
   RUN(empty_nested_key);
   RUN(metatables_and_depth);

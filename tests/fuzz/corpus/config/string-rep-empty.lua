@@ -1,0 +1,1 @@
+x = string.rep("", 1 << 30)x = string.rep("", 1 << 30)
