@@ -349,6 +349,8 @@ static void thread_main(void *arg) {
       s->gathering = 0;
     }
     struct job *batch = s->queue, **batch_tail = s->queue_tail;
+    uint64_t njobs = s->queue_jobs;
+    int eager = s->queue_eager;
     last_group_ns = hg_now_ns();
     s->queue = NULL;
     s->queue_tail = &s->queue;
@@ -365,12 +367,8 @@ static void thread_main(void *arg) {
       niced = nice;
     }
 
-    uint64_t ns = 0, njobs = 0;
-    int committed = 0, eager = 0, wrote = 0;
-    for (struct job *j = batch; j != NULL; j = j->next) {
-      njobs++;
-      eager |= !j->logged;
-    }
+    uint64_t ns = 0;
+    int committed = 0, wrote = 0;
     uint64_t in_group = 0;
     if (pg) {
       if (!reconnect(s, &last_try)) {
@@ -626,7 +624,6 @@ static int submit(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, v
   struct job *j = calloc(1, sizeof(*j));
   if (j == NULL) return HG_ENOMEM;
   j->rerunnable = rerunnable;
-  j->logged = logged;
   j->work = work;
   j->done = done;
   j->ud = ud;

@@ -50,7 +50,6 @@ struct job {
   void *ud;
   int status;
   int rerunnable;
-  int logged; /* see hg_store_submit_logged */
 };
 
 struct hg_store {
