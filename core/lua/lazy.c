@@ -291,12 +291,13 @@ static int is_data_key(lua_State *L, int k) {
 /* The metamethods below are reached only through the VM, with a table of
  * theirs, as the metatables are unreachable from Lua; they check anyway. */
 
-/* __index of a lazy table: fill it, then read. [-0, +1, m] */
-static int lazy_index(lua_State *L) {
+/* rawget for plugins (see the raw accessors below), and the __index of a
+ * lazy table: fill it, then read. [-0, +1, m] */
+static int env_rawget(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checkany(L, 2);
   lua_settop(L, 2);
   touch(L, 1);
-  lua_pushvalue(L, 2);
   lua_rawget(L, 1);
   return 1;
 }
@@ -354,15 +355,6 @@ static int env_next(lua_State *L) {
   touch(L, 1);
   if (lua_next(L, 1)) return 2;
   lua_pushnil(L);
-  return 1;
-}
-
-static int env_rawget(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  luaL_checkany(L, 2);
-  lua_settop(L, 2);
-  touch(L, 1);
-  lua_rawget(L, 1);
   return 1;
 }
 
@@ -457,7 +449,7 @@ void hg_lua__lazy_open(lua_State *L) {
   rt->lazy_copies = luaL_ref(L, LUA_REGISTRYINDEX);
   for (int i = 0; i < 3; i++) {
     lua_createtable(L, 0, 5);
-    lua_pushcfunction(L, i != MT_DATA ? lazy_index : data_index);
+    lua_pushcfunction(L, i != MT_DATA ? env_rawget : data_index);
     lua_setfield(L, -2, "__index");
     if (i != MT_DATA) {
       lua_pushcfunction(L, lazy_newindex);
