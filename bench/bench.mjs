@@ -980,11 +980,11 @@ function table() {
     const p99 = med(k, (r) => r.p99_ms);
     const limit = rate <= 1000 ? 5 : rate <= 10000 ? 20 : undefined;
     const lost = Math.max(...R[k].map((r) => r.sent - r.received));
+    const backlog = Math.max(...R[k].map((r) => r.max_backlog || 0));
     row(`End to end at ${fmt(rate)} ev/s, ${O.e2eDuration} s: p50/p99/max`,
       `${fmt(med(k, (r) => r.p50_ms), 2)}/${fmt(p99, 2)}/${fmt(med(k, (r) => r.max_ms), 1)} ms`,
       `publish p50/p99 ${fmt(med(k, (r) => r.publish_p50_ms), 2)}/${fmt(med(k, (r) => r.publish_p99_ms), 2)} ms` +
-      (Math.max(...R[k].map((r) => r.max_backlog || 0)) > 0
-        ? `; publisher backlog up to ${fmt(Math.max(...R[k].map((r) => r.max_backlog || 0)))}` : ''),
+      (backlog > 0 ? `; publisher backlog up to ${fmt(backlog)}` : ''),
       lost > 0 ? `${fmt(lost)} not received` : '', limit ? `p99 <= ${limit} ms` : '', limit ? p99 <= limit && lost === 0 : undefined);
   }
   if (R.memory) {

@@ -38,8 +38,12 @@ function headEnd(buf) {
   const i = buf.indexOf('\r\n\r\n');
   return i < 0 ? -1 : i + 4;
 }
-function header(head, name) {
-  const m = head.match(new RegExp(`\r\n${name}:[ \t]*([^\r]*)`, 'i'));
+// The header patterns are made once: this runs twice per event.
+const headerRe = (name) => new RegExp(`\r\n${name}:[ \t]*([^\r]*)`, 'i');
+const WEBHOOK_ID = headerRe('webhook-id');
+const CONTENT_LENGTH = headerRe('content-length');
+function header(head, re) {
+  const m = head.match(re);
   return m ? m[1] : undefined;
 }
 
@@ -58,9 +62,9 @@ const receiver = net.createServer((sock) => {
         // receiver would.
         const t = performance.now();
         const head = buf.toString('latin1', 0, e);
-        const id = header(head, 'webhook-id');
+        const id = header(head, WEBHOOK_ID);
         if (id && !received.has(id)) received.set(id, t);
-        need = Number(header(head, 'content-length') || 0);
+        need = Number(header(head, CONTENT_LENGTH) || 0);
         buf = buf.subarray(e);
       }
       if (buf.length < need) return;
@@ -120,7 +124,7 @@ for (let i = 0; i < nconn; i++) {
     const e = headEnd(c.buf);
     if (e < 0) return;
     const head = c.buf.toString('latin1', 0, e);
-    const len = Number(header(head, 'content-length') || 0);
+    const len = Number(header(head, CONTENT_LENGTH) || 0);
     if (c.buf.length < e + len) return;
     const status = Number(head.slice(9, 12));
     const text = c.buf.toString('utf8', e, e + len);
