@@ -129,6 +129,29 @@ static int ingest_work(hg_db_t *db, void *ud) {
   return 0;
 }
 
+/* Neighbouring jobs' events in one batch (store/events.h: on PostgreSQL,
+ * their rows in a few multi-row statements). */
+static int ingest_work_many(hg_db_t *db, void *const *uds, size_t n, size_t *failed) {
+  hg_events_batch_t *b = NULL;
+  *failed = 0;
+  int r = hg_events_batch_new(db, &b);
+  for (size_t k = 0; k < n && r == 0; k++) {
+    job_t *j = uds[k];
+    *failed = k;
+    if (j->now == 0) j->now = hg_wall_ms();
+    for (size_t i = 0; i < j->n && r == 0; i++) {
+      j->events[i].now = j->now;
+      r = hg_events_batch_add(b, &j->events[i]);
+      if (r == 0 && j->events[i].conflict) r = HG_EEXIST;
+    }
+  }
+  /* The rows held go out as part of the last job's work: a failure here
+   * is the run's (the store undoes it and runs each job again alone). */
+  if (r == 0) r = hg_events_batch_flush(b);
+  hg_events_batch_free(b);
+  return r;
+}
+
 /* --- The log's path -------------------------------------------------------- */
 
 /* A logged event's success, from whichever completion has it durably first. */
@@ -442,7 +465,7 @@ int hg_ingest_submit(hg_ingest_t *ing, hg_event_in_t *events, size_t n, unsigned
     took = 1;
   if (!took) {
     j->now = 0;
-    int r = hg_store_submit_rerunnable(ing->store, ingest_work, store_done, j);
+    int r = hg_store_submit_many(ing->store, ingest_work, ingest_work_many, store_done, j, 0);
     if (r != 0) {
       /* Nothing taken: the events stay the caller's. */
       if (j->events != &j->one) free(j->events);

@@ -82,7 +82,7 @@ void hg_event_in_done(hg_event_in_t *ev) {
   ev->n_seqs = 0;
 }
 
-static int push_seq(hg_event_in_t *ev, int64_t seq) {
+int hg_event_in__push_seq(hg_event_in_t *ev, int64_t seq) {
   const size_t small = sizeof(ev->seq_small) / sizeof(ev->seq_small[0]);
   if (ev->delivery_seqs == NULL) ev->delivery_seqs = ev->seq_small;
   if (ev->delivery_seqs == ev->seq_small && ev->n_seqs == small) {
@@ -135,94 +135,7 @@ static int check_targets(hg_db_t *db, json_t *targets, unsigned char *active) {
   return n;
 }
 
-/* PostgreSQL: the event and its deliveries without waiting for an answer.
- * Their seqs come from blocks reserved ahead (hg_db_nextval) instead of
- * RETURNING, and each delivery re-checks in SQL that its webhook is active
- * (instead of a SELECT per target first), so every statement is deferred:
- * the events of a whole group go to the server in one round trip, and a
- * failure shows when the store releases the job's savepoint (the job, or
- * its run, is then undone and run again alone). The count recorded and
- * answered is that of the targets given, which the caller took from the
- * subscription index (active webhooks only); a webhook deactivated in the
- * meantime gets no delivery, and its seq is simply never found. */
-static int insert_all_deferred(hg_db_t *db, hg_event_in_t *ev) {
-  static const char ins_event[] = "INSERT INTO events (seq, id, type, organization_id, payload, idempotency_key, "
-                                  "created_at, deliveries) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
-  /* An ordered webhook's delivery takes its place in the line (l: no row
-   * for an unordered one) under the line row's lock, held until the
-   * commit: the numbers of one webhook's deliveries follow the order in
-   * which the nodes' transactions commit (store/lines.h). It is born
-   * without a lease: the node that ends the one ahead sends it
-   * (dispatcher.h). */
-  static const char ins_delivery_lines[] =
-      "WITH l AS (UPDATE webhook_lines SET next = next + 1 WHERE webhook_id = ?3 RETURNING next) "
-      "INSERT INTO deliveries (seq, id, webhook_id, event_seq, status, next_attempt_at, created_at, updated_at, "
-      "lease_owner, lease_until, line) SELECT ?1, ?2, ?3, ?4, 'pending', ?6, ?5, ?5, "
-      "CASE WHEN l.next IS NULL THEN CAST(?7 AS TEXT) END, CASE WHEN l.next IS NULL THEN CAST(?8 AS BIGINT) END, "
-      "l.next FROM (SELECT 1) AS one LEFT JOIN l ON true "
-      "WHERE EXISTS (SELECT 1 FROM webhooks WHERE id = ?3 AND active = 1)";
-  /* No webhook is ordered (ev->lines 0): the look costs PostgreSQL about
-   * a tenth of its ingest throughput (bench/ingest-ab), so it is left out. */
-  static const char ins_delivery[] =
-      "INSERT INTO deliveries (seq, id, webhook_id, event_seq, status, next_attempt_at, created_at, updated_at, "
-      "lease_owner, lease_until) SELECT ?1, ?2, ?3, ?4, 'pending', ?6, ?5, ?5, CAST(?7 AS TEXT), CAST(?8 AS BIGINT) "
-      "WHERE EXISTS (SELECT 1 FROM webhooks WHERE id = ?3 AND active = 1)";
-  int64_t event_seq = 0;
-  int rc = hg_db_nextval(db, "events", &event_seq);
-  if (rc < 0) return hg_db_fail(db, rc, "reserve event seq");
-  hg_stmt_t *st = NULL;
-  if ((rc = hg_db_prepare(db, ins_event, &st)) < 0) return hg_db_fail(db, rc, "insert event");
-  hg_db_bind_int64(st, 1, event_seq);
-  hg_db_bind_text(st, 2, ev->id, -1);
-  hg_db_bind_text(st, 3, ev->type, -1);
-  if (ev->org[0]) hg_db_bind_text(st, 4, ev->org, -1);
-  else hg_db_bind_null(st, 4);
-  hg_db_bind_blob(st, 5, ev->payload, ev->payload_len);
-  if (ev->idem_key) hg_db_bind_text(st, 6, ev->idem_key, -1);
-  else hg_db_bind_null(st, 6);
-  hg_db_bind_int64(st, 7, ev->now);
-  hg_db_bind_int64(st, 8, ev->n_deliveries);
-  rc = hg_db_defer(st);
-  hg_db_release(st);
-  if (rc < 0) return hg_db_fail(db, rc, "insert event");
-  if ((rc = hg_db_prepare(db, ev->lines ? ins_delivery_lines : ins_delivery, &st)) < 0)
-    return hg_db_fail(db, rc, "insert delivery");
-  int r = 0;
-  size_t i;
-  json_t *t;
-  json_array_foreach(ev->targets, i, t) {
-    if (!json_is_string(t)) continue;
-    int64_t seq = 0;
-    if ((rc = hg_db_nextval(db, "deliveries", &seq)) < 0) {
-      r = hg_db_fail(db, rc, "reserve delivery seq");
-      break;
-    }
-    char del_id[HG_ID_MAX];
-    hg_id_new("del_", del_id);
-    hg_db_bind_int64(st, 1, seq);
-    hg_db_bind_text(st, 2, del_id, -1);
-    hg_db_bind_text(st, 3, json_string_value(t), -1);
-    hg_db_bind_int64(st, 4, event_seq);
-    hg_db_bind_int64(st, 5, ev->now);
-    hg_db_bind_int64(st, 6, ev->now + ev->first_delay_ms);
-    if (ev->lease_owner != NULL) {
-      hg_db_bind_text(st, 7, ev->lease_owner, -1);
-      hg_db_bind_int64(st, 8, ev->now + ev->lease_ms);
-    } else {
-      hg_db_bind_null(st, 7);
-      hg_db_bind_null(st, 8);
-    }
-    if ((rc = hg_db_defer(st)) < 0) {
-      r = hg_db_fail(db, rc, "insert delivery");
-      break;
-    }
-    if ((r = push_seq(ev, seq)) != 0) break;
-  }
-  hg_db_release(st);
-  return r;
-}
-
-/* SQLite (PostgreSQL takes insert_all_deferred). */
+/* SQLite (PostgreSQL takes hg_events__insert_pg, events_pg.c). */
 static int insert_all(hg_db_t *db, hg_event_in_t *ev, const unsigned char *active) {
   hg_stmt_t *st = NULL;
   int rc = hg_db_prepare(db,
@@ -276,7 +189,7 @@ static int insert_all(hg_db_t *db, hg_event_in_t *ev, const unsigned char *activ
       break;
     }
     hg_db_reset(st);
-    if ((r = push_seq(ev, seq)) != 0) break;
+    if ((r = hg_event_in__push_seq(ev, seq)) != 0) break;
   }
   hg_db_release(st);
   return r;
@@ -300,7 +213,7 @@ int hg_events_insert(hg_db_t *db, hg_event_in_t *ev) {
     size_t i;
     json_t *t;
     json_array_foreach(ev->targets, i, t) ev->n_deliveries += json_is_string(t);
-    return insert_all_deferred(db, ev);
+    return hg_events__insert_pg(db, ev);
   }
   unsigned char small[64];
   unsigned char *active = n <= sizeof(small) ? small : malloc(n);

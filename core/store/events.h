@@ -59,6 +59,27 @@ void hg_event_in_done(hg_event_in_t *ev);
  * again on the same ev after its changes were rolled back. */
 int hg_events_insert(hg_db_t *db, hg_event_in_t *ev);
 
+/* Several events in order, as hg_events_insert would store them one after
+ * the other, in fewer statements: on PostgreSQL the rows of the events
+ * added go in multi-row INSERTs (events_pg.c), sent (deferred, db.h) when
+ * 64 are held and at hg_events_batch_flush. An event with an
+ * Idempotency-Key or a publisher's id to look up, or with an ordered
+ * webhook among its targets, is stored alone at once, after the rows held
+ * before it. Each event's outputs are set when it is added. On SQLite, add
+ * is hg_events_insert. Store thread only; a batch lives within one store
+ * job's work, and its events must stay in place until it is flushed or
+ * freed (freeing drops what is held: call it after a failure only). */
+typedef struct hg_events_batch hg_events_batch_t;
+int hg_events_batch_new(hg_db_t *db, hg_events_batch_t **out); /* 0 or HG_ENOMEM */
+int hg_events_batch_add(hg_events_batch_t *b, hg_event_in_t *ev);
+int hg_events_batch_flush(hg_events_batch_t *b);
+void hg_events_batch_free(hg_events_batch_t *b);
+
+/* For events.c and events_pg.c: hg_events_insert's PostgreSQL path once
+ * nothing is left to look up; appending a new delivery's seq to ev. */
+int hg_events__insert_pg(hg_db_t *db, hg_event_in_t *ev);
+int hg_event_in__push_seq(hg_event_in_t *ev, int64_t seq);
+
 /* For the row files (events.c, deliveries.c): steps st, an INSERT of one
  * row into a table keyed by seq, and sets *seq to the new row's. The
  * statement's text is chosen per engine: on PostgreSQL it ends in

@@ -106,6 +106,8 @@ static int run_job(hg_db_t *db, struct job *j) {
 }
 
 static const char sql_run_savepoint[] = "SAVEPOINT hg_run";
+/* Jobs handed to one hg_store_work_many_fn call at most. */
+#define MANY_MAX 128
 static const char sql_run_release[] = "RELEASE hg_run";
 
 /* Runs the rerunnable jobs from..to_excl under one savepoint. Returns 0
@@ -115,14 +117,34 @@ static const char sql_run_release[] = "RELEASE hg_run";
 static int run_together(hg_db_t *db, struct job *from, struct job *to_excl, struct job **stop) {
   *stop = from;
   if (exec_deferred(db, sql_run_savepoint, "savepoint") != 0) return !txn_open(db) ? -1 : 1;
-  for (struct job *k = from; k != to_excl; k = k->next) {
+  for (struct job *k = from; k != to_excl;) {
     *stop = k;
-    k->status = k->work(db, k->ud);
+    struct job *next = k->next;
+    if (k->many == NULL) {
+      k->status = k->work(db, k->ud);
+    } else {
+      /* Neighbours with the same many, up to MANY_MAX, in one call. */
+      void *uds[MANY_MAX];
+      struct job *run[MANY_MAX];
+      size_t n = 0, failed = 0;
+      for (next = k; next != to_excl && next->many == k->many && n < MANY_MAX; next = next->next) {
+        run[n] = next;
+        uds[n++] = next->ud;
+      }
+      int st = k->many(db, uds, n, &failed);
+      if (st >= 0 || failed >= n) failed = n - 1; /* the last one ran, or is blamed */
+      for (size_t i = 0; i < failed; i++) run[i]->status = 0;
+      /* The last job run stands for the call: a failure is its own, and a
+       * transaction lost inside the call was lost inside it. */
+      k = *stop = run[failed];
+      k->status = st < 0 ? st : 0;
+    }
     if (!txn_open(db)) return -1;
     if (k->status < 0) {
       undo(db, "hg_run");
       return !txn_open(db) ? -1 : 1;
     }
+    k = next;
   }
   if (exec_cached(db, sql_run_release, "release") == 0) return 0;
   *stop = from;
@@ -619,12 +641,14 @@ fail_live:
   return HG_EIO;
 }
 
-static int submit(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, void *ud, int rerunnable, int logged) {
+static int submit(hg_store_t *s, hg_store_work_fn work, hg_store_work_many_fn many, hg_store_done_fn done, void *ud,
+                  int rerunnable, int logged) {
   if (s == NULL || work == NULL) return HG_EINVAL;
   struct job *j = calloc(1, sizeof(*j));
   if (j == NULL) return HG_ENOMEM;
   j->rerunnable = rerunnable;
   j->work = work;
+  j->many = many;
   j->done = done;
   j->ud = ud;
   uv_thread_t self = uv_thread_self();
@@ -656,15 +680,21 @@ static int submit(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, v
 }
 
 int hg_store_submit(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, void *ud) {
-  return submit(s, work, done, ud, 0, 0);
+  return submit(s, work, NULL, done, ud, 0, 0);
 }
 
 int hg_store_submit_rerunnable(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, void *ud) {
-  return submit(s, work, done, ud, 1, 0);
+  return submit(s, work, NULL, done, ud, 1, 0);
 }
 
 int hg_store_submit_logged(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, void *ud) {
-  return submit(s, work, done, ud, 1, 1);
+  return submit(s, work, NULL, done, ud, 1, 1);
+}
+
+int hg_store_submit_many(hg_store_t *s, hg_store_work_fn work, hg_store_work_many_fn many, hg_store_done_fn done,
+                         void *ud, int logged) {
+  if (many == NULL) return HG_EINVAL;
+  return submit(s, work, many, done, ud, 1, logged != 0);
 }
 
 void hg_store_set_gather(hg_store_t *s, uint64_t ns) {

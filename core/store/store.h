@@ -31,6 +31,16 @@ typedef struct hg_store hg_store_t;
  * anything but SQLite, and must not touch loop-thread state. */
 typedef int (*hg_store_work_fn)(hg_db_t *db, void *ud);
 
+/* Runs the work of n neighbouring jobs submitted with the same many
+ * (hg_store_submit_many), uds[i] being each one's ud, in order, as their
+ * work functions would one after the other, but free to share statements
+ * between them (PostgreSQL: several events' rows in one INSERT). Stops at
+ * the first job that fails: returns 0 when all n succeeded, or that job's
+ * negative status with *failed its index. Statements it defers may fail
+ * later, at the savepoint's release: the store then treats the run as it
+ * treats any failure there. */
+typedef int (*hg_store_work_many_fn)(hg_db_t *db, void *const *uds, size_t n, size_t *failed);
+
 /* Runs on the loop thread once the job's transaction is durable (or rolled
  * back): status is the work function's return, or HG_EIO when the commit
  * itself failed. */
@@ -111,6 +121,13 @@ int hg_store_submit_rerunnable(hg_store_t *s, hg_store_work_fn work, hg_store_do
  * is busy), that fsync may wait up to 2 ms after the previous one, to be
  * shared with the groups behind. */
 int hg_store_submit_logged(hg_store_t *s, hg_store_work_fn work, hg_store_done_fn done, void *ud);
+
+/* As hg_store_submit_rerunnable (or, with logged set,
+ * hg_store_submit_logged), for a job whose neighbours with the same many
+ * may run together through it (hg_store_work_many_fn). work still runs it
+ * alone: when a run fails, the failing job is run again by itself. */
+int hg_store_submit_many(hg_store_t *s, hg_store_work_fn work, hg_store_work_many_fn many, hg_store_done_fn done,
+                         void *ud, int logged);
 
 /* Runs the store thread at this nice value (0 normal, up to 19 lowest)
  * from its next group on: for a gateway whose requests do not wait for

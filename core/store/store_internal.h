@@ -46,6 +46,7 @@
 struct job {
   struct job *next;
   hg_store_work_fn work;
+  hg_store_work_many_fn many; /* or NULL */
   hg_store_done_fn done;
   void *ud;
   int status;

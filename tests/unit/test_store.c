@@ -628,6 +628,73 @@ static void rerunnable_jobs(void) {
   gate_destroy(&g);
 }
 
+/* hg_store_submit_many: neighbours with the same many run in one call
+ * (at most 128 at a time); a failing one is undone with the whole run, and
+ * the ones before it run together again, it alone (its work), the rest
+ * together; a plain job between them splits the calls. */
+static size_t many_calls[16], many_ncalls;
+
+static int insert_many(hg_db_t *hdb, void *const *uds, size_t n, size_t *failed) {
+  if (many_ncalls < HG_ARRAY_LEN(many_calls)) many_calls[many_ncalls] = n;
+  many_ncalls++;
+  for (size_t i = 0; i < n; i++) {
+    int r = insert_work(hdb, uds[i]);
+    if (r < 0) {
+      *failed = i;
+      return r;
+    }
+  }
+  return 0;
+}
+
+static void many_jobs(void) {
+  char path[128];
+  uv_loop_t loop;
+  struct ctx c = {0};
+  c.store = open_fresh(&loop, "many", path);
+  struct gate g;
+  gate_init(&g);
+  gate_enter(c.store, &g);
+  /* A, B, C, D (fails after inserting), E; P plain; F, G; then 130 more
+   * (ids 100...229) in calls of 128 and 2. */
+  static struct insert jobs[8], more[130];
+  for (int i = 0; i < 8; i++) jobs[i] = (struct insert){&c, i + 1, i == 3 ? HG_EINVAL : 0, i, 0};
+  for (int i = 0; i < 5; i++)
+    CHECK_EQ_INT(hg_store_submit_many(c.store, insert_work, insert_many, insert_done, &jobs[i], 0), 0);
+  CHECK_EQ_INT(hg_store_submit(c.store, insert_work, insert_done, &jobs[5]), 0);
+  for (int i = 6; i < 8; i++)
+    CHECK_EQ_INT(hg_store_submit_many(c.store, insert_work, insert_many, insert_done, &jobs[i], i == 7), 0);
+  for (int i = 0; i < 130; i++) {
+    more[i] = (struct insert){&c, 100 + i, 0, -1, 0};
+    CHECK_EQ_INT(hg_store_submit_many(c.store, insert_work, insert_many, insert_done, &more[i], 0), 0);
+  }
+  CHECK_EQ_INT(hg_store_submit_many(c.store, insert_work, NULL, insert_done, &more[0], 0), HG_EINVAL);
+  gate_open(c.store, &g);
+  c.total = 138;
+  c.close_at_end = 1;
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_EQ_INT(c.done, 138);
+  CHECK_EQ_INT(c.ok, 137);
+  int want[8] = {0, 0, 0, HG_EINVAL, 0, 0, 0, 0};
+  for (int i = 0; i < 8; i++) CHECK_EQ_INT(c.statuses[i], want[i]);
+  /* Calls: A-E (stopped at D, which fails), A-C again, E; then F-G and the 130 (one run of
+   * neighbours, in calls of 128 at most). */
+  size_t want_calls[] = {5, 3, 1, 128, 4};
+  CHECK_EQ_INT((int)many_ncalls, (int)HG_ARRAY_LEN(want_calls));
+  for (size_t i = 0; i < many_ncalls && i < HG_ARRAY_LEN(want_calls); i++)
+    CHECK_EQ_INT((int)many_calls[i], (int)want_calls[i]);
+  int runs[8] = {2, 2, 2, 2, 1, 1, 1, 1};
+  for (int i = 0; i < 8; i++) CHECK_EQ_INT(jobs[i].runs, runs[i]);
+  CHECK_EQ_INT(uv_loop_close(&loop), 0);
+
+  sqlite3 *db = NULL;
+  CHECK_EQ_INT(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  for (int id = 1; id <= 8; id++) CHECK_EQ_INT(row_exists(db, id), id != 4);
+  CHECK_EQ_INT(query_int(db, "SELECT count(*) FROM t WHERE id >= 100"), 130);
+  close_db(db);
+  gate_destroy(&g);
+}
+
 static void close_with_queue(void) {
   char path[128];
   uv_loop_t loop;
@@ -1083,6 +1150,7 @@ int main(void) {
   RUN(other_thread);
   RUN(failing_job);
   RUN(rerunnable_jobs);
+  RUN(many_jobs);
   RUN(close_with_queue);
   RUN(reads_need_no_sync);
   RUN(reads_wait_for_earlier_syncs);
