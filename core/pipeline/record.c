@@ -73,8 +73,9 @@ static int record_healths(hg_db_t *db, rec_batch_t *b) {
   if (r == 0) r = hg_db_defer(st);
   hg_db_release(st);
   if (r < 0) return r;
+  hg_health_batch_t seen = {0};
   for (item_t *it = b->head; it && r == 0; it = it->rec_next)
-    if (it->rec_status == 0 && it->has_health) r = hg_health_record(db, &it->hin, &it->hout);
+    if (it->rec_status == 0 && it->has_health) r = hg_health_record_in(db, &seen, &it->hin, &it->hout);
   if (r == 0) r = exec_step(db, "RELEASE hg_healths");
   if (r == 0) return 0;
   if (r == HG_EUNAVAIL) return r;
@@ -92,15 +93,32 @@ static int record_healths(hg_db_t *db, rec_batch_t *b) {
   return 0;
 }
 
+/* The batch's records, in one call (on PostgreSQL, multi-row statements). */
+static int record_all(hg_db_t *db, rec_batch_t *b) {
+  size_t n = 0;
+  for (item_t *it = b->head; it; it = it->rec_next) n++;
+  const hg_attempt_rec_t **recs = malloc(n * sizeof(*recs));
+  int *status = malloc(n * sizeof(*status));
+  int r = HG_ENOMEM;
+  if (recs != NULL && status != NULL) {
+    size_t i = 0;
+    for (item_t *it = b->head; it; it = it->rec_next) recs[i++] = &it->rec;
+    r = hg_deliveries_record_many(db, recs, n, status);
+    i = 0;
+    for (item_t *it = b->head; it; it = it->rec_next, i++) it->rec_status = r == 0 ? status[i] : r;
+  }
+  free(recs);
+  free(status);
+  return r;
+}
+
 static int record_work(hg_db_t *db, void *ud) {
   rec_batch_t *b = ud;
-  for (item_t *it = b->head; it; it = it->rec_next) {
-    it->rec_status = hg_deliveries_record(db, &it->rec);
-    /* The connection is lost and the transaction with it, the records
-     * written before this one included: the job fails, so that record_done
-     * treats every record of the batch as not written. */
-    if (it->rec_status == HG_EUNAVAIL) return HG_EUNAVAIL;
-  }
+  /* The connection is lost and the transaction with it, the records
+   * written before included: the job fails, so that record_done treats
+   * every record of the batch as not written. */
+  int rc = record_all(db, b);
+  if (rc != 0) return rc;
   /* In the records' transaction. A failure here leaves the attempts
    * recorded (they must not be sent again) without their health: logged
    * by the store, and nothing reported. */

@@ -110,7 +110,7 @@ int hg_db_flush(hg_db_t *db);
 
 /* The next value of the sequence of table's seq column (PostgreSQL), taken
  * from a block of values the connection reserves ahead (one round trip per
- * 256), so that a row's seq is known before it is inserted and its insert
+ * 1,024), so that a row's seq is known before it is inserted and its insert
  * can be deferred. Values lost with the connection leave gaps, as any
  * sequence may. SQLite: HG_ESTATE (its rowids are not reserved ahead). */
 int hg_db_nextval(hg_db_t *db, const char *table, int64_t *out);

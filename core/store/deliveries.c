@@ -3,6 +3,7 @@
 
 #include "base/common.h"
 #include "store/lines.h"
+#include "store/rows.h"
 #include "store/store.h"
 
 #include <stdio.h>
@@ -240,6 +241,58 @@ int hg_deliveries_record(hg_db_t *db, const hg_attempt_rec_t *rec) {
   rc = run_or_defer(db, st, "update delivery");
   hg_db_release(st);
   return rc < 0 ? rc : 0;
+}
+
+/* PostgreSQL: many records in multi-row statements (rows.h). */
+typedef struct rec_rows {
+  const hg_attempt_rec_t *const *recs;
+  char (*ids)[HG_ID_MAX];
+} rec_rows_t;
+
+static void bind_attempt(hg_stmt_t *st, int p, size_t i, void *ud) {
+  const rec_rows_t *rr = ud;
+  const hg_attempt_rec_t *rec = rr->recs[i];
+  hg_db_bind_text(st, p, rr->ids[i], -1);
+  hg_db_bind_int64(st, p + 1, rec->delivery_seq);
+  hg_db_bind_int64(st, p + 2, rec->attempt);
+  hg_db_bind_int64(st, p + 3, rec->started_at);
+  hg_db_bind_int64(st, p + 4, rec->duration_ms);
+  hg_db_bind_int64(st, p + 5, rec->status_code);
+  if (rec->response_body) hg_db_bind_blob(st, p + 6, rec->response_body, rec->response_len);
+  else hg_db_bind_null(st, p + 6);
+  bind_opt(st, p + 7, rec->error);
+  bind_opt(st, p + 8, rec->request_headers);
+}
+
+static void bind_update(hg_stmt_t *st, int p, size_t i, void *ud) {
+  const hg_attempt_rec_t *rec = ((const rec_rows_t *)ud)->recs[i];
+  hg_db_bind_int64(st, p, rec->delivery_seq);
+  hg_db_bind_text(st, p + 1, hg_delivery_status_name(rec->new_status), -1);
+  hg_db_bind_int64(st, p + 2, rec->attempt);
+  hg_db_bind_int64(st, p + 3, rec->status_code);
+  if (rec->new_status == HG_DEL_PENDING) hg_db_bind_int64(st, p + 4, rec->next_attempt_at);
+  else hg_db_bind_null(st, p + 4);
+  hg_db_bind_int64(st, p + 5, rec->started_at + rec->duration_ms);
+}
+
+int hg_deliveries_record_many(hg_db_t *db, const hg_attempt_rec_t *const *recs, size_t n, int *status) {
+  if (hg_db_engine(db) != HG_DB_PG || n == 1) {
+    for (size_t i = 0; i < n; i++) {
+      status[i] = hg_deliveries_record(db, recs[i]);
+      if (status[i] == HG_EUNAVAIL) return HG_EUNAVAIL;
+    }
+    return 0;
+  }
+  rec_rows_t rr = {recs, malloc(n * sizeof(*rr.ids))};
+  int rc = HG_ENOMEM;
+  if (rr.ids != NULL) {
+    for (size_t i = 0; i < n; i++) hg_id_new("att_", rr.ids[i]);
+    rc = hg_rows_send(db, HG_ROWS_ATTEMPTS, n, bind_attempt, &rr, "record attempts");
+    if (rc == 0) rc = hg_rows_send(db, HG_ROWS_DELIVERY_UPDATES, n, bind_update, &rr, "update deliveries");
+  }
+  free(rr.ids);
+  for (size_t i = 0; i < n; i++) status[i] = rc;
+  return rc == HG_EUNAVAIL ? rc : 0;
 }
 
 int hg_deliveries_abandon(hg_db_t *db, int64_t seq, int64_t now) {

@@ -103,6 +103,14 @@ typedef struct hg_attempt_rec {
 
 int hg_deliveries_record(hg_db_t *db, const hg_attempt_rec_t *rec);
 
+/* Records n attempts as hg_deliveries_record would one after the other,
+ * status[i] each one's result. On PostgreSQL they go in a few multi-row
+ * statements (rows.h), deferred: every status is then the same, and a
+ * failure of the rows themselves shows at the job's next step (db.h).
+ * Returns HG_EUNAVAIL when the connection was lost (stopping there), else
+ * 0. */
+int hg_deliveries_record_many(hg_db_t *db, const hg_attempt_rec_t *const *recs, size_t n, int *status);
+
 /* Fails every attempt-less step: marks delivery seq failed with an error
  * attempt-free note (webhook deleted or inactive). */
 int hg_deliveries_abandon(hg_db_t *db, int64_t seq, int64_t now);

@@ -12,28 +12,19 @@
  * paused), the server spent 63 us of CPU per event, against 23 us for
  * bench/pg_anchor's rows of one statement per group: the difference was
  * each statement's own work (its portal, executor start, locks), not the
- * rows'. Statements are chunks of 1, 2, 4 ... CHUNK_MAX rows, each chunk
- * size a statement text made once and prepared once per connection (the
- * statement cache keys on the text's address). */
+ * rows'. */
 #include "store/events.h"
 
 #include "base/common.h"
 #include "base/ids.h"
+#include "store/rows.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uv.h>
 
-/* The most rows in one statement (a power of two): 64 events take 448
- * parameters, far below PostgreSQL's 65,535. */
-#define CHUNK_LOG 6
-#define CHUNK_MAX (1 << CHUNK_LOG)
 /* Events a batch holds before it sends their rows. */
-#define BATCH_EVENTS CHUNK_MAX
-
-#define EVENT_COLS 7
-#define DELIVERY_COLS 8
+#define BATCH_EVENTS HG_ROWS_MAX
 
 /* ---- One event at a time ---- */
 
@@ -120,58 +111,7 @@ int hg_events__insert_pg(hg_db_t *db, hg_event_in_t *ev) {
   return r;
 }
 
-/* ---- Many events: multi-row statements ---- */
-
-/* The statement texts, one per chunk size (1 << i rows), made once for
- * the process. A delivery's row is kept only while its webhook is active,
- * as hg_events__insert_pg's. */
-static char *sql_events[CHUNK_LOG + 1], *sql_deliveries[CHUNK_LOG + 1];
-static int sql_ok;
-static uv_once_t sql_once = UV_ONCE_INIT;
-
-/* "(?a, ?b, ...)" rows of cols parameters each, numbered from 1, joined
- * by ", "; first_fmt (with %d for the parameter) types the first row's
- * columns, NULL for plain parameters. */
-static char *rows_sql(const char *head, const char *tail, int rows, int cols, const char *const *first_fmt) {
-  size_t cap = strlen(head) + strlen(tail) + (size_t)rows * (size_t)cols * 40 + 16;
-  char *s = malloc(cap);
-  if (s == NULL) return NULL;
-  size_t n = (size_t)snprintf(s, cap, "%s", head);
-  int p = 1;
-  for (int r = 0; r < rows; r++) {
-    n += (size_t)snprintf(s + n, cap - n, "%s(", r ? ", " : "");
-    for (int c = 0; c < cols; c++, p++) {
-      if (c) n += (size_t)snprintf(s + n, cap - n, ", ");
-      if (r == 0 && first_fmt != NULL) n += (size_t)snprintf(s + n, cap - n, first_fmt[c], p);
-      else n += (size_t)snprintf(s + n, cap - n, "?%d", p);
-    }
-    n += (size_t)snprintf(s + n, cap - n, ")");
-  }
-  snprintf(s + n, cap - n, "%s", tail);
-  return s;
-}
-
-static void make_sql(void) {
-  /* The first row's casts give the VALUES list's columns their types
-   * (a NULL lease otherwise leaves a column of unknown type). */
-  static const char *const del_types[DELIVERY_COLS] = {
-      "CAST(?%d AS BIGINT)", "CAST(?%d AS TEXT)",   "CAST(?%d AS TEXT)", "CAST(?%d AS BIGINT)",
-      "CAST(?%d AS BIGINT)", "CAST(?%d AS BIGINT)", "CAST(?%d AS TEXT)", "CAST(?%d AS BIGINT)"};
-  int ok = 1;
-  for (int i = 0; i <= CHUNK_LOG; i++) {
-    sql_events[i] = rows_sql("INSERT INTO events (seq, id, type, organization_id, payload, created_at, deliveries) "
-                             "VALUES ",
-                             "", 1 << i, EVENT_COLS, NULL);
-    sql_deliveries[i] = rows_sql(
-        "INSERT INTO deliveries (seq, id, webhook_id, event_seq, status, next_attempt_at, created_at, updated_at, "
-        "lease_owner, lease_until) SELECT v.s, v.i, v.w, v.e, 'pending', v.d, v.n, v.n, v.o, v.u FROM (VALUES ",
-        ") AS v (s, i, w, e, n, d, o, u) "
-        "WHERE EXISTS (SELECT 1 FROM webhooks x WHERE x.id = v.w COLLATE \"C\" AND x.active = 1)",
-        1 << i, DELIVERY_COLS, del_types);
-    ok &= sql_events[i] != NULL && sql_deliveries[i] != NULL;
-  }
-  sql_ok = ok;
-}
+/* ---- Many events: multi-row statements (rows.h) ---- */
 
 typedef struct drow {
   int64_t seq, event_seq, now, due, until;
@@ -196,10 +136,6 @@ int hg_events_batch_new(hg_db_t *db, hg_events_batch_t **out) {
   if (b == NULL) return HG_ENOMEM;
   b->db = db;
   b->pg = hg_db_engine(db) == HG_DB_PG;
-  if (b->pg) {
-    uv_once(&sql_once, make_sql);
-    if (!sql_ok) b->pg = 0; /* out of memory once: one event at a time */
-  }
   *out = b;
   return 0;
 }
@@ -210,78 +146,40 @@ void hg_events_batch_free(hg_events_batch_t *b) {
   free(b);
 }
 
-/* The largest chunk (as its log2) for n rows left. */
-static int chunk_for(size_t n) {
-  int i = CHUNK_LOG;
-  while (i > 0 && ((size_t)1 << i) > n) i--;
-  return i;
+static void bind_event(hg_stmt_t *st, int p, size_t i, void *ud) {
+  const hg_events_batch_t *b = ud;
+  const hg_event_in_t *ev = b->evs[i];
+  hg_db_bind_int64(st, p, b->ev_seqs[i]);
+  hg_db_bind_text(st, p + 1, ev->id, -1);
+  hg_db_bind_text(st, p + 2, ev->type, -1);
+  if (ev->org[0]) hg_db_bind_text(st, p + 3, ev->org, -1);
+  else hg_db_bind_null(st, p + 3);
+  hg_db_bind_blob(st, p + 4, ev->payload, ev->payload_len);
+  hg_db_bind_int64(st, p + 5, ev->now);
+  hg_db_bind_int64(st, p + 6, ev->n_deliveries);
 }
 
-static int send_events(hg_events_batch_t *b) {
-  hg_db_t *db = b->db;
-  for (size_t at = 0; at < b->nev;) {
-    int c = chunk_for(b->nev - at);
-    size_t rows = (size_t)1 << c;
-    hg_stmt_t *st = NULL;
-    int rc = hg_db_prepare(db, sql_events[c], &st);
-    if (rc < 0) return hg_db_fail(db, rc, "insert events");
-    for (size_t r = 0; r < rows; r++) {
-      const hg_event_in_t *ev = b->evs[at + r];
-      int p = (int)r * EVENT_COLS;
-      hg_db_bind_int64(st, p + 1, b->ev_seqs[at + r]);
-      hg_db_bind_text(st, p + 2, ev->id, -1);
-      hg_db_bind_text(st, p + 3, ev->type, -1);
-      if (ev->org[0]) hg_db_bind_text(st, p + 4, ev->org, -1);
-      else hg_db_bind_null(st, p + 4);
-      hg_db_bind_blob(st, p + 5, ev->payload, ev->payload_len);
-      hg_db_bind_int64(st, p + 6, ev->now);
-      hg_db_bind_int64(st, p + 7, ev->n_deliveries);
-    }
-    rc = hg_db_defer(st);
-    hg_db_release(st);
-    if (rc < 0) return hg_db_fail(db, rc, "insert events");
-    at += rows;
+static void bind_delivery(hg_stmt_t *st, int p, size_t i, void *ud) {
+  const drow_t *d = &((const hg_events_batch_t *)ud)->rows[i];
+  hg_db_bind_int64(st, p, d->seq);
+  hg_db_bind_text(st, p + 1, d->id, -1);
+  hg_db_bind_text(st, p + 2, d->webhook, -1);
+  hg_db_bind_int64(st, p + 3, d->event_seq);
+  hg_db_bind_int64(st, p + 4, d->now);
+  hg_db_bind_int64(st, p + 5, d->due);
+  if (d->owner != NULL) {
+    hg_db_bind_text(st, p + 6, d->owner, -1);
+    hg_db_bind_int64(st, p + 7, d->until);
+  } else {
+    hg_db_bind_null(st, p + 6);
+    hg_db_bind_null(st, p + 7);
   }
-  return 0;
-}
-
-static int send_deliveries(hg_events_batch_t *b) {
-  hg_db_t *db = b->db;
-  for (size_t at = 0; at < b->nrows;) {
-    int c = chunk_for(b->nrows - at);
-    size_t rows = (size_t)1 << c;
-    hg_stmt_t *st = NULL;
-    int rc = hg_db_prepare(db, sql_deliveries[c], &st);
-    if (rc < 0) return hg_db_fail(db, rc, "insert deliveries");
-    for (size_t r = 0; r < rows; r++) {
-      const drow_t *d = &b->rows[at + r];
-      int p = (int)r * DELIVERY_COLS;
-      hg_db_bind_int64(st, p + 1, d->seq);
-      hg_db_bind_text(st, p + 2, d->id, -1);
-      hg_db_bind_text(st, p + 3, d->webhook, -1);
-      hg_db_bind_int64(st, p + 4, d->event_seq);
-      hg_db_bind_int64(st, p + 5, d->now);
-      hg_db_bind_int64(st, p + 6, d->due);
-      if (d->owner != NULL) {
-        hg_db_bind_text(st, p + 7, d->owner, -1);
-        hg_db_bind_int64(st, p + 8, d->until);
-      } else {
-        hg_db_bind_null(st, p + 7);
-        hg_db_bind_null(st, p + 8);
-      }
-    }
-    rc = hg_db_defer(st);
-    hg_db_release(st);
-    if (rc < 0) return hg_db_fail(db, rc, "insert deliveries");
-    at += rows;
-  }
-  return 0;
 }
 
 int hg_events_batch_flush(hg_events_batch_t *b) {
   /* Events first: the deliveries' rows refer to theirs. */
-  int r = b->nev > 0 ? send_events(b) : 0;
-  if (r == 0 && b->nrows > 0) r = send_deliveries(b);
+  int r = hg_rows_send(b->db, HG_ROWS_EVENTS, b->nev, bind_event, b, "insert events");
+  if (r == 0) r = hg_rows_send(b->db, HG_ROWS_DELIVERIES, b->nrows, bind_delivery, b, "insert deliveries");
   b->nev = 0;
   b->nrows = 0;
   return r;

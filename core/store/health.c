@@ -149,6 +149,21 @@ int hg_health_record(hg_db_t *db, const hg_health_in_t *in, hg_health_out_t *out
   return HG_EINVAL;
 }
 
+int hg_health_record_in(hg_db_t *db, hg_health_batch_t *b, const hg_health_in_t *in, hg_health_out_t *out) {
+  int plain = hg_db_engine(db) == HG_DB_PG && in->kind == HG_HEALTH_SUCCESS && in->loaded_exhausted <= 0;
+  size_t i = 0;
+  while (i < b->n && strcmp(b->cleared[i], in->webhook_id) != 0) i++;
+  if (plain && i < b->n) {
+    /* Deleted by this transaction already, and nothing counted since. */
+    memset(out, 0, sizeof(*out));
+    return 0;
+  }
+  if (!plain && i < b->n) b->cleared[i] = b->cleared[--b->n];
+  int rc = hg_health_record(db, in, out);
+  if (rc == 0 && plain && b->n < HG_HEALTH_SEEN) b->cleared[b->n++] = in->webhook_id;
+  return rc;
+}
+
 int hg_health_reset(hg_db_t *db, const char *id) {
   hg_stmt_t *st = NULL;
   int rc = hg_db_prepare(db, "DELETE FROM webhook_health WHERE webhook_id = ?1", &st);

@@ -65,6 +65,20 @@ typedef struct hg_health_out {
  * left alone (0). Returns 0 or HG_E*. */
 int hg_health_record(hg_db_t *db, const hg_health_in_t *in, hg_health_out_t *out);
 
+/* The records of one transaction, in order: on PostgreSQL, a success
+ * with nothing counted (its statement deletes the row, if any, without an
+ * answer) needs no second statement for a webhook whose last record in
+ * the same transaction was one too. Zero it before the first record, and
+ * again when the records are rolled back. */
+#define HG_HEALTH_SEEN 8
+typedef struct hg_health_batch {
+  const char *cleared[HG_HEALTH_SEEN]; /* webhooks whose last record was such a success (borrowed) */
+  size_t n;
+} hg_health_batch_t;
+
+/* hg_health_record within batch b (see hg_health_batch_t). */
+int hg_health_record_in(hg_db_t *db, hg_health_batch_t *b, const hg_health_in_t *in, hg_health_out_t *out);
+
 /* Forgets webhook id's streak (PATCH active=true). */
 int hg_health_reset(hg_db_t *db, const char *id);
 

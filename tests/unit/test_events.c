@@ -5,6 +5,7 @@
 #include "base/common.h"
 #include "store/events.h"
 #include "hgtest.h"
+#include "hgtest_pg.h"
 #include "hgtest_sql.h"
 #include "base/log.h"
 #include "store/store.h"
@@ -156,34 +157,10 @@ static void many_deliveries(void) {
 
 /* ---- hg_events_batch_*, on SQLite and (with HG_TEST_PG_URI) PostgreSQL ---- */
 
-static const char *pg_base; /* HG_TEST_PG_URI, or NULL */
-
-/* A new store: a SQLite file, or a new database on the PostgreSQL server,
- * with webhooks wh_a, wh_b, wh_off (inactive) and wh_fifo (ordered). */
+/* A new store with webhooks wh_a, wh_b, wh_off (inactive) and wh_fifo
+ * (ordered). */
 static hg_db_t *open_engine(const char *name, int pg) {
-  char addr[512], err[256];
-  if (pg) {
-    hg_db_t *admin = NULL;
-    CHECK_EQ_INT(hg_db_open(&admin, pg_base, 0, err, sizeof(err)), 0);
-    if (admin == NULL) return NULL;
-    char db_name[64], sql[128];
-    snprintf(db_name, sizeof(db_name), "hg_unit_%s_%d", name, (int)getpid());
-    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s", db_name);
-    hg_db_exec(admin, sql, "test");
-    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", db_name);
-    CHECK_EQ_INT(hg_db_exec(admin, sql, "test"), 0);
-    hg_db_close(admin);
-    /* The same address with the path's database name replaced. */
-    const char *q = strchr(pg_base, '?');
-    size_t head = q ? (size_t)(q - pg_base) : strlen(pg_base);
-    size_t slash = head;
-    while (slash > 0 && pg_base[slash - 1] != '/') slash--;
-    snprintf(addr, sizeof(addr), "%.*s%s%s", (int)slash, pg_base, db_name, q ? q : "");
-  } else {
-    snprintf(addr, sizeof(addr), "%s/%s.db", dir, name);
-  }
-  hg_db_t *db = NULL;
-  CHECK_EQ_INT(hg_store_open_sync(&db, addr, err, sizeof(err)), 0);
+  hg_db_t *db = hgt_open_store(dir, name, pg);
   if (db == NULL) return NULL;
   CHECK_EQ_INT(hg_db_exec(db,
                           "INSERT INTO webhooks (id, url, events, active, created_at, updated_at) VALUES "
@@ -303,7 +280,7 @@ static void batch_engine(int pg) {
 static void batch_sqlite(void) { batch_engine(0); }
 
 static void batch_postgresql(void) {
-  if (pg_base == NULL) {
+  if (hgt_pg_base() == NULL) {
     printf("  skipped: HG_TEST_PG_URI is not set\n");
     return;
   }
@@ -317,8 +294,6 @@ int main(void) {
   RUN(fan_out_and_count);
   RUN(runs_twice);
   RUN(many_deliveries);
-  pg_base = getenv("HG_TEST_PG_URI");
-  if (pg_base != NULL && pg_base[0] == '\0') pg_base = NULL;
   RUN(batch_sqlite);
   RUN(batch_postgresql);
   char cmd[128];

@@ -2,6 +2,8 @@
  * (store/health.c) against a real store file. */
 #include "base/common.h"
 #include "hgtest.h"
+#include "hgtest_pg.h"
+#include "hgtest_sql.h"
 #include "store/health.h"
 #include "store/store.h"
 #include "store/webhooks.h"
@@ -126,11 +128,77 @@ static void asked_and_gone(void) {
   hg_db_close(db);
 }
 
+/* Records in one transaction (hg_health_record_in), on SQLite and, with
+ * HG_TEST_PG_URI, PostgreSQL: a success after a success of the same
+ * webhook sends nothing more on PostgreSQL (the row is gone already), any
+ * other record in between makes the next success count again. */
+static int failing_since(hg_db_t *db, const char *wh) {
+  char sql[128];
+  snprintf(sql, sizeof(sql), "SELECT failing_since FROM webhook_health WHERE webhook_id = '%s'", wh);
+  return query_int(db, sql);
+}
+
+static void batch_engine(int pg) {
+  hg_db_t *db = hgt_open_store(dir, pg ? "batch_pg" : "batch", pg);
+  if (db == NULL) return;
+  CHECK_EQ_INT(hg_db_exec(db,
+                          "INSERT INTO webhooks (id, url, events, active, created_at, updated_at) "
+                          "VALUES ('wh_a', 'https://a.example', '[]', 1, 1, 1), ('wh_b', 'https://b.example', '[]', 1, 1, 1)",
+                          "test"),
+               0);
+  hg_health_out_t out;
+  hg_health_in_t in = in_of(HG_HEALTH_RETRYING, 1000, 0, 0);
+  CHECK_EQ_INT(hg_health_record(db, &in, &out), 0);
+  CHECK_EQ_INT(failing_since(db, "wh_a"), 1000);
+  CHECK_EQ_INT(hg_db_exec(db, "BEGIN", "test"), 0);
+  hg_health_batch_t seen = {0};
+  in = in_of(HG_HEALTH_SUCCESS, 1100, 0, 0);
+  CHECK_EQ_INT(hg_health_record_in(db, &seen, &in, &out), 0);
+  CHECK_EQ_INT(hg_db_flush(db), 0);
+  CHECK_EQ_INT(failing_since(db, "wh_a"), -1); /* ended */
+  /* A row made meanwhile (as another node might): PostgreSQL's second
+   * success in a row sends nothing and leaves it; SQLite's deletes it. */
+  CHECK_EQ_INT(hg_db_exec(db, "INSERT INTO webhook_health (webhook_id, consecutive_exhausted, failing_since) "
+                              "VALUES ('wh_a', 0, 1500)", "test"), 0);
+  in.at = 1200;
+  CHECK_EQ_INT(hg_health_record_in(db, &seen, &in, &out), 0);
+  CHECK(!out.recovered);
+  CHECK_EQ_INT(hg_db_flush(db), 0);
+  CHECK_EQ_INT(failing_since(db, "wh_a"), pg ? 1500 : -1);
+  /* Another webhook's records change nothing for wh_a's. */
+  hg_health_in_t b = in_of(HG_HEALTH_RETRYING, 1250, 0, 0);
+  b.webhook_id = "wh_b";
+  CHECK_EQ_INT(hg_health_record_in(db, &seen, &b, &out), 0);
+  /* A failure in between: the next success sends its statement again. */
+  in = in_of(HG_HEALTH_RETRYING, 2000, 0, 0);
+  CHECK_EQ_INT(hg_health_record_in(db, &seen, &in, &out), 0);
+  CHECK_EQ_INT(hg_db_flush(db), 0);
+  CHECK_EQ_INT(failing_since(db, "wh_a"), pg ? 1500 : 2000);
+  in = in_of(HG_HEALTH_SUCCESS, 2100, 0, 0);
+  CHECK_EQ_INT(hg_health_record_in(db, &seen, &in, &out), 0);
+  CHECK_EQ_INT(hg_db_exec(db, "COMMIT", "test"), 0);
+  CHECK_EQ_INT(failing_since(db, "wh_a"), -1);
+  CHECK_EQ_INT(failing_since(db, "wh_b"), 1250);
+  hg_db_close(db);
+}
+
+static void batch_sqlite(void) { batch_engine(0); }
+
+static void batch_postgresql(void) {
+  if (hgt_pg_base() == NULL) {
+    printf("  skipped: HG_TEST_PG_URI is not set\n");
+    return;
+  }
+  batch_engine(1);
+}
+
 int main(void) {
   if (mkdtemp(dir) == NULL) return 1;
   RUN(streak_and_rule);
   RUN(failing_time_and_off);
   RUN(asked_and_gone);
+  RUN(batch_sqlite);
+  RUN(batch_postgresql);
   char cmd[300];
   snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
   if (system(cmd) != 0) return 1;
