@@ -20,6 +20,15 @@
  *          round trip per statement, as a client without batching or
  *          pipelining pays.
  *
+ *   deliver  the rows a delivery costs once its event is stored, as
+ *          hookgate writes them on PostgreSQL: GROUP pending deliveries
+ *          (seeded before the clock starts, each with its 512-byte
+ *          event) are read with their events (one read-only statement,
+ *          no commit to sync), then each gets an attempt row and its
+ *          delivery row is updated to success (one statement, one durable
+ *          commit): PostgreSQL's limit for sending deliveries, with no
+ *          HTTP at all. "events" counts deliveries then.
+ *
  * Prints one JSON line: {"conns","group","mode","events","commits","seconds","rate"}. */
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -98,7 +107,56 @@ static const char schema[] =
     "  lease_owner TEXT,"
     "  lease_until BIGINT);"
     "CREATE UNIQUE INDEX deliveries_by_webhook ON deliveries(webhook_id, id);"
-    "CREATE INDEX deliveries_due ON deliveries(next_attempt_at) WHERE status = 'pending';";
+    "CREATE INDEX deliveries_due ON deliveries(next_attempt_at) WHERE status = 'pending';"
+    "CREATE TABLE attempts ("
+    "  id TEXT COLLATE \"C\" PRIMARY KEY,"
+    "  delivery_seq BIGINT NOT NULL REFERENCES deliveries(seq) ON DELETE CASCADE,"
+    "  attempt BIGINT NOT NULL,"
+    "  started_at BIGINT NOT NULL,"
+    "  duration_ms BIGINT NOT NULL,"
+    "  status_code BIGINT NOT NULL,"
+    "  response_body BYTEA,"
+    "  error TEXT,"
+    "  request_headers TEXT);"
+    "CREATE INDEX attempts_by_delivery ON attempts(delivery_seq, attempt);";
+
+/* deliver mode: a group's deliveries with their events, as a load reads
+ * them, then their attempts and outcome in one statement (the attempt
+ * rows made from the deliveries' own, so that only the row work counts,
+ * with a request-headers text of the size hookgate records). */
+static const char sql_load[] =
+    "SELECT d.seq, d.id, d.webhook_id, e.id, d.status, d.attempts, e.payload, e.type, e.created_at "
+    "FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.seq BETWEEN $1 AND $2";
+static const char sql_record[] =
+    "WITH a AS (INSERT INTO attempts (id, delivery_seq, attempt, started_at, duration_ms, status_code, "
+    "response_body, error, request_headers) SELECT 'att' || substr(d.id, 4), d.seq, 1, $3, 1, 200, NULL, NULL, "
+    "repeat('h', 300) FROM deliveries d WHERE d.seq BETWEEN $1 AND $2 RETURNING delivery_seq) "
+    "UPDATE deliveries SET status = 'success', attempts = 1, status_code = 200, next_attempt_at = NULL, "
+    "updated_at = $3, lease_owner = NULL, lease_until = NULL WHERE seq IN (SELECT delivery_seq FROM a)";
+
+/* Seeds n pending deliveries (n events, one delivery each) for deliver
+ * mode, before the clock starts; returns the first seq. */
+static long seed(PGconn *c, long n) {
+  char sql[1024];
+  snprintf(sql, sizeof sql,
+           "WITH e AS (INSERT INTO events (id, type, payload, created_at, deliveries) "
+           "SELECT 'evt_seed' || lpad(g::text, 19, '0'), 'user.created', convert_to(repeat('x', %d), 'UTF8'), 1, 1 "
+           "FROM generate_series(1, %ld) g RETURNING seq, id) "
+           "INSERT INTO deliveries (id, webhook_id, event_seq, status, next_attempt_at, created_at, updated_at) "
+           "SELECT 'dlv' || substr(e.id, 4), 'wh_anchor', e.seq, 'pending', 1, 1, 1 FROM e",
+           payload_bytes, n);
+  exec_ok(c, sql);
+  PGresult *r = PQexec(c, "SELECT min(seq) FROM deliveries");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) die(c, "min seq");
+  long first = atol(PQgetvalue(r, 0, 0));
+  PQclear(r);
+  exec_ok(c, "VACUUM ANALYZE");
+  return first;
+}
+
+static int deliver_mode;
+static long deliver_next, deliver_end; /* the next seq to take, and past the last; under deliver_lock */
+static pthread_mutex_t deliver_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Parameters per event in batch mode: id, type, payload, created_at. */
 #define PER 4
@@ -147,7 +205,13 @@ static void *worker(void *arg) {
   int *lens = calloc((size_t)np, sizeof *lens), *fmts = calloc((size_t)np, sizeof *fmts);
   if (!ids || !ts || !vals || !lens || !fmts) die(NULL, "malloc");
   PGresult *r;
-  if (batch_mode) {
+  if (deliver_mode) {
+    r = PQprepare(c, "load", sql_load, 0, NULL);
+    if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+      PQclear(r);
+      r = PQprepare(c, "record", sql_record, 0, NULL);
+    }
+  } else if (batch_mode) {
     char *sql = batch_sql(group);
     r = PQprepare(c, "batch", sql, 0, NULL);
     free(sql);
@@ -162,7 +226,27 @@ static void *worker(void *arg) {
   PQclear(r);
 
   long counter = 0;
-  while (now_s() < deadline) {
+  while (deliver_mode && now_s() < deadline) {
+    pthread_mutex_lock(&deliver_lock);
+    long from = deliver_next;
+    deliver_next += group;
+    pthread_mutex_unlock(&deliver_lock);
+    if (from + group > deliver_end) break; /* seeded too few: the rate still stands */
+    char lo[24], hi[24], t[24];
+    snprintf(lo, sizeof lo, "%ld", from);
+    snprintf(hi, sizeof hi, "%ld", from + group - 1);
+    snprintf(t, sizeof t, "%lld", (long long)now_ms());
+    const char *v[3] = {lo, hi, t};
+    r = PQexecPrepared(c, "load", 2, v, NULL, NULL, 1);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != group) die(c, "load");
+    PQclear(r);
+    r = PQexecPrepared(c, "record", 3, v, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK || atol(PQcmdTuples(r)) != group) die(c, "record");
+    PQclear(r);
+    w->events += group;
+    w->commits++;
+  }
+  while (!deliver_mode && now_s() < deadline) {
     int64_t t = now_ms();
     for (int i = 0; i < group; i++) {
       /* 27 characters, as hookgate's ids. */
@@ -210,8 +294,8 @@ static void *worker(void *arg) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 6 || (strcmp(argv[5], "batch") != 0 && strcmp(argv[5], "rows") != 0)) {
-    fprintf(stderr, "usage: pg_anchor URI CONNS SECONDS GROUP batch|rows [PAYLOAD_BYTES]\n");
+  if (argc < 6 || (strcmp(argv[5], "batch") != 0 && strcmp(argv[5], "rows") != 0 && strcmp(argv[5], "deliver") != 0)) {
+    fprintf(stderr, "usage: pg_anchor URI CONNS SECONDS GROUP batch|rows|deliver [PAYLOAD_BYTES]\n");
     return 2;
   }
   uri = argv[1];
@@ -219,6 +303,7 @@ int main(int argc, char **argv) {
   seconds = atoi(argv[3]);
   group = atoi(argv[4]);
   batch_mode = strcmp(argv[5], "batch") == 0;
+  deliver_mode = strcmp(argv[5], "deliver") == 0;
   if (argc > 6) payload_bytes = atoi(argv[6]);
   if (conns < 1 || conns > 256 || seconds < 1 || group < 1 || group > 10000 || payload_bytes < 1) {
     fprintf(stderr, "pg_anchor: CONNS 1..256, SECONDS >= 1, GROUP 1..10000, PAYLOAD_BYTES >= 1\n");
@@ -227,6 +312,13 @@ int main(int argc, char **argv) {
   PGconn *c = connect_db();
   exec_ok(c, "SET client_min_messages = warning"); /* no NOTICE for DROP IF EXISTS */
   exec_ok(c, schema);
+  if (deliver_mode) {
+    /* 20,000 a second per connection; a run that takes them
+     * all stops early, and its rate stands. */
+    long n = 20000L * seconds * conns;
+    deliver_next = seed(c, n);
+    deliver_end = deliver_next + n;
+  }
   PQfinish(c);
 
   worker_t *ws = calloc((size_t)conns, sizeof *ws);

@@ -174,6 +174,10 @@ static void metrics(hg_http_req_t *req, void *ud) {
                 "Store groups that waited for more events already durable in the intake log to join them (the store "
                 "busy with those alone).",
                 "", ss.groups_gathered);
+    put_counter(&b, "hookgate_store_groups_rerun_total",
+                "PostgreSQL: groups of events tried in one round trip without savepoints, in which something failed: "
+                "rolled back and run again with a savepoint per run, so that only the failing request fails.",
+                "", ss.groups_rerun);
     hg_buf_printf(&b,
                   "# HELP hookgate_store_checkpoints_total Checkpoints that copied write-ahead log frames into the "
                   "database, by thread: the checkpoint thread's, or the store thread's once the log reached 4,000 "

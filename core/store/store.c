@@ -68,6 +68,7 @@ static const char sql_savepoint[] = "SAVEPOINT hg_job";
 static const char sql_release[] = "RELEASE hg_job";
 static const char sql_begin_sqlite[] = "BEGIN IMMEDIATE";
 static const char sql_begin_pg[] = "BEGIN";
+static const char sql_commit_pg[] = "COMMIT";
 
 static const char *sql_begin(hg_db_t *db) { return hg_db_engine(db) == HG_DB_PG ? sql_begin_pg : sql_begin_sqlite; }
 
@@ -110,13 +111,12 @@ static const char sql_run_savepoint[] = "SAVEPOINT hg_run";
 #define MANY_MAX 128
 static const char sql_run_release[] = "RELEASE hg_run";
 
-/* Runs the rerunnable jobs from..to_excl under one savepoint. Returns 0
- * when every one succeeded (their statuses set); 1 when *stop failed and
- * the savepoint was rolled back (nothing of the run is left); -1 when the
- * transaction ended inside *stop (the jobs after it have not run). */
-static int run_together(hg_db_t *db, struct job *from, struct job *to_excl, struct job **stop) {
+/* Runs the jobs from..to_excl in order, neighbours with the same many in
+ * one call, until one fails or the transaction ends: returns 0 when every
+ * one succeeded (their statuses set), -1 when the transaction ended inside
+ * *stop, 1 when *stop failed (its status set; the rest have not run). */
+static int run_jobs(hg_db_t *db, struct job *from, struct job *to_excl, struct job **stop) {
   *stop = from;
-  if (exec_deferred(db, sql_run_savepoint, "savepoint") != 0) return !txn_open(db) ? -1 : 1;
   for (struct job *k = from; k != to_excl;) {
     *stop = k;
     struct job *next = k->next;
@@ -140,14 +140,24 @@ static int run_together(hg_db_t *db, struct job *from, struct job *to_excl, stru
       k->status = st < 0 ? st : 0;
     }
     if (!txn_open(db)) return -1;
-    if (k->status < 0) {
-      undo(db, "hg_run");
-      return !txn_open(db) ? -1 : 1;
-    }
+    if (k->status < 0) return 1;
     k = next;
   }
-  if (exec_cached(db, sql_run_release, "release") == 0) return 0;
+  return 0;
+}
+
+/* Runs the rerunnable jobs from..to_excl under one savepoint. Returns 0
+ * when every one succeeded (their statuses set); 1 when *stop failed and
+ * the savepoint was rolled back (nothing of the run is left); -1 when the
+ * transaction ended inside *stop (the jobs after it have not run). */
+static int run_together(hg_db_t *db, struct job *from, struct job *to_excl, struct job **stop) {
   *stop = from;
+  if (exec_deferred(db, sql_run_savepoint, "savepoint") != 0) return !txn_open(db) ? -1 : 1;
+  int r = run_jobs(db, from, to_excl, stop);
+  if (r < 0) return -1;
+  if (r == 0 && exec_cached(db, sql_run_release, "release") == 0) return 0;
+  /* A deferred statement's failure shows at the release: the run's. */
+  if (r == 0) *stop = from;
   if (!txn_open(db)) return -1;
   undo(db, "hg_run");
   return !txn_open(db) ? -1 : 1;
@@ -218,11 +228,50 @@ static int restart_txn(hg_db_t *db, struct job **first, struct job *lost) {
   return 0;
 }
 
+/* PostgreSQL, a group of rerunnable jobs only (ingest): run without
+ * savepoints and committed in the round trip that sends the last rows, one
+ * round trip per group instead of two (the release of the run's savepoint,
+ * whose answer tells which run a deferred failure belongs to, then the
+ * COMMIT). Returns 1 when committed (*n the jobs), -1 when it cannot be
+ * known or the connection was lost (every job failed, as run_group's
+ * COMMIT failing fails them), or 0 when a job or a deferred statement
+ * failed: everything was rolled back, and the group may run again with
+ * savepoints, so that only the failing job fails. */
+static int run_optimistic(hg_db_t *db, struct job *batch, uint64_t *ns, uint64_t *n) {
+  struct job *stop = NULL;
+  *n = 0;
+  int r = run_jobs(db, batch, NULL, &stop);
+  if (r < 0) {
+    fail_jobs(batch, NULL, stop->status == HG_EUNAVAIL ? HG_EUNAVAIL : HG_EIO);
+    return -1;
+  }
+  if (r == 0) {
+    uint64_t t0 = hg_now_ns();
+    int rc = exec_cached(db, sql_commit_pg, "commit");
+    *ns += hg_now_ns() - t0;
+    if (rc == 0) {
+      for (struct job *j = batch; j != NULL; j = j->next) (*n)++;
+      return 1;
+    }
+    if (rc == HG_EUNAVAIL || rc == HG_ENOSPC) {
+      if (txn_open(db)) hg_db_exec(db, "ROLLBACK", "rollback");
+      fail_jobs(batch, NULL, rc);
+      return -1;
+    }
+  }
+  if (txn_open(db) && hg_db_exec(db, "ROLLBACK", "rollback") != 0) {
+    fail_jobs(batch, NULL, HG_EIO);
+    return -1;
+  }
+  return 0;
+}
+
 /* Runs one group and ends its transaction with end_sql ("COMMIT"; a
  * measuring build may pass "ROLLBACK", which also sets *committed).
  * Returns the number of jobs that shared the committed transaction (0 when
  * nothing was committed) and adds commit time to *ns. */
-static uint64_t run_group(hg_db_t *db, struct job *batch, uint64_t *ns, int *committed, const char *end_sql) {
+static uint64_t run_group(hg_db_t *db, struct job *batch, uint64_t *ns, int *committed, const char *end_sql,
+                          int optimistic, int *reran) {
   struct job *first = batch; /* first job of the open transaction */
   uint64_t in_txn = 0;
   *committed = 0;
@@ -232,6 +281,20 @@ static uint64_t run_group(hg_db_t *db, struct job *batch, uint64_t *ns, int *com
     fail_jobs(batch, NULL, rc == HG_EUNAVAIL ? rc : HG_EIO);
     *committed = rc == HG_EUNAVAIL ? -1 : 0;
     return 0;
+  }
+  if (optimistic) {
+    uint64_t n = 0;
+    int r = run_optimistic(db, batch, ns, &n);
+    if (r != 0) {
+      *committed = r > 0;
+      return n;
+    }
+    /* Rolled back: again, with savepoints. */
+    if (reran != NULL) *reran = 1;
+    if ((rc = exec_deferred(db, sql_begin(db), "begin")) != 0) {
+      fail_jobs(batch, NULL, rc == HG_EUNAVAIL ? rc : HG_EIO);
+      return 0;
+    }
   }
   for (struct job *j = batch; j != NULL;) {
     /* A run of rerunnable neighbours goes together; anything else alone. */
@@ -281,7 +344,7 @@ static int bounds_group(hg_db_t *db, struct job *batch, hg_store_bounds_t bounds
   if (bounds == HG_STORE_BOUNDS_SKIP)
     for (struct job *j = batch; j != NULL; j = j->next) j->status = 0;
   else if (bounds == HG_STORE_BOUNDS_ROLLBACK)
-    run_group(db, batch, ns, &committed, sql_rollback);
+    run_group(db, batch, ns, &committed, sql_rollback, 0, NULL);
   return bounds != HG_STORE_BOUNDS_OFF;
 }
 
@@ -390,13 +453,17 @@ static void thread_main(void *arg) {
     }
 
     uint64_t ns = 0;
-    int committed = 0, wrote = 0;
+    int committed = 0, wrote = 0, reran = 0;
     uint64_t in_group = 0;
     if (pg) {
       if (!reconnect(s, &last_try)) {
         fail_jobs(batch, NULL, HG_EUNAVAIL);
       } else {
-        in_group = run_group(s->db, batch, &ns, &committed, sql_commit);
+        /* Only rerunnable jobs (ingest): they may run again after a
+         * rollback, so the group is first tried without savepoints. */
+        int optimistic = 1;
+        for (struct job *j = batch; j != NULL && optimistic; j = j->next) optimistic = j->rerunnable;
+        in_group = run_group(s->db, batch, &ns, &committed, sql_commit, optimistic, &reran);
         if (committed < 0) {
           /* The connection went while the store was idle (a server
            * restart, say) and BEGIN found out: nothing ran, so the group
@@ -404,7 +471,8 @@ static void thread_main(void *arg) {
           connection_lost(s);
           last_try = 0;
           committed = 0;
-          if (reconnect(s, &last_try)) in_group = run_group(s->db, batch, &ns, &committed, sql_commit);
+          if (reconnect(s, &last_try))
+            in_group = run_group(s->db, batch, &ns, &committed, sql_commit, optimistic, &reran);
           if (committed < 0) committed = 0;
         }
         if (s->db != NULL && group_lost_server(batch)) connection_lost(s);
@@ -413,7 +481,7 @@ static void thread_main(void *arg) {
       sqlite3 *native = hg_db_native(s->db);
       int64_t changes = sqlite3_total_changes64(native);
       if (eager || !bounds_group(s->db, batch, bounds, &ns))
-        in_group = run_group(s->db, batch, &ns, &committed, sql_commit);
+        in_group = run_group(s->db, batch, &ns, &committed, sql_commit, 0, NULL);
       /* A group that only read wrote nothing to the log: no fsync for it. */
       wrote = committed && sqlite3_total_changes64(native) != changes;
     }
@@ -421,6 +489,7 @@ static void thread_main(void *arg) {
     uv_mutex_lock(&s->mutex);
     s->stats.jobs += njobs;
     s->stats.commit_ns += ns;
+    s->stats.groups_rerun += reran;
     if (committed) s->stats.commits++;
     if (in_group > s->stats.max_batch) s->stats.max_batch = in_group;
     if (committed) {

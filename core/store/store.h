@@ -54,6 +54,7 @@ typedef struct hg_store_stats {
   uint64_t syncs;        /* fsyncs of the write-ahead log */
   uint64_t syncs_waited; /* of them, those that waited for more groups (logged jobs) */
   uint64_t groups_gathered; /* groups the store thread let gather (GATHER_NS) */
+  uint64_t groups_rerun;    /* PostgreSQL: groups tried without savepoints, rolled back and run again */
   uint64_t synced_jobs;  /* jobs whose fsync is done (counted before their completions run) */
   uint64_t checkpoints;  /* checkpoints by the checkpoint thread that copied frames */
   uint64_t checkpoints_inline; /* the same, by the store thread (the log at 4,000 frames) */

@@ -22,8 +22,9 @@ static inline const char *hgt_pg_base(void) {
 
 /* Opens a new store named name: on PostgreSQL (pg) a database
  * hg_unit_NAME_PID made afresh on the server, else DIR/NAME.db. NULL (a
- * failed check recorded) when it cannot. */
-static inline hg_db_t *hgt_open_store(const char *dir, const char *name, int pg) {
+ * failed check recorded) when it cannot. Its address goes to addr (512
+ * bytes) when addr is not NULL. */
+static inline hg_db_t *hgt_open_store_at(const char *dir, const char *name, int pg, char *addr_out) {
   char addr[512], err[256];
   if (pg) {
     const char *base = hgt_pg_base();
@@ -48,9 +49,14 @@ static inline hg_db_t *hgt_open_store(const char *dir, const char *name, int pg)
   } else {
     snprintf(addr, sizeof(addr), "%s/%s.db", dir, name);
   }
+  if (addr_out != NULL) memcpy(addr_out, addr, sizeof(addr));
   hg_db_t *db = NULL;
   CHECK_EQ_INT(hg_store_open_sync(&db, addr, err, sizeof(err)), 0);
   return db;
+}
+
+static inline hg_db_t *hgt_open_store(const char *dir, const char *name, int pg) {
+  return hgt_open_store_at(dir, name, pg, NULL);
 }
 
 #endif
