@@ -226,12 +226,13 @@ async function createDb() {
 const dropDb = (name) => psql(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
 
 // The anchor: libpq's own durable insert rate (bench/pg_anchor.c), in a
-// scratch database of its own.
-async function pgAnchor(conns, mode) {
+// scratch database of its own; mode deliver: its rate for a delivery's
+// rows (read with its event, attempt and outcome written), no HTTP.
+async function pgAnchor(conns, mode, group = O.pgGroup) {
   const db = await createDb();
   try {
-    const r = await run(O.pgAnchor, [pgUriOf(db), String(conns), String(O.duration), String(O.pgGroup), mode, '512'],
-      { timeoutMs: (O.duration + 60) * 1000 });
+    const r = await run(O.pgAnchor, [pgUriOf(db), String(conns), String(O.duration), String(group), mode, '512'],
+      { timeoutMs: (O.duration + 120) * 1000 });
     if (r.code !== 0) throw new Error(`pg_anchor: ${r.stderr}${r.stdout}`);
     return JSON.parse(r.stdout.trim().split('\n').pop());
   } finally {
@@ -856,10 +857,18 @@ async function pgDeliveryRun(sink, n) {
   }
 }
 
+// pg_anchor deliver's group: the most rows hookgate puts in one statement
+// (core/store/rows.h).
+const PG_DELIVER_GROUP = 64;
+
 async function benchDeliveryPg(sink) {
   for (let i = 0; i < O.runs; i++) {
     log(`delivery http run ${i + 1}/${O.runs}: wrk against the sink`);
     push('anchor_sink_http', await wrk(`http://127.0.0.1:${sink.httpPort}/hook`, 64, O.duration));
+    for (const conns of NODES) {
+      log(`delivery run ${i + 1}/${O.runs}: pg_anchor deliver, ${conns} connection(s), groups of ${PG_DELIVER_GROUP}`);
+      push(`pg_anchor_deliver_${conns}`, await pgAnchor(conns, 'deliver', PG_DELIVER_GROUP));
+    }
     for (const n of NODES) {
       log(`delivery http run ${i + 1}/${O.runs}: hookgate, ${n} node(s), draining ${O.pending} deliveries`);
       push(`pg_delivery_n${n}`, await retry('delivery run', () => pgDeliveryRun(sink, n)));
@@ -1073,11 +1082,20 @@ function table() {
   }
   if (R.pg_delivery_n1) {
     const anchor = med('anchor_sink_http', (r) => r.rps);
+    const pa = (c) => med(`pg_anchor_deliver_${c}`, (r) => r.rate);
+    if (R.pg_anchor_deliver_1) {
+      row(`PostgreSQL delivery limit (pg_anchor deliver: ${PG_DELIVER_GROUP} read with their events, then attempts + outcome in 1 commit; no HTTP): deliveries/s, 1 / 2 connections`,
+        `${fmt(pa(1))} / ${fmt(pa(2))}`, 'libpq, synchronous_commit on', '', '');
+    }
     for (const n of NODES) {
       const k = `pg_delivery_n${n}`;
       const rate = med(k, (r) => r.rate);
       row(`Delivery to http sink (${fmt(O.pending)} pending), ${n} node${n > 1 ? 's' : ''}: deliveries/s`, fmt(rate),
         `${fmt(anchor)} req/s (wrk -c64 to sink)`, ratio(rate, anchor), '>= 0.30x', rate / anchor >= 0.3);
+      if (R.pg_anchor_deliver_1) {
+        row(`  against PostgreSQL's own delivery limit`, '', `${fmt(pa(n))} /s (pg_anchor deliver, ${n} conn${n > 1 ? 's' : ''})`,
+          ratio(rate, pa(n)), '');
+      }
       row(`  gateway CPU per delivery`, `${fmt(med(k, (r) => r.cpu_us), 1)} us`, '', '', '');
     }
   }

@@ -20,6 +20,15 @@ static inline const char *hgt_pg_base(void) {
   return u != NULL && u[0] != '\0' ? u : NULL;
 }
 
+/* Runs call when HG_TEST_PG_URI is set, else says it is skipped. */
+#define HGT_ON_PG(call)                                          \
+  do {                                                           \
+    if (hgt_pg_base() != NULL)                                   \
+      call;                                                      \
+    else                                                         \
+      printf("  skipped: HG_TEST_PG_URI is not set\n");         \
+  } while (0)
+
 /* Opens a new store named name: on PostgreSQL (pg) a database
  * hg_unit_NAME_PID made afresh on the server, else DIR/NAME.db. NULL (a
  * failed check recorded) when it cannot. Its address goes to addr (512

@@ -183,14 +183,7 @@ static void batch_engine(int pg) {
 }
 
 static void batch_sqlite(void) { batch_engine(0); }
-
-static void batch_postgresql(void) {
-  if (hgt_pg_base() == NULL) {
-    printf("  skipped: HG_TEST_PG_URI is not set\n");
-    return;
-  }
-  batch_engine(1);
-}
+static void batch_postgresql(void) { HGT_ON_PG(batch_engine(1)); }
 
 int main(void) {
   if (mkdtemp(dir) == NULL) return 1;
