@@ -148,27 +148,37 @@ static int run_jobs(hg_db_t *db, struct job *from, struct job *to_excl, struct j
 
 /* Runs the rerunnable jobs from..to_excl under one savepoint. Returns 0
  * when every one succeeded (their statuses set); 1 when *stop failed and
- * the savepoint was rolled back (nothing of the run is left); -1 when the
- * transaction ended inside *stop (the jobs after it have not run). */
+ * the savepoint was rolled back (nothing of the run is left); 2 when the
+ * release failed instead (a deferred statement's failure: some job's, not
+ * known which; rolled back too); -1 when the transaction ended inside
+ * *stop (the jobs after it have not run). */
 static int run_together(hg_db_t *db, struct job *from, struct job *to_excl, struct job **stop) {
   *stop = from;
   if (exec_deferred(db, sql_run_savepoint, "savepoint") != 0) return !txn_open(db) ? -1 : 1;
   int r = run_jobs(db, from, to_excl, stop);
   if (r < 0) return -1;
   if (r == 0 && exec_cached(db, sql_run_release, "release") == 0) return 0;
-  /* A deferred statement's failure shows at the release: the run's. */
-  if (r == 0) *stop = from;
+  int unknown = r == 0;
+  if (unknown) *stop = from;
   if (!txn_open(db)) return -1;
   undo(db, "hg_run");
-  return !txn_open(db) ? -1 : 1;
+  return !txn_open(db) ? -1 : unknown ? 2 : 1;
 }
 
 /* Runs rerunnable neighbours from..to_excl: together, and when one fails,
  * the ones before it together again, the failing one alone under its own
  * savepoint, and on with the rest together (so one bad request costs its
- * neighbours one rerun, not a savepoint each). Returns 0 with every status
- * set, or -1 when the transaction ended inside *lost. */
+ * neighbours one rerun, not a savepoint each); when the run failed at its
+ * release (which job's row is not known), each half the same way. Returns
+ * 0 with every status set, or -1 when the transaction ended inside *lost. */
 static int run_rerunnable(hg_db_t *db, struct job *from, struct job *to_excl, struct job **lost) {
+  if (from != to_excl && from->next == to_excl) {
+    /* One: alone, under its own savepoint (a half, below). */
+    from->status = run_job(db, from);
+    if (txn_open(db)) return 0;
+    *lost = from;
+    return -1;
+  }
   struct job *j = from;
   while (j != to_excl) {
     struct job *failed = NULL;
@@ -177,6 +187,20 @@ static int run_rerunnable(hg_db_t *db, struct job *from, struct job *to_excl, st
     if (r < 0) {
       *lost = failed;
       return -1;
+    }
+    if (r == 2) {
+      /* Some job's deferred row failed, which one is not known: each half
+       * again, together. One bad job then costs its run about 2 log2(n)
+       * reruns, where trying the jobs one at a time from the first cost
+       * one rerun of the rest per job before it (n^2 / 2 jobs' work for a
+       * group of n: a publisher able to make rows fail at will could
+       * stall the store with it). */
+      size_t n = 0;
+      for (struct job *k = j; k != to_excl; k = k->next) n++;
+      struct job *mid = j;
+      for (size_t i = 0; i < n / 2; i++) mid = mid->next;
+      if (run_rerunnable(db, j, mid, lost) < 0) return -1;
+      return run_rerunnable(db, mid, to_excl, lost);
     }
     if (failed != j) {
       struct job *again = NULL;

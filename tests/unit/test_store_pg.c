@@ -3,7 +3,8 @@
  * round trip without savepoints, and when something in it fails, be it a
  * job's own answer or a deferred statement whose failure shows only at the
  * COMMIT, it is rolled back and run again with savepoints, so that only
- * the failing job fails and nothing of the others is lost or doubled. */
+ * the failing job fails and nothing of the others is lost or doubled;
+ * which job a deferred failure belongs to is found by halving the group. */
 #include "base/common.h"
 #include "base/log.h"
 #include "hgtest.h"
@@ -120,6 +121,23 @@ static void optimistic_groups(void) {
   CHECK_EQ_INT(query_int(check, "SELECT count(*) FROM t WHERE id IN (20, 22)"), 2);
   CHECK_EQ_INT(query_int(check, "SELECT count(*) FROM t WHERE id = 21"), 0);
   CHECK_EQ_INT(query_int(check, "SELECT count(*) FROM t"), 8);
+
+  /* One bad row among 16: the careful run halves the group until it
+   * finds it, so no job runs more than 2 + log2(16) times more (one job
+   * at a time from the first, the last job ran 13 times). */
+  struct ins many[16];
+  for (int i = 0; i < 16; i++) many[i] = (struct ins){100 + i, 0, 0, 0, 0};
+  many[11].id = 2; /* taken */
+  CHECK_EQ_INT((int)run_group_of(&loop, s, many, 16), 3);
+  int most = 0;
+  for (int i = 0; i < 16; i++) {
+    CHECK_EQ_INT(many[i].status, i == 11 ? HG_EEXIST : 0);
+    if (many[i].runs > most) most = many[i].runs;
+  }
+  printf("  a bad row among 16: %d runs at most, the last job %d\n", most, many[15].runs);
+  CHECK(most <= 6);
+  CHECK(many[15].runs <= 4);
+  CHECK_EQ_INT(query_int(check, "SELECT count(*) FROM t WHERE id >= 100"), 15);
 
   hg_store_close(s);
   uv_run(&loop, UV_RUN_DEFAULT);
