@@ -35,6 +35,9 @@ const PG = store === 'postgresql';
 const O = {
   bin: opt('bin', 'HOOKGATE_BIN', join(HERE, '../build-release/hookgate')),
   bare: opt('bare', 'BENCH_BARE', join(HERE, '../build-release/bare_responder')),
+  // The end-to-end client (bench/e2e_load.c; bench/e2e.mjs is the same in
+  // Node, for a machine without a C compiler: --e2e-client bench/e2e.mjs).
+  e2eClient: opt('e2e-client', 'BENCH_E2E_CLIENT', join(HERE, '../build-release/e2e_load')),
   runs: Number(opt('runs', 'BENCH_RUNS', 3)),
   duration: Number(opt('duration', 'BENCH_DURATION', quick ? 3 : 10)), // seconds per wrk run
   pending: Number(opt('pending', 'BENCH_PENDING', quick ? 20000 : 200000)), // delivery drain size
@@ -58,7 +61,7 @@ const O = {
 };
 if (flag('help')) {
   console.log(`usage: bench/run [--quick] [--runs N] [--duration S] [--pending N] [--e2e-rate R[,R...]]
-       [--e2e-duration S] [--mem-pending N] [--load-seconds S] [--conns N] [--purge-rows N]
+       [--e2e-duration S] [--e2e-client PATH] [--mem-pending N] [--load-seconds S] [--conns N] [--purge-rows N]
        [--only ingest,delivery,e2e,memory,lua,purge,recover,flow]
        [--tmp DIR] [--json FILE] [--keep]
        [--store sqlite|postgresql] [--pg-group N]   (bench/run starts the PostgreSQL server)`);
@@ -587,11 +590,16 @@ async function benchE2E() {
   }
 }
 
+// The end-to-end client with args: the C one, or a .mjs under Node.
+function runE2E(args, opts) {
+  return O.e2eClient.endsWith('.mjs') ? run(process.execPath, [O.e2eClient, ...args], opts) : run(O.e2eClient, args, opts);
+}
+
 async function e2eRun(rate) {
   return retry('e2e run', async () => {
       const gw = await startGateway({ paused: false });
       try {
-        const r = await run(process.execPath, [join(HERE, 'e2e.mjs'), '--port', String(gw.port), '--key', KEY,
+        const r = await runE2E(['--port', String(gw.port), '--key', KEY,
           '--rate', String(rate), '--duration', String(O.e2eDuration)], { timeoutMs: (O.e2eDuration + 60) * 1000 });
         if (r.code !== 0) throw new Error(`e2e: ${r.stderr}${r.stdout}`);
         if (gw.proc.exitCode !== null || gw.proc.signalCode !== null) throw new Error('the gateway exited');
@@ -876,7 +884,7 @@ async function benchDeliveryPg(sink) {
   }
 }
 
-// End to end: e2e.mjs publishes to the nodes in turn (--port a,b).
+// End to end: the client publishes to the nodes in turn (--port a,b).
 async function benchE2EPg() {
   for (let i = 0; i < O.runs; i++) {
     for (const n of NODES) {
@@ -884,7 +892,7 @@ async function benchE2EPg() {
       push(`pg_e2e_n${n}`, await retry('e2e run', async () => {
         const cl = await startNodes(n, { paused: false });
         try {
-          const r = await run(process.execPath, [join(HERE, 'e2e.mjs'), '--port', cl.gws.map((g) => g.port).join(','),
+          const r = await runE2E(['--port', cl.gws.map((g) => g.port).join(','),
             '--key', KEY, '--rate', String(O.e2eRates[0]), '--duration', String(O.e2eDuration)],
           { timeoutMs: (O.e2eDuration + 60) * 1000 });
           if (r.code !== 0) throw new Error(`e2e: ${r.stderr}${r.stdout}`);

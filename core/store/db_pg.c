@@ -117,6 +117,7 @@ typedef struct pg_stmt {
   unsigned gen; /* the connection generation it was prepared in; 0: not prepared */
   char name[16];
   Oid *prep_types; /* the types it was prepared with */
+  Oid *srv_types;  /* what the server made of those sent as 0 (untyped), or NULL */
   /* The current run. */
   PGresult *res;
   int row; /* the current row; -1 before the first */
@@ -416,6 +417,7 @@ static void stmt_free(pg_stmt_t *st) {
     free(st->params[i].buf);
   free(st->params);
   free(st->prep_types);
+  free(st->srv_types);
   free(st->colbuf);
   free(st->sql);
   free(st);
@@ -566,6 +568,9 @@ static int fits(const pg_stmt_t *st) {
     Oid want = st->prep_types[i];
     if (t == P_NULL || oid_of(t) == want) continue;
     if (want == 0 && (t == P_INT || t == P_TEXT)) continue; /* sent as text: the server parses it */
+    /* Bytes for a parameter the server typed as bytea (prepared with a
+     * NULL there: a request without a response body, say). */
+    if (want == 0 && t == P_BLOB && st->srv_types != NULL && st->srv_types[i] == OID_BYTEA) continue;
     return 0;
   }
   return 1;
@@ -655,6 +660,23 @@ static int server_prepare(pg_db_t *db, pg_stmt_t *st, const Oid *types, int64_t 
   if (rc == 0) rc = finish(db, res);
   PQclear(res);
   if (rc != 0) return rc;
+  /* Parameters left for the server to type (bound NULL the first time):
+   * what it made of them, so that bytes bound there later still run the
+   * prepared statement (fits) instead of an unnamed one parsed and
+   * planned on every run. One more round trip, once. */
+  int untyped = 0;
+  for (int i = 0; i < st->nparams && !untyped; i++) untyped = types[i] == 0;
+  free(st->srv_types);
+  st->srv_types = NULL;
+  if (untyped) {
+    if (!PQsendDescribePrepared(db->conn, name)) return set_broken(db, NULL);
+    if ((rc = collect(db, deadline, &res)) != 0) return rc;
+    if ((rc = finish(db, res)) == 0 && PQnparams(res) == st->nparams &&
+        (st->srv_types = malloc((size_t)st->nparams * sizeof(Oid))) != NULL)
+      for (int i = 0; i < st->nparams; i++) st->srv_types[i] = PQparamtype(res, i);
+    PQclear(res);
+    if (rc != 0) return rc;
+  }
   return note_prepared(db, st, name, types);
 }
 

@@ -292,7 +292,9 @@ int hg_deliveries_record_many(hg_db_t *db, const hg_attempt_rec_t *const *recs, 
   }
   free(rr.ids);
   for (size_t i = 0; i < n; i++) status[i] = rc;
-  return rc == HG_EUNAVAIL ? rc : 0;
+  /* Any failure is the job's: the attempts of a chunk sent before it
+   * must not be kept without their deliveries' outcome. */
+  return rc;
 }
 
 int hg_deliveries_abandon(hg_db_t *db, int64_t seq, int64_t now) {

@@ -107,8 +107,9 @@ int hg_deliveries_record(hg_db_t *db, const hg_attempt_rec_t *rec);
  * status[i] each one's result. On PostgreSQL they go in a few multi-row
  * statements (rows.h), deferred: every status is then the same, and a
  * failure of the rows themselves shows at the job's next step (db.h).
- * Returns HG_EUNAVAIL when the connection was lost (stopping there), else
- * 0. */
+ * Returns HG_EUNAVAIL when the connection was lost (stopping there); on
+ * PostgreSQL also any other failure (some rows may have been sent: the
+ * job must roll back); else 0. */
 int hg_deliveries_record_many(hg_db_t *db, const hg_attempt_rec_t *const *recs, size_t n, int *status);
 
 /* Fails every attempt-less step: marks delivery seq failed with an error

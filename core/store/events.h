@@ -62,7 +62,7 @@ int hg_events_insert(hg_db_t *db, hg_event_in_t *ev);
 /* Several events in order, as hg_events_insert would store them one after
  * the other, in fewer statements: on PostgreSQL the rows of the events
  * added go in multi-row INSERTs (events_pg.c), sent (deferred, db.h) when
- * 64 are held and at hg_events_batch_flush. An event with an
+ * 64 are held (or 4 MiB of payloads) and at hg_events_batch_flush. An event with an
  * Idempotency-Key or a publisher's id to look up, or with an ordered
  * webhook among its targets, is stored alone at once, after the rows held
  * before it. Each event's outputs are set when it is added. On SQLite, add

@@ -23,8 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Events a batch holds before it sends their rows. */
+/* Events a batch holds before it sends their rows, and payload bytes: one
+ * statement's parameters travel in one message, which PostgreSQL takes up
+ * to 1 GB, and large events gain nothing from sharing one. */
 #define BATCH_EVENTS HG_ROWS_MAX
+#define BATCH_BYTES (4u << 20)
 
 /* ---- One event at a time ---- */
 
@@ -126,6 +129,7 @@ struct hg_events_batch {
   hg_event_in_t *evs[BATCH_EVENTS];
   int64_t ev_seqs[BATCH_EVENTS];
   size_t nev;
+  size_t bytes; /* the payloads held */
   drow_t *rows;
   size_t nrows, cap;
 };
@@ -182,6 +186,7 @@ int hg_events_batch_flush(hg_events_batch_t *b) {
   if (r == 0) r = hg_rows_send(b->db, HG_ROWS_DELIVERIES, b->nrows, bind_delivery, b, "insert deliveries");
   b->nev = 0;
   b->nrows = 0;
+  b->bytes = 0;
   return r;
 }
 
@@ -233,5 +238,6 @@ int hg_events_batch_add(hg_events_batch_t *b, hg_event_in_t *ev) {
   }
   b->evs[b->nev] = ev;
   b->ev_seqs[b->nev++] = event_seq;
-  return b->nev == BATCH_EVENTS ? hg_events_batch_flush(b) : 0;
+  b->bytes += ev->payload_len;
+  return b->nev == BATCH_EVENTS || b->bytes >= BATCH_BYTES ? hg_events_batch_flush(b) : 0;
 }

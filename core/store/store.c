@@ -88,6 +88,15 @@ static void undo(hg_db_t *db, const char *name) {
   if (!ok && txn_open(db)) hg_db_exec(db, "ROLLBACK", "rollback");
 }
 
+/* A deferred statement's failure, as the job's status: a UNIQUE or
+ * foreign key violation is the job's own answer, not an I/O error. */
+static int deferred_failure(int rc) {
+  return rc == HG_EUNAVAIL || rc == HG_EEXIST || rc == HG_ENOTFOUND || rc == HG_EINVAL || rc == HG_ENOSPC ||
+                 rc == HG_EBUSY
+             ? rc
+             : HG_EIO;
+}
+
 static int run_job(hg_db_t *db, struct job *j) {
   int rc = exec_deferred(db, sql_savepoint, "savepoint");
   if (rc != 0) return rc == HG_EUNAVAIL ? rc : HG_EIO;
@@ -95,16 +104,14 @@ static int run_job(hg_db_t *db, struct job *j) {
   if (!txn_open(db)) return status; /* the caller handles a lost transaction */
   if (status >= 0) {
     if ((rc = exec_cached(db, sql_release, "release")) == 0) return status;
-    /* A deferred statement's failure shows here (db.h): a UNIQUE or
-     * foreign key violation is the job's own answer, not an I/O error. */
-    status = rc == HG_EUNAVAIL || rc == HG_EEXIST || rc == HG_ENOTFOUND || rc == HG_EINVAL || rc == HG_ENOSPC ||
-                     rc == HG_EBUSY
-                 ? rc
-                 : HG_EIO;
+    status = deferred_failure(rc);
   }
   undo(db, "hg_job");
   return status;
 }
+
+/* PostgreSQL: groups run with savepoints after one that had to run again. */
+#define CAREFUL_GROUPS 16
 
 static const char sql_run_savepoint[] = "SAVEPOINT hg_run";
 /* Jobs handed to one hg_store_work_many_fn call at most. */
@@ -209,6 +216,13 @@ static int run_rerunnable(hg_db_t *db, struct job *from, struct job *to_excl, st
         *lost = again;
         return -1;
       }
+      /* A deferred row of one before it failed at a job's own step (a
+       * lookup drains what was sent before it), and was blamed on it:
+       * the run before it fails at its release now, and is halved. */
+      if (r == 2) {
+        if (run_rerunnable(db, j, failed, lost) < 0) return -1;
+        r = 0;
+      }
       for (struct job *k = j; r != 0 && k != failed; k = k->next) {
         /* It failed differently the second time: each alone. */
         k->status = run_job(db, k);
@@ -269,6 +283,7 @@ static int run_optimistic(hg_db_t *db, struct job *batch, uint64_t *ns, uint64_t
     fail_jobs(batch, NULL, stop->status == HG_EUNAVAIL ? HG_EUNAVAIL : HG_EIO);
     return -1;
   }
+  int failure = 0; /* the COMMIT's, a deferred row's */
   if (r == 0) {
     uint64_t t0 = hg_now_ns();
     int rc = exec_cached(db, sql_commit_pg, "commit");
@@ -282,9 +297,16 @@ static int run_optimistic(hg_db_t *db, struct job *batch, uint64_t *ns, uint64_t
       fail_jobs(batch, NULL, rc);
       return -1;
     }
+    failure = deferred_failure(rc);
   }
   if (txn_open(db) && hg_db_exec(db, "ROLLBACK", "rollback") != 0) {
     fail_jobs(batch, NULL, HG_EIO);
+    return -1;
+  }
+  if (batch->next == NULL) {
+    /* One job: the failure is its own, and nothing is left to run again
+     * (its status is set when the job itself failed). */
+    if (r == 0) batch->status = failure;
     return -1;
   }
   return 0;
@@ -424,6 +446,7 @@ static void thread_main(void *arg) {
   uint64_t last_try = 0;
   hg_store_bounds_t bounds = hg_store__bounds ? hg_store__bounds() : HG_STORE_BOUNDS_OFF;
   uint64_t last_group_ns = 0; /* when the last group was taken */
+  int careful = 0;            /* PostgreSQL: groups still to run with savepoints (CAREFUL_GROUPS) */
   uv_mutex_lock(&s->mutex);
   for (;;) {
     while (s->queue == NULL && !s->closing) {
@@ -484,8 +507,11 @@ static void thread_main(void *arg) {
         fail_jobs(batch, NULL, HG_EUNAVAIL);
       } else {
         /* Only rerunnable jobs (ingest): they may run again after a
-         * rollback, so the group is first tried without savepoints. */
-        int optimistic = 1;
+         * rollback, so the group is first tried without savepoints;
+         * not for CAREFUL_GROUPS groups after one that had to run again
+         * (requests that keep failing, say a publisher sending ids another
+         * organization owns, would otherwise make every group run twice). */
+        int optimistic = careful == 0;
         for (struct job *j = batch; j != NULL && optimistic; j = j->next) optimistic = j->rerunnable;
         in_group = run_group(s->db, batch, &ns, &committed, sql_commit, optimistic, &reran);
         if (committed < 0) {
@@ -499,6 +525,8 @@ static void thread_main(void *arg) {
             in_group = run_group(s->db, batch, &ns, &committed, sql_commit, optimistic, &reran);
           if (committed < 0) committed = 0;
         }
+        if (reran) careful = CAREFUL_GROUPS;
+        else if (careful > 0) careful--;
         if (s->db != NULL && group_lost_server(batch)) connection_lost(s);
       }
     } else {

@@ -690,6 +690,34 @@ static void test_nextval(void) {
   hg_db_close(b);
 }
 
+/* A cached statement first run with a NULL where bytes go later (a
+ * request without a response body, then with one) keeps running as the
+ * prepared statement: the server's own type for the parameter is asked
+ * once, and bytes fit it. Without that, every later run went unnamed,
+ * parsed and planned again. */
+static const char bytes_sql[] = "SELECT COALESCE(length(CAST(?1 AS BYTEA)), -1)";
+
+static void test_untyped_bytes(void) {
+  hg_db_t *db = open_db(HG_DB_CACHE);
+  if (db == NULL) return;
+  static const unsigned char b[3] = {0, 1, 2};
+  for (int i = 0; i < 4; i++) {
+    hg_stmt_t *st = NULL;
+    CHECK_EQ_INT(hg_db_prepare(db, bytes_sql, &st), 0);
+    if (i == 0) hg_db_bind_null(st, 1);
+    else hg_db_bind_blob(st, 1, b, sizeof(b));
+    CHECK_EQ_INT(hg_db_step(st), HG_DB_ROW);
+    CHECK_EQ_INT((int)hg_db_column_int64(st, 0), i == 0 ? -1 : 3);
+    hg_db_release(st);
+  }
+  /* Every run, the three with bytes included, went through the prepared
+   * statement (PostgreSQL 14+ counts its plans). */
+  CHECK_EQ_INT(query_int(db, "SELECT generic_plans + custom_plans FROM pg_prepared_statements WHERE statement = "
+                             "'SELECT COALESCE(length(CAST($1 AS BYTEA)), -1)'"),
+               4);
+  hg_db_close(db);
+}
+
 static void test_killed_connection(void) {
   /* Killed by itself: the statement fails, then every call fails at once. */
   hg_db_t *db = open_db(HG_DB_CACHE);
@@ -784,6 +812,7 @@ int main(void) {
   RUN(test_defer_after_idle);
   RUN(test_failures_leak_no_prepared);
   RUN(test_nextval);
+  RUN(test_untyped_bytes);
   RUN(test_killed_connection);
   RUN(test_deadline);
   return HGT_DONE();
