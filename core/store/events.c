@@ -76,30 +76,6 @@ int hg_events__insert_seq(hg_db_t *db, hg_stmt_t *st, int64_t *seq) {
   return rc;
 }
 
-void hg_event_in_done(hg_event_in_t *ev) {
-  if (ev->delivery_seqs != ev->seq_small) free(ev->delivery_seqs);
-  ev->delivery_seqs = NULL;
-  ev->n_seqs = 0;
-}
-
-int hg_event_in__push_seq(hg_event_in_t *ev, int64_t seq) {
-  const size_t small = sizeof(ev->seq_small) / sizeof(ev->seq_small[0]);
-  if (ev->delivery_seqs == NULL) ev->delivery_seqs = ev->seq_small;
-  if (ev->delivery_seqs == ev->seq_small && ev->n_seqs == small) {
-    int64_t *seqs = malloc(2 * small * sizeof(*seqs));
-    if (seqs == NULL) return HG_ENOMEM;
-    memcpy(seqs, ev->seq_small, sizeof(ev->seq_small));
-    ev->delivery_seqs = seqs;
-  } else if (ev->delivery_seqs != ev->seq_small && ev->n_seqs >= 2 * small && (ev->n_seqs & (ev->n_seqs - 1)) == 0) {
-    /* Full at each power of two from twice the small room on. */
-    int64_t *seqs = realloc(ev->delivery_seqs, ev->n_seqs * 2 * sizeof(*seqs));
-    if (seqs == NULL) return HG_ENOMEM;
-    ev->delivery_seqs = seqs;
-  }
-  ev->delivery_seqs[ev->n_seqs++] = seq;
-  return 0;
-}
-
 /* Which targets are active webhooks (a route plugin may name any id):
  * active[i] for targets[i], with TARGET_ORDERED set when it is ordered
  * (store/lines.h). Returns how many are, or a negative code. */
@@ -225,6 +201,14 @@ int hg_events_insert(hg_db_t *db, hg_event_in_t *ev) {
   }
   if (active != small) free(active);
   return r;
+}
+
+/* A batch (events_pg.c) holds the events it can send in multi-row
+ * statements; any other is stored here, once what it held went first. */
+int hg_events_batch_add(hg_events_batch_t *b, hg_event_in_t *ev) {
+  hg_db_t *db = NULL;
+  int r = hg_events__batch_hold(b, ev, &db);
+  return r == 1 ? hg_events_insert(db, ev) : r;
 }
 
 /* ---- The intake log's record ----

@@ -76,8 +76,11 @@ int hg_events_batch_flush(hg_events_batch_t *b);
 void hg_events_batch_free(hg_events_batch_t *b);
 
 /* For events.c and events_pg.c: hg_events_insert's PostgreSQL path once
- * nothing is left to look up; appending a new delivery's seq to ev. */
+ * nothing is left to look up; the batch taking ev (0), or not (1: ev is
+ * to be stored alone on *db, what the batch held sent first), or HG_E*;
+ * appending a new delivery's seq to ev (event_in.c). */
 int hg_events__insert_pg(hg_db_t *db, hg_event_in_t *ev);
+int hg_events__batch_hold(hg_events_batch_t *b, hg_event_in_t *ev, hg_db_t **db);
 int hg_event_in__push_seq(hg_event_in_t *ev, int64_t seq);
 
 /* For the row files (events.c, deliveries.c): steps st, an INSERT of one

@@ -201,13 +201,14 @@ static drow_t *new_row(hg_events_batch_t *b) {
   return &b->rows[b->nrows++];
 }
 
-int hg_events_batch_add(hg_events_batch_t *b, hg_event_in_t *ev) {
+int hg_events__batch_hold(hg_events_batch_t *b, hg_event_in_t *ev, hg_db_t **db_out) {
+  *db_out = b->db;
   /* Only an event with nothing to look up first and no FIFO place to
-   * take is held; any other goes alone, after the rows held so far (an
+   * take is held; any other goes alone (1), after the rows held so far (an
    * earlier event of the batch may be the one its key finds). */
   if (!b->pg || ev->idem_key != NULL || ev->client_id || ev->lines) {
     int r = hg_events_batch_flush(b);
-    return r != 0 ? r : hg_events_insert(b->db, ev);
+    return r != 0 ? r : 1;
   }
   /* Set afresh, as hg_events_insert does: the store may run this twice. */
   ev->duplicate = ev->conflict = 0;
