@@ -484,18 +484,24 @@ static void lazy_table(lua_State *L, int mt, int fields) {
   lua_remove(L, -2);
 }
 
+/* Where n strings and their lengths go while a copy is made: few and
+ * few_len (SCRATCH each) when they fit, else a scratch userdata pushed on
+ * the stack, collected with the rest (the caller removes it from the stack
+ * when n > SCRATCH). [-0, +(0|1), m] */
+static void strings_room(lua_State *L, size_t n, const char **few, size_t *few_len, const char ***str, size_t **len) {
+  *str = few;
+  *len = few_len;
+  if (n <= SCRATCH) return;
+  *str = lua_newuserdatauv(L, n * (sizeof(**str) + sizeof(**len)), 0);
+  *len = (size_t *)(*str + n);
+}
+
 /* Pushes a copy of d's fields. [-0, +1, m] */
 static void push_delivery_copy(lua_State *L, const hg_lua_delivery_t *d) {
   size_t n = D_N + 2 * d->n_headers;
-  const char *few[SCRATCH];
-  size_t few_len[SCRATCH];
-  const char **str = few;
-  size_t *len = few_len;
-  if (n > SCRATCH) {
-    /* Many headers: a scratch userdata, collected with the rest. */
-    str = lua_newuserdatauv(L, n * (sizeof(*str) + sizeof(*len)), 0);
-    len = (size_t *)(str + n);
-  }
+  const char *few[SCRATCH], **str;
+  size_t few_len[SCRATCH], *len;
+  strings_room(L, n, few, few_len, &str, &len); /* many headers: a scratch */
   str[D_ID] = d->id, str[D_WEBHOOK] = d->webhook_id, str[D_EVENT] = d->event_id, str[D_TYPE] = d->event_type;
   str[D_URL] = d->url;
   str[D_SKIP] = d->skip;
@@ -567,15 +573,9 @@ int hg_lua__untouched(lua_State *L, int idx) {
 
 int hg_lua__push_route(lua_State *L, const hg_lua_event_t *ev, json_t *targets) {
   size_t n = E_N + json_array_size(targets);
-  const char *few[SCRATCH];
-  size_t few_len[SCRATCH];
-  const char **str = few;
-  size_t *len = few_len;
-  if (n > SCRATCH) {
-    /* Many targets: a scratch userdata, collected with the rest. */
-    str = lua_newuserdatauv(L, n * (sizeof(*str) + sizeof(*len)), 0);
-    len = (size_t *)(str + n);
-  }
+  const char *few[SCRATCH], **str;
+  size_t few_len[SCRATCH], *len;
+  strings_room(L, n, few, few_len, &str, &len); /* many targets: a scratch */
   str[E_ID] = ev->id, str[E_TYPE] = ev->type, str[E_ORG] = ev->org, str[E_DATA] = ev->data;
   len[E_ID] = strlen(ev->id), len[E_TYPE] = strlen(ev->type), len[E_ORG] = ev->org ? strlen(ev->org) : 0;
   len[E_DATA] = ev->data_len;
