@@ -207,6 +207,20 @@ static void metrics(hg_http_req_t *req, void *ud) {
   if (app->server)
     put_gauge(&b, "hookgate_http_connections", "Open client connections.",
               (double)hg_http_server_connections(app->server));
+  if (app->client) {
+    hg_client_stats_t cs;
+    hg_client_stats(app->client, &cs);
+    put_counter(&b, "hookgate_client_connections_opened_total",
+                "Connections the gateway opened to receivers (and for Lua's http calls).", "",
+                cs.connections_opened);
+    hg_buf_printf(&b,
+                  "# HELP hookgate_client_tls_handshakes_total TLS handshakes with receivers, by whether they resumed "
+                  "the receiver's session (no certificate to verify) or ran in full.\n"
+                  "# TYPE hookgate_client_tls_handshakes_total counter\n"
+                  "hookgate_client_tls_handshakes_total{resumed=\"false\"} %llu\n"
+                  "hookgate_client_tls_handshakes_total{resumed=\"true\"} %llu\n",
+                  (unsigned long long)cs.tls_full, (unsigned long long)cs.tls_resumed);
+  }
   put_lua_phases(&b, "hookgate_lua_phase_calls_total",
                  "Lua phase calls: route once per event, transform and sign once per delivery attempt.", 0);
   put_lua_phases(&b, "hookgate_lua_phase_seconds_total",

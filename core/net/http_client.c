@@ -148,6 +148,7 @@ int hg_client_new(hg_client_t **out, const hg_client_opts_t *opts, char *err, si
   hg_list_init(&c->ready);
   hg_list_init(&c->conns);
   hg_list_init(&c->deferred);
+  hg_list_init(&c->deadlines);
   c->user_agent = strdup(opts->user_agent ? opts->user_agent : "hookgate/" HG_VERSION);
   if (c->user_agent == NULL) goto fail;
   if ((rc = hg_tls_client_new(&c->tls, opts->ca_file, tlserr, sizeof(tlserr))) != 0) {
@@ -156,6 +157,10 @@ int hg_client_new(hg_client_t **out, const hg_client_opts_t *opts, char *err, si
   }
   c->o.user_agent = c->user_agent;
   c->pool_cb = pool_cb;
+  /* Last: from here on the client is freed only through its tick's close. */
+  uv_timer_init(c->loop, &c->tick);
+  c->tick.data = c;
+  c->refs++;
   *out = c;
   return 0;
 fail:
@@ -191,13 +196,24 @@ static int skipped_header(const char *name) {
          strcasecmp(name, "transfer-encoding") == 0 || strcasecmp(name, "connection") == 0;
 }
 
-static void req_timer_cb(uv_timer_t *t);
+static void tick_cb(uv_timer_t *t);
 
-static void req_close_cb(uv_handle_t *h) {
-  req_t *r = h->data;
-  hg_client_t *c = r->c;
-  free(r);
-  unref(c);
+/* Sets the tick for at (hg_now_ns clock) unless it is set for earlier. */
+static void tick_arm(hg_client_t *c, uint64_t at) {
+  if (c->closing || (c->tick_at != 0 && c->tick_at <= at)) return;
+  uint64_t now = hg_now_ns();
+  c->tick_at = at > 0 ? at : 1;
+  /* Rounded up: it never fires before the deadline it is set for. */
+  uv_timer_start(&c->tick, tick_cb, at > now ? (at - now + 999999) / 1000000 : 0, 0);
+}
+
+/* Puts r in the client's deadlines in order: usually at the tail, since
+ * requests mostly share one timeout. */
+static void deadline_add(hg_client_t *c, req_t *r) {
+  hg_list_t *prev = c->deadlines.prev;
+  while (prev != &c->deadlines && HG_CONTAINER(prev, req_t, tlink)->deadline_ns > r->deadline_ns) prev = prev->prev;
+  hg_list_insert(prev, &r->tlink);
+  tick_arm(c, r->deadline_ns);
 }
 
 int hg_client_send(hg_client_t *c, const hg_client_request_t *rq, hg_client_cb cb, void *ud,
@@ -285,11 +301,9 @@ int hg_client_send(hg_client_t *c, const hg_client_request_t *rq, hg_client_cb c
   r->ud = ud;
   r->start_ns = hg_now_ns();
   r->head_only = strcmp(method, "HEAD") == 0;
-  uv_timer_init(c->loop, &r->timer);
-  r->timer.data = r;
+  r->deadline_ns = r->start_ns + (uint64_t)(rq->timeout_ms ? rq->timeout_ms : c->o.total_timeout_ms) * 1000000u;
   c->refs++;
-  uv_timer_start(&r->timer, req_timer_cb, rq->timeout_ms ? rq->timeout_ms : c->o.total_timeout_ms,
-                 0);
+  deadline_add(c, r);
   hg_client__pool_enqueue(c, r);
   return 0;
 }
@@ -297,9 +311,10 @@ int hg_client_send(hg_client_t *c, const hg_client_request_t *rq, hg_client_cb c
 static void deliver(req_t *r) {
   hg_client_response_t res;
   hg_client_header_t *hdrs = NULL;
+  hg_client_t *c = r->c;
   memset(&res, 0, sizeof(res));
   r->state = R_DONE;
-  uv_timer_stop(&r->timer);
+  hg_list_del(&r->tlink);
   if (r->err == 0) {
     res.status = r->status;
     if (r->nhdr > 0 && (hdrs = malloc(r->nhdr * sizeof(*hdrs))) != NULL) {
@@ -330,12 +345,13 @@ static void deliver(req_t *r) {
   free(hdrs);
   hg_buf_free(&r->hdr);
   hg_buf_free(&r->body);
-  uv_close((uv_handle_t *)&r->timer, req_close_cb);
+  free(r);
+  unref(c);
 }
 
 /* Ends a request that holds neither a connection nor a queue place: its
- * callback runs now, or from its timer when the pump or send is on the
- * stack. text is copied (used when err is not 0). */
+ * callback runs now, or from the client's tick when the pump or send is on
+ * the stack. text is copied (used when err is not 0). */
 static void req_finish(req_t *r, int err, const char *text) {
   hg_client_t *c = r->c;
   r->err = err;
@@ -343,7 +359,7 @@ static void req_finish(req_t *r, int err, const char *text) {
   if (c->api_depth > 0) {
     r->state = R_DEFERRED;
     hg_list_push(&c->deferred, &r->link);
-    uv_timer_start(&r->timer, req_timer_cb, 0, 0);
+    tick_arm(c, hg_now_ns());
     return;
   }
   deliver(r);
@@ -358,14 +374,9 @@ static void pool_cb(conn_t *conn, req_t *r, int err, const char *text) {
     req_finish(r, err, text);
 }
 
-static void req_timer_cb(uv_timer_t *t) {
-  req_t *r = t->data;
+/* r's deadline passed: whatever it holds is given up. */
+static void expire(req_t *r) {
   hg_client_t *c = r->c;
-  if (r->state == R_DEFERRED) {
-    hg_list_del(&r->link);
-    deliver(r);
-    return;
-  }
   const char *text = "timeout (queued: connection limit reached)";
   if (r->state == R_QUEUED) {
     hg_client__pool_dequeue(r);
@@ -383,6 +394,39 @@ static void req_timer_cb(uv_timer_t *t) {
   snprintf(r->errtext, sizeof(r->errtext), "%s", text);
   deliver(r);
 }
+
+/* The tick: deferred callbacks first (their outcome was decided before any
+ * deadline now due), then every request whose deadline passed, then set
+ * again for the earliest left. A callback may close the client: the
+ * tick's handle keeps it allocated until its close callback, which runs
+ * after this one returns. */
+static void tick_cb(uv_timer_t *t) {
+  hg_client_t *c = t->data;
+  c->tick_at = 0;
+  while (!c->closing && !hg_list_empty(&c->deferred)) {
+    req_t *r = HG_CONTAINER(c->deferred.next, req_t, link);
+    hg_list_del(&r->link);
+    deliver(r);
+  }
+  uint64_t now = hg_now_ns();
+  while (!c->closing && !hg_list_empty(&c->deadlines)) {
+    req_t *r = HG_CONTAINER(c->deadlines.next, req_t, tlink);
+    if (r->deadline_ns > now) {
+      tick_arm(c, r->deadline_ns);
+      break;
+    }
+    /* Deferred by an expiry above (its outcome is decided, its callback
+     * waits): delivered, not expired. */
+    if (r->state == R_DEFERRED) {
+      hg_list_del(&r->link);
+      deliver(r);
+      continue;
+    }
+    expire(r);
+  }
+}
+
+static void tick_close_cb(uv_handle_t *h) { unref(h->data); }
 
 /* ---- close, stats ---- */
 
@@ -405,12 +449,15 @@ void hg_client_close(hg_client_t *c) {
     snprintf(r->errtext, sizeof(r->errtext), "canceled: client closed");
     deliver(r);
   }
+  uv_close((uv_handle_t *)&c->tick, tick_close_cb);
   unref(c);
 }
 
 void hg_client_stats(const hg_client_t *c, hg_client_stats_t *out) {
   out->connections_opened = c->connections_opened;
   out->requests_retried = c->requests_retried;
+  out->tls_full = c->tls_full;
+  out->tls_resumed = c->tls_resumed;
   out->in_flight = c->in_flight;
   out->queued = c->queued;
   out->idle = c->idle;

@@ -112,6 +112,8 @@ const char *hg_client_response_header(const hg_client_response_t *res, const cha
 typedef struct hg_client_stats {
   uint64_t connections_opened; /* TCP connections established */
   uint64_t requests_retried;   /* sent again after a reused connection failed */
+  uint64_t tls_full;           /* TLS handshakes completed in full (the certificate verified) */
+  uint64_t tls_resumed;        /* TLS handshakes that resumed an origin's session */
   unsigned in_flight;          /* requests holding a connection now */
   unsigned queued;             /* requests waiting for a slot now */
   unsigned idle;               /* idle keep-alive connections now */

@@ -206,6 +206,8 @@ static void tls_input(conn_t *conn, const char *data, size_t len) {
     }
     if (rc == 1) return;
     conn->req->tls_resumed = hg_tls_conn_resumed(conn->tls);
+    if (conn->req->tls_resumed) c->tls_resumed++;
+    else c->tls_full++;
     conn_ready(conn);
     if (conn->state != C_BUSY) return;
   }

@@ -1,7 +1,7 @@
 /* http_client_internal.h: what the client's three files share.
  *
  *   http_client.c       the API: URLs, the client's lifetime, requests (built
- *                       on send, ended by their timer, delivered to the
+ *                       on send, ended by their deadline, delivered to the
  *                       callback), close, stats
  *   http_client_pool.c  origins and their limits, the ready queue, idle
  *                       connections, DNS, the SSRF check and connect: a
@@ -23,9 +23,18 @@
  *   conn    one TCP (maybe TLS) connection; serves one request at a time.
  *           The pool allocates and frees it; it holds no reference on the
  *           client (once closed, its handle callbacks touch only the conn).
- *   req     one request: the serialized bytes, the total-timeout timer and
- *           the response being collected. http_client.c allocates and frees
- *           it; while queued or holding a slot it is on loan to the pool.
+ *   req     one request: the serialized bytes, its deadline (the total
+ *           timeout) and the response being collected. http_client.c
+ *           allocates and frees it; while queued or holding a slot it is on
+ *           loan to the pool.
+ *
+ * Deadlines: every live request is in the client's list of them, earliest
+ * first, and one timer (the client's tick) is set for the earliest: three
+ * heap operations and a handle to close per request in libuv cost a
+ * delivery more than everything else the client does for it outside the
+ * kernel. Requests mostly share one timeout, so a new one goes at the
+ * tail; the tick may fire early (its request ended) and then sets itself
+ * for the next.
  *
  * A request holds a "slot" while a connection works for it (connecting or
  * busy); slots are capped globally and per origin. The pool's pump hands
@@ -39,14 +48,14 @@
  *                        the connection was given back (err 0), or it failed
  *                        or never got a connection (err, text). Once, last;
  *                        the pool does not touch r afterwards. Not called for
- *                        a request the client takes back itself (its timer,
- *                        close).
+ *                        a request the client takes back itself (its
+ *                        deadline, close).
  * The pool calls it from the pump (so inside hg_client_send() too) and from
  * its libuv callbacks; it is the last thing the pool's code path does with r.
  *
  * Reentrancy: user callbacks never run while the pump or hg_client_send() is
  * on the stack (api_depth > 0); a failure found there is delivered from the
- * request's timer on the next loop iteration. Everywhere else the callback
+ * client's tick on the next loop iteration. Everywhere else the callback
  * is the last thing a code path does. */
 #ifndef HG_HTTP_CLIENT_INTERNAL_H
 #define HG_HTTP_CLIENT_INTERNAL_H
@@ -76,6 +85,13 @@ typedef struct hg_client_origin {
   struct sockaddr_storage literal_addr;
   char port[6];
   hg_tls_session_t *session;
+  /* Connections started and not yet set up (connecting, handshaking). An
+   * HTTPS origin with no session to resume opens one connection alone
+   * first, so that the others resume its session instead of each paying a
+   * full handshake; tls_failed: the last one to try failed, so they open
+   * side by side again until a handshake succeeds. */
+  unsigned opening;
+  int tls_failed;
   const char *host; /* points into key */
   char key[];       /* "h:" or "s:" + host + ":" + port, NUL, host, NUL */
 } origin_t;
@@ -100,7 +116,8 @@ typedef struct hg_client_req {
   int retried, fresh; /* sent again once; wants a new connection */
   int conn_reused;    /* the connection it was last given had served before */
   /* http_client.c's. */
-  uv_timer_t timer;
+  hg_list_t tlink;      /* client->deadlines, until delivered */
+  uint64_t deadline_ns; /* hg_now_ns() clock */
   hg_client_cb cb;
   void *ud;
   uint64_t start_ns;
@@ -131,6 +148,7 @@ struct hg_client_conn {
   uv_connect_t creq;
   int state;
   int tcp_open, timer_open, gai_pending, counted;
+  int opening; /* counted in o->opening */
   unsigned served; /* exchanges completed on it: > 0 is a reused connection */
   struct sockaddr_storage addrs[HG_CLIENT_MAX_ADDRS];
   unsigned naddrs, addr_i;
@@ -156,11 +174,14 @@ struct hg_client {
   hg_list_t ready;    /* origins waiting for a global slot */
   hg_list_t conns;    /* open connections */
   hg_list_t deferred; /* requests whose callback waits for the next iteration */
+  hg_list_t deadlines; /* every live request, earliest deadline first */
+  uv_timer_t tick;     /* for the earliest deadline, or 0 ms for deferred ones */
+  uint64_t tick_at;    /* when it is set for (hg_now_ns clock), 0: not set */
   unsigned in_flight, queued, idle;
-  unsigned refs; /* 1 until closed, + live requests */
+  unsigned refs; /* 1 until closed, + 1 for the tick's handle, + live requests */
   int closing;
   int api_depth; /* > 0 while send or pump is on the stack */
-  uint64_t connections_opened, requests_retried;
+  uint64_t connections_opened, requests_retried, tls_full, tls_resumed;
   char rbuf[HG_CLIENT_READ_BUF_SIZE];  /* one read buffer for every connection */
   char pbuf[HG_CLIENT_PLAIN_BUF_SIZE]; /* TLS plaintext */
 };
@@ -194,7 +215,9 @@ void hg_client__slot_freed(hg_client_t *c, origin_t *o);
 void hg_client__conn_close(conn_t *conn);
 
 /* The exchange set the connection up (TLS): the connect timeout stops and
- * the connection is C_BUSY. */
+ * the connection is C_BUSY. When it was its HTTPS origin's first, the
+ * requests waiting for that origin's session start connections now
+ * (hg_client__slot_freed: no request's callback runs inside this call). */
 void hg_client__conn_established(conn_t *conn);
 
 /* The connection failed: it closes, and its request comes back through

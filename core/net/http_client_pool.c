@@ -134,9 +134,19 @@ static void timer_close_cb(uv_handle_t *h) {
   conn_maybe_free(conn);
 }
 
+/* The connection is set up, or gone before that (failed): no longer one
+ * of its origin's openings. */
+static void opened(conn_t *conn, int ok) {
+  if (!conn->opening) return;
+  conn->opening = 0;
+  conn->o->opening--;
+  conn->o->tls_failed = !ok;
+}
+
 void hg_client__conn_close(conn_t *conn) {
   hg_client_t *c = conn->c;
   if (conn->state == C_CLOSING) return;
+  opened(conn, 0);
   if (conn->state == C_IDLE) {
     hg_list_del(&conn->link);
     conn->o->n_idle--;
@@ -208,6 +218,17 @@ static void conn_timer_cb(uv_timer_t *t) {
 void hg_client__conn_established(conn_t *conn) {
   uv_timer_stop(&conn->timer);
   conn->state = C_BUSY;
+  int first = conn->opening && conn->o->https;
+  opened(conn, 1);
+  /* An HTTPS origin's first handshake ended: the requests that waited for
+   * its session get connections now (see origin_t.opening). */
+  if (first) hg_client__slot_freed(conn->c, conn->o);
+}
+
+/* An HTTPS origin with nothing to resume, whose first connection is on
+ * its way: no second one starts until it is set up or fails. */
+static int await_session(const origin_t *o) {
+  return o->https && o->opening > 0 && !o->tls_failed && !hg_tls_session_valid(o->session);
 }
 
 void hg_client__conn_release(conn_t *conn, int keep) {
@@ -275,7 +296,7 @@ void hg_client__pump(hg_client_t *c, origin_t *o, unsigned limit) {
       conn->state = C_BUSY;
       assign(conn, r);
       c->pool_cb(conn, r, 0, NULL);
-    } else if (o->active < c->o.max_per_origin) {
+    } else if (o->active < c->o.max_per_origin && !await_session(o)) {
       conn_start(c, o, r);
     } else {
       break;
@@ -421,6 +442,8 @@ static void conn_start(hg_client_t *c, origin_t *o, req_t *r) {
   conn->timer.data = conn;
   conn->timer_open = 1;
   conn->state = C_RESOLVING;
+  conn->opening = 1;
+  o->opening++;
   assign(conn, r);
   uv_timer_start(&conn->timer, conn_timer_cb, c->o.connect_timeout_ms, 0);
   if (o->literal) {

@@ -1,6 +1,8 @@
 /* tls_bio.c: the protocol settings and the memory BIO both TLS ends use. */
 #include "net/tls_bio.h"
 
+#include <mbedtls/aesni.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "base/common.h"
@@ -9,10 +11,42 @@
 static const mbedtls_ecp_group_id curves[] = {MBEDTLS_ECP_DP_CURVE25519, MBEDTLS_ECP_DP_SECP256R1,
                                               MBEDTLS_ECP_DP_SECP384R1, MBEDTLS_ECP_DP_NONE};
 
+/* mbedTLS's own order puts ChaCha20-Poly1305 first, which it computes in
+ * portable C; on a CPU with AES-NI and carry-less multiply its AES-GCM
+ * runs on those instructions and costs a fraction of that per byte. There
+ * the ECDHE AES-GCM suites go first, the rest follow in mbedTLS's order. */
+#define MAX_SUITES 256
+static int suites[MAX_SUITES + 1];
+static int suites_reordered;
+static pthread_once_t suites_once = PTHREAD_ONCE_INIT;
+
+static int fast_aead(int id) {
+  const mbedtls_ssl_ciphersuite_t *cs = mbedtls_ssl_ciphersuite_from_id(id);
+  return cs != NULL && (cs->cipher == MBEDTLS_CIPHER_AES_128_GCM || cs->cipher == MBEDTLS_CIPHER_AES_256_GCM) &&
+         (cs->key_exchange == MBEDTLS_KEY_EXCHANGE_ECDHE_ECDSA || cs->key_exchange == MBEDTLS_KEY_EXCHANGE_ECDHE_RSA);
+}
+
+static void order_suites(void) {
+#if defined(MBEDTLS_AESNI_C) && defined(MBEDTLS_HAVE_X86_64)
+  if (!mbedtls_aesni_has_support(MBEDTLS_AESNI_AES) || !mbedtls_aesni_has_support(MBEDTLS_AESNI_CLMUL)) return;
+  const int *all = mbedtls_ssl_list_ciphersuites();
+  size_t n = 0;
+  for (int pass = 0; pass < 2; pass++)
+    for (const int *id = all; *id != 0 && n < MAX_SUITES; id++)
+      if (fast_aead(*id) == (pass == 0)) suites[n++] = *id;
+  suites[n] = 0;
+  suites_reordered = n > 0;
+#else
+  (void)fast_aead;
+#endif
+}
+
 void hg_tls_bio_conf(mbedtls_ssl_config *conf) {
   mbedtls_ssl_conf_min_version(conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
   mbedtls_ssl_conf_max_version(conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
   mbedtls_ssl_conf_curves(conf, curves);
+  pthread_once(&suites_once, order_suites);
+  if (suites_reordered) mbedtls_ssl_conf_ciphersuites(conf, suites);
 }
 
 static int bio_send(void *ctx, const unsigned char *data, size_t len) {

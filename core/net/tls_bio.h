@@ -26,7 +26,9 @@ typedef struct hg_tls_bio {
 } hg_tls_bio_t;
 
 /* Sets what both sides use: TLS 1.2 only; curves X25519, P-256, P-384 in
- * that order of preference. */
+ * that order of preference; mbedTLS's cipher suites, with the ECDHE
+ * AES-GCM ones first when the CPU has AES-NI and carry-less multiply
+ * (ChaCha20-Poly1305, mbedTLS's first choice, otherwise). */
 void hg_tls_bio_conf(mbedtls_ssl_config *conf);
 
 /* Sets up b (caller's storage, zeroed or not) on conf, which must outlive

@@ -102,6 +102,8 @@ void hg_tls_session_free(hg_tls_session_t *s) {
   free(s);
 }
 
+int hg_tls_session_valid(const hg_tls_session_t *s) { return s != NULL && s->valid; }
+
 /* Called only while a certificate chain is verified, so only during a full
  * handshake: that is how a resumed session is told apart. */
 static int verify_cb(void *ud, mbedtls_x509_crt *crt, int depth, uint32_t *flags) {

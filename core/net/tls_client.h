@@ -34,6 +34,10 @@ void hg_tls_client_free(hg_tls_client_t *t);
 hg_tls_session_t *hg_tls_session_new(void);
 void hg_tls_session_free(hg_tls_session_t *s); /* accepts NULL */
 
+/* Whether s holds a session a new connection can offer to resume (a
+ * handshake with it completed). 0 for NULL. */
+int hg_tls_session_valid(const hg_tls_session_t *s);
+
 /* Starts a connection to hostname (checked against the certificate, and sent
  * as SNI). session may be NULL; when it holds a session, resumption is
  * offered. The connection borrows t (and session until the handshake ends).

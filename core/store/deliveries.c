@@ -53,14 +53,23 @@ static int run(hg_db_t *db, hg_stmt_t *st, const char *op) {
   return rc < 0 ? hg_db_fail(db, rc, op) : 0;
 }
 
-/* The columns both loads read, from column off on. */
-#define LOAD_COLUMNS                                                                                                \
-  "d.id, d.webhook_id, e.id, d.status, d.attempts, d.next_attempt_at, w.active, w.url, e.payload, d.created_at, " \
-  "e.type, w.lua, w.organization_id, w.disable_after_exhausted, w.disable_after_failing_ms, " \
-  "h.consecutive_exhausted, w.rate_limit_milli, w.max_concurrency, d.line, " \
-  "CASE WHEN " HG_LINE_WAITING("d") " THEN 1 ELSE 0 END "
-#define LOAD_JOINS "JOIN events e ON e.seq = d.event_seq JOIN webhooks w ON w.id = d.webhook_id " \
-                   "LEFT JOIN webhook_health h ON h.webhook_id = d.webhook_id "
+/* What a load reads, in two parts: the delivery with its event, then its
+ * webhook (with the webhook's streak). PostgreSQL reads both in one
+ * statement (a round trip each would cost more); SQLite reads the webhook
+ * only when it differs from the last delivery's of the same transaction
+ * (the usual batch holds many deliveries of one webhook). */
+#define LOAD_OWN_COLUMNS                                                                                     \
+  "d.id, d.webhook_id, e.id, d.status, d.attempts, d.next_attempt_at, e.payload, d.created_at, e.type, " \
+  "d.line, CASE WHEN " HG_LINE_WAITING("d") " THEN 1 ELSE 0 END "
+#define LOAD_OWN_N 11
+#define LOAD_OWN_FROM "FROM deliveries d JOIN events e ON e.seq = d.event_seq "
+#define LOAD_HOOK_COLUMNS                                                                                \
+  "w.active, w.url, w.lua, w.organization_id, w.disable_after_exhausted, w.disable_after_failing_ms, " \
+  "h.consecutive_exhausted, w.rate_limit_milli, w.max_concurrency "
+#define LOAD_HOOK_N 9
+#define LOAD_HOOK_JOINS "JOIN webhooks w ON w.id = d.webhook_id " \
+                        "LEFT JOIN webhook_health h ON h.webhook_id = d.webhook_id "
+#define LOAD_COLUMNS LOAD_OWN_COLUMNS ", " LOAD_HOOK_COLUMNS
 /* PostgreSQL's rows also carry their lease (nodes.h). */
 #define LOAD_LEASE ", d.lease_owner, d.lease_until "
 
@@ -68,57 +77,115 @@ int hg_send_leased(const hg_send_t *s, const char *node_id, int64_t until) {
   return s->lease_until >= until && strcmp(s->lease_owner, node_id) == 0;
 }
 
-static int fill_send(hg_stmt_t *st, int off, int64_t seq, hg_send_t *out, int lease) {
+static int64_t int_or(hg_stmt_t *st, int i, int64_t dflt) {
+  return hg_db_column_is_null(st, i) ? dflt : hg_db_column_int64(st, i);
+}
+
+/* LOAD_OWN_COLUMNS, from column off on. */
+static int fill_own(hg_stmt_t *st, int off, int64_t seq, hg_send_t *out) {
   out->seq = seq;
-  if (lease) { /* LOAD_LEASE, after LOAD_COLUMNS */
-    if (!hg_db_column_is_null(st, off + 20))
-      hg_copy(out->lease_owner, sizeof(out->lease_owner), hg_db_column_text(st, off + 20));
-    if (!hg_db_column_is_null(st, off + 21)) out->lease_until = hg_db_column_int64(st, off + 21);
-  }
   hg_copy(out->id, sizeof(out->id), hg_db_column_text(st, off + 0));
   hg_copy(out->webhook_id, sizeof(out->webhook_id), hg_db_column_text(st, off + 1));
   hg_copy(out->event_id, sizeof(out->event_id), hg_db_column_text(st, off + 2));
   out->status = status_of(hg_db_column_text(st, off + 3));
   out->attempts = (int)hg_db_column_int64(st, off + 4);
   out->next_attempt_at = hg_db_column_int64(st, off + 5);
-  out->webhook_active = (int)hg_db_column_int64(st, off + 6);
-  out->created_at = hg_db_column_int64(st, off + 9);
-  hg_copy(out->event_type, sizeof(out->event_type), hg_db_column_text(st, off + 10));
-  if (!hg_db_column_is_null(st, off + 11)) out->lua = strdup(hg_db_column_text(st, off + 11));
-  if (!hg_db_column_is_null(st, off + 12)) hg_copy(out->org, sizeof(out->org), hg_db_column_text(st, off + 12));
-  out->disable_after_exhausted = hg_db_column_is_null(st, off + 13) ? -1 : hg_db_column_int64(st, off + 13);
-  out->disable_after_failing_ms = hg_db_column_is_null(st, off + 14) ? -1 : hg_db_column_int64(st, off + 14);
-  out->health_exhausted = hg_db_column_is_null(st, off + 15) ? 0 : hg_db_column_int64(st, off + 15);
-  out->rate_limit_milli = hg_db_column_is_null(st, off + 16) ? 0 : hg_db_column_int64(st, off + 16);
-  out->max_concurrency = hg_db_column_is_null(st, off + 17) ? 0 : hg_db_column_int64(st, off + 17);
-  out->line = hg_db_column_is_null(st, off + 18) ? 0 : hg_db_column_int64(st, off + 18);
-  out->waiting = (int)hg_db_column_int64(st, off + 19);
-  out->url = strdup(hg_db_column_text(st, off + 7));
-  out->payload_len = hg_db_column_bytes(st, off + 8);
+  out->created_at = hg_db_column_int64(st, off + 7);
+  hg_copy(out->event_type, sizeof(out->event_type), hg_db_column_text(st, off + 8));
+  out->line = int_or(st, off + 9, 0);
+  out->waiting = (int)hg_db_column_int64(st, off + 10);
+  out->payload_len = hg_db_column_bytes(st, off + 6);
   out->payload = malloc(out->payload_len + 1);
-  if (out->url == NULL || out->payload == NULL) return HG_ENOMEM;
-  if (out->payload_len > 0) memcpy(out->payload, hg_db_column_blob(st, off + 8), out->payload_len);
+  if (out->payload == NULL) return HG_ENOMEM;
+  if (out->payload_len > 0) memcpy(out->payload, hg_db_column_blob(st, off + 6), out->payload_len);
   out->payload[out->payload_len] = '\0';
   return 0;
 }
 
-int hg_deliveries_load(hg_db_t *db, int64_t seq, int64_t now, hg_send_t *out, const hg_send_t *prev) {
+/* LOAD_HOOK_COLUMNS, from column off on. */
+static int fill_hook(hg_stmt_t *st, int off, hg_send_t *out) {
+  out->webhook_active = (int)hg_db_column_int64(st, off + 0);
+  int has_lua = !hg_db_column_is_null(st, off + 2);
+  if (has_lua) out->lua = strdup(hg_db_column_text(st, off + 2));
+  if (!hg_db_column_is_null(st, off + 3)) hg_copy(out->org, sizeof(out->org), hg_db_column_text(st, off + 3));
+  out->disable_after_exhausted = int_or(st, off + 4, -1);
+  out->disable_after_failing_ms = int_or(st, off + 5, -1);
+  out->health_exhausted = int_or(st, off + 6, 0);
+  out->rate_limit_milli = int_or(st, off + 7, 0);
+  out->max_concurrency = int_or(st, off + 8, 0);
+  out->url = strdup(hg_db_column_text(st, off + 1));
+  return out->url == NULL || (has_lua && out->lua == NULL) ? HG_ENOMEM : 0;
+}
+
+/* The webhook's part (and secrets) of from, a delivery of the same webhook
+ * read earlier in the same transaction. */
+static int copy_hook(const hg_send_t *from, hg_send_t *out) {
+  out->webhook_active = from->webhook_active;
+  memcpy(out->org, from->org, sizeof(out->org));
+  out->disable_after_exhausted = from->disable_after_exhausted;
+  out->disable_after_failing_ms = from->disable_after_failing_ms;
+  out->health_exhausted = from->health_exhausted;
+  out->rate_limit_milli = from->rate_limit_milli;
+  out->max_concurrency = from->max_concurrency;
+  out->url = strdup(from->url);
+  if (from->lua != NULL) out->lua = strdup(from->lua);
+  memcpy(out->secrets, from->secrets, from->n_secrets * sizeof(out->secrets[0]));
+  out->n_secrets = from->n_secrets;
+  return out->url == NULL || (from->lua != NULL && out->lua == NULL) ? HG_ENOMEM : 0;
+}
+
+/* A joined row (PostgreSQL): LOAD_COLUMNS LOAD_LEASE, from column off on. */
+static int fill_send(hg_stmt_t *st, int off, int64_t seq, hg_send_t *out) {
+  int r = fill_own(st, off, seq, out);
+  if (r == 0) r = fill_hook(st, off + LOAD_OWN_N, out);
+  int lease = off + LOAD_OWN_N + LOAD_HOOK_N;
+  if (!hg_db_column_is_null(st, lease))
+    hg_copy(out->lease_owner, sizeof(out->lease_owner), hg_db_column_text(st, lease));
+  out->lease_until = int_or(st, lease + 1, 0);
+  return r;
+}
+
+/* Which columns a load_row statement reads. */
+enum { ROW_OWN, ROW_HOOK, ROW_JOINED };
+
+/* Reads the one row of sql (bound to key, or to seq when key is NULL)
+ * into out; HG_ENOTFOUND when there is none. */
+static int load_row(hg_db_t *db, const char *sql, int64_t seq, const char *key, hg_send_t *out, int kind) {
   hg_stmt_t *st = NULL;
-  memset(out, 0, sizeof(*out));
-  int rc = hg_db_prepare(db,
-                         hg_db_engine(db) == HG_DB_PG
-                             ? "SELECT " LOAD_COLUMNS LOAD_LEASE "FROM deliveries d " LOAD_JOINS "WHERE d.seq = ?1"
-                             : "SELECT " LOAD_COLUMNS "FROM deliveries d " LOAD_JOINS "WHERE d.seq = ?1",
-                         &st);
+  int rc = hg_db_prepare(db, sql, &st);
   if (rc < 0) return hg_db_fail(db, rc, "load delivery");
-  hg_db_bind_int64(st, 1, seq);
+  if (key != NULL) hg_db_bind_text(st, 1, key, -1);
+  else hg_db_bind_int64(st, 1, seq);
   rc = hg_db_step(st);
-  int r = 0;
-  if (rc == HG_DB_ROW) r = fill_send(st, 0, seq, out, hg_db_engine(db) == HG_DB_PG);
-  else r = rc == HG_DB_DONE ? HG_ENOTFOUND : hg_db_fail(db, rc, "load delivery");
+  int r;
+  if (rc != HG_DB_ROW) r = rc == HG_DB_DONE ? HG_ENOTFOUND : hg_db_fail(db, rc, "load delivery");
+  else if (kind == ROW_OWN) r = fill_own(st, 0, seq, out);
+  else if (kind == ROW_HOOK) r = fill_hook(st, 0, out);
+  else r = fill_send(st, 0, seq, out);
   hg_db_release(st);
+  return r;
+}
+
+int hg_deliveries_load(hg_db_t *db, int64_t seq, int64_t now, hg_send_t *out, const hg_send_t *prev) {
+  memset(out, 0, sizeof(*out));
+  int r;
+  if (hg_db_engine(db) == HG_DB_PG) {
+    r = load_row(db, "SELECT " LOAD_COLUMNS LOAD_LEASE LOAD_OWN_FROM LOAD_HOOK_JOINS "WHERE d.seq = ?1", seq, NULL,
+                 out, ROW_JOINED);
+  } else {
+    r = load_row(db, "SELECT " LOAD_OWN_COLUMNS LOAD_OWN_FROM "WHERE d.seq = ?1", seq, NULL, out, ROW_OWN);
+    if (r == 0 && prev != NULL && strcmp(prev->webhook_id, out->webhook_id) == 0) {
+      r = copy_hook(prev, out);
+      if (r != 0) hg_send_close(out);
+      return r;
+    }
+    if (r == 0)
+      r = load_row(db, "SELECT " LOAD_HOOK_COLUMNS "FROM webhooks w "
+                       "LEFT JOIN webhook_health h ON h.webhook_id = w.id WHERE w.id = ?1",
+                   seq, out->webhook_id, out, ROW_HOOK);
+  }
+  /* A batch often holds many deliveries of one webhook. */
   if (r == 0 && prev != NULL && strcmp(prev->webhook_id, out->webhook_id) == 0) {
-    /* A batch often holds many deliveries of one webhook. */
     memcpy(out->secrets, prev->secrets, prev->n_secrets * sizeof(out->secrets[0]));
     out->n_secrets = prev->n_secrets;
   } else if (r == 0) {
@@ -143,7 +210,7 @@ int hg_deliveries_load_many(hg_db_t *db, const int64_t *seqs, size_t n, int64_t 
    * scanned a bitmap, several times the work for the usual few rows. */
   int rc = hg_db_prepare(db,
                          "SELECT d.seq, " LOAD_COLUMNS LOAD_LEASE "FROM unnest(CAST(?1 AS BIGINT[])) AS s(seq) "
-                         "JOIN deliveries d ON d.seq = s.seq " LOAD_JOINS,
+                         "JOIN deliveries d ON d.seq = s.seq JOIN events e ON e.seq = d.event_seq " LOAD_HOOK_JOINS,
                          &st);
   if (rc < 0) {
     free(arr);
@@ -154,7 +221,7 @@ int hg_deliveries_load_many(hg_db_t *db, const int64_t *seqs, size_t n, int64_t 
     int64_t seq = hg_db_column_int64(st, 0);
     for (size_t i = 0; i < n; i++) {
       if (seqs[i] != seq || status[i] != HG_ENOTFOUND) continue;
-      status[i] = fill_send(st, 1, seq, outs[i], 1);
+      status[i] = fill_send(st, 1, seq, outs[i]);
       break;
     }
   }

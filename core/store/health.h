@@ -65,11 +65,14 @@ typedef struct hg_health_out {
  * left alone (0). Returns 0 or HG_E*. */
 int hg_health_record(hg_db_t *db, const hg_health_in_t *in, hg_health_out_t *out);
 
-/* The records of one transaction, in order: on PostgreSQL, a success
- * with nothing counted (its statement deletes the row, if any, without an
- * answer) needs no second statement for a webhook whose last record in
- * the same transaction was one too. Zero it before the first record, and
- * again when the records are rolled back. */
+/* The records of one transaction, in order: a success needs no
+ * statement for a webhook whose last record in the same transaction was
+ * a success (its row is gone already; nothing to report). On PostgreSQL
+ * that holds only for successes with nothing counted at their load (their
+ * statement deletes the row, if any, without an answer; a row another
+ * node makes meanwhile is left to the next success); on SQLite, where the
+ * store thread is the only writer, for every success. Zero it before the
+ * first record, and again when the records are rolled back. */
 #define HG_HEALTH_SEEN 8
 typedef struct hg_health_batch {
   const char *cleared[HG_HEALTH_SEEN]; /* webhooks whose last record was such a success (borrowed) */

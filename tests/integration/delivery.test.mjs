@@ -315,6 +315,38 @@ test('an HTTPS receiver: trusted through delivery.ca_file, refused without it', 
   }
 });
 
+// The counter families of /metrics named `name`, by their label text.
+async function counters(g, name) {
+  const m = await g.request('GET', '/metrics', { key: null });
+  const out = {};
+  for (const line of m.body.split('\n')) {
+    const x = line.match(/^(\w+)(\{[^}]*\})? (\d+)$/);
+    if (x && x[1] === name) out[x[2] || ''] = Number(x[3]);
+  }
+  return out;
+}
+
+test('a burst to a new HTTPS receiver: one full handshake, the other connections resume its session', async () => {
+  const rxs = await startReceiver({ https: true });
+  try {
+    const g = await extraGateway({ extra: `ca_file = "${rxs.caFile}", paused = true` });
+    const s = await scenario('tls-burst', ok(), { g, r: rxs });
+    const N = 16;
+    for (let i = 0; i < N; i++) await s.send({ i });
+    // All due at once: the queue hands the client N requests together.
+    const r = await g.request('POST', '/v1/admin/delivery/resume');
+    assert.equal(r.status, 200, r.body);
+    await until(() => rxs.received(s.path).length >= N, { what: `${N} deliveries` });
+    const tls = await counters(g, 'hookgate_client_tls_handshakes_total');
+    const opened = (await counters(g, 'hookgate_client_connections_opened_total'))[''];
+    assert.equal(tls['{resumed="false"}'], 1, JSON.stringify(tls));
+    assert.ok(tls['{resumed="true"}'] >= 1, JSON.stringify(tls));
+    assert.equal(tls['{resumed="false"}'] + tls['{resumed="true"}'], opened, JSON.stringify({ tls, opened }));
+  } finally {
+    await rxs.close();
+  }
+});
+
 test('SSRF guard: without allow_cidrs a loopback receiver is refused and recorded', async () => {
   const guarded = await extraGateway({ cidrs: false });
   const s = await scenario('ssrf', ok(), { g: guarded });

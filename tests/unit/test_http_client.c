@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <malloc.h>
+#include <mbedtls/aesni.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -239,6 +240,7 @@ typedef struct result {
   char body[256]; /* the first bytes */
   size_t body_len;
   char retry_after[16], location[32], x_method[16];
+  char cipher[64]; /* openssl s_server -www's page: the suite it names */
   size_t body_alloc; /* malloc_usable_size of the body's buffer (0: none) */
   int *counter; /* incremented when done, if set */
 } result_t;
@@ -254,6 +256,8 @@ static void on_response(const hg_client_response_t *res, void *ud) {
   snprintf(r->text, sizeof(r->text), "%s", res->error_text ? res->error_text : "");
   snprintf(r->body, sizeof(r->body), "%s", res->body);
   r->body_len = res->body_len;
+  const char *ci = strstr(res->body, "Cipher is ");
+  if (ci) snprintf(r->cipher, sizeof(r->cipher), "%.*s", (int)strcspn(ci + 10, "\r\n<"), ci + 10);
   r->body_alloc = res->body_len > 0 ? malloc_usable_size((void *)res->body) : 0;
   const char *v;
   if ((v = hg_client_response_header(res, "retry-after"))) snprintf(r->retry_after, 16, "%s", v);
@@ -817,6 +821,12 @@ static void https(void) {
   CHECK_EQ_STR(r[0].text, "");
   CHECK_EQ_INT(r[0].resumed, 0);
   CHECK(strstr(r[0].body, "<HTML>") != NULL || strstr(r[0].body, "<html>") != NULL);
+  /* s_server's page names the suite, chosen from the client's order: an
+   * AES-GCM one on a CPU with AES-NI (mbedTLS runs it on those
+   * instructions), else ChaCha20-Poly1305, mbedTLS's own first choice. */
+  int aesni = mbedtls_aesni_has_support(MBEDTLS_AESNI_AES) && mbedtls_aesni_has_support(MBEDTLS_AESNI_CLMUL);
+  CHECK(strncmp(r[0].cipher, aesni ? "ECDHE-ECDSA-AES" : "ECDHE-ECDSA-CHACHA20", aesni ? 15 : 20) == 0);
+  fprintf(stderr, "  AES-NI: %s; cipher: %s\n", aesni ? "yes" : "no", r[0].cipher);
   CHECK_EQ_INT(r[1].status, 200);
   CHECK_EQ_INT(r[1].resumed, 1);
   CHECK_EQ_INT(r[2].error, HG_EIO);
@@ -825,6 +835,40 @@ static void https(void) {
   CHECK(strncmp(r[3].text, "tls: certificate verify failed: ", 32) == 0);
   CHECK(strstr(r[3].text, "CN") != NULL);
   fprintf(stderr, "  system bundle: %s\n  wrong name: %s\n", r[2].text, r[3].text);
+
+  /* A burst to an HTTPS origin with no session yet: its first connection
+   * handshakes alone, and the others (s_server closes each after one
+   * answer, so every request needs one) resume that session instead of
+   * each paying a full handshake. */
+  hg_client_t *fresh = client_new(&loop, p, 4, 64, ca);
+  result_t b[6];
+  memset(b, 0, sizeof(b));
+  n = 0;
+  for (int i = 0; i < 6; i++) b[i].counter = &n;
+  sprintf(u, "https://localhost:%d/", port);
+  for (int i = 0; i < 6; i++) get(fresh, u, 10000, &b[i]);
+  run_until(&loop, &n, 6);
+  int full = 0;
+  for (int i = 0; i < 6; i++) {
+    CHECK_EQ_INT(b[i].status, 200);
+    full += !b[i].resumed;
+  }
+  CHECK_EQ_INT(full, 1);
+  CHECK_EQ_INT(b[0].resumed, 0);
+  /* A burst whose first handshake fails: every request still gets its own
+   * attempt and the reason, the ones after the failure side by side. */
+  hg_client_t *untrusting = client_new(&loop, p, 4, 64, NULL);
+  memset(b, 0, sizeof(b));
+  n = 0;
+  for (int i = 0; i < 6; i++) b[i].counter = &n;
+  for (int i = 0; i < 6; i++) get(untrusting, u, 10000, &b[i]);
+  run_until(&loop, &n, 6);
+  for (int i = 0; i < 6; i++) {
+    CHECK_EQ_INT(b[i].error, HG_EIO);
+    CHECK(strncmp(b[i].text, "tls: certificate verify failed: ", 32) == 0);
+  }
+  hg_client_close(fresh);
+  hg_client_close(untrusting);
 
   /* A CA file that does not exist fails at creation. */
   hg_client_opts_t o;
