@@ -395,6 +395,11 @@ static int open_client(hg_app_t *app, char *err, size_t errlen) {
   opts.max_response_body = cfg->max_response_body;
   opts.max_in_flight = cfg->max_in_flight;
   opts.max_per_origin = cfg->max_per_origin;
+  /* As many kept as may be open: with fewer, every lull in a busy
+   * receiver's traffic closed the surplus, and the next burst connected
+   * (and, for https, handshook) again; idle ones still close after
+   * delivery.idle_timeout's 30 s. */
+  opts.max_idle_per_origin = cfg->max_per_origin;
   opts.ca_file = cfg->ca_file;
   opts.ssrf = app->ssrf;
   return hg_client_new(&app->client, &opts, err, errlen);

@@ -347,6 +347,31 @@ test('a burst to a new HTTPS receiver: one full handshake, the other connections
   }
 });
 
+test('keep-alive: a second burst to a receiver reuses every connection the first one opened', async () => {
+  const g = await extraGateway({ extra: 'paused = true' });
+  // Slow enough that the burst's requests are on the wire together.
+  const s = await scenario('keepalive-burst', slow(300), { g });
+  const N = 40;
+  const burst = async (n0) => {
+    for (let i = 0; i < N; i++) await s.send({ i });
+    const r = await g.request('POST', '/v1/admin/delivery/resume');
+    assert.equal(r.status, 200, r.body);
+    await until(() => rx.received(s.path).length >= n0 + N, { what: `${n0 + N} deliveries` });
+    // Every answer in and recorded: the connections are idle.
+    await until(async () => {
+      const st = (await g.request('GET', '/v1/admin/delivery')).json;
+      return st.queued === 0 && st.inFlight === 0;
+    }, { what: 'the burst to end' });
+    await g.request('POST', '/v1/admin/delivery/pause');
+  };
+  await burst(0);
+  const first = (await counters(g, 'hookgate_client_connections_opened_total'))[''];
+  assert.ok(first > 32, `the first burst opened ${first} connections`);
+  await burst(N);
+  const second = (await counters(g, 'hookgate_client_connections_opened_total'))[''];
+  assert.equal(second, first);
+});
+
 test('SSRF guard: without allow_cidrs a loopback receiver is refused and recorded', async () => {
   const guarded = await extraGateway({ cidrs: false });
   const s = await scenario('ssrf', ok(), { g: guarded });
