@@ -247,11 +247,13 @@ void hg_client__conn_release(conn_t *conn, int keep) {
     hg_list_unshift(&o->idle, &conn->link);
     o->n_idle++;
     c->idle++;
-    uv_timer_start(&conn->timer, conn_timer_cb, c->o.idle_timeout_ms, 0);
   } else {
     hg_client__conn_close(conn);
   }
   hg_client__slot_freed(c, o);
+  /* Its idle timeout starts only if no waiting request took it just now
+   * (under load the usual case: two timer operations saved a request). */
+  if (keep && conn->state == C_IDLE) uv_timer_start(&conn->timer, conn_timer_cb, c->o.idle_timeout_ms, 0);
   c->pool_cb(NULL, r, 0, NULL);
 }
 
