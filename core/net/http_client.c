@@ -310,6 +310,8 @@ int hg_client_send(hg_client_t *c, const hg_client_request_t *rq, hg_client_cb c
 
 static void deliver(req_t *r) {
   hg_client_response_t res;
+  /* The usual answer's few headers need no allocation. */
+  hg_client_header_t few[16];
   hg_client_header_t *hdrs = NULL;
   hg_client_t *c = r->c;
   memset(&res, 0, sizeof(res));
@@ -317,7 +319,7 @@ static void deliver(req_t *r) {
   hg_list_del(&r->tlink);
   if (r->err == 0) {
     res.status = r->status;
-    if (r->nhdr > 0 && (hdrs = malloc(r->nhdr * sizeof(*hdrs))) != NULL) {
+    if (r->nhdr > 0 && (hdrs = r->nhdr <= HG_ARRAY_LEN(few) ? few : malloc(r->nhdr * sizeof(*hdrs))) != NULL) {
       const char *p = r->hdr.data;
       for (unsigned i = 0; i < r->nhdr; i++) {
         hdrs[i].name = p;
@@ -342,7 +344,7 @@ static void deliver(req_t *r) {
   res.tls_resumed = r->tls_resumed;
   if (r->body.data) r->body.data[r->body.len] = '\0';
   if (r->cb) r->cb(&res, r->ud);
-  free(hdrs);
+  if (hdrs != few) free(hdrs);
   hg_buf_free(&r->hdr);
   hg_buf_free(&r->body);
   free(r);

@@ -128,6 +128,13 @@ static void serve(sconn_t *sc, const char *method, const char *path, const char 
     size_t tl = chunked ? (size_t)sprintf(r + hl + n, "\r\n0\r\n\r\n") : 0;
     sconn_send(sc, r, (size_t)hl + n + tl, 0);
     free(r);
+  } else if (strcmp(path, "/manyheaders") == 0) {
+    /* More headers than the client's inline array holds. */
+    char r[1024];
+    int l = sprintf(r, "HTTP/1.1 200 OK\r\n");
+    for (int i = 1; i <= 20; i++) l += sprintf(r + l, "X-H%d: %d\r\n", i, i);
+    l += sprintf(r + l, "X-Method: twenty-first\r\nContent-Length: 4\r\n\r\nmany");
+    sconn_send(sc, r, (size_t)l, 0);
   } else if (strcmp(path, "/redirect") == 0) {
     const char *r = "HTTP/1.1 302 Found\r\nLocation: /ok\r\nContent-Length: 0\r\n\r\n";
     sconn_send(sc, r, strlen(r), 0);
@@ -326,10 +333,15 @@ static void bodies(void) {
   hg_ssrf_policy_t *p = loopback_policy();
   hg_client_t *c = client_new(&loop, p, 4, 64, NULL);
   int n = 0;
-  result_t r[7];
+  result_t r[8];
   memset(r, 0, sizeof(r));
   const char *paths[] = {"/ok", "/chunked", "/close", "/big", "/redirect"};
   char u[128];
+  /* r[5]: the POST below; r[6]: requests refused at once; r[7]: more
+   * headers than the client's inline array holds. */
+  r[7].counter = &n;
+  url(u, &s, "/manyheaders");
+  CHECK_EQ_INT(get(c, u, 0, &r[7]), 0);
   for (int i = 0; i < 5; i++) {
     r[i].counter = &n;
     url(u, &s, paths[i]);
@@ -341,7 +353,7 @@ static void bodies(void) {
   r[5].counter = &n;
   CHECK_EQ_INT(hg_client_send(c, &post, on_response, &r[5], NULL, 0), 0);
   CHECK_EQ_INT(n, 0); /* never inside the call */
-  run_until(&loop, &n, 6);
+  run_until(&loop, &n, 7);
 
   CHECK_EQ_INT(r[0].status, 200);
   CHECK_EQ_STR(r[0].body, "hello");
@@ -361,6 +373,9 @@ static void bodies(void) {
   CHECK_EQ_INT(r[5].status, 201);
   CHECK_EQ_STR(r[5].x_method, "POST");
   CHECK_EQ_STR(r[5].body, "{\"a\":1}");
+  CHECK_EQ_INT(r[7].status, 200);
+  CHECK_EQ_STR(r[7].x_method, "twenty-first");
+  CHECK_EQ_STR(r[7].body, "many");
 
   /* Rejected synchronously: no callback, ever. */
   char err[128];
