@@ -148,7 +148,7 @@ int hg_client_new(hg_client_t **out, const hg_client_opts_t *opts, char *err, si
   hg_list_init(&c->ready);
   hg_list_init(&c->conns);
   hg_list_init(&c->deferred);
-  hg_list_init(&c->deadlines);
+  for (unsigned i = 0; i < HG_CLIENT_LANES; i++) hg_list_init(&c->lanes[i].reqs);
   c->user_agent = strdup(opts->user_agent ? opts->user_agent : "hookgate/" HG_VERSION);
   if (c->user_agent == NULL) goto fail;
   if ((rc = hg_tls_client_new(&c->tls, opts->ca_file, tlserr, sizeof(tlserr))) != 0) {
@@ -207,13 +207,30 @@ static void tick_arm(hg_client_t *c, uint64_t at) {
   uv_timer_start(&c->tick, tick_cb, at > now ? (at - now + 999999) / 1000000 : 0, 0);
 }
 
-/* Puts r in the client's deadlines in order: usually at the tail, since
- * requests mostly share one timeout. */
-static void deadline_add(hg_client_t *c, req_t *r) {
-  hg_list_t *prev = c->deadlines.prev;
-  while (prev != &c->deadlines && HG_CONTAINER(prev, req_t, tlink)->deadline_ns > r->deadline_ns) prev = prev->prev;
+/* Puts r, whose timeout is timeout_ns, in its lane: at the tail of the
+ * lane of that timeout (the clock only goes forward), or in order in the
+ * last lane once the keyed ones are taken. */
+static void deadline_add(hg_client_t *c, req_t *r, uint64_t timeout_ns) {
+  unsigned i = 0;
+  while (i < c->n_lanes && c->lanes[i].timeout_ns != timeout_ns) i++;
+  if (i == c->n_lanes && c->n_lanes < HG_CLIENT_LANES - 1) c->lanes[c->n_lanes++].timeout_ns = timeout_ns;
+  if (i == c->n_lanes) i = HG_CLIENT_LANES - 1;
+  hg_list_t *h = &c->lanes[i].reqs, *prev = h->prev;
+  while (prev != h && HG_CONTAINER(prev, req_t, tlink)->deadline_ns > r->deadline_ns) prev = prev->prev;
   hg_list_insert(prev, &r->tlink);
+  c->live++;
   tick_arm(c, r->deadline_ns);
+}
+
+/* The live request with the earliest deadline, or NULL. */
+static req_t *earliest(hg_client_t *c) {
+  req_t *best = NULL;
+  for (unsigned i = 0; i < HG_CLIENT_LANES; i++) {
+    if (hg_list_empty(&c->lanes[i].reqs)) continue;
+    req_t *r = HG_CONTAINER(c->lanes[i].reqs.next, req_t, tlink);
+    if (best == NULL || r->deadline_ns < best->deadline_ns) best = r;
+  }
+  return best;
 }
 
 int hg_client_send(hg_client_t *c, const hg_client_request_t *rq, hg_client_cb cb, void *ud,
@@ -301,9 +318,10 @@ int hg_client_send(hg_client_t *c, const hg_client_request_t *rq, hg_client_cb c
   r->ud = ud;
   r->start_ns = hg_now_ns();
   r->head_only = strcmp(method, "HEAD") == 0;
-  r->deadline_ns = r->start_ns + (uint64_t)(rq->timeout_ms ? rq->timeout_ms : c->o.total_timeout_ms) * 1000000u;
+  uint64_t timeout_ns = (uint64_t)(rq->timeout_ms ? rq->timeout_ms : c->o.total_timeout_ms) * 1000000u;
+  r->deadline_ns = r->start_ns + timeout_ns;
   c->refs++;
-  deadline_add(c, r);
+  deadline_add(c, r, timeout_ns);
   hg_client__pool_enqueue(c, r);
   return 0;
 }
@@ -317,6 +335,11 @@ static void deliver(req_t *r) {
   memset(&res, 0, sizeof(res));
   r->state = R_DONE;
   hg_list_del(&r->tlink);
+  if (--c->live == 0 && !c->closing) {
+    /* Nothing left to time or deliver: an idle client holds no loop open. */
+    uv_timer_stop(&c->tick);
+    c->tick_at = 0;
+  }
   if (r->err == 0) {
     res.status = r->status;
     if (r->nhdr > 0 && (hdrs = r->nhdr <= HG_ARRAY_LEN(few) ? few : malloc(r->nhdr * sizeof(*hdrs))) != NULL) {
@@ -381,6 +404,7 @@ static void expire(req_t *r) {
   hg_client_t *c = r->c;
   const char *text = "timeout (queued: connection limit reached)";
   if (r->state == R_QUEUED) {
+    if (hg_client__awaits_session(r->o)) text = "timeout (queued: waiting for the receiver's first TLS handshake)";
     hg_client__pool_dequeue(r);
   } else if (r->conn) {
     conn_t *conn = r->conn;
@@ -397,22 +421,31 @@ static void expire(req_t *r) {
   deliver(r);
 }
 
-/* The tick: deferred callbacks first (their outcome was decided before any
- * deadline now due), then every request whose deadline passed, then set
- * again for the earliest left. A callback may close the client: the
- * tick's handle keeps it allocated until its close callback, which runs
- * after this one returns. */
+/* The tick: the deferred callbacks waiting when it fired first (their
+ * outcome was decided before any deadline now due; one deferred by them
+ * waits for the next tick), then every request whose deadline passed,
+ * then set again for the earliest left. A callback may close the client:
+ * the tick's handle keeps it allocated until its close callback, which
+ * runs after this one returns, and the deferred ones taken here are still
+ * delivered (hg_client_close delivers the others). */
 static void tick_cb(uv_timer_t *t) {
   hg_client_t *c = t->data;
   c->tick_at = 0;
-  while (!c->closing && !hg_list_empty(&c->deferred)) {
-    req_t *r = HG_CONTAINER(c->deferred.next, req_t, link);
+  hg_list_t due;
+  hg_list_init(&due);
+  while (!hg_list_empty(&c->deferred)) {
+    hg_list_t *l = c->deferred.next;
+    hg_list_del(l);
+    hg_list_push(&due, l);
+  }
+  while (!hg_list_empty(&due)) {
+    req_t *r = HG_CONTAINER(due.next, req_t, link);
     hg_list_del(&r->link);
     deliver(r);
   }
   uint64_t now = hg_now_ns();
-  while (!c->closing && !hg_list_empty(&c->deadlines)) {
-    req_t *r = HG_CONTAINER(c->deadlines.next, req_t, tlink);
+  req_t *r;
+  while (!c->closing && (r = earliest(c)) != NULL) {
     if (r->deadline_ns > now) {
       tick_arm(c, r->deadline_ns);
       break;

@@ -28,13 +28,16 @@
  *           allocates and frees it; while queued or holding a slot it is on
  *           loan to the pool.
  *
- * Deadlines: every live request is in the client's list of them, earliest
- * first, and one timer (the client's tick) is set for the earliest: three
- * heap operations and a handle to close per request in libuv cost a
- * delivery more than everything else the client does for it outside the
- * kernel. Requests mostly share one timeout, so a new one goes at the
- * tail; the tick may fire early (its request ended) and then sets itself
- * for the next.
+ * Deadlines: every live request is in one of the client's lanes, one
+ * per distinct timeout (HG_CLIENT_LANES - 1 of them, a request's deadline
+ * is its start plus its timeout, so each lane is in deadline order by
+ * arrival), and the last lane, kept in order by insertion, for timeouts
+ * beyond those. One timer (the client's tick) is set for the earliest
+ * head: three heap operations and a handle to close per request in libuv
+ * cost a delivery more than everything else the client does for it
+ * outside the kernel. The tick may fire early (its request ended) and then
+ * sets itself for the next; it stops when no request is left, so that an
+ * idle client keeps no loop running.
  *
  * A request holds a "slot" while a connection works for it (connecting or
  * busy); slots are capped globally and per origin. The pool's pump hands
@@ -71,6 +74,7 @@
 #define HG_CLIENT_MAX_ADDRS 8
 #define HG_CLIENT_READ_BUF_SIZE 65536
 #define HG_CLIENT_PLAIN_BUF_SIZE 16384
+#define HG_CLIENT_LANES 4 /* of requests' deadlines (see the top) */
 
 typedef struct hg_client_origin {
   struct hg_client_origin *hnext;
@@ -116,7 +120,7 @@ typedef struct hg_client_req {
   int retried, fresh; /* sent again once; wants a new connection */
   int conn_reused;    /* the connection it was last given had served before */
   /* http_client.c's. */
-  hg_list_t tlink;      /* client->deadlines, until delivered */
+  hg_list_t tlink;      /* in a lane of client->lanes, until delivered */
   uint64_t deadline_ns; /* hg_now_ns() clock */
   hg_client_cb cb;
   void *ud;
@@ -174,7 +178,12 @@ struct hg_client {
   hg_list_t ready;    /* origins waiting for a global slot */
   hg_list_t conns;    /* open connections */
   hg_list_t deferred; /* requests whose callback waits for the next iteration */
-  hg_list_t deadlines; /* every live request, earliest deadline first */
+  struct {
+    uint64_t timeout_ns;
+    hg_list_t reqs; /* live requests with that timeout (the last lane: any other), earliest deadline first */
+  } lanes[HG_CLIENT_LANES];
+  unsigned n_lanes;    /* lanes keyed so far (at most HG_CLIENT_LANES - 1) */
+  size_t live;         /* requests in the lanes */
   uv_timer_t tick;     /* for the earliest deadline, or 0 ms for deferred ones */
   uint64_t tick_at;    /* when it is set for (hg_now_ns clock), 0: not set */
   unsigned in_flight, queued, idle;
@@ -201,6 +210,10 @@ void hg_client__pool_enqueue(hg_client_t *c, req_t *r);
 
 /* Takes a queued request (R_QUEUED) back out of its queue. */
 void hg_client__pool_dequeue(req_t *r);
+
+/* Whether o's waiting requests wait for its first TLS handshake (an
+ * HTTPS origin with no session to resume opens one connection alone). */
+int hg_client__awaits_session(const origin_t *o);
 
 /* Dispatches up to limit waiting requests of o. Never runs a user callback. */
 void hg_client__pump(hg_client_t *c, origin_t *o, unsigned limit);

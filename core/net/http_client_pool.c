@@ -227,7 +227,7 @@ void hg_client__conn_established(conn_t *conn) {
 
 /* An HTTPS origin with nothing to resume, whose first connection is on
  * its way: no second one starts until it is set up or fails. */
-static int await_session(const origin_t *o) {
+int hg_client__awaits_session(const origin_t *o) {
   return o->https && o->opening > 0 && !o->tls_failed && !hg_tls_session_valid(o->session);
 }
 
@@ -298,7 +298,7 @@ void hg_client__pump(hg_client_t *c, origin_t *o, unsigned limit) {
       conn->state = C_BUSY;
       assign(conn, r);
       c->pool_cb(conn, r, 0, NULL);
-    } else if (o->active < c->o.max_per_origin && !await_session(o)) {
+    } else if (o->active < c->o.max_per_origin && !hg_client__awaits_session(o)) {
       conn_start(c, o, r);
     } else {
       break;

@@ -250,6 +250,8 @@ typedef struct result {
   char cipher[64]; /* openssl s_server -www's page: the suite it names */
   size_t body_alloc; /* malloc_usable_size of the body's buffer (0: none) */
   int *counter; /* incremented when done, if set */
+  int order;    /* *counter after this one's increment */
+  uint64_t duration_ms;
 } result_t;
 
 static void on_response(const hg_client_response_t *res, void *ud) {
@@ -270,7 +272,8 @@ static void on_response(const hg_client_response_t *res, void *ud) {
   if ((v = hg_client_response_header(res, "retry-after"))) snprintf(r->retry_after, 16, "%s", v);
   if ((v = hg_client_response_header(res, "Location"))) snprintf(r->location, 32, "%s", v);
   if ((v = hg_client_response_header(res, "X-Method"))) snprintf(r->x_method, 16, "%s", v);
-  if (r->counter) (*r->counter)++;
+  r->duration_ms = res->duration_ms;
+  if (r->counter) r->order = ++*r->counter;
 }
 
 static hg_ssrf_policy_t *loopback_policy(void) {
@@ -527,6 +530,39 @@ static void errors(void) {
   CHECK_EQ_STR(r[2].text, "timeout (awaiting response)");
   CHECK_EQ_INT(r[3].error, HG_EIO);
   CHECK(strncmp(r[3].text, "dns: no-such-host.invalid: ", 27) == 0);
+  srv_stop(&s);
+  finish(&loop, c);
+  hg_ssrf_policy_free(p);
+}
+
+/* Requests with six different timeouts (more than the client keeps a lane
+ * of its own for) to a server that never answers: each times out, none
+ * before its deadline, in the order of their deadlines. */
+static void deadlines(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  srv_t s;
+  srv_start(&loop, &s);
+  hg_ssrf_policy_t *p = loopback_policy();
+  hg_client_t *c = client_new(&loop, p, 8, 64, NULL);
+  const uint64_t timeouts[] = {500, 150, 400, 200, 300, 250};
+  int n = 0;
+  result_t r[6];
+  memset(r, 0, sizeof(r));
+  char u[128];
+  url(u, &s, "/hang");
+  for (int i = 0; i < 6; i++) {
+    r[i].counter = &n;
+    CHECK_EQ_INT(get(c, u, timeouts[i], &r[i]), 0);
+  }
+  run_until(&loop, &n, 6);
+  for (int i = 0; i < 6; i++) {
+    CHECK_EQ_INT(r[i].error, HG_ETIMEDOUT);
+    CHECK(r[i].duration_ms >= timeouts[i]);
+    int earlier = 0; /* requests with a shorter timeout */
+    for (int j = 0; j < 6; j++) earlier += timeouts[j] < timeouts[i];
+    CHECK_EQ_INT(r[i].order, earlier + 1);
+  }
   srv_stop(&s);
   finish(&loop, c);
   hg_ssrf_policy_free(p);
@@ -912,6 +948,7 @@ int main(void) {
   RUN(body_memory);
   RUN(keepalive);
   RUN(errors);
+  RUN(deadlines);
   RUN(ssrf_refused);
   RUN(per_origin_cap);
   RUN(slow_origin);
