@@ -99,9 +99,17 @@ void hg_dispatch__line_next(hg_dispatcher_t *d, int64_t seq, int64_t due) {
   else hg_dispatch__heap_push(d, due > 0 ? due : hg_wall_ms(), seq);
 }
 
+#define ITEM_SPARES 256
+
 static item_t *item_new(hg_dispatcher_t *d, int64_t seq) {
-  item_t *it = calloc(1, sizeof(*it));
-  if (it == NULL) return NULL;
+  item_t *it = d->spares;
+  if (it != NULL) {
+    d->spares = it->rec_next;
+    d->n_spares--;
+    memset(it, 0, sizeof(*it));
+  } else if ((it = calloc(1, sizeof(*it))) == NULL) {
+    return NULL;
+  }
   it->d = d;
   it->seq = seq;
   size_t b = bucket(seq);
@@ -145,9 +153,15 @@ void hg_dispatch__item_free(item_t *it) {
     hg_lua_delivery_close(it->ld);
     free(it->ld);
   }
-  hg_send_close(&it->send);
+  hg_send_close(&it->send); /* wipes the secrets */
   free(it->resp_body);
-  free(it);
+  if (d->n_spares < ITEM_SPARES && !d->stopping) {
+    it->rec_next = d->spares;
+    d->spares = it;
+    d->n_spares++;
+  } else {
+    free(it);
+  }
   maybe_stopped(d);
 }
 
@@ -709,6 +723,11 @@ void hg_dispatcher_stop(hg_dispatcher_t *d, void (*done)(void *ud), void *ud) {
 
 static void check_close_cb(uv_handle_t *h) {
   hg_dispatcher_t *d = h->data;
+  while (d->spares != NULL) {
+    item_t *it = d->spares;
+    d->spares = it->rec_next;
+    free(it);
+  }
   free(d->node_id);
   free(d->heap);
   hg_throttle_free(d->throttle);

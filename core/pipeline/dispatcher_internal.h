@@ -90,7 +90,7 @@ struct item {
    * deliver.c). */
   unsigned char sig_digest[32];
   int has_sig_digest;
-  item_t *rec_next; /* in the batch of records waiting to be written */
+  item_t *rec_next; /* in the batch of records waiting to be written; in the dispatcher's spares once freed */
   int rec_status;
   /* The webhook's health, recorded with the attempt (has_health: there is
    * something to record). */
@@ -126,6 +126,11 @@ struct hg_dispatcher {
   size_t n_heap, cap_heap;
   item_t *busy[BUCKETS];
   size_t active; /* items alive: loading, sending or recording */
+  /* Freed items kept for the next ones (ITEM_SPARES at most): an item is
+   * about 2.8 KiB, past glibc's per-thread cache, and one comes and goes
+   * per delivery. */
+  item_t *spares;
+  unsigned n_spares;
   unsigned max_active;
   int paused, stopping, started;
   int store_waiting;     /* the store was found unavailable: no attempt starts (logged once) */
