@@ -148,6 +148,7 @@ int hg_client_new(hg_client_t **out, const hg_client_opts_t *opts, char *err, si
   hg_list_init(&c->ready);
   hg_list_init(&c->conns);
   hg_list_init(&c->deferred);
+  hg_list_init(&c->due);
   for (unsigned i = 0; i < HG_CLIENT_LANES; i++) hg_list_init(&c->lanes[i].reqs);
   c->user_agent = strdup(opts->user_agent ? opts->user_agent : "hookgate/" HG_VERSION);
   if (c->user_agent == NULL) goto fail;
@@ -426,20 +427,18 @@ static void expire(req_t *r) {
  * waits for the next tick), then every request whose deadline passed,
  * then set again for the earliest left. A callback may close the client:
  * the tick's handle keeps it allocated until its close callback, which
- * runs after this one returns, and the deferred ones taken here are still
- * delivered (hg_client_close delivers the others). */
+ * runs after this one returns, and the close delivers every request left,
+ * those in c->due included, so no callback runs after it. */
 static void tick_cb(uv_timer_t *t) {
   hg_client_t *c = t->data;
   c->tick_at = 0;
-  hg_list_t due;
-  hg_list_init(&due);
   while (!hg_list_empty(&c->deferred)) {
     hg_list_t *l = c->deferred.next;
     hg_list_del(l);
-    hg_list_push(&due, l);
+    hg_list_push(&c->due, l);
   }
-  while (!hg_list_empty(&due)) {
-    req_t *r = HG_CONTAINER(due.next, req_t, link);
+  while (!hg_list_empty(&c->due)) {
+    req_t *r = HG_CONTAINER(c->due.next, req_t, link);
     hg_list_del(&r->link);
     deliver(r);
   }
@@ -471,7 +470,13 @@ void hg_client_close(hg_client_t *c) {
   hg_list_t cancel;
   hg_list_init(&cancel);
   hg_client__pool_cancel(c, &cancel);
-  /* Failures already decided keep their own error. */
+  /* Failures already decided keep their own error: the ones a running
+   * tick is delivering first, in their order. */
+  while (!hg_list_empty(&c->due)) {
+    req_t *r = HG_CONTAINER(c->due.next, req_t, link);
+    hg_list_del(&r->link);
+    deliver(r);
+  }
   while (!hg_list_empty(&c->deferred)) {
     req_t *r = HG_CONTAINER(c->deferred.next, req_t, link);
     hg_list_del(&r->link);

@@ -178,6 +178,7 @@ struct hg_client {
   hg_list_t ready;    /* origins waiting for a global slot */
   hg_list_t conns;    /* open connections */
   hg_list_t deferred; /* requests whose callback waits for the next iteration */
+  hg_list_t due;      /* the deferred ones the running tick is delivering (close delivers what is left) */
   struct {
     uint64_t timeout_ns;
     hg_list_t reqs; /* live requests with that timeout (the last lane: any other), earliest deadline first */

@@ -100,6 +100,18 @@ void hg_dispatch__line_next(hg_dispatcher_t *d, int64_t seq, int64_t due) {
 }
 
 #define ITEM_SPARES 256
+/* Under AddressSanitizer every item is freed, so that a use after free
+ * is still reported rather than reaching a reused item. */
+#if defined(__SANITIZE_ADDRESS__)
+#define KEEP_SPARES 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KEEP_SPARES 0
+#endif
+#endif
+#ifndef KEEP_SPARES
+#define KEEP_SPARES 1
+#endif
 
 static item_t *item_new(hg_dispatcher_t *d, int64_t seq) {
   item_t *it = d->spares;
@@ -155,7 +167,7 @@ void hg_dispatch__item_free(item_t *it) {
   }
   hg_send_close(&it->send); /* wipes the secrets */
   free(it->resp_body);
-  if (d->n_spares < ITEM_SPARES && !d->stopping) {
+  if (KEEP_SPARES && d->n_spares < ITEM_SPARES && !d->stopping) {
     it->rec_next = d->spares;
     d->spares = it;
     d->n_spares++;

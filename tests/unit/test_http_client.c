@@ -792,6 +792,40 @@ static void close_in_callback(void) {
   hg_ssrf_policy_free(p);
 }
 
+/* Requests refused inside the send (the SSRF guard: their callbacks are
+ * deferred to the client's tick), the first of which closes the client:
+ * the others' callbacks run inside that close, none after it returns. */
+typedef struct {
+  hg_client_t *c;
+  int done, closed, after_close;
+} deferred_closer_t;
+
+static void deferred_closer_cb(const hg_client_response_t *res, void *ud) {
+  deferred_closer_t *cl = ud;
+  CHECK_EQ_INT(res->error, HG_EFORBIDDEN);
+  cl->done++;
+  if (cl->closed) cl->after_close++;
+  if (cl->done == 1) {
+    hg_client_close(cl->c);
+    cl->closed = 1;
+  }
+}
+
+static void close_in_deferred(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  hg_client_t *c = client_new(&loop, NULL, 4, 64, NULL); /* default policy: loopback refused */
+  deferred_closer_t cl = {.c = c};
+  hg_client_request_t rq = {.method = "GET", .url = "http://127.0.0.1:9/"};
+  for (int i = 0; i < 4; i++) CHECK_EQ_INT(hg_client_send(c, &rq, deferred_closer_cb, &cl, NULL, 0), 0);
+  CHECK_EQ_INT(cl.done, 0); /* never inside the call */
+  run_until(&loop, &cl.done, 4);
+  CHECK_EQ_INT(cl.done, 4);
+  CHECK_EQ_INT(cl.after_close, 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_EQ_INT(uv_loop_close(&loop), 0);
+}
+
 /* ---- HTTPS against openssl s_server ---- */
 
 static int sh(const char *fmt, const char *dir) {
@@ -955,6 +989,7 @@ int main(void) {
   RUN(stale_keepalive);
   RUN(idle_timeout);
   RUN(close_in_callback);
+  RUN(close_in_deferred);
   RUN(https);
   return HGT_DONE();
 }
