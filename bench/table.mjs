@@ -126,19 +126,26 @@ export function table(R, O, C) {
   // per call. The A/B rows below (CPU per event with and without the
   // plugin, from separate runs) include everything but move by a few us
   // between runs of the same build: a cross-check, not the figure.
-  if (R.lua_transform_added) {
-    const inPhase = med('lua_transform_lua', (r) => r.transform_us);
-    const added = med('lua_transform_added', (r) => r.cpu_us);
-    const base = med('lua_transform_base', (r) => r.cpu_us);
-    const withLua = med('lua_transform_lua', (r) => r.cpu_us);
-    row(`Lua no-op transform (${fmt(O.pending)} pending, http): time in the phase per delivery`, `${fmt(inPhase, 2)} us`,
+  // A no-op plugin's rows, from runs keyed pre_lua (bound), pre_added and
+  // pre_base (without): phase is the result's field for the time in the
+  // phase, per the unit (plural its plural), rate the field for its rate.
+  const noopRows = (label, pre, phase, per, plural, rate) => {
+    const inPhase = med(`${pre}_lua`, (r) => r[phase]);
+    const added = med(`${pre}_added`, (r) => r.cpu_us);
+    const base = med(`${pre}_base`, (r) => r.cpu_us);
+    const withLua = med(`${pre}_lua`, (r) => r.cpu_us);
+    row(`${label}: time in the phase per ${per}`, `${fmt(inPhase, 2)} us`,
       'hookgate_lua_phase_seconds_total', '', '<= 2 us', inPhase <= 2);
-    row(`  A/B: added CPU per delivery (noisy)`, `${fmt(added, 1)} us`,
-      `${fmt(base, 1)} us/delivery without Lua`, ratio(withLua, base), '');
-    row(`  gateway CPU per delivery, plugin bound`, `${fmt(withLua, 1)} us`, '', '', '');
-    row(`  deliveries/s, plugin bound / without`, `${fmt(med('lua_transform_lua', (r) => r.rate))}`,
-      `${fmt(med('lua_transform_base', (r) => r.rate))} /s without Lua`,
-      ratio(med('lua_transform_lua', (r) => r.rate), med('lua_transform_base', (r) => r.rate)), '');
+    row(`  A/B: added CPU per ${per} (noisy)`, `${fmt(added, 1)} us`,
+      `${fmt(base, 1)} us/${per} without Lua`, ratio(withLua, base), '');
+    row(`  gateway CPU per ${per}, plugin bound`, `${fmt(withLua, 1)} us`, '', '', '');
+    const bound = med(`${pre}_lua`, (r) => r[rate]);
+    const without = med(`${pre}_base`, (r) => r[rate]);
+    row(`  ${plural}/s, plugin bound / without`, `${fmt(bound)}`, `${fmt(without)} /s without Lua`, ratio(bound, without), '');
+  };
+  if (R.lua_transform_added) {
+    noopRows(`Lua no-op transform (${fmt(O.pending)} pending, http)`, 'lua_transform', 'transform_us', 'delivery',
+      'deliveries', 'rate');
   }
   if (R.lua_tenant_added) {
     const added = med('lua_tenant_added', (r) => r.cpu_us);
@@ -152,18 +159,7 @@ export function table(R, O, C) {
       ratio(med('lua_tenant_lua', (r) => r.rate), med('lua_transform_base', (r) => r.rate)), '');
   }
   if (R.lua_route_added) {
-    const inPhase = med('lua_route_lua', (r) => r.route_us);
-    const added = med('lua_route_added', (r) => r.cpu_us);
-    const base = med('lua_route_base', (r) => r.cpu_us);
-    const withLua = med('lua_route_lua', (r) => r.cpu_us);
-    row(`Lua no-op route (ingest -c50, delivery paused): time in the phase per event`, `${fmt(inPhase, 2)} us`,
-      'hookgate_lua_phase_seconds_total', '', '<= 2 us', inPhase <= 2);
-    row(`  A/B: added CPU per event (noisy)`, `${fmt(added, 1)} us`,
-      `${fmt(base, 1)} us/event without Lua`, ratio(withLua, base), '');
-    row(`  gateway CPU per event, plugin bound`, `${fmt(withLua, 1)} us`, '', '', '');
-    row(`  events/s, plugin bound / without`, `${fmt(med('lua_route_lua', (r) => r.rps))}`,
-      `${fmt(med('lua_route_base', (r) => r.rps))} /s without Lua`,
-      ratio(med('lua_route_lua', (r) => r.rps), med('lua_route_base', (r) => r.rps)), '');
+    noopRows('Lua no-op route (ingest -c50, delivery paused)', 'lua_route', 'route_us', 'event', 'events', 'rps');
   }
 
   if (R.pg_anchor_batch_1) {

@@ -109,6 +109,9 @@ int hg_db_flush(hg_db_t *db) { return db->ops->flush(db); }
 int hg_db_nextval(hg_db_t *db, const char *table, int64_t *out) { return db->ops->nextval(db, table, out); }
 int hg_db_column_is_null(hg_stmt_t *st, int col) { return st->db->ops->column_is_null(st, col); }
 int64_t hg_db_column_int64(hg_stmt_t *st, int col) { return st->db->ops->column_int64(st, col); }
+int64_t hg_db_column_int64_or(hg_stmt_t *st, int col, int64_t dflt) {
+  return hg_db_column_is_null(st, col) ? dflt : hg_db_column_int64(st, col);
+}
 const char *hg_db_column_text(hg_stmt_t *st, int col) { return st->db->ops->column_text(st, col); }
 const void *hg_db_column_blob(hg_stmt_t *st, int col) { return st->db->ops->column_blob(st, col); }
 size_t hg_db_column_bytes(hg_stmt_t *st, int col) { return st->db->ops->column_bytes(st, col); }

@@ -125,6 +125,8 @@ char *hg_db_int64_array(const int64_t *v, size_t n);
  * NUL-terminated; blob: NULL for SQL NULL or an empty value. */
 int hg_db_column_is_null(hg_stmt_t *st, int col);
 int64_t hg_db_column_int64(hg_stmt_t *st, int col);
+/* Column col as an integer, or dflt when it is NULL. */
+int64_t hg_db_column_int64_or(hg_stmt_t *st, int col, int64_t dflt);
 const char *hg_db_column_text(hg_stmt_t *st, int col);
 const void *hg_db_column_blob(hg_stmt_t *st, int col);
 size_t hg_db_column_bytes(hg_stmt_t *st, int col);

@@ -77,10 +77,6 @@ int hg_send_leased(const hg_send_t *s, const char *node_id, int64_t until) {
   return s->lease_until >= until && strcmp(s->lease_owner, node_id) == 0;
 }
 
-static int64_t int_or(hg_stmt_t *st, int i, int64_t dflt) {
-  return hg_db_column_is_null(st, i) ? dflt : hg_db_column_int64(st, i);
-}
-
 /* LOAD_OWN_COLUMNS, from column off on. */
 static int fill_own(hg_stmt_t *st, int off, int64_t seq, hg_send_t *out) {
   out->seq = seq;
@@ -92,7 +88,7 @@ static int fill_own(hg_stmt_t *st, int off, int64_t seq, hg_send_t *out) {
   out->next_attempt_at = hg_db_column_int64(st, off + 5);
   out->created_at = hg_db_column_int64(st, off + 7);
   hg_copy(out->event_type, sizeof(out->event_type), hg_db_column_text(st, off + 8));
-  out->line = int_or(st, off + 9, 0);
+  out->line = hg_db_column_int64_or(st, off + 9, 0);
   out->waiting = (int)hg_db_column_int64(st, off + 10);
   out->payload_len = hg_db_column_bytes(st, off + 6);
   out->payload = malloc(out->payload_len + 1);
@@ -108,17 +104,17 @@ static int fill_hook(hg_stmt_t *st, int off, hg_send_t *out) {
   int has_lua = !hg_db_column_is_null(st, off + 2);
   if (has_lua) out->lua = strdup(hg_db_column_text(st, off + 2));
   if (!hg_db_column_is_null(st, off + 3)) hg_copy(out->org, sizeof(out->org), hg_db_column_text(st, off + 3));
-  out->disable_after_exhausted = int_or(st, off + 4, -1);
-  out->disable_after_failing_ms = int_or(st, off + 5, -1);
-  out->health_exhausted = int_or(st, off + 6, 0);
-  out->rate_limit_milli = int_or(st, off + 7, 0);
-  out->max_concurrency = int_or(st, off + 8, 0);
+  out->disable_after_exhausted = hg_db_column_int64_or(st, off + 4, -1);
+  out->disable_after_failing_ms = hg_db_column_int64_or(st, off + 5, -1);
+  out->health_exhausted = hg_db_column_int64_or(st, off + 6, 0);
+  out->rate_limit_milli = hg_db_column_int64_or(st, off + 7, 0);
+  out->max_concurrency = hg_db_column_int64_or(st, off + 8, 0);
   out->url = strdup(hg_db_column_text(st, off + 1));
   return out->url == NULL || (has_lua && out->lua == NULL) ? HG_ENOMEM : 0;
 }
 
-/* The webhook's part (and secrets) of from, a delivery of the same webhook
- * read earlier in the same transaction. */
+/* The webhook's part of from, a delivery of the same webhook read earlier
+ * in the same transaction. */
 static int copy_hook(const hg_send_t *from, hg_send_t *out) {
   out->webhook_active = from->webhook_active;
   memcpy(out->org, from->org, sizeof(out->org));
@@ -129,8 +125,6 @@ static int copy_hook(const hg_send_t *from, hg_send_t *out) {
   out->max_concurrency = from->max_concurrency;
   out->url = strdup(from->url);
   if (from->lua != NULL) out->lua = strdup(from->lua);
-  memcpy(out->secrets, from->secrets, from->n_secrets * sizeof(out->secrets[0]));
-  out->n_secrets = from->n_secrets;
   return out->url == NULL || (from->lua != NULL && out->lua == NULL) ? HG_ENOMEM : 0;
 }
 
@@ -141,7 +135,7 @@ static int fill_send(hg_stmt_t *st, int off, int64_t seq, hg_send_t *out) {
   int lease = off + LOAD_OWN_N + LOAD_HOOK_N;
   if (!hg_db_column_is_null(st, lease))
     hg_copy(out->lease_owner, sizeof(out->lease_owner), hg_db_column_text(st, lease));
-  out->lease_until = int_or(st, lease + 1, 0);
+  out->lease_until = hg_db_column_int64_or(st, lease + 1, 0);
   return r;
 }
 
@@ -168,24 +162,18 @@ static int load_row(hg_db_t *db, const char *sql, int64_t seq, const char *key, 
 
 int hg_deliveries_load(hg_db_t *db, int64_t seq, int64_t now, hg_send_t *out, const hg_send_t *prev) {
   memset(out, 0, sizeof(*out));
-  int r;
-  if (hg_db_engine(db) == HG_DB_PG) {
-    r = load_row(db, "SELECT " LOAD_COLUMNS LOAD_LEASE LOAD_OWN_FROM LOAD_HOOK_JOINS "WHERE d.seq = ?1", seq, NULL,
-                 out, ROW_JOINED);
-  } else {
-    r = load_row(db, "SELECT " LOAD_OWN_COLUMNS LOAD_OWN_FROM "WHERE d.seq = ?1", seq, NULL, out, ROW_OWN);
-    if (r == 0 && prev != NULL && strcmp(prev->webhook_id, out->webhook_id) == 0) {
-      r = copy_hook(prev, out);
-      if (r != 0) hg_send_close(out);
-      return r;
-    }
-    if (r == 0)
-      r = load_row(db, "SELECT " LOAD_HOOK_COLUMNS "FROM webhooks w "
-                       "LEFT JOIN webhook_health h ON h.webhook_id = w.id WHERE w.id = ?1",
-                   seq, out->webhook_id, out, ROW_HOOK);
-  }
+  int pg = hg_db_engine(db) == HG_DB_PG;
+  int r = pg ? load_row(db, "SELECT " LOAD_COLUMNS LOAD_LEASE LOAD_OWN_FROM LOAD_HOOK_JOINS "WHERE d.seq = ?1", seq,
+                        NULL, out, ROW_JOINED)
+             : load_row(db, "SELECT " LOAD_OWN_COLUMNS LOAD_OWN_FROM "WHERE d.seq = ?1", seq, NULL, out, ROW_OWN);
   /* A batch often holds many deliveries of one webhook. */
-  if (r == 0 && prev != NULL && strcmp(prev->webhook_id, out->webhook_id) == 0) {
+  int same = r == 0 && prev != NULL && strcmp(prev->webhook_id, out->webhook_id) == 0;
+  if (r == 0 && !pg)
+    r = same ? copy_hook(prev, out)
+             : load_row(db, "SELECT " LOAD_HOOK_COLUMNS "FROM webhooks w "
+                            "LEFT JOIN webhook_health h ON h.webhook_id = w.id WHERE w.id = ?1",
+                        seq, out->webhook_id, out, ROW_HOOK);
+  if (r == 0 && same) {
     memcpy(out->secrets, prev->secrets, prev->n_secrets * sizeof(out->secrets[0]));
     out->n_secrets = prev->n_secrets;
   } else if (r == 0) {

@@ -39,7 +39,7 @@ static int on_success(hg_db_t *db, const hg_health_in_t *in, hg_health_out_t *ou
   rc = hg_db_step(st);
   if (rc == HG_DB_ROW) {
     out->exhausted = hg_db_column_int64(st, 0);
-    out->failing_since = hg_db_column_is_null(st, 1) ? 0 : hg_db_column_int64(st, 1);
+    out->failing_since = hg_db_column_int64_or(st, 1, 0);
     out->recovered = out->exhausted > 0;
     while ((rc = hg_db_step(st)) == HG_DB_ROW) {
     }
@@ -112,7 +112,7 @@ static int on_exhausted(hg_db_t *db, const hg_health_in_t *in, hg_health_out_t *
   while ((rc = hg_db_step(st)) == HG_DB_ROW) {
     found = 1;
     out->exhausted = hg_db_column_int64(st, 0);
-    out->failing_since = hg_db_column_is_null(st, 1) ? 0 : hg_db_column_int64(st, 1);
+    out->failing_since = hg_db_column_int64_or(st, 1, 0);
   }
   hg_db_release(st);
   if (rc < 0) return hg_db_fail(db, rc, "count exhausted delivery");

@@ -45,10 +45,6 @@ static char *col_dup(hg_stmt_t *st, int i) {
   "webhooks LEFT JOIN webhook_health h ON h.webhook_id = webhooks.id " \
   "LEFT JOIN webhook_lines l ON l.webhook_id = webhooks.id"
 
-static int64_t int_or(hg_stmt_t *st, int i, int64_t dflt) {
-  return hg_db_column_is_null(st, i) ? dflt : hg_db_column_int64(st, i);
-}
-
 static int read_row(hg_stmt_t *st, hg_webhook_t *w) {
   memset(w, 0, sizeof(*w));
   snprintf(w->id, sizeof(w->id), "%s", hg_db_column_text(st, 0));
@@ -61,16 +57,16 @@ static int read_row(hg_stmt_t *st, hg_webhook_t *w) {
   w->updated_at = hg_db_column_int64(st, 7);
   w->lua = col_dup(st, 8);
   hg_copy(w->scheme, sizeof(w->scheme), hg_db_column_text(st, 9));
-  w->disabled_at = int_or(st, 10, 0);
+  w->disabled_at = hg_db_column_int64_or(st, 10, 0);
   w->disabled_reason = col_dup(st, 11);
   w->disabled_message = col_dup(st, 12);
-  w->disable_after_exhausted = int_or(st, 13, -1);
-  w->disable_after_failing_ms = int_or(st, 14, -1);
-  w->rate_limit_milli = int_or(st, 15, 0);
-  w->max_concurrency = int_or(st, 16, 0);
-  w->exhausted = int_or(st, 17, 0);
-  w->failing_since = int_or(st, 18, 0);
-  w->fifo = (int)int_or(st, 19, 0);
+  w->disable_after_exhausted = hg_db_column_int64_or(st, 13, -1);
+  w->disable_after_failing_ms = hg_db_column_int64_or(st, 14, -1);
+  w->rate_limit_milli = hg_db_column_int64_or(st, 15, 0);
+  w->max_concurrency = hg_db_column_int64_or(st, 16, 0);
+  w->exhausted = hg_db_column_int64_or(st, 17, 0);
+  w->failing_since = hg_db_column_int64_or(st, 18, 0);
+  w->fifo = (int)hg_db_column_int64_or(st, 19, 0);
   if ((!w->disabled_reason && !hg_db_column_is_null(st, 11)) ||
       (!w->disabled_message && !hg_db_column_is_null(st, 12))) {
     hg_webhook_close(w);
