@@ -400,6 +400,16 @@ static void pool_cb(conn_t *conn, req_t *r, int err, const char *text) {
     req_finish(r, err, text);
 }
 
+/* Delivers the requests on list l (linked by link), first to last, those
+ * added meanwhile included: their outcome is decided already. */
+static void deliver_list(hg_list_t *l) {
+  while (!hg_list_empty(l)) {
+    req_t *r = HG_CONTAINER(l->next, req_t, link);
+    hg_list_del(&r->link);
+    deliver(r);
+  }
+}
+
 /* r's deadline passed: whatever it holds is given up. */
 static void expire(req_t *r) {
   hg_client_t *c = r->c;
@@ -437,11 +447,7 @@ static void tick_cb(uv_timer_t *t) {
     hg_list_del(l);
     hg_list_push(&c->due, l);
   }
-  while (!hg_list_empty(&c->due)) {
-    req_t *r = HG_CONTAINER(c->due.next, req_t, link);
-    hg_list_del(&r->link);
-    deliver(r);
-  }
+  deliver_list(&c->due);
   uint64_t now = hg_now_ns();
   req_t *r;
   while (!c->closing && (r = earliest(c)) != NULL) {
@@ -472,16 +478,8 @@ void hg_client_close(hg_client_t *c) {
   hg_client__pool_cancel(c, &cancel);
   /* Failures already decided keep their own error: the ones a running
    * tick is delivering first, in their order. */
-  while (!hg_list_empty(&c->due)) {
-    req_t *r = HG_CONTAINER(c->due.next, req_t, link);
-    hg_list_del(&r->link);
-    deliver(r);
-  }
-  while (!hg_list_empty(&c->deferred)) {
-    req_t *r = HG_CONTAINER(c->deferred.next, req_t, link);
-    hg_list_del(&r->link);
-    deliver(r);
-  }
+  deliver_list(&c->due);
+  deliver_list(&c->deferred);
   while (!hg_list_empty(&cancel)) {
     req_t *r = HG_CONTAINER(cancel.next, req_t, link);
     hg_list_del(&r->link);

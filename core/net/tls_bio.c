@@ -16,15 +16,16 @@ static const mbedtls_ecp_group_id curves[] = {MBEDTLS_ECP_DP_CURVE25519, MBEDTLS
  * runs on those instructions and costs a fraction of that per byte. There
  * the ECDHE AES-GCM suites go first, the rest follow in mbedTLS's order. */
 #define MAX_SUITES 256
-static int suites[MAX_SUITES + 1];
-static int suites_reordered;
+static int suites[MAX_SUITES + 1]; /* suites[0] == 0: mbedTLS's order is kept */
 static pthread_once_t suites_once = PTHREAD_ONCE_INIT;
 
+#if defined(MBEDTLS_AESNI_C) && defined(MBEDTLS_HAVE_X86_64)
 static int fast_aead(int id) {
   const mbedtls_ssl_ciphersuite_t *cs = mbedtls_ssl_ciphersuite_from_id(id);
   return cs != NULL && (cs->cipher == MBEDTLS_CIPHER_AES_128_GCM || cs->cipher == MBEDTLS_CIPHER_AES_256_GCM) &&
          (cs->key_exchange == MBEDTLS_KEY_EXCHANGE_ECDHE_ECDSA || cs->key_exchange == MBEDTLS_KEY_EXCHANGE_ECDHE_RSA);
 }
+#endif
 
 static void order_suites(void) {
 #if defined(MBEDTLS_AESNI_C) && defined(MBEDTLS_HAVE_X86_64)
@@ -35,9 +36,6 @@ static void order_suites(void) {
     for (const int *id = all; *id != 0 && n < MAX_SUITES; id++)
       if (fast_aead(*id) == (pass == 0)) suites[n++] = *id;
   suites[n] = 0;
-  suites_reordered = n > 0;
-#else
-  (void)fast_aead;
 #endif
 }
 
@@ -46,7 +44,7 @@ void hg_tls_bio_conf(mbedtls_ssl_config *conf) {
   mbedtls_ssl_conf_max_version(conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
   mbedtls_ssl_conf_curves(conf, curves);
   pthread_once(&suites_once, order_suites);
-  if (suites_reordered) mbedtls_ssl_conf_ciphersuites(conf, suites);
+  if (suites[0] != 0) mbedtls_ssl_conf_ciphersuites(conf, suites);
 }
 
 static int bio_send(void *ctx, const unsigned char *data, size_t len) {
