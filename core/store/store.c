@@ -242,6 +242,15 @@ static int run_rerunnable(hg_db_t *db, struct job *from, struct job *to_excl, st
   return 0;
 }
 
+/* What the jobs of a group are told when its BEGIN or COMMIT failed: a
+ * full disk, a lost server and a lock not free in time (SQLite's busy
+ * timeout: another process holds the write lock; PostgreSQL's
+ * lock_timeout) are told apart, because each may clear and the API answers
+ * them 503 with Retry-After; anything else is an I/O error. */
+static int group_status(int rc) {
+  return rc == HG_ENOSPC || rc == HG_EUNAVAIL || rc == HG_EBUSY ? rc : HG_EIO;
+}
+
 static void fail_jobs(struct job *from, struct job *to_excl, int status) {
   for (struct job *k = from; k != to_excl; k = k->next) k->status = status;
 }
@@ -260,7 +269,7 @@ static int restart_txn(hg_db_t *db, struct job **first, struct job *lost) {
   *first = lost->next;
   int rc;
   if (*first != NULL && (rc = exec_cached(db, sql_begin(db), "begin")) != 0) {
-    fail_jobs(*first, NULL, rc == HG_EUNAVAIL ? rc : HG_EIO);
+    fail_jobs(*first, NULL, group_status(rc));
     return -1;
   }
   return 0;
@@ -324,7 +333,7 @@ static uint64_t run_group(hg_db_t *db, struct job *batch, uint64_t *ns, int *com
   int rc = exec_deferred(db, sql_begin(db), "begin");
   if (rc != 0) {
     /* Nothing ran: a caller may run the group again (see thread_main). */
-    fail_jobs(batch, NULL, rc == HG_EUNAVAIL ? rc : HG_EIO);
+    fail_jobs(batch, NULL, group_status(rc));
     *committed = rc == HG_EUNAVAIL ? -1 : 0;
     return 0;
   }
@@ -338,7 +347,7 @@ static uint64_t run_group(hg_db_t *db, struct job *batch, uint64_t *ns, int *com
     /* Rolled back: again, with savepoints. */
     if (reran != NULL) *reran = 1;
     if ((rc = exec_deferred(db, sql_begin(db), "begin")) != 0) {
-      fail_jobs(batch, NULL, rc == HG_EUNAVAIL ? rc : HG_EIO);
+      fail_jobs(batch, NULL, group_status(rc));
       return 0;
     }
   }
@@ -370,7 +379,7 @@ static uint64_t run_group(hg_db_t *db, struct job *batch, uint64_t *ns, int *com
   *ns += hg_now_ns() - t0;
   if (rc != 0) {
     if (txn_open(db)) hg_db_exec(db, "ROLLBACK", "rollback");
-    fail_jobs(first, NULL, rc == HG_ENOSPC || rc == HG_EUNAVAIL ? rc : HG_EIO);
+    fail_jobs(first, NULL, group_status(rc));
     return 0;
   }
   *committed = 1;

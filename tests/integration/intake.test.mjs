@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { startGateway, tempDir, BIN } from './lib/gateway.mjs';
 import { startReceiver, ok } from './lib/receiver.mjs';
 import { deliveryConfig, createWebhook, listDeliveries, until, sleep, stopClean, SLOW } from './lib/delivery.mjs';
+import { expectError } from './lib/expect.mjs';
 
 const HOLD = process.env.HG_SQLITE_HOLD || join(BIN, '..', 'sqlite_hold');
 
@@ -167,9 +168,10 @@ test('a publisher that reuses an answered id while the store is failing gets one
       // waits for the lock, which is released a moment later. Sent before
       // that failure, it could share the first job's group (the store
       // thread runs at nice 10 beside the intake log and, on a loaded
-      // machine, may take both jobs at once) and fail with it: a 500 for
-      // a store that stayed locked past its 5 s busy timeout, which is
-      // right, but not what this test is about.
+      // machine, may take both jobs at once) and fail with it: a 503
+      // store_busy for a store that stayed locked past its 5 s busy
+      // timeout (the next test), which is right, but not what this test
+      // is about.
       let first, second;
       await whileStoreFails(gw, dir, async () => {
         [first] = await publishMany(gw, 1, 'reuse');
@@ -203,32 +205,83 @@ test('an answered event whose id another organization took meanwhile is dropped 
     try {
       await createWebhook(gw, rx, '/taken', ['*']);
       rx.on('/taken', ok());
-      // Wrapped, so that the helper does not wait for its answer (which
-      // waits for the store).
-      const { second } = await whileStoreFails(gw, dir, async () => {
+      // The other organization's event must reach the store before the
+      // first event's retry does. Store jobs run in the order submitted,
+      // a group at a time, and a group fails whole when the write lock
+      // stays taken past the store's 5 s busy timeout. So: the first
+      // event's job fails (attempt 1); its retry's group then waits for
+      // the lock, and the second event, sent a second later, queues
+      // behind it; that group fails too (attempt 2), and the second's
+      // group starts at once, ahead of the next retry (200 ms later). The
+      // lock is released while the second's group waits for it.
+      const lock = await holdLock(dir);
+      let second;
+      try {
         const [id] = await publishMany(gw, 1, 'taken');
-        return {
-          second: gw.request('POST', '/v1/events',
-            { body: { id, organizationId: 'org_other', type: 'user.created', data: { other: true } } }),
-        };
-      });
-      assert.equal((await second).status, 202);
+        const attempts = () => gw.logs().split('\n').filter((l) => /trying again/.test(l)).length;
+        await until(() => attempts() >= 1, { timeout: 20000 * SLOW, what: 'the first failed store job' });
+        await sleep(1000);
+        second = gw.request('POST', '/v1/events',
+          { body: { id, organizationId: 'org_other', type: 'user.created', data: { other: true } } });
+        await until(() => attempts() >= 2, { timeout: 20000 * SLOW, what: 'the retry failing too' });
+      } finally {
+        await lock.release();
+      }
+      const r = await second;
+      assert.equal(r.status, 202, r.body);
       await until(() => /accepted event cannot be stored and is dropped/.test(gw.logs()),
         { timeout: 20000 * SLOW, what: 'the drop' });
       await expectNoMoreRetries(gw);
-      // Publishing from the log resumes: the hold is gone (on a loaded
-      // machine the last retry's completion may land a moment after the
-      // log line, so this waits for the first publish through the log).
-      await until(async () => {
-        const before = metric((await gw.request('GET', '/metrics')).body, 'hookgate_intake_records_total');
-        await publishMany(gw, 1, 'later');
-        const after = metric((await gw.request('GET', '/metrics')).body, 'hookgate_intake_records_total');
-        return after - before === 1;
-      }, { timeout: 10000 * SLOW, what: 'a publish answered from the log again' });
-      const before = metric((await gw.request('GET', '/metrics')).body, 'hookgate_intake_records_total');
+      // Publishing from the log resumes: the hold is gone. A record is
+      // counted once the log's fdatasync returns, which may come after the
+      // answer (the store may have the event first): the counts are
+      // awaited, and stay put if the events took the store's path.
+      const records = async () =>
+        metric((await gw.request('GET', '/metrics')).body, 'hookgate_intake_records_total');
+      const before = await records();
       await publishMany(gw, 3, 'later');
-      const after = metric((await gw.request('GET', '/metrics')).body, 'hookgate_intake_records_total');
-      assert.equal(after - before, 3);
+      await until(async () => (await records()) - before >= 3,
+        { timeout: 10000 * SLOW, what: 'three publishes answered through the log' });
+    } finally {
+      await stopClean(gw);
+    }
+  } finally {
+    await rx.close();
+  }
+});
+
+test('an event the store cannot take while another process holds its write lock is refused 503 store_busy, and kept nowhere', async () => {
+  const dir = tempDir();
+  const rx = await startReceiver();
+  try {
+    const gw = await startGateway({ config: deliveryConfig(), dir });
+    try {
+      const wh = await createWebhook(gw, rx, '/busy', ['*']);
+      rx.on('/busy', ok());
+      // An id of the publisher's own: the store's path, whose answer waits
+      // for the store (SQLite's busy timeout is 5 s).
+      const id = 'evt_busy_' + Date.now();
+      const body = { id, type: 'user.created', data: { busy: true } };
+      const lock = await holdLock(dir);
+      let r;
+      try {
+        r = await gw.request('POST', '/v1/events', { body });
+      } finally {
+        await lock.release();
+      }
+      const e = expectError(r, 503, 'store_busy');
+      assert.doesNotMatch(e.message, /internal/);
+      assert.equal(r.headers['retry-after'], '1');
+      assert.doesNotMatch(gw.logs(), /level=error msg="internal error"/);
+      // Nothing of it was kept: no delivery, none sent.
+      assert.equal((await listDeliveries(gw, wh.id, 'pageSize=100')).deliveries.length, 0);
+      await sleep(300 * SLOW);
+      assert.equal(rx.received('/busy').length, 0);
+      // The publisher tries again, as told: one event, delivered once.
+      const again = await gw.request('POST', '/v1/events', { body });
+      assert.equal(again.status, 202, again.body);
+      assert.equal(again.json.id, id);
+      await expectDelivered(gw, rx, wh, [id], '/busy');
     } finally {
       await stopClean(gw);
     }
