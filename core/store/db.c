@@ -1,5 +1,8 @@
 /* db.c: the engine-neutral calls of db.h, dispatched to the connection's
- * backend (db_sqlite.c, db_pg.c). */
+ * backend (db_sqlite.c, db_pg.c), and what the backends share (their
+ * common fields, the address without its password). The backends build
+ * on this file; choosing one and opening it is db_open.c's, the one file
+ * that knows them all. */
 #include "store/db_internal.h"
 
 #include "base/common.h"
@@ -7,12 +10,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-
-hg_db_engine_t hg_db_engine_of(const char *address) {
-  if (address != NULL && (strncmp(address, "postgresql://", 13) == 0 || strncmp(address, "postgres://", 11) == 0))
-    return HG_DB_PG;
-  return HG_DB_SQLITE;
-}
 
 /* "scheme://user:password@host" -> "scheme://user:***@host"; anything else
  * is copied as it is (a file path has no password). A password given as a
@@ -60,16 +57,6 @@ int hg_db__init(hg_db_t *db, const hg_db_ops_t *ops, const char *address, unsign
 void hg_db__clear(hg_db_t *db) {
   free(db->address);
   db->address = NULL;
-}
-
-int hg_db_open(hg_db_t **out, const char *address, unsigned flags, char *err, size_t errlen) {
-  *out = NULL;
-  if (address == NULL || address[0] == '\0') {
-    hg_set_err(err, errlen, "no store address");
-    return HG_EINVAL;
-  }
-  if (hg_db_engine_of(address) == HG_DB_PG) return hg_db__pg_open(out, address, flags, err, errlen);
-  return hg_db__sqlite_open(out, address, flags, err, errlen);
 }
 
 void hg_db_close(hg_db_t *db) {

@@ -57,7 +57,7 @@ struct hg_stmt {
 int hg_db__init(hg_db_t *db, const hg_db_ops_t *ops, const char *address, unsigned flags);
 void hg_db__clear(hg_db_t *db);
 
-/* The backends' open functions, called by hg_db_open. */
+/* The backends' open functions, called by hg_db_open (db_open.c). */
 int hg_db__sqlite_open(hg_db_t **out, const char *path, unsigned flags, char *err, size_t errlen);
 int hg_db__pg_open(hg_db_t **out, const char *uri, unsigned flags, char *err, size_t errlen);
 
