@@ -250,7 +250,7 @@ test('an answered event whose id another organization took meanwhile is dropped 
   }
 });
 
-test('an event the store cannot take while another process holds its write lock is refused 503 store_busy, and kept nowhere', async () => {
+test('writes the store cannot take while another process holds its write lock (an event, a webhook) are refused 503 store_busy, and kept nowhere', async () => {
   const dir = tempDir();
   const rx = await startReceiver();
   try {
@@ -262,19 +262,27 @@ test('an event the store cannot take while another process holds its write lock 
       // for the store (SQLite's busy timeout is 5 s).
       const id = 'evt_busy_' + Date.now();
       const body = { id, type: 'user.created', data: { busy: true } };
+      // A management write waits for the same lock: the same answer.
+      const hook = { url: rx.url('/busy-hook'), events: ['user.created'] };
       const lock = await holdLock(dir);
-      let r;
+      let r, w;
       try {
-        r = await gw.request('POST', '/v1/events', { body });
+        [r, w] = await Promise.all([gw.request('POST', '/v1/events', { body }),
+          gw.request('POST', '/v1/webhooks', { body: hook })]);
       } finally {
         await lock.release();
       }
-      const e = expectError(r, 503, 'store_busy');
-      assert.doesNotMatch(e.message, /internal/);
-      assert.equal(r.headers['retry-after'], '1');
+      for (const res of [r, w]) {
+        const e = expectError(res, 503, 'store_busy');
+        assert.doesNotMatch(e.message, /internal/);
+        assert.equal(res.headers['retry-after'], '1');
+      }
       assert.doesNotMatch(gw.logs(), /level=error msg="internal error"/);
-      // Nothing of it was kept: no delivery, none sent.
+      // Nothing of either was kept: no delivery, none sent, one webhook.
       assert.equal((await listDeliveries(gw, wh.id, 'pageSize=100')).deliveries.length, 0);
+      const hooks = await gw.request('GET', '/v1/webhooks');
+      assert.equal(hooks.status, 200, hooks.body);
+      assert.deepEqual(hooks.json.webhooks.map((x) => x.id), [wh.id]);
       await sleep(300 * SLOW);
       assert.equal(rx.received('/busy').length, 0);
       // The publisher tries again, as told: one event, delivered once.
