@@ -121,10 +121,13 @@ void hg_api_authorize(hg_api_t *api, hg_http_req_t *req, unsigned scope, hg_api_
     finish(api, req, scope, &s->who, fn);
     return;
   }
-  lookup_t *l = calloc(1, sizeof(*l));
-  if (l == NULL || key_len >= sizeof(l->key)) {
-    free(l);
+  if (key_len >= sizeof(((lookup_t *)0)->key)) {
     hg_http_respond_error(req, 401, "unauthorized", "unknown or revoked API key", NULL);
+    return;
+  }
+  lookup_t *l = calloc(1, sizeof(*l));
+  if (l == NULL) {
+    hg_api_internal_error(req, "look up the API key", HG_ENOMEM);
     return;
   }
   l->api = api;

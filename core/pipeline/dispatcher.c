@@ -354,10 +354,17 @@ static void load_done(int status, void *ud) {
         hg_log(HG_LOG_ERROR, "could not load a delivery; trying again in 1 s", "error",
                hg_strerror(status != 0 ? status : it->load_status), NULL);
       if (it->test_cb) {
-        hg_dispatch_result_t res = {s->id, 0, NULL, 0, 0, 0,
-                                    d->stopping                      ? "shutting down"
-                                    : it->load_status == HG_EBUSY ? "being sent by another node"
-                                                                    : "delivery not found"};
+        /* Said as it is: a store that could not read the delivery is not
+         * a delivery that does not exist (it stays pending, below). */
+        char why[160];
+        if (d->stopping) snprintf(why, sizeof(why), "shutting down");
+        else if (status != 0)
+          snprintf(why, sizeof(why), "not sent yet: the store could not read it (%s); it is sent once the store answers",
+                   hg_strerror(status));
+        else if (it->load_status == HG_EBUSY) snprintf(why, sizeof(why), "being sent by another node");
+        else if (gone) snprintf(why, sizeof(why), "delivery not found");
+        else snprintf(why, sizeof(why), "not sent yet: could not read it (%s)", hg_strerror(it->load_status));
+        hg_dispatch_result_t res = {s->id, 0, NULL, 0, 0, 0, why};
         it->test_cb(&res, it->test_ud);
         it->test_cb = NULL;
       }
@@ -445,7 +452,7 @@ static void start_again(hg_dispatcher_t *d);
 
 static void timer_cb(uv_timer_t *t) {
   hg_dispatcher_t *d = t->data;
-  if (!d->started) start_again(d); /* the start's job met an unavailable store */
+  if (!d->started) start_again(d); /* the start's job failed (start_done) */
   else hg_dispatch__pump(d);
 }
 
@@ -600,19 +607,24 @@ static int start_work(hg_db_t *db, void *ud) { return hg_deliveries_pending(db, 
 static void start_done(int status, void *ud) {
   start_job_t *j = ud;
   hg_dispatcher_t *d = j->d;
-  if (status == HG_EUNAVAIL && !d->stopping) {
-    /* The store's server is unreachable: the pending deliveries are read
-     * again in a second, until it is back. Until then nothing is sent
-     * (not started); new deliveries wait on the heap. */
-    hg_log(HG_LOG_WARN, "could not load pending deliveries: the store is unavailable; trying again in 1 s", NULL);
+  if (status != 0 && !d->stopping) {
+    /* The pending deliveries are read again in a second, until the store
+     * answers: its server is unreachable, another process holds SQLite's
+     * write lock past the busy timeout, a disk error. Starting without
+     * them would leave every delivery pending from before this start
+     * unsent until the next one. Until then nothing is sent (not
+     * started); new deliveries wait on the heap. */
+    if (status == HG_EUNAVAIL)
+      hg_log(HG_LOG_WARN, "could not load pending deliveries: the store is unavailable; trying again in 1 s", NULL);
+    else
+      hg_log(HG_LOG_ERROR, "could not load pending deliveries; trying again in 1 s", "error", hg_strerror(status),
+             NULL);
     free(j->entries);
     free(j);
     uv_timer_start(&d->timer, timer_cb, 1000, 0);
     return;
   }
-  if (status != 0) {
-    hg_log(HG_LOG_ERROR, "could not load pending deliveries", "error", hg_strerror(status), NULL);
-  } else {
+  if (status == 0) {
     for (size_t i = 0; i < j->n; i++) hg_dispatch__heap_push(d, j->entries[i].due, j->entries[i].seq);
     char n[24];
     snprintf(n, sizeof(n), "%zu", j->n);

@@ -187,7 +187,16 @@ static int code_of(const char *s) {
   if (is_class(s, "23")) return HG_EINVAL;
   if (strcmp(s, "22001") == 0) return HG_ETOOBIG;
   if (is_class(s, "22")) return HG_EINVAL;
-  if (strcmp(s, "40001") == 0 || strcmp(s, "40P01") == 0 || strcmp(s, "55P03") == 0) return HG_EBUSY;
+  /* A serialization failure, a deadlock, a lock not free in time, or a
+   * statement cancelled (a DBA's statement_timeout or pg_cancel_backend;
+   * the store's own deadline breaks the connection instead): nothing of
+   * it was kept, and trying again may work. */
+  if (strcmp(s, "40001") == 0 || strcmp(s, "40P01") == 0 || strcmp(s, "55P03") == 0 || strcmp(s, "57014") == 0)
+    return HG_EBUSY;
+  /* A read-only transaction where a write was expected: the server is a
+   * standby now (a failover) or was made read-only. As an unreachable
+   * server: the store connects again, which may reach the new primary. */
+  if (strcmp(s, "25006") == 0) return HG_EUNAVAIL;
   if (strcmp(s, "53100") == 0 || strcmp(s, "53400") == 0) return HG_ENOSPC;
   if (strcmp(s, "53200") == 0) return HG_ENOMEM;
   if (is_class(s, "08") || strcmp(s, "57P01") == 0 || strcmp(s, "57P02") == 0 || strcmp(s, "57P03") == 0)

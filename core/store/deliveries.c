@@ -698,6 +698,13 @@ int hg_deliveries_get_json(hg_db_t *db, const char *wh, const char *org, const c
                                     "requestHeaders", stored_json_col(st, 7, 0)));
   }
   hg_db_release(st);
+  if (rc < 0) {
+    /* A read that failed part way (a lost connection): no delivery log
+     * with attempts missing. */
+    json_decref(d);
+    json_decref(attempts);
+    return hg_db_fail(db, rc, "get attempts");
+  }
   json_object_set_new(d, "attempts", attempts);
   *out = d;
   return 0;

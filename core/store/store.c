@@ -262,9 +262,11 @@ static void fail_jobs(struct job *from, struct job *to_excl, int status) {
  * become *first. Returns -1 when that BEGIN failed (they failed too). */
 static int restart_txn(hg_db_t *db, struct job **first, struct job *lost) {
   hg_log(HG_LOG_ERROR, "store transaction ended inside a job; failing its group", NULL);
-  /* A full disk and a lost server are told apart: the callers answer them
-   * as such, and they may clear. */
-  int status = lost->status == HG_ENOSPC || lost->status == HG_EUNAVAIL ? lost->status : HG_EIO;
+  /* A full disk, a lost server and a lock not free in time are told apart:
+   * the callers answer them as such, and they may clear. On PostgreSQL a
+   * transaction ends inside a job only with its connection, whatever the
+   * job itself returned (it may not have looked at a failed step). */
+  int status = hg_db_engine(db) == HG_DB_PG ? HG_EUNAVAIL : group_status(lost->status);
   fail_jobs(*first, lost->next, status);
   *first = lost->next;
   int rc;

@@ -7,34 +7,14 @@
 //
 // Run from the repository root: node --test tests/integration/intake.test.mjs
 // (HOOKGATE_BIN names the binary, HG_SQLITE_HOLD the lock holder; defaults
-// under build/).
+// under build/). tests/integration/store-busy.test.mjs holds the same lock
+// for the store's own path.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
-import { startGateway, tempDir, BIN } from './lib/gateway.mjs';
+import { startGateway, tempDir } from './lib/gateway.mjs';
+import { holdLock } from './lib/sqlite-hold.mjs';
 import { startReceiver, ok } from './lib/receiver.mjs';
 import { deliveryConfig, createWebhook, listDeliveries, until, sleep, stopClean, SLOW } from './lib/delivery.mjs';
-import { expectError } from './lib/expect.mjs';
-
-const HOLD = process.env.HG_SQLITE_HOLD || join(BIN, '..', 'sqlite_hold');
-
-// Takes the store's write lock; resolves with release() once it is held.
-async function holdLock(dir) {
-  const proc = spawn(HOLD, [join(dir, 'hookgate.db')], { stdio: ['pipe', 'pipe', 'pipe'] });
-  let out = '';
-  proc.stdout.on('data', (d) => { out += d; });
-  proc.stderr.on('data', (d) => { out += d; });
-  const exited = new Promise((resolve) => proc.on('exit', (code) => resolve(code)));
-  await until(() => out.includes('locked') || proc.exitCode !== null, { what: 'the write lock' });
-  assert.ok(out.includes('locked'), `sqlite_hold: ${out}`);
-  return {
-    async release() {
-      proc.stdin.end();
-      assert.equal(await exited, 0, out);
-    },
-  };
-}
 
 // Runs fn while the store cannot write, waits until the store has given up
 // on a job and is retrying it (after its 5 s busy timeout), runs atFailure
@@ -242,54 +222,6 @@ test('an answered event whose id another organization took meanwhile is dropped 
       await publishMany(gw, 3, 'later');
       await until(async () => (await records()) - before >= 3,
         { timeout: 10000 * SLOW, what: 'three publishes answered through the log' });
-    } finally {
-      await stopClean(gw);
-    }
-  } finally {
-    await rx.close();
-  }
-});
-
-test('writes the store cannot take while another process holds its write lock (an event, a webhook) are refused 503 store_busy, and kept nowhere', async () => {
-  const dir = tempDir();
-  const rx = await startReceiver();
-  try {
-    const gw = await startGateway({ config: deliveryConfig(), dir });
-    try {
-      const wh = await createWebhook(gw, rx, '/busy', ['*']);
-      rx.on('/busy', ok());
-      // An id of the publisher's own: the store's path, whose answer waits
-      // for the store (SQLite's busy timeout is 5 s).
-      const id = 'evt_busy_' + Date.now();
-      const body = { id, type: 'user.created', data: { busy: true } };
-      // A management write waits for the same lock: the same answer.
-      const hook = { url: rx.url('/busy-hook'), events: ['user.created'] };
-      const lock = await holdLock(dir);
-      let r, w;
-      try {
-        [r, w] = await Promise.all([gw.request('POST', '/v1/events', { body }),
-          gw.request('POST', '/v1/webhooks', { body: hook })]);
-      } finally {
-        await lock.release();
-      }
-      for (const res of [r, w]) {
-        const e = expectError(res, 503, 'store_busy');
-        assert.doesNotMatch(e.message, /internal/);
-        assert.equal(res.headers['retry-after'], '1');
-      }
-      assert.doesNotMatch(gw.logs(), /level=error msg="internal error"/);
-      // Nothing of either was kept: no delivery, none sent, one webhook.
-      assert.equal((await listDeliveries(gw, wh.id, 'pageSize=100')).deliveries.length, 0);
-      const hooks = await gw.request('GET', '/v1/webhooks');
-      assert.equal(hooks.status, 200, hooks.body);
-      assert.deepEqual(hooks.json.webhooks.map((x) => x.id), [wh.id]);
-      await sleep(300 * SLOW);
-      assert.equal(rx.received('/busy').length, 0);
-      // The publisher tries again, as told: one event, delivered once.
-      const again = await gw.request('POST', '/v1/events', { body });
-      assert.equal(again.status, 202, again.body);
-      assert.equal(again.json.id, id);
-      await expectDelivered(gw, rx, wh, [id], '/busy');
     } finally {
       await stopClean(gw);
     }

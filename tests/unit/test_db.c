@@ -314,6 +314,26 @@ static void test_constraint_errors(void) {
   hg_db_close(db);
 }
 
+/* Conditions that may clear answer as such (503 with Retry-After at the
+ * API), not as an I/O error (500): a statement cancelled by the server
+ * (57014, a DBA's statement_timeout) is a busy store; a write refused
+ * because the session is read-only (25006: a standby after a failover, a
+ * server made read-only) is an unreachable one, so the store connects
+ * again. */
+static void test_transient_errors(void) {
+  hg_db_t *db = open_db(HG_DB_CACHE);
+  if (db == NULL) return;
+  make_tables(db);
+  CHECK_EQ_INT(hg_db_exec(db, "SET statement_timeout = 50", "test"), 0);
+  CHECK_EQ_INT(hg_db_exec(db, "SELECT pg_sleep(2)", "test (expected to fail)"), HG_EBUSY);
+  CHECK(strstr(hg_db_errmsg(db), "statement timeout") != NULL);
+  CHECK_EQ_INT(hg_db_exec(db, "SET statement_timeout = 0", "test"), 0);
+  CHECK_EQ_INT(hg_db_exec(db, "SET default_transaction_read_only = on", "test"), 0);
+  CHECK_EQ_INT(insert_item(db, 7, "read-only"), HG_EUNAVAIL);
+  CHECK(strstr(hg_db_errmsg(db), "read-only") != NULL);
+  hg_db_close(db);
+}
+
 static const char *count_sql = "SELECT COUNT(*) FROM item WHERE id > ?";
 static const char *list_sql = "SELECT id FROM item ORDER BY id";
 
@@ -805,6 +825,7 @@ int main(void) {
   RUN(test_round_trip);
   RUN(test_returning_and_changes);
   RUN(test_constraint_errors);
+  RUN(test_transient_errors);
   RUN(test_cache);
   RUN(test_transactions);
   RUN(test_deferred);

@@ -42,8 +42,10 @@ export function tempDir(prefix = 'hookgate-test-') {
 }
 
 // config: Lua source for the config file (a string), appended after defaults
-// suitable for tests. env: extra environment variables.
-export async function startGateway({ config = '', env = {}, dir = tempDir(), listenRe = /listening.*addr=(\S+)/, args } = {}) {
+// suitable for tests. env: extra environment variables. wrap: a command
+// line the binary runs under (its arguments before the binary's own), e.g.
+// a debugger; gw.proc is then the wrapper.
+export async function startGateway({ config = '', env = {}, dir = tempDir(), listenRe = /listening.*addr=(\S+)/, args, wrap } = {}) {
   const cfgPath = join(dir, 'hookgate.lua');
   writeFileSync(cfgPath, config);
   const fullEnv = {
@@ -55,7 +57,9 @@ export async function startGateway({ config = '', env = {}, dir = tempDir(), lis
     ...env,
   };
   for (const [k, v] of Object.entries(fullEnv)) if (v === undefined) delete fullEnv[k];
-  const proc = spawn(BIN, args || ['serve', '-c', cfgPath], { env: fullEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const argv = args || ['serve', '-c', cfgPath];
+  const proc = wrap ? spawn(wrap[0], [...wrap.slice(1), BIN, ...argv], { env: fullEnv, stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn(BIN, argv, { env: fullEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   procs.add(proc);
   let out = '';
   const onData = (d) => { out += d.toString(); };
