@@ -76,6 +76,7 @@ typedef struct job {
   uint64_t lsn;               /* the event's record in the log */
   size_t rec_len;             /* its size */
   int retries;                /* failed store jobs so far */
+  int reran;                  /* the store's path ran again after a commit's unique violation */
   /* A single event's storage, so that it costs no allocation of its own. */
   hg_event_in_t one;
 } job_t;
@@ -354,11 +355,28 @@ static int log_event(job_t *j) {
 
 /* --- Completions ----------------------------------------------------------- */
 
+/* Whether a run found one of the job's ids taken by another organization
+ * (the only HG_EEXIST a run reports as such). */
+static int any_conflict(const job_t *j) {
+  for (size_t i = 0; i < j->n; i++)
+    if (j->events[i].conflict) return 1;
+  return 0;
+}
+
 static void store_done(int status, void *ud) {
   job_t *j = ud;
   if (j->fast) {
     fast_store_done(j, status);
     return;
+  }
+  if (status == HG_EEXIST && !j->reran && !any_conflict(j)) {
+    /* PostgreSQL: another node (or another session) committed the same
+     * Idempotency-Key or id while this job ran, so its insert failed at
+     * the commit, which says nothing of whose row it is. Run once more:
+     * the run finds the committed row and answers with it, a replay (or a
+     * conflict, should it be another organization's). j->now is kept. */
+    j->reran = 1;
+    if (hg_store_submit_many(j->ing->store, ingest_work, ingest_work_many, store_done, j, 0) == 0) return;
   }
   if (status != 0) {
     report(j, status, 0, 0);

@@ -127,6 +127,38 @@ test('a webhook created, then deleted, on one node is used by the others within 
   assert.equal((await n3.request('GET', `/v1/webhooks/${wh.id}`)).status, 404);
 });
 
+test('the same Idempotency-Key or event id sent to two nodes at once makes one event, and both answers name it', { skip }, async () => {
+  // Each pair races: one node's insert commits while the other's runs,
+  // and the loser's unique violation shows only at its commit. Its answer
+  // must still be the original's (a replay), never a 409.
+  const wh = await createWebhook(nodes[0], rx.url('/idem'), null, ['user.created']);
+  // Node 2 routes to it once its index has it (within a second).
+  await until(async () => (await publish(nodes[1], { type: 'user.created', data: { probe: true } })).json?.deliveries === 1,
+    { what: 'the webhook in node 2\'s index' });
+  const raced = new Set();
+  for (let i = 0; i < 40; i++) {
+    const byKey = i % 2 === 0;
+    const tag = `race-${process.pid}-${i}`;
+    const body = byKey ? { type: 'user.created', data: { i } } : { id: `evt_${tag}`, type: 'user.created', data: { i } };
+    const headers = byKey ? { 'idempotency-key': tag } : {};
+    const [a, b] = await Promise.all([publish(nodes[0], body, headers), publish(nodes[1], body, headers)]);
+    assert.equal(a.status, 202, `node 1, ${byKey ? 'key' : 'id'} ${tag}: ${a.body}`);
+    assert.equal(b.status, 202, `node 2, ${byKey ? 'key' : 'id'} ${tag}: ${b.body}`);
+    assert.equal(a.json.id, b.json.id, tag);
+    raced.add(a.json.id);
+    // Exactly one of the two is the replay.
+    const flags = [a, b].map((r) => r.headers['idempotent-replayed'] === 'true');
+    assert.equal(flags.filter(Boolean).length, 1, `${tag}: ${JSON.stringify(flags)}`);
+  }
+  // One event per pair in the store, with one delivery.
+  assert.equal(raced.size, 40);
+  const r = await nodes[0].request('GET', `/v1/webhooks/${wh.id}/deliveries?pageSize=100`);
+  assert.equal(r.status, 200, r.body);
+  const perEvent = new Map();
+  for (const d of r.json.deliveries) perEvent.set(d.eventId, (perEvent.get(d.eventId) || 0) + 1);
+  for (const id of raced) assert.equal(perEvent.get(id), 1, `deliveries of ${id}`);
+});
+
 test('one node killed mid-delivery: every acknowledged event arrives, duplicates only from attempts on the wire', { skip }, async () => {
   await createWebhook(nodes[0], rx.url('/load'), null, ['session.created'], { organizationId: 'org_load' });
   await sleep(1000); // every node has it
