@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { startGateway, tempDir } from './lib/gateway.mjs';
 import { holdLock } from './lib/sqlite-hold.mjs';
 import { startReceiver, ok } from './lib/receiver.mjs';
-import { deliveryConfig, createWebhook, listDeliveries, until, sleep, stopClean, SLOW } from './lib/delivery.mjs';
+import { deliveryConfig, createWebhook, listDeliveries, until, sleep, stopClean, expectDeliveredOnce, SLOW } from './lib/delivery.mjs';
 
 // Runs fn while the store cannot write, waits until the store has given up
 // on a job and is retrying it (after its 5 s busy timeout), runs atFailure
@@ -52,20 +52,6 @@ async function publishMany(gw, n, tag) {
   return rs.map((r) => r.json.id);
 }
 
-// Every id reaches the receiver, and the store holds exactly one delivery
-// for each.
-async function expectDelivered(gw, rx, wh, ids, path) {
-  await until(() => {
-    const got = new Set(rx.received(path).map((r) => r.headers['webhook-id']));
-    const missing = ids.filter((id) => !got.has(id));
-    return missing.length === 0 ? true : { done: false, missing: missing.length };
-  }, { timeout: 20000 * SLOW, what: 'every answered event at the receiver' });
-  const list = await listDeliveries(gw, wh.id, 'pageSize=100');
-  const perEvent = new Map();
-  for (const d of list.deliveries) perEvent.set(d.eventId, (perEvent.get(d.eventId) || 0) + 1);
-  for (const id of ids) assert.equal(perEvent.get(id), 1, `deliveries of ${id}: ${JSON.stringify(list.deliveries.slice(0, 3))}`);
-}
-
 test('events answered while the store cannot write survive SIGKILL, stored once each', async () => {
   const dir = tempDir();
   const rx = await startReceiver();
@@ -89,7 +75,7 @@ test('events answered while the store cannot write survive SIGKILL, stored once 
     gw = await startGateway({ config, dir });
     try {
       assert.match(gw.logs(), /intake log applied.*records=20 stored=20/);
-      await expectDelivered(gw, rx, wh, ids, '/kill');
+      await expectDeliveredOnce(gw, rx, wh, ids, '/kill');
     } finally {
       await stopClean(gw);
     }
@@ -119,7 +105,7 @@ test('an answered event the store fails to store is stored by a retry once the s
     let ids = await whileStoreFails(gw, dir, () => publishMany(gw, 10, 'retry'),
       () => assert.equal(rx.received('/retry').length, 0));
     ids = ids.concat(await publishMany(gw, 5, 'after'));
-    await expectDelivered(gw, rx, wh, ids, '/retry');
+    await expectDeliveredOnce(gw, rx, wh, ids, '/retry');
     assert.match(gw.logs(), /accepted event was stored after retrying/);
     await stopClean(gw);
     // Nothing was left for the next start to store.
@@ -165,7 +151,7 @@ test('a publisher that reuses an answered id while the store is failing gets one
       // The retry finds the event by its id: stored, and not tried again.
       await until(() => /accepted event was stored after retrying/.test(gw.logs()),
         { timeout: 20000 * SLOW, what: 'the retry' });
-      await expectDelivered(gw, rx, wh, [first], '/reuse');
+      await expectDeliveredOnce(gw, rx, wh, [first], '/reuse');
       await sleep(500 * SLOW);
       assert.equal(rx.received('/reuse').length, 1);
       await expectNoMoreRetries(gw);
@@ -253,7 +239,7 @@ test('a gateway stopped while the store cannot write leaves the answered events 
     gw = await startGateway({ config, dir });
     try {
       assert.match(gw.logs(), /intake log applied.*records=10 stored=10/);
-      await expectDelivered(gw, rx, wh, ids, '/stop');
+      await expectDeliveredOnce(gw, rx, wh, ids, '/stop');
     } finally {
       await stopClean(gw);
     }
@@ -286,7 +272,7 @@ test('intake_log = false: a publish is answered only once the store has it', asy
       assert.equal(r.status, 202, r.body);
       const m = (await gw.request('GET', '/metrics')).body;
       assert.equal(metric(m, 'hookgate_intake_records_total'), undefined);
-      await expectDelivered(gw, rx, wh, [r.json.id], '/off');
+      await expectDeliveredOnce(gw, rx, wh, [r.json.id], '/off');
     } finally {
       await stopClean(gw);
     }

@@ -76,6 +76,20 @@ export async function waitDelivery(gw, whId, evtId, pred = (d) => d.status !== '
   }, { timeout, what: `delivery of ${evtId} to ${whId}` });
 }
 
+// Every id in ids reaches rx at path (by webhook-id), and the store holds
+// exactly one delivery of webhook wh for each.
+export async function expectDeliveredOnce(gw, rx, wh, ids, path) {
+  await until(() => {
+    const got = new Set(rx.received(path).map((r) => r.headers['webhook-id']));
+    const missing = ids.filter((id) => !got.has(id));
+    return missing.length === 0 ? true : { done: false, missing: missing.length };
+  }, { timeout: 20000 * SLOW, what: 'every answered event at the receiver' });
+  const list = await listDeliveries(gw, wh.id, 'pageSize=100');
+  const perEvent = new Map();
+  for (const d of list.deliveries) perEvent.set(d.eventId, (perEvent.get(d.eventId) || 0) + 1);
+  for (const id of ids) assert.equal(perEvent.get(id), 1, `deliveries of ${id}: ${JSON.stringify(list.deliveries.slice(0, 3))}`);
+}
+
 export function errorFields(res) {
   return (res.json?.error?.details || []).map((d) => d.field);
 }
