@@ -186,7 +186,9 @@ test('an answered event whose id another organization took meanwhile is dropped 
         const [id] = await publishMany(gw, 1, 'taken');
         const attempts = () => gw.logs().split('\n').filter((l) => /trying again/.test(l)).length;
         await until(() => attempts() >= 1, { timeout: 20000 * SLOW, what: 'the first failed store job' });
-        await sleep(1000);
+        // Well inside the retry's 5 s wait for the lock, and long enough for
+        // its timer (100 ms) on a loaded machine.
+        await sleep(Math.min(1000 * SLOW, 3000));
         second = gw.request('POST', '/v1/events',
           { body: { id, organizationId: 'org_other', type: 'user.created', data: { other: true } } });
         await until(() => attempts() >= 2, { timeout: 20000 * SLOW, what: 'the retry failing too' });

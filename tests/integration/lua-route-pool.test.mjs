@@ -13,7 +13,7 @@ import { SLOW, stopClean, until } from './lib/delivery.mjs';
 const PLUGINS = fileURLToPath(new URL('../lua/pool-plugins', import.meta.url));
 
 const CONFIG = `
-lua = { plugin_paths = { ${JSON.stringify(PLUGINS)} }, cpu_slice = 0.02, cpu_budget = 0.5 }
+lua = { plugin_paths = { ${JSON.stringify(PLUGINS)} }, cpu_slice = 0.02, cpu_budget = ${2 * SLOW} }
 plugins = { routepool = true }
 webhooks = { allow_http = true }
 delivery = { paused = true, allow_cidrs = { "127.0.0.0/8" } }

@@ -166,7 +166,9 @@ describe('phases', () => {
     assert.equal(hits.length, 5, 'five attempts, not the default schedule\'s three');
     const gaps = hits.slice(1).map((h, i) => h.at - hits[i].at);
     assert.ok(gaps.every((g) => g >= 80), `gaps ${gaps}`);
-    if (!ASAN) assert.ok(gaps.every((g) => g < 190), `0.1 s retries, faster than the schedule's 0.2 s: ${gaps}`);
+    // The schedule would wait 0.2 s: one gap under that shows the plugin's
+    // 0.1 s (each gap also holds a record and a load on a loaded machine).
+    if (!ASAN) assert.ok(Math.min(...gaps) < 190, `0.1 s retries, faster than the schedule's 0.2 s: ${gaps}`);
     await gw.request('DELETE', `/v1/webhooks/${wh.id}`);
   });
 

@@ -861,7 +861,10 @@ test('TLS: 200 concurrent connections each get an answer', { timeout: T(60000) }
   const key = join(dir, 'key.pem');
   execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
     '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost'], { stdio: 'pipe' });
-  const gw = await gateway({ dir, config: `tls = { listen = "127.0.0.1:0", cert = "${cert}", key = "${key}" }\n`, listenRe: /msg=listening addr=(\S+) tls=true/ });
+  // Every handshake completes before any request is written: on a loaded
+  // machine (or under a sanitizer) that can take longer than the default
+  // 10 s header timeout, which runs from each connection's accept.
+  const gw = await gateway({ dir, config: `tls = { listen = "127.0.0.1:0", cert = "${cert}", key = "${key}" }\nhttp = { header_timeout = 120 }\n`, listenRe: /msg=listening addr=(\S+) tls=true/ });
   const ca = readFileSync(cert);
   const conns = await Promise.all(Array.from({ length: 200 }, () => new Promise((resolve, reject) => {
     const s = tls.connect({ host: '127.0.0.1', port: gw.port, ca, servername: 'localhost' }, () => resolve(new Raw(s)));

@@ -176,7 +176,7 @@ test('rotate-secret with gracePeriodHours 0: only the new secret verifies', asyn
 test('a retry after a rotation is signed with the new secret', async () => {
   // The first attempt fails with the old secret in force; the rotation
   // happens before the retry (paused by a 429 with Retry-After).
-  rx.on('/rotate/retry', [{ status: 429, headers: { 'retry-after': '1' }, body: '' }, ok()]);
+  rx.on('/rotate/retry', [{ status: 429, headers: { 'retry-after': '3' }, body: '' }, ok()]);
   const wh = await createWebhook(gw, rx, '/rotate/retry', ['mfa.enrolled']);
   const ev = await publishOk(gw, { type: 'mfa.enrolled', data: {} });
   const [first] = await rx.waitFor('/rotate/retry');

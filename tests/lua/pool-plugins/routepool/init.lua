@@ -31,7 +31,7 @@ return {
     if data.mode == "runaway" then while true do end end
     if data.mode == "sleep" then hookgate.sleep(0.05) end
     if data.mode == "longsleep" then hookgate.sleep(1) end
-    if data.mode == "spin" then spin(0.08) end -- past cpu_slice: preempted on the way
+    if data.mode == "spin" then spin(0.03) end -- past cpu_slice: preempted on the way
     if data.mode == "meddle" then
       -- Try to drive every other run's thread this plugin has seen.
       rec.meddled = hookgate.json.array()
