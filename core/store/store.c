@@ -251,6 +251,15 @@ static int group_status(int rc) {
   return rc == HG_ENOSPC || rc == HG_EUNAVAIL || rc == HG_EBUSY ? rc : HG_EIO;
 }
 
+/* What the jobs of a transaction that ended inside job status's run are
+ * told. On PostgreSQL a transaction ends inside a job only with its
+ * connection, whatever the job itself returned (it may not have looked at
+ * a failed step); on SQLite it is the job's own failure (SQLITE_FULL rolls
+ * everything back, say). */
+static int txn_lost_status(hg_db_t *db, int status) {
+  return hg_db_engine(db) == HG_DB_PG ? HG_EUNAVAIL : group_status(status);
+}
+
 static void fail_jobs(struct job *from, struct job *to_excl, int status) {
   for (struct job *k = from; k != to_excl; k = k->next) k->status = status;
 }
@@ -262,11 +271,7 @@ static void fail_jobs(struct job *from, struct job *to_excl, int status) {
  * become *first. Returns -1 when that BEGIN failed (they failed too). */
 static int restart_txn(hg_db_t *db, struct job **first, struct job *lost) {
   hg_log(HG_LOG_ERROR, "store transaction ended inside a job; failing its group", NULL);
-  /* A full disk, a lost server and a lock not free in time are told apart:
-   * the callers answer them as such, and they may clear. On PostgreSQL a
-   * transaction ends inside a job only with its connection, whatever the
-   * job itself returned (it may not have looked at a failed step). */
-  int status = hg_db_engine(db) == HG_DB_PG ? HG_EUNAVAIL : group_status(lost->status);
+  int status = txn_lost_status(db, lost->status);
   fail_jobs(*first, lost->next, status);
   *first = lost->next;
   int rc;
@@ -291,7 +296,7 @@ static int run_optimistic(hg_db_t *db, struct job *batch, uint64_t *ns, uint64_t
   *n = 0;
   int r = run_jobs(db, batch, NULL, &stop);
   if (r < 0) {
-    fail_jobs(batch, NULL, stop->status == HG_EUNAVAIL ? HG_EUNAVAIL : HG_EIO);
+    fail_jobs(batch, NULL, txn_lost_status(db, stop->status));
     return -1;
   }
   int failure = 0; /* the COMMIT's, a deferred row's */
